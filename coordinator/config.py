@@ -1,0 +1,701 @@
+"""Configuration: every setting parsed once, validated, and frozen into sections.
+
+Sources, strongest first: command-line flags, environment variables, the optional
+TOML config file (``COORDINATOR_CONFIG`` or ``--config``), then the defaults below.
+A bad value never falls back to a default: start-up stops with every error named.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = [
+    "SETTINGS",
+    "Config",
+    "ConfigError",
+    "Setting",
+    "load_config",
+]
+
+
+class ConfigError(Exception):
+    """One or more settings are invalid; ``errors`` has one line per problem."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+# --- value kinds: each parses a raw value and says what it allows ---------------------
+
+
+class Kind:
+    allowed: str = ""
+
+    def parse(self, raw: Any) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Integer(Kind):
+    minimum: int | None = None
+    maximum: int | None = None
+
+    @property
+    def allowed(self) -> str:
+        return _bounds_text("an integer", self.minimum, self.maximum)
+
+    def parse(self, raw: Any) -> int:
+        if isinstance(raw, bool):
+            raise ValueError
+        if isinstance(raw, float) and not raw.is_integer():
+            raise ValueError
+        value = int(str(raw).strip().replace("_", "")) if not isinstance(raw, int) else raw
+        _check_bounds(value, self.minimum, self.maximum)
+        return value
+
+
+@dataclass(frozen=True)
+class Number(Kind):
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None  # exclusive lower bound
+    unit: str = ""
+
+    @property
+    def allowed(self) -> str:
+        text = "a number" + (f" of {self.unit}" if self.unit else "")
+        if self.above is not None:
+            text += f" > {self.above:g}"
+            if self.maximum is not None:
+                text += f" and <= {self.maximum:g}"
+            return text
+        return _bounds_text(text, self.minimum, self.maximum)
+
+    def parse(self, raw: Any) -> float:
+        if isinstance(raw, bool):
+            raise ValueError
+        value = float(str(raw).strip().replace("_", ""))
+        if not math.isfinite(value):
+            raise ValueError
+        if self.above is not None and value <= self.above:
+            raise ValueError
+        _check_bounds(value, self.minimum, self.maximum)
+        return value
+
+
+class Boolean(Kind):
+    allowed = "true or false (also 1/0, yes/no, on/off)"
+    _TRUE = frozenset({"1", "true", "yes", "on"})
+    _FALSE = frozenset({"0", "false", "no", "off"})
+
+    def parse(self, raw: Any) -> bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in self._TRUE:
+            return True
+        if text in self._FALSE:
+            return False
+        raise ValueError
+
+
+@dataclass(frozen=True)
+class Text(Kind):
+    allowed: str = "a non-empty string"
+    pattern: str | None = None
+
+    def parse(self, raw: Any) -> str:
+        text = str(raw).strip()
+        if not text:
+            raise ValueError
+        if self.pattern is not None and not re.fullmatch(self.pattern, text):
+            raise ValueError
+        return text
+
+
+@dataclass(frozen=True)
+class Choice(Kind):
+    choices: tuple[str, ...]
+
+    @property
+    def allowed(self) -> str:
+        return "one of " + ", ".join(self.choices)
+
+    def parse(self, raw: Any) -> str:
+        text = str(raw).strip().lower()
+        if text not in self.choices:
+            raise ValueError
+        return text
+
+
+@dataclass(frozen=True)
+class Url(Kind):
+    schemes: tuple[str, ...]
+
+    @property
+    def allowed(self) -> str:
+        return "a URL with scheme " + " or ".join(f"{s}://" for s in self.schemes) + " and a host"
+
+    def parse(self, raw: Any) -> str:
+        text = str(raw).strip()
+        parts = urlsplit(text)
+        if parts.scheme not in self.schemes or not (parts.hostname or parts.path):
+            raise ValueError
+        if parts.scheme in ("http", "https") and not parts.hostname:
+            raise ValueError
+        return text.rstrip("/") if parts.scheme in ("http", "https") else text
+
+
+class Symbols(Kind):
+    allowed = "comma-separated or JSON-array Binance symbols such as BTCUSDC,ETHUSDC"
+    _SYMBOL = re.compile(r"[A-Z0-9]{5,20}")
+
+    def parse(self, raw: Any) -> tuple[str, ...]:
+        if isinstance(raw, list | tuple):
+            items = [str(item) for item in raw]
+        else:
+            text = str(raw).strip()
+            if text.startswith("["):
+                import json
+
+                loaded = json.loads(text)
+                if not isinstance(loaded, list):
+                    raise ValueError
+                items = [str(item) for item in loaded]
+            else:
+                items = text.split(",")
+        symbols = tuple(dict.fromkeys(item.strip().upper() for item in items if item.strip()))
+        if not symbols or not all(self._SYMBOL.fullmatch(s) for s in symbols):
+            raise ValueError
+        return symbols
+
+
+class Range(Kind):
+    allowed = "two numbers low-high with 0 <= low < high, such as 0.02-0.15"
+
+    def parse(self, raw: Any) -> tuple[float, float]:
+        if isinstance(raw, list | tuple):
+            parts = [str(p) for p in raw]
+        else:
+            parts = re.split(r"\s*[,;]\s*|(?<=\d)\s*-\s*(?=\d)", str(raw).strip())
+        if len(parts) != 2:
+            raise ValueError
+        low, high = (float(p) for p in parts)
+        if not (math.isfinite(low) and math.isfinite(high)) or not 0 <= low < high:
+            raise ValueError
+        return (low, high)
+
+
+class AnyPath(Kind):
+    allowed = "a file-system path"
+
+    def parse(self, raw: Any) -> Path:
+        text = str(raw).strip()
+        if not text:
+            raise ValueError
+        return Path(text).expanduser()
+
+
+def _bounds_text(what: str, low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"{what} from {low:g} to {high:g}"
+    if low is not None:
+        return f"{what} >= {low:g}"
+    if high is not None:
+        return f"{what} <= {high:g}"
+    return what
+
+
+def _check_bounds(value: float, low: float | None, high: float | None) -> None:
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError
+
+
+# --- the settings ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration variable: its environment name, kind, default and meaning."""
+
+    name: str
+    section: str
+    field: str
+    kind: Kind
+    default: Any
+    help: str
+    secret: bool = False
+
+
+_SECONDS = Number(above=0, unit="seconds")
+
+
+def _s(
+    name: str,
+    section: str,
+    field: str,
+    kind: Kind,
+    default: Any,
+    help: str,
+    *,
+    secret: bool = False,
+) -> Setting:
+    return Setting(name, section, field, kind, default, help, secret)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # service
+    _s("COORDINATOR_HOST", "service", "host", Text(), "127.0.0.1", "HTTP API bind address"),
+    _s("COORDINATOR_PORT", "service", "port", Integer(1, 65535), 5003, "HTTP API port"),
+    _s(
+        "COORDINATOR_DATA_DIR",
+        "service",
+        "data_dir",
+        AnyPath(),
+        ".coordinator",
+        "data of the embedded Redis and PostgreSQL servers",
+    ),
+    _s(
+        "COORDINATOR_API_TOKEN",
+        "service",
+        "api_token",
+        Text(allowed="a string of at least 16 characters", pattern=r".{16,}"),
+        None,
+        "bearer token for mutating endpoints; unset: they answer 403",
+        secret=True,
+    ),
+    _s(
+        "COORDINATOR_DRILLS",
+        "service",
+        "drills",
+        Boolean(),
+        False,
+        "enable /drills/actors/{name}/... fault injection",
+    ),
+    _s("LOG_LEVEL", "service", "log_level", Choice(("debug", "info", "warning", "error")), "info", "log level"),
+    _s("LOG_FORMAT", "service", "log_format", Choice(("json", "kv")), "json", "JSON lines or key=value lines"),
+    _s("HTTP_THREADS", "service", "http_threads", Integer(1, 64), 8, "waitress worker threads"),
+    _s(
+        "HTTP_ASK_TIMEOUT",
+        "service",
+        "ask_timeout",
+        Number(above=0, maximum=10, unit="seconds"),
+        0.5,
+        "how long a route waits for an actor before answering 503",
+    ),
+    # dependencies
+    _s("TRADER_API_URL", "trader", "url", Url(("http", "https")), None, "Trader service base URL"),
+    _s("PORTFOLIO_API_URL", "portfolio", "url", Url(("http", "https")), None, "Portfolio service base URL"),
+    _s("REDIS_URL", "redis", "url", Url(("redis", "rediss", "unix")), None, "Redis URL; unset with no REDIS_HOST: embedded Redis"),
+    _s("REDIS_HOST", "redis", "host", Text(), None, "Redis host (instead of REDIS_URL)"),
+    _s("REDIS_PORT", "redis", "port", Integer(1, 65535), 6379, "Redis port, with REDIS_HOST"),
+    _s("REDIS_PASSWORD", "redis", "password", Text(allowed="a string"), None, "Redis password, with REDIS_HOST", secret=True),
+    _s("REDIS_DB", "redis", "db", Integer(0, 15), 0, "Redis database number, with REDIS_HOST"),
+    _s("DATABASE_URL", "database", "url", Url(("postgresql", "postgres")), None, "PostgreSQL URL; unset with no PGHOST: embedded PostgreSQL"),
+    _s("PGHOST", "database", "host", Text(), None, "PostgreSQL host (instead of DATABASE_URL)"),
+    _s("PGPORT", "database", "port", Integer(1, 65535), 5432, "PostgreSQL port, with PGHOST"),
+    _s("PGUSER", "database", "user", Text(), "postgres", "PostgreSQL user, with PGHOST"),
+    _s("PGPASSWORD", "database", "password", Text(allowed="a string"), None, "PostgreSQL password, with PGHOST", secret=True),
+    _s("PGDATABASE", "database", "name", Text(), "trading", "PostgreSQL database, with PGHOST"),
+    # trading
+    _s("MAX_CONCURRENT_TRADES", "trading", "max_concurrent_trades", Integer(1, 1000), 5, "open positions at most"),
+    _s("UNIVERSE_SIZE", "trading", "universe_size", Integer(1, 500), 10, "symbols in the trading universe at most"),
+    _s(
+        "TRADING_SYMBOLS",
+        "trading",
+        "symbols",
+        Symbols(),
+        ("BTCUSDC", "ETHUSDC", "SOLUSDC", "XRPUSDC", "BNBUSDC"),
+        "candidate symbols",
+    ),
+    _s("TRADING_ENABLED", "trading", "enabled", Boolean(), True, "false: shadow mode, decide and record but send no order"),
+    # coordination (the seed's settings)
+    _s("SIGNAL_TIMEOUT", "coordination", "signal_timeout", _SECONDS, 30.0, "a signal older than this is stale"),
+    _s("MAX_PENDING_SIGNALS", "coordination", "max_pending_signals", Integer(1, 100_000), 100, "signals in flight at most"),
+    _s("VALIDATION_THREADS", "coordination", "validation_threads", Integer(1, 64), 4, "Validator actors"),
+    _s("HEALTH_CHECK_INTERVAL", "coordination", "health_check_interval", _SECONDS, 60.0, "seconds between dependency probes"),
+    _s(
+        "UNIVERSE_UPDATE_INTERVAL",
+        "coordination",
+        "universe_update_interval",
+        _SECONDS,
+        3600.0,
+        "seconds between universe rotations",
+    ),
+    # universe criteria
+    _s("MIN_VOLUME_24H", "universe", "min_volume_24h", Number(minimum=0, unit="USDC"), 1_000_000.0, "24 h quote volume at least"),
+    _s("MAX_SPREAD_PERCENT", "universe", "max_spread_percent", Number(above=0, unit="percent"), 0.1, "bid/ask spread at most"),
+    _s("MIN_MARKET_CAP", "universe", "min_market_cap", Number(minimum=0, unit="USD"), 50_000_000.0, "market capitalisation at least"),
+    _s("VOLATILITY_RANGE", "universe", "volatility_range", Range(), (0.02, 0.15), "volatility low-high"),
+    _s("CORRELATION_LIMIT", "universe", "correlation_limit", Number(above=0, maximum=1), 0.8, "correlation with a kept symbol at most"),
+    # health
+    _s("HEALTH_PROBE_TIMEOUT", "health", "probe_timeout", Number(above=0, maximum=30, unit="seconds"), 2.0, "timeout of one probe"),
+    _s("BREAKER_FAILURE_THRESHOLD", "health", "failure_threshold", Integer(1, 100), 3, "consecutive failures that open a breaker"),
+    _s("BREAKER_OPEN_SECONDS", "health", "open_seconds", _SECONDS, 10.0, "first open period of a breaker"),
+    _s("BREAKER_OPEN_MAX_SECONDS", "health", "open_max_seconds", _SECONDS, 300.0, "longest open period of a breaker"),
+    # supervisor
+    _s("SUPERVISOR_STRATEGY", "supervisor", "strategy", Choice(("one_for_one", "rest_for_one")), "one_for_one", "restart strategy"),
+    _s("SUPERVISOR_START_TIMEOUT", "supervisor", "start_timeout", _SECONDS, 30.0, "a child must answer its readiness Ping within this"),
+    _s("SUPERVISOR_STOP_TIMEOUT", "supervisor", "stop_timeout", _SECONDS, 5.0, "wait for each child to stop at most"),
+    _s("SUPERVISOR_LIVENESS_INTERVAL", "supervisor", "liveness_interval", _SECONDS, 5.0, "seconds between liveness Pings"),
+    _s("SUPERVISOR_LIVENESS_TIMEOUT", "supervisor", "liveness_timeout", _SECONDS, 15.0, "an unanswered Ping older than this marks the child hung"),
+    _s("SUPERVISOR_BACKOFF_BASE", "supervisor", "backoff_base", Number(minimum=0, unit="seconds"), 0.5, "first restart delay"),
+    _s("SUPERVISOR_BACKOFF_MAX", "supervisor", "backoff_max", Number(minimum=0, unit="seconds"), 30.0, "longest restart delay"),
+    _s("SUPERVISOR_BACKOFF_JITTER", "supervisor", "backoff_jitter", Number(minimum=0, maximum=1), 0.2, "fraction of the delay taken off at random"),
+    _s("SUPERVISOR_BACKOFF_RESET", "supervisor", "backoff_reset", _SECONDS, 60.0, "running this long resets a child's backoff"),
+    _s("SUPERVISOR_MAX_RESTARTS", "supervisor", "max_restarts", Integer(0, 10_000), 10, "restarts allowed within the window"),
+    _s("SUPERVISOR_RESTART_WINDOW", "supervisor", "restart_window", _SECONDS, 60.0, "window of the restart intensity"),
+    _s(
+        "SUPERVISOR_MAX_START_FAILURES",
+        "supervisor",
+        "max_start_failures",
+        Integer(1, 1000),
+        6,
+        "consecutive failed starts of one child before escalation",
+    ),
+)
+
+SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+CONFIG_FILE_VARIABLE = "COORDINATOR_CONFIG"
+
+
+# --- sections -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    host: str
+    port: int
+    data_dir: Path
+    api_token: str | None
+    drills: bool
+    log_level: str
+    log_format: str
+    http_threads: int
+    ask_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class HttpServiceConfig:
+    """A dependency reached over HTTP; ``url`` None means not configured."""
+
+    url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    url: str | None
+    host: str | None
+    port: int
+    password: str | None
+    db: int
+
+    @property
+    def embedded(self) -> bool:
+        return self.url is None and self.host is None
+
+    def connection_url(self) -> str | None:
+        if self.url is not None:
+            return self.url
+        if self.host is None:
+            return None
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/{self.db}"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    url: str | None
+    host: str | None
+    port: int
+    user: str
+    password: str | None
+    name: str
+
+    @property
+    def embedded(self) -> bool:
+        return self.url is None and self.host is None
+
+    def dsn(self) -> str | None:
+        if self.url is not None:
+            return self.url
+        if self.host is None:
+            return None
+        parts = [f"host={self.host}", f"port={self.port}", f"user={self.user}", f"dbname={self.name}"]
+        if self.password:
+            parts.append(f"password={self.password}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class TradingConfig:
+    max_concurrent_trades: int
+    universe_size: int
+    symbols: tuple[str, ...]
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinationConfig:
+    signal_timeout: float
+    max_pending_signals: int
+    validation_threads: int
+    health_check_interval: float
+    universe_update_interval: float
+
+
+@dataclass(frozen=True, slots=True)
+class UniverseConfig:
+    min_volume_24h: float
+    max_spread_percent: float
+    min_market_cap: float
+    volatility_range: tuple[float, float]
+    correlation_limit: float
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    probe_timeout: float
+    failure_threshold: int
+    open_seconds: float
+    open_max_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorConfig:
+    strategy: str
+    start_timeout: float
+    stop_timeout: float
+    liveness_interval: float
+    liveness_timeout: float
+    backoff_base: float
+    backoff_max: float
+    backoff_jitter: float
+    backoff_reset: float
+    max_restarts: int
+    restart_window: float
+    max_start_failures: int
+
+
+_SECTION_TYPES: dict[str, type] = {
+    "service": ServiceConfig,
+    "trader": HttpServiceConfig,
+    "portfolio": HttpServiceConfig,
+    "redis": RedisConfig,
+    "database": DatabaseConfig,
+    "trading": TradingConfig,
+    "coordination": CoordinationConfig,
+    "universe": UniverseConfig,
+    "health": HealthConfig,
+    "supervisor": SupervisorConfig,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The effective configuration; ``sources`` says where each variable came from."""
+
+    service: ServiceConfig
+    trader: HttpServiceConfig
+    portfolio: HttpServiceConfig
+    redis: RedisConfig
+    database: DatabaseConfig
+    trading: TradingConfig
+    coordination: CoordinationConfig
+    universe: UniverseConfig
+    health: HealthConfig
+    supervisor: SupervisorConfig
+    sources: tuple[tuple[str, str], ...] = ()
+    config_file: Path | None = None
+
+    def value_of(self, setting: Setting) -> Any:
+        return getattr(getattr(self, setting.section), setting.field)
+
+    def redacted(self) -> dict[str, dict[str, Any]]:
+        """Every variable with its effective value and source, secrets hidden."""
+        sources = dict(self.sources)
+        out: dict[str, dict[str, Any]] = {}
+        for setting in SETTINGS:
+            value = self.value_of(setting)
+            out[setting.name] = {
+                "value": _redact(setting, value),
+                "source": sources.get(setting.name, "default"),
+            }
+        return out
+
+
+def _redact(setting: Setting, value: Any) -> Any:
+    if value is None:
+        return None
+    if setting.secret:
+        return "***"
+    if isinstance(setting.kind, Url):
+        return redact_url(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL, keep the rest for diagnosis."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+# --- loading --------------------------------------------------------------------------
+
+
+def load_config(
+    environ: Mapping[str, str] | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    config_file: Path | None = None,
+) -> Config:
+    """Parse every setting once; raise ConfigError listing every bad value."""
+    environ = os.environ if environ is None else environ
+    errors: list[str] = []
+    raw: dict[str, tuple[Any, str]] = {}
+
+    file_path = config_file
+    if file_path is None and environ.get(CONFIG_FILE_VARIABLE, "").strip():
+        file_path = Path(environ[CONFIG_FILE_VARIABLE].strip()).expanduser()
+    if file_path is not None:
+        for name, value in _read_config_file(file_path, errors).items():
+            raw[name] = (value, f"file {file_path}")
+
+    for setting in SETTINGS:
+        if setting.name in environ and environ[setting.name].strip() != "":
+            raw[setting.name] = (environ[setting.name], "environment")
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            raw[name] = (value, "command line")
+
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.name not in raw:
+            values[setting.name] = setting.default
+            continue
+        value, source = raw[setting.name]
+        try:
+            values[setting.name] = setting.kind.parse(value)
+        except (ValueError, TypeError, OverflowError):
+            shown = "***" if setting.secret else repr(value)
+            errors.append(
+                f"{setting.name}={shown} (from {source}) is not valid: "
+                f"expected {setting.kind.allowed}"
+            )
+
+    if not errors:
+        errors.extend(_cross_checks(values, raw))
+    if errors:
+        raise ConfigError(errors)
+
+    sections: dict[str, Any] = {}
+    for section, section_type in _SECTION_TYPES.items():
+        kwargs = {s.field: values[s.name] for s in SETTINGS if s.section == section}
+        sections[section] = section_type(**kwargs)
+    return Config(
+        **sections,
+        sources=tuple((name, source) for name, (_, source) in sorted(raw.items())),
+        config_file=file_path,
+    )
+
+
+def _read_config_file(path: Path, errors: list[str]) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        errors.append(f"{CONFIG_FILE_VARIABLE}={str(path)!r} is not valid: the file does not exist")
+        return {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        errors.append(f"{CONFIG_FILE_VARIABLE}={str(path)!r} is not valid: expected a TOML file ({exc})")
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.upper()
+        if name not in SETTINGS_BY_NAME:
+            errors.append(
+                f"{key} in config file {path} is not a known setting: "
+                "expected one of the variables listed by `coordinator check-config`"
+            )
+            continue
+        out[name] = value
+    return out
+
+
+def _cross_checks(values: dict[str, Any], raw: Mapping[str, tuple[Any, str]]) -> list[str]:
+    errors = []
+    pairs: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+        ("REDIS_URL", "REDIS_HOST", ("REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB")),
+        ("DATABASE_URL", "PGHOST", ("PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")),
+    )
+    for url_name, host_name, parts in pairs:
+        if values[url_name] is not None and values[host_name] is not None:
+            errors.append(
+                f"{url_name} and {host_name} are both set: expected only one way to reach the server"
+            )
+        if values[url_name] is None and values[host_name] is None:
+            given = [p for p in parts if p in raw]
+            if given:
+                errors.append(
+                    f"{', '.join(given)} set without {host_name}: expected {host_name} too, "
+                    f"or nothing for the embedded server"
+                )
+    checks: tuple[tuple[bool, str], ...] = (
+        (
+            values["SUPERVISOR_LIVENESS_TIMEOUT"] <= values["SUPERVISOR_LIVENESS_INTERVAL"],
+            "SUPERVISOR_LIVENESS_TIMEOUT={} is not valid: expected more than "
+            "SUPERVISOR_LIVENESS_INTERVAL={}".format(
+                values["SUPERVISOR_LIVENESS_TIMEOUT"], values["SUPERVISOR_LIVENESS_INTERVAL"]
+            ),
+        ),
+        (
+            values["SUPERVISOR_BACKOFF_MAX"] < values["SUPERVISOR_BACKOFF_BASE"],
+            "SUPERVISOR_BACKOFF_MAX={} is not valid: expected at least "
+            "SUPERVISOR_BACKOFF_BASE={}".format(
+                values["SUPERVISOR_BACKOFF_MAX"], values["SUPERVISOR_BACKOFF_BASE"]
+            ),
+        ),
+        (
+            values["BREAKER_OPEN_MAX_SECONDS"] < values["BREAKER_OPEN_SECONDS"],
+            "BREAKER_OPEN_MAX_SECONDS={} is not valid: expected at least "
+            "BREAKER_OPEN_SECONDS={}".format(
+                values["BREAKER_OPEN_MAX_SECONDS"], values["BREAKER_OPEN_SECONDS"]
+            ),
+        ),
+    )
+    errors.extend(message for failed, message in checks if failed)
+    return errors
+
+
+def describe_settings() -> list[tuple[str, str, str, str]]:
+    """(name, default, allowed, meaning) for every setting: the README's table."""
+    rows = []
+    for s in SETTINGS:
+        default = s.default
+        if isinstance(default, tuple):
+            default = ",".join(str(d) for d in default) if s.name != "VOLATILITY_RANGE" else "%g-%g" % default
+        rows.append((s.name, "" if default is None else str(default), s.kind.allowed, s.help))
+    return rows
+
+
+def section_fields(section_type: type) -> list[str]:
+    return [f.name for f in fields(section_type)]
+
+
+Parser = Callable[[Any], Any]

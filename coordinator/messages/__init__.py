@@ -1,0 +1,68 @@
+"""Messages between actors: frozen records, one module per flow.
+
+Commands are imperative, events past tense, queries ``Get...`` answered by a frozen
+``...Snapshot``. They hold tuples and frozensets only: pykka passes them by reference.
+"""
+
+from coordinator.messages.base import Command, Event, Message, Query
+from coordinator.messages.health import (
+    DependencyChanged,
+    DependencySnapshot,
+    GetHealthSnapshot,
+    HaltTrading,
+    HealthSnapshot,
+    HealthTick,
+    ProbeCompleted,
+    ResumeTrading,
+    TradingStateChanged,
+)
+from coordinator.messages.supervision import (
+    ChildErrored,
+    ChildExited,
+    ChildFailed,
+    ChildReady,
+    ChildSnapshot,
+    ChildStopped,
+    DrillCrash,
+    DrillHang,
+    FailureInfo,
+    GetSupervisorSnapshot,
+    LivenessTick,
+    Ping,
+    Pong,
+    RestartDue,
+    StopTree,
+    SupervisorSnapshot,
+)
+
+__all__ = [
+    "ChildErrored",
+    "ChildExited",
+    "ChildFailed",
+    "ChildReady",
+    "ChildSnapshot",
+    "ChildStopped",
+    "Command",
+    "DependencyChanged",
+    "DependencySnapshot",
+    "DrillCrash",
+    "DrillHang",
+    "Event",
+    "FailureInfo",
+    "GetHealthSnapshot",
+    "GetSupervisorSnapshot",
+    "HaltTrading",
+    "HealthSnapshot",
+    "HealthTick",
+    "LivenessTick",
+    "Message",
+    "Ping",
+    "Pong",
+    "ProbeCompleted",
+    "Query",
+    "RestartDue",
+    "ResumeTrading",
+    "StopTree",
+    "SupervisorSnapshot",
+    "TradingStateChanged",
+]

@@ -1,0 +1,252 @@
+"""The base of every supervised actor, and what each incarnation is given."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, ClassVar
+
+import pykka
+
+from coordinator.clock import Clock
+from coordinator.messages.base import Event
+from coordinator.messages.supervision import (
+    ChildErrored,
+    ChildExited,
+    ChildFailed,
+    DrillCrash,
+    DrillHang,
+    FailureInfo,
+    Ping,
+    Pong,
+)
+from coordinator.supervisor.directory import ChildUnavailable, Directory
+
+__all__ = [
+    "NOT_HANDLED",
+    "ActorContext",
+    "ChildActor",
+    "DrillBoard",
+    "DrillCrashError",
+    "DrillStartFailure",
+    "EscapedBaseException",
+]
+
+logger = logging.getLogger(__name__)
+
+NOT_HANDLED: Any = object()
+"""What ``handle`` returns for a message it does not know."""
+
+
+class DrillCrashError(Exception):
+    """Raised on purpose by a crash drill."""
+
+
+class DrillStartFailure(Exception):
+    """Raised on purpose in ``on_start`` by a fail-start drill."""
+
+
+class EscapedBaseException(Exception):  # noqa: N818 (it says what it wraps)
+    """A BaseException (SystemExit, KeyboardInterrupt...) raised inside an actor.
+
+    pykka answers a BaseException by stopping every actor in the process. Wrapped in
+    this, it is an ordinary failure of the one actor, which the supervisor restarts.
+    """
+
+
+class DrillBoard:
+    """Fault injections that must outlive an incarnation (fail the next start)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._start_failures: Counter[str] = Counter()
+
+    def arm_start_failure(self, name: str, count: int = 1) -> None:
+        with self._lock:
+            self._start_failures[name] += count
+
+    def take_start_failure(self, name: str) -> bool:
+        with self._lock:
+            if self._start_failures[name] <= 0:
+                return False
+            self._start_failures[name] -= 1
+            return True
+
+
+@dataclass
+class ActorContext:
+    """Everything one incarnation of a child is started with."""
+
+    name: str
+    """The child's name in the tree."""
+    incarnation: int
+    """1 for the first start, then one more per restart."""
+    directory: Directory
+    """Where the current ref of every child is found at send time."""
+    clock: Clock
+    """The only source of time for the actor."""
+    drills: DrillBoard
+    """Armed fault injections."""
+    report: Callable[[Event], None]
+    """Tells the supervisor; used for failure reports."""
+    services: Any = None
+    """The application's shared, thread-safe services (config, clients)."""
+    retired: threading.Event = field(default_factory=threading.Event)
+    """Set by the supervisor when it replaced this incarnation (it hung)."""
+    thread: threading.Thread | None = None
+    """The actor's thread, recorded when it starts, so the watcher can join it."""
+
+
+class ChildActor(pykka.ThreadingActor):
+    """A supervised actor. Subclasses implement ``setup``, ``handle`` and ``cleanup``.
+
+    The base answers ``Ping``, carries out drills, reports every error and failure to
+    the supervisor, hands undelivered messages back to the directory when it dies, and
+    confines a BaseException to this actor.
+    """
+
+    # A hung actor must not keep the process from exiting once the tree has stopped.
+    use_daemon_thread = True
+
+    subscriptions: ClassVar[tuple[type[Event], ...]] = ()
+    """Event types the directory delivers to this child when they are published."""
+
+    def __init__(self, context: ActorContext) -> None:
+        super().__init__()
+        self.context = context
+        self.name = context.name
+        self._handling: str | None = None
+
+    # --- hooks ------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Build state (from the store when there is one). Runs in the actor's thread."""
+
+    def handle(self, message: Any) -> Any:
+        """Handle one message; return ``NOT_HANDLED`` for one you do not know."""
+        return NOT_HANDLED
+
+    def cleanup(self) -> None:
+        """Release what ``setup`` took. Runs on stop and on failure."""
+
+    # --- pykka's hooks: final ---------------------------------------------------------
+
+    def on_start(self) -> None:
+        thread = threading.current_thread()
+        thread.name = f"{self.name}#{self.context.incarnation}"
+        self.context.thread = thread
+        try:
+            if self.context.drills.take_start_failure(self.name):
+                raise DrillStartFailure(f"drill: {self.name} fails this start")
+            self.setup()
+            if self.context.retired.is_set() or not self.context.directory.install(
+                self.name, self.actor_ref, self.context.incarnation
+            ):
+                raise RuntimeError("replaced while starting")
+        except Exception as exc:
+            self._start_failed(exc)
+            raise
+        except BaseException as exc:
+            self._start_failed(exc)
+            raise EscapedBaseException(repr(exc)) from exc
+
+    def on_receive(self, message: Any) -> Any:
+        if self.context.retired.is_set():
+            # Replaced while it hung: what reaches this old incarnation goes to the new.
+            self._forward(message)
+            self.stop()
+            return None
+        self._handling = type(message).__name__
+        try:
+            match message:
+                case Ping():
+                    return Pong(name=self.name, incarnation=self.context.incarnation)
+                case DrillCrash():
+                    raise DrillCrashError(f"drill: {self.name} crashes on this message")
+                case DrillHang(seconds=seconds):
+                    logger.warning("drill: blocking for %.1f s", seconds)
+                    threading.Event().wait(seconds)
+                    return None
+            result = self.handle(message)
+            if result is NOT_HANDLED:
+                logger.error("unexpected message %r ignored", message)
+                self._report_error(TypeError(f"unexpected message {type(message).__name__}"))
+                return None
+            return result
+        except Exception as exc:
+            self._report_error(exc)
+            raise
+        except BaseException as exc:
+            self._report_error(exc)
+            raise EscapedBaseException(repr(exc)) from exc
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._cleanup_quietly()
+        self.context.directory.withdraw(self.name, self.context.incarnation, drain=True)
+        self.context.report(
+            ChildFailed(
+                name=self.name,
+                incarnation=self.context.incarnation,
+                failure=self._failure_info(exception_value, "message"),
+                message_type=self._handling,
+            )
+        )
+
+    def on_stop(self) -> None:
+        self._cleanup_quietly()
+        self.context.directory.withdraw(self.name, self.context.incarnation, drain=True)
+        self.context.report(ChildExited(name=self.name, incarnation=self.context.incarnation))
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _start_failed(self, exc: BaseException) -> None:
+        logger.error("start failed: %s: %s", type(exc).__name__, exc)
+        self._cleanup_quietly()
+        self.context.directory.withdraw(self.name, self.context.incarnation, drain=True)
+        self.context.report(
+            ChildFailed(
+                name=self.name,
+                incarnation=self.context.incarnation,
+                failure=self._failure_info(exc, "start"),
+            )
+        )
+
+    def _report_error(self, exc: BaseException) -> None:
+        self.context.report(
+            ChildErrored(
+                name=self.name,
+                incarnation=self.context.incarnation,
+                failure=self._failure_info(exc, "message"),
+            )
+        )
+
+    def _failure_info(self, exc: BaseException | None, phase: str) -> FailureInfo:
+        if isinstance(exc, EscapedBaseException) and exc.__cause__ is not None:
+            exc = exc.__cause__
+        return FailureInfo(
+            at=self.context.clock.time(),
+            error_type=type(exc).__name__ if exc is not None else "Unknown",
+            error=str(exc) if exc is not None else "",
+            phase=phase,
+        )
+
+    def _cleanup_quietly(self) -> None:
+        try:
+            self.cleanup()
+        except Exception:
+            logger.exception("cleanup failed")
+
+    def _forward(self, message: Any) -> None:
+        try:
+            self.context.directory.tell(self.name, message)
+        except ChildUnavailable as exc:
+            logger.error("message %s lost after replacement: %s", type(message).__name__, exc)

@@ -1,0 +1,201 @@
+"""The directory: the current ref of every child, by name, and a mailbox that outlives it.
+
+No actor keeps another actor's ref, because a restart makes a new one. Senders go through
+the directory at send time. While a child is down (crashed, in backoff, being replaced)
+the directory keeps what is told to it, in order, and hands it to the next incarnation
+before anything newer. Messages that were still in a dead child's inbox are moved back
+here too, so a crash loses only the message that caused it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+from pykka import ActorDeadError, ActorRef
+from pykka._envelope import Envelope  # the inbox holds these; we drain dead inboxes
+
+from coordinator.messages.base import Event
+
+__all__ = ["ChildUnavailable", "Directory"]
+
+logger = logging.getLogger(__name__)
+
+
+class ChildUnavailable(Exception):
+    """The named child cannot take this message now. Retry later; it is restarting."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+@dataclass
+class _Entry:
+    ref: ActorRef[Any] | None = None
+    incarnation: int = 0
+    buffer: deque[Any] = field(default_factory=deque)
+    subscriptions: tuple[type[Event], ...] = ()
+
+
+class Directory:
+    def __init__(self, *, buffer_limit: int = 10_000) -> None:
+        self._lock = threading.RLock()
+        self._entries: dict[str, _Entry] = {}
+        self._listeners: list[Callable[[Event], None]] = []
+        self._buffer_limit = buffer_limit
+
+    # --- used by the supervisor -------------------------------------------------------
+
+    def register(self, name: str, subscriptions: Iterable[type[Event]] = ()) -> None:
+        with self._lock:
+            if name in self._entries:
+                raise ValueError(f"child {name!r} is already registered")
+            self._entries[name] = _Entry(subscriptions=tuple(subscriptions))
+
+    def expect(self, name: str, incarnation: int) -> None:
+        """Announce the incarnation about to start; only it may install itself."""
+        with self._lock:
+            entry = self._entry(name)
+            entry.ref = None
+            entry.incarnation = incarnation
+
+    def install(self, name: str, ref: ActorRef[Any], incarnation: int) -> bool:
+        """Make ``ref`` current, after handing it what was kept meanwhile.
+
+        The child calls this itself once its ``on_start`` succeeded, so a child that
+        fails to start never receives (and loses) the kept messages.
+        """
+        with self._lock:
+            entry = self._entry(name)
+            if entry.incarnation != incarnation or not ref.is_alive():
+                return False
+            while entry.buffer:
+                ref.tell(entry.buffer.popleft())
+            entry.ref = ref
+            return True
+
+    def withdraw(self, name: str, incarnation: int, *, drain: bool) -> None:
+        """Stop delivering to ``incarnation``; from now on messages are kept here.
+
+        With ``drain`` (a crashed or hung child) what is still in its inbox is moved
+        here too, and queries still waiting get ActorDeadError so their callers do not
+        wait for a timeout. Without it (an orderly stop) the child works through its
+        inbox before it stops.
+        """
+        with self._lock:
+            entry = self._entry(name)
+            if entry.ref is None or entry.incarnation != incarnation:
+                return
+            ref, entry.ref = entry.ref, None
+            if not drain:
+                return
+            kept = 0
+            inbox = ref.actor_inbox
+            while not inbox.empty():
+                envelope: Envelope[Any] = inbox.get()
+                if isinstance(envelope.message, pykka.messages._ActorStop):  # noqa: SLF001
+                    if envelope.reply_to is not None:
+                        envelope.reply_to.set(None)
+                elif envelope.reply_to is not None:
+                    envelope.reply_to.set_exception(
+                        (ActorDeadError, ActorDeadError(f"{name} stopped before answering"), None)
+                    )
+                else:
+                    entry.buffer.append(envelope.message)
+                    kept += 1
+            if kept:
+                logger.info(
+                    "kept %d undelivered message(s) of %s#%d for its next incarnation",
+                    kept,
+                    name,
+                    incarnation,
+                )
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        """Call ``listener`` with every published event; it must not block."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[Event], None]) -> None:
+        with self._lock:
+            self._listeners.remove(listener)
+
+    # --- used by everyone -------------------------------------------------------------
+
+    def names(self) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(self._entries)
+
+    def ref(self, name: str) -> ActorRef[Any]:
+        """The current ref of ``name``; ChildUnavailable while it is down."""
+        with self._lock:
+            entry = self._entry(name)
+            if entry.ref is None or not entry.ref.is_alive():
+                raise ChildUnavailable(name, "not running (restarting or stopped)")
+            return entry.ref
+
+    def incarnation(self, name: str) -> int:
+        with self._lock:
+            return self._entry(name).incarnation
+
+    def tell(self, name: str, message: Any) -> None:
+        """Deliver now, or keep for the next incarnation while the child is down."""
+        with self._lock:
+            entry = self._entry(name)
+            if entry.ref is not None:
+                try:
+                    entry.ref.tell(message)
+                    return
+                except ActorDeadError:
+                    pass  # died a moment ago; its own withdraw follows
+            if len(entry.buffer) >= self._buffer_limit:
+                raise ChildUnavailable(
+                    name, f"down with {len(entry.buffer)} messages waiting (the limit)"
+                )
+            entry.buffer.append(message)
+
+    def ask(self, name: str, message: Any, *, timeout: float) -> Any:
+        """Ask the current incarnation; ChildUnavailable at once while it is down,
+        pykka.Timeout when it does not answer in ``timeout`` seconds."""
+        return self.ref(name).ask(message, timeout=timeout)
+
+    def publish(self, event: Event) -> None:
+        """Tell ``event`` to every child subscribed to its type, and to the listeners."""
+        with self._lock:
+            targets = [
+                name
+                for name, entry in self._entries.items()
+                if isinstance(event, entry.subscriptions)
+            ]
+            listeners = list(self._listeners)
+        for name in targets:
+            try:
+                self.tell(name, event)
+            except ChildUnavailable as exc:
+                logger.error("event %s not delivered: %s", type(event).__name__, exc)
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("event listener failed on %s", type(event).__name__)
+
+    def depth(self, name: str) -> int:
+        """Messages waiting for ``name``: its inbox, or what is kept while it is down."""
+        with self._lock:
+            entry = self._entry(name)
+            if entry.ref is not None:
+                return entry.ref.actor_inbox.qsize() + len(entry.buffer)  # type: ignore[attr-defined]
+            return len(entry.buffer)
+
+    def _entry(self, name: str) -> _Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise ChildUnavailable(name, "no such actor in the tree") from None

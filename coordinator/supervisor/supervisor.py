@@ -1,0 +1,593 @@
+"""The supervisor actor: starts children in order, watches them, restarts them.
+
+pykka has no supervision, so this builds it: every child is watched three ways (its
+own failure report, its ``actor_stopped`` event seen by a watcher thread, and a
+periodic ``Ping``), restarted per its restart type and the strategy after a jittered
+exponential backoff, and when restarts come too often the whole tree is stopped
+cleanly and the process told to exit non-zero, so that the container restarts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import pykka
+from pykka import ActorDeadError, ActorRef, Future
+
+from coordinator.clock import Clock
+from coordinator.config import SupervisorConfig
+from coordinator.messages.base import Event
+from coordinator.messages.supervision import (
+    ChildErrored,
+    ChildExited,
+    ChildFailed,
+    ChildReady,
+    ChildSnapshot,
+    ChildStopped,
+    FailureInfo,
+    GetSupervisorSnapshot,
+    LivenessTick,
+    Ping,
+    RestartDue,
+    StopTree,
+    SupervisorSnapshot,
+)
+from coordinator.supervisor.child import ActorContext, DrillBoard, EscapedBaseException
+from coordinator.supervisor.directory import Directory
+from coordinator.supervisor.policy import BackoffPolicy, RestartIntensity, wants_restart
+from coordinator.supervisor.spec import ChildSpec, Strategy
+from coordinator.supervisor.ticker import Ticker
+
+__all__ = ["ChildState", "Supervisor", "TreeOutcome", "TreeState"]
+
+logger = logging.getLogger(__name__)
+
+
+class TreeState(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class ChildState(StrEnum):
+    PENDING = "pending"
+    STARTING = "starting"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+_SETTLED = (ChildState.RUNNING, ChildState.STOPPED, ChildState.FAILED)
+
+
+class TreeOutcome:
+    """How the main thread learns that the tree is up, or is over and why."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.finished = threading.Event()
+        self.failure: str | None = None
+
+
+@dataclass
+class _Child:
+    spec: ChildSpec
+    index: int
+    state: ChildState = ChildState.PENDING
+    incarnation: int = 0
+    ref: ActorRef[Any] | None = None
+    context: ActorContext | None = None
+    started_at: float = 0.0
+    ready_at: float | None = None
+    restarts: int = 0
+    errors: int = 0
+    last_failure: FailureInfo | None = None
+    backoff_attempt: int = 0
+    start_failures: int = 0
+    restart_at: float | None = None
+    timer: threading.Timer | None = None
+    ping: tuple[Future[Any], float] | None = None
+    expected_stop: set[int] = field(default_factory=set)
+
+
+class Supervisor(pykka.ThreadingActor):
+    use_daemon_thread = True
+
+    def __init__(
+        self,
+        specs: Sequence[ChildSpec],
+        config: SupervisorConfig,
+        *,
+        directory: Directory,
+        clock: Clock,
+        outcome: TreeOutcome,
+        drills: DrillBoard | None = None,
+        services: Any = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        super().__init__()
+        names = [spec.name for spec in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"child names must be unique, got {names}")
+        self._children = [_Child(spec, index) for index, spec in enumerate(specs)]
+        self._by_name = {child.spec.name: child for child in self._children}
+        self._config = config
+        self._strategy = Strategy(config.strategy)
+        self._backoff = BackoffPolicy(config.backoff_base, config.backoff_max, config.backoff_jitter)
+        self._intensity = RestartIntensity(config.max_restarts, config.restart_window)
+        self._directory = directory
+        self._clock = clock
+        self._outcome = outcome
+        self._drills = drills or DrillBoard()
+        self._services = services
+        self._rand = rand
+        self._state = TreeState.STARTING
+        self._ticker: Ticker | None = None
+        for child in self._children:
+            directory.register(child.spec.name, child.spec.actor_class.subscriptions)
+
+    # --- pykka hooks ------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        threading.current_thread().name = "supervisor"
+        logger.info(
+            "starting %d children in order: %s",
+            len(self._children),
+            ", ".join(child.spec.name for child in self._children),
+        )
+        self._ticker = Ticker(
+            self._config.liveness_interval,
+            lambda: self.actor_ref.tell(LivenessTick()),
+            name="supervisor-liveness",
+        ).start()
+        self._advance()
+
+    def on_receive(self, message: Any) -> Any:
+        try:
+            return self._dispatch(message)
+        except Exception:
+            raise
+        except BaseException as exc:
+            raise EscapedBaseException(repr(exc)) from exc
+
+    def on_failure(self, exception_type: Any, exception_value: Any, tb: Any) -> None:
+        # A bug here leaves the tree without a supervisor: stop it and let the process
+        # exit non-zero rather than run unsupervised.
+        logger.critical("supervisor failed: %r; stopping the tree", exception_value)
+        self._outcome.failure = f"supervisor failed: {exception_value!r}"
+        self._stop_all()
+        self._state = TreeState.FAILED
+        self._outcome.finished.set()
+
+    def on_stop(self) -> None:
+        if self._state not in (TreeState.STOPPED, TreeState.FAILED):
+            self._stop_all()
+            self._outcome.finished.set()
+
+    # --- messages ---------------------------------------------------------------------
+
+    def _dispatch(self, message: Any) -> Any:
+        match message:
+            case GetSupervisorSnapshot():
+                return self._snapshot()
+            case ChildReady(name=name, incarnation=incarnation):
+                child = self._current(name, incarnation)
+                if child is not None and child.state is ChildState.STARTING:
+                    self._on_ready(child)
+            case ChildFailed(name=name, incarnation=incarnation, failure=failure):
+                child = self._by_name.get(name)
+                if child is not None and child.incarnation == incarnation:
+                    child.last_failure = failure
+                    if message.message_type:
+                        logger.error(
+                            "%s#%d failed on %s: %s: %s",
+                            name,
+                            incarnation,
+                            message.message_type,
+                            failure.error_type,
+                            failure.error,
+                        )
+                    self._down(child, incarnation, failed=True, failure=failure)
+            case ChildErrored(name=name):
+                if name in self._by_name:
+                    self._by_name[name].errors += 1
+            case ChildExited(name=name, incarnation=incarnation):
+                self._down_by_name(name, incarnation, failed=False, failure=None)
+            case ChildStopped(name=name, incarnation=incarnation):
+                self._down_by_name(
+                    name,
+                    incarnation,
+                    failed=True,
+                    failure=FailureInfo(
+                        at=self._clock.time(),
+                        error_type="Vanished",
+                        error="stopped without a report",
+                        phase="exit",
+                    ),
+                )
+            case RestartDue(name=name, incarnation=incarnation):
+                child = self._current(name, incarnation)
+                if child is not None and child.state is ChildState.BACKOFF:
+                    child.state = ChildState.PENDING
+                    child.timer = None
+                    self._advance()
+            case LivenessTick():
+                self._check_liveness()
+            case StopTree(reason=reason):
+                if self._state in (TreeState.STARTING, TreeState.RUNNING):
+                    logger.info("stopping the tree: %s", reason)
+                    self._stop_all()
+                    self._outcome.finished.set()
+                return self._state.value
+            case _:
+                logger.error("supervisor ignored unexpected message %r", message)
+        return None
+
+    # --- lifecycle of a child ---------------------------------------------------------
+
+    def _current(self, name: str, incarnation: int) -> _Child | None:
+        child = self._by_name.get(name)
+        if child is None or child.incarnation != incarnation:
+            return None
+        return child
+
+    def _advance(self) -> None:
+        """Start every pending child whose turn it is."""
+        if self._state not in (TreeState.STARTING, TreeState.RUNNING):
+            return
+        ordered = self._state is TreeState.STARTING or self._strategy is Strategy.REST_FOR_ONE
+        for child in self._children:
+            if child.state is ChildState.PENDING:
+                self._start(child)
+                if self._state not in (TreeState.STARTING, TreeState.RUNNING):
+                    return
+            if ordered and child.state not in _SETTLED:
+                break
+        if self._state is TreeState.STARTING and all(c.state in _SETTLED for c in self._children):
+            self._state = TreeState.RUNNING
+            logger.info("tree running")
+            self._outcome.ready.set()
+
+    def _start(self, child: _Child) -> None:
+        child.incarnation += 1
+        name, incarnation = child.spec.name, child.incarnation
+        context = ActorContext(
+            name=name,
+            incarnation=incarnation,
+            directory=self._directory,
+            clock=self._clock,
+            drills=self._drills,
+            report=self._report,
+            services=self._services,
+        )
+        child.context = context
+        child.started_at = self._clock.monotonic()
+        child.ready_at = None
+        child.ping = None
+        child.state = ChildState.STARTING
+        self._directory.expect(name, incarnation)
+        try:
+            ref = child.spec.actor_class.start(context, **child.spec.kwargs)
+        except Exception as exc:
+            logger.exception("%s#%d could not be constructed", name, incarnation)
+            self._down(
+                child,
+                incarnation,
+                failed=True,
+                failure=FailureInfo(
+                    at=self._clock.time(),
+                    error_type=type(exc).__name__,
+                    error=str(exc),
+                    phase="start",
+                ),
+            )
+            return
+        child.ref = ref
+        ready = ref.ask(Ping(), block=False)
+        threading.Thread(
+            target=self._watch,
+            args=(name, incarnation, ref, context, ready),
+            name=f"watch-{name}#{incarnation}",
+            daemon=True,
+        ).start()
+        logger.info("started %s#%d", name, incarnation)
+
+    def _watch(
+        self,
+        name: str,
+        incarnation: int,
+        ref: ActorRef[Any],
+        context: ActorContext,
+        ready: Future[Any],
+    ) -> None:
+        """Runs on its own thread: reports readiness, then the end of the incarnation."""
+        try:
+            ready.get(timeout=self._config.start_timeout)
+            self._report(ChildReady(name=name, incarnation=incarnation))
+        except Exception:
+            pass  # a failed start is reported by the child; a slow one by the liveness tick
+        ref.actor_stopped.wait()
+        if context.thread is not None and context.thread is not threading.current_thread():
+            # Let on_failure / on_stop send their report first.
+            context.thread.join(timeout=2.0)
+        self._report(ChildStopped(name=name, incarnation=incarnation))
+
+    def _on_ready(self, child: _Child) -> None:
+        child.state = ChildState.RUNNING
+        child.ready_at = self._clock.monotonic()
+        child.start_failures = 0
+        logger.info("%s#%d ready", child.spec.name, child.incarnation)
+        self._advance()
+
+    def _down_by_name(
+        self, name: str, incarnation: int, *, failed: bool, failure: FailureInfo | None
+    ) -> None:
+        child = self._by_name.get(name)
+        if child is not None:
+            self._down(child, incarnation, failed=failed, failure=failure)
+
+    def _down(
+        self,
+        child: _Child,
+        incarnation: int,
+        *,
+        failed: bool,
+        failure: FailureInfo | None,
+    ) -> None:
+        """The given incarnation of ``child`` has stopped or must be replaced."""
+        if incarnation != child.incarnation or incarnation in child.expected_stop:
+            return
+        if child.state not in (ChildState.STARTING, ChildState.RUNNING):
+            return
+        name = child.spec.name
+        was_starting = child.state is ChildState.STARTING
+        child.expected_stop.add(incarnation)
+        child.ref = None
+        child.ping = None
+        if failure is not None:
+            child.last_failure = failure
+        if self._state not in (TreeState.STARTING, TreeState.RUNNING):
+            child.state = ChildState.STOPPED
+            return
+        if not wants_restart(child.spec.restart, failed=failed):
+            child.state = ChildState.FAILED if failed else ChildState.STOPPED
+            logger.warning("%s#%d is %s and is not restarted", name, incarnation, child.state)
+            self._advance()
+            return
+        now = self._clock.monotonic()
+        if was_starting:
+            child.start_failures += 1
+            if child.start_failures > self._config.max_start_failures:
+                self._escalate(
+                    f"{name} failed to start {child.start_failures} times in a row"
+                    f" (last: {_describe(failure)})"
+                )
+                return
+        if not self._intensity.record(now):
+            self._escalate(
+                f"restart intensity exceeded: more than {self._config.max_restarts} restarts"
+                f" within {self._config.restart_window:g} s (last: {name}, {_describe(failure)})"
+            )
+            return
+        if child.ready_at is not None and now - child.ready_at >= self._config.backoff_reset:
+            child.backoff_attempt = 0
+        delay = self._backoff.delay(child.backoff_attempt, self._rand)
+        child.backoff_attempt += 1
+        child.restarts += 1
+        if self._strategy is Strategy.REST_FOR_ONE:
+            for later in reversed(self._children[child.index + 1 :]):
+                self._hold_for_restart(later)
+        child.state = ChildState.BACKOFF
+        child.restart_at = now + delay
+        logger.warning(
+            "%s#%d %s (%s); restart %d in %.2f s",
+            name,
+            incarnation,
+            "failed" if failed else "stopped",
+            _describe(failure),
+            child.restarts,
+            delay,
+        )
+        timer = threading.Timer(
+            delay, self._report, args=(RestartDue(name=name, incarnation=incarnation),)
+        )
+        timer.daemon = True
+        timer.name = f"restart-{name}"
+        child.timer = timer
+        timer.start()
+
+    def _hold_for_restart(self, child: _Child) -> None:
+        """rest_for_one: stop a later sibling so it starts again after the failed one."""
+        if child.state in (ChildState.STARTING, ChildState.RUNNING):
+            self._stop_child(child)
+            child.restarts += 1
+            child.state = ChildState.PENDING
+        elif child.state is ChildState.BACKOFF:
+            self._cancel_timer(child)
+            child.state = ChildState.PENDING
+
+    def _check_liveness(self) -> None:
+        if self._state not in (TreeState.STARTING, TreeState.RUNNING):
+            return
+        now = self._clock.monotonic()
+        for child in self._children:
+            if child.ref is None:
+                continue
+            if child.state is ChildState.STARTING:
+                if now - child.started_at > self._config.start_timeout:
+                    self._replace_hung(
+                        child,
+                        "StartTimeout",
+                        f"no answer to its readiness Ping within {self._config.start_timeout:g} s",
+                    )
+                continue
+            if child.state is not ChildState.RUNNING:
+                continue
+            if child.ping is not None:
+                future, sent = child.ping
+                try:
+                    future.get(timeout=0)
+                    child.ping = None
+                except pykka.Timeout:
+                    if now - sent > self._config.liveness_timeout:
+                        self._replace_hung(
+                            child,
+                            "Hung",
+                            f"no answer to Ping for {now - sent:.1f} s"
+                            f" (limit {self._config.liveness_timeout:g} s)",
+                        )
+                    continue
+                except Exception:
+                    child.ping = None  # it died; its own report follows
+                    continue
+            if child.ref is not None:
+                child.ping = (child.ref.ask(Ping(), block=False), now)
+
+    def _replace_hung(self, child: _Child, error_type: str, error: str) -> None:
+        name, incarnation = child.spec.name, child.incarnation
+        logger.error(
+            "%s#%d is hung: %s; replacing it. Its stack:\n%s",
+            name,
+            incarnation,
+            error,
+            _stack_of(child.context.thread if child.context else None),
+        )
+        self._retire(child)
+        self._down(
+            child,
+            incarnation,
+            failed=True,
+            failure=FailureInfo(
+                at=self._clock.time(), error_type=error_type, error=error, phase="liveness"
+            ),
+        )
+
+    def _retire(self, child: _Child) -> None:
+        """Cut off an incarnation that does not answer; it stops if it ever wakes up."""
+        assert child.context is not None
+        child.context.retired.set()
+        self._directory.withdraw(child.spec.name, child.incarnation, drain=True)
+        if child.ref is not None:
+            try:
+                child.ref.stop(block=False)
+            except ActorDeadError:
+                pass
+
+    def _stop_child(self, child: _Child) -> None:
+        """Orderly stop, waiting at most ``stop_timeout``; a child that hangs is retired."""
+        name, incarnation = child.spec.name, child.incarnation
+        child.expected_stop.add(incarnation)
+        ref = child.ref
+        child.ping = None
+        if ref is None:
+            return
+        self._directory.withdraw(name, incarnation, drain=False)
+        try:
+            ref.stop(block=True, timeout=self._config.stop_timeout)
+            logger.info("stopped %s#%d", name, incarnation)
+        except pykka.Timeout:
+            logger.error(
+                "%s#%d did not stop within %.1f s; abandoned. Its stack:\n%s",
+                name,
+                incarnation,
+                self._config.stop_timeout,
+                _stack_of(child.context.thread if child.context else None),
+            )
+            self._retire(child)
+        child.ref = None
+
+    def _stop_all(self) -> None:
+        self._state = TreeState.STOPPING
+        if self._ticker is not None:
+            self._ticker.stop()
+        for child in reversed(self._children):
+            self._cancel_timer(child)
+            if child.state in (ChildState.STARTING, ChildState.RUNNING):
+                self._stop_child(child)
+            if child.state is not ChildState.FAILED:
+                child.state = ChildState.STOPPED
+        self._state = TreeState.STOPPED
+        logger.info("tree stopped")
+
+    def _escalate(self, reason: str) -> None:
+        logger.critical("escalating: %s; stopping the tree", reason)
+        self._outcome.failure = reason
+        self._stop_all()
+        self._state = TreeState.FAILED
+        self._outcome.finished.set()
+
+    def _cancel_timer(self, child: _Child) -> None:
+        if child.timer is not None:
+            child.timer.cancel()
+            child.timer = None
+        child.restart_at = None
+
+    def _report(self, message: Event) -> None:
+        try:
+            self.actor_ref.tell(message)
+        except ActorDeadError:
+            logger.debug("supervisor gone; %s dropped", type(message).__name__)
+
+    def _snapshot(self) -> SupervisorSnapshot:
+        now = self._clock.monotonic()
+        children = []
+        for child in self._children:
+            name = child.spec.name
+            children.append(
+                ChildSnapshot(
+                    name=name,
+                    actor=child.spec.actor_class.__name__,
+                    restart=child.spec.restart.value,
+                    state=child.state.value,
+                    incarnation=child.incarnation,
+                    restarts=child.restarts,
+                    errors=child.errors,
+                    last_failure=child.last_failure,
+                    mailbox_depth=self._directory.depth(name),
+                    uptime=(
+                        now - child.ready_at
+                        if child.state is ChildState.RUNNING and child.ready_at is not None
+                        else None
+                    ),
+                    restart_in=(
+                        max(0.0, child.restart_at - now)
+                        if child.state is ChildState.BACKOFF and child.restart_at is not None
+                        else None
+                    ),
+                )
+            )
+        return SupervisorSnapshot(
+            state=self._state.value,
+            strategy=self._strategy.value,
+            children=tuple(children),
+            restarts_in_window=self._intensity.count(now),
+            max_restarts=self._config.max_restarts,
+            restart_window=self._config.restart_window,
+            failure=self._outcome.failure,
+        )
+
+
+def _describe(failure: FailureInfo | None) -> str:
+    if failure is None:
+        return "normal stop"
+    return f"{failure.error_type}: {failure.error}" if failure.error else failure.error_type
+
+
+def _stack_of(thread: threading.Thread | None) -> str:
+    if thread is None or thread.ident is None:
+        return "(thread unknown)"
+    frame = sys._current_frames().get(thread.ident)
+    if frame is None:
+        return "(thread ended)"
+    return "".join(traceback.format_stack(frame))

@@ -1,0 +1,153 @@
+"""The trading state, derived from the dependencies and the kill switch.
+
+HALTED    no new orders at all: manual halt, halt state unknown, Trader down or absent
+DEGRADED  exits only (SELL goes through, BUY is refused): Portfolio, PostgreSQL or
+          Redis down. HTTP intake keeps working without Redis.
+ACTIVE    everything answers
+A dependency not probed yet counts as down: the state starts cautious, not optimistic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "Dependency",
+    "DependencyStatus",
+    "HaltState",
+    "StateReason",
+    "TradingState",
+    "TradingStatus",
+    "derive_trading_status",
+]
+
+
+class TradingState(StrEnum):
+    ACTIVE = "ACTIVE"
+    DEGRADED = "DEGRADED"
+    HALTED = "HALTED"
+
+
+class Dependency(StrEnum):
+    TRADER = "trader"
+    PORTFOLIO = "portfolio"
+    REDIS = "redis"
+    POSTGRES = "postgres"
+
+
+class DependencyStatus(StrEnum):
+    UP = "up"
+    FAILING = "failing"
+    """The last probe failed but the breaker is still closed."""
+    DOWN = "down"
+    """The breaker is open or half-open."""
+    NOT_CONFIGURED = "not_configured"
+    UNCHECKED = "unchecked"
+    """Not probed yet."""
+
+    @property
+    def usable(self) -> bool:
+        return self in (DependencyStatus.UP, DependencyStatus.FAILING)
+
+
+@dataclass(frozen=True, slots=True)
+class HaltState:
+    """The kill switch. ``active`` None means it could not be read from the store."""
+
+    active: bool | None
+    reason: str = ""
+    by: str = ""
+    at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StateReason:
+    code: str
+    """Machine-readable cause, such as ``trader_down`` or ``manual_halt``."""
+    detail: str
+    """The same for a person."""
+
+
+@dataclass(frozen=True, slots=True)
+class TradingStatus:
+    state: TradingState
+    reasons: tuple[StateReason, ...]
+    """Every cause of the state, the most severe first; empty when ACTIVE."""
+
+    @property
+    def buys_allowed(self) -> bool:
+        return self.state is TradingState.ACTIVE
+
+    @property
+    def sells_allowed(self) -> bool:
+        return self.state is not TradingState.HALTED
+
+
+_EFFECT: Mapping[Dependency, TradingState] = {
+    Dependency.TRADER: TradingState.HALTED,
+    Dependency.PORTFOLIO: TradingState.DEGRADED,
+    Dependency.POSTGRES: TradingState.DEGRADED,
+    Dependency.REDIS: TradingState.DEGRADED,
+}
+
+_CONSEQUENCE: Mapping[Dependency, str] = {
+    Dependency.TRADER: "no order can be sent",
+    Dependency.PORTFOLIO: "no BUY without balances and positions; exits still allowed",
+    Dependency.POSTGRES: "decisions cannot be stored; no BUY, exits still allowed",
+    Dependency.REDIS: "Redis intake and market data lost; no BUY, exits and HTTP intake still work",
+}
+
+_SEVERITY = {TradingState.ACTIVE: 0, TradingState.DEGRADED: 1, TradingState.HALTED: 2}
+
+
+def derive_trading_status(
+    dependencies: Mapping[Dependency, DependencyStatus],
+    halt: HaltState,
+) -> TradingStatus:
+    causes: list[tuple[TradingState, StateReason]] = []
+    if halt.active is None:
+        causes.append(
+            (
+                TradingState.HALTED,
+                StateReason(
+                    "halt_state_unknown",
+                    "the kill switch could not be read from PostgreSQL; halted until it can",
+                ),
+            )
+        )
+    elif halt.active:
+        by = f" by {halt.by}" if halt.by else ""
+        causes.append(
+            (
+                TradingState.HALTED,
+                StateReason("manual_halt", f"halted{by}: {halt.reason or 'no reason given'}"),
+            )
+        )
+    for dependency in Dependency:
+        status = dependencies.get(dependency, DependencyStatus.UNCHECKED)
+        if status.usable:
+            continue
+        code = {
+            DependencyStatus.DOWN: "down",
+            DependencyStatus.NOT_CONFIGURED: "not_configured",
+            DependencyStatus.UNCHECKED: "unchecked",
+        }[status]
+        what = {
+            DependencyStatus.DOWN: "is down",
+            DependencyStatus.NOT_CONFIGURED: "is not configured",
+            DependencyStatus.UNCHECKED: "has not been checked yet",
+        }[status]
+        causes.append(
+            (
+                _EFFECT[dependency],
+                StateReason(
+                    f"{dependency}_{code}", f"{dependency} {what}: {_CONSEQUENCE[dependency]}"
+                ),
+            )
+        )
+    if not causes:
+        return TradingStatus(TradingState.ACTIVE, ())
+    causes.sort(key=lambda cause: -_SEVERITY[cause[0]])
+    return TradingStatus(causes[0][0], tuple(reason for _, reason in causes))
