@@ -252,6 +252,7 @@ def _s(
     return Setting(name, section, field, kind, default, help, secret)
 
 
+# fmt: off
 SETTINGS: tuple[Setting, ...] = (
     # service
     _s("COORDINATOR_HOST", "service", "host", Text(), "127.0.0.1", "HTTP API bind address"),
@@ -363,6 +364,7 @@ SETTINGS: tuple[Setting, ...] = (
         "consecutive failed starts of one child before escalation",
     ),
 )
+# fmt: on
 
 SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 CONFIG_FILE_VARIABLE = "COORDINATOR_CONFIG"
@@ -430,7 +432,12 @@ class DatabaseConfig:
             return self.url
         if self.host is None:
             return None
-        parts = [f"host={self.host}", f"port={self.port}", f"user={self.user}", f"dbname={self.name}"]
+        parts = [
+            f"host={self.host}",
+            f"port={self.port}",
+            f"user={self.user}",
+            f"dbname={self.name}",
+        ]
         if self.password:
             parts.append(f"password={self.password}")
         return " ".join(parts)
@@ -623,7 +630,9 @@ def _read_config_file(path: Path, errors: list[str]) -> dict[str, Any]:
         errors.append(f"{CONFIG_FILE_VARIABLE}={str(path)!r} is not valid: the file does not exist")
         return {}
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        errors.append(f"{CONFIG_FILE_VARIABLE}={str(path)!r} is not valid: expected a TOML file ({exc})")
+        errors.append(
+            f"{CONFIG_FILE_VARIABLE}={str(path)!r} is not valid: expected a TOML file ({exc})"
+        )
         return {}
     out: dict[str, Any] = {}
     for key, value in data.items():
@@ -647,7 +656,8 @@ def _cross_checks(values: dict[str, Any], raw: Mapping[str, tuple[Any, str]]) ->
     for url_name, host_name, parts in pairs:
         if values[url_name] is not None and values[host_name] is not None:
             errors.append(
-                f"{url_name} and {host_name} are both set: expected only one way to reach the server"
+                f"{url_name} and {host_name} are both set: "
+                "expected only one way to reach the server"
             )
         if values[url_name] is None and values[host_name] is None:
             given = [p for p in parts if p in raw]
@@ -688,8 +698,10 @@ def describe_settings() -> list[tuple[str, str, str, str]]:
     rows = []
     for s in SETTINGS:
         default = s.default
-        if isinstance(default, tuple):
-            default = ",".join(str(d) for d in default) if s.name != "VOLATILITY_RANGE" else "%g-%g" % default
+        if s.name == "VOLATILITY_RANGE":
+            default = "{:g}-{:g}".format(*default)
+        elif isinstance(default, tuple):
+            default = ",".join(default)
         rows.append((s.name, "" if default is None else str(default), s.kind.allowed, s.help))
     return rows
 

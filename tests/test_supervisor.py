@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -84,7 +85,9 @@ class GetIncarnation(Query):
 class Worker(ChildActor):
     def setup(self) -> None:
         journal: Journal = self.context.services
-        journal.add(journal.starts, (self.name, self.context.incarnation, SystemClock().monotonic()))
+        journal.add(
+            journal.starts, (self.name, self.context.incarnation, SystemClock().monotonic())
+        )
 
     def handle(self, message: Any) -> Any:
         journal: Journal = self.context.services
@@ -132,7 +135,9 @@ class Tree:
 
     def wait_running(self, name: str, incarnation: int) -> Any:
         return wait_for(
-            lambda: (c := self.child(name)).state == "running" and c.incarnation == incarnation and c,
+            lambda: (
+                (c := self.child(name)).state == "running" and c.incarnation == incarnation and c
+            ),
             message=f"{name} running as incarnation {incarnation}",
         )
 
@@ -261,7 +266,7 @@ def test_backoff_delays_grow_between_start_attempts(tree_factory):
     tree.directory.tell("a", DrillCrash())
 
     tree.wait_running("a", 5)
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     # With no jitter the delays are exactly 0.02, 0.04, 0.08 s after each failure;
     # a Timer never fires early, so each gap is at least its delay.
     assert len(gaps) == 3

@@ -16,6 +16,8 @@ __all__ = [
     "DependencyChanged",
     "DependencySnapshot",
     "GetHealthSnapshot",
+    "HaltStateLoaded",
+    "HaltStatePersisted",
     "HaltTrading",
     "HealthSnapshot",
     "HealthTick",
@@ -141,3 +143,31 @@ class TradingStateChanged(Event):
     """The state before."""
     at: float
     """Wall-clock time of the change."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HaltStateLoaded(Event):
+    """The kill switch as read from PostgreSQL by a ServiceHealth worker."""
+
+    generation: int
+    """Operator actions seen when the read started; a stale read is ignored."""
+    halted: bool | None
+    """True halted, False clear, None when it could not be read."""
+    reason: str
+    """The operator's reason for the stored halt."""
+    by: str
+    """Who set the stored state."""
+    at: float | None
+    """When it was set, epoch seconds."""
+    error: str | None
+    """Why it could not be read."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HaltStatePersisted(Event):
+    """A ServiceHealth worker stored (or failed to store) a kill-switch change."""
+
+    generation: int
+    """The operator action that was stored."""
+    error: str | None
+    """Why it could not be stored; retried on the next tick."""

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import pykka
 
 from coordinator.clock import Clock
+from coordinator.logs import set_actor_name
 from coordinator.messages.base import Event
 from coordinator.messages.supervision import (
     ChildErrored,
@@ -50,7 +51,7 @@ class DrillStartFailure(Exception):
     """Raised on purpose in ``on_start`` by a fail-start drill."""
 
 
-class EscapedBaseException(Exception):  # noqa: N818 (it says what it wraps)
+class EscapedBaseException(Exception):
     """A BaseException (SystemExit, KeyboardInterrupt...) raised inside an actor.
 
     pykka answers a BaseException by stopping every actor in the process. Wrapped in
@@ -138,6 +139,7 @@ class ChildActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         thread = threading.current_thread()
         thread.name = f"{self.name}#{self.context.incarnation}"
+        set_actor_name(thread.name)
         self.context.thread = thread
         try:
             if self.context.drills.take_start_failure(self.name):

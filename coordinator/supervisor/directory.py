@@ -100,7 +100,7 @@ class Directory:
             inbox = ref.actor_inbox
             while not inbox.empty():
                 envelope: Envelope[Any] = inbox.get()
-                if isinstance(envelope.message, pykka.messages._ActorStop):  # noqa: SLF001
+                if isinstance(envelope.message, pykka.messages._ActorStop):
                     if envelope.reply_to is not None:
                         envelope.reply_to.set(None)
                 elif envelope.reply_to is not None:

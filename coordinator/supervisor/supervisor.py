@@ -24,6 +24,7 @@ from pykka import ActorDeadError, ActorRef, Future
 
 from coordinator.clock import Clock
 from coordinator.config import SupervisorConfig
+from coordinator.logs import set_actor_name
 from coordinator.messages.base import Event
 from coordinator.messages.supervision import (
     ChildErrored,
@@ -124,7 +125,9 @@ class Supervisor(pykka.ThreadingActor):
         self._by_name = {child.spec.name: child for child in self._children}
         self._config = config
         self._strategy = Strategy(config.strategy)
-        self._backoff = BackoffPolicy(config.backoff_base, config.backoff_max, config.backoff_jitter)
+        self._backoff = BackoffPolicy(
+            config.backoff_base, config.backoff_max, config.backoff_jitter
+        )
         self._intensity = RestartIntensity(config.max_restarts, config.restart_window)
         self._directory = directory
         self._clock = clock
@@ -141,6 +144,7 @@ class Supervisor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         threading.current_thread().name = "supervisor"
+        set_actor_name("supervisor")
         logger.info(
             "starting %d children in order: %s",
             len(self._children),
@@ -478,11 +482,8 @@ class Supervisor(pykka.ThreadingActor):
         assert child.context is not None
         child.context.retired.set()
         self._directory.withdraw(child.spec.name, child.incarnation, drain=True)
-        if child.ref is not None:
-            try:
-                child.ref.stop(block=False)
-            except ActorDeadError:
-                pass
+        if child.ref is not None and child.ref.is_alive():
+            child.ref.stop(block=False)
 
     def _stop_child(self, child: _Child) -> None:
         """Orderly stop, waiting at most ``stop_timeout``; a child that hangs is retired."""

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from coordinator.trading.breaker import Breaker, BreakerPhase
+
 __all__ = [
     "Dependency",
     "DependencyStatus",
@@ -20,6 +22,7 @@ __all__ = [
     "StateReason",
     "TradingState",
     "TradingStatus",
+    "dependency_status",
     "derive_trading_status",
 ]
 
@@ -151,3 +154,12 @@ def derive_trading_status(
         return TradingStatus(TradingState.ACTIVE, ())
     causes.sort(key=lambda cause: -_SEVERITY[cause[0]])
     return TradingStatus(causes[0][0], tuple(reason for _, reason in causes))
+
+
+def dependency_status(breaker: Breaker, last_ok: bool | None) -> DependencyStatus:
+    """A dependency is down while its breaker is not closed; failing after one bad probe."""
+    if breaker.phase is not BreakerPhase.CLOSED:
+        return DependencyStatus.DOWN
+    if last_ok is None:
+        return DependencyStatus.UNCHECKED
+    return DependencyStatus.UP if last_ok else DependencyStatus.FAILING

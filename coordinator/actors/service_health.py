@@ -1,0 +1,435 @@
+"""ServiceHealth: probes the dependencies, keeps their breakers, owns the trading state.
+
+Probes run on worker threads and come back as ``ProbeCompleted`` messages, so the actor
+never waits on the network and always answers its queries at once. The kill switch is
+kept in PostgreSQL; until it has been read, trading is held HALTED.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pykka import ActorDeadError
+
+from coordinator.infra.probes import (
+    HttpHealthProbe,
+    PostgresProbe,
+    Probe,
+    ProbeFailed,
+    RedisProbe,
+)
+from coordinator.infra.store import KillSwitchStore, StoreError
+from coordinator.logs import set_actor_name
+from coordinator.messages.health import (
+    DependencyChanged,
+    DependencySnapshot,
+    GetHealthSnapshot,
+    HaltStateLoaded,
+    HaltStatePersisted,
+    HaltTrading,
+    HealthSnapshot,
+    HealthTick,
+    ProbeCompleted,
+    ResumeTrading,
+    TradingStateChanged,
+)
+from coordinator.runtime import Services
+from coordinator.supervisor.child import NOT_HANDLED, ChildActor
+from coordinator.supervisor.ticker import Ticker
+from coordinator.trading.breaker import Breaker, BreakerPhase, BreakerPolicy
+from coordinator.trading.trading_state import (
+    Dependency,
+    DependencyStatus,
+    HaltState,
+    dependency_status,
+    derive_trading_status,
+)
+
+__all__ = ["ServiceHealth", "build_probes"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_probes(services: Services) -> dict[Dependency, Probe | None]:
+    timeout = services.config.health.probe_timeout
+    endpoints = services.endpoints
+    return {
+        Dependency.TRADER: (
+            HttpHealthProbe(endpoints.trader_url, timeout=timeout) if endpoints.trader_url else None
+        ),
+        Dependency.PORTFOLIO: (
+            HttpHealthProbe(endpoints.portfolio_url, timeout=timeout)
+            if endpoints.portfolio_url
+            else None
+        ),
+        Dependency.REDIS: RedisProbe(endpoints.redis_url, timeout=timeout),
+        Dependency.POSTGRES: PostgresProbe(endpoints.database_dsn, timeout=timeout),
+    }
+
+
+@dataclass
+class _Tracked:
+    probe: Probe | None
+    breaker: Breaker
+    last_ok: bool | None = None
+    last_probe_at: float | None = None
+    last_latency: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    in_flight: tuple[int, float] | None = None
+    """(sequence, monotonic start) of the probe running now."""
+    retry_timer: threading.Timer | None = field(default=None, repr=False)
+
+    @property
+    def status(self) -> DependencyStatus:
+        if self.probe is None:
+            return DependencyStatus.NOT_CONFIGURED
+        return dependency_status(self.breaker, self.last_ok)
+
+
+class ServiceHealth(ChildActor):
+    def setup(self) -> None:
+        services: Services = self.context.services
+        config = services.config
+        self._clock = self.context.clock
+        self._probe_timeout = config.health.probe_timeout
+        policy = BreakerPolicy(
+            config.health.failure_threshold,
+            config.health.open_seconds,
+            config.health.open_max_seconds,
+        )
+        self._tracked = {
+            dependency: _Tracked(probe=probe, breaker=Breaker(policy))
+            for dependency, probe in build_probes(services).items()
+        }
+        label = (set_actor_name, (f"{self.name}#{self.context.incarnation}",))
+        self._workers = ThreadPoolExecutor(
+            max_workers=2 * len(Dependency),
+            thread_name_prefix=f"{self.name}-probe",
+            initializer=label[0],
+            initargs=label[1],
+        )
+        # The kill switch has its own single thread: its reads and writes stay in order.
+        self._store_worker = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix=f"{self.name}-store",
+            initializer=label[0],
+            initargs=label[1],
+        )
+        self._store = KillSwitchStore(services.endpoints.database_dsn, timeout=self._probe_timeout)
+        self._sequence = 0
+        self._halt = HaltState(active=None)
+        self._halt_generation = 0
+        self._halt_persisted = True
+        self._halt_loading = False
+        self._trading = derive_trading_status(self._statuses(), self._halt)
+        self._trading_since = self._clock.time()
+        self._load_halt_state()
+        self._ticker = Ticker(
+            config.coordination.health_check_interval,
+            lambda: self.actor_ref.tell(HealthTick()),
+            name=f"{self.name}-ticker",
+        ).start(immediately=True)
+
+    def cleanup(self) -> None:
+        ticker = getattr(self, "_ticker", None)
+        if ticker is not None:
+            ticker.stop()
+        for tracked in getattr(self, "_tracked", {}).values():
+            if tracked.retry_timer is not None:
+                tracked.retry_timer.cancel()
+            if tracked.probe is not None and tracked.in_flight is None:
+                tracked.probe.close()
+        # A probe still running keeps its connection until its thread is done with it.
+        if getattr(self, "_workers", None) is not None:
+            self._workers.shutdown(wait=False, cancel_futures=True)
+        if getattr(self, "_store_worker", None) is not None:
+            # Queued kill-switch writes still run, then the connection is closed.
+            self._store_worker.submit(self._store.close)
+            self._store_worker.shutdown(wait=False)
+
+    def handle(self, message: Any) -> Any:
+        match message:
+            case HealthTick():
+                self._tick()
+            case ProbeCompleted():
+                self._probe_completed(message)
+            case GetHealthSnapshot():
+                return self._snapshot()
+            case HaltTrading(reason=reason, by=by):
+                self._set_halt(HaltState(active=True, reason=reason, by=by, at=self._clock.time()))
+                logger.warning("trading halted by %s: %s", by, reason)
+                return self._snapshot()
+            case ResumeTrading(by=by):
+                self._set_halt(HaltState(active=False, by=by, at=self._clock.time()))
+                logger.warning("trading resumed by %s", by)
+                return self._snapshot()
+            case HaltStateLoaded():
+                self._halt_loaded(message)
+            case HaltStatePersisted(generation=generation, error=error):
+                if generation == self._halt_generation:
+                    self._halt_persisted = error is None
+                    if error is not None:
+                        logger.error("kill switch not stored (retrying): %s", error)
+            case _:
+                return NOT_HANDLED
+        return None
+
+    # --- probing ----------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        now = self._clock.monotonic()
+        for dependency, tracked in self._tracked.items():
+            if tracked.probe is None:
+                continue
+            if tracked.in_flight is not None:
+                sequence, started = tracked.in_flight
+                # The probe has its own timeouts; this catches one that ignores them.
+                if now - started > 2 * self._probe_timeout + 1:
+                    self._record(
+                        dependency,
+                        sequence,
+                        ok=False,
+                        latency=now - started,
+                        error=f"probe did not return within {now - started:.1f} s",
+                    )
+                continue
+            if not tracked.breaker.allows_call(now):
+                continue
+            tracked.breaker = tracked.breaker.before_call(now)
+            self._sequence += 1
+            tracked.in_flight = (self._sequence, now)
+            self._workers.submit(self._run_probe, dependency, tracked.probe, self._sequence)
+        if self._halt.active is None or not self._halt_persisted:
+            self._retry_halt_store()
+
+    def _run_probe(self, dependency: Dependency, probe: Probe, sequence: int) -> None:
+        """Runs on a worker thread; reports back by message only."""
+        started = time.perf_counter()
+        error: str | None = None
+        try:
+            probe()
+        except ProbeFailed as exc:
+            error = str(exc)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        message = ProbeCompleted(
+            dependency=dependency,
+            sequence=sequence,
+            ok=error is None,
+            latency=time.perf_counter() - started,
+            error=error,
+            at=self._clock.time(),
+        )
+        self._tell_self(message)
+
+    def _probe_completed(self, message: ProbeCompleted) -> None:
+        tracked = self._tracked[message.dependency]
+        if tracked.in_flight is None or tracked.in_flight[0] != message.sequence:
+            return  # answer to a probe already given up
+        self._record(
+            message.dependency,
+            message.sequence,
+            ok=message.ok,
+            latency=message.latency,
+            error=message.error,
+            at=message.at,
+        )
+
+    def _record(
+        self,
+        dependency: Dependency,
+        sequence: int,
+        *,
+        ok: bool,
+        latency: float,
+        error: str | None,
+        at: float | None = None,
+    ) -> None:
+        tracked = self._tracked[dependency]
+        before = tracked.status
+        now = self._clock.monotonic()
+        at = self._clock.time() if at is None else at
+        tracked.in_flight = None
+        tracked.last_ok = ok
+        tracked.last_probe_at = at
+        tracked.last_latency = latency
+        if ok:
+            tracked.breaker = tracked.breaker.after_success()
+        else:
+            tracked.breaker = tracked.breaker.after_failure(now)
+            tracked.last_error = error
+            tracked.last_error_at = at
+        after = tracked.status
+        if tracked.breaker.phase is BreakerPhase.OPEN:
+            self._schedule_trial(dependency, tracked, now)
+        if after is not before:
+            log = logger.info if after is DependencyStatus.UP else logger.warning
+            log(
+                "%s is %s (was %s, breaker %s)%s",
+                dependency,
+                after,
+                before,
+                tracked.breaker.phase,
+                f": {error}" if error else "",
+            )
+            self.context.directory.publish(
+                DependencyChanged(
+                    dependency=dependency,
+                    status=after,
+                    previous=before,
+                    breaker=tracked.breaker.phase,
+                    error=error,
+                    at=at,
+                )
+            )
+            self._update_trading_state()
+
+    def _schedule_trial(self, dependency: Dependency, tracked: _Tracked, now: float) -> None:
+        """Probe again as soon as the breaker allows, not at the next regular tick."""
+        delay = tracked.breaker.seconds_until_trial(now)
+        if delay is None:
+            return
+        if tracked.retry_timer is not None:
+            tracked.retry_timer.cancel()
+        timer = threading.Timer(delay, self._tell_self, args=(HealthTick(),))
+        timer.daemon = True
+        timer.name = f"{self.name}-trial-{dependency}"
+        tracked.retry_timer = timer
+        timer.start()
+
+    # --- trading state and kill switch ------------------------------------------------
+
+    def _statuses(self) -> dict[Dependency, DependencyStatus]:
+        return {dependency: tracked.status for dependency, tracked in self._tracked.items()}
+
+    def _update_trading_state(self) -> None:
+        status = derive_trading_status(self._statuses(), self._halt)
+        if status == self._trading:
+            return
+        previous, self._trading = self._trading, status
+        self._trading_since = self._clock.time()
+        log = logger.warning if status.state is not previous.state else logger.info
+        log(
+            "trading state %s (was %s): %s",
+            status.state,
+            previous.state,
+            "; ".join(reason.detail for reason in status.reasons) or "all dependencies up",
+        )
+        self.context.directory.publish(
+            TradingStateChanged(status=status, previous=previous, at=self._trading_since)
+        )
+
+    def _set_halt(self, halt: HaltState) -> None:
+        self._halt_generation += 1
+        self._halt = halt
+        self._halt_persisted = False
+        self._update_trading_state()
+        self._persist_halt()
+
+    def _persist_halt(self) -> None:
+        generation, halt = self._halt_generation, self._halt
+
+        def persist() -> None:
+            error = None
+            try:
+                self._store.save(
+                    halted=bool(halt.active), reason=halt.reason, by=halt.by, at=halt.at or 0.0
+                )
+            except StoreError as exc:
+                error = str(exc)
+            self._tell_self(HaltStatePersisted(generation=generation, error=error))
+
+        self._store_worker.submit(persist)
+
+    def _load_halt_state(self) -> None:
+        generation = self._halt_generation
+        self._halt_loading = True
+
+        def load() -> None:
+            try:
+                position = self._store.load()
+            except StoreError as exc:
+                self._tell_self(
+                    HaltStateLoaded(
+                        generation=generation,
+                        halted=None,
+                        reason="",
+                        by="",
+                        at=None,
+                        error=str(exc),
+                    )
+                )
+                return
+            self._tell_self(
+                HaltStateLoaded(
+                    generation=generation,
+                    halted=position.halted,
+                    reason=position.reason,
+                    by=position.by,
+                    at=position.at,
+                    error=None,
+                )
+            )
+
+        self._store_worker.submit(load)
+
+    def _halt_loaded(self, message: HaltStateLoaded) -> None:
+        self._halt_loading = False
+        if message.generation != self._halt_generation:
+            return  # an operator acted meanwhile; that wins
+        if message.halted is None:
+            logger.error("kill switch unreadable, trading held: %s", message.error)
+            return
+        self._halt = HaltState(
+            active=message.halted, reason=message.reason, by=message.by, at=message.at
+        )
+        if message.halted:
+            logger.warning("kill switch is on (set by %s: %s)", message.by, message.reason)
+        self._update_trading_state()
+
+    def _retry_halt_store(self) -> None:
+        if self._halt.active is None and not self._halt_loading:
+            self._load_halt_state()
+        elif self._halt.active is not None and not self._halt_persisted:
+            self._persist_halt()
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _tell_self(self, message: Any) -> None:
+        # Worker threads and timers of a dead incarnation must not reach the new one.
+        try:
+            self.actor_ref.tell(message)
+        except ActorDeadError:
+            logger.debug("%s after the end of this incarnation dropped", type(message).__name__)
+
+    def _snapshot(self) -> HealthSnapshot:
+        now = self._clock.monotonic()
+        return HealthSnapshot(
+            trading=self._trading,
+            trading_since=self._trading_since,
+            dependencies=tuple(
+                DependencySnapshot(
+                    dependency=dependency,
+                    status=tracked.status,
+                    target=tracked.probe.target if tracked.probe is not None else None,
+                    breaker=tracked.breaker.phase,
+                    consecutive_failures=tracked.breaker.failures,
+                    retry_in=tracked.breaker.seconds_until_trial(now),
+                    last_probe_at=tracked.last_probe_at,
+                    last_latency=tracked.last_latency,
+                    last_error=tracked.last_error,
+                    last_error_at=tracked.last_error_at,
+                    probe_in_flight=tracked.in_flight is not None,
+                )
+                for dependency, tracked in self._tracked.items()
+            ),
+            halted=self._halt.active,
+            halt_reason=self._halt.reason,
+            halt_persisted=self._halt_persisted,
+        )

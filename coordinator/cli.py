@@ -1,0 +1,211 @@
+"""Command line: ``coordinator run | check-config | drill``.
+
+Exit codes: 0 clean stop, 1 could not start, 2 bad configuration or usage,
+3 the supervisor gave up (restart intensity exceeded) and stopped the tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from coordinator import __version__
+from coordinator.config import SETTINGS, Config, ConfigError, load_config
+
+__all__ = ["main"]
+
+logger = logging.getLogger("coordinator")
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_CONFIG
+    return args.handler(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="coordinator",
+        description="Coordinator of the RootTrading system.",
+    )
+    parser.add_argument("--version", action="version", version=f"coordinator {__version__}")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="TOML file with settings (same names as the environment variables)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the coordinator until SIGTERM or SIGINT")
+    run.add_argument("--host", help="HTTP bind address (COORDINATOR_HOST)")
+    run.add_argument("--port", help="HTTP port (COORDINATOR_PORT, default 5003)")
+    run.add_argument(
+        "--data-dir",
+        help="directory of the embedded servers (COORDINATOR_DATA_DIR, default ./.coordinator)",
+    )
+    run.set_defaults(handler=_run)
+
+    check = commands.add_parser(
+        "check-config", help="print the effective configuration, secrets hidden"
+    )
+    check.add_argument("--json", action="store_true", help="print JSON")
+    check.add_argument("--host")
+    check.add_argument("--port")
+    check.add_argument("--data-dir")
+    check.set_defaults(handler=_check_config)
+
+    drill = commands.add_parser(
+        "drill", help="inject a fault into a running coordinator's actor (COORDINATOR_DRILLS=1)"
+    )
+    drill.add_argument("actor", help="actor name, as listed by GET /supervisor")
+    drill.add_argument("kind", choices=("crash", "hang", "fail-start"))
+    drill.add_argument("--seconds", type=float, default=30.0, help="how long to hang")
+    drill.add_argument("--url", default="http://127.0.0.1:5003", help="the coordinator's API")
+    drill.set_defaults(handler=_drill)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config | None:
+    overrides = {
+        "COORDINATOR_HOST": getattr(args, "host", None),
+        "COORDINATOR_PORT": getattr(args, "port", None),
+        "COORDINATOR_DATA_DIR": getattr(args, "data_dir", None),
+    }
+    try:
+        return load_config(overrides=overrides, config_file=args.config)
+    except ConfigError as exc:
+        print("configuration error(s), the coordinator did not start:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return None
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_CONFIG
+    effective = config.redacted()
+    if args.json:
+        print(json.dumps(effective, indent=2, default=str))
+        return EXIT_OK
+    width = max(len(s.name) for s in SETTINGS)
+    if config.config_file is not None:
+        print(f"# config file: {config.config_file}")
+    for setting in SETTINGS:
+        entry = effective[setting.name]
+        value = entry["value"]
+        shown = (
+            "(not set)"
+            if value is None
+            else json.dumps(value)
+            if not isinstance(value, str)
+            else value
+        )
+        print(f"{setting.name:<{width}}  {shown}  [{entry['source']}]")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_CONFIG
+    from coordinator.daemon import EXIT_ESCALATED, EXIT_START_FAILED, Coordinator
+    from coordinator.logs import configure_logging, log_thread_stacks
+
+    configure_logging(config.service.log_level, config.service.log_format)
+    wake = threading.Event()
+    received: dict[str, Any] = {"stop": None, "dump": False}
+
+    def on_stop_signal(signum: int, _frame: Any) -> None:
+        now = time.monotonic()
+        if received["stop"] is not None:
+            # Asked again, later, while stopping: leave now. The embedded servers go
+            # with us (parent-death signal). A copy of the first signal sent to the
+            # whole process group at the same moment does not count.
+            if now - received["stop_at"] > 2.0:
+                os.write(2, b"second stop signal: exiting at once\n")
+                os._exit(EXIT_START_FAILED)
+            return
+        received["stop"] = signal.Signals(signum).name
+        received["stop_at"] = now
+        wake.set()
+
+    def on_dump_signal(_signum: int, _frame: Any) -> None:
+        received["dump"] = True
+        wake.set()
+
+    signal.signal(signal.SIGTERM, on_stop_signal)
+    signal.signal(signal.SIGINT, on_stop_signal)
+    signal.signal(signal.SIGUSR1, on_dump_signal)
+
+    logger.info("coordinator %s starting (pid %d)", __version__, os.getpid())
+    coordinator = Coordinator(config)
+    try:
+        coordinator.start()
+    except Exception as exc:
+        logger.critical("could not start: %s", exc, exc_info=not _expected_start_error(exc))
+        return EXIT_START_FAILED
+    threading.Thread(
+        target=lambda: (coordinator.outcome.finished.wait(), wake.set()),
+        name="tree-watch",
+        daemon=True,
+    ).start()
+    exit_code = EXIT_OK
+    try:
+        while True:
+            wake.wait()
+            wake.clear()
+            if received["dump"]:
+                received["dump"] = False
+                log_thread_stacks(logger)
+            if received["stop"] is not None:
+                logger.info("%s received; stopping", received["stop"])
+                break
+            if coordinator.outcome.finished.is_set():
+                if coordinator.outcome.failure is not None:
+                    logger.critical("the supervisor gave up: %s", coordinator.outcome.failure)
+                    exit_code = EXIT_ESCALATED
+                break
+    finally:
+        coordinator.stop()
+    return exit_code
+
+
+def _expected_start_error(exc: Exception) -> bool:
+    from coordinator.daemon import StartupError
+    from coordinator.http.server import HttpServerError
+    from coordinator.infra.embedded import EmbeddedServerError
+    from coordinator.infra.store import StoreError
+
+    return isinstance(exc, StartupError | HttpServerError | EmbeddedServerError | StoreError)
+
+
+def _drill(args: argparse.Namespace) -> int:
+    import requests
+
+    token = os.environ.get("COORDINATOR_API_TOKEN")
+    url = f"{args.url.rstrip('/')}/drills/actors/{args.actor}/{args.kind}"
+    params = {"seconds": args.seconds} if args.kind == "hang" else None
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = requests.post(url, params=params, headers=headers, timeout=5)
+    except requests.RequestException as exc:
+        print(f"cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 1
+    print(response.text)
+    return EXIT_OK if response.status_code < 300 else 1

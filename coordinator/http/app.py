@@ -1,0 +1,194 @@
+"""The Bottle application: thin routes over the facade, JSON for everything, errors included."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import bottle
+from bottle import HTTPError, request, response
+
+from coordinator.http.facade import ActorUnavailable, CoordinatorApi, UnknownActor
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_BODY = 64 * 1024
+_TOKEN_HELP = (
+    "set COORDINATOR_API_TOKEN (16 characters or more) in the coordinator's environment "
+    "and send it as 'Authorization: Bearer <token>'"
+)
+
+
+class ApiError(HTTPError):
+    """An error answer with a JSON payload: ``error`` says what is wrong."""
+
+    def __init__(self, status: int, payload: dict[str, Any]) -> None:
+        super().__init__(status, payload["error"])
+        self.payload = payload
+
+
+def _fail(status: int, message: str, **extra: Any) -> ApiError:
+    return ApiError(status, {"error": message, **extra})
+
+
+def create_app(
+    api: CoordinatorApi, *, api_token: str | None, drills_enabled: bool
+) -> bottle.Bottle:
+    app = bottle.Bottle(catchall=True, autojson=True)
+    app.default_error_handler = _json_error  # type: ignore[method-assign]
+
+    def guarded(route: Callable[..., Any]) -> Callable[..., Any]:
+        """Turn the facade's errors into HTTP answers."""
+
+        @functools.wraps(route)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return route(*args, **kwargs)
+            except ActorUnavailable as exc:
+                response.set_header("Retry-After", "1")
+                raise _fail(503, str(exc), actor=exc.actor) from None
+
+        return wrapper
+
+    def mutating(route: Callable[..., Any]) -> Callable[..., Any]:
+        """Bearer token required, compared in constant time."""
+
+        @functools.wraps(route)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if api_token is None:
+                raise _fail(403, f"mutating endpoints are disabled: {_TOKEN_HELP}")
+            scheme, _, given = request.get_header("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), api_token.encode()
+            ):
+                error = _fail(401, f"missing or wrong bearer token: {_TOKEN_HELP}")
+                error.set_header("WWW-Authenticate", 'Bearer realm="coordinator"')
+                raise error
+            return route(*args, **kwargs)
+
+        return wrapper
+
+    @app.get("/")
+    def index() -> dict[str, Any]:
+        return {
+            "service": "coordinator",
+            "endpoints": sorted(
+                {f"{r.method} {r.rule}" for r in app.routes if r.rule != "/"},
+            ),
+        }
+
+    @app.get("/health")
+    @guarded
+    def health() -> dict[str, Any]:
+        status, body = api.health()
+        response.status = status
+        return body
+
+    @app.get("/status")
+    @guarded
+    def status() -> dict[str, Any]:
+        return api.status()
+
+    @app.get("/diagnostic")
+    @guarded
+    def diagnostic() -> dict[str, Any]:
+        return api.diagnostic()
+
+    @app.get("/supervisor")
+    @guarded
+    def supervisor() -> dict[str, Any]:
+        return api.supervisor()
+
+    @app.post("/trading/halt")
+    @mutating
+    @guarded
+    def halt() -> dict[str, Any]:
+        body = _json_body()
+        reason = body.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise _fail(400, "body field 'reason' is required: a non-empty string saying why")
+        return api.halt(reason=reason.strip()[:500], by=_operator(body))
+
+    @app.post("/trading/resume")
+    @mutating
+    @guarded
+    def resume() -> dict[str, Any]:
+        return api.resume(by=_operator(_json_body()))
+
+    @app.post("/drills/actors/<name>/<kind>")
+    @mutating
+    @guarded
+    def drill(name: str, kind: str) -> dict[str, Any]:
+        if not drills_enabled:
+            raise _fail(403, "drills are disabled: set COORDINATOR_DRILLS=1 to enable them")
+        seconds: float | None = None
+        if kind == "hang":
+            raw = request.query.get("seconds")
+            try:
+                seconds = float(raw) if raw is not None else math.nan
+            except ValueError:
+                seconds = math.nan
+            if not math.isfinite(seconds):
+                raise _fail(400, f"query parameter 'seconds' must be a number, got {raw!r}")
+        try:
+            result = api.drill(name, kind, seconds=seconds)
+        except UnknownActor:
+            raise _fail(404, f"no actor named {name!r}") from None
+        except ValueError as exc:
+            raise _fail(400, str(exc)) from None
+        response.status = 202
+        return result
+
+    return app
+
+
+def _json_body() -> dict[str, Any]:
+    length = request.content_length
+    if length > _MAX_BODY:
+        raise _fail(413, f"body of {length} bytes is over the limit of {_MAX_BODY}")
+    raw = request.body.read(_MAX_BODY + 1)
+    if len(raw) > _MAX_BODY:
+        raise _fail(413, f"body is over the limit of {_MAX_BODY} bytes")
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _fail(400, f"body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise _fail(400, f"body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _operator(body: dict[str, Any]) -> str:
+    operator = body.get("operator")
+    client = f"api client {request.remote_addr or 'unknown'}"
+    if isinstance(operator, str) and operator.strip():
+        return f"{operator.strip()[:100]} ({client})"
+    return client
+
+
+def _json_error(error: HTTPError) -> str:
+    if isinstance(error, ApiError):
+        payload = dict(error.payload)
+    elif error.status_code == 500:
+        logger.error(
+            "unhandled error in %s %s: %r\n%s",
+            request.method,
+            request.path,
+            error.exception,
+            error.traceback or "",
+        )
+        payload = {"error": "internal error; it has been logged"}
+    else:
+        payload = {"error": str(error.body)}
+    payload["status"] = error.status_code
+    response.content_type = "application/json"
+    return json.dumps(payload)

@@ -1,0 +1,190 @@
+"""PostgreSQL: connections, versioned migrations, and the small stores built on them."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+
+__all__ = [
+    "KillSwitchStore",
+    "Migration",
+    "StoreError",
+    "apply_migrations",
+    "connect",
+    "load_migrations",
+]
+
+logger = logging.getLogger(__name__)
+
+_MIGRATION_FILE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
+_LOCK_KEY = 0x436F6F7264  # advisory lock: one coordinator migrates at a time
+
+
+class StoreError(Exception):
+    """The database refused or could not be reached; the message says which."""
+
+
+def connect(dsn: str, *, timeout: float = 5.0, application: str = "coordinator") -> Any:
+    """A connection that fails fast: connect and statement timeouts, TCP keepalives."""
+    try:
+        return psycopg2.connect(
+            dsn,
+            connect_timeout=max(1, round(timeout)),
+            application_name=application,
+            options=f"-c statement_timeout={int(timeout * 1000)}",
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+        )
+    except psycopg2.Error as exc:
+        raise StoreError(f"cannot connect to PostgreSQL: {_first_line(exc)}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def load_migrations() -> list[Migration]:
+    folder = resources.files("coordinator.infra") / "migrations"
+    migrations = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_FILE.fullmatch(entry.name)
+        if match:
+            migrations.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    migrations.sort(key=lambda m: m.version)
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise StoreError(f"migrations must be numbered 1, 2, 3... without gaps, found {versions}")
+    return migrations
+
+
+def apply_migrations(dsn: str, migrations: list[Migration] | None = None) -> list[int]:
+    """Apply what is missing, in order, each in its own transaction; return the versions."""
+    migrations = load_migrations() if migrations is None else migrations
+    conn = connect(dsn, timeout=30)
+    applied: list[int] = []
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+            cur.execute(
+                """CREATE TABLE IF NOT EXISTS coordinator_schema_migrations (
+                       version    integer     PRIMARY KEY,
+                       name       text        NOT NULL,
+                       checksum   text        NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT version, name, checksum FROM coordinator_schema_migrations")
+                done = {row[0]: (row[1], row[2]) for row in cur.fetchall()}
+            newest_known = migrations[-1].version if migrations else 0
+            unknown = sorted(v for v in done if v > newest_known)
+            if unknown:
+                raise StoreError(
+                    f"the database has migrations {unknown} that this version does not know; "
+                    "it was migrated by a newer coordinator"
+                )
+            for migration in migrations:
+                if migration.version in done:
+                    name, checksum = done[migration.version]
+                    if checksum != migration.checksum:
+                        raise StoreError(
+                            f"migration {migration.version:04d}_{name} was changed after it "
+                            "was applied; add a new migration instead"
+                        )
+                    continue
+                with conn, conn.cursor() as cur:
+                    cur.execute(migration.sql)
+                    cur.execute(
+                        "INSERT INTO coordinator_schema_migrations (version, name, checksum)"
+                        " VALUES (%s, %s, %s)",
+                        (migration.version, migration.name, migration.checksum),
+                    )
+                logger.info("applied migration %04d_%s", migration.version, migration.name)
+                applied.append(migration.version)
+        finally:
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    except psycopg2.Error as exc:
+        raise StoreError(f"migration failed: {_first_line(exc)}") from exc
+    finally:
+        conn.close()
+    return applied
+
+
+@dataclass(frozen=True, slots=True)
+class KillSwitchPosition:
+    halted: bool
+    reason: str
+    by: str
+    at: float | None
+
+
+class KillSwitchStore:
+    """The kill switch's history in ``coordinator_kill_switch_events``.
+
+    One connection, used by one thread at a time (ServiceHealth's store worker).
+    """
+
+    def __init__(self, dsn: str, *, timeout: float) -> None:
+        self._dsn = dsn
+        self._timeout = timeout
+        self._conn: Any = None
+
+    def load(self) -> KillSwitchPosition:
+        row = self._run(
+            "SELECT halted, reason, requested_by, at FROM coordinator_kill_switch_events"
+            " ORDER BY id DESC LIMIT 1",
+            (),
+            fetch=True,
+        )
+        if row is None:
+            return KillSwitchPosition(False, "", "", None)
+        return KillSwitchPosition(row[0], row[1], row[2], row[3].timestamp())
+
+    def save(self, *, halted: bool, reason: str, by: str, at: float) -> None:
+        self._run(
+            "INSERT INTO coordinator_kill_switch_events (halted, reason, requested_by, at)"
+            " VALUES (%s, %s, %s, %s)",
+            (halted, reason, by, datetime.fromtimestamp(at, UTC)),
+            fetch=False,
+        )
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _run(self, sql: str, params: tuple[Any, ...], *, fetch: bool) -> Any:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = connect(
+                    self._dsn, timeout=self._timeout, application="coordinator-health"
+                )
+            with self._conn, self._conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchone() if fetch else None
+        except psycopg2.Error as exc:
+            self.close()
+            raise StoreError(_first_line(exc)) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,86 @@
+"""Structured logs: one JSON object (or one key=value line) per record, with the actor."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import traceback
+from typing import Any, TextIO
+
+from coordinator.clock import utc_iso
+
+__all__ = ["configure_logging", "log_thread_stacks", "set_actor_name"]
+
+_local = threading.local()
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
+
+
+def set_actor_name(name: str | None) -> None:
+    """Label every log line of the current thread with ``name``."""
+    _local.actor = name
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "ts": utc_iso(record.created),
+        "level": record.levelname.lower(),
+        "actor": getattr(_local, "actor", None) or "-",
+        "thread": record.threadName,
+        "logger": record.name,
+        "msg": record.getMessage(),
+    }
+    for key, value in record.__dict__.items():
+        if key not in _STANDARD and not key.startswith("_"):
+            fields[key] = value
+    if record.exc_info:
+        fields["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+    return fields
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(_fields(record), default=str, ensure_ascii=False)
+
+
+class KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        parts = []
+        for key, value in _fields(record).items():
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            if not text or any(c in text for c in ' "=\n\t'):
+                text = json.dumps(text, ensure_ascii=False)
+            parts.append(f"{key}={text}")
+        return " ".join(parts)
+
+
+def configure_logging(level: str, fmt: str, stream: TextIO | None = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # Third-party chatter below WARNING is noise in a service log.
+    for noisy in ("urllib3", "waitress.queue"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def log_thread_stacks(logger: logging.Logger) -> None:
+    """Log the stack of every thread, one record each (SIGUSR1)."""
+    frames = sys._current_frames()
+    threads = threading.enumerate()
+    logger.warning("thread dump: %d threads", len(threads))
+    for thread in threads:
+        frame = frames.get(thread.ident or -1)
+        stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no frame)"
+        logger.warning(
+            "thread %s",
+            thread.name,
+            extra={"dump_thread": thread.name, "daemon": thread.daemon, "stack": stack},
+        )
