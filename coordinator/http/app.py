@@ -52,8 +52,9 @@ def create_app(
             try:
                 return route(*args, **kwargs)
             except ActorUnavailable as exc:
-                response.set_header("Retry-After", "1")
-                raise _fail(503, str(exc), actor=exc.actor) from None
+                error = _fail(503, str(exc), actor=exc.actor)
+                error.set_header("Retry-After", "1")
+                raise error from None
 
         return wrapper
 

@@ -63,7 +63,9 @@ class HttpServer:
         while server._map:  # type: ignore[union-attr]
             for channel in list(server._map.values()):  # type: ignore[union-attr]
                 try:
-                    channel.handle_close()
+                    # The listener has no close handler of its own; connections and
+                    # the wake-up trigger do.
+                    channel.close() if channel is server else channel.handle_close()
                 except Exception:
                     logger.debug("closing a channel failed", exc_info=True)
         server.task_dispatcher.shutdown(timeout=timeout)  # type: ignore[union-attr]

@@ -1,0 +1,264 @@
+"""``python -m coordinator run`` as a real process, with its embedded servers."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from coordinator.infra.embedded import free_port
+from tests.waiting import wait_for
+
+TOKEN = "process-test-token-0123"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ROOT = Path(__file__).resolve().parent.parent
+_launches = itertools.count()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def server_pids(coordinator: CoordinatorProcess) -> list[int]:
+    """Embedded server processes of ``coordinator`` that are still alive.
+
+    Their pids come from the coordinator's log; anything else whose command line
+    names the data directory (other than the coordinator itself) counts too.
+    """
+    pids = {
+        int(match)
+        for match in re.findall(r"(?:redis|postgres) started \(pid (\d+)", coordinator.log())
+    }
+    needle = str(coordinator.data_dir.resolve()).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in (os.getpid(), coordinator.process.pid):
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes():
+                pids.add(int(entry.name))
+        except OSError:
+            continue
+    return sorted(pid for pid in pids if _alive(pid))
+
+
+class CoordinatorProcess:
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir.parent / f"{data_dir.name}-{next(_launches)}.log"
+        environment = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("REDIS_", "PG", "DATABASE_", "COORDINATOR_", "SUPERVISOR_"))
+        }
+        environment.update(
+            {
+                "COORDINATOR_PORT": str(self.port),
+                "COORDINATOR_API_TOKEN": TOKEN,
+                "COORDINATOR_DRILLS": "1",
+                "HEALTH_CHECK_INTERVAL": "0.5",
+                "SUPERVISOR_BACKOFF_BASE": "0.05",
+                "PYTHONUNBUFFERED": "1",
+                **env,
+            }
+        )
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "coordinator", "run", "--data-dir", str(data_dir)],
+            cwd=ROOT,
+            env=environment,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_up(self) -> dict[str, Any]:
+        def answer() -> Any:
+            if self.process.poll() is not None:
+                raise AssertionError(f"exited {self.process.returncode}:\n{self.log()}")
+            try:
+                return requests.get(self.url + "/health", timeout=2).json()
+            except requests.RequestException:
+                return None
+
+        return wait_for(answer, timeout=60, message="the coordinator to answer /health")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
+
+    def wait_exit(self, timeout: float) -> int:
+        return self.process.wait(timeout)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Any]:
+    launched: list[CoordinatorProcess] = []
+
+    def start(name: str = "data", **env: str) -> CoordinatorProcess:
+        process = CoordinatorProcess(tmp_path / name, **env)
+        launched.append(process)
+        return process
+
+    yield start
+    for process in launched:
+        process.close()
+    for process in launched:
+        wait_for(lambda p=process: not server_pids(p), message="no server left")
+
+
+def test_run_with_embedded_servers_survives_drills_and_stops_on_sigterm(launch):
+    coordinator = launch()
+    health = coordinator.wait_up()
+    assert health["components"]["redis"]["status"] in ("up", "unchecked")
+    assert len(server_pids(coordinator)) >= 2, "embedded Redis and PostgreSQL run"
+    health = wait_for(
+        lambda: (
+            (h := requests.get(coordinator.url + "/health", timeout=2).json())["components"][
+                "postgres"
+            ]["status"]
+            == "up"
+            and h
+        ),
+        message="postgres up",
+    )
+    # No Trader yet: degraded, and the trading state says why.
+    assert health["status"] == "degraded"
+    assert health["components"]["trader"]["status"] == "not_configured"
+    assert health["trading"]["reasons"][0]["code"] == "trader_not_configured"
+
+    actors = [
+        c["name"]
+        for c in requests.get(coordinator.url + "/supervisor", timeout=2).json()["children"]
+    ]
+    assert actors
+    for actor in actors:
+        response = requests.post(
+            f"{coordinator.url}/drills/actors/{actor}/crash", headers=AUTH, timeout=5
+        )
+        assert response.status_code == 202
+        wait_for(
+            lambda a=actor: any(
+                c["name"] == a and c["incarnation"] == 2 and c["state"] == "running"
+                for c in requests.get(coordinator.url + "/supervisor", timeout=2).json()["children"]
+            ),
+            message=f"{actor} replaced",
+        )
+    assert requests.get(coordinator.url + "/health", timeout=2).status_code == 200
+
+    coordinator.process.send_signal(signal.SIGTERM)
+    assert coordinator.wait_exit(10) == 0
+    assert not server_pids(coordinator)
+
+    records = coordinator.log_records()
+    assert records, "logs are JSON lines"
+    assert all({"ts", "level", "actor", "msg"} <= set(r) for r in records)
+    assert any(r["actor"] == "service_health#1" for r in records)
+    assert any("SIGTERM received" in r["msg"] for r in records)
+
+
+def test_sigint_also_stops_cleanly(launch):
+    coordinator = launch()
+    coordinator.wait_up()
+    coordinator.process.send_signal(signal.SIGINT)
+    assert coordinator.wait_exit(10) == 0
+    assert not server_pids(coordinator)
+
+
+def test_a_killed_coordinator_leaves_no_server_behind(launch):
+    coordinator = launch()
+    coordinator.wait_up()
+    assert server_pids(coordinator)
+
+    coordinator.process.kill()
+    coordinator.wait_exit(10)
+
+    wait_for(lambda: not server_pids(coordinator), message="servers gone after kill -9")
+    # The data survives: a new coordinator starts on the same directory.
+    again = launch()
+    assert again.data_dir == coordinator.data_dir
+    again.wait_up()
+
+
+def test_sigusr1_logs_every_thread(launch):
+    coordinator = launch()
+    coordinator.wait_up()
+    coordinator.process.send_signal(signal.SIGUSR1)
+    records = wait_for(
+        lambda: [r for r in coordinator.log_records() if "stack" in r],
+        message="thread stacks in the log",
+    )
+    threads = {r["dump_thread"] for r in records}
+    assert {"MainThread", "supervisor", "http"} <= threads
+    assert any(name.startswith("service_health#") for name in threads)
+    assert coordinator.process.poll() is None
+
+
+def test_restart_intensity_exceeded_exits_non_zero(launch):
+    coordinator = launch(SUPERVISOR_MAX_RESTARTS="0")
+    coordinator.wait_up()
+    requests.post(f"{coordinator.url}/drills/actors/service_health/crash", headers=AUTH, timeout=5)
+    assert coordinator.wait_exit(15) == 3
+    assert "restart intensity exceeded" in coordinator.log()
+    assert not server_pids(coordinator)
+
+
+def test_a_second_coordinator_on_the_same_data_dir_is_refused(launch):
+    first = launch()
+    first.wait_up()
+    second = launch()
+    assert second.wait_exit(30) == 1
+    assert "is in use by pid" in second.log()
+    assert first.process.poll() is None
+
+
+def test_bad_config_exits_2_before_starting_anything(launch):
+    coordinator = launch(SIGNAL_TIMEOUT="soon")
+    assert coordinator.wait_exit(30) == 2
+    assert "SIGNAL_TIMEOUT='soon'" in coordinator.log()
+    assert not coordinator.data_dir.exists()
+
+
+def test_taken_port_is_a_clear_start_failure(launch):
+    first = launch()
+    first.wait_up()
+    second = launch("other", COORDINATOR_PORT=str(first.port))
+    assert second.wait_exit(60) == 1
+    assert f"cannot listen on 127.0.0.1:{first.port}" in second.log()
+    wait_for(lambda: not server_pids(second), message="no server left by the failed start")
+
+
+def test_exit_is_within_ten_seconds_even_with_a_hung_actor(launch):
+    coordinator = launch(SUPERVISOR_LIVENESS_TIMEOUT="60", SUPERVISOR_STOP_TIMEOUT="2")
+    coordinator.wait_up()
+    requests.post(
+        f"{coordinator.url}/drills/actors/service_health/hang?seconds=60", headers=AUTH, timeout=5
+    )
+    started = time.monotonic()
+    coordinator.process.send_signal(signal.SIGTERM)
+    assert coordinator.wait_exit(10) == 0
+    assert time.monotonic() - started < 10
+    assert "did not stop within" in coordinator.log()
