@@ -11,8 +11,8 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -293,6 +293,7 @@ SETTINGS: tuple[Setting, ...] = (
         0.5,
         "how long a route waits for an actor before answering 503",
     ),
+    _s("HTTP_SNAPSHOT_TTL", "service", "snapshot_ttl", Number(minimum=0, maximum=5, unit="seconds"), 0.25, "how long read-only routes reuse an answer; 0: never"),
     # dependencies
     _s("TRADER_API_URL", "trader", "url", Url(("http", "https")), None, "Trader service base URL"),
     _s("PORTFOLIO_API_URL", "portfolio", "url", Url(("http", "https")), None, "Portfolio service base URL"),
@@ -384,6 +385,7 @@ class ServiceConfig:
     log_format: str
     http_threads: int
     ask_timeout: float
+    snapshot_ttl: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -595,7 +597,8 @@ def load_config(
     values: dict[str, Any] = {}
     for setting in SETTINGS:
         if setting.name not in raw:
-            values[setting.name] = setting.default
+            default = setting.default
+            values[setting.name] = None if default is None else setting.kind.parse(default)
             continue
         value, source = raw[setting.name]
         try:
@@ -699,15 +702,14 @@ def describe_settings() -> list[tuple[str, str, str, str]]:
     for s in SETTINGS:
         default = s.default
         if s.name == "VOLATILITY_RANGE":
-            default = "{:g}-{:g}".format(*default)
+            shown = "{:g}-{:g}".format(*default)
         elif isinstance(default, tuple):
-            default = ",".join(default)
-        rows.append((s.name, "" if default is None else str(default), s.kind.allowed, s.help))
+            shown = ",".join(default)
+        elif isinstance(default, bool):
+            shown = str(default).lower()
+        elif isinstance(default, float):
+            shown = str(int(default)) if default.is_integer() else str(default)
+        else:
+            shown = "" if default is None else str(default)
+        rows.append((s.name, shown, s.kind.allowed, s.help))
     return rows
-
-
-def section_fields(section_type: type) -> list[str]:
-    return [f.name for f in fields(section_type)]
-
-
-Parser = Callable[[Any], Any]

@@ -140,7 +140,11 @@ class Coordinator:
             drills=self.drills,
         )
         app = create_app(
-            api, api_token=config.service.api_token, drills_enabled=config.service.drills
+            api,
+            api_token=config.service.api_token,
+            drills_enabled=config.service.drills,
+            snapshot_ttl=config.service.snapshot_ttl,
+            clock=self.clock.monotonic,
         )
         self.http = HttpServer(
             app,

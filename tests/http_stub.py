@@ -21,7 +21,7 @@ class StubService:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 stub.requests += 1
                 if stub.delay:
                     stub._release.wait(stub.delay)
@@ -42,7 +42,10 @@ class StubService:
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"stub-{name}", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"stub-{name}",
+            daemon=True,
         )
 
     def start(self) -> StubService:

@@ -35,6 +35,7 @@ def start_coordinator(
             "COORDINATOR_API_TOKEN": TOKEN,
             "COORDINATOR_DRILLS": "1",
             "HTTP_ASK_TIMEOUT": "0.3",
+            "HTTP_SNAPSHOT_TTL": "0",
             **env,
         }
         settings = {k: v for k, v in settings.items() if v != ""}
@@ -227,3 +228,59 @@ def test_escalated_tree_is_unhealthy(start_coordinator):
     assert response.status_code == 503
     assert response.json()["status"] == "unhealthy"
     assert "restart intensity exceeded" in get(base, "/supervisor").json()["failure"]
+
+
+def test_read_only_answers_are_reused_briefly_and_dropped_after_a_command(start_coordinator):
+    _, base = start_coordinator(HTTP_SNAPSHOT_TTL="5")
+    wait_for(lambda: get(base, "/status").json()["trading_state"] == "ACTIVE", timeout=15)
+    first = get(base, "/status").json()
+    assert get(base, "/status").json()["timestamp"] == first["timestamp"]
+
+    requests.post(base + "/trading/halt", json={"reason": "x"}, headers=AUTH, timeout=5)
+
+    after = get(base, "/status").json()
+    assert after["timestamp"] != first["timestamp"]
+    assert after["trading_state"] == "HALTED"
+
+
+def test_fail_start_drill_makes_the_next_start_fail_once(start_coordinator):
+    _, base = start_coordinator()
+    armed = requests.post(
+        base + "/drills/actors/service_health/fail-start", headers=AUTH, timeout=5
+    )
+    assert armed.status_code == 202
+    requests.post(base + "/drills/actors/service_health/crash", headers=AUTH, timeout=5)
+
+    child = wait_for(
+        lambda: (
+            (c := get(base, "/supervisor").json()["children"][0])["incarnation"] == 3
+            and c["state"] == "running"
+            and c
+        ),
+        message="service_health running after one failed start",
+    )
+    assert child["restarts"] == 2
+    assert child["last_failure"]["type"] == "DrillStartFailure"
+    assert child["last_failure"]["phase"] == "start"
+
+
+def test_servers_given_by_host_variables_are_used(start_coordinator, redis_server, postgres):
+    _, base = start_coordinator(
+        REDIS_URL="",
+        DATABASE_URL="",
+        REDIS_HOST="127.0.0.1",
+        REDIS_PORT=str(redis_server.port),
+        REDIS_PASSWORD=redis_server.password,
+        PGHOST="127.0.0.1",
+        PGPORT=str(postgres.port),
+        PGUSER="postgres",
+        PGPASSWORD=postgres.password,
+        PGDATABASE=postgres.database,
+    )
+    body = wait_healthy(base)
+    assert body["components"]["redis"]["status"] == "up"
+    status = get(base, "/status").json()
+    assert status["dependencies"]["postgres"]["target"] == (
+        f"host=127.0.0.1 port={postgres.port} user=postgres dbname={postgres.database}"
+    )
+    assert status["dependencies"]["redis"]["target"].startswith("redis://:***@127.0.0.1:")

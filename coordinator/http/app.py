@@ -7,6 +7,8 @@ import hmac
 import json
 import logging
 import math
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,11 +40,68 @@ def _fail(status: int, message: str, **extra: Any) -> ApiError:
     return ApiError(status, {"error": message, **extra})
 
 
+class AnswerCache:
+    """Answers of the read-only routes, reused for ``ttl`` seconds.
+
+    Load balancers and health checks poll these routes hard; without reuse each poll
+    would be two actor round trips. An answer is at most ``ttl`` old, and one request
+    at a time per route refreshes it while the others wait for it.
+    """
+
+    def __init__(self, ttl: float, clock: Callable[[], float]) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._answers: dict[str, tuple[float, tuple[int, bytes]]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def clear(self) -> None:
+        """Forget every answer: after a command, reads must show its effect."""
+        self._answers.clear()
+
+    def get(self, key: str, produce: Callable[[], tuple[int, bytes]]) -> tuple[int, bytes]:
+        entry = self._answers.get(key)
+        if entry is not None and entry[0] > self._clock():
+            return entry[1]
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            entry = self._answers.get(key)
+            if entry is not None and entry[0] > self._clock():
+                return entry[1]
+            answer = produce()
+            if self._ttl > 0:
+                self._answers[key] = (self._clock() + self._ttl, answer)
+            return answer
+
+
+def _render(produce: Callable[[], tuple[int, dict[str, Any]]]) -> tuple[int, bytes]:
+    try:
+        status, body = produce()
+    except ActorUnavailable as exc:
+        status, body = 503, {"error": str(exc), "actor": exc.actor, "status": 503}
+    return status, json.dumps(body).encode()
+
+
 def create_app(
-    api: CoordinatorApi, *, api_token: str | None, drills_enabled: bool
+    api: CoordinatorApi,
+    *,
+    api_token: str | None,
+    drills_enabled: bool,
+    snapshot_ttl: float = 0.0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True, autojson=True)
     app.default_error_handler = _json_error  # type: ignore[method-assign]
+    answers = AnswerCache(snapshot_ttl, clock)
+
+    def read_only(key: str, produce: Callable[[], tuple[int, dict[str, Any]]]) -> bytes:
+        status, body = answers.get(key, lambda: _render(produce))
+        response.status = status
+        response.content_type = "application/json"
+        if status == 503:
+            response.set_header("Retry-After", "1")
+        return body
 
     def guarded(route: Callable[..., Any]) -> Callable[..., Any]:
         """Turn the facade's errors into HTTP answers."""
@@ -72,7 +131,10 @@ def create_app(
                 error = _fail(401, f"missing or wrong bearer token: {_TOKEN_HELP}")
                 error.set_header("WWW-Authenticate", 'Bearer realm="coordinator"')
                 raise error
-            return route(*args, **kwargs)
+            try:
+                return route(*args, **kwargs)
+            finally:
+                answers.clear()
 
         return wrapper
 
@@ -86,26 +148,20 @@ def create_app(
         }
 
     @app.get("/health")
-    @guarded
-    def health() -> dict[str, Any]:
-        status, body = api.health()
-        response.status = status
-        return body
+    def health() -> bytes:
+        return read_only("health", api.health)
 
     @app.get("/status")
-    @guarded
-    def status() -> dict[str, Any]:
-        return api.status()
+    def status() -> bytes:
+        return read_only("status", lambda: (200, api.status()))
 
     @app.get("/diagnostic")
-    @guarded
-    def diagnostic() -> dict[str, Any]:
-        return api.diagnostic()
+    def diagnostic() -> bytes:
+        return read_only("diagnostic", lambda: (200, api.diagnostic()))
 
     @app.get("/supervisor")
-    @guarded
-    def supervisor() -> dict[str, Any]:
-        return api.supervisor()
+    def supervisor() -> bytes:
+        return read_only("supervisor", lambda: (200, api.supervisor()))
 
     @app.post("/trading/halt")
     @mutating

@@ -30,6 +30,8 @@ class HttpServer:
                 clear_untrusted_proxy_headers=True,
                 channel_timeout=30,
                 connection_limit=200,
+                # run() notices a stop() within this; idle cost is a few wake-ups a second
+                asyncore_loop_timeout=0.2,
             )
         except OSError as exc:
             raise HttpServerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc

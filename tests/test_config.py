@@ -1,0 +1,170 @@
+"""Configuration: parsed once, every bad value named, secrets never shown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from coordinator.cli import main
+from coordinator.config import SETTINGS, ConfigError, load_config, redact_url
+
+
+def test_defaults_are_the_documented_ones():
+    config = load_config({})
+    assert config.service.port == 5003
+    assert config.service.data_dir == Path(".coordinator")
+    assert config.coordination.signal_timeout == 30
+    assert config.coordination.max_pending_signals == 100
+    assert config.coordination.validation_threads == 4
+    assert config.coordination.health_check_interval == 60
+    assert config.coordination.universe_update_interval == 3600
+    assert config.universe.min_volume_24h == 1_000_000
+    assert config.universe.max_spread_percent == 0.1
+    assert config.universe.min_market_cap == 50_000_000
+    assert config.universe.volatility_range == (0.02, 0.15)
+    assert config.universe.correlation_limit == 0.8
+    assert config.redis.embedded and config.database.embedded
+    assert config.trader.url is None
+
+
+def test_environment_values_are_parsed_into_frozen_sections():
+    config = load_config(
+        {
+            "TRADING_SYMBOLS": "btcusdc, ETHUSDC,BTCUSDC",
+            "TRADING_ENABLED": "no",
+            "VOLATILITY_RANGE": "0.01-0.2",
+            "MAX_CONCURRENT_TRADES": "7",
+            "TRADER_API_URL": "http://trader:5002/",
+            "PGHOST": "db",
+            "PGPASSWORD": "secret",
+        }
+    )
+    assert config.trading.symbols == ("BTCUSDC", "ETHUSDC")
+    assert config.trading.enabled is False
+    assert config.universe.volatility_range == (0.01, 0.2)
+    assert config.trading.max_concurrent_trades == 7
+    assert config.trader.url == "http://trader:5002"
+    assert config.database.dsn() == "host=db port=5432 user=postgres dbname=trading password=secret"
+    with pytest.raises(AttributeError):
+        config.trading.enabled = True  # type: ignore[misc]
+
+
+def test_symbols_may_be_a_json_array():
+    assert load_config({"TRADING_SYMBOLS": '["SOLUSDC", "BNBUSDC"]'}).trading.symbols == (
+        "SOLUSDC",
+        "BNBUSDC",
+    )
+
+
+def test_config_file_is_read_and_the_environment_wins(tmp_path):
+    file = tmp_path / "coordinator.toml"
+    file.write_text('signal_timeout = 12\nUNIVERSE_SIZE = 4\nTRADING_SYMBOLS = ["BTCUSDC"]\n')
+    config = load_config({"COORDINATOR_CONFIG": str(file), "UNIVERSE_SIZE": "6"})
+    assert config.coordination.signal_timeout == 12
+    assert config.trading.universe_size == 6
+    assert config.trading.symbols == ("BTCUSDC",)
+    sources = dict(config.sources)
+    assert sources["SIGNAL_TIMEOUT"] == f"file {file}"
+    assert sources["UNIVERSE_SIZE"] == "environment"
+
+
+def test_command_line_wins_over_the_environment():
+    config = load_config({"COORDINATOR_PORT": "6000"}, overrides={"COORDINATOR_PORT": "7000"})
+    assert config.service.port == 7000
+
+
+ERROR_CASES = [
+    ({"SIGNAL_TIMEOUT": "abc"}, "SIGNAL_TIMEOUT='abc' (from environment) is not valid: expected a number of seconds > 0"),
+    ({"SIGNAL_TIMEOUT": "0"}, "SIGNAL_TIMEOUT='0'"),
+    ({"SIGNAL_TIMEOUT": "nan"}, "SIGNAL_TIMEOUT='nan'"),
+    ({"SIGNAL_TIMEOUT": "inf"}, "SIGNAL_TIMEOUT='inf'"),
+    ({"MAX_PENDING_SIGNALS": "1.5"}, "MAX_PENDING_SIGNALS='1.5' (from environment) is not valid: expected an integer from 1 to 100000"),
+    ({"VALIDATION_THREADS": "0"}, "VALIDATION_THREADS='0' (from environment) is not valid: expected an integer from 1 to 64"),
+    ({"COORDINATOR_PORT": "70000"}, "COORDINATOR_PORT='70000' (from environment) is not valid: expected an integer from 1 to 65535"),
+    ({"TRADING_ENABLED": "maybe"}, "TRADING_ENABLED='maybe' (from environment) is not valid: expected true or false"),
+    ({"TRADER_API_URL": "trader:5002"}, "TRADER_API_URL='trader:5002' (from environment) is not valid: expected a URL with scheme http:// or https://"),
+    ({"REDIS_URL": "http://redis"}, "REDIS_URL='http://redis' (from environment) is not valid: expected a URL with scheme redis://"),
+    ({"DATABASE_URL": "mysql://db"}, "DATABASE_URL='mysql://db' (from environment) is not valid: expected a URL with scheme postgresql://"),
+    ({"TRADING_SYMBOLS": "BTC/USDC"}, "TRADING_SYMBOLS='BTC/USDC' (from environment) is not valid: expected comma-separated or JSON-array Binance symbols"),
+    ({"TRADING_SYMBOLS": ","}, "TRADING_SYMBOLS=','"),
+    ({"VOLATILITY_RANGE": "0.2-0.1"}, "VOLATILITY_RANGE='0.2-0.1' (from environment) is not valid: expected two numbers low-high with 0 <= low < high"),
+    ({"VOLATILITY_RANGE": "0.1"}, "VOLATILITY_RANGE='0.1'"),
+    ({"CORRELATION_LIMIT": "1.5"}, "CORRELATION_LIMIT='1.5' (from environment) is not valid: expected a number > 0 and <= 1"),
+    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' (from environment) is not valid: expected one of json, kv"),
+    ({"SUPERVISOR_STRATEGY": "all_for_one"}, "expected one of one_for_one, rest_for_one"),
+    ({"COORDINATOR_API_TOKEN": "short"}, "COORDINATOR_API_TOKEN=*** (from environment) is not valid: expected a string of at least 16 characters"),
+    ({"REDIS_URL": "redis://r:6379", "REDIS_HOST": "r"}, "REDIS_URL and REDIS_HOST are both set"),
+    ({"DATABASE_URL": "postgresql://db/x", "PGHOST": "db"}, "DATABASE_URL and PGHOST are both set"),
+    ({"PGPORT": "5433"}, "PGPORT set without PGHOST"),
+    ({"REDIS_PASSWORD": "x"}, "REDIS_PASSWORD set without REDIS_HOST"),
+    ({"SUPERVISOR_LIVENESS_INTERVAL": "10", "SUPERVISOR_LIVENESS_TIMEOUT": "5"}, "SUPERVISOR_LIVENESS_TIMEOUT=5.0 is not valid: expected more than SUPERVISOR_LIVENESS_INTERVAL=10.0"),
+    ({"SUPERVISOR_BACKOFF_BASE": "5", "SUPERVISOR_BACKOFF_MAX": "1"}, "SUPERVISOR_BACKOFF_MAX=1.0 is not valid"),
+    ({"BREAKER_OPEN_SECONDS": "50", "BREAKER_OPEN_MAX_SECONDS": "10"}, "BREAKER_OPEN_MAX_SECONDS=10.0 is not valid"),
+    ({"COORDINATOR_CONFIG": "/nonexistent/coordinator.toml"}, "COORDINATOR_CONFIG='/nonexistent/coordinator.toml' is not valid: the file does not exist"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("env", "message"), ERROR_CASES, ids=[next(iter(e)) for e, _ in ERROR_CASES]
+)
+def test_each_bad_value_exits_2_naming_variable_value_and_what_is_allowed(
+    env, message, monkeypatch, capsys
+):
+    for setting in SETTINGS:
+        monkeypatch.delenv(setting.name, raising=False)
+    monkeypatch.delenv("COORDINATOR_CONFIG", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+    assert main(["check-config"]) == 2
+    assert main(["run"]) == 2
+
+    err = capsys.readouterr().err
+    assert "configuration error" in err
+    assert message in err
+
+
+def test_every_error_is_reported_at_once():
+    with pytest.raises(ConfigError) as caught:
+        load_config({"SIGNAL_TIMEOUT": "x", "UNIVERSE_SIZE": "-1", "LOG_LEVEL": "loud"})
+    assert len(caught.value.errors) == 3
+
+
+def test_bad_config_file_is_named(tmp_path):
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("SIGNAL_TIMEOUTS = 3\n")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("signal_timeout = \n")
+    with pytest.raises(
+        ConfigError, match=r"SIGNAL_TIMEOUTS in config file .* is not a known setting"
+    ):
+        load_config({"COORDINATOR_CONFIG": str(unknown)})
+    with pytest.raises(ConfigError, match="expected a TOML file"):
+        load_config({}, config_file=broken)
+
+
+def test_check_config_hides_every_secret(monkeypatch, capsys):
+    monkeypatch.setenv("COORDINATOR_API_TOKEN", "a-very-secret-token-123")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://trader:pgsecret@db:5432/trading")
+    monkeypatch.setenv("REDIS_URL", "redis://:redissecret@redis:6379/0")
+    assert main(["check-config", "--json"]) == 0
+    out = capsys.readouterr().out
+    effective = json.loads(out)
+    for secret in ("a-very-secret-token-123", "pgsecret", "redissecret"):
+        assert secret not in out
+    assert effective["DATABASE_URL"]["value"] == "postgresql://trader:***@db:5432/trading"
+    assert effective["COORDINATOR_API_TOKEN"] == {"value": "***", "source": "environment"}
+    assert effective["SIGNAL_TIMEOUT"] == {"value": 30.0, "source": "default"}
+
+    assert main(["check-config"]) == 0
+    text = capsys.readouterr().out
+    assert "a-very-secret-token-123" not in text and "pgsecret" not in text
+    assert "COORDINATOR_API_TOKEN" in text and "***" in text
+
+
+def test_redact_url_keeps_what_helps_diagnosis():
+    assert redact_url("redis://:pw@host:1/0") == "redis://:***@host:1/0"
+    assert redact_url("postgresql://u:pw@h/db") == "postgresql://u:***@h/db"
+    assert redact_url("http://trader:5002") == "http://trader:5002"
