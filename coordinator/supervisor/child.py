@@ -192,9 +192,7 @@ class ChildActor(pykka.ThreadingActor):
         exception_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._cleanup_quietly()
-        self.context.directory.withdraw(self.name, self.context.incarnation, drain=True)
-        self.context.report(
+        self._end(
             ChildFailed(
                 name=self.name,
                 incarnation=self.context.incarnation,
@@ -204,23 +202,26 @@ class ChildActor(pykka.ThreadingActor):
         )
 
     def on_stop(self) -> None:
-        self._cleanup_quietly()
-        self.context.directory.withdraw(self.name, self.context.incarnation, drain=True)
-        self.context.report(ChildExited(name=self.name, incarnation=self.context.incarnation))
+        self._end(ChildExited(name=self.name, incarnation=self.context.incarnation))
 
     # --- helpers ----------------------------------------------------------------------
 
     def _start_failed(self, exc: BaseException) -> None:
         logger.error("start failed: %s: %s", type(exc).__name__, exc)
-        self._cleanup_quietly()
-        self.context.directory.withdraw(self.name, self.context.incarnation, drain=True)
-        self.context.report(
+        self._end(
             ChildFailed(
                 name=self.name,
                 incarnation=self.context.incarnation,
                 failure=self._failure_info(exc, "start"),
             )
         )
+
+    def _end(self, report: Event) -> None:
+        """The last acts of an incarnation: release what it holds, hand back the
+        messages it will never handle, and tell the supervisor why it ended."""
+        self._cleanup_quietly()
+        self.context.directory.withdraw(self.name, self.context.incarnation, drain=True)
+        self.context.report(report)
 
     def _report_error(self, exc: BaseException) -> None:
         self.context.report(
