@@ -207,10 +207,16 @@ def test_sigusr1_logs_every_thread(launch):
     coordinator = launch()
     coordinator.wait_up()
     coordinator.process.send_signal(signal.SIGUSR1)
-    records = wait_for(
-        lambda: [r for r in coordinator.log_records() if "stack" in r],
-        message="thread stacks in the log",
-    )
+
+    def complete_dump() -> list[dict[str, Any]]:
+        records = coordinator.log_records()
+        header = [r for r in records if r["msg"].startswith("thread dump: ")]
+        stacks = [r for r in records if "stack" in r]
+        if header and len(stacks) >= int(header[0]["msg"].split()[2]):
+            return stacks
+        return []
+
+    records = wait_for(complete_dump, message="every thread's stack in the log")
     threads = {r["dump_thread"] for r in records}
     assert {"MainThread", "supervisor", "http"} <= threads
     assert any(name.startswith("service_health#") for name in threads)
