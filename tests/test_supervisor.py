@@ -395,3 +395,25 @@ def test_stop_of_a_child_that_does_not_stop_is_bounded(tree_factory):
 def test_unknown_name_is_refused_with_its_name():
     with pytest.raises(ChildUnavailable, match="nobody: no such actor"):
         Directory().tell("nobody", Record(value=1))
+
+
+def test_backoff_grows_with_quick_failures_and_resets_after_a_quiet_period(tree_factory):
+    config = replace(FAST, backoff_base=0.5, backoff_max=10.0, backoff_reset=1.0)
+    tree = tree_factory(specs("a"), config)
+
+    def crash_and_read_delay(incarnation: int) -> float:
+        tree.wait_running("a", incarnation)
+        tree.directory.tell("a", DrillCrash())
+        child = wait_for(lambda: (c := tree.child("a")).state == "backoff" and c)
+        return child.restart_in
+
+    first = crash_and_read_delay(1)
+    second = crash_and_read_delay(2)  # crashed at once after starting again
+    child = tree.wait_running("a", 3)
+    wait_for(lambda: tree.child("a").uptime >= 1.0, message="a quiet second")
+    third = crash_and_read_delay(3)
+
+    assert first <= 0.5
+    assert second > 0.5, "a quick second failure waits twice as long (1.0 s)"
+    assert third <= 0.5, "after a quiet period the backoff starts over"
+    assert child.restarts == 2

@@ -1,0 +1,52 @@
+"""Structured log lines carry the actor's name."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+
+from coordinator.logs import configure_logging, set_actor_name
+
+
+def _log_from_thread(fmt: str) -> str:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    configure_logging("info", fmt, stream)
+    try:
+
+        def work() -> None:
+            set_actor_name("service_health#3")
+            logging.getLogger("coordinator.test").warning(
+                "probe failed: %s", "timeout after 2 s", extra={"dependency": "redis"}
+            )
+
+        thread = threading.Thread(target=work, name="service_health#3")
+        thread.start()
+        thread.join()
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+    return stream.getvalue()
+
+
+def test_json_lines():
+    record = json.loads(_log_from_thread("json"))
+    assert record["actor"] == "service_health#3"
+    assert record["level"] == "warning"
+    assert record["msg"] == "probe failed: timeout after 2 s"
+    assert record["dependency"] == "redis"
+    assert record["ts"].endswith("+00:00")
+
+
+def test_key_value_lines_quote_what_needs_it():
+    line = _log_from_thread("kv").strip()
+    assert "actor=service_health#3" in line
+    assert 'msg="probe failed: timeout after 2 s"' in line
+    assert "dependency=redis" in line
+    assert "\n" not in line
