@@ -96,6 +96,7 @@ def test_diagnostic_shows_tree_probes_and_redacted_config(start_coordinator, pos
     assert config["COORDINATOR_API_TOKEN"]["value"] == "***"
     assert postgres.password not in str(config)
     assert config["DATABASE_URL"]["source"] == "environment"
+    assert body["embedded_servers"] == {"redis": False, "postgres": False}
 
 
 def test_supervisor_snapshot(start_coordinator):

@@ -158,6 +158,10 @@ class CoordinatorApi:
             "trading_since": utc_iso(health.trading_since),
             "kill_switch": _kill_switch(health),
             "dependencies": {dep.dependency.value: _dependency(dep) for dep in health.dependencies},
+            "embedded_servers": {
+                "redis": self._services.endpoints.redis_embedded,
+                "postgres": self._services.endpoints.database_embedded,
+            },
             "config": self._services.config.redacted(),
         }
 

@@ -156,10 +156,6 @@ class _ServerProcess:
         except OSError:
             return "(no log)"
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the server to stop cleanly, then insist."""
         with self._lock:
@@ -180,14 +176,6 @@ class _ServerProcess:
                 logger.warning("%s did not stop on %s", self.name, signal.Signals(sig).name)
             except ProcessLookupError:
                 return
-
-    def kill(self) -> None:
-        """Kill at once, as a crash would (for fault tests)."""
-        with self._lock:
-            process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait(10)
 
 
 class EmbeddedRedis(_ServerProcess):

@@ -123,10 +123,6 @@ class Directory:
         with self._lock:
             self._listeners.append(listener)
 
-    def remove_listener(self, listener: Callable[[Event], None]) -> None:
-        with self._lock:
-            self._listeners.remove(listener)
-
     # --- used by everyone -------------------------------------------------------------
 
     def names(self) -> tuple[str, ...]:
@@ -140,10 +136,6 @@ class Directory:
             if entry.ref is None or not entry.ref.is_alive():
                 raise ChildUnavailable(name, "not running (restarting or stopped)")
             return entry.ref
-
-    def incarnation(self, name: str) -> int:
-        with self._lock:
-            return self._entry(name).incarnation
 
     def tell(self, name: str, message: Any) -> None:
         """Deliver now, or keep for the next incarnation while the child is down."""
