@@ -201,3 +201,26 @@ def test_unreadable_kill_switch_holds_trading_until_postgres_answers(
 
     tree.wait(lambda s: s.trading.state is TradingState.ACTIVE, "ACTIVE once readable")
     assert tree.snapshot().halted is False
+
+
+def test_halt_during_a_postgres_outage_is_stored_once_it_returns(
+    trees, redis_server, own_postgres, trader, portfolio
+):
+    tree = all_up(trees, redis_server, own_postgres, trader, portfolio)
+    own_postgres.stop()
+
+    snapshot = tree.directory.ask(
+        "service_health", HaltTrading(reason="db outage", by="ops"), timeout=2
+    )
+    assert snapshot.trading.state is TradingState.HALTED
+    tree.wait(
+        lambda s: tree.dependency(s, "postgres").status is DependencyStatus.DOWN,
+        "postgres down",
+    )
+    assert not tree.snapshot().halt_persisted
+
+    own_postgres.start()
+
+    tree.wait(lambda s: s.halt_persisted, "halt stored after the outage")
+    position = KillSwitchStore(own_postgres.dsn, timeout=2).load()
+    assert (position.halted, position.reason, position.by) == (True, "db outage", "ops")

@@ -126,7 +126,7 @@ class ServiceHealth(ChildActor):
         self._halt = HaltState(active=None)
         self._halt_generation = 0
         self._halt_persisted = True
-        self._halt_loading = False
+        self._store_busy = False
         self._trading = derive_trading_status(self._statuses(), self._halt)
         self._trading_since = self._clock.time()
         self._load_halt_state()
@@ -172,6 +172,7 @@ class ServiceHealth(ChildActor):
             case HaltStateLoaded():
                 self._halt_loaded(message)
             case HaltStatePersisted(generation=generation, error=error):
+                self._store_busy = False
                 if generation == self._halt_generation:
                     self._halt_persisted = error is None
                     if error is not None:
@@ -266,6 +267,10 @@ class ServiceHealth(ChildActor):
             tracked.last_error = error
             tracked.last_error_at = at
         after = tracked.status
+        if dependency is Dependency.POSTGRES and ok:
+            # The kill switch may be waiting on PostgreSQL: read or store it now,
+            # not at the next regular tick.
+            self._retry_halt_store()
         if tracked.breaker.phase is BreakerPhase.OPEN:
             self._schedule_trial(dependency, tracked, now)
         if after is not before:
@@ -334,6 +339,7 @@ class ServiceHealth(ChildActor):
 
     def _persist_halt(self) -> None:
         generation, halt = self._halt_generation, self._halt
+        self._store_busy = True
 
         def persist() -> None:
             error = None
@@ -349,7 +355,7 @@ class ServiceHealth(ChildActor):
 
     def _load_halt_state(self) -> None:
         generation = self._halt_generation
-        self._halt_loading = True
+        self._store_busy = True
 
         def load() -> None:
             try:
@@ -380,7 +386,7 @@ class ServiceHealth(ChildActor):
         self._store_worker.submit(load)
 
     def _halt_loaded(self, message: HaltStateLoaded) -> None:
-        self._halt_loading = False
+        self._store_busy = False
         if message.generation != self._halt_generation:
             return  # an operator acted meanwhile; that wins
         if message.halted is None:
@@ -394,9 +400,12 @@ class ServiceHealth(ChildActor):
         self._update_trading_state()
 
     def _retry_halt_store(self) -> None:
-        if self._halt.active is None and not self._halt_loading:
+        """Read the kill switch again, or store it again, after a failure."""
+        if self._store_busy:
+            return
+        if self._halt.active is None:
             self._load_halt_state()
-        elif self._halt.active is not None and not self._halt_persisted:
+        elif not self._halt_persisted:
             self._persist_halt()
 
     # --- helpers ----------------------------------------------------------------------
