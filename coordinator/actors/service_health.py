@@ -107,19 +107,19 @@ class ServiceHealth(ChildActor):
             dependency: _Tracked(probe=probe, breaker=Breaker(policy))
             for dependency, probe in build_probes(services).items()
         }
-        label = (set_actor_name, (f"{self.name}#{self.context.incarnation}",))
+        actor = (f"{self.name}#{self.context.incarnation}",)
         self._workers = ThreadPoolExecutor(
             max_workers=2 * len(Dependency),
             thread_name_prefix=f"{self.name}-probe",
-            initializer=label[0],
-            initargs=label[1],
+            initializer=set_actor_name,
+            initargs=actor,
         )
         # The kill switch has its own single thread: its reads and writes stay in order.
         self._store_worker = ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix=f"{self.name}-store",
-            initializer=label[0],
-            initargs=label[1],
+            initializer=set_actor_name,
+            initargs=actor,
         )
         self._store = KillSwitchStore(services.endpoints.database_dsn, timeout=self._probe_timeout)
         self._sequence = 0
@@ -189,12 +189,11 @@ class ServiceHealth(ChildActor):
             if tracked.probe is None:
                 continue
             if tracked.in_flight is not None:
-                sequence, started = tracked.in_flight
+                _, started = tracked.in_flight
                 # The probe has its own timeouts; this catches one that ignores them.
                 if now - started > 2 * self._probe_timeout + 1:
                     self._record(
                         dependency,
-                        sequence,
                         ok=False,
                         latency=now - started,
                         error=f"probe did not return within {now - started:.1f} s",
@@ -235,7 +234,6 @@ class ServiceHealth(ChildActor):
             return  # answer to a probe already given up
         self._record(
             message.dependency,
-            message.sequence,
             ok=message.ok,
             latency=message.latency,
             error=message.error,
@@ -245,7 +243,6 @@ class ServiceHealth(ChildActor):
     def _record(
         self,
         dependency: Dependency,
-        sequence: int,
         *,
         ok: bool,
         latency: float,
