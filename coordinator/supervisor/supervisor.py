@@ -161,7 +161,7 @@ class Supervisor(pykka.ThreadingActor):
         try:
             return self._dispatch(message)
         except Exception:
-            raise
+            raise  # an ordinary failure: on_failure stops the tree cleanly
         except BaseException as exc:
             raise EscapedBaseException(repr(exc)) from exc
 
@@ -190,9 +190,8 @@ class Supervisor(pykka.ThreadingActor):
                 if child is not None and child.state is ChildState.STARTING:
                     self._on_ready(child)
             case ChildFailed(name=name, incarnation=incarnation, failure=failure):
-                child = self._by_name.get(name)
-                if child is not None and child.incarnation == incarnation:
-                    child.last_failure = failure
+                child = self._current(name, incarnation)
+                if child is not None:
                     if message.message_type:
                         logger.error(
                             "%s#%d failed on %s: %s: %s",
