@@ -69,6 +69,17 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--data-dir")
     check.set_defaults(handler=_check_config)
 
+    paper = commands.add_parser(
+        "paper-exchange",
+        help="serve the Trader and Portfolio contracts on paper (POST /order, GET /balances...)",
+    )
+    paper.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    paper.add_argument("--port", type=int, default=5002, help="port (default 5002)")
+    paper.add_argument(
+        "--redis-url", help="follow prices on the market-data channels of this Redis"
+    )
+    paper.set_defaults(handler=_paper_exchange)
+
     drill = commands.add_parser(
         "drill", help="inject a fault into a running coordinator's actor (COORDINATOR_DRILLS=1)"
     )
@@ -184,6 +195,35 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         coordinator.stop()
     return exit_code
+
+
+def _paper_exchange(args: argparse.Namespace) -> int:
+    config = _load(argparse.Namespace(config=args.config))
+    if config is None:
+        return EXIT_CONFIG
+    from coordinator.http.server import HttpServerError
+    from coordinator.infra.paper_exchange import PaperExchange
+    from coordinator.logs import configure_logging
+
+    configure_logging(config.service.log_level, config.service.log_format)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        exchange = PaperExchange(
+            host=args.host,
+            port=args.port,
+            starting_balance=config.paper.starting_balance,
+            fee_rate=config.paper.fee_percent / 100.0,
+            quote_asset=config.risk.quote_asset,
+            redis_url=args.redis_url or config.redis.connection_url(),
+        ).start()
+    except HttpServerError as exc:
+        logger.critical("could not start: %s", exc)
+        return 1
+    stop.wait()
+    exchange.stop()
+    return EXIT_OK
 
 
 def _expected_start_error(exc: Exception) -> bool:

@@ -195,6 +195,32 @@ class Range(Kind):
         return (low, high)
 
 
+@dataclass(frozen=True)
+class Numbers(Kind):
+    count: int
+    minimum: float
+    maximum: float
+    increasing: bool = False
+
+    @property
+    def allowed(self) -> str:
+        order = " increasing" if self.increasing else ""
+        return (
+            f"{self.count} comma-separated{order} numbers from {self.minimum:g} to {self.maximum:g}"
+        )
+
+    def parse(self, raw: Any) -> tuple[float, ...]:
+        parts = list(raw) if isinstance(raw, list | tuple) else str(raw).split(",")
+        values = tuple(float(str(p).strip()) for p in parts)
+        if len(values) != self.count or not all(
+            math.isfinite(v) and self.minimum <= v <= self.maximum for v in values
+        ):
+            raise ValueError
+        if self.increasing and any(b <= a for a, b in zip(values, values[1:], strict=False)):
+            raise ValueError
+        return values
+
+
 class AnyPath(Kind):
     allowed = "a file-system path"
 
@@ -364,6 +390,40 @@ SETTINGS: tuple[Setting, ...] = (
         6,
         "consecutive failed starts of one child before escalation",
     ),
+    # intake
+    _s("SIGNALS_CHANNEL", "intake", "channel", Text(), "roottrading:signals:filtered", "Redis pub/sub channel of the aggregator's signals"),
+    _s("SIGNALS_STREAM_ENABLED", "intake", "stream_enabled", Boolean(), True, "also read the durable Redis Stream"),
+    _s("SIGNALS_STREAM", "intake", "stream", Text(), "roottrading:signals:stream", "Redis Stream of signals (field 'data' holds the JSON)"),
+    _s("SIGNALS_STREAM_GROUP", "intake", "stream_group", Text(), "coordinator", "consumer group on the stream"),
+    _s("SIGNALS_STREAM_CONSUMER", "intake", "stream_consumer", Text(pattern=r"[A-Za-z0-9_.:-]{1,100}", allowed="1 to 100 of A-Z a-z 0-9 _ . : -"), "coordinator-1", "this coordinator's consumer name; keep it across restarts"),
+    _s("STREAM_CLAIM_IDLE", "intake", "claim_idle", _SECONDS, 30.0, "entries pending this long with a dead consumer are taken over"),
+    _s("DEDUP_WINDOW", "intake", "dedup_window", _SECONDS, 3600.0, "a signal id seen within this is a duplicate"),
+    _s("EVENTS_CHANNEL", "intake", "events_channel", Text(), "roottrading:coordinator:events", "Redis channel of the coordinator's events"),
+    # risk, portfolio, market conditions, sizing
+    _s("QUOTE_ASSET", "risk", "quote_asset", Text(pattern=r"[A-Z]{3,6}", allowed="3 to 6 capital letters"), "USDC", "asset orders are sized in"),
+    _s("MIN_ORDER_NOTIONAL", "risk", "min_notional", Number(minimum=0, unit="quote asset"), 15.0, "smallest order"),
+    _s("MAX_EXPOSURE_PERCENT", "risk", "max_exposure_percent", Number(above=0, maximum=100, unit="percent"), 35.0, "one asset's share of equity at most"),
+    _s("MAX_ORDERS_PER_MINUTE", "risk", "max_orders_per_minute", Integer(1, 10_000), 30, "BUY orders in any minute at most"),
+    _s("DAILY_LOSS_LIMIT_PERCENT", "risk", "daily_loss_limit_percent", Number(above=0, maximum=100, unit="percent"), 5.0, "no BUY once today's loss reaches this share of equity"),
+    _s("MAX_DRAWDOWN_PERCENT", "risk", "max_drawdown_percent", Number(above=0, maximum=100, unit="percent"), 15.0, "no BUY once equity is this far below its peak"),
+    _s("STOP_LOSS_COOLDOWN", "risk", "stop_loss_cooldown", Number(minimum=0, unit="seconds"), 1800.0, "no BUY of a symbol this long after its stop-loss"),
+    _s("REQUIRE_MARKET_DATA", "risk", "require_market_data", Boolean(), True, "a BUY needs a market price to compare with"),
+    _s("MAX_PRICE_DEVIATION_PERCENT", "risk", "max_price_deviation_percent", Number(above=0, unit="percent"), 1.0, "signal price vs market price at most"),
+    _s("MARKET_DATA_MAX_AGE", "risk", "market_data_max_age", _SECONDS, 180.0, "a market price older than this is stale"),
+    _s("SIZING_THRESHOLDS", "risk", "sizing_thresholds", Numbers(3, 0, 1000, increasing=True), (1.0, 1.5, 2.2), "signal force limits of WEAK, MODERATE, STRONG"),
+    _s("SIZING_PERCENTS", "risk", "sizing_percents", Numbers(4, 0.01, 100), (12.0, 18.0, 22.0, 28.0), "percent of free quote per category WEAK..VERY_STRONG"),
+    _s("PORTFOLIO_CACHE_TTL", "risk", "portfolio_cache_ttl", _SECONDS, 2.0, "balances and positions are fetched again after this"),
+    _s("PORTFOLIO_MAX_AGE", "risk", "portfolio_max_age", _SECONDS, 30.0, "a BUY needs a portfolio view at most this old"),
+    _s("PORTFOLIO_MAX_AGE_EXIT", "risk", "portfolio_max_age_exit", _SECONDS, 600.0, "a SELL may size on a view this old"),
+    _s("PORTFOLIO_TIMEOUT", "risk", "portfolio_timeout", Number(above=0, maximum=30, unit="seconds"), 2.0, "timeout of a Portfolio request"),
+    # execution and storage
+    _s("TRADER_CONNECT_TIMEOUT", "execution", "connect_timeout", Number(above=0, maximum=30, unit="seconds"), 1.0, "connect timeout of POST /order"),
+    _s("TRADER_READ_TIMEOUT", "execution", "read_timeout", Number(above=0, maximum=120, unit="seconds"), 5.0, "read timeout of POST /order (past it the order is unknown)"),
+    _s("STORE_FLUSH_INTERVAL", "execution", "flush_interval", Number(above=0, maximum=5, unit="seconds"), 0.02, "the store writer flushes its batch this often"),
+    _s("STORE_BATCH_SIZE", "execution", "batch_size", Integer(1, 100_000), 2000, "or as soon as it holds this many records"),
+    # paper exchange
+    _s("PAPER_STARTING_BALANCE", "paper", "starting_balance", Number(minimum=0, unit="quote asset"), 10_000.0, "paper exchange starting balance"),
+    _s("PAPER_FEE_PERCENT", "paper", "fee_percent", Number(minimum=0, maximum=10, unit="percent"), 0.1, "paper exchange fee per fill"),
 )
 # fmt: on
 
@@ -480,6 +540,52 @@ class HealthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class IntakeConfig:
+    channel: str
+    stream_enabled: bool
+    stream: str
+    stream_group: str
+    stream_consumer: str
+    claim_idle: float
+    dedup_window: float
+    events_channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class RiskSettings:
+    quote_asset: str
+    min_notional: float
+    max_exposure_percent: float
+    max_orders_per_minute: int
+    daily_loss_limit_percent: float
+    max_drawdown_percent: float
+    stop_loss_cooldown: float
+    require_market_data: bool
+    max_price_deviation_percent: float
+    market_data_max_age: float
+    sizing_thresholds: tuple[float, ...]
+    sizing_percents: tuple[float, ...]
+    portfolio_cache_ttl: float
+    portfolio_max_age: float
+    portfolio_max_age_exit: float
+    portfolio_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionConfig:
+    connect_timeout: float
+    read_timeout: float
+    flush_interval: float
+    batch_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class PaperConfig:
+    starting_balance: float
+    fee_percent: float
+
+
+@dataclass(frozen=True, slots=True)
 class SupervisorConfig:
     strategy: str
     start_timeout: float
@@ -506,6 +612,10 @@ _SECTION_TYPES: dict[str, type] = {
     "universe": UniverseConfig,
     "health": HealthConfig,
     "supervisor": SupervisorConfig,
+    "intake": IntakeConfig,
+    "risk": RiskSettings,
+    "execution": ExecutionConfig,
+    "paper": PaperConfig,
 }
 
 
@@ -523,6 +633,10 @@ class Config:
     universe: UniverseConfig
     health: HealthConfig
     supervisor: SupervisorConfig
+    intake: IntakeConfig
+    risk: RiskSettings
+    execution: ExecutionConfig
+    paper: PaperConfig
     sources: tuple[tuple[str, str], ...] = ()
     config_file: Path | None = None
 
@@ -704,7 +818,7 @@ def describe_settings() -> list[tuple[str, str, str, str]]:
         if s.name == "VOLATILITY_RANGE":
             shown = "{:g}-{:g}".format(*default)
         elif isinstance(default, tuple):
-            shown = ",".join(default)
+            shown = ",".join(f"{d:g}" if isinstance(d, float) else str(d) for d in default)
         elif isinstance(default, bool):
             shown = str(default).lower()
         elif isinstance(default, float):

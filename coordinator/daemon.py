@@ -12,13 +12,24 @@ import logging
 import threading
 from typing import Any
 
+from coordinator.actors.ledger import Ledger
+from coordinator.actors.market_feed import MarketFeed
 from coordinator.actors.service_health import ServiceHealth
+from coordinator.actors.signal_intake import SignalIntake
+from coordinator.actors.stats import Stats
+from coordinator.actors.store_writer import StoreWriter
+from coordinator.actors.validator import Validator
 from coordinator.clock import Clock, SystemClock
 from coordinator.config import Config
 from coordinator.http.app import create_app
 from coordinator.http.facade import CoordinatorApi
 from coordinator.http.server import HttpServer
 from coordinator.infra.embedded import DataDirLock, EmbeddedPostgres, EmbeddedRedis
+from coordinator.infra.event_codec import event_json
+from coordinator.infra.journal import Journal
+from coordinator.infra.paper_exchange import PaperExchange
+from coordinator.infra.pipeline_store import IntentClaims
+from coordinator.infra.redis_bus import EventPublisher
 from coordinator.infra.store import apply_migrations
 from coordinator.messages.supervision import StopTree
 from coordinator.runtime import Endpoints, Services
@@ -44,9 +55,24 @@ class StartupError(Exception):
 
 
 def build_tree(config: Config) -> list[ChildSpec]:
-    """The children, in start order (stopped in reverse)."""
+    """The children, in start order (stopped in reverse).
+
+    Producers start after their consumers: the store writer before anything that
+    records, the Validators before the intake that feeds them, so the intake (stopped
+    first) stops taking signals before anything downstream goes.
+    """
+    validators = [
+        ChildSpec(f"validator-{index}", Validator)
+        for index in range(config.coordination.validation_threads)
+    ]
     return [
         ChildSpec("service_health", ServiceHealth, Restart.PERMANENT),
+        ChildSpec("store_writer", StoreWriter, Restart.PERMANENT),
+        ChildSpec("stats", Stats, Restart.PERMANENT),
+        ChildSpec("market_feed", MarketFeed, Restart.PERMANENT),
+        ChildSpec("ledger", Ledger, Restart.PERMANENT),
+        *validators,
+        ChildSpec("signal_intake", SignalIntake, Restart.PERMANENT),
     ]
 
 
@@ -62,6 +88,8 @@ class Coordinator:
         self._lock: DataDirLock | None = None
         self._redis: EmbeddedRedis | None = None
         self._postgres: EmbeddedPostgres | None = None
+        self.paper: PaperExchange | None = None
+        self._events: EventPublisher | None = None
         self._supervisor: Any = None
         self._stopped = threading.Event()
 
@@ -78,35 +106,63 @@ class Coordinator:
         started_at, started_monotonic = self.clock.time(), self.clock.monotonic()
         redis_url = config.redis.connection_url()
         dsn = config.database.dsn()
-        if redis_url is None or dsn is None:
-            data_dir = config.service.data_dir.resolve()
-            self._lock = DataDirLock(data_dir)
-            self._lock.acquire()
-            logger.info("data directory %s", data_dir)
-            if redis_url is None:
-                self._redis = EmbeddedRedis(data_dir).start()
-                redis_url = self._redis.url
-            if dsn is None:
-                self._postgres = EmbeddedPostgres(data_dir).start()
-                dsn = self._postgres.dsn
+        # The data directory holds the local journal even with external servers.
+        data_dir = config.service.data_dir.resolve()
+        self._lock = DataDirLock(data_dir)
+        self._lock.acquire()
+        logger.info("data directory %s", data_dir)
+        if redis_url is None:
+            self._redis = EmbeddedRedis(data_dir).start()
+            redis_url = self._redis.url
+        if dsn is None:
+            self._postgres = EmbeddedPostgres(data_dir).start()
+            dsn = self._postgres.dsn
         applied = apply_migrations(dsn)
         logger.info("schema up to date (%d migration(s) applied now)", len(applied))
-        if config.trader.url is None:
-            logger.warning("TRADER_API_URL is not set: no order can be sent, trading stays HALTED")
+        trader_url, portfolio_url = config.trader.url, config.portfolio.url
+        if trader_url is None or portfolio_url is None:
+            self.paper = PaperExchange(
+                starting_balance=config.paper.starting_balance,
+                fee_rate=config.paper.fee_percent / 100.0,
+                quote_asset=config.risk.quote_asset,
+                redis_url=redis_url,
+            ).start()
+            logger.warning(
+                "%s not set: trading on the in-process paper exchange at %s",
+                " and ".join(
+                    name
+                    for name, url in (
+                        ("TRADER_API_URL", trader_url),
+                        ("PORTFOLIO_API_URL", portfolio_url),
+                    )
+                    if url is None
+                ),
+                self.paper.url,
+            )
+            trader_url = trader_url or self.paper.url
+            portfolio_url = portfolio_url or self.paper.url
+        journal = Journal(data_dir / "journal.jsonl")
+        if len(journal):
+            logger.warning("%d record(s) in the local journal wait for PostgreSQL", len(journal))
         self.services = Services(
             config=config,
             endpoints=Endpoints(
                 redis_url=redis_url,
                 database_dsn=dsn,
-                trader_url=config.trader.url,
-                portfolio_url=config.portfolio.url,
+                trader_url=trader_url,
+                portfolio_url=portfolio_url,
                 redis_embedded=self._redis is not None,
                 database_embedded=self._postgres is not None,
             ),
             clock=self.clock,
             started_at=started_at,
             started_monotonic=started_monotonic,
+            journal=journal,
+            intents=IntentClaims(dsn, journal, timeout=2.0),
+            paper_exchange=self.paper is not None,
         )
+        self._events = EventPublisher(redis_url, config.intake.events_channel).start()
+        self.directory.add_listener(self._publish_event)
         specs = build_tree(config)
         self._supervisor = Supervisor.start(
             specs,
@@ -154,6 +210,11 @@ class Coordinator:
         ).start()
         logger.info("coordinator running; API on %s", self.http.url)
 
+    def _publish_event(self, event: Any) -> None:
+        payload = event_json(event)
+        if payload is not None and self._events is not None:
+            self._events.publish(payload)
+
     def stop(self) -> None:
         """Stop in reverse order; safe to call more than once and after a failed start."""
         if self._stopped.is_set():
@@ -169,6 +230,12 @@ class Coordinator:
                 self._supervisor.stop(timeout=budget)
             except Exception:
                 logger.exception("the actor tree did not stop cleanly")
+        for component in (self._events, self.paper):
+            if component is not None:
+                try:
+                    component.stop()
+                except Exception:
+                    logger.exception("%s did not stop cleanly", type(component).__name__)
         for server in (self._postgres, self._redis):
             if server is not None:
                 try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from coordinator import __version__
 from coordinator.clock import Clock
@@ -34,6 +35,12 @@ class Services:
     """Wall-clock start of the process, epoch seconds."""
     started_monotonic: float
     version: str = __version__
+    journal: Any = None
+    """The local write-ahead journal (coordinator.infra.journal.Journal)."""
+    intents: Any = None
+    """The order-intent gate (coordinator.infra.pipeline_store.IntentClaims)."""
+    paper_exchange: bool = False
+    """Whether Trader and Portfolio are the in-process paper exchange."""
 
     def uptime(self) -> float:
         return self.clock.monotonic() - self.started_monotonic

@@ -137,18 +137,17 @@ def test_run_with_embedded_servers_survives_drills_and_stops_on_sigterm(launch):
     assert len(server_pids(coordinator)) >= 2, "embedded Redis and PostgreSQL run"
     health = wait_for(
         lambda: (
-            (h := requests.get(coordinator.url + "/health", timeout=2).json())["components"][
-                "postgres"
-            ]["status"]
-            == "up"
+            (h := requests.get(coordinator.url + "/health", timeout=2).json())["status"]
+            == "healthy"
             and h
         ),
-        message="postgres up",
+        message="healthy",
     )
-    # No Trader yet: degraded, and the trading state says why.
-    assert health["status"] == "degraded"
-    assert health["components"]["trader"]["status"] == "not_configured"
-    assert health["trading"]["reasons"][0]["code"] == "trader_not_configured"
+    # No Trader or Portfolio configured: the in-process paper exchange stands in.
+    assert health["components"]["trader"]["status"] == "up"
+    assert health["trading"]["state"] == "ACTIVE"
+    status = requests.get(coordinator.url + "/status", timeout=2).json()
+    assert status["dependencies"]["trader"]["target"].startswith("http://127.0.0.1:")
 
     actors = [
         c["name"]

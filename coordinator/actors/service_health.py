@@ -25,6 +25,7 @@ from coordinator.infra.probes import (
 )
 from coordinator.infra.store import KillSwitchStore, StoreError
 from coordinator.logs import set_actor_name
+from coordinator.messages.pipeline import IntakeLinkChanged, TraderCallOutcome
 from coordinator.messages.health import (
     DependencyChanged,
     DependencySnapshot,
@@ -127,6 +128,7 @@ class ServiceHealth(ChildActor):
         self._halt_generation = 0
         self._halt_persisted = True
         self._store_busy = False
+        self._links: dict[str, tuple[bool, str | None]] = {}
         self._trading = derive_trading_status(self._statuses(), self._halt)
         self._trading_since = self._clock.time()
         self._load_halt_state()
@@ -171,6 +173,12 @@ class ServiceHealth(ChildActor):
                 return self._snapshot()
             case HaltStateLoaded():
                 self._halt_loaded(message)
+            case TraderCallOutcome(ok=ok, error=error):
+                self._trader_call(ok, error)
+            case IntakeLinkChanged(link=link, connected=connected, error=error):
+                self._links[link] = (connected, error)
+                if not connected:
+                    logger.warning("intake %s disconnected: %s", link, error)
             case HaltStatePersisted(generation=generation, error=error):
                 self._store_busy = False
                 if generation == self._halt_generation:
@@ -245,18 +253,21 @@ class ServiceHealth(ChildActor):
         dependency: Dependency,
         *,
         ok: bool,
-        latency: float,
+        latency: float | None,
         error: str | None,
         at: float | None = None,
+        probe: bool = True,
     ) -> None:
+        """A probe's result, or (``probe`` False) the outcome of a real call."""
         tracked = self._tracked[dependency]
         before = tracked.status
         now = self._clock.monotonic()
         at = self._clock.time() if at is None else at
-        tracked.in_flight = None
+        if probe:
+            tracked.in_flight = None
+            tracked.last_probe_at = at
+            tracked.last_latency = latency
         tracked.last_ok = ok
-        tracked.last_probe_at = at
-        tracked.last_latency = latency
         if ok:
             tracked.breaker = tracked.breaker.after_success()
         else:
@@ -304,6 +315,22 @@ class ServiceHealth(ChildActor):
         timer.name = f"{self.name}-trial-{dependency}"
         tracked.retry_timer = timer
         timer.start()
+
+    def _trader_call(self, ok: bool, error: str | None) -> None:
+        """Orders count for the Trader's breaker: 5xx, timeouts and refused connections."""
+        tracked = self._tracked[Dependency.TRADER]
+        if tracked.probe is None:
+            return
+        breaker = tracked.breaker
+        if ok and breaker.phase is BreakerPhase.CLOSED and breaker.failures == 0:
+            return  # the common case: nothing changes
+        self._record(
+            Dependency.TRADER,
+            ok=ok,
+            latency=None,
+            error=None if error is None else f"POST /order: {error}",
+            probe=False,
+        )
 
     # --- trading state and kill switch ------------------------------------------------
 
@@ -438,4 +465,7 @@ class ServiceHealth(ChildActor):
             halted=self._halt.active,
             halt_reason=self._halt.reason,
             halt_persisted=self._halt_persisted,
+            intake_links=tuple(
+                (link, up, error) for link, (up, error) in sorted(self._links.items())
+            ),
         )

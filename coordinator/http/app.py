@@ -7,6 +7,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,14 @@ __all__ = ["create_app"]
 logger = logging.getLogger(__name__)
 
 _MAX_BODY = 64 * 1024
+# A signal a little over the limit is read so that the intake records it as invalid.
+_MAX_SIGNAL_READ = 64 * 1024 + 1
+_OUTCOMES = ("accepted", "rejected", "shadow", "unknown")
+_ADMISSION_STATUS = {
+    ("duplicate", "duplicate_signal"): 409,
+    ("rejected", "stale_signal"): 422,
+    ("rejected", "overloaded"): 429,
+}
 _TOKEN_HELP = (
     "set COORDINATOR_API_TOKEN (16 characters or more) in the coordinator's environment "
     "and send it as 'Authorization: Bearer <token>'"
@@ -162,6 +171,62 @@ def create_app(
     @app.get("/supervisor")
     def supervisor() -> bytes:
         return read_only("supervisor", lambda: (200, api.supervisor()))
+
+    @app.post("/signals")
+    @mutating
+    @guarded
+    def submit_signal() -> dict[str, Any]:
+        received_at, received_mono = time.time(), time.monotonic()
+        if request.content_length > _MAX_SIGNAL_READ:
+            raise _fail(413, f"body of {request.content_length} bytes is far over the 64 KiB limit")
+        payload = request.body.read(_MAX_SIGNAL_READ)
+        admission = api.submit_signal(payload, received_at=received_at, received_mono=received_mono)
+        body: dict[str, Any] = {
+            "signal_id": admission.signal_id,
+            "status": admission.status,
+            "reason": admission.reason,
+        }
+        if admission.errors:
+            raise _fail(
+                400,
+                "invalid signal: " + "; ".join(f"{f}: {p}" for f, p in admission.errors),
+                signal_id=admission.signal_id,
+                errors=[{"field": f, "problem": p} for f, p in admission.errors],
+            )
+        response.status = _ADMISSION_STATUS.get((admission.status, admission.reason), 202)
+        return body
+
+    @app.get("/signals/<signal_id>")
+    @guarded
+    def stored_signal(signal_id: str) -> dict[str, Any]:
+        record = api.signal(signal_id)
+        if record is None:
+            raise _fail(404, f"no signal {signal_id!r} is stored")
+        return record
+
+    @app.get("/decisions")
+    @guarded
+    def decisions() -> dict[str, Any]:
+        symbol = request.query.get("symbol") or None
+        outcome = request.query.get("outcome") or None
+        raw_limit = request.query.get("limit") or "50"
+        if symbol is not None and not re.fullmatch(r"[A-Z0-9]{5,20}", symbol):
+            raise _fail(400, f"symbol {symbol!r} is not a Binance symbol such as BTCUSDC")
+        if outcome is not None and outcome not in _OUTCOMES:
+            raise _fail(400, f"outcome {outcome!r} is not one of {', '.join(_OUTCOMES)}")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+            raise _fail(400, f"limit {raw_limit!r} must be an integer from 1 to 1000")
+        rows = api.decisions(symbol=symbol, outcome=outcome, limit=int(raw_limit))
+        return {"count": len(rows), "decisions": rows}
+
+    @app.get("/stats")
+    def stats() -> bytes:
+        return read_only("stats", lambda: (200, api.stats()))
+
+    @app.get("/orders/unknown")
+    @guarded
+    def unknown_orders() -> dict[str, Any]:
+        return api.unknown_orders()
 
     @app.post("/trading/halt")
     @mutating

@@ -8,19 +8,34 @@ a 503 that names it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
 from typing import Any
 
 import pykka
 from pykka import ActorRef
 
 from coordinator.clock import utc_iso
+from coordinator.infra.store import StoreError
 from coordinator.messages.health import (
     DependencySnapshot,
     GetHealthSnapshot,
     HaltTrading,
     HealthSnapshot,
     ResumeTrading,
+)
+from coordinator.messages.pipeline import (
+    Admission,
+    GetIntakeSnapshot,
+    GetLedgerSnapshot,
+    GetStats,
+    GetStoredRecords,
+    GetStoreSnapshot,
+    IntakeSnapshot,
+    OrderRecord,
+    RawSignal,
+    StatsSnapshot,
+    StoredRecords,
+    StoreSnapshot,
 )
 from coordinator.messages.supervision import (
     ChildSnapshot,
@@ -38,6 +53,11 @@ from coordinator.trading.trading_state import TradingStatus
 __all__ = ["ActorUnavailable", "CoordinatorApi", "UnknownActor"]
 
 SERVICE_HEALTH = "service_health"
+SIGNAL_INTAKE = "signal_intake"
+STORE_WRITER = "store_writer"
+STATS = "stats"
+LEDGER = "ledger"
+_STORE_TIMEOUT = 3.0  # reads of stored records are database queries
 _MAX_DRILL_HANG = 3600.0
 
 
@@ -52,12 +72,6 @@ class ActorUnavailable(Exception):
 
 class UnknownActor(LookupError):
     """No actor of that name in the tree."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Reply:
-    status: int
-    body: dict[str, Any]
 
 
 class CoordinatorApi:
@@ -168,7 +182,80 @@ class CoordinatorApi:
     def supervisor(self) -> dict[str, Any]:
         return _supervisor(self._tree())
 
+    def signal(self, signal_id: str) -> dict[str, Any] | None:
+        return self._stored(GetStoredRecords(signal_id=signal_id))
+
+    def decisions(self, *, symbol: str | None, outcome: str | None, limit: int) -> list[Any]:
+        return self._stored(GetStoredRecords(symbol=symbol, outcome=outcome, limit=limit))
+
+    def _stored(self, query: GetStoredRecords) -> Any:
+        try:
+            records: StoredRecords = self._ask(STORE_WRITER, query, timeout=_STORE_TIMEOUT)
+        except StoreError as exc:
+            raise ActorUnavailable(STORE_WRITER, str(exc)) from None
+        return json.loads(records.json)
+
+    def unknown_orders(self) -> dict[str, Any]:
+        store: StoreSnapshot = self._ask(STORE_WRITER, GetStoreSnapshot())
+        return {
+            "count": len(store.unknown_orders),
+            "orders": [
+                {**{name: getattr(o, name) for name in OrderRecord.__slots__}, "at": utc_iso(o.at)}
+                for o in store.unknown_orders
+            ],
+        }
+
+    def stats(self) -> dict[str, Any]:
+        intake: IntakeSnapshot = self._ask(SIGNAL_INTAKE, GetIntakeSnapshot())
+        stats: StatsSnapshot = self._ask(STATS, GetStats())
+        store: StoreSnapshot = self._ask(STORE_WRITER, GetStoreSnapshot())
+        try:
+            positions: int | None = len(self._ask(LEDGER, GetLedgerSnapshot()).positions)
+        except ActorUnavailable:
+            positions = None
+        tree = self._tree()
+        since = json.loads(stats.since_start)
+        config = self._services.config
+        return {
+            "timestamp": self._now(),
+            "uptime": round(self._services.uptime(), 3),
+            "signals_received": intake.received,
+            "signals_processed": since["signals_processed"],
+            "signals_rejected": since["signals_rejected"],
+            "orders_sent": since["orders_sent"],
+            "errors": since["errors"] + sum(child.errors for child in tree.children),
+            "signals_validated": since["signals_validated"],
+            "validation_success_rate": since["validation_success_rate"],
+            "active_positions": positions,
+            "universe_size": min(len(config.trading.symbols), config.trading.universe_size),
+            "trailing_stops_active": 0,
+            "signals_in_flight": intake.in_flight,
+            "duplicates": intake.duplicates,
+            "resent_after_restart": intake.resent,
+            "orders_unknown": len(store.unknown_orders),
+            "store": {
+                "postgres_ok": store.postgres_ok,
+                "pending": store.pending,
+                "journaled": store.journaled,
+                "last_error": store.last_error,
+            },
+            "rejections_by_reason": since["rejections_by_reason"],
+            "latency_ms": since["latency_ms"],
+            "since_start": since,
+            "lifetime": json.loads(stats.lifetime),
+        }
+
     # --- commands ---------------------------------------------------------------------
+
+    def submit_signal(
+        self, payload: bytes, *, received_at: float, received_mono: float
+    ) -> Admission:
+        return self._ask(
+            SIGNAL_INTAKE,
+            RawSignal(
+                payload=payload, source="http", received_at=received_at, received_mono=received_mono
+            ),
+        )
 
     def halt(self, *, reason: str, by: str) -> dict[str, Any]:
         health = self._ask(SERVICE_HEALTH, HaltTrading(reason=reason, by=by))
@@ -207,11 +294,12 @@ class CoordinatorApi:
     def _health(self) -> HealthSnapshot:
         return self._ask(SERVICE_HEALTH, GetHealthSnapshot())
 
-    def _ask(self, actor: str, message: Any) -> Any:
+    def _ask(self, actor: str, message: Any, *, timeout: float | None = None) -> Any:
+        timeout = self._timeout if timeout is None else timeout
         try:
-            return self._directory.ask(actor, message, timeout=self._timeout)
+            return self._directory.ask(actor, message, timeout=timeout)
         except pykka.Timeout:
-            raise ActorUnavailable(actor, f"no answer within {self._timeout:g} s") from None
+            raise ActorUnavailable(actor, f"no answer within {timeout:g} s") from None
         except (ChildUnavailable, pykka.ActorDeadError) as exc:
             raise ActorUnavailable(actor, "restarting or stopped") from exc
 

@@ -113,6 +113,8 @@ class HealthSnapshot:
     """What the operator said when halting."""
     halt_persisted: bool
     """Whether the current kill-switch position is stored in PostgreSQL."""
+    intake_links: tuple[tuple[str, bool, str | None], ...] = ()
+    """(reader, connected, last error) of the intake's Redis readers."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,6 +11,7 @@ __all__ = [
     "ChildExited",
     "ChildFailed",
     "ChildReady",
+    "ChildRestarted",
     "ChildSnapshot",
     "ChildStopped",
     "DrillCrash",
@@ -95,6 +96,17 @@ class ChildStopped(Event):
     """The child's name."""
     incarnation: int
     """The incarnation that stopped."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildRestarted(Event):
+    """The supervisor started a new incarnation of a child after a failure
+    or a stop; whoever handed work to the old one may need to hand it again."""
+
+    name: str
+    """The child."""
+    incarnation: int
+    """The new incarnation."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -31,6 +31,7 @@ from coordinator.messages.supervision import (
     ChildExited,
     ChildFailed,
     ChildReady,
+    ChildRestarted,
     ChildSnapshot,
     ChildStopped,
     FailureInfo,
@@ -331,6 +332,11 @@ class Supervisor(pykka.ThreadingActor):
         child.ready_at = self._clock.monotonic()
         child.start_failures = 0
         logger.info("%s#%d ready", child.spec.name, child.incarnation)
+        if child.incarnation > 1:
+            # Whoever handed work to the old incarnation may need to hand it again.
+            self._directory.publish(
+                ChildRestarted(name=child.spec.name, incarnation=child.incarnation)
+            )
         self._advance()
 
     def _down_by_name(

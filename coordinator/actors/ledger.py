@@ -1,0 +1,292 @@
+"""Ledger: the one place that sees every position and every order in flight.
+
+Validators run in parallel, one per group of symbols, so the limits that span symbols
+(concurrent trades, free balance, exposure, order rate, loss limits) are checked here,
+one signal at a time, and the room of an accepted order is held until its outcome is
+known. The Portfolio is fetched on a worker thread (never blocking a check) when the
+view is older than ``PORTFOLIO_CACHE_TTL`` and after each of our own fills; fills made
+after a fetch started are laid over the view until a later fetch includes them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from pykka import ActorDeadError
+
+from coordinator.infra.portfolio_client import PortfolioClient, PortfolioError
+from coordinator.logs import set_actor_name
+from coordinator.messages.pipeline import (
+    GetLedgerSnapshot,
+    LedgerSnapshot,
+    PortfolioFetched,
+    RefreshPortfolio,
+    Reservation,
+    Reserve,
+    Settle,
+    StopLossRecorded,
+)
+from coordinator.runtime import Services
+from coordinator.supervisor.child import NOT_HANDLED, ChildActor
+from coordinator.supervisor.ticker import Ticker
+from coordinator.trading.paper_book import split_symbol
+from coordinator.trading.signals import Side
+from coordinator.trading.sizing import SizingTable
+from coordinator.trading.validation import (
+    Balance,
+    LedgerState,
+    OrderPlan,
+    PortfolioView,
+    PositionView,
+    RiskConfig,
+    evaluate_order,
+)
+
+__all__ = ["Ledger", "apply_fill", "risk_config"]
+
+logger = logging.getLogger(__name__)
+
+
+def risk_config(services: Services) -> RiskConfig:
+    config = services.config
+    risk = config.risk
+    return RiskConfig(
+        quote_asset=risk.quote_asset,
+        max_concurrent_trades=config.trading.max_concurrent_trades,
+        min_notional=risk.min_notional,
+        max_exposure_percent=risk.max_exposure_percent,
+        max_orders_per_minute=risk.max_orders_per_minute,
+        daily_loss_limit_percent=risk.daily_loss_limit_percent,
+        max_drawdown_percent=risk.max_drawdown_percent,
+        stop_loss_cooldown=risk.stop_loss_cooldown,
+        require_market_data=risk.require_market_data,
+        max_price_deviation_percent=risk.max_price_deviation_percent,
+        market_data_max_age=risk.market_data_max_age,
+        portfolio_max_age=risk.portfolio_max_age,
+        portfolio_max_age_exit=risk.portfolio_max_age_exit,
+        sizing=SizingTable(risk.sizing_thresholds, risk.sizing_percents),  # type: ignore[arg-type]
+        fee_rate=config.paper.fee_percent / 100.0,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Fill:
+    plan: OrderPlan
+    at: float
+
+
+def apply_fill(view: PortfolioView, plan: OrderPlan, quote: str, fee_rate: float) -> PortfolioView:
+    """The view as it is after ``plan`` filled at its reference price."""
+    base, _ = split_symbol(plan.symbol)
+    balances = dict(view.balances)
+    positions = dict(view.positions)
+    cash = balances.get(quote, Balance(0.0, 0.0, 0.0))
+    held = balances.get(base, Balance(0.0, 0.0, 0.0))
+    if plan.side is Side.BUY:
+        spent = plan.notional * (1 + fee_rate)
+        balances[quote] = Balance(cash.free - spent, cash.total - spent, (cash.value or 0) - spent)
+        balances[base] = Balance(
+            held.free + plan.quantity, held.total + plan.quantity, (held.value or 0) + plan.notional
+        )
+        old = positions.get(plan.symbol)
+        quantity = plan.quantity + (old.quantity if old else 0.0)
+        positions[plan.symbol] = PositionView(
+            plan.symbol, quantity, plan.reference_price, quantity * plan.reference_price, 0.0
+        )
+    else:
+        got = plan.notional * (1 - fee_rate)
+        balances[quote] = Balance(cash.free + got, cash.total + got, (cash.value or 0) + got)
+        left = max(0.0, held.free - plan.quantity)
+        balances[base] = Balance(left, left, left * plan.reference_price)
+        positions.pop(plan.symbol, None)
+    return replace(view, balances=balances, positions=positions)
+
+
+class Ledger(ChildActor):
+    subscriptions = (StopLossRecorded,)
+
+    def setup(self) -> None:
+        services: Services = self.context.services
+        self._clock = self.context.clock
+        self._config = risk_config(services)
+        self._ttl = services.config.risk.portfolio_cache_ttl
+        self._view = PortfolioView(balances={}, positions={}, fetched_at=None)
+        self._view_requested_at: float | None = None
+        self._fetch_error: str | None = None
+        self._fills: list[_Fill] = []
+        self._reservations: dict[int, OrderPlan] = {}
+        self._ids = itertools.count(1)
+        self._order_times: deque[float] = deque()
+        self._loss_day = ""
+        self._realized_loss = 0.0
+        self._peak_equity = 0.0
+        self._stop_losses: dict[str, float] = {}
+        self._fetching = False
+        url = services.endpoints.portfolio_url
+        self._client = (
+            PortfolioClient(url, timeout=services.config.risk.portfolio_timeout) if url else None
+        )
+        self._worker = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix=f"{self.name}-portfolio",
+            initializer=set_actor_name,
+            initargs=(f"{self.name}#{self.context.incarnation}",),
+        )
+        if self._client is None:
+            self._fetch_error = "PORTFOLIO_API_URL is not configured"
+        else:
+            # The first view before any signal: a short wait here saves rejecting the
+            # first signals for want of a portfolio.
+            self._fetch()
+            try:
+                self._pending.result(timeout=services.config.risk.portfolio_timeout * 2 + 1)
+            except Exception:
+                logger.warning("no portfolio view yet at start")
+        self._ticker = Ticker(
+            max(self._ttl, 0.5),
+            lambda: self.actor_ref.tell(RefreshPortfolio()),
+            name=f"{self.name}-ticker",
+        ).start()
+
+    def cleanup(self) -> None:
+        if getattr(self, "_ticker", None) is not None:
+            self._ticker.stop()
+        if getattr(self, "_worker", None) is not None:
+            self._worker.shutdown(wait=False, cancel_futures=True)
+
+    def handle(self, message: Any) -> Any:
+        match message:
+            case Reserve(signal=signal, market=market):
+                return self._reserve(signal, market)
+            case Settle(reservation_id=reservation_id, filled=filled):
+                self._settle(reservation_id, filled)
+            case PortfolioFetched():
+                self._fetched(message)
+            case StopLossRecorded(symbol=symbol, at=at):
+                self._stop_losses[symbol] = at
+            case RefreshPortfolio():
+                self._maybe_fetch()
+            case GetLedgerSnapshot():
+                return self._snapshot()
+            case _:
+                return NOT_HANDLED
+        return None
+
+    # --- reservations -----------------------------------------------------------------
+
+    def _reserve(self, signal: Any, market: Any) -> Reservation:
+        now = self._clock.time()
+        self._maybe_fetch()
+        while self._order_times and now - self._order_times[0] >= 60.0:
+            self._order_times.popleft()
+        day = datetime.fromtimestamp(now, UTC).date().isoformat()
+        if day != self._loss_day:
+            self._loss_day, self._realized_loss = day, 0.0
+        view = self._effective_view()
+        buying = [p for p in self._reservations.values() if p.side is Side.BUY]
+        state = LedgerState(
+            reserved_quote=sum(p.notional * (1 + self._config.fee_rate) for p in buying),
+            buying=frozenset(p.symbol for p in buying),
+            selling=frozenset(p.symbol for p in self._reservations.values() if p.side is Side.SELL),
+            order_times=tuple(self._order_times),
+            realized_loss_today=self._realized_loss,
+            peak_equity=self._peak_equity,
+            stop_losses=dict(self._stop_losses),
+        )
+        evaluation = evaluate_order(
+            signal, view=view, ledger=state, market=market, config=self._config, now=now
+        )
+        if evaluation.plan is None:
+            return Reservation(checks=evaluation.checks, plan=None, reservation_id=None)
+        reservation_id = next(self._ids)
+        self._reservations[reservation_id] = evaluation.plan
+        if evaluation.plan.side is Side.BUY:
+            self._order_times.append(now)
+        return Reservation(
+            checks=evaluation.checks, plan=evaluation.plan, reservation_id=reservation_id
+        )
+
+    def _settle(self, reservation_id: int, filled: bool | None) -> None:
+        plan = self._reservations.pop(reservation_id, None)
+        if plan is None:
+            return
+        if filled is False:
+            return
+        # Filled, or unknown: an unknown order is counted as filled until the
+        # Portfolio says otherwise - the cautious side.
+        if plan.side is Side.SELL:
+            position = self._effective_view().positions.get(plan.symbol)
+            if position is not None and plan.reference_price < position.entry_price:
+                self._realized_loss += (position.entry_price - plan.reference_price) * plan.quantity
+        self._fills.append(_Fill(plan, self._clock.time()))
+        self._fetch(force=True)
+
+    def _effective_view(self) -> PortfolioView:
+        view = self._view
+        for fill in self._fills:
+            view = apply_fill(view, fill.plan, self._config.quote_asset, self._config.fee_rate)
+        return view
+
+    # --- fetching ---------------------------------------------------------------------
+
+    def _maybe_fetch(self) -> None:
+        fetched = self._view.fetched_at
+        if fetched is None or self._clock.time() - fetched >= self._ttl:
+            self._fetch()
+
+    def _fetch(self, *, force: bool = False) -> None:
+        if self._client is None or (self._fetching and not force):
+            return
+        self._fetching = True
+        client = self._client
+        requested_at = self._clock.time()
+
+        def fetch() -> None:
+            try:
+                view = client.fetch(time.time())
+                message = PortfolioFetched(view=view, requested_at=requested_at, error=None)
+            except PortfolioError as exc:
+                message = PortfolioFetched(view=None, requested_at=requested_at, error=str(exc))
+            try:
+                self.actor_ref.tell(message)
+            except ActorDeadError:
+                pass
+
+        self._pending = self._worker.submit(fetch)
+
+    def _fetched(self, message: PortfolioFetched) -> None:
+        self._fetching = False
+        if message.view is None:
+            if self._fetch_error != message.error:
+                logger.warning("portfolio not fetched: %s", message.error)
+            self._fetch_error = message.error
+            return
+        if self._fetch_error is not None:
+            logger.info("portfolio fetched again")
+        self._fetch_error = None
+        if self._view_requested_at is not None and message.requested_at < self._view_requested_at:
+            return  # an older fetch answering late
+        self._view = message.view
+        self._view_requested_at = message.requested_at
+        self._fills = [f for f in self._fills if f.at >= message.requested_at]
+        self._peak_equity = max(self._peak_equity, message.view.equity())
+
+    def _snapshot(self) -> LedgerSnapshot:
+        view = self._effective_view()
+        fetched = self._view.fetched_at
+        return LedgerSnapshot(
+            positions=tuple(sorted(view.positions)),
+            reservations=len(self._reservations),
+            reserved_quote=sum(
+                p.notional for p in self._reservations.values() if p.side is Side.BUY
+            ),
+            view_age=None if fetched is None else self._clock.time() - fetched,
+            error=self._fetch_error if fetched is None or self._fetch_error else None,
+        )

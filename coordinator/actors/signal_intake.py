@@ -1,0 +1,411 @@
+"""SignalIntake: every way a signal comes in, steps 1-3, and the in-flight table.
+
+Redis pub/sub and the Redis Stream are read by threads that only receive and hand
+over; ``POST /signals`` asks directly; at process start, signals left undecided by an
+earlier run and unprocessed ``trading_signals`` rows are taken in again. Each signal is
+parsed (1), checked for staleness and duplicates (2) and back-pressure (3), stored as
+received, and sent to the Validator of its symbol. It stays in the in-flight table until
+its decision is stored; if that Validator is replaced meanwhile, it is sent again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pykka
+
+from coordinator.infra.redis_bus import Subscription
+from coordinator.infra.stream_reader import StreamReader
+from coordinator.messages.pipeline import (
+    AckStreamEntry,
+    Admission,
+    Decision,
+    GetIntakeSnapshot,
+    GetUndecided,
+    IntakeLinkChanged,
+    IntakeSnapshot,
+    IntakeTick,
+    RawSignal,
+    RecordDecision,
+    RecordSignal,
+    SignalDecided,
+    SubmitSignal,
+    UndecidedSignals,
+)
+from coordinator.messages.supervision import ChildRestarted
+from coordinator.runtime import Services
+from coordinator.supervisor.child import NOT_HANDLED, ChildActor
+from coordinator.supervisor.directory import ChildUnavailable
+from coordinator.supervisor.ticker import Ticker
+from coordinator.trading.routing import validator_for
+from coordinator.trading.signals import InvalidSignal, Signal, parse_signal
+from coordinator.trading.validation import CheckResult, Outcome, Reason, check_freshness
+
+__all__ = ["SignalIntake", "trading_signal_payload"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _InFlight:
+    message: SubmitSignal
+    validator: str
+    stream_id: str | None
+
+
+def trading_signal_payload(row: dict[str, Any]) -> bytes:
+    """A ``trading_signals`` row as the aggregator's JSON, ``db_id`` set to its id."""
+    metadata = row.get("metadata")
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata)
+        except ValueError:
+            metadata = {}
+    metadata = dict(metadata or {})
+    metadata["db_id"] = row.get("id")
+    payload = {
+        key: value
+        for key, value in row.items()
+        if key not in ("metadata", "processed", "id", "created_at")
+    }
+    payload["metadata"] = metadata
+    if "timestamp" not in payload and row.get("created_at") is not None:
+        payload["timestamp"] = row["created_at"]
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, Decimal):
+            return float(value)
+        return value
+
+    return json.dumps({k: plain(v) for k, v in payload.items()}, default=str).encode()
+
+
+class SignalIntake(ChildActor):
+    subscriptions = (SignalDecided, ChildRestarted)
+
+    def setup(self) -> None:
+        services: Services = self.context.services
+        config = services.config
+        self._services = services
+        self._clock = self.context.clock
+        self._timeout = config.coordination.signal_timeout
+        self._max_pending = config.coordination.max_pending_signals
+        self._validators = config.coordination.validation_threads
+        self._window = config.intake.dedup_window
+        self._recent: OrderedDict[str, float] = OrderedDict()
+        self._in_flight: dict[str, _InFlight] = {}
+        self._counts = dict.fromkeys(
+            ("received", "admitted", "rejected", "duplicates", "resent"), 0
+        )
+        self._links: dict[str, bool] = {}
+        self._recover()
+        actor = f"{self.name}#{self.context.incarnation}"
+        self._readers: list[Any] = [
+            Subscription(
+                services.endpoints.redis_url,
+                channels=(config.intake.channel,),
+                on_message=lambda _channel, data: self._hand_over(data, "pubsub", None),
+                on_connection=lambda up, error: self._link("pubsub", up, error),
+                name=f"{self.name}-pubsub",
+                actor=actor,
+            ).start()
+        ]
+        if config.intake.stream_enabled:
+            self._readers.append(
+                StreamReader(
+                    services.endpoints.redis_url,
+                    stream=config.intake.stream,
+                    group=config.intake.stream_group,
+                    consumer=config.intake.stream_consumer,
+                    claim_idle=config.intake.claim_idle,
+                    on_entry=lambda entry_id, data: self._hand_over(data, "stream", entry_id),
+                    on_connection=lambda up, error: self._link("stream", up, error),
+                    actor=actor,
+                ).start()
+            )
+        self._ticker = Ticker(
+            5.0, lambda: self.actor_ref.tell(IntakeTick()), name=f"{self.name}-ticker"
+        ).start()
+
+    def cleanup(self) -> None:
+        for reader in getattr(self, "_readers", []):
+            reader.stop()
+        if getattr(self, "_ticker", None) is not None:
+            self._ticker.stop()
+
+    def _recover(self) -> None:
+        """Rebuild the in-flight table and the dedup window from the store writer."""
+        try:
+            undecided: UndecidedSignals = self.context.directory.ask(
+                "store_writer", GetUndecided(), timeout=10.0
+            )
+        except (ChildUnavailable, pykka.Timeout) as exc:
+            raise RuntimeError(f"cannot recover the in-flight signals: {exc}") from exc
+        now = self._clock.time()
+        for signal_id in undecided.recent_ids:
+            self._recent[signal_id] = now
+        first_start = self.context.incarnation == 1
+        for record in undecided.signals:
+            if record.signal is None:
+                continue
+            message = SubmitSignal(
+                signal=record.signal,
+                source=record.source,
+                received_at=record.received_at,
+                received_mono=record.received_mono,
+            )
+            self._recent[record.signal_id] = now
+            if first_start:
+                # A new process: nothing holds these any more. Check them again (the
+                # stale ones will be rejected as such).
+                self._admit_parsed(message, record.stream_id)
+            else:
+                self._in_flight[record.signal_id] = _InFlight(
+                    message, validator_for(record.signal.symbol, self._validators), record.stream_id
+                )
+        if undecided.signals:
+            logger.warning(
+                "%s %d undecided signal(s)",
+                "taking in again" if first_start else "tracking",
+                len(undecided.signals),
+            )
+        if first_start:
+            self._take_in_database_rows()
+
+    def _take_in_database_rows(self) -> None:
+        """Rows of ``trading_signals`` with ``processed = false``, younger than signal_timeout."""
+        from coordinator.infra.pipeline_store import PipelineStore
+        from coordinator.infra.store import StoreError
+
+        store = PipelineStore(self._services.endpoints.database_dsn, timeout=5.0)
+        try:
+            rows = store.pending_trading_signals(self._clock.time() - self._timeout)
+        except StoreError as exc:
+            logger.error("trading_signals not read at start: %s", exc)
+            return
+        finally:
+            store.close()
+        for row in rows:
+            self.actor_ref.tell(
+                RawSignal(
+                    payload=trading_signal_payload(row),
+                    source="database",
+                    received_at=self._clock.time(),
+                    received_mono=self._clock.monotonic(),
+                )
+            )
+        if rows:
+            logger.warning("taking in %d unprocessed trading_signals row(s)", len(rows))
+
+    # --- reader threads ---------------------------------------------------------------
+
+    def _hand_over(self, data: bytes, source: str, stream_id: str | None) -> None:
+        try:
+            self.actor_ref.tell(
+                RawSignal(
+                    payload=data,
+                    source=source,
+                    received_at=time.time(),
+                    received_mono=time.monotonic(),
+                    stream_id=stream_id,
+                )
+            )
+        except pykka.ActorDeadError:
+            # This incarnation is gone; for the stream the entry stays pending and the
+            # next one reads it, for pub/sub the new incarnation has its own reader.
+            logger.warning("signal arrived while the intake restarts (%s)", source)
+
+    def _link(self, link: str, up: bool, error: str | None) -> None:
+        self._links[link] = up
+        try:
+            self.context.directory.tell(
+                "service_health", IntakeLinkChanged(link=link, connected=up, error=error)
+            )
+        except ChildUnavailable:
+            pass
+
+    # --- messages ---------------------------------------------------------------------
+
+    def handle(self, message: Any) -> Any:
+        match message:
+            case RawSignal():
+                return self._admit(message)
+            case SignalDecided(decision=decision):
+                self._in_flight.pop(decision.signal_id, None)
+            case ChildRestarted(name=name):
+                self._resend(name)
+            case IntakeTick():
+                self._forget_old()
+            case GetIntakeSnapshot():
+                return IntakeSnapshot(
+                    received=self._counts["received"],
+                    admitted=self._counts["admitted"],
+                    rejected=self._counts["rejected"],
+                    duplicates=self._counts["duplicates"],
+                    in_flight=len(self._in_flight),
+                    resent=self._counts["resent"],
+                    links=tuple(sorted(self._links.items())),
+                )
+            case _:
+                return NOT_HANDLED
+        return None
+
+    def _admit(self, raw: RawSignal) -> Admission:
+        self._counts["received"] += 1
+        parsed = parse_signal(raw.payload)
+        if self._is_duplicate(parsed.signal_id, raw.stream_id):
+            return Admission(
+                signal_id=parsed.signal_id, status="duplicate", reason=Reason.DUPLICATE_SIGNAL.value
+            )
+        self._recent[parsed.signal_id] = self._clock.time()
+        if isinstance(parsed, InvalidSignal):
+            self._record_signal(raw, parsed.signal_id, None, parsed.payload)
+            check = CheckResult("parse", False, Reason.INVALID_SIGNAL, parsed.describe())
+            self._reject(raw, parsed.signal_id, None, check)
+            return Admission(
+                signal_id=parsed.signal_id,
+                status="rejected",
+                reason=Reason.INVALID_SIGNAL.value,
+                errors=tuple((e.field, e.problem) for e in parsed.errors),
+            )
+        self._record_signal(raw, parsed.signal_id, parsed, parsed.payload)
+        message = SubmitSignal(
+            signal=parsed,
+            source=raw.source,
+            received_at=raw.received_at,
+            received_mono=raw.received_mono,
+        )
+        return self._admit_parsed(message, raw.stream_id)
+
+    def _admit_parsed(self, message: SubmitSignal, stream_id: str | None) -> Admission:
+        signal = message.signal
+        freshness = check_freshness(signal, now=self._clock.time(), signal_timeout=self._timeout)
+        if not freshness.passed:
+            self._reject_message(message, freshness)
+            return Admission(signal_id=signal.signal_id, status="rejected", reason=freshness.reason)
+        if len(self._in_flight) >= self._max_pending:
+            check = CheckResult(
+                "back_pressure",
+                False,
+                Reason.OVERLOADED,
+                f"{len(self._in_flight)} signals in flight, MAX_PENDING_SIGNALS={self._max_pending}",
+            )
+            self._reject_message(message, check, freshness)
+            return Admission(
+                signal_id=signal.signal_id, status="rejected", reason=Reason.OVERLOADED.value
+            )
+        validator = validator_for(signal.symbol, self._validators)
+        admitted = replace(
+            message,
+            checks=(
+                CheckResult(
+                    "parse", True, None, f"{signal.side} {signal.symbol} from {message.source}"
+                ),
+                freshness,
+                CheckResult(
+                    "back_pressure",
+                    True,
+                    None,
+                    f"{len(self._in_flight)} of {self._max_pending} in flight",
+                ),
+            ),
+        )
+        self._in_flight[signal.signal_id] = _InFlight(admitted, validator, stream_id)
+        self._counts["admitted"] += 1
+        self._send(validator, admitted)
+        return Admission(signal_id=signal.signal_id, status="accepted", reason=None)
+
+    def _is_duplicate(self, signal_id: str, stream_id: str | None) -> bool:
+        if signal_id not in self._recent:
+            return False
+        self._counts["duplicates"] += 1
+        in_flight = self._in_flight.get(signal_id)
+        if stream_id and not (in_flight and in_flight.stream_id == stream_id):
+            # Its decision (made or to come) is another entry's: this one is done.
+            self._tell("store_writer", AckStreamEntry(stream_id=stream_id))
+        return True
+
+    def _send(self, validator: str, message: SubmitSignal) -> None:
+        try:
+            self.context.directory.tell(validator, message)
+        except ChildUnavailable as exc:
+            logger.error("%s refused %s: %s", validator, message.signal.signal_id, exc)
+
+    def _resend(self, name: str) -> None:
+        """A Validator was replaced: what it held without deciding goes to the new one."""
+        again = [f for f in self._in_flight.values() if f.validator == name]
+        for flight in again:
+            self._send(name, flight.message)
+        if again:
+            self._counts["resent"] += len(again)
+            logger.warning("sent %d in-flight signal(s) again to the new %s", len(again), name)
+
+    def _record_signal(
+        self, raw: RawSignal, signal_id: str, signal: Signal | None, payload: str
+    ) -> None:
+        self._tell(
+            "store_writer",
+            RecordSignal(
+                signal_id=signal_id,
+                source=raw.source,
+                received_at=raw.received_at,
+                received_mono=raw.received_mono,
+                signal=signal,
+                payload=payload,
+                stream_id=raw.stream_id,
+            ),
+        )
+
+    def _reject_message(self, message: SubmitSignal, *checks: CheckResult) -> None:
+        signal = message.signal
+        raw = RawSignal(
+            payload=b"",
+            source=message.source,
+            received_at=message.received_at,
+            received_mono=message.received_mono,
+        )
+        self._reject(raw, signal.signal_id, signal, *reversed(checks))
+
+    def _reject(
+        self, raw: RawSignal, signal_id: str, signal: Signal | None, *checks: CheckResult
+    ) -> None:
+        self._counts["rejected"] += 1
+        failure = next(c for c in checks if not c.passed)
+        decision = Decision(
+            signal_id=signal_id,
+            symbol=None if signal is None else signal.symbol,
+            side=None if signal is None else signal.side.value,
+            outcome=Outcome.REJECTED.value,
+            reason=None if failure.reason is None else failure.reason.value,
+            detail=failure.detail,
+            checks=tuple(checks),
+            quantity=None,
+            decided_at=self._clock.time(),
+            decided_by=f"{self.name}#{self.context.incarnation}",
+            intake_to_decision_ms=(self._clock.monotonic() - raw.received_mono) * 1000.0,
+            intake_to_order_ms=None,
+        )
+        self._tell("store_writer", RecordDecision(decision=decision))
+
+    def _tell(self, name: str, message: Any) -> None:
+        try:
+            self.context.directory.tell(name, message)
+        except ChildUnavailable as exc:
+            logger.error("%s refused %s: %s", name, type(message).__name__, exc)
+
+    def _forget_old(self) -> None:
+        horizon = self._clock.time() - self._window
+        while self._recent:
+            signal_id, seen = next(iter(self._recent.items()))
+            if seen >= horizon and len(self._recent) <= 1_000_000:
+                break
+            self._recent.popitem(last=False)

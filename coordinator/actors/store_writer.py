@@ -1,0 +1,379 @@
+"""StoreWriter: the pipeline's records, batched into PostgreSQL off the hot path.
+
+It is also the gate of decisions: the first decision per signal wins and is the only
+one published (``SignalDecided``). A batch PostgreSQL does not take goes to the local
+journal (fsync'd) and is replayed when the database answers again, so an outage loses
+nothing; a Redis Stream entry is acknowledged only once its decision is in one of the two.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from typing import Any
+
+import redis
+
+from coordinator.infra.journal import Journal
+from coordinator.infra.pipeline_store import PipelineStore
+from coordinator.infra.store import StoreError
+from coordinator.messages.pipeline import (
+    AckStreamEntry,
+    Decision,
+    GetStoredRecords,
+    GetStoreSnapshot,
+    GetUndecided,
+    OrderRecord,
+    OrderSubmitted,
+    RecordDecision,
+    RecordOrder,
+    RecordSignal,
+    SignalDecided,
+    StoredRecords,
+    StoreSnapshot,
+    StoreTick,
+    UndecidedSignals,
+)
+from coordinator.runtime import Services
+from coordinator.supervisor.child import NOT_HANDLED, ChildActor
+from coordinator.supervisor.ticker import Ticker
+from coordinator.trading.signals import Signal, parse_signal
+
+__all__ = ["StoreWriter", "decision_record", "signal_record"]
+
+logger = logging.getLogger(__name__)
+
+_FINAL_ORDER_STATES = ("accepted", "rejected", "unknown")
+_RECENT_DECIDED = 200_000
+_UNKNOWN_KEPT = 100
+
+
+def signal_record(message: RecordSignal) -> dict[str, Any]:
+    signal = message.signal
+    return {
+        "kind": "signal",
+        "signal_id": message.signal_id,
+        "source": message.source,
+        "received_at": message.received_at,
+        "valid": signal is not None,
+        "symbol": None if signal is None else signal.symbol,
+        "side": None if signal is None else signal.side.value,
+        "price": None if signal is None else signal.price,
+        "signal_at": None if signal is None else signal.timestamp,
+        "strategy": None if signal is None else signal.strategy,
+        "db_id": None if signal is None else signal.db_id,
+        "stream_id": message.stream_id,
+        "payload": message.payload,
+    }
+
+
+def decision_record(decision: Decision) -> dict[str, Any]:
+    return {
+        "kind": "decision",
+        "signal_id": decision.signal_id,
+        "symbol": decision.symbol,
+        "side": decision.side,
+        "outcome": decision.outcome,
+        "reason": decision.reason,
+        "detail": decision.detail,
+        "checks": [check.as_dict() for check in decision.checks],
+        "quantity": decision.quantity,
+        "decided_at": decision.decided_at,
+        "decided_by": decision.decided_by,
+        "intake_to_decision_ms": decision.intake_to_decision_ms,
+        "intake_to_order_ms": decision.intake_to_order_ms,
+    }
+
+
+def order_record(order: OrderRecord, kind: str = "order") -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "client_order_id": order.client_order_id,
+        "signal_id": order.signal_id,
+        "symbol": order.symbol,
+        "side": order.side,
+        "quantity": order.quantity,
+        "reference_price": order.reference_price,
+        "state": order.state,
+        "trader_order_id": order.trader_order_id,
+        "error": order.error,
+        "at": order.at,
+    }
+
+
+class StoreWriter(ChildActor):
+    def setup(self) -> None:
+        services: Services = self.context.services
+        config = services.config
+        self._clock = self.context.clock
+        self._services = services
+        self._batch_size = config.execution.batch_size
+        self._store = PipelineStore(services.endpoints.database_dsn, timeout=5.0)
+        self._journal: Journal = services.journal
+        self._intake = config.intake
+        self._redis: redis.Redis | None = None
+        self._records: list[dict[str, Any]] = []
+        self._events: list[Any] = []
+        self._acks: list[str] = []
+        self._undecided: OrderedDict[str, RecordSignal] = OrderedDict()
+        self._decided: OrderedDict[str, None] = OrderedDict()
+        self._unknown: list[OrderRecord] = []
+        self._written = 0
+        self._postgres_ok = True
+        self._last_error: str | None = None
+        self._retry_at = 0.0
+        self._retry_delay = 0.1
+        self._recent_ids: frozenset[str] = frozenset()
+        self._load()
+        self._ticker = Ticker(
+            config.execution.flush_interval,
+            lambda: self.actor_ref.tell(StoreTick()),
+            name=f"{self.name}-ticker",
+        ).start()
+
+    def cleanup(self) -> None:
+        ticker = getattr(self, "_ticker", None)
+        if ticker is not None:
+            ticker.stop()
+        # Whatever is still batched must not die with this incarnation.
+        if getattr(self, "_records", None):
+            try:
+                self._journal.append(self._records)
+                logger.warning("kept %d unflushed records in the journal", len(self._records))
+                self._records = []
+            except OSError:
+                logger.exception("could not keep %d unflushed records", len(self._records))
+        store = getattr(self, "_store", None)
+        if store is not None:
+            store.close()
+        if getattr(self, "_redis", None) is not None:
+            self._redis.close()
+
+    def _load(self) -> None:
+        """Rebuild what an earlier incarnation or process left: undecided signals, ids."""
+        now = self._clock.time()
+        config = self._services.config
+        try:
+            if self.context.incarnation == 1:
+                self._orphaned_orders()
+            self._replay_journal()
+            horizon = now - max(config.coordination.signal_timeout * 10, 600.0)
+            rows = self._store.undecided(horizon)
+            self._recent_ids = frozenset(
+                self._store.recent_ids(now - self._intake.dedup_window, 1_000_000)
+            )
+            for entry in self._store.unknown_orders(_UNKNOWN_KEPT):
+                if entry["state"] == "unknown":
+                    self._unknown.append(
+                        OrderRecord(
+                            **{k: v for k, v in entry.items() if k in OrderRecord.__slots__},
+                        )
+                    )
+        except StoreError as exc:
+            logger.error("could not read the store at start (%s); starting empty", exc)
+            self._postgres_ok = False
+            self._last_error = str(exc)
+            rows = []
+        for row in rows:
+            parsed = parse_signal(row["payload"])
+            self._undecided[row["signal_id"]] = RecordSignal(
+                signal_id=row["signal_id"],
+                source=row["source"],
+                received_at=row["received_at"],
+                received_mono=self._clock.monotonic() - (now - row["received_at"]),
+                signal=parsed if isinstance(parsed, Signal) else None,
+                payload=row["payload"],
+                stream_id=row["stream_id"],
+            )
+        if rows:
+            logger.warning("%d signal(s) received earlier have no decision yet", len(rows))
+
+    def _orphaned_orders(self) -> None:
+        """At process start, an order still pending or sent belongs to a process that
+        died before it knew the outcome: it may have been executed. Never resend it."""
+        count = self._store.mark_orphaned_orders(self._clock.time())
+        if count:
+            logger.error(
+                "ALERT %d order(s) left pending by an earlier run are now unknown; "
+                "check them at the Trader",
+                count,
+            )
+
+    def handle(self, message: Any) -> Any:
+        match message:
+            case RecordSignal():
+                self._records.append(signal_record(message))
+                self._undecided[message.signal_id] = message
+            case RecordDecision(decision=decision):
+                self._record_decision(decision)
+            case RecordOrder(order=order):
+                self._record_order(order)
+            case AckStreamEntry(stream_id=stream_id):
+                self._acks.append(stream_id)
+            case StoreTick():
+                self._flush()
+            case GetUndecided():
+                return UndecidedSignals(
+                    signals=tuple(self._undecided.values()),
+                    recent_ids=self._recent_ids | frozenset(self._decided),
+                )
+            case GetStoredRecords():
+                return self._read(message)
+            case GetStoreSnapshot():
+                return StoreSnapshot(
+                    postgres_ok=self._postgres_ok,
+                    pending=len(self._records),
+                    journaled=len(self._journal),
+                    written=self._written,
+                    last_error=self._last_error,
+                    undecided=len(self._undecided),
+                    unknown_orders=tuple(self._unknown),
+                )
+            case _:
+                return NOT_HANDLED
+        if len(self._records) >= self._batch_size:
+            self._flush()
+        return None
+
+    def _record_order(self, order: OrderRecord) -> None:
+        self._records.append(order_record(order))
+        if order.state not in _FINAL_ORDER_STATES:
+            return
+        self._events.append(OrderSubmitted(order=order))
+        if order.state == "unknown":
+            logger.error(
+                "ALERT order %s for %s %s %s: outcome unknown, not sent again (%s)",
+                order.client_order_id,
+                order.side,
+                order.quantity,
+                order.symbol,
+                order.error,
+            )
+            self._unknown = [order, *self._unknown][:_UNKNOWN_KEPT]
+
+    def _record_decision(self, decision: Decision) -> None:
+        if decision.signal_id in self._decided:
+            logger.warning(
+                "second decision for %s dropped (%s); the first stands",
+                decision.signal_id,
+                decision.outcome,
+            )
+            return
+        self._decided[decision.signal_id] = None
+        while len(self._decided) > _RECENT_DECIDED:
+            self._decided.popitem(last=False)
+        received = self._undecided.pop(decision.signal_id, None)
+        self._records.append(decision_record(decision))
+        if decision.order is not None and decision.order.state in _FINAL_ORDER_STATES:
+            self._record_order(decision.order)
+        source = received.source if received is not None else "unknown"
+        signal = received.signal if received is not None else None
+        if signal is not None and signal.db_id is not None and source == "database":
+            self._records.append({"kind": "processed", "db_id": signal.db_id})
+        if received is not None and received.stream_id:
+            self._acks.append(received.stream_id)
+        self._events.append(SignalDecided(decision=decision, source=source))
+
+    # --- flushing ---------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        if not self._records and not self._acks and not len(self._journal):
+            return
+        now = self._clock.monotonic()
+        if len(self._journal) and now >= self._retry_at:
+            self._replay_journal()
+        records, self._records = self._records, []
+        if records:
+            postgres_resting = not self._postgres_ok and now < self._retry_at
+            if len(self._journal) or postgres_resting:
+                self._to_journal(records)
+            else:
+                try:
+                    inserted = self._store.write(records)
+                    self._written += len(records)
+                    self._store_ok()
+                    self._drop_late_duplicates(records, inserted)
+                except StoreError as exc:
+                    self._store_failed(exc, now)
+                    self._to_journal(records)
+        self._acknowledge()
+        events, self._events = self._events, []
+        for event in events:
+            self.context.directory.publish(event)
+
+    def _to_journal(self, records: list[dict[str, Any]]) -> None:
+        # The journal is durable: decisions in it count as stored.
+        self._journal.append(records)
+
+    def _drop_late_duplicates(self, records: list[dict[str, Any]], inserted: set[str]) -> None:
+        """A decision the database already had (from before this process's memory)."""
+        decided = {r["signal_id"] for r in records if r["kind"] == "decision"}
+        for signal_id in decided - inserted:
+            logger.warning("decision for %s was already stored; this one dropped", signal_id)
+            self._events = [
+                e
+                for e in self._events
+                if not (isinstance(e, SignalDecided) and e.decision.signal_id == signal_id)
+            ]
+
+    def _replay_journal(self) -> None:
+        if not len(self._journal):
+            return
+        records = self._journal.records()
+        try:
+            self._store.write(records)
+        except StoreError as exc:
+            self._store_failed(exc, self._clock.monotonic())
+            return
+        self._journal.clear(len(records))
+        self._written += len(records)
+        self._store_ok()
+        logger.warning("replayed %d journaled record(s) into PostgreSQL", len(records))
+
+    def _store_ok(self) -> None:
+        if not self._postgres_ok:
+            logger.warning("PostgreSQL takes writes again")
+        self._postgres_ok = True
+        self._last_error = None
+        self._retry_delay = 0.1
+
+    def _store_failed(self, exc: StoreError, now: float) -> None:
+        if self._postgres_ok:
+            logger.error("PostgreSQL refuses writes (%s); journaling locally", exc)
+        self._postgres_ok = False
+        self._last_error = str(exc)
+        self._retry_at = now + self._retry_delay
+        self._retry_delay = min(5.0, self._retry_delay * 2)
+
+    def _acknowledge(self) -> None:
+        if not self._acks:
+            return
+        intake = self._intake
+        try:
+            if self._redis is None:
+                self._redis = redis.Redis.from_url(
+                    self._services.endpoints.redis_url, socket_connect_timeout=1, socket_timeout=2
+                )
+            self._redis.xack(intake.stream, intake.stream_group, *self._acks)
+            self._acks = []
+        except redis.RedisError as exc:
+            # Kept, and tried again at the next flush; an entry never acknowledged is
+            # delivered again and recognised as a duplicate.
+            logger.warning("stream acknowledgements delayed: %s", exc)
+            if len(self._acks) > 100_000:
+                self._acks = self._acks[-100_000:]
+
+    # --- reads for the API ------------------------------------------------------------
+
+    def _read(self, query: GetStoredRecords) -> StoredRecords:
+        try:
+            if query.signal_id is not None:
+                answer: Any = self._store.signal(query.signal_id)
+            else:
+                answer = self._store.decisions(
+                    symbol=query.symbol, outcome=query.outcome, limit=query.limit
+                )
+        except StoreError as exc:
+            raise StoreError(f"PostgreSQL did not answer: {exc}") from exc
+        return StoredRecords(json=json.dumps(answer, default=str))

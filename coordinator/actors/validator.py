@@ -1,0 +1,423 @@
+"""Validator: checks the signals of its symbols, in order, and sends the accepted ones.
+
+One Validator per partition of symbols, so a symbol is never decided twice at once.
+Steps 4-5 run here on state that arrives as events (trading state, universe, prices);
+steps 6-9 are asked of the Ledger; step 10 is here: the order intent is stored under a
+client order id derived from the signal id before ``POST /order``, and an intent that
+already exists is never sent again. While the Trader is unreachable, signals wait (at
+most until ``signal_timeout`` after their timestamp) and are checked again from step 4
+once it answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from coordinator.infra.pipeline_store import IntentClaims
+from coordinator.infra.trader_client import SendResult, TraderClient
+from coordinator.messages.health import GetHealthSnapshot, TradingStateChanged
+from coordinator.messages.pipeline import (
+    Decision,
+    GetValidatorSnapshot,
+    OrderRecord,
+    PriceUpdated,
+    RecordDecision,
+    RecordOrder,
+    Reservation,
+    Reserve,
+    Settle,
+    SubmitSignal,
+    TraderCallOutcome,
+    ValidatorSnapshot,
+    ValidatorTick,
+)
+from coordinator.runtime import Services
+from coordinator.supervisor.child import NOT_HANDLED, ChildActor
+from coordinator.supervisor.directory import ChildUnavailable
+from coordinator.supervisor.ticker import Ticker
+from coordinator.trading.routing import client_order_id
+from coordinator.trading.trading_state import StateReason, TradingState, TradingStatus
+from coordinator.trading.validation import (
+    CheckResult,
+    MarketQuote,
+    OrderPlan,
+    Outcome,
+    Reason,
+    check_trading_state,
+    check_universe,
+    waiting_for_trader,
+)
+
+__all__ = ["Validator"]
+
+logger = logging.getLogger(__name__)
+
+_UNKNOWN_STATE = TradingStatus(
+    TradingState.HALTED,
+    (StateReason("trading_state_unknown", "ServiceHealth has not told the trading state yet"),),
+)
+
+
+@dataclass
+class _Waiting:
+    message: SubmitSignal
+    why: Reason
+    detail: str
+    reservation_id: int | None = None
+
+
+class Validator(ChildActor):
+    subscriptions = (TradingStateChanged, PriceUpdated)
+
+    def setup(self) -> None:
+        services: Services = self.context.services
+        config = services.config
+        self._services = services
+        self._clock = self.context.clock
+        self._timeout = config.coordination.signal_timeout
+        self._enabled = config.trading.enabled
+        self._universe = frozenset(config.trading.symbols)
+        self._blacklist: dict[str, str] = {}
+        self._prices: dict[str, MarketQuote] = {}
+        self._waiting: deque[_Waiting] = deque()
+        self._seen: set[str] = set()
+        self._unsent: set[str] = set()
+        self._decided = 0
+        self._intents: IntentClaims = services.intents
+        url = services.endpoints.trader_url
+        self._trader = (
+            TraderClient(
+                url,
+                connect_timeout=config.execution.connect_timeout,
+                read_timeout=config.execution.read_timeout,
+            )
+            if url
+            else None
+        )
+        self._status = self._ask_trading_state()
+        self._ticker = Ticker(
+            0.25, lambda: self.actor_ref.tell(ValidatorTick()), name=f"{self.name}-ticker"
+        ).start()
+
+    def cleanup(self) -> None:
+        if getattr(self, "_ticker", None) is not None:
+            self._ticker.stop()
+        if getattr(self, "_trader", None) is not None:
+            self._trader.close()
+
+    def _ask_trading_state(self) -> TradingStatus:
+        try:
+            return self.context.directory.ask(
+                "service_health", GetHealthSnapshot(), timeout=2.0
+            ).trading
+        except (ChildUnavailable, pykka.Timeout) as exc:
+            # Held back until ServiceHealth tells: its next change reaches us as an event.
+            logger.warning("trading state unknown at start (%s); HALTED until told", exc)
+            return _UNKNOWN_STATE
+
+    def handle(self, message: Any) -> Any:
+        match message:
+            case SubmitSignal():
+                self._on_signal(message)
+            case PriceUpdated(symbol=symbol, price=price, at=at):
+                self._prices[symbol] = MarketQuote(price, at)
+            case TradingStateChanged(status=status):
+                self._status = status
+                self._retry_waiting()
+            case ValidatorTick():
+                self._expire_waiting()
+                self._retry_waiting()
+            case GetValidatorSnapshot():
+                return ValidatorSnapshot(
+                    name=self.name,
+                    waiting=len(self._waiting),
+                    trading_state=self._status.state.value,
+                    decided=self._decided,
+                )
+            case _:
+                return NOT_HANDLED
+        return None
+
+    # --- flow -------------------------------------------------------------------------
+
+    def _on_signal(self, message: SubmitSignal) -> None:
+        signal_id = message.signal.signal_id
+        if signal_id in self._seen:
+            return  # a second copy (kept by the directory and sent again by the intake)
+        self._seen.add(signal_id)
+        if any(w.message.signal.symbol == message.signal.symbol for w in self._waiting):
+            # Keep each symbol's order: behind the ones already waiting.
+            self._waiting.append(_Waiting(message, Reason.TRADER_UNAVAILABLE, "queued behind"))
+            return
+        self._process(message)
+
+    def _process(self, message: SubmitSignal) -> None:
+        signal = message.signal
+        checks = message.checks
+        state_check = check_trading_state(signal, self._status)
+        if not state_check.passed:
+            if waiting_for_trader(self._status) and not self._expired(message):
+                self._wait(message, Reason.TRADER_UNAVAILABLE, state_check.detail)
+                return
+            self._decide(message, (*checks, state_check))
+            return
+        universe_check = check_universe(signal, self._universe, self._blacklist)
+        done = (*checks, state_check, universe_check)
+        if not universe_check.passed:
+            self._decide(message, done)
+            return
+        try:
+            reservation: Reservation = self.context.directory.ask(
+                "ledger",
+                Reserve(signal=signal, market=self._prices.get(signal.symbol)),
+                timeout=2.0,
+            )
+        except (ChildUnavailable, pykka.Timeout) as exc:
+            if not self._expired(message):
+                self._wait(message, Reason.INTERNAL_ERROR, f"ledger unavailable: {exc}")
+                return
+            failure = CheckResult(
+                "risk", False, Reason.INTERNAL_ERROR, f"ledger unavailable: {exc}"
+            )
+            self._decide(message, (*done, failure))
+            return
+        done = (*done, *reservation.checks)
+        if reservation.plan is None or reservation.reservation_id is None:
+            self._decide(message, done)
+            return
+        if not self._enabled:
+            self._settle(reservation.reservation_id, False)
+            execution = CheckResult(
+                "execution", True, None, "shadow mode (TRADING_ENABLED=false): not sent"
+            )
+            self._decide(message, (*done, execution), plan=reservation.plan, shadow=True)
+            return
+        self._execute(message, done, reservation.plan, reservation.reservation_id)
+
+    def _execute(
+        self,
+        message: SubmitSignal,
+        checks: tuple[CheckResult, ...],
+        plan: OrderPlan,
+        reservation_id: int,
+    ) -> None:
+        signal = message.signal
+        order_id = client_order_id(signal.signal_id)
+        intent = OrderRecord(
+            client_order_id=order_id,
+            signal_id=signal.signal_id,
+            symbol=plan.symbol,
+            side=plan.side.value,
+            quantity=plan.quantity,
+            reference_price=plan.reference_price,
+            state="pending",
+            at=self._clock.time(),
+        )
+        if order_id not in self._unsent:
+            claimed, where = self._intents.claim(_intent_dict(intent))
+            if not claimed:
+                # An order for this signal exists: it may have been sent. Never again.
+                self._settle(reservation_id, None)
+                execution = CheckResult(
+                    "execution",
+                    False,
+                    Reason.ORDER_UNKNOWN,
+                    f"an order {order_id} for this signal already exists ({where}); not sent again",
+                )
+                self._decide(message, (*checks, execution), plan=plan, outcome=Outcome.UNKNOWN)
+                return
+        if self._trader is None:  # HALTED prevents it; kept for safety
+            self._settle(reservation_id, False)
+            self._decide(message, (*checks, _trader_missing()), plan=plan)
+            return
+        body = {
+            "symbol": plan.symbol,
+            "side": plan.side.value,
+            "quantity": plan.quantity,
+            "price": None,
+            "strategy": signal.strategy,
+            "timestamp": int(self._clock.time() * 1000),
+            "metadata": {
+                "client_order_id": order_id,
+                "signal_id": signal.signal_id,
+                "reference_price": plan.reference_price,
+                "category": plan.category,
+                "source": "coordinator",
+            },
+        }
+        self._store(RecordOrder(order=self._moved(intent, state="sent")))
+        sent_mono = self._clock.monotonic()
+        answer = self._trader.submit(body)
+        self._tell_health(answer.trader_works, answer.error)
+        order_ms = (sent_mono - message.received_mono) * 1000.0
+        match answer.result:
+            case SendResult.NOT_SENT:
+                # Known not to have left: the same intent may go when the Trader is back.
+                self._unsent.add(order_id)
+                self._settle(reservation_id, False)
+                if not self._expired(message):
+                    self._wait(message, Reason.TRADER_UNAVAILABLE, answer.error or "not sent")
+                    return
+                order = self._moved(intent, state="rejected", error=f"not sent: {answer.error}")
+                execution = CheckResult(
+                    "execution", False, Reason.TRADER_UNAVAILABLE, order.error or ""
+                )
+                self._decide(message, (*checks, execution), plan=plan, order=order)
+            case SendResult.ACCEPTED:
+                self._unsent.discard(order_id)
+                order = self._moved(intent, state="accepted", trader_order_id=answer.order_id)
+                self._settle(reservation_id, True)
+                execution = CheckResult(
+                    "execution",
+                    True,
+                    None,
+                    f"order {answer.order_id} accepted in {answer.latency * 1000:.1f} ms",
+                )
+                self._decide(
+                    message,
+                    (*checks, execution),
+                    plan=plan,
+                    order=order,
+                    order_ms=order_ms,
+                    outcome=Outcome.ACCEPTED,
+                )
+            case SendResult.REJECTED | SendResult.FAILED:
+                self._unsent.discard(order_id)
+                reason = (
+                    Reason.TRADER_REJECTED
+                    if answer.result is SendResult.REJECTED
+                    else Reason.TRADER_ERROR
+                )
+                order = self._moved(intent, state="rejected", error=answer.error)
+                self._settle(reservation_id, False)
+                execution = CheckResult("execution", False, reason, answer.error or "")
+                self._decide(
+                    message, (*checks, execution), plan=plan, order=order, order_ms=order_ms
+                )
+            case SendResult.UNKNOWN:
+                self._unsent.discard(order_id)
+                order = self._moved(intent, state="unknown", error=answer.error)
+                self._settle(reservation_id, None)
+                execution = CheckResult(
+                    "execution",
+                    False,
+                    Reason.ORDER_UNKNOWN,
+                    f"sent, outcome unknown ({answer.error}); not sent again",
+                )
+                self._decide(
+                    message,
+                    (*checks, execution),
+                    plan=plan,
+                    order=order,
+                    order_ms=order_ms,
+                    outcome=Outcome.UNKNOWN,
+                )
+
+    # --- waiting ----------------------------------------------------------------------
+
+    def _expired(self, message: SubmitSignal) -> bool:
+        return self._clock.time() > message.signal.timestamp + self._timeout
+
+    def _wait(self, message: SubmitSignal, why: Reason, detail: str) -> None:
+        self._waiting.append(_Waiting(message, why, detail))
+
+    def _expire_waiting(self) -> None:
+        kept: deque[_Waiting] = deque()
+        for waiting in self._waiting:
+            if self._expired(waiting.message):
+                failure = CheckResult(
+                    "execution",
+                    False,
+                    waiting.why,
+                    f"waited until signal_timeout ({self._timeout:g} s after the signal): {waiting.detail}",
+                )
+                self._decide(waiting.message, (*waiting.message.checks, failure))
+            else:
+                kept.append(waiting)
+        self._waiting = kept
+
+    def _retry_waiting(self) -> None:
+        if not self._waiting or waiting_for_trader(self._status):
+            return
+        pending, self._waiting = self._waiting, deque()
+        for waiting in pending:
+            if any(w.message.signal.symbol == waiting.message.signal.symbol for w in self._waiting):
+                self._waiting.append(waiting)  # its symbol is waiting again: keep the order
+                continue
+            self._process(waiting.message)
+
+    # --- recording --------------------------------------------------------------------
+
+    def _decide(
+        self,
+        message: SubmitSignal,
+        checks: tuple[CheckResult, ...],
+        *,
+        plan: OrderPlan | None = None,
+        order: OrderRecord | None = None,
+        order_ms: float | None = None,
+        outcome: Outcome | None = None,
+        shadow: bool = False,
+    ) -> None:
+        signal = message.signal
+        failure = next((c for c in checks if not c.passed), None)
+        if outcome is None:
+            outcome = (
+                Outcome.SHADOW if shadow else (Outcome.REJECTED if failure else Outcome.ACCEPTED)
+            )
+        decision = Decision(
+            signal_id=signal.signal_id,
+            symbol=signal.symbol,
+            side=signal.side.value,
+            outcome=outcome.value,
+            reason=None if failure is None or failure.reason is None else failure.reason.value,
+            detail=failure.detail if failure is not None else checks[-1].detail if checks else "",
+            checks=checks,
+            quantity=None if plan is None else plan.quantity,
+            decided_at=self._clock.time(),
+            decided_by=f"{self.name}#{self.context.incarnation}",
+            intake_to_decision_ms=(self._clock.monotonic() - message.received_mono) * 1000.0,
+            intake_to_order_ms=order_ms,
+            order=order,
+        )
+        self._decided += 1
+        self._store(RecordDecision(decision=decision))
+
+    def _moved(self, order: OrderRecord, **changes: Any) -> OrderRecord:
+        """The order in a new state, stamped now."""
+        values = {name: getattr(order, name) for name in OrderRecord.__slots__}
+        values.update(changes, at=self._clock.time())
+        return OrderRecord(**values)
+
+    def _store(self, message: Any) -> None:
+        try:
+            self.context.directory.tell("store_writer", message)
+        except ChildUnavailable as exc:
+            logger.error("store writer refused %s: %s", type(message).__name__, exc)
+
+    def _settle(self, reservation_id: int, filled: bool | None) -> None:
+        try:
+            self.context.directory.tell(
+                "ledger", Settle(reservation_id=reservation_id, filled=filled)
+            )
+        except ChildUnavailable as exc:
+            logger.error("ledger did not take a settlement: %s", exc)
+
+    def _tell_health(self, ok: bool, error: str | None) -> None:
+        try:
+            self.context.directory.tell("service_health", TraderCallOutcome(ok=ok, error=error))
+        except ChildUnavailable:
+            pass
+
+
+def _intent_dict(order: OrderRecord) -> dict[str, Any]:
+    return {name: getattr(order, name) for name in OrderRecord.__slots__}
+
+
+def _trader_missing() -> CheckResult:
+    return CheckResult("execution", False, Reason.TRADER_UNAVAILABLE, "TRADER_API_URL is not set")

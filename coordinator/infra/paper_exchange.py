@@ -1,0 +1,313 @@
+"""The paper exchange: the Trader and Portfolio contracts over real HTTP, filled on paper.
+
+``POST /order``, ``GET /balances``, ``GET /positions/active``, ``GET /health`` as the
+RootTrading services answer them (DESIGN section 3). MARKET orders fill at the latest
+price seen on the market-data channels, else at the order's reference price, with a
+0.1 % fee. Knobs for tests and drills (``POST /_paper/knobs``): added latency, an error
+rate, answers that never come in time, rejection of the next N orders; ``GET
+/_paper/stats`` counts what was received.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import bottle
+from bottle import request, response
+
+from coordinator.http.server import HttpServer
+from coordinator.infra.redis_bus import Subscription
+from coordinator.trading.paper_book import BookRejection, PaperBook, split_symbol
+from coordinator.trading.signals import Side
+
+__all__ = ["Knobs", "PaperExchange"]
+
+logger = logging.getLogger(__name__)
+
+MARKET_DATA_PATTERN = "roottrading:market:data:*"
+_TRADER_DEDUP_SECONDS = 10.0
+
+
+class Knobs:
+    """Fault injection, changed at run time through ``POST /_paper/knobs``."""
+
+    def __init__(self) -> None:
+        self.latency: float = 0.0
+        """Seconds added before every order is answered."""
+        self.error_rate: float = 0.0
+        """Fraction of orders answered 500 without a fill."""
+        self.timeout: float = 0.0
+        """Seconds an order waits, after it is filled, before it is answered."""
+        self.reject_next: int = 0
+        """The next N orders are refused with 400 (a business rejection)."""
+        self.health_status: int = 200
+        """Status of ``GET /health``."""
+
+    def update(self, changes: dict[str, Any]) -> None:
+        for name, value in changes.items():
+            if name not in ("latency", "error_rate", "timeout", "reject_next", "health_status"):
+                raise ValueError(f"unknown knob {name!r}")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"knob {name} must be a number")
+            if not math.isfinite(value) or value < 0 or (name == "error_rate" and value > 1):
+                raise ValueError(f"knob {name}={value} is out of range")
+            setattr(self, name, int(value) if name in ("reject_next", "health_status") else value)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "latency": self.latency,
+            "error_rate": self.error_rate,
+            "timeout": self.timeout,
+            "reject_next": self.reject_next,
+            "health_status": self.health_status,
+        }
+
+
+class PaperExchange:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        starting_balance: float = 10_000.0,
+        fee_rate: float = 0.001,
+        quote_asset: str = "USDC",
+        redis_url: str | None = None,
+        threads: int = 8,
+        seed: int | None = None,
+    ) -> None:
+        self.book = PaperBook(
+            quote_asset=quote_asset, starting_balance=starting_balance, fee_rate=fee_rate
+        )
+        self.knobs = Knobs()
+        self.prices: dict[str, float] = {}
+        self.orders_received = 0
+        self.fills_by_client_id: Counter[str] = Counter()
+        self._orders: dict[str, dict[str, Any]] = {}
+        self._recent: dict[tuple[str, str, float, str], tuple[float, str]] = {}
+        self._lock = threading.Lock()
+        self._random = random.Random(seed)
+        self._ids = itertools.count(1)
+        self._release = threading.Event()
+        self._subscription = (
+            Subscription(
+                redis_url,
+                patterns=(MARKET_DATA_PATTERN,),
+                on_message=self._on_market_data,
+                name="paper-market-data",
+            )
+            if redis_url
+            else None
+        )
+        self._server = HttpServer(self._app(), host=host, port=port, threads=threads)
+        self.url = self._server.url
+
+    def start(self) -> PaperExchange:
+        if self._subscription is not None:
+            self._subscription.start()
+        self._server.start()
+        logger.info(
+            "paper exchange on %s (%.2f %s, fee %.3f %%)",
+            self.url,
+            self.book.starting_balance,
+            self.book.quote_asset,
+            self.book.fee_rate * 100,
+        )
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        if self._subscription is not None:
+            self._subscription.stop()
+        self._server.stop()
+
+    def set_price(self, symbol: str, price: float) -> None:
+        with self._lock:
+            self.prices[symbol] = price
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "orders_received": self.orders_received,
+                "orders_filled": len(self.book.fills),
+                "duplicates_by_client_order_id": sum(
+                    1 for n in self.fills_by_client_id.values() if n > 1
+                ),
+                "fills_by_client_order_id": dict(self.fills_by_client_id),
+                "knobs": self.knobs.as_dict(),
+            }
+
+    # --- market data ------------------------------------------------------------------
+
+    def _on_market_data(self, _channel: str, data: bytes) -> None:
+        try:
+            candle = json.loads(data)
+            price = float(candle["close"])
+            symbol = str(candle["symbol"]).upper()
+        except (ValueError, KeyError, TypeError):
+            return
+        if math.isfinite(price) and price > 0:
+            self.set_price(symbol, price)
+
+    # --- HTTP -------------------------------------------------------------------------
+
+    def _app(self) -> bottle.Bottle:
+        app = bottle.Bottle(catchall=True, autojson=True)
+
+        def error(res: bottle.HTTPError) -> str:
+            response.content_type = "application/json"
+            return json.dumps({"error": str(res.body)})
+
+        app.default_error_handler = error  # type: ignore[method-assign]
+
+        @app.get("/health")
+        def health() -> dict[str, Any]:
+            response.status = self.knobs.health_status
+            return {
+                "status": "ok" if self.knobs.health_status < 400 else "failing",
+                "service": "paper-exchange",
+            }
+
+        @app.post("/order")
+        def order() -> dict[str, Any]:
+            status, body = self._order(request.body.read(64 * 1024 + 1))
+            response.status = status
+            return body
+
+        @app.get("/balances")
+        def balances() -> Any:
+            with self._lock:
+                rows = self.book.balances_view(self._asset_prices())
+            if not rows:
+                response.status = 404
+                return {"error": "no balances"}
+            response.content_type = "application/json"
+            return json.dumps(rows)
+
+        @app.get("/positions/active")
+        def positions() -> Any:
+            with self._lock:
+                rows = self.book.positions_view(dict(self.prices))
+            response.content_type = "application/json"
+            return json.dumps(rows)
+
+        @app.post("/_paper/knobs")
+        def knobs() -> dict[str, Any]:
+            try:
+                changes = json.loads(request.body.read(4096) or b"{}")
+                if not isinstance(changes, dict):
+                    raise ValueError("body must be a JSON object")
+                with self._lock:
+                    self.knobs.update(changes)
+            except ValueError as exc:
+                response.status = 400
+                return {"error": str(exc)}
+            return self.knobs.as_dict()
+
+        @app.post("/_paper/prices")
+        def prices() -> dict[str, Any]:
+            try:
+                changes = json.loads(request.body.read(64 * 1024) or b"{}")
+                for symbol, price in changes.items():
+                    if not isinstance(price, int | float) or not price > 0:
+                        raise ValueError(f"price of {symbol} must be > 0")
+                    self.set_price(str(symbol).upper(), float(price))
+            except (ValueError, AttributeError) as exc:
+                response.status = 400
+                return {"error": str(exc)}
+            return {"prices": dict(self.prices)}
+
+        @app.get("/_paper/stats")
+        def stats() -> dict[str, Any]:
+            return self.stats()
+
+        return app
+
+    def _asset_prices(self) -> dict[str, float]:
+        return dict(self.prices)
+
+    def _order(self, raw: bytes) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            self.orders_received += 1
+            knobs = (
+                self.knobs.latency,
+                self.knobs.error_rate,
+                self.knobs.timeout,
+            )
+        latency, error_rate, timeout = knobs
+        if latency:
+            self._release.wait(latency)
+        try:
+            body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise ValueError("body must be a JSON object")
+            symbol = body["symbol"]
+            side = Side(body["side"])
+            quantity = float(body["quantity"])
+            strategy = str(body.get("strategy") or "")
+            metadata = body.get("metadata") or {}
+            if not isinstance(metadata, dict):
+                raise ValueError("metadata must be an object")
+            if not isinstance(symbol, str):
+                raise ValueError("symbol must be a string")
+            split_symbol(symbol)
+            if not math.isfinite(quantity) or quantity <= 0:
+                raise ValueError("quantity must be > 0")
+        except (ValueError, KeyError, TypeError) as exc:
+            return 422, {"error": f"invalid order: {exc}"}
+        if error_rate and self._random.random() < error_rate:
+            return 500, {"error": "paper exchange: injected failure"}
+        client_id = str(metadata.get("client_order_id") or "")
+        now = time.time()
+        with self._lock:
+            if self.knobs.reject_next > 0:
+                self.knobs.reject_next -= 1
+                return 400, {"error": "paper exchange: order rejected (injected)"}
+            if client_id and client_id in self._orders:
+                return 201, self._orders[client_id]
+            key = (symbol, side.value, quantity, strategy)
+            seen = self._recent.get(key)
+            if seen is not None and now - seen[0] < _TRADER_DEDUP_SECONDS:
+                # The RootTrading Trader answers an identical order within 10 s once.
+                return 201, {"order_id": seen[1], "status": "created", "timestamp": now}
+            price = self.prices.get(symbol) or _reference_price(body, metadata)
+            if price is None:
+                return 422, {"error": f"no market price known for {symbol} and no reference price"}
+            order_id = f"paper-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
+            try:
+                self.book.fill(
+                    order_id=order_id,
+                    symbol=symbol,
+                    side=side,
+                    quantity=quantity,
+                    price=price,
+                    strategy=strategy,
+                    now=now,
+                )
+            except BookRejection as exc:
+                return 400, {"error": str(exc)}
+            answer = {"order_id": order_id, "status": "created", "timestamp": int(now * 1000)}
+            self._recent[key] = (now, order_id)
+            if client_id:
+                self._orders[client_id] = answer
+                self.fills_by_client_id[client_id] += 1
+        if timeout:
+            # Filled, but the answer comes too late: the caller cannot know.
+            self._release.wait(timeout)
+        return 201, answer
+
+
+def _reference_price(body: dict[str, Any], metadata: dict[str, Any]) -> float | None:
+    for value in (body.get("price"), metadata.get("reference_price")):
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return None

@@ -1,0 +1,491 @@
+"""PostgreSQL side of the signal pipeline: batched writes, intent claims, reads for the API.
+
+Records travel as plain dicts (the same ones the local journal holds), one ``kind`` each:
+``signal``, ``decision``, ``order`` (a state change), ``intent`` (an order about to be
+sent) and ``processed`` (a ``trading_signals`` row to mark).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+import psycopg2
+import psycopg2.extras
+
+from coordinator.infra.journal import Journal
+from coordinator.infra.store import StoreError, connect
+
+__all__ = ["IntentClaims", "PipelineStore", "clean_text"]
+
+logger = logging.getLogger(__name__)
+
+_ORDER_RANK = "CASE {0}.state WHEN 'pending' THEN 0 WHEN 'sent' THEN 1 ELSE 2 END"
+_UPSERT_ORDER = f"""
+    INSERT INTO coordinator_orders AS o (client_order_id, signal_id, symbol, side, quantity,
+        reference_price, state, trader_order_id, error, created_at, updated_at)
+    VALUES %s
+    ON CONFLICT (client_order_id) DO UPDATE SET
+        state = EXCLUDED.state,
+        trader_order_id = COALESCE(EXCLUDED.trader_order_id, o.trader_order_id),
+        error = COALESCE(EXCLUDED.error, o.error),
+        updated_at = EXCLUDED.updated_at
+    WHERE {_ORDER_RANK.format("o")} < {_ORDER_RANK.format("EXCLUDED")}
+"""
+_ORDER_TEMPLATE = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s), to_timestamp(%s))"
+
+
+def clean_text(text: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL characters; keep them visible instead."""
+    return None if text is None else text.replace("\x00", "\\u0000")
+
+
+def _order_row(r: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        r["client_order_id"],
+        r["signal_id"],
+        r["symbol"],
+        r["side"],
+        r["quantity"],
+        r.get("reference_price"),
+        r["state"],
+        r.get("trader_order_id"),
+        clean_text(r.get("error")),
+        r["at"],
+        r["at"],
+    )
+
+
+class PipelineStore:
+    """One connection, used by one thread (the store writer's)."""
+
+    def __init__(self, dsn: str, *, timeout: float) -> None:
+        self._dsn = dsn
+        self._timeout = timeout
+        self._conn: Any = None
+        self._trading_signals: bool | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def _connection(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self._dsn, timeout=self._timeout, application="coordinator-store")
+        return self._conn
+
+    def _run(self, work: Any) -> Any:
+        try:
+            conn = self._connection()
+            with conn, conn.cursor() as cur:
+                return work(cur)
+        except psycopg2.Error as exc:
+            self.close()
+            first = str(exc).strip().splitlines()
+            raise StoreError(first[0] if first else type(exc).__name__) from exc
+
+    # --- writes -----------------------------------------------------------------------
+
+    def write(self, records: list[dict[str, Any]]) -> set[str]:
+        """Write a batch in one transaction; return the ids of decisions newly stored."""
+        by_kind: dict[str, list[dict[str, Any]]] = {}
+        for record in records:
+            by_kind.setdefault(record["kind"], []).append(record)
+
+        def work(cur: Any) -> set[str]:
+            signals = by_kind.get("signal", [])
+            if signals:
+                psycopg2.extras.execute_values(
+                    cur,
+                    """INSERT INTO coordinator_signals (signal_id, source, received_at, valid,
+                           symbol, side, price, signal_at, strategy, db_id, stream_id, payload)
+                       VALUES %s ON CONFLICT (signal_id) DO NOTHING""",
+                    [
+                        (
+                            r["signal_id"],
+                            r["source"],
+                            r["received_at"],
+                            r["valid"],
+                            r.get("symbol"),
+                            r.get("side"),
+                            r.get("price"),
+                            r.get("signal_at"),
+                            clean_text(r.get("strategy")),
+                            r.get("db_id"),
+                            r.get("stream_id"),
+                            clean_text(r["payload"]),
+                        )
+                        for r in signals
+                    ],
+                    template="(%s, %s, to_timestamp(%s), %s, %s, %s, %s, to_timestamp(%s), %s, %s, %s, %s)",
+                    page_size=1000,
+                )
+            orders = by_kind.get("intent", []) + by_kind.get("order", [])
+            if orders:
+                # One statement cannot touch a row twice: keep each order's latest state.
+                latest: dict[str, dict[str, Any]] = {}
+                for record in orders:
+                    latest[record["client_order_id"]] = {
+                        **latest.get(record["client_order_id"], {}),
+                        **{k: v for k, v in record.items() if v is not None},
+                    }
+                psycopg2.extras.execute_values(
+                    cur,
+                    _UPSERT_ORDER,
+                    [_order_row(r) for r in latest.values()],
+                    template=_ORDER_TEMPLATE,
+                    page_size=1000,
+                )
+            inserted: set[str] = set()
+            decisions = by_kind.get("decision", [])
+            if decisions:
+                rows = psycopg2.extras.execute_values(
+                    cur,
+                    """INSERT INTO coordinator_decisions (signal_id, symbol, side, outcome, reason,
+                           detail, checks, quantity, decided_at, decided_by,
+                           intake_to_decision_ms, intake_to_order_ms)
+                       VALUES %s ON CONFLICT (signal_id) DO NOTHING RETURNING signal_id""",
+                    [
+                        (
+                            r["signal_id"],
+                            r.get("symbol"),
+                            r.get("side"),
+                            r["outcome"],
+                            r.get("reason"),
+                            clean_text(r.get("detail")) or "",
+                            json.dumps(r["checks"]),
+                            r.get("quantity"),
+                            r["decided_at"],
+                            r["decided_by"],
+                            r.get("intake_to_decision_ms"),
+                            r.get("intake_to_order_ms"),
+                        )
+                        for r in decisions
+                    ],
+                    template="(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, to_timestamp(%s), %s, %s, %s)",
+                    page_size=1000,
+                    fetch=True,
+                )
+                inserted = {row[0] for row in rows}
+            processed = [r["db_id"] for r in by_kind.get("processed", [])]
+            if processed and self._has_trading_signals(cur):
+                cur.execute(
+                    "UPDATE trading_signals SET processed = true WHERE id::text = ANY(%s)",
+                    (processed,),
+                )
+            return inserted
+
+        return self._run(work)
+
+    def mark_orphaned_orders(self, now: float) -> int:
+        def work(cur: Any) -> int:
+            cur.execute(
+                """UPDATE coordinator_orders
+                   SET state = 'unknown', updated_at = to_timestamp(%s),
+                       error = COALESCE(error || '; ', '')
+                               || 'the coordinator stopped before the outcome was known'
+                   WHERE state IN ('pending', 'sent')""",
+                (now,),
+            )
+            return cur.rowcount
+
+        return self._run(work)
+
+    def _has_trading_signals(self, cur: Any) -> bool:
+        if self._trading_signals is None:
+            cur.execute(
+                "SELECT count(*) = 2 FROM information_schema.columns"
+                " WHERE table_name = 'trading_signals' AND column_name IN ('id', 'processed')"
+            )
+            self._trading_signals = bool(cur.fetchone()[0])
+        return self._trading_signals
+
+    # --- reads ------------------------------------------------------------------------
+
+    def undecided(self, since: float) -> list[dict[str, Any]]:
+        """Signals received after ``since`` with no decision: a crash left them."""
+
+        def work(cur: Any) -> list[dict[str, Any]]:
+            cur.execute(
+                """SELECT s.signal_id, s.source, extract(epoch FROM s.received_at), s.payload,
+                          s.stream_id
+                   FROM coordinator_signals s
+                   LEFT JOIN coordinator_decisions d USING (signal_id)
+                   WHERE d.signal_id IS NULL AND s.received_at > to_timestamp(%s)
+                   ORDER BY s.received_at""",
+                (since,),
+            )
+            return [
+                {
+                    "signal_id": row[0],
+                    "source": row[1],
+                    "received_at": float(row[2]),
+                    "payload": row[3],
+                    "stream_id": row[4],
+                }
+                for row in cur.fetchall()
+            ]
+
+        return self._run(work)
+
+    def recent_ids(self, since: float, limit: int) -> set[str]:
+        def work(cur: Any) -> set[str]:
+            cur.execute(
+                "SELECT signal_id FROM coordinator_signals WHERE received_at > to_timestamp(%s)"
+                " ORDER BY received_at DESC LIMIT %s",
+                (since, limit),
+            )
+            return {row[0] for row in cur.fetchall()}
+
+        return self._run(work)
+
+    def pending_trading_signals(self, since: float) -> list[dict[str, Any]]:
+        """Rows of the aggregator's ``trading_signals`` not processed yet, if the table exists."""
+
+        def work(cur: Any) -> list[dict[str, Any]]:
+            if not self._has_trading_signals(cur):
+                return []
+            cur.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_name = 'trading_signals'"
+            )
+            columns = {row[0] for row in cur.fetchall()}
+            time_column = next(
+                (c for c in ("created_at", "timestamp", "received_at") if c in columns), None
+            )
+            where = "processed = false"
+            params: tuple[Any, ...] = ()
+            if time_column is not None:
+                where += f" AND {time_column} > to_timestamp(%s)"
+                params = (since,)
+            with self._conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as dict_cur:
+                dict_cur.execute(
+                    f"SELECT * FROM trading_signals WHERE {where} ORDER BY id LIMIT 10000", params
+                )
+                return [dict(row) for row in dict_cur.fetchall()]
+
+        return self._run(work)
+
+    def signal(self, signal_id: str) -> dict[str, Any] | None:
+        def work(cur: Any) -> dict[str, Any] | None:
+            cur.execute(
+                """SELECT s.signal_id, s.source, s.received_at, s.valid, s.symbol, s.side,
+                          s.price, s.signal_at, s.strategy, s.payload,
+                          d.outcome, d.reason, d.detail, d.checks, d.quantity, d.decided_at,
+                          d.decided_by, d.intake_to_decision_ms, d.intake_to_order_ms,
+                          o.client_order_id, o.state, o.quantity, o.reference_price,
+                          o.trader_order_id, o.error, o.created_at, o.updated_at
+                   FROM coordinator_signals s
+                   LEFT JOIN coordinator_decisions d USING (signal_id)
+                   LEFT JOIN coordinator_orders o USING (signal_id)
+                   WHERE s.signal_id = %s""",
+                (signal_id,),
+            )
+            row = cur.fetchone()
+            if row is None:
+                return None
+            payload: Any = row[9]
+            try:
+                payload = json.loads(row[9])
+            except ValueError:
+                pass
+            return {
+                "signal": {
+                    "signal_id": row[0],
+                    "source": row[1],
+                    "received_at": _iso(row[2]),
+                    "valid": row[3],
+                    "symbol": row[4],
+                    "side": row[5],
+                    "price": row[6],
+                    "timestamp": _iso(row[7]),
+                    "strategy": row[8],
+                    "payload": payload,
+                },
+                "decision": None
+                if row[10] is None
+                else {
+                    "outcome": row[10],
+                    "reason": row[11],
+                    "detail": row[12],
+                    "checks": row[13],
+                    "quantity": row[14],
+                    "decided_at": _iso(row[15]),
+                    "decided_by": row[16],
+                    "intake_to_decision_ms": row[17],
+                    "intake_to_order_ms": row[18],
+                },
+                "order": None
+                if row[19] is None
+                else {
+                    "client_order_id": row[19],
+                    "state": row[20],
+                    "quantity": row[21],
+                    "reference_price": row[22],
+                    "trader_order_id": row[23],
+                    "error": row[24],
+                    "created_at": _iso(row[25]),
+                    "updated_at": _iso(row[26]),
+                },
+            }
+
+        return self._run(work)
+
+    def decisions(
+        self, *, symbol: str | None, outcome: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        def work(cur: Any) -> list[dict[str, Any]]:
+            cur.execute(
+                """SELECT signal_id, symbol, side, outcome, reason, detail, quantity, decided_at,
+                          decided_by, intake_to_decision_ms
+                   FROM coordinator_decisions
+                   WHERE (%(symbol)s::text IS NULL OR symbol = %(symbol)s)
+                     AND (%(outcome)s::text IS NULL OR outcome = %(outcome)s)
+                   ORDER BY decided_at DESC LIMIT %(limit)s""",
+                {"symbol": symbol, "outcome": outcome, "limit": limit},
+            )
+            return [
+                {
+                    "signal_id": r[0],
+                    "symbol": r[1],
+                    "side": r[2],
+                    "outcome": r[3],
+                    "reason": r[4],
+                    "detail": r[5],
+                    "quantity": r[6],
+                    "decided_at": _iso(r[7]),
+                    "decided_by": r[8],
+                    "intake_to_decision_ms": r[9],
+                }
+                for r in cur.fetchall()
+            ]
+
+        return self._run(work)
+
+    def unknown_orders(self, limit: int = 100) -> list[dict[str, Any]]:
+        def work(cur: Any) -> list[dict[str, Any]]:
+            cur.execute(
+                """SELECT client_order_id, signal_id, symbol, side, quantity, reference_price,
+                          state, error, extract(epoch FROM updated_at)
+                   FROM coordinator_orders WHERE state IN ('unknown', 'pending', 'sent')
+                   ORDER BY updated_at DESC LIMIT %s""",
+                (limit,),
+            )
+            return [
+                {
+                    "client_order_id": r[0],
+                    "signal_id": r[1],
+                    "symbol": r[2],
+                    "side": r[3],
+                    "quantity": r[4],
+                    "reference_price": r[5],
+                    "state": r[6],
+                    "error": r[7],
+                    "at": float(r[8]),
+                }
+                for r in cur.fetchall()
+            ]
+
+        return self._run(work)
+
+    def lifetime(self) -> dict[str, Any]:
+        """Totals over every stored decision and order."""
+
+        def work(cur: Any) -> dict[str, Any]:
+            cur.execute("SELECT count(*) FROM coordinator_signals")
+            received = cur.fetchone()[0]
+            cur.execute("SELECT outcome, reason, count(*) FROM coordinator_decisions GROUP BY 1, 2")
+            by_outcome: dict[str, int] = {}
+            by_reason: dict[str, int] = {}
+            for outcome, reason, count in cur.fetchall():
+                by_outcome[outcome] = by_outcome.get(outcome, 0) + count
+                if reason:
+                    by_reason[reason] = by_reason.get(reason, 0) + count
+            cur.execute(
+                "SELECT count(*) FILTER (WHERE state IN ('accepted', 'unknown', 'sent')) FROM coordinator_orders"
+            )
+            orders = cur.fetchone()[0]
+            cur.execute(
+                """SELECT percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (ORDER BY intake_to_decision_ms),
+                          max(intake_to_decision_ms),
+                          percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (ORDER BY intake_to_order_ms),
+                          max(intake_to_order_ms)
+                   FROM coordinator_decisions"""
+            )
+            d_pct, d_max, o_pct, o_max = cur.fetchone()
+            return {
+                "signals_received": received,
+                "decisions": by_outcome,
+                "rejections_by_reason": by_reason,
+                "orders_sent": orders,
+                "latency_ms": {
+                    "intake_to_decision": _percentiles(d_pct, d_max),
+                    "intake_to_order": _percentiles(o_pct, o_max),
+                },
+            }
+
+        return self._run(work)
+
+
+class IntentClaims:
+    """The one gate before ``POST /order``: an intent stored under a unique client order id.
+
+    Each caller thread has its own connection. When PostgreSQL cannot be reached the
+    intent goes to the local journal (fsync'd) instead, so an exit can still be sent
+    while the database is down, and never twice: the journal is checked first.
+    """
+
+    def __init__(self, dsn: str, journal: Journal, *, timeout: float) -> None:
+        self._dsn = dsn
+        self._journal = journal
+        self._timeout = timeout
+        self._local = threading.local()
+
+    def claim(self, record: dict[str, Any]) -> tuple[bool, str]:
+        """(claimed, where): claimed False means an intent already exists: never send."""
+        client_order_id = record["client_order_id"]
+        if self._journal.has_intent(client_order_id):
+            return False, "journal"
+        try:
+            conn = getattr(self._local, "conn", None)
+            if conn is None or conn.closed:
+                conn = connect(self._dsn, timeout=self._timeout, application="coordinator-intents")
+                self._local.conn = conn
+            with conn, conn.cursor() as cur:
+                psycopg2.extras.execute_values(
+                    cur,
+                    """INSERT INTO coordinator_orders (client_order_id, signal_id, symbol, side,
+                           quantity, reference_price, state, trader_order_id, error, created_at,
+                           updated_at)
+                       VALUES %s ON CONFLICT DO NOTHING RETURNING client_order_id""",
+                    [_order_row(record)],
+                    template=_ORDER_TEMPLATE,
+                )
+                claimed = cur.fetchone() is not None
+            return claimed, "postgres"
+        except (psycopg2.Error, StoreError) as exc:
+            self.close()
+            logger.warning("intent %s goes to the local journal: %s", client_order_id, exc)
+            return self._journal.claim_intent({**record, "kind": "intent"}), "journal"
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            try:
+                conn.close()
+            finally:
+                self._local.conn = None
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _percentiles(values: list[float] | None, maximum: float | None) -> dict[str, float | None]:
+    values = values or [None, None, None]
+    return {"p50": values[0], "p90": values[1], "p99": values[2], "max": maximum}

@@ -1,0 +1,91 @@
+"""The Portfolio service: balances and active positions (DESIGN section 3)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import requests
+
+from coordinator.trading.validation import Balance, PortfolioView, PositionView
+
+__all__ = ["PortfolioClient", "PortfolioError"]
+
+
+class PortfolioError(Exception):
+    """The Portfolio did not answer, or answered something unusable."""
+
+
+class PortfolioClient:
+    def __init__(self, base_url: str, *, timeout: float) -> None:
+        self._base = base_url.rstrip("/")
+        self._timeout = timeout
+        self._session = requests.Session()
+
+    def fetch(self, now: float) -> PortfolioView:
+        balances = self._get("/balances", empty_on_404=True)
+        positions = self._get("/positions/active", empty_on_404=True)
+        try:
+            return PortfolioView(
+                balances={str(row["asset"]): _balance(row) for row in balances},
+                positions={
+                    str(row["symbol"]): _position(row)
+                    for row in positions
+                    if str(row.get("status", "OPEN")).upper() in ("OPEN", "ACTIVE", "")
+                },
+                fetched_at=now,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PortfolioError(f"unusable answer: {type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _get(self, path: str, *, empty_on_404: bool) -> list[dict[str, Any]]:
+        try:
+            response = self._session.get(self._base + path, timeout=self._timeout)
+        except requests.Timeout as exc:
+            raise PortfolioError(f"GET {path}: timeout after {self._timeout:g} s") from exc
+        except requests.RequestException as exc:
+            raise PortfolioError(f"GET {path}: {type(exc).__name__}") from exc
+        if response.status_code == 404 and empty_on_404:
+            return []
+        if response.status_code != 200:
+            raise PortfolioError(f"GET {path} answered {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise PortfolioError(f"GET {path}: not JSON") from exc
+        if not isinstance(body, list) or not all(isinstance(row, dict) for row in body):
+            raise PortfolioError(f"GET {path}: expected a list of objects")
+        return body
+
+
+def _number(value: Any, default: float | None = None) -> float | None:
+    if value is None:
+        return default
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not finite")
+    return number
+
+
+def _balance(row: dict[str, Any]) -> Balance:
+    return Balance(
+        free=_number(row.get("free"), 0.0) or 0.0,
+        total=_number(row.get("total"), 0.0) or 0.0,
+        value=_number(row.get("value_usdc")),
+    )
+
+
+def _position(row: dict[str, Any]) -> PositionView:
+    quantity = _number(row["quantity"]) or 0.0
+    entry = _number(row.get("entry_price"), 0.0) or 0.0
+    current = _number(row.get("current_price"), entry) or entry
+    return PositionView(
+        symbol=str(row["symbol"]),
+        quantity=quantity,
+        entry_price=entry,
+        value=_number(row.get("value"), current * quantity) or 0.0,
+        pnl=_number(row.get("pnl"), 0.0) or 0.0,
+    )

@@ -1,0 +1,187 @@
+"""Redis pub/sub: a reader thread that only receives and hands over, and a publisher.
+
+The reader reconnects with exponential backoff when Redis drops and reports each
+change of connection, so the owner can tell ServiceHealth.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+
+import redis
+
+from coordinator.logs import set_actor_name
+
+__all__ = ["EventPublisher", "Subscription"]
+
+logger = logging.getLogger(__name__)
+
+
+class Subscription:
+    def __init__(
+        self,
+        url: str,
+        *,
+        on_message: Callable[[str, bytes], None],
+        channels: Sequence[str] = (),
+        patterns: Sequence[str] = (),
+        on_connection: Callable[[bool, str | None], None] | None = None,
+        name: str,
+        actor: str | None = None,
+        backoff: tuple[float, float] = (0.1, 5.0),
+    ) -> None:
+        if not channels and not patterns:
+            raise ValueError("a subscription needs at least one channel or pattern")
+        self._url = url
+        self._channels = tuple(channels)
+        self._patterns = tuple(patterns)
+        self._on_message = on_message
+        self._on_connection = on_connection or (lambda _up, _error: None)
+        self._backoff = backoff
+        self._actor = actor
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.connected = False
+
+    def start(self) -> Subscription:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stopped.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        set_actor_name(self._actor)
+        delay = self._backoff[0]
+        while not self._stopped.is_set():
+            client = redis.Redis.from_url(
+                self._url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
+            )
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                if self._channels:
+                    pubsub.subscribe(*self._channels)
+                if self._patterns:
+                    pubsub.psubscribe(*self._patterns)
+                self._set_connected(True, None)
+                delay = self._backoff[0]
+                while not self._stopped.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message is None:
+                        continue
+                    channel = message["channel"]
+                    if isinstance(channel, bytes):
+                        channel = channel.decode("utf-8", "replace")
+                    data = message["data"]
+                    if isinstance(data, str):
+                        data = data.encode()
+                    self._on_message(channel, data)
+            except (redis.RedisError, OSError) as exc:
+                self._set_connected(False, f"{type(exc).__name__}: {exc}")
+            except Exception:
+                logger.exception("subscription reader failed; reconnecting")
+                self._set_connected(False, "reader error")
+            finally:
+                try:
+                    pubsub.close()
+                    client.close()
+                except Exception:
+                    logger.debug("closing the subscription failed", exc_info=True)
+            if self._stopped.wait(delay):
+                break
+            delay = min(self._backoff[1], delay * 2)
+
+    def _set_connected(self, up: bool, error: str | None) -> None:
+        if up == self.connected:
+            return
+        self.connected = up
+        if up:
+            logger.info("subscribed to %s", ", ".join(self._channels + self._patterns))
+        else:
+            logger.warning("subscription lost (%s); reconnecting with backoff", error)
+        try:
+            self._on_connection(up, error)
+        except Exception:
+            logger.exception("connection callback failed")
+
+
+class EventPublisher:
+    """Publishes JSON events on a channel from its own thread, in batches.
+
+    ``publish`` never blocks: a full queue drops the oldest event with a warning
+    (events are notifications; decisions themselves are in PostgreSQL).
+    """
+
+    def __init__(self, url: str, channel: str, *, capacity: int = 100_000) -> None:
+        self.channel = channel
+        self._client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(capacity)
+        self._thread = threading.Thread(target=self._run, name="event-publisher", daemon=True)
+        self.dropped = 0
+        self.published = 0
+
+    def start(self) -> EventPublisher:
+        self._thread.start()
+        return self
+
+    def publish(self, payload: bytes) -> None:
+        while True:
+            try:
+                self._queue.put_nowait(payload)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._client.close()
+
+    def _run(self) -> None:
+        stopped = threading.Event()
+        delay = 0.1
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < 500:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._send(batch)
+                    return
+                batch.append(item)
+            while not self._send(batch):
+                if stopped.wait(delay):
+                    return
+                delay = min(5.0, delay * 2)
+            delay = 0.1
+
+    def _send(self, batch: list[bytes]) -> bool:
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for payload in batch:
+                pipe.publish(self.channel, payload)
+            pipe.execute()
+            self.published += len(batch)
+            return True
+        except (redis.RedisError, OSError) as exc:
+            if self._queue.qsize() > self._queue.maxsize // 2:
+                # Do not hold a growing backlog against a Redis that is gone.
+                self.dropped += len(batch)
+                logger.error("events dropped (%d) while Redis is down: %s", len(batch), exc)
+                return True
+            logger.warning("events not published yet (%s); retrying", exc)
+            return False

@@ -1,0 +1,492 @@
+"""The signal pipeline: intake, validation, execution, storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from coordinator.messages.base import Command, Event, Query
+from coordinator.trading.signals import Signal
+from coordinator.trading.validation import CheckResult, MarketQuote, OrderPlan, PortfolioView
+
+__all__ = [
+    "AckStreamEntry",
+    "Admission",
+    "IntakeTick",
+    "CandleReceived",
+    "GetMarketSnapshot",
+    "MarketSnapshot",
+    "RefreshPortfolio",
+    "Decision",
+    "GetIntakeSnapshot",
+    "GetLedgerSnapshot",
+    "GetStoreSnapshot",
+    "GetStoredRecords",
+    "GetUndecided",
+    "IntakeLinkChanged",
+    "IntakeSnapshot",
+    "LedgerSnapshot",
+    "OrderRecord",
+    "OrderSubmitted",
+    "PortfolioFetched",
+    "PriceUpdated",
+    "RawSignal",
+    "RecordDecision",
+    "RecordOrder",
+    "RecordSignal",
+    "Reservation",
+    "Reserve",
+    "Settle",
+    "SignalDecided",
+    "StopLossRecorded",
+    "StoreSnapshot",
+    "StoreTick",
+    "StoredRecords",
+    "SubmitSignal",
+    "TraderCallOutcome",
+    "UndecidedSignals",
+    "ValidatorSnapshot",
+    "ValidatorTick",
+    "GetValidatorSnapshot",
+]
+
+
+# --- intake ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RawSignal(Command):
+    """Bytes as they arrived; asked (HTTP) or told (Redis readers)."""
+
+    payload: bytes
+    """The message body, not parsed yet."""
+    source: str
+    """``pubsub``, ``stream``, ``http`` or ``database``."""
+    received_at: float
+    """Wall-clock time of arrival, epoch seconds."""
+    received_mono: float
+    """Monotonic time of arrival, for latencies."""
+    stream_id: str | None = None
+    """Redis Stream entry id, acknowledged once the decision is stored."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Admission:
+    """The intake's answer to a ``RawSignal`` that was asked."""
+
+    signal_id: str
+    """The signal's id."""
+    status: str
+    """``accepted`` (sent on for validation), ``rejected`` or ``duplicate``."""
+    reason: str | None
+    """Reason code when not accepted."""
+    errors: tuple[tuple[str, str], ...] = ()
+    """(field, problem) for an invalid signal."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitSignal(Command):
+    """A parsed, fresh, new signal for the Validator of its symbol."""
+
+    signal: Signal
+    """The signal."""
+    source: str
+    """Where it came from."""
+    received_at: float
+    """Wall-clock arrival time."""
+    received_mono: float
+    """Monotonic arrival time."""
+    checks: tuple[CheckResult, ...] = ()
+    """The intake's steps (parse, freshness, back-pressure), all passed."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IntakeTick(Command):
+    """Time for the intake to forget ids older than the dedup window."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AckStreamEntry(Command):
+    """A stream entry whose signal was decided already: acknowledge it at the next flush."""
+
+    stream_id: str
+    """The entry."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IntakeLinkChanged(Event):
+    """A Redis reader of the intake connected or lost its connection."""
+
+    link: str
+    """``pubsub`` or ``stream``."""
+    connected: bool
+    """Whether it is connected now."""
+    error: str | None
+    """Why it was lost."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetIntakeSnapshot(Query):
+    """Ask SignalIntake for an ``IntakeSnapshot``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IntakeSnapshot:
+    received: int
+    """Messages received since start, valid or not."""
+    admitted: int
+    """Sent on for validation."""
+    rejected: int
+    """Rejected at the intake (invalid, stale, overloaded)."""
+    duplicates: int
+    """Already seen."""
+    in_flight: int
+    """Sent on and not decided yet."""
+    resent: int
+    """Sent again after their Validator was replaced."""
+    links: tuple[tuple[str, bool], ...]
+    """(reader, connected)."""
+
+
+# --- validation and execution ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PriceUpdated(Event):
+    """The latest price of a symbol, from the market-data channels."""
+
+    symbol: str
+    """The symbol."""
+    price: float
+    """Its latest close."""
+    at: float
+    """Wall-clock time of the price."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reserve(Query):
+    """Validator to Ledger: run steps 6-9 and, if they pass, hold the order's room."""
+
+    signal: Signal
+    """The signal."""
+    market: MarketQuote | None
+    """The latest price the Validator knows."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reservation:
+    checks: tuple[CheckResult, ...]
+    """Steps 6 to 9."""
+    plan: OrderPlan | None
+    """The order to send when every step passed."""
+    reservation_id: int | None
+    """To settle once the order's outcome is known."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settle(Command):
+    """Validator to Ledger: the reserved order's outcome."""
+
+    reservation_id: int
+    """From the Reservation."""
+    filled: bool | None
+    """True filled, False not sent or refused, None unknown."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortfolioFetched(Event):
+    """The Ledger's fetcher thread has an answer from the Portfolio."""
+
+    view: PortfolioView | None
+    """Balances and positions, or None when the fetch failed."""
+    requested_at: float
+    """Wall-clock time the fetch started: fills after it are not in the view."""
+    error: str | None
+    """Why it failed."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefreshPortfolio(Command):
+    """Time for the Ledger to fetch the Portfolio if its view is older than the TTL."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CandleReceived(Command):
+    """A market-data message as it arrived, for the MarketFeed to parse."""
+
+    payload: bytes
+    """The candle JSON."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetMarketSnapshot(Query):
+    """Ask the MarketFeed for a ``MarketSnapshot``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarketSnapshot:
+    prices: tuple[tuple[str, float, float], ...]
+    """(symbol, price, wall-clock time) per symbol."""
+    connected: bool
+    """Whether the market-data subscription is up."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopLossRecorded(Event):
+    """A position was closed by a stop-loss: its symbol cools down."""
+
+    symbol: str
+    """The symbol."""
+    at: float
+    """When."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetLedgerSnapshot(Query):
+    """Ask the Ledger for a ``LedgerSnapshot``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerSnapshot:
+    positions: tuple[str, ...]
+    """Symbols held (portfolio view plus fills since)."""
+    reservations: int
+    """Orders in flight."""
+    reserved_quote: float
+    """Quote amount held by BUYs in flight."""
+    view_age: float | None
+    """Seconds since the Portfolio last answered."""
+    error: str | None
+    """Why the last fetch failed."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TraderCallOutcome(Event):
+    """Validator to ServiceHealth: how a real call to the Trader went (breaker input)."""
+
+    ok: bool
+    """Answered (2xx or 4xx: the Trader works)."""
+    error: str | None
+    """5xx, timeout or connection failure."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValidatorTick(Command):
+    """Time to expire signals waiting for the Trader."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetValidatorSnapshot(Query):
+    """Ask a Validator for a ``ValidatorSnapshot``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValidatorSnapshot:
+    name: str
+    """The Validator."""
+    waiting: int
+    """Signals waiting for the Trader."""
+    trading_state: str
+    """The state it last heard of."""
+    decided: int
+    """Decisions since this incarnation started."""
+
+
+# --- storage --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderRecord:
+    client_order_id: str
+    """Derived from the signal id; unique."""
+    signal_id: str
+    """The signal."""
+    symbol: str
+    """The symbol."""
+    side: str
+    """BUY or SELL."""
+    quantity: float
+    """Quantity sent."""
+    reference_price: float
+    """Price the order was sized at."""
+    state: str
+    """pending, sent, accepted, rejected or unknown."""
+    trader_order_id: str | None = None
+    """The Trader's id, when accepted."""
+    error: str | None = None
+    """The Trader's error or the transport failure."""
+    at: float
+    """Wall-clock time of this state."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    signal_id: str
+    """The signal."""
+    symbol: str | None
+    """Its symbol (None for an unparseable payload)."""
+    side: str | None
+    """BUY or SELL."""
+    outcome: str
+    """accepted, rejected, shadow or unknown."""
+    reason: str | None
+    """Reason code when not accepted."""
+    detail: str
+    """The reason for a person."""
+    checks: tuple[CheckResult, ...]
+    """Every step's result, in order."""
+    quantity: float | None
+    """Order quantity, when an order was planned."""
+    decided_at: float
+    """Wall-clock time."""
+    decided_by: str
+    """The actor (and incarnation) that decided."""
+    intake_to_decision_ms: float
+    """Milliseconds from arrival to decision."""
+    intake_to_order_ms: float | None
+    """Milliseconds from arrival to the order request leaving, when one was sent."""
+    order: OrderRecord | None = None
+    """The order, when one was planned."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordSignal(Command):
+    """Store a signal as received (valid or not)."""
+
+    signal_id: str
+    """Its id."""
+    source: str
+    """pubsub, stream, http or database."""
+    received_at: float
+    """Wall-clock arrival."""
+    received_mono: float
+    """Monotonic arrival."""
+    signal: Signal | None
+    """The parsed signal; None when invalid."""
+    payload: str
+    """As received."""
+    stream_id: str | None = None
+    """Redis Stream entry to acknowledge once decided."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordDecision(Command):
+    """Store a decision; the first one per signal wins, later ones are dropped."""
+
+    decision: Decision
+    """The decision."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordOrder(Command):
+    """Store an order state change (the intent itself is stored before sending)."""
+
+    order: OrderRecord
+    """The order in its new state."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignalDecided(Event):
+    """A decision is stored (in PostgreSQL or the local journal)."""
+
+    decision: Decision
+    """The decision."""
+    source: str
+    """Where the signal came from."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderSubmitted(Event):
+    """An order reached a final state: accepted, rejected or unknown."""
+
+    order: OrderRecord
+    """The order."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreTick(Command):
+    """Time for the store writer to flush its batch."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetUndecided(Query):
+    """Signals received and not decided (intake rebuilds its in-flight table from them)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UndecidedSignals:
+    signals: tuple[RecordSignal, ...]
+    """Oldest first."""
+    recent_ids: frozenset[str]
+    """Every signal id seen within the dedup window."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetStoredRecords(Query):
+    """Read from the store for the API: one signal, or a list of decisions."""
+
+    signal_id: str | None = None
+    """One signal with its decision and order."""
+    symbol: str | None = None
+    """Filter of the decision list."""
+    outcome: str | None = None
+    """Filter of the decision list."""
+    limit: int = 50
+    """Length of the decision list."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredRecords:
+    json: str
+    """The answer as JSON text (null when not found)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetStoreSnapshot(Query):
+    """Ask the store writer for a ``StoreSnapshot``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreSnapshot:
+    postgres_ok: bool
+    """Whether the last write reached PostgreSQL."""
+    pending: int
+    """Records waiting for the next flush."""
+    journaled: int
+    """Records in the local journal, waiting for PostgreSQL."""
+    written: int
+    """Records written since start."""
+    last_error: str | None
+    """Last write error."""
+    undecided: int
+    """Signals received and not decided."""
+    unknown_orders: tuple[OrderRecord, ...]
+    """Orders whose outcome is unknown (alerts), newest first."""
+
+
+# --- statistics -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LifetimeFetched(Event):
+    """Totals over everything stored, read by the Stats worker."""
+
+    json: str
+    """The totals as JSON text (null when the store did not answer)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefreshLifetime(Command):
+    """Time for Stats to read the lifetime totals again."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetStats(Query):
+    """Ask Stats for a ``StatsSnapshot``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatsSnapshot:
+    since_start: str
+    """JSON: counts, rejections by reason, latency percentiles since this process started."""
+    lifetime: str
+    """JSON: the same over every stored decision (refreshed every 30 s), or null."""
