@@ -7,6 +7,7 @@ A bad value never falls back to a default: start-up stops with every error named
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -216,7 +217,7 @@ class Numbers(Kind):
             math.isfinite(v) and self.minimum <= v <= self.maximum for v in values
         ):
             raise ValueError
-        if self.increasing and any(b <= a for a, b in zip(values, values[1:], strict=False)):
+        if self.increasing and any(b <= a for a, b in itertools.pairwise(values)):
             raise ValueError
         return values
 

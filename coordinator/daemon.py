@@ -26,6 +26,7 @@ from coordinator.http.facade import CoordinatorApi
 from coordinator.http.server import HttpServer
 from coordinator.infra.embedded import DataDirLock, EmbeddedPostgres, EmbeddedRedis
 from coordinator.infra.event_codec import event_json
+from coordinator.infra.intake_readers import IntakeReaders
 from coordinator.infra.journal import Journal
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.infra.pipeline_store import IntentClaims
@@ -90,6 +91,7 @@ class Coordinator:
         self._postgres: EmbeddedPostgres | None = None
         self.paper: PaperExchange | None = None
         self._events: EventPublisher | None = None
+        self._readers: IntakeReaders | None = None
         self._supervisor: Any = None
         self._stopped = threading.Event()
 
@@ -189,6 +191,10 @@ class Coordinator:
         if not waiter.wait(budget) or not self.outcome.ready.is_set():
             why = self.outcome.failure or f"not ready within {budget:g} s"
             raise StartupError(f"the actor tree did not start: {why}")
+        # Signals flow in only once every actor that handles them is up.
+        self._readers = IntakeReaders(
+            config, self.services.endpoints.redis_url, self.directory
+        ).start()
         api = CoordinatorApi(
             services=self.services,
             supervisor=self._supervisor,
@@ -222,6 +228,8 @@ class Coordinator:
         self._stopped.set()
         if self.http is not None:
             self.http.stop()
+        if self._readers is not None:
+            self._readers.stop()
         if self._supervisor is not None and self._supervisor.is_alive():
             config = self.config.supervisor
             budget = (len(self.directory.names()) + 1) * config.stop_timeout

@@ -2,14 +2,52 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator import __version__
 from coordinator.clock import Clock
 from coordinator.config import Config
 
-__all__ = ["Endpoints", "Services"]
+__all__ = ["DecidedSignals", "Endpoints", "Services"]
+
+
+class DecidedSignals:
+    """Ids of the signals that have a decision, shared by every actor that decides.
+
+    A Validator looks here before it works on a signal, so that a copy of a signal
+    decided by an earlier incarnation (kept in a mailbox, or sent again after a
+    restart) is not decided - or ordered - a second time.
+    """
+
+    def __init__(self, limit: int = 1_000_000) -> None:
+        self._lock = threading.Lock()
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._limit = limit
+
+    def add(self, signal_id: str) -> bool:
+        """Record a decision; False when the signal had one already."""
+        with self._lock:
+            if signal_id in self._ids:
+                return False
+            self._ids[signal_id] = None
+            if len(self._ids) > self._limit:
+                self._ids.popitem(last=False)
+            return True
+
+    def update(self, signal_ids: Iterable[str]) -> None:
+        with self._lock:
+            for signal_id in signal_ids:
+                self._ids[signal_id] = None
+            while len(self._ids) > self._limit:
+                self._ids.popitem(last=False)
+
+    def __contains__(self, signal_id: object) -> bool:
+        with self._lock:
+            return signal_id in self._ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +79,8 @@ class Services:
     """The order-intent gate (coordinator.infra.pipeline_store.IntentClaims)."""
     paper_exchange: bool = False
     """Whether Trader and Portfolio are the in-process paper exchange."""
+    decided: DecidedSignals = field(default_factory=DecidedSignals)
+    """Signals with a decision (this process's and the store's recent ones)."""
 
     def uptime(self) -> float:
         return self.clock.monotonic() - self.started_monotonic

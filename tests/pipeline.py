@@ -153,7 +153,7 @@ class Pipeline:
 
     def stored(self, signal_id: str) -> dict[str, Any] | None:
         response = requests.get(f"{self.url}/signals/{signal_id}", timeout=10)
-        if response.status_code == 404:
+        if response.status_code in (404, 503):  # not there yet, or the store restarts
             return None
         response.raise_for_status()
         return response.json()

@@ -10,6 +10,7 @@ after a fetch started are laid over the view until a later fetch includes them.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import time
@@ -254,10 +255,8 @@ class Ledger(ChildActor):
                 message = PortfolioFetched(view=view, requested_at=requested_at, error=None)
             except PortfolioError as exc:
                 message = PortfolioFetched(view=None, requested_at=requested_at, error=str(exc))
-            try:
+            with contextlib.suppress(ActorDeadError):
                 self.actor_ref.tell(message)
-            except ActorDeadError:
-                pass
 
         self._pending = self._worker.submit(fetch)
 

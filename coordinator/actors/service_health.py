@@ -25,7 +25,6 @@ from coordinator.infra.probes import (
 )
 from coordinator.infra.store import KillSwitchStore, StoreError
 from coordinator.logs import set_actor_name
-from coordinator.messages.pipeline import IntakeLinkChanged, TraderCallOutcome
 from coordinator.messages.health import (
     DependencyChanged,
     DependencySnapshot,
@@ -39,6 +38,7 @@ from coordinator.messages.health import (
     ResumeTrading,
     TradingStateChanged,
 )
+from coordinator.messages.pipeline import IntakeLinkChanged, TraderCallOutcome
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.ticker import Ticker
@@ -94,6 +94,8 @@ class _Tracked:
 
 
 class ServiceHealth(ChildActor):
+    subscriptions = (IntakeLinkChanged,)
+
     def setup(self) -> None:
         services: Services = self.context.services
         config = services.config

@@ -1,7 +1,9 @@
 """SignalIntake: every way a signal comes in, steps 1-3, and the in-flight table.
 
-Redis pub/sub and the Redis Stream are read by threads that only receive and hand
-over; ``POST /signals`` asks directly; at process start, signals left undecided by an
+Redis pub/sub and the Redis Stream are read by ``IntakeReaders`` threads that only
+receive and hand over through the directory, so a restart of this actor loses nothing
+(its mail waits in the directory); ``POST /signals`` asks directly; at process start,
+signals left undecided by an
 earlier run and unprocessed ``trading_signals`` rows are taken in again. Each signal is
 parsed (1), checked for staleness and duplicates (2) and back-pressure (3), stored as
 received, and sent to the Validator of its symbol. It stays in the in-flight table until
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -21,8 +22,6 @@ from typing import Any
 
 import pykka
 
-from coordinator.infra.redis_bus import Subscription
-from coordinator.infra.stream_reader import StreamReader
 from coordinator.messages.pipeline import (
     AckStreamEntry,
     Admission,
@@ -90,7 +89,7 @@ def trading_signal_payload(row: dict[str, Any]) -> bytes:
 
 
 class SignalIntake(ChildActor):
-    subscriptions = (SignalDecided, ChildRestarted)
+    subscriptions = (SignalDecided, ChildRestarted, IntakeLinkChanged)
 
     def setup(self) -> None:
         services: Services = self.context.services
@@ -108,37 +107,11 @@ class SignalIntake(ChildActor):
         )
         self._links: dict[str, bool] = {}
         self._recover()
-        actor = f"{self.name}#{self.context.incarnation}"
-        self._readers: list[Any] = [
-            Subscription(
-                services.endpoints.redis_url,
-                channels=(config.intake.channel,),
-                on_message=lambda _channel, data: self._hand_over(data, "pubsub", None),
-                on_connection=lambda up, error: self._link("pubsub", up, error),
-                name=f"{self.name}-pubsub",
-                actor=actor,
-            ).start()
-        ]
-        if config.intake.stream_enabled:
-            self._readers.append(
-                StreamReader(
-                    services.endpoints.redis_url,
-                    stream=config.intake.stream,
-                    group=config.intake.stream_group,
-                    consumer=config.intake.stream_consumer,
-                    claim_idle=config.intake.claim_idle,
-                    on_entry=lambda entry_id, data: self._hand_over(data, "stream", entry_id),
-                    on_connection=lambda up, error: self._link("stream", up, error),
-                    actor=actor,
-                ).start()
-            )
         self._ticker = Ticker(
             5.0, lambda: self.actor_ref.tell(IntakeTick()), name=f"{self.name}-ticker"
         ).start()
 
     def cleanup(self) -> None:
-        for reader in getattr(self, "_readers", []):
-            reader.stop()
         if getattr(self, "_ticker", None) is not None:
             self._ticker.stop()
 
@@ -206,33 +179,6 @@ class SignalIntake(ChildActor):
         if rows:
             logger.warning("taking in %d unprocessed trading_signals row(s)", len(rows))
 
-    # --- reader threads ---------------------------------------------------------------
-
-    def _hand_over(self, data: bytes, source: str, stream_id: str | None) -> None:
-        try:
-            self.actor_ref.tell(
-                RawSignal(
-                    payload=data,
-                    source=source,
-                    received_at=time.time(),
-                    received_mono=time.monotonic(),
-                    stream_id=stream_id,
-                )
-            )
-        except pykka.ActorDeadError:
-            # This incarnation is gone; for the stream the entry stays pending and the
-            # next one reads it, for pub/sub the new incarnation has its own reader.
-            logger.warning("signal arrived while the intake restarts (%s)", source)
-
-    def _link(self, link: str, up: bool, error: str | None) -> None:
-        self._links[link] = up
-        try:
-            self.context.directory.tell(
-                "service_health", IntakeLinkChanged(link=link, connected=up, error=error)
-            )
-        except ChildUnavailable:
-            pass
-
     # --- messages ---------------------------------------------------------------------
 
     def handle(self, message: Any) -> Any:
@@ -245,6 +191,8 @@ class SignalIntake(ChildActor):
                 self._resend(name)
             case IntakeTick():
                 self._forget_old()
+            case IntakeLinkChanged(link=link, connected=connected):
+                self._links[link] = connected
             case GetIntakeSnapshot():
                 return IntakeSnapshot(
                     received=self._counts["received"],
@@ -297,7 +245,8 @@ class SignalIntake(ChildActor):
                 "back_pressure",
                 False,
                 Reason.OVERLOADED,
-                f"{len(self._in_flight)} signals in flight, MAX_PENDING_SIGNALS={self._max_pending}",
+                f"{len(self._in_flight)} signals in flight, "
+                f"MAX_PENDING_SIGNALS={self._max_pending}",
             )
             self._reject_message(message, check, freshness)
             return Admission(
@@ -378,6 +327,8 @@ class SignalIntake(ChildActor):
     def _reject(
         self, raw: RawSignal, signal_id: str, signal: Signal | None, *checks: CheckResult
     ) -> None:
+        if not self._services.decided.add(signal_id):
+            return
         self._counts["rejected"] += 1
         failure = next(c for c in checks if not c.passed)
         decision = Decision(
@@ -405,7 +356,7 @@ class SignalIntake(ChildActor):
     def _forget_old(self) -> None:
         horizon = self._clock.time() - self._window
         while self._recent:
-            signal_id, seen = next(iter(self._recent.items()))
+            _signal_id, seen = next(iter(self._recent.items()))
             if seen >= horizon and len(self._recent) <= 1_000_000:
                 break
             self._recent.popitem(last=False)

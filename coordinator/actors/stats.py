@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections import Counter
@@ -95,10 +96,8 @@ class Stats(ChildActor):
         except StoreError as exc:
             logger.warning("lifetime statistics not read: %s", exc)
             return
-        try:
+        with contextlib.suppress(ActorDeadError):
             self.actor_ref.tell(LifetimeFetched(json=text))
-        except ActorDeadError:
-            pass
 
     def _snapshot(self) -> StatsSnapshot:
         processed = sum(self._outcomes.values())

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from coordinator.infra.journal import Journal
-from coordinator.infra.pipeline_store import PipelineStore
+from coordinator.infra.pipeline_store import PipelineStore, RecordError
 from coordinator.infra.store import StoreError
 from coordinator.messages.pipeline import (
     AckStreamEntry,
@@ -111,6 +111,7 @@ class StoreWriter(ChildActor):
         self._batch_size = config.execution.batch_size
         self._store = PipelineStore(services.endpoints.database_dsn, timeout=5.0)
         self._journal: Journal = services.journal
+        self._quarantine = Journal(config.service.data_dir.resolve() / "quarantine.jsonl")
         self._intake = config.intake
         self._redis: redis.Redis | None = None
         self._records: list[dict[str, Any]] = []
@@ -162,6 +163,9 @@ class StoreWriter(ChildActor):
             rows = self._store.undecided(horizon)
             self._recent_ids = frozenset(
                 self._store.recent_ids(now - self._intake.dedup_window, 1_000_000)
+            )
+            self._services.decided.update(
+                self._store.recent_decided(now - self._intake.dedup_window, 1_000_000)
             )
             for entry in self._store.unknown_orders(_UNKNOWN_KEPT):
                 if entry["state"] == "unknown":
@@ -290,7 +294,7 @@ class StoreWriter(ChildActor):
                 self._to_journal(records)
             else:
                 try:
-                    inserted = self._store.write(records)
+                    inserted = self._write(records)
                     self._written += len(records)
                     self._store_ok()
                     self._drop_late_duplicates(records, inserted)
@@ -301,6 +305,24 @@ class StoreWriter(ChildActor):
         events, self._events = self._events, []
         for event in events:
             self.context.directory.publish(event)
+
+    def _write(self, records: list[dict[str, Any]]) -> set[str]:
+        """Write, setting aside any record PostgreSQL refuses so the rest goes in."""
+        try:
+            return self._store.write(records)
+        except RecordError as exc:
+            if len(records) == 1:
+                self._quarantine.append(records)
+                logger.error(
+                    "ALERT a %s record for %s was refused by PostgreSQL (%s); kept in %s",
+                    records[0].get("kind"),
+                    records[0].get("signal_id") or records[0].get("client_order_id"),
+                    exc,
+                    self._quarantine.path,
+                )
+                return set()
+            middle = len(records) // 2
+            return self._write(records[:middle]) | self._write(records[middle:])
 
     def _to_journal(self, records: list[dict[str, Any]]) -> None:
         # The journal is durable: decisions in it count as stored.
@@ -322,7 +344,7 @@ class StoreWriter(ChildActor):
             return
         records = self._journal.records()
         try:
-            self._store.write(records)
+            self._write(records)
         except StoreError as exc:
             self._store_failed(exc, self._clock.monotonic())
             return

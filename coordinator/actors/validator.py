@@ -11,9 +11,10 @@ once it answers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pykka
@@ -147,8 +148,10 @@ class Validator(ChildActor):
 
     def _on_signal(self, message: SubmitSignal) -> None:
         signal_id = message.signal.signal_id
-        if signal_id in self._seen:
-            return  # a second copy (kept by the directory and sent again by the intake)
+        if signal_id in self._seen or signal_id in self._services.decided:
+            # A second copy (kept by the directory, or sent again by the intake after a
+            # restart) of a signal that is being or has been decided.
+            return
         self._seen.add(signal_id)
         if any(w.message.signal.symbol == message.signal.symbol for w in self._waiting):
             # Keep each symbol's order: behind the ones already waiting.
@@ -334,7 +337,8 @@ class Validator(ChildActor):
                     "execution",
                     False,
                     waiting.why,
-                    f"waited until signal_timeout ({self._timeout:g} s after the signal): {waiting.detail}",
+                    f"waited until signal_timeout ({self._timeout:g} s after the signal): "
+                    f"{waiting.detail}",
                 )
                 self._decide(waiting.message, (*waiting.message.checks, failure))
             else:
@@ -385,6 +389,27 @@ class Validator(ChildActor):
             intake_to_order_ms=order_ms,
             order=order,
         )
+        if not self._services.decided.add(signal.signal_id):
+            logger.error(
+                "%s was decided elsewhere meanwhile; this decision dropped", signal.signal_id
+            )
+            return
+        order_id = client_order_id(signal.signal_id)
+        if order is None and order_id in self._unsent:
+            # An intent that never left: close it, so it is not taken for a lost order.
+            self._unsent.discard(order_id)
+            order = OrderRecord(
+                client_order_id=order_id,
+                signal_id=signal.signal_id,
+                symbol=signal.symbol,
+                side=signal.side.value,
+                quantity=0.0 if plan is None else plan.quantity,
+                reference_price=signal.price if plan is None else plan.reference_price,
+                state="rejected",
+                error=f"never sent: {decision.detail}",
+                at=self._clock.time(),
+            )
+            decision = replace(decision, order=order)
         self._decided += 1
         self._store(RecordDecision(decision=decision))
 
@@ -409,10 +434,8 @@ class Validator(ChildActor):
             logger.error("ledger did not take a settlement: %s", exc)
 
     def _tell_health(self, ok: bool, error: str | None) -> None:
-        try:
+        with contextlib.suppress(ChildUnavailable):
             self.context.directory.tell("service_health", TraderCallOutcome(ok=ok, error=error))
-        except ChildUnavailable:
-            pass
 
 
 def _intent_dict(order: OrderRecord) -> dict[str, Any]:

@@ -171,6 +171,10 @@ class CoordinatorApi:
             "trading": _trading(health.trading),
             "trading_since": utc_iso(health.trading_since),
             "kill_switch": _kill_switch(health),
+            "intake_links": [
+                {"link": link, "connected": up, "error": error}
+                for link, up, error in health.intake_links
+            ],
             "dependencies": {dep.dependency.value: _dependency(dep) for dep in health.dependencies},
             "embedded_servers": {
                 "redis": self._services.endpoints.redis_embedded,

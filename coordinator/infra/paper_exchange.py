@@ -92,6 +92,7 @@ class PaperExchange:
         self.prices: dict[str, float] = {}
         self.orders_received = 0
         self.fills_by_client_id: Counter[str] = Counter()
+        self.requests_by_client_id: Counter[str] = Counter()
         self._orders: dict[str, dict[str, Any]] = {}
         self._recent: dict[tuple[str, str, float, str], tuple[float, str]] = {}
         self._lock = threading.Lock()
@@ -143,6 +144,7 @@ class PaperExchange:
                     1 for n in self.fills_by_client_id.values() if n > 1
                 ),
                 "fills_by_client_order_id": dict(self.fills_by_client_id),
+                "requests_by_client_order_id": dict(self.requests_by_client_id),
                 "knobs": self.knobs.as_dict(),
             }
 
@@ -269,6 +271,8 @@ class PaperExchange:
         client_id = str(metadata.get("client_order_id") or "")
         now = time.time()
         with self._lock:
+            if client_id:
+                self.requests_by_client_id[client_id] += 1
             if self.knobs.reject_next > 0:
                 self.knobs.reject_next -= 1
                 return 400, {"error": "paper exchange: order rejected (injected)"}

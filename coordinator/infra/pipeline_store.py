@@ -7,6 +7,7 @@ sent) and ``processed`` (a ``trading_signals`` row to mark).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -18,7 +19,7 @@ import psycopg2.extras
 from coordinator.infra.journal import Journal
 from coordinator.infra.store import StoreError, connect
 
-__all__ = ["IntentClaims", "PipelineStore", "clean_text"]
+__all__ = ["IntentClaims", "PipelineStore", "RecordError", "clean_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +38,19 @@ _UPSERT_ORDER = f"""
 _ORDER_TEMPLATE = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s), to_timestamp(%s))"
 
 
+class RecordError(StoreError):
+    """PostgreSQL is up but refused the data: retrying the same records will not help."""
+
+
 def clean_text(text: str | None) -> str | None:
-    """PostgreSQL text cannot hold NUL characters; keep them visible instead."""
-    return None if text is None else text.replace("\x00", "\\u0000")
+    """PostgreSQL text holds neither NUL nor lone surrogates: keep them visible instead."""
+    if text is None:
+        return None
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
+
+
+def _clean_checks(checks: list[dict[str, Any]]) -> str:
+    return json.dumps([{**c, "detail": clean_text(str(c.get("detail", "")))} for c in checks])
 
 
 def _order_row(r: dict[str, Any]) -> tuple[Any, ...]:
@@ -80,14 +91,17 @@ class PipelineStore:
         return self._conn
 
     def _run(self, work: Any) -> Any:
+        conn = self._connection()
         try:
-            conn = self._connection()
             with conn, conn.cursor() as cur:
                 return work(cur)
-        except psycopg2.Error as exc:
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             self.close()
-            first = str(exc).strip().splitlines()
-            raise StoreError(first[0] if first else type(exc).__name__) from exc
+            raise StoreError(_first_line(exc)) from exc
+        except psycopg2.Error as exc:
+            raise RecordError(_first_line(exc)) from exc
+        except (UnicodeError, TypeError, ValueError) as exc:
+            raise RecordError(f"{type(exc).__name__}: {exc}") from exc
 
     # --- writes -----------------------------------------------------------------------
 
@@ -122,7 +136,8 @@ class PipelineStore:
                         )
                         for r in signals
                     ],
-                    template="(%s, %s, to_timestamp(%s), %s, %s, %s, %s, to_timestamp(%s), %s, %s, %s, %s)",
+                    template="(%s, %s, to_timestamp(%s), %s, %s, %s, %s, to_timestamp(%s),"
+                    " %s, %s, %s, %s)",
                     page_size=1000,
                 )
             orders = by_kind.get("intent", []) + by_kind.get("order", [])
@@ -158,7 +173,7 @@ class PipelineStore:
                             r["outcome"],
                             r.get("reason"),
                             clean_text(r.get("detail")) or "",
-                            json.dumps(r["checks"]),
+                            _clean_checks(r["checks"]),
                             r.get("quantity"),
                             r["decided_at"],
                             r["decided_by"],
@@ -167,7 +182,8 @@ class PipelineStore:
                         )
                         for r in decisions
                     ],
-                    template="(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, to_timestamp(%s), %s, %s, %s)",
+                    template="(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, to_timestamp(%s),"
+                    " %s, %s, %s)",
                     page_size=1000,
                     fetch=True,
                 )
@@ -244,6 +260,17 @@ class PipelineStore:
 
         return self._run(work)
 
+    def recent_decided(self, since: float, limit: int) -> list[str]:
+        def work(cur: Any) -> list[str]:
+            cur.execute(
+                "SELECT signal_id FROM coordinator_decisions WHERE decided_at > to_timestamp(%s)"
+                " ORDER BY decided_at LIMIT %s",
+                (since, limit),
+            )
+            return [row[0] for row in cur.fetchall()]
+
+        return self._run(work)
+
     def pending_trading_signals(self, since: float) -> list[dict[str, Any]]:
         """Rows of the aggregator's ``trading_signals`` not processed yet, if the table exists."""
 
@@ -290,10 +317,8 @@ class PipelineStore:
             if row is None:
                 return None
             payload: Any = row[9]
-            try:
+            with contextlib.suppress(ValueError):
                 payload = json.loads(row[9])
-            except ValueError:
-                pass
             return {
                 "signal": {
                     "signal_id": row[0],
@@ -407,13 +432,16 @@ class PipelineStore:
                 if reason:
                     by_reason[reason] = by_reason.get(reason, 0) + count
             cur.execute(
-                "SELECT count(*) FILTER (WHERE state IN ('accepted', 'unknown', 'sent')) FROM coordinator_orders"
+                "SELECT count(*) FILTER (WHERE state IN ('accepted', 'unknown', 'sent'))"
+                " FROM coordinator_orders"
             )
             orders = cur.fetchone()[0]
             cur.execute(
-                """SELECT percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (ORDER BY intake_to_decision_ms),
+                """SELECT percentile_cont(ARRAY[0.5, 0.9, 0.99])
+                              WITHIN GROUP (ORDER BY intake_to_decision_ms),
                           max(intake_to_decision_ms),
-                          percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (ORDER BY intake_to_order_ms),
+                          percentile_cont(ARRAY[0.5, 0.9, 0.99])
+                              WITHIN GROUP (ORDER BY intake_to_order_ms),
                           max(intake_to_order_ms)
                    FROM coordinator_decisions"""
             )
@@ -480,6 +508,11 @@ class IntentClaims:
                 conn.close()
             finally:
                 self._local.conn = None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _iso(value: Any) -> str | None:

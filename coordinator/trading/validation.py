@@ -138,10 +138,19 @@ def check_trading_state(signal: Signal, status: TradingStatus) -> CheckResult:
     return _ok("trading_state", f"{status.state.value}")
 
 
+_TRADER_OUTAGE = frozenset({"trader_down", "trader_unchecked"})
+_HOLDS = frozenset(
+    {"manual_halt", "halt_state_unknown", "trading_state_unknown", "trader_not_configured"}
+)
+
+
 def waiting_for_trader(status: TradingStatus) -> bool:
-    """HALTED only because the Trader does not answer: accepted signals wait for it."""
-    return status.state is TradingState.HALTED and all(
-        r.code in ("trader_down", "trader_unchecked") for r in status.reasons
+    """HALTED because the Trader does not answer, and for nothing else that halts:
+    signals wait for it (and are checked again, from the trading state on, once it
+    answers). A manual halt, or a Trader that is not configured, does not pass."""
+    codes = {r.code for r in status.reasons}
+    return (
+        status.state is TradingState.HALTED and bool(codes & _TRADER_OUTAGE) and not codes & _HOLDS
     )
 
 
@@ -357,7 +366,8 @@ def _risk(
         return _fail(
             "risk",
             Reason.MAX_CONCURRENT_TRADES,
-            f"{open_count} positions open or opening, MAX_CONCURRENT_TRADES={config.max_concurrent_trades}",
+            f"{open_count} positions open or opening, "
+            f"MAX_CONCURRENT_TRADES={config.max_concurrent_trades}",
         )
     recent = [t for t in ledger.order_times if now - t < 60.0]
     if len(recent) >= config.max_orders_per_minute:
@@ -371,7 +381,8 @@ def _risk(
         return _fail(
             "risk",
             Reason.STOP_LOSS_COOLDOWN,
-            f"stop-loss on {symbol} {now - stopped:.0f} s ago, cooldown {config.stop_loss_cooldown:g} s",
+            f"stop-loss on {symbol} {now - stopped:.0f} s ago, "
+            f"cooldown {config.stop_loss_cooldown:g} s",
         )
     equity = view.equity()
     if equity > 0:
@@ -390,7 +401,8 @@ def _risk(
             return _fail(
                 "risk",
                 Reason.DRAWDOWN_GUARD,
-                f"drawdown {drawdown:.2f} % from peak {peak:.2f}, limit {config.max_drawdown_percent:g} %",
+                f"drawdown {drawdown:.2f} % from peak {peak:.2f}, "
+                f"limit {config.max_drawdown_percent:g} %",
             )
         base, _ = split_symbol(symbol)
         held = (view.balances.get(base) or Balance(0.0, 0.0, 0.0)).value or 0.0
@@ -399,13 +411,15 @@ def _risk(
             return _fail(
                 "risk",
                 Reason.MAX_EXPOSURE,
-                f"{base} would be {exposure:.1f} % of equity, limit {config.max_exposure_percent:g} %",
+                f"{base} would be {exposure:.1f} % of equity, "
+                f"limit {config.max_exposure_percent:g} %",
             )
     if notional < config.min_notional:
         return _fail(
             "risk",
             Reason.BELOW_MIN_NOTIONAL,
-            f"order of {notional:.2f} {config.quote_asset} is below the minimum {config.min_notional:g}",
+            f"order of {notional:.2f} {config.quote_asset} "
+            f"is below the minimum {config.min_notional:g}",
         )
     return _ok(
         "risk",

@@ -1,0 +1,82 @@
+"""The intake's Redis readers, owned by the process rather than by an actor incarnation.
+
+They hand every message to SignalIntake through the directory: while the intake is being
+replaced the messages wait there, and the subscription and the stream consumer stay
+connected throughout, so an actor restart loses no pub/sub message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from coordinator.config import Config
+from coordinator.infra.redis_bus import Subscription
+from coordinator.infra.stream_reader import StreamReader
+from coordinator.messages.pipeline import IntakeLinkChanged, RawSignal
+from coordinator.supervisor.directory import ChildUnavailable, Directory
+
+__all__ = ["IntakeReaders"]
+
+logger = logging.getLogger(__name__)
+
+INTAKE = "signal_intake"
+
+
+class IntakeReaders:
+    def __init__(self, config: Config, redis_url: str, directory: Directory) -> None:
+        self._directory = directory
+        intake = config.intake
+        self._readers: list[Any] = [
+            Subscription(
+                redis_url,
+                channels=(intake.channel,),
+                on_message=lambda _channel, data: self._hand_over(data, "pubsub", None),
+                on_connection=lambda up, error: self._link("pubsub", up, error),
+                name="intake-pubsub",
+                actor="intake-pubsub",
+            )
+        ]
+        if intake.stream_enabled:
+            self._readers.append(
+                StreamReader(
+                    redis_url,
+                    stream=intake.stream,
+                    group=intake.stream_group,
+                    consumer=intake.stream_consumer,
+                    claim_idle=intake.claim_idle,
+                    on_entry=lambda entry_id, data: self._hand_over(data, "stream", entry_id),
+                    on_connection=lambda up, error: self._link("stream", up, error),
+                    actor="intake-stream",
+                )
+            )
+
+    def start(self) -> IntakeReaders:
+        for reader in self._readers:
+            reader.start()
+        return self
+
+    def stop(self) -> None:
+        for reader in self._readers:
+            reader.stop()
+
+    def _hand_over(self, data: bytes, source: str, stream_id: str | None) -> None:
+        try:
+            self._directory.tell(
+                INTAKE,
+                RawSignal(
+                    payload=data,
+                    source=source,
+                    received_at=time.time(),
+                    received_mono=time.monotonic(),
+                    stream_id=stream_id,
+                ),
+            )
+        except ChildUnavailable as exc:
+            # Only when the intake has been down long enough to fill its mailbox; a
+            # stream entry stays pending and comes again.
+            logger.error("signal from %s dropped: %s", source, exc)
+
+    def _link(self, link: str, up: bool, error: str | None) -> None:
+        self._directory.publish(IntakeLinkChanged(link=link, connected=up, error=error))
