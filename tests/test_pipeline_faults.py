@@ -570,3 +570,50 @@ def test_stream_consumer_killed_mid_stream_decides_every_entry_once(
             first.kill()
         paper.stop()
         client.close()
+
+
+# --- the aggregator's table ------------------------------------------------------------
+
+
+def test_unprocessed_trading_signals_rows_are_taken_in_at_start(pipelines, own_postgres):
+    dsn = own_postgres.dsn
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            """CREATE TABLE trading_signals (
+                   id serial PRIMARY KEY, strategy text, symbol text, side text,
+                   timestamp timestamptz, price double precision, confidence double precision,
+                   strength text, metadata jsonb, processed boolean DEFAULT false,
+                   created_at timestamptz DEFAULT now())"""
+        )
+        rows = [
+            ("ETHUSDC", "BUY", "now()", False),
+            ("SOLUSDC", "BUY", "now()", False),
+            ("XRPUSDC", "BUY", "now() - interval '10 minutes'", False),
+            ("BNBUSDC", "BUY", "now()", True),
+        ]
+        ids = []
+        for symbol, side, moment, processed in rows:
+            cur.execute(
+                f"""INSERT INTO trading_signals (strategy, symbol, side, timestamp, price,
+                        confidence, strength, metadata, processed, created_at)
+                    VALUES ('CONSENSUS', %s, %s, {moment}, %s, 0.8, 'strong',
+                            '{{"consensus_strength": 0.9, "strategies_count": 4}}', %s, {moment})
+                    RETURNING id""",
+                (symbol, side, PRICES[symbol], processed),
+            )
+            ids.append(cur.fetchone()[0])
+
+    pipe = pipelines(database_dsn=dsn)
+
+    for row_id in ids[:2]:
+        record = pipe.decision(f"db:{row_id}")
+        assert record["signal"]["source"] == "database"
+    wait_for(
+        lambda: (
+            db_rows(dsn, "SELECT processed FROM trading_signals ORDER BY id")
+            == [(True,), (True,), (False,), (True,)]
+        ),
+        message="the two taken in marked processed, the others untouched",
+    )
+    assert pipe.stored(f"db:{ids[2]}") is None
+    assert pipe.stored(f"db:{ids[3]}") is None

@@ -3,11 +3,11 @@
 Redis pub/sub and the Redis Stream are read by ``IntakeReaders`` threads that only
 receive and hand over through the directory, so a restart of this actor loses nothing
 (its mail waits in the directory); ``POST /signals`` asks directly; at process start,
-signals left undecided by an
-earlier run and unprocessed ``trading_signals`` rows are taken in again. Each signal is
-parsed (1), checked for staleness and duplicates (2) and back-pressure (3), stored as
-received, and sent to the Validator of its symbol. It stays in the in-flight table until
-its decision is stored; if that Validator is replaced meanwhile, it is sent again.
+signals left undecided by an earlier run and unprocessed ``trading_signals`` rows are
+taken in again. Each signal is parsed (1), checked for staleness and duplicates (2) and
+back-pressure (3), stored as received, and sent to the Validator of its symbol. It stays
+in the in-flight table until its decision is stored; if that Validator is replaced
+meanwhile, it is sent again.
 """
 
 from __future__ import annotations

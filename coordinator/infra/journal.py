@@ -27,6 +27,9 @@ class Journal:
         self._count = 0
         self._intents: set[str] = set()
         path.parent.mkdir(parents=True, exist_ok=True)
+        # A crash mid-write can leave a last line without its newline: the next record
+        # must not be glued to it.
+        self._torn_tail = path.exists() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
         for record in self._read():
             self._count += 1
             if record.get("kind") == "intent":
@@ -40,20 +43,22 @@ class Journal:
             return client_order_id in self._intents
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
-        lines = [json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records]
-        if not lines:
+        records = list(records)
+        if not records:
             return
+        text = "".join(json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records)
         with self._lock:
+            if self._torn_tail:
+                text = "\n" + text
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
-                os.write(fd, "".join(lines).encode())
+                os.write(fd, text.encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            self._count += len(lines)
-            for line in lines:
-                if line.startswith('{"kind":"intent"'):
-                    self._intents.add(json.loads(line)["client_order_id"])
+            self._torn_tail = False
+            self._count += len(records)
+            self._intents.update(r["client_order_id"] for r in records if r.get("kind") == "intent")
 
     def claim_intent(self, record: dict[str, Any]) -> bool:
         """Append an intent unless one with its client order id is here; True if added."""
@@ -78,6 +83,7 @@ class Journal:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)
+            self._torn_tail = False
             self._count = len(remaining)
             self._intents = {r["client_order_id"] for r in remaining if r.get("kind") == "intent"}
 
@@ -96,3 +102,9 @@ class Journal:
                 except ValueError:
                     # A line cut short by a crash mid-write: everything before it is whole.
                     logger.error("journal %s line %d is damaged and skipped", self.path, number)
+
+
+def _last_byte(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1)

@@ -1,0 +1,131 @@
+"""The Trader client's outcomes on real sockets, the intent gate, and the local journal."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from coordinator.infra.embedded import free_port
+from coordinator.infra.journal import Journal
+from coordinator.infra.paper_exchange import PaperExchange
+from coordinator.infra.pipeline_store import IntentClaims, clean_text
+from coordinator.infra.trader_client import SendResult, TraderClient
+
+ORDER = {"symbol": "BTCUSDC", "side": "BUY", "quantity": 0.01, "price": None, "strategy": "s"}
+
+
+@pytest.fixture
+def paper() -> Iterator[PaperExchange]:
+    exchange = PaperExchange().start()
+    exchange.set_price("BTCUSDC", 50_000.0)
+    yield exchange
+    exchange.stop()
+
+
+def client(url: str, read_timeout: float = 2.0) -> TraderClient:
+    return TraderClient(url, connect_timeout=0.5, read_timeout=read_timeout)
+
+
+def test_accepted_rejected_failed(paper):
+    trader = client(paper.url)
+    accepted = trader.submit(ORDER)
+    assert accepted.result is SendResult.ACCEPTED and accepted.order_id.startswith("paper-")
+    assert accepted.trader_works
+    rejected = trader.submit({**ORDER, "quantity": 100})
+    assert rejected.result is SendResult.REJECTED and "400" in rejected.error
+    assert rejected.trader_works, "a business refusal is no fault of the Trader"
+    paper.knobs.update({"error_rate": 1.0})
+    failed = trader.submit({**ORDER, "quantity": 0.02})
+    assert failed.result is SendResult.FAILED and not failed.trader_works
+
+
+def test_a_refused_connection_is_known_not_sent():
+    answer = client(f"http://127.0.0.1:{free_port()}").submit(ORDER)
+    assert answer.result is SendResult.NOT_SENT
+
+
+def test_a_read_timeout_is_unknown(paper):
+    paper.knobs.update({"timeout": 2.0})
+    answer = client(paper.url, read_timeout=0.2).submit(ORDER)
+    assert answer.result is SendResult.UNKNOWN
+    assert "read timeout" in answer.error
+
+
+def test_a_connection_closed_after_the_request_is_unknown():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+
+    def close_after_reading() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.close()
+
+    thread = threading.Thread(target=close_after_reading, daemon=True)
+    thread.start()
+    try:
+        answer = client(f"http://127.0.0.1:{port}").submit(ORDER)
+    finally:
+        server.close()
+    assert answer.result is SendResult.UNKNOWN
+
+
+def intent(client_order_id: str) -> dict:
+    return {
+        "client_order_id": client_order_id,
+        "signal_id": "s-" + client_order_id,
+        "symbol": "BTCUSDC",
+        "side": "BUY",
+        "quantity": 0.01,
+        "reference_price": 50_000.0,
+        "state": "pending",
+        "at": 1_800_000_000.0,
+    }
+
+
+def test_an_intent_is_claimed_once(postgres, tmp_path):
+    claims = IntentClaims(postgres.dsn, Journal(tmp_path / "journal.jsonl"), timeout=2)
+    name = f"test-{free_port()}-{id(claims)}"
+    assert claims.claim(intent(name)) == (True, "postgres")
+    assert claims.claim(intent(name)) == (False, "postgres")
+    claims.close()
+
+
+def test_intents_go_to_the_journal_while_postgres_is_down(own_postgres, tmp_path):
+    journal = Journal(tmp_path / "journal.jsonl")
+    claims = IntentClaims(own_postgres.dsn, journal, timeout=1)
+    own_postgres.stop()
+    assert claims.claim(intent("during-outage")) == (True, "journal")
+    assert claims.claim(intent("during-outage")) == (False, "journal")
+    own_postgres.start()
+    # Not replayed yet: the journal still stops a second send.
+    assert claims.claim(intent("during-outage")) == (False, "journal")
+    assert claims.claim(intent("after-outage")) == (True, "postgres")
+    # Survives the process: a new journal on the same file knows it.
+    assert Journal(tmp_path / "journal.jsonl").has_intent("during-outage")
+    claims.close()
+
+
+def test_journal_appends_reads_and_clears(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path)
+    journal.append([{"kind": "signal", "signal_id": "a"}, {"kind": "signal", "signal_id": "b"}])
+    with path.open("a") as handle:
+        handle.write('{"kind": "signal", "signal_id"')  # cut short by a crash
+    journal = Journal(path)
+    assert [r["signal_id"] for r in journal.records()] == ["a", "b"]
+    journal.append([{"kind": "signal", "signal_id": "c"}])
+    journal.clear(2)
+    assert [r["signal_id"] for r in journal.records()] == ["c"]
+    assert len(journal) == 1
+
+
+def test_clean_text_keeps_odd_characters_visible():
+    assert clean_text("a\x00b") == "a\\u0000b"
+    assert clean_text("x\ud800y") == "x\\ud800y"
+    json.dumps(clean_text("\ud83d"))
