@@ -143,11 +143,15 @@ def test_reference_price_when_no_market_price(paper):
     }
     assert requests.post(paper.url + "/order", json=body, timeout=5).status_code == 201
     assert paper.book.fills[-1].price == 150.0
+    # That fill is now the price of SOLUSDC; a symbol never priced cannot be filled.
     del body["metadata"]
     body["quantity"] = 2
+    assert requests.post(paper.url + "/order", json=body, timeout=5).status_code == 201
+    assert paper.book.fills[-1].price == 150.0
+    body["symbol"] = "ADAUSDC"
     answer = requests.post(paper.url + "/order", json=body, timeout=5)
     assert answer.status_code == 422
-    assert "no market price known for SOLUSDC" in answer.json()["error"]
+    assert "no market price known for ADAUSDC" in answer.json()["error"]
 
 
 def test_book_rules():

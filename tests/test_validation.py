@@ -171,7 +171,7 @@ def test_a_good_buy_passes_every_step_with_its_size():
             {"ledger": LedgerState(buying=frozenset({"AUSDC", "BUSDC", "CUSDC"}))},
             Reason.MAX_CONCURRENT_TRADES,
         ),
-        ({"ledger": LedgerState(order_times=(NOW - 1,) * 5)}, Reason.ORDER_RATE_LIMIT),
+        ({"ledger": LedgerState(orders_last_minute=5)}, Reason.ORDER_RATE_LIMIT),
         ({"ledger": LedgerState(stop_losses={"BTCUSDC": NOW - 60})}, Reason.STOP_LOSS_COOLDOWN),
         ({"ledger": LedgerState(realized_loss_today=600.0)}, Reason.DAILY_LOSS_LIMIT),
         ({"ledger": LedgerState(peak_equity=12_500.0)}, Reason.DRAWDOWN_GUARD),
@@ -185,7 +185,7 @@ def test_each_risk_limit_rejects_with_its_reason(kwargs, reason):
 
 
 def test_risk_limits_that_pass_just_inside():
-    assert reason_of(evaluate(ledger=LedgerState(order_times=(NOW - 61,) * 5))) is None
+    assert reason_of(evaluate(ledger=LedgerState(orders_last_minute=4))) is None
     assert reason_of(evaluate(ledger=LedgerState(stop_losses={"BTCUSDC": NOW - 1801}))) is None
     assert reason_of(evaluate(ledger=LedgerState(realized_loss_today=400.0))) is None
     assert reason_of(evaluate(ledger=LedgerState(peak_equity=11_000.0))) is None
@@ -208,7 +208,7 @@ def test_exposure_and_minimum_notional():
 
 
 def test_exits_are_never_held_back_by_risk_limits():
-    ledger = LedgerState(order_times=(NOW,) * 50, realized_loss_today=9_000.0, peak_equity=1e9)
+    ledger = LedgerState(orders_last_minute=50, realized_loss_today=9_000.0, peak_equity=1e9)
     evaluation = evaluate(make_signal("SELL"), view=holding(), ledger=ledger)
     assert evaluation.failure is None
 

@@ -54,6 +54,9 @@ __all__ = ["Ledger", "apply_fill", "risk_config"]
 
 logger = logging.getLogger(__name__)
 
+_MIN_REFRESH = 0.25  # seconds between fetches caused by our own fills
+_SETTLE_WINDOW = 60.0  # a fill not shown by the Portfolio after this is trusted to it
+
 
 def risk_config(services: Services) -> RiskConfig:
     config = services.config
@@ -110,6 +113,36 @@ def apply_fill(view: PortfolioView, plan: OrderPlan, quote: str, fee_rate: float
     return replace(view, balances=balances, positions=positions)
 
 
+def unreflected_fills(fills: list[_Fill], view: PortfolioView, now: float) -> list[_Fill]:
+    """Our fills that the fetched view does not show yet.
+
+    A fill made while a fetch was on its way may or may not be in the answer, and a
+    Portfolio may lag behind the Trader. With one position per symbol the answer tells:
+    if a symbol's latest fill was a BUY and the view holds the position (or a SELL and it
+    does not), every fill of that symbol is in the view; otherwise they are laid over it
+    again. A fill older than the settle window is taken to be in the view at last.
+    """
+    latest: dict[str, _Fill] = {}
+    for fill in fills:
+        latest[fill.plan.symbol] = fill
+    kept = []
+    for fill in fills:
+        if now - fill.at > _SETTLE_WINDOW:
+            logger.warning(
+                "the Portfolio has not shown a %s of %s after %.0f s; trusting it",
+                fill.plan.side,
+                fill.plan.symbol,
+                now - fill.at,
+            )
+            continue
+        last = latest[fill.plan.symbol].plan
+        held = fill.plan.symbol in view.positions
+        shown = held if last.side is Side.BUY else not held
+        if not shown:
+            kept.append(fill)
+    return kept
+
+
 class Ledger(ChildActor):
     subscriptions = (StopLossRecorded,)
 
@@ -118,8 +151,14 @@ class Ledger(ChildActor):
         self._clock = self.context.clock
         self._config = risk_config(services)
         self._ttl = services.config.risk.portfolio_cache_ttl
-        self._view = PortfolioView(balances={}, positions={}, fetched_at=None)
+        self._fetched_view = PortfolioView(balances={}, positions={}, fetched_at=None)
+        # The fetched view with our fills since laid over it, kept up to date fill by
+        # fill rather than rebuilt per signal.
+        self._view = self._fetched_view
         self._view_requested_at: float | None = None
+        self._fetch_again = False
+        self._refresh_after_fill = False
+        self._last_fetch_started: float | None = None
         self._fetch_error: str | None = None
         self._fills: list[_Fill] = []
         self._reservations: dict[int, OrderPlan] = {}
@@ -151,7 +190,7 @@ class Ledger(ChildActor):
             except Exception:
                 logger.warning("no portfolio view yet at start")
         self._ticker = Ticker(
-            max(self._ttl, 0.5),
+            _MIN_REFRESH,
             lambda: self.actor_ref.tell(RefreshPortfolio()),
             name=f"{self.name}-ticker",
         ).start()
@@ -190,13 +229,13 @@ class Ledger(ChildActor):
         day = datetime.fromtimestamp(now, UTC).date().isoformat()
         if day != self._loss_day:
             self._loss_day, self._realized_loss = day, 0.0
-        view = self._effective_view()
+        view = self._view
         buying = [p for p in self._reservations.values() if p.side is Side.BUY]
         state = LedgerState(
             reserved_quote=sum(p.notional * (1 + self._config.fee_rate) for p in buying),
             buying=frozenset(p.symbol for p in buying),
             selling=frozenset(p.symbol for p in self._reservations.values() if p.side is Side.SELL),
-            order_times=tuple(self._order_times),
+            orders_last_minute=len(self._order_times),
             realized_loss_today=self._realized_loss,
             peak_equity=self._peak_equity,
             stop_losses=dict(self._stop_losses),
@@ -223,31 +262,39 @@ class Ledger(ChildActor):
         # Filled, or unknown: an unknown order is counted as filled until the
         # Portfolio says otherwise - the cautious side.
         if plan.side is Side.SELL:
-            position = self._effective_view().positions.get(plan.symbol)
+            position = self._view.positions.get(plan.symbol)
             if position is not None and plan.reference_price < position.entry_price:
                 self._realized_loss += (position.entry_price - plan.reference_price) * plan.quantity
         self._fills.append(_Fill(plan, self._clock.time()))
-        self._fetch(force=True)
-
-    def _effective_view(self) -> PortfolioView:
-        view = self._view
-        for fill in self._fills:
-            view = apply_fill(view, fill.plan, self._config.quote_asset, self._config.fee_rate)
-        return view
+        self._view = apply_fill(self._view, plan, self._config.quote_asset, self._config.fee_rate)
+        # Refreshed after our own orders, but not once per fill: the fills are laid over
+        # the view meanwhile, and a fetch per fill would load the Portfolio for nothing.
+        self._refresh_after_fill = True
+        self._maybe_fetch()
 
     # --- fetching ---------------------------------------------------------------------
 
     def _maybe_fetch(self) -> None:
-        fetched = self._view.fetched_at
-        if fetched is None or self._clock.time() - fetched >= self._ttl:
+        now = self._clock.time()
+        last = self._last_fetch_started
+        if self._refresh_after_fill and (last is None or now - last >= _MIN_REFRESH):
+            self._refresh_after_fill = False
+            self._fetch()
+            return
+        fetched = self._fetched_view.fetched_at
+        if fetched is None or now - fetched >= self._ttl:
             self._fetch()
 
-    def _fetch(self, *, force: bool = False) -> None:
-        if self._client is None or (self._fetching and not force):
+    def _fetch(self) -> None:
+        if self._client is None:
+            return
+        if self._fetching:
+            self._fetch_again = True
             return
         self._fetching = True
         client = self._client
         requested_at = self._clock.time()
+        self._last_fetch_started = requested_at
 
         def fetch() -> None:
             try:
@@ -262,6 +309,9 @@ class Ledger(ChildActor):
 
     def _fetched(self, message: PortfolioFetched) -> None:
         self._fetching = False
+        if self._fetch_again:
+            self._fetch_again = False
+            self._fetch()
         if message.view is None:
             if self._fetch_error != message.error:
                 logger.warning("portfolio not fetched: %s", message.error)
@@ -272,14 +322,18 @@ class Ledger(ChildActor):
         self._fetch_error = None
         if self._view_requested_at is not None and message.requested_at < self._view_requested_at:
             return  # an older fetch answering late
-        self._view = message.view
+        self._fetched_view = message.view
         self._view_requested_at = message.requested_at
-        self._fills = [f for f in self._fills if f.at >= message.requested_at]
+        self._fills = unreflected_fills(self._fills, message.view, self._clock.time())
+        view = message.view
+        for fill in self._fills:
+            view = apply_fill(view, fill.plan, self._config.quote_asset, self._config.fee_rate)
+        self._view = view
         self._peak_equity = max(self._peak_equity, message.view.equity())
 
     def _snapshot(self) -> LedgerSnapshot:
-        view = self._effective_view()
-        fetched = self._view.fetched_at
+        view = self._view
+        fetched = self._fetched_view.fetched_at
         return LedgerSnapshot(
             positions=tuple(sorted(view.positions)),
             reservations=len(self._reservations),

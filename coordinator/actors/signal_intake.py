@@ -290,7 +290,12 @@ class SignalIntake(ChildActor):
             logger.error("%s refused %s: %s", validator, message.signal.signal_id, exc)
 
     def _resend(self, name: str) -> None:
-        """A Validator was replaced: what it held without deciding goes to the new one."""
+        """A Validator was replaced: what it held without deciding goes to the new one.
+
+        A copy may also wait in the directory for the new incarnation; it recognises
+        the second one. A signal that itself makes the Validator fail does not come
+        back here: the Validator decides it as an internal error instead of crashing.
+        """
         again = [f for f in self._in_flight.values() if f.validator == name]
         for flight in again:
             self._send(name, flight.message)

@@ -89,6 +89,7 @@ class Validator(ChildActor):
         self._seen: set[str] = set()
         self._unsent: set[str] = set()
         self._decided = 0
+        self._sending = False
         self._intents: IntentClaims = services.intents
         url = services.endpoints.trader_url
         self._trader = (
@@ -160,6 +161,25 @@ class Validator(ChildActor):
         self._process(message)
 
     def _process(self, message: SubmitSignal) -> None:
+        """Steps 4 to 10 for one signal. A bug on one signal is that signal's decision,
+        not a crash of the Validator (which would meet the same signal again)."""
+        self._sending = False
+        try:
+            self._steps(message)
+        except Exception as exc:
+            logger.exception("internal error on %s", message.signal.signal_id)
+            if message.signal.signal_id in self._services.decided:
+                return
+            detail = f"internal error: {type(exc).__name__}: {exc}"
+            if self._sending:
+                # The order may have left: never treat it as not sent.
+                failure = CheckResult("execution", False, Reason.ORDER_UNKNOWN, detail)
+                self._decide(message, (*message.checks, failure), outcome=Outcome.UNKNOWN)
+            else:
+                failure = CheckResult("execution", False, Reason.INTERNAL_ERROR, detail)
+                self._decide(message, (*message.checks, failure))
+
+    def _steps(self, message: SubmitSignal) -> None:
         signal = message.signal
         checks = message.checks
         state_check = check_trading_state(signal, self._status)
@@ -221,6 +241,7 @@ class Validator(ChildActor):
             state="pending",
             at=self._clock.time(),
         )
+        self._sending = True
         if order_id not in self._unsent:
             claimed, where = self._intents.claim(_intent_dict(intent))
             if not claimed:

@@ -299,6 +299,8 @@ class PaperExchange:
                 )
             except BookRejection as exc:
                 return 400, {"error": str(exc)}
+            # A fill is a price: without a market-data price it stands in for one.
+            self.prices.setdefault(symbol, price)
             answer = {"order_id": order_id, "status": "created", "timestamp": int(now * 1000)}
             self._recent[key] = (now, order_id)
             if client_id:

@@ -485,14 +485,14 @@ class IntentClaims:
                 conn = connect(self._dsn, timeout=self._timeout, application="coordinator-intents")
                 self._local.conn = conn
             with conn, conn.cursor() as cur:
-                psycopg2.extras.execute_values(
-                    cur,
+                cur.execute(
                     """INSERT INTO coordinator_orders (client_order_id, signal_id, symbol, side,
                            quantity, reference_price, state, trader_order_id, error, created_at,
                            updated_at)
-                       VALUES %s ON CONFLICT DO NOTHING RETURNING client_order_id""",
-                    [_order_row(record)],
-                    template=_ORDER_TEMPLATE,
+                       VALUES """
+                    + _ORDER_TEMPLATE
+                    + " ON CONFLICT DO NOTHING RETURNING client_order_id",
+                    _order_row(record),
                 )
                 claimed = cur.fetchone() is not None
             return claimed, "postgres"

@@ -21,6 +21,7 @@ class PortfolioClient:
         self._base = base_url.rstrip("/")
         self._timeout = timeout
         self._session = requests.Session()
+        self._session.trust_env = False
 
     def fetch(self, now: float) -> PortfolioView:
         balances = self._get("/balances", empty_on_404=True)

@@ -39,6 +39,7 @@ class HttpHealthProbe:
         self.target = redact_url(self.url)
         self._timeout = timeout
         self._session = requests.Session()
+        self._session.trust_env = False
 
     def __call__(self) -> None:
         try:

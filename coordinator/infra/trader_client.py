@@ -61,6 +61,9 @@ class TraderClient:
         self.url = base_url.rstrip("/") + "/order"
         self._timeout = (connect_timeout, read_timeout)
         self._session = requests.Session()
+        # No proxy or .netrc lookups from the environment on every order: the Trader is
+        # reached directly, and each lookup costs file-system calls on the hot path.
+        self._session.trust_env = False
         adapter = HTTPAdapter(
             pool_connections=1,
             pool_maxsize=pool_size,

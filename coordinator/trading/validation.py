@@ -224,7 +224,15 @@ class PortfolioView:
     """Why the last fetch failed, if it did."""
 
     def equity(self) -> float:
-        return sum(b.value or 0.0 for b in self.balances.values())
+        """Value of every balance; an asset the Portfolio could not price is valued at
+        the value of its position, so that an unpriced holding is not taken for a loss."""
+        total = 0.0
+        for asset, balance in self.balances.items():
+            if balance.value is not None:
+                total += balance.value
+            else:
+                total += sum(p.value for s, p in self.positions.items() if s.startswith(asset))
+        return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +243,8 @@ class LedgerState:
     """Symbols with a BUY in flight."""
     selling: frozenset[str] = frozenset()
     """Symbols with a SELL in flight."""
-    order_times: tuple[float, ...] = ()
-    """Wall-clock times of the BUY orders of the last minute."""
+    orders_last_minute: int = 0
+    """BUY orders sent (or in flight) within the last 60 seconds."""
     realized_loss_today: float = 0.0
     """Estimated loss of today's exits (UTC day), positive = loss."""
     peak_equity: float = 0.0
@@ -369,12 +377,12 @@ def _risk(
             f"{open_count} positions open or opening, "
             f"MAX_CONCURRENT_TRADES={config.max_concurrent_trades}",
         )
-    recent = [t for t in ledger.order_times if now - t < 60.0]
-    if len(recent) >= config.max_orders_per_minute:
+    recent = ledger.orders_last_minute
+    if recent >= config.max_orders_per_minute:
         return _fail(
             "risk",
             Reason.ORDER_RATE_LIMIT,
-            f"{len(recent)} BUY orders in the last minute, limit {config.max_orders_per_minute}",
+            f"{recent} BUY orders in the last minute, limit {config.max_orders_per_minute}",
         )
     stopped = ledger.stop_losses.get(symbol)
     if stopped is not None and now - stopped < config.stop_loss_cooldown:
@@ -423,7 +431,7 @@ def _risk(
         )
     return _ok(
         "risk",
-        f"{open_count} of {config.max_concurrent_trades} positions, {len(recent)} orders/min",
+        f"{open_count} of {config.max_concurrent_trades} positions, {recent} orders/min",
     )
 
 

@@ -1,0 +1,321 @@
+"""The signal pipeline under load: sustained throughput, latency at a steady rate, a burst.
+
+Everything runs as in production, each in its own process: an embedded Redis and
+PostgreSQL (durable, fsync on), ``coordinator paper-exchange`` as Trader and Portfolio,
+``coordinator run``, and a publisher that sends the aggregator's JSON on Redis.
+
+    python bench/pipeline.py sustained [--signals 20000] [--rate 0]
+    python bench/pipeline.py latency   [--rate 200] [--seconds 20]
+    python bench/pipeline.py burst     [--signals 10000]
+
+sustained  signals published -> decision stored -> order at the paper exchange;
+           target >= 2,000 signals/s
+latency    p99 from intake to the order request leaving at 200 signals/s; target <= 5 ms
+burst      10,000 signals at once: no crash, memory bounded, every signal decided or
+           rejected "overloaded", none silently dropped
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg2
+import redis
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from coordinator.infra.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
+from coordinator.infra.store import apply_migrations  # noqa: E402
+
+SYMBOLS = [f"S{index:03d}USDC" for index in range(50)]
+CHANNEL = "bench:signals"
+
+
+def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "coordinator", *argv],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+    )
+
+
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Stack:
+    def __init__(self, tmp: Path, extra_env: dict[str, str]) -> None:
+        self.tmp = tmp
+        self.redis = EmbeddedRedis(tmp / "redis", persistent=True).start()
+        self.postgres = EmbeddedPostgres(
+            tmp / "pg", durable=os.environ.get("BENCH_PG_DURABLE", "1") == "1"
+        ).start()
+        apply_migrations(self.postgres.dsn)
+        base = {
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("REDIS_", "PG", "DATABASE_"))
+            },
+            "REDIS_URL": self.redis.url,
+            "DATABASE_URL": self.postgres.dsn,
+            "LOG_LEVEL": "warning",
+            "PAPER_STARTING_BALANCE": "1000000000000",
+        }
+        paper_port = free_port()
+        self.paper_url = f"http://127.0.0.1:{paper_port}"
+        self.paper = start(["paper-exchange", "--port", str(paper_port)], base, tmp / "paper.log")
+        wait_http(self.paper_url + "/health")
+        self.port = free_port()
+        env = {
+            **base,
+            "TRADER_API_URL": self.paper_url,
+            "PORTFOLIO_API_URL": self.paper_url,
+            "COORDINATOR_PORT": str(self.port),
+            "SIGNALS_CHANNEL": CHANNEL,
+            "SIGNALS_STREAM_ENABLED": "false",
+            "TRADING_SYMBOLS": ",".join(SYMBOLS),
+            "MAX_CONCURRENT_TRADES": "1000",
+            "MAX_ORDERS_PER_MINUTE": "10000",
+            "MAX_EXPOSURE_PERCENT": "100",
+            # Thousands of round trips pay enough fees to trip the loss guards: off here.
+            "MAX_DRAWDOWN_PERCENT": "100",
+            "DAILY_LOSS_LIMIT_PERCENT": "100",
+            "REQUIRE_MARKET_DATA": "false",
+            "SIGNAL_TIMEOUT": "60",
+            **extra_env,
+        }
+        self.coordinator = start(
+            ["run", "--data-dir", str(tmp / "data")], env, tmp / "coordinator.log"
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if (
+                    requests.get(self.url + "/status", timeout=1).json()["trading_state"]
+                    == "ACTIVE"
+                ):
+                    break
+            except (requests.RequestException, KeyError, ValueError):
+                pass
+            time.sleep(0.2)
+        else:
+            raise SystemExit(
+                "the coordinator did not become ACTIVE; see " + str(tmp / "coordinator.log")
+            )
+        self.client = redis.Redis.from_url(self.redis.url)
+
+    def decided(self, ids: list[str]) -> int:
+        with psycopg2.connect(self.postgres.dsn) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM coordinator_decisions WHERE signal_id = ANY(%s)", (ids,)
+            )
+            return cur.fetchone()[0]
+
+    def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with psycopg2.connect(self.postgres.dsn) as conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    def stop(self) -> None:
+        for process in (self.coordinator, self.paper):
+            process.send_signal(signal.SIGTERM)
+        for process in (self.coordinator, self.paper):
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.client.close()
+        self.postgres.stop()
+        self.redis.stop()
+
+
+def payloads(count: int) -> list[tuple[str, bytes]]:
+    """BUY then SELL per symbol, round after round: every signal can make an order."""
+    out = []
+    for index in range(count):
+        symbol = SYMBOLS[index % len(SYMBOLS)]
+        side = "BUY" if (index // len(SYMBOLS)) % 2 == 0 else "SELL"
+        consensus = uuid.uuid4().hex
+        body = {
+            "strategy": "CONSENSUS",
+            "symbol": symbol,
+            "side": side,
+            "timestamp": 0,
+            "price": 10.0 + (index % len(SYMBOLS)) % 7,
+            "confidence": 0.8,
+            "strength": "strong",
+            "metadata": {
+                "consensus_strength": 0.9,
+                "strategies_count": 4,
+                "consensus_id": consensus,
+            },
+        }
+        out.append((f"consensus:{consensus}", body))
+    return out
+
+
+def publish(stack: Stack, bodies: list, rate: float) -> float:
+    """Publish at ``rate`` per second (0: as fast as possible); return the seconds taken."""
+    pipe = stack.client.pipeline(transaction=False)
+    started = time.perf_counter()
+    batch = 50 if rate == 0 else max(1, int(rate / 100))
+    for index, (_, body) in enumerate(bodies):
+        body["timestamp"] = int(time.time() * 1000)
+        pipe.publish(CHANNEL, json.dumps(body))
+        if (index + 1) % batch == 0:
+            pipe.execute()
+            if rate:
+                due = started + (index + 1) / rate
+                pause = due - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+    pipe.execute()
+    return time.perf_counter() - started
+
+
+def wait_decided(stack: Stack, ids: list[str], timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if stack.decided(ids) >= len(ids):
+            return time.perf_counter()
+        time.sleep(0.1)
+    raise SystemExit(f"only {stack.decided(ids)} of {len(ids)} decided in {timeout:g} s")
+
+
+def sustained(args: argparse.Namespace, tmp: Path) -> None:
+    stack = Stack(tmp, {"MAX_PENDING_SIGNALS": str(args.signals)})
+    try:
+        bodies = payloads(args.signals)
+        ids = [i for i, _ in bodies]
+        started = time.perf_counter()
+        published = publish(stack, bodies, args.rate)
+        finished = wait_decided(stack, ids, timeout=600)
+        elapsed = finished - started
+        outcomes = stack.rows(
+            "SELECT outcome, coalesce(reason, ''), count(*) FROM coordinator_decisions"
+            " WHERE signal_id = ANY(%s) GROUP BY 1, 2 ORDER BY 3 DESC",
+            (ids,),
+        )
+        orders = requests.get(stack.paper_url + "/_paper/stats", timeout=5).json()
+        print(f"published {len(ids)} signals in {published:.2f} s")
+        print(f"decided and stored all {len(ids)} in {elapsed:.2f} s")
+        print(f"sustained: {len(ids) / elapsed:,.0f} signals/s   (target >= 2,000 signals/s)")
+        print(
+            f"orders at the paper exchange: {orders['orders_received']} received, "
+            f"{orders['orders_filled']} filled"
+        )
+        print(
+            "outcomes:", ", ".join(f"{o} {r or ''} {n}".replace("  ", " ") for o, r, n in outcomes)
+        )
+    finally:
+        stack.stop()
+
+
+def latency(args: argparse.Namespace, tmp: Path) -> None:
+    stack = Stack(tmp, {})
+    try:
+        count = int(args.rate * args.seconds)
+        bodies = payloads(count)
+        ids = [i for i, _ in bodies]
+        publish(stack, bodies, args.rate)
+        wait_decided(stack, ids, timeout=120)
+        rows = stack.rows(
+            """SELECT percentile_cont(ARRAY[0.5, 0.9, 0.99, 0.999])
+                          WITHIN GROUP (ORDER BY intake_to_order_ms),
+                      max(intake_to_order_ms), count(intake_to_order_ms),
+                      percentile_cont(ARRAY[0.5, 0.99])
+                          WITHIN GROUP (ORDER BY intake_to_decision_ms)
+               FROM coordinator_decisions WHERE signal_id = ANY(%s)""",
+            (ids,),
+        )
+        (p50, p90, p99, p999), maximum, sent, (d50, d99) = rows[0]
+        print(f"{count} signals at {args.rate:g}/s, {sent} orders sent")
+        print(
+            f"intake -> order request: p50 {p50:.2f} ms  p90 {p90:.2f} ms  p99 {p99:.2f} ms  "
+            f"p99.9 {p999:.2f} ms  max {maximum:.2f} ms   (target p99 <= 5 ms)"
+        )
+        print(f"intake -> decision:      p50 {d50:.2f} ms  p99 {d99:.2f} ms")
+    finally:
+        stack.stop()
+
+
+def burst(args: argparse.Namespace, tmp: Path) -> None:
+    stack = Stack(tmp, {})
+    try:
+        before = rss_mb(stack.coordinator.pid)
+        bodies = payloads(args.signals)
+        ids = [i for i, _ in bodies]
+        published = publish(stack, bodies, 0)
+        peak = before
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and stack.decided(ids) < len(ids):
+            peak = max(peak, rss_mb(stack.coordinator.pid))
+            time.sleep(0.1)
+        decided = stack.decided(ids)
+        outcomes = stack.rows(
+            "SELECT coalesce(reason, outcome), count(*) FROM coordinator_decisions"
+            " WHERE signal_id = ANY(%s) GROUP BY 1 ORDER BY 2 DESC",
+            (ids,),
+        )
+        alive = stack.coordinator.poll() is None
+        print(f"burst of {len(ids)} published in {published:.2f} s")
+        print(
+            f"decided {decided} of {len(ids)} ({len(ids) - decided} missing); "
+            f"coordinator alive: {alive}"
+        )
+        print("by reason:", ", ".join(f"{r} {n}" for r, n in outcomes))
+        print(f"memory (RSS): {before:.0f} MB before, {peak:.0f} MB at the peak")
+    finally:
+        stack.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("sustained")
+    one.add_argument("--signals", type=int, default=20_000)
+    one.add_argument("--rate", type=float, default=0.0, help="publish rate, 0: as fast as possible")
+    two = commands.add_parser("latency")
+    two.add_argument("--rate", type=float, default=200.0)
+    two.add_argument("--seconds", type=float, default=20.0)
+    three = commands.add_parser("burst")
+    three.add_argument("--signals", type=int, default=10_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        {"sustained": sustained, "latency": latency, "burst": burst}[args.command](args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
