@@ -617,3 +617,42 @@ def test_unprocessed_trading_signals_rows_are_taken_in_at_start(pipelines, own_p
     )
     assert pipe.stored(f"db:{ids[2]}") is None
     assert pipe.stored(f"db:{ids[3]}") is None
+
+
+def test_back_pressure_rejects_overloaded_and_decides_everything(pipelines):
+    pipe = pipelines({"MAX_PENDING_SIGNALS": "2"})
+    wait_state(pipe, "ACTIVE")
+    requests.post(pipe.paper.url + "/_paper/knobs", json={"latency": 0.3}, timeout=5)
+    payloads = [signal_payload(symbol) for symbol in SYMBOLS]
+    for payload in payloads:
+        pipe.publish(payload)
+    reasons = [pipe.decision(signal_id(p))["decision"]["reason"] for p in payloads]
+    assert reasons.count("overloaded") >= 4
+    assert len(reasons) == len(SYMBOLS)
+    overloaded = next(
+        pipe.decision(signal_id(p))["decision"]
+        for p, reason in zip(payloads, reasons, strict=True)
+        if reason == "overloaded"
+    )
+    assert "MAX_PENDING_SIGNALS=2" in overloaded["detail"]
+
+
+def test_entries_left_pending_by_a_dead_consumer_are_taken_over(pipelines, redis_server):
+    pipe = pipelines()
+    wait_state(pipe, "ACTIVE")
+    client = redis.Redis.from_url(redis_server.url)
+    payloads = [signal_payload(symbol) for symbol in SYMBOLS[:3]]
+    # Another coordinator read these and died before deciding them.
+    pipe.coordinator._readers.stop()
+    for payload in payloads:
+        client.xadd(pipe.stream, {"data": json.dumps(payload)})
+    taken = client.xreadgroup("coordinator", "dead-consumer", {pipe.stream: ">"}, count=10)
+    assert len(taken[0][1]) == 3
+    pipe.coordinator._readers.start_again()
+    for payload in payloads:
+        assert pipe.decision(signal_id(payload))["signal"]["source"] == "stream"
+    wait_for(
+        lambda: client.xpending(pipe.stream, "coordinator")["pending"] == 0,
+        message="every entry acknowledged",
+    )
+    client.close()

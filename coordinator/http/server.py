@@ -8,6 +8,7 @@ from typing import Any
 
 import waitress
 import waitress.server
+from waitress import wasyncore
 
 __all__ = ["HttpServer", "HttpServerError"]
 
@@ -30,8 +31,6 @@ class HttpServer:
                 clear_untrusted_proxy_headers=True,
                 channel_timeout=30,
                 connection_limit=200,
-                # run() notices a stop() within this; idle cost is a few wake-ups a second
-                asyncore_loop_timeout=0.2,
             )
         except OSError as exc:
             raise HttpServerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
@@ -61,15 +60,25 @@ class HttpServer:
         server = self._server
         server.was_shutdown = True  # type: ignore[union-attr]
         # waitress has no stop(): closing every channel empties the asyncore map,
-        # which ends run(); then the task threads are told to finish.
-        while server._map:  # type: ignore[union-attr]
-            for channel in list(server._map.values()):  # type: ignore[union-attr]
-                try:
-                    # The listener has no close handler of its own; connections and
-                    # the wake-up trigger do.
-                    channel.close() if channel is server else channel.handle_close()
-                except Exception:
-                    logger.debug("closing a channel failed", exc_info=True)
+        # which ends run(). The wake-up trigger goes last, pulled first, so that the
+        # loop leaves its select() at once rather than at its next timeout.
+        trigger = server.trigger  # type: ignore[union-attr]
+        for channel in list(server._map.values()):  # type: ignore[union-attr]
+            if channel is trigger:
+                continue
+            try:
+                if channel is server:
+                    # The listener alone: its own close() would close the trigger too.
+                    wasyncore.dispatcher.close(server)
+                else:
+                    channel.handle_close()
+            except Exception:
+                logger.debug("closing a channel failed", exc_info=True)
+        try:
+            trigger.pull_trigger()
+            trigger.close()
+        except Exception:
+            logger.debug("closing the trigger failed", exc_info=True)
         server.task_dispatcher.shutdown(timeout=timeout)  # type: ignore[union-attr]
         self._thread.join(timeout)
         logger.info("HTTP API stopped")

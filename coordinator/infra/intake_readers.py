@@ -27,8 +27,14 @@ INTAKE = "signal_intake"
 class IntakeReaders:
     def __init__(self, config: Config, redis_url: str, directory: Directory) -> None:
         self._directory = directory
-        intake = config.intake
-        self._readers: list[Any] = [
+        self._config = config
+        self._redis_url = redis_url
+        self._readers: list[Any] = self._build()
+
+    def _build(self) -> list[Any]:
+        intake = self._config.intake
+        redis_url = self._redis_url
+        readers: list[Any] = [
             Subscription(
                 redis_url,
                 channels=(intake.channel,),
@@ -39,7 +45,7 @@ class IntakeReaders:
             )
         ]
         if intake.stream_enabled:
-            self._readers.append(
+            readers.append(
                 StreamReader(
                     redis_url,
                     stream=intake.stream,
@@ -51,6 +57,7 @@ class IntakeReaders:
                     actor="intake-stream",
                 )
             )
+        return readers
 
     def start(self) -> IntakeReaders:
         for reader in self._readers:
@@ -60,6 +67,11 @@ class IntakeReaders:
     def stop(self) -> None:
         for reader in self._readers:
             reader.stop()
+
+    def start_again(self) -> IntakeReaders:
+        """New readers after a stop (a stopped thread cannot run again)."""
+        self._readers = self._build()
+        return self.start()
 
     def _hand_over(self, data: bytes, source: str, stream_id: str | None) -> None:
         try:
