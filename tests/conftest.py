@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from coordinator.infra.embedded import EmbeddedPostgres, EmbeddedRedis
 from coordinator.infra.store import KillSwitchStore, apply_migrations
@@ -51,6 +53,44 @@ def clear_kill_switch(postgres: EmbeddedPostgres) -> None:
     store = KillSwitchStore(postgres.dsn, timeout=2)
     store.save(halted=False, reason="", by="test setup", at=time.time())
     store.close()
+
+
+@pytest.fixture
+def pipelines(redis_server, postgres, tmp_path, clear_kill_switch) -> Iterator[Any]:
+    """Whole coordinators in this process (see tests.pipeline), stopped after the test.
+
+    ``make(env, wait_active=True, redis_url=..., database_dsn=..., paper=...)``.
+    """
+    from tests.pipeline import Pipeline
+    from tests.waiting import wait_for
+
+    made: list[Pipeline] = []
+
+    def make(
+        env: dict[str, str] | None = None, *, wait_active: bool = True, **kwargs: Any
+    ) -> Pipeline:
+        pipeline = Pipeline(
+            redis_url=kwargs.pop("redis_url", redis_server.url),
+            database_dsn=kwargs.pop("database_dsn", postgres.dsn),
+            data_dir=tmp_path / f"data{len(made)}",
+            env=env,
+            **kwargs,
+        )
+        made.append(pipeline)
+        if wait_active:
+            wait_for(
+                lambda: (
+                    requests.get(pipeline.url + "/status", timeout=5).json()["trading_state"]
+                    == "ACTIVE"
+                ),
+                timeout=20,
+                message="trading ACTIVE",
+            )
+        return pipeline
+
+    yield make
+    for pipeline in made:
+        pipeline.stop()
 
 
 @pytest.fixture

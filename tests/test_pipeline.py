@@ -16,34 +16,6 @@ from tests.pipeline import PRICES, Pipeline, signal_payload
 from tests.waiting import wait_for
 
 
-@pytest.fixture
-def pipelines(redis_server, postgres, tmp_path, clear_kill_switch) -> Iterator[Any]:
-    made: list[Pipeline] = []
-
-    def make(env: dict[str, str] | None = None, **kwargs: Any) -> Pipeline:
-        pipeline = Pipeline(
-            redis_url=kwargs.pop("redis_url", redis_server.url),
-            database_dsn=kwargs.pop("database_dsn", postgres.dsn),
-            data_dir=tmp_path / f"data{len(made)}",
-            env=env,
-            **kwargs,
-        )
-        made.append(pipeline)
-        wait_for(
-            lambda: (
-                requests.get(pipeline.url + "/status", timeout=5).json()["trading_state"]
-                == "ACTIVE"
-            ),
-            timeout=20,
-            message="trading ACTIVE",
-        )
-        return pipeline
-
-    yield make
-    for pipeline in made:
-        pipeline.stop()
-
-
 def signal_id(payload: dict[str, Any]) -> str:
     return "consensus:" + payload["metadata"]["consensus_id"]
 

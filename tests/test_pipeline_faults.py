@@ -41,26 +41,6 @@ class Waiting0:
     waiting = 0
 
 
-@pytest.fixture
-def pipelines(redis_server, postgres, tmp_path, clear_kill_switch) -> Iterator[Any]:
-    made: list[Pipeline] = []
-
-    def make(env: dict[str, str] | None = None, **kwargs: Any) -> Pipeline:
-        pipeline = Pipeline(
-            redis_url=kwargs.pop("redis_url", redis_server.url),
-            database_dsn=kwargs.pop("database_dsn", postgres.dsn),
-            data_dir=tmp_path / f"data{len(made)}",
-            env=env,
-            **kwargs,
-        )
-        made.append(pipeline)
-        return pipeline
-
-    yield make
-    for pipeline in made:
-        pipeline.stop()
-
-
 def wait_state(pipe: Pipeline, state: str, timeout: float = 20.0) -> dict[str, Any]:
     return wait_for(
         lambda: (
@@ -78,6 +58,21 @@ def validator_snapshot(pipe: Pipeline, name: str) -> Any:
         return pipe.directory.ask(name, GetValidatorSnapshot(), timeout=2)
     except (ChildUnavailable, pykka.ActorDeadError, pykka.Timeout):
         return None
+
+
+def wait_all_decided(dsn: str, ids: list[str], timeout: float = 60.0) -> None:
+    wait_for(
+        lambda: (
+            len(
+                db_rows(
+                    dsn, "SELECT 1 FROM coordinator_decisions WHERE signal_id = ANY(%s)", (ids,)
+                )
+            )
+            == len(ids)
+        ),
+        timeout=timeout,
+        message=f"a decision for each of {len(ids)} signals",
+    )
 
 
 def db_rows(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -154,21 +149,8 @@ def test_any_input_gets_a_decision_or_a_reason(shared_pipeline, value):
 
 def test_every_input_above_was_decided_and_the_intake_still_runs(shared_pipeline):
     assert ANSWERS, "the property test runs first"
-    ids = [a.signal_id for a in ANSWERS]
-    wait_for(
-        lambda: (
-            len(
-                db_rows(
-                    shared_pipeline.config.database.url,
-                    "SELECT signal_id FROM coordinator_decisions WHERE signal_id = ANY(%s)",
-                    (ids,),
-                )
-            )
-            == len(set(ids))
-        ),
-        timeout=30,
-        message="a decision for every input",
-    )
+    ids = sorted({a.signal_id for a in ANSWERS})
+    wait_all_decided(shared_pipeline.config.database.url, ids, timeout=30)
     rows = db_rows(
         shared_pipeline.config.database.url,
         "SELECT outcome, reason FROM coordinator_decisions WHERE signal_id = ANY(%s)",
@@ -211,20 +193,7 @@ def test_validators_crashing_while_signals_flow_decide_each_once_and_order_at_mo
     stop.set()
     crasher.join()
     ids = [signal_id(p) for p in payloads]
-    wait_for(
-        lambda: (
-            len(
-                db_rows(
-                    pipe.config.database.url,
-                    "SELECT 1 FROM coordinator_decisions WHERE signal_id = ANY(%s)",
-                    (ids,),
-                )
-            )
-            == len(ids)
-        ),
-        timeout=60,
-        message="a decision for every signal",
-    )
+    wait_all_decided(pipe.config.database.url, ids, timeout=60)
     assert crashes > 20
     stats = pipe.paper.stats()
     requested = stats["requests_by_client_order_id"]
@@ -377,6 +346,7 @@ def test_a_refused_connection_is_retried_as_the_same_intent(pipelines, tmp_path)
         pipe = pipelines(
             {"TRADER_API_URL": trader, "SIGNAL_TIMEOUT": "30", "BREAKER_OPEN_SECONDS": "0.3"},
             paper=portfolio,
+            wait_active=False,
         )
         wait_state(pipe, "HALTED")
         payload = signal_payload("DOGEUSDC")
@@ -401,7 +371,7 @@ def test_portfolio_down_rejects_a_buy_with_its_reason(pipelines):
     broken.status = 500
     broken.start()
     try:
-        pipe = pipelines({"PORTFOLIO_API_URL": broken.url})
+        pipe = pipelines({"PORTFOLIO_API_URL": broken.url}, wait_active=False)
         status = wait_state(pipe, "DEGRADED")
         assert any(r["code"] == "portfolio_down" for r in status["trading"]["reasons"])
         payload = signal_payload("ETHUSDC")
@@ -454,20 +424,7 @@ def test_postgres_restarted_mid_stream_loses_no_decision(pipelines, redis_server
         payloads.append(payload)
         pipe.publish(payload)
     ids = [signal_id(p) for p in payloads]
-    wait_for(
-        lambda: (
-            len(
-                db_rows(
-                    own_postgres.dsn,
-                    "SELECT 1 FROM coordinator_decisions WHERE signal_id = ANY(%s)",
-                    (ids,),
-                )
-            )
-            == len(ids)
-        ),
-        timeout=60,
-        message="every decision in PostgreSQL",
-    )
+    wait_all_decided(own_postgres.dsn, ids, timeout=60)
     assert pipe.store_snapshot().journaled == 0
     assert all(n == 1 for n in pipe.paper.stats()["fills_by_client_order_id"].values())
 
@@ -540,20 +497,7 @@ def test_stream_consumer_killed_mid_stream_decides_every_entry_once(
             client.xadd(stream, {"data": json.dumps(payload)})
         second = start()
         try:
-            wait_for(
-                lambda: (
-                    len(
-                        db_rows(
-                            postgres.dsn,
-                            "SELECT 1 FROM coordinator_decisions WHERE signal_id = ANY(%s)",
-                            (ids,),
-                        )
-                    )
-                    == len(ids)
-                ),
-                timeout=90,
-                message="every entry decided",
-            )
+            wait_all_decided(postgres.dsn, ids, timeout=90)
             pending = wait_for(
                 lambda: client.xpending(stream, "coordinator")["pending"] == 0,
                 timeout=30,

@@ -12,7 +12,7 @@ import logging
 import math
 from typing import Any
 
-from coordinator.infra.redis_bus import Subscription
+from coordinator.infra.redis_bus import MARKET_DATA_PATTERN, Subscription
 from coordinator.messages.pipeline import (
     CandleReceived,
     GetMarketSnapshot,
@@ -22,11 +22,9 @@ from coordinator.messages.pipeline import (
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 
-__all__ = ["MARKET_DATA_PATTERN", "MarketFeed", "parse_candle"]
+__all__ = ["MarketFeed", "parse_candle"]
 
 logger = logging.getLogger(__name__)
-
-MARKET_DATA_PATTERN = "roottrading:market:data:*"
 
 
 def parse_candle(payload: bytes) -> tuple[str, float, float] | None:

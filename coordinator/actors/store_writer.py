@@ -17,6 +17,7 @@ import redis
 
 from coordinator.infra.journal import Journal
 from coordinator.infra.pipeline_store import PipelineStore, RecordError
+from coordinator.infra.records import decision_record, order_record, signal_record
 from coordinator.infra.store import StoreError
 from coordinator.messages.pipeline import (
     AckStreamEntry,
@@ -40,66 +41,13 @@ from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.ticker import Ticker
 from coordinator.trading.signals import Signal, parse_signal
 
-__all__ = ["StoreWriter", "decision_record", "signal_record"]
+__all__ = ["StoreWriter"]
 
 logger = logging.getLogger(__name__)
 
 _FINAL_ORDER_STATES = ("accepted", "rejected", "unknown")
 _RECENT_DECIDED = 200_000
 _UNKNOWN_KEPT = 100
-
-
-def signal_record(message: RecordSignal) -> dict[str, Any]:
-    signal = message.signal
-    return {
-        "kind": "signal",
-        "signal_id": message.signal_id,
-        "source": message.source,
-        "received_at": message.received_at,
-        "valid": signal is not None,
-        "symbol": None if signal is None else signal.symbol,
-        "side": None if signal is None else signal.side.value,
-        "price": None if signal is None else signal.price,
-        "signal_at": None if signal is None else signal.timestamp,
-        "strategy": None if signal is None else signal.strategy,
-        "db_id": None if signal is None else signal.db_id,
-        "stream_id": message.stream_id,
-        "payload": message.payload,
-    }
-
-
-def decision_record(decision: Decision) -> dict[str, Any]:
-    return {
-        "kind": "decision",
-        "signal_id": decision.signal_id,
-        "symbol": decision.symbol,
-        "side": decision.side,
-        "outcome": decision.outcome,
-        "reason": decision.reason,
-        "detail": decision.detail,
-        "checks": [check.as_dict() for check in decision.checks],
-        "quantity": decision.quantity,
-        "decided_at": decision.decided_at,
-        "decided_by": decision.decided_by,
-        "intake_to_decision_ms": decision.intake_to_decision_ms,
-        "intake_to_order_ms": decision.intake_to_order_ms,
-    }
-
-
-def order_record(order: OrderRecord, kind: str = "order") -> dict[str, Any]:
-    return {
-        "kind": kind,
-        "client_order_id": order.client_order_id,
-        "signal_id": order.signal_id,
-        "symbol": order.symbol,
-        "side": order.side,
-        "quantity": order.quantity,
-        "reference_price": order.reference_price,
-        "state": order.state,
-        "trader_order_id": order.trader_order_id,
-        "error": order.error,
-        "at": order.at,
-    }
 
 
 class StoreWriter(ChildActor):

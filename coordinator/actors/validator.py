@@ -20,7 +20,7 @@ from typing import Any
 import pykka
 
 from coordinator.infra.pipeline_store import IntentClaims
-from coordinator.infra.trader_client import SendResult, TraderClient
+from coordinator.infra.trader_client import SendResult, TraderAnswer, TraderClient
 from coordinator.messages.health import GetHealthSnapshot, TradingStateChanged
 from coordinator.messages.pipeline import (
     Decision,
@@ -287,59 +287,27 @@ class Validator(ChildActor):
                 if not self._expired(message):
                     self._wait(message, Reason.TRADER_UNAVAILABLE, answer.error or "not sent")
                     return
+                self._unsent.discard(order_id)
                 order = self._moved(intent, state="rejected", error=f"not sent: {answer.error}")
                 execution = CheckResult(
                     "execution", False, Reason.TRADER_UNAVAILABLE, order.error or ""
                 )
                 self._decide(message, (*checks, execution), plan=plan, order=order)
-            case SendResult.ACCEPTED:
+            case _:
                 self._unsent.discard(order_id)
-                order = self._moved(intent, state="accepted", trader_order_id=answer.order_id)
-                self._settle(reservation_id, True)
-                execution = CheckResult(
-                    "execution",
-                    True,
-                    None,
-                    f"order {answer.order_id} accepted in {answer.latency * 1000:.1f} ms",
+                state, filled, reason, outcome, detail = _sent_outcome(answer)
+                order = self._moved(
+                    intent, state=state, trader_order_id=answer.order_id, error=answer.error
                 )
+                self._settle(reservation_id, filled)
+                execution = CheckResult("execution", reason is None, reason, detail)
                 self._decide(
                     message,
                     (*checks, execution),
                     plan=plan,
                     order=order,
                     order_ms=order_ms,
-                    outcome=Outcome.ACCEPTED,
-                )
-            case SendResult.REJECTED | SendResult.FAILED:
-                self._unsent.discard(order_id)
-                reason = (
-                    Reason.TRADER_REJECTED
-                    if answer.result is SendResult.REJECTED
-                    else Reason.TRADER_ERROR
-                )
-                order = self._moved(intent, state="rejected", error=answer.error)
-                self._settle(reservation_id, False)
-                execution = CheckResult("execution", False, reason, answer.error or "")
-                self._decide(
-                    message, (*checks, execution), plan=plan, order=order, order_ms=order_ms
-                )
-            case SendResult.UNKNOWN:
-                self._unsent.discard(order_id)
-                order = self._moved(intent, state="unknown", error=answer.error)
-                self._settle(reservation_id, None)
-                execution = CheckResult(
-                    "execution",
-                    False,
-                    Reason.ORDER_UNKNOWN,
-                    f"sent, outcome unknown ({answer.error}); not sent again",
-                )
-                self._decide(
-                    message,
-                    (*checks, execution),
-                    plan=plan,
-                    order=order,
-                    order_ms=order_ms,
-                    outcome=Outcome.UNKNOWN,
+                    outcome=outcome,
                 )
 
     # --- waiting ----------------------------------------------------------------------
@@ -457,6 +425,24 @@ class Validator(ChildActor):
     def _tell_health(self, ok: bool, error: str | None) -> None:
         with contextlib.suppress(ChildUnavailable):
             self.context.directory.tell("service_health", TraderCallOutcome(ok=ok, error=error))
+
+
+def _sent_outcome(
+    answer: TraderAnswer,
+) -> tuple[str, bool | None, Reason | None, Outcome, str]:
+    """(order state, filled for the Ledger, reason, decision outcome, detail) of an
+    order that left: accepted, refused (4xx), failed (5xx), or unknown."""
+    match answer.result:
+        case SendResult.ACCEPTED:
+            detail = f"order {answer.order_id} accepted in {answer.latency * 1000:.1f} ms"
+            return "accepted", True, None, Outcome.ACCEPTED, detail
+        case SendResult.REJECTED:
+            return "rejected", False, Reason.TRADER_REJECTED, Outcome.REJECTED, answer.error or ""
+        case SendResult.FAILED:
+            return "rejected", False, Reason.TRADER_ERROR, Outcome.REJECTED, answer.error or ""
+        case _:
+            detail = f"sent, outcome unknown ({answer.error}); not sent again"
+            return "unknown", None, Reason.ORDER_UNKNOWN, Outcome.UNKNOWN, detail
 
 
 def _intent_dict(order: OrderRecord) -> dict[str, Any]:

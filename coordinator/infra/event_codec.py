@@ -5,35 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from coordinator.infra.records import decision_record, order_record
 from coordinator.messages.health import DependencyChanged, TradingStateChanged
-from coordinator.messages.pipeline import Decision, OrderRecord, OrderSubmitted, SignalDecided
+from coordinator.messages.pipeline import OrderSubmitted, SignalDecided
 
 __all__ = ["event_json"]
-
-
-def _order(order: OrderRecord | None) -> dict[str, Any] | None:
-    if order is None:
-        return None
-    return {name: getattr(order, name) for name in OrderRecord.__slots__}
-
-
-def _decision(decision: Decision) -> dict[str, Any]:
-    return {
-        "signal_id": decision.signal_id,
-        "symbol": decision.symbol,
-        "side": decision.side,
-        "outcome": decision.outcome,
-        "reason": decision.reason,
-        "detail": decision.detail,
-        "quantity": decision.quantity,
-        "decided_at": decision.decided_at,
-        "intake_to_decision_ms": round(decision.intake_to_decision_ms, 3),
-        "intake_to_order_ms": None
-        if decision.intake_to_order_ms is None
-        else round(decision.intake_to_order_ms, 3),
-        "checks": [check.as_dict() for check in decision.checks],
-        "order": _order(decision.order),
-    }
 
 
 def event_json(event: Any) -> bytes | None:
@@ -43,10 +19,13 @@ def event_json(event: Any) -> bytes | None:
             body: dict[str, Any] = {
                 "type": "SignalDecided",
                 "source": source,
-                **_decision(decision),
+                **decision_record(decision),
+                "order": None if decision.order is None else order_record(decision.order),
             }
+            del body["kind"]
         case OrderSubmitted(order=order):
-            body = {"type": "OrderSubmitted", **(_order(order) or {})}
+            body = {"type": "OrderSubmitted", **order_record(order)}
+            del body["kind"]
         case TradingStateChanged(status=status, previous=previous, at=at):
             body = {
                 "type": "TradingStateChanged",

@@ -25,7 +25,7 @@ import bottle
 from bottle import request, response
 
 from coordinator.http.server import HttpServer
-from coordinator.infra.redis_bus import Subscription
+from coordinator.infra.redis_bus import MARKET_DATA_PATTERN, Subscription
 from coordinator.trading.paper_book import BookRejection, PaperBook, split_symbol
 from coordinator.trading.signals import Side
 
@@ -33,7 +33,6 @@ __all__ = ["Knobs", "PaperExchange"]
 
 logger = logging.getLogger(__name__)
 
-MARKET_DATA_PATTERN = "roottrading:market:data:*"
 _TRADER_DEDUP_SECONDS = 10.0
 
 

@@ -17,7 +17,7 @@ import psycopg2
 import psycopg2.extras
 
 from coordinator.infra.journal import Journal
-from coordinator.infra.store import StoreError, connect
+from coordinator.infra.store import StoreError, connect, first_line
 
 __all__ = ["IntentClaims", "PipelineStore", "RecordError", "clean_text"]
 
@@ -97,9 +97,9 @@ class PipelineStore:
                 return work(cur)
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             self.close()
-            raise StoreError(_first_line(exc)) from exc
+            raise StoreError(first_line(exc)) from exc
         except psycopg2.Error as exc:
-            raise RecordError(_first_line(exc)) from exc
+            raise RecordError(first_line(exc)) from exc
         except (UnicodeError, TypeError, ValueError) as exc:
             raise RecordError(f"{type(exc).__name__}: {exc}") from exc
 
@@ -508,11 +508,6 @@ class IntentClaims:
                 conn.close()
             finally:
                 self._local.conn = None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def _iso(value: Any) -> str | None:

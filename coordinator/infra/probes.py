@@ -13,7 +13,7 @@ import redis
 import requests
 
 from coordinator.config import redact_url
-from coordinator.infra.store import StoreError, connect
+from coordinator.infra.store import StoreError, connect, first_line
 
 __all__ = ["HttpHealthProbe", "PostgresProbe", "Probe", "ProbeFailed", "RedisProbe"]
 
@@ -102,8 +102,7 @@ class PostgresProbe:
             raise ProbeFailed(str(exc)) from exc
         except psycopg2.Error as exc:
             self.close()
-            first = str(exc).strip().splitlines()
-            raise ProbeFailed(first[0] if first else type(exc).__name__) from exc
+            raise ProbeFailed(first_line(exc)) from exc
 
     def close(self) -> None:
         if self._conn is not None:

@@ -15,7 +15,10 @@ import redis
 
 from coordinator.logs import set_actor_name
 
-__all__ = ["EventPublisher", "Subscription"]
+__all__ = ["MARKET_DATA_PATTERN", "EventPublisher", "Subscription"]
+
+MARKET_DATA_PATTERN = "roottrading:market:data:*"
+"""The RootTrading market-data channels: roottrading:market:data:{symbol}:{timeframe}."""
 
 logger = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ __all__ = [
     "StoreError",
     "apply_migrations",
     "connect",
+    "first_line",
     "load_migrations",
 ]
 
@@ -46,7 +47,7 @@ def connect(dsn: str, *, timeout: float = 5.0, application: str = "coordinator")
             keepalives_count=3,
         )
     except psycopg2.Error as exc:
-        raise StoreError(f"cannot connect to PostgreSQL: {_first_line(exc)}") from exc
+        raise StoreError(f"cannot connect to PostgreSQL: {first_line(exc)}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,7 @@ def apply_migrations(dsn: str, migrations: list[Migration] | None = None) -> lis
             with conn, conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     except psycopg2.Error as exc:
-        raise StoreError(f"migration failed: {_first_line(exc)}") from exc
+        raise StoreError(f"migration failed: {first_line(exc)}") from exc
     finally:
         conn.close()
     return applied
@@ -182,9 +183,10 @@ class KillSwitchStore:
                 return cur.fetchone() if fetch else None
         except psycopg2.Error as exc:
             self.close()
-            raise StoreError(_first_line(exc)) from exc
+            raise StoreError(first_line(exc)) from exc
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text: PostgreSQL errors carry a hint below it."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
