@@ -104,9 +104,11 @@ class StoreWriter(ChildActor):
         now = self._clock.time()
         config = self._services.config
         try:
+            # The journal first: intents it holds from before a crash must be in the
+            # table when orders left pending by that run are marked unknown.
+            self._replay_journal()
             if self.context.incarnation == 1:
                 self._orphaned_orders()
-            self._replay_journal()
             horizon = now - max(config.coordination.signal_timeout * 10, 600.0)
             rows = self._store.undecided(horizon)
             self._recent_ids = frozenset(

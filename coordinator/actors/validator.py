@@ -86,7 +86,6 @@ class Validator(ChildActor):
         self._blacklist: dict[str, str] = {}
         self._prices: dict[str, MarketQuote] = {}
         self._waiting: deque[_Waiting] = deque()
-        self._seen: set[str] = set()
         self._unsent: set[str] = set()
         self._decided = 0
         self._sending = False
@@ -112,14 +111,15 @@ class Validator(ChildActor):
         if getattr(self, "_trader", None) is not None:
             self._trader.close()
 
-    def _ask_trading_state(self) -> TradingStatus:
+    def _ask_trading_state(self, timeout: float = 2.0, *, quiet: bool = False) -> TradingStatus:
         try:
             return self.context.directory.ask(
-                "service_health", GetHealthSnapshot(), timeout=2.0
+                "service_health", GetHealthSnapshot(), timeout=timeout
             ).trading
-        except (ChildUnavailable, pykka.Timeout) as exc:
-            # Held back until ServiceHealth tells: its next change reaches us as an event.
-            logger.warning("trading state unknown at start (%s); HALTED until told", exc)
+        except (ChildUnavailable, pykka.Timeout, pykka.ActorDeadError) as exc:
+            # Held back until ServiceHealth answers or tells: HALTED meanwhile.
+            if not quiet:
+                logger.warning("trading state unknown (%s); HALTED until known", exc)
             return _UNKNOWN_STATE
 
     def handle(self, message: Any) -> Any:
@@ -132,6 +132,9 @@ class Validator(ChildActor):
                 self._status = status
                 self._retry_waiting()
             case ValidatorTick():
+                if self._status is _UNKNOWN_STATE:
+                    # Changes come as events; if none came since we started, ask again.
+                    self._status = self._ask_trading_state(timeout=0.5, quiet=True)
                 self._expire_waiting()
                 self._retry_waiting()
             case GetValidatorSnapshot():
@@ -149,11 +152,12 @@ class Validator(ChildActor):
 
     def _on_signal(self, message: SubmitSignal) -> None:
         signal_id = message.signal.signal_id
-        if signal_id in self._seen or signal_id in self._services.decided:
+        if signal_id in self._services.decided or any(
+            w.message.signal.signal_id == signal_id for w in self._waiting
+        ):
             # A second copy (kept by the directory, or sent again by the intake after a
-            # restart) of a signal that is being or has been decided.
+            # restart) of a signal that is decided or waiting here already.
             return
-        self._seen.add(signal_id)
         if any(w.message.signal.symbol == message.signal.symbol for w in self._waiting):
             # Keep each symbol's order: behind the ones already waiting.
             self._waiting.append(_Waiting(message, Reason.TRADER_UNAVAILABLE, "queued behind"))
