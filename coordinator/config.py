@@ -222,6 +222,53 @@ class Numbers(Kind):
         return values
 
 
+@dataclass(frozen=True)
+class Names(Kind):
+    """Comma-separated names, each one of ``choices``, none twice."""
+
+    choices: tuple[str, ...]
+
+    @property
+    def allowed(self) -> str:
+        return "comma-separated names among " + ", ".join(self.choices)
+
+    def parse(self, raw: Any) -> tuple[str, ...]:
+        parts = list(raw) if isinstance(raw, list | tuple) else str(raw).split(",")
+        names = tuple(str(p).strip() for p in parts if str(p).strip())
+        if not names or len(set(names)) != len(names) or not set(names) <= set(self.choices):
+            raise ValueError
+        return names
+
+
+@dataclass(frozen=True)
+class Weights(Kind):
+    """``name=number`` pairs, comma-separated, names among ``keys``, numbers >= 0."""
+
+    keys: tuple[str, ...]
+
+    @property
+    def allowed(self) -> str:
+        return "comma-separated name=weight pairs, names among " + ", ".join(self.keys)
+
+    def parse(self, raw: Any) -> tuple[tuple[str, float], ...]:
+        if isinstance(raw, dict):
+            items: Any = raw.items()
+        elif isinstance(raw, list | tuple):
+            items = raw
+        else:
+            items = (p.split("=", 1) for p in str(raw).split(",") if p.strip())
+        weights = {}
+        for item in items:
+            key, value = (str(x).strip() for x in item)
+            number = float(value)
+            if key not in self.keys or not math.isfinite(number) or number < 0 or key in weights:
+                raise ValueError
+            weights[key] = number
+        if not weights or sum(weights.values()) <= 0:
+            raise ValueError
+        return tuple(sorted(weights.items()))
+
+
 class AnyPath(Kind):
     allowed = "a file-system path"
 
@@ -425,6 +472,27 @@ SETTINGS: tuple[Setting, ...] = (
     # paper exchange
     _s("PAPER_STARTING_BALANCE", "paper", "starting_balance", Number(minimum=0, unit="quote asset"), 10_000.0, "paper exchange starting balance"),
     _s("PAPER_FEE_PERCENT", "paper", "fee_percent", Number(minimum=0, maximum=10, unit="percent"), 0.1, "paper exchange fee per fill"),
+    # universe manager
+    _s("UNIVERSE_CANDIDATES", "universe_manager", "candidates", Choice(("config", "redis", "data")), "config", "candidates: TRADING_SYMBOLS, the trading:symbols Redis key, or every symbol with data"),
+    _s("UNIVERSE_TIMEFRAME", "universe_manager", "timeframe", Choice(("1m", "3m", "5m", "15m", "1h")), "15m", "candle timeframe of the statistics"),
+    _s("VOLATILITY_WINDOW", "universe_manager", "window", Integer(10, 10_000), 96, "candles of the volatility and correlation window"),
+    _s("UNIVERSE_FILTERS", "universe_manager", "filters", Names(("volume", "spread", "market_cap", "volatility", "score", "correlation", "top")), ("volume", "spread", "market_cap", "volatility", "score", "correlation", "top"), "the filter chain, in order"),
+    _s("UNIVERSE_SCORE_WEIGHTS", "universe_manager", "score_weights", Weights(("volume", "volatility", "momentum")), (("momentum", 0.2), ("volatility", 0.3), ("volume", 0.5)), "weights of the score"),
+    _s("UNKNOWN_SPREAD_POLICY", "universe_manager", "unknown_spread", Choice(("keep", "drop")), "keep", "a symbol with no fresh bid/ask"),
+    _s("UNKNOWN_MARKET_CAP_POLICY", "universe_manager", "unknown_market_cap", Choice(("keep", "drop")), "keep", "a symbol whose market cap is unknown"),
+    _s("BOOK_TICKER_KEY", "universe_manager", "book_ticker_key", Text(), "roottrading:market:book_ticker", "Redis hash: symbol -> {bid, ask, time} JSON"),
+    _s("SPREAD_MAX_AGE", "universe_manager", "spread_max_age", _SECONDS, 300.0, "a bid/ask older than this is unknown"),
+    _s("MARKET_CAP_KEY", "universe_manager", "market_cap_key", Text(), "roottrading:market:cap", "Redis hash: base asset or symbol -> market cap in USD"),
+    _s("MARKET_CAP_FILE", "universe_manager", "market_cap_file", AnyPath(), None, "JSON file {asset or symbol: market cap in USD}, read at each rotation"),
+    _s("CORE_PAIRS", "universe_manager", "core_pairs", Symbols(), ("BTCUSDC", "ETHUSDC"), "always in the universe"),
+    _s("UNIVERSE_ENTRY_ROTATIONS", "universe_manager", "entry_rotations", Integer(1, 100), 2, "rotations in a row a symbol must qualify to enter"),
+    _s("UNIVERSE_ENTRY_MARGIN", "universe_manager", "entry_margin", Number(minimum=0, maximum=10), 0.2, "or enter at once by beating the weakest member by this fraction"),
+    _s("UNIVERSE_EXIT_MISSES", "universe_manager", "exit_misses", Integer(1, 100), 2, "rotations in a row a member may miss before it leaves"),
+    _s("UNIVERSE_MAX_CHANGES", "universe_manager", "max_changes", Integer(1, 1000), 3, "additions and removals per rotation at most"),
+    _s("UNIVERSE_MIN_RESIDENCY", "universe_manager", "min_residency", Number(minimum=0, unit="seconds"), 7200.0, "a member stays at least this long"),
+    _s("AUTO_BLACKLIST_STOP_LOSSES", "universe_manager", "auto_stop_losses", Integer(1, 1000), 3, "stop-losses on a symbol that blacklist it"),
+    _s("AUTO_BLACKLIST_WINDOW", "universe_manager", "auto_window", _SECONDS, 86400.0, "within this"),
+    _s("AUTO_BLACKLIST_COOLDOWN", "universe_manager", "auto_cooldown", _SECONDS, 86400.0, "for this long"),
 )
 # fmt: on
 
@@ -581,6 +649,30 @@ class ExecutionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UniverseManagerConfig:
+    candidates: str
+    timeframe: str
+    window: int
+    filters: tuple[str, ...]
+    score_weights: tuple[tuple[str, float], ...]
+    unknown_spread: str
+    unknown_market_cap: str
+    book_ticker_key: str
+    spread_max_age: float
+    market_cap_key: str
+    market_cap_file: Path | None
+    core_pairs: tuple[str, ...]
+    entry_rotations: int
+    entry_margin: float
+    exit_misses: int
+    max_changes: int
+    min_residency: float
+    auto_stop_losses: int
+    auto_window: float
+    auto_cooldown: float
+
+
+@dataclass(frozen=True, slots=True)
 class PaperConfig:
     starting_balance: float
     fee_percent: float
@@ -617,6 +709,7 @@ _SECTION_TYPES: dict[str, type] = {
     "risk": RiskSettings,
     "execution": ExecutionConfig,
     "paper": PaperConfig,
+    "universe_manager": UniverseManagerConfig,
 }
 
 
@@ -638,6 +731,7 @@ class Config:
     risk: RiskSettings
     execution: ExecutionConfig
     paper: PaperConfig
+    universe_manager: UniverseManagerConfig
     sources: tuple[tuple[str, str], ...] = ()
     config_file: Path | None = None
 
@@ -818,6 +912,8 @@ def describe_settings() -> list[tuple[str, str, str, str]]:
         default = s.default
         if s.name == "VOLATILITY_RANGE":
             shown = "{:g}-{:g}".format(*default)
+        elif s.name == "UNIVERSE_SCORE_WEIGHTS":
+            shown = ",".join(f"{k}={v:g}" for k, v in default)
         elif isinstance(default, tuple):
             shown = ",".join(f"{d:g}" if isinstance(d, float) else str(d) for d in default)
         elif isinstance(default, bool):

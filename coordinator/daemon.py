@@ -18,6 +18,7 @@ from coordinator.actors.service_health import ServiceHealth
 from coordinator.actors.signal_intake import SignalIntake
 from coordinator.actors.stats import Stats
 from coordinator.actors.store_writer import StoreWriter
+from coordinator.actors.universe_manager import UniverseManager
 from coordinator.actors.validator import Validator
 from coordinator.clock import Clock, SystemClock
 from coordinator.config import Config
@@ -72,6 +73,7 @@ def build_tree(config: Config) -> list[ChildSpec]:
         ChildSpec("stats", Stats, Restart.PERMANENT),
         ChildSpec("market_feed", MarketFeed, Restart.PERMANENT),
         ChildSpec("ledger", Ledger, Restart.PERMANENT),
+        ChildSpec("universe_manager", UniverseManager, Restart.PERMANENT),
         *validators,
         ChildSpec("signal_intake", SignalIntake, Restart.PERMANENT),
     ]

@@ -131,7 +131,8 @@ def launch(tmp_path: Path) -> Iterator[Any]:
 
 
 def test_run_with_embedded_servers_survives_drills_and_stops_on_sigterm(launch):
-    coordinator = launch()
+    # One crash per actor: more restarts than the default intensity allows in a minute.
+    coordinator = launch(SUPERVISOR_MAX_RESTARTS="100")
     health = coordinator.wait_up()
     assert health["components"]["redis"]["status"] in ("up", "unchecked")
     assert len(server_pids(coordinator)) >= 2, "embedded Redis and PostgreSQL run"

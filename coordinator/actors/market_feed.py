@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from coordinator.infra.redis_bus import MARKET_DATA_PATTERN, Subscription
@@ -19,32 +20,51 @@ from coordinator.messages.pipeline import (
     MarketSnapshot,
     PriceUpdated,
 )
+from coordinator.messages.universe import CandleUpdated
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 
-__all__ = ["MarketFeed", "parse_candle"]
+__all__ = ["Candle", "MarketFeed", "parse_candle"]
 
 logger = logging.getLogger(__name__)
 
 
-def parse_candle(payload: bytes) -> tuple[str, float, float] | None:
-    """(symbol, close, time of the price in epoch seconds), or None for a bad candle."""
+@dataclass(frozen=True, slots=True)
+class Candle:
+    symbol: str
+    timeframe: str | None
+    time_ms: int
+    close: float
+    quote_volume: float
+
+
+def parse_candle(payload: bytes, channel: str = "") -> Candle | None:
+    """A RootTrading candle, or None for a message that is not one."""
     try:
         candle = json.loads(payload)
         symbol = str(candle["symbol"]).upper()
         close = float(candle["close"])
-        opened = float(candle["time"]) / 1000.0
-    except (ValueError, KeyError, TypeError):
+        opened = int(candle["time"])
+        volume = float(candle.get("volume") or 0.0)
+        quote = candle.get("quote_volume", candle.get("quote_asset_volume"))
+        quote_volume = float(quote) if quote is not None else volume * close
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
-    if not math.isfinite(close) or close <= 0 or not math.isfinite(opened):
+    if not math.isfinite(close) or close <= 0 or not math.isfinite(quote_volume):
         return None
-    return symbol, close, opened
+    timeframe = candle.get("timeframe") or (
+        channel.rsplit(":", 1)[-1] if channel.count(":") >= 4 else None
+    )
+    return Candle(
+        symbol, None if timeframe is None else str(timeframe), opened, close, quote_volume
+    )
 
 
 class MarketFeed(ChildActor):
     def setup(self) -> None:
         services: Services = self.context.services
         self._prices: dict[str, tuple[float, float]] = {}
+        self._timeframe = services.config.universe_manager.timeframe
         self._bad = 0
         self._subscription = Subscription(
             services.endpoints.redis_url,
@@ -58,20 +78,29 @@ class MarketFeed(ChildActor):
         if getattr(self, "_subscription", None) is not None:
             self._subscription.stop()
 
-    def _received(self, _channel: str, payload: bytes) -> None:
+    def _received(self, channel: str, payload: bytes) -> None:
         # Reader thread: hand over, nothing else.
-        self.actor_ref.tell(CandleReceived(payload=payload))
+        self.actor_ref.tell(CandleReceived(payload=payload, channel=channel))
 
     def handle(self, message: Any) -> Any:
         match message:
-            case CandleReceived(payload=payload):
-                parsed = parse_candle(payload)
+            case CandleReceived(payload=payload, channel=channel):
+                parsed = parse_candle(payload, channel)
                 if parsed is None:
                     self._bad += 1
                     if self._bad in (1, 10, 100) or self._bad % 1000 == 0:
                         logger.warning("%d unusable market-data message(s) ignored", self._bad)
                     return None
-                symbol, price, _opened = parsed
+                symbol, price = parsed.symbol, parsed.close
+                if parsed.timeframe == self._timeframe:
+                    self.context.directory.publish(
+                        CandleUpdated(
+                            symbol=symbol,
+                            time_ms=parsed.time_ms,
+                            close=price,
+                            quote_volume=parsed.quote_volume,
+                        )
+                    )
                 # The candle's open time is not when the price was seen: use arrival time.
                 at = self.context.clock.time()
                 previous = self._prices.get(symbol)

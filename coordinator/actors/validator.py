@@ -37,6 +37,7 @@ from coordinator.messages.pipeline import (
     ValidatorSnapshot,
     ValidatorTick,
 )
+from coordinator.messages.universe import GetUniverse, UniverseChanged
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
@@ -73,7 +74,7 @@ class _Waiting:
 
 
 class Validator(ChildActor):
-    subscriptions = (TradingStateChanged, PriceUpdated)
+    subscriptions = (TradingStateChanged, PriceUpdated, UniverseChanged)
 
     def setup(self) -> None:
         services: Services = self.context.services
@@ -82,7 +83,7 @@ class Validator(ChildActor):
         self._clock = self.context.clock
         self._timeout = config.coordination.signal_timeout
         self._enabled = config.trading.enabled
-        self._universe = frozenset(config.trading.symbols)
+        self._universe: frozenset[str] | None = None
         self._blacklist: dict[str, str] = {}
         self._prices: dict[str, MarketQuote] = {}
         self._waiting: deque[_Waiting] = deque()
@@ -101,6 +102,7 @@ class Validator(ChildActor):
             else None
         )
         self._status = self._ask_trading_state()
+        self._ask_universe()
         self._ticker = Ticker(
             0.25, lambda: self.actor_ref.tell(ValidatorTick()), name=f"{self.name}-ticker"
         ).start()
@@ -122,6 +124,19 @@ class Validator(ChildActor):
                 logger.warning("trading state unknown (%s); HALTED until known", exc)
             return _UNKNOWN_STATE
 
+    def _ask_universe(self, timeout: float = 2.0, *, quiet: bool = False) -> None:
+        try:
+            snapshot = self.context.directory.ask(
+                "universe_manager", GetUniverse(), timeout=timeout
+            )
+        except (ChildUnavailable, pykka.Timeout, pykka.ActorDeadError) as exc:
+            # Later changes come as events; until one does, no BUY (kept: SELLs).
+            if not quiet:
+                logger.warning("universe unknown (%s); no BUY until it is", exc)
+            return
+        self._universe = snapshot.selected
+        self._blacklist = dict(snapshot.blacklist)
+
     def handle(self, message: Any) -> Any:
         match message:
             case SubmitSignal():
@@ -131,10 +146,15 @@ class Validator(ChildActor):
             case TradingStateChanged(status=status):
                 self._status = status
                 self._retry_waiting()
+            case UniverseChanged(selected=selected, blacklist=blacklist):
+                self._universe = selected
+                self._blacklist = dict(blacklist)
             case ValidatorTick():
                 if self._status is _UNKNOWN_STATE:
                     # Changes come as events; if none came since we started, ask again.
                     self._status = self._ask_trading_state(timeout=0.5, quiet=True)
+                if self._universe is None:
+                    self._ask_universe(timeout=0.5, quiet=True)
                 self._expire_waiting()
                 self._retry_waiting()
             case GetValidatorSnapshot():

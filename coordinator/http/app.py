@@ -228,6 +228,58 @@ def create_app(
     def unknown_orders() -> dict[str, Any]:
         return api.unknown_orders()
 
+    @app.get("/universe")
+    def universe() -> bytes:
+        return read_only("universe", lambda: (200, api.universe()))
+
+    @app.get("/universe/history")
+    @guarded
+    def universe_history() -> dict[str, Any]:
+        raw_limit = request.query.get("limit") or "20"
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 500:
+            raise _fail(400, f"limit {raw_limit!r} must be an integer from 1 to 500")
+        rows = api.universe_history(int(raw_limit))
+        return {"count": len(rows), "rotations": rows}
+
+    @app.post("/universe/refresh")
+    @mutating
+    @guarded
+    def universe_refresh() -> dict[str, Any]:
+        return api.refresh_universe()
+
+    @app.post("/universe/blacklist")
+    @mutating
+    @guarded
+    def blacklist_add() -> dict[str, Any]:
+        body = _json_body()
+        symbol, reason, ttl = body.get("symbol"), body.get("reason"), body.get("ttl_s")
+        errors = []
+        if not isinstance(symbol, str) or not re.fullmatch(r"[A-Z0-9]{5,20}", symbol):
+            errors.append(f"symbol must be a Binance symbol such as BTCUSDC, got {symbol!r}")
+        if not isinstance(reason, str) or not reason.strip():
+            errors.append("reason must be a non-empty string")
+        if ttl is not None and (
+            isinstance(ttl, bool)
+            or not isinstance(ttl, int | float)
+            or not math.isfinite(ttl)
+            or ttl <= 0
+        ):
+            errors.append(f"ttl_s must be a number of seconds > 0 or null, got {ttl!r}")
+        if errors:
+            raise _fail(400, "; ".join(errors))
+        return api.blacklist(
+            symbol, reason=reason.strip()[:500], ttl=None if ttl is None else float(ttl)
+        )
+
+    @app.delete("/universe/blacklist/<symbol>")
+    @mutating
+    @guarded
+    def blacklist_remove(symbol: str) -> dict[str, Any]:
+        universe = api.universe()
+        if symbol not in {e["symbol"] for e in universe["blacklist"]}:
+            raise _fail(404, f"{symbol} is not on the blacklist")
+        return api.unblacklist(symbol)
+
     @app.post("/trading/halt")
     @mutating
     @guarded

@@ -45,6 +45,15 @@ from coordinator.messages.supervision import (
     GetSupervisorSnapshot,
     SupervisorSnapshot,
 )
+from coordinator.messages.universe import (
+    BlacklistSymbol,
+    GetUniverse,
+    GetUniverseHistory,
+    RotateUniverse,
+    UnblacklistSymbol,
+    UniverseHistory,
+    UniverseSnapshot,
+)
 from coordinator.runtime import Services
 from coordinator.supervisor.child import DrillBoard
 from coordinator.supervisor.directory import ChildUnavailable, Directory
@@ -57,6 +66,8 @@ SIGNAL_INTAKE = "signal_intake"
 STORE_WRITER = "store_writer"
 STATS = "stats"
 LEDGER = "ledger"
+UNIVERSE = "universe_manager"
+_ROTATION_TIMEOUT = 15.0  # a rotation over thousands of symbols takes up to a second or two
 _STORE_TIMEOUT = 3.0  # reads of stored records are database queries
 _MAX_DRILL_HANG = 3600.0
 
@@ -217,9 +228,12 @@ class CoordinatorApi:
             positions: int | None = len(self._ask(LEDGER, GetLedgerSnapshot()).positions)
         except ActorUnavailable:
             positions = None
+        try:
+            universe_size: int | None = len(self._ask(UNIVERSE, GetUniverse()).selected)
+        except ActorUnavailable:
+            universe_size = None
         tree = self._tree()
         since = json.loads(stats.since_start)
-        config = self._services.config
         return {
             "timestamp": self._now(),
             "uptime": round(self._services.uptime(), 3),
@@ -231,7 +245,7 @@ class CoordinatorApi:
             "signals_validated": since["signals_validated"],
             "validation_success_rate": since["validation_success_rate"],
             "active_positions": positions,
-            "universe_size": min(len(config.trading.symbols), config.trading.universe_size),
+            "universe_size": universe_size,
             "trailing_stops_active": 0,
             "signals_in_flight": intake.in_flight,
             "duplicates": intake.duplicates,
@@ -249,7 +263,36 @@ class CoordinatorApi:
             "lifetime": json.loads(stats.lifetime),
         }
 
+    def universe(self) -> dict[str, Any]:
+        snapshot: UniverseSnapshot = self._ask(UNIVERSE, GetUniverse())
+        return json.loads(snapshot.json)
+
+    def universe_history(self, limit: int) -> list[Any]:
+        try:
+            history: UniverseHistory = self._ask(
+                UNIVERSE, GetUniverseHistory(limit=limit), timeout=_STORE_TIMEOUT
+            )
+        except StoreError as exc:
+            raise ActorUnavailable(UNIVERSE, str(exc)) from None
+        return json.loads(history.json)
+
     # --- commands ---------------------------------------------------------------------
+
+    def refresh_universe(self) -> dict[str, Any]:
+        snapshot: UniverseSnapshot = self._ask(
+            UNIVERSE, RotateUniverse(reason="api"), timeout=_ROTATION_TIMEOUT
+        )
+        return json.loads(snapshot.json)
+
+    def blacklist(self, symbol: str, *, reason: str, ttl: float | None) -> dict[str, Any]:
+        snapshot: UniverseSnapshot = self._ask(
+            UNIVERSE, BlacklistSymbol(symbol=symbol, reason=reason, source="api", ttl=ttl)
+        )
+        return json.loads(snapshot.json)
+
+    def unblacklist(self, symbol: str) -> dict[str, Any]:
+        snapshot: UniverseSnapshot = self._ask(UNIVERSE, UnblacklistSymbol(symbol=symbol))
+        return json.loads(snapshot.json)
 
     def submit_signal(
         self, payload: bytes, *, received_at: float, received_mono: float

@@ -8,6 +8,7 @@ from typing import Any
 from coordinator.infra.records import decision_record, order_record
 from coordinator.messages.health import DependencyChanged, TradingStateChanged
 from coordinator.messages.pipeline import OrderSubmitted, SignalDecided
+from coordinator.messages.universe import UniverseChanged
 
 __all__ = ["event_json"]
 
@@ -33,6 +34,17 @@ def event_json(event: Any) -> bytes | None:
                 "previous": previous.state.value,
                 "reasons": [{"code": r.code, "detail": r.detail} for r in status.reasons],
                 "at": at,
+            }
+        case UniverseChanged():
+            body = {
+                "type": "UniverseChanged",
+                "selected": sorted(event.selected),
+                "added": list(event.added),
+                "removed": list(event.removed),
+                "draining": sorted(event.draining),
+                "blacklist": [{"symbol": s, "reason": r} for s, r in event.blacklist],
+                "reasons": dict(event.reasons),
+                "at": event.at,
             }
         case DependencyChanged():
             body = {

@@ -215,6 +215,8 @@ class CandleReceived(Command):
 
     payload: bytes
     """The candle JSON."""
+    channel: str = ""
+    """The channel it came on (``roottrading:market:data:{symbol}:{timeframe}``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -155,10 +155,15 @@ def waiting_for_trader(status: TradingStatus) -> bool:
 
 
 def check_universe(
-    signal: Signal, universe: frozenset[str], blacklist: Mapping[str, str]
+    signal: Signal, universe: frozenset[str] | None, blacklist: Mapping[str, str]
 ) -> CheckResult:
+    """``universe`` None: not known yet (the UniverseManager has not answered)."""
     if signal.side is Side.SELL:
         return _ok("universe", "SELL: a held position can always be sold")
+    if universe is None:
+        return _fail(
+            "universe", Reason.NOT_IN_UNIVERSE, "the universe is not known yet: no BUY until it is"
+        )
     if signal.symbol in blacklist:
         return _fail(
             "universe",
