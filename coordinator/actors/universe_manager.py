@@ -405,7 +405,8 @@ class UniverseManager(ChildActor):
         if entry.symbol in self._state.members:
             members = dict(self._state.members)
             del members[entry.symbol]
-            draining = self._state.draining | ({entry.symbol} & self._held)
+            self._held = self._held_symbols()
+            draining = frozenset(s for s in self._held if s not in members)
             self._state = UniverseState(
                 members=members, streaks=self._state.streaks, draining=draining
             )

@@ -270,9 +270,9 @@ class CorrelationFilter(UniverseFilter):
         dropped: dict[str, str] = {}
         for position, candidate in enumerate(candidates):
             if self.stop_after is not None and len(kept) >= self.stop_after:
-                for rest in candidates[position:]:
+                for rank, rest in enumerate(candidates[position:], start=position + 1):
                     dropped[rest.symbol] = (
-                        f"not reached: the walk ended with {self.stop_after} kept"
+                        f"rank {rank}: the walk had its {self.stop_after} before reaching it"
                     )
                 break
             row = returns.row(candidate.symbol)

@@ -11,8 +11,8 @@ under a held position.
   pairs (the first rotation), the qualified fill it at once.
 - At most ``max_changes`` additions and removals per rotation (blacklist removals and
   core pairs are not held back by it).
-- A symbol that leaves while a position is open in it is "draining": out of the universe
-  for new BUYs, still sold like any held position, listed until the position is closed.
+- A symbol held (a position is open) but not in the universe is "draining": no new BUY,
+  still sold like any held position, listed until the position is closed.
 """
 
 from __future__ import annotations
@@ -180,8 +180,9 @@ def plan_rotation(
         else:
             reasons[symbol] = f"waiting: qualified {streak} of {policy.entry_rotations} rotations"
             continue
-        if changes >= policy.max_changes and not bootstrap:
-            reasons[symbol] = f"waiting: {policy.max_changes} changes already this rotation"
+        cost = 1 if free else 2  # a replacement is a removal and an addition
+        if changes + cost > policy.max_changes and not bootstrap:
+            reasons[symbol] = f"waiting: {policy.max_changes} changes at most per rotation"
             continue
         if not free:
             assert weakest is not None
@@ -195,9 +196,8 @@ def plan_rotation(
         streaks.pop(symbol)
         changes += 1
 
-    draining = frozenset(
-        s for s in (state.draining | frozenset(removed)) if s in held and s not in members
-    )
+    # Every held symbol outside the universe: sellable, not buyable, until closed.
+    draining = frozenset(s for s in held if s not in members)
     for symbol in draining:
         reasons[symbol] = (
             reasons.get(symbol, "")
