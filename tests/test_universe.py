@@ -79,7 +79,7 @@ def decide(pipe: Pipeline, symbol: str, side: str = "BUY") -> dict[str, Any]:
 
 
 @pytest.fixture
-def pipe(pipelines, own_postgres) -> Pipeline:
+def pipe(own_postgres, pipelines) -> Pipeline:
     # A database of its own: the universe is restored from it, and must start empty.
     pipeline = pipelines(ENV, database_dsn=own_postgres.dsn)
     feed_candles(pipeline)
@@ -211,7 +211,7 @@ def test_a_crashed_universe_manager_is_restored_and_the_validators_keep_the_univ
     assert after["last_reason"] == "api"
 
 
-def test_repeated_stop_losses_blacklist_a_symbol_for_a_cooldown(pipelines, own_postgres):
+def test_repeated_stop_losses_blacklist_a_symbol_for_a_cooldown(own_postgres, pipelines):
     pipe = pipelines(
         {**ENV, "AUTO_BLACKLIST_STOP_LOSSES": "2", "AUTO_BLACKLIST_COOLDOWN": "600"},
         database_dsn=own_postgres.dsn,
@@ -226,3 +226,79 @@ def test_repeated_stop_losses_blacklist_a_symbol_for_a_cooldown(pipelines, own_p
     assert entry["source"] == "auto"
     assert entry["reason"] == "2 stop-losses within 86400 s"
     assert entry["expires_at"] is not None
+
+
+def test_spread_and_market_cap_sources_feed_the_filters(own_postgres, pipelines, tmp_path):
+    caps_file = tmp_path / "caps.json"
+    caps_file.write_text(json.dumps({"ETH": 4e11, "SOL": 1e7}))
+    pipe = pipelines(
+        {
+            **ENV,
+            "MIN_MARKET_CAP": "50000000",
+            "UNKNOWN_MARKET_CAP_POLICY": "drop",
+            "MAX_SPREAD_PERCENT": "0.05",
+            "MARKET_CAP_FILE": str(caps_file),
+        },
+        database_dsn=own_postgres.dsn,
+    )
+    feed_candles(pipe)
+    now_ms = int(time.time() * 1000)
+    pipe.redis.hset(
+        "roottrading:market:book_ticker",
+        mapping={
+            "ETHUSDC": json.dumps({"bid": 3199.9, "ask": 3200.1, "time": now_ms}),
+            "XRPUSDC": json.dumps({"bid": 0.599, "ask": 0.601, "time": now_ms}),
+            "BNBUSDC": json.dumps({"bid": 579.0, "ask": 581.0, "time": now_ms - 3_600_000}),
+        },
+    )
+    pipe.redis.hset("roottrading:market:cap", mapping={"XRP": 3e10, "BNBUSDC": 9e10})
+    try:
+        verdicts = refresh(pipe)["verdicts"]
+    finally:
+        pipe.redis.delete("roottrading:market:book_ticker", "roottrading:market:cap")
+    assert verdicts["XRPUSDC"] == "spread: spread 0.3333 % > 0.05 %"
+    assert verdicts["SOLUSDC"] == "market_cap: market cap 10,000,000 < 50,000,000"
+    # BNB's bid/ask is an hour old: unknown, kept (UNKNOWN_SPREAD_POLICY=keep); it has a cap.
+    assert not verdicts["BNBUSDC"].startswith(("spread", "market_cap"))
+    assert verdicts["ADAUSDC"].startswith("market_cap: market cap unknown")
+
+
+def test_warm_start_from_the_market_data_table(own_postgres, pipelines):
+    import psycopg2
+
+    newest = int(time.time() * 1000) // QUARTER * QUARTER
+    with psycopg2.connect(own_postgres.dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            """CREATE TABLE market_data (time timestamptz, symbol text, timeframe text,
+                   open double precision, high double precision, low double precision,
+                   close double precision, volume double precision)"""
+        )
+        for symbol in ("BTCUSDC", "ETHUSDC"):
+            for step in range(100):
+                cur.execute(
+                    "INSERT INTO market_data VALUES (to_timestamp(%s), %s, '15m', 1, 1, 1, %s, %s)",
+                    (
+                        (newest - step * QUARTER) / 1000,
+                        symbol,
+                        PRICES[symbol] * (1 + step % 3 / 100),
+                        10.0,
+                    ),
+                )
+            cur.execute(
+                "INSERT INTO market_data VALUES (to_timestamp(%s), %s, '1m', 1, 1, 1, 1, 1)",
+                (newest / 1000, "DOGEUSDC"),
+            )
+    pipe = pipelines(ENV, database_dsn=own_postgres.dsn)
+    body = wait_for(
+        lambda: (u := universe(pipe))["symbols_with_data"] == 2 and u,
+        message="the two symbols' history loaded",
+    )
+    assert body["symbols_with_data"] == 2, "only the statistics timeframe is read"
+    body = refresh(pipe)
+    verdicts = body["verdicts"]
+    # DOGE's only row is a 1m candle, which is not the statistics timeframe.
+    assert verdicts["DOGEUSDC"] == "volume: no market data"
+    assert verdicts["BTCUSDC"] == "passed every filter"
+    # ETH's history was loaded: it got as far as the correlation walk (same shape as BTC).
+    assert verdicts["ETHUSDC"].startswith("correlation: correlation 1.000 with BTCUSDC")
+    assert "BTCUSDC" in body["selected_symbols"]

@@ -460,6 +460,9 @@ class UniverseManager(ChildActor):
             "next_update": utc_iso(self._next_at),
             "last_reason": last.get("reason"),
             "scores": last.get("scores", {}),
+            # Every candidate's verdict, members included: a member that failed a filter
+            # stays until its misses run out, and the reason shows here meanwhile.
+            "verdicts": last.get("verdicts", {}),
             "excluded": {
                 s: v for s, v in last.get("verdicts", {}).items() if s not in state.members
             },
