@@ -738,6 +738,10 @@ class Config:
     def value_of(self, setting: Setting) -> Any:
         return getattr(getattr(self, setting.section), setting.field)
 
+    def universe_chain_settings(self) -> dict[str, Any]:
+        """The parameters of the universe filters, as ``build_chain`` takes them."""
+        return chain_settings_from({s.name: self.value_of(s) for s in SETTINGS})
+
     def redacted(self) -> dict[str, dict[str, Any]]:
         """Every variable with its effective value and source, secrets hidden."""
         sources = dict(self.sources)
@@ -902,6 +906,7 @@ def _cross_checks(values: dict[str, Any], raw: Mapping[str, tuple[Any, str]]) ->
         ),
     )
     errors.extend(message for failed, message in checks if failed)
+    errors.extend(_universe_chain_errors(values))
     return errors
 
 
@@ -924,3 +929,30 @@ def describe_settings() -> list[tuple[str, str, str, str]]:
             shown = "" if default is None else str(default)
         rows.append((s.name, shown, s.kind.allowed, s.help))
     return rows
+
+
+def _universe_chain_errors(values: Mapping[str, Any]) -> list[str]:
+    """The filters check their own parameters; ask them now, so that a bad combination
+    stops the start with the settings named instead of failing the UniverseManager."""
+    from coordinator.trading.universe_filters import build_chain
+
+    try:
+        build_chain(values["UNIVERSE_FILTERS"], chain_settings_from(values))
+    except ValueError as exc:
+        return [f"UNIVERSE_FILTERS={','.join(values['UNIVERSE_FILTERS'])} is not valid: {exc}"]
+    return []
+
+
+def chain_settings_from(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of the universe filters, by the names ``build_chain`` takes."""
+    return {
+        "min_volume_24h": values["MIN_VOLUME_24H"],
+        "max_spread_percent": values["MAX_SPREAD_PERCENT"],
+        "unknown_spread": values["UNKNOWN_SPREAD_POLICY"],
+        "min_market_cap": values["MIN_MARKET_CAP"],
+        "unknown_market_cap": values["UNKNOWN_MARKET_CAP_POLICY"],
+        "volatility_range": values["VOLATILITY_RANGE"],
+        "score_weights": dict(values["UNIVERSE_SCORE_WEIGHTS"]),
+        "correlation_limit": values["CORRELATION_LIMIT"],
+        "universe_size": values["UNIVERSE_SIZE"],
+    }

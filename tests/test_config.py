@@ -168,3 +168,19 @@ def test_redact_url_keeps_what_helps_diagnosis():
     assert redact_url("redis://:pw@host:1/0") == "redis://:***@host:1/0"
     assert redact_url("postgresql://u:pw@h/db") == "postgresql://u:***@h/db"
     assert redact_url("http://trader:5002") == "http://trader:5002"
+
+
+def test_the_universe_filters_check_their_parameters_at_load() -> None:
+    """The kinds already refuse what the filters would; this is the net under them."""
+    from coordinator.config import _universe_chain_errors
+
+    config = load_config(environ={})
+    values = {s.name: config.value_of(s) for s in SETTINGS}
+    assert _universe_chain_errors(values) == []
+    values["VOLATILITY_RANGE"] = (0.2, 0.1)
+    assert _universe_chain_errors(values) == [
+        "UNIVERSE_FILTERS=volume,spread,market_cap,volatility,score,correlation,top is not "
+        "valid: volatility range must have low < high, got 0.2-0.1"
+    ]
+    values["UNIVERSE_FILTERS"] = ("volume", "top")
+    assert _universe_chain_errors(values) == [], "no volatility filter, no check of its range"

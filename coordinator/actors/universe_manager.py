@@ -83,20 +83,7 @@ class UniverseManager(ChildActor):
         window = settings.window
         per_day = _DAY_MS // TIMEFRAMES_MS[settings.timeframe]
         self._book = CandleBook(settings.timeframe, keep=max(window + 2, per_day + 2))
-        self._chain = build_chain(
-            settings.filters,
-            {
-                "min_volume_24h": config.universe.min_volume_24h,
-                "max_spread_percent": config.universe.max_spread_percent,
-                "unknown_spread": settings.unknown_spread,
-                "min_market_cap": config.universe.min_market_cap,
-                "unknown_market_cap": settings.unknown_market_cap,
-                "volatility_range": config.universe.volatility_range,
-                "score_weights": dict(settings.score_weights),
-                "correlation_limit": config.universe.correlation_limit,
-                "universe_size": config.trading.universe_size,
-            },
-        )
+        self._chain = build_chain(settings.filters, config.universe_chain_settings())
         self._policy = RotationPolicy(
             size=config.trading.universe_size,
             entry_rotations=settings.entry_rotations,

@@ -232,25 +232,35 @@ class MarketSources:
         except redis.RedisError as exc:
             return {}, f"bid/ask unreadable: {exc}"
         spreads = {}
+        malformed = []
         for field, value in raw.items():
+            name = field.decode(errors="replace").upper()
             try:
                 book = json.loads(value)
                 bid, ask = float(book["bid"]), float(book["ask"])
                 at = float(book.get("time", 0)) / 1000.0
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, AttributeError):
+                malformed.append(name)
                 continue
-            if bid > 0 and ask >= bid and math.isfinite(ask) and now - at <= max_age:
-                spreads[field.decode().upper()] = (ask - bid) / ((ask + bid) / 2) * 100.0
-        return spreads, None
+            if not (bid > 0 and ask >= bid and math.isfinite(ask)):
+                malformed.append(name)
+            elif now - at <= max_age:
+                spreads[name] = (ask - bid) / ((ask + bid) / 2) * 100.0
+        return spreads, _malformed(f"bid/ask in {self._book_key}", malformed)
 
     def market_caps(self) -> tuple[dict[str, float], str | None]:
         caps: dict[str, float] = {}
         errors = []
         try:
+            malformed = []
             for field, value in self._client.hgetall(self._cap_key).items():
-                number = _number(value)
-                if number is not None:
-                    caps[field.decode().upper()] = number
+                name, number = field.decode(errors="replace").upper(), _number(value)
+                if number is None:
+                    malformed.append(name)
+                else:
+                    caps[name] = number
+            if problem := _malformed(f"market caps in {self._cap_key}", malformed):
+                errors.append(problem)
         except redis.RedisError as exc:
             errors.append(f"market caps unreadable from Redis: {exc}")
         if self._cap_file is not None:
@@ -258,13 +268,27 @@ class MarketSources:
                 data = json.loads(self._cap_file.read_text())
                 if not isinstance(data, dict):
                     raise ValueError("expected a JSON object")
+                malformed = []
                 for name, value in data.items():
                     number = _number(value)
-                    if number is not None:
+                    if number is None:
+                        malformed.append(str(name))
+                    else:
                         caps[str(name).upper()] = number
+                if problem := _malformed(f"market caps in {self._cap_file}", malformed):
+                    errors.append(problem)
             except (OSError, ValueError) as exc:
                 errors.append(f"market cap file {self._cap_file} unreadable: {exc}")
         return caps, "; ".join(errors) or None
+
+
+def _malformed(where: str, names: list[str]) -> str | None:
+    """One line naming the unusable entries, which then count as unknown."""
+    if not names:
+        return None
+    shown = ", ".join(sorted(names)[:10]) + (" ..." if len(names) > 10 else "")
+    entries = "entry" if len(names) == 1 else "entries"
+    return f"{len(names)} malformed {entries} of {where} (unknown): {shown}"
 
 
 def _number(value: Any) -> float | None:
