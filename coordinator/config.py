@@ -269,6 +269,73 @@ class Weights(Kind):
         return tuple(sorted(weights.items()))
 
 
+_STOP_RULES = ("stoploss", "percent", "atr", "ladder", "breakeven")
+
+
+class Ladder(Kind):
+    """``gain:lock`` steps in percent, comma-separated, gains increasing, lock < gain."""
+
+    allowed = "comma-separated gain:lock percent steps, gains increasing, each lock below its gain, such as 2:0.5,4:2"
+
+    def parse(self, raw: Any) -> tuple[tuple[float, float], ...]:
+        if isinstance(raw, list | tuple):
+            pairs = [tuple(float(x) for x in item) for item in raw]
+        else:
+            pairs = [
+                tuple(float(x) for x in part.split(":"))
+                for part in str(raw).split(",")
+                if part.strip()
+            ]
+        previous = 0.0
+        for pair in pairs:
+            if len(pair) != 2:
+                raise ValueError
+            gain, lock = pair
+            if not (math.isfinite(gain) and math.isfinite(lock)):
+                raise ValueError
+            if gain <= previous or not 0 <= lock < gain:
+                raise ValueError
+            previous = gain
+        return tuple((gain, lock) for gain, lock in pairs)
+
+
+class SymbolRules(Kind):
+    """``SYMBOL=rule+rule`` entries, comma-separated; each rule set includes stoploss."""
+
+    allowed = (
+        "comma-separated SYMBOL=rule+rule entries, rules among "
+        + ", ".join(_STOP_RULES)
+        + ", each set with stoploss, such as BTCUSDC=stoploss+atr"
+    )
+
+    def parse(self, raw: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        if isinstance(raw, dict):
+            items = [
+                (k, v if isinstance(v, list | tuple) else str(v).split("+")) for k, v in raw.items()
+            ]
+        elif isinstance(raw, list | tuple):
+            items = [(k, v) for k, v in raw]
+        else:
+            items = []
+            for part in str(raw).split(","):
+                if not part.strip():
+                    continue
+                symbol, _, rules = part.partition("=")
+                items.append((symbol, rules.split("+")))
+        out = {}
+        for symbol, rules in items:
+            name = str(symbol).strip().upper()
+            names = tuple(str(r).strip() for r in rules if str(r).strip())
+            if not re.fullmatch(r"[A-Z0-9]{5,20}", name) or name in out:
+                raise ValueError
+            if not names or len(set(names)) != len(names) or not set(names) <= set(_STOP_RULES):
+                raise ValueError
+            if "stoploss" not in names:
+                raise ValueError
+            out[name] = names
+        return tuple(sorted(out.items()))
+
+
 class AnyPath(Kind):
     allowed = "a file-system path"
 
@@ -493,6 +560,25 @@ SETTINGS: tuple[Setting, ...] = (
     _s("AUTO_BLACKLIST_STOP_LOSSES", "universe_manager", "auto_stop_losses", Integer(1, 1000), 3, "stop-losses on a symbol that blacklist it"),
     _s("AUTO_BLACKLIST_WINDOW", "universe_manager", "auto_window", _SECONDS, 86400.0, "within this"),
     _s("AUTO_BLACKLIST_COOLDOWN", "universe_manager", "auto_cooldown", _SECONDS, 86400.0, "for this long"),
+    # trailing stops
+    _s("STOP_RULES", "stops", "rules", Names(_STOP_RULES), ("stoploss", "breakeven", "percent"), "the stop rules of a position by default (stoploss required)"),
+    _s("STOP_RULES_BY_SYMBOL", "stops", "rules_by_symbol", SymbolRules(), (), "rule sets of particular symbols"),
+    _s("STOP_LOSS_PERCENT", "stops", "stop_loss_percent", Number(above=0, maximum=99, unit="percent"), 5.0, "hard stop-loss under the entry price"),
+    _s("TRAILING_STOP_PERCENT", "stops", "trail_percent", Number(above=0, maximum=99, unit="percent"), 2.0, "percent rule: trail this far under the peak"),
+    _s("TRAILING_STOP_OFFSET_PERCENT", "stops", "trail_offset_percent", Number(minimum=0, maximum=1000, unit="percent"), 1.0, "percent rule: once the peak is this far over the entry"),
+    _s("ATR_MULTIPLIER", "stops", "atr_multiple", Number(above=0, maximum=100), 3.0, "atr rule: trail this many ATRs under the peak"),
+    _s("ATR_PERIOD", "stops", "atr_period", Integer(1, 1000), 14, "candles of the ATR (Wilder)"),
+    _s("ATR_TIMEFRAME", "stops", "atr_timeframe", Choice(("1m", "3m", "5m", "15m")), "5m", "candle timeframe of the ATR"),
+    _s("PROFIT_LADDER", "stops", "ladder", Ladder(), ((2.0, 0.5), (4.0, 2.0), (8.0, 5.0)), "ladder rule: gain:lock steps in percent"),
+    _s("BREAKEVEN_AFTER_PERCENT", "stops", "breakeven_after_percent", Number(above=0, maximum=1000, unit="percent"), 1.5, "breakeven rule: once the peak is this far over the entry"),
+    _s("BREAKEVEN_OFFSET_PERCENT", "stops", "breakeven_offset_percent", Number(minimum=0, maximum=1000, unit="percent"), 0.2, "breakeven rule: the stop goes this far over the entry (fees)"),
+    _s("STOP_PRICE_MAX_AGE", "stops", "price_max_age", _SECONDS, 30.0, "a price older than this is stale: no stop decision on it"),
+    _s("POSITIONS_REFRESH_INTERVAL", "stops", "refresh_interval", _SECONDS, 10.0, "open positions are fetched again this often (and soon after our orders)"),
+    _s("STOP_EXIT_RETRY_BASE", "stops", "retry_base", _SECONDS, 1.0, "first wait before an exit is tried again after a failure"),
+    _s("STOP_EXIT_RETRY_MAX", "stops", "retry_max", _SECONDS, 60.0, "longest wait between exit attempts"),
+    _s("STOP_EXIT_TIMEOUT", "stops", "exit_timeout", _SECONDS, 60.0, "an exit with no outcome after this is looked at again"),
+    _s("STOP_EXIT_SETTLE", "stops", "exit_settle", _SECONDS, 90.0, "a position still held this long after its exit filled (or was unknown) is watched again, with an alert"),
+    _s("STOP_STATE_FLUSH_INTERVAL", "stops", "flush_interval", Number(above=0, maximum=10, unit="seconds"), 0.25, "stop state is written to PostgreSQL this often"),
 )
 # fmt: on
 
@@ -673,6 +759,31 @@ class UniverseManagerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StopsConfig:
+    rules: tuple[str, ...]
+    rules_by_symbol: tuple[tuple[str, tuple[str, ...]], ...]
+    stop_loss_percent: float
+    trail_percent: float
+    trail_offset_percent: float
+    atr_multiple: float
+    atr_period: int
+    atr_timeframe: str
+    ladder: tuple[tuple[float, float], ...]
+    breakeven_after_percent: float
+    breakeven_offset_percent: float
+    price_max_age: float
+    refresh_interval: float
+    retry_base: float
+    retry_max: float
+    exit_timeout: float
+    exit_settle: float
+    flush_interval: float
+
+    def rules_for(self, symbol: str) -> tuple[str, ...]:
+        return dict(self.rules_by_symbol).get(symbol, self.rules)
+
+
+@dataclass(frozen=True, slots=True)
 class PaperConfig:
     starting_balance: float
     fee_percent: float
@@ -710,6 +821,7 @@ _SECTION_TYPES: dict[str, type] = {
     "execution": ExecutionConfig,
     "paper": PaperConfig,
     "universe_manager": UniverseManagerConfig,
+    "stops": StopsConfig,
 }
 
 
@@ -732,11 +844,16 @@ class Config:
     execution: ExecutionConfig
     paper: PaperConfig
     universe_manager: UniverseManagerConfig
+    stops: StopsConfig
     sources: tuple[tuple[str, str], ...] = ()
     config_file: Path | None = None
 
     def value_of(self, setting: Setting) -> Any:
         return getattr(getattr(self, setting.section), setting.field)
+
+    def stop_params(self) -> Any:
+        """The trailing-stop parameters (coordinator.trading.stops.StopParams)."""
+        return stop_params_from({s.name: self.value_of(s) for s in SETTINGS})
 
     def universe_chain_settings(self) -> dict[str, Any]:
         """The parameters of the universe filters, as ``build_chain`` takes them."""
@@ -907,6 +1024,7 @@ def _cross_checks(values: dict[str, Any], raw: Mapping[str, tuple[Any, str]]) ->
     )
     errors.extend(message for failed, message in checks if failed)
     errors.extend(_universe_chain_errors(values))
+    errors.extend(_stop_errors(values))
     return errors
 
 
@@ -956,3 +1074,47 @@ def chain_settings_from(values: Mapping[str, Any]) -> dict[str, Any]:
         "correlation_limit": values["CORRELATION_LIMIT"],
         "universe_size": values["UNIVERSE_SIZE"],
     }
+
+
+def _stop_errors(values: Mapping[str, Any]) -> list[str]:
+    errors = []
+    if "stoploss" not in values["STOP_RULES"]:
+        errors.append(
+            f"STOP_RULES={','.join(values['STOP_RULES'])} is not valid: expected stoploss "
+            "among the rules (every position keeps a hard stop-loss)"
+        )
+    try:
+        stop_params_from(values)
+    except ValueError as exc:
+        # StopParams speaks of its fields; the operator knows the variables.
+        text = str(exc)
+        for field, name in _STOP_FIELDS.items():
+            text = re.sub(rf"\b{field}\b", name, text)
+        errors.append(f"the trailing-stop settings do not fit together: {text}")
+    return errors
+
+
+_STOP_FIELDS = {
+    "stop_loss_percent": "STOP_LOSS_PERCENT",
+    "trail_offset_percent": "TRAILING_STOP_OFFSET_PERCENT",
+    "trail_percent": "TRAILING_STOP_PERCENT",
+    "atr_multiple": "ATR_MULTIPLIER",
+    "breakeven_after_percent": "BREAKEVEN_AFTER_PERCENT",
+    "breakeven_offset_percent": "BREAKEVEN_OFFSET_PERCENT",
+    "ladder": "PROFIT_LADDER",
+}
+
+
+def stop_params_from(values: Mapping[str, Any]) -> Any:
+    """The StopParams of the settings (ValueError naming what does not fit)."""
+    from coordinator.trading.stops import StopParams
+
+    return StopParams(
+        stop_loss_percent=values["STOP_LOSS_PERCENT"],
+        trail_percent=values["TRAILING_STOP_PERCENT"],
+        trail_offset_percent=values["TRAILING_STOP_OFFSET_PERCENT"],
+        atr_multiple=values["ATR_MULTIPLIER"],
+        ladder=values["PROFIT_LADDER"],
+        breakeven_after_percent=values["BREAKEVEN_AFTER_PERCENT"],
+        breakeven_offset_percent=values["BREAKEVEN_OFFSET_PERCENT"],
+    )

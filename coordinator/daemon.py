@@ -18,6 +18,7 @@ from coordinator.actors.service_health import ServiceHealth
 from coordinator.actors.signal_intake import SignalIntake
 from coordinator.actors.stats import Stats
 from coordinator.actors.store_writer import StoreWriter
+from coordinator.actors.trailing_stop import TrailingStop
 from coordinator.actors.universe_manager import UniverseManager
 from coordinator.actors.validator import Validator
 from coordinator.clock import Clock, SystemClock
@@ -74,6 +75,7 @@ def build_tree(config: Config) -> list[ChildSpec]:
         ChildSpec("market_feed", MarketFeed, Restart.PERMANENT),
         ChildSpec("ledger", Ledger, Restart.PERMANENT),
         ChildSpec("universe_manager", UniverseManager, Restart.PERMANENT),
+        ChildSpec("trailing_stop", TrailingStop, Restart.PERMANENT),
         *validators,
         ChildSpec("signal_intake", SignalIntake, Restart.PERMANENT),
     ]

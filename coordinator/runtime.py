@@ -12,7 +12,7 @@ from coordinator import __version__
 from coordinator.clock import Clock
 from coordinator.config import Config
 
-__all__ = ["DecidedSignals", "Endpoints", "Services"]
+__all__ = ["DecidedSignals", "Endpoints", "KeptRecords", "Services"]
 
 
 class DecidedSignals:
@@ -50,6 +50,28 @@ class DecidedSignals:
             return signal_id in self._ids
 
 
+class KeptRecords:
+    """Records an actor keeps outside itself, written through on every change, so that
+    its next incarnation starts exactly where a crashed one stopped (the store lags
+    behind by one batched flush). Lives as long as the process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, dict[str, Any]] = {}
+
+    def put(self, key: str, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._records[key] = record
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._records.pop(key, None)
+
+    def copy(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return dict(self._records)
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoints:
     """Where the dependencies are, once embedded servers are up (secrets included)."""
@@ -81,6 +103,8 @@ class Services:
     """Whether Trader and Portfolio are the in-process paper exchange."""
     decided: DecidedSignals = field(default_factory=DecidedSignals)
     """Signals with a decision (this process's and the store's recent ones)."""
+    kept_stops: KeptRecords = field(default_factory=KeptRecords)
+    """The TrailingStop's latest record per position, for its next incarnation."""
 
     def uptime(self) -> float:
         return self.clock.monotonic() - self.started_monotonic

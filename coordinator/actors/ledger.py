@@ -24,6 +24,7 @@ from pykka import ActorDeadError
 
 from coordinator.infra.portfolio_client import PortfolioClient, PortfolioError
 from coordinator.logs import set_actor_name
+from coordinator.messages.health import PortfolioGuardsChanged
 from coordinator.messages.pipeline import (
     GetLedgerSnapshot,
     LedgerSnapshot,
@@ -36,10 +37,13 @@ from coordinator.messages.pipeline import (
 )
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
+from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.supervisor.ticker import Ticker
+from coordinator.trading.guards import portfolio_guards
 from coordinator.trading.paper_book import split_symbol
 from coordinator.trading.signals import Side
 from coordinator.trading.sizing import SizingTable
+from coordinator.trading.trading_state import StateReason
 from coordinator.trading.validation import (
     Balance,
     LedgerState,
@@ -168,6 +172,7 @@ class Ledger(ChildActor):
         self._realized_loss = 0.0
         self._peak_equity = 0.0
         self._stop_losses: dict[str, float] = {}
+        self._guards: tuple[StateReason, ...] = ()
         self._fetching = False
         url = services.endpoints.portfolio_url
         self._client = (
@@ -226,9 +231,7 @@ class Ledger(ChildActor):
         self._maybe_fetch()
         while self._order_times and now - self._order_times[0] >= 60.0:
             self._order_times.popleft()
-        day = datetime.fromtimestamp(now, UTC).date().isoformat()
-        if day != self._loss_day:
-            self._loss_day, self._realized_loss = day, 0.0
+        self._roll_day(now)
         view = self._view
         buying = [p for p in self._reservations.values() if p.side is Side.BUY]
         state = LedgerState(
@@ -253,6 +256,36 @@ class Ledger(ChildActor):
             checks=evaluation.checks, plan=evaluation.plan, reservation_id=reservation_id
         )
 
+    def _roll_day(self, now: float) -> None:
+        day = datetime.fromtimestamp(now, UTC).date().isoformat()
+        if day != self._loss_day:
+            self._loss_day, self._realized_loss = day, 0.0
+
+    def _check_guards(self) -> None:
+        """Tell ServiceHealth which protection limits hold, after every view change; it
+        keeps the trading state DEGRADED (no BUY, exits go on) while one does. Told each
+        time, not only on change, so a restarted ServiceHealth learns them again."""
+        view = self._view
+        if view.fetched_at is None:
+            return
+        self._roll_day(self._clock.time())
+        unrealized = -sum(min(0.0, p.pnl) for p in view.positions.values())
+        reasons = portfolio_guards(
+            equity=view.equity(),
+            peak_equity=self._peak_equity,
+            loss_today=self._realized_loss + unrealized,
+            daily_loss_limit_percent=self._config.daily_loss_limit_percent,
+            max_drawdown_percent=self._config.max_drawdown_percent,
+        )
+        if reasons != self._guards:
+            for reason in reasons:
+                logger.warning("portfolio protection: %s", reason.detail)
+            if not reasons:
+                logger.info("portfolio protection limits clear again")
+            self._guards = reasons
+        with contextlib.suppress(ChildUnavailable):
+            self.context.directory.tell("service_health", PortfolioGuardsChanged(reasons=reasons))
+
     def _settle(self, reservation_id: int, filled: bool | None) -> None:
         plan = self._reservations.pop(reservation_id, None)
         if plan is None:
@@ -270,6 +303,7 @@ class Ledger(ChildActor):
         # Refreshed after our own orders, but not once per fill: the fills are laid over
         # the view meanwhile, and a fetch per fill would load the Portfolio for nothing.
         self._refresh_after_fill = True
+        self._check_guards()
         self._maybe_fetch()
 
     # --- fetching ---------------------------------------------------------------------
@@ -330,6 +364,7 @@ class Ledger(ChildActor):
             view = apply_fill(view, fill.plan, self._config.quote_asset, self._config.fee_rate)
         self._view = view
         self._peak_equity = max(self._peak_equity, message.view.equity())
+        self._check_guards()
 
     def _snapshot(self) -> LedgerSnapshot:
         view = self._view

@@ -2,7 +2,11 @@
 
 A reader thread subscribed to ``roottrading:market:data:*`` hands each candle over as
 it is; the actor keeps the latest close per symbol (in-progress candles included) and
-publishes ``PriceUpdated`` to the Validators.
+sends ``PriceUpdated`` to the Validator that owns the symbol and to the TrailingStop
+(told, not broadcast: at thousands of ticks a second, every Validator getting every
+symbol's price would cost more than the checks). Candles of the universe timeframe go
+to the UniverseManager (``CandleUpdated``), closed ones of the ATR timeframe to the
+TrailingStop (``CandleClosed``).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +25,12 @@ from coordinator.messages.pipeline import (
     MarketSnapshot,
     PriceUpdated,
 )
+from coordinator.messages.stops import CandleClosed
 from coordinator.messages.universe import CandleUpdated
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
+from coordinator.supervisor.directory import ChildUnavailable
+from coordinator.trading.routing import validator_for
 
 __all__ = ["Candle", "MarketFeed", "parse_candle"]
 
@@ -36,6 +44,10 @@ class Candle:
     time_ms: int
     close: float
     quote_volume: float
+    high: float
+    low: float
+    closed: bool
+    """``is_closed``: the candle is final."""
 
 
 def parse_candle(payload: bytes, channel: str = "") -> Candle | None:
@@ -48,15 +60,27 @@ def parse_candle(payload: bytes, channel: str = "") -> Candle | None:
         volume = float(candle.get("volume") or 0.0)
         quote = candle.get("quote_volume", candle.get("quote_asset_volume"))
         quote_volume = float(quote) if quote is not None else volume * close
+        high = float(candle.get("high", close))
+        low = float(candle.get("low", close))
+        closed = candle.get("is_closed") is True
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
     if not math.isfinite(close) or close <= 0 or not math.isfinite(quote_volume):
         return None
+    if not (math.isfinite(high) and math.isfinite(low)) or not 0 < low <= high:
+        high = low = close
     timeframe = candle.get("timeframe") or (
         channel.rsplit(":", 1)[-1] if channel.count(":") >= 4 else None
     )
     return Candle(
-        symbol, None if timeframe is None else str(timeframe), opened, close, quote_volume
+        symbol,
+        None if timeframe is None else str(timeframe),
+        opened,
+        close,
+        quote_volume,
+        high,
+        low,
+        closed,
     )
 
 
@@ -65,7 +89,10 @@ class MarketFeed(ChildActor):
         services: Services = self.context.services
         self._prices: dict[str, tuple[float, float]] = {}
         self._timeframe = services.config.universe_manager.timeframe
+        self._atr_timeframe = services.config.stops.atr_timeframe
+        self._validators = services.config.coordination.validation_threads
         self._bad = 0
+        self._undelivered: set[str] = set()
         self._subscription = Subscription(
             services.endpoints.redis_url,
             patterns=(MARKET_DATA_PATTERN,),
@@ -79,34 +106,21 @@ class MarketFeed(ChildActor):
             self._subscription.stop()
 
     def _received(self, channel: str, payload: bytes) -> None:
-        # Reader thread: hand over, nothing else.
-        self.actor_ref.tell(CandleReceived(payload=payload, channel=channel))
+        # Reader thread: hand over, nothing else (stamped, for the tick-to-order latency).
+        self.actor_ref.tell(
+            CandleReceived(payload=payload, channel=channel, received_mono=time.monotonic())
+        )
 
     def handle(self, message: Any) -> Any:
         match message:
-            case CandleReceived(payload=payload, channel=channel):
+            case CandleReceived(payload=payload, channel=channel, received_mono=mono):
                 parsed = parse_candle(payload, channel)
                 if parsed is None:
                     self._bad += 1
                     if self._bad in (1, 10, 100) or self._bad % 1000 == 0:
                         logger.warning("%d unusable market-data message(s) ignored", self._bad)
                     return None
-                symbol, price = parsed.symbol, parsed.close
-                if parsed.timeframe == self._timeframe:
-                    self.context.directory.publish(
-                        CandleUpdated(
-                            symbol=symbol,
-                            time_ms=parsed.time_ms,
-                            close=price,
-                            quote_volume=parsed.quote_volume,
-                        )
-                    )
-                # The candle's open time is not when the price was seen: use arrival time.
-                at = self.context.clock.time()
-                previous = self._prices.get(symbol)
-                self._prices[symbol] = (price, at)
-                if previous is None or previous[0] != price or at - previous[1] > 1.0:
-                    self.context.directory.publish(PriceUpdated(symbol=symbol, price=price, at=at))
+                self._candle(parsed, mono)
             case GetMarketSnapshot():
                 return MarketSnapshot(
                     prices=tuple((s, p, t) for s, (p, t) in sorted(self._prices.items())),
@@ -115,3 +129,42 @@ class MarketFeed(ChildActor):
             case _:
                 return NOT_HANDLED
         return None
+
+    def _candle(self, candle: Candle, mono: float) -> None:
+        symbol, price = candle.symbol, candle.close
+        directory = self.context.directory
+        if candle.timeframe == self._timeframe:
+            directory.publish(
+                CandleUpdated(
+                    symbol=symbol,
+                    time_ms=candle.time_ms,
+                    close=price,
+                    quote_volume=candle.quote_volume,
+                )
+            )
+        if candle.closed and candle.timeframe == self._atr_timeframe:
+            directory.publish(
+                CandleClosed(
+                    symbol=symbol,
+                    timeframe=candle.timeframe,
+                    time_ms=candle.time_ms,
+                    high=candle.high,
+                    low=candle.low,
+                    close=price,
+                )
+            )
+        # The candle's open time is not when the price was seen: use arrival time.
+        at = self.context.clock.time()
+        previous = self._prices.get(symbol)
+        self._prices[symbol] = (price, at)
+        if previous is None or previous[0] != price or at - previous[1] > 1.0:
+            update = PriceUpdated(symbol=symbol, price=price, at=at, received_mono=mono)
+            for name in (validator_for(symbol, self._validators), "trailing_stop"):
+                try:
+                    directory.tell(name, update)
+                except ChildUnavailable as exc:
+                    if name not in self._undelivered:
+                        logger.error("prices not delivered to %s: %s", name, exc)
+                    self._undelivered.add(name)
+                else:
+                    self._undelivered.discard(name)

@@ -34,6 +34,7 @@ from coordinator.messages.health import (
     HaltTrading,
     HealthSnapshot,
     HealthTick,
+    PortfolioGuardsChanged,
     ProbeCompleted,
     ResumeTrading,
     TradingStateChanged,
@@ -47,6 +48,7 @@ from coordinator.trading.trading_state import (
     Dependency,
     DependencyStatus,
     HaltState,
+    StateReason,
     dependency_status,
     derive_trading_status,
 )
@@ -131,6 +133,7 @@ class ServiceHealth(ChildActor):
         self._halt_persisted = True
         self._store_busy = False
         self._links: dict[str, tuple[bool, str | None]] = {}
+        self._guards: tuple[StateReason, ...] = ()
         self._trading = derive_trading_status(self._statuses(), self._halt)
         self._trading_since = self._clock.time()
         self._load_halt_state()
@@ -175,6 +178,10 @@ class ServiceHealth(ChildActor):
                 return self._snapshot()
             case HaltStateLoaded():
                 self._halt_loaded(message)
+            case PortfolioGuardsChanged(reasons=reasons):
+                if reasons != self._guards:
+                    self._guards = reasons
+                    self._update_trading_state()
             case TraderCallOutcome(ok=ok, error=error):
                 self._trader_call(ok, error)
             case IntakeLinkChanged(link=link, connected=connected, error=error):
@@ -340,7 +347,7 @@ class ServiceHealth(ChildActor):
         return {dependency: tracked.status for dependency, tracked in self._tracked.items()}
 
     def _update_trading_state(self) -> None:
-        status = derive_trading_status(self._statuses(), self._halt)
+        status = derive_trading_status(self._statuses(), self._halt, self._guards)
         if status == self._trading:
             return
         previous, self._trading = self._trading, status

@@ -45,6 +45,8 @@ class Stats(ChildActor):
         self._orders: Counter[str] = Counter()
         self._to_decision = LatencyHistogram()
         self._to_order = LatencyHistogram()
+        self._exits: Counter[str] = Counter()
+        self._tick_to_exit = LatencyHistogram()
         self._lifetime = "null"
         self._store = PipelineStore(services.endpoints.database_dsn, timeout=10.0)
         self._worker = ThreadPoolExecutor(
@@ -68,6 +70,11 @@ class Stats(ChildActor):
 
     def handle(self, message: Any) -> Any:
         match message:
+            case SignalDecided(decision=decision, source="trailing_stop"):
+                # Exits of the trailing stops are not signals: counted on their own.
+                self._exits[decision.outcome] += 1
+                if decision.intake_to_order_ms is not None:
+                    self._tick_to_exit.add(decision.intake_to_order_ms)
             case SignalDecided(decision=decision):
                 self._outcomes[decision.outcome] += 1
                 if decision.reason:
@@ -118,6 +125,8 @@ class Stats(ChildActor):
             "latency_ms": {
                 "intake_to_decision": self._to_decision.summary(),
                 "intake_to_order": self._to_order.summary(),
+                "tick_to_exit_order": self._tick_to_exit.summary(),
             },
+            "stop_exits": dict(self._exits),
         }
         return StatsSnapshot(since_start=json.dumps(since_start), lifetime=self._lifetime)

@@ -29,6 +29,7 @@ from coordinator.messages.pipeline import (
     PriceUpdated,
     RecordDecision,
     RecordOrder,
+    RecordSignal,
     Reservation,
     Reserve,
     Settle,
@@ -37,12 +38,14 @@ from coordinator.messages.pipeline import (
     ValidatorSnapshot,
     ValidatorTick,
 )
+from coordinator.messages.stops import ExitPosition
 from coordinator.messages.universe import GetUniverse, UniverseChanged
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.supervisor.ticker import Ticker
 from coordinator.trading.routing import client_order_id
+from coordinator.trading.stops import EXIT_SOURCE, exit_signal
 from coordinator.trading.trading_state import StateReason, TradingState, TradingStatus
 from coordinator.trading.validation import (
     CheckResult,
@@ -74,7 +77,8 @@ class _Waiting:
 
 
 class Validator(ChildActor):
-    subscriptions = (TradingStateChanged, PriceUpdated, UniverseChanged)
+    # PriceUpdated is told by the MarketFeed to the owner of the symbol only.
+    subscriptions = (TradingStateChanged, UniverseChanged)
 
     def setup(self) -> None:
         services: Services = self.context.services
@@ -141,6 +145,8 @@ class Validator(ChildActor):
         match message:
             case SubmitSignal():
                 self._on_signal(message)
+            case ExitPosition():
+                self._on_exit(message)
             case PriceUpdated(symbol=symbol, price=price, at=at):
                 self._prices[symbol] = MarketQuote(price, at)
             case TradingStateChanged(status=status):
@@ -183,6 +189,49 @@ class Validator(ChildActor):
             self._waiting.append(_Waiting(message, Reason.TRADER_UNAVAILABLE, "queued behind"))
             return
         self._process(message)
+
+    def _on_exit(self, message: ExitPosition) -> None:
+        """A triggered stop, into the same path as a SELL signal: the Ledger sizes it
+        from the position, holds one exit per symbol in flight, and the exit id makes
+        one order at most. Stored as a signal of source ``trailing_stop``."""
+        signal = exit_signal(
+            exit_id=message.exit_id,
+            position_key=message.position_key,
+            symbol=message.symbol,
+            price=message.price,
+            stop=message.stop,
+            rule=message.rule,
+            strategy=message.strategy,
+            triggered_at=message.triggered_at,
+        )
+        now = self._clock.time()
+        if signal.signal_id not in self._services.decided:
+            self._store(
+                RecordSignal(
+                    signal_id=signal.signal_id,
+                    source=EXIT_SOURCE,
+                    received_at=now,
+                    received_mono=message.tick_mono,
+                    signal=signal,
+                    payload=signal.payload,
+                )
+            )
+        trigger = CheckResult(
+            "trigger",
+            True,
+            None,
+            f"{message.rule} stop {message.stop:.8g} hit at {message.price:.8g} "
+            f"({message.strategy}), position {message.position_key}",
+        )
+        self._on_signal(
+            SubmitSignal(
+                signal=signal,
+                source=EXIT_SOURCE,
+                received_at=now,
+                received_mono=message.tick_mono or self._clock.monotonic(),
+                checks=(trigger,),
+            )
+        )
 
     def _process(self, message: SubmitSignal) -> None:
         """Steps 4 to 10 for one signal. A bug on one signal is that signal's decision,

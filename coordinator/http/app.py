@@ -228,6 +228,10 @@ def create_app(
     def unknown_orders() -> dict[str, Any]:
         return api.unknown_orders()
 
+    @app.get("/trailing-stops")
+    def trailing_stops() -> bytes:
+        return read_only("trailing-stops", lambda: (200, api.trailing_stops()))
+
     @app.get("/universe")
     def universe() -> bytes:
         return read_only("universe", lambda: (200, api.universe()))

@@ -37,6 +37,7 @@ from coordinator.messages.pipeline import (
     StoredRecords,
     StoreSnapshot,
 )
+from coordinator.messages.stops import GetTrailingStops, TrailingStopsSnapshot
 from coordinator.messages.supervision import (
     ChildSnapshot,
     DrillCrash,
@@ -67,6 +68,7 @@ STORE_WRITER = "store_writer"
 STATS = "stats"
 LEDGER = "ledger"
 UNIVERSE = "universe_manager"
+TRAILING_STOP = "trailing_stop"
 _ROTATION_TIMEOUT = 15.0  # a rotation over thousands of symbols takes up to a second or two
 _STORE_TIMEOUT = 3.0  # reads of stored records are database queries
 _MAX_DRILL_HANG = 3600.0
@@ -232,6 +234,10 @@ class CoordinatorApi:
             universe_size: int | None = len(self._ask(UNIVERSE, GetUniverse()).selected)
         except ActorUnavailable:
             universe_size = None
+        try:
+            stops_active: int | None = self._ask(TRAILING_STOP, GetTrailingStops()).active
+        except ActorUnavailable:
+            stops_active = None
         tree = self._tree()
         since = json.loads(stats.since_start)
         return {
@@ -246,7 +252,7 @@ class CoordinatorApi:
             "validation_success_rate": since["validation_success_rate"],
             "active_positions": positions,
             "universe_size": universe_size,
-            "trailing_stops_active": 0,
+            "trailing_stops_active": stops_active,
             "signals_in_flight": intake.in_flight,
             "duplicates": intake.duplicates,
             "resent_after_restart": intake.resent,
@@ -265,6 +271,10 @@ class CoordinatorApi:
 
     def universe(self) -> dict[str, Any]:
         snapshot: UniverseSnapshot = self._ask(UNIVERSE, GetUniverse())
+        return json.loads(snapshot.json)
+
+    def trailing_stops(self) -> dict[str, Any]:
+        snapshot: TrailingStopsSnapshot = self._ask(TRAILING_STOP, GetTrailingStops())
         return json.loads(snapshot.json)
 
     def universe_history(self, limit: int) -> list[Any]:

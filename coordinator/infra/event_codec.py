@@ -8,6 +8,7 @@ from typing import Any
 from coordinator.infra.records import decision_record, order_record
 from coordinator.messages.health import DependencyChanged, TradingStateChanged
 from coordinator.messages.pipeline import OrderSubmitted, SignalDecided
+from coordinator.messages.stops import StopTriggered
 from coordinator.messages.universe import UniverseChanged
 
 __all__ = ["event_json"]
@@ -44,6 +45,21 @@ def event_json(event: Any) -> bytes | None:
                 "draining": sorted(event.draining),
                 "blacklist": [{"symbol": s, "reason": r} for s, r in event.blacklist],
                 "reasons": dict(event.reasons),
+                "at": event.at,
+            }
+        case StopTriggered():
+            body = {
+                "type": "StopTriggered",
+                "position_key": event.position_key,
+                "symbol": event.symbol,
+                "exit_id": event.exit_id,
+                "attempt": event.attempt,
+                "price": event.price,
+                "stop": event.stop,
+                "peak": event.peak,
+                "entry": event.entry,
+                "rule": event.rule,
+                "strategy": event.strategy,
                 "at": event.at,
             }
         case DependencyChanged():

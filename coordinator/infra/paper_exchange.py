@@ -18,7 +18,7 @@ import random
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 import bottle
@@ -92,6 +92,9 @@ class PaperExchange:
         self.orders_received = 0
         self.fills_by_client_id: Counter[str] = Counter()
         self.requests_by_client_id: Counter[str] = Counter()
+        # (monotonic arrival, symbol, side, client order id) of the latest orders, so a
+        # benchmark on this machine can time an order's arrival against its cause.
+        self.order_log: deque[tuple[float, str, str, str]] = deque(maxlen=100_000)
         self._orders: dict[str, dict[str, Any]] = {}
         self._recent: dict[tuple[str, str, float, str], tuple[float, str]] = {}
         self._lock = threading.Lock()
@@ -231,12 +234,45 @@ class PaperExchange:
         def stats() -> dict[str, Any]:
             return self.stats()
 
+        @app.get("/_paper/orders")
+        def order_log() -> dict[str, Any]:
+            with self._lock:
+                rows = list(self.order_log)
+            return {
+                "orders": [
+                    {"mono": m, "symbol": s, "side": d, "client_order_id": c}
+                    for m, s, d, c in rows
+                ]
+            }
+
+        @app.post("/_paper/positions")
+        def seed_positions() -> dict[str, Any]:
+            try:
+                rows = json.loads(request.body.read(16 * 1024 * 1024) or b"[]")
+                if not isinstance(rows, list):
+                    raise ValueError("body must be a JSON list of positions")
+                with self._lock:
+                    for row in rows:
+                        if not isinstance(row, dict):
+                            raise ValueError("each position must be an object")
+                        self.book.seed(
+                            symbol=str(row["symbol"]).upper(),
+                            quantity=float(row["quantity"]),
+                            entry_price=float(row["entry_price"]),
+                            opened_at=float(row.get("opened_at") or time.time()),
+                        )
+            except (ValueError, KeyError, TypeError, BookRejection) as exc:
+                response.status = 400
+                return {"error": str(exc)}
+            return {"positions": len(self.book.positions)}
+
         return app
 
     def _asset_prices(self) -> dict[str, float]:
         return dict(self.prices)
 
     def _order(self, raw: bytes) -> tuple[int, dict[str, Any]]:
+        arrived = time.monotonic()
         with self._lock:
             self.orders_received += 1
             knobs = (
@@ -265,6 +301,10 @@ class PaperExchange:
                 raise ValueError("quantity must be > 0")
         except (ValueError, KeyError, TypeError) as exc:
             return 422, {"error": f"invalid order: {exc}"}
+        with self._lock:
+            self.order_log.append(
+                (arrived, symbol, side.value, str(metadata.get("client_order_id") or ""))
+            )
         if error_rate and self._random.random() < error_rate:
             return 500, {"error": "paper exchange: injected failure"}
         client_id = str(metadata.get("client_order_id") or "")

@@ -233,6 +233,8 @@ class PipelineStore:
                    FROM coordinator_signals s
                    LEFT JOIN coordinator_decisions d USING (signal_id)
                    WHERE d.signal_id IS NULL AND s.received_at > to_timestamp(%s)
+                     -- exits are the TrailingStop's to follow up, not the intake's
+                     AND s.source <> 'trailing_stop'
                    ORDER BY s.received_at""",
                 (since,),
             )

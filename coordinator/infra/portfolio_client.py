@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
 
+from coordinator.messages.stops import HeldPosition
 from coordinator.trading.validation import Balance, PortfolioView, PositionView
 
 __all__ = ["PortfolioClient", "PortfolioError"]
@@ -36,6 +38,23 @@ class PortfolioClient:
                 },
                 fetched_at=now,
             )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PortfolioError(f"unusable answer: {type(exc).__name__}: {exc}") from exc
+
+    def held_positions(self) -> list[HeldPosition]:
+        """``GET /positions/active`` with entry times, for the trailing stops."""
+        rows = self._get("/positions/active", empty_on_404=True)
+        try:
+            return [
+                HeldPosition(
+                    symbol=str(row["symbol"]).upper(),
+                    quantity=_number(row["quantity"]) or 0.0,
+                    entry_price=_number(row.get("entry_price"), 0.0) or 0.0,
+                    opened_at=_epoch(row.get("timestamp")),
+                )
+                for row in rows
+                if str(row.get("status", "OPEN")).upper() in ("OPEN", "ACTIVE", "")
+            ]
         except (KeyError, TypeError, ValueError) as exc:
             raise PortfolioError(f"unusable answer: {type(exc).__name__}: {exc}") from exc
 
@@ -69,6 +88,24 @@ def _number(value: Any, default: float | None = None) -> float | None:
     if not math.isfinite(number):
         raise ValueError(f"{value!r} is not finite")
     return number
+
+
+def _epoch(value: Any) -> float | None:
+    """Epoch seconds from epoch seconds, epoch milliseconds or ISO-8601 (naive = UTC)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+        return number / 1000.0 if number > 1e11 else number
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.timestamp()
+    return number / 1000.0 if number > 1e11 else number
 
 
 def _balance(row: dict[str, Any]) -> Balance:

@@ -16,6 +16,7 @@ import psycopg2.extensions
 __all__ = [
     "KillSwitchStore",
     "Migration",
+    "OwnConnectionStore",
     "StoreError",
     "apply_migrations",
     "connect",
@@ -48,6 +49,35 @@ def connect(dsn: str, *, timeout: float = 5.0, application: str = "coordinator")
         )
     except psycopg2.Error as exc:
         raise StoreError(f"cannot connect to PostgreSQL: {first_line(exc)}") from exc
+
+
+class OwnConnectionStore:
+    """One connection, used by one thread, opened on first use and again after a
+    failure; every error comes out as a StoreError with its first line."""
+
+    application = "coordinator"
+
+    def __init__(self, dsn: str, *, timeout: float = 5.0) -> None:
+        self._dsn = dsn
+        self._timeout = timeout
+        self._conn: Any = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def _run(self, work: Any) -> Any:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = connect(self._dsn, timeout=self._timeout, application=self.application)
+            with self._conn, self._conn.cursor() as cur:
+                return work(cur)
+        except psycopg2.Error as exc:
+            self.close()
+            raise StoreError(first_line(exc)) from exc
 
 
 @dataclass(frozen=True, slots=True)

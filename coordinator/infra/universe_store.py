@@ -10,10 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import redis
 
-from coordinator.infra.store import StoreError, connect, first_line
+from coordinator.infra.store import OwnConnectionStore
 from coordinator.trading.blacklist import BlacklistEntry
 
 __all__ = ["MarketSources", "UniverseStore"]
@@ -25,32 +24,10 @@ def _ts(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
 
 
-class UniverseStore:
-    """One connection, used by the UniverseManager's thread."""
+class UniverseStore(OwnConnectionStore):
+    """Used by the UniverseManager's thread and its worker, each with its own."""
 
-    def __init__(self, dsn: str, *, timeout: float = 5.0) -> None:
-        self._dsn = dsn
-        self._timeout = timeout
-        self._conn: Any = None
-
-    def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
-
-    def _run(self, work: Any) -> Any:
-        try:
-            if self._conn is None or self._conn.closed:
-                self._conn = connect(
-                    self._dsn, timeout=self._timeout, application="coordinator-universe"
-                )
-            with self._conn, self._conn.cursor() as cur:
-                return work(cur)
-        except psycopg2.Error as exc:
-            self.close()
-            raise StoreError(first_line(exc)) from exc
+    application = "coordinator-universe"
 
     def latest(self) -> dict[str, Any] | None:
         def work(cur: Any) -> dict[str, Any] | None:

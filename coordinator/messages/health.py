@@ -9,6 +9,7 @@ from coordinator.trading.breaker import BreakerPhase
 from coordinator.trading.trading_state import (
     Dependency,
     DependencyStatus,
+    StateReason,
     TradingStatus,
 )
 
@@ -21,6 +22,7 @@ __all__ = [
     "HaltTrading",
     "HealthSnapshot",
     "HealthTick",
+    "PortfolioGuardsChanged",
     "ProbeCompleted",
     "ResumeTrading",
     "TradingStateChanged",
@@ -173,3 +175,11 @@ class HaltStatePersisted(Event):
     """The operator action that was stored."""
     error: str | None
     """Why it could not be stored; retried on the next tick."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortfolioGuardsChanged(Event):
+    """Ledger to ServiceHealth: the portfolio protection limits reached now."""
+
+    reasons: tuple[StateReason, ...]
+    """``daily_loss_limit`` / ``drawdown_guard`` reasons; empty when none holds."""

@@ -160,6 +160,8 @@ class PriceUpdated(Event):
     """Its latest close."""
     at: float
     """Wall-clock time of the price."""
+    received_mono: float = 0.0
+    """Monotonic time the candle arrived from Redis (0 when not from Redis)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -217,6 +219,8 @@ class CandleReceived(Command):
     """The candle JSON."""
     channel: str = ""
     """The channel it came on (``roottrading:market:data:{symbol}:{timeframe}``)."""
+    received_mono: float = 0.0
+    """Monotonic time the reader thread got it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +109,18 @@ class PaperBook:
         fill = Fill(order_id, symbol, side, quantity, price, fee, now)
         self.fills.append(fill)
         return fill
+
+    def seed(self, *, symbol: str, quantity: float, entry_price: float, opened_at: float) -> None:
+        """An open position bought elsewhere (tests, drills and benchmarks start from it)."""
+        if not (math.isfinite(quantity) and quantity > 0 and math.isfinite(entry_price)):
+            raise BookRejection(f"position of {symbol}: quantity and entry price must be > 0")
+        if entry_price <= 0:
+            raise BookRejection(f"position of {symbol}: entry price must be > 0")
+        if symbol in self.positions:
+            raise BookRejection(f"a position of {symbol} is open already")
+        base, _ = split_symbol(symbol)
+        self.balances[base] = self.balances.get(base, 0.0) + quantity
+        self.positions[symbol] = _Position(symbol, quantity, entry_price, opened_at, "seeded")
 
     def balances_view(self, prices: dict[str, float]) -> list[dict[str, Any]]:
         """The Portfolio service's ``GET /balances`` rows."""

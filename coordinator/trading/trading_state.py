@@ -2,7 +2,8 @@
 
 HALTED    no new orders at all: manual halt, halt state unknown, Trader down or absent
 DEGRADED  exits only (SELL goes through, BUY is refused): Portfolio, PostgreSQL or
-          Redis down. HTTP intake keeps working without Redis.
+          Redis down, or a portfolio protection limit reached (daily loss, drawdown).
+          HTTP intake keeps working without Redis.
 ACTIVE    everything answers
 A dependency not probed yet counts as down: the state starts cautious, not optimistic.
 """
@@ -108,7 +109,9 @@ _SEVERITY = {TradingState.ACTIVE: 0, TradingState.DEGRADED: 1, TradingState.HALT
 def derive_trading_status(
     dependencies: Mapping[Dependency, DependencyStatus],
     halt: HaltState,
+    guards: tuple[StateReason, ...] = (),
 ) -> TradingStatus:
+    """``guards``: portfolio protection limits reached (DEGRADED each)."""
     causes: list[tuple[TradingState, StateReason]] = []
     if halt.active is None:
         causes.append(
@@ -150,6 +153,7 @@ def derive_trading_status(
                 ),
             )
         )
+    causes.extend((TradingState.DEGRADED, reason) for reason in guards)
     if not causes:
         return TradingStatus(TradingState.ACTIVE, ())
     causes.sort(key=lambda cause: -_SEVERITY[cause[0]])

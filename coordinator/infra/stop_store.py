@@ -1,0 +1,188 @@
+"""Storage of the trailing stops, and what the RootTrading database tells about
+positions (``trade_cycles``) and candles (``market_data``, for the ATR)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from coordinator.infra.store import OwnConnectionStore
+
+__all__ = ["STOP_FIELDS", "StopStore"]
+
+STOP_FIELDS = (
+    "position_key",
+    "symbol",
+    "cycle_id",
+    "entry_price",
+    "entry_time",
+    "quantity",
+    "rules",
+    "peak",
+    "stop",
+    "stop_rule",
+    "state",
+    "attempt",
+    "failures",
+    "detail",
+    "watched_at",
+    "updated_at",
+    "closed_at",
+)
+"""A stop record's keys; the ``*_time`` / ``*_at`` ones are epoch seconds or None."""
+
+_TIMES = frozenset({"entry_time", "watched_at", "updated_at", "closed_at"})
+# trade_cycles statuses of a position that is bought and not sold yet.
+_OPEN_CYCLES = ("active_buy", "waiting_sell")
+
+
+def _ts(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def _select(where: str) -> str:
+    columns = ", ".join(f"extract(epoch FROM {f})" if f in _TIMES else f for f in STOP_FIELDS)
+    return f"SELECT {columns} FROM coordinator_stops WHERE {where}"
+
+
+def _record(row: tuple[Any, ...]) -> dict[str, Any]:
+    record = dict(zip(STOP_FIELDS, row, strict=True))
+    for name in _TIMES:
+        if record[name] is not None:
+            record[name] = float(record[name])
+    return record
+
+
+class StopStore(OwnConnectionStore):
+    """Used by the TrailingStop's worker thread."""
+
+    application = "coordinator-stops"
+
+    def open_stops(self) -> list[dict[str, Any]]:
+        """Every position still watched (not closed)."""
+
+        def work(cur: Any) -> list[dict[str, Any]]:
+            cur.execute(_select("closed_at IS NULL"))
+            return [_record(row) for row in cur.fetchall()]
+
+        return self._run(work)
+
+    def stops(self, keys: list[str]) -> list[dict[str, Any]]:
+        """The records of these positions, closed or not."""
+
+        def work(cur: Any) -> list[dict[str, Any]]:
+            cur.execute(_select("position_key = ANY(%s)"), (keys,))
+            return [_record(row) for row in cur.fetchall()]
+
+        return self._run(work)
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        """Upsert in one transaction. Peak and stop never go down here either, so an
+        older write that lands late cannot undo a newer one."""
+
+        def work(cur: Any) -> None:
+            for record in records:
+                values = [_ts(record[f]) if f in _TIMES else record[f] for f in STOP_FIELDS]
+                cur.execute(
+                    f"""INSERT INTO coordinator_stops ({", ".join(STOP_FIELDS)})
+                        VALUES ({", ".join(["%s"] * len(STOP_FIELDS))})
+                        ON CONFLICT (position_key) DO UPDATE SET
+                            quantity = EXCLUDED.quantity,
+                            cycle_id = EXCLUDED.cycle_id,
+                            rules = EXCLUDED.rules,
+                            peak = GREATEST(coordinator_stops.peak, EXCLUDED.peak),
+                            stop = GREATEST(coordinator_stops.stop, EXCLUDED.stop),
+                            stop_rule = CASE WHEN EXCLUDED.stop >= coordinator_stops.stop
+                                THEN EXCLUDED.stop_rule ELSE coordinator_stops.stop_rule END,
+                            state = EXCLUDED.state,
+                            attempt = GREATEST(coordinator_stops.attempt, EXCLUDED.attempt),
+                            failures = EXCLUDED.failures,
+                            detail = EXCLUDED.detail,
+                            updated_at = EXCLUDED.updated_at,
+                            closed_at = EXCLUDED.closed_at""",
+                    values,
+                )
+
+        self._run(work)
+
+    def exit_decisions(self, exit_ids: list[str]) -> list[tuple[str, str, str | None, str]]:
+        """(exit id, outcome, reason, detail) of the exits that have a stored decision."""
+
+        def work(cur: Any) -> list[tuple[str, str, str | None, str]]:
+            cur.execute(
+                "SELECT signal_id, outcome, reason, detail FROM coordinator_decisions"
+                " WHERE signal_id = ANY(%s)",
+                (exit_ids,),
+            )
+            return [(str(a), str(b), c, str(d)) for a, b, c, d in cur.fetchall()]
+
+        return self._run(work)
+
+    def open_cycles(self) -> list[tuple[str, str, float | None, float | None, float | None]]:
+        """(cycle id, symbol, entry price, quantity, created at) of the RootTrading
+        ``trade_cycles`` bought and not sold; empty without the table."""
+
+        def work(cur: Any) -> list[tuple[str, str, float | None, float | None, float | None]]:
+            cur.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_name = 'trade_cycles'"
+            )
+            columns = {row[0] for row in cur.fetchall()}
+            if not {"id", "symbol", "status"} <= columns:
+                return []
+            entry = "entry_price" if "entry_price" in columns else "NULL"
+            quantity = "quantity" if "quantity" in columns else "NULL"
+            created = "extract(epoch FROM created_at)" if "created_at" in columns else "NULL"
+            cur.execute(
+                f"""SELECT id, symbol, {entry}, {quantity}, {created} FROM trade_cycles
+                    WHERE status = ANY(%s)""",
+                (list(_OPEN_CYCLES),),
+            )
+            return [
+                (
+                    str(cycle),
+                    str(symbol).upper(),
+                    None if price is None else float(price),
+                    None if amount is None else float(amount),
+                    None if at is None else float(at),
+                )
+                for cycle, symbol, price, amount, at in cur.fetchall()
+            ]
+
+        return self._run(work)
+
+    def atr_candles(
+        self, symbols: list[str], timeframe: str, per_symbol: int
+    ) -> list[tuple[str, int, float, float, float]]:
+        """The last ``per_symbol`` candles of each symbol from ``market_data`` (symbol,
+        open time ms, high, low, close), oldest first; empty without the table."""
+
+        def work(cur: Any) -> list[tuple[str, int, float, float, float]]:
+            cur.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_name = 'market_data'"
+            )
+            columns = {row[0] for row in cur.fetchall()}
+            if not {"time", "symbol", "high", "low", "close"} <= columns:
+                return []
+            timeframe_filter = "AND timeframe = %s" if "timeframe" in columns else ""
+            out = []
+            for symbol in symbols:
+                params: list[Any] = [symbol]
+                if timeframe_filter:
+                    params.append(timeframe)
+                params.append(per_symbol)
+                cur.execute(
+                    f"""SELECT (extract(epoch FROM time) * 1000)::bigint, high, low, close
+                        FROM market_data WHERE symbol = %s {timeframe_filter}
+                        ORDER BY time DESC LIMIT %s""",
+                    params,
+                )
+                rows = cur.fetchall()
+                out.extend(
+                    (symbol, int(t), float(h), float(lo), float(c))
+                    for t, h, lo, c in reversed(rows)
+                )
+            return out
+
+        return self._run(work)

@@ -1,0 +1,180 @@
+"""TrailingStop: positions and prices in, stops kept, exits out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from coordinator.messages.base import Command, Event, Query
+
+__all__ = [
+    "AtrHistoryLoaded",
+    "CandleClosed",
+    "ExitPosition",
+    "ExitsLookedUp",
+    "GetTrailingStops",
+    "HeldPosition",
+    "PositionsFetched",
+    "StopTick",
+    "StopTriggered",
+    "StopsFlushed",
+    "StoredStopsRead",
+    "TrailingStopsSnapshot",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CandleClosed(Event):
+    """A closed candle of the ATR timeframe (MarketFeed)."""
+
+    symbol: str
+    """The symbol."""
+    timeframe: str
+    """Its timeframe, such as ``5m``."""
+    time_ms: int
+    """Open time, epoch milliseconds."""
+    high: float
+    """High."""
+    low: float
+    """Low."""
+    close: float
+    """Close."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeldPosition:
+    """An open position as the Portfolio (and ``trade_cycles``) show it."""
+
+    symbol: str
+    """The symbol."""
+    quantity: float
+    """Base quantity held."""
+    entry_price: float
+    """Entry price."""
+    opened_at: float | None
+    """Entry time, epoch seconds, when known."""
+    cycle_id: str | None = None
+    """Id of the RootTrading trade cycle, when there is one."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PositionsFetched(Event):
+    """The TrailingStop's fetcher has the open positions (or why not)."""
+
+    positions: tuple[HeldPosition, ...]
+    """Every open position; meaningless when ``error`` is set."""
+    error: str | None
+    """Why the Portfolio could not be read."""
+    cycles_error: str | None = None
+    """Why ``trade_cycles`` could not be read (the positions are still usable)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AtrHistoryLoaded(Event):
+    """Closed candles of the ATR timeframe from the ``market_data`` table."""
+
+    candles: tuple[tuple[str, int, float, float, float], ...]
+    """(symbol, open time ms, high, low, close), oldest first."""
+    error: str | None
+    """Why nothing was read, if so."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExitsLookedUp(Event):
+    """The stored decisions of exits that were in flight when the last incarnation ended."""
+
+    decisions: tuple[tuple[str, str, str | None, str], ...]
+    """(exit id, outcome, reason, detail) of each exit found decided."""
+    error: str | None
+    """Why the store could not be read."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExitPosition(Command):
+    """TrailingStop to the Validator of the symbol: sell this position, once."""
+
+    exit_id: str
+    """``exit:<position key>:<attempt>``: the signal id of the exit, so one attempt can
+    make one order at most."""
+    position_key: str
+    """The position."""
+    symbol: str
+    """The symbol."""
+    quantity: float
+    """The position's quantity as the TrailingStop knows it (the Ledger sizes the sell
+    from its own view, which includes our latest fills)."""
+    price: float
+    """The price that triggered."""
+    stop: float
+    """The stop level."""
+    rule: str
+    """The rule that set the stop (``stoploss``, ``percent``, ...)."""
+    strategy: str
+    """The position's rule set, such as ``stoploss+breakeven+percent``."""
+    triggered_at: float
+    """Wall-clock time of the trigger."""
+    tick_mono: float
+    """Monotonic time the triggering price arrived from Redis, for latencies."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopTriggered(Event):
+    """A position's stop was hit and its exit sent (also on the events channel)."""
+
+    position_key: str
+    """The position."""
+    symbol: str
+    """The symbol."""
+    exit_id: str
+    """The exit's signal id."""
+    attempt: int
+    """1 for the first try, more after failed ones."""
+    price: float
+    """The price that triggered."""
+    stop: float
+    """The stop level."""
+    peak: float
+    """The peak since entry."""
+    entry: float
+    """The entry price."""
+    rule: str
+    """The rule that set the stop."""
+    strategy: str
+    """The position's rule set."""
+    at: float
+    """Wall-clock time."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopTick(Command):
+    """Time to reconcile positions, retry exits and flush the stop state."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopsFlushed(Event):
+    """The stop-state writer is done with a batch."""
+
+    keys: tuple[str, ...]
+    """The positions written."""
+    error: str | None
+    """Why the batch was not stored (it is kept and written again)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredStopsRead(Event):
+    """The stored records of positions adopted just now (watched before, maybe)."""
+
+    json: str
+    """The records (``coordinator_stops`` rows) as a JSON list."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetTrailingStops(Query):
+    """Ask the TrailingStop for a ``TrailingStopsSnapshot``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrailingStopsSnapshot:
+    json: str
+    """``GET /trailing-stops`` as JSON text."""
+    active: int
+    """Positions under watch (``trailing_stops_active``)."""
