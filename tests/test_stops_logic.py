@@ -223,7 +223,7 @@ def test_breakeven_never_loses_once_armed(entry, path):
     rules = ("stoploss", "breakeven")
     state = open_stop(rules, PARAMS, entry)
     for price in path:
-        state, hit = update_stop(state, price, rules, PARAMS, None)
+        state, _ = update_stop(state, price, rules, PARAMS, None)
         if state.peak >= entry * 1.015:
             assert state.stop >= entry, "armed: an exit at the stop is not a loss"
 
