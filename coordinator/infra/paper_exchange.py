@@ -240,8 +240,7 @@ class PaperExchange:
                 rows = list(self.order_log)
             return {
                 "orders": [
-                    {"mono": m, "symbol": s, "side": d, "client_order_id": c}
-                    for m, s, d, c in rows
+                    {"mono": m, "symbol": s, "side": d, "client_order_id": c} for m, s, d, c in rows
                 ]
             }
 
