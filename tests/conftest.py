@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 import requests
 
@@ -49,10 +50,14 @@ def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
 
 @pytest.fixture
 def clear_kill_switch(postgres: EmbeddedPostgres) -> None:
-    """The session's database starts every test with trading not halted."""
+    """The session's database starts every test with trading not halted, and with no
+    stops of earlier tests' positions (each test has a paper exchange of its own)."""
     store = KillSwitchStore(postgres.dsn, timeout=2)
     store.save(halted=False, reason="", by="test setup", at=time.time())
     store.close()
+    with psycopg2.connect(postgres.dsn) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM coordinator_stops")
+    conn.close()
 
 
 @pytest.fixture

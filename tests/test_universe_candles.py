@@ -5,30 +5,21 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import statistics
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from coordinator.trading.market_stats import CandleBook
 from coordinator.trading.universe_filters import Candidate, build_chain, run_chain
+from tests.shared_data import CANDLES, needs_candles
 
-# Next to the repository by default; COORDINATOR_CANDLES_DIR points elsewhere (a clone
-# made outside the workspace).
-DATA = Path(
-    os.environ.get("COORDINATOR_CANDLES_DIR")
-    or Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "candles"
-)
+DATA = CANDLES
 FIVE_MINUTES = 300_000
 DAY = 86_400_000
 WINDOW = 288  # one day of 5-minute candles
 
-pytestmark = pytest.mark.skipif(
-    not DATA.is_dir(),
-    reason=f"the shared candles are not at {DATA} (set COORDINATOR_CANDLES_DIR): nothing to replay",
-)
+pytestmark = needs_candles
 
 
 def load() -> dict[str, list[tuple[int, float, float]]]:
