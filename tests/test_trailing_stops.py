@@ -339,3 +339,49 @@ def test_the_loss_limits_stop_buys_through_the_trading_state(pipelines):
     sell = signal_payload("ETHUSDC", "SELL", price=2_000.0)
     pipe.publish(sell)
     assert pipe.decision(signal_id(sell))["decision"]["outcome"] == "accepted", "exits go on"
+
+
+def test_cycle_ids_from_trade_cycles_and_the_atr_from_market_data(pipelines, own_postgres):
+    """With a RootTrading database: the position's key is its cycle id, and the ATR rule
+    starts from the stored candles instead of waiting for new ones."""
+    five = 300_000
+    newest = int(time.time() * 1000) // five * five
+    with psycopg2.connect(own_postgres.dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            """CREATE TABLE trade_cycles (id varchar(50) PRIMARY KEY, symbol varchar(20),
+                   strategy varchar(50), status varchar(20), entry_price numeric(16, 8),
+                   quantity numeric(16, 8), created_at timestamp)"""
+        )
+        cur.execute(
+            "INSERT INTO trade_cycles VALUES ('cyc-1', 'XRPUSDC', 'x', 'active_buy', 0.6, 500,"
+            " now()), ('cyc-0', 'XRPUSDC', 'x', 'completed', 0.5, 500, now())"
+        )
+        cur.execute(
+            """CREATE TABLE market_data (time timestamptz, symbol text, timeframe text,
+                   open double precision, high double precision, low double precision,
+                   close double precision, volume double precision)"""
+        )
+        # 30 candles, each 0.01 high-to-low around 0.6: the ATR is 0.01.
+        for step in range(30):
+            cur.execute(
+                "INSERT INTO market_data VALUES (to_timestamp(%s), 'XRPUSDC', '5m',"
+                " 0.6, 0.605, 0.595, 0.6, 1000)",
+                ((newest - step * five) / 1000,),
+            )
+    conn.close()
+    pipe = pipelines(
+        {**ENV, "STOP_RULES_BY_SYMBOL": "XRPUSDC=stoploss+atr", "ATR_MULTIPLIER": "2"},
+        database_dsn=own_postgres.dsn,
+    )
+    seed(pipe, "XRPUSDC", 500.0, 0.6)
+    view = watched(pipe, "XRPUSDC")
+    assert view["position_key"] == "cycle:cyc-1" and view["cycle_id"] == "cyc-1"
+    assert view["strategy"] == "stoploss+atr"
+    # Entry 0.6, ATR 0.01 from market_data: the ATR trail sits at 0.6 - 2 x 0.01.
+    atr_stop = wait_for(
+        lambda: (p := stop_of(pipe, "XRPUSDC")) and p["stop_rule"] == "atr" and p,
+        message="the ATR stop once the history is read",
+    )
+    assert atr_stop["stop"] == pytest.approx(0.58)
+    tick(pipe, "XRPUSDC", 0.62)
+    assert ticks_seen(pipe, "XRPUSDC", 0.62)["stop"] == pytest.approx(0.60)
