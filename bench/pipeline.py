@@ -87,7 +87,7 @@ class Stack:
             },
             "REDIS_URL": self.redis.url,
             "DATABASE_URL": self.postgres.dsn,
-            "LOG_LEVEL": "warning",
+            "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "warning"),
             "PAPER_STARTING_BALANCE": "1000000000000",
         }
         paper_port = free_port()

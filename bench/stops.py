@@ -90,7 +90,6 @@ def redis_path(args: argparse.Namespace, tmp: Path) -> None:
             "POSITIONS_REFRESH_INTERVAL": "2",
             "STOP_RULES": "stoploss,breakeven,percent",
             "STOP_LOSS_PERCENT": "5",
-            "MAX_CONCURRENT_TRADES": str(args.positions + 10),
         },
     )
     try:
@@ -103,7 +102,9 @@ def redis_path(args: argparse.Namespace, tmp: Path) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             count = requests.get(stack.url + "/trailing-stops", timeout=5).json()["count"]
-            if count >= args.positions:
+            # The Ledger sizes the sells: its view must hold the positions too.
+            held = requests.get(stack.url + "/stats", timeout=5).json()["active_positions"]
+            if count >= args.positions and (held or 0) >= args.positions:
                 break
             time.sleep(0.5)
         else:
@@ -176,7 +177,8 @@ def redis_path(args: argparse.Namespace, tmp: Path) -> None:
                 "   (target p99 <= 10 ms)"
             )
         inside = stack.rows(
-            """SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY d.intake_to_order_ms),
+            """SELECT percentile_cont(ARRAY[0.5, 0.99])
+                          WITHIN GROUP (ORDER BY d.intake_to_order_ms),
                       max(d.intake_to_order_ms), count(*)
                FROM coordinator_decisions d JOIN coordinator_signals s USING (signal_id)
                WHERE s.source = 'trailing_stop'"""
@@ -187,6 +189,13 @@ def redis_path(args: argparse.Namespace, tmp: Path) -> None:
                 f"inside the coordinator, tick read -> order request leaving: "
                 f"p50 {i50:.2f} ms  p99 {i99:.2f} ms  max {imax:.2f} ms ({count} exits)"
             )
+        outcomes = stack.rows(
+            """SELECT d.outcome, coalesce(d.reason, ''), count(*), min(d.detail)
+               FROM coordinator_decisions d JOIN coordinator_signals s USING (signal_id)
+               WHERE s.source = 'trailing_stop' GROUP BY 1, 2 ORDER BY 3 DESC"""
+        )
+        for outcome, reason, n, detail in outcomes:
+            print(f"exits {outcome} {reason}: {n}" + (f" (e.g. {detail})" if reason else ""))
         stats = requests.get(stack.url + "/stats", timeout=10).json()
         print(f"trailing_stops_active at the end: {stats['trailing_stops_active']}")
     finally:

@@ -1037,6 +1037,8 @@ def describe_settings() -> list[tuple[str, str, str, str]]:
             shown = "{:g}-{:g}".format(*default)
         elif s.name == "UNIVERSE_SCORE_WEIGHTS":
             shown = ",".join(f"{k}={v:g}" for k, v in default)
+        elif s.name == "PROFIT_LADDER":
+            shown = ",".join(f"{gain:g}:{lock:g}" for gain, lock in default)
         elif isinstance(default, tuple):
             shown = ",".join(f"{d:g}" if isinstance(d, float) else str(d) for d in default)
         elif isinstance(default, bool):

@@ -215,6 +215,38 @@ def test_a_failing_sell_is_retried_and_the_state_kept(pipe):
             assert decision["reason"] == "trader_rejected"
 
 
+def test_an_error_in_the_stop_logic_never_sells(pipe, monkeypatch):
+    """A fault in the rules is reported on the position, which stays watched; once the
+    logic works again, the next price decides."""
+    import coordinator.actors.trailing_stop as trailing_stop
+
+    broken = threading.Event()
+    broken.set()
+    working = trailing_stop.update_stop
+
+    def update_stop(*args: Any, **kwargs: Any) -> Any:
+        if broken.is_set():
+            raise ArithmeticError("injected fault in the stop rules")
+        return working(*args, **kwargs)
+
+    monkeypatch.setattr(trailing_stop, "update_stop", update_stop)
+    seed(pipe, "DOGEUSDC", 1_000.0, 0.15)
+    watched(pipe, "DOGEUSDC")
+    # Far under the 5 % stop-loss: a working stop would sell here.
+    tick(pipe, "DOGEUSDC", 0.12)
+    failed = wait_for(
+        lambda: (p := stop_of(pipe, "DOGEUSDC")) and p["errors"] >= 1 and p,
+        message="the fault reported on the position",
+    )
+    assert failed["state"] == "watching"
+    assert "stop logic error: ArithmeticError: injected fault" in failed["detail"]
+    assert sells(pipe, "DOGEUSDC") == []
+    broken.clear()
+    tick(pipe, "DOGEUSDC", 0.119)
+    wait_for(lambda: "DOGEUSDC" not in pipe.positions(), message="sold once the logic works")
+    assert len(sells(pipe, "DOGEUSDC")) == 1
+
+
 def test_a_sell_signal_racing_a_stop_makes_one_order(pipe):
     symbols = ("XRPUSDC", "ADAUSDC", "LTCUSDC")
     for symbol in symbols:

@@ -50,6 +50,7 @@ from coordinator.trading.validation import (
     OrderPlan,
     PortfolioView,
     PositionView,
+    Reason,
     RiskConfig,
     evaluate_order,
 )
@@ -247,6 +248,12 @@ class Ledger(ChildActor):
             signal, view=view, ledger=state, market=market, config=self._config, now=now
         )
         if evaluation.plan is None:
+            failure = evaluation.failure
+            if failure is not None and failure.reason is Reason.NO_POSITION:
+                # The position may have opened since the view was fetched (outside the
+                # coordinator): look again soon, for the exit that will be tried again.
+                self._refresh_after_fill = True
+                self._maybe_fetch()
             return Reservation(checks=evaluation.checks, plan=None, reservation_id=None)
         reservation_id = next(self._ids)
         self._reservations[reservation_id] = evaluation.plan

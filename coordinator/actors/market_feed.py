@@ -2,11 +2,12 @@
 
 A reader thread subscribed to ``roottrading:market:data:*`` hands each candle over as
 it is; the actor keeps the latest close per symbol (in-progress candles included) and
-sends ``PriceUpdated`` to the Validator that owns the symbol and to the TrailingStop
-(told, not broadcast: at thousands of ticks a second, every Validator getting every
-symbol's price would cost more than the checks). Candles of the universe timeframe go
-to the UniverseManager (``CandleUpdated``), closed ones of the ATR timeframe to the
-TrailingStop (``CandleClosed``).
+sends ``PriceUpdated`` to the TrailingStop on every change, and to the Validator that
+owns the symbol at most every ``_VALIDATOR_EVERY`` seconds (a BUY is checked against a
+price up to ``MARKET_DATA_MAX_AGE`` old; at thousands of ticks a second, telling the
+Validators each one would cost more than the checks, and would queue exits behind
+them). Candles of the universe timeframe go to the UniverseManager (``CandleUpdated``),
+closed ones of the ATR timeframe to the TrailingStop (``CandleClosed``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from coordinator.messages.pipeline import (
     CandleReceived,
     GetMarketSnapshot,
     MarketSnapshot,
+    MarketTick,
     PriceUpdated,
 )
 from coordinator.messages.stops import CandleClosed
@@ -30,6 +32,7 @@ from coordinator.messages.universe import CandleUpdated
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
+from coordinator.supervisor.ticker import Ticker
 from coordinator.trading.routing import validator_for
 
 __all__ = ["Candle", "MarketFeed", "parse_candle"]
@@ -84,6 +87,9 @@ def parse_candle(payload: bytes, channel: str = "") -> Candle | None:
     )
 
 
+_VALIDATOR_EVERY = 0.5
+
+
 class MarketFeed(ChildActor):
     def setup(self) -> None:
         services: Services = self.context.services
@@ -93,6 +99,9 @@ class MarketFeed(ChildActor):
         self._validators = services.config.coordination.validation_threads
         self._bad = 0
         self._undelivered: set[str] = set()
+        # Per symbol: when its Validator was last told, and the update held back since.
+        self._told: dict[str, float] = {}
+        self._held_back: dict[str, PriceUpdated] = {}
         self._subscription = Subscription(
             services.endpoints.redis_url,
             patterns=(MARKET_DATA_PATTERN,),
@@ -100,8 +109,13 @@ class MarketFeed(ChildActor):
             name=f"{self.name}-reader",
             actor=f"{self.name}#{self.context.incarnation}",
         ).start()
+        self._ticker = Ticker(
+            _VALIDATOR_EVERY, lambda: self.actor_ref.tell(MarketTick()), name=f"{self.name}-ticker"
+        ).start()
 
     def cleanup(self) -> None:
+        if getattr(self, "_ticker", None) is not None:
+            self._ticker.stop()
         if getattr(self, "_subscription", None) is not None:
             self._subscription.stop()
 
@@ -121,6 +135,8 @@ class MarketFeed(ChildActor):
                         logger.warning("%d unusable market-data message(s) ignored", self._bad)
                     return None
                 self._candle(parsed, mono)
+            case MarketTick():
+                self._flush_held_back()
             case GetMarketSnapshot():
                 return MarketSnapshot(
                     prices=tuple((s, p, t) for s, (p, t) in sorted(self._prices.items())),
@@ -159,12 +175,29 @@ class MarketFeed(ChildActor):
         self._prices[symbol] = (price, at)
         if previous is None or previous[0] != price or at - previous[1] > 1.0:
             update = PriceUpdated(symbol=symbol, price=price, at=at, received_mono=mono)
-            for name in (validator_for(symbol, self._validators), "trailing_stop"):
-                try:
-                    directory.tell(name, update)
-                except ChildUnavailable as exc:
-                    if name not in self._undelivered:
-                        logger.error("prices not delivered to %s: %s", name, exc)
-                    self._undelivered.add(name)
-                else:
-                    self._undelivered.discard(name)
+            self._tell("trailing_stop", update)
+            if at - self._told.get(symbol, 0.0) >= _VALIDATOR_EVERY:
+                self._told[symbol] = at
+                self._held_back.pop(symbol, None)
+                self._tell(validator_for(symbol, self._validators), update)
+            else:
+                self._held_back[symbol] = update
+
+    def _flush_held_back(self) -> None:
+        """The latest price of every symbol held back, so no Validator keeps an old one."""
+        now = self.context.clock.time()
+        for symbol, update in list(self._held_back.items()):
+            if now - self._told.get(symbol, 0.0) >= _VALIDATOR_EVERY:
+                del self._held_back[symbol]
+                self._told[symbol] = now
+                self._tell(validator_for(symbol, self._validators), update)
+
+    def _tell(self, name: str, message: PriceUpdated) -> None:
+        try:
+            self.context.directory.tell(name, message)
+        except ChildUnavailable as exc:
+            if name not in self._undelivered:
+                logger.error("prices not delivered to %s: %s", name, exc)
+            self._undelivered.add(name)
+        else:
+            self._undelivered.discard(name)

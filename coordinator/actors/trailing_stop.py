@@ -508,8 +508,11 @@ class TrailingStop(ChildActor):
         if not current:
             return  # an older attempt's rejection: the current one decides
         if reason in _GONE:
-            self._close(position, f"exit {attempt}: {detail}", now)
-            return
+            # The Ledger's view may lag behind a position opened elsewhere: the
+            # TrailingStop's own reconciliation decides whether it is gone (then it is
+            # closed); until then the exit is tried again like any failed one.
+            position.missing = max(position.missing, 1)
+            self._fetch_due = min(self._fetch_due, now)
         self._exit_failed(position, f"{reason}: {detail}", now)
 
     def _on_exits_looked_up(

@@ -57,6 +57,9 @@ class StopStore(OwnConnectionStore):
     """Used by the TrailingStop's worker thread."""
 
     application = "coordinator-stops"
+    # A checkpoint of state the process also keeps in memory: written often, and its
+    # commits must not queue in front of the order intents' (which wait for the disk).
+    synchronous_commit = False
 
     def open_stops(self) -> list[dict[str, Any]]:
         """Every position still watched (not closed)."""

@@ -34,14 +34,28 @@ class StoreError(Exception):
     """The database refused or could not be reached; the message says which."""
 
 
-def connect(dsn: str, *, timeout: float = 5.0, application: str = "coordinator") -> Any:
-    """A connection that fails fast: connect and statement timeouts, TCP keepalives."""
+def connect(
+    dsn: str,
+    *,
+    timeout: float = 5.0,
+    application: str = "coordinator",
+    synchronous_commit: bool = True,
+) -> Any:
+    """A connection that fails fast: connect and statement timeouts, TCP keepalives.
+
+    ``synchronous_commit=False`` for writes that may lose their last fraction of a
+    second in a crash of the server (they are kept elsewhere too): their commits then
+    do not wait for the WAL flush, nor hold back the ones that must.
+    """
+    options = f"-c statement_timeout={int(timeout * 1000)}"
+    if not synchronous_commit:
+        options += " -c synchronous_commit=off"
     try:
         return psycopg2.connect(
             dsn,
             connect_timeout=max(1, round(timeout)),
             application_name=application,
-            options=f"-c statement_timeout={int(timeout * 1000)}",
+            options=options,
             keepalives=1,
             keepalives_idle=10,
             keepalives_interval=5,
@@ -56,6 +70,7 @@ class OwnConnectionStore:
     failure; every error comes out as a StoreError with its first line."""
 
     application = "coordinator"
+    synchronous_commit = True
 
     def __init__(self, dsn: str, *, timeout: float = 5.0) -> None:
         self._dsn = dsn
@@ -72,7 +87,12 @@ class OwnConnectionStore:
     def _run(self, work: Any) -> Any:
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = connect(self._dsn, timeout=self._timeout, application=self.application)
+                self._conn = connect(
+                    self._dsn,
+                    timeout=self._timeout,
+                    application=self.application,
+                    synchronous_commit=self.synchronous_commit,
+                )
             with self._conn, self._conn.cursor() as cur:
                 return work(cur)
         except psycopg2.Error as exc:

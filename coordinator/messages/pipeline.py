@@ -25,6 +25,7 @@ __all__ = [
     "IntakeTick",
     "LedgerSnapshot",
     "MarketSnapshot",
+    "MarketTick",
     "OrderRecord",
     "OrderSubmitted",
     "PortfolioFetched",
@@ -221,6 +222,11 @@ class CandleReceived(Command):
     """The channel it came on (``roottrading:market:data:{symbol}:{timeframe}``)."""
     received_mono: float = 0.0
     """Monotonic time the reader thread got it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarketTick(Command):
+    """Time for the MarketFeed to tell the Validators the prices it held back."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

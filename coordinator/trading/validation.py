@@ -232,11 +232,21 @@ class PortfolioView:
         """Value of every balance; an asset the Portfolio could not price is valued at
         the value of its position, so that an unpriced holding is not taken for a loss."""
         total = 0.0
+        unpriced = set()
         for asset, balance in self.balances.items():
             if balance.value is not None:
                 total += balance.value
             else:
-                total += sum(p.value for s, p in self.positions.items() if s.startswith(asset))
+                unpriced.add(asset)
+        if unpriced:
+            # One pass over the positions (a view may hold a thousand of each).
+            for symbol, position in self.positions.items():
+                try:
+                    base, _ = split_symbol(symbol)
+                except ValueError:
+                    continue
+                if base in unpriced:
+                    total += position.value
         return total
 
 
