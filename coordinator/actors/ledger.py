@@ -29,6 +29,7 @@ from coordinator.messages.pipeline import (
     GetLedgerSnapshot,
     LedgerSnapshot,
     PortfolioFetched,
+    PositionsSeen,
     RefreshPortfolio,
     Reservation,
     Reserve,
@@ -43,6 +44,7 @@ from coordinator.trading.guards import portfolio_guards
 from coordinator.trading.paper_book import split_symbol
 from coordinator.trading.signals import Side
 from coordinator.trading.sizing import SizingTable
+from coordinator.trading.stops import EXIT_ID_PREFIX
 from coordinator.trading.trading_state import StateReason
 from coordinator.trading.validation import (
     Balance,
@@ -59,7 +61,10 @@ __all__ = ["Ledger", "apply_fill", "risk_config"]
 
 logger = logging.getLogger(__name__)
 
-_MIN_REFRESH = 0.25  # seconds between fetches caused by our own fills
+# Seconds between fetches caused by our own fills. The view already has those fills
+# applied; the fetch only confirms them, and with a thousand positions each one costs
+# milliseconds of CPU that exits on other symbols wait behind.
+_MIN_REFRESH = 1.0
 _SETTLE_WINDOW = 60.0  # a fill not shown by the Portfolio after this is trusted to it
 
 
@@ -219,6 +224,9 @@ class Ledger(ChildActor):
                 self._stop_losses[symbol] = at
             case RefreshPortfolio():
                 self._maybe_fetch()
+            case PositionsSeen(symbols=symbols):
+                if any(symbol not in self._view.positions for symbol in symbols):
+                    self._fetch()
             case GetLedgerSnapshot():
                 return self._snapshot()
             case _:
@@ -249,11 +257,15 @@ class Ledger(ChildActor):
         )
         if evaluation.plan is None:
             failure = evaluation.failure
-            if failure is not None and failure.reason is Reason.NO_POSITION:
-                # The position may have opened since the view was fetched (outside the
-                # coordinator): look again soon, for the exit that will be tried again.
-                self._refresh_after_fill = True
-                self._maybe_fetch()
+            if (
+                failure is not None
+                and failure.reason is Reason.NO_POSITION
+                and signal.signal_id.startswith(EXIT_ID_PREFIX)
+            ):
+                # The TrailingStop saw the position, so it may have opened since the view
+                # was fetched: look now, for the exit that will be tried again. (Only for
+                # exits: SELL signals on symbols never held are common.)
+                self._fetch()
             return Reservation(checks=evaluation.checks, plan=None, reservation_id=None)
         reservation_id = next(self._ids)
         self._reservations[reservation_id] = evaluation.plan

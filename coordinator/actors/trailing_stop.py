@@ -37,6 +37,7 @@ from coordinator.infra.store import StoreError
 from coordinator.logs import set_actor_name
 from coordinator.messages.pipeline import (
     OrderSubmitted,
+    PositionsSeen,
     PriceUpdated,
     SignalDecided,
     StopLossRecorded,
@@ -61,6 +62,7 @@ from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.supervisor.ticker import Ticker
 from coordinator.trading.routing import validator_for
 from coordinator.trading.stops import (
+    EXIT_ID_PREFIX,
     EXIT_SOURCE,
     AtrTracker,
     StopState,
@@ -77,7 +79,7 @@ __all__ = ["TrailingStop"]
 logger = logging.getLogger(__name__)
 
 _TICK = 0.25
-_SOON_AFTER_ORDER = 0.5  # seconds after one of our orders before positions are fetched
+_SOON_AFTER_BUY = 0.5  # seconds after one of our BUYs before positions are fetched
 _MISSES_TO_CLOSE = 2  # successful fetches in a row without a position before it is closed
 
 WATCHING = "watching"
@@ -312,8 +314,11 @@ class TrailingStop(ChildActor):
             case SignalDecided():
                 pass
             case OrderSubmitted(order=order):
-                if order.state in ("accepted", "unknown"):
-                    self._fetch_due = min(self._fetch_due, self._clock.time() + _SOON_AFTER_ORDER)
+                # A new position should get its stop at once; a sold one is closed by the
+                # regular fetches (it is not watched for an exit meanwhile). Fetching a
+                # thousand positions after every exit would take the time exits need.
+                if order.side == "BUY" and order.state in ("accepted", "unknown"):
+                    self._fetch_due = min(self._fetch_due, self._clock.time() + _SOON_AFTER_BUY)
             case PositionsFetched():
                 self._on_positions(message)
             case ExitsLookedUp(decisions=decisions, error=error):
@@ -591,6 +596,11 @@ class TrailingStop(ChildActor):
             )
             # A position seen before (this key stored, closed or not) keeps its peak.
             self._worker.submit(self._read_stops, [p.key for p in adopted])
+            # The Ledger sizes the exits from its own view: have it see them too.
+            with contextlib.suppress(ChildUnavailable):
+                self.context.directory.tell(
+                    "ledger", PositionsSeen(symbols=tuple(sorted({p.symbol for p in adopted})))
+                )
             self._load_atr(sorted({p.symbol for p in adopted}))
 
     def _adopt(self, key: str, held: HeldPosition, now: float) -> _Position:
@@ -899,9 +909,9 @@ class TrailingStop(ChildActor):
 
 def _parse_exit_id(signal_id: str) -> tuple[str | None, int]:
     """(position key, attempt) of ``exit:<key>:<attempt>``."""
-    if not signal_id.startswith("exit:"):
+    if not signal_id.startswith(EXIT_ID_PREFIX):
         return None, 0
-    key, _, attempt = signal_id[len("exit:") :].rpartition(":")
+    key, _, attempt = signal_id[len(EXIT_ID_PREFIX) :].rpartition(":")
     try:
         return key, int(attempt)
     except ValueError:

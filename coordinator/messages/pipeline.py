@@ -29,6 +29,7 @@ __all__ = [
     "OrderRecord",
     "OrderSubmitted",
     "PortfolioFetched",
+    "PositionsSeen",
     "PriceUpdated",
     "RawSignal",
     "RecordDecision",
@@ -210,6 +211,15 @@ class PortfolioFetched(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RefreshPortfolio(Command):
     """Time for the Ledger to fetch the Portfolio if its view is older than the TTL."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PositionsSeen(Command):
+    """The TrailingStop adopted positions: the Ledger fetches at once if its view lacks
+    one of them, so that their exits are not refused ``no_position``."""
+
+    symbols: tuple[str, ...]
+    """Symbols of the positions adopted."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from coordinator.trading.signals import Side, Signal
 
 __all__ = [
+    "EXIT_ID_PREFIX",
     "EXIT_SOURCE",
     "RULES",
     "AtrTracker",
@@ -298,9 +299,12 @@ EXIT_SOURCE = "trailing_stop"
 """The source of the exits' signals, in storage and events."""
 
 
+EXIT_ID_PREFIX = "exit:"
+
+
 def exit_id(key: str, attempt: int) -> str:
     """The signal id of one exit attempt: one order at most per attempt."""
-    return f"exit:{key}:{attempt}"
+    return f"{EXIT_ID_PREFIX}{key}:{attempt}"
 
 
 def exit_signal(
