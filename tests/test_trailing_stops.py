@@ -247,6 +247,29 @@ def test_an_error_in_the_stop_logic_never_sells(pipe, monkeypatch):
     assert len(sells(pipe, "DOGEUSDC")) == 1
 
 
+def test_ticks_arriving_together_are_all_seen_in_order(pipe):
+    """A burst read from Redis in one go: every tick counts for the peak, the last one is
+    the price, and a malformed message among them costs only itself."""
+    seed(pipe, "LTCUSDC", 2.0, 80.0)
+    watched(pipe, "LTCUSDC")
+    tick(pipe, "LTCUSDC", 80.0)  # the MarketFeed listens
+    channel = "roottrading:market:data:ltcusdc:1m"
+    now_ms = int(time.time() * 1000) // 60_000 * 60_000
+    prices = [round(80.0 + i * 0.01, 2) for i in range(1, 501)] + [84.5]
+    burst = pipe.redis.pipeline(transaction=False)
+    for index, price in enumerate(prices):
+        if index == 250:
+            burst.publish(channel, b'{"symbol": "LTCUSDC", "close": "not a price"}')
+        candle = {"symbol": "LTCUSDC", "timeframe": "1m", "time": now_ms, "close": price}
+        burst.publish(channel, json.dumps(candle))
+    burst.execute()
+    view = ticks_seen(pipe, "LTCUSDC", 84.5)
+    assert view["peak"] == max(prices) == 85.0
+    # percent rule: 2 % under the 85.0 peak; 84.5 is above it.
+    assert view["stop"] == pytest.approx(83.3) and view["state"] == "watching"
+    assert sells(pipe, "LTCUSDC") == []
+
+
 def test_a_sell_signal_racing_a_stop_makes_one_order(pipe):
     symbols = ("XRPUSDC", "ADAUSDC", "LTCUSDC")
     for symbol in symbols:

@@ -1,13 +1,14 @@
 """MarketFeed: the latest price of every symbol, from the RootTrading market-data channels.
 
-A reader thread subscribed to ``roottrading:market:data:*`` hands each candle over as
-it is; the actor keeps the latest close per symbol (in-progress candles included) and
-sends ``PriceUpdated`` to the TrailingStop on every change, and to the Validator that
-owns the symbol at most every ``_VALIDATOR_EVERY`` seconds (a BUY is checked against a
-price up to ``MARKET_DATA_MAX_AGE`` old; at thousands of ticks a second, telling the
-Validators each one would cost more than the checks, and would queue exits behind
-them). Candles of the universe timeframe go to the UniverseManager (``CandleUpdated``),
-closed ones of the ATR timeframe to the TrailingStop (``CandleClosed``).
+A reader thread subscribed to ``roottrading:market:data:*`` hands over what has arrived
+together, as it is; the actor keeps the latest close per symbol (in-progress candles
+included) and sends the changes (``PricesUpdated``, one message per batch) to the
+TrailingStop every time, and to the Validator that owns the symbol at most every
+``_VALIDATOR_EVERY`` seconds per symbol (a BUY is checked against a price up to
+``MARKET_DATA_MAX_AGE`` old; at thousands of ticks a second, telling the Validators each
+one would cost more than the checks, and would queue exits behind them). Candles of the
+universe timeframe go to the UniverseManager (``CandleUpdated``), closed ones of the ATR
+timeframe to the TrailingStop (``CandleClosed``).
 """
 
 from __future__ import annotations
@@ -15,16 +16,16 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from coordinator.infra.redis_bus import MARKET_DATA_PATTERN, Subscription
 from coordinator.messages.pipeline import (
-    CandleReceived,
+    CandlesReceived,
     GetMarketSnapshot,
     MarketSnapshot,
     MarketTick,
+    PricesUpdated,
     PriceUpdated,
 )
 from coordinator.messages.stops import CandleClosed
@@ -105,7 +106,7 @@ class MarketFeed(ChildActor):
         self._subscription = Subscription(
             services.endpoints.redis_url,
             patterns=(MARKET_DATA_PATTERN,),
-            on_message=self._received,
+            on_batch=self._received,
             name=f"{self.name}-reader",
             actor=f"{self.name}#{self.context.incarnation}",
         ).start()
@@ -119,22 +120,15 @@ class MarketFeed(ChildActor):
         if getattr(self, "_subscription", None) is not None:
             self._subscription.stop()
 
-    def _received(self, channel: str, payload: bytes) -> None:
-        # Reader thread: hand over, nothing else (stamped, for the tick-to-order latency).
-        self.actor_ref.tell(
-            CandleReceived(payload=payload, channel=channel, received_mono=time.monotonic())
-        )
+    def _received(self, batch: list[tuple[str, bytes, float]]) -> None:
+        # Reader thread: hand over, nothing else (each stamped when read, for the
+        # tick-to-order latency).
+        self.actor_ref.tell(CandlesReceived(candles=tuple(batch)))
 
     def handle(self, message: Any) -> Any:
         match message:
-            case CandleReceived(payload=payload, channel=channel, received_mono=mono):
-                parsed = parse_candle(payload, channel)
-                if parsed is None:
-                    self._bad += 1
-                    if self._bad in (1, 10, 100) or self._bad % 1000 == 0:
-                        logger.warning("%d unusable market-data message(s) ignored", self._bad)
-                    return None
-                self._candle(parsed, mono)
+            case CandlesReceived(candles=candles):
+                self._candles(candles)
             case MarketTick():
                 self._flush_held_back()
             case GetMarketSnapshot():
@@ -146,7 +140,31 @@ class MarketFeed(ChildActor):
                 return NOT_HANDLED
         return None
 
-    def _candle(self, candle: Candle, mono: float) -> None:
+    def _candles(self, candles: tuple[tuple[str, bytes, float], ...]) -> None:
+        """The prices of what arrived together go on together: one message to the
+        TrailingStop and at most one to each Validator."""
+        to_stops: list[PriceUpdated] = []
+        to_validators: dict[str, list[PriceUpdated]] = {}
+        for channel, payload, mono in candles:
+            parsed = parse_candle(payload, channel)
+            if parsed is None:
+                self._bad += 1
+                if self._bad in (1, 10, 100) or self._bad % 1000 == 0:
+                    logger.warning("%d unusable market-data message(s) ignored", self._bad)
+                continue
+            self._candle(parsed, mono, to_stops, to_validators)
+        if to_stops:
+            self._tell("trailing_stop", PricesUpdated(updates=tuple(to_stops)))
+        for name, updates in to_validators.items():
+            self._tell(name, PricesUpdated(updates=tuple(updates)))
+
+    def _candle(
+        self,
+        candle: Candle,
+        mono: float,
+        to_stops: list[PriceUpdated],
+        to_validators: dict[str, list[PriceUpdated]],
+    ) -> None:
         symbol, price = candle.symbol, candle.close
         directory = self.context.directory
         if candle.timeframe == self._timeframe:
@@ -175,24 +193,29 @@ class MarketFeed(ChildActor):
         self._prices[symbol] = (price, at)
         if previous is None or previous[0] != price or at - previous[1] > 1.0:
             update = PriceUpdated(symbol=symbol, price=price, at=at, received_mono=mono)
-            self._tell("trailing_stop", update)
+            to_stops.append(update)
             if at - self._told.get(symbol, 0.0) >= _VALIDATOR_EVERY:
                 self._told[symbol] = at
                 self._held_back.pop(symbol, None)
-                self._tell(validator_for(symbol, self._validators), update)
+                name = validator_for(symbol, self._validators)
+                to_validators.setdefault(name, []).append(update)
             else:
                 self._held_back[symbol] = update
 
     def _flush_held_back(self) -> None:
         """The latest price of every symbol held back, so no Validator keeps an old one."""
         now = self.context.clock.time()
+        to_validators: dict[str, list[PriceUpdated]] = {}
         for symbol, update in list(self._held_back.items()):
             if now - self._told.get(symbol, 0.0) >= _VALIDATOR_EVERY:
                 del self._held_back[symbol]
                 self._told[symbol] = now
-                self._tell(validator_for(symbol, self._validators), update)
+                name = validator_for(symbol, self._validators)
+                to_validators.setdefault(name, []).append(update)
+        for name, updates in to_validators.items():
+            self._tell(name, PricesUpdated(updates=tuple(updates)))
 
-    def _tell(self, name: str, message: PriceUpdated) -> None:
+    def _tell(self, name: str, message: PricesUpdated) -> None:
         try:
             self.context.directory.tell(name, message)
         except ChildUnavailable as exc:

@@ -38,6 +38,7 @@ from coordinator.logs import set_actor_name
 from coordinator.messages.pipeline import (
     OrderSubmitted,
     PositionsSeen,
+    PricesUpdated,
     PriceUpdated,
     SignalDecided,
     StopLossRecorded,
@@ -298,11 +299,11 @@ class TrailingStop(ChildActor):
 
     def handle(self, message: Any) -> Any:
         match message:
-            case PriceUpdated(symbol=symbol, price=price, at=at, received_mono=mono):
-                positions = self._by_symbol.get(symbol)
-                if positions:
-                    for position in list(positions):
-                        self._on_price(position, price, at, mono)
+            case PricesUpdated(updates=updates):
+                for update in updates:
+                    self._on_update(update)
+            case PriceUpdated():
+                self._on_update(message)
             case StopTick():
                 self._tick()
             case CandleClosed():
@@ -339,6 +340,12 @@ class TrailingStop(ChildActor):
         return None
 
     # --- prices -----------------------------------------------------------------------
+
+    def _on_update(self, update: PriceUpdated) -> None:
+        positions = self._by_symbol.get(update.symbol)
+        if positions:
+            for position in list(positions):
+                self._on_price(position, update.price, update.at, update.received_mono)
 
     def _on_price(self, position: _Position, price: float, at: float, mono: float) -> None:
         now = self._clock.time()

@@ -26,6 +26,7 @@ from coordinator.messages.pipeline import (
     Decision,
     GetValidatorSnapshot,
     OrderRecord,
+    PricesUpdated,
     PriceUpdated,
     RecordDecision,
     RecordOrder,
@@ -77,7 +78,7 @@ class _Waiting:
 
 
 class Validator(ChildActor):
-    # PriceUpdated is told by the MarketFeed to the owner of the symbol only.
+    # Prices are told by the MarketFeed to the owner of the symbol only.
     subscriptions = (TradingStateChanged, UniverseChanged)
 
     def setup(self) -> None:
@@ -147,6 +148,9 @@ class Validator(ChildActor):
                 self._on_signal(message)
             case ExitPosition():
                 self._on_exit(message)
+            case PricesUpdated(updates=updates):
+                for update in updates:
+                    self._prices[update.symbol] = MarketQuote(update.price, update.at)
             case PriceUpdated(symbol=symbol, price=price, at=at):
                 self._prices[symbol] = MarketQuote(price, at)
             case TradingStateChanged(status=status):

@@ -11,7 +11,7 @@ from coordinator.trading.validation import CheckResult, MarketQuote, OrderPlan, 
 __all__ = [
     "AckStreamEntry",
     "Admission",
-    "CandleReceived",
+    "CandlesReceived",
     "Decision",
     "GetIntakeSnapshot",
     "GetLedgerSnapshot",
@@ -31,6 +31,7 @@ __all__ = [
     "PortfolioFetched",
     "PositionsSeen",
     "PriceUpdated",
+    "PricesUpdated",
     "RawSignal",
     "RecordDecision",
     "RecordOrder",
@@ -167,6 +168,14 @@ class PriceUpdated(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PricesUpdated(Event):
+    """Several latest prices at once: what arrived together, or what was held back."""
+
+    updates: tuple[PriceUpdated, ...]
+    """In order of arrival."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Reserve(Query):
     """Validator to Ledger: run steps 6-9 and, if they pass, hold the order's room."""
 
@@ -223,15 +232,12 @@ class PositionsSeen(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CandleReceived(Command):
-    """A market-data message as it arrived, for the MarketFeed to parse."""
+class CandlesReceived(Command):
+    """Market-data messages as they arrived together, for the MarketFeed to parse."""
 
-    payload: bytes
-    """The candle JSON."""
-    channel: str = ""
-    """The channel it came on (``roottrading:market:data:{symbol}:{timeframe}``)."""
-    received_mono: float = 0.0
-    """Monotonic time the reader thread got it."""
+    candles: tuple[tuple[str, bytes, float], ...]
+    """(channel, candle JSON, monotonic time the reader thread got it), in order of
+    arrival; the channel is ``roottrading:market:data:{symbol}:{timeframe}``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
