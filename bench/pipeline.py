@@ -72,7 +72,9 @@ def rss_mb(pid: int) -> float:
 
 
 class Stack:
-    def __init__(self, tmp: Path, extra_env: dict[str, str]) -> None:
+    def __init__(
+        self, tmp: Path, extra_env: dict[str, str], *, paper_args: tuple[str, ...] = ()
+    ) -> None:
         self.tmp = tmp
         self.redis = EmbeddedRedis(tmp / "redis", persistent=True).start()
         self.postgres = EmbeddedPostgres(
@@ -92,7 +94,9 @@ class Stack:
         }
         paper_port = free_port()
         self.paper_url = f"http://127.0.0.1:{paper_port}"
-        self.paper = start(["paper-exchange", "--port", str(paper_port)], base, tmp / "paper.log")
+        self.paper = start(
+            ["paper-exchange", "--port", str(paper_port), *paper_args], base, tmp / "paper.log"
+        )
         wait_http(self.paper_url + "/health")
         self.port = free_port()
         env = {

@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     paper.add_argument(
         "--redis-url", help="follow prices on the market-data channels of this Redis"
     )
+    paper.add_argument(
+        "--no-market-data",
+        action="store_true",
+        help="do not follow the market-data channels: fill at each order's reference price",
+    )
     paper.set_defaults(handler=_paper_exchange)
 
     drill = commands.add_parser(
@@ -216,7 +221,9 @@ def _paper_exchange(args: argparse.Namespace) -> int:
             starting_balance=config.paper.starting_balance,
             fee_rate=config.paper.fee_percent / 100.0,
             quote_asset=config.risk.quote_asset,
-            redis_url=args.redis_url or config.redis.connection_url(),
+            redis_url=None
+            if args.no_market_data
+            else args.redis_url or config.redis.connection_url(),
         ).start()
     except HttpServerError as exc:
         logger.critical("could not start: %s", exc)

@@ -111,6 +111,65 @@ def test_intents_go_to_the_journal_while_postgres_is_down(own_postgres, tmp_path
     claims.close()
 
 
+def test_the_trader_connection_is_opened_ahead_and_reused_by_the_order():
+    """Warming up sends GET /health on a pooled keep-alive connection; the first order
+    then goes on that same connection instead of opening one."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    seen: list[tuple[int, str]] = []
+    connections = 0
+
+    def serve() -> None:
+        nonlocal connections
+        conn, _ = server.accept()
+        connections += 1
+        with conn, conn.makefile("rb") as reader:
+            for body in (b'{"status": "ok"}', b'{"order_id": "t-1", "status": "created"}'):
+                request_line = reader.readline().decode().strip()
+                length = 0
+                while (line := reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.decode().partition(":")
+                    if name.lower() == "content-length":
+                        length = int(value)
+                reader.read(length)
+                seen.append((connections, request_line))
+                status = "200 OK" if request_line.startswith("GET") else "201 Created"
+                conn.sendall(
+                    f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    trader = client(f"http://127.0.0.1:{port}")
+    try:
+        assert trader.warm() is None
+        answer = trader.submit(ORDER)
+    finally:
+        trader.close()
+        server.close()
+    thread.join(timeout=5)
+    assert answer.result is SendResult.ACCEPTED
+    assert seen == [(1, "GET /health HTTP/1.1"), (1, "POST /order HTTP/1.1")]
+
+
+def test_warming_up_says_why_it_could_not(own_postgres, tmp_path):
+    claims = IntentClaims(own_postgres.dsn, Journal(tmp_path / "journal.jsonl"), timeout=1)
+    assert claims.warm() is None
+    own_postgres.stop()
+    try:
+        cold = IntentClaims(own_postgres.dsn, Journal(tmp_path / "other.jsonl"), timeout=1)
+        assert "cannot connect to PostgreSQL" in (cold.warm() or "")
+    finally:
+        own_postgres.start()
+    refused = client(f"http://127.0.0.1:{free_port()}").warm()
+    assert refused is not None and "ConnectionError" in refused
+    claims.close()
+
+
 def test_journal_appends_reads_and_clears(tmp_path):
     path = tmp_path / "journal.jsonl"
     journal = Journal(path)

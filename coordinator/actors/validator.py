@@ -108,9 +108,26 @@ class Validator(ChildActor):
         )
         self._status = self._ask_trading_state()
         self._ask_universe()
+        self._warm = False
         self._ticker = Ticker(
             0.25, lambda: self.actor_ref.tell(ValidatorTick()), name=f"{self.name}-ticker"
         ).start()
+
+    def _warm_up(self) -> None:
+        """Connections to PostgreSQL (intents) and the Trader opened before the first
+        order, not by it: opening them costs that order milliseconds. Once per incarnation,
+        after start (a server down makes it return at once or within its connect timeout)."""
+        self._warm = True
+        problems = [
+            f"{what}: {error}"
+            for what, error in (
+                ("intent store", self._intents.warm()),
+                ("trader", None if self._trader is None else self._trader.warm()),
+            )
+            if error is not None
+        ]
+        if problems:
+            logger.info("connections not opened ahead (the first order opens them): %s", problems)
 
     def cleanup(self) -> None:
         if getattr(self, "_ticker", None) is not None:
@@ -160,6 +177,8 @@ class Validator(ChildActor):
                 self._universe = selected
                 self._blacklist = dict(blacklist)
             case ValidatorTick():
+                if not self._warm:
+                    self._warm_up()
                 if self._status is _UNKNOWN_STATE:
                     # Changes come as events; if none came since we started, ask again.
                     self._status = self._ask_trading_state(timeout=0.5, quiet=True)
@@ -207,6 +226,7 @@ class Validator(ChildActor):
             rule=message.rule,
             strategy=message.strategy,
             triggered_at=message.triggered_at,
+            tick_mono=message.tick_mono,
         )
         now = self._clock.time()
         if signal.signal_id not in self._services.decided:

@@ -476,16 +476,29 @@ class IntentClaims:
         self._timeout = timeout
         self._local = threading.local()
 
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = connect(self._dsn, timeout=self._timeout, application="coordinator-intents")
+            self._local.conn = conn
+        return conn
+
+    def warm(self) -> str | None:
+        """Open the calling thread's connection now rather than on its first order;
+        the error when it cannot (the first claim tries again)."""
+        try:
+            self._connection()
+        except StoreError as exc:
+            return str(exc)
+        return None
+
     def claim(self, record: dict[str, Any]) -> tuple[bool, str]:
         """(claimed, where): claimed False means an intent already exists: never send."""
         client_order_id = record["client_order_id"]
         if self._journal.has_intent(client_order_id):
             return False, "journal"
         try:
-            conn = getattr(self._local, "conn", None)
-            if conn is None or conn.closed:
-                conn = connect(self._dsn, timeout=self._timeout, application="coordinator-intents")
-                self._local.conn = conn
+            conn = self._connection()
             with conn, conn.cursor() as cur:
                 cur.execute(
                     """INSERT INTO coordinator_orders (client_order_id, signal_id, symbol, side,

@@ -72,6 +72,17 @@ class TraderClient:
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
 
+    def warm(self) -> str | None:
+        """Open a pooled connection with ``GET /health`` now, so the first order does not
+        pay for it; the error when that fails (nothing else depends on it)."""
+        try:
+            self._session.get(
+                self.url[: -len("/order")] + "/health", timeout=(self._timeout[0], 1.0)
+            ).close()
+        except requests.RequestException as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
     def submit(self, order: dict[str, Any]) -> TraderAnswer:
         started = time.perf_counter()
         try:

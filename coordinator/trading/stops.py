@@ -317,8 +317,11 @@ def exit_signal(
     rule: str,
     strategy: str,
     triggered_at: float,
+    tick_mono: float | None = None,
 ) -> Signal:
-    """An exit as the SELL signal the execution path takes."""
+    """An exit as the SELL signal the execution path takes. ``tick_mono`` (the host's
+    monotonic clock when the tick was read from Redis) is kept in the stored payload, so
+    the tick-to-order latency can be followed from outside the process."""
     body = {
         "exit_id": exit_id,
         "position_key": position_key,
@@ -330,6 +333,8 @@ def exit_signal(
         "strategy": strategy,
         "timestamp": triggered_at,
     }
+    if tick_mono:
+        body["tick_mono"] = tick_mono
     return Signal(
         signal_id=exit_id,
         strategy=f"{EXIT_SOURCE}:{rule}",
