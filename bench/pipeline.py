@@ -107,6 +107,10 @@ class Stack:
             "SIGNALS_CHANNEL": CHANNEL,
             "SIGNALS_STREAM_ENABLED": "false",
             "TRADING_SYMBOLS": ",".join(SYMBOLS),
+            # No candles here for the UniverseManager to choose from: every symbol is a
+            # core pair, so that a BUY is never refused for being outside the universe.
+            "CORE_PAIRS": ",".join(SYMBOLS),
+            "UNIVERSE_SIZE": str(len(SYMBOLS)),
             "MAX_CONCURRENT_TRADES": "1000",
             "MAX_ORDERS_PER_MINUTE": "10000",
             "MAX_EXPOSURE_PERCENT": "100",
@@ -226,7 +230,7 @@ def sustained(args: argparse.Namespace, tmp: Path) -> None:
         finished = wait_decided(stack, ids, timeout=600)
         elapsed = finished - started
         outcomes = stack.rows(
-            "SELECT outcome, coalesce(reason, ''), count(*) FROM coordinator_decisions"
+            "SELECT outcome, coalesce(reason, ''), count(*), min(detail) FROM coordinator_decisions"
             " WHERE signal_id = ANY(%s) GROUP BY 1, 2 ORDER BY 3 DESC",
             (ids,),
         )
@@ -238,9 +242,8 @@ def sustained(args: argparse.Namespace, tmp: Path) -> None:
             f"orders at the paper exchange: {orders['orders_received']} received, "
             f"{orders['orders_filled']} filled"
         )
-        print(
-            "outcomes:", ", ".join(f"{o} {r or ''} {n}".replace("  ", " ") for o, r, n in outcomes)
-        )
+        for outcome, reason, n, detail in outcomes:
+            print(f"{outcome} {reason}: {n}" + (f" (e.g. {detail})" if reason else ""))
     finally:
         stack.stop()
 
