@@ -13,6 +13,8 @@ import pytest
 import requests
 
 from coordinator.messages.pipeline import PriceUpdated
+from coordinator.messages.stops import ExitPosition
+from coordinator.trading.routing import validator_for
 from tests.pipeline import PRICES, Pipeline, signal_payload
 from tests.test_pipeline import signal_id
 from tests.waiting import wait_for
@@ -268,6 +270,39 @@ def test_ticks_arriving_together_are_all_seen_in_order(pipe):
     # percent rule: 2 % under the 85.0 peak; 84.5 is above it.
     assert view["stop"] == pytest.approx(83.3) and view["state"] == "watching"
     assert sells(pipe, "LTCUSDC") == []
+
+
+def test_many_exits_finding_no_position_do_not_hammer_the_portfolio(pipe):
+    """An exit the Ledger cannot size makes it look at the Portfolio again (the position
+    may be newer than its view), but not more than every 0.2 s however many come."""
+    symbol = "DOGEUSDC"  # not held
+    validator = validator_for(symbol, pipe.config.coordination.validation_threads)
+    before = pipe.paper.stats()["balance_reads"]
+    started = time.monotonic()
+    ids = [f"exit:{symbol}@0@1:{attempt}" for attempt in range(1, 101)]
+    for exit_id in ids:
+        pipe.directory.tell(
+            validator,
+            ExitPosition(
+                exit_id=exit_id,
+                position_key=f"{symbol}@0@1",
+                symbol=symbol,
+                quantity=1_000.0,
+                price=0.1,
+                stop=0.12,
+                rule="stoploss",
+                strategy="stoploss",
+                triggered_at=time.time(),
+                tick_mono=time.monotonic(),
+            ),
+        )
+    for exit_id in ids:
+        assert pipe.decision(exit_id)["decision"]["reason"] == "no_position"
+    elapsed = time.monotonic() - started
+    reads = pipe.paper.stats()["balance_reads"] - before
+    # At most one urgent fetch per 0.2 s, and one per PORTFOLIO_CACHE_TTL (0.2 s here).
+    assert reads <= elapsed / 0.1 + 3, f"{reads} Portfolio reads in {elapsed:.2f} s"
+    assert sells(pipe, symbol) == []
 
 
 def test_a_sell_signal_racing_a_stop_makes_one_order(pipe):

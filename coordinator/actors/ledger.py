@@ -65,6 +65,7 @@ logger = logging.getLogger(__name__)
 # applied; the fetch only confirms them, and with a thousand positions each one costs
 # milliseconds of CPU that exits on other symbols wait behind.
 _MIN_REFRESH = 1.0
+_URGENT_GAP = 0.2  # seconds between fetches for a position the view lacks
 _SETTLE_WINDOW = 60.0  # a fill not shown by the Portfolio after this is trusted to it
 
 
@@ -226,7 +227,7 @@ class Ledger(ChildActor):
                 self._maybe_fetch()
             case PositionsSeen(symbols=symbols):
                 if any(symbol not in self._view.positions for symbol in symbols):
-                    self._fetch()
+                    self._fetch_urgently()
             case GetLedgerSnapshot():
                 return self._snapshot()
             case _:
@@ -265,7 +266,7 @@ class Ledger(ChildActor):
                 # The TrailingStop saw the position, so it may have opened since the view
                 # was fetched: look now, for the exit that will be tried again. (Only for
                 # exits: SELL signals on symbols never held are common.)
-                self._fetch()
+                self._fetch_urgently()
             return Reservation(checks=evaluation.checks, plan=None, reservation_id=None)
         reservation_id = next(self._ids)
         self._reservations[reservation_id] = evaluation.plan
@@ -337,6 +338,16 @@ class Ledger(ChildActor):
         fetched = self._fetched_view.fetched_at
         if fetched is None or now - fetched >= self._ttl:
             self._fetch()
+
+    def _fetch_urgently(self) -> None:
+        """Fetch now, unless one started less than ``_URGENT_GAP`` ago: then with the
+        refreshes after fills. Many exits refused at once must not hammer a Portfolio
+        that is failing."""
+        last = self._last_fetch_started
+        if last is None or self._clock.time() - last >= _URGENT_GAP:
+            self._fetch()
+        else:
+            self._refresh_after_fill = True
 
     def _fetch(self) -> None:
         if self._client is None:

@@ -92,6 +92,7 @@ class PaperExchange:
         self.orders_received = 0
         self.fills_by_client_id: Counter[str] = Counter()
         self.requests_by_client_id: Counter[str] = Counter()
+        self.balance_reads = 0
         # (monotonic arrival, symbol, side, client order id) of the latest orders, so a
         # benchmark on this machine can time an order's arrival against its cause.
         self.order_log: deque[tuple[float, str, str, str]] = deque(maxlen=100_000)
@@ -147,6 +148,7 @@ class PaperExchange:
                 ),
                 "fills_by_client_order_id": dict(self.fills_by_client_id),
                 "requests_by_client_order_id": dict(self.requests_by_client_id),
+                "balance_reads": self.balance_reads,
                 "knobs": self.knobs.as_dict(),
             }
 
@@ -190,6 +192,7 @@ class PaperExchange:
         @app.get("/balances")
         def balances() -> Any:
             with self._lock:
+                self.balance_reads += 1
                 rows = self.book.balances_view(self._asset_prices())
             if not rows:
                 response.status = 404
