@@ -80,7 +80,8 @@ __all__ = ["TrailingStop"]
 logger = logging.getLogger(__name__)
 
 _TICK = 0.25
-_SOON_AFTER_BUY = 0.5  # seconds after one of our BUYs before positions are fetched
+_SOON_AFTER_ORDER = 0.5  # seconds after one of our orders before positions are fetched
+_ORDER_FETCH_GAP = 1.0  # but not sooner than this after the previous fetch started
 _MISSES_TO_CLOSE = 2  # successful fetches in a row without a position before it is closed
 
 WATCHING = "watching"
@@ -175,6 +176,7 @@ class TrailingStop(ChildActor):
         self._closing: dict[str, _Position] = {}
         self._fetching = False
         self._fetch_due = 0.0
+        self._fetch_started = 0.0
         self._last_fetch: float | None = None
         self._positions_error: str | None = None
         self._cycles_error: str | None = None
@@ -315,11 +317,13 @@ class TrailingStop(ChildActor):
             case SignalDecided():
                 pass
             case OrderSubmitted(order=order):
-                # A new position should get its stop at once; a sold one is closed by the
-                # regular fetches (it is not watched for an exit meanwhile). Fetching a
-                # thousand positions after every exit would take the time exits need.
-                if order.side == "BUY" and order.state in ("accepted", "unknown"):
-                    self._fetch_due = min(self._fetch_due, self._clock.time() + _SOON_AFTER_BUY)
+                # A new position should get its stop at once, a sold one be closed; but
+                # with many exits a second, fetching a thousand positions after each one
+                # would take the time the exits need: at most one such fetch a second.
+                if order.state in ("accepted", "unknown"):
+                    now = self._clock.time()
+                    soon = max(now + _SOON_AFTER_ORDER, self._fetch_started + _ORDER_FETCH_GAP)
+                    self._fetch_due = min(self._fetch_due, soon)
             case PositionsFetched():
                 self._on_positions(message)
             case ExitsLookedUp(decisions=decisions, error=error):
@@ -681,6 +685,7 @@ class TrailingStop(ChildActor):
         if not self._fetching and now >= self._fetch_due and self._portfolio is not None:
             self._fetching = True
             self._fetch_due = now + settings.refresh_interval
+            self._fetch_started = now
             self._fetcher.submit(self._fetch_positions)
         lookups = []
         for position in list(self._positions.values()):
