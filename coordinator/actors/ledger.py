@@ -4,8 +4,9 @@ Validators run in parallel, one per group of symbols, so the limits that span sy
 (concurrent trades, free balance, exposure, order rate, loss limits) are checked here,
 one signal at a time, and the room of an accepted order is held until its outcome is
 known. The Portfolio is fetched on a worker thread (never blocking a check) when the
-view is older than ``PORTFOLIO_CACHE_TTL`` and after each of our own fills; fills made
-after a fetch started are laid over the view until a later fetch includes them.
+view is older than ``PORTFOLIO_CACHE_TTL``, at most once a second after our own fills,
+and soon when the TrailingStop holds a position the view lacks; fills made after a fetch
+started are laid over the view until a later fetch includes them.
 """
 
 from __future__ import annotations
