@@ -36,6 +36,54 @@ PRICES = {
 }
 
 
+def market_channel(symbol: str, timeframe: str = "1m") -> str:
+    return f"roottrading:market:data:{symbol.lower()}:{timeframe}"
+
+
+def candle_json(
+    symbol: str,
+    close: float,
+    *,
+    time_ms: int,
+    timeframe: str = "1m",
+    high: float | None = None,
+    low: float | None = None,
+    volume: float = 1.0,
+    closed: bool = False,
+) -> str:
+    """A RootTrading market-data candle, as published on its channel."""
+    return json.dumps(
+        {
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "time": time_ms,
+            "open": close,
+            "high": close if high is None else high,
+            "low": close if low is None else low,
+            "close": close,
+            "volume": volume,
+            "is_closed": closed,
+        }
+    )
+
+
+def next_event(events: Any, kind: str) -> dict[str, Any]:
+    """The first event of ``kind`` on ``events``, a pub/sub subscribed to the events
+    channel (the others read on the way are dropped)."""
+    return wait_for(
+        lambda: next(
+            (
+                body
+                for message in iter(lambda: events.get_message(timeout=0.1), None)
+                if message["type"] == "message"
+                and (body := json.loads(message["data"]))["type"] == kind
+            ),
+            None,
+        ),
+        message=f"{kind} on the events channel",
+    )
+
+
 def signal_payload(
     symbol: str = "BTCUSDC",
     side: str = "BUY",
@@ -136,18 +184,8 @@ class Pipeline:
         return requests.post(self.url + "/signals", data=data, headers=AUTH, timeout=10)
 
     def publish_price(self, symbol: str, price: float) -> None:
-        candle = {
-            "symbol": symbol,
-            "timeframe": "1m",
-            "time": int(time.time() * 1000) - 10_000,
-            "open": price,
-            "high": price,
-            "low": price,
-            "close": price,
-            "volume": 1.0,
-            "is_closed": False,
-        }
-        self.redis.publish(f"roottrading:market:data:{symbol.lower()}:1m", json.dumps(candle))
+        candle = candle_json(symbol, price, time_ms=int(time.time() * 1000) - 10_000)
+        self.redis.publish(market_channel(symbol), candle)
 
     # --- reading ----------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from coordinator.trading.stops import AtrTracker, StopParams, open_stop, raise_stop, update_stop
+from tests.pipeline import candle_json, market_channel, next_event
 from tests.shared_data import CANDLES, needs_candles
 from tests.waiting import wait_for
 
@@ -182,21 +183,11 @@ def test_a_coordinator_replaying_the_candles_sells_at_the_same_candle(pipelines,
     wait_for(lambda: _stop(pipe, symbol), message="the position watched")
     events = pipe.redis.pubsub()
     events.subscribe(pipe.events_channel)
-    channel = f"roottrading:market:data:{symbol.lower()}:1m"
+    channel = market_channel(symbol)
     for time_ms, high, low, close in candles[start + 1 : index + 50]:
-        candle = {
-            "symbol": symbol,
-            "timeframe": "1m",
-            "time": time_ms,
-            "open": close,
-            "high": high,
-            "low": low,
-            "close": close,
-            "volume": 1.0,
-            "is_closed": True,
-        }
+        candle = candle_json(symbol, close, time_ms=time_ms, high=high, low=low, closed=True)
         wait_for(
-            lambda c=candle: pipe.redis.publish(channel, json.dumps(c)) > 0,
+            lambda c=candle: pipe.redis.publish(channel, c) > 0,
             message="the MarketFeed listening",
         )
     decided = wait_for(
@@ -212,18 +203,7 @@ def test_a_coordinator_replaying_the_candles_sells_at_the_same_candle(pipelines,
     assert exit_body["price"] == price, "the close of the candle the test expects"
     assert exit_body["stop"] >= price
     assert record["signal"]["signal_id"].endswith(":1"), "one exit"
-    triggered = wait_for(
-        lambda: next(
-            (
-                body
-                for message in iter(lambda: events.get_message(timeout=0.1), None)
-                if message["type"] == "message"
-                and (body := json.loads(message["data"]))["type"] == "StopTriggered"
-            ),
-            None,
-        ),
-        message="StopTriggered",
-    )
+    triggered = next_event(events, "StopTriggered")
     events.close()
     assert triggered["price"] == price and triggered["peak"] == pytest.approx(peak)
     exits = [d for d in pipe.decisions(symbol=symbol) if d["signal_id"].startswith("exit:")]

@@ -3,7 +3,6 @@ on the Redis market-data channels, exits through the Validators to the paper exc
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Any
@@ -15,7 +14,14 @@ import requests
 from coordinator.messages.pipeline import PriceUpdated
 from coordinator.messages.stops import ExitPosition
 from coordinator.trading.routing import validator_for
-from tests.pipeline import PRICES, Pipeline, signal_payload
+from tests.pipeline import (
+    PRICES,
+    Pipeline,
+    candle_json,
+    market_channel,
+    next_event,
+    signal_payload,
+)
 from tests.test_pipeline import signal_id
 from tests.waiting import wait_for
 
@@ -73,19 +79,8 @@ def watched(pipe: Pipeline, symbol: str) -> dict[str, Any]:
 
 def tick(pipe: Pipeline, symbol: str, price: float) -> None:
     """A 1m candle update on Redis, once the MarketFeed listens."""
-    candle = {
-        "symbol": symbol,
-        "timeframe": "1m",
-        "time": int(time.time() * 1000) // 60_000 * 60_000,
-        "open": price,
-        "high": price,
-        "low": price,
-        "close": price,
-        "volume": 1.0,
-        "is_closed": False,
-    }
-    data = json.dumps(candle)
-    channel = f"roottrading:market:data:{symbol.lower()}:1m"
+    data = candle_json(symbol, price, time_ms=int(time.time() * 1000) // 60_000 * 60_000)
+    channel = market_channel(symbol)
     wait_for(lambda: pipe.redis.publish(channel, data) > 0, message="the MarketFeed listening")
 
 
@@ -145,18 +140,7 @@ def test_a_stop_follows_the_price_and_sells_the_position_once(pipe):
     # More ticks under the old stop sell nothing more.
     tick(pipe, "BTCUSDC", 50_000.0)
     assert len(sells(pipe, "BTCUSDC")) == 1
-    triggered = wait_for(
-        lambda: next(
-            (
-                body
-                for message in iter(lambda: events.get_message(timeout=0.1), None)
-                if message["type"] == "message"
-                and (body := json.loads(message["data"]))["type"] == "StopTriggered"
-            ),
-            None,
-        ),
-        message="StopTriggered on the events channel",
-    )
+    triggered = next_event(events, "StopTriggered")
     assert triggered["symbol"] == "BTCUSDC" and triggered["price"] == 61_700.0
     assert triggered["stop"] == pytest.approx(61_740.0) and triggered["peak"] == 63_000.0
     events.close()
@@ -255,15 +239,14 @@ def test_ticks_arriving_together_are_all_seen_in_order(pipe):
     seed(pipe, "LTCUSDC", 2.0, 80.0)
     watched(pipe, "LTCUSDC")
     tick(pipe, "LTCUSDC", 80.0)  # the MarketFeed listens
-    channel = "roottrading:market:data:ltcusdc:1m"
+    channel = market_channel("LTCUSDC")
     now_ms = int(time.time() * 1000) // 60_000 * 60_000
     prices = [round(80.0 + i * 0.01, 2) for i in range(1, 501)] + [84.5]
     burst = pipe.redis.pipeline(transaction=False)
     for index, price in enumerate(prices):
         if index == 250:
             burst.publish(channel, b'{"symbol": "LTCUSDC", "close": "not a price"}')
-        candle = {"symbol": "LTCUSDC", "timeframe": "1m", "time": now_ms, "close": price}
-        burst.publish(channel, json.dumps(candle))
+        burst.publish(channel, candle_json("LTCUSDC", price, time_ms=now_ms))
     burst.execute()
     view = ticks_seen(pipe, "LTCUSDC", 84.5)
     assert view["peak"] == max(prices) == 85.0

@@ -12,7 +12,15 @@ import pytest
 import requests
 
 from coordinator.messages.pipeline import StopLossRecorded
-from tests.pipeline import AUTH, PRICES, SYMBOLS, Pipeline, signal_payload
+from tests.pipeline import (
+    AUTH,
+    PRICES,
+    SYMBOLS,
+    Pipeline,
+    candle_json,
+    market_channel,
+    signal_payload,
+)
 from tests.test_pipeline import signal_id
 from tests.waiting import wait_for
 
@@ -44,18 +52,15 @@ def feed_candles(pipe: Pipeline, count: int = 100) -> None:
         price = PRICES[symbol]
         for step in range(count):
             price *= 1.0 + walk.gauss(0, 0.004)
-            candle = {
-                "symbol": symbol,
-                "timeframe": "15m",
-                "time": newest - (count - 1 - step) * QUARTER,
-                "open": price,
-                "high": price,
-                "low": price,
-                "close": price,
-                "volume": VOLUMES[symbol] / 96 / price,
-                "is_closed": True,
-            }
-            pipe.redis.publish(f"roottrading:market:data:{symbol.lower()}:15m", json.dumps(candle))
+            candle = candle_json(
+                symbol,
+                price,
+                time_ms=newest - (count - 1 - step) * QUARTER,
+                timeframe="15m",
+                volume=VOLUMES[symbol] / 96 / price,
+                closed=True,
+            )
+            pipe.redis.publish(market_channel(symbol, "15m"), candle)
     wait_for(
         lambda: universe(pipe)["symbols_with_data"] == len(SYMBOLS),
         message="candles of every symbol at the UniverseManager",

@@ -16,7 +16,6 @@ import itertools
 import logging
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +23,6 @@ from typing import Any
 from pykka import ActorDeadError
 
 from coordinator.infra.portfolio_client import PortfolioClient, PortfolioError
-from coordinator.logs import set_actor_name
 from coordinator.messages.health import PortfolioGuardsChanged
 from coordinator.messages.pipeline import (
     GetLedgerSnapshot,
@@ -186,12 +184,7 @@ class Ledger(ChildActor):
         self._client = (
             PortfolioClient(url, timeout=services.config.risk.portfolio_timeout) if url else None
         )
-        self._worker = ThreadPoolExecutor(
-            max_workers=1,
-            thread_name_prefix=f"{self.name}-portfolio",
-            initializer=set_actor_name,
-            initargs=(f"{self.name}#{self.context.incarnation}",),
-        )
+        self._worker = self.worker_pool("portfolio")
         if self._client is None:
             self._fetch_error = "PORTFOLIO_API_URL is not configured"
         else:

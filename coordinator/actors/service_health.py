@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +23,6 @@ from coordinator.infra.probes import (
     RedisProbe,
 )
 from coordinator.infra.store import KillSwitchStore, StoreError
-from coordinator.logs import set_actor_name
 from coordinator.messages.health import (
     DependencyChanged,
     DependencySnapshot,
@@ -112,20 +110,9 @@ class ServiceHealth(ChildActor):
             dependency: _Tracked(probe=probe, breaker=Breaker(policy))
             for dependency, probe in build_probes(services).items()
         }
-        actor = (f"{self.name}#{self.context.incarnation}",)
-        self._workers = ThreadPoolExecutor(
-            max_workers=2 * len(Dependency),
-            thread_name_prefix=f"{self.name}-probe",
-            initializer=set_actor_name,
-            initargs=actor,
-        )
+        self._workers = self.worker_pool("probe", 2 * len(Dependency))
         # The kill switch has its own single thread: its reads and writes stay in order.
-        self._store_worker = ThreadPoolExecutor(
-            max_workers=1,
-            thread_name_prefix=f"{self.name}-store",
-            initializer=set_actor_name,
-            initargs=actor,
-        )
+        self._store_worker = self.worker_pool("store")
         self._store = KillSwitchStore(services.endpoints.database_dsn, timeout=self._probe_timeout)
         self._sequence = 0
         self._halt = HaltState(active=None)

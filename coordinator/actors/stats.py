@@ -6,14 +6,12 @@ import contextlib
 import json
 import logging
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pykka import ActorDeadError
 
 from coordinator.infra.pipeline_store import PipelineStore
 from coordinator.infra.store import StoreError
-from coordinator.logs import set_actor_name
 from coordinator.messages.pipeline import (
     GetStats,
     LifetimeFetched,
@@ -49,12 +47,7 @@ class Stats(ChildActor):
         self._tick_to_exit = LatencyHistogram()
         self._lifetime = "null"
         self._store = PipelineStore(services.endpoints.database_dsn, timeout=10.0)
-        self._worker = ThreadPoolExecutor(
-            max_workers=1,
-            thread_name_prefix=f"{self.name}-lifetime",
-            initializer=set_actor_name,
-            initargs=(f"{self.name}#{self.context.incarnation}",),
-        )
+        self._worker = self.worker_pool("lifetime")
         self._ticker = Ticker(
             _LIFETIME_EVERY,
             lambda: self.actor_ref.tell(RefreshLifetime()),

@@ -24,7 +24,6 @@ import json
 import logging
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +33,6 @@ from coordinator.clock import utc_iso
 from coordinator.infra.portfolio_client import PortfolioClient, PortfolioError
 from coordinator.infra.stop_store import StopStore
 from coordinator.infra.store import StoreError
-from coordinator.logs import set_actor_name
 from coordinator.messages.pipeline import (
     OrderSubmitted,
     PositionsSeen,
@@ -189,21 +187,10 @@ class TrailingStop(ChildActor):
         dsn = services.endpoints.database_dsn
         self._store = StopStore(dsn, timeout=5.0)
         self._cycles = StopStore(dsn, timeout=5.0)
-        actor = (f"{self.name}#{self.context.incarnation}",)
         # The store's worker writes in order; the Portfolio has its own, so that a slow
         # Portfolio never holds back a write of the stops.
-        self._worker = ThreadPoolExecutor(
-            max_workers=1,
-            thread_name_prefix=f"{self.name}-store",
-            initializer=set_actor_name,
-            initargs=actor,
-        )
-        self._fetcher = ThreadPoolExecutor(
-            max_workers=1,
-            thread_name_prefix=f"{self.name}-positions",
-            initializer=set_actor_name,
-            initargs=actor,
-        )
+        self._worker = self.worker_pool("store")
+        self._fetcher = self.worker_pool("positions")
         self._restore()
         self._ticker = Ticker(
             min(_TICK, self._settings.flush_interval),

@@ -15,7 +15,6 @@ import json
 import logging
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pykka
@@ -24,7 +23,6 @@ import redis
 from coordinator.clock import utc_iso
 from coordinator.infra.store import StoreError
 from coordinator.infra.universe_store import MarketSources, UniverseStore
-from coordinator.logs import set_actor_name
 from coordinator.messages.pipeline import (
     GetLedgerSnapshot,
     OrderSubmitted,
@@ -110,12 +108,7 @@ class UniverseManager(ChildActor):
         self._held: frozenset[str] = frozenset()
         self._last: dict[str, Any] = {}
         self._restore()
-        self._worker = ThreadPoolExecutor(
-            max_workers=1,
-            thread_name_prefix=f"{self.name}-warm",
-            initializer=set_actor_name,
-            initargs=(f"{self.name}#{self.context.incarnation}",),
-        )
+        self._worker = self.worker_pool("warm")
         self._worker.submit(self._warm_start, settings.timeframe, window)
         self._ticker = Ticker(
             min(self._interval, 30.0),

@@ -17,7 +17,7 @@ import psycopg2
 import psycopg2.extras
 
 from coordinator.infra.journal import Journal
-from coordinator.infra.store import StoreError, connect, first_line
+from coordinator.infra.store import OwnConnectionStore, StoreError, connect, first_line
 
 __all__ = ["IntentClaims", "PipelineStore", "RecordError", "clean_text"]
 
@@ -69,26 +69,15 @@ def _order_row(r: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-class PipelineStore:
-    """One connection, used by one thread (the store writer's)."""
+class PipelineStore(OwnConnectionStore):
+    """The store writer's connection. A RecordError (the data was refused: retrying
+    it will not help) is told apart from other StoreErrors (the database: try again)."""
+
+    application = "coordinator-store"
 
     def __init__(self, dsn: str, *, timeout: float) -> None:
-        self._dsn = dsn
-        self._timeout = timeout
-        self._conn: Any = None
+        super().__init__(dsn, timeout=timeout)
         self._trading_signals: bool | None = None
-
-    def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
-
-    def _connection(self) -> Any:
-        if self._conn is None or self._conn.closed:
-            self._conn = connect(self._dsn, timeout=self._timeout, application="coordinator-store")
-        return self._conn
 
     def _run(self, work: Any) -> Any:
         conn = self._connection()

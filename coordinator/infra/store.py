@@ -84,16 +84,21 @@ class OwnConnectionStore:
             finally:
                 self._conn = None
 
+    def _connection(self) -> Any:
+        """The open connection, opened now if there is none (StoreError if it cannot)."""
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(
+                self._dsn,
+                timeout=self._timeout,
+                application=self.application,
+                synchronous_commit=self.synchronous_commit,
+            )
+        return self._conn
+
     def _run(self, work: Any) -> Any:
         try:
-            if self._conn is None or self._conn.closed:
-                self._conn = connect(
-                    self._dsn,
-                    timeout=self._timeout,
-                    application=self.application,
-                    synchronous_commit=self.synchronous_commit,
-                )
-            with self._conn, self._conn.cursor() as cur:
+            conn = self._connection()
+            with conn, conn.cursor() as cur:
                 return work(cur)
         except psycopg2.Error as exc:
             self.close()

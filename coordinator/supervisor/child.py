@@ -6,6 +6,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar
@@ -133,6 +134,19 @@ class ChildActor(pykka.ThreadingActor):
 
     def cleanup(self) -> None:
         """Release what ``setup`` took. Runs on stop and on failure."""
+
+    # --- for subclasses ---------------------------------------------------------------
+
+    def worker_pool(self, purpose: str, workers: int = 1) -> ThreadPoolExecutor:
+        """Threads for blocking work (network, database) off the actor's own thread,
+        named ``<actor>-<purpose>`` and logging as this incarnation. One worker keeps
+        the work in order."""
+        return ThreadPoolExecutor(
+            max_workers=workers,
+            thread_name_prefix=f"{self.name}-{purpose}",
+            initializer=set_actor_name,
+            initargs=(f"{self.name}#{self.context.incarnation}",),
+        )
 
     # --- pykka's hooks: final ---------------------------------------------------------
 
