@@ -152,7 +152,6 @@ class _Flush:
     busy: bool = False
     dirty: set[str] = field(default_factory=set)
     error: str | None = None
-    written: int = 0
 
 
 class TrailingStop(ChildActor):
@@ -768,7 +767,6 @@ class TrailingStop(ChildActor):
         if flush.error is not None:
             logger.info("stop state stored again")
         flush.error = None
-        flush.written += len(keys)
         for key in keys:
             if key in self._closing and key not in flush.dirty:
                 del self._closing[key]

@@ -153,7 +153,6 @@ class EventPublisher:
         self._queue: queue.Queue[bytes | None] = queue.Queue(capacity)
         self._thread = threading.Thread(target=self._run, name="event-publisher", daemon=True)
         self.dropped = 0
-        self.published = 0
 
     def start(self) -> EventPublisher:
         self._thread.start()
@@ -205,7 +204,6 @@ class EventPublisher:
             for payload in batch:
                 pipe.publish(self.channel, payload)
             pipe.execute()
-            self.published += len(batch)
             return True
         except (redis.RedisError, OSError) as exc:
             if self._queue.qsize() > self._queue.maxsize // 2:
