@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,7 @@ class Pipeline:
         env: Mapping[str, str] | None = None,
         paper: PaperExchange | None = None,
     ) -> None:
+        self.started_at = time.time()
         tag = uuid.uuid4().hex[:8]
         self.channel = f"test:{tag}:signals"
         self.stream = f"test:{tag}:stream"
@@ -205,9 +207,15 @@ class Pipeline:
         )
 
     def decisions(self, **params: Any) -> list[dict[str, Any]]:
+        """``GET /decisions``, keeping those made since this coordinator started: the
+        session's database also holds the decisions of earlier tests."""
         response = requests.get(self.url + "/decisions", params=params, timeout=10)
         response.raise_for_status()
-        return response.json()["decisions"]
+        return [
+            d
+            for d in response.json()["decisions"]
+            if datetime.fromisoformat(d["decided_at"]).timestamp() >= self.started_at
+        ]
 
     def stats(self) -> dict[str, Any]:
         return requests.get(self.url + "/stats", timeout=10).json()
