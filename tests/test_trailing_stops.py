@@ -92,6 +92,15 @@ def ticks_seen(pipe: Pipeline, symbol: str, price: float) -> dict[str, Any]:
     )
 
 
+def stored_stop(dsn: str, key: str) -> tuple[float | None, float | None]:
+    """(peak, stop) of ``key`` in coordinator_stops; (None, None) before it is written."""
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT peak, stop FROM coordinator_stops WHERE position_key = %s", (key,))
+        row = cur.fetchone()
+    conn.close()
+    return (None, None) if row is None else (row[0], row[1])
+
+
 def sells(pipe: Pipeline, symbol: str) -> list[dict[str, Any]]:
     rows = requests.get(pipe.paper.url + "/_paper/orders", timeout=5).json()["orders"]
     return [r for r in rows if r["symbol"] == symbol and r["side"] == "SELL"]
@@ -370,15 +379,7 @@ def test_a_restarted_process_resumes_with_the_same_peaks(pipelines, own_postgres
     for price in (0.205, 0.21, 0.215):
         tick(first, "DOGEUSDC", price)
     ticks_seen(first, "DOGEUSDC", 0.215)
-
-    def stored_peak() -> float | None:
-        with psycopg2.connect(own_postgres.dsn) as conn, conn.cursor() as cur:
-            cur.execute("SELECT peak FROM coordinator_stops WHERE position_key = %s", (key,))
-            row = cur.fetchone()
-        conn.close()
-        return None if row is None else row[0]
-
-    wait_for(lambda: stored_peak() == 0.215, message="the peak stored")
+    wait_for(lambda: stored_stop(own_postgres.dsn, key)[0] == 0.215, message="the peak stored")
     first.coordinator.stop()
     second = pipelines(ENV, database_dsn=own_postgres.dsn, paper=paper)
     resumed = watched(second, "DOGEUSDC")
@@ -388,6 +389,76 @@ def test_a_restarted_process_resumes_with_the_same_peaks(pipelines, own_postgres
     tick(second, "DOGEUSDC", 0.2)
     wait_for(lambda: "DOGEUSDC" not in second.positions(), message="sold after the restart")
     assert len(sells(second, "DOGEUSDC")) == 1
+
+
+def test_a_stop_restored_for_a_position_closed_meanwhile_sells_nothing(pipelines, own_postgres):
+    """While the coordinator was down its position was sold elsewhere and a new one of
+    the same symbol bought: the old position's stop, restored from the store, must not
+    sell the new one (the Ledger sells what the symbol holds)."""
+    first = pipelines(ENV, database_dsn=own_postgres.dsn)
+    paper = first.paper
+    seed(first, "LTCUSDC", 2.0, 80.0)
+    old_key = watched(first, "LTCUSDC")["position_key"]
+    tick(first, "LTCUSDC", 85.0)
+    assert ticks_seen(first, "LTCUSDC", 85.0)["stop"] == pytest.approx(83.3)
+    wait_for(
+        lambda: stored_stop(own_postgres.dsn, old_key)[1] == pytest.approx(83.3),
+        message="the stop stored",
+    )
+    first.coordinator.stop()
+    # Elsewhere: the position sold, another bought at 80 a moment ago.
+    sold = requests.post(
+        paper.url + "/order",
+        json={
+            "symbol": "LTCUSDC",
+            "side": "SELL",
+            "quantity": 2.0,
+            "price": None,
+            "strategy": "manual",
+            "timestamp": int(time.time() * 1000),
+            "metadata": {"client_order_id": "manual-sell", "reference_price": 85.0},
+        },
+        timeout=5,
+    )
+    assert sold.status_code == 201, sold.text
+    requests.post(
+        paper.url + "/_paper/positions",
+        json=[
+            {"symbol": "LTCUSDC", "quantity": 3.0, "entry_price": 80.0, "opened_at": time.time()}
+        ],
+        timeout=5,
+    ).raise_for_status()
+    # A slow reconciliation (one fetch now, the next in a minute) leaves the old stop
+    # listed, unconfirmed, long enough for a price under it.
+    second = pipelines(
+        {**ENV, "POSITIONS_REFRESH_INTERVAL": "60"}, database_dsn=own_postgres.dsn, paper=paper
+    )
+
+    def by_key() -> dict[str, dict[str, Any]]:
+        return {p["position_key"]: p for p in stops(second)["positions"]}
+
+    new_key = wait_for(
+        lambda: next((k for k in by_key() if k != old_key), None), message="the new position"
+    )
+    assert old_key in by_key(), "the old stop restored"
+    paper.set_price("LTCUSDC", 82.0)
+    tick(second, "LTCUSDC", 82.0)
+    old = wait_for(
+        lambda: (p := by_key().get(old_key)) and p["last_price"] == 82.0 and p,
+        message="the price under the old stop seen",
+    )
+    assert old["state"] == "watching" and "not confirmed" in old["detail"]
+    new = by_key()[new_key]
+    assert new["stop"] == pytest.approx(82.0 * 0.98) and new["state"] == "watching"
+    assert [s for s in sells(second, "LTCUSDC") if s["client_order_id"] != "manual-sell"] == []
+    # The new position's own stop still works.
+    paper.set_price("LTCUSDC", 75.0)
+    tick(second, "LTCUSDC", 75.0)
+    wait_for(lambda: "LTCUSDC" not in second.positions(), message="the new position sold")
+    exits = [s for s in sells(second, "LTCUSDC") if s["client_order_id"] != "manual-sell"]
+    assert len(exits) == 1
+    sold_quantities = [f.quantity for f in fills(second, "LTCUSDC") if f.side.value == "SELL"]
+    assert sold_quantities == [2.0, 3.0], "the manual sale, then the new position whole"
 
 
 def test_the_loss_limits_stop_buys_through_the_trading_state(pipelines):

@@ -366,6 +366,13 @@ class TrailingStop(ChildActor):
         if hit and position.state == WATCHING:
             self._send_exit(position, price, now, mono)
 
+    def _fresh_price(self, position: _Position, now: float) -> float | None:
+        """The latest price, if it is not stale."""
+        at = position.last_price_at
+        if at is None or now - at > self._settings.price_max_age:
+            return None
+        return position.last_price
+
     def _atr_value(self, position: _Position) -> float | None:
         if "atr" not in position.rules:
             return None
@@ -408,6 +415,15 @@ class TrailingStop(ChildActor):
     # --- exits ------------------------------------------------------------------------
 
     def _send_exit(self, position: _Position, price: float, now: float, mono: float) -> None:
+        if position.seen_at is None:
+            # Restored from a record and not shown by the Portfolio since: it may have
+            # been closed while we were down and another of its symbol opened, which the
+            # Ledger would sell in its place. Its first fetch confirms or closes it.
+            position.detail = (
+                f"stop {position.stop.stop:.8g} hit at {price:.8g}, but the position is not "
+                "confirmed by the Portfolio since the restart: no exit"
+            )
+            return
         position.attempt += 1
         position.state = EXITING
         position.sent_at = now
@@ -574,8 +590,14 @@ class TrailingStop(ChildActor):
             elif position.quantity != held.quantity:
                 position.quantity = held.quantity
                 self._changed(position, now)
+            confirmed_now = position.seen_at is None
             position.seen_at = now
             position.missing = 0
+            if confirmed_now and position.state == WATCHING:
+                # A restored stop hit while it waited for this confirmation exits now.
+                fresh = self._fresh_price(position, now)
+                if fresh is not None and fresh <= position.stop.stop:
+                    self._send_exit(position, fresh, now, 0.0)
         for position in list(self._positions.values()):
             if position.key in seen or position.state == EXITING:
                 continue
@@ -680,18 +702,10 @@ class TrailingStop(ChildActor):
                 and position.retry_at is not None
                 and now >= position.retry_at
             ):
-                fresh = (
-                    position.last_price is not None
-                    and position.last_price_at is not None
-                    and now - position.last_price_at <= settings.price_max_age
-                )
-                if (
-                    fresh
-                    and position.last_price is not None
-                    and position.last_price <= position.stop.stop
-                ):
-                    self._send_exit(position, position.last_price, now, 0.0)
-                elif fresh:
+                fresh = self._fresh_price(position, now)
+                if fresh is not None and fresh <= position.stop.stop:
+                    self._send_exit(position, fresh, now, 0.0)
+                elif fresh is not None:
                     position.state = WATCHING
                     position.detail = "price above the stop again; watching"
                     self._changed(position, now)
