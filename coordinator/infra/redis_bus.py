@@ -167,6 +167,12 @@ class EventPublisher:
                 try:
                     self._queue.get_nowait()
                     self.dropped += 1
+                    if self.dropped in (1, 100) or self.dropped % 10_000 == 0:
+                        logger.error(
+                            "events queue full (%d): the oldest dropped, %d so far",
+                            self._queue.maxsize,
+                            self.dropped,
+                        )
                 except queue.Empty:
                     pass
 
