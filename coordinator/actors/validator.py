@@ -50,6 +50,7 @@ from coordinator.trading.stops import EXIT_SOURCE, exit_signal
 from coordinator.trading.trading_state import StateReason, TradingState, TradingStatus
 from coordinator.trading.validation import (
     CheckResult,
+    ExitTarget,
     MarketQuote,
     OrderPlan,
     Outcome,
@@ -254,6 +255,14 @@ class Validator(ChildActor):
                 received_at=now,
                 received_mono=message.tick_mono or self._clock.monotonic(),
                 checks=(trigger,),
+                exit=ExitTarget(
+                    position_key=message.position_key,
+                    entry_price=message.entry_price,
+                    quantity=message.quantity,
+                    stop=message.stop,
+                    price=message.price,
+                    price_at=message.price_at,
+                ),
             )
         )
 
@@ -294,7 +303,7 @@ class Validator(ChildActor):
         try:
             reservation: Reservation = self.context.directory.ask(
                 "ledger",
-                Reserve(signal=signal, market=self._prices.get(signal.symbol)),
+                Reserve(signal=signal, market=self._prices.get(signal.symbol), exit=message.exit),
                 timeout=2.0,
             )
         except (ChildUnavailable, pykka.Timeout) as exc:

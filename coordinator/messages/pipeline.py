@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 from coordinator.messages.base import Command, Event, Query
 from coordinator.trading.signals import Signal
-from coordinator.trading.validation import CheckResult, MarketQuote, OrderPlan, PortfolioView
+from coordinator.trading.validation import (
+    CheckResult,
+    ExitTarget,
+    MarketQuote,
+    OrderPlan,
+    PortfolioView,
+)
 
 __all__ = [
     "AckStreamEntry",
@@ -100,6 +106,8 @@ class SubmitSignal(Command):
     """Monotonic arrival time."""
     checks: tuple[CheckResult, ...] = ()
     """The intake's steps (parse, freshness, back-pressure), all passed."""
+    exit: ExitTarget | None = None
+    """Set for a trailing stop's exit: the holding it sells."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,6 +191,8 @@ class Reserve(Query):
     """The signal."""
     market: MarketQuote | None
     """The latest price the Validator knows."""
+    exit: ExitTarget | None = None
+    """For a trailing stop's exit: the holding it is for."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

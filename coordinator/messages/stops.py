@@ -102,8 +102,12 @@ class ExitPosition(Command):
     quantity: float
     """The position's quantity as the TrailingStop knows it (the Ledger sizes the sell
     from its own view, which includes our latest fills)."""
+    entry_price: float
+    """The position's entry price: with the key, what the Ledger checks it still holds."""
     price: float
     """The price that triggered."""
+    price_at: float
+    """Wall-clock time that price was received."""
     stop: float
     """The stop level."""
     rule: str

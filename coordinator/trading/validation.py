@@ -23,6 +23,7 @@ __all__ = [
     "Balance",
     "CheckResult",
     "Evaluation",
+    "ExitTarget",
     "LedgerState",
     "MarketQuote",
     "OrderPlan",
@@ -71,6 +72,10 @@ class Reason(StrEnum):
     INSUFFICIENT_BALANCE = "insufficient_balance"
     NO_POSITION = "no_position"
     EXIT_IN_PROGRESS = "exit_in_progress"
+    POSITION_CHANGED = "position_changed"
+    """A stop's exit for a holding that is not the one held now (sold, another opened)."""
+    DUST_REMAINDER = "dust_remainder"
+    """What is left to sell is below what the exchange takes: reported, not retried."""
     MARKET_DATA_UNAVAILABLE = "market_data_unavailable"
     MARKET_DATA_STALE = "market_data_stale"
     PRICE_DEVIATION = "price_deviation"
@@ -272,6 +277,25 @@ class MarketQuote:
     price: float
     at: float
     """Wall-clock time of the price."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExitTarget:
+    """The holding a stop's exit is for. The Ledger sells only that holding: an exit
+    whose holding is not the one held now is refused ``position_changed``."""
+
+    position_key: str
+    """The TrailingStop's key of the holding (``cycle:<id>`` or symbol@time@price)."""
+    entry_price: float
+    """The holding's entry price as the TrailingStop knows it."""
+    quantity: float
+    """The holding's quantity as the TrailingStop knows it."""
+    stop: float
+    """The stop level that was hit."""
+    price: float
+    """The price that hit it."""
+    price_at: float
+    """Wall-clock time that price was received (for the freshness re-check)."""
 
 
 @dataclass(frozen=True, slots=True)
