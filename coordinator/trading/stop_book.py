@@ -3,12 +3,13 @@ the API's view of them, and how a holding seen under a new key is recognised."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from coordinator.clock import utc_iso
-from coordinator.trading.stop_lifecycle import Action, Lifecycle, Phase, restore, same_holding
+from coordinator.trading.stop_lifecycle import Action, Lifecycle, Phase, restore
 from coordinator.trading.stops import (
     EXIT_ID_PREFIX,
     StopParams,
@@ -17,7 +18,15 @@ from coordinator.trading.stops import (
     open_stop,
 )
 
-__all__ = ["Holding", "carry_over", "find_rekeyed", "from_record", "parse_exit_id"]
+__all__ = [
+    "Holding",
+    "carry_over",
+    "exit_prefixes",
+    "find_rekeyed",
+    "from_record",
+    "parse_exit_id",
+    "same_holding",
+]
 
 
 @dataclass(slots=True)
@@ -224,3 +233,26 @@ def exit_prefixes(keys: Sequence[str]) -> list[str]:
         escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         out.append(f"{EXIT_ID_PREFIX}{escaped}:%")
     return out
+
+
+def same_holding(
+    old_symbol: str,
+    old_quantity: float,
+    old_entry: float,
+    new_symbol: str,
+    new_quantity: float,
+    new_entry: float,
+    *,
+    quantity_tolerance: float = 1e-4,
+    entry_tolerance: float = 0.005,
+) -> bool:
+    """Whether a holding seen under a new key is the one watched under an old key: same
+    symbol, same quantity within rounding, entry close (relative tolerances)."""
+    if old_symbol != new_symbol:
+        return False
+    values = (old_quantity, old_entry, new_quantity, new_entry)
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        return False
+    if abs(old_quantity - new_quantity) > quantity_tolerance * max(old_quantity, new_quantity):
+        return False
+    return abs(old_entry - new_entry) <= entry_tolerance * max(old_entry, new_entry)

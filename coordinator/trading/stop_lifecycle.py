@@ -27,6 +27,26 @@ import math
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from coordinator.trading.stop_events import (
+    Action,
+    Alert,
+    Decided,
+    DecisionMissing,
+    ExitOutcome,
+    FetchPositions,
+    LookUpDecision,
+    OrderSeen,
+    OrdersRead,
+    OwnSellFilled,
+    PositionsSeen,
+    ReadOrders,
+    RecordStopLoss,
+    SendExit,
+    StopEvent,
+    Tick,
+    Timer,
+)
+
 __all__ = [
     "UNRESOLVED_ORDER_STATES",
     "Action",
@@ -50,7 +70,6 @@ __all__ = [
     "Tick",
     "Timer",
     "restore",
-    "same_holding",
     "step",
 ]
 
@@ -73,13 +92,6 @@ class Phase(StrEnum):
     """What is left is too small to sell: final, reported, never retried."""
     CLOSED = "closed"
     """The holding is gone."""
-
-
-class ExitOutcome(StrEnum):
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
-    UNKNOWN = "unknown"
-    SHADOW = "shadow"
 
 
 UNRESOLVED_ORDER_STATES = frozenset({"unknown", "pending", "sent"})
@@ -147,110 +159,6 @@ class Lifecycle:
     @property
     def live(self) -> bool:
         return self.phase in LIVE_PHASES
-
-
-# --- events ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """A new price was applied to the stop."""
-
-
-@dataclass(frozen=True, slots=True)
-class Timer:
-    """Time passed (the actor's periodic tick)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Decided:
-    """An exit's stored decision."""
-
-    attempt: int
-    outcome: ExitOutcome
-    reason: str | None
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionMissing:
-    """The current exit has no decision long after it was sent (looked up: none)."""
-
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class PositionsSeen:
-    """A successful positions fetch, with or without this holding."""
-
-    held: bool
-
-
-@dataclass(frozen=True, slots=True)
-class OwnSellFilled:
-    """One of our SELLs on this symbol filled, after this holding was known."""
-
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class OrderSeen:
-    """One stored exit order of the symbol."""
-
-    client_order_id: str
-    state: str
-    attempt: int | None
-    """Its attempt when it is this holding's, else None (another holding's)."""
-
-
-@dataclass(frozen=True, slots=True)
-class OrdersRead:
-    """The stored exit orders of the symbol (unresolved ones, and every one of this
-    holding), or why they could not be read. An operator's resolution or the
-    reconciler's answer arrives the same way: as the order's stored state."""
-
-    orders: tuple[OrderSeen, ...]
-    error: str | None = None
-
-
-StopEvent = Tick | Timer | Decided | DecisionMissing | PositionsSeen | OwnSellFilled | OrdersRead
-
-
-# --- actions --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SendExit:
-    attempt: int
-    price: float
-
-
-@dataclass(frozen=True, slots=True)
-class ReadOrders:
-    """Read the stored exit orders of the symbol."""
-
-
-@dataclass(frozen=True, slots=True)
-class LookUpDecision:
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class FetchPositions:
-    """Fetch the positions now."""
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class RecordStopLoss:
-    """A sale below the entry: the loss limits count it."""
-
-
-Action = SendExit | ReadOrders | LookUpDecision | FetchPositions | Alert | RecordStopLoss
 
 
 # --- the machine ----------------------------------------------------------------------
@@ -551,7 +459,7 @@ def _on_orders(
     ), ()
 
 
-# --- restart and keys -----------------------------------------------------------------
+# --- restart -----------------------------------------------------------------
 
 
 def restore(
@@ -584,26 +492,3 @@ def restore(
     if stored is Phase.AWAITING_ORDER:
         return base, (ReadOrders(),)
     return base, ()
-
-
-def same_holding(
-    old_symbol: str,
-    old_quantity: float,
-    old_entry: float,
-    new_symbol: str,
-    new_quantity: float,
-    new_entry: float,
-    *,
-    quantity_tolerance: float = 1e-4,
-    entry_tolerance: float = 0.005,
-) -> bool:
-    """Whether a holding seen under a new key is the one watched under an old key: same
-    symbol, same quantity within rounding, entry close (relative tolerances)."""
-    if old_symbol != new_symbol:
-        return False
-    values = (old_quantity, old_entry, new_quantity, new_entry)
-    if not all(math.isfinite(v) and v > 0 for v in values):
-        return False
-    if abs(old_quantity - new_quantity) > quantity_tolerance * max(old_quantity, new_quantity):
-        return False
-    return abs(old_entry - new_entry) <= entry_tolerance * max(old_entry, new_entry)
