@@ -68,10 +68,17 @@ class StopHoldings:
         # Stops whose key this fetch lacks: one of them may be shown under a new key.
         vanished = [p for p in self._positions.values() if p.key not in shown]
         adopted: list[Holding] = []
+        shown_as_old: set[str] = set()
         for key, held in shown.items():
             position = self._positions.get(key)
             if position is None:
                 old = find_rekeyed(vanished, held.symbol, held.quantity, held.entry_price)
+                if old is not None and not old.life.may_rekey:
+                    # Mid-exit: it keeps its key (and stays watched) until the exit
+                    # settles; the new key is taken over at a later fetch.
+                    vanished.remove(old)
+                    shown_as_old.add(old.key)
+                    continue
                 if old is not None:
                     vanished.remove(old)
                     self._rekey(old, key, held, now)
@@ -84,7 +91,9 @@ class StopHoldings:
                 self._changed(position, now)
             self._step(position, lc.PositionsSeen(held=True), now)
         for position in list(self._positions.values()):
-            if position.key not in shown:
+            if position.key in shown_as_old:
+                self._step(position, lc.PositionsSeen(held=True), now)
+            elif position.key not in shown:
                 self._step(position, lc.PositionsSeen(held=False), now)
         if adopted:
             logger.info(
@@ -141,8 +150,6 @@ class StopHoldings:
             quantity=held.quantity,
             params=self._params,
         )
-        if position.sent_key is None and position.life.in_flight:
-            position.sent_key = old_key
         self._positions[key] = position
         self._alias[old_key] = key
         self._orders_read_at.pop(old_key, None)

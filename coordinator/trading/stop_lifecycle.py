@@ -160,6 +160,12 @@ class Lifecycle:
     def live(self) -> bool:
         return self.phase in LIVE_PHASES
 
+    @property
+    def may_rekey(self) -> bool:
+        """Whether its key may change now: not while an exit is sent, checked or
+        unsettled (the exit ids of the attempt in hand are under the current key)."""
+        return self.phase in (Phase.WATCHING, Phase.RETRY)
+
 
 # --- the machine ----------------------------------------------------------------------
 
