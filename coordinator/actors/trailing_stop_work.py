@@ -186,6 +186,7 @@ class StopWork:
         if position is None:
             return
         now = self._clock.time()
+        position.order_reads += 1
         if message.error is not None:
             logger.warning("exit orders of %s not read: %s", position.key, message.error)
         orders = tuple(

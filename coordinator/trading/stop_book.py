@@ -64,6 +64,8 @@ class Holding:
     """When that price was received."""
     errors: int = 0
     """Stop logic errors."""
+    order_reads: int = 0
+    """Reads of its stored exit orders (while it waits on one, every few seconds)."""
     sent_key: str | None = None
     """The key the current attempt was sent under (its exit id's), if not ``key``."""
 
@@ -127,6 +129,7 @@ class Holding:
             "strategy": "+".join(self.rules),
             "state": life.phase.value,
             "waiting_on_order": life.waiting_on if life.phase is Phase.AWAITING_ORDER else None,
+            "exit_order_reads": self.order_reads,
             "exit_attempts": life.attempt,
             "failures": life.failures,
             "retry_at": None
