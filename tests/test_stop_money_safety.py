@@ -265,3 +265,45 @@ def test_an_unknown_exit_reconciled_as_filled_ends_the_stop(pipelines):
     )
     assert "found filled" in sold["detail"]
     assert len(sells(pipe, "ADAUSDC")) == 1
+
+
+def test_after_a_crash_an_unknown_exit_order_without_decision_is_not_sent_again(
+    pipelines, own_postgres
+):
+    """The process died after its exit's order was marked unknown and before the exit's
+    decision was stored: the restored stop, hit again, reads the order and waits."""
+    dsn = own_postgres.dsn
+    first = pipelines(ENV, database_dsn=dsn)
+    paper = first.paper
+    seed(first, "DOTUSDC", 100.0, 5.0)
+    key = watched(first, "DOTUSDC")["position_key"]
+    wait_for(lambda: _sql(dsn, "SELECT 1 FROM coordinator_stops WHERE position_key = %s", (key,)))
+    first.coordinator.stop()
+    # What the crash left: the stop exiting its first attempt, whose order is unknown.
+    exit_one = f"exit:{key}:1"
+    _sql(
+        dsn,
+        "UPDATE coordinator_stops SET state = 'exiting', attempt = 1 WHERE position_key = %s",
+        (key,),
+    )
+    _sql(
+        dsn,
+        """INSERT INTO coordinator_orders (client_order_id, signal_id, symbol, side, quantity,
+               reference_price, state, created_at, updated_at)
+           VALUES (%s, %s, 'DOTUSDC', 'SELL', 100, 4.7, 'unknown', now(), now())""",
+        (client_order_id(exit_one), exit_one),
+    )
+    second = pipelines({**ENV, "STOP_EXIT_TIMEOUT": "0.5"}, database_dsn=dsn, paper=paper)
+    paper.set_price("DOTUSDC", 4.5)
+    waiting = wait_for(
+        lambda: (
+            tick(second, "DOTUSDC", 4.5)
+            or ((p := stop_of(second, "DOTUSDC")) and p["state"] == "awaiting_order" and p)
+        ),
+        interval=0.1,
+        message="the restored stop waiting on the unknown order",
+    )
+    assert waiting["waiting_on_order"] == client_order_id(exit_one)
+    assert waiting["exit_attempts"] == 1
+    assert sells(second, "DOTUSDC") == []
+    assert "DOTUSDC" in second.positions()
