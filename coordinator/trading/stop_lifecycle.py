@@ -324,7 +324,7 @@ def _on_decided(
     if life.phase in (Phase.CLOSED, Phase.DUST):
         return life, ()
     if outcome is ExitOutcome.ACCEPTED or outcome is ExitOutcome.SHADOW:
-        if life.phase is Phase.SOLD and attempt <= life.sold_attempt:
+        if attempt <= life.sold_attempt:
             return life, ()  # known already (a duplicate, or closed by the fill itself)
         if life.phase is Phase.SOLD and life.attempt > attempt:
             return life, ()
@@ -344,7 +344,9 @@ def _on_decided(
         ), actions
     current = attempt == life.attempt and life.phase is Phase.EXITING
     if outcome is ExitOutcome.UNKNOWN:
-        if life.phase is Phase.SOLD:
+        if life.phase is Phase.SOLD or (life.phase is Phase.EXITING and not current):
+            # Sold already; or a late copy about an older attempt, which the reading of
+            # the orders before the current one has seen.
             return life, ()
         text = f"exit {attempt} outcome unknown ({event.detail}): nothing sent until resolved"
         return replace(
