@@ -263,7 +263,14 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
             params=self._life_params,
         )
         position.life = life
-        if life is not before:
+        # Only what the record holds is written (a fetch showing the holding again
+        # changes its lifecycle, not its record).
+        if life is not before and (
+            life.phase is not before.phase
+            or life.attempt != before.attempt
+            or life.failures != before.failures
+            or life.detail != before.detail
+        ):
             self._changed(position, now)
         self._run(position, actions, now)
         if life.phase is lc.Phase.CLOSED and before.phase is not lc.Phase.CLOSED:
