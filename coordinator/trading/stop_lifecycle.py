@@ -3,9 +3,7 @@
 The TrailingStop feeds each holding's ``Lifecycle`` with events (a tick, an exit's
 decision, a positions fetch, our own SELL filled, the stored states of earlier exit
 orders, time passing) through ``step``, which returns the new lifecycle and the actions
-to take (send an exit, read the stored orders, look a decision up, fetch positions,
-alert, record a stop-loss). The actor does the I/O; nothing here reads a clock or a
-socket.
+to take. The actor does the I/O; nothing here reads a clock or a socket.
 
 The rules that keep money safe, all enforced here:
 
@@ -16,8 +14,7 @@ The rules that keep money safe, all enforced here:
   one on a holding with no history goes through ``CHECKING``, which reads the stored
   states of the earlier exit orders; an unknown, pending or sent one parks the holding in
   ``AWAITING_ORDER`` until that order is reconciled or resolved by an operator.
-* An exit is sent only on a fresh price at or below the stop (the actor passes ``price``
-  only when it is fresh).
+* An exit is sent only on a fresh price at or below the stop (``price`` is None if stale).
 * A stop that sold (our own SELL filled) or found dust never sends again by itself.
 """
 
