@@ -577,7 +577,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("STOP_EXIT_RETRY_BASE", "stops", "retry_base", _SECONDS, 1.0, "first wait before an exit is tried again after a failure"),
     _s("STOP_EXIT_RETRY_MAX", "stops", "retry_max", _SECONDS, 60.0, "longest wait between exit attempts"),
     _s("STOP_EXIT_TIMEOUT", "stops", "exit_timeout", _SECONDS, 60.0, "an exit with no outcome after this is looked at again"),
-    _s("STOP_EXIT_SETTLE", "stops", "exit_settle", _SECONDS, 90.0, "a position still held this long after its exit filled (or was unknown) is watched again, with an alert"),
+    _s("STOP_EXIT_SETTLE", "stops", "exit_settle", _SECONDS, 90.0, "a position still held this long after it was sold is watched again, with an alert (its next exit reads the stored orders first)"),
     _s("STOP_STATE_FLUSH_INTERVAL", "stops", "flush_interval", Number(above=0, maximum=10, unit="seconds"), 0.25, "stop state is written to PostgreSQL this often"),
 )
 # fmt: on

@@ -121,6 +121,23 @@ class StopStore(OwnConnectionStore):
 
         return self._run(work)
 
+    def exit_orders(self, symbol: str, prefixes: list[str]) -> list[tuple[str, str, str]]:
+        """(signal id, client order id, state) of the symbol's exit orders that are not
+        settled (unknown, pending, sent), and of every exit order whose signal id matches
+        one of ``prefixes`` (LIKE patterns: one holding's attempts), settled or not."""
+
+        def work(cur: Any) -> list[tuple[str, str, str]]:
+            cur.execute(
+                """SELECT signal_id, client_order_id, state FROM coordinator_orders
+                    WHERE symbol = %s AND signal_id LIKE 'exit:%%'
+                      AND (state IN ('unknown', 'pending', 'sent')
+                           OR signal_id LIKE ANY(%s))""",
+                (symbol, prefixes),
+            )
+            return [(str(a), str(b), str(c)) for a, b, c in cur.fetchall()]
+
+        return self._run(work)
+
     def open_cycles(self) -> list[tuple[str, str, float | None, float | None, float | None]]:
         """(cycle id, symbol, entry price, quantity, created at) of the RootTrading
         ``trade_cycles`` bought and not sold; empty without the table."""

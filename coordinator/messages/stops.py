@@ -9,6 +9,7 @@ from coordinator.messages.base import Command, Event, Query
 __all__ = [
     "AtrHistoryLoaded",
     "CandleClosed",
+    "ExitOrdersRead",
     "ExitPosition",
     "ExitsLookedUp",
     "GetTrailingStops",
@@ -169,6 +170,23 @@ class StoredStopsRead(Event):
 
     json: str
     """The records (``coordinator_stops`` rows) as a JSON list."""
+    keys: tuple[str, ...] = ()
+    """The keys asked for (those without a record were never watched)."""
+    error: str | None = None
+    """Why the store could not be read (then ``json`` is an empty list)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExitOrdersRead(Event):
+    """The stored exit orders a holding's next attempt depends on."""
+
+    position_key: str
+    """The holding asked for."""
+    orders: tuple[tuple[str, str, str], ...]
+    """(signal id, client order id, state) of the symbol's unsettled exit orders and of
+    every exit order of the holding."""
+    error: str | None
+    """Why they could not be read (no attempt is started then)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,0 +1,240 @@
+"""The TrailingStop's persistence and the work of its worker threads: stop records
+written in batches, positions and ``trade_cycles`` fetched, stored stops, decisions, exit
+orders and candles read. Each worker job answers the actor with a message."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections import defaultdict
+from typing import Any
+
+import pykka
+
+from coordinator.clock import utc_iso
+from coordinator.infra.portfolio_client import PortfolioError
+from coordinator.infra.store import StoreError
+from coordinator.messages.stops import (
+    AtrHistoryLoaded,
+    ExitOrdersRead,
+    ExitsLookedUp,
+    HeldPosition,
+    PositionsFetched,
+    StopsFlushed,
+    StoredStopsRead,
+    TrailingStopsSnapshot,
+)
+from coordinator.trading import stop_lifecycle as lc
+from coordinator.trading.stop_book import Holding, exit_prefixes
+
+__all__ = ["StopWork"]
+
+logger = logging.getLogger("coordinator.actors.trailing_stop")
+
+_ORDER_POLL = 2.0  # how often the stored state of an unsettled exit order is read again
+
+
+class StopWork:
+    """Part of the TrailingStop (its attributes are set up there)."""
+
+    _positions: dict[str, Holding]
+    _closing: dict[str, dict[str, Any]]
+
+    # --- persistence ------------------------------------------------------------------
+
+    def _changed(self, position: Holding, now: float) -> None:
+        position.updated_at = now
+        self._kept.put(position.key, position.record())
+        self._flush.dirty.add(position.key)
+
+    def _dirty_records(self) -> list[dict[str, Any]]:
+        records = []
+        for key in self._flush.dirty:
+            position = self._positions.get(key)
+            record = position.record() if position is not None else self._closing.get(key)
+            if record is not None:
+                records.append(record)
+        self._flush.dirty = set()
+        return records
+
+    def _maybe_flush(self) -> None:
+        flush = self._flush
+        if flush.busy or not flush.dirty:
+            return
+        records = self._dirty_records()
+        if records:
+            flush.busy = True
+            self._worker.submit(self._write, records)
+
+    def _on_flushed(self, keys: tuple[str, ...], error: str | None) -> None:
+        flush = self._flush
+        flush.busy = False
+        if error is not None:
+            if flush.error != error:
+                logger.error("stop state not stored (kept, written again): %s", error)
+            flush.error = error
+            flush.dirty.update(keys)
+            return
+        if flush.error is not None:
+            logger.info("stop state stored again")
+        flush.error = None
+        for key in keys:
+            if key in self._closing and key not in flush.dirty and key not in self._positions:
+                del self._closing[key]
+                self._kept.drop(key)
+
+    # --- worker threads ---------------------------------------------------------------
+
+    def _tell(self, message: Any) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(message)
+
+    def _write(self, records: list[dict[str, Any]]) -> None:
+        keys = tuple(r["position_key"] for r in records)
+        try:
+            self._store.write(records)
+            self._tell(StopsFlushed(keys=keys, error=None))
+        except StoreError as exc:
+            self._tell(StopsFlushed(keys=keys, error=str(exc)))
+
+    def _fetch_positions(self) -> None:
+        assert self._portfolio is not None
+        try:
+            held = self._portfolio.held_positions()
+        except PortfolioError as exc:
+            self._tell(PositionsFetched(positions=(), error=str(exc)))
+            return
+        try:
+            cycles = self._cycles.open_cycles()
+        except StoreError as exc:
+            # Without the cycles every key would change: a failed fetch, nothing changes.
+            self._tell(
+                PositionsFetched(
+                    positions=(), error=f"trade_cycles not read: {exc}", cycles_error=str(exc)
+                )
+            )
+            return
+        by_symbol: dict[str, list[tuple[str, float | None, float | None]]] = defaultdict(list)
+        for cycle, symbol, _entry, _quantity, created in cycles:
+            by_symbol[symbol].append((cycle, _entry, created))
+        positions = []
+        for position in held:
+            matches = by_symbol.get(position.symbol, [])
+            if len(matches) == 1:
+                cycle, _entry, created = matches[0]
+                opened = position.opened_at if position.opened_at is not None else created
+                position = HeldPosition(
+                    position.symbol, position.quantity, position.entry_price, opened, cycle
+                )
+            positions.append(position)
+        self._tell(PositionsFetched(positions=tuple(positions), error=None, cycles_error=None))
+
+    def _read_stops(self, keys: list[str]) -> None:
+        try:
+            records = self._store.stops(keys)
+        except StoreError as exc:
+            logger.warning("stored stops of new positions not read: %s", exc)
+            self._tell(StoredStopsRead(json="[]", keys=tuple(keys), error=str(exc)))
+            return
+        self._tell(StoredStopsRead(json=json.dumps(records), keys=tuple(keys)))
+
+    def _read_atr_history(self, symbols: list[str]) -> None:
+        try:
+            candles = self._store.atr_candles(
+                symbols, self._settings.atr_timeframe, self._settings.atr_period * 3
+            )
+            self._tell(AtrHistoryLoaded(candles=tuple(candles), error=None))
+        except StoreError as exc:
+            self._tell(AtrHistoryLoaded(candles=(), error=str(exc)))
+
+    def _look_up_exits(self, exit_ids: list[str]) -> None:
+        try:
+            decisions = self._store.exit_decisions(exit_ids)
+            self._tell(ExitsLookedUp(decisions=tuple(decisions), error=None))
+        except StoreError as exc:
+            self._tell(ExitsLookedUp(decisions=(), error=str(exc)))
+
+    def _read_exit_orders(self, key: str, symbol: str, prefixes: list[str]) -> None:
+        try:
+            orders = self._orders.exit_orders(symbol, prefixes)
+        except StoreError as exc:
+            self._tell(ExitOrdersRead(position_key=key, orders=(), error=str(exc)))
+            return
+        self._tell(ExitOrdersRead(position_key=key, orders=tuple(orders), error=None))
+
+    # --- exit orders ------------------------------------------------------------------
+
+    def _read_orders(self, position: Holding, now: float) -> None:
+        """Read the stored exit orders the holding's next attempt depends on. Reads of a
+        holding waiting on an order are spaced; one that is due to send goes at once."""
+        key = position.key
+        if key in self._orders_reading:
+            return
+        waiting = position.life.phase is lc.Phase.AWAITING_ORDER
+        if waiting and now - self._orders_read_at.get(key, -1e18) < _ORDER_POLL:
+            return
+        self._orders_reading.add(key)
+        self._orders_read_at[key] = now
+        self._reader.submit(
+            self._read_exit_orders, key, position.symbol, exit_prefixes(position.keys)
+        )
+
+    def _on_orders_read(self, message: ExitOrdersRead) -> None:
+        self._orders_reading.discard(message.position_key)
+        position = self._holding_of(message.position_key)
+        if position is None:
+            return
+        now = self._clock.time()
+        position.order_reads += 1
+        if message.error is not None:
+            logger.warning("exit orders of %s not read: %s", position.key, message.error)
+        orders = tuple(
+            lc.OrderSeen(
+                client_order_id=client_order_id,
+                state=state,
+                attempt=position.attempt_of(signal_id),
+            )
+            for signal_id, client_order_id, state in message.orders
+        )
+        was_checking = position.life.phase is lc.Phase.CHECKING
+        self._step(position, lc.OrdersRead(orders=orders, error=message.error), now)
+        if was_checking and position.life.phase is lc.Phase.AWAITING_ORDER:
+            logger.error(
+                "ALERT stop of %s hit, but order %s is not settled: no new exit until it "
+                "is reconciled or resolved",
+                position.key,
+                position.life.waiting_on,
+            )
+
+    # --- API --------------------------------------------------------------------------
+
+    def _snapshot(self) -> TrailingStopsSnapshot:
+        now = self._clock.time()
+        max_age = self._settings.price_max_age
+        rows = [
+            p.row(now, max_age)
+            for p in sorted(self._positions.values(), key=lambda p: (p.symbol, p.key))
+        ]
+        settings = self._settings
+        body = {
+            "positions": rows,
+            "count": len(rows),
+            "awaiting_orders": sum(1 for r in rows if r["waiting_on_order"]),
+            "rules": {
+                "default": "+".join(settings.rules),
+                "by_symbol": {s: "+".join(r) for s, r in settings.rules_by_symbol},
+                "described": {
+                    "+".join(r): self._params.describe(r)
+                    for r in {settings.rules, *dict(settings.rules_by_symbol).values()}
+                },
+            },
+            "price_max_age_s": max_age,
+            "positions_fetched_at": None if self._last_fetch is None else utc_iso(self._last_fetch),
+            "positions_error": self._positions_error,
+            "trade_cycles_error": self._cycles_error,
+            "store_error": self._flush.error,
+            "stale_ticks_ignored": self._stale_ticks,
+            "exits_triggered": self._triggered,
+        }
+        return TrailingStopsSnapshot(json=json.dumps(body, default=str), active=len(rows))
