@@ -176,7 +176,7 @@ class Soak:
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
     def inject(self, until: float) -> None:
-        kinds = list(FAULTS)
+        kinds = list(self.args.faults)
         kind = self.rng.choices(kinds, weights=[FAULTS[k] for k in kinds])[0]
         began = time.monotonic()
         stack = self.stack
@@ -300,10 +300,18 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=3.0, help="signals published per second")
     parser.add_argument("--seed", type=int, default=None, help="seed of the random choices")
     parser.add_argument("--quiet", type=float, default=90.0, help="longest wait for quiet, s")
+    parser.add_argument(
+        "--faults",
+        default=",".join(FAULTS),
+        help=f"comma-separated fault kinds to inject, among {', '.join(FAULTS)}",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the data and logs directory")
     args = parser.parse_args()
     if not 0 < args.minutes <= 120 or not 0 < args.rate <= 100 or not 0 <= args.quiet <= 600:
         parser.error("--minutes must be in (0, 120], --rate in (0, 100], --quiet in [0, 600]")
+    args.faults = [k.strip() for k in args.faults.split(",") if k.strip()]
+    if not args.faults or not set(args.faults) <= set(FAULTS):
+        parser.error(f"--faults must name some of {', '.join(FAULTS)}")
     if args.seed is None:
         args.seed = random.randrange(1_000_000)
 

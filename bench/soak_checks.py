@@ -296,6 +296,17 @@ def table(facts: Facts, verdict: Verdict, faults: Counter[str], header: str) -> 
         lines += [f"  - {line}" for line in found[:_EVIDENCE_SHOWN]]
         if len(found) > _EVIDENCE_SHOWN:
             lines.append(f"  ... and {len(found) - _EVIDENCE_SHOWN} more")
+    lost = Counter(d[1] for d in decided if d[1] in ("trader_error", "trader_unavailable"))
+    if lost:
+        lines.append(
+            f"\nnote: signals refused after a Trader failure (5xx or breaker open), never "
+            f"sent again: {_counts(lost)}"
+        )
+    exit_reasons = Counter(
+        d[1] for d in facts.decisions.values() if d[3] == "trailing_stop" and d[0] != "accepted"
+    )
+    if exit_reasons:
+        lines.append(f"note: exits not accepted, by reason: {_counts(exit_reasons)}")
     lines += verdict.notes
     return "\n".join(lines)
 

@@ -182,7 +182,10 @@ class SignalSource:
         elif roll < 0.32:
             symbol, template = self.rng.choice(sorted(SYMBOLS)), self._sell
         else:
-            symbol = self.rng.choice(sorted(SYMBOLS))
+            # Mostly symbols not held, so that most BUYs can become orders.
+            free = sorted(set(SYMBOLS) - set(held))
+            pool = free if free and self.rng.random() < 0.8 else sorted(SYMBOLS)
+            symbol = self.rng.choice(pool)
             template = self._buy_no_id if self.rng.random() < 0.2 else self._buy
         body = copy.deepcopy(template)
         self._next_id += 1
