@@ -30,6 +30,7 @@ stopped at the end, on Ctrl-C and on errors too.
 from __future__ import annotations
 
 import argparse
+import logging
 import random
 import signal
 import sys
@@ -62,6 +63,7 @@ COORDINATOR_ENV = {
     "DAILY_LOSS_LIMIT_PERCENT": "100",
     "STOP_LOSS_COOLDOWN": "0",
     "AUTO_BLACKLIST_STOP_LOSSES": "1000",
+    "MAX_ORDERS_PER_MINUTE": "100",
     "SIGNAL_TIMEOUT": "30",
     "TRADER_READ_TIMEOUT": str(READ_TIMEOUT),
     "HEALTH_CHECK_INTERVAL": "2",
@@ -319,18 +321,24 @@ def main() -> int:
         raise Interrupted()
 
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGALRM, interrupted)
+    # Bounded whatever hangs: the run, the quiet wait, and room for starts and restarts.
+    signal.alarm(int(args.minutes * 60 + args.quiet + 300))
+    # The soak's own Redis readers reconnect through every Redis restart: that is expected.
+    logging.basicConfig(level=logging.ERROR)
     tmp = Path(tempfile.mkdtemp(prefix="soak-"))
     soak = Soak(args, tmp)
     code = 2
     try:
         code = soak.run()
     except (KeyboardInterrupt, Interrupted):
-        print("\ninterrupted: stopping every process started", file=sys.stderr)
+        print("\ninterrupted or out of time: stopping every process started", file=sys.stderr)
         code = 130
     except Exception as exc:
         print(f"the soak failed: {exc!r}; logs in {tmp}", file=sys.stderr)
         args.keep = True
     finally:
+        signal.alarm(0)
         soak.stop()
         if args.keep:
             print(f"data and logs kept in {tmp}")
