@@ -22,6 +22,7 @@ INVARIANTS = {
     "no_reservation_left": "no reservation left in the Ledger once quiet",
     "unknown_reconciled_or_listed": "every unknown order reconciled or listed at /orders/unknown",
     "store_matches_exchange": "each stored order state agrees with the exchange's fills",
+    "held_positions_watched": "every position held once quiet has a stop, none at or under it",
     "coordinator_alive": "the coordinator never exits by itself",
 }
 _EVIDENCE_SHOWN = 12
@@ -50,6 +51,10 @@ class Facts:
     unknown_listed: set[str] | None = None
     stats: Any = None
     diagnostic: Any = None
+    positions: list[Any] | None = None
+    """The exchange's open positions once quiet."""
+    stops: Any = None
+    """GET /trailing-stops once quiet."""
 
 
 def gather(facts: Facts, stack: Any) -> Facts:
@@ -74,6 +79,8 @@ def gather(facts: Facts, stack: Any) -> Facts:
     listed = stack.get(stack.url, "/orders/unknown")
     if listed is not None:
         facts.unknown_listed = {o["client_order_id"] for o in listed.get("orders", [])}
+    facts.positions = stack.get(stack.paper_url, "/positions/active")
+    facts.stops = stack.get(stack.url, "/trailing-stops")
     facts.stats = stack.get(stack.url, "/stats")
     facts.diagnostic = stack.get(stack.url, "/diagnostic")
     return facts
@@ -213,9 +220,33 @@ def check(facts: Facts) -> Verdict:
                 f"{client_id} ({_stored(facts, client_id)}) still {state} once quiet; "
                 f"filled at the exchange: {filled}"
             )
+    _check_stops(facts, bad["held_positions_watched"])
     for reason in facts.unplanned_exits:
         bad["coordinator_alive"].append(reason)
     return verdict
+
+
+def _check_stops(facts: Facts, bad: list[str]) -> None:
+    if facts.positions is None or facts.stops is None:
+        bad.append("GET /positions/active or GET /trailing-stops did not answer once quiet")
+        return
+    stops: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in facts.stops.get("positions", []):
+        stops[row["symbol"]].append(row)
+    for position in facts.positions:
+        symbol = position["symbol"]
+        watched = stops.get(symbol)
+        if not watched:
+            bad.append(f"{symbol} {position['quantity']:g} held, no stop watches it")
+            continue
+        for row in watched:
+            price, level = row.get("last_price"), row.get("stop")
+            if price is not None and level is not None and price <= level:
+                bad.append(
+                    f"{symbol} {position['quantity']:g} held at {price:g}, at or under its stop "
+                    f"{level:g} (key {row['position_key']}, state {row['state']}, attempts "
+                    f"{row['exit_attempts']}, detail {row.get('detail')!r})"
+                )
 
 
 def _stored(facts: Facts, client_id: str) -> str:

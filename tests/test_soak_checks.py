@@ -37,6 +37,18 @@ def arrival(
     }
 
 
+def stop_row(symbol: str, *, last_price: float, stop: float) -> dict[str, Any]:
+    return {
+        "symbol": symbol,
+        "position_key": f"{symbol}@k",
+        "last_price": last_price,
+        "stop": stop,
+        "state": "watching",
+        "exit_attempts": 0,
+        "detail": None,
+    }
+
+
 def facts(**changes: Any) -> Facts:
     base = Facts(
         published=[],
@@ -47,6 +59,8 @@ def facts(**changes: Any) -> Facts:
         start=0.0,
         late_after=2.0,
         stats={"ledger": {"reservations": 0, "reservations_expired": 3}},
+        positions=[],
+        stops={"positions": []},
         unknown_listed=set(),
     )
     for name, value in changes.items():
@@ -60,6 +74,8 @@ def test_a_clean_run_has_no_violation():
         decisions={"db:1": ("accepted", None, "", "stream")},
         stored_signals={"db:1": "stream"},
         orders={"c1": order("c1", "accepted"), "c2": order("c2", "accepted")},
+        positions=[{"symbol": "SOLUSDC", "quantity": 1.0}],
+        stops={"positions": [stop_row("SOLUSDC", last_price=100.0, stop=96.0)]},
         # c2: a re-send after a 5xx answer, which the exchange never filled.
         arrivals=[arrival("c1", 201), arrival("c2", 500, at=2.0), arrival("c2", 201, at=3.0)],
         paper_stats={"fills_by_client_order_id": {"c1": 1, "c2": 1}, "orders_filled": 2},
@@ -104,6 +120,8 @@ def test_each_violation_is_found_with_its_evidence():
         paper_stats={"fills_by_client_order_id": {"twice": 1, "orphan": 1, "silent": 1}},
         stats={"ledger": {"reservations": 2}},
         unplanned_exits=["t+5s exit code 3"],
+        positions=[{"symbol": "SOLUSDC", "quantity": 1.0}, {"symbol": "ETHUSDC", "quantity": 2.0}],
+        stops={"positions": [stop_row("SOLUSDC", last_price=95.0, stop=96.0)]},
     )
     found = check(bad).violations
     decided = " | ".join(found["decided_once"])
@@ -119,3 +137,7 @@ def test_each_violation_is_found_with_its_evidence():
     mismatches = " | ".join(found["store_matches_exchange"])
     assert "hollow" in mismatches and "silent" in mismatches and "stuck" in mismatches
     assert found["coordinator_alive"] == ["t+5s exit code 3"]
+    watched = found["held_positions_watched"]
+    assert len(watched) == 2
+    assert "SOLUSDC 1 held at 95, at or under its stop 96" in watched[0]
+    assert watched[1] == "ETHUSDC 2 held, no stop watches it"
