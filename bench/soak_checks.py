@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg2
+import redis
 
 from bench.soak_load import PublishedSignal
+from bench.soak_stack import SIGNALS_STREAM
 
 __all__ = ["INVARIANTS", "Facts", "Verdict", "check", "gather", "table"]
 
@@ -51,6 +53,8 @@ class Facts:
     unknown_listed: set[str] | None = None
     stats: Any = None
     diagnostic: Any = None
+    stream_pending: int | None = None
+    """Stream entries delivered and never acknowledged, once quiet."""
     positions: list[Any] | None = None
     """The exchange's open positions once quiet."""
     stops: Any = None
@@ -79,6 +83,12 @@ def gather(facts: Facts, stack: Any) -> Facts:
     listed = stack.get(stack.url, "/orders/unknown")
     if listed is not None:
         facts.unknown_listed = {o["client_order_id"] for o in listed.get("orders", [])}
+    try:
+        client = redis.Redis.from_url(stack.redis.url, socket_timeout=5)
+        facts.stream_pending = int(client.xpending(SIGNALS_STREAM, "coordinator")["pending"])
+        client.close()
+    except redis.RedisError:
+        facts.stream_pending = None
     facts.positions = stack.get(stack.paper_url, "/positions/active")
     facts.stops = stack.get(stack.url, "/trailing-stops")
     facts.stats = stack.get(stack.url, "/stats")
@@ -166,14 +176,21 @@ def check(facts: Facts) -> Verdict:
                 )
 
     # No sell above the holding, no buy above the funds.
-    for arrival in facts.arrivals:
+    for index, arrival in enumerate(facts.arrivals):
         error = str(arrival.get("error") or "")
         if arrival.get("status") == 400 and error.startswith("insufficient"):
             key = "sell_within_holding" if arrival["side"] == "SELL" else "buy_within_funds"
+            # The orders of the symbol just before it: what the coordinator sized it on.
+            before = [a for a in facts.arrivals[:index] if a["symbol"] == arrival["symbol"]][-2:]
             bad[key].append(
                 f"{arrival['client_order_id']} ({_stored(facts, arrival['client_order_id'])}) "
                 f"{arrival['side']} {arrival['quantity']} {arrival['symbol']} at "
-                f"{at(arrival['mono'])}: {error}"
+                f"{at(arrival['mono'])}: {error}; before it: "
+                + "; ".join(
+                    f"{a['client_order_id']} ({_stored(facts, a['client_order_id'])}) "
+                    + _arrivals([a], at)
+                    for a in before
+                )
             )
 
     # No reservation left.
@@ -307,6 +324,10 @@ def table(facts: Facts, verdict: Verdict, faults: Counter[str], header: str) -> 
             f"{'?' if facts.unknown_listed is None else len(facts.unknown_listed)}",
         ),
         ("reconciled", f"{len(verdict.reconciled)}"),
+        (
+            "stream entries unacknowledged",
+            "?" if facts.stream_pending is None else str(facts.stream_pending),
+        ),
         (
             "reservations once quiet",
             ", ".join(f"{p}={v:g}" for p, v in verdict.reservations)
