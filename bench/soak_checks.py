@@ -50,6 +50,7 @@ class Facts:
     arrivals: list[dict[str, Any]] = field(default_factory=list)
     paper_stats: dict[str, Any] = field(default_factory=dict)
     trader_orders: list[Any] | None = None
+    """The exchange's ``GET /orders`` (the Trader's own ids), when it serves it."""
     unknown_listed: set[str] | None = None
     stats: Any = None
     diagnostic: Any = None
@@ -79,7 +80,9 @@ def gather(facts: Facts, stack: Any) -> Facts:
     conn.close()
     facts.arrivals = (stack.get(stack.paper_url, "/_paper/orders", 30) or {}).get("orders", [])
     facts.paper_stats = stack.get(stack.paper_url, "/_paper/stats", 30) or {}
-    facts.trader_orders = stack.get(stack.paper_url, "/orders?limit=0", 30)
+    served = stack.get(stack.paper_url, "/orders?limit=0", 30)
+    if isinstance(served, dict) and isinstance(served.get("orders"), list):
+        facts.trader_orders = served["orders"]
     listed = stack.get(stack.url, "/orders/unknown")
     if listed is not None:
         facts.unknown_listed = {o["client_order_id"] for o in listed.get("orders", [])}
@@ -237,6 +240,16 @@ def check(facts: Facts) -> Verdict:
                 f"{client_id} ({_stored(facts, client_id)}) still {state} once quiet; "
                 f"filled at the exchange: {filled}"
             )
+    if facts.trader_orders is not None:
+        # The Trader's ids of the orders it filled: an order accepted under another id
+        # was read as a success from an answer that filled nothing.
+        known = {str(o.get("id") or o.get("order_id")) for o in facts.trader_orders}
+        for client_id, order in facts.orders.items():
+            if order["state"] == "accepted" and str(order["trader_order_id"]) not in known:
+                bad["store_matches_exchange"].append(
+                    f"{client_id} ({_stored(facts, client_id)}) accepted as "
+                    f"{order['trader_order_id']}, which GET /orders does not list"
+                )
     _check_stops(facts, bad["held_positions_watched"])
     for reason in facts.unplanned_exits:
         bad["coordinator_alive"].append(reason)
@@ -316,6 +329,10 @@ def table(facts: Facts, verdict: Verdict, faults: Counter[str], header: str) -> 
             f"re-sent after 5xx {verdict.resent_after_5xx}",
         ),
         ("orders in the store", f"{len(facts.orders)} ({_counts(states)})"),
+        (
+            "orders listed by GET /orders",
+            "not served" if facts.trader_orders is None else str(len(facts.trader_orders)),
+        ),
         ("faults injected", _counts(faults) or "none"),
         (
             "unknown orders",

@@ -17,7 +17,7 @@ def order(client_id: str, state: str, side: str = "BUY", quantity: float = 1.0) 
         "side": side,
         "quantity": quantity,
         "state": state,
-        "trader_order_id": None,
+        "trader_order_id": f"t-{client_id}",
         "error": None,
     }
 
@@ -79,6 +79,7 @@ def test_a_clean_run_has_no_violation():
         # c2: a re-send after a 5xx answer, which the exchange never filled.
         arrivals=[arrival("c1", 201), arrival("c2", 500, at=2.0), arrival("c2", 201, at=3.0)],
         paper_stats={"fills_by_client_order_id": {"c1": 1, "c2": 1}, "orders_filled": 2},
+        trader_orders=[{"id": "t-c1"}, {"id": "t-c2"}],
     )
     verdict = check(clean)
     assert not any(verdict.violations.values())
@@ -109,7 +110,9 @@ def test_each_violation_is_found_with_its_evidence():
             "hollow": order("hollow", "accepted"),
             "silent": order("silent", "rejected"),
             "stuck": order("stuck", "sent"),
+            "ghost": order("ghost", "accepted"),
         },
+        trader_orders=[{"id": "t-twice"}, {"id": "t-hollow"}],
         arrivals=[
             arrival("twice", 201),
             arrival("twice", 201, at=5.0),
@@ -117,7 +120,9 @@ def test_each_violation_is_found_with_its_evidence():
             arrival("orphan", 201),
             arrival("silent", 201),
         ],
-        paper_stats={"fills_by_client_order_id": {"twice": 1, "orphan": 1, "silent": 1}},
+        paper_stats={
+            "fills_by_client_order_id": {"twice": 1, "orphan": 1, "silent": 1, "ghost": 1}
+        },
         stats={"ledger": {"reservations": 2}},
         unplanned_exits=["t+5s exit code 3"],
         positions=[{"symbol": "SOLUSDC", "quantity": 1.0}, {"symbol": "ETHUSDC", "quantity": 2.0}],
@@ -136,6 +141,10 @@ def test_each_violation_is_found_with_its_evidence():
     assert found["unknown_reconciled_or_listed"][0].startswith("lost")
     mismatches = " | ".join(found["store_matches_exchange"])
     assert "hollow" in mismatches and "silent" in mismatches and "stuck" in mismatches
+    assert (
+        "ghost (sig-ghost, BUY 1 SOLUSDC, stored accepted) accepted as t-ghost, which" in mismatches
+    )
+    assert len(found["store_matches_exchange"]) == 4
     assert found["coordinator_alive"] == ["t+5s exit code 3"]
     watched = found["held_positions_watched"]
     assert len(watched) == 2
