@@ -9,7 +9,8 @@ consensus signals on the Redis Stream and on pub/sub (some on both, a few malfor
 1m candles for every symbol (shocks push held positions through their stops), while a
 chaos loop injects, at random: actor crashes (the drills routes), a SIGKILL and restart
 of the coordinator, 5xx answers and answers too late from the Trader (the paper
-exchange's knobs), restarts of PostgreSQL and of Redis. Then the faults stop, the load
+exchange's knobs; a 5xx after a fill too, when it offers ``fail_after_fill``), restarts
+of PostgreSQL and of Redis. Then the faults stop, the load
 stops, and once the coordinator is quiet (or ``--quiet`` seconds have passed) it checks,
 from the exchange's own order log and from the store:
 
@@ -80,6 +81,7 @@ FAULTS = {
     "coordinator_kill": 1,
     "trader_5xx": 1.5,
     "trader_timeout": 1.5,
+    "trader_5xx_after_fill": 1,
     "postgres_restart": 1,
     "redis_restart": 1,
 }
@@ -112,6 +114,9 @@ class Soak:
         print(f"starting the stack (fee in base asset: {offered})")
         stack.start()
         assert stack.redis is not None and stack.postgres is not None
+        if "trader_5xx_after_fill" in self.args.faults and not stack.knobs(fail_after_fill=0):
+            print("the paper exchange cannot fail after a fill: trader_5xx_after_fill left out")
+            self.args.faults.remove("trader_5xx_after_fill")
         self.start = time.monotonic()
         self.observer = Observer(
             stack.redis.url, stack.paper_url, stack.postgres.dsn, self.holdings
@@ -135,6 +140,7 @@ class Soak:
         self.signals.stop()
         self.market.calm = True
         self.stack.knobs(error_rate=0.0, timeout=0.0)
+        self.stack.knobs(fail_after_fill=0)
         print(f"faults over ({self._counts()}); waiting for the coordinator to be quiet")
         self.wait_quiet()
         self.observer.poll_unknown()
@@ -179,6 +185,8 @@ class Soak:
 
     def inject(self, until: float) -> None:
         kinds = list(self.args.faults)
+        if not kinds:
+            return
         kind = self.rng.choices(kinds, weights=[FAULTS[k] for k in kinds])[0]
         began = time.monotonic()
         stack = self.stack
@@ -206,6 +214,13 @@ class Soak:
                 finally:
                     stack.knobs(error_rate=0.0, timeout=0.0)
                 detail = f"{seconds:.1f}s"
+            elif kind == "trader_5xx_after_fill":
+                # The Trader's 5xx in rare paths after Binance filled (when the paper
+                # exchange can play it): the next orders fill, then answer 500.
+                count = self.rng.randint(1, 3)
+                if not stack.knobs(fail_after_fill=count):
+                    return
+                detail = f"next {count} order(s)"
             elif kind == "postgres_restart":
                 down = self.rng.uniform(1, 5)
                 stack.restart_postgres(down)

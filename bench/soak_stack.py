@@ -189,15 +189,17 @@ class Stack:
         time.sleep(down)
         self.redis.start()
 
-    def knobs(self, **changes: float) -> None:
+    def knobs(self, **changes: float) -> bool:
+        """Set the paper exchange's knobs; False when it does not have one of them."""
         for attempt in range(5):
             try:
-                requests.post(self.paper_url + "/_paper/knobs", json=changes, timeout=5)
-                return
+                answer = requests.post(self.paper_url + "/_paper/knobs", json=changes, timeout=5)
+                return answer.ok
             except requests.RequestException:
                 if attempt == 4:
                     raise
                 time.sleep(0.5)
+        return False
 
     def actors(self) -> list[str]:
         tree = requests.get(self.url + "/supervisor", timeout=3).json()

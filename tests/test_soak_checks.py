@@ -111,17 +111,26 @@ def test_each_violation_is_found_with_its_evidence():
             "silent": order("silent", "rejected"),
             "stuck": order("stuck", "sent"),
             "ghost": order("ghost", "accepted"),
+            "hidden": order("hidden", "accepted"),
         },
-        trader_orders=[{"id": "t-twice"}, {"id": "t-hollow"}],
+        trader_orders=[{"id": "t-twice"}, {"id": "t-hollow"}, {"id": "t-hidden"}],
         arrivals=[
             arrival("twice", 201),
             arrival("twice", 201, at=5.0),
             arrival("short", 400, side="SELL", error="insufficient SOL: selling 2, 1 held"),
             arrival("orphan", 201),
+            arrival("hidden", 500, error="paper exchange: failed after the fill (injected)"),
+            arrival("hidden", 201, at=3.0),
             arrival("silent", 201),
         ],
         paper_stats={
-            "fills_by_client_order_id": {"twice": 1, "orphan": 1, "silent": 1, "ghost": 1}
+            "fills_by_client_order_id": {
+                "twice": 1,
+                "orphan": 1,
+                "silent": 1,
+                "ghost": 1,
+                "hidden": 1,
+            }
         },
         stats={"ledger": {"reservations": 2}},
         unplanned_exits=["t+5s exit code 3"],
@@ -133,7 +142,7 @@ def test_each_violation_is_found_with_its_evidence():
     assert "db:1" in decided and "db:3" in decided and "db:4" in decided
     assert "db:2" not in decided  # pub/sub, lost while the process was being killed
     assert "exit:k:2" in decided  # stored, never decided
-    assert [v.split(" ")[0] for v in found["one_request_per_client_id"]] == ["twice"]
+    assert [v.split(" ")[0] for v in found["one_request_per_client_id"]] == ["twice", "hidden"]
     assert found["intent_before_order"][0].startswith("orphan")
     assert "insufficient SOL" in found["sell_within_holding"][0]
     assert not found["buy_within_funds"]
