@@ -202,7 +202,13 @@ def check(facts: Facts) -> Verdict:
             )
 
     # No reservation left.
-    leaves = reservation_leaves({"stats": facts.stats, "diagnostic": facts.diagnostic})
+    leaves = [
+        (path, value)
+        for path, value in reservation_leaves(
+            {"stats": facts.stats, "diagnostic": facts.diagnostic}
+        )
+        if not path.startswith("diagnostic.config.")  # settings, not state
+    ]
     verdict.reservations = leaves
     open_leaves = [(p, v) for p, v in leaves if not any(w in p.lower() for w in _NOT_OPEN)]
     verdict.reservations_checked = bool(open_leaves)

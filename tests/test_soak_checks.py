@@ -59,6 +59,7 @@ def facts(**changes: Any) -> Facts:
         start=0.0,
         late_after=2.0,
         stats={"ledger": {"reservations": 0, "reservations_expired": 3}},
+        diagnostic={"config": {"RESERVATION_LIFETIME": {"value": 60}}},
         positions=[],
         stops={"positions": []},
         unknown_listed=set(),
@@ -85,6 +86,10 @@ def test_a_clean_run_has_no_violation():
     assert not any(verdict.violations.values())
     assert verdict.resent_after_5xx == 1
     assert verdict.reservations_checked
+    assert verdict.reservations == [
+        ("stats.ledger.reservations", 0.0),
+        ("stats.ledger.reservations_expired", 3.0),
+    ]
     assert "violations: decided_once" in table(clean, verdict, Counter(), "h")
 
 
