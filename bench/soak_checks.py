@@ -287,7 +287,8 @@ def _check_stops(facts: Facts, bad: list[str]) -> None:
             continue
         for row in watched:
             price, level = row.get("last_price"), row.get("stop")
-            if price is not None and level is not None and price <= level:
+            dust = "dust" in str(row.get("state"))  # a remainder too small to sell, reported
+            if price is not None and level is not None and price <= level and not dust:
                 bad.append(
                     f"{symbol} {position['quantity']:g} held at {price:g}, at or under its stop "
                     f"{level:g} (key {row['position_key']}, state {row['state']}, attempts "

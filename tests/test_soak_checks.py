@@ -76,7 +76,12 @@ def test_a_clean_run_has_no_violation():
         stored_signals={"db:1": "stream"},
         orders={"c1": order("c1", "accepted"), "c2": order("c2", "accepted")},
         positions=[{"symbol": "SOLUSDC", "quantity": 1.0}],
-        stops={"positions": [stop_row("SOLUSDC", last_price=100.0, stop=96.0)]},
+        stops={
+            "positions": [
+                stop_row("SOLUSDC", last_price=100.0, stop=96.0),
+                {**stop_row("SOLUSDC", last_price=90.0, stop=96.0), "state": "dust"},
+            ]
+        },
         # c2: a re-send after a 5xx answer, which the exchange never filled.
         arrivals=[arrival("c1", 201), arrival("c2", 500, at=2.0), arrival("c2", 201, at=3.0)],
         paper_stats={"fills_by_client_order_id": {"c1": 1, "c2": 1}, "orders_filled": 2},
