@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import os
 import random
 import threading
 import time
@@ -25,7 +26,14 @@ from coordinator.infra.redis_bus import Subscription
 
 __all__ = ["Holdings", "Market", "Observer", "PublishedSignal", "SignalSource"]
 
-FIXTURES = Path("/work/shared/rt-contract/signals")
+# RootTrading's signal shapes (rt-contract/signals), beside the repository by default.
+FIXTURES = (
+    Path(
+        os.environ.get("COORDINATOR_RT_CONTRACT_DIR")
+        or Path(__file__).resolve().parent.parent.parent / "shared" / "rt-contract"
+    )
+    / "signals"
+)
 SYMBOLS = {
     "SOLUSDC": 200.0,
     "ETHUSDC": 3900.0,
