@@ -104,6 +104,24 @@ def test_knobs(paper):
     wait_for(lambda: paper.stats()["orders_filled"] == 2)
 
 
+def test_order_log_keeps_each_arrival_with_its_answer(paper):
+    knobs = paper.url + "/_paper/knobs"
+    requests.post(knobs, json={"error_rate": 1.0}, timeout=5)
+    order(paper.url, metadata={"client_order_id": "c-1"})
+    requests.post(knobs, json={"error_rate": 0.0}, timeout=5)
+    order(paper.url, metadata={"client_order_id": "c-1"})
+    order(paper.url, "SELL", 0.2, metadata={"client_order_id": "c-2"})
+    rows = requests.get(paper.url + "/_paper/orders", timeout=5).json()["orders"]
+    assert [(r["client_order_id"], r["side"], r["quantity"], r["status"]) for r in rows] == [
+        ("c-1", "BUY", 0.1, 500),
+        ("c-1", "BUY", 0.1, 201),
+        ("c-2", "SELL", 0.2, 400),
+    ]
+    assert rows[0]["error"] == "paper exchange: injected failure" and rows[1]["error"] is None
+    assert "insufficient BTC" in rows[2]["error"]
+    assert all(r["mono"] <= r["answered"] for r in rows)
+
+
 def test_empty_balances_answer_404():
     empty = PaperExchange(starting_balance=0.0).start()
     try:

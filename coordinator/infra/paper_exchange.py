@@ -93,9 +93,11 @@ class PaperExchange:
         self.fills_by_client_id: Counter[str] = Counter()
         self.requests_by_client_id: Counter[str] = Counter()
         self.balance_reads = 0
-        # (monotonic arrival, symbol, side, client order id) of the latest orders, so a
-        # benchmark on this machine can time an order's arrival against its cause.
-        self.order_log: deque[tuple[float, str, str, str]] = deque(maxlen=100_000)
+        # The latest orders in their order of arrival (monotonic arrival, symbol, side,
+        # client order id, quantity; status and error once answered), so a benchmark on
+        # this machine can time an order's arrival against its cause, and a soak can
+        # tell a re-send after a failure from a second request after a fill.
+        self.order_log: deque[dict[str, Any]] = deque(maxlen=100_000)
         self._orders: dict[str, dict[str, Any]] = {}
         self._recent: dict[tuple[str, str, float, str], tuple[float, str]] = {}
         self._lock = threading.Lock()
@@ -185,7 +187,9 @@ class PaperExchange:
 
         @app.post("/order")
         def order() -> dict[str, Any]:
-            status, body = self._order(request.body.read(64 * 1024 + 1))
+            arrival: dict[str, Any] = {}
+            status, body = self._order(request.body.read(64 * 1024 + 1), arrival)
+            arrival.update(status=status, error=body.get("error"), answered=time.monotonic())
             response.status = status
             return body
 
@@ -241,11 +245,7 @@ class PaperExchange:
         def order_log() -> dict[str, Any]:
             with self._lock:
                 rows = list(self.order_log)
-            return {
-                "orders": [
-                    {"mono": m, "symbol": s, "side": d, "client_order_id": c} for m, s, d, c in rows
-                ]
-            }
+            return {"orders": [dict(row) for row in rows]}
 
         @app.post("/_paper/positions")
         def seed_positions() -> dict[str, Any]:
@@ -273,7 +273,7 @@ class PaperExchange:
     def _asset_prices(self) -> dict[str, float]:
         return dict(self.prices)
 
-    def _order(self, raw: bytes) -> tuple[int, dict[str, Any]]:
+    def _order(self, raw: bytes, arrival: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         arrived = time.monotonic()
         with self._lock:
             self.orders_received += 1
@@ -303,10 +303,18 @@ class PaperExchange:
                 raise ValueError("quantity must be > 0")
         except (ValueError, KeyError, TypeError) as exc:
             return 422, {"error": f"invalid order: {exc}"}
+        arrival.update(
+            mono=arrived,
+            symbol=symbol,
+            side=side.value,
+            client_order_id=str(metadata.get("client_order_id") or ""),
+            quantity=quantity,
+            status=None,
+            error=None,
+            answered=None,
+        )
         with self._lock:
-            self.order_log.append(
-                (arrived, symbol, side.value, str(metadata.get("client_order_id") or ""))
-            )
+            self.order_log.append(arrival)
         if error_rate and self._random.random() < error_rate:
             return 500, {"error": "paper exchange: injected failure"}
         client_id = str(metadata.get("client_order_id") or "")
