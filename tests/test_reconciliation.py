@@ -48,7 +48,7 @@ def trader_fill(fid: str = "order_53f354c377021b43", *, qty: float = 1.106850127
         side=kw.get("side", "BUY"),
         quantity=qty,
         at=at,
-        binance_order_id=kw.get("binance", None),
+        binance_order_id=kw.get("binance"),
     )
 
 
