@@ -81,9 +81,12 @@ class OurOrder:
     quantity: float
     """The quantity we asked for."""
     sent_at: float
-    """When it was sent (or claimed just before), epoch seconds."""
+    """When it was first sent (or claimed just before), epoch seconds."""
     trader_order_id: str | None = None
     """For a settled order: the Trader's id it was accepted with."""
+    last_sent_at: float | None = None
+    """When it was last sent (or last heard of), if later: a held order sent again, or
+    an answer that came late. The window runs to this plus ``window_after``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +127,8 @@ class MatchPolicy:
             raise ValueError(f"step_tolerance must be below 1, got {self.step_tolerance!r}")
 
     def window(self, order: OurOrder) -> tuple[float, float]:
-        return order.sent_at - self.window_before, order.sent_at + self.window_after
+        last = max(order.sent_at, order.last_sent_at or order.sent_at)
+        return order.sent_at - self.window_before, last + self.window_after
 
 
 @dataclass(frozen=True, slots=True)
