@@ -19,6 +19,8 @@ from typing import Any
 
 import pykka
 
+from coordinator.actors.held_orders import Held, HoldsOrders
+from coordinator.actors.reconciler import match_policy
 from coordinator.infra.pipeline_store import IntentClaims
 from coordinator.infra.trader_client import SendResult, TraderAnswer, TraderClient
 from coordinator.messages.health import GetHealthSnapshot, TradingStateChanged
@@ -39,6 +41,7 @@ from coordinator.messages.pipeline import (
     ValidatorSnapshot,
     ValidatorTick,
 )
+from coordinator.messages.reconcile import HeldOrderResolved
 from coordinator.messages.stops import ExitPosition
 from coordinator.messages.universe import GetUniverse, UniverseChanged
 from coordinator.runtime import Services
@@ -76,9 +79,11 @@ class _Waiting:
     why: Reason
     detail: str
     reservation_id: int | None = None
+    held: Held | None = None
+    """Held after a 5xx: waits for the reconciliation, not for the Trader."""
 
 
-class Validator(ChildActor):
+class Validator(HoldsOrders, ChildActor):
     # Prices are told by the MarketFeed to the owner of the symbol only.
     subscriptions = (TradingStateChanged, UniverseChanged)
 
@@ -97,6 +102,7 @@ class Validator(ChildActor):
         self._decided = 0
         self._sending = False
         self._intents: IntentClaims = services.intents
+        self._init_held(match_policy(config.execution.read_timeout).window_after)
         url = services.endpoints.trader_url
         self._trader = (
             TraderClient(
@@ -166,6 +172,8 @@ class Validator(ChildActor):
                 self._on_signal(message)
             case ExitPosition():
                 self._on_exit(message)
+            case HeldOrderResolved():
+                self._held_resolved(message)
             case PricesUpdated(updates=updates):
                 for update in updates:
                     self._prices[update.symbol] = MarketQuote(update.price, update.at)
@@ -380,9 +388,9 @@ class Validator(ChildActor):
                 "source": "coordinator",
             },
         }
-        self._store(RecordOrder(order=self._moved(intent, state="sent")))
+        self._store(RecordOrder(order=self._moved(intent, **self._sent_again_state(order_id))))
         sent_mono = self._clock.monotonic()
-        answer = self._trader.submit(body)
+        answer = self._verified(body, self._trader.submit(body), sent_mono)
         self._tell_health(answer.trader_works, answer.error)
         order_ms = (sent_mono - message.received_mono) * 1000.0
         match answer.result:
@@ -399,6 +407,9 @@ class Validator(ChildActor):
                     "execution", False, Reason.TRADER_UNAVAILABLE, order.error or ""
                 )
                 self._decide(message, (*checks, execution), plan=plan, order=order)
+            case SendResult.FAILED:
+                # Not a rejection: it may have executed. Held until it is found or not.
+                self._hold(message, checks, plan, intent, answer, reservation_id, order_ms)
             case _:
                 self._unsent.discard(order_id)
                 state, filled, reason, outcome, detail = _sent_outcome(answer)
@@ -415,6 +426,8 @@ class Validator(ChildActor):
                     order_ms=order_ms,
                     outcome=outcome,
                 )
+                if state == "unknown":
+                    self._reconcile_soon(order_id, intent.at)
 
     # --- waiting ----------------------------------------------------------------------
 
@@ -427,6 +440,10 @@ class Validator(ChildActor):
     def _expire_waiting(self) -> None:
         kept: deque[_Waiting] = deque()
         for waiting in self._waiting:
+            if waiting.held is not None:
+                if not self._held_too_long(waiting):
+                    kept.append(waiting)
+                continue
             if self._expired(waiting.message):
                 failure = CheckResult(
                     "execution",
@@ -445,7 +462,9 @@ class Validator(ChildActor):
             return
         pending, self._waiting = self._waiting, deque()
         for waiting in pending:
-            if any(w.message.signal.symbol == waiting.message.signal.symbol for w in self._waiting):
+            if waiting.held is not None or any(
+                w.message.signal.symbol == waiting.message.signal.symbol for w in self._waiting
+            ):
                 self._waiting.append(waiting)  # its symbol is waiting again: keep the order
                 continue
             self._process(waiting.message)
@@ -490,6 +509,7 @@ class Validator(ChildActor):
             )
             return
         order_id = client_order_id(signal.signal_id)
+        self._resending.discard(order_id)
         if order is None and order_id in self._unsent:
             # An intent that never left: close it, so it is not taken for a lost order.
             self._unsent.discard(order_id)

@@ -14,13 +14,18 @@ from typing import Any
 from coordinator.infra.pipeline_store import clean_text
 from coordinator.infra.store import OwnConnectionStore
 
-__all__ = ["HELD_MARK", "Execution", "OrderRow", "OrderStates", "ResolveResult"]
+__all__ = ["HELD_MARK", "RESENT_MARK", "Execution", "OrderRow", "OrderStates", "ResolveResult"]
 
 logger = logging.getLogger(__name__)
 
 HELD_MARK = "held: "
 """How the error of an order held after a 5xx answer begins: its signal waits in the
 Validator for the reconciliation (found: accepted; not found: sent again if fresh)."""
+
+
+RESENT_MARK = "resent: "
+"""How the error of a held order begins once its Validator sent it again (same client
+order id): unknown until that attempt's answer, reconciled like any unknown order."""
 
 
 @dataclass(frozen=True, slots=True)

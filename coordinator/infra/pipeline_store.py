@@ -38,6 +38,8 @@ _UPSERT_ORDER = f"""
         error = COALESCE(EXCLUDED.error, o.error),
         updated_at = EXCLUDED.updated_at
     WHERE {_ORDER_RANK.format("o")} < {_ORDER_RANK.format("EXCLUDED")}
+       -- an unknown order sent again: its new time and note
+       OR (o.state = 'unknown' AND EXCLUDED.state = 'unknown')
 """
 _ORDER_TEMPLATE = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s), to_timestamp(%s))"
 
