@@ -15,7 +15,7 @@ from coordinator.actors.held_orders import HoldsOrders
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.infra.pipeline_store import PipelineStore
 from coordinator.infra.trader_client import SendResult, TraderClient
-from coordinator.trading.routing import client_order_id
+from coordinator.trading.routing import client_order_id, validator_for
 from tests.pipeline import AUTH, signal_payload
 from tests.test_pipeline import signal_id
 from tests.waiting import wait_for
@@ -83,6 +83,26 @@ def test_a_trader_outage_loses_no_signal_and_fills_no_order_twice(pipelines):
     # Every accepted order is one the Trader knows (none is a de-duplicated echo).
     listed = {o.order_id for o in trader.orders()}
     assert {r["order"]["trader_order_id"] for r in records} <= listed
+
+
+def test_a_signal_held_when_its_validator_crashed_is_held_again_and_not_lost(pipelines):
+    pipe = pipelines({"SIGNAL_TIMEOUT": "60"})
+    trader_up_a_while(pipe)
+    knobs(pipe, error_rate=1.0)
+    payload = signal_payload("BNBUSDC")
+    pipe.publish(payload)
+    cid = client_order_id(signal_id(payload))
+    wait_for(lambda: (order_state(pipe, cid) or ("",))[0] == "unknown", message="held")
+    knobs(pipe, error_rate=0.0)
+    owner = validator_for("BNBUSDC", 4)
+
+    pipe.drill(owner)
+
+    record = pipe.decision(signal_id(payload), timeout=40)
+    assert record["decision"]["outcome"] == "accepted", record["decision"]
+    stats = pipe.paper.stats()
+    assert stats["fills_by_client_order_id"] == {cid: 1}
+    assert stats["requests_by_client_order_id"] == {cid: 2}
 
 
 def test_a_5xx_after_the_fill_is_found_at_the_trader_and_never_sent_again(pipelines):

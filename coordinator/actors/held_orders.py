@@ -18,11 +18,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from coordinator.infra.order_states import HELD_MARK, RESENT_MARK
+from coordinator.infra.order_states import HELD_MARK, RESENT_MARK, OrderStates
+from coordinator.infra.store import StoreError
 from coordinator.infra.trader_client import SendResult, TraderAnswer, TraderReadError
 from coordinator.messages.pipeline import OrderRecord, RecordOrder, SubmitSignal
 from coordinator.messages.reconcile import HeldOrderResolved, ReconcileSoon
 from coordinator.supervisor.directory import ChildUnavailable
+from coordinator.trading.routing import client_order_id
+from coordinator.trading.signals import Side
 from coordinator.trading.validation import CheckResult, OrderPlan, Outcome, Reason
 
 __all__ = ["DEDUP_SECONDS", "Held", "HoldsOrders", "body_key"]
@@ -42,7 +45,8 @@ class Held:
     client_order_id: str
     plan: OrderPlan
     checks: tuple[CheckResult, ...]
-    reservation_id: int
+    reservation_id: int | None
+    """None when held again after a restart (the Ledger still holds the first room)."""
     error: str
     since: float
     """Wall-clock time it was held."""
@@ -66,11 +70,13 @@ class HoldsOrders:
 
     _failed_bodies: dict[tuple[str, str, str, str], float]
     _resending: set[str]
+    _resend_plans: dict[str, OrderPlan]
     _held_window: float
 
     def _init_held(self, window_after: float) -> None:
         self._failed_bodies = {}
         self._resending = set()
+        self._resend_plans = {}
         self._held_window = window_after
 
     def _verified(
@@ -129,6 +135,61 @@ class HoldsOrders:
             )
         )
         self._reconcile_soon(order_id, intent.at)
+
+    def _held_before(
+        self,
+        message: SubmitSignal,
+        checks: tuple[CheckResult, ...],
+        plan: OrderPlan | None = None,
+        reservation_id: int | None = None,
+    ) -> bool:
+        """A signal whose order an earlier incarnation (or process) held after a 5xx, met
+        again (re-sent by the intake after a restart): it waits for the reconciliation
+        again, instead of being decided unknown. Without a plan of this incarnation, the
+        held order's own (the Ledger still holds its room)."""
+        order_id = client_order_id(message.signal.signal_id)
+        try:
+            row = self._order_states().order(order_id)
+        except StoreError as exc:
+            logger.warning("could not read order %s: %s", order_id, exc)
+            return False
+        if row is None or not row.held:
+            return False
+        if plan is None:
+            price = row.reference_price or message.signal.price
+            plan = OrderPlan(
+                symbol=row.symbol,
+                side=Side(row.side),
+                quantity=row.quantity,
+                reference_price=price,
+                notional=row.quantity * price,
+                category=None,
+            )
+        from coordinator.actors.validator import _Waiting
+
+        error = (row.error or "").removeprefix(HELD_MARK)
+        now = self._clock.time()  # type: ignore[attr-defined]
+        logger.warning("order %s was held before a restart; held again", row.client_order_id)
+        self._waiting.append(  # type: ignore[attr-defined]
+            _Waiting(
+                message,
+                Reason.TRADER_ERROR,
+                error,
+                held=Held(row.client_order_id, plan, checks, reservation_id, error, now, None),
+            )
+        )
+        self._reconcile_soon(row.client_order_id, row.created_at)
+        return True
+
+    def _order_states(self) -> OrderStates:
+        states = getattr(self, "_states", None)
+        if states is None:
+            states = OrderStates(
+                self.context.services.endpoints.database_dsn,  # type: ignore[attr-defined]
+                timeout=2.0,
+            )
+            self._states = states
+        return states
 
     def _reconcile_soon(self, order_id: str, sent_at: float) -> None:
         """The Reconciler looks for an order that just became unknown (or held) now, and
@@ -229,6 +290,8 @@ class HoldsOrders:
                 waiting.detail = f"{held.error}; not executed, to be sent again"
                 self._unsent.add(held.client_order_id)  # type: ignore[attr-defined]
                 self._resending.add(held.client_order_id)
+                if held.reservation_id is None:
+                    self._resend_plans[signal.signal.signal_id] = held.plan
         self._retry_waiting()  # type: ignore[attr-defined]
 
     def _held_too_long(self, waiting: Any) -> bool:

@@ -103,6 +103,7 @@ class Validator(HoldsOrders, ChildActor):
         self._sending = False
         self._intents: IntentClaims = services.intents
         self._init_held(match_policy(config.execution.read_timeout).window_after)
+        self._incarnation_started = self._clock.time()
         url = services.endpoints.trader_url
         self._trader = (
             TraderClient(
@@ -141,6 +142,8 @@ class Validator(HoldsOrders, ChildActor):
             self._ticker.stop()
         if getattr(self, "_trader", None) is not None:
             self._trader.close()
+        if getattr(self, "_states", None) is not None:
+            self._states.close()
 
     def _ask_trading_state(self, timeout: float = 2.0, *, quiet: bool = False) -> TradingStatus:
         try:
@@ -308,6 +311,19 @@ class Validator(HoldsOrders, ChildActor):
         if not universe_check.passed:
             self._decide(message, done)
             return
+        plan = self._resend_plans.pop(signal.signal_id, None)
+        if (
+            plan is None
+            and client_order_id(signal.signal_id) not in self._resending
+            and message.received_at < self._incarnation_started
+            and self._held_before(message, done)
+        ):
+            return  # held by an earlier incarnation: it waits for the reconciliation again
+        if plan is not None:
+            # Sent again as held before a restart: that attempt's room is still in the
+            # Ledger (its reservation died with the incarnation), so no second one.
+            self._execute(message, done, plan, None)
+            return
         try:
             reservation: Reservation = self.context.directory.ask(
                 "ledger",
@@ -341,7 +357,7 @@ class Validator(HoldsOrders, ChildActor):
         message: SubmitSignal,
         checks: tuple[CheckResult, ...],
         plan: OrderPlan,
-        reservation_id: int,
+        reservation_id: int | None,
     ) -> None:
         signal = message.signal
         order_id = client_order_id(signal.signal_id)
@@ -359,6 +375,8 @@ class Validator(HoldsOrders, ChildActor):
         if order_id not in self._unsent:
             claimed, where = self._intents.claim(_intent_dict(intent))
             if not claimed:
+                if self._held_before(message, checks, plan, reservation_id):
+                    return  # held by an earlier incarnation: it waits here again
                 # An order for this signal exists: it may have been sent. Never again.
                 self._settle(reservation_id, None)
                 execution = CheckResult(
@@ -540,7 +558,9 @@ class Validator(HoldsOrders, ChildActor):
         except ChildUnavailable as exc:
             logger.error("store writer refused %s: %s", type(message).__name__, exc)
 
-    def _settle(self, reservation_id: int, filled: bool | None) -> None:
+    def _settle(self, reservation_id: int | None, filled: bool | None) -> None:
+        if reservation_id is None:
+            return
         try:
             self.context.directory.tell(
                 "ledger", Settle(reservation_id=reservation_id, filled=filled)

@@ -40,6 +40,7 @@ class OrderRow:
     error: str | None
     created_at: float
     updated_at: float
+    reference_price: float | None = None
 
     @property
     def held(self) -> bool:
@@ -68,7 +69,7 @@ class ResolveResult:
 
 
 _COLUMNS = """client_order_id, signal_id, symbol, side, quantity, state, trader_order_id, error,
-    extract(epoch FROM created_at), extract(epoch FROM updated_at)"""
+    extract(epoch FROM created_at), extract(epoch FROM updated_at), reference_price"""
 
 
 def _row(r: tuple[Any, ...]) -> OrderRow:
@@ -83,6 +84,7 @@ def _row(r: tuple[Any, ...]) -> OrderRow:
         error=r[7],
         created_at=float(r[8]),
         updated_at=float(r[9]),
+        reference_price=None if r[10] is None else float(r[10]),
     )
 
 
