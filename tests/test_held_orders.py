@@ -17,7 +17,9 @@ from coordinator.infra.pipeline_store import PipelineStore
 from coordinator.infra.trader_client import SendResult, TraderClient
 from coordinator.trading.routing import client_order_id, validator_for
 from tests.pipeline import AUTH, signal_payload
+from tests.test_order_states import create_trade_executions
 from tests.test_pipeline import signal_id
+from tests.test_trader_orders import needs_contract
 from tests.waiting import wait_for
 
 
@@ -253,3 +255,51 @@ def test_a_201_echoing_a_failed_attempt_is_not_taken_for_a_fill():
         assert verifier._verified(other, real, time.monotonic()) is real
     finally:
         paper.stop()
+
+
+@needs_contract
+def test_trade_executions_settle_what_a_restarted_traders_list_cannot(pipelines, own_postgres):
+    create_trade_executions(own_postgres.dsn)
+    now = time.time()
+    writer = PipelineStore(own_postgres.dsn, timeout=5)
+
+    def unknown(symbol: str, quantity: float, at: float) -> str:
+        cid = f"coord-{uuid.uuid4().hex}"
+        writer.write(
+            [
+                {
+                    "kind": "order",
+                    "client_order_id": cid,
+                    "signal_id": f"sig-{cid}",
+                    "symbol": symbol,
+                    "side": "BUY",
+                    "quantity": quantity,
+                    "reference_price": 100.0,
+                    "state": "unknown",
+                    "error": "no answer within the read timeout",
+                    "at": at,
+                }
+            ]
+        )
+        return cid
+
+    # Sent before this Trader started: its list cannot say; the table can.
+    filled = unknown("AVAXUSDC", 2.0005, now - 120)
+    lost = unknown("AVAXUSDC", 7.5, now - 115)
+    with psycopg2.connect(own_postgres.dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO trade_executions (order_id, symbol, side, status, price, quantity,
+                   quote_quantity, "timestamp", demo)
+               VALUES ('3000000001', 'AVAXUSDC', 'BUY', 'FILLED', 100, 2.0, 200,
+                       to_timestamp(%s) AT TIME ZONE 'UTC', false)""",
+            (now - 119.5,),
+        )
+    conn.close()
+    writer.close()
+
+    pipe = pipelines(database_dsn=own_postgres.dsn)
+
+    wait_for(lambda: order_state(pipe, filled)[0] == "accepted", timeout=20, message="found")
+    assert order_state(pipe, filled)[1] == "3000000001"
+    wait_for(lambda: order_state(pipe, lost)[0] == "rejected", timeout=20, message="ruled out")
+    assert "not found at the Trader" in order_state(pipe, lost)[2]
