@@ -34,8 +34,9 @@ logger = logging.getLogger(__name__)
 
 DEDUP_SECONDS = 10.0
 """The Trader answers an identical symbol|side|quantity|strategy within this once."""
-_GIVE_UP_AFTER = 120.0
-"""Seconds a held signal waits past its window before it is decided unknown."""
+_GIVE_UP_AFTER = 30.0
+"""Seconds a held signal waits past its window before it is decided unknown (within the
+TrailingStop's exit timeout, so a held exit gets a decision before the stop looks)."""
 
 
 @dataclass
@@ -86,6 +87,8 @@ class HoldsOrders:
         attempt (or cannot be told apart from one)."""
         key = body_key(body)
         if answer.result is SendResult.FAILED:
+            for stale in [k for k, t in self._failed_bodies.items() if sent_mono - t > 60.0]:
+                del self._failed_bodies[stale]
             self._failed_bodies[key] = sent_mono
             return answer
         failed_at = self._failed_bodies.get(key)
