@@ -527,6 +527,7 @@ class Validator(HoldsOrders, ChildActor):
             )
             return
         order_id = client_order_id(signal.signal_id)
+        resent = order_id in self._resending
         self._resending.discard(order_id)
         if order is None and order_id in self._unsent:
             # An intent that never left: close it, so it is not taken for a lost order.
@@ -539,7 +540,8 @@ class Validator(HoldsOrders, ChildActor):
                 quantity=0.0 if plan is None else plan.quantity,
                 reference_price=signal.price if plan is None else plan.reference_price,
                 state="rejected",
-                error=f"never sent: {decision.detail}",
+                error=("not executed (a 5xx), not sent again: " if resent else "never sent: ")
+                + decision.detail,
                 at=self._clock.time(),
             )
             decision = replace(decision, order=order)
