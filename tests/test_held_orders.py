@@ -87,6 +87,29 @@ def test_a_trader_outage_loses_no_signal_and_fills_no_order_twice(pipelines):
     assert {r["order"]["trader_order_id"] for r in records} <= listed
 
 
+def test_a_held_order_not_found_after_its_signal_expired_is_rejected_and_not_sent_again(
+    pipelines,
+):
+    pipe = pipelines({"SIGNAL_TIMEOUT": "5"})
+    trader_up_a_while(pipe)
+    knobs(pipe, error_rate=1.0)
+    payload = signal_payload("SOLUSDC")
+    pipe.publish(payload)
+    cid = client_order_id(signal_id(payload))
+    wait_for(lambda: (order_state(pipe, cid) or ("",))[0] == "unknown", message="held")
+    knobs(pipe, error_rate=0.0)
+    # Held: the 5xx alone does not decide it, and its signal expires meanwhile.
+    assert pipe.stored(signal_id(payload))["decision"] is None
+
+    decision = pipe.decision(signal_id(payload), timeout=40)["decision"]
+
+    assert (decision["outcome"], decision["reason"]) == ("rejected", "trader_error")
+    assert "not found at the Trader" in decision["detail"] and "expired" in decision["detail"]
+    assert order_state(pipe, cid)[0] == "rejected"
+    assert pipe.paper.stats()["requests_by_client_order_id"] == {cid: 1}
+    assert pipe.paper.stats()["fills_by_client_order_id"] == {}
+
+
 def test_a_signal_held_when_its_validator_crashed_is_held_again_and_not_lost(pipelines):
     pipe = pipelines({"SIGNAL_TIMEOUT": "60"})
     trader_up_a_while(pipe)
