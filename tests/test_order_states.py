@@ -136,5 +136,9 @@ def test_trade_executions_are_read_when_the_table_exists(own_postgres):
         assert found[0].at == pytest.approx(buy)
         day = states.executions(buy - 86_400 * 6, buy + 86_400)
         assert [e.order_id for e in day] == ["10000003", "2281734905", "2281799467"]
+        # The demo row (written before) does not say the table may have lost a fill
+        # since the buy; one written since does.
+        assert states.executions_complete_since(buy - 60)
+        assert not states.executions_complete_since(buy - 86_400 * 6)
     finally:
         states.close()

@@ -215,8 +215,10 @@ class Reconciler(ChildActor):
                     )
                     for e in store.executions(lo, started + 60.0)
                 ]
-                # The table holds every fill: it covers any window on its own.
-                since = -math.inf
+                # The table holds every fill: it covers any window on its own (unless
+                # demo rows may have overwritten some).
+                if store.executions_complete_since(lo):
+                    since = -math.inf
         except StoreError as exc:
             errors.append(f"trade_executions: {exc}")
         try:

@@ -185,6 +185,27 @@ class OrderStates(OwnConnectionStore):
         self._executions = self._run(work)
         return bool(self._executions)
 
+    def executions_complete_since(self, since: float) -> bool:
+        """Whether the table still holds every fill since ``since``: demo rows count
+        Binance ids from 10000000 again after each Trader restart and overwrite older
+        rows, so with demo rows written since then, a fill may be gone from it."""
+
+        def work(cur: Any) -> bool:
+            cur.execute(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name ="
+                " 'trade_executions' AND column_name IN ('demo', 'updated_at')"
+            )
+            if cur.fetchone()[0] < 2:
+                return False
+            cur.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM trade_executions WHERE demo"
+                " AND updated_at >= (to_timestamp(%s) AT TIME ZONE 'UTC'))",
+                (since,),
+            )
+            return bool(cur.fetchone()[0])
+
+        return self._run(work)
+
     def executions(self, since: float, until: float) -> list[Execution]:
         """Fills executed in [since, until]; empty when the table is not there."""
         if not self.has_executions():
