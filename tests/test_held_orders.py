@@ -146,6 +146,8 @@ def test_a_5xx_after_the_fill_is_found_at_the_trader_and_never_sent_again(pipeli
     assert state == "accepted" and trader_id.startswith("order_") and "held" in error
     reconciler = unknown_orders(pipe)["reconciler"]
     assert reconciler["reconciled"]["accepted"] >= 1 and reconciler["last_run"]
+    diagnostic = requests.get(pipe.url + "/diagnostic", timeout=5).json()
+    assert diagnostic["reconciler"]["reconciled"]["accepted"] >= 1
 
 
 def test_a_read_timeout_is_reconciled_accepted_when_the_trader_filled_it(pipelines):

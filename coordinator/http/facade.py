@@ -200,6 +200,7 @@ class CoordinatorApi:
                 "redis": self._services.endpoints.redis_embedded,
                 "postgres": self._services.endpoints.database_embedded,
             },
+            "reconciler": self._reconciler_view(),
             "config": self._services.config.redacted(),
         }
 
@@ -235,6 +236,12 @@ class CoordinatorApi:
             ],
             "reconciler": None if reconciler is None else _reconciler(reconciler),
         }
+
+    def _reconciler_view(self) -> dict[str, Any] | None:
+        try:
+            return _reconciler(self._ask(RECONCILER, GetReconcilerSnapshot()))
+        except ActorUnavailable:
+            return None
 
     def resolve_order(
         self, client_order_id: str, *, state: str, trader_order_id: str | None, note: str, by: str
