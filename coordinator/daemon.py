@@ -14,6 +14,7 @@ from typing import Any
 
 from coordinator.actors.ledger import Ledger
 from coordinator.actors.market_feed import MarketFeed
+from coordinator.actors.reconciler import Reconciler
 from coordinator.actors.service_health import ServiceHealth
 from coordinator.actors.signal_intake import SignalIntake
 from coordinator.actors.stats import Stats
@@ -76,6 +77,8 @@ def build_tree(config: Config) -> list[ChildSpec]:
         ChildSpec("ledger", Ledger, Restart.PERMANENT),
         ChildSpec("universe_manager", UniverseManager, Restart.PERMANENT),
         ChildSpec("trailing_stop", TrailingStop, Restart.PERMANENT),
+        # Before the Validators, which hand it the orders they hold after a 5xx.
+        ChildSpec("reconciler", Reconciler, Restart.PERMANENT),
         *validators,
         ChildSpec("signal_intake", SignalIntake, Restart.PERMANENT),
     ]

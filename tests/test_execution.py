@@ -33,7 +33,7 @@ def client(url: str, read_timeout: float = 2.0) -> TraderClient:
 def test_accepted_rejected_failed(paper):
     trader = client(paper.url)
     accepted = trader.submit(ORDER)
-    assert accepted.result is SendResult.ACCEPTED and accepted.order_id.startswith("paper-")
+    assert accepted.result is SendResult.ACCEPTED and accepted.order_id.startswith("order_")
     assert accepted.trader_works
     rejected = trader.submit({**ORDER, "quantity": 100})
     assert rejected.result is SendResult.REJECTED and "400" in rejected.error

@@ -49,7 +49,7 @@ def test_the_aggregator_payload_is_decided_and_the_order_sent(pipelines):
     assert decision["quantity"] == pytest.approx(expected, rel=1e-6)
     order = record["order"]
     assert order["state"] == "accepted"
-    assert order["trader_order_id"].startswith("paper-")
+    assert order["trader_order_id"].startswith("order_")
     assert record["signal"]["source"] == "pubsub"
     assert record["signal"]["payload"]["metadata"]["trailing_delta"] == 1.5
     assert pipe.positions()["ETHUSDC"] == pytest.approx(expected, rel=1e-6)

@@ -31,6 +31,7 @@ from coordinator.trading.routing import client_order_id, validator_for
 from coordinator.trading.signals import parse_signal
 from tests.http_stub import StubService
 from tests.pipeline import PRICES, SYMBOLS, Pipeline, signal_payload
+from tests.test_held_orders import trader_up_a_while
 from tests.test_pipeline import signal_id
 from tests.waiting import wait_for
 
@@ -285,27 +286,26 @@ def test_trader_read_timeout_leaves_the_order_unknown_and_never_sends_it_again(p
 
 
 def test_trader_outage_opens_its_breaker_and_waiting_signals_go_when_it_returns(pipelines):
-    pipe = pipelines({"SIGNAL_TIMEOUT": "20", "BREAKER_OPEN_SECONDS": "0.5"})
+    pipe = pipelines({"SIGNAL_TIMEOUT": "40", "BREAKER_OPEN_SECONDS": "0.5"})
     wait_state(pipe, "ACTIVE")
+    trader_up_a_while(pipe)
     knobs = pipe.paper.url + "/_paper/knobs"
     requests.post(knobs, json={"error_rate": 1.0, "health_status": 500}, timeout=5)
     failed = [signal_payload(symbol) for symbol in ("BTCUSDC", "ETHUSDC", "SOLUSDC")]
     for payload in failed:
         pipe.publish(payload)
-    for payload in failed:
-        decision = pipe.decision(signal_id(payload))["decision"]
-        assert decision["reason"] in ("trader_error", "trader_unavailable", "trading_halted")
     status = wait_state(pipe, "HALTED")
     assert status["trading"]["reasons"][0]["code"] == "trader_down"
 
     waiting = signal_payload("XRPUSDC")
     pipe.publish(waiting)
+    # The failed ones are held for the reconciliation, not rejected: all four wait.
     wait_for(
         lambda: (
             sum((validator_snapshot(pipe, f"validator-{i}") or Waiting0).waiting for i in range(4))
-            == 1
+            == 4
         ),
-        message="the signal waits",
+        message="the signals wait",
     )
     assert (pipe.stored(signal_id(waiting)) or {}).get("decision") is None
 
@@ -314,6 +314,10 @@ def test_trader_outage_opens_its_breaker_and_waiting_signals_go_when_it_returns(
     record = pipe.decision(signal_id(waiting))
     assert record["decision"]["outcome"] == "accepted"
     assert record["order"]["state"] == "accepted"
+    for payload in failed:
+        # Not found at the Trader once their window passed: sent again, filled once.
+        assert pipe.decision(signal_id(payload), timeout=40)["decision"]["outcome"] == "accepted"
+    assert set(pipe.paper.stats()["fills_by_client_order_id"].values()) == {1}
 
 
 def test_a_signal_that_expires_while_the_trader_is_down_is_rejected_trader_unavailable(pipelines):

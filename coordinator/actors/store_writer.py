@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from coordinator.infra.journal import Journal
+from coordinator.infra.order_states import HELD_MARK, RESENT_MARK
 from coordinator.infra.pipeline_store import PipelineStore, RecordError
 from coordinator.infra.records import decision_record, order_record, signal_record
 from coordinator.infra.store import StoreError
@@ -195,7 +196,13 @@ class StoreWriter(ChildActor):
         if order.state not in _FINAL_ORDER_STATES:
             return
         self._events.append(OrderSubmitted(order=order))
-        if order.state == "unknown":
+        if order.state == "unknown" and (order.error or "").startswith((HELD_MARK, RESENT_MARK)):
+            # Held after a 5xx, or sent again: the reconciler looks for it at once.
+            logger.warning(
+                "order %s held for reconciliation: %s", order.client_order_id, order.error
+            )
+            self._unknown = [order, *self._unknown][:_UNKNOWN_KEPT]
+        elif order.state == "unknown":
             logger.error(
                 "ALERT order %s for %s %s %s: outcome unknown, not sent again (%s)",
                 order.client_order_id,

@@ -19,6 +19,8 @@ from typing import Any
 
 import pykka
 
+from coordinator.actors.held_orders import Held, HoldsOrders
+from coordinator.actors.reconciler import match_policy
 from coordinator.infra.pipeline_store import IntentClaims
 from coordinator.infra.trader_client import SendResult, TraderAnswer, TraderClient
 from coordinator.messages.health import GetHealthSnapshot, TradingStateChanged
@@ -39,6 +41,7 @@ from coordinator.messages.pipeline import (
     ValidatorSnapshot,
     ValidatorTick,
 )
+from coordinator.messages.reconcile import HeldOrderResolved
 from coordinator.messages.stops import ExitPosition
 from coordinator.messages.universe import GetUniverse, UniverseChanged
 from coordinator.runtime import Services
@@ -76,9 +79,11 @@ class _Waiting:
     why: Reason
     detail: str
     reservation_id: int | None = None
+    held: Held | None = None
+    """Held after a 5xx: waits for the reconciliation, not for the Trader."""
 
 
-class Validator(ChildActor):
+class Validator(HoldsOrders, ChildActor):
     # Prices are told by the MarketFeed to the owner of the symbol only.
     subscriptions = (TradingStateChanged, UniverseChanged)
 
@@ -97,6 +102,8 @@ class Validator(ChildActor):
         self._decided = 0
         self._sending = False
         self._intents: IntentClaims = services.intents
+        self._init_held(match_policy(config.execution.read_timeout).window_after)
+        self._incarnation_started = self._clock.time()
         url = services.endpoints.trader_url
         self._trader = (
             TraderClient(
@@ -135,6 +142,8 @@ class Validator(ChildActor):
             self._ticker.stop()
         if getattr(self, "_trader", None) is not None:
             self._trader.close()
+        if getattr(self, "_states", None) is not None:
+            self._states.close()
 
     def _ask_trading_state(self, timeout: float = 2.0, *, quiet: bool = False) -> TradingStatus:
         try:
@@ -166,6 +175,8 @@ class Validator(ChildActor):
                 self._on_signal(message)
             case ExitPosition():
                 self._on_exit(message)
+            case HeldOrderResolved():
+                self._held_resolved(message)
             case PricesUpdated(updates=updates):
                 for update in updates:
                     self._prices[update.symbol] = MarketQuote(update.price, update.at)
@@ -300,6 +311,19 @@ class Validator(ChildActor):
         if not universe_check.passed:
             self._decide(message, done)
             return
+        plan = self._resend_plans.pop(signal.signal_id, None)
+        if (
+            plan is None
+            and client_order_id(signal.signal_id) not in self._resending
+            and message.received_at < self._incarnation_started
+            and self._held_before(message, done)
+        ):
+            return  # held by an earlier incarnation: it waits for the reconciliation again
+        if plan is not None:
+            # Sent again as held before a restart: that attempt's room is still in the
+            # Ledger (its reservation died with the incarnation), so no second one.
+            self._execute(message, done, plan, None)
+            return
         try:
             reservation: Reservation = self.context.directory.ask(
                 "ledger",
@@ -333,7 +357,7 @@ class Validator(ChildActor):
         message: SubmitSignal,
         checks: tuple[CheckResult, ...],
         plan: OrderPlan,
-        reservation_id: int,
+        reservation_id: int | None,
     ) -> None:
         signal = message.signal
         order_id = client_order_id(signal.signal_id)
@@ -351,6 +375,8 @@ class Validator(ChildActor):
         if order_id not in self._unsent:
             claimed, where = self._intents.claim(_intent_dict(intent))
             if not claimed:
+                if self._held_before(message, checks, plan, reservation_id):
+                    return  # held by an earlier incarnation: it waits here again
                 # An order for this signal exists: it may have been sent. Never again.
                 self._settle(reservation_id, None)
                 execution = CheckResult(
@@ -380,9 +406,9 @@ class Validator(ChildActor):
                 "source": "coordinator",
             },
         }
-        self._store(RecordOrder(order=self._moved(intent, state="sent")))
+        self._store(RecordOrder(order=self._moved(intent, **self._sent_again_state(order_id))))
         sent_mono = self._clock.monotonic()
-        answer = self._trader.submit(body)
+        answer = self._verified(body, self._trader.submit(body), sent_mono)
         self._tell_health(answer.trader_works, answer.error)
         order_ms = (sent_mono - message.received_mono) * 1000.0
         match answer.result:
@@ -399,6 +425,9 @@ class Validator(ChildActor):
                     "execution", False, Reason.TRADER_UNAVAILABLE, order.error or ""
                 )
                 self._decide(message, (*checks, execution), plan=plan, order=order)
+            case SendResult.FAILED:
+                # Not a rejection: it may have executed. Held until it is found or not.
+                self._hold(message, checks, plan, intent, answer, reservation_id, order_ms)
             case _:
                 self._unsent.discard(order_id)
                 state, filled, reason, outcome, detail = _sent_outcome(answer)
@@ -415,6 +444,8 @@ class Validator(ChildActor):
                     order_ms=order_ms,
                     outcome=outcome,
                 )
+                if state == "unknown":
+                    self._reconcile_soon(order_id, intent.at)
 
     # --- waiting ----------------------------------------------------------------------
 
@@ -427,6 +458,10 @@ class Validator(ChildActor):
     def _expire_waiting(self) -> None:
         kept: deque[_Waiting] = deque()
         for waiting in self._waiting:
+            if waiting.held is not None:
+                if not self._held_too_long(waiting):
+                    kept.append(waiting)
+                continue
             if self._expired(waiting.message):
                 failure = CheckResult(
                     "execution",
@@ -445,7 +480,9 @@ class Validator(ChildActor):
             return
         pending, self._waiting = self._waiting, deque()
         for waiting in pending:
-            if any(w.message.signal.symbol == waiting.message.signal.symbol for w in self._waiting):
+            if waiting.held is not None or any(
+                w.message.signal.symbol == waiting.message.signal.symbol for w in self._waiting
+            ):
                 self._waiting.append(waiting)  # its symbol is waiting again: keep the order
                 continue
             self._process(waiting.message)
@@ -490,6 +527,8 @@ class Validator(ChildActor):
             )
             return
         order_id = client_order_id(signal.signal_id)
+        resent = order_id in self._resending
+        self._resending.discard(order_id)
         if order is None and order_id in self._unsent:
             # An intent that never left: close it, so it is not taken for a lost order.
             self._unsent.discard(order_id)
@@ -501,7 +540,8 @@ class Validator(ChildActor):
                 quantity=0.0 if plan is None else plan.quantity,
                 reference_price=signal.price if plan is None else plan.reference_price,
                 state="rejected",
-                error=f"never sent: {decision.detail}",
+                error=("not executed (a 5xx), not sent again: " if resent else "never sent: ")
+                + decision.detail,
                 at=self._clock.time(),
             )
             decision = replace(decision, order=order)
@@ -520,7 +560,9 @@ class Validator(ChildActor):
         except ChildUnavailable as exc:
             logger.error("store writer refused %s: %s", type(message).__name__, exc)
 
-    def _settle(self, reservation_id: int, filled: bool | None) -> None:
+    def _settle(self, reservation_id: int | None, filled: bool | None) -> None:
+        if reservation_id is None:
+            return
         try:
             self.context.directory.tell(
                 "ledger", Settle(reservation_id=reservation_id, filled=filled)

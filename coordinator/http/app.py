@@ -228,6 +228,44 @@ def create_app(
     def unknown_orders() -> dict[str, Any]:
         return api.unknown_orders()
 
+    @app.post("/orders/<client_order_id>/resolve")
+    @mutating
+    @guarded
+    def resolve_order(client_order_id: str) -> dict[str, Any]:
+        body = _json_body()
+        state, trader_id, note = body.get("state"), body.get("trader_order_id"), body.get("note")
+        errors = []
+        if state not in ("accepted", "rejected"):
+            errors.append(f"state must be 'accepted' or 'rejected', got {state!r}")
+        if trader_id is not None and (
+            not isinstance(trader_id, str) or not trader_id.strip() or len(trader_id) > 100
+        ):
+            errors.append(f"trader_order_id must be a non-empty string or null, got {trader_id!r}")
+        if trader_id is not None and state == "rejected":
+            errors.append("trader_order_id is for an accepted order only")
+        if not isinstance(note, str) or not note.strip():
+            errors.append("note must be a non-empty string saying why")
+        if errors:
+            raise _fail(400, "; ".join(errors))
+        answer = api.resolve_order(
+            client_order_id,
+            state=state,
+            trader_order_id=None if trader_id is None else trader_id.strip(),
+            note=note.strip()[:500],
+            by=_operator(body),
+        )
+        body = {"client_order_id": client_order_id, "state": answer.state, "detail": answer.detail}
+        match answer.status.value:
+            case "not_found":
+                raise _fail(404, answer.detail, client_order_id=client_order_id)
+            case "not_unknown":
+                raise _fail(409, answer.detail, client_order_id=client_order_id, state=answer.state)
+            case "store_unavailable":
+                error = _fail(503, f"PostgreSQL did not answer: {answer.detail}")
+                error.set_header("Retry-After", "1")
+                raise error
+        return body
+
     @app.get("/trailing-stops")
     def trailing_stops() -> bytes:
         return read_only("trailing-stops", lambda: (200, api.trailing_stops()))

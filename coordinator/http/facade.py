@@ -37,6 +37,12 @@ from coordinator.messages.pipeline import (
     StoredRecords,
     StoreSnapshot,
 )
+from coordinator.messages.reconcile import (
+    GetReconcilerSnapshot,
+    OrderResolution,
+    ReconcilerSnapshot,
+    ResolveOrder,
+)
 from coordinator.messages.stops import GetTrailingStops, TrailingStopsSnapshot
 from coordinator.messages.supervision import (
     ChildSnapshot,
@@ -69,6 +75,7 @@ STATS = "stats"
 LEDGER = "ledger"
 UNIVERSE = "universe_manager"
 TRAILING_STOP = "trailing_stop"
+RECONCILER = "reconciler"
 _ROTATION_TIMEOUT = 15.0  # a rotation over thousands of symbols takes up to a second or two
 _STORE_TIMEOUT = 3.0  # reads of stored records are database queries
 _MAX_DRILL_HANG = 3600.0
@@ -193,6 +200,7 @@ class CoordinatorApi:
                 "redis": self._services.endpoints.redis_embedded,
                 "postgres": self._services.endpoints.database_embedded,
             },
+            "reconciler": self._reconciler_view(),
             "config": self._services.config.redacted(),
         }
 
@@ -214,13 +222,41 @@ class CoordinatorApi:
 
     def unknown_orders(self) -> dict[str, Any]:
         store: StoreSnapshot = self._ask(STORE_WRITER, GetStoreSnapshot())
+        try:
+            reconciler: ReconcilerSnapshot | None = self._ask(RECONCILER, GetReconcilerSnapshot())
+        except ActorUnavailable:
+            reconciler = None
+        resolved = reconciler.resolved if reconciler is not None else frozenset()
+        orders = [o for o in store.unknown_orders if o.client_order_id not in resolved]
         return {
-            "count": len(store.unknown_orders),
+            "count": len(orders),
             "orders": [
                 {**{name: getattr(o, name) for name in OrderRecord.__slots__}, "at": utc_iso(o.at)}
-                for o in store.unknown_orders
+                for o in orders
             ],
+            "reconciler": None if reconciler is None else _reconciler(reconciler),
         }
+
+    def _reconciler_view(self) -> dict[str, Any] | None:
+        try:
+            return _reconciler(self._ask(RECONCILER, GetReconcilerSnapshot()))
+        except ActorUnavailable:
+            return None
+
+    def resolve_order(
+        self, client_order_id: str, *, state: str, trader_order_id: str | None, note: str, by: str
+    ) -> OrderResolution:
+        return self._ask(
+            RECONCILER,
+            ResolveOrder(
+                client_order_id=client_order_id,
+                state=state,
+                trader_order_id=trader_order_id,
+                note=note,
+                by=by,
+            ),
+            timeout=_STORE_TIMEOUT,
+        )
 
     def stats(self) -> dict[str, Any]:
         intake: IntakeSnapshot = self._ask(SIGNAL_INTAKE, GetIntakeSnapshot())
@@ -403,6 +439,31 @@ def _dependency(dep: DependencySnapshot) -> dict[str, Any]:
                 "at": None if dep.last_error_at is None else utc_iso(dep.last_error_at),
             }
         ),
+    }
+
+
+def _reconciler(snapshot: ReconcilerSnapshot) -> dict[str, Any]:
+    return {
+        "reconciled": {
+            "accepted": snapshot.accepted,
+            "rejected": snapshot.rejected,
+            "by_operator": snapshot.resolved_by_operator,
+        },
+        "still_unknown": [
+            {
+                "client_order_id": s.client_order_id,
+                "symbol": s.symbol,
+                "side": s.side,
+                "quantity": s.quantity,
+                "reason": s.reason,
+                "detail": s.detail,
+                "held": s.held,
+            }
+            for s in snapshot.still_unknown
+        ],
+        "last_run": None if snapshot.last_run is None else utc_iso(snapshot.last_run),
+        "last_error": snapshot.last_error,
+        "runs": snapshot.runs,
     }
 
 

@@ -1,7 +1,8 @@
 """The paper exchange: the Trader and Portfolio contracts over real HTTP, filled on paper.
 
-``POST /order``, ``GET /balances``, ``GET /positions/active``, ``GET /health`` as the
-RootTrading services answer them (DESIGN section 3). MARKET orders fill at the latest
+``POST /order``, ``GET /orders``, ``GET /order/<id>``, ``GET /balances``,
+``GET /positions/active``, ``GET /health`` as the RootTrading services answer them
+(DESIGN section 3, ``rt-contract/``). MARKET orders fill at the latest
 price seen on the market-data channels, else at the order's reference price, with a
 0.1 % fee. Knobs for tests and drills (``POST /_paper/knobs``): added latency, an error
 rate, answers that never come in time, rejection of the next N orders; ``GET
@@ -19,6 +20,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from datetime import UTC, datetime
 from typing import Any
 
 import bottle
@@ -34,6 +36,14 @@ __all__ = ["Knobs", "PaperExchange"]
 logger = logging.getLogger(__name__)
 
 _TRADER_DEDUP_SECONDS = 10.0
+_KNOB_NAMES = (
+    "latency",
+    "error_rate",
+    "timeout",
+    "reject_next",
+    "health_status",
+    "fail_after_fill",
+)
 
 
 class Knobs:
@@ -50,16 +60,20 @@ class Knobs:
         """The next N orders are refused with 400 (a business rejection)."""
         self.health_status: int = 200
         """Status of ``GET /health``."""
+        self.fail_after_fill: int = 0
+        """The next N orders are filled, then answered 500 (the Trader's rare path where
+        Binance filled and its own error handling answered a failure)."""
 
     def update(self, changes: dict[str, Any]) -> None:
         for name, value in changes.items():
-            if name not in ("latency", "error_rate", "timeout", "reject_next", "health_status"):
+            if name not in _KNOB_NAMES:
                 raise ValueError(f"unknown knob {name!r}")
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"knob {name} must be a number")
             if not math.isfinite(value) or value < 0 or (name == "error_rate" and value > 1):
                 raise ValueError(f"knob {name}={value} is out of range")
-            setattr(self, name, int(value) if name in ("reject_next", "health_status") else value)
+            counts = ("reject_next", "health_status", "fail_after_fill")
+            setattr(self, name, int(value) if name in counts else value)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +82,7 @@ class Knobs:
             "timeout": self.timeout,
             "reject_next": self.reject_next,
             "health_status": self.health_status,
+            "fail_after_fill": self.fail_after_fill,
         }
 
 
@@ -102,7 +117,11 @@ class PaperExchange:
         self._recent: dict[tuple[str, str, float, str], tuple[float, str]] = {}
         self._lock = threading.Lock()
         self._random = random.Random(seed)
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(10_000_000)
+        # The Trader's own record of executed orders (``GET /orders``), oldest first.
+        self._trader_orders: list[dict[str, Any]] = []
+        self._trader_order_ids: dict[str, dict[str, Any]] = {}
+        self._started = time.time()
         self._release = threading.Event()
         self._subscription = (
             Subscription(
@@ -183,6 +202,8 @@ class PaperExchange:
             return {
                 "status": "ok" if self.knobs.health_status < 400 else "failing",
                 "service": "paper-exchange",
+                "timestamp": time.time(),
+                "uptime": time.time() - self._started,
             }
 
         @app.post("/order")
@@ -192,6 +213,23 @@ class PaperExchange:
             arrival.update(status=status, error=body.get("error"), answered=time.monotonic())
             response.status = status
             return body
+
+        @app.get("/orders")
+        def trader_orders() -> Any:
+            status, body = self._list_orders(request.query.get("limit", "50"))
+            response.status = status
+            response.content_type = "application/json"
+            return body
+
+        @app.get("/order/<order_id>")
+        def trader_order(order_id: str) -> Any:
+            with self._lock:
+                found = self._trader_order_ids.get(order_id)
+            response.content_type = "application/json"
+            if found is None:
+                response.status = 404
+                return _flask_json({"message": f"Ordre {order_id} non trouvé", "success": False})
+            return _flask_json({"order": found, "success": True})
 
         @app.get("/balances")
         def balances() -> Any:
@@ -315,8 +353,6 @@ class PaperExchange:
         )
         with self._lock:
             self.order_log.append(arrival)
-        if error_rate and self._random.random() < error_rate:
-            return 500, {"error": "paper exchange: injected failure"}
         client_id = str(metadata.get("client_order_id") or "")
         now = time.time()
         with self._lock:
@@ -327,17 +363,24 @@ class PaperExchange:
                 return 400, {"error": "paper exchange: order rejected (injected)"}
             if client_id and client_id in self._orders:
                 return 201, self._orders[client_id]
-            key = (symbol, side.value, quantity, strategy)
+            key = (symbol, side.value, str(quantity), strategy)
             seen = self._recent.get(key)
             if seen is not None and now - seen[0] < _TRADER_DEDUP_SECONDS:
-                # The RootTrading Trader answers an identical order within 10 s once.
+                # The RootTrading Trader answers an identical order within 10 s with the
+                # first one's id, whether or not that one executed.
                 return 201, {"order_id": seen[1], "status": "created", "timestamp": now}
+            order_id = f"order_{uuid.uuid4().hex[:16]}"
+            # Like the Trader, the de-duplication entry is written before execution: a
+            # failed attempt leaves it behind.
+            self._recent[key] = (now, order_id)
+            if error_rate and self._random.random() < error_rate:
+                return 500, {"error": "paper exchange: injected failure"}
             price = self.prices.get(symbol) or _reference_price(body, metadata)
             if price is None:
+                del self._recent[key]
                 return 422, {"error": f"no market price known for {symbol} and no reference price"}
-            order_id = f"paper-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
             try:
-                self.book.fill(
+                fill = self.book.fill(
                     order_id=order_id,
                     symbol=symbol,
                     side=side,
@@ -347,18 +390,53 @@ class PaperExchange:
                     now=now,
                 )
             except BookRejection as exc:
+                # The Trader keeps the entry here too (its 422); dropped so that a
+                # refused order can be tried again at once in tests of other parts.
+                del self._recent[key]
                 return 400, {"error": str(exc)}
             # A fill is a price: without a market-data price it stands in for one.
             self.prices.setdefault(symbol, price)
-            answer = {"order_id": order_id, "status": "created", "timestamp": int(now * 1000)}
-            self._recent[key] = (now, order_id)
+            record = {
+                "binance_order_id": str(next(self._ids)),
+                "demo": True,
+                "id": order_id,
+                "price": fill.price,
+                "quantity": quantity,
+                "side": side.value,
+                "status": "FILLED",
+                "strategy": strategy,
+                "symbol": symbol,
+                "timestamp": datetime.fromtimestamp(now, UTC).isoformat(),
+            }
+            self._trader_orders.append(record)
+            self._trader_order_ids[order_id] = record
+            answer = {"order_id": order_id, "status": "created", "timestamp": now}
             if client_id:
                 self._orders[client_id] = answer
                 self.fills_by_client_id[client_id] += 1
+            if self.knobs.fail_after_fill > 0:
+                self.knobs.fail_after_fill -= 1
+                return 500, {"error": "paper exchange: failed after the fill (injected)"}
         if timeout:
             # Filled, but the answer comes too late: the caller cannot know.
             self._release.wait(timeout)
         return 201, answer
+
+    def _list_orders(self, raw_limit: str) -> tuple[int, str]:
+        """``GET /orders``: the Trader slices its history as ``[-limit:]`` (0: all), and
+        a limit that is not an integer is its 500."""
+        try:
+            limit = int(raw_limit)
+        except ValueError as exc:
+            return 500, _flask_json({"error": str(exc)})
+        with self._lock:
+            orders = list(self._trader_orders[-limit:])
+        return 200, _flask_json({"count": len(orders), "orders": orders, "success": True})
+
+
+def _flask_json(body: Any) -> str:
+    """As Flask's ``jsonify``: compact, keys sorted, non-ASCII escaped, a final newline."""
+    return json.dumps(body, separators=(",", ":"), sort_keys=True) + "\n"
 
 
 def _reference_price(body: dict[str, Any], metadata: dict[str, Any]) -> float | None:

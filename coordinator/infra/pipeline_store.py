@@ -23,7 +23,11 @@ __all__ = ["IntentClaims", "PipelineStore", "RecordError", "clean_text"]
 
 logger = logging.getLogger(__name__)
 
-_ORDER_RANK = "CASE {0}.state WHEN 'pending' THEN 0 WHEN 'sent' THEN 1 ELSE 2 END"
+# An unknown order may still be resolved (by the reconciler, or by the Validator that
+# held it and sent it again); an outcome, once known, is never overwritten.
+_ORDER_RANK = (
+    "CASE {0}.state WHEN 'pending' THEN 0 WHEN 'sent' THEN 1 WHEN 'unknown' THEN 2 ELSE 3 END"
+)
 _UPSERT_ORDER = f"""
     INSERT INTO coordinator_orders AS o (client_order_id, signal_id, symbol, side, quantity,
         reference_price, state, trader_order_id, error, created_at, updated_at)
@@ -34,6 +38,8 @@ _UPSERT_ORDER = f"""
         error = COALESCE(EXCLUDED.error, o.error),
         updated_at = EXCLUDED.updated_at
     WHERE {_ORDER_RANK.format("o")} < {_ORDER_RANK.format("EXCLUDED")}
+       -- an unknown order sent again: its new time and note
+       OR (o.state = 'unknown' AND EXCLUDED.state = 'unknown')
 """
 _ORDER_TEMPLATE = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s), to_timestamp(%s))"
 

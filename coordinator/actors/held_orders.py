@@ -1,0 +1,319 @@
+"""The Validator's orders held after a 5xx answer: never dropped, never sent blindly.
+
+RootTrading's Trader answers 5xx (and 422) from inside its own error handling, in rare
+paths after Binance filled. So a 5xx is not a rejection: the order is stored as unknown
+(held), its reservation kept, and its signal waits here while the Reconciler looks for
+it at the Trader. Found: the signal is decided accepted. Not found once its window has
+passed (longer than the Trader's 10 s de-duplication): the same intent, same client
+order id, is sent again if the signal is still fresh, else decided rejected.
+
+The Trader also answers an identical body within 10 s of a failed attempt with a 201
+carrying the failed attempt's id, which never executed. A 201 for a body that failed
+here within that time is checked with ``GET /order/<id>`` before it counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from coordinator.infra.order_states import HELD_MARK, RESENT_MARK, OrderStates
+from coordinator.infra.store import StoreError
+from coordinator.infra.trader_client import SendResult, TraderAnswer, TraderReadError
+from coordinator.messages.pipeline import OrderRecord, RecordOrder, SubmitSignal
+from coordinator.messages.reconcile import HeldOrderResolved, ReconcileSoon
+from coordinator.supervisor.directory import ChildUnavailable
+from coordinator.trading.routing import client_order_id
+from coordinator.trading.signals import Side
+from coordinator.trading.validation import CheckResult, OrderPlan, Outcome, Reason
+
+__all__ = ["DEDUP_SECONDS", "Held", "HoldsOrders", "body_key"]
+
+logger = logging.getLogger(__name__)
+
+DEDUP_SECONDS = 10.0
+"""The Trader answers an identical symbol|side|quantity|strategy within this once."""
+_GIVE_UP_AFTER = 30.0
+"""Seconds a held signal waits past its window before it is decided unknown (within the
+TrailingStop's exit timeout, so a held exit gets a decision before the stop looks)."""
+
+
+@dataclass
+class Held:
+    """What a held signal needs to be decided once its order is found, or sent again."""
+
+    client_order_id: str
+    plan: OrderPlan
+    checks: tuple[CheckResult, ...]
+    reservation_id: int | None
+    """None when held again after a restart (the Ledger still holds the first room)."""
+    error: str
+    since: float
+    """Wall-clock time it was held."""
+    order_ms: float | None
+
+
+def body_key(body: dict[str, Any]) -> tuple[str, str, str, str]:
+    """What the Trader de-duplicates on (the quantity as its ``str``)."""
+    return (
+        str(body.get("symbol")),
+        str(body.get("side")),
+        str(body.get("quantity")),
+        str(body.get("strategy")),
+    )
+
+
+class HoldsOrders:
+    """Mixed into the Validator: it provides ``_waiting``, ``_clock``, ``_trader``,
+    ``_unsent``, ``_decide``, ``_moved``, ``_store``, ``_settle``, ``_expired``,
+    ``_retry_waiting`` and ``context``."""
+
+    _failed_bodies: dict[tuple[str, str, str, str], float]
+    _resending: set[str]
+    _resend_plans: dict[str, OrderPlan]
+    _held_window: float
+
+    def _init_held(self, window_after: float) -> None:
+        self._failed_bodies = {}
+        self._resending = set()
+        self._resend_plans = {}
+        self._held_window = window_after
+
+    def _verified(
+        self, body: dict[str, Any], answer: TraderAnswer, sent_mono: float
+    ) -> TraderAnswer:
+        """The answer, or a failure when a 201 is the de-duplicated echo of a failed
+        attempt (or cannot be told apart from one)."""
+        key = body_key(body)
+        if answer.result is SendResult.FAILED:
+            for stale in [k for k, t in self._failed_bodies.items() if sent_mono - t > 60.0]:
+                del self._failed_bodies[stale]
+            self._failed_bodies[key] = sent_mono
+            return answer
+        failed_at = self._failed_bodies.get(key)
+        if failed_at is None or sent_mono - failed_at > DEDUP_SECONDS + 1.0:
+            return answer
+        if answer.result is not SendResult.ACCEPTED or answer.order_id is None:
+            return answer
+        try:
+            found = self._trader.order(answer.order_id)  # type: ignore[attr-defined]
+        except TraderReadError as exc:
+            error = f"201 with {answer.order_id} could not be verified ({exc})"
+        else:
+            if found is not None:
+                return answer
+            error = (
+                f"201 with {answer.order_id}, the id of an earlier failed attempt that the "
+                "Trader de-duplicated: not executed"
+            )
+        logger.warning("order of %s: %s", body.get("symbol"), error)
+        return TraderAnswer(SendResult.FAILED, None, answer.status_code, error, answer.latency)
+
+    def _hold(
+        self,
+        message: SubmitSignal,
+        checks: tuple[CheckResult, ...],
+        plan: OrderPlan,
+        intent: OrderRecord,
+        answer: TraderAnswer,
+        reservation_id: int,
+        order_ms: float | None,
+    ) -> None:
+        from coordinator.actors.validator import _Waiting
+
+        order_id = intent.client_order_id
+        self._resending.discard(order_id)
+        self._unsent.discard(order_id)  # type: ignore[attr-defined]
+        error = answer.error or "5xx"
+        held = self._moved(intent, state="unknown", error=f"{HELD_MARK}{error}")  # type: ignore[attr-defined]
+        self._store(RecordOrder(order=held))  # type: ignore[attr-defined]
+        now = self._clock.time()  # type: ignore[attr-defined]
+        self._waiting.append(  # type: ignore[attr-defined]
+            _Waiting(
+                message,
+                Reason.TRADER_ERROR,
+                error,
+                held=Held(order_id, plan, checks, reservation_id, error, now, order_ms),
+            )
+        )
+        self._reconcile_soon(order_id, intent.at)
+
+    def _held_before(
+        self,
+        message: SubmitSignal,
+        checks: tuple[CheckResult, ...],
+        plan: OrderPlan | None = None,
+        reservation_id: int | None = None,
+    ) -> bool:
+        """A signal whose order an earlier incarnation (or process) held after a 5xx, met
+        again (re-sent by the intake after a restart): it waits for the reconciliation
+        again, instead of being decided unknown. Without a plan of this incarnation, the
+        held order's own (the Ledger still holds its room)."""
+        order_id = client_order_id(message.signal.signal_id)
+        try:
+            row = self._order_states().order(order_id)
+        except StoreError as exc:
+            logger.warning("could not read order %s: %s", order_id, exc)
+            return False
+        if row is None or not row.held:
+            return False
+        if plan is None:
+            price = row.reference_price or message.signal.price
+            plan = OrderPlan(
+                symbol=row.symbol,
+                side=Side(row.side),
+                quantity=row.quantity,
+                reference_price=price,
+                notional=row.quantity * price,
+                category=None,
+            )
+        from coordinator.actors.validator import _Waiting
+
+        error = (row.error or "").removeprefix(HELD_MARK)
+        now = self._clock.time()  # type: ignore[attr-defined]
+        logger.warning("order %s was held before a restart; held again", row.client_order_id)
+        self._waiting.append(  # type: ignore[attr-defined]
+            _Waiting(
+                message,
+                Reason.TRADER_ERROR,
+                error,
+                held=Held(row.client_order_id, plan, checks, reservation_id, error, now, None),
+            )
+        )
+        self._reconcile_soon(row.client_order_id, row.created_at)
+        return True
+
+    def _order_states(self) -> OrderStates:
+        states = getattr(self, "_states", None)
+        if states is None:
+            states = OrderStates(
+                self.context.services.endpoints.database_dsn,  # type: ignore[attr-defined]
+                timeout=2.0,
+            )
+            self._states = states
+        return states
+
+    def _reconcile_soon(self, order_id: str, sent_at: float) -> None:
+        """The Reconciler looks for an order that just became unknown (or held) now, and
+        again once its window has passed."""
+        try:
+            self.context.directory.tell(  # type: ignore[attr-defined]
+                "reconciler", ReconcileSoon(client_order_id=order_id, sent_at=sent_at)
+            )
+        except ChildUnavailable as exc:
+            logger.error("reconciler did not take %s: %s", order_id, exc)
+
+    def _sent_again_state(self, order_id: str) -> dict[str, Any]:
+        """The state written just before a held order is sent again: still unknown, with
+        the time of this attempt (the reconciler's window follows it)."""
+        if order_id in self._resending:
+            return {"state": "unknown", "error": f"{RESENT_MARK}sent again after the first failed"}
+        return {"state": "sent"}
+
+    def _held_resolved(self, message: HeldOrderResolved) -> None:
+        waiting = next(
+            (
+                w
+                for w in self._waiting  # type: ignore[attr-defined]
+                if w.held is not None and w.held.client_order_id == message.client_order_id
+            ),
+            None,
+        )
+        now = self._clock.time()  # type: ignore[attr-defined]
+        if waiting is None:
+            if not message.accepted:
+                # Nobody waits for it here any more (a restart, or it was decided
+                # unknown): record that it did not execute.
+                self._store(  # type: ignore[attr-defined]
+                    RecordOrder(
+                        order=OrderRecord(
+                            client_order_id=message.client_order_id,
+                            signal_id=message.signal_id,
+                            symbol=message.symbol,
+                            side=message.side,
+                            quantity=message.quantity,
+                            reference_price=0.0,
+                            state="rejected",
+                            error=f"not executed: {message.detail}",
+                            at=now,
+                        )
+                    )
+                )
+            return
+        held = waiting.held
+        assert held is not None
+        signal = waiting.message
+        intent = OrderRecord(
+            client_order_id=held.client_order_id,
+            signal_id=signal.signal.signal_id,
+            symbol=held.plan.symbol,
+            side=held.plan.side.value,
+            quantity=held.plan.quantity,
+            reference_price=held.plan.reference_price,
+            state="unknown",
+            at=now,
+        )
+        if message.accepted:
+            self._waiting.remove(waiting)  # type: ignore[attr-defined]
+            self._settle(held.reservation_id, True)  # type: ignore[attr-defined]
+            detail = f"answered {held.error}, then {message.detail} ({message.by})"
+            self._decide(  # type: ignore[attr-defined]
+                signal,
+                (*held.checks, CheckResult("execution", True, None, detail)),
+                plan=held.plan,
+                order=self._moved(  # type: ignore[attr-defined]
+                    intent, state="accepted", trader_order_id=message.trader_order_id
+                ),
+                order_ms=held.order_ms,
+                outcome=Outcome.ACCEPTED,
+            )
+        else:
+            self._settle(held.reservation_id, False)  # type: ignore[attr-defined]
+            if self._expired(signal):  # type: ignore[attr-defined]
+                self._waiting.remove(waiting)  # type: ignore[attr-defined]
+                detail = (
+                    f"{held.error}; not executed ({message.detail}); the signal expired: "
+                    "not sent again"
+                )
+                self._decide(  # type: ignore[attr-defined]
+                    signal,
+                    (*held.checks, CheckResult("execution", False, Reason.TRADER_ERROR, detail)),
+                    plan=held.plan,
+                    order=self._moved(intent, state="rejected", error=detail),  # type: ignore[attr-defined]
+                )
+            else:
+                # The same intent goes again, checked again from the trading state on.
+                logger.warning(
+                    "order %s was not executed (%s); sent again",
+                    held.client_order_id,
+                    message.detail,
+                )
+                waiting.held = None
+                waiting.detail = f"{held.error}; not executed, to be sent again"
+                self._unsent.add(held.client_order_id)  # type: ignore[attr-defined]
+                self._resending.add(held.client_order_id)
+                if held.reservation_id is None:
+                    self._resend_plans[signal.signal.signal_id] = held.plan
+        self._retry_waiting()  # type: ignore[attr-defined]
+
+    def _held_too_long(self, waiting: Any) -> bool:
+        """A held signal the reconciler could not settle in time: decided unknown (the
+        order stays unknown, listed for an operator)."""
+        held: Held | None = waiting.held
+        now = self._clock.time()  # type: ignore[attr-defined]
+        if held is None or now < held.since + self._held_window + _GIVE_UP_AFTER:
+            return False
+        self._settle(held.reservation_id, None)  # type: ignore[attr-defined]
+        detail = (
+            f"{held.error}; not found nor ruled out at the Trader within "
+            f"{now - held.since:.0f} s: outcome unknown, not sent again"
+        )
+        logger.error("ALERT order %s: %s", held.client_order_id, detail)
+        self._decide(  # type: ignore[attr-defined]
+            waiting.message,
+            (*held.checks, CheckResult("execution", False, Reason.ORDER_UNKNOWN, detail)),
+            plan=held.plan,
+            outcome=Outcome.UNKNOWN,
+        )
+        return True

@@ -1,0 +1,235 @@
+"""Order states for the reconciliation: the unknown orders of ``coordinator_orders``, the
+settled ones around them, their resolution, and RootTrading's ``trade_executions``.
+
+A resolution only ever moves an order out of ``unknown`` (the UPDATE says so), so a
+verdict never overwrites an outcome written meanwhile by the Validator.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from coordinator.infra.pipeline_store import clean_text
+from coordinator.infra.store import OwnConnectionStore
+
+__all__ = ["HELD_MARK", "RESENT_MARK", "Execution", "OrderRow", "OrderStates", "ResolveResult"]
+
+logger = logging.getLogger(__name__)
+
+HELD_MARK = "held: "
+"""How the error of an order held after a 5xx answer begins: its signal waits in the
+Validator for the reconciliation (found: accepted; not found: sent again if fresh)."""
+
+
+RESENT_MARK = "resent: "
+"""How the error of a held order begins once its Validator sent it again (same client
+order id): unknown until that attempt's answer, reconciled like any unknown order."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    client_order_id: str
+    signal_id: str
+    symbol: str
+    side: str
+    quantity: float
+    state: str
+    trader_order_id: str | None
+    error: str | None
+    created_at: float
+    updated_at: float
+    reference_price: float | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.state == "unknown" and (self.error or "").startswith(HELD_MARK)
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One ``trade_executions`` row (FILLED or PARTIALLY_FILLED)."""
+
+    order_id: str
+    """Binance's id."""
+    symbol: str
+    side: str
+    quantity: float
+    """Executed."""
+    at: float
+    """Epoch seconds (the column is naive UTC)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveResult:
+    resolved: bool
+    state: str | None
+    """The order's state now; None when there is no such order."""
+
+
+_COLUMNS = """client_order_id, signal_id, symbol, side, quantity, state, trader_order_id, error,
+    extract(epoch FROM created_at), extract(epoch FROM updated_at), reference_price"""
+
+
+def _row(r: tuple[Any, ...]) -> OrderRow:
+    return OrderRow(
+        client_order_id=r[0],
+        signal_id=r[1],
+        symbol=r[2],
+        side=r[3],
+        quantity=float(r[4]),
+        state=r[5],
+        trader_order_id=r[6],
+        error=r[7],
+        created_at=float(r[8]),
+        updated_at=float(r[9]),
+        reference_price=None if r[10] is None else float(r[10]),
+    )
+
+
+class OrderStates(OwnConnectionStore):
+    """The reconciler's connection (one thread)."""
+
+    application = "coordinator-reconciler"
+
+    def __init__(self, dsn: str, *, timeout: float) -> None:
+        super().__init__(dsn, timeout=timeout)
+        self._executions: bool | None = None
+
+    def unknown(self, limit: int = 1000) -> list[OrderRow]:
+        """Orders in state unknown, oldest first."""
+
+        def work(cur: Any) -> list[OrderRow]:
+            cur.execute(
+                f"SELECT {_COLUMNS} FROM coordinator_orders WHERE state = 'unknown'"
+                " ORDER BY created_at LIMIT %s",
+                (limit,),
+            )
+            return [_row(r) for r in cur.fetchall()]
+
+        return self._run(work)
+
+    def order(self, client_order_id: str) -> OrderRow | None:
+        def work(cur: Any) -> OrderRow | None:
+            cur.execute(
+                f"SELECT {_COLUMNS} FROM coordinator_orders WHERE client_order_id = %s",
+                (client_order_id,),
+            )
+            row = cur.fetchone()
+            return None if row is None else _row(row)
+
+        return self._run(work)
+
+    def settled(self, since: float, until: float) -> list[OrderRow]:
+        """Accepted orders created in [since, until]: a fill one of them made is theirs."""
+
+        def work(cur: Any) -> list[OrderRow]:
+            cur.execute(
+                f"SELECT {_COLUMNS} FROM coordinator_orders WHERE state = 'accepted'"
+                " AND created_at BETWEEN to_timestamp(%s) AND to_timestamp(%s)",
+                (since, until),
+            )
+            return [_row(r) for r in cur.fetchall()]
+
+        return self._run(work)
+
+    def resolve(
+        self,
+        client_order_id: str,
+        *,
+        state: str,
+        trader_order_id: str | None,
+        note: str,
+        at: float,
+    ) -> ResolveResult:
+        """Move an unknown order to ``accepted`` or ``rejected``; nothing else moves."""
+        if state not in ("accepted", "rejected"):
+            raise ValueError(f"an unknown order resolves to accepted or rejected, not {state!r}")
+
+        def work(cur: Any) -> ResolveResult:
+            cur.execute(
+                """UPDATE coordinator_orders
+                   SET state = %s, trader_order_id = COALESCE(%s, trader_order_id),
+                       error = COALESCE(error || '; ', '') || %s,
+                       updated_at = to_timestamp(%s)
+                   WHERE client_order_id = %s AND state = 'unknown'
+                   RETURNING state""",
+                (state, trader_order_id, clean_text(note), at, client_order_id),
+            )
+            if cur.fetchone() is not None:
+                return ResolveResult(True, state)
+            cur.execute(
+                "SELECT state FROM coordinator_orders WHERE client_order_id = %s",
+                (client_order_id,),
+            )
+            row = cur.fetchone()
+            return ResolveResult(False, None if row is None else row[0])
+
+        return self._run(work)
+
+    def has_executions(self) -> bool:
+        """Whether RootTrading's ``trade_executions`` is in this database (asked until
+        it is, then remembered: a table that appears later is found)."""
+        if self._executions:
+            return True
+
+        def work(cur: Any) -> bool:
+            cur.execute(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name ="
+                " 'trade_executions' AND column_name IN"
+                " ('order_id', 'symbol', 'side', 'status', 'quantity', 'timestamp')"
+            )
+            return cur.fetchone()[0] == 6
+
+        self._executions = self._run(work)
+        return bool(self._executions)
+
+    def executions_complete_since(self, since: float) -> bool:
+        """Whether the table still holds every fill since ``since``: demo rows count
+        Binance ids from 10000000 again after each Trader restart and overwrite older
+        rows, so with demo rows written since then, a fill may be gone from it."""
+
+        def work(cur: Any) -> bool:
+            cur.execute(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name ="
+                " 'trade_executions' AND column_name IN ('demo', 'updated_at')"
+            )
+            if cur.fetchone()[0] < 2:
+                return False
+            cur.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM trade_executions WHERE demo"
+                " AND updated_at >= (to_timestamp(%s) AT TIME ZONE 'UTC'))",
+                (since,),
+            )
+            return bool(cur.fetchone()[0])
+
+        return self._run(work)
+
+    def executions(self, since: float, until: float) -> list[Execution]:
+        """Fills executed in [since, until]; empty when the table is not there."""
+        if not self.has_executions():
+            return []
+
+        def work(cur: Any) -> list[Execution]:
+            cur.execute(
+                """SELECT order_id, symbol, side, quantity, extract(epoch FROM "timestamp")
+                   FROM trade_executions
+                   WHERE status IN ('FILLED', 'PARTIALLY_FILLED')
+                     AND "timestamp" BETWEEN (to_timestamp(%s) AT TIME ZONE 'UTC')
+                                         AND (to_timestamp(%s) AT TIME ZONE 'UTC')
+                   ORDER BY "timestamp" LIMIT 10000""",
+                (since, until),
+            )
+            return [
+                Execution(
+                    order_id=str(r[0]),
+                    symbol=r[1],
+                    side=r[2],
+                    quantity=float(r[3]),
+                    at=float(r[4]),
+                )
+                for r in cur.fetchall()
+            ]
+
+        return self._run(work)
