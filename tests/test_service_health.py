@@ -17,7 +17,7 @@ from coordinator.messages import (
     ResumeTrading,
     TradingStateChanged,
 )
-from coordinator.trading.trading_state import DependencyStatus, TradingState
+from coordinator.trading.trading_state import DependencyStatus, ExitPolicy, TradingState
 from tests.trees import HealthTree, fast_config, make_services
 
 
@@ -180,6 +180,26 @@ def test_kill_switch_holds_until_resumed_and_survives_a_restart(
     assert position.by == "ops"
 
 
+def test_a_halt_blocking_exits_survives_a_restart(trees, redis_server, postgres, trader, portfolio):
+    tree = all_up(trees, redis_server, postgres, trader, portfolio)
+    tree.directory.ask(
+        "service_health",
+        HaltTrading(reason="incident", by="ops", exits=ExitPolicy.BLOCK),
+        timeout=2,
+    )
+    tree.wait(lambda s: s.halt_persisted, "halt stored")
+    assert KillSwitchStore(postgres.dsn, timeout=2).load().exits == "block"
+
+    tree.directory.tell("service_health", DrillCrash())
+    snapshot = tree.wait(
+        lambda s: s.halted is True and s.halt_exits is ExitPolicy.BLOCK,
+        "halt and its exit policy read back after the restart",
+    )
+    assert not snapshot.trading.sells_allowed
+    snapshot = tree.directory.ask("service_health", ResumeTrading(by="ops"), timeout=2)
+    tree.wait(lambda s: s.trading.state is TradingState.ACTIVE and s.halt_persisted, "resumed")
+
+
 def test_unreadable_kill_switch_holds_trading_until_postgres_answers(
     trees, redis_server, own_postgres, trader, portfolio
 ):
@@ -196,6 +216,14 @@ def test_unreadable_kill_switch_holds_trading_until_postgres_answers(
     assert snapshot.halted is None
     assert snapshot.trading.state is TradingState.HALTED
     assert snapshot.trading.reasons[0].code == "halt_state_unknown"
+    # No BUY, but exits go: a restart of ServiceHealth during the outage reads nothing.
+    assert not snapshot.trading.buys_allowed and snapshot.trading.sells_allowed
+    tree.directory.tell("service_health", DrillCrash())
+    snapshot = tree.wait(
+        lambda s: tree.dependency(s, "postgres").status is DependencyStatus.DOWN,
+        "postgres down again after the restart",
+    )
+    assert snapshot.halted is None and snapshot.trading.sells_allowed
 
     own_postgres.start()
 

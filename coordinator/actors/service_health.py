@@ -45,6 +45,7 @@ from coordinator.trading.breaker import Breaker, BreakerPhase, BreakerPolicy
 from coordinator.trading.trading_state import (
     Dependency,
     DependencyStatus,
+    ExitPolicy,
     HaltState,
     StateReason,
     dependency_status,
@@ -155,9 +156,11 @@ class ServiceHealth(ChildActor):
                 self._probe_completed(message)
             case GetHealthSnapshot():
                 return self._snapshot()
-            case HaltTrading(reason=reason, by=by):
-                self._set_halt(HaltState(active=True, reason=reason, by=by, at=self._clock.time()))
-                logger.warning("trading halted by %s: %s", by, reason)
+            case HaltTrading(reason=reason, by=by, exits=exits):
+                self._set_halt(
+                    HaltState(active=True, reason=reason, by=by, at=self._clock.time(), exits=exits)
+                )
+                logger.warning("trading halted by %s (exits %s): %s", by, exits, reason)
                 return self._snapshot()
             case ResumeTrading(by=by):
                 self._set_halt(HaltState(active=False, by=by, at=self._clock.time()))
@@ -365,7 +368,11 @@ class ServiceHealth(ChildActor):
             error = None
             try:
                 self._store.save(
-                    halted=bool(halt.active), reason=halt.reason, by=halt.by, at=halt.at or 0.0
+                    halted=bool(halt.active),
+                    reason=halt.reason,
+                    by=halt.by,
+                    at=halt.at or 0.0,
+                    exits=halt.exits.value,
                 )
             except StoreError as exc:
                 error = str(exc)
@@ -400,6 +407,7 @@ class ServiceHealth(ChildActor):
                     by=position.by,
                     at=position.at,
                     error=None,
+                    exits=_exit_policy(position.exits),
                 )
             )
 
@@ -410,10 +418,14 @@ class ServiceHealth(ChildActor):
         if message.generation != self._halt_generation:
             return  # an operator acted meanwhile; that wins
         if message.halted is None:
-            logger.error("kill switch unreadable, trading held: %s", message.error)
+            logger.error("kill switch unreadable, no BUY (exits allowed): %s", message.error)
             return
         self._halt = HaltState(
-            active=message.halted, reason=message.reason, by=message.by, at=message.at
+            active=message.halted,
+            reason=message.reason,
+            by=message.by,
+            at=message.at,
+            exits=message.exits,
         )
         if message.halted:
             logger.warning("kill switch is on (set by %s: %s)", message.by, message.reason)
@@ -461,7 +473,17 @@ class ServiceHealth(ChildActor):
             halted=self._halt.active,
             halt_reason=self._halt.reason,
             halt_persisted=self._halt_persisted,
+            halt_exits=self._halt.exits,
             intake_links=tuple(
                 (link, up, error) for link, (up, error) in sorted(self._links.items())
             ),
         )
+
+
+def _exit_policy(stored: str) -> ExitPolicy:
+    """A stored exit policy; one this version does not know blocks (never fails open)."""
+    try:
+        return ExitPolicy(stored)
+    except ValueError:
+        logger.error("kill switch exit policy %r unknown: exits blocked", stored)
+        return ExitPolicy.BLOCK

@@ -290,7 +290,7 @@ class Validator(ChildActor):
         checks = message.checks
         state_check = check_trading_state(signal, self._status)
         if not state_check.passed:
-            if waiting_for_trader(self._status) and not self._expired(message):
+            if waiting_for_trader(self._status, signal.side) and not self._expired(message):
                 self._wait(message, Reason.TRADER_UNAVAILABLE, state_check.detail)
                 return
             self._decide(message, (*checks, state_check))
