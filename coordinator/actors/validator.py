@@ -19,7 +19,7 @@ from typing import Any
 
 import pykka
 
-from coordinator.infra.pipeline_store import IntentClaims
+from coordinator.infra.intent_claims import Claim, ClaimResult, IntentClaims
 from coordinator.infra.trader_client import SendResult, TraderAnswer, TraderClient
 from coordinator.messages.health import GetHealthSnapshot, TradingStateChanged
 from coordinator.messages.pipeline import (
@@ -349,15 +349,20 @@ class Validator(ChildActor):
         )
         self._sending = True
         if order_id not in self._unsent:
-            claimed, where = self._intents.claim(_intent_dict(intent))
-            if not claimed:
+            claim = self._claim(message, intent)
+            if claim.result is ClaimResult.UNAVAILABLE:
+                self._sending = False
+                self._claim_unavailable(message, checks, plan, reservation_id, claim)
+                return
+            if claim.result is not ClaimResult.CLAIMED:
                 # An order for this signal exists: it may have been sent. Never again.
                 self._settle(reservation_id, None)
                 execution = CheckResult(
                     "execution",
                     False,
                     Reason.ORDER_UNKNOWN,
-                    f"an order {order_id} for this signal already exists ({where}); not sent again",
+                    f"an order {order_id} for this signal already exists or may "
+                    f"({claim.where}: {claim.detail}); not sent again",
                 )
                 self._decide(message, (*checks, execution), plan=plan, outcome=Outcome.UNKNOWN)
                 return
@@ -415,6 +420,34 @@ class Validator(ChildActor):
                     order_ms=order_ms,
                     outcome=outcome,
                 )
+
+    def _claim(self, message: SubmitSignal, intent: OrderRecord) -> Claim:
+        """The intent gate. The journal may stand in for PostgreSQL only for a signal
+        first seen by this process after PostgreSQL last answered: a re-delivered one,
+        or one seen before (its price's time, for an exit), may be there already."""
+        first_seen: float | None = None
+        if not message.redelivered:
+            first_seen = message.received_at
+            if message.exit is not None:
+                first_seen = min(first_seen, message.exit.price_at)
+        return self._intents.claim(_intent_dict(intent), first_seen=first_seen)
+
+    def _claim_unavailable(
+        self,
+        message: SubmitSignal,
+        checks: tuple[CheckResult, ...],
+        plan: OrderPlan,
+        reservation_id: int,
+        claim: Claim,
+    ) -> None:
+        """Nothing stored, nothing sent: the signal waits for PostgreSQL (checked again
+        from step 4 on each tick) until signal_timeout, then ``store_unavailable``."""
+        self._settle(reservation_id, False)
+        if not self._expired(message):
+            self._wait(message, Reason.STORE_UNAVAILABLE, claim.detail)
+            return
+        execution = CheckResult("execution", False, Reason.STORE_UNAVAILABLE, claim.detail)
+        self._decide(message, (*checks, execution), plan=plan)
 
     # --- waiting ----------------------------------------------------------------------
 

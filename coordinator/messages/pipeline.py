@@ -76,6 +76,9 @@ class RawSignal(Command):
     """Monotonic time of arrival, for latencies."""
     stream_id: str | None = None
     """Redis Stream entry id, acknowledged once the decision is stored."""
+    redelivered: bool = False
+    """Delivered before, maybe to an earlier process: a stream entry re-read from the
+    pending list or taken over from another consumer, a ``trading_signals`` row."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,6 +111,10 @@ class SubmitSignal(Command):
     """The intake's steps (parse, freshness, back-pressure), all passed."""
     exit: ExitTarget | None = None
     """Set for a trailing stop's exit: the holding it sells."""
+    redelivered: bool = False
+    """It may have been seen before, by an earlier process or incarnation (taken in
+    again, re-delivered, taken over, sent again from the in-flight table): its intent may
+    be in PostgreSQL already, so the local journal may not claim it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
