@@ -45,6 +45,7 @@ from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.supervisor.ticker import Ticker
+from coordinator.trading.freshness import exit_price_check
 from coordinator.trading.routing import client_order_id
 from coordinator.trading.stops import EXIT_SOURCE, exit_signal
 from coordinator.trading.trading_state import StateReason, TradingState, TradingStatus
@@ -88,6 +89,7 @@ class Validator(ChildActor):
         self._services = services
         self._clock = self.context.clock
         self._timeout = config.coordination.signal_timeout
+        self._stop_price_max_age = config.stops.price_max_age
         self._enabled = config.trading.enabled
         self._universe: frozenset[str] | None = None
         self._blacklist: dict[str, str] = {}
@@ -347,6 +349,8 @@ class Validator(ChildActor):
             state="pending",
             at=self._clock.time(),
         )
+        if self._exit_no_longer_due(message, checks, plan, reservation_id):
+            return
         self._sending = True
         if order_id not in self._unsent:
             claim = self._claim(message, intent)
@@ -420,6 +424,30 @@ class Validator(ChildActor):
                     order_ms=order_ms,
                     outcome=outcome,
                 )
+
+    def _exit_no_longer_due(
+        self,
+        message: SubmitSignal,
+        checks: tuple[CheckResult, ...],
+        plan: OrderPlan,
+        reservation_id: int,
+    ) -> bool:
+        """A stop's exit right before it is claimed and sent, however long it queued:
+        its deciding price (ours if newer) must be fresh and still at or under the
+        stop. If not, it is rejected (not sent) and the TrailingStop tries again."""
+        if message.exit is None:
+            return False
+        check = exit_price_check(
+            message.exit,
+            self._prices.get(message.signal.symbol),
+            now=self._clock.time(),
+            max_age=self._stop_price_max_age,
+        )
+        if check.passed:
+            return False
+        self._settle(reservation_id, False)
+        self._decide(message, (*checks, check), plan=plan)
+        return True
 
     def _claim(self, message: SubmitSignal, intent: OrderRecord) -> Claim:
         """The intent gate. The journal may stand in for PostgreSQL only for a signal

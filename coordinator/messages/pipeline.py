@@ -177,7 +177,7 @@ class PriceUpdated(Event):
     price: float
     """Its latest close."""
     at: float
-    """Wall-clock time of the price."""
+    """Wall-clock time the Redis reader received the price: its age starts there."""
     received_mono: float = 0.0
     """Monotonic time the candle arrived from Redis (0 when not from Redis)."""
 
@@ -252,9 +252,11 @@ class PositionsSeen(Command):
 class CandlesReceived(Command):
     """Market-data messages as they arrived together, for the MarketFeed to parse."""
 
-    candles: tuple[tuple[str, bytes, float], ...]
-    """(channel, candle JSON, monotonic time the reader thread got it), in order of
-    arrival; the channel is ``roottrading:market:data:{symbol}:{timeframe}``."""
+    candles: tuple[tuple[str, bytes, float, float], ...]
+    """(channel, candle JSON, monotonic time and wall-clock time the reader thread got
+    it), in order of arrival; the channel is
+    ``roottrading:market:data:{symbol}:{timeframe}``. The wall-clock time is the
+    price's time (``PriceUpdated.at``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -78,6 +78,9 @@ class Reason(StrEnum):
     """What is left to sell is below what the exchange takes: reported, not retried."""
     MARKET_DATA_UNAVAILABLE = "market_data_unavailable"
     MARKET_DATA_STALE = "market_data_stale"
+    STOP_NOT_HIT = "stop_not_hit"
+    """An exit whose latest fresh price is back above its stop: not sent, the stop
+    looks again."""
     PRICE_DEVIATION = "price_deviation"
     TRADER_UNAVAILABLE = "trader_unavailable"
     TRADER_REJECTED = "trader_rejected"
