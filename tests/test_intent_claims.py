@@ -218,3 +218,21 @@ def test_a_taken_over_sell_waits_for_postgres_while_a_new_one_goes(
 
 def fills(pipe: Pipeline) -> dict[str, int]:
     return pipe.paper.stats()["fills_by_client_order_id"]
+
+
+def test_an_intent_once_sent_to_postgres_is_never_claimed_in_the_journal(own_postgres, tmp_path):
+    """A Validator that crashed after its INSERT left (committed or not) and a copy of
+    the signal processed again during an outage: PostgreSQL may hold the intent."""
+    clock = Clock()
+    journal = Journal(tmp_path / "journal.jsonl")
+    claims = IntentClaims(own_postgres.dsn, journal, timeout=1, clock=clock)
+    assert claims.claim(intent("copy"), first_seen=clock.now).result is ClaimResult.CLAIMED
+    clock.now += 10
+    own_postgres.stop()
+    try:
+        again = claims.claim(intent("copy"), first_seen=clock.now)
+    finally:
+        own_postgres.start()
+    assert again.result is ClaimResult.UNAVAILABLE, again
+    assert not journal.has_intent("copy")
+    claims.close()

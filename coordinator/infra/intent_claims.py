@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -48,6 +49,8 @@ class Claim:
 # Connection exceptions (class 08) and a server shutting down or starting (57P01-3): the
 # database was not reached. Any other error came from a server that may hold the intent.
 _UNREACHABLE_PREFIX = "08"
+_SENT_KEPT = 200_000
+"""Claims remembered as sent to PostgreSQL: far more than a signal_timeout's worth."""
 _UNREACHABLE_CODES = frozenset({"57P01", "57P02", "57P03"})
 
 
@@ -84,6 +87,9 @@ class IntentClaims:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._answered_at: float | None = None
+        # Ids whose INSERT left for PostgreSQL in this process: it may have committed
+        # even if no answer came back (a crash of the actor, a connection cut).
+        self._sent: OrderedDict[str, None] = OrderedDict()
 
     @property
     def answered_at(self) -> float | None:
@@ -153,7 +159,11 @@ class IntentClaims:
             return Claim(ClaimResult.EXISTS, "postgres", "PostgreSQL holds it")
         reason = first_line(error) if error is not None else "unreachable"
         answered = self.answered_at
-        if first_seen is None or (answered is not None and first_seen <= answered):
+        if (
+            first_seen is None
+            or (answered is not None and first_seen <= answered)
+            or self._was_sent(client_order_id)
+        ):
             logger.warning(
                 "intent %s waits for PostgreSQL (%s): its signal may have been seen before",
                 client_order_id,
@@ -170,8 +180,17 @@ class IntentClaims:
             return Claim(ClaimResult.CLAIMED, "journal")
         return Claim(ClaimResult.EXISTS, "journal", "the local journal holds it")
 
+    def _was_sent(self, client_order_id: str) -> bool:
+        with self._lock:
+            return client_order_id in self._sent
+
     def _insert(self, record: dict[str, Any]) -> bool:
         conn = self._connection()
+        with self._lock:
+            self._sent[record["client_order_id"]] = None
+            self._sent.move_to_end(record["client_order_id"])
+            while len(self._sent) > _SENT_KEPT:
+                self._sent.popitem(last=False)
         with conn, conn.cursor() as cur:
             cur.execute(
                 """INSERT INTO coordinator_orders (client_order_id, signal_id, symbol, side,
