@@ -236,3 +236,40 @@ def test_an_intent_once_sent_to_postgres_is_never_claimed_in_the_journal(own_pos
     assert again.result is ClaimResult.UNAVAILABLE, again
     assert not journal.has_intent("copy")
     claims.close()
+
+
+def test_a_redelivered_signal_waits_until_signal_timeout_then_store_unavailable(
+    pipelines, redis_server, own_postgres
+):
+    pipe = pipelines({"SIGNAL_TIMEOUT": "4"}, database_dsn=own_postgres.dsn)
+    wait_state(pipe, "ACTIVE")
+    buy = signal_payload("SOLUSDC", "BUY")
+    pipe.publish(buy)
+    assert pipe.decision(signal_id(buy))["decision"]["outcome"] == "accepted"
+    wait_for(lambda: "SOLUSDC" in pipe.positions(), message="held")
+
+    client = redis.Redis.from_url(redis_server.url)
+    taken_over = signal_payload("SOLUSDC", "SELL")
+    pipe.coordinator._readers.stop()
+    client.xadd(pipe.stream, {"data": json.dumps(taken_over)})
+    assert client.xreadgroup("coordinator", "dead-consumer", {pipe.stream: ">"}, count=10)
+    validator = validator_for("SOLUSDC", pipe.config.coordination.validation_threads)
+    own_postgres.stop()
+    try:
+        wait_state(pipe, "DEGRADED")
+        pipe.coordinator._readers.start_again()
+        wait_for(
+            lambda: (s := validator_snapshot(pipe, validator)) is not None and s.waiting >= 1,
+            message="the taken-over SELL waiting for PostgreSQL",
+        )
+        wait_for(
+            lambda: (s := validator_snapshot(pipe, validator)) is not None and s.waiting == 0,
+            message="given up at signal_timeout",
+        )
+    finally:
+        own_postgres.start()
+    decision = pipe.decision(signal_id(taken_over), timeout=30)["decision"]
+    assert (decision["outcome"], decision["reason"]) == ("rejected", "store_unavailable")
+    assert client_order_id(signal_id(taken_over)) not in fills(pipe)
+    assert "SOLUSDC" in pipe.positions()
+    client.close()
