@@ -265,3 +265,26 @@ def test_an_exit_looks_at_its_price_again_right_before_it_is_sent(pipelines):
     sold = pipe.decision(f"exit:{view['position_key']}:903")["decision"]
     assert sold["outcome"] == "accepted", sold
     wait_for(lambda: "LINKUSDC" not in pipe.positions(), message="the position sold")
+
+
+def test_an_older_candle_arriving_late_does_not_replace_a_newer_price(pipelines):
+    pipe = pipelines()
+    now = time.time()
+    minute = int(now * 1000) // 60_000 * 60_000
+    late = candle_json("ADAUSDC", 0.40, time_ms=minute - 6 * 60_000, timeframe="5m", closed=True)
+    pipe.directory.tell(
+        "market_feed",
+        CandlesReceived(
+            candles=(
+                (
+                    market_channel("ADAUSDC"),
+                    candle_json("ADAUSDC", 0.51, time_ms=minute).encode(),
+                    time.monotonic(),
+                    now,
+                ),
+                # A 5m candle that closed a minute or two ago: not stale, but older.
+                (market_channel("ADAUSDC", "5m"), late.encode(), time.monotonic(), now),
+            )
+        ),
+    )
+    assert market_snapshot(pipe)["ADAUSDC"] == (0.51, now)
