@@ -273,3 +273,21 @@ def test_a_redelivered_signal_waits_until_signal_timeout_then_store_unavailable(
     assert client_order_id(signal_id(taken_over)) not in fills(pipe)
     assert "SOLUSDC" in pipe.positions()
     client.close()
+
+
+def test_a_new_signal_on_a_connection_the_outage_broke_goes_to_the_journal(own_postgres, tmp_path):
+    """The first claim after PostgreSQL stopped meets the broken connection: its INSERT
+    went nowhere, and a signal first seen now may still be claimed in the journal."""
+    clock = Clock()
+    journal = Journal(tmp_path / "journal.jsonl")
+    claims = IntentClaims(own_postgres.dsn, journal, timeout=1, clock=clock)
+    assert claims.claim(intent("before"), first_seen=clock.now).result is ClaimResult.CLAIMED
+    own_postgres.stop()
+    clock.now += 10
+    try:
+        claim = claims.claim(intent("during"), first_seen=clock.now)
+        assert claims.warm() is not None
+    finally:
+        own_postgres.start()
+    assert (claim.result, claim.where) == (ClaimResult.CLAIMED, "journal")
+    claims.close()

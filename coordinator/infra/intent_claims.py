@@ -113,11 +113,13 @@ class IntentClaims:
     def warm(self) -> str | None:
         """Open the calling thread's connection now rather than on its first order;
         the error when it cannot (the first claim tries again)."""
+        opened = getattr(self._local, "conn", None) is None
         try:
             self._connection()
         except StoreError as exc:
             return str(exc)
-        self._answered()
+        if opened:  # a connection held from before proves nothing about now
+            self._answered()
         return None
 
     def claim(self, record: dict[str, Any], *, first_seen: float | None) -> Claim:
@@ -129,6 +131,10 @@ class IntentClaims:
         client_order_id = record["client_order_id"]
         if self._journal.has_intent(client_order_id):
             return Claim(ClaimResult.EXISTS, "journal", "the local journal holds it")
+        # An earlier call's INSERT (of an actor that crashed since, say) may have been
+        # committed and its order sent. This call's own INSERT may not stop this call
+        # from using the journal: whatever it did, this call claims once at most.
+        sent_before = self._was_sent(client_order_id)
         error: BaseException | None = None
         # An open connection may be one the server dropped (a restart): one fresh try.
         for _attempt in range(2):
@@ -159,11 +165,7 @@ class IntentClaims:
             return Claim(ClaimResult.EXISTS, "postgres", "PostgreSQL holds it")
         reason = first_line(error) if error is not None else "unreachable"
         answered = self.answered_at
-        if (
-            first_seen is None
-            or (answered is not None and first_seen <= answered)
-            or self._was_sent(client_order_id)
-        ):
+        if first_seen is None or (answered is not None and first_seen <= answered) or sent_before:
             logger.warning(
                 "intent %s waits for PostgreSQL (%s): its signal may have been seen before",
                 client_order_id,
