@@ -12,11 +12,19 @@ import pytest
 import requests
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from coordinator.actors.market_feed import parse_candle
-from coordinator.messages.pipeline import CandlesReceived, GetMarketSnapshot, PriceUpdated
+from coordinator.messages.pipeline import (
+    CandlesReceived,
+    GetLedgerSnapshot,
+    GetMarketSnapshot,
+    PriceUpdated,
+)
 from coordinator.messages.stops import ExitPosition
 from coordinator.trading.freshness import (
+    PriceBook,
+    PriceVerdict,
     candle_staleness,
     exit_price_check,
     open_time_ms,
@@ -240,6 +248,12 @@ def exit_for(view: dict[str, Any], attempt: int, price: float, price_at: float) 
 def test_an_exit_looks_at_its_price_again_right_before_it_is_sent(pipelines):
     pipe = pipelines({"STOP_PRICE_MAX_AGE": "30", "MAX_PRICE_DEVIATION_PERCENT": "50"})
     view = seed(pipe, "LINKUSDC", 10.0, 20.0)
+    wait_for(
+        lambda: (
+            "LINKUSDC" in pipe.directory.ask("ledger", GetLedgerSnapshot(), timeout=5).positions
+        ),
+        message="the Ledger holding it too",
+    )
     validator = validator_for("LINKUSDC", pipe.config.coordination.validation_threads)
     under = view["stop"] * 0.99
 
@@ -288,3 +302,65 @@ def test_an_older_candle_arriving_late_does_not_replace_a_newer_price(pipelines)
         ),
     )
     assert market_snapshot(pipe)["ADAUSDC"] == (0.51, now)
+
+
+class PriceBookMachine(RuleBasedStateMachine):
+    """Candles of a few symbols and timeframes, some live, some late, some replayed,
+    read in order: the price held is never a stale candle's and never goes back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.book = PriceBook(max_age=30.0)
+        self.now = 1_800_000_000.0
+        self.held: dict[str, tuple[float, float]] = {}  # symbol -> (moment, received_at)
+
+    @rule(seconds=st.floats(0, 120))
+    def time_passes(self, seconds: float) -> None:
+        self.now += seconds
+
+    @rule(
+        symbol=st.sampled_from(["BTCUSDC", "ETHUSDC"]),
+        timeframe=st.sampled_from(["1m", "5m", "1h", None]),
+        opened_ago=st.floats(-30, 7200),
+        close_time=st.booleans(),
+    )
+    def candle(
+        self, symbol: str, timeframe: str | None, opened_ago: float, close_time: bool
+    ) -> None:
+        open_ms = int((self.now - opened_ago) * 1000)
+        span = timeframe_seconds(timeframe)
+        close_ms = open_ms + int((span or 60) * 1000) - 1 if close_time else None
+        verdict, why = self.book.offer(
+            symbol,
+            open_ms=open_ms,
+            timeframe=timeframe,
+            close_time_ms=close_ms,
+            received_at=self.now,
+        )
+        stale = candle_staleness(
+            open_ms=open_ms,
+            timeframe=timeframe,
+            close_time_ms=close_ms,
+            received_at=self.now,
+            max_age=30.0,
+        )
+        if stale is not None:
+            assert verdict is PriceVerdict.STALE and why == stale
+            return
+        assert verdict is not PriceVerdict.STALE
+        if verdict is PriceVerdict.TAKEN:
+            moment = self.book.observed[symbol]
+            if symbol in self.held:
+                assert moment >= self.held[symbol][0], "a held price replaced by an older one"
+            self.held[symbol] = (moment, self.now)
+        else:
+            assert symbol in self.held, "older than a price never held"
+
+    @invariant()
+    def the_held_price_never_goes_back_and_is_never_after_its_reading(self) -> None:
+        for symbol, (moment, received_at) in self.held.items():
+            assert self.book.observed[symbol] == moment
+            assert moment <= received_at <= self.now
+
+
+TestPriceBook = PriceBookMachine.TestCase

@@ -34,7 +34,7 @@ from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.supervisor.ticker import Ticker
-from coordinator.trading.freshness import candle_close, candle_staleness, open_time_ms
+from coordinator.trading.freshness import PriceBook, PriceVerdict, open_time_ms
 from coordinator.trading.routing import validator_for
 
 __all__ = ["Candle", "MarketFeed", "parse_candle"]
@@ -102,12 +102,11 @@ class MarketFeed(ChildActor):
     def setup(self) -> None:
         services: Services = self.context.services
         self._prices: dict[str, tuple[float, float]] = {}
-        # Per symbol: when the held price was true (its candle's close, or when it was
-        # received if that is earlier), so an older candle arriving late does not
-        # replace a newer price.
-        self._observed: dict[str, float] = {}
         config = services.config
-        self._max_age = min(config.risk.market_data_max_age, config.stops.price_max_age)
+        # A price given to the TrailingStop must meet its own maximum age as well.
+        self._book = PriceBook(
+            max_age=min(config.risk.market_data_max_age, config.stops.price_max_age)
+        )
         self._stale = 0
         self._timeframe = services.config.universe_manager.timeframe
         self._atr_timeframe = services.config.stops.atr_timeframe
@@ -222,14 +221,14 @@ class MarketFeed(ChildActor):
 
     def _fresh(self, candle: Candle, received_at: float) -> bool:
         """Whether the candle's close may be given as the symbol's current price."""
-        why = candle_staleness(
+        verdict, why = self._book.offer(
+            candle.symbol,
             open_ms=candle.time_ms,
             timeframe=candle.timeframe,
             close_time_ms=candle.close_time_ms,
             received_at=received_at,
-            max_age=self._max_age,
         )
-        if why is not None:
+        if verdict is PriceVerdict.STALE:
             self._stale += 1
             if self._stale in (1, 10, 100) or self._stale % 1000 == 0:
                 logger.warning(
@@ -239,13 +238,7 @@ class MarketFeed(ChildActor):
                     candle.timeframe,
                     why,
                 )
-            return False
-        closed, _span = candle_close(candle.time_ms, candle.timeframe, candle.close_time_ms)
-        observed = min(closed, received_at)
-        if observed < self._observed.get(candle.symbol, 0.0):
-            return False  # an older candle come late: the held price is newer
-        self._observed[candle.symbol] = observed
-        return True
+        return verdict is PriceVerdict.TAKEN
 
     def _flush_held_back(self) -> None:
         """The latest price of every symbol held back, so no Validator keeps an old one."""

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from coordinator.trading.validation import CheckResult, ExitTarget, MarketQuote, Reason
 
 __all__ = [
+    "PriceBook",
+    "PriceVerdict",
     "candle_close",
     "candle_staleness",
     "exit_price_check",
@@ -91,6 +95,54 @@ def candle_staleness(
             f"({span:g} s) plus the maximum age ({max_age:g} s)"
         )
     return None
+
+
+class PriceVerdict(StrEnum):
+    TAKEN = "taken"
+    """The candle's close is the symbol's current price now."""
+    STALE = "stale"
+    """Closed too long before it was received: no price."""
+    OLDER = "older"
+    """Fresh enough, but older than the price held: that one stays."""
+
+
+@dataclass
+class PriceBook:
+    """Which candles give a symbol's current price. A candle's price was true at its
+    close, or when it was received if that is earlier (a candle in progress): a candle
+    whose moment is older than the held price's does not replace it."""
+
+    max_age: float
+    """Seconds a candle's close may lie back beyond its timeframe."""
+    observed: dict[str, float] = field(default_factory=dict)
+    """Per symbol: the moment of the price held."""
+
+    def offer(
+        self,
+        symbol: str,
+        *,
+        open_ms: int,
+        timeframe: str | None,
+        close_time_ms: int | None,
+        received_at: float,
+    ) -> tuple[PriceVerdict, str]:
+        """The verdict on a candle, and why."""
+        why = candle_staleness(
+            open_ms=open_ms,
+            timeframe=timeframe,
+            close_time_ms=close_time_ms,
+            received_at=received_at,
+            max_age=self.max_age,
+        )
+        if why is not None:
+            return PriceVerdict.STALE, why
+        closed, _span = candle_close(open_ms, timeframe, close_time_ms)
+        moment = min(closed, received_at)
+        held = self.observed.get(symbol)
+        if held is not None and moment < held:
+            return PriceVerdict.OLDER, f"its price is {held - moment:.1f} s older than the held one"
+        self.observed[symbol] = moment
+        return PriceVerdict.TAKEN, ""
 
 
 def exit_price_check(
