@@ -105,6 +105,8 @@ class Services:
     """Signals with a decision (this process's and the store's recent ones)."""
     kept_stops: KeptRecords = field(default_factory=KeptRecords)
     """The TrailingStop's latest record per position, for its next incarnation."""
+    kept_halt: KeptRecords = field(default_factory=KeptRecords)
+    """ServiceHealth's kill switch as last known (key ``halt``), for its next incarnation."""
 
     def uptime(self) -> float:
         return self.clock.monotonic() - self.started_monotonic

@@ -69,12 +69,16 @@ def test_a_halt_that_blocks_exits_refuses_sells_too(pipelines):
 
 
 def test_an_unreadable_kill_switch_refuses_buys_and_sells_what_is_held(pipelines, own_postgres):
-    """ServiceHealth restarted during a PostgreSQL outage cannot read the kill switch."""
+    """ServiceHealth restarted during a PostgreSQL outage, not knowing the kill switch,
+    cannot read it."""
     pipe = pipelines(ENV, database_dsn=own_postgres.dsn)
     bought(pipe, "SOLUSDC")
     own_postgres.stop()
     try:
         wait_state(pipe, "DEGRADED")
+        # As if the kill switch had never been read in this process (a restart keeps
+        # what the last incarnation knew).
+        pipe.coordinator.services.kept_halt.drop("halt")
         pipe.drill("service_health")
         status = wait_for(
             lambda: (

@@ -15,6 +15,7 @@ from typing import Any
 
 from pykka import ActorDeadError
 
+from coordinator.actors.kill_switch import exit_policy, keep_halt, kept_halt
 from coordinator.infra.probes import (
     HttpHealthProbe,
     PostgresProbe,
@@ -45,7 +46,6 @@ from coordinator.trading.breaker import Breaker, BreakerPhase, BreakerPolicy
 from coordinator.trading.trading_state import (
     Dependency,
     DependencyStatus,
-    ExitPolicy,
     HaltState,
     StateReason,
     dependency_status,
@@ -116,15 +116,19 @@ class ServiceHealth(ChildActor):
         self._store_worker = self.worker_pool("store")
         self._store = KillSwitchStore(services.endpoints.database_dsn, timeout=self._probe_timeout)
         self._sequence = 0
-        self._halt = HaltState(active=None)
+        self._kept = services.kept_halt
         self._halt_generation = 0
-        self._halt_persisted = True
+        self._halt, self._halt_persisted = kept_halt(self._kept)
         self._store_busy = False
         self._links: dict[str, tuple[bool, str | None]] = {}
         self._guards: tuple[StateReason, ...] = ()
         self._trading = derive_trading_status(self._statuses(), self._halt)
         self._trading_since = self._clock.time()
-        self._load_halt_state()
+        if self._halt_persisted:
+            self._load_halt_state()
+        else:
+            # An operator's action the last incarnation could not store yet.
+            self._persist_halt()
         self._ticker = Ticker(
             config.coordination.health_check_interval,
             lambda: self.actor_ref.tell(HealthTick()),
@@ -182,6 +186,7 @@ class ServiceHealth(ChildActor):
                 self._store_busy = False
                 if generation == self._halt_generation:
                     self._halt_persisted = error is None
+                    self._keep_halt()
                     if error is not None:
                         logger.error("kill switch not stored (retrying): %s", error)
             case _:
@@ -357,6 +362,7 @@ class ServiceHealth(ChildActor):
         self._halt_generation += 1
         self._halt = halt
         self._halt_persisted = False
+        self._keep_halt()
         self._update_trading_state()
         self._persist_halt()
 
@@ -407,7 +413,7 @@ class ServiceHealth(ChildActor):
                     by=position.by,
                     at=position.at,
                     error=None,
-                    exits=_exit_policy(position.exits),
+                    exits=exit_policy(position.exits),
                 )
             )
 
@@ -427,6 +433,7 @@ class ServiceHealth(ChildActor):
             at=message.at,
             exits=message.exits,
         )
+        self._keep_halt()
         if message.halted:
             logger.warning("kill switch is on (set by %s: %s)", message.by, message.reason)
         self._update_trading_state()
@@ -439,6 +446,9 @@ class ServiceHealth(ChildActor):
             self._load_halt_state()
         elif not self._halt_persisted:
             self._persist_halt()
+
+    def _keep_halt(self) -> None:
+        keep_halt(self._kept, self._halt, persisted=self._halt_persisted)
 
     # --- helpers ----------------------------------------------------------------------
 
@@ -478,12 +488,3 @@ class ServiceHealth(ChildActor):
                 (link, up, error) for link, (up, error) in sorted(self._links.items())
             ),
         )
-
-
-def _exit_policy(stored: str) -> ExitPolicy:
-    """A stored exit policy; one this version does not know blocks (never fails open)."""
-    try:
-        return ExitPolicy(stored)
-    except ValueError:
-        logger.error("kill switch exit policy %r unknown: exits blocked", stored)
-        return ExitPolicy.BLOCK
