@@ -30,9 +30,9 @@ from coordinator.http.server import HttpServer
 from coordinator.infra.embedded import DataDirLock, EmbeddedPostgres, EmbeddedRedis
 from coordinator.infra.event_codec import event_json
 from coordinator.infra.intake_readers import IntakeReaders
+from coordinator.infra.intent_claims import IntentClaims
 from coordinator.infra.journal import Journal
 from coordinator.infra.paper_exchange import PaperExchange
-from coordinator.infra.pipeline_store import IntentClaims
 from coordinator.infra.redis_bus import EventPublisher
 from coordinator.infra.store import apply_migrations
 from coordinator.messages.supervision import StopTree
@@ -167,7 +167,7 @@ class Coordinator:
             started_at=started_at,
             started_monotonic=started_monotonic,
             journal=journal,
-            intents=IntentClaims(dsn, journal, timeout=2.0),
+            intents=IntentClaims(dsn, journal, timeout=2.0, clock=self.clock),
             paper_exchange=self.paper is not None,
         )
         self._events = EventPublisher(redis_url, config.intake.events_channel).start()

@@ -98,13 +98,15 @@ class Services:
     journal: Any = None
     """The local write-ahead journal (coordinator.infra.journal.Journal)."""
     intents: Any = None
-    """The order-intent gate (coordinator.infra.pipeline_store.IntentClaims)."""
+    """The order-intent gate (coordinator.infra.intent_claims.IntentClaims)."""
     paper_exchange: bool = False
     """Whether Trader and Portfolio are the in-process paper exchange."""
     decided: DecidedSignals = field(default_factory=DecidedSignals)
     """Signals with a decision (this process's and the store's recent ones)."""
     kept_stops: KeptRecords = field(default_factory=KeptRecords)
     """The TrailingStop's latest record per position, for its next incarnation."""
+    kept_halt: KeptRecords = field(default_factory=KeptRecords)
+    """ServiceHealth's kill switch as last known (key ``halt``), for its next incarnation."""
 
     def uptime(self) -> float:
         return self.clock.monotonic() - self.started_monotonic

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from coordinator.infra.embedded import free_port
+from coordinator.infra.intent_claims import Claim, ClaimResult, IntentClaims
 from coordinator.infra.journal import Journal
 from coordinator.infra.paper_exchange import PaperExchange
-from coordinator.infra.pipeline_store import IntentClaims, clean_text
+from coordinator.infra.pipeline_store import clean_text
 from coordinator.infra.trader_client import SendResult, TraderClient
 
 ORDER = {"symbol": "BTCUSDC", "side": "BUY", "quantity": 0.01, "price": None, "strategy": "s"}
@@ -91,8 +92,9 @@ def intent(client_order_id: str) -> dict:
 def test_an_intent_is_claimed_once(postgres, tmp_path):
     claims = IntentClaims(postgres.dsn, Journal(tmp_path / "journal.jsonl"), timeout=2)
     name = f"test-{free_port()}-{id(claims)}"
-    assert claims.claim(intent(name)) == (True, "postgres")
-    assert claims.claim(intent(name)) == (False, "postgres")
+    assert claims.claim(intent(name), first_seen=None) == Claim(ClaimResult.CLAIMED, "postgres")
+    again = claims.claim(intent(name), first_seen=None)
+    assert (again.result, again.where) == (ClaimResult.EXISTS, "postgres")
     claims.close()
 
 
@@ -100,12 +102,16 @@ def test_intents_go_to_the_journal_while_postgres_is_down(own_postgres, tmp_path
     journal = Journal(tmp_path / "journal.jsonl")
     claims = IntentClaims(own_postgres.dsn, journal, timeout=1)
     own_postgres.stop()
-    assert claims.claim(intent("during-outage")) == (True, "journal")
-    assert claims.claim(intent("during-outage")) == (False, "journal")
+    new = 1_800_000_000.0  # first seen now, PostgreSQL never answered this gate
+    assert claims.claim(intent("during-outage"), first_seen=new).result is ClaimResult.CLAIMED
+    again = claims.claim(intent("during-outage"), first_seen=new)
+    assert (again.result, again.where) == (ClaimResult.EXISTS, "journal")
     own_postgres.start()
     # Not replayed yet: the journal still stops a second send.
-    assert claims.claim(intent("during-outage")) == (False, "journal")
-    assert claims.claim(intent("after-outage")) == (True, "postgres")
+    again = claims.claim(intent("during-outage"), first_seen=new)
+    assert (again.result, again.where) == (ClaimResult.EXISTS, "journal")
+    after = claims.claim(intent("after-outage"), first_seen=new)
+    assert (after.result, after.where) == (ClaimResult.CLAIMED, "postgres")
     # Survives the process: a new journal on the same file knows it.
     assert Journal(tmp_path / "journal.jsonl").has_intent("during-outage")
     claims.close()

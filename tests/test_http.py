@@ -165,9 +165,46 @@ def test_halt_and_resume(start_coordinator):
     reasons = get(base, "/status").json()["trading"]["reasons"]
     assert reasons[0]["code"] == "manual_halt" and "alice" in reasons[0]["detail"]
 
+    # Exits stay allowed unless the operator blocks them.
+    status = get(base, "/status").json()
+    assert status["kill_switch"]["exits"] == "allow"
+    assert (status["trading"]["buys_allowed"], status["trading"]["sells_allowed"]) == (False, True)
+    assert get(base, "/health").json()["kill_switch"]["exits"] == "allow"
+
     resumed = requests.post(base + "/trading/resume", headers=AUTH, timeout=5)
     assert resumed.status_code == 200
     wait_healthy(base)
+
+
+@pytest.mark.parametrize("exits", ["maybe", 1, None, "BLOCK"])
+def test_a_halt_with_a_bad_exit_policy_is_refused_naming_it(start_coordinator, exits):
+    _, base = start_coordinator()
+    wait_healthy(base)
+    response = requests.post(
+        base + "/trading/halt", json={"reason": "x", "exits": exits}, headers=AUTH, timeout=5
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "'exits'" in error and "'allow'" in error and "'block'" in error
+    assert get(base, "/status").json()["trading_state"] == "ACTIVE"
+
+
+def test_a_halt_blocking_exits_holds_sells_and_says_so(start_coordinator):
+    _, base = start_coordinator()
+    wait_healthy(base)
+    halted = requests.post(
+        base + "/trading/halt",
+        json={"reason": "exchange incident", "exits": "block"},
+        headers=AUTH,
+        timeout=5,
+    )
+    assert halted.status_code == 200
+    assert halted.json()["kill_switch"]["exits"] == "block"
+    status = get(base, "/status").json()
+    assert status["kill_switch"] == {**status["kill_switch"], "halted": True, "exits": "block"}
+    assert status["trading"]["sells_allowed"] is False
+    assert status["trading"]["reasons"][0]["code"] == "manual_halt_exits_blocked"
+    assert get(base, "/health").json()["kill_switch"]["exits"] == "block"
 
 
 def test_drills_are_refused_unless_enabled(start_coordinator):

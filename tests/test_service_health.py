@@ -17,8 +17,9 @@ from coordinator.messages import (
     ResumeTrading,
     TradingStateChanged,
 )
-from coordinator.trading.trading_state import DependencyStatus, TradingState
+from coordinator.trading.trading_state import DependencyStatus, ExitPolicy, TradingState
 from tests.trees import HealthTree, fast_config, make_services
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -180,6 +181,93 @@ def test_kill_switch_holds_until_resumed_and_survives_a_restart(
     assert position.by == "ops"
 
 
+def test_a_halt_blocking_exits_survives_a_restart(trees, redis_server, postgres, trader, portfolio):
+    tree = all_up(trees, redis_server, postgres, trader, portfolio)
+    tree.directory.ask(
+        "service_health",
+        HaltTrading(reason="incident", by="ops", exits=ExitPolicy.BLOCK),
+        timeout=2,
+    )
+    tree.wait(lambda s: s.halt_persisted, "halt stored")
+    assert KillSwitchStore(postgres.dsn, timeout=2).load().exits == "block"
+
+    tree.directory.tell("service_health", DrillCrash())
+    snapshot = tree.wait(
+        lambda s: s.halted is True and s.halt_exits is ExitPolicy.BLOCK,
+        "halt and its exit policy read back after the restart",
+    )
+    assert not snapshot.trading.sells_allowed
+    snapshot = tree.directory.ask("service_health", ResumeTrading(by="ops"), timeout=2)
+    tree.wait(lambda s: s.trading.state is TradingState.ACTIVE and s.halt_persisted, "resumed")
+
+
+def restarted(tree: HealthTree) -> None:
+    """Wait for the next incarnation of ServiceHealth to run."""
+    wait_for(
+        lambda: (
+            (
+                child := tree.supervisor.ask(GetSupervisorSnapshot(), timeout=2).children[0]
+            ).incarnation
+            == 2
+            and child.state == "running"
+        ),
+        message="service_health restarted",
+    )
+
+
+def test_a_restart_during_an_outage_keeps_the_operators_halt_and_its_exit_policy(
+    trees, redis_server, own_postgres, trader, portfolio
+):
+    tree = all_up(trees, redis_server, own_postgres, trader, portfolio)
+    tree.directory.ask(
+        "service_health",
+        HaltTrading(reason="incident", by="ops", exits=ExitPolicy.BLOCK),
+        timeout=2,
+    )
+    tree.wait(lambda s: s.halt_persisted, "halt stored")
+    own_postgres.stop()
+    try:
+        tree.wait(
+            lambda s: tree.dependency(s, "postgres").status is DependencyStatus.DOWN,
+            "postgres down",
+        )
+        tree.directory.tell("service_health", DrillCrash())
+        snapshot = tree.wait(
+            lambda s: (
+                tree.dependency(s, "postgres").status is DependencyStatus.DOWN
+                and s.dependencies is not None
+            ),
+            "the new incarnation sees postgres down",
+        )
+        # Not "unreadable" (which would let exits go): the operator blocked them.
+        assert (snapshot.halted, snapshot.halt_exits) == (True, ExitPolicy.BLOCK)
+        assert not snapshot.trading.sells_allowed
+        assert snapshot.trading.reasons[0].code == "manual_halt_exits_blocked"
+    finally:
+        own_postgres.start()
+
+
+def test_a_halt_not_stored_yet_survives_a_restart_and_is_stored(
+    trees, redis_server, own_postgres, trader, portfolio
+):
+    tree = all_up(trees, redis_server, own_postgres, trader, portfolio)
+    own_postgres.stop()
+    try:
+        tree.directory.ask("service_health", HaltTrading(reason="db outage", by="ops"), timeout=2)
+        tree.directory.tell("service_health", DrillCrash())
+        restarted(tree)
+        snapshot = tree.wait(
+            lambda s: s.halted is True and not s.halt_persisted,
+            "the unstored halt kept by the new incarnation",
+        )
+        assert snapshot.trading.state is TradingState.HALTED
+    finally:
+        own_postgres.start()
+    tree.wait(lambda s: s.halt_persisted, "halt stored after the outage")
+    position = KillSwitchStore(own_postgres.dsn, timeout=2).load()
+    assert (position.halted, position.reason) == (True, "db outage")
+
+
 def test_unreadable_kill_switch_holds_trading_until_postgres_answers(
     trees, redis_server, own_postgres, trader, portfolio
 ):
@@ -196,6 +284,14 @@ def test_unreadable_kill_switch_holds_trading_until_postgres_answers(
     assert snapshot.halted is None
     assert snapshot.trading.state is TradingState.HALTED
     assert snapshot.trading.reasons[0].code == "halt_state_unknown"
+    # No BUY, but exits go: a restart of ServiceHealth during the outage reads nothing.
+    assert not snapshot.trading.buys_allowed and snapshot.trading.sells_allowed
+    tree.directory.tell("service_health", DrillCrash())
+    snapshot = tree.wait(
+        lambda s: tree.dependency(s, "postgres").status is DependencyStatus.DOWN,
+        "postgres down again after the restart",
+    )
+    assert snapshot.halted is None and snapshot.trading.sells_allowed
 
     own_postgres.start()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from typing import Any
 
 import pytest
@@ -184,8 +185,10 @@ def test_a_coordinator_replaying_the_candles_sells_at_the_same_candle(pipelines,
     events = pipe.redis.pubsub()
     events.subscribe(pipe.events_channel)
     channel = market_channel(symbol)
-    for time_ms, high, low, close in candles[start + 1 : index + 50]:
-        candle = candle_json(symbol, close, time_ms=time_ms, high=high, low=low, closed=True)
+    # Live candles: a candle of long ago is stale, never a price. Their order is kept.
+    live = int(time.time() * 1000) // 60_000 * 60_000
+    for step, (_time_ms, high, low, close) in enumerate(candles[start + 1 : index + 50]):
+        candle = candle_json(symbol, close, time_ms=live + step, high=high, low=low, closed=True)
         wait_for(
             lambda c=candle: pipe.redis.publish(channel, c) > 0,
             message="the MarketFeed listening",

@@ -5,11 +5,14 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from coordinator.trading.breaker import Breaker, BreakerPolicy
 from coordinator.trading.trading_state import (
     Dependency,
     DependencyStatus,
+    ExitPolicy,
     HaltState,
     TradingState,
     dependency_status,
@@ -40,7 +43,8 @@ def test_every_combination(halt):
         assert status.state is expected, (statuses, halt)
         assert len(status.reasons) == len(unusable) + (halt.active is not False)
         assert status.buys_allowed == (expected is TradingState.ACTIVE)
-        assert status.sells_allowed == (expected is not TradingState.HALTED)
+        # Only an unusable Trader holds exits here (these halts leave exits allowed).
+        assert status.sells_allowed == trader_usable, (statuses, halt)
         for dependency in unusable:
             assert any(r.code.startswith(dependency.value + "_") for r in status.reasons)
 
@@ -80,3 +84,43 @@ def test_dependency_status_follows_the_breaker():
     once = breaker.after_failure(0)
     assert dependency_status(once, False) is DependencyStatus.FAILING
     assert dependency_status(once.after_failure(0), False) is DependencyStatus.DOWN
+
+
+ALL_UP = dict.fromkeys(Dependency, DependencyStatus.UP)
+
+
+def test_an_unreadable_kill_switch_refuses_buys_and_allows_exits():
+    status = derive_trading_status(ALL_UP, HaltState(active=None))
+    assert status.state is TradingState.HALTED
+    assert (status.buys_allowed, status.sells_allowed) == (False, True)
+    assert "exits allowed" in status.reasons[0].detail
+
+
+@pytest.mark.parametrize(
+    ("exits", "code", "sells"),
+    [
+        (ExitPolicy.ALLOW, "manual_halt", True),
+        (ExitPolicy.BLOCK, "manual_halt_exits_blocked", False),
+    ],
+)
+def test_a_manual_halt_blocks_exits_only_when_the_operator_says_so(exits, code, sells):
+    status = derive_trading_status(
+        ALL_UP, HaltState(active=True, reason="r", by="ops", exits=exits)
+    )
+    assert status.state is TradingState.HALTED
+    assert status.reasons[0].code == code
+    assert (status.buys_allowed, status.sells_allowed) == (False, sells)
+
+
+@given(
+    statuses=st.fixed_dictionaries({d: st.sampled_from(DependencyStatus) for d in Dependency}),
+    active=st.sampled_from([None, False, True]),
+    exits=st.sampled_from(ExitPolicy),
+)
+def test_a_held_symbol_is_sellable_unless_exits_are_blocked_or_the_trader_is_out(
+    statuses, active, exits
+):
+    status = derive_trading_status(statuses, HaltState(active=active, exits=exits))
+    blocked = active is True and exits is ExitPolicy.BLOCK
+    assert status.sells_allowed == (statuses[Dependency.TRADER].usable and not blocked)
+    assert not status.buys_allowed or (active is False and status.state is TradingState.ACTIVE)

@@ -10,9 +10,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coordinator.trading.signals import Signal, parse_signal
+from coordinator.trading.signals import Side, Signal, parse_signal
 from coordinator.trading.sizing import SizingTable, signal_force
-from coordinator.trading.trading_state import StateReason, TradingState, TradingStatus
+from coordinator.trading.trading_state import (
+    Dependency,
+    DependencyStatus,
+    ExitPolicy,
+    HaltState,
+    StateReason,
+    TradingState,
+    TradingStatus,
+    derive_trading_status,
+)
 from coordinator.trading.validation import (
     Balance,
     LedgerState,
@@ -123,6 +132,36 @@ def test_trading_state(status, side, reason):
     result = check_trading_state(make_signal(side), status)
     assert result.reason is reason
     assert result.passed is (reason is None)
+
+
+def test_a_halt_that_allows_exits_passes_sells_and_refuses_buys():
+    all_up = dict.fromkeys(Dependency, DependencyStatus.UP)
+    for halt in (HaltState(active=None), HaltState(active=True, reason="news")):
+        status = derive_trading_status(all_up, halt)
+        assert check_trading_state(make_signal("SELL"), status).passed
+        assert check_trading_state(make_signal("BUY"), status).reason is Reason.TRADING_HALTED
+    blocked = derive_trading_status(
+        all_up, HaltState(active=True, reason="news", exits=ExitPolicy.BLOCK)
+    )
+    assert check_trading_state(make_signal("SELL"), blocked).reason is Reason.TRADING_HALTED
+
+
+def test_a_sell_waits_for_the_trader_under_a_halt_that_allows_exits():
+    trader_down = {
+        **dict.fromkeys(Dependency, DependencyStatus.UP),
+        Dependency.TRADER: DependencyStatus.DOWN,
+    }
+    allowing = derive_trading_status(trader_down, HaltState(active=True, reason="news"))
+    assert check_trading_state(make_signal("SELL"), allowing).reason is Reason.TRADING_HALTED
+    assert waiting_for_trader(allowing, Side.SELL)
+    assert not waiting_for_trader(allowing, Side.BUY)
+    blocking = derive_trading_status(
+        trader_down, HaltState(active=True, reason="news", exits=ExitPolicy.BLOCK)
+    )
+    assert not waiting_for_trader(blocking, Side.SELL)
+    unreadable = derive_trading_status(trader_down, HaltState(active=None))
+    assert waiting_for_trader(unreadable, Side.SELL)
+    assert not waiting_for_trader(unreadable, Side.BUY)
 
 
 def test_only_a_trader_outage_makes_signals_wait():

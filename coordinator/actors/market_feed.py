@@ -34,6 +34,7 @@ from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.supervisor.ticker import Ticker
+from coordinator.trading.freshness import PriceBook, PriceVerdict, open_time_ms
 from coordinator.trading.routing import validator_for
 
 __all__ = ["Candle", "MarketFeed", "parse_candle"]
@@ -52,22 +53,27 @@ class Candle:
     low: float
     closed: bool
     """``is_closed``: the candle is final."""
+    close_time_ms: int | None = None
+    """``close_time`` when given (epoch ms, the last millisecond of the candle)."""
 
 
 def parse_candle(payload: bytes, channel: str = "") -> Candle | None:
-    """A RootTrading candle, or None for a message that is not one."""
+    """A RootTrading candle, or None for a message that is not one. ``time`` is epoch
+    milliseconds (websocket klines) or an ISO string (gap-fill klines)."""
     try:
         candle = json.loads(payload)
         symbol = str(candle["symbol"]).upper()
         close = float(candle["close"])
-        opened = int(candle["time"])
+        opened = open_time_ms(candle["time"])
         volume = float(candle.get("volume") or 0.0)
         quote = candle.get("quote_volume", candle.get("quote_asset_volume"))
         quote_volume = float(quote) if quote is not None else volume * close
         high = float(candle.get("high", close))
         low = float(candle.get("low", close))
         closed = candle.get("is_closed") is True
-    except (ValueError, KeyError, TypeError, AttributeError):
+        close_time = candle.get("close_time")
+        close_time_ms = open_time_ms(close_time) if close_time is not None else None
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
         return None
     if not math.isfinite(close) or close <= 0 or not math.isfinite(quote_volume):
         return None
@@ -85,6 +91,7 @@ def parse_candle(payload: bytes, channel: str = "") -> Candle | None:
         high,
         low,
         closed,
+        close_time_ms,
     )
 
 
@@ -95,6 +102,12 @@ class MarketFeed(ChildActor):
     def setup(self) -> None:
         services: Services = self.context.services
         self._prices: dict[str, tuple[float, float]] = {}
+        config = services.config
+        # A price given to the TrailingStop must meet its own maximum age as well.
+        self._book = PriceBook(
+            max_age=min(config.risk.market_data_max_age, config.stops.price_max_age)
+        )
+        self._stale = 0
         self._timeframe = services.config.universe_manager.timeframe
         self._atr_timeframe = services.config.stops.atr_timeframe
         self._validators = services.config.coordination.validation_threads
@@ -109,6 +122,7 @@ class MarketFeed(ChildActor):
             on_batch=self._received,
             name=f"{self.name}-reader",
             actor=f"{self.name}#{self.context.incarnation}",
+            clock=self.context.clock,
         ).start()
         self._ticker = Ticker(
             _VALIDATOR_EVERY, lambda: self.actor_ref.tell(MarketTick()), name=f"{self.name}-ticker"
@@ -120,9 +134,9 @@ class MarketFeed(ChildActor):
         if getattr(self, "_subscription", None) is not None:
             self._subscription.stop()
 
-    def _received(self, batch: list[tuple[str, bytes, float]]) -> None:
-        # Reader thread: hand over, nothing else (each stamped when read, for the
-        # tick-to-order latency).
+    def _received(self, batch: list[tuple[str, bytes, float, float]]) -> None:
+        # Reader thread: hand over, nothing else (each stamped when read: the price's
+        # time, and the tick-to-order latency).
         self.actor_ref.tell(CandlesReceived(candles=tuple(batch)))
 
     def handle(self, message: Any) -> Any:
@@ -140,19 +154,19 @@ class MarketFeed(ChildActor):
                 return NOT_HANDLED
         return None
 
-    def _candles(self, candles: tuple[tuple[str, bytes, float], ...]) -> None:
+    def _candles(self, candles: tuple[tuple[str, bytes, float, float], ...]) -> None:
         """The prices of what arrived together go on together: one message to the
         TrailingStop and at most one to each Validator."""
         to_stops: list[PriceUpdated] = []
         to_validators: dict[str, list[PriceUpdated]] = {}
-        for channel, payload, mono in candles:
+        for channel, payload, mono, received_at in candles:
             parsed = parse_candle(payload, channel)
             if parsed is None:
                 self._bad += 1
                 if self._bad in (1, 10, 100) or self._bad % 1000 == 0:
                     logger.warning("%d unusable market-data message(s) ignored", self._bad)
                 continue
-            self._candle(parsed, mono, to_stops, to_validators)
+            self._candle(parsed, mono, received_at, to_stops, to_validators)
         if to_stops:
             self._tell("trailing_stop", PricesUpdated(updates=tuple(to_stops)))
         for name, updates in to_validators.items():
@@ -162,6 +176,7 @@ class MarketFeed(ChildActor):
         self,
         candle: Candle,
         mono: float,
+        received_at: float,
         to_stops: list[PriceUpdated],
         to_validators: dict[str, list[PriceUpdated]],
     ) -> None:
@@ -187,8 +202,10 @@ class MarketFeed(ChildActor):
                     close=price,
                 )
             )
-        # The candle's open time is not when the price was seen: use arrival time.
-        at = self.context.clock.time()
+        if not self._fresh(candle, received_at):
+            return
+        # The price is as old as its reading from Redis, however long it queued here.
+        at = received_at
         previous = self._prices.get(symbol)
         self._prices[symbol] = (price, at)
         if previous is None or previous[0] != price or at - previous[1] > 1.0:
@@ -201,6 +218,27 @@ class MarketFeed(ChildActor):
                 to_validators.setdefault(name, []).append(update)
             else:
                 self._held_back[symbol] = update
+
+    def _fresh(self, candle: Candle, received_at: float) -> bool:
+        """Whether the candle's close may be given as the symbol's current price."""
+        verdict, why = self._book.offer(
+            candle.symbol,
+            open_ms=candle.time_ms,
+            timeframe=candle.timeframe,
+            close_time_ms=candle.close_time_ms,
+            received_at=received_at,
+        )
+        if verdict is PriceVerdict.STALE:
+            self._stale += 1
+            if self._stale in (1, 10, 100) or self._stale % 1000 == 0:
+                logger.warning(
+                    "stale candle not taken as a price (%d so far): %s %s %s",
+                    self._stale,
+                    candle.symbol,
+                    candle.timeframe,
+                    why,
+                )
+        return verdict is PriceVerdict.TAKEN
 
     def _flush_held_back(self) -> None:
         """The latest price of every symbol held back, so no Validator keeps an old one."""

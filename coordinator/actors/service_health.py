@@ -15,6 +15,7 @@ from typing import Any
 
 from pykka import ActorDeadError
 
+from coordinator.actors.kill_switch import exit_policy, keep_halt, kept_halt
 from coordinator.infra.probes import (
     HttpHealthProbe,
     PostgresProbe,
@@ -115,15 +116,19 @@ class ServiceHealth(ChildActor):
         self._store_worker = self.worker_pool("store")
         self._store = KillSwitchStore(services.endpoints.database_dsn, timeout=self._probe_timeout)
         self._sequence = 0
-        self._halt = HaltState(active=None)
+        self._kept = services.kept_halt
         self._halt_generation = 0
-        self._halt_persisted = True
+        self._halt, self._halt_persisted = kept_halt(self._kept)
         self._store_busy = False
         self._links: dict[str, tuple[bool, str | None]] = {}
         self._guards: tuple[StateReason, ...] = ()
         self._trading = derive_trading_status(self._statuses(), self._halt)
         self._trading_since = self._clock.time()
-        self._load_halt_state()
+        if self._halt_persisted:
+            self._load_halt_state()
+        else:
+            # An operator's action the last incarnation could not store yet.
+            self._persist_halt()
         self._ticker = Ticker(
             config.coordination.health_check_interval,
             lambda: self.actor_ref.tell(HealthTick()),
@@ -155,9 +160,11 @@ class ServiceHealth(ChildActor):
                 self._probe_completed(message)
             case GetHealthSnapshot():
                 return self._snapshot()
-            case HaltTrading(reason=reason, by=by):
-                self._set_halt(HaltState(active=True, reason=reason, by=by, at=self._clock.time()))
-                logger.warning("trading halted by %s: %s", by, reason)
+            case HaltTrading(reason=reason, by=by, exits=exits):
+                self._set_halt(
+                    HaltState(active=True, reason=reason, by=by, at=self._clock.time(), exits=exits)
+                )
+                logger.warning("trading halted by %s (exits %s): %s", by, exits, reason)
                 return self._snapshot()
             case ResumeTrading(by=by):
                 self._set_halt(HaltState(active=False, by=by, at=self._clock.time()))
@@ -179,6 +186,7 @@ class ServiceHealth(ChildActor):
                 self._store_busy = False
                 if generation == self._halt_generation:
                     self._halt_persisted = error is None
+                    self._keep_halt()
                     if error is not None:
                         logger.error("kill switch not stored (retrying): %s", error)
             case _:
@@ -354,6 +362,7 @@ class ServiceHealth(ChildActor):
         self._halt_generation += 1
         self._halt = halt
         self._halt_persisted = False
+        self._keep_halt()
         self._update_trading_state()
         self._persist_halt()
 
@@ -365,7 +374,11 @@ class ServiceHealth(ChildActor):
             error = None
             try:
                 self._store.save(
-                    halted=bool(halt.active), reason=halt.reason, by=halt.by, at=halt.at or 0.0
+                    halted=bool(halt.active),
+                    reason=halt.reason,
+                    by=halt.by,
+                    at=halt.at or 0.0,
+                    exits=halt.exits.value,
                 )
             except StoreError as exc:
                 error = str(exc)
@@ -400,6 +413,7 @@ class ServiceHealth(ChildActor):
                     by=position.by,
                     at=position.at,
                     error=None,
+                    exits=exit_policy(position.exits),
                 )
             )
 
@@ -410,11 +424,16 @@ class ServiceHealth(ChildActor):
         if message.generation != self._halt_generation:
             return  # an operator acted meanwhile; that wins
         if message.halted is None:
-            logger.error("kill switch unreadable, trading held: %s", message.error)
+            logger.error("kill switch unreadable, no BUY (exits allowed): %s", message.error)
             return
         self._halt = HaltState(
-            active=message.halted, reason=message.reason, by=message.by, at=message.at
+            active=message.halted,
+            reason=message.reason,
+            by=message.by,
+            at=message.at,
+            exits=message.exits,
         )
+        self._keep_halt()
         if message.halted:
             logger.warning("kill switch is on (set by %s: %s)", message.by, message.reason)
         self._update_trading_state()
@@ -427,6 +446,9 @@ class ServiceHealth(ChildActor):
             self._load_halt_state()
         elif not self._halt_persisted:
             self._persist_halt()
+
+    def _keep_halt(self) -> None:
+        keep_halt(self._kept, self._halt, persisted=self._halt_persisted)
 
     # --- helpers ----------------------------------------------------------------------
 
@@ -461,6 +483,7 @@ class ServiceHealth(ChildActor):
             halted=self._halt.active,
             halt_reason=self._halt.reason,
             halt_persisted=self._halt_persisted,
+            halt_exits=self._halt.exits,
             intake_links=tuple(
                 (link, up, error) for link, (up, error) in sorted(self._links.items())
             ),

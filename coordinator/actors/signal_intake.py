@@ -135,6 +135,7 @@ class SignalIntake(ChildActor):
                 source=record.source,
                 received_at=record.received_at,
                 received_mono=record.received_mono,
+                redelivered=True,
             )
             self._recent[record.signal_id] = now
             if first_start:
@@ -174,6 +175,8 @@ class SignalIntake(ChildActor):
                     source="database",
                     received_at=self._clock.time(),
                     received_mono=self._clock.monotonic(),
+                    # An earlier process may have taken it in (and sent its order).
+                    redelivered=True,
                 )
             )
         if rows:
@@ -231,6 +234,7 @@ class SignalIntake(ChildActor):
             source=raw.source,
             received_at=raw.received_at,
             received_mono=raw.received_mono,
+            redelivered=raw.redelivered,
         )
         return self._admit_parsed(message, raw.stream_id)
 
@@ -298,6 +302,8 @@ class SignalIntake(ChildActor):
         """
         again = [f for f in self._in_flight.values() if f.validator == name]
         for flight in again:
+            # The replaced Validator may have claimed its intent already.
+            flight.message = replace(flight.message, redelivered=True)
             self._send(name, flight.message)
         if again:
             self._counts["resent"] += len(again)

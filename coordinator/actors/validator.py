@@ -21,7 +21,7 @@ import pykka
 
 from coordinator.actors.held_orders import Held, HoldsOrders
 from coordinator.actors.reconciler import match_policy
-from coordinator.infra.pipeline_store import IntentClaims
+from coordinator.infra.intent_claims import Claim, ClaimResult, IntentClaims
 from coordinator.infra.trader_client import SendResult, TraderAnswer, TraderClient
 from coordinator.messages.health import GetHealthSnapshot, TradingStateChanged
 from coordinator.messages.pipeline import (
@@ -48,6 +48,7 @@ from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.supervisor.ticker import Ticker
+from coordinator.trading.freshness import exit_price_check
 from coordinator.trading.routing import client_order_id
 from coordinator.trading.stops import EXIT_SOURCE, exit_signal
 from coordinator.trading.trading_state import StateReason, TradingState, TradingStatus
@@ -93,6 +94,7 @@ class Validator(HoldsOrders, ChildActor):
         self._services = services
         self._clock = self.context.clock
         self._timeout = config.coordination.signal_timeout
+        self._stop_price_max_age = config.stops.price_max_age
         self._enabled = config.trading.enabled
         self._universe: frozenset[str] | None = None
         self._blacklist: dict[str, str] = {}
@@ -301,7 +303,7 @@ class Validator(HoldsOrders, ChildActor):
         checks = message.checks
         state_check = check_trading_state(signal, self._status)
         if not state_check.passed:
-            if waiting_for_trader(self._status) and not self._expired(message):
+            if waiting_for_trader(self._status, signal.side) and not self._expired(message):
                 self._wait(message, Reason.TRADER_UNAVAILABLE, state_check.detail)
                 return
             self._decide(message, (*checks, state_check))
@@ -371,10 +373,16 @@ class Validator(HoldsOrders, ChildActor):
             state="pending",
             at=self._clock.time(),
         )
+        if self._exit_no_longer_due(message, checks, plan, reservation_id):
+            return
         self._sending = True
         if order_id not in self._unsent:
-            claimed, where = self._intents.claim(_intent_dict(intent))
-            if not claimed:
+            claim = self._claim(message, intent)
+            if claim.result is ClaimResult.UNAVAILABLE:
+                self._sending = False
+                self._claim_unavailable(message, checks, plan, reservation_id, claim)
+                return
+            if claim.result is not ClaimResult.CLAIMED:
                 if self._held_before(message, checks, plan, reservation_id):
                     return  # held by an earlier incarnation: it waits here again
                 # An order for this signal exists: it may have been sent. Never again.
@@ -383,7 +391,8 @@ class Validator(HoldsOrders, ChildActor):
                     "execution",
                     False,
                     Reason.ORDER_UNKNOWN,
-                    f"an order {order_id} for this signal already exists ({where}); not sent again",
+                    f"an order {order_id} for this signal already exists or may "
+                    f"({claim.where}: {claim.detail}); not sent again",
                 )
                 self._decide(message, (*checks, execution), plan=plan, outcome=Outcome.UNKNOWN)
                 return
@@ -446,6 +455,58 @@ class Validator(HoldsOrders, ChildActor):
                 )
                 if state == "unknown":
                     self._reconcile_soon(order_id, intent.at)
+
+    def _exit_no_longer_due(
+        self,
+        message: SubmitSignal,
+        checks: tuple[CheckResult, ...],
+        plan: OrderPlan,
+        reservation_id: int,
+    ) -> bool:
+        """A stop's exit right before it is claimed and sent, however long it queued:
+        its deciding price (ours if newer) must be fresh and still at or under the
+        stop. If not, it is rejected (not sent) and the TrailingStop tries again."""
+        if message.exit is None:
+            return False
+        check = exit_price_check(
+            message.exit,
+            self._prices.get(message.signal.symbol),
+            now=self._clock.time(),
+            max_age=self._stop_price_max_age,
+        )
+        if check.passed:
+            return False
+        self._settle(reservation_id, False)
+        self._decide(message, (*checks, check), plan=plan)
+        return True
+
+    def _claim(self, message: SubmitSignal, intent: OrderRecord) -> Claim:
+        """The intent gate. The journal may stand in for PostgreSQL only for a signal
+        first seen by this process after PostgreSQL last answered: a re-delivered one,
+        or one seen before (its price's time, for an exit), may be there already."""
+        first_seen: float | None = None
+        if not message.redelivered:
+            first_seen = message.received_at
+            if message.exit is not None:
+                first_seen = min(first_seen, message.exit.price_at)
+        return self._intents.claim(_intent_dict(intent), first_seen=first_seen)
+
+    def _claim_unavailable(
+        self,
+        message: SubmitSignal,
+        checks: tuple[CheckResult, ...],
+        plan: OrderPlan,
+        reservation_id: int,
+        claim: Claim,
+    ) -> None:
+        """Nothing stored, nothing sent: the signal waits for PostgreSQL (checked again
+        from step 4 on each tick) until signal_timeout, then ``store_unavailable``."""
+        self._settle(reservation_id, False)
+        if not self._expired(message):
+            self._wait(message, Reason.STORE_UNAVAILABLE, claim.detail)
+            return
+        execution = CheckResult("execution", False, Reason.STORE_UNAVAILABLE, claim.detail)
+        self._decide(message, (*checks, execution), plan=plan)
 
     # --- waiting ----------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import bottle
 from bottle import HTTPError, request, response
 
 from coordinator.http.facade import ActorUnavailable, CoordinatorApi, UnknownActor
+from coordinator.trading.trading_state import ExitPolicy
 
 __all__ = ["create_app"]
 
@@ -330,7 +331,15 @@ def create_app(
         reason = body.get("reason")
         if not isinstance(reason, str) or not reason.strip():
             raise _fail(400, "body field 'reason' is required: a non-empty string saying why")
-        return api.halt(reason=reason.strip()[:500], by=_operator(body))
+        exits = body.get("exits", ExitPolicy.ALLOW.value)
+        allowed = [policy.value for policy in ExitPolicy]
+        if not isinstance(exits, str) or exits not in allowed:
+            raise _fail(
+                400,
+                f"body field 'exits' must be one of {', '.join(map(repr, allowed))} "
+                f"(default 'allow'), got {exits!r}",
+            )
+        return api.halt(reason=reason.strip()[:500], by=_operator(body), exits=ExitPolicy(exits))
 
     @app.post("/trading/resume")
     @mutating

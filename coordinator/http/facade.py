@@ -64,7 +64,7 @@ from coordinator.messages.universe import (
 from coordinator.runtime import Services
 from coordinator.supervisor.child import DrillBoard
 from coordinator.supervisor.directory import ChildUnavailable, Directory
-from coordinator.trading.trading_state import TradingStatus
+from coordinator.trading.trading_state import ExitPolicy, TradingStatus
 
 __all__ = ["ActorUnavailable", "CoordinatorApi", "UnknownActor"]
 
@@ -129,6 +129,7 @@ class CoordinatorApi:
         except ActorUnavailable as exc:
             problems.append(str(exc))
             trading: dict[str, Any] | None = None
+            kill_switch: dict[str, Any] | None = None
         else:
             for dep in health.dependencies:
                 components[dep.dependency.value] = {
@@ -138,6 +139,7 @@ class CoordinatorApi:
                 if dep.status.value != "up":
                     problems.append(f"{dep.dependency.value} is {dep.status.value}")
             trading = _trading(health.trading)
+            kill_switch = _kill_switch(health)
             if health.trading.state.value != "ACTIVE":
                 problems.append(f"trading is {health.trading.state.value}")
         status = "unhealthy" if unhealthy else "degraded" if problems else "healthy"
@@ -147,6 +149,7 @@ class CoordinatorApi:
             "uptime": round(self._services.uptime(), 3),
             "components": components,
             "trading": trading,
+            "kill_switch": kill_switch,
             "problems": unhealthy + problems,
             "actors": {
                 child.name: {
@@ -169,6 +172,7 @@ class CoordinatorApi:
             "trading_state": health.trading.state.value,
             "trading": _trading(health.trading),
             "trading_enabled": self._services.config.trading.enabled,
+            "kill_switch": _kill_switch(health),
             "dependencies": {
                 dep.dependency.value: {
                     "status": dep.status.value,
@@ -350,8 +354,8 @@ class CoordinatorApi:
             ),
         )
 
-    def halt(self, *, reason: str, by: str) -> dict[str, Any]:
-        health = self._ask(SERVICE_HEALTH, HaltTrading(reason=reason, by=by))
+    def halt(self, *, reason: str, by: str, exits: ExitPolicy = ExitPolicy.ALLOW) -> dict[str, Any]:
+        health = self._ask(SERVICE_HEALTH, HaltTrading(reason=reason, by=by, exits=exits))
         return {"trading": _trading(health.trading), "kill_switch": _kill_switch(health)}
 
     def resume(self, *, by: str) -> dict[str, Any]:
@@ -413,6 +417,7 @@ def _kill_switch(health: HealthSnapshot) -> dict[str, Any]:
     return {
         "halted": health.halted,
         "reason": health.halt_reason,
+        "exits": health.halt_exits.value if health.halted else "allow",
         "persisted": health.halt_persisted,
     }
 

@@ -38,7 +38,7 @@ class IntakeReaders:
             Subscription(
                 redis_url,
                 channels=(intake.channel,),
-                on_message=lambda _channel, data: self._hand_over(data, "pubsub", None),
+                on_message=lambda _channel, data: self._hand_over(data, "pubsub", None, False),
                 on_connection=lambda up, error: self._link("pubsub", up, error),
                 name="intake-pubsub",
                 actor="intake-pubsub",
@@ -52,7 +52,9 @@ class IntakeReaders:
                     group=intake.stream_group,
                     consumer=intake.stream_consumer,
                     claim_idle=intake.claim_idle,
-                    on_entry=lambda entry_id, data: self._hand_over(data, "stream", entry_id),
+                    on_entry=lambda entry_id, data, again: self._hand_over(
+                        data, "stream", entry_id, again
+                    ),
                     on_connection=lambda up, error: self._link("stream", up, error),
                     actor="intake-stream",
                 )
@@ -73,7 +75,9 @@ class IntakeReaders:
         self._readers = self._build()
         return self.start()
 
-    def _hand_over(self, data: bytes, source: str, stream_id: str | None) -> None:
+    def _hand_over(
+        self, data: bytes, source: str, stream_id: str | None, redelivered: bool
+    ) -> None:
         try:
             self._directory.tell(
                 INTAKE,
@@ -83,6 +87,7 @@ class IntakeReaders:
                     received_at=time.time(),
                     received_mono=time.monotonic(),
                     stream_id=stream_id,
+                    redelivered=redelivered,
                 ),
             )
         except ChildUnavailable as exc:

@@ -46,27 +46,32 @@ class Journal:
         records = list(records)
         if not records:
             return
-        text = "".join(json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records)
         with self._lock:
-            if self._torn_tail:
-                text = "\n" + text
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            try:
-                os.write(fd, text.encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            self._torn_tail = False
-            self._count += len(records)
-            self._intents.update(r["client_order_id"] for r in records if r.get("kind") == "intent")
+            self._append(records)
+
+    def _append(self, records: list[dict[str, Any]]) -> None:
+        """Append and fsync; the caller holds the lock."""
+        text = "".join(json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records)
+        if self._torn_tail:
+            text = "\n" + text
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._torn_tail = False
+        self._count += len(records)
+        self._intents.update(r["client_order_id"] for r in records if r.get("kind") == "intent")
 
     def claim_intent(self, record: dict[str, Any]) -> bool:
-        """Append an intent unless one with its client order id is here; True if added."""
+        """Append an intent unless one with its client order id is here; True if added.
+        The look and the append are one step: two threads never both claim an id."""
         with self._lock:
             if record["client_order_id"] in self._intents:
                 return False
-        self.append([record])
-        return True
+            self._append([record])
+            return True
 
     def records(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -1,4 +1,5 @@
-"""PostgreSQL side of the signal pipeline: batched writes, intent claims, reads for the API.
+"""PostgreSQL side of the signal pipeline: batched writes and reads for the API (the
+intent claims are in ``intent_claims``).
 
 Records travel as plain dicts (the same ones the local journal holds), one ``kind`` each:
 ``signal``, ``decision``, ``order`` (a state change), ``intent`` (an order about to be
@@ -10,16 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
 from typing import Any
 
 import psycopg2
 import psycopg2.extras
 
-from coordinator.infra.journal import Journal
-from coordinator.infra.store import OwnConnectionStore, StoreError, connect, first_line
+from coordinator.infra.store import OwnConnectionStore, StoreError, first_line
 
-__all__ = ["IntentClaims", "PipelineStore", "RecordError", "clean_text"]
+__all__ = ["PipelineStore", "RecordError", "clean_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -455,69 +454,6 @@ class PipelineStore(OwnConnectionStore):
             }
 
         return self._run(work)
-
-
-class IntentClaims:
-    """The one gate before ``POST /order``: an intent stored under a unique client order id.
-
-    Each caller thread has its own connection. When PostgreSQL cannot be reached the
-    intent goes to the local journal (fsync'd) instead, so an exit can still be sent
-    while the database is down, and never twice: the journal is checked first.
-    """
-
-    def __init__(self, dsn: str, journal: Journal, *, timeout: float) -> None:
-        self._dsn = dsn
-        self._journal = journal
-        self._timeout = timeout
-        self._local = threading.local()
-
-    def _connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = connect(self._dsn, timeout=self._timeout, application="coordinator-intents")
-            self._local.conn = conn
-        return conn
-
-    def warm(self) -> str | None:
-        """Open the calling thread's connection now rather than on its first order;
-        the error when it cannot (the first claim tries again)."""
-        try:
-            self._connection()
-        except StoreError as exc:
-            return str(exc)
-        return None
-
-    def claim(self, record: dict[str, Any]) -> tuple[bool, str]:
-        """(claimed, where): claimed False means an intent already exists: never send."""
-        client_order_id = record["client_order_id"]
-        if self._journal.has_intent(client_order_id):
-            return False, "journal"
-        try:
-            conn = self._connection()
-            with conn, conn.cursor() as cur:
-                cur.execute(
-                    """INSERT INTO coordinator_orders (client_order_id, signal_id, symbol, side,
-                           quantity, reference_price, state, trader_order_id, error, created_at,
-                           updated_at)
-                       VALUES """
-                    + _ORDER_TEMPLATE
-                    + " ON CONFLICT DO NOTHING RETURNING client_order_id",
-                    _order_row(record),
-                )
-                claimed = cur.fetchone() is not None
-            return claimed, "postgres"
-        except (psycopg2.Error, StoreError) as exc:
-            self.close()
-            logger.warning("intent %s goes to the local journal: %s", client_order_id, exc)
-            return self._journal.claim_intent({**record, "kind": "intent"}), "journal"
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            try:
-                conn.close()
-            finally:
-                self._local.conn = None
 
 
 def _iso(value: Any) -> str | None:

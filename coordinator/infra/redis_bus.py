@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import redis
 
+from coordinator.clock import Clock, SystemClock
 from coordinator.logs import set_actor_name
 
 __all__ = ["MARKET_DATA_PATTERN", "EventPublisher", "Subscription"]
@@ -36,15 +37,16 @@ def _unpack(message: dict) -> tuple[str, bytes]:
 
 class Subscription:
     """A reader thread on channels and patterns. Each message goes to ``on_message``,
-    or what has arrived together (with the monotonic time each was read) to
-    ``on_batch``."""
+    or what has arrived together to ``on_batch`` as (channel, data, monotonic time,
+    wall-clock time) each was read: a price's age starts there, not when an actor
+    gets to it."""
 
     def __init__(
         self,
         url: str,
         *,
         on_message: Callable[[str, bytes], None] | None = None,
-        on_batch: Callable[[list[tuple[str, bytes, float]]], None] | None = None,
+        on_batch: Callable[[list[tuple[str, bytes, float, float]]], None] | None = None,
         max_batch: int = 256,
         channels: Sequence[str] = (),
         patterns: Sequence[str] = (),
@@ -52,6 +54,7 @@ class Subscription:
         name: str,
         actor: str | None = None,
         backoff: tuple[float, float] = (0.1, 5.0),
+        clock: Clock | None = None,
     ) -> None:
         if not channels and not patterns:
             raise ValueError("a subscription needs at least one channel or pattern")
@@ -66,6 +69,7 @@ class Subscription:
         self._on_connection = on_connection or (lambda _up, _error: None)
         self._backoff = backoff
         self._actor = actor
+        self._clock = clock or SystemClock()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.connected = False
@@ -103,12 +107,12 @@ class Subscription:
                         continue
                     # What has already arrived goes over in one hand-off: at thousands
                     # of messages a second, one per message costs more than the work.
-                    batch = [(*_unpack(message), time.monotonic())]
+                    batch = [(*_unpack(message), time.monotonic(), self._clock.time())]
                     while len(batch) < self._max_batch:
                         more = pubsub.get_message(timeout=0.0)
                         if more is None:
                             break
-                        batch.append((*_unpack(more), time.monotonic()))
+                        batch.append((*_unpack(more), time.monotonic(), self._clock.time()))
                     assert self._on_batch is not None
                     self._on_batch(batch)
             except (redis.RedisError, OSError) as exc:

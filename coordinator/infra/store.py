@@ -190,6 +190,8 @@ class KillSwitchPosition:
     reason: str
     by: str
     at: float | None
+    exits: str = "allow"
+    """While halted: ``allow`` (SELLs still go) or ``block``."""
 
 
 class KillSwitchStore:
@@ -205,20 +207,20 @@ class KillSwitchStore:
 
     def load(self) -> KillSwitchPosition:
         row = self._run(
-            "SELECT halted, reason, requested_by, at FROM coordinator_kill_switch_events"
+            "SELECT halted, reason, requested_by, at, exits FROM coordinator_kill_switch_events"
             " ORDER BY id DESC LIMIT 1",
             (),
             fetch=True,
         )
         if row is None:
             return KillSwitchPosition(False, "", "", None)
-        return KillSwitchPosition(row[0], row[1], row[2], row[3].timestamp())
+        return KillSwitchPosition(row[0], row[1], row[2], row[3].timestamp(), row[4])
 
-    def save(self, *, halted: bool, reason: str, by: str, at: float) -> None:
+    def save(self, *, halted: bool, reason: str, by: str, at: float, exits: str = "allow") -> None:
         self._run(
-            "INSERT INTO coordinator_kill_switch_events (halted, reason, requested_by, at)"
-            " VALUES (%s, %s, %s, %s)",
-            (halted, reason, by, datetime.fromtimestamp(at, UTC)),
+            "INSERT INTO coordinator_kill_switch_events (halted, reason, requested_by, at, exits)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (halted, reason, by, datetime.fromtimestamp(at, UTC), exits),
             fetch=False,
         )
 

@@ -40,7 +40,7 @@ class StreamReader:
         group: str,
         consumer: str,
         claim_idle: float,
-        on_entry: Callable[[str, bytes], None],
+        on_entry: Callable[[str, bytes, bool], None],
         on_connection: Callable[[bool, str | None], None],
         actor: str | None = None,
         batch: int = 500,
@@ -119,7 +119,7 @@ class StreamReader:
             entries = reply[0][1] if reply else []
             if not entries:
                 return
-            self._deliver(reply)
+            self._deliver(reply, redelivered=True)
             last = entries[-1][0]
 
     def _claim_abandoned(self, client: redis.Redis) -> None:
@@ -138,17 +138,18 @@ class StreamReader:
                 logger.warning(
                     "took over %d entries left pending by another consumer", len(entries)
                 )
-                self._deliver([[self._stream, entries]])
+                self._deliver([[self._stream, entries]], redelivered=True)
             if start in (b"0-0", "0-0") or not entries:
                 return
 
-    def _deliver(self, reply: list) -> None:
+    def _deliver(self, reply: list, *, redelivered: bool = False) -> None:
+        """``redelivered``: entries delivered before (pending), maybe to another process."""
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
                 if fields is None:  # deleted while pending
                     continue
                 key = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-                self._on_entry(key, entry_payload(fields))
+                self._on_entry(key, entry_payload(fields), redelivered)
 
     def _set_connected(self, up: bool, error: str | None) -> None:
         if up == self.connected:

@@ -9,6 +9,7 @@ from coordinator.trading.breaker import BreakerPhase
 from coordinator.trading.trading_state import (
     Dependency,
     DependencyStatus,
+    ExitPolicy,
     StateReason,
     TradingStatus,
 )
@@ -60,6 +61,8 @@ class HaltTrading(Command):
     """Why, as the operator said it."""
     by: str
     """Who asked (the API client's description)."""
+    exits: ExitPolicy = ExitPolicy.ALLOW
+    """Whether SELLs (signals and stop exits) still go while halted."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,6 +118,8 @@ class HealthSnapshot:
     """What the operator said when halting."""
     halt_persisted: bool
     """Whether the current kill-switch position is stored in PostgreSQL."""
+    halt_exits: ExitPolicy = ExitPolicy.ALLOW
+    """While halted: whether exits are allowed or blocked."""
     intake_links: tuple[tuple[str, bool, str | None], ...] = ()
     """(reader, connected, last error) of the intake's Redis readers."""
 
@@ -165,6 +170,8 @@ class HaltStateLoaded(Event):
     """When it was set, epoch seconds."""
     error: str | None
     """Why it could not be read."""
+    exits: ExitPolicy = ExitPolicy.ALLOW
+    """The stored halt's exit policy."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

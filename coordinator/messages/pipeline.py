@@ -76,6 +76,9 @@ class RawSignal(Command):
     """Monotonic time of arrival, for latencies."""
     stream_id: str | None = None
     """Redis Stream entry id, acknowledged once the decision is stored."""
+    redelivered: bool = False
+    """Delivered before, maybe to an earlier process: a stream entry re-read from the
+    pending list or taken over from another consumer, a ``trading_signals`` row."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,6 +111,10 @@ class SubmitSignal(Command):
     """The intake's steps (parse, freshness, back-pressure), all passed."""
     exit: ExitTarget | None = None
     """Set for a trailing stop's exit: the holding it sells."""
+    redelivered: bool = False
+    """It may have been seen before, by an earlier process or incarnation (taken in
+    again, re-delivered, taken over, sent again from the in-flight table): its intent may
+    be in PostgreSQL already, so the local journal may not claim it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,7 +177,7 @@ class PriceUpdated(Event):
     price: float
     """Its latest close."""
     at: float
-    """Wall-clock time of the price."""
+    """Wall-clock time the Redis reader received the price: its age starts there."""
     received_mono: float = 0.0
     """Monotonic time the candle arrived from Redis (0 when not from Redis)."""
 
@@ -245,9 +252,11 @@ class PositionsSeen(Command):
 class CandlesReceived(Command):
     """Market-data messages as they arrived together, for the MarketFeed to parse."""
 
-    candles: tuple[tuple[str, bytes, float], ...]
-    """(channel, candle JSON, monotonic time the reader thread got it), in order of
-    arrival; the channel is ``roottrading:market:data:{symbol}:{timeframe}``."""
+    candles: tuple[tuple[str, bytes, float, float], ...]
+    """(channel, candle JSON, monotonic time and wall-clock time the reader thread got
+    it), in order of arrival; the channel is
+    ``roottrading:market:data:{symbol}:{timeframe}``. The wall-clock time is the
+    price's time (``PriceUpdated.at``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,6 +1,9 @@
 """The trading state, derived from the dependencies and the kill switch.
 
-HALTED    no new orders at all: manual halt, halt state unknown, Trader down or absent
+HALTED    no BUY: manual halt, halt state unknown, Trader down or absent. SELLs (signals
+          and stop exits) still pass while every cause of the halt leaves exits
+          allowed: a halt whose operator did not block exits, or a kill switch that
+          cannot be read. A held symbol stays sellable unless an operator blocks exits.
 DEGRADED  exits only (SELL goes through, BUY is refused): Portfolio, PostgreSQL or
           Redis down, or a portfolio protection limit reached (daily loss, drawdown).
           HTTP intake keeps working without Redis.
@@ -19,6 +22,7 @@ from coordinator.trading.breaker import Breaker, BreakerPhase
 __all__ = [
     "Dependency",
     "DependencyStatus",
+    "ExitPolicy",
     "HaltState",
     "StateReason",
     "TradingState",
@@ -56,6 +60,13 @@ class DependencyStatus(StrEnum):
         return self in (DependencyStatus.UP, DependencyStatus.FAILING)
 
 
+class ExitPolicy(StrEnum):
+    """What a manual halt does to exits (SELL signals and stop exits)."""
+
+    ALLOW = "allow"
+    BLOCK = "block"
+
+
 @dataclass(frozen=True, slots=True)
 class HaltState:
     """The kill switch. ``active`` None means it could not be read from the store."""
@@ -64,6 +75,8 @@ class HaltState:
     reason: str = ""
     by: str = ""
     at: float | None = None
+    exits: ExitPolicy = ExitPolicy.ALLOW
+    """While halted: whether SELLs still go (the default) or are blocked too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +92,10 @@ class TradingStatus:
     state: TradingState
     reasons: tuple[StateReason, ...]
     """Every cause of the state, the most severe first; empty when ACTIVE."""
+    sells_held: bool = True
+    """When HALTED: whether a cause of the halt holds SELLs too (the Trader is down or
+    absent, or an operator blocked exits). A HALTED status built without knowing its
+    causes holds them."""
 
     @property
     def buys_allowed(self) -> bool:
@@ -86,7 +103,7 @@ class TradingStatus:
 
     @property
     def sells_allowed(self) -> bool:
-        return self.state is not TradingState.HALTED
+        return self.state is not TradingState.HALTED or not self.sells_held
 
 
 _EFFECT: Mapping[Dependency, TradingState] = {
@@ -113,24 +130,29 @@ def derive_trading_status(
 ) -> TradingStatus:
     """``guards``: portfolio protection limits reached (DEGRADED each)."""
     causes: list[tuple[TradingState, StateReason]] = []
+    sells_held = False
     if halt.active is None:
+        # Unreadable (it recurs whenever ServiceHealth restarts during a PostgreSQL
+        # outage): no BUY, but a protective exit must not wait for the database.
         causes.append(
             (
                 TradingState.HALTED,
                 StateReason(
                     "halt_state_unknown",
-                    "the kill switch could not be read from PostgreSQL; halted until it can",
+                    "the kill switch could not be read from PostgreSQL; no BUY until it can, "
+                    "exits allowed",
                 ),
             )
         )
     elif halt.active:
         by = f" by {halt.by}" if halt.by else ""
-        causes.append(
-            (
-                TradingState.HALTED,
-                StateReason("manual_halt", f"halted{by}: {halt.reason or 'no reason given'}"),
-            )
-        )
+        said = f"halted{by}: {halt.reason or 'no reason given'}"
+        if halt.exits is ExitPolicy.BLOCK:
+            sells_held = True
+            reason = StateReason("manual_halt_exits_blocked", f"{said} (exits blocked too)")
+        else:
+            reason = StateReason("manual_halt", said)
+        causes.append((TradingState.HALTED, reason))
     for dependency in Dependency:
         status = dependencies.get(dependency, DependencyStatus.UNCHECKED)
         if status.usable:
@@ -145,6 +167,8 @@ def derive_trading_status(
             DependencyStatus.NOT_CONFIGURED: "is not configured",
             DependencyStatus.UNCHECKED: "has not been checked yet",
         }[status]
+        if _EFFECT[dependency] is TradingState.HALTED:
+            sells_held = True
         causes.append(
             (
                 _EFFECT[dependency],
@@ -157,7 +181,7 @@ def derive_trading_status(
     if not causes:
         return TradingStatus(TradingState.ACTIVE, ())
     causes.sort(key=lambda cause: -_SEVERITY[cause[0]])
-    return TradingStatus(causes[0][0], tuple(reason for _, reason in causes))
+    return TradingStatus(causes[0][0], tuple(reason for _, reason in causes), sells_held=sells_held)
 
 
 def dependency_status(breaker: Breaker, last_ok: bool | None) -> DependencyStatus:

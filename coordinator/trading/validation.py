@@ -78,6 +78,9 @@ class Reason(StrEnum):
     """What is left to sell is below what the exchange takes: reported, not retried."""
     MARKET_DATA_UNAVAILABLE = "market_data_unavailable"
     MARKET_DATA_STALE = "market_data_stale"
+    STOP_NOT_HIT = "stop_not_hit"
+    """An exit whose latest fresh price is back above its stop: not sent, the stop
+    looks again."""
     PRICE_DEVIATION = "price_deviation"
     TRADER_UNAVAILABLE = "trader_unavailable"
     TRADER_REJECTED = "trader_rejected"
@@ -137,6 +140,9 @@ def check_freshness(signal: Signal, *, now: float, signal_timeout: float) -> Che
 def check_trading_state(signal: Signal, status: TradingStatus) -> CheckResult:
     why = "; ".join(r.detail for r in status.reasons)
     if status.state is TradingState.HALTED:
+        if signal.side is Side.SELL and status.sells_allowed:
+            # A held symbol is always sellable unless an operator blocks exits.
+            return _ok("trading_state", f"HALTED, exits allowed: SELL passes ({why})")
         return _fail("trading_state", Reason.TRADING_HALTED, f"trading HALTED: {why}")
     if status.state is TradingState.DEGRADED and signal.side is Side.BUY:
         return _fail("trading_state", Reason.TRADING_DEGRADED, f"DEGRADED, no BUY: {why}")
@@ -144,18 +150,31 @@ def check_trading_state(signal: Signal, status: TradingStatus) -> CheckResult:
 
 
 _TRADER_OUTAGE = frozenset({"trader_down", "trader_unchecked"})
+# Causes of a halt that a Trader coming back does not lift, for a BUY and for a SELL
+# (a halt that leaves exits allowed does not hold a SELL).
 _HOLDS = frozenset(
-    {"manual_halt", "halt_state_unknown", "trading_state_unknown", "trader_not_configured"}
+    {
+        "manual_halt",
+        "manual_halt_exits_blocked",
+        "halt_state_unknown",
+        "trading_state_unknown",
+        "trader_not_configured",
+    }
+)
+_SELL_HOLDS = frozenset(
+    {"manual_halt_exits_blocked", "trading_state_unknown", "trader_not_configured"}
 )
 
 
-def waiting_for_trader(status: TradingStatus) -> bool:
-    """HALTED because the Trader does not answer, and for nothing else that halts:
-    signals wait for it (and are checked again, from the trading state on, once it
-    answers). A manual halt, or a Trader that is not configured, does not pass."""
+def waiting_for_trader(status: TradingStatus, side: Side | None = None) -> bool:
+    """HALTED because the Trader does not answer, and for nothing else that holds a
+    signal of ``side`` (None: of any side): signals wait for it (and are checked again,
+    from the trading state on, once it answers). A manual halt (for a SELL: one that
+    blocks exits), or a Trader that is not configured, does not pass."""
     codes = {r.code for r in status.reasons}
+    holds = _SELL_HOLDS if side is Side.SELL else _HOLDS
     return (
-        status.state is TradingState.HALTED and bool(codes & _TRADER_OUTAGE) and not codes & _HOLDS
+        status.state is TradingState.HALTED and bool(codes & _TRADER_OUTAGE) and not codes & holds
     )
 
 

@@ -1,0 +1,214 @@
+"""The intent gate before ``POST /order``: each order's intent stored once, or not sent.
+
+An intent is a row of ``coordinator_orders`` under a client order id derived from the
+signal id; the row's unique key makes the claim. When PostgreSQL cannot be reached, the
+local journal may stand in, but only for what it can know (see ``IntentClaims``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import psycopg2
+
+from coordinator.clock import Clock, SystemClock
+from coordinator.infra.journal import Journal
+from coordinator.infra.pipeline_store import _ORDER_TEMPLATE, _order_row
+from coordinator.infra.store import StoreError, connect, first_line
+
+__all__ = ["Claim", "ClaimResult", "IntentClaims", "unreachable"]
+
+logger = logging.getLogger(__name__)
+
+
+class ClaimResult(StrEnum):
+    """The answer of the intent gate."""
+
+    CLAIMED = "claimed"
+    """Stored now: the order may be sent, once."""
+    EXISTS = "exists"
+    """An intent for this order exists, or may: never send."""
+    UNAVAILABLE = "unavailable"
+    """PostgreSQL cannot be reached and the journal may not decide: wait for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    result: ClaimResult
+    where: str
+    """``postgres`` or ``journal``: what answered (or could not)."""
+    detail: str = ""
+    """Why, when not claimed."""
+
+
+# Connection exceptions (class 08) and a server shutting down or starting (57P01-3): the
+# database was not reached. Any other error came from a server that may hold the intent.
+_UNREACHABLE_PREFIX = "08"
+_SENT_KEPT = 200_000
+"""Claims remembered as sent to PostgreSQL: far more than a signal_timeout's worth."""
+_UNREACHABLE_CODES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether an error means "PostgreSQL could not be reached" (and nothing else)."""
+    if isinstance(exc, StoreError):
+        return True  # raised by connect(): no connection was made
+    code = getattr(exc, "pgcode", None)
+    if code is None:
+        # No answer from a server: the connection broke or never was.
+        return isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
+    return code.startswith(_UNREACHABLE_PREFIX) or code in _UNREACHABLE_CODES
+
+
+class IntentClaims:
+    """The one gate before ``POST /order``: an intent stored under a unique client order id.
+
+    Each caller thread has its own connection. Only an error that means PostgreSQL could
+    not be reached may fall back to the local journal (fsync'd), and only for a signal
+    first seen by this process after PostgreSQL last answered: the journal cannot know
+    what PostgreSQL holds, so a signal seen earlier, or by an earlier process (taken in
+    again, re-delivered, taken over), might have its intent there already and waits for
+    PostgreSQL instead. Any other error (a lock or statement timeout on the same row, a
+    refused statement) counts as "the intent exists": never sent.
+    """
+
+    def __init__(
+        self, dsn: str, journal: Journal, *, timeout: float, clock: Clock | None = None
+    ) -> None:
+        self._dsn = dsn
+        self._journal = journal
+        self._timeout = timeout
+        self._clock = clock or SystemClock()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._answered_at: float | None = None
+        # Ids whose INSERT left for PostgreSQL in this process: it may have committed
+        # even if no answer came back (a crash of the actor, a connection cut).
+        self._sent: OrderedDict[str, None] = OrderedDict()
+
+    @property
+    def answered_at(self) -> float | None:
+        """Wall-clock time PostgreSQL last answered a claim (or a warm-up) here."""
+        with self._lock:
+            return self._answered_at
+
+    def _answered(self) -> None:
+        now = self._clock.time()
+        with self._lock:
+            if self._answered_at is None or now > self._answered_at:
+                self._answered_at = now
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = connect(self._dsn, timeout=self._timeout, application="coordinator-intents")
+            self._local.conn = conn
+        return conn
+
+    def warm(self) -> str | None:
+        """Open the calling thread's connection now rather than on its first order;
+        the error when it cannot (the first claim tries again)."""
+        opened = getattr(self._local, "conn", None) is None
+        try:
+            self._connection()
+        except StoreError as exc:
+            return str(exc)
+        if opened:  # a connection held from before proves nothing about now
+            self._answered()
+        return None
+
+    def claim(self, record: dict[str, Any], *, first_seen: float | None) -> Claim:
+        """Store the intent ``record`` unless one with its client order id exists.
+
+        ``first_seen``: wall-clock time this process first saw the signal; None when it
+        may have been seen before (by an earlier process or incarnation).
+        """
+        client_order_id = record["client_order_id"]
+        if self._journal.has_intent(client_order_id):
+            return Claim(ClaimResult.EXISTS, "journal", "the local journal holds it")
+        # An earlier call's INSERT (of an actor that crashed since, say) may have been
+        # committed and its order sent. This call's own INSERT may not stop this call
+        # from using the journal: whatever it did, this call claims once at most.
+        sent_before = self._was_sent(client_order_id)
+        error: BaseException | None = None
+        # An open connection may be one the server dropped (a restart): one fresh try.
+        for _attempt in range(2):
+            reused = getattr(self._local, "conn", None) is not None
+            try:
+                claimed = self._insert(record)
+            except (psycopg2.Error, StoreError) as exc:
+                self.close()
+                error = exc
+                if not unreachable(exc):
+                    logger.error(
+                        "intent %s: PostgreSQL answered an error (%s); taken as existing, "
+                        "never sent",
+                        client_order_id,
+                        first_line(exc),
+                    )
+                    return Claim(
+                        ClaimResult.EXISTS,
+                        "postgres",
+                        f"PostgreSQL error at the claim, the intent may exist: {first_line(exc)}",
+                    )
+                if reused:
+                    continue
+                break
+            self._answered()
+            if claimed:
+                return Claim(ClaimResult.CLAIMED, "postgres")
+            return Claim(ClaimResult.EXISTS, "postgres", "PostgreSQL holds it")
+        reason = first_line(error) if error is not None else "unreachable"
+        answered = self.answered_at
+        if first_seen is None or (answered is not None and first_seen <= answered) or sent_before:
+            logger.warning(
+                "intent %s waits for PostgreSQL (%s): its signal may have been seen before",
+                client_order_id,
+                reason,
+            )
+            return Claim(
+                ClaimResult.UNAVAILABLE,
+                "postgres",
+                f"PostgreSQL unreachable ({reason}) and the signal may have been seen "
+                "before the outage: waiting for PostgreSQL",
+            )
+        logger.warning("intent %s goes to the local journal: %s", client_order_id, reason)
+        if self._journal.claim_intent({**record, "kind": "intent"}):
+            return Claim(ClaimResult.CLAIMED, "journal")
+        return Claim(ClaimResult.EXISTS, "journal", "the local journal holds it")
+
+    def _was_sent(self, client_order_id: str) -> bool:
+        with self._lock:
+            return client_order_id in self._sent
+
+    def _insert(self, record: dict[str, Any]) -> bool:
+        conn = self._connection()
+        with self._lock:
+            self._sent[record["client_order_id"]] = None
+            self._sent.move_to_end(record["client_order_id"])
+            while len(self._sent) > _SENT_KEPT:
+                self._sent.popitem(last=False)
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                """INSERT INTO coordinator_orders (client_order_id, signal_id, symbol, side,
+                       quantity, reference_price, state, trader_order_id, error, created_at,
+                       updated_at)
+                   VALUES """
+                + _ORDER_TEMPLATE
+                + " ON CONFLICT DO NOTHING RETURNING client_order_id",
+                _order_row(record),
+            )
+            return cur.fetchone() is not None
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            try:
+                conn.close()
+            finally:
+                self._local.conn = None
