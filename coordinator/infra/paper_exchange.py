@@ -43,6 +43,7 @@ _KNOB_NAMES = (
     "reject_next",
     "health_status",
     "fail_after_fill",
+    "history_status",
 )
 
 
@@ -63,6 +64,9 @@ class Knobs:
         self.fail_after_fill: int = 0
         """The next N orders are filled, then answered 500 (the Trader's rare path where
         Binance filled and its own error handling answered a failure)."""
+        self.history_status: int = 200
+        """Status of ``GET /orders`` and ``GET /order/<id>`` (not 200: the Trader's order
+        history cannot be read, as after its restart lost it)."""
 
     def update(self, changes: dict[str, Any]) -> None:
         for name, value in changes.items():
@@ -72,7 +76,7 @@ class Knobs:
                 raise ValueError(f"knob {name} must be a number")
             if not math.isfinite(value) or value < 0 or (name == "error_rate" and value > 1):
                 raise ValueError(f"knob {name}={value} is out of range")
-            counts = ("reject_next", "health_status", "fail_after_fill")
+            counts = ("reject_next", "health_status", "fail_after_fill", "history_status")
             setattr(self, name, int(value) if name in counts else value)
 
     def as_dict(self) -> dict[str, Any]:
@@ -83,6 +87,7 @@ class Knobs:
             "reject_next": self.reject_next,
             "health_status": self.health_status,
             "fail_after_fill": self.fail_after_fill,
+            "history_status": self.history_status,
         }
 
 
@@ -216,6 +221,9 @@ class PaperExchange:
 
         @app.get("/orders")
         def trader_orders() -> Any:
+            if self.knobs.history_status != 200:
+                response.status = self.knobs.history_status
+                return _flask_json({"error": "paper exchange: order history unavailable"})
             status, body = self._list_orders(request.query.get("limit", "50"))
             response.status = status
             response.content_type = "application/json"
@@ -223,6 +231,9 @@ class PaperExchange:
 
         @app.get("/order/<order_id>")
         def trader_order(order_id: str) -> Any:
+            if self.knobs.history_status != 200:
+                response.status = self.knobs.history_status
+                return _flask_json({"error": "paper exchange: order history unavailable"})
             with self._lock:
                 found = self._trader_order_ids.get(order_id)
             response.content_type = "application/json"
