@@ -64,6 +64,10 @@ __all__ = ["Validator"]
 
 logger = logging.getLogger(__name__)
 
+# Seconds a Validator waits for the Ledger's Reservation; the Reserve carries the
+# matching deadline, past which the Ledger makes none.
+_RESERVE_TIMEOUT = 2.0
+
 _UNKNOWN_STATE = TradingStatus(
     TradingState.HALTED,
     (StateReason("trading_state_unknown", "ServiceHealth has not told the trading state yet"),),
@@ -75,7 +79,7 @@ class _Waiting:
     message: SubmitSignal
     why: Reason
     detail: str
-    reservation_id: int | None = None
+    reservation_id: str | None = None
 
 
 class Validator(ChildActor):
@@ -96,6 +100,10 @@ class Validator(ChildActor):
         self._unsent: set[str] = set()
         self._decided = 0
         self._sending = False
+        # The reservation of the signal being processed until it is settled, and
+        # whether its order may have left (for the settlement in ``finally``).
+        self._open: tuple[str, OrderPlan] | None = None
+        self._submitted = False
         self._intents: IntentClaims = services.intents
         url = services.endpoints.trader_url
         self._trader = (
@@ -303,8 +311,14 @@ class Validator(ChildActor):
         try:
             reservation: Reservation = self.context.directory.ask(
                 "ledger",
-                Reserve(signal=signal, market=self._prices.get(signal.symbol), exit=message.exit),
-                timeout=2.0,
+                Reserve(
+                    signal=signal,
+                    market=self._prices.get(signal.symbol),
+                    exit=message.exit,
+                    owner=f"{self.name}#{self.context.incarnation}",
+                    deadline=self._clock.time() + _RESERVE_TIMEOUT,
+                ),
+                timeout=_RESERVE_TIMEOUT,
             )
         except (ChildUnavailable, pykka.Timeout) as exc:
             if not self._expired(message):
@@ -319,21 +333,30 @@ class Validator(ChildActor):
         if reservation.plan is None or reservation.reservation_id is None:
             self._decide(message, done)
             return
-        if not self._enabled:
-            self._settle(reservation.reservation_id, False)
-            execution = CheckResult(
-                "execution", True, None, "shadow mode (TRADING_ENABLED=false): not sent"
-            )
-            self._decide(message, (*done, execution), plan=reservation.plan, shadow=True)
-            return
-        self._execute(message, done, reservation.plan, reservation.reservation_id)
+        plan, reservation_id = reservation.plan, reservation.reservation_id
+        self._open = (reservation_id, plan)
+        self._submitted = False
+        try:
+            if not self._enabled:
+                self._settle(reservation_id, False)
+                execution = CheckResult(
+                    "execution", True, None, "shadow mode (TRADING_ENABLED=false): not sent"
+                )
+                self._decide(message, (*done, execution), plan=plan, shadow=True)
+                return
+            self._execute(message, done, plan, reservation_id)
+        finally:
+            if self._open is not None:
+                # An exception (or a path) left the reservation unsettled: settled here,
+                # never leaked. Unknown once the order may have left.
+                self._settle(reservation_id, None if self._submitted else False)
 
     def _execute(
         self,
         message: SubmitSignal,
         checks: tuple[CheckResult, ...],
         plan: OrderPlan,
-        reservation_id: int,
+        reservation_id: str,
     ) -> None:
         signal = message.signal
         order_id = client_order_id(signal.signal_id)
@@ -382,6 +405,7 @@ class Validator(ChildActor):
         }
         self._store(RecordOrder(order=self._moved(intent, state="sent")))
         sent_mono = self._clock.monotonic()
+        self._submitted = True
         answer = self._trader.submit(body)
         self._tell_health(answer.trader_works, answer.error)
         order_ms = (sent_mono - message.received_mono) * 1000.0
@@ -520,10 +544,20 @@ class Validator(ChildActor):
         except ChildUnavailable as exc:
             logger.error("store writer refused %s: %s", type(message).__name__, exc)
 
-    def _settle(self, reservation_id: int, filled: bool | None) -> None:
+    def _settle(self, reservation_id: str, filled: bool | None) -> None:
+        opened, self._open = self._open, None
+        if opened is None or opened[0] != reservation_id:
+            return  # settled already
+        plan = opened[1]
         try:
             self.context.directory.tell(
-                "ledger", Settle(reservation_id=reservation_id, filled=filled)
+                "ledger",
+                Settle(
+                    reservation_id=reservation_id,
+                    filled=filled,
+                    symbol=plan.symbol,
+                    side=plan.side,
+                ),
             )
         except ChildUnavailable as exc:
             logger.error("ledger did not take a settlement: %s", exc)
