@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -212,6 +212,8 @@ class LedgerBookMachine(RuleBasedStateMachine):
             exit=exit,
         )
         plan = evaluation.plan
+        failure = evaluation.failure
+        event(f"{side}{' exit' if exit else ''}: {failure.reason if failure else 'accepted'}")
         if plan is None:
             return
         truth = self.truth
@@ -257,6 +259,21 @@ class LedgerBookMachine(RuleBasedStateMachine):
             if shown is None:
                 return
             holding = shown
+        target = ExitTarget(
+            position_key=holding.key,
+            entry_price=holding.entry,
+            quantity=holding.quantity,
+            stop=holding.entry * 0.95,
+            price=self.price[symbol],
+            price_at=self.now,
+        )
+        self._reserve(symbol, "SELL", target)
+
+    @precondition(lambda self: bool(self.past_holdings))
+    @rule(data=st.data())
+    def stale_stop_exit(self, data: st.DataObject) -> None:
+        """A stop's exit for a holding our SELL closed (its stop did not hear of it)."""
+        symbol, holding = data.draw(st.sampled_from(self.past_holdings))
         target = ExitTarget(
             position_key=holding.key,
             entry_price=holding.entry,
