@@ -136,3 +136,24 @@ def test_an_exception_after_the_reservation_settles_it(pipelines, monkeypatch):
     assert decision["outcome"] in ("rejected", "unknown")
     wait_for(lambda: ledger(pipe).reservations == 0, message="the reservation settled")
     assert pipe.paper.stats()["orders_received"] == 0
+
+
+def test_a_fetch_between_the_fill_and_its_settlement_counts_the_fill_once(pipelines):
+    # A Validator waiting on the Trader is not hung (the liveness limit of the tests
+    # is 1 s).
+    pipe = pipelines({"SUPERVISOR_LIVENESS_TIMEOUT": "10"})
+    # The Trader fills at once and answers 2.5 s later: the Ledger's fetches meanwhile
+    # (every second) show the fill before the Validator settles it.
+    pipe.paper.knobs.update({"timeout": 2.5})
+    buy = signal_payload("XRPUSDC", "BUY")
+    pipe.publish(buy)
+    wait_for(lambda: "XRPUSDC" in pipe.positions(), message="the BUY filled")
+    # A SELL right behind it: sized by the Ledger just after the BUY's settlement.
+    sell = signal_payload("XRPUSDC", "SELL")
+    pipe.publish(sell)
+    quantity = pipe.decision(signal_id(buy))["order"]["quantity"]
+    pipe.paper.knobs.update({"timeout": 0})
+    record = pipe.decision(signal_id(sell))
+    assert record["decision"]["outcome"] == "accepted", record["decision"]
+    assert record["order"]["quantity"] <= quantity, "not the doubled quantity"
+    wait_for(lambda: "XRPUSDC" not in pipe.positions(), message="the position sold")

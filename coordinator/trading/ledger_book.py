@@ -236,12 +236,11 @@ class LedgerBook:
         # prefixes that the base amount alone cannot.
         moved = 0.0
         ambiguous: list[tuple[list[BookOrder], list[int], int]] = []
+        positions: list[tuple[list[BookOrder], list[int]]] = []
         for symbol in sorted({o.plan.symbol for o in self.orders.values()}):
             visible = self._sequence(symbol)
-            if not visible:
-                continue
-            shown_positions, options = self._evidence(symbol, visible, view)
-            _mark(visible, "positions_shown", shown_positions)
+            held, options = self._evidence(symbol, visible, view)
+            positions.append((visible, held))
             before = sum(1 for o in visible if o.balances_shown)
             if len(options) == 1:
                 moved += self._moved(visible, before, options[0])
@@ -253,7 +252,6 @@ class LedgerBook:
                 chosen = min(options)
             else:
                 expected = previous.balances.get(self.quote, _ZERO).total + moved
-
                 chosen = min(
                     options,
                     key=lambda p, v=visible, b=before, e=expected: (
@@ -263,6 +261,11 @@ class LedgerBook:
                 )
             moved += self._moved(visible, before, chosen)
             _mark(visible, "balances_shown", chosen)
+        for visible, held in positions:
+            # Positions the amounts cannot tell apart: the prefix the balances show, if
+            # it is one of them (both endpoints caught up), else the shortest.
+            balances = sum(1 for o in visible if o.balances_shown)
+            _mark(visible, "positions_shown", balances if balances in held else min(held))
         newly = [o for k, o in self.orders.items() if o.balances_shown and k not in shown_before]
         for order in self.orders.values():
             if order.positions_shown:
@@ -322,8 +325,8 @@ class LedgerBook:
 
     def _evidence(
         self, symbol: str, visible: list[BookOrder], view: PortfolioView
-    ) -> tuple[int, list[int]]:
-        """(the prefix of ``visible`` the view's positions show, the prefixes its
+    ) -> tuple[list[int], list[int]]:
+        """(the prefixes of ``visible`` the view's positions may show, those its
         balances may show)."""
         base, _ = split_symbol(symbol)
         tolerance = 0.25 * min(o.plan.quantity for o in visible)
@@ -346,7 +349,7 @@ class LedgerBook:
         # the same view: the shortest is kept, so that a later view showing the BUY
         # alone is not taken for one that shows both. Matching none of our expectations
         # (a trade made elsewhere, a manual sell): the Portfolio is the truth.
-        return (min(positions) if positions else len(visible)), (balances or [len(visible)])
+        return (positions or [len(visible)]), (balances or [len(visible)])
 
     def _quote_delta(self, order: BookOrder) -> float:
         if order.plan.side is Side.BUY:
