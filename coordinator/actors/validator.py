@@ -100,9 +100,9 @@ class Validator(ChildActor):
         self._unsent: set[str] = set()
         self._decided = 0
         self._sending = False
-        # The reservation of the signal being processed until it is settled, and
-        # whether its order may have left (for the settlement in ``finally``).
-        self._open: tuple[str, OrderPlan] | None = None
+        # Reservations not settled yet (the plan names what a Settle settles), and
+        # whether the order being processed may have left (for the ``finally``).
+        self._reserved: dict[str, OrderPlan] = {}
         self._submitted = False
         self._intents: IntentClaims = services.intents
         url = services.endpoints.trader_url
@@ -334,7 +334,7 @@ class Validator(ChildActor):
             self._decide(message, done)
             return
         plan, reservation_id = reservation.plan, reservation.reservation_id
-        self._open = (reservation_id, plan)
+        self._reserved[reservation_id] = plan
         self._submitted = False
         try:
             if not self._enabled:
@@ -346,7 +346,7 @@ class Validator(ChildActor):
                 return
             self._execute(message, done, plan, reservation_id)
         finally:
-            if self._open is not None:
+            if reservation_id in self._reserved:
                 # An exception (or a path) left the reservation unsettled: settled here,
                 # never leaked. Unknown once the order may have left.
                 self._settle(reservation_id, None if self._submitted else False)
@@ -545,10 +545,9 @@ class Validator(ChildActor):
             logger.error("store writer refused %s: %s", type(message).__name__, exc)
 
     def _settle(self, reservation_id: str, filled: bool | None) -> None:
-        opened, self._open = self._open, None
-        if opened is None or opened[0] != reservation_id:
+        plan = self._reserved.pop(reservation_id, None)
+        if plan is None:
             return  # settled already
-        plan = opened[1]
         try:
             self.context.directory.tell(
                 "ledger",
