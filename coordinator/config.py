@@ -1041,7 +1041,17 @@ def _cross_checks(values: dict[str, Any], raw: Mapping[str, tuple[Any, str]]) ->
                     f"{', '.join(given)} set without {host_name}: expected {host_name} too, "
                     f"or nothing for the embedded server"
                 )
+    # A reservation outlives the longest an order may take to be answered (connect and
+    # read timeouts, with room for the intent claim), or an order on its way loses it.
+    order_time = values["TRADER_CONNECT_TIMEOUT"] + values["TRADER_READ_TIMEOUT"] + 5.0
     checks: tuple[tuple[bool, str], ...] = (
+        (
+            values["RESERVATION_LIFETIME"] <= order_time,
+            "RESERVATION_LIFETIME={} is not valid: expected more than TRADER_CONNECT_TIMEOUT + "
+            "TRADER_READ_TIMEOUT + 5 s for the intent claim = {:g}".format(
+                values["RESERVATION_LIFETIME"], order_time
+            ),
+        ),
         (
             values["SUPERVISOR_LIVENESS_TIMEOUT"] <= values["SUPERVISOR_LIVENESS_INTERVAL"],
             "SUPERVISOR_LIVENESS_TIMEOUT={} is not valid: expected more than "
