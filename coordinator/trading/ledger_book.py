@@ -15,16 +15,18 @@ whatever the order of answers:
   may lag the other (RootTrading caches balances for up to a minute), so each order has
   two parts, its position part and its balances part, each shown or not.
 - Per symbol our orders form a sequence (one position per symbol: BUY opens, SELL
-  closes), and a view shows a prefix of it. Each order knows the base amount and the
-  position expected after it; the prefix shown is the longest one whose expectation the
-  view matches (within a quarter of the smallest order's quantity), never shorter than
-  a prefix shown before (the Portfolio does not go back in time; an answer to an
-  older request arriving after a newer one is not taken). A view matching none of them (a trade made
-  elsewhere) is taken as it is: the Portfolio is the truth, our guesses are not.
+  closes), and a view shows a prefix of it, never shorter than one shown before (the
+  Portfolio does not go back in time; an answer to an older request arriving after a
+  newer one is not taken). Each order knows the base amount and the position expected
+  after it; a view shows a prefix whose expectation it matches: the position's quantity
+  to 0.01 %, the base amount within a quarter of the smallest order's quantity (a fee
+  may be taken from it). A view matching none of them (a trade made elsewhere) is taken
+  as it is: the Portfolio is the truth, our guesses are not.
 - The balances parts of one symbol that two prefixes match equally (a BUY and its SELL
   both unshown, the base back where it was) are told apart by the quote amount: the
   prefix whose quote moved from the previous view's by what it would have moved.
-  Prefixes nothing tells apart make the same view: the shortest is kept.
+  Prefixes nothing tells apart make the same view: the shortest is kept. The positions
+  follow the prefix the balances show when it is one they match, else the shortest.
 - A FILLED order's unshown parts are laid over the view; a RESERVED order's room is
   held (its quote for a BUY, its symbol for a SELL) until its balances part is shown.
 """
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import secrets
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -57,6 +60,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _ZERO = Balance(0.0, 0.0, 0.0)
+_MAX_COMBINATIONS = 4096
+"""Ambiguous prefixes resolved together at most; past it, each keeps its shortest."""
 
 
 class OrderState(StrEnum):
@@ -247,20 +252,14 @@ class LedgerBook:
                 _mark(visible, "balances_shown", options[0])
             else:
                 ambiguous.append((visible, options, before))
-        for visible, options, before in ambiguous:
+        if ambiguous:
             if previous.fetched_at is None:
-                chosen = min(options)
+                choice = tuple(min(options) for _, options, _ in ambiguous)
             else:
                 expected = previous.balances.get(self.quote, _ZERO).total + moved
-                chosen = min(
-                    options,
-                    key=lambda p, v=visible, b=before, e=expected: (
-                        abs(quote_now - e - self._moved(v, b, p)),
-                        p,
-                    ),
-                )
-            moved += self._moved(visible, before, chosen)
-            _mark(visible, "balances_shown", chosen)
+                choice = self._resolve(ambiguous, quote_now - expected)
+            for (visible, _, _), chosen in zip(ambiguous, choice, strict=True):
+                _mark(visible, "balances_shown", chosen)
         for visible, held in positions:
             # Positions the amounts cannot tell apart: the prefix the balances show, if
             # it is one of them (both endpoints caught up), else the shortest.
@@ -314,6 +313,25 @@ class LedgerBook:
                 )
                 return
 
+    def _resolve(
+        self, ambiguous: list[tuple[list[BookOrder], list[int], int]], shift: float
+    ) -> tuple[int, ...]:
+        """The prefixes of the ambiguous symbols, together, whose quote moves add up
+        nearest to ``shift`` (what the quote moved that the rest does not explain);
+        among equals the shortest."""
+        combinations = math.prod(len(options) for _, options, _ in ambiguous)
+        if combinations > _MAX_COMBINATIONS:
+            return tuple(min(options) for _, options, _ in ambiguous)
+
+        def score(choice: tuple[int, ...]) -> tuple[float, int]:
+            total = sum(
+                self._moved(visible, before, prefix)
+                for (visible, _, before), prefix in zip(ambiguous, choice, strict=True)
+            )
+            return (round(abs(shift - total), 9), sum(choice))
+
+        return min(itertools.product(*(options for _, options, _ in ambiguous)), key=score)
+
     def _moved(self, visible: list[BookOrder], before: int, after: int) -> float:
         return sum(self._quote_delta(o) for o in visible[before:after])
 
@@ -335,10 +353,11 @@ class LedgerBook:
         amount = view.balances.get(base, _ZERO).total
         shown_p = sum(1 for o in visible if o.positions_shown)
         shown_b = sum(1 for o in visible if o.balances_shown)
+        # A position's quantity is the one ordered (a fee in the base asset is taken from
+        # the balance, not the position): only rounding differs.
+        exact = 1e-4 * max(held, 1e-4)
         positions = [
-            i
-            for i in range(shown_p, len(visible) + 1)
-            if abs(_held(visible, i) - held) <= tolerance
+            i for i in range(shown_p, len(visible) + 1) if abs(_held(visible, i) - held) <= exact
         ]
         balances = [
             i
