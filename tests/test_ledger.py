@@ -3,10 +3,13 @@ free, against a paper exchange that takes the buy fee in the base asset."""
 
 from __future__ import annotations
 
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import requests
 
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.messages.pipeline import GetLedgerSnapshot, Reserve
@@ -157,3 +160,64 @@ def test_a_fetch_between_the_fill_and_its_settlement_counts_the_fill_once(pipeli
     assert record["decision"]["outcome"] == "accepted", record["decision"]
     assert record["order"]["quantity"] <= quantity, "not the doubled quantity"
     wait_for(lambda: "XRPUSDC" not in pipe.positions(), message="the position sold")
+
+
+class LaggingPortfolio:
+    """The Portfolio's routes in front of the paper exchange, with ``/balances`` frozen
+    at its first answer (RootTrading caches balances for up to a minute, positions not)."""
+
+    def __init__(self, paper: PaperExchange) -> None:
+        self.positions_read = 0
+        self._frozen: bytes | None = None
+        portfolio = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                answer = requests.get(paper.url + self.path, timeout=5)
+                body = answer.content
+                if self.path == "/balances":
+                    if portfolio._frozen is None:
+                        portfolio._frozen = body
+                    body = portfolio._frozen
+                elif self.path == "/positions/active":
+                    portfolio.positions_read += 1
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_a_buy_stays_spent_while_the_balances_lag_the_positions(pipelines):
+    paper = PaperExchange(redis_url=None).start()
+    portfolio = LaggingPortfolio(paper)
+    try:
+        pipe = pipelines({"PORTFOLIO_API_URL": portfolio.url}, paper=paper)
+        first = signal_payload("BTCUSDC", "BUY")
+        pipe.publish(first)
+        spent = pipe.decision(signal_id(first))["order"]["quantity"] * PRICES["BTCUSDC"]
+        # The Ledger fetches again: the position shows, the quote balance does not.
+        reads = portfolio.positions_read
+        wait_for(lambda: portfolio.positions_read >= reads + 2, message="two more fetches")
+        second = signal_payload("ETHUSDC", "BUY")
+        pipe.publish(second)
+        record = pipe.decision(signal_id(second))
+        assert record["decision"]["outcome"] == "accepted", record["decision"]
+        sized = record["order"]["quantity"] * PRICES["ETHUSDC"]
+        # The same share of what is left, not of the 10,000 the frozen balances show.
+        left = 10_000.0 - spent * 1.001
+        assert sized == pytest.approx(spent / 10_000.0 * left, rel=1e-3)
+    finally:
+        portfolio.stop()
