@@ -277,10 +277,13 @@ def test_no_buy_without_a_positive_equity(balances):
 
 
 def test_the_quote_asset_without_a_value_counts_at_face_value():
-    # value_usdc null on the quote asset (see the rt-contract fixture): 10,000 of equity,
-    # not 0 (which now means no BUY, and before skipped the loss and exposure limits).
-    evaluation = buy_with({"USDC": Balance(10_000.0, 10_000.0, None)})
-    assert evaluation.plan is not None
+    # value_usdc null on the quote asset (see the rt-contract fixture): 11,000 of equity,
+    # not the 1,000 of ETH (the BUY of 2,200 would be 220 % of it: max_exposure).
+    evaluation = buy_with(
+        {"USDC": Balance(10_000.0, 10_000.0, None), "ETH": Balance(0.3, 0.3, 1_000.0)}
+    )
+    assert evaluation.plan is not None, evaluation.failure
+    assert evaluation.plan.notional == pytest.approx(2_200.0, rel=1e-3)
 
 
 def test_buy_quantities_are_floored_to_the_symbols_decimals():
