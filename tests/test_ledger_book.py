@@ -125,10 +125,16 @@ def test_a_buy_and_its_sell_unseen_by_the_portfolio_are_both_laid_over():
     expected = 100_000.0 - 1_000.0 * 1.001 + 1_000.0 * 0.999
     assert ledger.view.balances["USDC"].free == pytest.approx(expected)
     assert APT not in ledger.view.positions
-    # The Portfolio shows both at once (same base amount as before): told by the quote.
-    ledger.fetched_view(view(expected), NOW + 4)
+    # The Portfolio shows neither yet (the base amount is the same either way): both
+    # stay laid over, told by the quote.
+    ledger.fetched_view(view(100_000.0), NOW + 4)
     assert ledger.view.balances["USDC"].free == pytest.approx(expected)
-    assert ledger.orders == {}
+    assert not any(o.balances_shown for o in ledger.orders.values())
+    # Then both at once.
+    ledger.fetched_view(view(expected), NOW + 5)
+    assert ledger.view.balances["USDC"].free == pytest.approx(expected)
+    assert all(o.balances_shown for o in ledger.orders.values())
+    assert APT not in ledger.view.positions
 
 
 # --- items 1, 2: reservations: ids, settlements, lifetime ------------------------------

@@ -25,8 +25,8 @@ whatever the order of answers:
 - The balances parts of one symbol that two prefixes match equally (a BUY and its SELL
   both unshown, the base back where it was) are told apart by the quote amount: the
   prefix whose quote moved from the previous view's by what it would have moved.
-  Prefixes nothing tells apart make the same view: the shortest is kept. The positions
-  follow the prefix the balances show when it is one they match, else the shortest.
+  Prefixes nothing tells apart make the same view: the shortest is kept, as for the
+  positions (a BUY and its SELL both unshown: none held either way).
 - A FILLED order's unshown parts are laid over the view; a RESERVED order's room is
   held (its quote for a BUY, its symbol for a SELL) until its balances part is shown.
 """
@@ -261,10 +261,10 @@ class LedgerBook:
             for (visible, _, _), chosen in zip(ambiguous, choice, strict=True):
                 _mark(visible, "balances_shown", chosen)
         for visible, held in positions:
-            # Positions the amounts cannot tell apart: the prefix the balances show, if
-            # it is one of them (both endpoints caught up), else the shortest.
-            balances = sum(1 for o in visible if o.balances_shown)
-            _mark(visible, "positions_shown", balances if balances in held else min(held))
+            # Positions the quantities cannot tell apart (a BUY and its SELL: none held)
+            # make the same view while our orders are filled; for one still reserved
+            # the shortest is the cautious side (a SELL in flight keeps its position).
+            _mark(visible, "positions_shown", min(held))
         newly = [o for k, o in self.orders.items() if o.balances_shown and k not in shown_before]
         for order in self.orders.values():
             if order.positions_shown:
