@@ -94,7 +94,7 @@ def test_a_reserve_whose_asker_gave_up_makes_no_reservation(pipelines):
 
 
 def test_a_leaked_sell_reservation_expires_counted_and_exits_go_on(pipelines):
-    pipe = pipelines({"RESERVATION_LIFETIME": "10"})
+    pipe = pipelines({"RESERVATION_LIFETIME": "10", "TRADER_READ_TIMEOUT": "3"})
     bought(pipe, "SOLUSDC")
     wait_for(lambda: "SOLUSDC" in ledger(pipe).positions, message="the Ledger sees SOL")
     # A SELL reserved by an asker that then vanished: nobody will settle it.
