@@ -299,3 +299,18 @@ def test_buy_quantities_are_floored_to_the_symbols_decimals():
     assert round(plan.quantity, 5) == plan.quantity
     eight = buy_with(balances).plan
     assert eight.quantity > plan.quantity and round(eight.quantity, 5) != eight.quantity
+
+
+# --- the fee asset, learnt from our first BUY the balances show --------------------------
+
+
+@pytest.mark.parametrize(("grew", "learnt"), [(100.0, False), (99.9, True), (40.0, None)])
+def test_the_fee_asset_is_learnt_from_the_balances(grew, learnt):
+    ledger = book(fee_rate=0.001, fee_in_base=None)
+    order = ledger.reserve(buy(100.0), owner="v#1", now=NOW)
+    # Until known, a BUY laid over the view counts the smaller base (a sell above the
+    # balance is refused).
+    ledger.settle(order.reservation_id, True, symbol=APT, side=Side.BUY, now=NOW + 1)
+    assert ledger.view.balances["APT"].free == pytest.approx(99.9)
+    ledger.fetched_view(view(100_000.0 - 1_001.0, grew, 100.0), NOW + 2)
+    assert ledger.fee_in_base is learnt

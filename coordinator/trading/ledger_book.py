@@ -305,7 +305,9 @@ class LedgerBook:
             base, _ = split_symbol(order.plan.symbol)
             grew = view.balances.get(base, _ZERO).total - order.base_before
             gross, net = order.plan.quantity, order.plan.quantity * (1 - self.fee_rate)
-            if abs(gross - net) > 1e-9 * max(gross, 1.0):
+            margin = (gross - net) / 2
+            # Only from a base that grew by one or the other (not by a trade elsewhere).
+            if margin > 1e-9 * max(gross, 1.0) and min(abs(grew - net), abs(grew - gross)) < margin:
                 self.fee_in_base = abs(grew - net) < abs(grew - gross)
                 logger.info(
                     "the exchange takes a BUY's fee in the %s asset",
