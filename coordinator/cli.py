@@ -83,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not follow the market-data channels: fill at each order's reference price",
     )
+    paper.add_argument(
+        "--fee-in-base",
+        action="store_true",
+        default=None,
+        help="take a BUY's fee in the base asset (default PAPER_FEE_IN_BASE)",
+    )
     paper.set_defaults(handler=_paper_exchange)
 
     drill = commands.add_parser(
@@ -220,6 +226,7 @@ def _paper_exchange(args: argparse.Namespace) -> int:
             port=args.port,
             starting_balance=config.paper.starting_balance,
             fee_rate=config.paper.fee_percent / 100.0,
+            fee_in_base=bool(args.fee_in_base or config.paper.fee_in_base),
             quote_asset=config.risk.quote_asset,
             redis_url=None
             if args.no_market_data

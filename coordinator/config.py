@@ -336,6 +336,38 @@ class SymbolRules(Kind):
         return tuple(sorted(out.items()))
 
 
+class SymbolDecimals(Kind):
+    """``SYMBOL:decimals`` entries, comma-separated."""
+
+    allowed = (
+        "comma-separated SYMBOL:decimals entries, decimals from 0 to 8, such as BTCUSDC:5,SOLUSDC:3"
+    )
+
+    def parse(self, raw: Any) -> tuple[tuple[str, int], ...]:
+        if isinstance(raw, dict):
+            items = list(raw.items())
+        elif isinstance(raw, list | tuple):
+            items = [(k, v) for k, v in raw]
+        else:
+            items = []
+            for part in str(raw).split(","):
+                if not part.strip():
+                    continue
+                symbol, separator, decimals = part.partition(":")
+                if not separator:
+                    raise ValueError
+                items.append((symbol, decimals))
+        out: dict[str, int] = {}
+        for symbol, decimals in items:
+            name = str(symbol).strip().upper()
+            if not re.fullmatch(r"[A-Z0-9]{5,20}", name) or name in out:
+                raise ValueError
+            if isinstance(decimals, bool) or not re.fullmatch(r"[0-8]", str(decimals).strip()):
+                raise ValueError
+            out[name] = int(str(decimals).strip())
+        return tuple(sorted(out.items()))
+
+
 class AnyPath(Kind):
     allowed = "a file-system path"
 
@@ -531,6 +563,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("PORTFOLIO_MAX_AGE", "risk", "portfolio_max_age", _SECONDS, 30.0, "a BUY needs a portfolio view at most this old"),
     _s("PORTFOLIO_MAX_AGE_EXIT", "risk", "portfolio_max_age_exit", _SECONDS, 600.0, "a SELL may size on a view this old"),
     _s("PORTFOLIO_TIMEOUT", "risk", "portfolio_timeout", Number(above=0, maximum=30, unit="seconds"), 2.0, "timeout of a Portfolio request"),
+    _s("RESERVATION_LIFETIME", "risk", "reservation_lifetime", Number(minimum=10, maximum=3600, unit="seconds"), 60.0, "an order's reservation not settled after this is released with a warning (longer than the Trader timeouts and the intent claim)"),
+    _s("FILL_SETTLE_WINDOW", "risk", "fill_settle_window", Number(minimum=10, maximum=3600, unit="seconds"), 180.0, "our fill is laid over the Portfolio's view until both its positions and balances show it, at most this long"),
+    _s("QUANTITY_DECIMALS", "risk", "quantity_decimals", Integer(0, 8), 8, "order quantities are floored to this many decimals"),
+    _s("QUANTITY_DECIMALS_BY_SYMBOL", "risk", "quantity_decimals_by_symbol", SymbolDecimals(), (), "decimals of particular symbols"),
     # execution and storage
     _s("TRADER_CONNECT_TIMEOUT", "execution", "connect_timeout", Number(above=0, maximum=30, unit="seconds"), 1.0, "connect timeout of POST /order"),
     _s("TRADER_READ_TIMEOUT", "execution", "read_timeout", Number(above=0, maximum=120, unit="seconds"), 5.0, "read timeout of POST /order (past it the order is unknown)"),
@@ -539,6 +575,7 @@ SETTINGS: tuple[Setting, ...] = (
     # paper exchange
     _s("PAPER_STARTING_BALANCE", "paper", "starting_balance", Number(minimum=0, unit="quote asset"), 10_000.0, "paper exchange starting balance"),
     _s("PAPER_FEE_PERCENT", "paper", "fee_percent", Number(minimum=0, maximum=10, unit="percent"), 0.1, "paper exchange fee per fill"),
+    _s("PAPER_FEE_IN_BASE", "paper", "fee_in_base", Boolean(), False, "paper exchange takes a BUY's fee in the base asset (the free balance is then under the position)"),
     # universe manager
     _s("UNIVERSE_CANDIDATES", "universe_manager", "candidates", Choice(("config", "redis", "data")), "config", "candidates: TRADING_SYMBOLS, the trading:symbols Redis key, or every symbol with data"),
     _s("UNIVERSE_TIMEFRAME", "universe_manager", "timeframe", Choice(("1m", "3m", "5m", "15m", "1h")), "15m", "candle timeframe of the statistics"),
@@ -724,6 +761,10 @@ class RiskSettings:
     portfolio_max_age: float
     portfolio_max_age_exit: float
     portfolio_timeout: float
+    reservation_lifetime: float
+    fill_settle_window: float
+    quantity_decimals: int
+    quantity_decimals_by_symbol: tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -787,6 +828,7 @@ class StopsConfig:
 class PaperConfig:
     starting_balance: float
     fee_percent: float
+    fee_in_base: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -999,7 +1041,17 @@ def _cross_checks(values: dict[str, Any], raw: Mapping[str, tuple[Any, str]]) ->
                     f"{', '.join(given)} set without {host_name}: expected {host_name} too, "
                     f"or nothing for the embedded server"
                 )
+    # A reservation outlives the longest an order may take to be answered (connect and
+    # read timeouts, with room for the intent claim), or an order on its way loses it.
+    order_time = values["TRADER_CONNECT_TIMEOUT"] + values["TRADER_READ_TIMEOUT"] + 5.0
     checks: tuple[tuple[bool, str], ...] = (
+        (
+            values["RESERVATION_LIFETIME"] <= order_time,
+            "RESERVATION_LIFETIME={} is not valid: expected more than TRADER_CONNECT_TIMEOUT + "
+            "TRADER_READ_TIMEOUT + 5 s for the intent claim = {:g}".format(
+                values["RESERVATION_LIFETIME"], order_time
+            ),
+        ),
         (
             values["SUPERVISOR_LIVENESS_TIMEOUT"] <= values["SUPERVISOR_LIVENESS_INTERVAL"],
             "SUPERVISOR_LIVENESS_TIMEOUT={} is not valid: expected more than "

@@ -102,6 +102,9 @@ ERROR_CASES = [
     ({"SUPERVISOR_LIVENESS_INTERVAL": "10", "SUPERVISOR_LIVENESS_TIMEOUT": "5"}, "SUPERVISOR_LIVENESS_TIMEOUT=5.0 is not valid: expected more than SUPERVISOR_LIVENESS_INTERVAL=10.0"),
     ({"SUPERVISOR_BACKOFF_BASE": "5", "SUPERVISOR_BACKOFF_MAX": "1"}, "SUPERVISOR_BACKOFF_MAX=1.0 is not valid"),
     ({"BREAKER_OPEN_SECONDS": "50", "BREAKER_OPEN_MAX_SECONDS": "10"}, "BREAKER_OPEN_MAX_SECONDS=10.0 is not valid"),
+    ({"RESERVATION_LIFETIME": "20", "TRADER_READ_TIMEOUT": "30"}, "RESERVATION_LIFETIME=20.0 is not valid: expected more than TRADER_CONNECT_TIMEOUT + TRADER_READ_TIMEOUT + 5 s for the intent claim = 36"),
+    ({"QUANTITY_DECIMALS_BY_SYMBOL": "BTCUSDC=5"}, "QUANTITY_DECIMALS_BY_SYMBOL='BTCUSDC=5' (from environment) is not valid: expected comma-separated SYMBOL:decimals entries"),
+    ({"QUANTITY_DECIMALS_BY_SYMBOL": "BTCUSDC:9"}, "QUANTITY_DECIMALS_BY_SYMBOL='BTCUSDC:9'"),
     ({"COORDINATOR_CONFIG": "/nonexistent/coordinator.toml"}, "COORDINATOR_CONFIG='/nonexistent/coordinator.toml' is not valid: the file does not exist"),
 ]  # fmt: skip
 
@@ -184,3 +187,9 @@ def test_the_universe_filters_check_their_parameters_at_load() -> None:
     ]
     values["UNIVERSE_FILTERS"] = ("volume", "top")
     assert _universe_chain_errors(values) == [], "no volatility filter, no check of its range"
+
+
+def test_quantity_decimals_by_symbol_are_parsed_like_the_stop_rules():
+    config = load_config({"QUANTITY_DECIMALS_BY_SYMBOL": "BTCUSDC:5, solusdc:3,"})
+    assert config.risk.quantity_decimals_by_symbol == (("BTCUSDC", 5), ("SOLUSDC", 3))
+    assert config.risk.quantity_decimals == 8

@@ -218,3 +218,32 @@ def test_book_rules():
     assert split_symbol("BTCFDUSD") == ("BTC", "FDUSD")
     with pytest.raises(ValueError):
         split_symbol("NOPE")
+
+
+def test_a_balance_is_shown_rounded_down_so_that_selling_it_is_accepted():
+    """A fee taken in the base asset leaves a balance with more than 8 decimals; shown
+    rounded to the nearest (0.00947265 for 0.0094726479) it was more than is held, and
+    the sale of the shown balance was refused."""
+    book = PaperBook(starting_balance=1_000.0, fee_rate=0.001, fee_in_base=True)
+    book.fill(
+        order_id="1",
+        symbol="BTCUSDC",
+        side=Side.BUY,
+        quantity=0.0094821300,
+        price=65_000,
+        strategy="s",
+        now=0,
+    )
+    held = book.balances["BTC"]
+    assert round(held, 8) > held, "the case where rounding to the nearest goes up"
+    shown = next(r for r in book.balances_view({}) if r["asset"] == "BTC")["free"]
+    assert shown <= held
+    book.fill(
+        order_id="2",
+        symbol="BTCUSDC",
+        side=Side.SELL,
+        quantity=shown,
+        price=65_000,
+        strategy="s",
+        now=1,
+    )

@@ -74,7 +74,10 @@ def test_sell_sells_the_position_quantity_and_no_position_is_rejected(pipelines)
     pipe.publish(sell)
     record = pipe.decision(signal_id(sell))
     assert record["decision"]["outcome"] == "accepted"
-    assert record["order"]["quantity"] == pytest.approx(bought)
+    # min(position, free base): until the Ledger has seen the balances after a BUY it
+    # does not know in which asset the fee was taken, and counts the smaller base.
+    sold = record["order"]["quantity"]
+    assert bought * (1 - 0.001) - 1e-8 <= sold <= bought
     wait_for(lambda: "SOLUSDC" not in pipe.positions(), message="position closed")
 
 

@@ -46,7 +46,7 @@ class Held:
     client_order_id: str
     plan: OrderPlan
     checks: tuple[CheckResult, ...]
-    reservation_id: int | None
+    reservation_id: str | None
     """None when held again after a restart (the Ledger still holds the first room)."""
     error: str
     since: float
@@ -117,7 +117,7 @@ class HoldsOrders:
         plan: OrderPlan,
         intent: OrderRecord,
         answer: TraderAnswer,
-        reservation_id: int,
+        reservation_id: str,
         order_ms: float | None,
     ) -> None:
         from coordinator.actors.validator import _Waiting
@@ -144,7 +144,7 @@ class HoldsOrders:
         message: SubmitSignal,
         checks: tuple[CheckResult, ...],
         plan: OrderPlan | None = None,
-        reservation_id: int | None = None,
+        reservation_id: str | None = None,
     ) -> bool:
         """A signal whose order an earlier incarnation (or process) held after a 5xx, met
         again (re-sent by the intake after a restart): it waits for the reconciliation

@@ -5,18 +5,18 @@ Validators run in parallel, one per group of symbols, so the limits that span sy
 one signal at a time, and the room of an accepted order is held until its outcome is
 known. The Portfolio is fetched on a worker thread (never blocking a check) when the
 view is older than ``PORTFOLIO_CACHE_TTL``, at most once a second after our own fills,
-and soon when the TrailingStop holds a position the view lacks; fills made after a fetch
-started are laid over the view until a later fetch includes them.
+and soon when the TrailingStop holds a position the view lacks. The book of holdings,
+reservations and fills (``coordinator.trading.ledger_book``) merges the fetched view
+with our orders so that each counts once whatever the order of answers; this actor
+keeps the dispatch, the fetching and the clock.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +31,7 @@ from coordinator.messages.pipeline import (
     PositionsSeen,
     RefreshPortfolio,
     Reservation,
+    ReservationsExpired,
     Reserve,
     Settle,
     StopLossRecorded,
@@ -40,23 +41,20 @@ from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.supervisor.ticker import Ticker
 from coordinator.trading.guards import portfolio_guards
-from coordinator.trading.paper_book import split_symbol
+from coordinator.trading.ledger_book import BookOrder, LedgerBook, SettleResult
+from coordinator.trading.order_checks import evaluate_order
 from coordinator.trading.signals import Side
 from coordinator.trading.sizing import SizingTable
 from coordinator.trading.stops import EXIT_ID_PREFIX
 from coordinator.trading.trading_state import StateReason
 from coordinator.trading.validation import (
-    Balance,
+    CheckResult,
     LedgerState,
-    OrderPlan,
-    PortfolioView,
-    PositionView,
     Reason,
     RiskConfig,
-    evaluate_order,
 )
 
-__all__ = ["Ledger", "apply_fill", "risk_config"]
+__all__ = ["Ledger", "risk_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +63,6 @@ logger = logging.getLogger(__name__)
 # milliseconds of CPU that exits on other symbols wait behind.
 _MIN_REFRESH = 1.0
 _URGENT_GAP = 0.2  # seconds between fetches for a position the view lacks
-_SETTLE_WINDOW = 60.0  # a fill not shown by the Portfolio after this is trusted to it
 
 
 def risk_config(services: Services) -> RiskConfig:
@@ -87,70 +84,9 @@ def risk_config(services: Services) -> RiskConfig:
         portfolio_max_age_exit=risk.portfolio_max_age_exit,
         sizing=SizingTable(risk.sizing_thresholds, risk.sizing_percents),  # type: ignore[arg-type]
         fee_rate=config.paper.fee_percent / 100.0,
+        quantity_decimals=risk.quantity_decimals,
+        quantity_decimals_by_symbol=dict(risk.quantity_decimals_by_symbol),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class _Fill:
-    plan: OrderPlan
-    at: float
-
-
-def apply_fill(view: PortfolioView, plan: OrderPlan, quote: str, fee_rate: float) -> PortfolioView:
-    """The view as it is after ``plan`` filled at its reference price."""
-    base, _ = split_symbol(plan.symbol)
-    balances = dict(view.balances)
-    positions = dict(view.positions)
-    cash = balances.get(quote, Balance(0.0, 0.0, 0.0))
-    held = balances.get(base, Balance(0.0, 0.0, 0.0))
-    if plan.side is Side.BUY:
-        spent = plan.notional * (1 + fee_rate)
-        balances[quote] = Balance(cash.free - spent, cash.total - spent, (cash.value or 0) - spent)
-        balances[base] = Balance(
-            held.free + plan.quantity, held.total + plan.quantity, (held.value or 0) + plan.notional
-        )
-        old = positions.get(plan.symbol)
-        quantity = plan.quantity + (old.quantity if old else 0.0)
-        positions[plan.symbol] = PositionView(
-            plan.symbol, quantity, plan.reference_price, quantity * plan.reference_price, 0.0
-        )
-    else:
-        got = plan.notional * (1 - fee_rate)
-        balances[quote] = Balance(cash.free + got, cash.total + got, (cash.value or 0) + got)
-        left = max(0.0, held.free - plan.quantity)
-        balances[base] = Balance(left, left, left * plan.reference_price)
-        positions.pop(plan.symbol, None)
-    return replace(view, balances=balances, positions=positions)
-
-
-def unreflected_fills(fills: list[_Fill], view: PortfolioView, now: float) -> list[_Fill]:
-    """Our fills that the fetched view does not show yet.
-
-    A fill made while a fetch was on its way may or may not be in the answer, and a
-    Portfolio may lag behind the Trader. With one position per symbol the answer tells:
-    if a symbol's latest fill was a BUY and the view holds the position (or a SELL and it
-    does not), every fill of that symbol is in the view; otherwise they are laid over it
-    again. A fill older than the settle window is taken to be in the view at last.
-    """
-    latest: dict[str, _Fill] = {}
-    for fill in fills:
-        latest[fill.plan.symbol] = fill
-    kept = []
-    for fill in fills:
-        if now - fill.at > _SETTLE_WINDOW:
-            logger.warning(
-                "the Portfolio has not shown a %s of %s after %.0f s; trusting it",
-                fill.plan.side,
-                fill.plan.symbol,
-                now - fill.at,
-            )
-            continue
-        last = latest[fill.plan.symbol].plan
-        held = fill.plan.symbol in view.positions
-        shown = held if last.side is Side.BUY else not held
-        if not shown:
-            kept.append(fill)
-    return kept
 
 
 class Ledger(ChildActor):
@@ -160,19 +96,19 @@ class Ledger(ChildActor):
         services: Services = self.context.services
         self._clock = self.context.clock
         self._config = risk_config(services)
-        self._ttl = services.config.risk.portfolio_cache_ttl
-        self._fetched_view = PortfolioView(balances={}, positions={}, fetched_at=None)
-        # The fetched view with our fills since laid over it, kept up to date fill by
-        # fill rather than rebuilt per signal.
-        self._view = self._fetched_view
-        self._view_requested_at: float | None = None
+        risk = services.config.risk
+        self._ttl = risk.portfolio_cache_ttl
+        self._book = LedgerBook(
+            quote=self._config.quote_asset,
+            fee_rate=self._config.fee_rate,
+            lifetime=risk.reservation_lifetime,
+            settle_window=risk.fill_settle_window,
+        )
+        self._expired = 0
         self._fetch_again = False
         self._refresh_after_fill = False
         self._last_fetch_started: float | None = None
         self._fetch_error: str | None = None
-        self._fills: list[_Fill] = []
-        self._reservations: dict[int, OrderPlan] = {}
-        self._ids = itertools.count(1)
         self._order_times: deque[float] = deque()
         self._loss_day = ""
         self._realized_loss = 0.0
@@ -209,18 +145,19 @@ class Ledger(ChildActor):
 
     def handle(self, message: Any) -> Any:
         match message:
-            case Reserve(signal=signal, market=market):
-                return self._reserve(signal, market)
-            case Settle(reservation_id=reservation_id, filled=filled):
-                self._settle(reservation_id, filled)
+            case Reserve():
+                return self._reserve(message)
+            case Settle():
+                self._settle(message)
             case PortfolioFetched():
                 self._fetched(message)
             case StopLossRecorded(symbol=symbol, at=at):
                 self._stop_losses[symbol] = at
             case RefreshPortfolio():
+                self._expire()
                 self._maybe_fetch()
             case PositionsSeen(symbols=symbols):
-                if any(symbol not in self._view.positions for symbol in symbols):
+                if any(symbol not in self._book.view.positions for symbol in symbols):
                     self._fetch_urgently()
             case GetLedgerSnapshot():
                 return self._snapshot()
@@ -230,31 +167,52 @@ class Ledger(ChildActor):
 
     # --- reservations -----------------------------------------------------------------
 
-    def _reserve(self, signal: Any, market: Any) -> Reservation:
+    def _reserve(self, message: Reserve) -> Reservation:
+        signal = message.signal
         now = self._clock.time()
+        if message.deadline is not None and now > message.deadline:
+            # The asker has given up on this answer: a reservation now would be held
+            # by nobody (and a leaked SELL one would refuse every exit of the symbol).
+            logger.warning(
+                "Reserve of %s by %s came %.1f s after its asker gave up; no reservation",
+                signal.signal_id,
+                message.owner or "?",
+                now - message.deadline,
+            )
+            late = CheckResult(
+                "risk", False, Reason.INTERNAL_ERROR, "the Ledger answered after the ask timed out"
+            )
+            return Reservation(checks=(late,), plan=None, reservation_id=None)
+        self._expire()
         self._maybe_fetch()
         while self._order_times and now - self._order_times[0] >= 60.0:
             self._order_times.popleft()
         self._roll_day(now)
-        view = self._view
-        buying = [p for p in self._reservations.values() if p.side is Side.BUY]
+        book = self._book
         state = LedgerState(
-            reserved_quote=sum(p.notional * (1 + self._config.fee_rate) for p in buying),
-            buying=frozenset(p.symbol for p in buying),
-            selling=frozenset(p.symbol for p in self._reservations.values() if p.side is Side.SELL),
+            reserved_quote=book.held_quote(),
+            buying=book.buying(),
+            selling=book.selling(),
             orders_last_minute=len(self._order_times),
             realized_loss_today=self._realized_loss,
             peak_equity=self._peak_equity,
             stop_losses=dict(self._stop_losses),
+            closed=tuple(book.closed),
         )
         evaluation = evaluate_order(
-            signal, view=view, ledger=state, market=market, config=self._config, now=now
+            signal,
+            view=book.view,
+            ledger=state,
+            market=message.market,
+            config=self._config,
+            now=now,
+            exit=message.exit,
         )
         if evaluation.plan is None:
             failure = evaluation.failure
             if (
                 failure is not None
-                and failure.reason is Reason.NO_POSITION
+                and failure.reason in (Reason.NO_POSITION, Reason.POSITION_CHANGED)
                 and signal.signal_id.startswith(EXIT_ID_PREFIX)
             ):
                 # The TrailingStop saw the position, so it may have opened since the view
@@ -262,13 +220,45 @@ class Ledger(ChildActor):
                 # exits: SELL signals on symbols never held are common.)
                 self._fetch_urgently()
             return Reservation(checks=evaluation.checks, plan=None, reservation_id=None)
-        reservation_id = next(self._ids)
-        self._reservations[reservation_id] = evaluation.plan
+        order = book.reserve(
+            evaluation.plan, owner=message.owner, now=now, signal_id=signal.signal_id
+        )
         if evaluation.plan.side is Side.BUY:
             self._order_times.append(now)
         return Reservation(
-            checks=evaluation.checks, plan=evaluation.plan, reservation_id=reservation_id
+            checks=evaluation.checks, plan=evaluation.plan, reservation_id=order.reservation_id
         )
+
+    def _expire(self) -> None:
+        released, trusted = self._book.expire(self._clock.time())
+        for order in released:
+            logger.warning(
+                "reservation %s (%s %s %.8g, signal %s, by %s) not settled within %g s; released",
+                order.reservation_id,
+                order.plan.side,
+                order.plan.symbol,
+                order.plan.quantity,
+                order.signal_id,
+                order.owner or "?",
+                self._book.lifetime,
+            )
+        for order in trusted:
+            logger.warning(
+                "the Portfolio has not shown our %s of %s after %.0f s; trusting it",
+                order.plan.side,
+                order.plan.symbol,
+                self._book.settle_window,
+            )
+        if released:
+            self._expired += len(released)
+            with contextlib.suppress(ChildUnavailable):
+                self.context.directory.publish(
+                    ReservationsExpired(
+                        count=len(released), owners=tuple(o.owner for o in released)
+                    )
+                )
+        if released or trusted:
+            self._check_guards()
 
     def _roll_day(self, now: float) -> None:
         day = datetime.fromtimestamp(now, UTC).date().isoformat()
@@ -279,13 +269,13 @@ class Ledger(ChildActor):
         """Tell ServiceHealth which protection limits hold, after every view change; it
         keeps the trading state DEGRADED (no BUY, exits go on) while one does. Told each
         time, not only on change, so a restarted ServiceHealth learns them again."""
-        view = self._view
+        view = self._book.view
         if view.fetched_at is None:
             return
         self._roll_day(self._clock.time())
         unrealized = -sum(min(0.0, p.pnl) for p in view.positions.values())
         reasons = portfolio_guards(
-            equity=view.equity(),
+            equity=view.equity(self._config.quote_asset),
             peak_equity=self._peak_equity,
             loss_today=self._realized_loss + unrealized,
             daily_loss_limit_percent=self._config.daily_loss_limit_percent,
@@ -300,25 +290,49 @@ class Ledger(ChildActor):
         with contextlib.suppress(ChildUnavailable):
             self.context.directory.tell("service_health", PortfolioGuardsChanged(reasons=reasons))
 
-    def _settle(self, reservation_id: int, filled: bool | None) -> None:
-        plan = self._reservations.pop(reservation_id, None)
-        if plan is None:
+    def _settle(self, message: Settle) -> None:
+        result, order = self._book.settle(
+            message.reservation_id,
+            message.filled,
+            symbol=message.symbol,
+            side=message.side,
+            now=self._clock.time(),
+        )
+        if result is SettleResult.UNKNOWN_ID:
+            logger.warning(
+                "settlement of %s %s by reservation %s ignored: no such reservation here "
+                "(settled or expired already, or made by an earlier Ledger)",
+                message.side,
+                message.symbol,
+                message.reservation_id,
+            )
             return
-        if filled is False:
+        if result is SettleResult.WRONG_PLAN and order is not None:
+            logger.warning(
+                "settlement of %s %s by reservation %s ignored: that reservation is for %s %s",
+                message.side,
+                message.symbol,
+                message.reservation_id,
+                order.plan.side,
+                order.plan.symbol,
+            )
             return
-        # Filled, or unknown: an unknown order is counted as filled until the
-        # Portfolio says otherwise - the cautious side.
-        if plan.side is Side.SELL:
-            position = self._view.positions.get(plan.symbol)
-            if position is not None and plan.reference_price < position.entry_price:
-                self._realized_loss += (position.entry_price - plan.reference_price) * plan.quantity
-        self._fills.append(_Fill(plan, self._clock.time()))
-        self._view = apply_fill(self._view, plan, self._config.quote_asset, self._config.fee_rate)
+        if message.filled is False or order is None:
+            return
+        self._count_loss(order)
         # Refreshed after our own orders, but not once per fill: the fills are laid over
         # the view meanwhile, and a fetch per fill would load the Portfolio for nothing.
         self._refresh_after_fill = True
         self._check_guards()
         self._maybe_fetch()
+
+    def _count_loss(self, order: BookOrder) -> None:
+        """Filled, or unknown: an unknown order is counted as filled until the Portfolio
+        says otherwise - the cautious side."""
+        plan = order.plan
+        entry = order.entry_before
+        if plan.side is Side.SELL and entry is not None and plan.reference_price < entry:
+            self._realized_loss += (entry - plan.reference_price) * plan.quantity
 
     # --- fetching ---------------------------------------------------------------------
 
@@ -329,7 +343,7 @@ class Ledger(ChildActor):
             self._refresh_after_fill = False
             self._fetch()
             return
-        fetched = self._fetched_view.fetched_at
+        fetched = self._book.fetched.fetched_at
         if fetched is None or now - fetched >= self._ttl:
             self._fetch()
 
@@ -378,27 +392,19 @@ class Ledger(ChildActor):
         if self._fetch_error is not None:
             logger.info("portfolio fetched again")
         self._fetch_error = None
-        if self._view_requested_at is not None and message.requested_at < self._view_requested_at:
+        if not self._book.fetched_view(message.view, message.requested_at):
             return  # an older fetch answering late
-        self._fetched_view = message.view
-        self._view_requested_at = message.requested_at
-        self._fills = unreflected_fills(self._fills, message.view, self._clock.time())
-        view = message.view
-        for fill in self._fills:
-            view = apply_fill(view, fill.plan, self._config.quote_asset, self._config.fee_rate)
-        self._view = view
-        self._peak_equity = max(self._peak_equity, message.view.equity())
+        self._peak_equity = max(self._peak_equity, message.view.equity(self._config.quote_asset))
         self._check_guards()
 
     def _snapshot(self) -> LedgerSnapshot:
-        view = self._view
-        fetched = self._fetched_view.fetched_at
+        view = self._book.view
+        fetched = self._book.fetched.fetched_at
         return LedgerSnapshot(
             positions=tuple(sorted(view.positions)),
-            reservations=len(self._reservations),
-            reserved_quote=sum(
-                p.notional for p in self._reservations.values() if p.side is Side.BUY
-            ),
+            reservations=self._book.reservation_count(),
+            reservations_expired=self._expired,
+            reserved_quote=self._book.reserved_notional(),
             view_age=None if fetched is None else self._clock.time() - fetched,
             error=self._fetch_error if fetched is None or self._fetch_error else None,
         )

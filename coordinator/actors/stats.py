@@ -17,6 +17,7 @@ from coordinator.messages.pipeline import (
     LifetimeFetched,
     OrderSubmitted,
     RefreshLifetime,
+    ReservationsExpired,
     SignalDecided,
     StatsSnapshot,
 )
@@ -33,7 +34,7 @@ _LIFETIME_EVERY = 30.0
 
 
 class Stats(ChildActor):
-    subscriptions = (SignalDecided, OrderSubmitted)
+    subscriptions = (SignalDecided, OrderSubmitted, ReservationsExpired)
 
     def setup(self) -> None:
         services: Services = self.context.services
@@ -46,6 +47,7 @@ class Stats(ChildActor):
         self._exits: Counter[str] = Counter()
         self._tick_to_exit = LatencyHistogram()
         self._lifetime = "null"
+        self._reservations_expired = 0
         self._store = PipelineStore(services.endpoints.database_dsn, timeout=10.0)
         self._worker = self.worker_pool("lifetime")
         self._ticker = Ticker(
@@ -80,6 +82,8 @@ class Stats(ChildActor):
                     self._to_order.add(decision.intake_to_order_ms)
             case OrderSubmitted(order=order):
                 self._orders[order.state] += 1
+            case ReservationsExpired(count=count):
+                self._reservations_expired += count
             case RefreshLifetime():
                 self._worker.submit(self._read_lifetime)
             case LifetimeFetched(json=text):
@@ -121,5 +125,6 @@ class Stats(ChildActor):
                 "tick_to_exit_order": self._tick_to_exit.summary(),
             },
             "stop_exits": dict(self._exits),
+            "reservations_expired": self._reservations_expired,
         }
         return StatsSnapshot(since_start=json.dumps(since_start), lifetime=self._lifetime)

@@ -68,6 +68,10 @@ __all__ = ["Validator"]
 
 logger = logging.getLogger(__name__)
 
+# Seconds a Validator waits for the Ledger's Reservation; the Reserve carries the
+# matching deadline, past which the Ledger makes none.
+_RESERVE_TIMEOUT = 2.0
+
 _UNKNOWN_STATE = TradingStatus(
     TradingState.HALTED,
     (StateReason("trading_state_unknown", "ServiceHealth has not told the trading state yet"),),
@@ -79,7 +83,7 @@ class _Waiting:
     message: SubmitSignal
     why: Reason
     detail: str
-    reservation_id: int | None = None
+    reservation_id: str | None = None
     held: Held | None = None
     """Held after a 5xx: waits for the reconciliation, not for the Trader."""
 
@@ -103,6 +107,10 @@ class Validator(HoldsOrders, ChildActor):
         self._unsent: set[str] = set()
         self._decided = 0
         self._sending = False
+        # Reservations not settled yet (the plan names what a Settle settles), and
+        # whether the order being processed may have left (for the ``finally``).
+        self._reserved: dict[str, OrderPlan] = {}
+        self._submitted = False
         self._intents: IntentClaims = services.intents
         self._init_held(match_policy(config.execution.read_timeout).window_after)
         self._incarnation_started = self._clock.time()
@@ -329,8 +337,14 @@ class Validator(HoldsOrders, ChildActor):
         try:
             reservation: Reservation = self.context.directory.ask(
                 "ledger",
-                Reserve(signal=signal, market=self._prices.get(signal.symbol), exit=message.exit),
-                timeout=2.0,
+                Reserve(
+                    signal=signal,
+                    market=self._prices.get(signal.symbol),
+                    exit=message.exit,
+                    owner=f"{self.name}#{self.context.incarnation}",
+                    deadline=self._clock.time() + _RESERVE_TIMEOUT,
+                ),
+                timeout=_RESERVE_TIMEOUT,
             )
         except (ChildUnavailable, pykka.Timeout) as exc:
             if not self._expired(message):
@@ -345,21 +359,36 @@ class Validator(HoldsOrders, ChildActor):
         if reservation.plan is None or reservation.reservation_id is None:
             self._decide(message, done)
             return
-        if not self._enabled:
-            self._settle(reservation.reservation_id, False)
-            execution = CheckResult(
-                "execution", True, None, "shadow mode (TRADING_ENABLED=false): not sent"
-            )
-            self._decide(message, (*done, execution), plan=reservation.plan, shadow=True)
-            return
-        self._execute(message, done, reservation.plan, reservation.reservation_id)
+        plan, reservation_id = reservation.plan, reservation.reservation_id
+        self._reserved[reservation_id] = plan
+        self._submitted = False
+        try:
+            if not self._enabled:
+                self._settle(reservation_id, False)
+                execution = CheckResult(
+                    "execution", True, None, "shadow mode (TRADING_ENABLED=false): not sent"
+                )
+                self._decide(message, (*done, execution), plan=plan, shadow=True)
+                return
+            self._execute(message, done, plan, reservation_id)
+        finally:
+            if reservation_id in self._reserved and not self._holds(reservation_id):
+                # An exception (or a path) left the reservation unsettled: settled here,
+                # never leaked. Unknown once the order may have left. (A 5xx answer held
+                # for the reconciliation keeps its room until it is settled.)
+                self._settle(reservation_id, None if self._submitted else False)
+
+    def _holds(self, reservation_id: str) -> bool:
+        return any(
+            w.held is not None and w.held.reservation_id == reservation_id for w in self._waiting
+        )
 
     def _execute(
         self,
         message: SubmitSignal,
         checks: tuple[CheckResult, ...],
         plan: OrderPlan,
-        reservation_id: int | None,
+        reservation_id: str | None,
     ) -> None:
         signal = message.signal
         order_id = client_order_id(signal.signal_id)
@@ -417,6 +446,7 @@ class Validator(HoldsOrders, ChildActor):
         }
         self._store(RecordOrder(order=self._moved(intent, **self._sent_again_state(order_id))))
         sent_mono = self._clock.monotonic()
+        self._submitted = True
         answer = self._verified(body, self._trader.submit(body), sent_mono)
         self._tell_health(answer.trader_works, answer.error)
         order_ms = (sent_mono - message.received_mono) * 1000.0
@@ -621,12 +651,21 @@ class Validator(HoldsOrders, ChildActor):
         except ChildUnavailable as exc:
             logger.error("store writer refused %s: %s", type(message).__name__, exc)
 
-    def _settle(self, reservation_id: int | None, filled: bool | None) -> None:
+    def _settle(self, reservation_id: str | None, filled: bool | None) -> None:
         if reservation_id is None:
             return
+        plan = self._reserved.pop(reservation_id, None)
+        if plan is None:
+            return  # settled already
         try:
             self.context.directory.tell(
-                "ledger", Settle(reservation_id=reservation_id, filled=filled)
+                "ledger",
+                Settle(
+                    reservation_id=reservation_id,
+                    filled=filled,
+                    symbol=plan.symbol,
+                    side=plan.side,
+                ),
             )
         except ChildUnavailable as exc:
             logger.error("ledger did not take a settlement: %s", exc)

@@ -297,6 +297,7 @@ class CoordinatorApi:
             "duplicates": intake.duplicates,
             "resent_after_restart": intake.resent,
             "orders_unknown": len(store.unknown_orders),
+            "reservations_expired": since.get("reservations_expired", 0),
             "store": {
                 "postgres_ok": store.postgres_ok,
                 "pending": store.pending,

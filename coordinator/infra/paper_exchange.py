@@ -4,9 +4,10 @@
 ``GET /positions/active``, ``GET /health`` as the RootTrading services answer them
 (DESIGN section 3, ``rt-contract/``). MARKET orders fill at the latest
 price seen on the market-data channels, else at the order's reference price, with a
-0.1 % fee. Knobs for tests and drills (``POST /_paper/knobs``): added latency, an error
-rate, answers that never come in time, rejection of the next N orders; ``GET
-/_paper/stats`` counts what was received.
+0.1 % fee (in the quote asset; with ``fee_in_base`` a BUY's fee is taken in the base
+asset). Knobs for tests and drills (``POST /_paper/knobs``): added latency, an error
+rate, answers that never come in time, rejection of the next N orders, the fee asset;
+``GET /_paper/stats`` counts what was received.
 """
 
 from __future__ import annotations
@@ -99,13 +100,17 @@ class PaperExchange:
         port: int = 0,
         starting_balance: float = 10_000.0,
         fee_rate: float = 0.001,
+        fee_in_base: bool = False,
         quote_asset: str = "USDC",
         redis_url: str | None = None,
         threads: int = 8,
         seed: int | None = None,
     ) -> None:
         self.book = PaperBook(
-            quote_asset=quote_asset, starting_balance=starting_balance, fee_rate=fee_rate
+            quote_asset=quote_asset,
+            starting_balance=starting_balance,
+            fee_rate=fee_rate,
+            fee_in_base=fee_in_base,
         )
         self.knobs = Knobs()
         self.prices: dict[str, float] = {}
@@ -146,11 +151,12 @@ class PaperExchange:
             self._subscription.start()
         self._server.start()
         logger.info(
-            "paper exchange on %s (%.2f %s, fee %.3f %%)",
+            "paper exchange on %s (%.2f %s, fee %.3f %% in the %s asset)",
             self.url,
             self.book.starting_balance,
             self.book.quote_asset,
             self.book.fee_rate * 100,
+            "base" if self.book.fee_in_base else "quote",
         )
         return self
 
@@ -266,12 +272,17 @@ class PaperExchange:
                 changes = json.loads(request.body.read(4096) or b"{}")
                 if not isinstance(changes, dict):
                     raise ValueError("body must be a JSON object")
+                fee_in_base = changes.pop("fee_in_base", None)
+                if fee_in_base is not None and not isinstance(fee_in_base, bool):
+                    raise ValueError("knob fee_in_base must be true or false")
                 with self._lock:
                     self.knobs.update(changes)
+                    if fee_in_base is not None:
+                        self.book.fee_in_base = fee_in_base
             except ValueError as exc:
                 response.status = 400
                 return {"error": str(exc)}
-            return self.knobs.as_dict()
+            return {**self.knobs.as_dict(), "fee_in_base": self.book.fee_in_base}
 
         @app.post("/_paper/prices")
         def prices() -> dict[str, Any]:

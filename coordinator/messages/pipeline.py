@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from coordinator.messages.base import Command, Event, Query
-from coordinator.trading.signals import Signal
+from coordinator.trading.signals import Side, Signal
 from coordinator.trading.validation import (
     CheckResult,
     ExitTarget,
@@ -44,6 +44,7 @@ __all__ = [
     "RecordSignal",
     "RefreshPortfolio",
     "Reservation",
+    "ReservationsExpired",
     "Reserve",
     "Settle",
     "SignalDecided",
@@ -200,6 +201,11 @@ class Reserve(Query):
     """The latest price the Validator knows."""
     exit: ExitTarget | None = None
     """For a trailing stop's exit: the holding it is for."""
+    owner: str = ""
+    """Who asks (``validator-2#3``: name and incarnation), named when it leaks."""
+    deadline: float | None = None
+    """Wall-clock time the asker gives up waiting for the answer: a Reserve still in the
+    Ledger's mailbox after it makes no reservation (nobody would settle it)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -208,18 +214,32 @@ class Reservation:
     """Steps 6 to 9."""
     plan: OrderPlan | None
     """The order to send when every step passed."""
-    reservation_id: int | None
-    """To settle once the order's outcome is known."""
+    reservation_id: str | None
+    """To settle once the order's outcome is known; unique across Ledger incarnations."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settle(Command):
     """Validator to Ledger: the reserved order's outcome."""
 
-    reservation_id: int
+    reservation_id: str
     """From the Reservation."""
     filled: bool | None
     """True filled, False not sent or refused, None unknown."""
+    symbol: str
+    """The symbol of the order settled: the Ledger checks the id names that plan."""
+    side: Side
+    """Its side."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReservationsExpired(Event):
+    """The Ledger released reservations nobody settled within their lifetime."""
+
+    count: int
+    """How many."""
+    owners: tuple[str, ...]
+    """Who had reserved them."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -298,6 +318,8 @@ class LedgerSnapshot:
     """Symbols held (portfolio view plus fills since)."""
     reservations: int
     """Orders in flight."""
+    reservations_expired: int = 0
+    """Reservations released unsettled by this incarnation."""
     reserved_quote: float
     """Quote amount held by BUYs in flight."""
     view_age: float | None

@@ -14,6 +14,10 @@ QUOTE_ASSETS = ("FDUSD", "USDC", "USDT", "BUSD", "TUSD", "EUR", "BTC", "ETH", "B
 _DUST = 1e-12
 
 
+def _floor8(amount: float) -> float:
+    return math.floor(amount * 1e8 + 1e-6) / 1e8
+
+
 class BookRejection(Exception):
     """The order cannot be filled (no balance, no position, no price)."""
 
@@ -34,7 +38,7 @@ class Fill:
     quantity: float
     price: float
     fee: float
-    """In the quote asset."""
+    """In the quote asset, or for a BUY with ``fee_in_base`` in the base asset."""
     at: float
 
 
@@ -52,6 +56,9 @@ class PaperBook:
     quote_asset: str = "USDC"
     starting_balance: float = 10_000.0
     fee_rate: float = 0.001
+    fee_in_base: bool = False
+    """A BUY's fee is taken from the base bought (as Binance does when not paid in BNB):
+    the position keeps the gross quantity, the balance gets quantity x (1 - fee)."""
     balances: dict[str, float] = field(default_factory=dict)
     positions: dict[str, _Position] = field(default_factory=dict)
     fills: list[Fill] = field(default_factory=list)
@@ -79,12 +86,16 @@ class PaperBook:
         fee = notional * self.fee_rate
         if side is Side.BUY:
             free = self.balances.get(quote, 0.0)
-            if notional + fee > free + _DUST:
+            quote_fee = 0.0 if self.fee_in_base else fee
+            if notional + quote_fee > free + _DUST:
                 raise BookRejection(
-                    f"insufficient {quote}: {notional + fee:.8f} needed, {free:.8f} free"
+                    f"insufficient {quote}: {notional + quote_fee:.8f} needed, {free:.8f} free"
                 )
-            self.balances[quote] = free - notional - fee
-            self.balances[base] = self.balances.get(base, 0.0) + quantity
+            self.balances[quote] = free - notional - quote_fee
+            got = quantity * (1 - self.fee_rate) if self.fee_in_base else quantity
+            self.balances[base] = self.balances.get(base, 0.0) + got
+            if self.fee_in_base:
+                fee = quantity * self.fee_rate
             held = self.positions.get(symbol)
             if held is None:
                 self.positions[symbol] = _Position(symbol, quantity, price, now, strategy)
@@ -104,7 +115,12 @@ class PaperBook:
             held = self.positions.get(symbol)
             if held is not None:
                 held.quantity -= quantity
-                if held.quantity <= _DUST:
+                # A sale of all but a fee's worth closes the position, the rest is
+                # dust in the balance: the buy fee taken in the base asset leaves the
+                # balance under the position, and a seller who does not know in which
+                # asset it was taken sells the smaller amount.
+                fee_part = quantity * self.fee_rate * 1.01
+                if held.quantity <= fee_part + _DUST or self.balances[base] <= _DUST:
                     del self.positions[symbol]
         fill = Fill(order_id, symbol, side, quantity, price, fee, now)
         self.fills.append(fill)
@@ -136,9 +152,11 @@ class PaperBook:
             rows.append(
                 {
                     "asset": asset,
-                    "free": round(amount, 8),
+                    # Binance's balances have 8 decimals; rounded up, the amount shown
+                    # would be more than is held, and a sale of it refused.
+                    "free": _floor8(amount),
                     "locked": 0.0,
-                    "total": round(amount, 8),
+                    "total": _floor8(amount),
                     "value_usdc": None if value is None else round(value, 8),
                 }
             )

@@ -9,19 +9,20 @@ gives a ``CheckResult``; the first failed one is the decision's reason.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from enum import StrEnum
 
 from coordinator.trading.paper_book import split_symbol
 from coordinator.trading.signals import Side, Signal
-from coordinator.trading.sizing import SizingTable, signal_force
+from coordinator.trading.sizing import SizingTable
 from coordinator.trading.trading_state import TradingState, TradingStatus
 
 __all__ = [
     "Balance",
     "CheckResult",
+    "ClosedHolding",
     "Evaluation",
     "ExitTarget",
     "LedgerState",
@@ -35,7 +36,6 @@ __all__ = [
     "check_freshness",
     "check_trading_state",
     "check_universe",
-    "evaluate_order",
     "floor_quantity",
     "waiting_for_trader",
 ]
@@ -225,6 +225,12 @@ class RiskConfig:
     """A SELL may use an older one, up to this."""
     sizing: SizingTable
     fee_rate: float = 0.001
+    quantity_decimals: int = 8
+    """Decimals an order quantity is floored to, unless its symbol has its own."""
+    quantity_decimals_by_symbol: Mapping[str, int] = field(default_factory=dict)
+
+    def decimals_for(self, symbol: str) -> int:
+        return self.quantity_decimals_by_symbol.get(symbol, self.quantity_decimals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,14 +258,17 @@ class PortfolioView:
     error: str | None = None
     """Why the last fetch failed, if it did."""
 
-    def equity(self) -> float:
+    def equity(self, quote: str | None = None) -> float:
         """Value of every balance; an asset the Portfolio could not price is valued at
-        the value of its position, so that an unpriced holding is not taken for a loss."""
+        the value of its position, so that an unpriced holding is not taken for a loss,
+        and the quote asset (``value_usdc: null`` happens) at face value."""
         total = 0.0
         unpriced = set()
         for asset, balance in self.balances.items():
             if balance.value is not None:
                 total += balance.value
+            elif asset == quote:
+                total += balance.total
             else:
                 unpriced.add(asset)
         if unpriced:
@@ -272,6 +281,18 @@ class PortfolioView:
                 if base in unpriced:
                     total += position.value
         return total
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedHolding:
+    """A holding our own SELL closed."""
+
+    symbol: str
+    entry_price: float
+    quantity: float
+    at: float
+    reservation_id: str = ""
+    """The reservation of the SELL that closed it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +310,8 @@ class LedgerState:
     peak_equity: float = 0.0
     stop_losses: Mapping[str, float] = field(default_factory=dict)
     """Symbol -> wall-clock time of its last stop-loss exit."""
+    closed: tuple[ClosedHolding, ...] = ()
+    """Holdings our own SELLs closed lately."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,227 +363,22 @@ class Evaluation:
 
 
 def floor_quantity(quantity: float, decimals: int = 8) -> float:
-    factor = 10**decimals
-    return math.floor(quantity * factor + 1e-6) / factor
+    """``quantity`` cut to ``decimals`` decimals, never rounded up (the exchange refuses
+    a quantity over the balance). Taken from its shortest decimal form, so that 0.3
+    stays 0.3 rather than 0.29999999."""
+    try:
+        exact = Decimal(repr(float(quantity)))
+        step = Decimal(1).scaleb(-decimals)
+        return float(exact.quantize(step, rounding=ROUND_DOWN))
+    except (InvalidOperation, ValueError, OverflowError):
+        return 0.0
 
 
-def evaluate_order(
-    signal: Signal,
-    *,
-    view: PortfolioView,
-    ledger: LedgerState,
-    market: MarketQuote | None,
-    config: RiskConfig,
-    now: float,
-) -> Evaluation:
-    """Steps 6 (risk), 7 (portfolio), 8 (market), 9 (sizing), stopping at the first failure."""
-    if signal.side is Side.SELL:
-        return _evaluate_exit(
-            signal, view=view, ledger=ledger, market=market, config=config, now=now
-        )
-    checks: list[CheckResult] = []
-    price = market.price if market is not None else signal.price
-    view_age = None if view.fetched_at is None else now - view.fetched_at
-    free_quote = (view.balances.get(config.quote_asset) or Balance(0.0, 0.0, 0.0)).free
-    spendable = max(0.0, free_quote - ledger.reserved_quote)
-    force = signal_force(signal)
-    category = config.sizing.category(force)
-    percent = config.sizing.percent(category)
-    quantity = floor_quantity(spendable * percent / 100.0 / price) if price > 0 else 0.0
-    notional = quantity * price
+def __getattr__(name: str) -> object:
+    # Steps 6-9 live in ``order_checks``, which builds on the types above; they are
+    # still importable from here.
+    if name in ("evaluate_order", "exit_mismatch"):
+        from coordinator.trading import order_checks
 
-    # 6. risk limits
-    risk = _risk(signal, view, ledger, config, now, notional)
-    checks.append(risk)
-    if not risk.passed:
-        return Evaluation(tuple(checks), None)
-    # 7. portfolio
-    if view.fetched_at is None or view_age is None or view_age > config.portfolio_max_age:
-        age = "never fetched" if view_age is None else f"{view_age:.0f} s old"
-        checks.append(
-            _fail(
-                "portfolio",
-                Reason.PORTFOLIO_UNAVAILABLE,
-                f"portfolio view {age}" + (f" ({view.error})" if view.error else ""),
-            )
-        )
-        return Evaluation(tuple(checks), None)
-    needed = notional * (1 + config.fee_rate)
-    if notional <= 0 or needed > spendable + 1e-9:
-        checks.append(
-            _fail(
-                "portfolio",
-                Reason.INSUFFICIENT_BALANCE,
-                f"{needed:.2f} {config.quote_asset} needed, {spendable:.2f} free "
-                f"({ledger.reserved_quote:.2f} held by orders in flight)",
-            )
-        )
-        return Evaluation(tuple(checks), None)
-    checks.append(_ok("portfolio", f"{spendable:.2f} {config.quote_asset} free"))
-    # 8. market conditions
-    market_check = _market(signal, market, config, now)
-    checks.append(market_check)
-    if not market_check.passed:
-        return Evaluation(tuple(checks), None)
-    # 9. sizing
-    checks.append(
-        _ok(
-            "sizing",
-            f"force {force:.3f} -> {category}: {percent:g} % of {spendable:.2f} "
-            f"{config.quote_asset} = {quantity:.8f} at {price:.8g}",
-        )
-    )
-    plan = OrderPlan(signal.symbol, Side.BUY, quantity, price, notional, category)
-    return Evaluation(tuple(checks), plan)
-
-
-def _risk(
-    signal: Signal,
-    view: PortfolioView,
-    ledger: LedgerState,
-    config: RiskConfig,
-    now: float,
-    notional: float,
-) -> CheckResult:
-    symbol = signal.symbol
-    if symbol in view.positions or symbol in ledger.buying:
-        return _fail(
-            "risk", Reason.POSITION_ALREADY_OPEN, f"one position per symbol: {symbol} is held"
-        )
-    open_count = len(set(view.positions) | ledger.buying)
-    if open_count >= config.max_concurrent_trades:
-        return _fail(
-            "risk",
-            Reason.MAX_CONCURRENT_TRADES,
-            f"{open_count} positions open or opening, "
-            f"MAX_CONCURRENT_TRADES={config.max_concurrent_trades}",
-        )
-    recent = ledger.orders_last_minute
-    if recent >= config.max_orders_per_minute:
-        return _fail(
-            "risk",
-            Reason.ORDER_RATE_LIMIT,
-            f"{recent} BUY orders in the last minute, limit {config.max_orders_per_minute}",
-        )
-    stopped = ledger.stop_losses.get(symbol)
-    if stopped is not None and now - stopped < config.stop_loss_cooldown:
-        return _fail(
-            "risk",
-            Reason.STOP_LOSS_COOLDOWN,
-            f"stop-loss on {symbol} {now - stopped:.0f} s ago, "
-            f"cooldown {config.stop_loss_cooldown:g} s",
-        )
-    equity = view.equity()
-    if equity > 0:
-        unrealized = -sum(min(0.0, p.pnl) for p in view.positions.values())
-        loss = ledger.realized_loss_today + unrealized
-        if loss / equity * 100 >= config.daily_loss_limit_percent:
-            return _fail(
-                "risk",
-                Reason.DAILY_LOSS_LIMIT,
-                f"loss today {loss:.2f} is {loss / equity * 100:.2f} % of equity, "
-                f"limit {config.daily_loss_limit_percent:g} %",
-            )
-        peak = max(ledger.peak_equity, equity)
-        drawdown = (peak - equity) / peak * 100
-        if drawdown >= config.max_drawdown_percent:
-            return _fail(
-                "risk",
-                Reason.DRAWDOWN_GUARD,
-                f"drawdown {drawdown:.2f} % from peak {peak:.2f}, "
-                f"limit {config.max_drawdown_percent:g} %",
-            )
-        base, _ = split_symbol(symbol)
-        held = (view.balances.get(base) or Balance(0.0, 0.0, 0.0)).value or 0.0
-        exposure = (held + notional) / equity * 100
-        if exposure > config.max_exposure_percent:
-            return _fail(
-                "risk",
-                Reason.MAX_EXPOSURE,
-                f"{base} would be {exposure:.1f} % of equity, "
-                f"limit {config.max_exposure_percent:g} %",
-            )
-    if notional < config.min_notional:
-        return _fail(
-            "risk",
-            Reason.BELOW_MIN_NOTIONAL,
-            f"order of {notional:.2f} {config.quote_asset} "
-            f"is below the minimum {config.min_notional:g}",
-        )
-    return _ok(
-        "risk",
-        f"{open_count} of {config.max_concurrent_trades} positions, {recent} orders/min",
-    )
-
-
-def _market(
-    signal: Signal, market: MarketQuote | None, config: RiskConfig, now: float
-) -> CheckResult:
-    if market is None:
-        if config.require_market_data:
-            return _fail(
-                "market", Reason.MARKET_DATA_UNAVAILABLE, f"no market price for {signal.symbol} yet"
-            )
-        return _ok("market", "no market price; checked against nothing (REQUIRE_MARKET_DATA=false)")
-    age = now - market.at
-    if age > config.market_data_max_age:
-        return _fail(
-            "market",
-            Reason.MARKET_DATA_STALE,
-            f"last price {age:.0f} s old, limit {config.market_data_max_age:g} s",
-        )
-    deviation = abs(signal.price - market.price) / market.price * 100
-    if deviation > config.max_price_deviation_percent:
-        return _fail(
-            "market",
-            Reason.PRICE_DEVIATION,
-            f"signal price {signal.price:.8g} is {deviation:.2f} % from market {market.price:.8g}, "
-            f"limit {config.max_price_deviation_percent:g} %",
-        )
-    return _ok("market", f"market {market.price:.8g}, {deviation:.3f} % away, {age:.1f} s old")
-
-
-def _evaluate_exit(
-    signal: Signal,
-    *,
-    view: PortfolioView,
-    ledger: LedgerState,
-    market: MarketQuote | None,
-    config: RiskConfig,
-    now: float,
-) -> Evaluation:
-    checks = [_ok("risk", "SELL: risk limits do not hold back an exit")]
-    view_age = None if view.fetched_at is None else now - view.fetched_at
-    if view_age is None or view_age > config.portfolio_max_age_exit:
-        age = "never fetched" if view_age is None else f"{view_age:.0f} s old"
-        checks.append(
-            _fail(
-                "portfolio",
-                Reason.PORTFOLIO_UNAVAILABLE,
-                f"no position data to size the exit: portfolio view {age}"
-                + (f" ({view.error})" if view.error else ""),
-            )
-        )
-        return Evaluation(tuple(checks), None)
-    if signal.symbol in ledger.selling:
-        checks.append(
-            _fail("portfolio", Reason.EXIT_IN_PROGRESS, f"a SELL of {signal.symbol} is in flight")
-        )
-        return Evaluation(tuple(checks), None)
-    position = view.positions.get(signal.symbol)
-    if position is None or position.quantity <= 0:
-        checks.append(
-            _fail("portfolio", Reason.NO_POSITION, f"no open position in {signal.symbol}")
-        )
-        return Evaluation(tuple(checks), None)
-    checks.append(_ok("portfolio", f"position of {position.quantity:.8f} {signal.symbol}"))
-    price = market.price if market is not None else signal.price
-    if market is None:
-        checks.append(_ok("market", "no market price; an exit does not wait for one"))
-    else:
-        checks.append(_ok("market", f"market {market.price:.8g}, {now - market.at:.1f} s old"))
-    checks.append(_ok("sizing", f"SELL the position's quantity {position.quantity:.8f}"))
-    plan = OrderPlan(
-        signal.symbol, Side.SELL, position.quantity, price, position.quantity * price, None
-    )
-    return Evaluation(tuple(checks), plan)
+        return getattr(order_checks, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,341 @@
+"""Steps 6 to 9 of DESIGN section 4 (risk limits, portfolio, market conditions, sizing),
+run by the Ledger, which alone sees every open position and every order in flight."""
+
+from __future__ import annotations
+
+from coordinator.trading.paper_book import split_symbol
+from coordinator.trading.signals import Side, Signal
+from coordinator.trading.sizing import signal_force
+from coordinator.trading.validation import (
+    Balance,
+    CheckResult,
+    ClosedHolding,
+    Evaluation,
+    ExitTarget,
+    LedgerState,
+    MarketQuote,
+    OrderPlan,
+    PortfolioView,
+    PositionView,
+    Reason,
+    RiskConfig,
+    _fail,
+    _ok,
+    floor_quantity,
+)
+
+__all__ = ["ENTRY_TOLERANCE", "QUANTITY_TOLERANCE", "evaluate_order", "exit_mismatch"]
+
+
+ENTRY_TOLERANCE = 0.0005
+"""Relative difference of entry prices under which two holdings are the same one."""
+QUANTITY_TOLERANCE = 0.01
+"""Relative difference of quantities under which two holdings are the same one."""
+
+
+def _close(a: float, b: float, relative: float) -> bool:
+    return abs(a - b) <= relative * max(abs(a), abs(b)) + 1e-12
+
+
+def exit_mismatch(
+    target: ExitTarget, position: PositionView, closed: tuple[ClosedHolding, ...] = ()
+) -> str | None:
+    """Why ``target`` is not the holding ``position`` (None: it is).
+
+    The same holding has the same entry price (within ``ENTRY_TOLERANCE``) and quantity
+    (within ``QUANTITY_TOLERANCE``): both come from the Portfolio's positions, so only
+    rounding tells them apart. An exit for a holding our own SELL closed is refused even
+    when the holding now held looks like it: a stop sells its own holding only.
+    """
+    held = f"held: {position.quantity:.8g} @ {position.entry_price:.8g}"
+    asked = f"exit for {target.position_key} ({target.quantity:.8g} @ {target.entry_price:.8g})"
+    if not _close(target.entry_price, position.entry_price, ENTRY_TOLERANCE):
+        return f"{asked}, {held}: entry prices differ"
+    if not _close(target.quantity, position.quantity, QUANTITY_TOLERANCE):
+        return f"{asked}, {held}: quantities differ"
+    for gone in closed:
+        if (
+            gone.symbol == position.symbol
+            and _close(gone.entry_price, target.entry_price, ENTRY_TOLERANCE)
+            and _close(gone.quantity, target.quantity, QUANTITY_TOLERANCE)
+        ):
+            return f"{asked}, {held}: that holding was closed by our SELL at {gone.at:.0f}"
+    return None
+
+
+def evaluate_order(
+    signal: Signal,
+    *,
+    view: PortfolioView,
+    ledger: LedgerState,
+    market: MarketQuote | None,
+    config: RiskConfig,
+    now: float,
+    exit: ExitTarget | None = None,
+) -> Evaluation:
+    """Steps 6 (risk), 7 (portfolio), 8 (market), 9 (sizing), stopping at the first failure.
+
+    ``exit``: the holding a stop's exit is for (a SELL signal sells the symbol's)."""
+    if signal.side is Side.SELL:
+        return _evaluate_exit(
+            signal, view=view, ledger=ledger, market=market, config=config, now=now, exit=exit
+        )
+    checks: list[CheckResult] = []
+    price = market.price if market is not None else signal.price
+    view_age = None if view.fetched_at is None else now - view.fetched_at
+    free_quote = (view.balances.get(config.quote_asset) or Balance(0.0, 0.0, 0.0)).free
+    spendable = max(0.0, free_quote - ledger.reserved_quote)
+    force = signal_force(signal)
+    category = config.sizing.category(force)
+    percent = config.sizing.percent(category)
+    decimals = config.decimals_for(signal.symbol)
+    quantity = floor_quantity(spendable * percent / 100.0 / price, decimals) if price > 0 else 0.0
+    notional = quantity * price
+
+    # 6. risk limits
+    risk = _risk(signal, view, ledger, config, now, notional)
+    checks.append(risk)
+    if not risk.passed:
+        return Evaluation(tuple(checks), None)
+    # 7. portfolio
+    if view.fetched_at is None or view_age is None or view_age > config.portfolio_max_age:
+        age = "never fetched" if view_age is None else f"{view_age:.0f} s old"
+        checks.append(
+            _fail(
+                "portfolio",
+                Reason.PORTFOLIO_UNAVAILABLE,
+                f"portfolio view {age}" + (f" ({view.error})" if view.error else ""),
+            )
+        )
+        return Evaluation(tuple(checks), None)
+    needed = notional * (1 + config.fee_rate)
+    if notional <= 0 or needed > spendable + 1e-9:
+        checks.append(
+            _fail(
+                "portfolio",
+                Reason.INSUFFICIENT_BALANCE,
+                f"{needed:.2f} {config.quote_asset} needed, {spendable:.2f} free "
+                f"({ledger.reserved_quote:.2f} held by orders in flight)",
+            )
+        )
+        return Evaluation(tuple(checks), None)
+    checks.append(_ok("portfolio", f"{spendable:.2f} {config.quote_asset} free"))
+    # 8. market conditions
+    market_check = _market(signal, market, config, now)
+    checks.append(market_check)
+    if not market_check.passed:
+        return Evaluation(tuple(checks), None)
+    # 9. sizing
+    checks.append(
+        _ok(
+            "sizing",
+            f"force {force:.3f} -> {category}: {percent:g} % of {spendable:.2f} "
+            f"{config.quote_asset} = {quantity:.8f} at {price:.8g}",
+        )
+    )
+    plan = OrderPlan(signal.symbol, Side.BUY, quantity, price, notional, category)
+    return Evaluation(tuple(checks), plan)
+
+
+def _risk(
+    signal: Signal,
+    view: PortfolioView,
+    ledger: LedgerState,
+    config: RiskConfig,
+    now: float,
+    notional: float,
+) -> CheckResult:
+    symbol = signal.symbol
+    if symbol in view.positions or symbol in ledger.buying:
+        return _fail(
+            "risk", Reason.POSITION_ALREADY_OPEN, f"one position per symbol: {symbol} is held"
+        )
+    open_count = len(set(view.positions) | ledger.buying)
+    if open_count >= config.max_concurrent_trades:
+        return _fail(
+            "risk",
+            Reason.MAX_CONCURRENT_TRADES,
+            f"{open_count} positions open or opening, "
+            f"MAX_CONCURRENT_TRADES={config.max_concurrent_trades}",
+        )
+    recent = ledger.orders_last_minute
+    if recent >= config.max_orders_per_minute:
+        return _fail(
+            "risk",
+            Reason.ORDER_RATE_LIMIT,
+            f"{recent} BUY orders in the last minute, limit {config.max_orders_per_minute}",
+        )
+    stopped = ledger.stop_losses.get(symbol)
+    if stopped is not None and now - stopped < config.stop_loss_cooldown:
+        return _fail(
+            "risk",
+            Reason.STOP_LOSS_COOLDOWN,
+            f"stop-loss on {symbol} {now - stopped:.0f} s ago, "
+            f"cooldown {config.stop_loss_cooldown:g} s",
+        )
+    equity = view.equity(config.quote_asset)
+    if not view.balances or not equity > 0:
+        # Without a known positive equity the loss and exposure limits cannot be
+        # checked: no BUY rather than one unchecked.
+        what = "unknown (no balances)" if not view.balances else f"{equity:.2f}"
+        return _fail(
+            "risk",
+            Reason.PORTFOLIO_UNAVAILABLE,
+            f"equity {what}: the loss and exposure limits cannot be checked, no BUY",
+        )
+    unrealized = -sum(min(0.0, p.pnl) for p in view.positions.values())
+    loss = ledger.realized_loss_today + unrealized
+    if loss / equity * 100 >= config.daily_loss_limit_percent:
+        return _fail(
+            "risk",
+            Reason.DAILY_LOSS_LIMIT,
+            f"loss today {loss:.2f} is {loss / equity * 100:.2f} % of equity, "
+            f"limit {config.daily_loss_limit_percent:g} %",
+        )
+    peak = max(ledger.peak_equity, equity)
+    drawdown = (peak - equity) / peak * 100
+    if drawdown >= config.max_drawdown_percent:
+        return _fail(
+            "risk",
+            Reason.DRAWDOWN_GUARD,
+            f"drawdown {drawdown:.2f} % from peak {peak:.2f}, "
+            f"limit {config.max_drawdown_percent:g} %",
+        )
+    base, _ = split_symbol(symbol)
+    held = (view.balances.get(base) or Balance(0.0, 0.0, 0.0)).value or 0.0
+    exposure = (held + notional) / equity * 100
+    if exposure > config.max_exposure_percent:
+        return _fail(
+            "risk",
+            Reason.MAX_EXPOSURE,
+            f"{base} would be {exposure:.1f} % of equity, limit {config.max_exposure_percent:g} %",
+        )
+    if notional < config.min_notional:
+        return _fail(
+            "risk",
+            Reason.BELOW_MIN_NOTIONAL,
+            f"order of {notional:.2f} {config.quote_asset} "
+            f"is below the minimum {config.min_notional:g}",
+        )
+    return _ok(
+        "risk",
+        f"{open_count} of {config.max_concurrent_trades} positions, {recent} orders/min",
+    )
+
+
+def _market(
+    signal: Signal, market: MarketQuote | None, config: RiskConfig, now: float
+) -> CheckResult:
+    if market is None:
+        if config.require_market_data:
+            return _fail(
+                "market", Reason.MARKET_DATA_UNAVAILABLE, f"no market price for {signal.symbol} yet"
+            )
+        return _ok("market", "no market price; checked against nothing (REQUIRE_MARKET_DATA=false)")
+    age = now - market.at
+    if age > config.market_data_max_age:
+        return _fail(
+            "market",
+            Reason.MARKET_DATA_STALE,
+            f"last price {age:.0f} s old, limit {config.market_data_max_age:g} s",
+        )
+    deviation = abs(signal.price - market.price) / market.price * 100
+    if deviation > config.max_price_deviation_percent:
+        return _fail(
+            "market",
+            Reason.PRICE_DEVIATION,
+            f"signal price {signal.price:.8g} is {deviation:.2f} % from market {market.price:.8g}, "
+            f"limit {config.max_price_deviation_percent:g} %",
+        )
+    return _ok("market", f"market {market.price:.8g}, {deviation:.3f} % away, {age:.1f} s old")
+
+
+def _evaluate_exit(
+    signal: Signal,
+    *,
+    view: PortfolioView,
+    ledger: LedgerState,
+    market: MarketQuote | None,
+    config: RiskConfig,
+    now: float,
+    exit: ExitTarget | None = None,
+) -> Evaluation:
+    """A SELL sells min(position quantity, free base balance) floored to the symbol's
+    decimals: the position is gross, the free balance smaller when the buy fee was
+    taken in the base asset, and the Trader refuses more than the balance."""
+    checks = [_ok("risk", "SELL: risk limits do not hold back an exit")]
+    view_age = None if view.fetched_at is None else now - view.fetched_at
+    if view_age is None or view_age > config.portfolio_max_age_exit:
+        age = "never fetched" if view_age is None else f"{view_age:.0f} s old"
+        checks.append(
+            _fail(
+                "portfolio",
+                Reason.PORTFOLIO_UNAVAILABLE,
+                f"no position data to size the exit: portfolio view {age}"
+                + (f" ({view.error})" if view.error else ""),
+            )
+        )
+        return Evaluation(tuple(checks), None)
+    if signal.symbol in ledger.selling:
+        checks.append(
+            _fail("portfolio", Reason.EXIT_IN_PROGRESS, f"a SELL of {signal.symbol} is in flight")
+        )
+        return Evaluation(tuple(checks), None)
+    position = view.positions.get(signal.symbol)
+    if position is None or position.quantity <= 0:
+        checks.append(
+            _fail("portfolio", Reason.NO_POSITION, f"no open position in {signal.symbol}")
+        )
+        return Evaluation(tuple(checks), None)
+    if exit is not None:
+        mismatch = exit_mismatch(exit, position, ledger.closed)
+        if mismatch is not None:
+            checks.append(_fail("portfolio", Reason.POSITION_CHANGED, mismatch))
+            return Evaluation(tuple(checks), None)
+    base, _ = split_symbol(signal.symbol)
+    free = (view.balances.get(base) or Balance(0.0, 0.0, 0.0)).free
+    if free <= 0:
+        # Not dust: the balances may lag the positions. Tried again, never final.
+        checks.append(
+            _fail(
+                "portfolio",
+                Reason.INSUFFICIENT_BALANCE,
+                f"position of {position.quantity:.8g} {signal.symbol} but no free {base}",
+            )
+        )
+        return Evaluation(tuple(checks), None)
+    price = market.price if market is not None else signal.price
+    decimals = config.decimals_for(signal.symbol)
+    sellable = min(position.quantity, free)
+    quantity = floor_quantity(sellable, decimals)
+    if quantity <= 0 or quantity * price < config.min_notional:
+        checks.append(
+            _fail(
+                "portfolio",
+                Reason.DUST_REMAINDER,
+                f"{sellable:.8g} {base} left to sell (position {position.quantity:.8g}, "
+                f"free {free:.8g}), {quantity:.8g} at {decimals} decimals = "
+                f"{quantity * price:.2f} {config.quote_asset}, under the minimum "
+                f"{config.min_notional:g}: dust, not sold",
+            )
+        )
+        return Evaluation(tuple(checks), None)
+    checks.append(
+        _ok(
+            "portfolio",
+            f"position of {position.quantity:.8f} {signal.symbol}, {free:.8f} {base} free",
+        )
+    )
+    if market is None:
+        checks.append(_ok("market", "no market price; an exit does not wait for one"))
+    else:
+        checks.append(_ok("market", f"market {market.price:.8g}, {now - market.at:.1f} s old"))
+    checks.append(
+        _ok(
+            "sizing",
+            f"SELL min(position {position.quantity:.8f}, free {free:.8f}) "
+            f"floored to {decimals} decimals: {quantity:.8f}",
+        )
+    )
+    plan = OrderPlan(signal.symbol, Side.SELL, quantity, price, quantity * price, None)
+    return Evaluation(tuple(checks), plan)

@@ -1,0 +1,223 @@
+"""The Ledger in a whole coordinator: reservations that cannot leak, sells of what is
+free, against a paper exchange that takes the buy fee in the base asset."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+
+from coordinator.infra.paper_exchange import PaperExchange
+from coordinator.messages.pipeline import GetLedgerSnapshot, Reserve
+from coordinator.trading.signals import Signal, parse_signal
+from tests.pipeline import PRICES, Pipeline, signal_payload
+from tests.test_pipeline import signal_id
+from tests.test_trailing_stops import ENV as STOP_ENV
+from tests.test_trailing_stops import stop_of, tick, watched
+from tests.waiting import wait_for
+
+
+def ledger(pipe: Pipeline) -> Any:
+    return pipe.directory.ask("ledger", GetLedgerSnapshot(), timeout=5)
+
+
+def signal_of(payload: dict[str, Any]) -> Signal:
+    parsed = parse_signal(payload)
+    assert isinstance(parsed, Signal)
+    return parsed
+
+
+def bought(pipe: Pipeline, symbol: str) -> float:
+    """BUY ``symbol`` by a signal; the quantity ordered."""
+    buy = signal_payload(symbol, "BUY")
+    pipe.publish(buy)
+    record = pipe.decision(signal_id(buy))
+    assert record["decision"]["outcome"] == "accepted", record["decision"]
+    wait_for(lambda: symbol in pipe.positions(), message=f"{symbol} held")
+    return record["order"]["quantity"]
+
+
+@pytest.fixture
+def base_fee_pipe(pipelines) -> Pipeline:
+    paper = PaperExchange(redis_url=None, fee_in_base=True).start()
+    return pipelines(STOP_ENV, paper=paper)
+
+
+def test_a_sell_signal_after_a_base_fee_buy_sells_the_free_balance(base_fee_pipe):
+    pipe = base_fee_pipe
+    quantity = bought(pipe, "SOLUSDC")
+    free = pipe.paper.book.balances["SOL"]
+    assert free == pytest.approx(quantity * 0.999), "the fee was taken in SOL"
+
+    sell = signal_payload("SOLUSDC", "SELL")
+    pipe.publish(sell)
+    record = pipe.decision(signal_id(sell))
+    assert record["decision"]["outcome"] == "accepted", record["decision"]
+    assert record["order"]["quantity"] <= free
+    wait_for(lambda: "SOLUSDC" not in pipe.positions(), message="the position sold")
+
+
+def test_a_stop_exit_after_a_base_fee_buy_is_accepted(base_fee_pipe):
+    pipe = base_fee_pipe
+    bought(pipe, "ETHUSDC")
+    stop = watched(pipe, "ETHUSDC")
+    free = pipe.paper.book.balances["ETH"]
+    low = PRICES["ETHUSDC"] * 0.9
+    pipe.paper.set_price("ETHUSDC", low)
+    tick(pipe, "ETHUSDC", low)
+    wait_for(lambda: "ETHUSDC" not in pipe.positions(), message="the stop's exit filled")
+    record = pipe.decision(f"exit:{stop['position_key']}:1")
+    assert record["decision"]["outcome"] == "accepted", record["decision"]
+    assert record["order"]["quantity"] <= free
+    wait_for(lambda: stop_of(pipe, "ETHUSDC") is None, message="the stop closed")
+
+
+def test_a_reserve_whose_asker_gave_up_makes_no_reservation(pipelines):
+    pipe = pipelines()
+    reservation = pipe.directory.ask(
+        "ledger",
+        Reserve(
+            signal=signal_of(signal_payload("BTCUSDC", "BUY")),
+            market=None,
+            owner="validator-0#1",
+            deadline=time.time() - 1.0,
+        ),
+        timeout=5,
+    )
+    assert reservation.plan is None and reservation.reservation_id is None
+    assert "timed out" in reservation.checks[-1].detail
+    assert ledger(pipe).reservations == 0
+
+
+def test_a_leaked_sell_reservation_expires_counted_and_exits_go_on(pipelines):
+    pipe = pipelines({"RESERVATION_LIFETIME": "10", "TRADER_READ_TIMEOUT": "3"})
+    bought(pipe, "SOLUSDC")
+    wait_for(lambda: "SOLUSDC" in ledger(pipe).positions, message="the Ledger sees SOL")
+    # A SELL reserved by an asker that then vanished: nobody will settle it.
+    leaked = pipe.directory.ask(
+        "ledger",
+        Reserve(
+            signal=signal_of(signal_payload("SOLUSDC", "SELL")),
+            market=None,
+            owner="validator-9#1",
+            deadline=time.time() + 60.0,
+        ),
+        timeout=5,
+    )
+    assert leaked.reservation_id is not None
+    blocked = signal_payload("SOLUSDC", "SELL")
+    pipe.publish(blocked)
+    assert pipe.decision(signal_id(blocked))["decision"]["reason"] == "exit_in_progress"
+
+    wait_for(
+        lambda: pipe.stats()["reservations_expired"] == 1,
+        timeout=30,
+        message="the leaked reservation released",
+    )
+    assert ledger(pipe).reservations == 0
+    sell = signal_payload("SOLUSDC", "SELL")
+    pipe.publish(sell)
+    assert pipe.decision(signal_id(sell))["decision"]["outcome"] == "accepted"
+
+
+def test_an_exception_after_the_reservation_settles_it(pipelines, monkeypatch):
+    pipe = pipelines()
+    assert pipe.coordinator.services is not None
+    intents = pipe.coordinator.services.intents
+
+    def failing_claim(record: dict[str, Any]) -> tuple[bool, str]:
+        raise OSError("journal: no space left on device")
+
+    monkeypatch.setattr(intents, "claim", failing_claim)
+    buy = signal_payload("BTCUSDC", "BUY")
+    pipe.publish(buy)
+    decision = pipe.decision(signal_id(buy))["decision"]
+    assert decision["outcome"] in ("rejected", "unknown")
+    wait_for(lambda: ledger(pipe).reservations == 0, message="the reservation settled")
+    assert pipe.paper.stats()["orders_received"] == 0
+
+
+def test_a_fetch_between_the_fill_and_its_settlement_counts_the_fill_once(pipelines):
+    # A Validator waiting on the Trader is not hung (the liveness limit of the tests
+    # is 1 s).
+    pipe = pipelines({"SUPERVISOR_LIVENESS_TIMEOUT": "10"})
+    # The Trader fills at once and answers 2.5 s later: the Ledger's fetches meanwhile
+    # (every second) show the fill before the Validator settles it.
+    pipe.paper.knobs.update({"timeout": 2.5})
+    buy = signal_payload("XRPUSDC", "BUY")
+    pipe.publish(buy)
+    wait_for(lambda: "XRPUSDC" in pipe.positions(), message="the BUY filled")
+    # A SELL right behind it: sized by the Ledger just after the BUY's settlement.
+    sell = signal_payload("XRPUSDC", "SELL")
+    pipe.publish(sell)
+    quantity = pipe.decision(signal_id(buy))["order"]["quantity"]
+    pipe.paper.knobs.update({"timeout": 0})
+    record = pipe.decision(signal_id(sell))
+    assert record["decision"]["outcome"] == "accepted", record["decision"]
+    assert record["order"]["quantity"] <= quantity, "not the doubled quantity"
+    wait_for(lambda: "XRPUSDC" not in pipe.positions(), message="the position sold")
+
+
+class LaggingPortfolio:
+    """The Portfolio's routes in front of the paper exchange, with ``/balances`` frozen
+    at its first answer (RootTrading caches balances for up to a minute, positions not)."""
+
+    def __init__(self, paper: PaperExchange) -> None:
+        self.positions_read = 0
+        self._frozen: bytes | None = None
+        portfolio = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                answer = requests.get(paper.url + self.path, timeout=5)
+                body = answer.content
+                if self.path == "/balances":
+                    if portfolio._frozen is None:
+                        portfolio._frozen = body
+                    body = portfolio._frozen
+                elif self.path == "/positions/active":
+                    portfolio.positions_read += 1
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_a_buy_stays_spent_while_the_balances_lag_the_positions(pipelines):
+    paper = PaperExchange(redis_url=None).start()
+    portfolio = LaggingPortfolio(paper)
+    try:
+        pipe = pipelines({"PORTFOLIO_API_URL": portfolio.url}, paper=paper)
+        first = signal_payload("BTCUSDC", "BUY")
+        pipe.publish(first)
+        spent = pipe.decision(signal_id(first))["order"]["quantity"] * PRICES["BTCUSDC"]
+        # The Ledger fetches again: the position shows, the quote balance does not.
+        reads = portfolio.positions_read
+        wait_for(lambda: portfolio.positions_read >= reads + 2, message="two more fetches")
+        second = signal_payload("ETHUSDC", "BUY")
+        pipe.publish(second)
+        record = pipe.decision(signal_id(second))
+        assert record["decision"]["outcome"] == "accepted", record["decision"]
+        sized = record["order"]["quantity"] * PRICES["ETHUSDC"]
+        # The same share of what is left, not of the 10,000 the frozen balances show.
+        left = 10_000.0 - spent * 1.001
+        assert sized == pytest.approx(spent / 10_000.0 * left, rel=1e-3)
+    finally:
+        portfolio.stop()
