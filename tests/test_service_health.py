@@ -140,8 +140,10 @@ def test_unconfigured_trader_is_reported_as_such(trees, redis_server, postgres):
         lambda s: (
             tree.dependency(s, "redis").status is DependencyStatus.UP
             and tree.dependency(s, "postgres").status is DependencyStatus.UP
+            # The kill switch is read on its own worker: under load, after the probes.
+            and s.halted is not None
         ),
-        "redis and postgres up",
+        "redis and postgres up, the kill switch read",
     )
     assert snapshot.trading.state is TradingState.HALTED
     codes = [r.code for r in snapshot.trading.reasons]
