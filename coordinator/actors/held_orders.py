@@ -120,7 +120,7 @@ class HoldsOrders:
         reservation_id: str,
         order_ms: float | None,
     ) -> None:
-        from coordinator.actors.validator import _Waiting
+        from coordinator.actors.validator_waiting import _Waiting
 
         order_id = intent.client_order_id
         self._resending.discard(order_id)
@@ -168,7 +168,7 @@ class HoldsOrders:
                 notional=row.quantity * price,
                 category=None,
             )
-        from coordinator.actors.validator import _Waiting
+        from coordinator.actors.validator_waiting import _Waiting
 
         error = (row.error or "").removeprefix(HELD_MARK)
         now = self._clock.time()  # type: ignore[attr-defined]

@@ -15,6 +15,19 @@ import pykka
 from pykka import ActorRef
 
 from coordinator.clock import utc_iso
+from coordinator.http.asking import (
+    LEDGER,
+    SERVICE_HEALTH,
+    SIGNAL_INTAKE,
+    STATS,
+    STORE_TIMEOUT,
+    STORE_WRITER,
+    TRAILING_STOP,
+    UNIVERSE,
+    ActorUnavailable,
+    UnknownActor,
+)
+from coordinator.http.facade_orders import OrdersApi
 from coordinator.infra.store import StoreError
 from coordinator.messages.health import (
     DependencySnapshot,
@@ -28,20 +41,11 @@ from coordinator.messages.pipeline import (
     GetIntakeSnapshot,
     GetLedgerSnapshot,
     GetStats,
-    GetStoredRecords,
     GetStoreSnapshot,
     IntakeSnapshot,
-    OrderRecord,
     RawSignal,
     StatsSnapshot,
-    StoredRecords,
     StoreSnapshot,
-)
-from coordinator.messages.reconcile import (
-    GetReconcilerSnapshot,
-    OrderResolution,
-    ReconcilerSnapshot,
-    ResolveOrder,
 )
 from coordinator.messages.stops import GetTrailingStops, TrailingStopsSnapshot
 from coordinator.messages.supervision import (
@@ -68,33 +72,11 @@ from coordinator.trading.trading_state import ExitPolicy, TradingStatus
 
 __all__ = ["ActorUnavailable", "CoordinatorApi", "UnknownActor"]
 
-SERVICE_HEALTH = "service_health"
-SIGNAL_INTAKE = "signal_intake"
-STORE_WRITER = "store_writer"
-STATS = "stats"
-LEDGER = "ledger"
-UNIVERSE = "universe_manager"
-TRAILING_STOP = "trailing_stop"
-RECONCILER = "reconciler"
 _ROTATION_TIMEOUT = 15.0  # a rotation over thousands of symbols takes up to a second or two
-_STORE_TIMEOUT = 3.0  # reads of stored records are database queries
 _MAX_DRILL_HANG = 3600.0
 
 
-class ActorUnavailable(Exception):
-    """An actor did not answer in time or is restarting: answer 503 naming it."""
-
-    def __init__(self, actor: str, reason: str) -> None:
-        super().__init__(f"actor {actor} is unavailable: {reason}")
-        self.actor = actor
-        self.reason = reason
-
-
-class UnknownActor(LookupError):
-    """No actor of that name in the tree."""
-
-
-class CoordinatorApi:
+class CoordinatorApi(OrdersApi):
     def __init__(
         self,
         *,
@@ -211,57 +193,6 @@ class CoordinatorApi:
     def supervisor(self) -> dict[str, Any]:
         return _supervisor(self._tree())
 
-    def signal(self, signal_id: str) -> dict[str, Any] | None:
-        return self._stored(GetStoredRecords(signal_id=signal_id))
-
-    def decisions(self, *, symbol: str | None, outcome: str | None, limit: int) -> list[Any]:
-        return self._stored(GetStoredRecords(symbol=symbol, outcome=outcome, limit=limit))
-
-    def _stored(self, query: GetStoredRecords) -> Any:
-        try:
-            records: StoredRecords = self._ask(STORE_WRITER, query, timeout=_STORE_TIMEOUT)
-        except StoreError as exc:
-            raise ActorUnavailable(STORE_WRITER, str(exc)) from None
-        return json.loads(records.json)
-
-    def unknown_orders(self) -> dict[str, Any]:
-        store: StoreSnapshot = self._ask(STORE_WRITER, GetStoreSnapshot())
-        try:
-            reconciler: ReconcilerSnapshot | None = self._ask(RECONCILER, GetReconcilerSnapshot())
-        except ActorUnavailable:
-            reconciler = None
-        resolved = reconciler.resolved if reconciler is not None else frozenset()
-        orders = [o for o in store.unknown_orders if o.client_order_id not in resolved]
-        return {
-            "count": len(orders),
-            "orders": [
-                {**{name: getattr(o, name) for name in OrderRecord.__slots__}, "at": utc_iso(o.at)}
-                for o in orders
-            ],
-            "reconciler": None if reconciler is None else _reconciler(reconciler),
-        }
-
-    def _reconciler_view(self) -> dict[str, Any] | None:
-        try:
-            return _reconciler(self._ask(RECONCILER, GetReconcilerSnapshot()))
-        except ActorUnavailable:
-            return None
-
-    def resolve_order(
-        self, client_order_id: str, *, state: str, trader_order_id: str | None, note: str, by: str
-    ) -> OrderResolution:
-        return self._ask(
-            RECONCILER,
-            ResolveOrder(
-                client_order_id=client_order_id,
-                state=state,
-                trader_order_id=trader_order_id,
-                note=note,
-                by=by,
-            ),
-            timeout=_STORE_TIMEOUT,
-        )
-
     def stats(self) -> dict[str, Any]:
         intake: IntakeSnapshot = self._ask(SIGNAL_INTAKE, GetIntakeSnapshot())
         stats: StatsSnapshot = self._ask(STATS, GetStats())
@@ -321,7 +252,7 @@ class CoordinatorApi:
     def universe_history(self, limit: int) -> list[Any]:
         try:
             history: UniverseHistory = self._ask(
-                UNIVERSE, GetUniverseHistory(limit=limit), timeout=_STORE_TIMEOUT
+                UNIVERSE, GetUniverseHistory(limit=limit), timeout=STORE_TIMEOUT
             )
         except StoreError as exc:
             raise ActorUnavailable(UNIVERSE, str(exc)) from None
@@ -445,31 +376,6 @@ def _dependency(dep: DependencySnapshot) -> dict[str, Any]:
                 "at": None if dep.last_error_at is None else utc_iso(dep.last_error_at),
             }
         ),
-    }
-
-
-def _reconciler(snapshot: ReconcilerSnapshot) -> dict[str, Any]:
-    return {
-        "reconciled": {
-            "accepted": snapshot.accepted,
-            "rejected": snapshot.rejected,
-            "by_operator": snapshot.resolved_by_operator,
-        },
-        "still_unknown": [
-            {
-                "client_order_id": s.client_order_id,
-                "symbol": s.symbol,
-                "side": s.side,
-                "quantity": s.quantity,
-                "reason": s.reason,
-                "detail": s.detail,
-                "held": s.held,
-            }
-            for s in snapshot.still_unknown
-        ],
-        "last_run": None if snapshot.last_run is None else utc_iso(snapshot.last_run),
-        "last_error": snapshot.last_error,
-        "runs": snapshot.runs,
     }
 
 

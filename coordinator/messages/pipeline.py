@@ -5,14 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from coordinator.messages.base import Command, Event, Query
-from coordinator.trading.signals import Side, Signal
-from coordinator.trading.validation import (
-    CheckResult,
-    ExitTarget,
-    MarketQuote,
-    OrderPlan,
-    PortfolioView,
+
+# The Ledger's messages have their own module; re-exported so imports from here work.
+from coordinator.messages.ledger import (
+    GetLedgerSnapshot,
+    LedgerSnapshot,
+    PortfolioFetched,
+    PositionsSeen,
+    RefreshPortfolio,
+    Reservation,
+    ReservationsExpired,
+    Reserve,
+    Settle,
 )
+from coordinator.trading.signals import Signal
+from coordinator.trading.validation import CheckResult, ExitTarget
 
 __all__ = [
     "AckStreamEntry",
@@ -192,83 +199,6 @@ class PricesUpdated(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Reserve(Query):
-    """Validator to Ledger: run steps 6-9 and, if they pass, hold the order's room."""
-
-    signal: Signal
-    """The signal."""
-    market: MarketQuote | None
-    """The latest price the Validator knows."""
-    exit: ExitTarget | None = None
-    """For a trailing stop's exit: the holding it is for."""
-    owner: str = ""
-    """Who asks (``validator-2#3``: name and incarnation), named when it leaks."""
-    deadline: float | None = None
-    """Wall-clock time the asker gives up waiting for the answer: a Reserve still in the
-    Ledger's mailbox after it makes no reservation (nobody would settle it)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Reservation:
-    checks: tuple[CheckResult, ...]
-    """Steps 6 to 9."""
-    plan: OrderPlan | None
-    """The order to send when every step passed."""
-    reservation_id: str | None
-    """To settle once the order's outcome is known; unique across Ledger incarnations."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Settle(Command):
-    """Validator to Ledger: the reserved order's outcome."""
-
-    reservation_id: str
-    """From the Reservation."""
-    filled: bool | None
-    """True filled, False not sent or refused, None unknown."""
-    symbol: str
-    """The symbol of the order settled: the Ledger checks the id names that plan."""
-    side: Side
-    """Its side."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReservationsExpired(Event):
-    """The Ledger released reservations nobody settled within their lifetime."""
-
-    count: int
-    """How many."""
-    owners: tuple[str, ...]
-    """Who had reserved them."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PortfolioFetched(Event):
-    """The Ledger's fetcher thread has an answer from the Portfolio."""
-
-    view: PortfolioView | None
-    """Balances and positions, or None when the fetch failed."""
-    requested_at: float
-    """Wall-clock time the fetch started: fills after it are not in the view."""
-    error: str | None
-    """Why it failed."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RefreshPortfolio(Command):
-    """Time for the Ledger to fetch the Portfolio if its view is older than the TTL."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PositionsSeen(Command):
-    """The TrailingStop adopted positions: the Ledger fetches at once if its view lacks
-    one of them, so that their exits are not refused ``no_position``."""
-
-    symbols: tuple[str, ...]
-    """Symbols of the positions adopted."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class CandlesReceived(Command):
     """Market-data messages as they arrived together, for the MarketFeed to parse."""
 
@@ -305,27 +235,6 @@ class StopLossRecorded(Event):
     """The symbol."""
     at: float
     """When."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GetLedgerSnapshot(Query):
-    """Ask the Ledger for a ``LedgerSnapshot``."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LedgerSnapshot:
-    positions: tuple[str, ...]
-    """Symbols held (portfolio view plus fills since)."""
-    reservations: int
-    """Orders in flight."""
-    reservations_expired: int = 0
-    """Reservations released unsettled by this incarnation."""
-    reserved_quote: float
-    """Quote amount held by BUYs in flight."""
-    view_age: float | None
-    """Seconds since the Portfolio last answered."""
-    error: str | None
-    """Why the last fetch failed."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
