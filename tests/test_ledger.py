@@ -109,6 +109,7 @@ def test_a_leaked_sell_reservation_expires_counted_and_exits_go_on(pipelines):
         timeout=5,
     )
     assert leaked.reservation_id is not None
+    assert pipe.stats()["reservations_open"] == 1
     blocked = signal_payload("SOLUSDC", "SELL")
     pipe.publish(blocked)
     assert pipe.decision(signal_id(blocked))["decision"]["reason"] == "exit_in_progress"
@@ -119,6 +120,7 @@ def test_a_leaked_sell_reservation_expires_counted_and_exits_go_on(pipelines):
         message="the leaked reservation released",
     )
     assert ledger(pipe).reservations == 0
+    assert pipe.stats()["reservations_open"] == 0
     sell = signal_payload("SOLUSDC", "SELL")
     pipe.publish(sell)
     assert pipe.decision(signal_id(sell))["decision"]["outcome"] == "accepted"

@@ -152,7 +152,7 @@ class SendsOrders:
         message: SubmitSignal,
         checks: tuple[CheckResult, ...],
         plan: OrderPlan,
-        reservation_id: int,
+        reservation_id: str | None,
     ) -> bool:
         """A stop's exit right before it is claimed and sent, however long it queued:
         its deciding price (ours if newer) must be fresh and still at or under the
@@ -187,7 +187,7 @@ class SendsOrders:
         message: SubmitSignal,
         checks: tuple[CheckResult, ...],
         plan: OrderPlan,
-        reservation_id: int,
+        reservation_id: str | None,
         claim: Claim,
     ) -> None:
         """Nothing stored, nothing sent: the signal waits for PostgreSQL (checked again

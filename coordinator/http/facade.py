@@ -198,9 +198,11 @@ class CoordinatorApi(OrdersApi):
         stats: StatsSnapshot = self._ask(STATS, GetStats())
         store: StoreSnapshot = self._ask(STORE_WRITER, GetStoreSnapshot())
         try:
-            positions: int | None = len(self._ask(LEDGER, GetLedgerSnapshot()).positions)
+            ledger = self._ask(LEDGER, GetLedgerSnapshot())
+            positions: int | None = len(ledger.positions)
+            reservations: int | None = ledger.reservations
         except ActorUnavailable:
-            positions = None
+            positions = reservations = None
         try:
             universe_size: int | None = len(self._ask(UNIVERSE, GetUniverse()).selected)
         except ActorUnavailable:
@@ -228,6 +230,7 @@ class CoordinatorApi(OrdersApi):
             "duplicates": intake.duplicates,
             "resent_after_restart": intake.resent,
             "orders_unknown": len(store.unknown_orders),
+            "reservations_open": reservations,
             "reservations_expired": since.get("reservations_expired", 0),
             "store": {
                 "postgres_ok": store.postgres_ok,
