@@ -146,6 +146,14 @@ def test_an_exit_whose_newer_price_is_back_above_the_stop_is_not_sent():
     assert "the latest price 48100" in check.detail
 
 
+def test_a_price_read_at_the_same_instant_as_the_trigger_decides_as_the_later_one():
+    """Two prices in one batch from Redis share their receive time: the Validator's latest
+    is the later of them; above the stop, the exit is not sent."""
+    same = MarketQuote(48_100.0, EXIT.price_at)
+    check = exit_price_check(EXIT, same, now=1_010.0, max_age=30)
+    assert (check.passed, check.reason) == (False, Reason.STOP_NOT_HIT)
+
+
 @given(
     trigger_age=st.floats(-5, 100),
     latest=st.none() | st.tuples(st.floats(40_000, 56_000), st.floats(-50, 50)),
@@ -154,7 +162,7 @@ def test_an_exit_goes_only_on_a_fresh_price_at_or_under_its_stop(trigger_age, la
     now = EXIT.price_at + trigger_age
     quote = None if latest is None else MarketQuote(latest[0], EXIT.price_at + latest[1])
     check = exit_price_check(EXIT, quote, now=now, max_age=30)
-    deciding = quote if quote is not None and quote.at > EXIT.price_at else None
+    deciding = quote if quote is not None and quote.at >= EXIT.price_at else None
     price = EXIT.price if deciding is None else deciding.price
     at = EXIT.price_at if deciding is None else deciding.at
     assert check.passed == (now - at <= 30 and price <= EXIT.stop)
@@ -279,6 +287,44 @@ def test_an_exit_looks_at_its_price_again_right_before_it_is_sent(pipelines):
     sold = pipe.decision(f"exit:{view['position_key']}:903")["decision"]
     assert sold["outcome"] == "accepted", sold
     wait_for(lambda: "LINKUSDC" not in pipe.positions(), message="the position sold")
+
+
+def test_an_exit_is_checked_against_the_last_price_of_the_batch_that_hit_its_stop(pipelines):
+    """Two prices of one symbol read together, the first under the stop, the second above:
+    the Validator holds the second (not only the first, the second held back), so the exit
+    the first triggered is not sent."""
+    pipe = pipelines({"STOP_PRICE_MAX_AGE": "30", "MAX_PRICE_DEVIATION_PERCENT": "50"})
+    view = seed(pipe, "LINKUSDC", 10.0, 20.0)
+    wait_for(
+        lambda: (
+            "LINKUSDC" in pipe.directory.ask("ledger", GetLedgerSnapshot(), timeout=5).positions
+        ),
+        message="the Ledger holding it too",
+    )
+    validator = validator_for("LINKUSDC", pipe.config.coordination.validation_threads)
+    now = time.time()
+    minute = int(now * 1000) // 60_000 * 60_000
+    under, above = view["stop"] * 0.99, view["stop"] * 1.01
+    pipe.directory.tell(
+        "market_feed",
+        CandlesReceived(
+            candles=tuple(
+                (
+                    market_channel("LINKUSDC"),
+                    candle_json("LINKUSDC", price, time_ms=minute).encode(),
+                    time.monotonic(),
+                    now,
+                )
+                for price in (under, above)
+            )
+        ),
+    )
+    # The feed has told the Validator what it had to tell before it answers this.
+    assert market_snapshot(pipe)["LINKUSDC"] == (above, now)
+    pipe.directory.tell(validator, exit_for(view, 901, under, now))
+    decided = pipe.decision(f"exit:{view['position_key']}:901")["decision"]
+    assert (decided["outcome"], decided["reason"]) == ("rejected", "stop_not_hit"), decided
+    assert pipe.positions()["LINKUSDC"] == pytest.approx(10.0), "nothing sold"
 
 
 def test_an_older_candle_arriving_late_does_not_replace_a_newer_price(pipelines):

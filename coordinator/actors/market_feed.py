@@ -158,7 +158,8 @@ class MarketFeed(ChildActor):
         """The prices of what arrived together go on together: one message to the
         TrailingStop and at most one to each Validator."""
         to_stops: list[PriceUpdated] = []
-        to_validators: dict[str, list[PriceUpdated]] = {}
+        # Per Validator, the latest update of each symbol in this batch.
+        to_validators: dict[str, dict[str, PriceUpdated]] = {}
         for channel, payload, mono, received_at in candles:
             parsed = parse_candle(payload, channel)
             if parsed is None:
@@ -170,7 +171,7 @@ class MarketFeed(ChildActor):
         if to_stops:
             self._tell("trailing_stop", PricesUpdated(updates=tuple(to_stops)))
         for name, updates in to_validators.items():
-            self._tell(name, PricesUpdated(updates=tuple(updates)))
+            self._tell(name, PricesUpdated(updates=tuple(updates.values())))
 
     def _candle(
         self,
@@ -178,7 +179,7 @@ class MarketFeed(ChildActor):
         mono: float,
         received_at: float,
         to_stops: list[PriceUpdated],
-        to_validators: dict[str, list[PriceUpdated]],
+        to_validators: dict[str, dict[str, PriceUpdated]],
     ) -> None:
         symbol, price = candle.symbol, candle.close
         directory = self.context.directory
@@ -211,11 +212,16 @@ class MarketFeed(ChildActor):
         if previous is None or previous[0] != price or at - previous[1] > 1.0:
             update = PriceUpdated(symbol=symbol, price=price, at=at, received_mono=mono)
             to_stops.append(update)
-            if at - self._told.get(symbol, 0.0) >= _VALIDATOR_EVERY:
+            name = validator_for(symbol, self._validators)
+            batch = to_validators.setdefault(name, {})
+            if symbol in batch:
+                # Read together with the one about to be told: the Validator gets the
+                # last of them, or it would re-check an exit against a superseded price.
+                batch[symbol] = update
+            elif at - self._told.get(symbol, 0.0) >= _VALIDATOR_EVERY:
                 self._told[symbol] = at
                 self._held_back.pop(symbol, None)
-                name = validator_for(symbol, self._validators)
-                to_validators.setdefault(name, []).append(update)
+                batch[symbol] = update
             else:
                 self._held_back[symbol] = update
 

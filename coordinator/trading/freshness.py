@@ -152,7 +152,8 @@ def exit_price_check(
     if newer than the one that hit the stop) must be fresh and still at or under the
     stop. Otherwise it is not sent; the TrailingStop tries again on a fresh price."""
     price, at, which = exit.price, exit.price_at, "the price that hit the stop"
-    if latest is not None and latest.at > at:
+    # Read at the same instant (one batch from Redis), the Validator's is the later one.
+    if latest is not None and latest.at >= at:
         price, at, which = latest.price, latest.at, "the latest price"
     age = now - at
     if age > max_age:
