@@ -1,0 +1,335 @@
+"""Model-based test of money safety: the Ledger's book, the stops' lifecycles and the
+execution outcomes composed as the actors compose them, against an exchange that is the
+truth (tests/money_model_world.py) and a Portfolio that shows it late.
+
+Signals (BUY, SELL) and stop exits go through the Validator's path: the book's
+reserve/evaluate, the exit price re-check, the intent claim, the order and its answer
+(filled, refused, 5xx with or without a fill, a timeout with or without a fill). Settles
+reach the Ledger late, twice, or after it restarted; Portfolio answers come late, out of
+order or fail; the reconciler resolves unknown orders from the truth; the Ledger, the
+TrailingStop and the whole process crash (a new book and a fetch; stops from their
+stored records; everything from the store). The invariants of README "Money safety" are
+checked at each order request and after every step.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from coordinator.trading import stop_lifecycle as lc
+from coordinator.trading.freshness import PriceBook, PriceVerdict
+from coordinator.trading.ledger_book import OrderState
+from coordinator.trading.order_checks import evaluate_order
+from coordinator.trading.signals import Side
+from coordinator.trading.stop_book import Holding
+from coordinator.trading.stops import open_stop, update_stop
+from coordinator.trading.validation import (
+    Reason,
+)
+from tests.money_model_actors import (
+    CONFIG,
+    LIFETIME,
+    OUTCOMES,
+    PARAMS,
+    RECONCILE_AFTER,
+    RULES,
+    SETTLE_WINDOW,
+    START,
+    STOP_MAX_AGE,
+    Actors,
+    Job,
+    World,
+)
+from tests.money_model_world import (
+    EPS,
+    SYMBOLS,
+    Exchange,
+    Portfolio,
+    State,
+)
+
+
+class MoneyModel(Actors, RuleBasedStateMachine):
+    @initialize(cash=st.sampled_from([200.0, 1_000.0]), fee_in_base=st.booleans())
+    def start(self, cash: float, fee_in_base: bool) -> None:
+        self.now = START
+        self.exchange = Exchange(fee_in_base, [State(cash, {}, {})])
+        self.portfolio = Portfolio()
+        self.w = World()
+        self.price = {"AAAUSDC": 10.0, "BBBUSDC": 2.0}
+        self.prices = PriceBook(max_age=STOP_MAX_AGE)
+        self.w.seen = dict.fromkeys(SYMBOLS, self.now)
+        self.count = 0
+        self._new_ledger()
+        self._answer_fetch(self.w.fetches.pop(), 0, 0)
+
+    # --- rules: signals, the Validator, the Ledger --------------------------------------
+
+    @rule(
+        symbol=st.sampled_from(SYMBOLS),
+        side=st.sampled_from(["BUY", "BUY", "SELL"]),
+        at_once=st.booleans(),
+        outcome=st.sampled_from(OUTCOMES),
+    )
+    def signal(self, symbol: str, side: str, at_once: bool, outcome: str) -> None:
+        """A signal, handled at once or left in the Validator's mailbox."""
+        job = Job(self._signal(symbol, side))
+        if at_once:
+            self._process(job, outcome)
+        else:
+            self.w.jobs.append(job)
+
+    @precondition(lambda self: bool(self.w.jobs))
+    @rule(data=st.data(), outcome=st.sampled_from(OUTCOMES))
+    def validator_runs(self, data: st.DataObject, outcome: str) -> None:
+        job = data.draw(st.sampled_from(self.w.jobs))
+        self.w.jobs.remove(job)
+        self._process(job, outcome)
+
+    @precondition(lambda self: bool(self.w.settles))
+    @rule(data=st.data(), again=st.booleans())
+    def settle_arrives(self, data: st.DataObject, again: bool) -> None:
+        """A settle reaches the Ledger, maybe to arrive once more."""
+        settle = data.draw(st.sampled_from(self.w.settles))
+        if not again:
+            self.w.settles.remove(settle)
+        self._deliver_settle(settle)
+
+    @rule()
+    def ledger_fetches(self) -> None:
+        self.w.fetches.append(self.now)
+
+    @precondition(lambda self: bool(self.w.fetches))
+    @rule(
+        data=st.data(), fails=st.booleans(), positions=st.integers(0, 2), balances=st.integers(0, 2)
+    )
+    def portfolio_answers(
+        self, data: st.DataObject, fails: bool, positions: int, balances: int
+    ) -> None:
+        requested_at = data.draw(st.sampled_from(self.w.fetches))
+        self.w.fetches.remove(requested_at)
+        if not fails:
+            self._answer_fetch(requested_at, positions, balances)
+
+    @precondition(lambda self: any(o.state == "unknown" for o in self.w.store.orders.values()))
+    @rule(data=st.data())
+    def reconciler_runs(self, data: st.DataObject) -> None:
+        due = sorted(
+            coid
+            for coid, o in self.w.store.orders.items()
+            if o.state == "unknown" and self.now - o.sent_at >= RECONCILE_AFTER
+        )
+        if due:
+            self._reconcile(data.draw(st.sampled_from(due)))
+
+    # --- rules: prices and the TrailingStop --------------------------------------------
+
+    @rule(
+        symbol=st.sampled_from(SYMBOLS),
+        move=st.sampled_from([-0.08, -0.04, -0.01, 0.0, 0.02, 0.05]),
+        fresh=st.booleans(),
+    )
+    def tick(self, symbol: str, move: float, fresh: bool) -> None:
+        """A candle: closed now, or long ago (a backlog after a hang)."""
+        closed_ms = int(self.now * 1000) if fresh else int((self.now - 400) * 1000)
+        verdict, _ = self.prices.offer(
+            symbol,
+            open_ms=closed_ms - 60_000,
+            timeframe="1m",
+            close_time_ms=closed_ms - 1,
+            received_at=self.now,
+        )
+        if not fresh:
+            assert verdict is not PriceVerdict.TAKEN, "a stale candle taken as the price"
+            return
+        if verdict is not PriceVerdict.TAKEN:
+            return
+        self.price[symbol] = max(0.01, self.price[symbol] * (1 + move))
+        self.w.seen[symbol] = self.now
+        for key in list(self.w.stops):
+            holding = self.w.stops.get(key)
+            if holding is None or holding.symbol != symbol or not holding.life.live:
+                continue
+            holding.stop, hit = update_stop(holding.stop, self.price[symbol], RULES, PARAMS, None)
+            self.w.store.stops[key] = holding.record()
+            if hit and holding.life.phase is lc.Phase.WATCHING:
+                self._step(key, lc.Tick())
+
+    @rule(fails=st.booleans(), positions=st.integers(0, 2), balances=st.integers(0, 2))
+    def stops_fetch_positions(self, fails: bool, positions: int, balances: int) -> None:
+        if fails:
+            return
+        w = self.w
+        self.portfolio.catch_up(self.exchange, positions, balances)
+        shown = {h.key: (symbol, h) for symbol, h in self.portfolio.holdings(self.exchange).items()}
+        for key, (symbol, true) in shown.items():
+            if key not in w.stops:
+                w.stops[key] = Holding(
+                    key=key,
+                    symbol=symbol,
+                    cycle_id=None,
+                    quantity=true.quantity,
+                    entry_time=None,
+                    rules=RULES,
+                    stop=open_stop(RULES, PARAMS, true.entry),
+                    watched_at=self.now,
+                    updated_at=self.now,
+                    known_since=self.now,
+                    life=lc.Lifecycle(clean=key not in w.store.ever_watched, seen_at=self.now),
+                )
+                w.store.ever_watched.add(key)
+        for key in list(w.stops):
+            if key in w.stops:
+                self._step(key, lc.PositionsSeen(held=key in shown))
+
+    @precondition(lambda self: bool(self.w.decisions))
+    @rule(data=st.data(), again=st.booleans())
+    def decision_reaches_stop(self, data: st.DataObject, again: bool) -> None:
+        item = data.draw(st.sampled_from(self.w.decisions))
+        if not again:
+            self.w.decisions.remove(item)
+        key, decided = item
+        if key in self.w.stops:
+            self._step(key, decided)
+
+    @precondition(lambda self: bool(self.w.reads or self.w.lookups))
+    @rule(error=st.booleans())
+    def store_answers(self, error: bool) -> None:
+        """The TrailingStop's reads of the store: the stored orders of its holdings (or
+        an error) and the decisions it looks up."""
+        while self.w.reads:
+            self._read_orders(self.w.reads.pop(0), error)
+        while self.w.lookups:
+            self._look_up(*self.w.lookups.pop(0))
+
+    @rule(seconds=st.sampled_from([1.0, 5.0, 20.0, 70.0]))
+    def time_passes(self, seconds: float) -> None:
+        w = self.w
+        self.now += seconds
+        # The reservation lifetime is longer than the Trader's timeouts and the
+        # reconciler's window: a held order is resolved, a settle delivered, before it.
+        for coid in [c for c, h in w.held.items() if self.now - w.store.orders[c].sent_at > 30]:
+            self._reconcile(coid)
+        for settle in [s for s in w.settles if self.now - s.at > 30]:
+            w.settles.remove(settle)
+            self._deliver_settle(settle)
+        self.book.expire(self.now)
+        w.fetches.append(self.now)  # the Ledger's refresh
+        for key in list(w.stops):
+            if key in w.stops:
+                self._step(key, lc.Timer())
+
+    @rule(fetch_fails=st.booleans())
+    def exits_stay_possible(self, fetch_fails: bool) -> None:
+        """7. A held symbol is always sellable: once every answer in flight has arrived,
+        the reconciler has run and the reservations' time is up, a SELL of each symbol
+        held is sized and reserved (unless dust), whatever happened before; a failing
+        Portfolio meanwhile does not change it (the last view is used)."""
+        w = self.w
+        for _ in range(2):
+            self.now += RECONCILE_AFTER + 1
+            for coid in [c for c, o in w.store.orders.items() if o.state == "unknown"]:
+                self._reconcile(coid)
+            for settle in list(w.settles):
+                w.settles.remove(settle)
+                self._deliver_settle(settle)
+        self.now += SETTLE_WINDOW + LIFETIME
+        self.book.expire(self.now)
+        w.fetches.clear()
+        self._answer_fetch(self.now, 10_000, 10_000)
+        if fetch_fails:
+            self.now += 60.0  # the next fetches fail: the view ages
+        truth = self.exchange.truth
+        for symbol, holding in sorted(truth.holdings.items()):
+            assert symbol not in self.book.selling(), f"{symbol}: a SELL reservation leaked"
+            evaluation = evaluate_order(
+                self._signal(symbol, "SELL"),
+                view=self.book.view,
+                ledger=self._ledger_state(),
+                market=self._market(symbol),
+                config=CONFIG,
+                now=self.now,
+            )
+            failure = evaluation.failure
+            if evaluation.plan is None:
+                assert failure is not None and failure.reason is Reason.DUST_REMAINDER, (
+                    symbol,
+                    holding,
+                    failure,
+                )
+            else:
+                limit = min(holding.quantity, truth.free_base(symbol))
+                assert evaluation.plan.quantity <= limit + EPS
+
+    # --- rules: crashes ---------------------------------------------------------------
+
+    @rule(which=st.sampled_from(["ledger", "trailing_stop", "process"]))
+    def crash(self, which: str) -> None:
+        """An actor's new incarnation (the Ledger: an empty book and a fetch; the
+        TrailingStop: its stored records), or a new process: everything from the store,
+        signals re-delivered by the durable intake, held orders left to the reconciler,
+        no price until the feed reads one."""
+        w = self.w
+        if which == "ledger":
+            self._new_ledger()
+            return
+        if which == "trailing_stop":
+            self._restore_stops()
+            return
+        w.jobs = [j for j in w.jobs if j.exit is None and not j.resend]
+        w.held, w.settles, w.decisions, w.seen = {}, [], [], {}
+        for row in w.store.orders.values():
+            row.held = False
+        self.prices = PriceBook(max_age=STOP_MAX_AGE)
+        self._new_ledger()
+        self._restore_stops()
+
+    # --- invariants -------------------------------------------------------------------
+
+    @invariant()
+    def one_sell_reserved_per_symbol(self) -> None:
+        selling = [
+            o.plan.symbol
+            for o in self.book.orders.values()
+            if o.state is OrderState.RESERVED and o.plan.side is Side.SELL
+        ]
+        assert len(selling) == len(set(selling)), selling
+
+    @invariant()
+    def no_reservation_outlives_its_lifetime(self) -> None:
+        for order in self.book.orders.values():
+            if order.state is OrderState.RESERVED:
+                assert order.expires_at == order.reserved_at + LIFETIME
+
+    @invariant()
+    def no_order_executes_twice(self) -> None:
+        assert all(n == 1 for n in self.exchange.executed.values()), self.exchange.executed
+
+    @invariant()
+    def a_stop_never_moves_down(self) -> None:
+        top = self.w.top_stop
+        for key, holding in self.w.stops.items():
+            level = holding.stop.stop
+            assert level >= top.get(key, level) - 1e-9, (key, level, top[key])
+            top[key] = max(top.get(key, level), level)
+
+    @invariant()
+    def one_stop_exit_in_flight_per_holding(self) -> None:
+        keys = [
+            o.exit_key
+            for o in self.w.store.orders.values()
+            if o.exit_key is not None and o.state in ("sent", "unknown")
+        ]
+        assert len(keys) == len(set(keys)), keys
+
+
+TestMoneyModel = pytest.mark.timeout(300)(MoneyModel.TestCase)
+TestMoneyModel.settings = settings(
+    max_examples=150,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
