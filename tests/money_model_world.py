@@ -66,6 +66,8 @@ class Exchange:
     requests: Counter[str] = field(default_factory=Counter)
     executed: dict[str, int] = field(default_factory=dict)
     """Client order id -> how many times it executed."""
+    last_ours: int = 0
+    """The state after the latest fill of an order of ours."""
     opened: int = 0
 
     @property
@@ -102,6 +104,8 @@ class Exchange:
             holdings.pop(symbol, None)
         self.executed[coid] = self.executed.get(coid, 0) + 1
         self.states.append(State(cash, bases, holdings))
+        if not coid.startswith("before:"):
+            self.last_ours = len(self.states) - 1
 
 
 @dataclass
@@ -115,6 +119,10 @@ class Portfolio:
         top = len(exchange.states) - 1
         self.positions = min(top, self.positions + positions)
         self.balances = min(top, self.balances + balances)
+
+    def shows_ours(self, exchange: Exchange) -> bool:
+        """Whether it shows every fill of our orders, positions and balances."""
+        return min(self.positions, self.balances) >= exchange.last_ours
 
     def view(self, exchange: Exchange, at: float) -> PortfolioView:
         states = exchange.states
