@@ -237,7 +237,7 @@ class Actors:
             row.state = "accepted"
             self._settle(rid, True, plan)
             self._decide(job, "accepted", None)
-            self._own_sell(plan)
+            self._own_sell(plan, self.now)
         elif outcome == "refused":
             row.state = "rejected"
             self._settle(rid, False, plan)
@@ -306,11 +306,12 @@ class Actors:
             )
             self.w.decisions.append((job.exit.position_key, decided))
 
-    def _own_sell(self, plan: OrderPlan) -> None:
-        """The TrailingStop hears that our SELL of the symbol filled."""
+    def _own_sell(self, plan: OrderPlan, sent_at: float) -> None:
+        """The TrailingStop hears that our SELL of the symbol filled: the stops of the
+        holdings it knew when the SELL was sent."""
         if plan.side is Side.SELL:
             for key, stop in list(self.w.stops.items()):
-                if stop.symbol == plan.symbol and key in self.w.stops:
+                if stop.symbol == plan.symbol and stop.known_since <= sent_at:
                     self._step(key, lc.OwnSellFilled(detail="our SELL"))
 
     def _deliver_settle(self, settle: Settle) -> None:
@@ -337,7 +338,7 @@ class Actors:
         if executed:
             self._settle(held.reservation_id, True, held.plan)
             self._decide(job, "accepted", None)
-            self._own_sell(held.plan)
+            self._own_sell(held.plan, row.sent_at)
             return
         self._settle(held.reservation_id, False, held.plan)
         if self.now - job.signal.timestamp <= SIGNAL_TIMEOUT:

@@ -31,6 +31,7 @@ from coordinator.trading.validation import (
 )
 from tests.money_model_actors import (
     CONFIG,
+    LIFE,
     LIFETIME,
     OUTCOMES,
     PARAMS,
@@ -51,6 +52,9 @@ from tests.money_model_world import (
     State,
 )
 
+STUCK = frozenset({lc.Phase.AWAITING_ORDER, lc.Phase.SOLD, lc.Phase.CLOSED})
+"""Phases in which a stop of a holding still held, once every order is settled, would
+never sell it."""
 THROUGH = -1.0
 """A tick's move to just under the symbol's highest stop."""
 
@@ -306,11 +310,21 @@ class MoneyModel(Actors, RuleBasedStateMachine):
         self.book.expire(self.now)
         w.fetches.clear()
         self._answer_fetch(self.now, 10_000, 10_000)
+        for symbol in SYMBOLS:
+            self.tick(symbol, 0.0, True)
+        for _ in range(LIFE.misses_to_close):
+            self.stops_fetch_positions(False, 0, 0)
+        self.time_passes(1.0, True, True)
+        self.store_answers(False)
         if fetch_fails:
             self.now += 60.0  # the next fetches fail: the view ages
         truth = self.exchange.truth
         for symbol, holding in sorted(truth.holdings.items()):
             assert symbol not in self.book.selling(), f"{symbol}: a SELL reservation leaked"
+            stop = w.stops.get(holding.key)
+            # Its stop watches it again (or tries to sell it, or found it dust).
+            assert stop is not None, f"no stop for {holding.key}"
+            assert stop.life.phase not in STUCK, (holding.key, stop.life)
             evaluation = evaluate_order(
                 self._signal(symbol, "SELL"),
                 view=self.book.view,
@@ -329,8 +343,6 @@ class MoneyModel(Actors, RuleBasedStateMachine):
             else:
                 limit = min(holding.quantity, truth.free_base(symbol))
                 assert evaluation.plan.quantity <= limit + EPS
-
-    # --- rules: crashes ---------------------------------------------------------------
 
     @rule(which=st.sampled_from(["ledger", "trailing_stop", "process"]))
     def crash(self, which: str) -> None:
