@@ -42,6 +42,7 @@ from tests.money_model_actors import (
     STOP_MAX_AGE,
     Actors,
     Job,
+    Settle,
     World,
 )
 from tests.money_model_world import (
@@ -285,7 +286,7 @@ class MoneyModel(Actors, RuleBasedStateMachine):
             self._reconcile(coid)
             if coid in w.held:
                 self._reconcile(coid, operator=True)
-        for settle in [s for s in w.settles if self.now - s.at > 30]:
+        for settle in [s for s in w.settles if self._settle_due(s)]:
             w.settles.remove(settle)
             self._deliver_settle(settle)
         self.book.expire(self.now)
@@ -295,6 +296,12 @@ class MoneyModel(Actors, RuleBasedStateMachine):
                 self._step(key, lc.Timer())
         if stops_fetch:
             self.stops_fetch_positions(False, 1, 1)
+
+    def _settle_due(self, settle: Settle) -> bool:
+        """A settle is delivered within 30 s, and before its reservation's lifetime
+        (the Validator gives a held order up after 45 s, within the lifetime of 60 s)."""
+        order = self.book.orders.get(settle.reservation_id)
+        return self.now - settle.at > 30 or (order is not None and order.expires_at <= self.now)
 
     @rule(fetch_fails=st.booleans())
     def exits_stay_possible(self, fetch_fails: bool) -> None:
