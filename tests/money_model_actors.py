@@ -5,8 +5,6 @@ reconciler. Each order request checks the invariants against the exchange's trut
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from hypothesis import event
 
 from coordinator.trading import stop_lifecycle as lc
@@ -38,10 +36,13 @@ from tests.money_model_world import (
     FEE,
     QUOTE,
     Exchange,
+    Held,
+    Job,
     Portfolio,
-    Store,
+    Settle,
     StoredOrder,
     TrueHolding,
+    World,
 )
 from tests.pipeline import signal_payload
 
@@ -76,52 +77,6 @@ CONFIG = RiskConfig(
 OUTCOMES = ("filled", "refused", "5xx_nofill", "5xx_fill", "timeout_nofill", "timeout_fill")
 EXECUTES = frozenset({"filled", "5xx_fill", "timeout_fill"})
 """Outcomes whose order the exchange executed (whatever it answered)."""
-
-
-@dataclass
-class Job:
-    """A signal or a stop's exit in the Validator's mailbox."""
-
-    signal: Signal
-    exit: ExitTarget | None = None
-    attempt: int = 0
-    resend: bool = False
-    """The same intent again: the reconciler found no order for its 5xx answer."""
-
-
-@dataclass
-class Held:
-    job: Job
-    plan: OrderPlan
-    reservation_id: str
-
-
-@dataclass
-class Settle:
-    reservation_id: str
-    filled: bool | None
-    symbol: str
-    side: Side
-    at: float
-
-
-@dataclass
-class World:
-    store: Store = field(default_factory=Store)
-    jobs: list[Job] = field(default_factory=list)
-    held: dict[str, Held] = field(default_factory=dict)
-    settles: list[Settle] = field(default_factory=list)
-    fetches: list[float] = field(default_factory=list)
-    decisions: list[tuple[str, lc.Decided]] = field(default_factory=list)
-    """(position key, decision) on their way to the TrailingStop."""
-    stops: dict[str, Holding] = field(default_factory=dict)
-    reads: list[str] = field(default_factory=list)
-    lookups: list[tuple[str, str]] = field(default_factory=list)
-    seen: dict[str, float] = field(default_factory=dict)
-    """Symbol -> when the MarketFeed received its price (gone with the process)."""
-    top_stop: dict[str, float] = field(default_factory=dict)
-    phantoms: set[str] = field(default_factory=set)
-    """Reservations of BUYs answered by a timeout that the exchange did not execute."""
 
 
 class Actors:

@@ -41,16 +41,16 @@ from tests.money_model_actors import (
     START,
     STOP_MAX_AGE,
     Actors,
-    Job,
-    Settle,
-    World,
 )
 from tests.money_model_world import (
     EPS,
     SYMBOLS,
     Exchange,
+    Job,
     Portfolio,
+    Settle,
     State,
+    World,
 )
 
 STUCK = frozenset({lc.Phase.AWAITING_ORDER, lc.Phase.SOLD, lc.Phase.CLOSED})
