@@ -313,7 +313,6 @@ class Actors:
         orders it executed (since before the first of ours): it must agree with the
         truth whenever it is not "unknown"."""
         orders = self.w.store.orders
-        row = orders[coid]
         fills = [
             Venue(f"order_{i}", FillSource.TRADER, symbol, side.value, quantity, at)
             for i, (_, symbol, side, quantity, at) in enumerate(self.exchange.fills)
@@ -323,8 +322,13 @@ class Actors:
             for c, o in orders.items()
             if o.state == "accepted"
         ]
-        (verdict,) = reconcile(
-            [OurOrder(coid, row.symbol, row.side.value, row.quantity, row.sent_at)],
+        # Every unknown order at once, as the Reconciler reads them.
+        verdicts = reconcile(
+            [
+                OurOrder(c, o.symbol, o.side.value, o.quantity, o.sent_at)
+                for c, o in sorted(orders.items())
+                if o.state == "unknown"
+            ],
             fills,
             now=self.now,
             covered_since=START - 3600,
@@ -332,6 +336,7 @@ class Actors:
             policy=MatchPolicy(),
             settled=settled,
         )
+        (verdict,) = [v for v in verdicts if v.client_order_id == coid]
         executed = bool(self.exchange.executed.get(coid))
         event(f"reconciled {verdict.resolution} ({verdict.reason})")
         if verdict.resolution is Resolution.ACCEPTED:
