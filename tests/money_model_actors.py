@@ -1,0 +1,459 @@
+"""The actors of tests/test_money_model.py as they drive the pure modules: the
+Validator's path (the book's reserve/evaluate, the exit price re-check, the intent claim,
+the order and its answer), the Ledger's book and fetches, the TrailingStop's stops, the
+reconciler. Each order request checks the invariants against the exchange's truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hypothesis import event
+
+from coordinator.trading import stop_lifecycle as lc
+from coordinator.trading.freshness import PriceBook, exit_price_check
+from coordinator.trading.ledger_book import LedgerBook, OrderState, SettleResult
+from coordinator.trading.order_checks import evaluate_order
+from coordinator.trading.signals import Side, Signal, parse_signal
+from coordinator.trading.sizing import SizingTable
+from coordinator.trading.stop_book import Holding, from_record
+from coordinator.trading.stops import StopParams, exit_id, exit_signal
+from coordinator.trading.validation import (
+    ExitTarget,
+    LedgerState,
+    MarketQuote,
+    OrderPlan,
+    Reason,
+    RiskConfig,
+)
+from tests.money_model_world import (
+    EPS,
+    FEE,
+    QUOTE,
+    Exchange,
+    Portfolio,
+    Store,
+    StoredOrder,
+    TrueHolding,
+)
+from tests.pipeline import signal_payload
+
+START = 1_800_000_000.0
+LIFETIME = 60.0
+SETTLE_WINDOW = 180.0
+STOP_MAX_AGE = 30.0
+SIGNAL_TIMEOUT = 30.0
+RECONCILE_AFTER = 15.0
+"""The reconciler's window after a send: no verdict "not found" before it passed."""
+RULES = ("stoploss", "breakeven", "percent")
+PARAMS = StopParams()
+LIFE = lc.LifecycleParams(exit_timeout=60.0, exit_settle=90.0, retry_base=1.0, retry_max=30.0)
+CONFIG = RiskConfig(
+    quote_asset=QUOTE,
+    max_concurrent_trades=10,
+    min_notional=1.0,
+    max_exposure_percent=100.0,
+    max_orders_per_minute=10_000,
+    daily_loss_limit_percent=100.0,
+    max_drawdown_percent=100.0,
+    stop_loss_cooldown=0.0,
+    require_market_data=True,
+    max_price_deviation_percent=100.0,
+    market_data_max_age=STOP_MAX_AGE,
+    portfolio_max_age=30.0,
+    portfolio_max_age_exit=600.0,
+    sizing=SizingTable((1.0, 1.5, 2.2), (12.0, 18.0, 22.0, 28.0)),
+    fee_rate=FEE,
+    quantity_decimals=3,
+)
+OUTCOMES = ("filled", "refused", "5xx_nofill", "5xx_fill", "timeout_nofill", "timeout_fill")
+EXECUTES = frozenset({"filled", "5xx_fill", "timeout_fill"})
+"""Outcomes whose order the exchange executed (whatever it answered)."""
+
+
+@dataclass
+class Job:
+    """A signal or a stop's exit in the Validator's mailbox."""
+
+    signal: Signal
+    exit: ExitTarget | None = None
+    attempt: int = 0
+    resend: bool = False
+    """The same intent again: the reconciler found no order for its 5xx answer."""
+
+
+@dataclass
+class Held:
+    job: Job
+    plan: OrderPlan
+    reservation_id: str
+
+
+@dataclass
+class Settle:
+    reservation_id: str
+    filled: bool | None
+    symbol: str
+    side: Side
+    at: float
+
+
+@dataclass
+class World:
+    store: Store = field(default_factory=Store)
+    jobs: list[Job] = field(default_factory=list)
+    held: dict[str, Held] = field(default_factory=dict)
+    settles: list[Settle] = field(default_factory=list)
+    fetches: list[float] = field(default_factory=list)
+    decisions: list[tuple[str, lc.Decided]] = field(default_factory=list)
+    """(position key, decision) on their way to the TrailingStop."""
+    stops: dict[str, Holding] = field(default_factory=dict)
+    reads: list[str] = field(default_factory=list)
+    lookups: list[tuple[str, str]] = field(default_factory=list)
+    seen: dict[str, float] = field(default_factory=dict)
+    """Symbol -> when the MarketFeed received its price (gone with the process)."""
+    top_stop: dict[str, float] = field(default_factory=dict)
+    phantoms: set[str] = field(default_factory=set)
+    """Reservations of BUYs answered by a timeout that the exchange did not execute."""
+
+
+class Actors:
+    """The coordinator's actors over the pure modules, and the world they act in."""
+
+    now: float
+    exchange: Exchange
+    portfolio: Portfolio
+    w: World
+    book: LedgerBook
+    price: dict[str, float]
+    prices: PriceBook
+    count: int
+
+    # --- the Ledger -------------------------------------------------------------------
+
+    def _new_ledger(self) -> None:
+        """A Ledger incarnation: an empty book and a fetch."""
+        self.book = LedgerBook(
+            quote=QUOTE, fee_rate=FEE, lifetime=LIFETIME, settle_window=SETTLE_WINDOW
+        )
+        self.w.fetches = [self.now]
+
+    def _answer_fetch(self, requested_at: float, positions: int, balances: int) -> None:
+        self.portfolio.catch_up(self.exchange, positions, balances)
+        self.book.fetched_view(self.portfolio.view(self.exchange, self.now), requested_at)
+
+    def _ledger_state(self) -> LedgerState:
+        book = self.book
+        return LedgerState(
+            reserved_quote=book.held_quote(),
+            buying=book.buying(),
+            selling=book.selling(),
+            closed=tuple(book.closed),
+        )
+
+    def _market(self, symbol: str) -> MarketQuote | None:
+        at = self.w.seen.get(symbol)
+        return None if at is None else MarketQuote(self.price[symbol], at)
+
+    def _fresh(self, symbol: str) -> float | None:
+        at = self.w.seen.get(symbol)
+        return self.price[symbol] if at is not None and self.now - at <= STOP_MAX_AGE else None
+
+    # --- the Validator ----------------------------------------------------------------
+
+    def _process(self, job: Job, outcome: str) -> None:
+        w, signal = self.w, job.signal
+        coid = f"c:{signal.signal_id}"
+        if signal.signal_id in w.store.decisions:
+            return
+        self.book.expire(self.now)
+        evaluation = evaluate_order(
+            signal,
+            view=self.book.view,
+            ledger=self._ledger_state(),
+            market=self._market(signal.symbol),
+            config=CONFIG,
+            now=self.now,
+            exit=job.exit,
+        )
+        failure = evaluation.failure
+        event(f"{signal.side}{' exit' if job.exit else ''}: {failure.reason if failure else 'ok'}")
+        plan = evaluation.plan
+        if plan is None:
+            assert failure is not None
+            self._decide(job, "rejected", failure.reason)
+            return
+        order = self.book.reserve(plan, owner="validator-0#1", now=self.now)
+        rid = order.reservation_id
+        if job.exit is not None:
+            check = exit_price_check(
+                job.exit, self._market(signal.symbol), now=self.now, max_age=STOP_MAX_AGE
+            )
+            if not check.passed:
+                self._settle(rid, False, plan)
+                self._decide(job, "rejected", check.reason)
+                return
+        if not job.resend and coid in w.store.orders:
+            # An order for this signal exists: it may have been sent. Never again.
+            self._settle(rid, None, plan)
+            self._decide(job, "unknown", Reason.ORDER_UNKNOWN)
+            return
+        self._send(job, coid, plan, rid, outcome)
+
+    def _send(self, job: Job, coid: str, plan: OrderPlan, rid: str, outcome: str) -> None:
+        w, truth, symbol = self.w, self.exchange.truth, plan.symbol
+        stored = w.store.orders.get(coid)
+        # 3. no client order id twice: only the same intent again, once the reconciler
+        # found that no earlier request of it executed.
+        assert stored is None or (job.resend and stored.state == "rejected"), (coid, stored)
+        assert not self.exchange.executed.get(coid), f"{coid} executed already"
+        # 4. nothing fails open: a view of the Portfolio (fresh enough), a price.
+        fetched = self.book.view.fetched_at
+        assert fetched is not None, "an order without any Portfolio view"
+        if plan.side is Side.BUY:
+            assert self.now - fetched <= CONFIG.portfolio_max_age, "BUY on an old view"
+            # 5. a stale price never decides.
+            assert self._fresh(symbol) is not None, "BUY on a stale or missing price"
+        else:
+            holding = truth.holdings.get(symbol)
+            if self._sized_on_phantom(plan, holding):
+                outcome = "refused"  # the Trader refuses it (422): nothing is sold
+            else:
+                self._check_sell(job, plan, holding)
+        self.exchange.requests[coid] += 1
+        event(f"sent {plan.side} {outcome}")
+        w.store.orders[coid] = StoredOrder(
+            job.signal.signal_id,
+            symbol,
+            plan.side,
+            plan.quantity,
+            "sent",
+            self.now,
+            exit_key=None if job.exit is None else job.exit.position_key,
+        )
+        if outcome in EXECUTES:
+            self.exchange.execute(coid, symbol, plan.side, plan.quantity, plan.reference_price)
+        row = w.store.orders[coid]
+        if outcome == "filled":
+            row.state = "accepted"
+            self._settle(rid, True, plan)
+            self._decide(job, "accepted", None)
+            self._own_sell(plan, self.now)
+        elif outcome == "refused":
+            row.state = "rejected"
+            self._settle(rid, False, plan)
+            self._decide(job, "rejected", Reason.TRADER_REJECTED)
+        elif outcome.startswith("5xx"):
+            # Held, with its reservation, until the reconciler finds it or not.
+            row.state, row.held = "unknown", True
+            w.held[coid] = Held(job, plan, rid)
+        else:
+            row.state = "unknown"
+            if plan.side is Side.BUY and outcome not in EXECUTES:
+                w.phantoms.add(rid)
+            self._settle(rid, None, plan)
+            self._decide(job, "unknown", Reason.ORDER_UNKNOWN)
+
+    def _check_sell(self, job: Job, plan: OrderPlan, holding: TrueHolding | None) -> None:
+        truth, symbol = self.exchange.truth, plan.symbol
+        # 1. a sell never exceeds what is held.
+        assert holding is not None, f"SELL of {symbol}, nothing held"
+        limit = min(holding.quantity, truth.free_base(symbol))
+        assert plan.quantity <= limit + EPS, (plan.quantity, holding, truth.bases)
+        # 2. one sell in flight per holding.
+        assert not any(
+            h.plan.symbol == symbol and h.plan.side is Side.SELL for h in self.w.held.values()
+        ), f"second SELL of {symbol} while one is held"
+        if job.exit is not None:
+            # 2. a stop sells its own holding only.
+            assert job.exit.position_key == holding.key, (job.exit, holding)
+            # 5. on a fresh price at or under its stop.
+            fresh = self._fresh(symbol)
+            assert fresh is not None and fresh <= job.exit.stop + EPS, (fresh, job.exit)
+
+    def _sized_on_phantom(self, plan: OrderPlan, holding: TrueHolding | None) -> bool:
+        """KNOWN GAP (invariant 1), excluded here and reported: a BUY whose answer was a
+        timeout is settled unknown, which the book counts as filled and lays over the
+        view until the Portfolio shows it or ``fill_settle_window`` passes. When the
+        exchange did not execute it, a SELL signal on that symbol meanwhile is sized on
+        a position that does not exist (and the Trader refuses it). Shrunk steps:
+        signal(BUY, answered timeout without a fill); its settle arrives; signal(SELL).
+        The model lets the exchange refuse such a SELL and counts it."""
+        truth = self.exchange.truth
+        if (
+            holding is not None
+            and plan.quantity <= min(holding.quantity, truth.free_base(plan.symbol)) + EPS
+        ):
+            return False
+        phantom = any(
+            o.state is OrderState.FILLED
+            and o.plan.side is Side.BUY
+            and o.plan.symbol == plan.symbol
+            and o.reservation_id in self.w.phantoms
+            for o in self.book.orders.values()
+        )
+        if phantom:
+            event("known gap: SELL sized on an unknown BUY that did not fill")
+        return phantom
+
+    def _settle(self, rid: str, filled: bool | None, plan: OrderPlan) -> None:
+        self.w.settles.append(Settle(rid, filled, plan.symbol, plan.side, self.now))
+
+    def _decide(self, job: Job, outcome: str, reason: str | None) -> None:
+        self.w.store.decisions[job.signal.signal_id] = (outcome, reason)
+        if job.exit is not None:
+            decided = lc.Decided(
+                attempt=job.attempt, outcome=lc.ExitOutcome(outcome), reason=reason, detail=""
+            )
+            self.w.decisions.append((job.exit.position_key, decided))
+
+    def _own_sell(self, plan: OrderPlan, sent_at: float) -> None:
+        """The TrailingStop hears that our SELL of the symbol filled: the stops of the
+        holdings it knew when the SELL was sent."""
+        if plan.side is Side.SELL:
+            for key, stop in list(self.w.stops.items()):
+                if stop.symbol == plan.symbol and stop.known_since <= sent_at:
+                    self._step(key, lc.OwnSellFilled(detail="our SELL"))
+
+    def _deliver_settle(self, settle: Settle) -> None:
+        result, _ = self.book.settle(
+            settle.reservation_id,
+            settle.filled,
+            symbol=settle.symbol,
+            side=settle.side,
+            now=self.now,
+        )
+        if not settle.reservation_id.startswith(self.book.prefix):
+            assert result is SettleResult.UNKNOWN_ID, "a settle of an earlier book took"
+
+    def _reconcile(self, coid: str) -> None:
+        """The reconciler's verdict: the truth (once the window has passed)."""
+        w = self.w
+        row = w.store.orders[coid]
+        executed = bool(self.exchange.executed.get(coid))
+        row.state, row.held = ("accepted" if executed else "rejected"), False
+        held = w.held.pop(coid, None)
+        if held is None:
+            return
+        job = held.job
+        if executed:
+            self._settle(held.reservation_id, True, held.plan)
+            self._decide(job, "accepted", None)
+            self._own_sell(held.plan, row.sent_at)
+            return
+        self._settle(held.reservation_id, False, held.plan)
+        if self.now - job.signal.timestamp <= SIGNAL_TIMEOUT:
+            w.jobs.append(Job(job.signal, job.exit, job.attempt, resend=True))
+        else:
+            self._decide(job, "rejected", Reason.TRADER_ERROR)
+
+    # --- the TrailingStop -------------------------------------------------------------
+
+    def _step(self, key: str, stop_event: lc.StopEvent) -> None:
+        w = self.w
+        holding = w.stops[key]
+        life, actions = lc.step(
+            holding.life,
+            stop_event,
+            now=self.now,
+            price=self._fresh(holding.symbol),
+            stop=holding.stop.stop,
+            entry=holding.stop.entry,
+            params=LIFE,
+        )
+        holding.life = life
+        for action in actions:
+            match action:
+                case lc.SendExit(attempt=attempt, price=price):
+                    self._exit(holding, attempt, price)
+                case lc.ReadOrders():
+                    if key not in w.reads:
+                        w.reads.append(key)
+                case lc.LookUpDecision():
+                    w.lookups.append((key, holding.exit_id))
+        if life.phase is lc.Phase.CLOSED:
+            del w.stops[key]
+            w.store.stops.pop(key, None)
+        else:
+            w.store.stops[key] = holding.record()
+
+    def _exit(self, holding: Holding, attempt: int, price: float) -> None:
+        symbol, signal_id = holding.symbol, exit_id(holding.key, attempt)
+        event(f"exit {min(attempt, 3)} queued")
+        # 5. the TrailingStop decides on a fresh price only.
+        assert self._fresh(symbol) == price and price <= holding.stop.stop + EPS
+        signal = exit_signal(
+            exit_id=signal_id,
+            position_key=holding.key,
+            symbol=symbol,
+            price=price,
+            stop=holding.stop.stop,
+            rule=holding.stop.rule,
+            strategy="+".join(RULES),
+            triggered_at=self.now,
+        )
+        target = ExitTarget(
+            position_key=holding.key,
+            entry_price=holding.stop.entry,
+            quantity=holding.quantity,
+            stop=holding.stop.stop,
+            price=price,
+            price_at=self.w.seen[symbol],
+        )
+        self.w.jobs.append(Job(signal, target, attempt))
+
+    def _restore_stops(self) -> None:
+        """A TrailingStop incarnation: its holdings from their stored records only."""
+        w = self.w
+        w.stops, w.reads, w.lookups = {}, [], []
+        for key, record in list(w.store.stops.items()):
+            holding, actions = from_record(dict(record), PARAMS, self.now)
+            w.stops[key] = holding
+            for action in actions:
+                if isinstance(action, lc.ReadOrders):
+                    w.reads.append(key)
+                elif isinstance(action, lc.LookUpDecision):
+                    w.lookups.append((key, holding.exit_id))
+
+    def _signal(self, symbol: str, side: str) -> Signal:
+        self.count += 1
+        payload = signal_payload(
+            symbol,
+            side,
+            price=self.price[symbol],
+            timestamp_ms=int(self.now * 1000),
+            consensus_id=f"c{self.count}",
+        )
+        parsed = parse_signal(payload)
+        assert isinstance(parsed, Signal)
+        return parsed
+
+    def _read_orders(self, key: str, error: bool) -> None:
+        w = self.w
+        holding = w.stops.get(key)
+        if holding is None:
+            return
+        if error:
+            self._step(key, lc.OrdersRead(orders=(), error="database down"))
+            return
+        seen = tuple(
+            lc.OrderSeen(coid, o.state, holding.attempt_of(o.signal_id))
+            for coid, o in sorted(w.store.orders.items())
+            if o.exit_key is not None
+            and o.symbol == holding.symbol
+            and (o.state in lc.UNRESOLVED_ORDER_STATES or holding.attempt_of(o.signal_id))
+        )
+        self._step(key, lc.OrdersRead(orders=seen))
+
+    def _look_up(self, key: str, signal_id: str) -> None:
+        w = self.w
+        holding = w.stops.get(key)
+        if holding is None:
+            return
+        stored = w.store.decisions.get(signal_id)
+        if stored is None:
+            self._step(key, lc.DecisionMissing(attempt=holding.life.attempt))
+            return
+        outcome, reason = stored
+        attempt = holding.attempt_of(signal_id) or holding.life.attempt
+        decided = lc.Decided(attempt, lc.ExitOutcome(outcome), reason, "")
+        self._step(key, decided)

@@ -1,0 +1,159 @@
+"""The world of tests/test_money_model.py: the exchange (the truth), the Portfolio that
+shows it late, and the store (what survives a crash).
+
+The exchange executes an order when it receives it, at the order's reference price; its
+answer may still be lost (a 5xx, a timeout). The Portfolio shows a prefix of the
+exchange's fills, its positions and its balances each at their own pace, never going
+back.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from coordinator.trading.signals import Side
+from coordinator.trading.validation import Balance, PortfolioView, PositionView
+
+QUOTE = "USDC"
+SYMBOLS = ("AAAUSDC", "BBBUSDC")
+FEE = 0.001
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class TrueHolding:
+    key: str
+    """The TrailingStop's position key of this holding."""
+    quantity: float
+    entry: float
+
+
+@dataclass(frozen=True)
+class State:
+    """The exchange's books after some prefix of its fills."""
+
+    cash: float
+    bases: dict[str, float]
+    holdings: dict[str, TrueHolding]
+
+    def free_base(self, symbol: str) -> float:
+        return self.bases.get(symbol[:3], 0.0)
+
+    def view(self, positions: State, at: float) -> PortfolioView:
+        """A Portfolio answer: balances from this state, positions from ``positions``."""
+        balances = {QUOTE: Balance(self.cash, self.cash, self.cash)}
+        for base, amount in self.bases.items():
+            if amount > 1e-12:
+                balances[base] = Balance(amount, amount, None)
+        return PortfolioView(
+            balances=balances,
+            positions={
+                symbol: PositionView(symbol, h.quantity, h.entry, h.quantity * h.entry, 0.0)
+                for symbol, h in positions.holdings.items()
+            },
+            fetched_at=at,
+        )
+
+
+@dataclass
+class Exchange:
+    """The truth: every state after each fill, and the requests per client order id."""
+
+    fee_in_base: bool
+    states: list[State]
+    requests: Counter[str] = field(default_factory=Counter)
+    executed: dict[str, int] = field(default_factory=dict)
+    """Client order id -> how many times it executed."""
+    last_ours: int = 0
+    """The state after the latest fill of an order of ours."""
+    opened: int = 0
+
+    @property
+    def truth(self) -> State:
+        return self.states[-1]
+
+    def cost(self, quantity: float, price: float) -> float:
+        """Quote a BUY takes (its fee too, unless the fee is taken in the base asset)."""
+        return quantity * price * (1.0 if self.fee_in_base else 1.0 + FEE)
+
+    def execute(self, coid: str, symbol: str, side: Side, quantity: float, price: float) -> None:
+        truth = self.truth
+        bases = dict(truth.bases)
+        holdings = dict(truth.holdings)
+        base = symbol[:3]
+        if side is Side.BUY:
+            cost = self.cost(quantity, price)
+            # Invariant 8: the exchange never refuses a BUY for funds.
+            assert cost <= truth.cash + EPS, f"BUY {coid} needs {cost}, {truth.cash} left"
+            cash = truth.cash - cost
+            bases[base] = bases.get(base, 0.0) + quantity * (1 - FEE if self.fee_in_base else 1)
+            old = holdings.get(symbol)
+            if old is None:
+                self.opened += 1
+                key = f"{symbol}@{self.opened}.000@{price:.10g}"
+                holdings[symbol] = TrueHolding(key, quantity, price)
+            else:
+                total = old.quantity + quantity
+                entry = (old.quantity * old.entry + quantity * price) / total
+                holdings[symbol] = TrueHolding(old.key, total, entry)
+        else:
+            cash = truth.cash + quantity * price * (1 - FEE)
+            bases[base] = max(0.0, bases.get(base, 0.0) - quantity)
+            holdings.pop(symbol, None)
+        self.executed[coid] = self.executed.get(coid, 0) + 1
+        self.states.append(State(cash, bases, holdings))
+        if not coid.startswith("before:"):
+            self.last_ours = len(self.states) - 1
+
+
+@dataclass
+class Portfolio:
+    """How far the Portfolio shows the exchange's fills (positions, balances)."""
+
+    positions: int = 0
+    balances: int = 0
+
+    def catch_up(self, exchange: Exchange, positions: int, balances: int) -> None:
+        top = len(exchange.states) - 1
+        self.positions = min(top, self.positions + positions)
+        self.balances = min(top, self.balances + balances)
+
+    def shows_ours(self, exchange: Exchange) -> bool:
+        """Whether it shows every fill of our orders, positions and balances."""
+        return min(self.positions, self.balances) >= exchange.last_ours
+
+    def view(self, exchange: Exchange, at: float) -> PortfolioView:
+        states = exchange.states
+        return states[self.balances].view(states[self.positions], at)
+
+    def holdings(self, exchange: Exchange) -> dict[str, TrueHolding]:
+        return exchange.states[self.positions].holdings
+
+
+@dataclass
+class StoredOrder:
+    signal_id: str
+    symbol: str
+    side: Side
+    quantity: float
+    state: str
+    """pending, accepted, rejected or unknown."""
+    sent_at: float
+    exit_key: str | None = None
+    """The position key of a stop's exit."""
+    held: bool = False
+    """Answered 5xx: the Validator holds it (and its reservation) for the reconciler."""
+
+
+@dataclass
+class Store:
+    """PostgreSQL: what a crash of the process leaves."""
+
+    orders: dict[str, StoredOrder] = field(default_factory=dict)
+    decisions: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    """Signal id -> (outcome, reason)."""
+    stops: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Position key -> the stop's stored record."""
+    ever_watched: set[str] = field(default_factory=set)
