@@ -11,7 +11,7 @@ from hypothesis import event
 
 from coordinator.trading import stop_lifecycle as lc
 from coordinator.trading.freshness import PriceBook, exit_price_check
-from coordinator.trading.ledger_book import LedgerBook, OrderState, SettleResult
+from coordinator.trading.ledger_book import LedgerBook, SettleResult
 from coordinator.trading.order_checks import evaluate_order
 from coordinator.trading.signals import Side, Signal, parse_signal
 from coordinator.trading.sizing import SizingTable
@@ -112,8 +112,6 @@ class World:
     seen: dict[str, float] = field(default_factory=dict)
     """Symbol -> when the MarketFeed received its price (gone with the process)."""
     top_stop: dict[str, float] = field(default_factory=dict)
-    phantoms: set[str] = field(default_factory=set)
-    """Reservations of BUYs answered by a timeout that the exchange did not execute."""
 
 
 class Actors:
@@ -214,11 +212,7 @@ class Actors:
             # 5. a stale price never decides.
             assert self._fresh(symbol) is not None, "BUY on a stale or missing price"
         else:
-            holding = truth.holdings.get(symbol)
-            if self._sized_on_phantom(plan, holding):
-                outcome = "refused"  # the Trader refuses it (422): nothing is sold
-            else:
-                self._check_sell(job, plan, holding)
+            self._check_sell(job, plan, truth.holdings.get(symbol))
         self.exchange.requests[coid] += 1
         event(f"sent {plan.side} {outcome}")
         w.store.orders[coid] = StoredOrder(
@@ -248,8 +242,6 @@ class Actors:
             w.held[coid] = Held(job, plan, rid)
         else:
             row.state = "unknown"
-            if plan.side is Side.BUY and outcome not in EXECUTES:
-                w.phantoms.add(rid)
             self._settle(rid, None, plan)
             self._decide(job, "unknown", Reason.ORDER_UNKNOWN)
 
@@ -269,31 +261,6 @@ class Actors:
             # 5. on a fresh price at or under its stop.
             fresh = self._fresh(symbol)
             assert fresh is not None and fresh <= job.exit.stop + EPS, (fresh, job.exit)
-
-    def _sized_on_phantom(self, plan: OrderPlan, holding: TrueHolding | None) -> bool:
-        """KNOWN GAP (invariant 1), excluded here and reported: a BUY whose answer was a
-        timeout is settled unknown, which the book counts as filled and lays over the
-        view until the Portfolio shows it or ``fill_settle_window`` passes. When the
-        exchange did not execute it, a SELL signal on that symbol meanwhile is sized on
-        a position that does not exist (and the Trader refuses it). Shrunk steps:
-        signal(BUY, answered timeout without a fill); its settle arrives; signal(SELL).
-        The model lets the exchange refuse such a SELL and counts it."""
-        truth = self.exchange.truth
-        if (
-            holding is not None
-            and plan.quantity <= min(holding.quantity, truth.free_base(plan.symbol)) + EPS
-        ):
-            return False
-        phantom = any(
-            o.state is OrderState.FILLED
-            and o.plan.side is Side.BUY
-            and o.plan.symbol == plan.symbol
-            and o.reservation_id in self.w.phantoms
-            for o in self.book.orders.values()
-        )
-        if phantom:
-            event("known gap: SELL sized on an unknown BUY that did not fill")
-        return phantom
 
     def _settle(self, rid: str, filled: bool | None, plan: OrderPlan) -> None:
         self.w.settles.append(Settle(rid, filled, plan.symbol, plan.side, self.now))

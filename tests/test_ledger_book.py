@@ -314,3 +314,38 @@ def test_the_fee_asset_is_learnt_from_the_balances(grew, learnt):
     assert ledger.view.balances["APT"].free == pytest.approx(99.9)
     ledger.fetched_view(view(100_000.0 - 1_001.0, grew, 100.0), NOW + 2)
     assert ledger.fee_in_base is learnt
+
+
+# --- an unknown BUY spends its cash, but sells nothing until the Portfolio shows it ----
+
+
+def test_an_unknown_buy_spends_its_cash_but_adds_no_sellable_position():
+    ledger = book()
+    order = ledger.reserve(buy(), owner="validator-0#1", now=NOW)
+    ledger.settle(order.reservation_id, None, symbol=APT, side=Side.BUY, now=NOW + 1)
+    # Cautious on the money: the cash counts as spent.
+    assert ledger.view.balances["USDC"].free == pytest.approx(100_000.0 - 16_652.27)
+    # But the BUY may not have filled: no position, no base to sell.
+    assert APT not in ledger.view.positions
+    assert ledger.view.balances.get("APT", Balance(0.0, 0.0, 0.0)).free == 0.0
+    evaluation = evaluate_order(
+        make_signal("SELL", APT, price=10.0),
+        view=ledger.view,
+        ledger=LedgerState(),
+        market=None,
+        config=CONFIG,
+        now=NOW + 2,
+    )
+    assert evaluation.plan is None
+    assert evaluation.failure is not None and evaluation.failure.reason is Reason.NO_POSITION
+
+
+def test_an_unknown_buy_the_portfolio_shows_is_sellable_and_counted_once():
+    ledger = book()
+    order = ledger.reserve(buy(), owner="validator-0#1", now=NOW)
+    ledger.settle(order.reservation_id, None, symbol=APT, side=Side.BUY, now=NOW + 1)
+    ledger.fetched_view(view(100_000.0 - 16_652.27, 1_665.227, 1_665.227), NOW + 2)
+    assert not ledger.orders, "shown by both parts: gone from the book"
+    assert ledger.view.positions[APT].quantity == pytest.approx(1_665.227)
+    assert ledger.view.balances["USDC"].free == pytest.approx(100_000.0 - 16_652.27)
+    assert ledger.view.balances["APT"].free == pytest.approx(1_665.227)

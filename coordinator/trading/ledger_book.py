@@ -102,6 +102,9 @@ class BookOrder:
     positions_shown: bool = False
     balances_shown: bool = False
     signal_id: str = ""
+    unknown: bool = False
+    """Settled unknown: a BUY spends its cash but adds no position or base until shown
+    (it may not have filled: a SELL sized on it would sell coins of no position)."""
 
 
 @dataclass
@@ -206,6 +209,7 @@ class LedgerBook:
             del self.orders[reservation_id]
         else:
             order.state = OrderState.FILLED
+            order.unknown = filled is None
             order.expires_at = now + self.settle_window
             self._record_closed(order, now)
             self._drop_shown()
@@ -403,7 +407,9 @@ class LedgerBook:
                 balances[self.quote] = Balance(
                     cash.free + delta, cash.total + delta, (cash.value or 0.0) + delta
                 )
-                if plan.side is Side.BUY:
+                if plan.side is Side.BUY and order.unknown:
+                    pass  # the cash only: the coins may never have come
+                elif plan.side is Side.BUY:
                     # Unless known to be in the quote, the fee may be taken in the base
                     # asset: count the smaller amount (a sell above it is refused).
                     got = plan.quantity * (1 - self.fee_rate)
@@ -418,7 +424,7 @@ class LedgerBook:
                     left_free = max(0.0, held.free - plan.quantity)
                     left = max(0.0, held.total - plan.quantity)
                     balances[base] = Balance(left_free, left, left * plan.reference_price)
-            if not order.positions_shown:
+            if not order.positions_shown and not (plan.side is Side.BUY and order.unknown):
                 if plan.side is Side.BUY:
                     old = positions.get(plan.symbol)
                     quantity = plan.quantity + (old.quantity if old else 0.0)
