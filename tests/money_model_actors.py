@@ -13,6 +13,14 @@ from coordinator.trading import stop_lifecycle as lc
 from coordinator.trading.freshness import PriceBook, exit_price_check
 from coordinator.trading.ledger_book import LedgerBook, SettleResult
 from coordinator.trading.order_checks import evaluate_order
+from coordinator.trading.reconciliation import (
+    FillSource,
+    MatchPolicy,
+    OurOrder,
+    Resolution,
+    Venue,
+    reconcile,
+)
 from coordinator.trading.signals import Side, Signal, parse_signal
 from coordinator.trading.sizing import SizingTable
 from coordinator.trading.stop_book import Holding, from_record
@@ -225,10 +233,12 @@ class Actors:
             exit_key=None if job.exit is None else job.exit.position_key,
         )
         if outcome in EXECUTES:
-            self.exchange.execute(coid, symbol, plan.side, plan.quantity, plan.reference_price)
+            self.exchange.execute(
+                coid, symbol, plan.side, plan.quantity, plan.reference_price, self.now
+            )
         row = w.store.orders[coid]
         if outcome == "filled":
-            row.state = "accepted"
+            row.state, row.trader_order_id = "accepted", self._trader_id(coid)
             self._settle(rid, True, plan)
             self._decide(job, "accepted", None)
             self._own_sell(plan, self.now)
@@ -292,12 +302,54 @@ class Actors:
         if not settle.reservation_id.startswith(self.book.prefix):
             assert result is SettleResult.UNKNOWN_ID, "a settle of an earlier book took"
 
-    def _reconcile(self, coid: str) -> None:
-        """The reconciler's verdict: the truth (once the window has passed)."""
+    def _trader_id(self, coid: str) -> str | None:
+        """The id of ``coid``'s fill in the Trader's list of orders."""
+        ids = [f"order_{i}" for i, fill in enumerate(self.exchange.fills) if fill[0] == coid]
+        return ids[0] if ids else None
+
+    def _verdict(self, coid: str) -> Resolution:
+        """The reconciler's verdict on one unknown order, from the Trader's list of the
+        orders it executed (since before the first of ours): it must agree with the
+        truth whenever it is not "unknown"."""
+        orders = self.w.store.orders
+        row = orders[coid]
+        fills = [
+            Venue(f"order_{i}", FillSource.TRADER, symbol, side.value, quantity, at)
+            for i, (_, symbol, side, quantity, at) in enumerate(self.exchange.fills)
+        ]
+        settled = [
+            OurOrder(c, o.symbol, o.side.value, o.quantity, o.sent_at, o.trader_order_id)
+            for c, o in orders.items()
+            if o.state == "accepted"
+        ]
+        (verdict,) = reconcile(
+            [OurOrder(coid, row.symbol, row.side.value, row.quantity, row.sent_at)],
+            fills,
+            now=self.now,
+            covered_since=START - 3600,
+            covered_until=self.now,
+            policy=MatchPolicy(),
+            settled=settled,
+        )
+        executed = bool(self.exchange.executed.get(coid))
+        event(f"reconciled {verdict.resolution} ({verdict.reason})")
+        if verdict.resolution is Resolution.ACCEPTED:
+            assert executed, f"{coid} found at the Trader, never executed: {verdict}"
+            assert verdict.trader_order_id == self._trader_id(coid), verdict
+        elif verdict.resolution is Resolution.REJECTED:
+            assert not executed, f"{coid} executed, found missing: {verdict}"
+        return verdict.resolution
+
+    def _reconcile(self, coid: str, operator: bool = False) -> None:
+        """The reconciler's verdict (or an operator's, from the truth) on an unknown
+        order; an ambiguous one stays unknown for an operator."""
         w = self.w
         row = w.store.orders[coid]
         executed = bool(self.exchange.executed.get(coid))
+        if not operator and self._verdict(coid) is Resolution.UNKNOWN:
+            return
         row.state, row.held = ("accepted" if executed else "rejected"), False
+        row.trader_order_id = self._trader_id(coid)
         held = w.held.pop(coid, None)
         if held is None:
             return

@@ -66,6 +66,8 @@ class Exchange:
     requests: Counter[str] = field(default_factory=Counter)
     executed: dict[str, int] = field(default_factory=dict)
     """Client order id -> how many times it executed."""
+    fills: list[tuple[str, str, Side, float, float]] = field(default_factory=list)
+    """(client order id, symbol, side, quantity, time): the Trader's list of orders."""
     last_ours: int = 0
     """The state after the latest fill of an order of ours."""
     opened: int = 0
@@ -78,7 +80,9 @@ class Exchange:
         """Quote a BUY takes (its fee too, unless the fee is taken in the base asset)."""
         return quantity * price * (1.0 if self.fee_in_base else 1.0 + FEE)
 
-    def execute(self, coid: str, symbol: str, side: Side, quantity: float, price: float) -> None:
+    def execute(
+        self, coid: str, symbol: str, side: Side, quantity: float, price: float, at: float
+    ) -> None:
         truth = self.truth
         bases = dict(truth.bases)
         holdings = dict(truth.holdings)
@@ -103,6 +107,7 @@ class Exchange:
             bases[base] = max(0.0, bases.get(base, 0.0) - quantity)
             holdings.pop(symbol, None)
         self.executed[coid] = self.executed.get(coid, 0) + 1
+        self.fills.append((coid, symbol, side, quantity, at))
         self.states.append(State(cash, bases, holdings))
         if not coid.startswith("before:"):
             self.last_ours = len(self.states) - 1
@@ -145,6 +150,8 @@ class StoredOrder:
     """The position key of a stop's exit."""
     held: bool = False
     """Answered 5xx: the Validator holds it (and its reservation) for the reconciler."""
+    trader_order_id: str | None = None
+    """The Trader's id of its fill, once known."""
 
 
 @dataclass

@@ -78,8 +78,8 @@ class MoneyModel(Actors, RuleBasedStateMachine):
         self.count = 0
         for symbol in held:
             quantity = round(cash * 0.2 / self.price[symbol], 3)
-            self.exchange.execute(
-                f"before:{symbol}", symbol, Side.BUY, quantity, self.price[symbol]
+            self.exchange.execute(  # bought before the coordinator started
+                f"before:{symbol}", symbol, Side.BUY, quantity, self.price[symbol], START - 600
             )
         self._new_ledger()
         self._answer_fetch(self.w.fetches.pop(), len(held), len(held))
@@ -259,10 +259,11 @@ class MoneyModel(Actors, RuleBasedStateMachine):
     def store_answers(self, error: bool) -> None:
         """The TrailingStop's reads of the store: the stored orders of its holdings (or
         an error) and the decisions it looks up."""
-        while self.w.reads:
-            self._read_orders(self.w.reads.pop(0), error)
-        while self.w.lookups:
-            self._look_up(*self.w.lookups.pop(0))
+        for _ in range(5):  # a decision looked up may ask for a read, once
+            while self.w.reads:
+                self._read_orders(self.w.reads.pop(0), error)
+            while self.w.lookups:
+                self._look_up(*self.w.lookups.pop(0))
 
     @rule(
         seconds=st.sampled_from([1.0, 5.0, 20.0, 70.0]),
@@ -278,9 +279,12 @@ class MoneyModel(Actors, RuleBasedStateMachine):
             for symbol in SYMBOLS:
                 self.tick(symbol, 0.0, True)
         # The reservation lifetime is longer than the Trader's timeouts and the
-        # reconciler's window: a held order is resolved, a settle delivered, before it.
+        # reconciler's window: a held order is resolved (by the reconciler, or if it
+        # cannot tell, by an operator), a settle delivered, before it.
         for coid in [c for c, h in w.held.items() if self.now - w.store.orders[c].sent_at > 30]:
             self._reconcile(coid)
+            if coid in w.held:
+                self._reconcile(coid, operator=True)
         for settle in [s for s in w.settles if self.now - s.at > 30]:
             w.settles.remove(settle)
             self._deliver_settle(settle)
@@ -299,10 +303,11 @@ class MoneyModel(Actors, RuleBasedStateMachine):
         held is sized and reserved (unless dust), whatever happened before; a failing
         Portfolio meanwhile does not change it (the last view is used)."""
         w = self.w
-        for _ in range(2):
+        for operator in (False, True):
+            # The reconciler, then an operator for what it could not tell.
             self.now += RECONCILE_AFTER + 1
             for coid in [c for c, o in w.store.orders.items() if o.state == "unknown"]:
-                self._reconcile(coid)
+                self._reconcile(coid, operator)
             for settle in list(w.settles):
                 w.settles.remove(settle)
                 self._deliver_settle(settle)
