@@ -349,3 +349,20 @@ def test_an_unknown_buy_the_portfolio_shows_is_sellable_and_counted_once():
     assert ledger.view.positions[APT].quantity == pytest.approx(1_665.227)
     assert ledger.view.balances["USDC"].free == pytest.approx(100_000.0 - 16_652.27)
     assert ledger.view.balances["APT"].free == pytest.approx(1_665.227)
+
+
+def test_a_snapshot_shares_nothing_a_later_change_alters():
+    ledger = book()
+    order = ledger.reserve(buy(), owner="validator-0#1", now=NOW)
+    kept = ledger.snapshot()
+    ledger.settle(order.reservation_id, True, symbol=APT, side=Side.BUY, now=NOW + 1)
+    ledger.reserve(sell(1_665.227), owner="validator-0#1", now=NOW + 2)
+    assert kept.orders[order.reservation_id].state is OrderState.RESERVED
+    assert len(kept.orders) == 1 and APT not in kept.view.positions
+    # The next incarnation settles the reservation it took over, and numbers on.
+    result, _ = kept.settle(order.reservation_id, True, symbol=APT, side=Side.BUY, now=NOW + 3)
+    assert result is SettleResult.SETTLED
+    assert kept.view.positions[APT].quantity == pytest.approx(1_665.227)
+    fresh = kept.reserve(sell(1_665.227), owner="validator-0#2", now=NOW + 4)
+    assert fresh.reservation_id not in (order.reservation_id,)
+    assert fresh.reservation_id == f"{ledger.prefix}-2"

@@ -351,15 +351,16 @@ class MoneyModel(Actors, RuleBasedStateMachine):
 
     @rule(which=st.sampled_from(["ledger", "trailing_stop", "process"]))
     def crash(self, which: str) -> None:
-        """An actor's new incarnation (the Ledger: an empty book and a fetch; the
-        TrailingStop: its stored records), or a new process: everything from the store,
+        """An actor's new incarnation (the Ledger: the book its last one kept and a
+        fetch; the TrailingStop: its stored records), or a new process: everything from the store,
         signals re-delivered by the durable intake, held orders left to the reconciler,
         no price until the feed reads one."""
         w = self.w
-        if which != "trailing_stop" and not self._ledger_may_restart():
+        if which == "process" and not self._ledger_may_restart():
             return
         if which == "ledger":
-            self._new_ledger()
+            self.book = self.book.snapshot()
+            self.w.fetches = [self.now]
             return
         if which == "trailing_stop":
             self._restore_stops()

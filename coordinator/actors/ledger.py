@@ -98,12 +98,20 @@ class Ledger(ChildActor):
         self._config = risk_config(services)
         risk = services.config.risk
         self._ttl = risk.portfolio_cache_ttl
-        self._book = LedgerBook(
-            quote=self._config.quote_asset,
-            fee_rate=self._config.fee_rate,
-            lifetime=risk.reservation_lifetime,
-            settle_window=risk.fill_settle_window,
-        )
+        self._kept = services.kept_ledger
+        kept = self._kept.copy().get("book")
+        if kept is not None:
+            # An earlier incarnation's book: our orders the Portfolio does not show yet,
+            # and the reservations whose Settles are on their way (ids stay unique).
+            self._book: LedgerBook = kept["book"].snapshot()
+            logger.info("the Ledger resumes its book: %d order(s) of ours", len(self._book.orders))
+        else:
+            self._book = LedgerBook(
+                quote=self._config.quote_asset,
+                fee_rate=self._config.fee_rate,
+                lifetime=risk.reservation_lifetime,
+                settle_window=risk.fill_settle_window,
+            )
         self._expired = 0
         self._fetch_again = False
         self._refresh_after_fill = False
@@ -144,6 +152,14 @@ class Ledger(ChildActor):
             self._worker.shutdown(wait=False, cancel_futures=True)
 
     def handle(self, message: Any) -> Any:
+        result = self._dispatch(message)
+        if not isinstance(message, GetLedgerSnapshot | StopLossRecorded):
+            # Only after a complete change: a crash in the middle of one leaves the
+            # next incarnation the book as it was before it.
+            self._kept.put("book", {"book": self._book.snapshot()})
+        return result
+
+    def _dispatch(self, message: Any) -> Any:
         match message:
             case Reserve():
                 return self._reserve(message)

@@ -127,7 +127,7 @@ class LedgerBook:
     orders: dict[str, BookOrder] = field(default_factory=dict)
     closed: list[ClosedHolding] = field(default_factory=list)
     view: PortfolioView = field(init=False)
-    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    last_id: int = 0
 
     def __post_init__(self) -> None:
         self.view = self.fetched
@@ -174,7 +174,7 @@ class LedgerBook:
             base_after = max(0.0, base_now - plan.quantity)
             held_after = 0.0  # a SELL closes the symbol's position
         order = BookOrder(
-            reservation_id=f"{self.prefix}-{next(self._ids)}",
+            reservation_id=f"{self.prefix}-{self.last_id + 1}",
             plan=plan,
             owner=owner,
             reserved_at=now,
@@ -187,8 +187,18 @@ class LedgerBook:
             entry_before=None if position is None else position.entry_price,
             signal_id=signal_id,
         )
+        self.last_id += 1
         self.orders[order.reservation_id] = order
         return order
+
+    def snapshot(self) -> LedgerBook:
+        """A copy sharing nothing mutable with this book: what a Ledger keeps for its
+        next incarnation after each complete change (a crash in the middle of one
+        leaves the copy of the change before). Views are never changed in place."""
+        copy = replace(self, orders={k: replace(o) for k, o in self.orders.items()})
+        copy.closed = list(self.closed)
+        copy.view = self.view
+        return copy
 
     def settle(
         self,
