@@ -306,3 +306,31 @@ def test_a_restarted_ledger_does_not_sell_again_what_a_lagging_portfolio_still_s
         assert pipe.paper.stats()["orders_received"] == orders, "nothing sent again"
     finally:
         portfolio.stop()
+
+
+def test_a_new_process_does_not_sell_again_what_a_lagging_portfolio_still_shows(
+    pipelines, own_postgres
+):
+    paper = PaperExchange(redis_url=None).start()
+    portfolio = FrozenPortfolio(paper)
+    env = {"PORTFOLIO_API_URL": portfolio.url}
+    try:
+        first = pipelines(env, paper=paper, database_dsn=own_postgres.dsn)
+        bought(first, "SOLUSDC")
+        wait_for(lambda: portfolio.shows(b"SOL"), message="the Portfolio shows SOL")
+        portfolio.frozen = True
+        sold = signal_payload("SOLUSDC", "SELL")
+        first.publish(sold)
+        assert first.decision(signal_id(sold))["decision"]["outcome"] == "accepted"
+        first.coordinator.stop()
+        orders = paper.stats()["orders_received"]
+
+        second = pipelines(env, paper=paper, database_dsn=own_postgres.dsn)
+        again = signal_payload("SOLUSDC", "SELL")
+        second.publish(again)
+        decision = second.decision(signal_id(again))["decision"]
+        assert decision["outcome"] == "rejected", decision
+        assert decision["reason"] == "no_position", "our stored SELL is laid over the view"
+        assert paper.stats()["orders_received"] == orders, "nothing sent again"
+    finally:
+        portfolio.stop()

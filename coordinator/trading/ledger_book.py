@@ -200,6 +200,18 @@ class LedgerBook:
         copy.view = self.view
         return copy
 
+    def adopt(self, plan: OrderPlan, *, at: float, unknown: bool, signal_id: str) -> BookOrder:
+        """An order of ours made before this book (by an earlier process), laid over the
+        view as a fill of this book until the view shows it; a BUY spends its cash only
+        (the view may show it already: spent twice for a while is the cautious side)."""
+        order = self.reserve(plan, owner="store", now=at, signal_id=signal_id)
+        order.state = OrderState.FILLED
+        order.unknown = unknown or plan.side is Side.BUY
+        order.expires_at = at + self.settle_window
+        self._record_closed(order, at)
+        self.view = self._merged()
+        return order
+
     def settle(
         self,
         reservation_id: str,
@@ -418,7 +430,11 @@ class LedgerBook:
                     cash.free + delta, cash.total + delta, (cash.value or 0.0) + delta
                 )
                 if plan.side is Side.BUY and order.unknown:
-                    pass  # the cash only: the coins may never have come
+                    # The cash only: the coins may never have come. Their value still
+                    # counts in the equity, so that the loss guards do not take a BUY
+                    # whose answer was lost for a loss.
+                    value = (held.value or 0.0) + plan.notional
+                    balances[base] = Balance(held.free, held.total, value)
                 elif plan.side is Side.BUY:
                     # Unless known to be in the quote, the fee may be taken in the base
                     # asset: count the smaller amount (a sell above it is refused).
