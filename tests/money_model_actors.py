@@ -12,6 +12,8 @@ from hypothesis import event
 from coordinator.trading import stop_lifecycle as lc
 from coordinator.trading.freshness import PriceBook, exit_price_check
 from coordinator.trading.ledger_book import LedgerBook, SettleResult
+from coordinator.trading.ledger_restore import StoredOrder as RestoredOrder
+from coordinator.trading.ledger_restore import restore
 from coordinator.trading.order_checks import evaluate_order
 from coordinator.trading.reconciliation import (
     FillSource,
@@ -130,6 +132,8 @@ class Actors:
     portfolio: Portfolio
     w: World
     book: LedgerBook
+    restoring: list[RestoredOrder] | None
+    """Our recent orders read from the store, until the first view takes them."""
     price: dict[str, float]
     prices: PriceBook
     count: int
@@ -137,15 +141,34 @@ class Actors:
     # --- the Ledger -------------------------------------------------------------------
 
     def _new_ledger(self) -> None:
-        """A Ledger incarnation: an empty book and a fetch."""
+        """A Ledger of a new process: an empty book, a fetch, and our recent orders read
+        from the store, laid over the first view."""
         self.book = LedgerBook(
             quote=QUOTE, fee_rate=FEE, lifetime=LIFETIME, settle_window=SETTLE_WINDOW
         )
         self.w.fetches = [self.now]
+        self.restoring = [
+            RestoredOrder(
+                client_order_id=coid,
+                signal_id=row.signal_id,
+                symbol=row.symbol,
+                side=row.side,
+                quantity=row.quantity,
+                reference_price=row.price,
+                created_at=row.sent_at,
+                accepted=row.state == "accepted",
+            )
+            for coid, row in self.w.store.orders.items()
+            if row.state in ("accepted", "unknown", "sent")
+            and self.now - row.sent_at < SETTLE_WINDOW
+        ]
 
     def _answer_fetch(self, requested_at: float, positions: int, balances: int) -> None:
         self.portfolio.catch_up(self.exchange, positions, balances)
         self.book.fetched_view(self.portfolio.view(self.exchange, self.now), requested_at)
+        if self.restoring is not None and self.book.fetched.fetched_at is not None:
+            restore(self.book, self.restoring, now=self.now)
+            self.restoring = None
 
     def _ledger_state(self) -> LedgerState:
         book = self.book
@@ -231,6 +254,7 @@ class Actors:
             "sent",
             self.now,
             exit_key=None if job.exit is None else job.exit.position_key,
+            price=plan.reference_price,
         )
         if outcome in EXECUTES:
             self.exchange.execute(

@@ -150,6 +150,8 @@ class StoredOrder:
     """The position key of a stop's exit."""
     held: bool = False
     """Answered 5xx: the Validator holds it (and its reservation) for the reconciler."""
+    price: float = 0.0
+    """The price it was sized at."""
     trader_order_id: str | None = None
     """The Trader's id of its fill, once known."""
 

@@ -7,8 +7,9 @@ reserve/evaluate, the exit price re-check, the intent claim, the order and its a
 (filled, refused, 5xx with or without a fill, a timeout with or without a fill). Settles
 reach the Ledger late, twice, or after it restarted; Portfolio answers come late, out of
 order or fail; the reconciler resolves unknown orders from the truth; the Ledger, the
-TrailingStop and the whole process crash (a new book and a fetch; stops from their
-stored records; everything from the store). The invariants of README "Money safety" are
+TrailingStop and the whole process crash (the Ledger's kept book and a fetch; stops from
+their stored records; everything from the store, our recent orders laid over the first
+view). The invariants of README "Money safety" are
 checked at each order request and after every step.
 """
 
@@ -356,8 +357,6 @@ class MoneyModel(Actors, RuleBasedStateMachine):
         signals re-delivered by the durable intake, held orders left to the reconciler,
         no price until the feed reads one."""
         w = self.w
-        if which == "process" and not self._ledger_may_restart():
-            return
         if which == "ledger":
             self.book = self.book.snapshot()
             self.w.fetches = [self.now]
@@ -372,20 +371,6 @@ class MoneyModel(Actors, RuleBasedStateMachine):
         self.prices = PriceBook(max_age=STOP_MAX_AGE)
         self._new_ledger()
         self._restore_stops()
-
-    def _ledger_may_restart(self) -> bool:
-        """KNOWN GAP (invariants 1 and 2), excluded here and reported: a new Ledger
-        (actor or process) starts from an empty book and the Portfolio's next answer,
-        so it knows nothing of our orders that the Portfolio does not show yet: a SELL
-        that filled (or is held after a 5xx) is sold again from a lagging view.
-        Shrunk steps: start(held=[AAAUSDC]); signal(SELL AAAUSDC, filled);
-        crash(ledger); signal(SELL AAAUSDC) -> a SELL of nothing held. And with the
-        first SELL answered 5xx (held): a second SELL while the first is held. The
-        model restarts the Ledger only while the Portfolio shows every fill of ours and
-        no order is held."""
-        may = self.portfolio.shows_ours(self.exchange) and not self.w.held
-        event(f"Ledger restart {'done' if may else 'skipped (known gap)'}")
-        return may
 
     # --- invariants -------------------------------------------------------------------
 
