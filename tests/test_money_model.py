@@ -283,9 +283,15 @@ class MoneyModel(Actors, RuleBasedStateMachine):
         # reconciler's window: a held order is resolved (by the reconciler, or if it
         # cannot tell, by an operator), a settle delivered, before it.
         for coid in [c for c, h in w.held.items() if self.now - w.store.orders[c].sent_at > 30]:
+            reservation_id = w.held[coid].reservation_id
             self._reconcile(coid)
             if coid in w.held:
                 self._reconcile(coid, operator=True)
+            # Its settle is sent as it is resolved, within the lifetime (the step's
+            # jump in time is not the Validator's delay).
+            for settle in [s for s in w.settles if s.reservation_id == reservation_id]:
+                w.settles.remove(settle)
+                self._deliver_settle(settle)
         for settle in [s for s in w.settles if self.now - s.at > 30]:
             w.settles.remove(settle)
             self._deliver_settle(settle)
