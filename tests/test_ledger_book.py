@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from coordinator.trading.ledger_book import LedgerBook, OrderState, SettleResult
+from coordinator.trading.ledger_restore import StoredOrder, restore
 from coordinator.trading.order_checks import evaluate_order
 from coordinator.trading.signals import Side
 from coordinator.trading.validation import (
@@ -366,3 +367,53 @@ def test_a_snapshot_shares_nothing_a_later_change_alters():
     fresh = kept.reserve(sell(1_665.227), owner="validator-0#2", now=NOW + 4)
     assert fresh.reservation_id not in (order.reservation_id,)
     assert fresh.reservation_id == f"{ledger.prefix}-2"
+
+
+# --- a new process: our recent orders from the store over its first view ---------------
+
+
+def stored(side: Side, quantity: float, *, at: float, accepted: bool = True) -> StoredOrder:
+    return StoredOrder(
+        client_order_id=f"c-{side}-{at}",
+        signal_id=f"s-{side}-{at}",
+        symbol=APT,
+        side=side,
+        quantity=quantity,
+        reference_price=10.0,
+        created_at=at,
+        accepted=accepted,
+    )
+
+
+@pytest.mark.parametrize("accepted", [True, False], ids=["accepted", "unknown or held"])
+def test_a_stored_sell_the_view_still_holds_is_laid_over_it(accepted):
+    ledger = book()
+    ledger.fetched_view(view(90_000.0, 1_000.0, 1_000.0), NOW)
+    laid = restore(ledger, [stored(Side.SELL, 1_000.0, at=NOW - 30, accepted=accepted)], now=NOW)
+    assert laid == 1
+    assert APT not in ledger.view.positions, "not sold a second time"
+    assert ledger.view.balances["APT"].free == 0.0
+    assert [c.symbol for c in ledger.closed] == [APT]
+    # Once the Portfolio shows it sold, it is gone from the book.
+    ledger.fetched_view(view(100_000.0), NOW + 1)
+    assert not ledger.orders and APT not in ledger.view.positions
+
+
+def test_stored_orders_the_view_shows_or_too_old_are_not_laid():
+    ledger = book()
+    ledger.fetched_view(view(90_000.0, 1_000.0, 1_000.0), NOW)
+    orders = [
+        stored(Side.BUY, 1_000.0, at=NOW - 60),  # its position shows
+        stored(Side.SELL, 500.0, at=NOW - 181),  # older than the settle window
+    ]
+    assert restore(ledger, orders, now=NOW) == 0
+    assert ledger.view.positions[APT].quantity == 1_000.0
+    assert ledger.view.balances["USDC"].free == 90_000.0
+
+
+def test_a_stored_buy_the_view_lacks_spends_its_cash_and_sells_nothing():
+    ledger = book()
+    assert restore(ledger, [stored(Side.BUY, 1_000.0, at=NOW - 10)], now=NOW) == 1
+    assert ledger.view.balances["USDC"].free == pytest.approx(90_000.0)
+    assert APT not in ledger.view.positions
+    assert ledger.view.balances.get("APT", Balance(0.0, 0.0, 0.0)).free == 0.0
