@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -109,6 +109,7 @@ class Ledger(ChildActor):
         # actor restart has them in the kept book already.
         self._restored = bool(kept["restored"]) if kept is not None else not self._dsn
         self._stored: Future[list[StoredOrder]] | None = None
+        self._store_worker: ThreadPoolExecutor | None = None
         if kept is not None:
             # An earlier incarnation's book: our orders the Portfolio does not show yet,
             # and the reservations whose Settles are on their way (ids stay unique).
@@ -152,7 +153,7 @@ class Ledger(ChildActor):
                 logger.warning("no portfolio view yet at start")
         if self._stored is not None:
             with contextlib.suppress(Exception):
-                self._stored.result(timeout=_STORE_TIMEOUT * 2 + 1)
+                self._stored.result(timeout=_STORE_TIMEOUT + 1)
         self._ticker = Ticker(
             _MIN_REFRESH,
             lambda: self.actor_ref.tell(RefreshPortfolio()),
@@ -162,8 +163,9 @@ class Ledger(ChildActor):
     def cleanup(self) -> None:
         if getattr(self, "_ticker", None) is not None:
             self._ticker.stop()
-        if getattr(self, "_worker", None) is not None:
-            self._worker.shutdown(wait=False, cancel_futures=True)
+        for worker in (getattr(self, "_worker", None), getattr(self, "_store_worker", None)):
+            if worker is not None:
+                worker.shutdown(wait=False, cancel_futures=True)
 
     def handle(self, message: Any) -> Any:
         result = self._dispatch(message)
@@ -443,10 +445,12 @@ class Ledger(ChildActor):
     # --- our orders from before this process -------------------------------------------
 
     def _read_stored(self) -> None:
-        """Read our recent orders on the worker thread (before the first fetch)."""
+        """Read our recent orders from the store, off the actor's thread."""
         dsn, since = self._dsn, self._clock.time() - self._book.settle_window
-
-        self._stored = self._worker.submit(read_recent_orders, dsn, since, _STORE_TIMEOUT)
+        # A thread of its own: reads failing during an outage do not delay the fetches.
+        if self._store_worker is None:
+            self._store_worker = self.worker_pool("store")
+        self._stored = self._store_worker.submit(read_recent_orders, dsn, since, _STORE_TIMEOUT)
 
     def _restore(self) -> None:
         """Once both are there, lay the stored orders over the first fetched view."""
