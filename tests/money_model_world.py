@@ -13,8 +13,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from coordinator.trading.signals import Side
-from coordinator.trading.validation import Balance, PortfolioView, PositionView
+from coordinator.trading import stop_lifecycle as lc
+from coordinator.trading.signals import Side, Signal
+from coordinator.trading.stop_book import Holding
+from coordinator.trading.validation import (
+    Balance,
+    ExitTarget,
+    OrderPlan,
+    PortfolioView,
+    PositionView,
+)
 
 QUOTE = "USDC"
 SYMBOLS = ("AAAUSDC", "BBBUSDC")
@@ -166,3 +174,47 @@ class Store:
     stops: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Position key -> the stop's stored record."""
     ever_watched: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Job:
+    """A signal or a stop's exit in the Validator's mailbox."""
+
+    signal: Signal
+    exit: ExitTarget | None = None
+    attempt: int = 0
+    resend: bool = False
+    """The same intent again: the reconciler found no order for its 5xx answer."""
+
+
+@dataclass
+class Held:
+    job: Job
+    plan: OrderPlan
+    reservation_id: str
+
+
+@dataclass
+class Settle:
+    reservation_id: str
+    filled: bool | None
+    symbol: str
+    side: Side
+    at: float
+
+
+@dataclass
+class World:
+    store: Store = field(default_factory=Store)
+    jobs: list[Job] = field(default_factory=list)
+    held: dict[str, Held] = field(default_factory=dict)
+    settles: list[Settle] = field(default_factory=list)
+    fetches: list[float] = field(default_factory=list)
+    decisions: list[tuple[str, lc.Decided]] = field(default_factory=list)
+    """(position key, decision) on their way to the TrailingStop."""
+    stops: dict[str, Holding] = field(default_factory=dict)
+    reads: list[str] = field(default_factory=list)
+    lookups: list[tuple[str, str]] = field(default_factory=list)
+    seen: dict[str, float] = field(default_factory=dict)
+    """Symbol -> when the MarketFeed received its price (gone with the process)."""
+    top_stop: dict[str, float] = field(default_factory=dict)
