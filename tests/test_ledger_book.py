@@ -417,3 +417,12 @@ def test_a_stored_buy_the_view_lacks_spends_its_cash_and_sells_nothing():
     assert ledger.view.balances["USDC"].free == pytest.approx(90_000.0)
     assert APT not in ledger.view.positions
     assert ledger.view.balances.get("APT", Balance(0.0, 0.0, 0.0)).free == 0.0
+
+
+def test_an_unknown_buy_not_shown_yet_refuses_a_second_buy_of_its_symbol():
+    ledger = book()
+    order = ledger.reserve(buy(), owner="validator-0#1", now=NOW)
+    ledger.settle(order.reservation_id, None, symbol=APT, side=Side.BUY, now=NOW + 1)
+    assert APT in ledger.buying(), "it may have opened a position: no BUY on top of it"
+    ledger.fetched_view(view(100_000.0 - 16_652.27, 1_665.227, 1_665.227), NOW + 2)
+    assert APT not in ledger.buying()

@@ -143,10 +143,13 @@ class LedgerBook:
         )
 
     def buying(self) -> frozenset[str]:
+        """Symbols with a BUY in flight, or unknown and not shown yet: it lays no
+        position over the view, but may have opened one (no second BUY on it)."""
         return frozenset(
             o.plan.symbol
             for o in self.orders.values()
-            if o.state is OrderState.RESERVED and o.plan.side is Side.BUY
+            if o.plan.side is Side.BUY
+            and (o.state is OrderState.RESERVED or (o.unknown and not o.positions_shown))
         )
 
     def selling(self) -> frozenset[str]:
