@@ -105,6 +105,9 @@ class Services:
     """Signals with a decision (this process's and the store's recent ones)."""
     kept_stops: KeptRecords = field(default_factory=KeptRecords)
     """The TrailingStop's latest record per position, for its next incarnation."""
+    kept_ledger: KeptRecords = field(default_factory=KeptRecords)
+    """The Ledger's book after its latest complete change (key ``book``), for its next
+    incarnation."""
     kept_halt: KeptRecords = field(default_factory=KeptRecords)
     """ServiceHealth's kill switch as last known (key ``halt``), for its next incarnation."""
 

@@ -12,7 +12,9 @@ from hypothesis.errors import InvalidArgument
 
 from coordinator.trading import stop_lifecycle as lc
 from coordinator.trading.freshness import PriceBook, exit_price_check
-from coordinator.trading.ledger_book import LedgerBook, OrderState, SettleResult
+from coordinator.trading.ledger_book import LedgerBook, SettleResult
+from coordinator.trading.ledger_restore import StoredOrder as RestoredOrder
+from coordinator.trading.ledger_restore import restore
 from coordinator.trading.order_checks import evaluate_order
 from coordinator.trading.reconciliation import (
     FillSource,
@@ -92,14 +94,16 @@ class Actors:
     """The coordinator's actors over the pure modules, and the world they act in."""
 
     exclude_gaps = True
-    """Steer clear of the known gaps (see ``_sized_on_phantom``, ``_ledger_may_restart``
-    and ``tick``); their own tests turn this off to show each one."""
+    """Steer clear of the known gap (see ``tick``); its own test turns this off to show
+    it."""
 
     now: float
     exchange: Exchange
     portfolio: Portfolio
     w: World
     book: LedgerBook
+    restoring: list[RestoredOrder] | None
+    """Our recent orders read from the store, until the first view takes them."""
     price: dict[str, float]
     prices: PriceBook
     count: int
@@ -107,15 +111,34 @@ class Actors:
     # --- the Ledger -------------------------------------------------------------------
 
     def _new_ledger(self) -> None:
-        """A Ledger incarnation: an empty book and a fetch."""
+        """A Ledger of a new process: an empty book, a fetch, and our recent orders read
+        from the store, laid over the first view."""
         self.book = LedgerBook(
             quote=QUOTE, fee_rate=FEE, lifetime=LIFETIME, settle_window=SETTLE_WINDOW
         )
         self.w.fetches = [self.now]
+        self.restoring = [
+            RestoredOrder(
+                client_order_id=coid,
+                signal_id=row.signal_id,
+                symbol=row.symbol,
+                side=row.side,
+                quantity=row.quantity,
+                reference_price=row.price,
+                created_at=row.sent_at,
+                accepted=row.state == "accepted",
+            )
+            for coid, row in self.w.store.orders.items()
+            if row.state in ("accepted", "unknown", "sent")
+            and self.now - row.sent_at < SETTLE_WINDOW
+        ]
 
     def _answer_fetch(self, requested_at: float, positions: int, balances: int) -> None:
         self.portfolio.catch_up(self.exchange, positions, balances)
         self.book.fetched_view(self.portfolio.view(self.exchange, self.now), requested_at)
+        if self.restoring is not None and self.book.fetched.fetched_at is not None:
+            restore(self.book, self.restoring, now=self.now)
+            self.restoring = None
 
     def _ledger_state(self) -> LedgerState:
         book = self.book
@@ -190,11 +213,7 @@ class Actors:
             # 5. a stale price never decides.
             assert self._fresh(symbol) is not None, "BUY on a stale or missing price"
         else:
-            holding = truth.holdings.get(symbol)
-            if self._sized_on_phantom(plan, holding):
-                outcome = "refused"  # the Trader refuses it (422): nothing is sold
-            else:
-                self._check_sell(job, plan, holding)
+            self._check_sell(job, plan, truth.holdings.get(symbol))
         self.exchange.requests[coid] += 1
         event(f"sent {plan.side} {outcome}")
         w.store.orders[coid] = StoredOrder(
@@ -205,6 +224,7 @@ class Actors:
             "sent",
             self.now,
             exit_key=None if job.exit is None else job.exit.position_key,
+            price=plan.reference_price,
         )
         if outcome in EXECUTES:
             self.exchange.execute(
@@ -226,8 +246,6 @@ class Actors:
             w.held[coid] = Held(job, plan, rid)
         else:
             row.state = "unknown"
-            if plan.side is Side.BUY and outcome not in EXECUTES:
-                w.phantoms.add(rid)
             self._settle(rid, None, plan)
             self._decide(job, "unknown", Reason.ORDER_UNKNOWN)
 
@@ -247,31 +265,6 @@ class Actors:
             # 5. on a fresh price at or under its stop.
             fresh = self._fresh(symbol)
             assert fresh is not None and fresh <= job.exit.stop + EPS, (fresh, job.exit)
-
-    def _sized_on_phantom(self, plan: OrderPlan, holding: TrueHolding | None) -> bool:
-        """KNOWN GAP (invariant 1), excluded here and reported: a BUY whose answer was a
-        timeout is settled unknown, which the book counts as filled and lays over the
-        view until the Portfolio shows it or ``fill_settle_window`` passes. When the
-        exchange did not execute it, a SELL signal on that symbol meanwhile is sized on
-        a position that does not exist (and the Trader refuses it). Shrunk steps:
-        signal(BUY, answered timeout without a fill); its settle arrives; signal(SELL).
-        The model lets the exchange refuse such a SELL and counts it."""
-        truth = self.exchange.truth
-        if not self.exclude_gaps or (
-            holding is not None
-            and plan.quantity <= min(holding.quantity, truth.free_base(plan.symbol)) + EPS
-        ):
-            return False
-        phantom = any(
-            o.state is OrderState.FILLED
-            and o.plan.side is Side.BUY
-            and o.plan.symbol == plan.symbol
-            and o.reservation_id in self.w.phantoms
-            for o in self.book.orders.values()
-        )
-        if phantom:
-            event("known gap: SELL sized on an unknown BUY that did not fill")
-        return phantom
 
     def _settle(self, rid: str, filled: bool | None, plan: OrderPlan) -> None:
         self.w.settles.append(Settle(rid, filled, plan.symbol, plan.side, self.now))

@@ -158,6 +158,8 @@ class StoredOrder:
     """The position key of a stop's exit."""
     held: bool = False
     """Answered 5xx: the Validator holds it (and its reservation) for the reconciler."""
+    price: float = 0.0
+    """The price it was sized at."""
     trader_order_id: str | None = None
     """The Trader's id of its fill, once known."""
 
@@ -216,5 +218,3 @@ class World:
     seen: dict[str, float] = field(default_factory=dict)
     """Symbol -> when the MarketFeed received its price (gone with the process)."""
     top_stop: dict[str, float] = field(default_factory=dict)
-    phantoms: set[str] = field(default_factory=set)
-    """Reservations of BUYs answered by a timeout that the exchange did not execute."""

@@ -17,6 +17,7 @@ from coordinator.trading.signals import Signal, parse_signal
 from tests.pipeline import PRICES, Pipeline, signal_payload
 from tests.test_pipeline import signal_id
 from tests.test_trailing_stops import ENV as STOP_ENV
+from tests.test_trailing_stops import _restarts as _supervisor_restarts
 from tests.test_trailing_stops import stop_of, tick, watched
 from tests.waiting import wait_for
 
@@ -221,5 +222,115 @@ def test_a_buy_stays_spent_while_the_balances_lag_the_positions(pipelines):
         # The same share of what is left, not of the 10,000 the frozen balances show.
         left = 10_000.0 - spent * 1.001
         assert sized == pytest.approx(spent / 10_000.0 * left, rel=1e-3)
+    finally:
+        portfolio.stop()
+
+
+class FrozenPortfolio:
+    """The Portfolio's routes in front of the paper exchange; once ``frozen``, each
+    route answers what it answered last (a Portfolio lagging behind our orders)."""
+
+    def __init__(self, paper: PaperExchange) -> None:
+        self.frozen = False
+        self.reads = 0
+        self._last: dict[str, tuple[int, bytes]] = {}
+        portfolio = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                portfolio.reads += 1
+                if portfolio.frozen and self.path in portfolio._last:
+                    status, body = portfolio._last[self.path]
+                else:
+                    answer = requests.get(paper.url + self.path, timeout=5)
+                    status, body = answer.status_code, answer.content
+                    portfolio._last[self.path] = (status, body)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def shows(self, asset: bytes) -> bool:
+        """Whether the latest answer of each route names ``asset``."""
+        return all(asset in self._last.get(route, (0, b""))[1] for route in _ROUTES)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+_ROUTES = ("/positions/active", "/balances")
+
+
+def _restarts(pipe: Pipeline, name: str) -> int:
+    return _supervisor_restarts(requests.get(pipe.url + "/supervisor", timeout=5).json(), name)
+
+
+def test_a_restarted_ledger_does_not_sell_again_what_a_lagging_portfolio_still_shows(
+    pipelines,
+):
+    paper = PaperExchange(redis_url=None).start()
+    portfolio = FrozenPortfolio(paper)
+    try:
+        pipe = pipelines({"PORTFOLIO_API_URL": portfolio.url}, paper=paper)
+        bought(pipe, "SOLUSDC")
+        wait_for(lambda: portfolio.shows(b"SOL"), message="the Portfolio shows SOL")
+        # From now on the Portfolio shows SOL held, whatever happens.
+        portfolio.frozen = True
+        first = signal_payload("SOLUSDC", "SELL")
+        pipe.publish(first)
+        assert pipe.decision(signal_id(first))["decision"]["outcome"] == "accepted"
+        assert "SOLUSDC" not in pipe.positions(), "sold at the exchange"
+        orders = pipe.paper.stats()["orders_received"]
+
+        restarts = _restarts(pipe, "ledger")
+        pipe.drill("ledger")
+        wait_for(lambda: _restarts(pipe, "ledger") > restarts, message="the Ledger restarted")
+        reads = portfolio.reads
+        wait_for(lambda: portfolio.reads >= reads + 2, message="the new Ledger fetched")
+
+        second = signal_payload("SOLUSDC", "SELL")
+        pipe.publish(second)
+        decision = pipe.decision(signal_id(second))["decision"]
+        assert decision["outcome"] == "rejected", decision
+        assert decision["reason"] == "no_position", "our SELL is still laid over the view"
+        assert pipe.paper.stats()["orders_received"] == orders, "nothing sent again"
+    finally:
+        portfolio.stop()
+
+
+def test_a_new_process_does_not_sell_again_what_a_lagging_portfolio_still_shows(
+    pipelines, own_postgres
+):
+    paper = PaperExchange(redis_url=None).start()
+    portfolio = FrozenPortfolio(paper)
+    env = {"PORTFOLIO_API_URL": portfolio.url}
+    try:
+        first = pipelines(env, paper=paper, database_dsn=own_postgres.dsn)
+        bought(first, "SOLUSDC")
+        wait_for(lambda: portfolio.shows(b"SOL"), message="the Portfolio shows SOL")
+        portfolio.frozen = True
+        sold = signal_payload("SOLUSDC", "SELL")
+        first.publish(sold)
+        assert first.decision(signal_id(sold))["decision"]["outcome"] == "accepted"
+        first.coordinator.stop()
+        orders = paper.stats()["orders_received"]
+
+        second = pipelines(env, paper=paper, database_dsn=own_postgres.dsn)
+        again = signal_payload("SOLUSDC", "SELL")
+        second.publish(again)
+        decision = second.decision(signal_id(again))["decision"]
+        assert decision["outcome"] == "rejected", decision
+        assert decision["reason"] == "no_position", "our stored SELL is laid over the view"
+        assert paper.stats()["orders_received"] == orders, "nothing sent again"
     finally:
         portfolio.stop()

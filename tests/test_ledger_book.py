@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from coordinator.trading.ledger_book import LedgerBook, OrderState, SettleResult
+from coordinator.trading.ledger_restore import StoredOrder, restore
 from coordinator.trading.order_checks import evaluate_order
 from coordinator.trading.signals import Side
 from coordinator.trading.validation import (
@@ -314,3 +315,114 @@ def test_the_fee_asset_is_learnt_from_the_balances(grew, learnt):
     assert ledger.view.balances["APT"].free == pytest.approx(99.9)
     ledger.fetched_view(view(100_000.0 - 1_001.0, grew, 100.0), NOW + 2)
     assert ledger.fee_in_base is learnt
+
+
+# --- an unknown BUY spends its cash, but sells nothing until the Portfolio shows it ----
+
+
+def test_an_unknown_buy_spends_its_cash_but_adds_no_sellable_position():
+    ledger = book()
+    order = ledger.reserve(buy(), owner="validator-0#1", now=NOW)
+    ledger.settle(order.reservation_id, None, symbol=APT, side=Side.BUY, now=NOW + 1)
+    # Cautious on the money: the cash counts as spent.
+    assert ledger.view.balances["USDC"].free == pytest.approx(100_000.0 - 16_652.27)
+    # But the BUY may not have filled: no position, no base to sell.
+    assert APT not in ledger.view.positions
+    assert ledger.view.balances.get("APT", Balance(0.0, 0.0, 0.0)).free == 0.0
+    evaluation = evaluate_order(
+        make_signal("SELL", APT, price=10.0),
+        view=ledger.view,
+        ledger=LedgerState(),
+        market=None,
+        config=CONFIG,
+        now=NOW + 2,
+    )
+    assert evaluation.plan is None
+    assert evaluation.failure is not None and evaluation.failure.reason is Reason.NO_POSITION
+
+
+def test_an_unknown_buy_the_portfolio_shows_is_sellable_and_counted_once():
+    ledger = book()
+    order = ledger.reserve(buy(), owner="validator-0#1", now=NOW)
+    ledger.settle(order.reservation_id, None, symbol=APT, side=Side.BUY, now=NOW + 1)
+    ledger.fetched_view(view(100_000.0 - 16_652.27, 1_665.227, 1_665.227), NOW + 2)
+    assert not ledger.orders, "shown by both parts: gone from the book"
+    assert ledger.view.positions[APT].quantity == pytest.approx(1_665.227)
+    assert ledger.view.balances["USDC"].free == pytest.approx(100_000.0 - 16_652.27)
+    assert ledger.view.balances["APT"].free == pytest.approx(1_665.227)
+
+
+def test_a_snapshot_shares_nothing_a_later_change_alters():
+    ledger = book()
+    order = ledger.reserve(buy(), owner="validator-0#1", now=NOW)
+    kept = ledger.snapshot()
+    ledger.settle(order.reservation_id, True, symbol=APT, side=Side.BUY, now=NOW + 1)
+    ledger.reserve(sell(1_665.227), owner="validator-0#1", now=NOW + 2)
+    assert kept.orders[order.reservation_id].state is OrderState.RESERVED
+    assert len(kept.orders) == 1 and APT not in kept.view.positions
+    # The next incarnation settles the reservation it took over, and numbers on.
+    result, _ = kept.settle(order.reservation_id, True, symbol=APT, side=Side.BUY, now=NOW + 3)
+    assert result is SettleResult.SETTLED
+    assert kept.view.positions[APT].quantity == pytest.approx(1_665.227)
+    fresh = kept.reserve(sell(1_665.227), owner="validator-0#2", now=NOW + 4)
+    assert fresh.reservation_id not in (order.reservation_id,)
+    assert fresh.reservation_id == f"{ledger.prefix}-2"
+
+
+# --- a new process: our recent orders from the store over its first view ---------------
+
+
+def stored(side: Side, quantity: float, *, at: float, accepted: bool = True) -> StoredOrder:
+    return StoredOrder(
+        client_order_id=f"c-{side}-{at}",
+        signal_id=f"s-{side}-{at}",
+        symbol=APT,
+        side=side,
+        quantity=quantity,
+        reference_price=10.0,
+        created_at=at,
+        accepted=accepted,
+    )
+
+
+@pytest.mark.parametrize("accepted", [True, False], ids=["accepted", "unknown or held"])
+def test_a_stored_sell_the_view_still_holds_is_laid_over_it(accepted):
+    ledger = book()
+    ledger.fetched_view(view(90_000.0, 1_000.0, 1_000.0), NOW)
+    laid = restore(ledger, [stored(Side.SELL, 1_000.0, at=NOW - 30, accepted=accepted)], now=NOW)
+    assert laid == 1
+    assert APT not in ledger.view.positions, "not sold a second time"
+    assert ledger.view.balances["APT"].free == 0.0
+    assert [c.symbol for c in ledger.closed] == [APT]
+    # Once the Portfolio shows it sold, it is gone from the book.
+    ledger.fetched_view(view(100_000.0), NOW + 1)
+    assert not ledger.orders and APT not in ledger.view.positions
+
+
+def test_stored_orders_the_view_shows_or_too_old_are_not_laid():
+    ledger = book()
+    ledger.fetched_view(view(90_000.0, 1_000.0, 1_000.0), NOW)
+    orders = [
+        stored(Side.BUY, 1_000.0, at=NOW - 60),  # its position shows
+        stored(Side.SELL, 500.0, at=NOW - 181),  # older than the settle window
+    ]
+    assert restore(ledger, orders, now=NOW) == 0
+    assert ledger.view.positions[APT].quantity == 1_000.0
+    assert ledger.view.balances["USDC"].free == 90_000.0
+
+
+def test_a_stored_buy_the_view_lacks_spends_its_cash_and_sells_nothing():
+    ledger = book()
+    assert restore(ledger, [stored(Side.BUY, 1_000.0, at=NOW - 10)], now=NOW) == 1
+    assert ledger.view.balances["USDC"].free == pytest.approx(90_000.0)
+    assert APT not in ledger.view.positions
+    assert ledger.view.balances.get("APT", Balance(0.0, 0.0, 0.0)).free == 0.0
+
+
+def test_an_unknown_buy_not_shown_yet_refuses_a_second_buy_of_its_symbol():
+    ledger = book()
+    order = ledger.reserve(buy(), owner="validator-0#1", now=NOW)
+    ledger.settle(order.reservation_id, None, symbol=APT, side=Side.BUY, now=NOW + 1)
+    assert APT in ledger.buying(), "it may have opened a position: no BUY on top of it"
+    ledger.fetched_view(view(100_000.0 - 16_652.27, 1_665.227, 1_665.227), NOW + 2)
+    assert APT not in ledger.buying()

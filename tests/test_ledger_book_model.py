@@ -127,6 +127,8 @@ class Order:
     settled: bool = False
     dead: bool = False
     """Refused at the exchange, or its reservation expired: never executes."""
+    unknown: bool = False
+    """Settled unknown."""
 
 
 @dataclass
@@ -326,6 +328,7 @@ class LedgerBookMachine(RuleBasedStateMachine):
         )
         assert result is SettleResult.SETTLED
         order.settled = True
+        order.unknown = filled is None
         if filled is False:
             order.dead = True
 
@@ -387,6 +390,7 @@ class LedgerBookMachine(RuleBasedStateMachine):
                 )
                 assert result is SettleResult.SETTLED
                 order.settled = True
+                order.unknown = True
         released, trusted = self.book.expire(self.now)
         assert not trusted
         for order in released:
@@ -419,12 +423,23 @@ class LedgerBookMachine(RuleBasedStateMachine):
         yet (executed, not settled, not shown by the latest view)."""
         model = self.model
         settled = {o.reservation_id for o in self.orders.values() if o.settled}
+        unknown_buys = {
+            o.reservation_id
+            for o in self.orders.values()
+            if o.settled and o.unknown and o.side is Side.BUY
+        }
 
         def expected(shown: int) -> State:
             state = model.states[0]
             for index, fill in enumerate(model.fills):
-                if index < shown or fill.order_id in settled:
-                    state = state.after(fill)
+                if index < shown or fill.order_id not in unknown_buys:
+                    if index < shown or fill.order_id in settled:
+                        state = state.after(fill)
+                else:
+                    # An unknown BUY spends its cash, but its coins count only once
+                    # the Portfolio shows them.
+                    after = state.after(fill)
+                    state = dataclasses.replace(after, bases=state.bases, holdings=state.holdings)
             return state
 
         balances = expected(model.shown_balances)

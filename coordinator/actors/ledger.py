@@ -17,11 +17,13 @@ import contextlib
 import logging
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 from pykka import ActorDeadError
 
+from coordinator.actors.ledger_store import read_recent_orders
 from coordinator.infra.portfolio_client import PortfolioClient, PortfolioError
 from coordinator.messages.health import PortfolioGuardsChanged
 from coordinator.messages.pipeline import (
@@ -42,6 +44,7 @@ from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.supervisor.ticker import Ticker
 from coordinator.trading.guards import portfolio_guards
 from coordinator.trading.ledger_book import BookOrder, LedgerBook, SettleResult
+from coordinator.trading.ledger_restore import StoredOrder, restore
 from coordinator.trading.order_checks import evaluate_order
 from coordinator.trading.signals import Side
 from coordinator.trading.sizing import SizingTable
@@ -63,6 +66,7 @@ logger = logging.getLogger(__name__)
 # milliseconds of CPU that exits on other symbols wait behind.
 _MIN_REFRESH = 1.0
 _URGENT_GAP = 0.2  # seconds between fetches for a position the view lacks
+_STORE_TIMEOUT = 5.0  # seconds to connect to and read from PostgreSQL
 
 
 def risk_config(services: Services) -> RiskConfig:
@@ -98,12 +102,26 @@ class Ledger(ChildActor):
         self._config = risk_config(services)
         risk = services.config.risk
         self._ttl = risk.portfolio_cache_ttl
-        self._book = LedgerBook(
-            quote=self._config.quote_asset,
-            fee_rate=self._config.fee_rate,
-            lifetime=risk.reservation_lifetime,
-            settle_window=risk.fill_settle_window,
-        )
+        self._kept = services.kept_ledger
+        kept = self._kept.copy().get("book")
+        self._dsn = services.endpoints.database_dsn
+        # A new process lays our recent orders from the store over its first view; an
+        # actor restart has them in the kept book already.
+        self._restored = bool(kept["restored"]) if kept is not None else not self._dsn
+        self._stored: Future[list[StoredOrder]] | None = None
+        self._store_worker: ThreadPoolExecutor | None = None
+        if kept is not None:
+            # An earlier incarnation's book: our orders the Portfolio does not show yet,
+            # and the reservations whose Settles are on their way (ids stay unique).
+            self._book: LedgerBook = kept["book"].snapshot()
+            logger.info("the Ledger resumes its book: %d order(s) of ours", len(self._book.orders))
+        else:
+            self._book = LedgerBook(
+                quote=self._config.quote_asset,
+                fee_rate=self._config.fee_rate,
+                lifetime=risk.reservation_lifetime,
+                settle_window=risk.fill_settle_window,
+            )
         self._expired = 0
         self._fetch_again = False
         self._refresh_after_fill = False
@@ -121,6 +139,8 @@ class Ledger(ChildActor):
             PortfolioClient(url, timeout=services.config.risk.portfolio_timeout) if url else None
         )
         self._worker = self.worker_pool("portfolio")
+        if not self._restored:
+            self._read_stored()
         if self._client is None:
             self._fetch_error = "PORTFOLIO_API_URL is not configured"
         else:
@@ -131,6 +151,9 @@ class Ledger(ChildActor):
                 self._pending.result(timeout=services.config.risk.portfolio_timeout * 2 + 1)
             except Exception:
                 logger.warning("no portfolio view yet at start")
+        if self._stored is not None:
+            with contextlib.suppress(Exception):
+                self._stored.result(timeout=_STORE_TIMEOUT + 1)
         self._ticker = Ticker(
             _MIN_REFRESH,
             lambda: self.actor_ref.tell(RefreshPortfolio()),
@@ -140,10 +163,19 @@ class Ledger(ChildActor):
     def cleanup(self) -> None:
         if getattr(self, "_ticker", None) is not None:
             self._ticker.stop()
-        if getattr(self, "_worker", None) is not None:
-            self._worker.shutdown(wait=False, cancel_futures=True)
+        for worker in (getattr(self, "_worker", None), getattr(self, "_store_worker", None)):
+            if worker is not None:
+                worker.shutdown(wait=False, cancel_futures=True)
 
     def handle(self, message: Any) -> Any:
+        result = self._dispatch(message)
+        if not isinstance(message, GetLedgerSnapshot | StopLossRecorded):
+            # Only after a complete change: a crash in the middle of one leaves the
+            # next incarnation the book as it was before it.
+            self._kept.put("book", {"book": self._book.snapshot(), "restored": self._restored})
+        return result
+
+    def _dispatch(self, message: Any) -> Any:
         match message:
             case Reserve():
                 return self._reserve(message)
@@ -154,6 +186,7 @@ class Ledger(ChildActor):
             case StopLossRecorded(symbol=symbol, at=at):
                 self._stop_losses[symbol] = at
             case RefreshPortfolio():
+                self._restore()
                 self._expire()
                 self._maybe_fetch()
             case PositionsSeen(symbols=symbols):
@@ -183,6 +216,17 @@ class Ledger(ChildActor):
                 "risk", False, Reason.INTERNAL_ERROR, "the Ledger answered after the ask timed out"
             )
             return Reservation(checks=(late,), plan=None, reservation_id=None)
+        self._restore()
+        if not self._restored:
+            # Without our recent orders, a lagging Portfolio would make us sell again
+            # what we sold, or spend again what we spent.
+            waiting = CheckResult(
+                "risk",
+                False,
+                Reason.STORE_UNAVAILABLE,
+                "our recent orders are not read from the store yet",
+            )
+            return Reservation(checks=(waiting,), plan=None, reservation_id=None)
         self._expire()
         self._maybe_fetch()
         while self._order_times and now - self._order_times[0] >= 60.0:
@@ -394,7 +438,36 @@ class Ledger(ChildActor):
         self._fetch_error = None
         if not self._book.fetched_view(message.view, message.requested_at):
             return  # an older fetch answering late
+        self._restore()
         self._peak_equity = max(self._peak_equity, message.view.equity(self._config.quote_asset))
+        self._check_guards()
+
+    # --- our orders from before this process -------------------------------------------
+
+    def _read_stored(self) -> None:
+        """Read our recent orders from the store, off the actor's thread."""
+        dsn, since = self._dsn, self._clock.time() - self._book.settle_window
+        # A thread of its own: reads failing during an outage do not delay the fetches.
+        if self._store_worker is None:
+            self._store_worker = self.worker_pool("store")
+        self._stored = self._store_worker.submit(read_recent_orders, dsn, since, _STORE_TIMEOUT)
+
+    def _restore(self) -> None:
+        """Once both are there, lay the stored orders over the first fetched view."""
+        stored = self._stored
+        if self._restored or stored is None or not stored.done():
+            return
+        if self._book.fetched.fetched_at is None:
+            return
+        try:
+            orders = stored.result()
+        except Exception as exc:
+            logger.warning("our recent orders not read from the store (%s); reading again", exc)
+            self._read_stored()
+            return
+        laid = restore(self._book, orders, now=self._clock.time())
+        self._restored, self._stored = True, None
+        logger.info("%d recent order(s) of ours laid over the Portfolio's view", laid)
         self._check_guards()
 
     def _snapshot(self) -> LedgerSnapshot:

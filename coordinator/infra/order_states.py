@@ -110,6 +110,21 @@ class OrderStates(OwnConnectionStore):
 
         return self._run(work)
 
+    def recent(self, since: float) -> list[OrderRow]:
+        """Orders created since ``since`` that filled or may have (accepted, unknown,
+        held, or never answered), oldest first: what a new Ledger lays over its view."""
+
+        def work(cur: Any) -> list[OrderRow]:
+            cur.execute(
+                f"SELECT {_COLUMNS} FROM coordinator_orders"
+                " WHERE state IN ('accepted', 'unknown', 'pending', 'sent')"
+                " AND created_at >= to_timestamp(%s) ORDER BY created_at LIMIT 10000",
+                (since,),
+            )
+            return [_row(r) for r in cur.fetchall()]
+
+        return self._run(work)
+
     def order(self, client_order_id: str) -> OrderRow | None:
         def work(cur: Any) -> OrderRow | None:
             cur.execute(

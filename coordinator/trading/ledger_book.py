@@ -102,6 +102,9 @@ class BookOrder:
     positions_shown: bool = False
     balances_shown: bool = False
     signal_id: str = ""
+    unknown: bool = False
+    """Settled unknown: a BUY spends its cash but adds no position or base until shown
+    (it may not have filled: a SELL sized on it would sell coins of no position)."""
 
 
 @dataclass
@@ -124,7 +127,7 @@ class LedgerBook:
     orders: dict[str, BookOrder] = field(default_factory=dict)
     closed: list[ClosedHolding] = field(default_factory=list)
     view: PortfolioView = field(init=False)
-    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    last_id: int = 0
 
     def __post_init__(self) -> None:
         self.view = self.fetched
@@ -140,10 +143,13 @@ class LedgerBook:
         )
 
     def buying(self) -> frozenset[str]:
+        """Symbols with a BUY in flight, or unknown and not shown yet: it lays no
+        position over the view, but may have opened one (no second BUY on it)."""
         return frozenset(
             o.plan.symbol
             for o in self.orders.values()
-            if o.state is OrderState.RESERVED and o.plan.side is Side.BUY
+            if o.plan.side is Side.BUY
+            and (o.state is OrderState.RESERVED or (o.unknown and not o.positions_shown))
         )
 
     def selling(self) -> frozenset[str]:
@@ -171,7 +177,7 @@ class LedgerBook:
             base_after = max(0.0, base_now - plan.quantity)
             held_after = 0.0  # a SELL closes the symbol's position
         order = BookOrder(
-            reservation_id=f"{self.prefix}-{next(self._ids)}",
+            reservation_id=f"{self.prefix}-{self.last_id + 1}",
             plan=plan,
             owner=owner,
             reserved_at=now,
@@ -184,7 +190,29 @@ class LedgerBook:
             entry_before=None if position is None else position.entry_price,
             signal_id=signal_id,
         )
+        self.last_id += 1
         self.orders[order.reservation_id] = order
+        return order
+
+    def snapshot(self) -> LedgerBook:
+        """A copy sharing nothing mutable with this book: what a Ledger keeps for its
+        next incarnation after each complete change (a crash in the middle of one
+        leaves the copy of the change before). Views are never changed in place."""
+        copy = replace(self, orders={k: replace(o) for k, o in self.orders.items()})
+        copy.closed = list(self.closed)
+        copy.view = self.view
+        return copy
+
+    def adopt(self, plan: OrderPlan, *, at: float, unknown: bool, signal_id: str) -> BookOrder:
+        """An order of ours made before this book (by an earlier process), laid over the
+        view as a fill of this book until the view shows it; a BUY spends its cash only
+        (the view may show it already: spent twice for a while is the cautious side)."""
+        order = self.reserve(plan, owner="store", now=at, signal_id=signal_id)
+        order.state = OrderState.FILLED
+        order.unknown = unknown or plan.side is Side.BUY
+        order.expires_at = at + self.settle_window
+        self._record_closed(order, at)
+        self.view = self._merged()
         return order
 
     def settle(
@@ -206,6 +234,7 @@ class LedgerBook:
             del self.orders[reservation_id]
         else:
             order.state = OrderState.FILLED
+            order.unknown = filled is None
             order.expires_at = now + self.settle_window
             self._record_closed(order, now)
             self._drop_shown()
@@ -403,7 +432,13 @@ class LedgerBook:
                 balances[self.quote] = Balance(
                     cash.free + delta, cash.total + delta, (cash.value or 0.0) + delta
                 )
-                if plan.side is Side.BUY:
+                if plan.side is Side.BUY and order.unknown:
+                    # The cash only: the coins may never have come. Their value still
+                    # counts in the equity, so that the loss guards do not take a BUY
+                    # whose answer was lost for a loss.
+                    value = (held.value or 0.0) + plan.notional
+                    balances[base] = Balance(held.free, held.total, value)
+                elif plan.side is Side.BUY:
                     # Unless known to be in the quote, the fee may be taken in the base
                     # asset: count the smaller amount (a sell above it is refused).
                     got = plan.quantity * (1 - self.fee_rate)
@@ -418,7 +453,7 @@ class LedgerBook:
                     left_free = max(0.0, held.free - plan.quantity)
                     left = max(0.0, held.total - plan.quantity)
                     balances[base] = Balance(left_free, left, left * plan.reference_price)
-            if not order.positions_shown:
+            if not order.positions_shown and not (plan.side is Side.BUY and order.unknown):
                 if plan.side is Side.BUY:
                     old = positions.get(plan.symbol)
                     quantity = plan.quantity + (old.quantity if old else 0.0)
