@@ -93,10 +93,6 @@ def event(text: str) -> None:
 class Actors:
     """The coordinator's actors over the pure modules, and the world they act in."""
 
-    exclude_gaps = True
-    """Steer clear of the known gap (see ``tick``); its own test turns this off to show
-    it."""
-
     now: float
     exchange: Exchange
     portfolio: Portfolio

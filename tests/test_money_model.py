@@ -179,16 +179,11 @@ class MoneyModel(Actors, RuleBasedStateMachine):
         by ``move``, or to just under the highest stop of the symbol (THROUGH). With
         ``then``, the Validator takes the exits it triggered at once.
 
-        KNOWN GAP (invariant 5), excluded here and reported: two prices received at the
-        same instant (one batch read from Redis) - the first under the stop, the second
-        above it - send the exit on the first: the Validator's re-check
-        (freshness.exit_price_check) takes its latest price only when strictly newer
-        than the one that hit the stop. Shrunk steps: start(held=[BBBUSDC]);
-        tick(BBBUSDC, through the stop); tick(BBBUSDC, +2 %, the Validator takes the
-        exit) -> sent at 1.928 with a stop of 1.9. The model's clock moves between two
-        readings."""
-        if self.exclude_gaps:
-            self.now += 0.01
+        Two prices received at the same instant (one batch read from Redis), the first
+        under the stop and the second above it: the exit the first triggered is not sent
+        (the Validator's re-check takes its own price of the same instant as the later
+        one; found by this model, see
+        ``test_an_exit_is_not_sent_on_the_older_of_two_prices_of_one_instant``)."""
         closed_ms = int(self.now * 1000) if fresh else int((self.now - 400) * 1000)
         verdict, _ = self.prices.offer(
             symbol,
@@ -439,15 +434,8 @@ class _Given:
         return self.value
 
 
-class _WithGaps(MoneyModel):
-    exclude_gaps = False
-
-
-_GAP = "known gap, excluded from the model: remove its exclusion once fixed"
-
-
 def test_no_sell_sized_on_an_unknown_buy_that_did_not_fill() -> None:
-    model = _WithGaps()
+    model = MoneyModel()
     model.start(cash=1_000.0, fee_in_base=False, held=[])
     model.signal("BBBUSDC", "BUY", at_once=True, outcome="timeout_nofill", caught_up=None)
     model.settle_arrives(_Given(model.w.settles[0]), again=False)  # type: ignore[arg-type]
@@ -457,16 +445,15 @@ def test_no_sell_sized_on_an_unknown_buy_that_did_not_fill() -> None:
 @pytest.mark.parametrize("crash", ["ledger", "process"])
 @pytest.mark.parametrize("first", ["filled", "5xx_fill"])
 def test_a_new_ledger_does_not_sell_again_what_our_sell_sold(crash: str, first: str) -> None:
-    model = _WithGaps()
+    model = MoneyModel()
     model.start(cash=200.0, fee_in_base=False, held=["AAAUSDC"])
     model.signal("AAAUSDC", "SELL", at_once=True, outcome=first, caught_up=None)
     model.crash(crash)
     model.signal("AAAUSDC", "SELL", at_once=True, outcome="filled", caught_up=(0, 0))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=_GAP)
-def test_gap_exit_sent_on_the_older_of_two_prices_of_one_instant() -> None:
-    model = _WithGaps()
+def test_an_exit_is_not_sent_on_the_older_of_two_prices_of_one_instant() -> None:
+    model = MoneyModel()
     model.start(cash=200.0, fee_in_base=False, held=["BBBUSDC"])
     model.tick("BBBUSDC", THROUGH, fresh=True, then=None)
     model.tick("BBBUSDC", 0.02, fresh=True, then="filled")
