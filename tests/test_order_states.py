@@ -93,6 +93,28 @@ def test_an_unknown_order_can_still_take_the_outcome_of_its_resend(postgres):
         writer.close()
 
 
+def test_an_order_sent_again_resized_is_stored_with_the_quantity_it_went_with(postgres):
+    """A held order is checked again from step 4 before it is sent again, and may be
+    sized anew: the row takes the quantity it went with, or the reconciler, matching by
+    quantity, could never find its fill. A record that is no sending does not touch it."""
+    writer = PipelineStore(postgres.dsn, timeout=5)
+    states = OrderStates(postgres.dsn, timeout=5)
+    now = time.time()
+    held = order("unknown", at=now - 20, error="held: 500: boom", quantity=56.0506)
+    try:
+        writer.write([held])
+        resent = {**held, "error": "resent: sent again", "quantity": 59.5287, "at": now - 1}
+        writer.write([resent])
+        assert states.order(held["client_order_id"]).quantity == 59.5287
+        writer.write([{**resent, "state": "accepted", "trader_order_id": "order_b", "at": now}])
+        writer.write([{**resent, "state": "rejected", "quantity": 0.0, "at": now}])
+        stored = states.order(held["client_order_id"])
+        assert (stored.state, stored.quantity) == ("accepted", 59.5287)
+    finally:
+        states.close()
+        writer.close()
+
+
 def create_trade_executions(dsn: str) -> list[dict[str, Any]]:
     """RootTrading's table, from its columns.json, holding its fixture rows."""
     spec = json.loads((CONTRACT / "trade_executions" / "columns.json").read_text())

@@ -33,6 +33,12 @@ _UPSERT_ORDER = f"""
     VALUES %s
     ON CONFLICT (client_order_id) DO UPDATE SET
         state = EXCLUDED.state,
+        -- a held order is sized again before it is sent again: the row keeps what went
+        quantity = CASE WHEN EXCLUDED.state IN ('sent', 'unknown') AND EXCLUDED.quantity > 0
+                        THEN EXCLUDED.quantity ELSE o.quantity END,
+        reference_price = CASE WHEN EXCLUDED.state IN ('sent', 'unknown')
+                               THEN COALESCE(EXCLUDED.reference_price, o.reference_price)
+                               ELSE o.reference_price END,
         trader_order_id = COALESCE(EXCLUDED.trader_order_id, o.trader_order_id),
         error = COALESCE(EXCLUDED.error, o.error),
         updated_at = EXCLUDED.updated_at
