@@ -115,6 +115,42 @@ def test_an_order_sent_again_resized_is_stored_with_the_quantity_it_went_with(po
         writer.close()
 
 
+def test_exits_left_undecided_by_a_dead_process_are_decided_at_start(postgres):
+    writer = PipelineStore(postgres.dsn, timeout=5)
+    now = time.time()
+    exits = [f"exit:SOLUSDC@{uuid.uuid4().hex}@100:1" for _ in range(2)]
+    signals = [
+        {
+            "kind": "signal",
+            "signal_id": signal_id,
+            "source": "trailing_stop",
+            "received_at": now - 10,
+            "valid": True,
+            "symbol": "SOLUSDC",
+            "side": "SELL",
+            "price": 99.0,
+            "signal_at": now - 10,
+            "strategy": "trailing_stop:stoploss",
+            "db_id": None,
+            "stream_id": None,
+            "payload": "{}",
+        }
+        for signal_id in exits
+    ]
+    sent = order("sent", at=now - 9, signal_id=exits[1], side="SELL")
+    try:
+        writer.write([*signals, sent])
+        writer.mark_orphaned_orders(now)
+        assert writer.decide_orphaned_exits(now) >= 2  # the session database: others too
+        assert writer.decide_orphaned_exits(now) == 0
+        never, maybe = (writer.signal(signal_id)["decision"] for signal_id in exits)
+        assert (never["outcome"], never["reason"]) == ("rejected", "internal_error")
+        assert (maybe["outcome"], maybe["reason"]) == ("unknown", "order_unknown")
+        assert "may have left" in maybe["detail"]
+    finally:
+        writer.close()
+
+
 def create_trade_executions(dsn: str) -> list[dict[str, Any]]:
     """RootTrading's table, from its columns.json, holding its fixture rows."""
     spec = json.loads((CONTRACT / "trade_executions" / "columns.json").read_text())

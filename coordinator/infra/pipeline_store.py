@@ -212,6 +212,37 @@ class PipelineStore(OwnConnectionStore):
 
         return self._run(work)
 
+    def decide_orphaned_exits(self, now: float) -> int:
+        """At process start: a stop's exit stored by a process that died before deciding
+        it gets its decision, so every signal is decided once. Exits are not taken in
+        again (the TrailingStop tries a new attempt, after reading this one's order): one
+        with an order is ``unknown`` (the order may have left; it is reconciled), one
+        without was never sent."""
+
+        def work(cur: Any) -> int:
+            cur.execute(
+                """INSERT INTO coordinator_decisions (signal_id, symbol, side, outcome, reason,
+                       detail, checks, quantity, decided_at, decided_by)
+                   SELECT s.signal_id, s.symbol, s.side,
+                          CASE WHEN o.client_order_id IS NULL THEN 'rejected' ELSE 'unknown' END,
+                          CASE WHEN o.client_order_id IS NULL THEN 'internal_error'
+                               ELSE 'order_unknown' END,
+                          'the coordinator stopped before deciding this exit'
+                          || CASE WHEN o.client_order_id IS NULL THEN ': never sent'
+                                  ELSE ': its order may have left (reconciled)' END,
+                          '[]'::jsonb, o.quantity, to_timestamp(%s), 'start (orphaned exit)'
+                   FROM coordinator_signals s
+                   LEFT JOIN coordinator_decisions d USING (signal_id)
+                   LEFT JOIN coordinator_orders o USING (signal_id)
+                   WHERE d.signal_id IS NULL AND s.source = 'trailing_stop'
+                     AND s.received_at < to_timestamp(%s)
+                   ON CONFLICT (signal_id) DO NOTHING""",
+                (now, now),
+            )
+            return cur.rowcount
+
+        return self._run(work)
+
     def _has_trading_signals(self, cur: Any) -> bool:
         if self._trading_signals is None:
             cur.execute(
