@@ -11,10 +11,12 @@ from typing import Any
 import psycopg2
 import requests
 
-from coordinator.actors.held_orders import HoldsOrders
+from coordinator.actors.held_orders import DEDUP_SECONDS, HoldsOrders
+from coordinator.infra.order_states import HELD_MARK
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.infra.pipeline_store import PipelineStore
 from coordinator.infra.trader_client import SendResult, TraderClient
+from coordinator.messages.reconcile import HeldOrderResolved
 from coordinator.trading.routing import client_order_id, validator_for
 from tests.pipeline import AUTH, signal_payload
 from tests.test_order_states import create_trade_executions
@@ -328,3 +330,57 @@ def test_trade_executions_settle_what_a_restarted_traders_list_cannot(pipelines,
     assert order_state(pipe, filled)[1] == "3000000001"
     wait_for(lambda: order_state(pipe, lost)[0] == "rejected", timeout=20, message="ruled out")
     assert "not found at the Trader" in order_state(pipe, lost)[2]
+
+
+def test_a_held_order_handed_back_twice_while_its_resend_waits_is_stored_as_filled(pipelines):
+    # Two reconciliation passes can both read the order as held before its re-send is
+    # marked (the re-send waits while the Trader is down): the second "not found" must
+    # not close it as rejected, since the re-send then fills it.
+    pipe = pipelines({"SIGNAL_TIMEOUT": "90", "BREAKER_OPEN_SECONDS": "0.5"})
+    trader_up_a_while(pipe)
+    knobs(pipe, error_rate=1.0)
+    payload = signal_payload("ETHUSDC")
+    pipe.publish(payload)
+    cid = client_order_id(signal_id(payload))
+    wait_for(
+        lambda: ((order_state(pipe, cid) or ("", None, None))[2] or "").startswith(HELD_MARK),
+        message="held",
+    )
+    with psycopg2.connect(pipe.config.database.url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT signal_id, symbol, side, quantity, extract(epoch FROM updated_at)"
+            " FROM coordinator_orders WHERE client_order_id = %s",
+            (cid,),
+        )
+        sid, symbol, side, quantity, held_at = cur.fetchone()
+    conn.close()
+    owner = validator_for(symbol, 4)
+    # As after the reconciler's window: past the Trader's de-duplication of the body.
+    wait_for(
+        lambda: time.time() > float(held_at) + DEDUP_SECONDS + 1.5,
+        timeout=30,
+        message="past the Trader's de-duplication",
+    )
+    knobs(pipe, error_rate=0.0, latency=0.5)
+    for _ in range(2):
+        pipe.directory.tell(
+            owner,
+            HeldOrderResolved(
+                client_order_id=cid,
+                signal_id=sid,
+                symbol=symbol,
+                side=side,
+                quantity=float(quantity),
+                accepted=False,
+                trader_order_id=None,
+                detail="not found at the Trader",
+                by="reconciler",
+            ),
+        )
+
+    record = pipe.decision(signal_id(payload), timeout=60)
+
+    assert record["decision"]["outcome"] == "accepted", record["decision"]
+    assert pipe.paper.stats()["fills_by_client_order_id"] == {cid: 1}
+    wait_for(lambda: (order_state(pipe, cid) or ("",))[0] != "unknown", message="settled")
+    assert order_state(pipe, cid)[0] == "accepted", order_state(pipe, cid)
