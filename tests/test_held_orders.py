@@ -13,10 +13,11 @@ import requests
 
 from coordinator.actors.held_orders import DEDUP_SECONDS, HoldsOrders
 from coordinator.actors.reconciler import match_policy
-from coordinator.infra.order_states import HELD_MARK
+from coordinator.infra.order_states import HELD_MARK, RESENT_MARK
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.infra.pipeline_store import PipelineStore
 from coordinator.infra.trader_client import SendResult, TraderClient
+from coordinator.messages.pipeline import GetValidatorSnapshot
 from coordinator.messages.reconcile import (
     GetReconcilerSnapshot,
     HeldOrderResolved,
@@ -444,3 +445,66 @@ def test_a_held_order_is_handed_back_once_while_its_validator_is_busy(pipelines,
     assert order_state(pipe, cid)[0] == "accepted", order_state(pipe, cid)
     stale = [r for r in caplog.records if "stale 'not executed'" in r.getMessage()]
     assert stale == []
+
+
+def test_a_not_executed_reaching_a_new_validator_while_the_resend_is_in_flight(pipelines):
+    pipe = pipelines({"SIGNAL_TIMEOUT": "90", "SUPERVISOR_LIVENESS_TIMEOUT": "1"})
+    trader_up_a_while(pipe)
+    knobs(pipe, error_rate=1.0)
+    payload = signal_payload("ETHUSDC")
+    pipe.publish(payload)
+    cid = client_order_id(signal_id(payload))
+    wait_for(
+        lambda: ((order_state(pipe, cid) or ("", None, None))[2] or "").startswith(HELD_MARK),
+        message="held",
+    )
+    with psycopg2.connect(pipe.config.database.url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT signal_id, symbol, side, quantity, extract(epoch FROM updated_at)"
+            " FROM coordinator_orders WHERE client_order_id = %s",
+            (cid,),
+        )
+        sid, symbol, side, quantity, held_at = cur.fetchone()
+    conn.close()
+    owner = validator_for(symbol, 4)
+    wait_for(
+        lambda: time.time() > float(held_at) + DEDUP_SECONDS + 1.5,
+        timeout=30,
+        message="past the Trader's de-duplication",
+    )
+    knobs(pipe, error_rate=0.0, latency=4.0)
+    not_found = HeldOrderResolved(
+        client_order_id=cid,
+        signal_id=sid,
+        symbol=symbol,
+        side=side,
+        quantity=float(quantity),
+        accepted=False,
+        trader_order_id=None,
+        detail="not found at the Trader",
+        by="reconciler",
+    )
+    pipe.directory.tell(owner, not_found)
+    wait_for(
+        lambda: (order_state(pipe, cid) or ("", None, ""))[2].startswith(RESENT_MARK),
+        message="sent again",
+    )
+
+    # The Validator waiting for that answer is replaced; its successor hears "not found".
+    def answers() -> bool:
+        try:
+            return pipe.directory.ask(owner, GetValidatorSnapshot(), timeout=0.5) is not None
+        except Exception:  # the hung one does not answer; its successor does
+            return False
+
+    wait_for(answers, timeout=20, message="a new validator")
+    pipe.directory.tell(owner, not_found)
+    wait_for(lambda: pipe.paper.stats()["fills_by_client_order_id"].get(cid) == 1, timeout=20)
+    # Left unknown, it is for the reconciler to find the fill.
+    pipe.directory.tell("reconciler", ReconcileSoon(client_order_id=cid, sent_at=0.0))
+    wait_for(
+        lambda: (order_state(pipe, cid) or ("",))[0] != "unknown",
+        timeout=45,
+        message="settled",
+    )
+    assert order_state(pipe, cid)[0] == "accepted", order_state(pipe, cid)

@@ -238,22 +238,9 @@ class HoldsOrders:
                 )
             elif not message.accepted:
                 # Nobody waits for it here any more (a restart, or it was decided
-                # unknown): record that it did not execute.
-                self._store(  # type: ignore[attr-defined]
-                    RecordOrder(
-                        order=OrderRecord(
-                            client_order_id=message.client_order_id,
-                            signal_id=message.signal_id,
-                            symbol=message.symbol,
-                            side=message.side,
-                            quantity=message.quantity,
-                            reference_price=0.0,
-                            state="rejected",
-                            error=f"not executed: {message.detail}",
-                            at=now,
-                        )
-                    )
-                )
+                # unknown): record that it did not execute, unless an earlier
+                # incarnation sent it again meanwhile (its row no longer reads held).
+                self._reject_if_held(message, now)
             return
         held = waiting.held
         assert held is not None
@@ -311,6 +298,24 @@ class HoldsOrders:
                 if held.reservation_id is None:
                     self._resend_plans[signal.signal.signal_id] = held.plan
         self._retry_waiting()  # type: ignore[attr-defined]
+
+    def _reject_if_held(self, message: HeldOrderResolved, now: float) -> None:
+        order_id = message.client_order_id
+        try:
+            result = self._order_states().reject_held(
+                order_id, note=f"not executed: {message.detail}", at=now
+            )
+        except StoreError as exc:
+            logger.warning(
+                "order %s stays unknown (could not record it rejected: %s)", order_id, exc
+            )
+            return
+        if not result.resolved:
+            logger.warning(
+                "order %s is %s, no longer held (sent again?): 'not executed' not recorded",
+                order_id,
+                result.state,
+            )
 
     def _may_be_resent(self, order_id: str) -> bool:
         """Whether this Validator sent the held order again, or will: its re-send waits,
