@@ -340,8 +340,8 @@ def test_trade_executions_settle_what_a_restarted_traders_list_cannot(pipelines,
 
 def test_a_held_order_handed_back_twice_while_its_resend_waits_is_stored_as_filled(pipelines):
     # Two reconciliation passes can both read the order as held before its re-send is
-    # marked (the re-send waits while the Trader is down): the second "not found" must
-    # not close it as rejected, since the re-send then fills it.
+    # marked (its Validator busy): the second "not found", taken after the re-send, must
+    # not close it as rejected, since the re-send fills it.
     pipe = pipelines({"SIGNAL_TIMEOUT": "90", "BREAKER_OPEN_SECONDS": "0.5"})
     trader_up_a_while(pipe)
     knobs(pipe, error_rate=1.0)
