@@ -93,6 +93,64 @@ def test_an_unknown_order_can_still_take_the_outcome_of_its_resend(postgres):
         writer.close()
 
 
+def test_an_order_sent_again_resized_is_stored_with_the_quantity_it_went_with(postgres):
+    """A held order is checked again from step 4 before it is sent again, and may be
+    sized anew: the row takes the quantity it went with, or the reconciler, matching by
+    quantity, could never find its fill. A record that is no sending does not touch it."""
+    writer = PipelineStore(postgres.dsn, timeout=5)
+    states = OrderStates(postgres.dsn, timeout=5)
+    now = time.time()
+    held = order("unknown", at=now - 20, error="held: 500: boom", quantity=56.0506)
+    try:
+        writer.write([held])
+        resent = {**held, "error": "resent: sent again", "quantity": 59.5287, "at": now - 1}
+        writer.write([resent])
+        assert states.order(held["client_order_id"]).quantity == 59.5287
+        writer.write([{**resent, "state": "accepted", "trader_order_id": "order_b", "at": now}])
+        writer.write([{**resent, "state": "rejected", "quantity": 0.0, "at": now}])
+        stored = states.order(held["client_order_id"])
+        assert (stored.state, stored.quantity) == ("accepted", 59.5287)
+    finally:
+        states.close()
+        writer.close()
+
+
+def test_exits_left_undecided_by_a_dead_process_are_decided_at_start(postgres):
+    writer = PipelineStore(postgres.dsn, timeout=5)
+    now = time.time()
+    exits = [f"exit:SOLUSDC@{uuid.uuid4().hex}@100:1" for _ in range(2)]
+    signals = [
+        {
+            "kind": "signal",
+            "signal_id": signal_id,
+            "source": "trailing_stop",
+            "received_at": now - 10,
+            "valid": True,
+            "symbol": "SOLUSDC",
+            "side": "SELL",
+            "price": 99.0,
+            "signal_at": now - 10,
+            "strategy": "trailing_stop:stoploss",
+            "db_id": None,
+            "stream_id": None,
+            "payload": "{}",
+        }
+        for signal_id in exits
+    ]
+    sent = order("sent", at=now - 9, signal_id=exits[1], side="SELL")
+    try:
+        writer.write([*signals, sent])
+        writer.mark_orphaned_orders(now)
+        assert writer.decide_orphaned_exits(now) >= 2  # the session database: others too
+        assert writer.decide_orphaned_exits(now) == 0
+        never, maybe = (writer.signal(signal_id)["decision"] for signal_id in exits)
+        assert (never["outcome"], never["reason"]) == ("rejected", "internal_error")
+        assert (maybe["outcome"], maybe["reason"]) == ("unknown", "order_unknown")
+        assert "may have left" in maybe["detail"]
+    finally:
+        writer.close()
+
+
 def create_trade_executions(dsn: str) -> list[dict[str, Any]]:
     """RootTrading's table, from its columns.json, holding its fixture rows."""
     spec = json.loads((CONTRACT / "trade_executions" / "columns.json").read_text())

@@ -154,6 +154,9 @@ class StoreWriter(ChildActor):
                 "check them at the Trader",
                 count,
             )
+        exits = self._store.decide_orphaned_exits(self._clock.time())
+        if exits:
+            logger.warning("%d exit(s) left undecided by an earlier run decided now", exits)
 
     def handle(self, message: Any) -> Any:
         match message:

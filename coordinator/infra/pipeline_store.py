@@ -33,6 +33,12 @@ _UPSERT_ORDER = f"""
     VALUES %s
     ON CONFLICT (client_order_id) DO UPDATE SET
         state = EXCLUDED.state,
+        -- a held order is sized again before it is sent again: the row keeps what went
+        quantity = CASE WHEN EXCLUDED.state IN ('sent', 'unknown') AND EXCLUDED.quantity > 0
+                        THEN EXCLUDED.quantity ELSE o.quantity END,
+        reference_price = CASE WHEN EXCLUDED.state IN ('sent', 'unknown')
+                               THEN COALESCE(EXCLUDED.reference_price, o.reference_price)
+                               ELSE o.reference_price END,
         trader_order_id = COALESCE(EXCLUDED.trader_order_id, o.trader_order_id),
         error = COALESCE(EXCLUDED.error, o.error),
         updated_at = EXCLUDED.updated_at
@@ -201,6 +207,37 @@ class PipelineStore(OwnConnectionStore):
                                || 'the coordinator stopped before the outcome was known'
                    WHERE state IN ('pending', 'sent')""",
                 (now,),
+            )
+            return cur.rowcount
+
+        return self._run(work)
+
+    def decide_orphaned_exits(self, now: float) -> int:
+        """At process start: a stop's exit stored by a process that died before deciding
+        it gets its decision, so every signal is decided once. Exits are not taken in
+        again (the TrailingStop tries a new attempt, after reading this one's order): one
+        with an order is ``unknown`` (the order may have left; it is reconciled), one
+        without was never sent."""
+
+        def work(cur: Any) -> int:
+            cur.execute(
+                """INSERT INTO coordinator_decisions (signal_id, symbol, side, outcome, reason,
+                       detail, checks, quantity, decided_at, decided_by)
+                   SELECT s.signal_id, s.symbol, s.side,
+                          CASE WHEN o.client_order_id IS NULL THEN 'rejected' ELSE 'unknown' END,
+                          CASE WHEN o.client_order_id IS NULL THEN 'internal_error'
+                               ELSE 'order_unknown' END,
+                          'the coordinator stopped before deciding this exit'
+                          || CASE WHEN o.client_order_id IS NULL THEN ': never sent'
+                                  ELSE ': its order may have left (reconciled)' END,
+                          '[]'::jsonb, o.quantity, to_timestamp(%s), 'start (orphaned exit)'
+                   FROM coordinator_signals s
+                   LEFT JOIN coordinator_decisions d USING (signal_id)
+                   LEFT JOIN coordinator_orders o USING (signal_id)
+                   WHERE d.signal_id IS NULL AND s.source = 'trailing_stop'
+                     AND s.received_at < to_timestamp(%s)
+                   ON CONFLICT (signal_id) DO NOTHING""",
+                (now, now),
             )
             return cur.rowcount
 
