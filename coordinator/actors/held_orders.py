@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 DEDUP_SECONDS = 10.0
 """The Trader answers an identical symbol|side|quantity|strategy within this once."""
+_ACTED_ON_KEPT = 900.0
+"""Seconds a held order this Validator sent again or decided is remembered: a repeated
+"not found" for it (a second pass read it held before its re-send was marked) is stale."""
 _GIVE_UP_AFTER = 30.0
 """Seconds a held signal waits past its window before it is decided unknown (within the
 TrailingStop's exit timeout, so a held exit gets a decision before the stop looks)."""
@@ -73,12 +76,14 @@ class HoldsOrders:
     _resending: set[str]
     _resend_plans: dict[str, OrderPlan]
     _held_window: float
+    _acted_on: dict[str, float]
 
     def _init_held(self, window_after: float) -> None:
         self._failed_bodies = {}
         self._resending = set()
         self._resend_plans = {}
         self._held_window = window_after
+        self._acted_on = {}
 
     def _verified(
         self, body: dict[str, Any], answer: TraderAnswer, sent_mono: float
@@ -221,25 +226,21 @@ class HoldsOrders:
             None,
         )
         now = self._clock.time()  # type: ignore[attr-defined]
+        for stale in [k for k, t in self._acted_on.items() if now - t > _ACTED_ON_KEPT]:
+            del self._acted_on[stale]
         if waiting is None:
-            if not message.accepted:
-                # Nobody waits for it here any more (a restart, or it was decided
-                # unknown): record that it did not execute.
-                self._store(  # type: ignore[attr-defined]
-                    RecordOrder(
-                        order=OrderRecord(
-                            client_order_id=message.client_order_id,
-                            signal_id=message.signal_id,
-                            symbol=message.symbol,
-                            side=message.side,
-                            quantity=message.quantity,
-                            reference_price=0.0,
-                            state="rejected",
-                            error=f"not executed: {message.detail}",
-                            at=now,
-                        )
-                    )
+            if not message.accepted and self._may_be_resent(message.client_order_id):
+                # Sent again (or about to be) by this Validator: that attempt's answer,
+                # or the reconciliation of it, says what the exchange did.
+                logger.warning(
+                    "order %s: a stale 'not executed' ignored, it was sent again",
+                    message.client_order_id,
                 )
+            elif not message.accepted:
+                # Nobody waits for it here any more (a restart, or it was decided
+                # unknown): record that it did not execute, unless an earlier
+                # incarnation sent it again meanwhile (its row no longer reads held).
+                self._reject_if_held(message, now)
             return
         held = waiting.held
         assert held is not None
@@ -254,6 +255,7 @@ class HoldsOrders:
             state="unknown",
             at=now,
         )
+        self._acted_on[held.client_order_id] = now
         if message.accepted:
             self._waiting.remove(waiting)  # type: ignore[attr-defined]
             self._settle(held.reservation_id, True)  # type: ignore[attr-defined]
@@ -296,6 +298,37 @@ class HoldsOrders:
                 if held.reservation_id is None:
                     self._resend_plans[signal.signal.signal_id] = held.plan
         self._retry_waiting()  # type: ignore[attr-defined]
+
+    def _reject_if_held(self, message: HeldOrderResolved, now: float) -> None:
+        order_id = message.client_order_id
+        try:
+            result = self._order_states().reject_held(
+                order_id, note=f"not executed: {message.detail}", at=now
+            )
+        except StoreError as exc:
+            logger.warning(
+                "order %s stays unknown (could not record it rejected: %s)", order_id, exc
+            )
+            return
+        if not result.resolved:
+            logger.warning(
+                "order %s is %s, no longer held (sent again?): 'not executed' not recorded",
+                order_id,
+                result.state,
+            )
+
+    def _may_be_resent(self, order_id: str) -> bool:
+        """Whether this Validator sent the held order again, or will: its re-send waits,
+        is in flight, or was answered."""
+        return (
+            order_id in self._acted_on
+            or order_id in self._resending
+            or order_id in self._unsent  # type: ignore[attr-defined]
+            or any(
+                client_order_id(w.message.signal.signal_id) == order_id
+                for w in self._waiting  # type: ignore[attr-defined]
+            )
+        )
 
     def _held_too_long(self, waiting: Any) -> bool:
         """A held signal the reconciler could not settle in time: decided unknown (the

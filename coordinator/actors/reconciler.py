@@ -106,6 +106,9 @@ class Reconciler(ChildActor):
         self._last_run: float | None = None
         self._last_error: str | None = None
         self._alerted: dict[str, str] = {}
+        self._handed_back: dict[str, tuple[float, float]] = {}
+        """Held orders handed back: the row's ``updated_at`` then, and when (worker
+        thread)."""
         self._ticker = Ticker(
             _TICK, lambda: self.actor_ref.tell(ReconcileTick()), name=f"{self.name}-ticker"
         ).start()
@@ -235,6 +238,8 @@ class Reconciler(ChildActor):
             settled=settled,
         )
         by_id = {r.client_order_id: r for r in rows}
+        for gone in [c for c in self._handed_back if c not in by_id]:
+            del self._handed_back[gone]
         accepted = rejected = 0
         resolved: list[str] = []
         still: list[StillUnknown] = []
@@ -256,8 +261,19 @@ class Reconciler(ChildActor):
                 continue
             found = verdict.resolution is Resolution.ACCEPTED
             if row.held and not found:
-                # Not executed: its Validator sends it again or decides it.
-                self._hand_back(row, accepted=False, trader_id=None, detail=verdict.detail)
+                # Not executed: its Validator sends it again or decides it. Once per
+                # attempt: until its re-send is marked the row still reads held, and a
+                # second "not executed" would race that re-send. Again only after a
+                # window, in case the first was lost (its Validator restarted).
+                now = self._clock.time()
+                before = self._handed_back.get(row.client_order_id)
+                if (
+                    before is None
+                    or before[0] != row.updated_at
+                    or now - before[1] > self._policy.window_after
+                ):
+                    self._handed_back[row.client_order_id] = (row.updated_at, now)
+                    self._hand_back(row, accepted=False, trader_id=None, detail=verdict.detail)
                 continue
             try:
                 result = store.resolve(

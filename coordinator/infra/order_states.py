@@ -183,6 +183,31 @@ class OrderStates(OwnConnectionStore):
 
         return self._run(work)
 
+    def reject_held(self, client_order_id: str, *, note: str, at: float) -> ResolveResult:
+        """Move a held order to ``rejected`` only while it is still held: once its re-send
+        is marked, that attempt (which may fill) decides it, not this."""
+
+        def work(cur: Any) -> ResolveResult:
+            cur.execute(
+                """UPDATE coordinator_orders
+                   SET state = 'rejected', error = COALESCE(error || '; ', '') || %s,
+                       updated_at = to_timestamp(%s)
+                   WHERE client_order_id = %s AND state = 'unknown'
+                     AND left(error, %s) = %s
+                   RETURNING state""",
+                (clean_text(note), at, client_order_id, len(HELD_MARK), HELD_MARK),
+            )
+            if cur.fetchone() is not None:
+                return ResolveResult(True, "rejected")
+            cur.execute(
+                "SELECT state FROM coordinator_orders WHERE client_order_id = %s",
+                (client_order_id,),
+            )
+            row = cur.fetchone()
+            return ResolveResult(False, None if row is None else row[0])
+
+        return self._run(work)
+
     def has_executions(self) -> bool:
         """Whether RootTrading's ``trade_executions`` is in this database (asked until
         it is, then remembered: a table that appears later is found)."""
