@@ -151,6 +151,25 @@ def test_exits_left_undecided_by_a_dead_process_are_decided_at_start(postgres):
         writer.close()
 
 
+def test_an_accepted_answer_with_the_traders_id_wins_over_a_rejection(postgres):
+    """A held order's rejection written while its re-send was on its way (the reconciler
+    and the Validator race) gives way to the Trader's answer: what filled is stored so."""
+    writer = PipelineStore(postgres.dsn, timeout=5)
+    states = OrderStates(postgres.dsn, timeout=5)
+    now = time.time()
+    held = order("unknown", at=now - 20, error="held: 500: boom")
+    try:
+        writer.write([held])
+        writer.write([{**held, "state": "rejected", "error": "not executed", "at": now - 1}])
+        writer.write([{**held, "state": "accepted", "at": now}])  # no Trader id: no proof
+        assert states.order(held["client_order_id"]).state == "rejected"
+        writer.write([{**held, "state": "accepted", "trader_order_id": "order_c", "at": now}])
+        assert states.order(held["client_order_id"]).state == "accepted"
+    finally:
+        states.close()
+        writer.close()
+
+
 def create_trade_executions(dsn: str) -> list[dict[str, Any]]:
     """RootTrading's table, from its columns.json, holding its fixture rows."""
     spec = json.loads((CONTRACT / "trade_executions" / "columns.json").read_text())

@@ -45,6 +45,9 @@ _UPSERT_ORDER = f"""
     WHERE {_ORDER_RANK.format("o")} < {_ORDER_RANK.format("EXCLUDED")}
        -- an unknown order sent again: its new time and note
        OR (o.state = 'unknown' AND EXCLUDED.state = 'unknown')
+       -- the Trader took it (its id): a fill wins over a rejection written meanwhile
+       OR (o.state = 'rejected' AND EXCLUDED.state = 'accepted'
+           AND EXCLUDED.trader_order_id IS NOT NULL)
 """
 _ORDER_TEMPLATE = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s), to_timestamp(%s))"
 
