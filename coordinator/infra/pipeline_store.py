@@ -1,10 +1,7 @@
-"""PostgreSQL side of the signal pipeline: batched writes and reads for the API (the
-intent claims are in ``intent_claims``).
-
-Records travel as plain dicts (the same ones the local journal holds), one ``kind`` each:
-``signal``, ``decision``, ``order`` (a state change), ``intent`` (an order about to be
-sent) and ``processed`` (a ``trading_signals`` row to mark).
-"""
+"""PostgreSQL side of the signal pipeline: batched writes and reads for the API (intent
+claims: ``intent_claims``). Records are plain dicts (as the local journal holds them), one
+``kind`` each: ``signal``, ``decision``, ``order`` (a state change), ``intent`` (an order
+about to be sent) and ``processed`` (a ``trading_signals`` row to mark)."""
 
 from __future__ import annotations
 
@@ -216,11 +213,8 @@ class PipelineStore(OwnConnectionStore):
         return self._run(work)
 
     def decide_orphaned_exits(self, now: float) -> int:
-        """At process start: a stop's exit stored by a process that died before deciding
-        it gets its decision, so every signal is decided once. Exits are not taken in
-        again (the TrailingStop tries a new attempt, after reading this one's order): one
-        with an order is ``unknown`` (the order may have left; it is reconciled), one
-        without was never sent."""
+        """At process start, an exit a dead process stored undecided is decided (exits are
+        not taken in again): ``unknown`` with an order (it may have left), else rejected."""
 
         def work(cur: Any) -> int:
             cur.execute(
