@@ -240,8 +240,8 @@ class Soak:
         print(f"  t+{began - self.start:.0f}s {kind.split(':')[0]} {detail}".rstrip())
 
     def wait_quiet(self) -> None:
-        """Until every stream signal is decided, no order is pending or sent and nothing is
-        in flight, steadily; at most ``--quiet`` seconds."""
+        """Until every stream signal is decided, no order is pending or sent, nothing is in
+        flight and no reservation open, steadily; at most ``--quiet`` seconds."""
         deadline = time.monotonic() + self.args.quiet
         assert self.signals is not None
         stream_ids = [p.signal_id for p in self.signals.published if p.on_stream]
@@ -254,18 +254,20 @@ class Soak:
                 last, steady_since = state, time.monotonic()
             if state is None:
                 continue
-            undecided, open_orders, in_flight, unknown = state
+            undecided, open_orders, in_flight, unknown, reserved = state
             # Unknown orders may still be reconciled: wait longer for them to settle.
             settled = time.monotonic() - steady_since >= (15 if unknown else 3)
-            if undecided == 0 and open_orders == 0 and in_flight == 0 and settled:
+            # A reservation left open is released by its lifetime at the latest: quiet
+            # means none is left (else the check below finds it, past --quiet).
+            if not (undecided or open_orders or in_flight or reserved) and settled:
                 print(f"quiet after {time.monotonic() - deadline + self.args.quiet:.0f} s")
                 return
         print(
             f"not quiet after {self.args.quiet:g} s "
-            f"(undecided, open orders, in flight, unknown: {last})"
+            f"(undecided, open orders, in flight, unknown, reservations: {last})"
         )
 
-    def _quiet_state(self, stream_ids: list[str]) -> tuple[int, int, int, int] | None:
+    def _quiet_state(self, stream_ids: list[str]) -> tuple[int, int, int, int, int] | None:
         import psycopg2
 
         assert self.stack.postgres is not None
@@ -294,6 +296,7 @@ class Soak:
             open_orders,
             1 if in_flight is None else in_flight,
             unknown,
+            stats.get("reservations_open") or 0,
         )
 
     def _counts(self) -> str:
