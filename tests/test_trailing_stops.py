@@ -198,7 +198,14 @@ def test_a_failing_sell_is_retried_and_the_state_kept(pipe):
     )
     assert retrying["peak"] == 106.0 and retrying["stop"] == pytest.approx(103.88)
     assert retrying["state"] in ("retry", "exiting")
-    wait_for(lambda: "SOLUSDC" not in pipe.positions(), timeout=20, message="sold in the end")
+    # Prices keep coming (an attempt goes only on a fresh price under the stop, and each
+    # one after the first reads the earlier attempts' orders first).
+    wait_for(
+        lambda: tick(pipe, "SOLUSDC", 103.0) or "SOLUSDC" not in pipe.positions(),
+        interval=0.2,
+        timeout=40,
+        message="sold in the end",
+    )
     requests_made = sells(pipe, "SOLUSDC")
     assert len(requests_made) == 3, "two refused, the third filled"
     assert len({r["client_order_id"] for r in requests_made}) == 3, "one order per attempt"
