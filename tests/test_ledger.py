@@ -3,9 +3,8 @@ free, against a paper exchange that takes the buy fee in the base asset."""
 
 from __future__ import annotations
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ import requests
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.messages.pipeline import GetLedgerSnapshot, Reserve
 from coordinator.trading.signals import Signal, parse_signal
+from tests.http_stub import serve_on_loopback
 from tests.pipeline import PRICES, Pipeline, signal_payload
 from tests.test_pipeline import signal_id
 from tests.test_trailing_stops import ENV as STOP_ENV
@@ -193,10 +193,7 @@ class LaggingPortfolio:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server, self.url = serve_on_loopback(Handler)
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -254,10 +251,7 @@ class FrozenPortfolio:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server, self.url = serve_on_loopback(Handler)
 
     def shows(self, asset: bytes) -> bool:
         """Whether the latest answer of each route names ``asset``."""

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -25,6 +24,7 @@ from coordinator.infra.trader_client import (
     TraderReadError,
     parse_trader_order,
 )
+from tests.http_stub import serve_on_loopback
 
 CONTRACT = Path(
     os.environ.get("COORDINATOR_RT_CONTRACT_DIR")
@@ -74,10 +74,7 @@ class FixtureTrader:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server, self.url = serve_on_loopback(Handler)
 
     def stop(self) -> None:
         self._server.shutdown()
