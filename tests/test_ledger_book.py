@@ -426,3 +426,40 @@ def test_an_unknown_buy_not_shown_yet_refuses_a_second_buy_of_its_symbol():
     assert APT in ledger.buying(), "it may have opened a position: no BUY on top of it"
     ledger.fetched_view(view(100_000.0 - 16_652.27, 1_665.227, 1_665.227), NOW + 2)
     assert APT not in ledger.buying()
+
+
+def test_a_stored_sell_of_an_earlier_holding_does_not_hide_the_next_one():
+    """Sold, bought again, then the process restarted: the view shows the new holding.
+    Laying the old SELL over it would hide a held position (its exits refused
+    ``no_position``) for the whole settle window."""
+    ledger = book()
+    ledger.fetched_view(view(91_000.0, 800.0, 800.0, entry=12.0), NOW)
+    orders = [
+        stored(Side.BUY, 1_000.0, at=NOW - 150),
+        stored(Side.SELL, 1_000.0, at=NOW - 100),
+        stored(Side.BUY, 800.0, at=NOW - 50),
+    ]
+    assert restore(ledger, orders, now=NOW) == 0
+    assert ledger.view.positions[APT].quantity == 800.0
+    assert ledger.view.balances["APT"].free == 800.0
+    assert ledger.view.balances["USDC"].free == 91_000.0
+    evaluation = evaluate_order(
+        make_signal("SELL", APT, price=12.0),
+        view=ledger.view,
+        ledger=LedgerState(),
+        market=None,
+        config=CONFIG,
+        now=NOW,
+    )
+    assert evaluation.plan is not None, evaluation.checks
+
+
+def test_stored_orders_after_the_last_one_the_view_shows_are_laid():
+    """The view still shows the old holding: the SELL and the BUY after it are not shown
+    yet (a lagging Portfolio), so the SELL is laid and the BUY spends its cash."""
+    ledger = book()
+    ledger.fetched_view(view(90_000.0, 1_000.0, 1_000.0), NOW)
+    orders = [stored(Side.SELL, 1_000.0, at=NOW - 100), stored(Side.BUY, 800.0, at=NOW - 50)]
+    assert restore(ledger, orders, now=NOW) == 2
+    assert APT not in ledger.view.positions
+    assert ledger.view.balances["USDC"].free == pytest.approx(90_000.0 + 10_000.0 - 8_000.0)

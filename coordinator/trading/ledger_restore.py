@@ -47,20 +47,25 @@ class StoredOrder:
 def restore(book: LedgerBook, orders: Iterable[StoredOrder], *, now: float) -> int:
     """Lay ``orders`` over ``book``'s view (taken from a first fetch); the number laid.
 
-    An order the view shows already (a SELL of a symbol it holds no position of, a BUY
-    of one it holds) is not laid again.
+    Per symbol our orders form a sequence (a BUY opens the position, a SELL closes it)
+    and the view shows a prefix of it: the orders after the last one whose position the
+    view shows are laid, the others not. Judging each order alone would lay a SELL of an
+    earlier holding over the holding bought after it, hiding a held position for the
+    whole settle window (its exits refused ``no_position``).
     """
+    recent = sorted(
+        (o for o in orders if now - o.created_at < book.settle_window and o.quantity > 0),
+        key=lambda o: o.created_at,
+    )
+    unshown: list[StoredOrder] = []
+    for symbol in sorted({o.symbol for o in recent}):
+        sequence = [o for o in recent if o.symbol == symbol]
+        position = book.view.positions.get(symbol)
+        shown = _shown_prefix(sequence, position.quantity if position is not None else 0.0)
+        unshown.extend(sequence[shown:])
     laid = 0
-    for order in sorted(orders, key=lambda o: o.created_at):
-        if now - order.created_at >= book.settle_window:
-            continue
-        if order.quantity <= 0:
-            continue
+    for order in sorted(unshown, key=lambda o: o.created_at):
         price = order.reference_price
-        if (order.side is Side.SELL) is (order.symbol not in book.view.positions):
-            # Shown already: a SELL's position gone, a BUY's there. (A BUY whose
-            # balances the Portfolio has not caught up with is not told from this view.)
-            continue
         if price is None or price <= 0:
             if order.side is Side.BUY:
                 logger.error(
@@ -82,3 +87,22 @@ def restore(book: LedgerBook, orders: Iterable[StoredOrder], *, now: float) -> i
         book.adopt(plan, at=order.created_at, unknown=not order.accepted, signal_id=order.signal_id)
         laid += 1
     return laid
+
+
+def _shown_prefix(sequence: list[StoredOrder], held: float) -> int:
+    """How many of a symbol's orders the view's position ``held`` shows: the longest
+    prefix whose expected position matches it (none: only the position from before
+    them, which no order tells). The position expected after a BUY is its quantity
+    (plus a BUY's just before it), within 5 % of it: the Trader truncates a quantity
+    to the exchange's step, and the position is what it executed."""
+    expected = 0.0
+    shown = 0
+    for index, order in enumerate(sequence, start=1):
+        if order.side is Side.SELL:
+            expected = 0.0
+        else:
+            expected += order.quantity
+        tolerance = 0.05 * order.quantity if order.side is Side.BUY else 0.0
+        if abs(expected - held) <= tolerance:
+            shown = index
+    return shown
