@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from coordinator.trading.routing import client_order_id
-from tests.pipeline import Pipeline, signal_payload
+from tests.pipeline import AUTH, Pipeline, signal_payload
 from tests.test_pipeline import signal_id
 from tests.test_trailing_stops import (
     ENV,
@@ -308,3 +308,47 @@ def test_after_a_crash_an_unknown_exit_order_without_decision_is_not_sent_again(
     assert waiting["exit_attempts"] == 1
     assert sells(second, "DOTUSDC") == []
     assert "DOTUSDC" in second.positions()
+
+
+def test_an_unknown_exit_found_never_executed_no_longer_hides_the_holding(pipelines):
+    """The exit's answer is lost and the order turns out never executed (an operator
+    resolves it rejected): the Ledger stops counting it as filled, so the holding it
+    did not sell is sellable at once, not refused ``no_position`` for the settle window."""
+    pipe = pipelines({**ENV, "TRADER_READ_TIMEOUT": "0.3", "STOP_EXIT_SETTLE": "0.2"})
+    holding = {
+        "symbol": "DOTUSDC",
+        "quantity": 100.0,
+        "entry_price": 5.0,
+        "opened_at": time.time() - 3_600,
+    }
+    requests.post(pipe.paper.url + "/_paper/positions", json=[holding], timeout=5)
+    pipe.paper.set_price("DOTUSDC", 5.0)
+    key = watched(pipe, "DOTUSDC")["position_key"]
+    knobs = pipe.paper.url + "/_paper/knobs"
+    # The exit is answered too late, and then refused: never executed. Nothing settles
+    # it by itself: the Trader's history cannot be read.
+    requests.post(
+        knobs, json={"latency": 1, "reject_next": 1, "history_status": 500}, timeout=5
+    ).raise_for_status()
+    pipe.paper.set_price("DOTUSDC", 4.5)
+    tick(pipe, "DOTUSDC", 4.5)
+    first = f"exit:{key}:1"
+    assert pipe.decision(first)["decision"]["outcome"] == "unknown"
+    requests.post(knobs, json={"latency": 0}, timeout=5).raise_for_status()
+    wait_for(
+        lambda: (p := stop_of(pipe, "DOTUSDC")) and p["state"] == "awaiting_order",
+        message="waiting on the order",
+    )
+    resolved = requests.post(
+        f"{pipe.url}/orders/{client_order_id(first)}/resolve",
+        json={"state": "rejected", "note": "not on Binance"},
+        headers=AUTH,
+        timeout=5,
+    )
+    assert resolved.status_code == 200, resolved.text
+    wait_for(
+        lambda: tick(pipe, "DOTUSDC", 4.4) or "DOTUSDC" not in pipe.positions(),
+        interval=0.1,
+        message="sold by the next attempt",
+    )
+    assert pipe.decision(f"exit:{key}:2")["decision"]["outcome"] == "accepted"

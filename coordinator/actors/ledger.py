@@ -26,6 +26,7 @@ from pykka import ActorDeadError
 from coordinator.actors.ledger_store import read_recent_orders
 from coordinator.infra.portfolio_client import PortfolioClient, PortfolioError
 from coordinator.messages.health import PortfolioGuardsChanged
+from coordinator.messages.ledger import OrderNotExecuted
 from coordinator.messages.pipeline import (
     GetLedgerSnapshot,
     LedgerSnapshot,
@@ -181,6 +182,8 @@ class Ledger(ChildActor):
                 return self._reserve(message)
             case Settle():
                 self._settle(message)
+            case OrderNotExecuted():
+                self._not_executed(message)
             case PortfolioFetched():
                 self._fetched(message)
             case StopLossRecorded(symbol=symbol, at=at):
@@ -369,6 +372,19 @@ class Ledger(ChildActor):
         self._refresh_after_fill = True
         self._check_guards()
         self._maybe_fetch()
+
+    def _not_executed(self, message: OrderNotExecuted) -> None:
+        order = self._book.not_executed(message.signal_id, symbol=message.symbol, side=message.side)
+        if order is None:
+            return
+        logger.warning(
+            "%s %s of %s (order %s) was never executed: no longer counted as filled",
+            message.side,
+            order.plan.quantity,
+            message.symbol,
+            message.client_order_id,
+        )
+        self._check_guards()
 
     def _count_loss(self, order: BookOrder) -> None:
         """Filled, or unknown: an unknown order is counted as filled until the Portfolio

@@ -24,6 +24,7 @@ from pykka import ActorDeadError
 from coordinator.infra.order_states import OrderRow, OrderStates
 from coordinator.infra.store import StoreError
 from coordinator.infra.trader_client import TraderClient, TraderReadError
+from coordinator.messages.ledger import OrderNotExecuted
 from coordinator.messages.reconcile import (
     GetReconcilerSnapshot,
     HeldOrderResolved,
@@ -51,6 +52,7 @@ from coordinator.trading.reconciliation import (
     reconcile,
 )
 from coordinator.trading.routing import validator_for
+from coordinator.trading.signals import Side
 
 __all__ = ["RECONCILE_INTERVAL", "Reconciler", "match_policy"]
 
@@ -190,6 +192,8 @@ class Reconciler(ChildActor):
         self._rejected += message.rejected
         self._still = message.still_unknown
         self._resolved.update(message.resolved)
+        for order in message.not_executed:
+            self._tell_ledger(order)
 
     def _pass(self, started: float) -> ReconcilePassDone:
         """One pass, on the worker thread: reads, verdicts, writes."""
@@ -242,6 +246,7 @@ class Reconciler(ChildActor):
             del self._handed_back[gone]
         accepted = rejected = 0
         resolved: list[str] = []
+        not_executed: list[OrderRow] = []
         still: list[StillUnknown] = []
         for verdict in verdicts:
             row = by_id[verdict.client_order_id]
@@ -291,6 +296,8 @@ class Reconciler(ChildActor):
             resolved.append(row.client_order_id)
             accepted += found
             rejected += not found
+            if not found:
+                not_executed.append(row)
             log = logger.warning if found else logger.error
             log(
                 "order %s (%s %s %s) reconciled %s: %s",
@@ -311,6 +318,7 @@ class Reconciler(ChildActor):
             rejected=rejected,
             still=tuple(still),
             resolved=tuple(resolved),
+            not_executed=tuple(n for r in not_executed if (n := _not_executed(r)) is not None),
             error="; ".join(errors) or None,
         )
 
@@ -346,6 +354,7 @@ class Reconciler(ChildActor):
         rejected: int = 0,
         still: tuple[StillUnknown, ...] = (),
         resolved: tuple[str, ...] = (),
+        not_executed: tuple[OrderNotExecuted, ...] = (),
         error: str | None = None,
     ) -> ReconcilePassDone:
         if error is not None:
@@ -355,6 +364,7 @@ class Reconciler(ChildActor):
             rejected=rejected,
             still_unknown=still,
             resolved=resolved,
+            not_executed=not_executed,
             error=error,
             at=started,
         )
@@ -401,6 +411,16 @@ class Reconciler(ChildActor):
                 "%s did not take the outcome of %s: %s", owner, message.client_order_id, exc
             )
 
+    def _tell_ledger(self, message: OrderNotExecuted) -> None:
+        """The Ledger counted the order as filled (the cautious side while unknown):
+        laid over its view, a SELL would hide the position it did not sell."""
+        try:
+            self.context.directory.tell("ledger", message)
+        except ChildUnavailable as exc:
+            logger.error(
+                "the ledger did not take %s as not executed: %s", message.client_order_id, exc
+            )
+
     # --- operators --------------------------------------------------------------------
 
     def _resolve(self, message: ResolveOrder) -> OrderResolution:
@@ -438,6 +458,8 @@ class Reconciler(ChildActor):
                         detail=f"order {cid} is {result.state}, not unknown",
                     )
                 result_state = message.state
+                if message.state == "rejected" and (gone := _not_executed(row)) is not None:
+                    self._tell_ledger(gone)
                 if row.held:
                     self._hand_back(
                         row, accepted=True, trader_id=message.trader_order_id, detail=note
@@ -461,4 +483,15 @@ def _ours(row: OrderRow) -> OurOrder:
         sent_at=row.created_at,
         trader_order_id=row.trader_order_id,
         last_sent_at=row.updated_at,
+    )
+
+
+def _not_executed(row: OrderRow) -> OrderNotExecuted | None:
+    if row.side not in (Side.BUY, Side.SELL):
+        return None  # the Ledger never counted an order of another side
+    return OrderNotExecuted(
+        client_order_id=row.client_order_id,
+        signal_id=row.signal_id,
+        symbol=row.symbol,
+        side=Side(row.side),
     )

@@ -18,6 +18,7 @@ from coordinator.trading.validation import (
 __all__ = [
     "GetLedgerSnapshot",
     "LedgerSnapshot",
+    "OrderNotExecuted",
     "PortfolioFetched",
     "PositionsSeen",
     "RefreshPortfolio",
@@ -53,6 +54,21 @@ class Reservation:
     """The order to send when every step passed."""
     reservation_id: str | None
     """To settle once the order's outcome is known; unique across Ledger incarnations."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderNotExecuted(Command):
+    """Reconciler to Ledger: an order whose outcome was unknown was never executed (not
+    found at the exchange once its window passed, or so resolved by an operator)."""
+
+    client_order_id: str
+    """The order."""
+    signal_id: str
+    """The signal (or stop exit) it was made for: what the Ledger's book knows it by."""
+    symbol: str
+    """Its pair."""
+    side: Side
+    """BUY or SELL."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

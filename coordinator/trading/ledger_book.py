@@ -241,6 +241,24 @@ class LedgerBook:
         self.view = self._merged()
         return SettleResult.SETTLED, order
 
+    def not_executed(self, signal_id: str, *, symbol: str, side: Side) -> BookOrder | None:
+        """An order counted as filled (its answer unknown, or restored from the store)
+        that the exchange never executed, as reconciliation or an operator found: no
+        longer laid over the view. Laid on, a SELL would hide a held position (its
+        exits refused) for the whole settle window."""
+        for key, order in list(self.orders.items()):
+            if (
+                order.state is OrderState.FILLED
+                and order.signal_id == signal_id
+                and order.plan.symbol == symbol
+                and order.plan.side is side
+            ):
+                del self.orders[key]
+                self.closed = [c for c in self.closed if c.reservation_id != key]
+                self.view = self._merged()
+                return order
+        return None
+
     def expire(self, now: float) -> tuple[list[BookOrder], list[BookOrder]]:
         """(reservations released, fills trusted to the view) whose time is up."""
         released = []
