@@ -177,7 +177,9 @@ class Actors:
             assert failure is not None
             self._decide(job, "rejected", failure.reason)
             return
-        order = self.book.reserve(plan, owner="validator-0#1", now=self.now)
+        order = self.book.reserve(
+            plan, owner="validator-0#1", now=self.now, signal_id=signal.signal_id
+        )
         rid = order.reservation_id
         if job.exit is not None:
             check = exit_price_check(
@@ -347,6 +349,11 @@ class Actors:
         row.trader_order_id = self._trader_id(coid)
         held = w.held.pop(coid, None)
         if held is None:
+            if not executed:
+                # The reconciler tells the Ledger, which counted it as filled.
+                self.book.not_executed(
+                    row.signal_id, symbol=row.symbol, side=row.side, now=self.now
+                )
             return
         job = held.job
         if executed:

@@ -471,9 +471,19 @@ def test_an_unknown_sell_found_never_executed_shows_its_holding_again():
     order = ledger.reserve(sell(1_000.0), owner="validator-0#1", now=NOW, signal_id="exit:k:1")
     ledger.settle(order.reservation_id, None, symbol=APT, side=Side.SELL, now=NOW + 1)
     assert APT not in ledger.view.positions and ledger.closed
-    assert ledger.not_executed("exit:k:2", symbol=APT, side=Side.SELL) is None
-    assert ledger.not_executed("exit:k:1", symbol=APT, side=Side.BUY) is None
-    assert ledger.not_executed("exit:k:1", symbol=APT, side=Side.SELL) is order
+    assert ledger.not_executed("exit:k:2", symbol=APT, side=Side.SELL, now=NOW) is None
+    assert ledger.not_executed("exit:k:1", symbol=APT, side=Side.BUY, now=NOW) is None
+    assert ledger.not_executed("exit:k:1", symbol=APT, side=Side.SELL, now=NOW) is order
     assert ledger.view.positions[APT].quantity == 1_000.0
     assert ledger.view.balances["APT"].free == 1_000.0
     assert not ledger.closed and not ledger.orders
+
+
+def test_an_order_found_never_executed_before_its_unknown_outcome_is_released_by_it():
+    ledger = book()
+    ledger.fetched_view(view(90_000.0, 1_000.0, 1_000.0), NOW)
+    order = ledger.reserve(sell(1_000.0), owner="validator-0#1", now=NOW, signal_id="exit:k:1")
+    assert ledger.not_executed("exit:k:1", symbol=APT, side=Side.SELL, now=NOW + 1) is None
+    ledger.settle(order.reservation_id, None, symbol=APT, side=Side.SELL, now=NOW + 2)
+    assert not ledger.orders and not ledger.closed
+    assert ledger.view.positions[APT].quantity == 1_000.0

@@ -374,7 +374,9 @@ class Ledger(ChildActor):
         self._maybe_fetch()
 
     def _not_executed(self, message: OrderNotExecuted) -> None:
-        order = self._book.not_executed(message.signal_id, symbol=message.symbol, side=message.side)
+        order = self._book.not_executed(
+            message.signal_id, symbol=message.symbol, side=message.side, now=self._clock.time()
+        )
         if order is None:
             return
         logger.warning(

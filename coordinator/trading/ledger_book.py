@@ -128,6 +128,9 @@ class LedgerBook:
     closed: list[ClosedHolding] = field(default_factory=list)
     view: PortfolioView = field(init=False)
     last_id: int = 0
+    never_executed: dict[str, float] = field(default_factory=dict)
+    """Signal ids of orders found never executed before their unknown outcome was
+    settled (a settle may come late): such a settle then releases. When each was told."""
 
     def __post_init__(self) -> None:
         self.view = self.fetched
@@ -230,6 +233,8 @@ class LedgerBook:
             return SettleResult.UNKNOWN_ID, None
         if order.plan.symbol != symbol or order.plan.side is not side:
             return SettleResult.WRONG_PLAN, order
+        if filled is None and self.never_executed.pop(order.signal_id, None) is not None:
+            filled = False  # found never executed before its unknown outcome came
         if filled is False:
             del self.orders[reservation_id]
         else:
@@ -241,22 +246,28 @@ class LedgerBook:
         self.view = self._merged()
         return SettleResult.SETTLED, order
 
-    def not_executed(self, signal_id: str, *, symbol: str, side: Side) -> BookOrder | None:
+    def not_executed(
+        self, signal_id: str, *, symbol: str, side: Side, now: float
+    ) -> BookOrder | None:
         """An order counted as filled (its answer unknown, or restored from the store)
         that the exchange never executed, as reconciliation or an operator found: no
         longer laid over the view. Laid on, a SELL would hide a held position (its
-        exits refused) for the whole settle window."""
+        exits refused) for the whole settle window. Still reserved (its unknown outcome
+        not settled yet): remembered, so that the settle releases it."""
         for key, order in list(self.orders.items()):
             if (
-                order.state is OrderState.FILLED
-                and order.signal_id == signal_id
-                and order.plan.symbol == symbol
-                and order.plan.side is side
+                order.signal_id != signal_id
+                or order.plan.symbol != symbol
+                or order.plan.side is not side
             ):
-                del self.orders[key]
-                self.closed = [c for c in self.closed if c.reservation_id != key]
-                self.view = self._merged()
-                return order
+                continue
+            if order.state is OrderState.RESERVED:
+                self.never_executed[signal_id] = now
+                return None
+            del self.orders[key]
+            self.closed = [c for c in self.closed if c.reservation_id != key]
+            self.view = self._merged()
+            return order
         return None
 
     def expire(self, now: float) -> tuple[list[BookOrder], list[BookOrder]]:
@@ -269,6 +280,9 @@ class LedgerBook:
             del self.orders[key]
             (released if order.state is OrderState.RESERVED else trusted).append(order)
         self.closed = [c for c in self.closed if now - c.at < self.settle_window]
+        for signal_id, at in list(self.never_executed.items()):
+            if now - at >= self.settle_window:
+                del self.never_executed[signal_id]
         if released or trusted:
             self.view = self._merged()
         return released, trusted
