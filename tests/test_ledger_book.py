@@ -479,11 +479,10 @@ def test_an_unknown_sell_found_never_executed_shows_its_holding_again():
     assert not ledger.closed and not ledger.orders
 
 
-def test_an_order_found_never_executed_before_its_unknown_outcome_is_released_by_it():
+def test_an_order_found_never_executed_before_the_restore_is_not_laid():
     ledger = book()
     ledger.fetched_view(view(90_000.0, 1_000.0, 1_000.0), NOW)
-    order = ledger.reserve(sell(1_000.0), owner="validator-0#1", now=NOW, signal_id="exit:k:1")
-    assert ledger.not_executed("exit:k:1", symbol=APT, side=Side.SELL, now=NOW + 1) is None
-    ledger.settle(order.reservation_id, None, symbol=APT, side=Side.SELL, now=NOW + 2)
-    assert not ledger.orders and not ledger.closed
+    sold = stored(Side.SELL, 1_000.0, at=NOW - 30, accepted=False)
+    assert ledger.not_executed(sold.signal_id, symbol=APT, side=Side.SELL, now=NOW) is None
+    assert restore(ledger, [sold], now=NOW) == 0
     assert ledger.view.positions[APT].quantity == 1_000.0

@@ -309,7 +309,12 @@ class MoneyModel(Actors, RuleBasedStateMachine):
         Portfolio meanwhile does not change it (the last view is used)."""
         w = self.w
         for operator in (False, True):
-            # The reconciler, then an operator for what it could not tell.
+            # The Validators' settles (sent as each outcome came, before any
+            # reconciliation can end), then the reconciler, then an operator for what
+            # it could not tell.
+            for settle in list(w.settles):
+                w.settles.remove(settle)
+                self._deliver_settle(settle)
             self.now += RECONCILE_AFTER + 1
             for coid in [c for c, o in w.store.orders.items() if o.state == "unknown"]:
                 self._reconcile(coid, operator)

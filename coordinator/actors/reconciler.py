@@ -192,8 +192,6 @@ class Reconciler(ChildActor):
         self._rejected += message.rejected
         self._still = message.still_unknown
         self._resolved.update(message.resolved)
-        for order in message.not_executed:
-            self._tell_ledger(order)
 
     def _pass(self, started: float) -> ReconcilePassDone:
         """One pass, on the worker thread: reads, verdicts, writes."""
@@ -246,7 +244,6 @@ class Reconciler(ChildActor):
             del self._handed_back[gone]
         accepted = rejected = 0
         resolved: list[str] = []
-        not_executed: list[OrderRow] = []
         still: list[StillUnknown] = []
         for verdict in verdicts:
             row = by_id[verdict.client_order_id]
@@ -278,6 +275,7 @@ class Reconciler(ChildActor):
                     or now - before[1] > self._policy.window_after
                 ):
                     self._handed_back[row.client_order_id] = (row.updated_at, now)
+                    self._tell_ledger(row)
                     self._hand_back(row, accepted=False, trader_id=None, detail=verdict.detail)
                 continue
             try:
@@ -297,7 +295,7 @@ class Reconciler(ChildActor):
             accepted += found
             rejected += not found
             if not found:
-                not_executed.append(row)
+                self._tell_ledger(row)
             log = logger.warning if found else logger.error
             log(
                 "order %s (%s %s %s) reconciled %s: %s",
@@ -318,7 +316,6 @@ class Reconciler(ChildActor):
             rejected=rejected,
             still=tuple(still),
             resolved=tuple(resolved),
-            not_executed=tuple(n for r in not_executed if (n := _not_executed(r)) is not None),
             error="; ".join(errors) or None,
         )
 
@@ -354,7 +351,6 @@ class Reconciler(ChildActor):
         rejected: int = 0,
         still: tuple[StillUnknown, ...] = (),
         resolved: tuple[str, ...] = (),
-        not_executed: tuple[OrderNotExecuted, ...] = (),
         error: str | None = None,
     ) -> ReconcilePassDone:
         if error is not None:
@@ -364,7 +360,6 @@ class Reconciler(ChildActor):
             rejected=rejected,
             still_unknown=still,
             resolved=resolved,
-            not_executed=not_executed,
             error=error,
             at=started,
         )
@@ -411,15 +406,23 @@ class Reconciler(ChildActor):
                 "%s did not take the outcome of %s: %s", owner, message.client_order_id, exc
             )
 
-    def _tell_ledger(self, message: OrderNotExecuted) -> None:
-        """The Ledger counted the order as filled (the cautious side while unknown):
-        laid over its view, a SELL would hide the position it did not sell."""
+    def _tell_ledger(self, row: OrderRow) -> None:
+        """An order not executed, to the Ledger, which counted it as filled while its
+        outcome was unknown (or laid it from the store at start): a SELL laid over its
+        view would hide the position it did not sell. Before a held order is handed
+        back, so that its re-send is not refused because of it."""
+        if row.side not in (Side.BUY, Side.SELL):
+            return  # the Ledger never counted an order of another side
+        message = OrderNotExecuted(
+            client_order_id=row.client_order_id,
+            signal_id=row.signal_id,
+            symbol=row.symbol,
+            side=Side(row.side),
+        )
         try:
             self.context.directory.tell("ledger", message)
         except ChildUnavailable as exc:
-            logger.error(
-                "the ledger did not take %s as not executed: %s", message.client_order_id, exc
-            )
+            logger.error("the ledger did not take %s as not executed: %s", row.client_order_id, exc)
 
     # --- operators --------------------------------------------------------------------
 
@@ -442,6 +445,7 @@ class Reconciler(ChildActor):
             if row.held and message.state == "rejected":
                 # Its Validator records it (or sends it again while the signal is fresh).
                 result_state = "unknown"
+                self._tell_ledger(row)
                 self._hand_back(row, accepted=False, trader_id=None, detail=note)
             else:
                 result = store.resolve(
@@ -458,8 +462,8 @@ class Reconciler(ChildActor):
                         detail=f"order {cid} is {result.state}, not unknown",
                     )
                 result_state = message.state
-                if message.state == "rejected" and (gone := _not_executed(row)) is not None:
-                    self._tell_ledger(gone)
+                if message.state == "rejected":
+                    self._tell_ledger(row)
                 if row.held:
                     self._hand_back(
                         row, accepted=True, trader_id=message.trader_order_id, detail=note
@@ -483,15 +487,4 @@ def _ours(row: OrderRow) -> OurOrder:
         sent_at=row.created_at,
         trader_order_id=row.trader_order_id,
         last_sent_at=row.updated_at,
-    )
-
-
-def _not_executed(row: OrderRow) -> OrderNotExecuted | None:
-    if row.side not in (Side.BUY, Side.SELL):
-        return None  # the Ledger never counted an order of another side
-    return OrderNotExecuted(
-        client_order_id=row.client_order_id,
-        signal_id=row.signal_id,
-        symbol=row.symbol,
-        side=Side(row.side),
     )

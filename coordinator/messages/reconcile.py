@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from coordinator.messages.base import Command, Event, Query
-from coordinator.messages.ledger import OrderNotExecuted
 
 __all__ = [
     "GetReconcilerSnapshot",
@@ -78,8 +77,6 @@ class ReconcilePassDone(Event):
     """What is left unknown, and why."""
     resolved: tuple[str, ...]
     """Client order ids that left the unknown state in this pass."""
-    not_executed: tuple[OrderNotExecuted, ...]
-    """Those of them found never executed, for the Ledger."""
     error: str | None
     """Why a source could not be read (the pass went on with the others)."""
     at: float

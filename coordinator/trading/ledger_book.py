@@ -129,8 +129,9 @@ class LedgerBook:
     view: PortfolioView = field(init=False)
     last_id: int = 0
     never_executed: dict[str, float] = field(default_factory=dict)
-    """Signal ids of orders found never executed before their unknown outcome was
-    settled (a settle may come late): such a settle then releases. When each was told."""
+    """Signal ids of orders found never executed that the book did not count (yet): a
+    new process's restore, reading the store before that, must not lay them. When each
+    was told."""
 
     def __post_init__(self) -> None:
         self.view = self.fetched
@@ -233,8 +234,6 @@ class LedgerBook:
             return SettleResult.UNKNOWN_ID, None
         if order.plan.symbol != symbol or order.plan.side is not side:
             return SettleResult.WRONG_PLAN, order
-        if filled is None and self.never_executed.pop(order.signal_id, None) is not None:
-            filled = False  # found never executed before its unknown outcome came
         if filled is False:
             del self.orders[reservation_id]
         else:
@@ -252,22 +251,22 @@ class LedgerBook:
         """An order counted as filled (its answer unknown, or restored from the store)
         that the exchange never executed, as reconciliation or an operator found: no
         longer laid over the view. Laid on, a SELL would hide a held position (its
-        exits refused) for the whole settle window. Still reserved (its unknown outcome
-        not settled yet): remembered, so that the settle releases it."""
+        exits refused) for the whole settle window. A reserved one is its Validator's
+        to settle (a held order sent again keeps its signal id). None counted: it is
+        remembered, so that a restore reading the store before this does not lay it."""
         for key, order in list(self.orders.items()):
             if (
-                order.signal_id != signal_id
-                or order.plan.symbol != symbol
-                or order.plan.side is not side
+                order.state is OrderState.FILLED
+                and order.signal_id == signal_id
+                and order.plan.symbol == symbol
+                and order.plan.side is side
             ):
-                continue
-            if order.state is OrderState.RESERVED:
-                self.never_executed[signal_id] = now
-                return None
-            del self.orders[key]
-            self.closed = [c for c in self.closed if c.reservation_id != key]
-            self.view = self._merged()
-            return order
+                del self.orders[key]
+                self.closed = [c for c in self.closed if c.reservation_id != key]
+                self.view = self._merged()
+                return order
+        if not any(o.signal_id == signal_id for o in self.orders.values()):
+            self.never_executed[signal_id] = now
         return None
 
     def expire(self, now: float) -> tuple[list[BookOrder], list[BookOrder]]:

@@ -54,7 +54,13 @@ def restore(book: LedgerBook, orders: Iterable[StoredOrder], *, now: float) -> i
     whole settle window (its exits refused ``no_position``).
     """
     recent = sorted(
-        (o for o in orders if now - o.created_at < book.settle_window and o.quantity > 0),
+        (
+            o
+            for o in orders
+            if now - o.created_at < book.settle_window
+            and o.quantity > 0
+            and o.signal_id not in book.never_executed  # found so since the store was read
+        ),
         key=lambda o: o.created_at,
     )
     unshown: list[StoredOrder] = []
