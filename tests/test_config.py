@@ -397,3 +397,59 @@ def test_log_level_takes_roottradings_spellings(raw, level):
 def test_a_bad_coordinator_log_level_is_named():
     with pytest.raises(ConfigError, match="COORDINATOR_LOG_LEVEL='loud'"):
         load_config({"COORDINATOR_LOG_LEVEL": "loud"})
+
+
+@pytest.fixture
+def restored_logging():
+    """configure_logging changes the process's logging: put it back for pytest."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    names = ("coordinator.flow", "pykka", "waitress", "urllib3", "coordinator.daemon")
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name, old in levels.items():
+        logging.getLogger(name).setLevel(old)
+
+
+def _logged(level: str, coordinator_level: str | None) -> list[dict]:
+    import io
+
+    from coordinator.logs import configure_logging, message_logger
+
+    stream = io.StringIO()
+    configure_logging(level, "json", stream, coordinator_level=coordinator_level)
+    message_logger("intake").debug("signal received")
+    message_logger("market").info("a candle, at INFO")
+    logging.getLogger("pykka").debug("library chatter")
+    logging.getLogger("coordinator.daemon").debug("a start-up detail")
+    logging.getLogger("coordinator.daemon").info("a start-up line")
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_roottradings_log_level_debug_does_not_turn_on_the_per_message_lines(restored_logging):
+    messages = [r["msg"] for r in _logged("debug", None)]
+    assert "signal received" not in messages
+    assert "library chatter" not in messages
+    assert "a candle, at INFO" in messages
+    assert "a start-up detail" in messages
+    assert "a start-up line" in messages
+
+
+def test_coordinator_log_level_debug_turns_them_on(restored_logging):
+    messages = [r["msg"] for r in _logged("info", "debug")]
+    assert "signal received" in messages
+    assert "library chatter" in messages
+    assert "a start-up detail" in messages
+
+
+def test_coordinator_log_level_wins_over_log_level_both_ways(restored_logging):
+    messages = [r["msg"] for r in _logged("debug", "warning")]
+    assert messages == []
+    messages = [r["msg"] for r in _logged("error", "info")]
+    assert "a start-up line" in messages and "a candle, at INFO" in messages
+    assert "a start-up detail" not in messages
