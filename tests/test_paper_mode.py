@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from coordinator.infra.order_states import OrderStates, paper_dsn
-from tests.pipeline import signal_payload
+from tests.pipeline import TOKEN, signal_payload
 from tests.waiting import wait_for
 
 UNSET_URLS = {"TRADER_API_URL": "", "PORTFOLIO_API_URL": ""}
@@ -168,3 +168,27 @@ def test_the_paper_mark_keeps_the_dsns_own_session_options(postgres):
             assert cur.fetchone() == ("on", "7MB")
     finally:
         conn.close()
+
+
+def test_no_symbol_listed_with_config_candidates_keeps_the_core_pairs_with_a_warning(
+    pipelines, own_postgres, caplog
+):
+    # A database of its own: the universe starts from the candidates, not a stored one.
+    caplog.set_level(logging.INFO)
+    pipe = pipelines(
+        {"TRADING_SYMBOLS": "[]", "UNIVERSE_CANDIDATES": "config"},
+        database_dsn=own_postgres.dsn,
+    )
+    assert any(
+        r.levelno == logging.WARNING and "TRADING_SYMBOLS is empty" in r.getMessage()
+        for r in caplog.records
+    )
+    universe = requests.get(pipe.url + "/universe", timeout=5).json()
+    assert universe["selected_symbols"] == ["BTCUSDC", "ETHUSDC"]
+    response = requests.post(
+        pipe.url + "/universe/refresh",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=20,
+    )
+    assert response.status_code == 200, response.text
+    assert set(response.json()["selected_symbols"]) <= {"BTCUSDC", "ETHUSDC"}
