@@ -146,6 +146,8 @@ def _check_config(args: argparse.Namespace) -> int:
             else value
         )
         print(f"{setting.name:<{width}}  {shown}  [{entry['source']}]")
+    for note in config.notes:
+        print(f"# {logging.getLevelName(note.level)}: {note.text}")
     return EXIT_OK
 
 

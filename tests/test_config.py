@@ -453,3 +453,16 @@ def test_coordinator_log_level_wins_over_log_level_both_ways(restored_logging):
     messages = [r["msg"] for r in _logged("error", "info")]
     assert "a start-up line" in messages and "a candle, at INFO" in messages
     assert "a start-up detail" not in messages
+
+
+def test_check_config_prints_the_start_up_notes(monkeypatch, capsys):
+    for setting in SETTINGS:
+        monkeypatch.delenv(setting.name, raising=False)
+    monkeypatch.delenv("COORDINATOR_CONFIG", raising=False)
+    monkeypatch.setenv("REDIS_HOST", "redis")
+    monkeypatch.setenv("TRADING_SYMBOLS", "")
+    monkeypatch.setenv("UNIVERSE_CANDIDATES", "config")
+    assert main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert "# INFO: TRADER_API_URL not set: using RootTrading's default http://trader:5002" in out
+    assert "# WARNING: TRADING_SYMBOLS is empty and UNIVERSE_CANDIDATES=config" in out
