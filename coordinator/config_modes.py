@@ -105,7 +105,7 @@ def resolve_environment(
                         "(set PAPER_TRADING=true to trade on paper instead)",
                     )
                 )
-    errors.extend(_symbols(values, raw, derived, notes))
+    _symbols(values, raw, derived, notes)
     held = held_reservation_seconds(values["TRADER_CONNECT_TIMEOUT"], values["TRADER_READ_TIMEOUT"])
     if values["RESERVATION_LIFETIME"] <= held:
         notes.append(
@@ -126,9 +126,10 @@ def _symbols(
     raw: Mapping[str, tuple[Any, str]],
     derived: MutableMapping[str, str],
     notes: list[Note],
-) -> list[str]:
+) -> None:
+    """An empty TRADING_SYMBOLS lists none: the candidates come from elsewhere."""
     if values["TRADING_SYMBOLS"]:
-        return []
+        return
     if "UNIVERSE_CANDIDATES" not in raw:
         values["UNIVERSE_CANDIDATES"] = "data"
         derived["UNIVERSE_CANDIDATES"] = "derived: TRADING_SYMBOLS is empty"
@@ -148,4 +149,3 @@ def _symbols(
                 "UNIVERSE_CANDIDATES=data or redis".format(",".join(values["CORE_PAIRS"])),
             )
         )
-    return []
