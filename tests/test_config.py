@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from coordinator.cli import main
 from coordinator.config import SETTINGS, ConfigError, load_config, redact_url
@@ -466,3 +468,53 @@ def test_check_config_prints_the_start_up_notes(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "# INFO: TRADER_API_URL not set: using RootTrading's default http://trader:5002" in out
     assert "# WARNING: TRADING_SYMBOLS is empty and UNIVERSE_CANDIDATES=config" in out
+
+
+_DEPLOYMENT = {
+    "REDIS_URL": "redis://redis:6379/0",
+    "REDIS_HOST": "redis",
+    "DATABASE_URL": "postgresql://db/trading",
+    "PGHOST": "db",
+    "TRADER_API_URL": "http://trader.example:5002",
+    "PORTFOLIO_API_URL": "http://portfolio.example:8000",
+}
+
+
+@given(
+    configured=st.sets(st.sampled_from(sorted(_DEPLOYMENT))),
+    paper=st.sampled_from([None, "true", "false"]),
+    flag=st.booleans(),
+)
+def test_orders_go_to_paper_only_when_asked_or_all_embedded(configured, paper, flag):
+    if {"REDIS_URL", "REDIS_HOST"} <= configured or {"DATABASE_URL", "PGHOST"} <= configured:
+        return  # both ways to one server: a configuration error of its own
+    env = {name: _DEPLOYMENT[name] for name in configured}
+    if paper is not None:
+        env["PAPER_TRADING"] = paper
+    overrides = {"PAPER_TRADING": True} if flag else None
+    asked = flag or paper == "true"
+    urls = configured & {"TRADER_API_URL", "PORTFOLIO_API_URL"}
+    try:
+        config = load_config(env, overrides=overrides)
+    except ConfigError as exc:
+        # Only paper asked for together with a service URL is refused, naming both.
+        assert asked and urls
+        (error,) = exc.errors
+        assert "PAPER_TRADING=true" in error and all(name in error for name in urls)
+        return
+    assert not (asked and urls)
+    wanted_paper = asked or (paper is None and not configured)
+    assert config.paper_trading is wanted_paper
+    if config.paper_trading:
+        assert config.trader.url is None and config.portfolio.url is None
+    else:
+        # Live: both services have an address, the given one or RootTrading's.
+        defaults = {
+            "TRADER_API_URL": "http://trader:5002",
+            "PORTFOLIO_API_URL": "http://portfolio:8000",
+        }
+        expected = {name: env.get(name, default) for name, default in defaults.items()}
+        assert {
+            "TRADER_API_URL": config.trader.url,
+            "PORTFOLIO_API_URL": config.portfolio.url,
+        } == expected
