@@ -1,4 +1,4 @@
-"""Command line: ``coordinator run | check-config | drill``.
+"""Command line: ``coordinator run [--paper] | check-config | paper-exchange | drill``.
 
 Exit codes: 0 clean stop, 1 could not start, 2 bad configuration or usage,
 3 the supervisor gave up (restart intensity exceeded) and stopped the tree.
@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
         "--data-dir",
         help="directory of the embedded servers (COORDINATOR_DATA_DIR, default ./.coordinator)",
     )
+    run.add_argument(
+        "--paper",
+        action="store_true",
+        help="trade on the in-process paper exchange, no real money (PAPER_TRADING=true)",
+    )
     run.set_defaults(handler=_run)
 
     check = commands.add_parser(
@@ -67,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--host")
     check.add_argument("--port")
     check.add_argument("--data-dir")
+    check.add_argument("--paper", action="store_true", help="as `run --paper`")
     check.set_defaults(handler=_check_config)
 
     paper = commands.add_parser(
@@ -107,6 +113,7 @@ def _load(args: argparse.Namespace) -> Config | None:
         "COORDINATOR_HOST": getattr(args, "host", None),
         "COORDINATOR_PORT": getattr(args, "port", None),
         "COORDINATOR_DATA_DIR": getattr(args, "data_dir", None),
+        "PAPER_TRADING": True if getattr(args, "paper", False) else None,
     }
     try:
         return load_config(overrides=overrides, config_file=args.config)
@@ -139,6 +146,8 @@ def _check_config(args: argparse.Namespace) -> int:
             else value
         )
         print(f"{setting.name:<{width}}  {shown}  [{entry['source']}]")
+    for note in config.notes:
+        print(f"# {logging.getLevelName(note.level)}: {note.text}")
     return EXIT_OK
 
 
@@ -149,7 +158,11 @@ def _run(args: argparse.Namespace) -> int:
     from coordinator.daemon import EXIT_ESCALATED, EXIT_START_FAILED, Coordinator
     from coordinator.logs import configure_logging, log_thread_stacks
 
-    configure_logging(config.service.log_level, config.service.log_format)
+    configure_logging(
+        config.service.log_level,
+        config.service.log_format,
+        coordinator_level=config.service.coordinator_log_level,
+    )
     wake = threading.Event()
     received: dict[str, Any] = {"stop": None, "dump": False}
 
@@ -216,7 +229,11 @@ def _paper_exchange(args: argparse.Namespace) -> int:
     from coordinator.infra.paper_exchange import PaperExchange
     from coordinator.logs import configure_logging
 
-    configure_logging(config.service.log_level, config.service.log_format)
+    configure_logging(
+        config.service.log_level,
+        config.service.log_format,
+        coordinator_level=config.service.coordinator_log_level,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from coordinator.config_modes import Note, resolve_environment
+
 __all__ = [
     "SETTINGS",
     "Config",
     "ConfigError",
+    "Note",
     "Setting",
     "load_config",
 ]
@@ -40,6 +43,8 @@ class ConfigError(Exception):
 
 class Kind:
     allowed: str = ""
+    accepts_empty: bool = False
+    """Whether a set-but-empty value means something (else it counts as not set)."""
 
     def parse(self, raw: Any) -> Any:
         raise NotImplementedError
@@ -138,6 +143,22 @@ class Choice(Kind):
         return text
 
 
+class LogLevel(Kind):
+    """A level as Python's logging spells it, in any case (RootTrading's env writes
+    DEBUG, INFO...), WARN and FATAL included."""
+
+    allowed = "one of debug, info, warning, error, critical (any case; also warn, fatal)"
+    _ALIASES = {"warn": "warning", "fatal": "critical"}
+    _LEVELS = ("debug", "info", "warning", "error", "critical")
+
+    def parse(self, raw: Any) -> str:
+        text = str(raw).strip().lower()
+        text = self._ALIASES.get(text, text)
+        if text not in self._LEVELS:
+            raise ValueError
+        return text
+
+
 @dataclass(frozen=True)
 class Url(Kind):
     schemes: tuple[str, ...]
@@ -156,15 +177,26 @@ class Url(Kind):
         return text.rstrip("/") if parts.scheme in ("http", "https") else text
 
 
+@dataclass(frozen=True)
 class Symbols(Kind):
-    allowed = "comma-separated or JSON-array Binance symbols such as BTCUSDC,ETHUSDC"
-    _SYMBOL = re.compile(r"[A-Z0-9]{5,20}")
+    accepts_empty: bool = False
+    """An empty value lists no symbol (RootTrading's services read an empty
+    TRADING_SYMBOLS so) instead of standing for the default."""
+
+    @property
+    def allowed(self) -> str:
+        text = "comma-separated or JSON-array Binance symbols such as BTCUSDC,ETHUSDC"
+        return text + (", or empty for none" if self.accepts_empty else "")
 
     def parse(self, raw: Any) -> tuple[str, ...]:
         if isinstance(raw, list | tuple):
             items = [str(item) for item in raw]
+            if not items and self.accepts_empty:
+                return ()
         else:
             text = str(raw).strip()
+            if not text and self.accepts_empty:
+                return ()
             if text.startswith("["):
                 import json
 
@@ -175,9 +207,14 @@ class Symbols(Kind):
             else:
                 items = text.split(",")
         symbols = tuple(dict.fromkeys(item.strip().upper() for item in items if item.strip()))
-        if not symbols or not all(self._SYMBOL.fullmatch(s) for s in symbols):
+        if not symbols and not items and self.accepts_empty:
+            return ()
+        if not symbols or not all(_SYMBOL.fullmatch(s) for s in symbols):
             raise ValueError
         return symbols
+
+
+_SYMBOL = re.compile(r"[A-Z0-9]{5,20}")
 
 
 class Range(Kind):
@@ -455,7 +492,8 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "enable /drills/actors/{name}/... fault injection",
     ),
-    _s("LOG_LEVEL", "service", "log_level", Choice(("debug", "info", "warning", "error")), "info", "log level"),
+    _s("LOG_LEVEL", "service", "log_level", LogLevel(), "info", "log level (RootTrading's variable; per-message lines stay off below INFO unless COORDINATOR_LOG_LEVEL asks)"),
+    _s("COORDINATOR_LOG_LEVEL", "service", "coordinator_log_level", LogLevel(), None, "log level of this service, wins over LOG_LEVEL; debug also turns on the per-message lines (each signal, each tick)"),
     _s("LOG_FORMAT", "service", "log_format", Choice(("json", "kv")), "json", "JSON lines or key=value lines"),
     _s("HTTP_THREADS", "service", "http_threads", Integer(1, 64), 8, "waitress worker threads"),
     _s(
@@ -468,8 +506,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _s("HTTP_SNAPSHOT_TTL", "service", "snapshot_ttl", Number(minimum=0, maximum=5, unit="seconds"), 0.25, "how long read-only routes reuse an answer; 0: never"),
     # dependencies
-    _s("TRADER_API_URL", "trader", "url", Url(("http", "https")), None, "Trader service base URL"),
-    _s("PORTFOLIO_API_URL", "portfolio", "url", Url(("http", "https")), None, "Portfolio service base URL"),
+    _s("TRADER_API_URL", "trader", "url", Url(("http", "https")), None, "Trader service base URL; unset, unless on paper: RootTrading's http://trader:5002"),
+    _s("PORTFOLIO_API_URL", "portfolio", "url", Url(("http", "https")), None, "Portfolio service base URL; unset, unless on paper: RootTrading's http://portfolio:8000"),
     _s("REDIS_URL", "redis", "url", Url(("redis", "rediss", "unix")), None, "Redis URL; unset with no REDIS_HOST: embedded Redis"),
     _s("REDIS_HOST", "redis", "host", Text(), None, "Redis host (instead of REDIS_URL)"),
     _s("REDIS_PORT", "redis", "port", Integer(1, 65535), 6379, "Redis port, with REDIS_HOST"),
@@ -488,9 +526,9 @@ SETTINGS: tuple[Setting, ...] = (
         "TRADING_SYMBOLS",
         "trading",
         "symbols",
-        Symbols(),
+        Symbols(accepts_empty=True),
         ("BTCUSDC", "ETHUSDC", "SOLUSDC", "XRPUSDC", "BNBUSDC"),
-        "candidate symbols",
+        "candidate symbols; set but empty: none listed (UNIVERSE_CANDIDATES then defaults to data)",
     ),
     _s("TRADING_ENABLED", "trading", "enabled", Boolean(), True, "false: shadow mode, decide and record but send no order"),
     # coordination (the seed's settings)
@@ -563,16 +601,17 @@ SETTINGS: tuple[Setting, ...] = (
     _s("PORTFOLIO_MAX_AGE", "risk", "portfolio_max_age", _SECONDS, 30.0, "a BUY needs a portfolio view at most this old"),
     _s("PORTFOLIO_MAX_AGE_EXIT", "risk", "portfolio_max_age_exit", _SECONDS, 600.0, "a SELL may size on a view this old"),
     _s("PORTFOLIO_TIMEOUT", "risk", "portfolio_timeout", Number(above=0, maximum=30, unit="seconds"), 2.0, "timeout of a Portfolio request"),
-    _s("RESERVATION_LIFETIME", "risk", "reservation_lifetime", Number(minimum=10, maximum=3600, unit="seconds"), 60.0, "an order's reservation not settled after this is released with a warning (longer than the Trader timeouts and the intent claim)"),
+    _s("RESERVATION_LIFETIME", "risk", "reservation_lifetime", Number(minimum=10, maximum=3600, unit="seconds"), 90.0, "an order's reservation not settled after this is released with a warning (longer than the Trader timeouts and the intent claim; a WARNING at start when shorter than an order held after a 5xx may wait)"),
     _s("FILL_SETTLE_WINDOW", "risk", "fill_settle_window", Number(minimum=10, maximum=3600, unit="seconds"), 180.0, "our fill is laid over the Portfolio's view until both its positions and balances show it, at most this long"),
     _s("QUANTITY_DECIMALS", "risk", "quantity_decimals", Integer(0, 8), 8, "order quantities are floored to this many decimals"),
     _s("QUANTITY_DECIMALS_BY_SYMBOL", "risk", "quantity_decimals_by_symbol", SymbolDecimals(), (), "decimals of particular symbols"),
     # execution and storage
     _s("TRADER_CONNECT_TIMEOUT", "execution", "connect_timeout", Number(above=0, maximum=30, unit="seconds"), 1.0, "connect timeout of POST /order"),
-    _s("TRADER_READ_TIMEOUT", "execution", "read_timeout", Number(above=0, maximum=120, unit="seconds"), 5.0, "read timeout of POST /order (past it the order is unknown)"),
+    _s("TRADER_READ_TIMEOUT", "execution", "read_timeout", Number(above=0, maximum=120, unit="seconds"), 15.0, "read timeout of POST /order (past it the order is unknown and reconciled); RootTrading's Trader fills on Binance before it answers"),
     _s("STORE_FLUSH_INTERVAL", "execution", "flush_interval", Number(above=0, maximum=5, unit="seconds"), 0.02, "the store writer flushes its batch this often"),
     _s("STORE_BATCH_SIZE", "execution", "batch_size", Integer(1, 100_000), 2000, "or as soon as it holds this many records"),
     # paper exchange
+    _s("PAPER_TRADING", "paper", "trading", Boolean(), None, "true: orders go to the in-process paper exchange (not with TRADER_API_URL/PORTFOLIO_API_URL); unset: paper only when nothing is configured (all embedded), else the Trader and Portfolio at their URLs or RootTrading's http://trader:5002 and http://portfolio:8000"),
     _s("PAPER_STARTING_BALANCE", "paper", "starting_balance", Number(minimum=0, unit="quote asset"), 10_000.0, "paper exchange starting balance"),
     _s("PAPER_FEE_PERCENT", "paper", "fee_percent", Number(minimum=0, maximum=10, unit="percent"), 0.1, "paper exchange fee per fill"),
     _s("PAPER_FEE_IN_BASE", "paper", "fee_in_base", Boolean(), False, "paper exchange takes a BUY's fee in the base asset (the free balance is then under the position)"),
@@ -634,6 +673,7 @@ class ServiceConfig:
     api_token: str | None
     drills: bool
     log_level: str
+    coordinator_log_level: str | None
     log_format: str
     http_threads: int
     ask_timeout: float
@@ -826,6 +866,8 @@ class StopsConfig:
 
 @dataclass(frozen=True, slots=True)
 class PaperConfig:
+    trading: bool
+    """Resolved at load: the setting, or whether everything is embedded."""
     starting_balance: float
     fee_percent: float
     fee_in_base: bool
@@ -889,6 +931,14 @@ class Config:
     stops: StopsConfig
     sources: tuple[tuple[str, str], ...] = ()
     config_file: Path | None = None
+    notes: tuple[Note, ...] = ()
+    """What the operator should read at start: defaults taken in their stead, settings
+    that load but may not do what they seem to."""
+
+    @property
+    def paper_trading(self) -> bool:
+        """Whether orders go to the in-process paper exchange (no real money)."""
+        return self.paper.trading
 
     def value_of(self, setting: Setting) -> Any:
         return getattr(getattr(self, setting.section), setting.field)
@@ -960,7 +1010,9 @@ def load_config(
             raw[name] = (value, f"file {file_path}")
 
     for setting in SETTINGS:
-        if setting.name in environ and environ[setting.name].strip() != "":
+        if setting.name in environ and (
+            environ[setting.name].strip() != "" or setting.kind.accepts_empty
+        ):
             raw[setting.name] = (environ[setting.name], "environment")
     for name, value in (overrides or {}).items():
         if value is not None:
@@ -984,6 +1036,10 @@ def load_config(
 
     if not errors:
         errors.extend(_cross_checks(values, raw))
+    derived: dict[str, str] = {}
+    notes: list[Note] = []
+    if not errors:
+        errors.extend(resolve_environment(values, raw, derived, notes))
     if errors:
         raise ConfigError(errors)
 
@@ -991,10 +1047,12 @@ def load_config(
     for section, section_type in _SECTION_TYPES.items():
         kwargs = {s.field: values[s.name] for s in SETTINGS if s.section == section}
         sections[section] = section_type(**kwargs)
+    sources = {name: source for name, (_, source) in raw.items()} | derived
     return Config(
         **sections,
-        sources=tuple((name, source) for name, (_, source) in sorted(raw.items())),
+        sources=tuple(sorted(sources.items())),
         config_file=file_path,
+        notes=tuple(notes),
     )
 
 

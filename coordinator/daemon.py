@@ -32,6 +32,7 @@ from coordinator.infra.event_codec import event_json
 from coordinator.infra.intake_readers import IntakeReaders
 from coordinator.infra.intent_claims import IntentClaims
 from coordinator.infra.journal import Journal
+from coordinator.infra.order_states import paper_dsn
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.infra.redis_bus import EventPublisher
 from coordinator.infra.store import apply_migrations
@@ -56,6 +57,31 @@ EXIT_ESCALATED = 3
 
 class StartupError(Exception):
     """The coordinator could not start; the message says which step and why."""
+
+
+def mode_banner(config: Config, trader_url: str, portfolio_url: str) -> tuple[int, str]:
+    """The start-up line that says where orders go (level and text)."""
+    if config.paper_trading:
+        text = (
+            "PAPER TRADING: orders go to the in-process paper exchange at "
+            f"{trader_url}, no real money ({_paper_why(config)})"
+        )
+    else:
+        text = (
+            f"LIVE TRADING: orders go to the Trader at {trader_url}, real money on its "
+            f"exchange; balances and positions from the Portfolio at {portfolio_url}"
+        )
+    if not config.trading.enabled:
+        text += "; TRADING_ENABLED=false: signals are decided and recorded, no order is sent"
+    # Above INFO, so that no log level hides where the orders go.
+    return logging.WARNING, text
+
+
+def _paper_why(config: Config) -> str:
+    source = dict(config.sources).get("PAPER_TRADING", "")
+    if source.startswith("derived"):
+        return "nothing configured: everything embedded"
+    return f"PAPER_TRADING=true from {source}"
 
 
 def build_tree(config: Config) -> list[ChildSpec]:
@@ -128,28 +154,22 @@ class Coordinator:
             dsn = self._postgres.dsn
         applied = apply_migrations(dsn)
         logger.info("schema up to date (%d migration(s) applied now)", len(applied))
+        for note in config.notes:
+            logger.log(note.level, "%s", note.text)
         trader_url, portfolio_url = config.trader.url, config.portfolio.url
-        if trader_url is None or portfolio_url is None:
+        if config.paper_trading:
             self.paper = PaperExchange(
                 starting_balance=config.paper.starting_balance,
                 fee_rate=config.paper.fee_percent / 100.0,
                 quote_asset=config.risk.quote_asset,
                 redis_url=redis_url,
             ).start()
-            logger.warning(
-                "%s not set: trading on the in-process paper exchange at %s",
-                " and ".join(
-                    name
-                    for name, url in (
-                        ("TRADER_API_URL", trader_url),
-                        ("PORTFOLIO_API_URL", portfolio_url),
-                    )
-                    if url is None
-                ),
-                self.paper.url,
-            )
-            trader_url = trader_url or self.paper.url
-            portfolio_url = portfolio_url or self.paper.url
+            trader_url = portfolio_url = self.paper.url
+            # Every order this process writes is recorded as a paper order.
+            dsn = paper_dsn(dsn)
+        elif trader_url is None or portfolio_url is None:
+            raise StartupError("live trading needs TRADER_API_URL and PORTFOLIO_API_URL")
+        logger.log(*mode_banner(config, trader_url, portfolio_url))
         journal = Journal(data_dir / "journal.jsonl")
         if len(journal):
             logger.warning("%d record(s) in the local journal wait for PostgreSQL", len(journal))

@@ -11,7 +11,13 @@ from typing import Any, TextIO
 
 from coordinator.clock import utc_iso
 
-__all__ = ["configure_logging", "log_thread_stacks", "set_actor_name"]
+__all__ = [
+    "PER_MESSAGE",
+    "configure_logging",
+    "log_thread_stacks",
+    "message_logger",
+    "set_actor_name",
+]
 
 _local = threading.local()
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -58,17 +64,44 @@ class KeyValueFormatter(logging.Formatter):
         return " ".join(parts)
 
 
-def configure_logging(level: str, fmt: str, stream: TextIO | None = None) -> None:
+PER_MESSAGE = "coordinator.flow"
+"""Parent of the loggers that write a line per message (each signal, each candle or
+tick, each request): on only when ``COORDINATOR_LOG_LEVEL`` asks for them."""
+
+_LIBRARIES = ("pykka", "waitress", "redis", "psycopg2", "requests")
+"""Libraries whose DEBUG lines only COORDINATOR_LOG_LEVEL=debug turns on."""
+
+
+def message_logger(name: str) -> logging.Logger:
+    """The logger of ``name``'s per-message lines (see ``PER_MESSAGE``)."""
+    return logging.getLogger(f"{PER_MESSAGE}.{name}")
+
+
+def configure_logging(
+    level: str,
+    fmt: str,
+    stream: TextIO | None = None,
+    *,
+    coordinator_level: str | None = None,
+) -> None:
+    """``level`` is LOG_LEVEL, which RootTrading's env sets for all of its services
+    (DEBUG in its example): it sets this service's level, but never below INFO for the
+    per-message loggers and the libraries, so that it cannot flood the log.
+    ``coordinator_level`` (COORDINATOR_LOG_LEVEL) wins over it, for everything."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    effective = logging.getLevelName((coordinator_level or level).upper())
+    root.setLevel(effective)
+    floor = effective if coordinator_level is not None else max(effective, logging.INFO)
+    for name in (PER_MESSAGE, *_LIBRARIES):
+        logging.getLogger(name).setLevel(floor)
     # Third-party chatter below WARNING is noise in a service log.
     for noisy in ("urllib3", "waitress.queue"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(max(floor, logging.WARNING))
 
 
 def log_thread_stacks(logger: logging.Logger) -> None:

@@ -111,5 +111,13 @@ class Services:
     kept_halt: KeptRecords = field(default_factory=KeptRecords)
     """ServiceHealth's kill switch as last known (key ``halt``), for its next incarnation."""
 
+    @property
+    def mode(self) -> str:
+        """Where orders go: ``paper`` (the in-process paper exchange, no real money),
+        ``live`` (the Trader), or ``shadow`` (TRADING_ENABLED=false: none is sent)."""
+        if not self.config.trading.enabled:
+            return "shadow"
+        return "paper" if self.paper_exchange else "live"
+
     def uptime(self) -> float:
         return self.clock.monotonic() - self.started_monotonic

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from coordinator.cli import main
 from coordinator.config import SETTINGS, ConfigError, load_config, redact_url
@@ -193,3 +196,325 @@ def test_quantity_decimals_by_symbol_are_parsed_like_the_stop_rules():
     config = load_config({"QUANTITY_DECIMALS_BY_SYMBOL": "BTCUSDC:5, solusdc:3,"})
     assert config.risk.quantity_decimals_by_symbol == (("BTCUSDC", 5), ("SOLUSDC", 3))
     assert config.risk.quantity_decimals == 8
+
+
+# --- paper or live, as RootTrading's compose runs it ----------------------------------
+
+ROOTTRADING_ENV = {
+    # RootTrading's env.example, as its compose hands it to the coordinator service.
+    "REDIS_HOST": "redis",
+    "REDIS_PORT": "6379",
+    "REDIS_PASSWORD": "",
+    "REDIS_DB": "0",
+    "PGUSER": "postgres",
+    "PGPASSWORD": "postgres",
+    "PGDATABASE": "trading",
+    "PGHOST": "db",
+    "PGPORT": "5432",
+    "LOG_LEVEL": "DEBUG",
+    "TRADING_SYMBOLS": "BTCUSDC,ETHUSDC,SOLUSDC,XRPUSDC,NEARUSDC,LINKUSDC,AAVEUSDC,DOGEUSDC",
+    "COORDINATOR_PORT": "5003",
+    "TRADING_ENABLED": "true",
+}
+
+
+def test_nothing_configured_trades_on_paper():
+    config = load_config({})
+    assert config.paper_trading is True
+    assert config.trader.url is None and config.portfolio.url is None
+    assert dict(config.sources)["PAPER_TRADING"].startswith("derived: nothing configured")
+
+
+def test_roottrading_compose_env_trades_live_at_its_trader_and_portfolio():
+    config = load_config(ROOTTRADING_ENV)
+    assert config.paper_trading is False
+    assert config.trader.url == "http://trader:5002"
+    assert config.portfolio.url == "http://portfolio:8000"
+    sources = dict(config.sources)
+    assert sources["TRADER_API_URL"] == "default: RootTrading's service"
+    assert sources["PORTFOLIO_API_URL"] == "default: RootTrading's service"
+    texts = [note.text for note in config.notes]
+    assert any("http://trader:5002" in t for t in texts)
+    assert any("http://portfolio:8000" in t for t in texts)
+    assert config.service.log_level == "debug"
+    assert config.trading.symbols[-1] == "DOGEUSDC"
+
+
+@pytest.mark.parametrize(
+    "configured",
+    [
+        {"REDIS_URL": "redis://redis:6379/0"},
+        {"REDIS_HOST": "redis"},
+        {"DATABASE_URL": "postgresql://db/trading"},
+        {"PGHOST": "db"},
+        {"TRADER_API_URL": "http://trader:5002"},
+        {"PORTFOLIO_API_URL": "http://portfolio:8000"},
+    ],
+    ids=lambda env: next(iter(env)),
+)
+def test_anything_configured_means_live_with_the_missing_urls_defaulted(configured):
+    config = load_config(configured)
+    assert config.paper_trading is False
+    assert config.trader.url is not None and config.portfolio.url is not None
+
+
+def test_paper_on_purpose_with_redis_and_postgresql_configured():
+    config = load_config({"REDIS_HOST": "redis", "PGHOST": "db", "PAPER_TRADING": "true"})
+    assert config.paper_trading is True
+    assert config.trader.url is None and config.portfolio.url is None
+    assert load_config({"PGHOST": "db"}, overrides={"PAPER_TRADING": True}).paper_trading
+
+
+def test_paper_trading_false_with_nothing_configured_goes_live():
+    config = load_config({"PAPER_TRADING": "false"})
+    assert config.paper_trading is False
+    assert config.trader.url == "http://trader:5002"
+
+
+@pytest.mark.parametrize(
+    ("env", "argv", "named"),
+    [
+        ({"PAPER_TRADING": "true", "TRADER_API_URL": "http://t:1"}, ["run"], ["TRADER_API_URL"]),
+        (
+            {
+                "PAPER_TRADING": "yes",
+                "PORTFOLIO_API_URL": "http://p:1",
+                "TRADER_API_URL": "http://t:1",
+            },
+            ["run"],
+            ["TRADER_API_URL", "PORTFOLIO_API_URL"],
+        ),
+        ({"PORTFOLIO_API_URL": "http://p:1"}, ["run", "--paper"], ["PORTFOLIO_API_URL"]),
+    ],
+    ids=["env", "both-urls", "--paper"],
+)
+def test_paper_with_an_explicit_service_url_exits_2_naming_both(
+    env, argv, named, monkeypatch, capsys
+):
+    for setting in SETTINGS:
+        monkeypatch.delenv(setting.name, raising=False)
+    monkeypatch.delenv("COORDINATOR_CONFIG", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "PAPER_TRADING=true" in err
+    source = "command line" if "--paper" in argv else "environment"
+    assert f"PAPER_TRADING=true ({source})" in err
+    for name in named:
+        assert f"{name}={env[name]} (environment)" in err
+    assert "are both set" in err
+
+
+def test_check_config_shows_paper_and_where_it_came_from(monkeypatch, capsys):
+    for setting in SETTINGS:
+        monkeypatch.delenv(setting.name, raising=False)
+    monkeypatch.delenv("COORDINATOR_CONFIG", raising=False)
+    monkeypatch.setenv("PGHOST", "db")
+    assert main(["check-config", "--json"]) == 0
+    effective = json.loads(capsys.readouterr().out)
+    assert effective["PAPER_TRADING"]["value"] is False
+    assert effective["TRADER_API_URL"] == {
+        "value": "http://trader:5002",
+        "source": "default: RootTrading's service",
+    }
+    assert main(["check-config", "--json", "--paper"]) == 0
+    effective = json.loads(capsys.readouterr().out)
+    assert effective["PAPER_TRADING"] == {"value": True, "source": "command line"}
+    assert effective["TRADER_API_URL"]["value"] is None
+
+
+# --- the order timeout and the reservations -------------------------------------------
+
+
+def test_the_trader_read_timeout_is_roottradings_15_s_and_reservations_outlive_a_held_order():
+    from coordinator.config_modes import held_reservation_seconds
+
+    config = load_config({})
+    assert config.execution.read_timeout == 15
+    held = held_reservation_seconds(config.execution.connect_timeout, 15)
+    assert config.risk.reservation_lifetime > held
+    assert not [n for n in config.notes if "RESERVATION_LIFETIME" in n.text]
+
+
+def test_a_reservation_shorter_than_a_held_order_may_wait_is_a_warning():
+    config = load_config({"RESERVATION_LIFETIME": "30"})
+    (note,) = [n for n in config.notes if "RESERVATION_LIFETIME" in n.text]
+    assert note.level == logging.WARNING
+    assert "held after a 5xx" in note.text
+
+
+def test_the_reservation_check_follows_the_default_read_timeout():
+    with pytest.raises(ConfigError, match="= 21"):
+        load_config({"RESERVATION_LIFETIME": "20"})
+
+
+# --- TRADING_SYMBOLS and LOG_LEVEL as RootTrading's env writes them ---------------------
+
+
+def test_an_empty_trading_symbols_lists_none_and_candidates_come_from_market_data():
+    config = load_config({"TRADING_SYMBOLS": ""})
+    assert config.trading.symbols == ()
+    assert config.universe_manager.candidates == "data"
+    assert dict(config.sources)["UNIVERSE_CANDIDATES"] == "derived: TRADING_SYMBOLS is empty"
+    assert load_config({"TRADING_SYMBOLS": "  "}).trading.symbols == ()
+    assert load_config({"TRADING_SYMBOLS": "[]"}).trading.symbols == ()
+
+
+def test_unset_trading_symbols_keeps_the_five_defaults():
+    config = load_config({})
+    assert config.trading.symbols == ("BTCUSDC", "ETHUSDC", "SOLUSDC", "XRPUSDC", "BNBUSDC")
+    assert config.universe_manager.candidates == "config"
+
+
+def test_empty_trading_symbols_with_config_candidates_warns_and_loads():
+    config = load_config({"TRADING_SYMBOLS": "", "UNIVERSE_CANDIDATES": "config"})
+    assert config.trading.symbols == ()
+    assert config.universe_manager.candidates == "config"
+    (note,) = [n for n in config.notes if "TRADING_SYMBOLS" in n.text]
+    assert note.level == logging.WARNING
+    assert "CORE_PAIRS (BTCUSDC,ETHUSDC)" in note.text
+    redis_candidates = load_config({"TRADING_SYMBOLS": "", "UNIVERSE_CANDIDATES": "redis"})
+    assert redis_candidates.universe_manager.candidates == "redis"
+    assert not [n for n in redis_candidates.notes if "TRADING_SYMBOLS" in n.text]
+
+
+def test_an_empty_trading_symbols_in_the_config_file_lists_none(tmp_path):
+    file = tmp_path / "coordinator.toml"
+    file.write_text("TRADING_SYMBOLS = []\n")
+    assert load_config({}, config_file=file).trading.symbols == ()
+
+
+@pytest.mark.parametrize(
+    ("raw", "level"),
+    [("DEBUG", "debug"), ("INFO", "info"), ("WARNING", "warning"), ("WARN", "warning"),
+     ("ERROR", "error"), ("CRITICAL", "critical"), ("info", "info")],
+)  # fmt: skip
+def test_log_level_takes_roottradings_spellings(raw, level):
+    config = load_config({"LOG_LEVEL": raw, "COORDINATOR_LOG_LEVEL": raw})
+    assert config.service.log_level == level
+    assert config.service.coordinator_log_level == level
+
+
+def test_a_bad_coordinator_log_level_is_named():
+    with pytest.raises(ConfigError, match="COORDINATOR_LOG_LEVEL='loud'"):
+        load_config({"COORDINATOR_LOG_LEVEL": "loud"})
+
+
+@pytest.fixture
+def restored_logging():
+    """configure_logging changes the process's logging: put it back for pytest."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    names = ("coordinator.flow", "pykka", "waitress", "urllib3", "coordinator.daemon")
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name, old in levels.items():
+        logging.getLogger(name).setLevel(old)
+
+
+def _logged(level: str, coordinator_level: str | None) -> list[dict]:
+    import io
+
+    from coordinator.logs import configure_logging, message_logger
+
+    stream = io.StringIO()
+    configure_logging(level, "json", stream, coordinator_level=coordinator_level)
+    message_logger("intake").debug("signal received")
+    message_logger("market").info("a candle, at INFO")
+    logging.getLogger("pykka").debug("library chatter")
+    logging.getLogger("coordinator.daemon").debug("a start-up detail")
+    logging.getLogger("coordinator.daemon").info("a start-up line")
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_roottradings_log_level_debug_does_not_turn_on_the_per_message_lines(restored_logging):
+    messages = [r["msg"] for r in _logged("debug", None)]
+    assert "signal received" not in messages
+    assert "library chatter" not in messages
+    assert "a candle, at INFO" in messages
+    assert "a start-up detail" in messages
+    assert "a start-up line" in messages
+
+
+def test_coordinator_log_level_debug_turns_them_on(restored_logging):
+    messages = [r["msg"] for r in _logged("info", "debug")]
+    assert "signal received" in messages
+    assert "library chatter" in messages
+    assert "a start-up detail" in messages
+
+
+def test_coordinator_log_level_wins_over_log_level_both_ways(restored_logging):
+    messages = [r["msg"] for r in _logged("debug", "warning")]
+    assert messages == []
+    messages = [r["msg"] for r in _logged("error", "info")]
+    assert "a start-up line" in messages and "a candle, at INFO" in messages
+    assert "a start-up detail" not in messages
+
+
+def test_check_config_prints_the_start_up_notes(monkeypatch, capsys):
+    for setting in SETTINGS:
+        monkeypatch.delenv(setting.name, raising=False)
+    monkeypatch.delenv("COORDINATOR_CONFIG", raising=False)
+    monkeypatch.setenv("REDIS_HOST", "redis")
+    monkeypatch.setenv("TRADING_SYMBOLS", "")
+    monkeypatch.setenv("UNIVERSE_CANDIDATES", "config")
+    assert main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert "# INFO: TRADER_API_URL not set: using RootTrading's default http://trader:5002" in out
+    assert "# WARNING: TRADING_SYMBOLS is empty and UNIVERSE_CANDIDATES=config" in out
+
+
+_DEPLOYMENT = {
+    "REDIS_URL": "redis://redis:6379/0",
+    "REDIS_HOST": "redis",
+    "DATABASE_URL": "postgresql://db/trading",
+    "PGHOST": "db",
+    "TRADER_API_URL": "http://trader.example:5002",
+    "PORTFOLIO_API_URL": "http://portfolio.example:8000",
+}
+
+
+@given(
+    configured=st.sets(st.sampled_from(sorted(_DEPLOYMENT))),
+    paper=st.sampled_from([None, "true", "false"]),
+    flag=st.booleans(),
+)
+def test_orders_go_to_paper_only_when_asked_or_all_embedded(configured, paper, flag):
+    if {"REDIS_URL", "REDIS_HOST"} <= configured or {"DATABASE_URL", "PGHOST"} <= configured:
+        return  # both ways to one server: a configuration error of its own
+    env = {name: _DEPLOYMENT[name] for name in configured}
+    if paper is not None:
+        env["PAPER_TRADING"] = paper
+    overrides = {"PAPER_TRADING": True} if flag else None
+    asked = flag or paper == "true"
+    urls = configured & {"TRADER_API_URL", "PORTFOLIO_API_URL"}
+    try:
+        config = load_config(env, overrides=overrides)
+    except ConfigError as exc:
+        # Only paper asked for together with a service URL is refused, naming both.
+        assert asked and urls
+        (error,) = exc.errors
+        assert "PAPER_TRADING=true" in error and all(name in error for name in urls)
+        return
+    assert not (asked and urls)
+    wanted_paper = asked or (paper is None and not configured)
+    assert config.paper_trading is wanted_paper
+    if config.paper_trading:
+        assert config.trader.url is None and config.portfolio.url is None
+    else:
+        # Live: both services have an address, the given one or RootTrading's.
+        defaults = {
+            "TRADER_API_URL": "http://trader:5002",
+            "PORTFOLIO_API_URL": "http://portfolio:8000",
+        }
+        expected = {name: env.get(name, default) for name, default in defaults.items()}
+        assert {
+            "TRADER_API_URL": config.trader.url,
+            "PORTFOLIO_API_URL": config.portfolio.url,
+        } == expected

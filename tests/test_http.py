@@ -322,3 +322,17 @@ def test_servers_given_by_host_variables_are_used(start_coordinator, redis_serve
         f"host=127.0.0.1 port={postgres.port} user=postgres dbname={postgres.database}"
     )
     assert status["dependencies"]["redis"]["target"].startswith("redis://:***@127.0.0.1:")
+
+
+def test_health_status_and_diagnostic_say_where_orders_go(start_coordinator):
+    _, base = start_coordinator()
+    body = wait_healthy(base)
+    assert body["paper"] is False and body["mode"] == "live"
+    status = get(base, "/status").json()
+    assert status["paper"] is False and status["mode"] == "live"
+    diagnostic = get(base, "/diagnostic").json()
+    assert diagnostic["paper"] is False and diagnostic["mode"] == "live"
+    assert diagnostic["config"]["PAPER_TRADING"] == {
+        "value": False,
+        "source": "derived: Redis, PostgreSQL or a service URL configured",
+    }

@@ -57,7 +57,7 @@ def server_pids(coordinator: CoordinatorProcess) -> list[int]:
 
 
 class CoordinatorProcess:
-    def __init__(self, data_dir: Path, **env: str) -> None:
+    def __init__(self, data_dir: Path, *args: str, **env: str) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -65,7 +65,18 @@ class CoordinatorProcess:
         environment = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("REDIS_", "PG", "DATABASE_", "COORDINATOR_", "SUPERVISOR_"))
+            if not key.startswith(
+                (
+                    "REDIS_",
+                    "PG",
+                    "DATABASE_",
+                    "COORDINATOR_",
+                    "SUPERVISOR_",
+                    "TRADER_",
+                    "PORTFOLIO_",
+                )
+            )
+            and key not in ("PAPER_TRADING", "LOG_LEVEL", "TRADING_SYMBOLS")
         }
         environment.update(
             {
@@ -80,7 +91,7 @@ class CoordinatorProcess:
         )
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "coordinator", "run", "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "coordinator", "run", "--data-dir", str(data_dir), *args],
             cwd=ROOT,
             env=environment,
             stdout=self._log,
@@ -118,8 +129,8 @@ class CoordinatorProcess:
 def launch(tmp_path: Path) -> Iterator[Any]:
     launched: list[CoordinatorProcess] = []
 
-    def start(name: str = "data", **env: str) -> CoordinatorProcess:
-        process = CoordinatorProcess(tmp_path / name, **env)
+    def start(name: str = "data", *args: str, **env: str) -> CoordinatorProcess:
+        process = CoordinatorProcess(tmp_path / name, *args, **env)
         launched.append(process)
         return process
 
@@ -268,3 +279,39 @@ def test_exit_is_within_ten_seconds_even_with_a_hung_actor(launch):
     assert coordinator.wait_exit(10) == 0
     assert time.monotonic() - started < 10
     assert "did not stop within" in coordinator.log()
+
+
+def test_embedded_run_is_paper_said_once_at_start_and_roottradings_debug_stays_quiet(launch):
+    coordinator = launch(LOG_LEVEL="DEBUG")
+    health = coordinator.wait_up()
+    assert health["paper"] is True and health["mode"] == "paper"
+    assert requests.get(coordinator.url + "/status", timeout=2).json()["paper"] is True
+    coordinator.process.send_signal(signal.SIGTERM)
+    assert coordinator.wait_exit(10) == 0
+    records = coordinator.log_records()
+    banners = [r for r in records if r["msg"].startswith("PAPER TRADING")]
+    assert len(banners) == 1 and banners[0]["level"] == "warning"
+    assert "no real money" in banners[0]["msg"]
+    assert "nothing configured" in banners[0]["msg"]
+    # LOG_LEVEL=DEBUG (RootTrading's example env) turns on this service's own DEBUG
+    # lines, not the libraries' nor the per-message ones.
+    assert not [r for r in records if r["logger"].startswith(("pykka", "coordinator.flow"))]
+
+
+def test_run_paper_with_configured_redis_and_postgresql(launch, redis_server, postgres):
+    coordinator = launch("data", "--paper", REDIS_URL=redis_server.url, DATABASE_URL=postgres.dsn)
+    health = coordinator.wait_up()
+    assert health["paper"] is True and health["mode"] == "paper"
+    coordinator.process.send_signal(signal.SIGTERM)
+    assert coordinator.wait_exit(10) == 0
+    banners = [r for r in coordinator.log_records() if r["msg"].startswith("PAPER TRADING")]
+    assert len(banners) == 1
+    assert "PAPER_TRADING=true from command line" in banners[0]["msg"]
+
+
+def test_run_paper_with_a_trader_url_exits_2_naming_both(launch):
+    coordinator = launch("data", "--paper", TRADER_API_URL="http://trader:5002")
+    assert coordinator.wait_exit(30) == 2
+    log = coordinator.log()
+    assert "PAPER_TRADING=true (command line)" in log
+    assert "TRADER_API_URL=http://trader:5002 (environment)" in log

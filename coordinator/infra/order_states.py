@@ -11,10 +11,21 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg2.extensions import make_dsn, parse_dsn
+
 from coordinator.infra.pipeline_store import clean_text
 from coordinator.infra.store import OwnConnectionStore
 
-__all__ = ["HELD_MARK", "RESENT_MARK", "Execution", "OrderRow", "OrderStates", "ResolveResult"]
+__all__ = [
+    "HELD_MARK",
+    "PAPER_SETTING",
+    "RESENT_MARK",
+    "Execution",
+    "OrderRow",
+    "OrderStates",
+    "ResolveResult",
+    "paper_dsn",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +37,19 @@ Validator for the reconciliation (found: accepted; not found: sent again if fres
 RESENT_MARK = "resent: "
 """How the error of a held order begins once its Validator sent it again (same client
 order id): unknown until that attempt's answer, reconciled like any unknown order."""
+
+
+PAPER_SETTING = "coordinator.paper"
+"""The session setting that marks the orders a connection writes as paper orders (the
+``paper`` column's default reads it)."""
+
+
+def paper_dsn(dsn: str) -> str:
+    """``dsn`` with the paper mark on each of its sessions: every order written through it
+    is recorded ``paper`` whatever path writes it (intent, store writer, journal replay)."""
+    given = parse_dsn(dsn).get("options")
+    mark = f"-c {PAPER_SETTING}=on"
+    return make_dsn(dsn, options=f"{given} {mark}" if given else mark)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +65,8 @@ class OrderRow:
     created_at: float
     updated_at: float
     reference_price: float | None = None
+    paper: bool | None = None
+    """Sent to the in-process paper exchange; None: written before this was recorded."""
 
     @property
     def held(self) -> bool:
@@ -69,7 +95,7 @@ class ResolveResult:
 
 
 _COLUMNS = """client_order_id, signal_id, symbol, side, quantity, state, trader_order_id, error,
-    extract(epoch FROM created_at), extract(epoch FROM updated_at), reference_price"""
+    extract(epoch FROM created_at), extract(epoch FROM updated_at), reference_price, paper"""
 
 
 def _row(r: tuple[Any, ...]) -> OrderRow:
@@ -85,6 +111,7 @@ def _row(r: tuple[Any, ...]) -> OrderRow:
         created_at=float(r[8]),
         updated_at=float(r[9]),
         reference_price=None if r[10] is None else float(r[10]),
+        paper=r[11],
     )
 
 

@@ -336,7 +336,7 @@ class PipelineStore(OwnConnectionStore):
                           d.outcome, d.reason, d.detail, d.checks, d.quantity, d.decided_at,
                           d.decided_by, d.intake_to_decision_ms, d.intake_to_order_ms,
                           o.client_order_id, o.state, o.quantity, o.reference_price,
-                          o.trader_order_id, o.error, o.created_at, o.updated_at
+                          o.trader_order_id, o.error, o.created_at, o.updated_at, o.paper
                    FROM coordinator_signals s
                    LEFT JOIN coordinator_decisions d USING (signal_id)
                    LEFT JOIN coordinator_orders o USING (signal_id)
@@ -386,6 +386,7 @@ class PipelineStore(OwnConnectionStore):
                     "error": row[24],
                     "created_at": _iso(row[25]),
                     "updated_at": _iso(row[26]),
+                    "paper": row[27],
                 },
             }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -12,6 +13,7 @@ from typing import Any
 
 import psycopg2
 import psycopg2.extensions
+from psycopg2.extensions import parse_dsn
 
 __all__ = [
     "KillSwitchStore",
@@ -50,6 +52,11 @@ def connect(
     options = f"-c statement_timeout={int(timeout * 1000)}"
     if not synchronous_commit:
         options += " -c synchronous_commit=off"
+    # The DSN's own session settings (the paper mark among them) are kept, not replaced.
+    with contextlib.suppress(psycopg2.Error):
+        given = parse_dsn(dsn).get("options")
+        if given:
+            options = f"{given} {options}"
     try:
         return psycopg2.connect(
             dsn,

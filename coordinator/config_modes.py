@@ -1,0 +1,151 @@
+"""What the settings mean together: paper or live, the Trader's and Portfolio's
+addresses, the universe's candidates, and what the reservations must outlive.
+
+RootTrading's compose file sets neither ``TRADER_API_URL`` nor ``PORTFOLIO_API_URL``
+(its coordinator defaulted them to its own services), and its example env leaves
+``TRADING_SYMBOLS`` to the operator. A coordinator swapped in under it must trade at
+the real Trader, not on paper: paper runs only when asked, or when nothing at all is
+configured (everything embedded, as ``make run`` starts it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ROOTTRADING_PORTFOLIO_URL",
+    "ROOTTRADING_TRADER_URL",
+    "Note",
+    "held_reservation_seconds",
+    "resolve_environment",
+]
+
+ROOTTRADING_TRADER_URL = "http://trader:5002"
+"""Where RootTrading's compose runs its Trader (its coordinator's default)."""
+ROOTTRADING_PORTFOLIO_URL = "http://portfolio:8000"
+"""Where RootTrading's compose runs its Portfolio (its coordinator's default)."""
+
+_CONFIGURED = (
+    "REDIS_URL",
+    "REDIS_HOST",
+    "DATABASE_URL",
+    "PGHOST",
+    "TRADER_API_URL",
+    "PORTFOLIO_API_URL",
+)
+"""Any of these set means a deployment, not the all-embedded default."""
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A line for the start-up log about the configuration."""
+
+    level: int
+    """A ``logging`` level."""
+    text: str
+
+
+def held_reservation_seconds(connect_timeout: float, read_timeout: float) -> float:
+    """The longest a reservation may stay held for an order answered 5xx: the intent
+    claim and the answer, then the reconciler's window after the send, then the time its
+    Validator waits past that window before it decides the signal unknown."""
+    from coordinator.actors.held_orders import _GIVE_UP_AFTER as GIVE_UP_AFTER
+    from coordinator.actors.reconciler import match_policy
+
+    window = match_policy(read_timeout).window_after
+    return connect_timeout + read_timeout + 5.0 + window + GIVE_UP_AFTER
+
+
+def resolve_environment(
+    values: MutableMapping[str, Any],
+    raw: Mapping[str, tuple[Any, str]],
+    derived: MutableMapping[str, str],
+    notes: list[Note],
+) -> list[str]:
+    """Settle the values that depend on others (in ``values``, their sources in
+    ``derived``), add the start-up ``notes``, and return the errors."""
+    errors: list[str] = []
+    given_urls = [n for n in ("TRADER_API_URL", "PORTFOLIO_API_URL") if values[n] is not None]
+    asked = values["PAPER_TRADING"]
+    if asked is True and given_urls:
+        errors.append(
+            "PAPER_TRADING=true ({}) and {} are both set: expected one of them; paper "
+            "orders go to the in-process paper exchange and never to a Trader, so unset "
+            "PAPER_TRADING (or --paper) to trade at {}, or unset {} to trade on paper".format(
+                raw["PAPER_TRADING"][1] if "PAPER_TRADING" in raw else "default",
+                " and ".join(f"{n}={values[n]} ({raw[n][1]})" for n in given_urls),
+                " and ".join(given_urls),
+                " and ".join(given_urls),
+            )
+        )
+        return errors
+    if asked is None:
+        embedded = not any(values[n] is not None for n in _CONFIGURED)
+        values["PAPER_TRADING"] = embedded
+        derived["PAPER_TRADING"] = (
+            "derived: nothing configured, everything embedded"
+            if embedded
+            else "derived: Redis, PostgreSQL or a service URL configured"
+        )
+    if not values["PAPER_TRADING"]:
+        for name, default in (
+            ("TRADER_API_URL", ROOTTRADING_TRADER_URL),
+            ("PORTFOLIO_API_URL", ROOTTRADING_PORTFOLIO_URL),
+        ):
+            if values[name] is None:
+                values[name] = default
+                derived[name] = "default: RootTrading's service"
+                notes.append(
+                    Note(
+                        logging.INFO,
+                        f"{name} not set: using RootTrading's default {default} "
+                        "(set PAPER_TRADING=true to trade on paper instead)",
+                    )
+                )
+    _symbols(values, raw, derived, notes)
+    held = held_reservation_seconds(values["TRADER_CONNECT_TIMEOUT"], values["TRADER_READ_TIMEOUT"])
+    if values["RESERVATION_LIFETIME"] <= held:
+        notes.append(
+            Note(
+                logging.WARNING,
+                f"RESERVATION_LIFETIME={values['RESERVATION_LIFETIME']:g} s is shorter than an "
+                f"order held after a 5xx answer may wait ({held:g} s with "
+                f"TRADER_CONNECT_TIMEOUT={values['TRADER_CONNECT_TIMEOUT']:g} and "
+                f"TRADER_READ_TIMEOUT={values['TRADER_READ_TIMEOUT']:g}): its reservation may "
+                "be released while the order is still looked for, and its room taken again",
+            )
+        )
+    return errors
+
+
+def _symbols(
+    values: MutableMapping[str, Any],
+    raw: Mapping[str, tuple[Any, str]],
+    derived: MutableMapping[str, str],
+    notes: list[Note],
+) -> None:
+    """An empty TRADING_SYMBOLS lists none: the candidates come from elsewhere."""
+    if values["TRADING_SYMBOLS"]:
+        return
+    if "UNIVERSE_CANDIDATES" not in raw:
+        values["UNIVERSE_CANDIDATES"] = "data"
+        derived["UNIVERSE_CANDIDATES"] = "derived: TRADING_SYMBOLS is empty"
+        notes.append(
+            Note(
+                logging.INFO,
+                "TRADING_SYMBOLS is empty: the universe's candidates are every symbol with "
+                "market data (UNIVERSE_CANDIDATES=data)",
+            )
+        )
+    elif values["UNIVERSE_CANDIDATES"] == "config":
+        notes.append(
+            Note(
+                logging.WARNING,
+                "TRADING_SYMBOLS is empty and UNIVERSE_CANDIDATES=config: no candidate; the "
+                "universe holds only CORE_PAIRS ({}); set TRADING_SYMBOLS, or "
+                "UNIVERSE_CANDIDATES=data or redis".format(",".join(values["CORE_PAIRS"])),
+            )
+        )
