@@ -158,6 +158,13 @@ class StoreWriter(ChildActor):
         exits = self._store.decide_orphaned_exits(self._clock.time())
         if exits:
             logger.warning("%d exit(s) left undecided by an earlier run decided now", exits)
+        # Before the intake reads the table: a row of a signal decided earlier (its mark
+        # lost, or made while the table was absent) is not read again.
+        marked = self._store.mark_decided_trading_signals(
+            self._clock.time() - max(self._services.config.intake.dedup_window, 86_400.0)
+        )
+        if marked:
+            logger.info("%d trading_signals row(s) of signals decided earlier marked", marked)
 
     def handle(self, message: Any) -> Any:
         match message:

@@ -289,6 +289,11 @@ class PipelineStore(OwnConnectionStore):
 
         return self._run(work)
 
+    def mark_decided_trading_signals(self, since: float) -> int:
+        """Rows of ``trading_signals`` whose signal was decided since ``since`` but
+        which are not marked ``processed`` yet: marked now."""
+        return self._run(lambda cur: self._trading_signals.mark_decided(cur, since))
+
     def pending_trading_signals(self, since: float) -> list[dict[str, Any]]:
         """Consensus rows of the aggregator's ``trading_signals`` not processed yet, whose
         signal is younger than ``since``; none when the table is absent."""

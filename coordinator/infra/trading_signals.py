@@ -148,3 +148,33 @@ class TradingSignalsTable:
             return 0
         cur.execute("RELEASE SAVEPOINT trading_signals_processed")
         return int(cur.rowcount)
+
+    def mark_decided(self, cur: Any, since: float) -> int:
+        """``processed = true`` on the rows of signals decided since ``since`` (epoch s)
+        whose mark is missing: decided while the table was absent, or refused, or by
+        a process that died before its batch went in. At start, before the catch-up
+        reads the table, so a row already decided is not even read again."""
+        if not self.present(cur):
+            return 0
+        assert self._columns is not None
+        if self._columns["id"] in _INTEGER_TYPES:
+            match = "t.id = substr(d.signal_id, 4)::bigint AND d.signal_id ~ '^db:[0-9]{1,18}$'"
+        else:
+            match = "t.id::text = substr(d.signal_id, 4) AND d.signal_id LIKE 'db:%%'"
+        cur.execute("SAVEPOINT trading_signals_decided")
+        try:
+            cur.execute(
+                f"""UPDATE trading_signals t SET processed = true
+                    FROM coordinator_decisions d
+                    WHERE {match} AND d.decided_at > to_timestamp(%s)
+                      AND t.processed IS NOT TRUE""",
+                (since,),
+            )
+        except _TRANSIENT:
+            raise
+        except psycopg2.Error as exc:
+            cur.execute("ROLLBACK TO SAVEPOINT trading_signals_decided")
+            logger.error("trading_signals rows of decided signals not marked: %s", exc)
+            return 0
+        cur.execute("RELEASE SAVEPOINT trading_signals_decided")
+        return int(cur.rowcount)

@@ -103,11 +103,20 @@ def test_every_row_through_the_catch_up_at_start(pipelines, postgres):
     for row_id in constituents:
         assert pipe.stored(f"db:{row_id}") is None
     # Not read as signals at all: only the consensus was received.
-    snapshot = pipe.directory.ask("signal_intake", GetIntakeSnapshot(), timeout=5)
-    assert snapshot.received == 1
+    assert intake_snapshot(pipe).received == 1
 
 
-def test_a_consensus_from_redis_then_from_the_table_is_decided_once(pipelines, postgres):
+def intake_snapshot(pipe: Any) -> Any:
+    return pipe.directory.ask("signal_intake", GetIntakeSnapshot(), timeout=5)
+
+
+def orders_of(dsn: str, signal_id: str) -> int:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM coordinator_orders WHERE signal_id = %s", (signal_id,))
+        return cur.fetchone()[0]
+
+
+def test_a_consensus_from_redis_then_in_the_table_is_decided_once(pipelines, postgres):
     # The table appears after the signal came by Redis: nothing marked the row then.
     dsn = fresh_database(postgres.dsn, rt_table=False)
     first = pipelines(database_dsn=dsn)
@@ -121,18 +130,28 @@ def test_a_consensus_from_redis_then_from_the_table_is_decided_once(pipelines, p
     for row in rows_now():
         insert_row(dsn, row)
     second = pipelines(database_dsn=dsn, wait_active=False)
-    wait_for(
-        lambda: (
-            second.directory.ask("signal_intake", GetIntakeSnapshot(), timeout=5).duplicates >= 1
-        ),
-        message="the row recognised as the signal decided",
-    )
+    # Marked at start as the row of a decided signal, so not even read again.
+    wait_for(lambda: processed(dsn)[CONSENSUS_ID], message="the decided consensus row marked")
     again = second.decision(f"db:{CONSENSUS_ID}")
     assert again["decision"] == decided["decision"]
     assert again["signal"]["source"] == "pubsub"
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT count(*) FROM coordinator_orders WHERE signal_id = %s", (f"db:{CONSENSUS_ID}",)
-        )
-        assert cur.fetchone()[0] <= 1
+    assert orders_of(dsn, f"db:{CONSENSUS_ID}") <= 1
     assert second.paper.stats()["fills_by_client_order_id"] == {}
+    assert intake_snapshot(second).received == 0
+    assert not any(processed(dsn)[r["id"]] for r in rows_now() if r["strategy"] != "CONSENSUS")
+
+
+def test_a_consensus_taken_from_the_table_then_by_redis_is_decided_once(pipelines, postgres):
+    dsn = fresh_database(postgres.dsn)
+    for row in rows_now():
+        insert_row(dsn, row)
+    pipe = pipelines(database_dsn=dsn, wait_active=False)
+    decided = pipe.decision(f"db:{CONSENSUS_ID}")
+    assert decided["signal"]["source"] == "database"
+    pipe.publish(published_now())
+    wait_for(
+        lambda: intake_snapshot(pipe).duplicates >= 1,
+        message="the published signal recognised as the row decided",
+    )
+    assert pipe.decision(f"db:{CONSENSUS_ID}")["decision"] == decided["decision"]
+    assert orders_of(dsn, f"db:{CONSENSUS_ID}") <= 1
