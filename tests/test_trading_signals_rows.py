@@ -384,3 +384,28 @@ def test_every_decided_signal_naming_a_row_marks_it_processed(pipelines, rt_db):
         lambda: processed(rt_db) == expected,
         message="each row named by a decided signal marked, the others not",
     )
+
+
+def test_marks_made_while_postgres_is_down_are_written_when_it_returns(pipelines, own_postgres):
+    dsn = own_postgres.dsn
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(RT_TRADING_SIGNALS)
+    payloads = [signal_payload(symbol) for symbol in ("SOLUSDC", "ETHUSDC", "XRPUSDC")]
+    hour_ago = time.time() - 3600
+    for row_id, payload in enumerate(payloads, start=400):
+        payload["metadata"]["db_id"] = row_id
+        insert_row(dsn, consensus_row(row_id, payload, moment=hour_ago))
+    pipe = pipelines(database_dsn=dsn)
+    own_postgres.stop()
+    for payload in payloads:
+        pipe.publish(payload)
+    wait_for(
+        lambda: pipe.store_snapshot().journaled >= len(payloads),
+        message="the decisions and their marks journaled while PostgreSQL is down",
+    )
+    own_postgres.start()
+    wait_for(
+        lambda: processed(dsn) == {400: True, 401: True, 402: True},
+        timeout=30,
+        message="every mark written once PostgreSQL is back",
+    )
