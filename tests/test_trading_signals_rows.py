@@ -294,6 +294,8 @@ def test_processed_is_set_with_the_decisions_and_unknown_ids_are_harmless(rt_db)
             [
                 decision_record("db:201"),
                 {"kind": "processed", "db_id": "201"},
+                # A constituent's id, as a signal sent by hand could carry it.
+                {"kind": "processed", "db_id": "200"},
                 {"kind": "processed", "db_id": "999999"},
                 {"kind": "processed", "db_id": "not-a-row"},
                 {"kind": "processed", "db_id": str(2**70)},

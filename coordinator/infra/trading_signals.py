@@ -108,6 +108,13 @@ class TradingSignalsTable:
         names = [column[0] for column in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
+    def _consensus_only(self, table: str) -> str:
+        # A signal may name any row (a db_id in a POST): a constituent row is never
+        # ours to mark, whatever names it.
+        if self._columns and "strategy" in self._columns:
+            return f" AND {table}.strategy = '{CONSENSUS_STRATEGY}'"
+        return ""
+
     def mark_processed(self, cur: Any, db_ids: list[str]) -> int:
         """``processed = true`` on these rows, inside the caller's transaction.
 
@@ -133,7 +140,9 @@ class TradingSignalsTable:
             return 0
         cur.execute("SAVEPOINT trading_signals_processed")
         try:
-            cur.execute(sql + " AND processed IS NOT TRUE", (ids,))
+            cur.execute(
+                sql + " AND processed IS NOT TRUE" + self._consensus_only("trading_signals"), (ids,)
+            )
         except _TRANSIENT:
             raise
         except psycopg2.Error as exc:
@@ -167,7 +176,7 @@ class TradingSignalsTable:
                 f"""UPDATE trading_signals t SET processed = true
                     FROM coordinator_decisions d
                     WHERE {match} AND d.decided_at > to_timestamp(%s)
-                      AND t.processed IS NOT TRUE""",
+                      AND t.processed IS NOT TRUE{self._consensus_only("t")}""",
                 (since,),
             )
         except _TRANSIENT:
