@@ -411,3 +411,17 @@ def test_marks_made_while_postgres_is_down_are_written_when_it_returns(pipelines
         timeout=30,
         message="every mark written once PostgreSQL is back",
     )
+
+
+def test_a_row_that_cannot_be_lifted_is_decided_invalid_and_marked(pipelines, rt_db):
+    broken = consensus_row(500, signal_payload("SOLUSDC"))
+    broken["metadata"] = {"original_metadata": "not an object"}
+    insert_row(rt_db, broken)
+    # The aggregator publishes (and stores) price 0 when it has no candle.
+    insert_row(rt_db, {**consensus_row(501, signal_payload("ETHUSDC")), "price": "0"})
+    pipe = pipelines(database_dsn=rt_db, wait_active=False)
+    for row_id, field in ((500, "trading_signals.metadata.original_metadata"), (501, "price")):
+        decision = pipe.decision(f"db:{row_id}")["decision"]
+        assert (decision["outcome"], decision["reason"]) == ("rejected", "invalid_signal")
+        assert field in decision["detail"]
+    wait_for(lambda: processed(rt_db) == {500: True, 501: True}, message="both rows marked")
