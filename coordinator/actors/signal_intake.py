@@ -16,8 +16,6 @@ import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import pykka
@@ -44,12 +42,21 @@ from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.supervisor.ticker import Ticker
 from coordinator.trading.routing import validator_for
-from coordinator.trading.signals import InvalidSignal, Signal, parse_signal
+from coordinator.trading.signal_rows import LiftedRow, RowKind, lift_row
+from coordinator.trading.signals import FieldError, InvalidSignal, Signal, parse_signal
 from coordinator.trading.validation import CheckResult, Outcome, Reason, check_freshness
 
 __all__ = ["SignalIntake", "trading_signal_payload"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _UnliftableRow:
+    """A ``trading_signals`` row read at start that cannot be a signal (to itself)."""
+
+    row: LiftedRow
+    """The row's id, text and what is wrong with it."""
 
 
 @dataclass
@@ -59,33 +66,25 @@ class _InFlight:
     stream_id: str | None
 
 
-def trading_signal_payload(row: dict[str, Any]) -> bytes:
-    """A ``trading_signals`` row as the aggregator's JSON, ``db_id`` set to its id."""
-    metadata = row.get("metadata")
-    if isinstance(metadata, str):
-        try:
-            metadata = json.loads(metadata)
-        except ValueError:
-            metadata = {}
-    metadata = dict(metadata or {})
-    metadata["db_id"] = row.get("id")
-    payload = {
-        key: value
-        for key, value in row.items()
-        if key not in ("metadata", "processed", "id", "created_at")
-    }
-    payload["metadata"] = metadata
-    if "timestamp" not in payload and row.get("created_at") is not None:
-        payload["timestamp"] = row["created_at"]
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, datetime):
-            return value.isoformat()
-        if isinstance(value, Decimal):
-            return float(value)
-        return value
-
-    return json.dumps({k: plain(v) for k, v in payload.items()}, default=str).encode()
+def trading_signal_payload(row: dict[str, Any]) -> bytes | LiftedRow:
+    """A consensus row as the aggregator published it (JSON bytes, ``db_id`` = its id),
+    else what the row is (a constituent, or invalid and why)."""
+    lifted = lift_row(row)
+    if lifted.kind is not RowKind.CONSENSUS:
+        return lifted
+    try:
+        data = json.dumps(lifted.payload, default=str, allow_nan=False).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        errors: tuple[FieldError, ...] = (
+            FieldError("trading_signals", f"not JSON-serialisable ({exc})"),
+        )
+    else:
+        parsed = parse_signal(data)
+        if isinstance(parsed, Signal):
+            return data
+        # Decided under the row's id all the same, so that the row is marked.
+        errors = parsed.errors
+    return replace(lifted, kind=RowKind.INVALID, payload=None, errors=errors)
 
 
 class SignalIntake(ChildActor):
@@ -168,19 +167,31 @@ class SignalIntake(ChildActor):
             return
         finally:
             store.close()
+        taken = skipped = 0
         for row in rows:
-            self.actor_ref.tell(
-                RawSignal(
-                    payload=trading_signal_payload(row),
-                    source="database",
-                    received_at=self._clock.time(),
-                    received_mono=self._clock.monotonic(),
-                    # An earlier process may have taken it in (and sent its order).
-                    redelivered=True,
+            payload = trading_signal_payload(row)
+            if isinstance(payload, bytes):
+                taken += 1
+                self.actor_ref.tell(
+                    RawSignal(
+                        payload=payload,
+                        source="database",
+                        received_at=self._clock.time(),
+                        received_mono=self._clock.monotonic(),
+                        # An earlier process may have taken it in (and sent its order).
+                        redelivered=True,
+                    )
                 )
-            )
-        if rows:
-            logger.warning("taking in %d unprocessed trading_signals row(s)", len(rows))
+            elif payload.kind is RowKind.INVALID:
+                taken += 1
+                self.actor_ref.tell(_UnliftableRow(row=payload))
+            else:
+                # A constituent the query let through: not a signal, left as it is.
+                skipped += 1
+        if taken:
+            logger.warning("taking in %d unprocessed trading_signals row(s)", taken)
+        if skipped:
+            logger.info("left %d constituent trading_signals row(s) alone", skipped)
 
     # --- messages ---------------------------------------------------------------------
 
@@ -188,6 +199,8 @@ class SignalIntake(ChildActor):
         match message:
             case RawSignal():
                 return self._admit(message)
+            case _UnliftableRow(row=row):
+                self._admit_unliftable(row)
             case SignalDecided(decision=decision):
                 self._in_flight.pop(decision.signal_id, None)
             case ChildRestarted(name=name):
@@ -237,6 +250,25 @@ class SignalIntake(ChildActor):
             redelivered=raw.redelivered,
         )
         return self._admit_parsed(message, raw.stream_id)
+
+    def _admit_unliftable(self, row: LiftedRow) -> None:
+        """A ``trading_signals`` row that is no signal: decided invalid under its row's
+        id (``db:<id>``), so the row is marked processed and not read again, and the
+        same signal arriving intact by Redis is recognised as decided."""
+        raw = RawSignal(
+            payload=b"",
+            source="database",
+            received_at=self._clock.time(),
+            received_mono=self._clock.monotonic(),
+            redelivered=True,
+        )
+        self._counts["received"] += 1
+        if self._is_duplicate(row.signal_id, None):
+            return
+        self._recent[row.signal_id] = self._clock.time()
+        self._record_signal(raw, row.signal_id, None, row.text)
+        check = CheckResult("parse", False, Reason.INVALID_SIGNAL, row.describe())
+        self._reject(raw, row.signal_id, None, check)
 
     def _admit_parsed(self, message: SubmitSignal, stream_id: str | None) -> Admission:
         signal = message.signal

@@ -40,6 +40,7 @@ from coordinator.messages.pipeline import (
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.ticker import Ticker
+from coordinator.trading.signal_rows import db_id_of
 from coordinator.trading.signals import Signal, parse_signal
 
 __all__ = ["StoreWriter"]
@@ -157,6 +158,13 @@ class StoreWriter(ChildActor):
         exits = self._store.decide_orphaned_exits(self._clock.time())
         if exits:
             logger.warning("%d exit(s) left undecided by an earlier run decided now", exits)
+        # Before the intake reads the table: a row of a signal decided earlier (its mark
+        # lost, or made while the table was absent) is not read again.
+        marked = self._store.mark_decided_trading_signals(
+            self._clock.time() - max(self._services.config.intake.dedup_window, 86_400.0)
+        )
+        if marked:
+            logger.info("%d trading_signals row(s) of signals decided earlier marked", marked)
 
     def handle(self, message: Any) -> Any:
         match message:
@@ -232,9 +240,12 @@ class StoreWriter(ChildActor):
         if decision.order is not None and decision.order.state in _FINAL_ORDER_STATES:
             self._record_order(decision.order)
         source = received.source if received is not None else "unknown"
-        signal = received.signal if received is not None else None
-        if signal is not None and signal.db_id is not None and source == "database":
-            self._records.append({"kind": "processed", "db_id": signal.db_id})
+        db_id = db_id_of(decision.signal_id)
+        if db_id is not None:
+            # RootTrading's row of this signal, however it came in (pub/sub, stream,
+            # POST /signals, the table itself), rejections included: written with the
+            # decision, in the same batch and transaction.
+            self._records.append({"kind": "processed", "db_id": db_id})
         if received is not None and received.stream_id:
             self._acks.append(received.stream_id)
         self._events.append(SignalDecided(decision=decision, source=source))

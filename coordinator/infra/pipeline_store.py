@@ -14,6 +14,7 @@ import psycopg2
 import psycopg2.extras
 
 from coordinator.infra.store import OwnConnectionStore, StoreError, first_line
+from coordinator.infra.trading_signals import TradingSignalsTable
 
 __all__ = ["PipelineStore", "RecordError", "clean_text"]
 
@@ -88,7 +89,7 @@ class PipelineStore(OwnConnectionStore):
 
     def __init__(self, dsn: str, *, timeout: float) -> None:
         super().__init__(dsn, timeout=timeout)
-        self._trading_signals: bool | None = None
+        self._trading_signals = TradingSignalsTable()
 
     def _run(self, work: Any) -> Any:
         conn = self._connection()
@@ -188,12 +189,8 @@ class PipelineStore(OwnConnectionStore):
                     fetch=True,
                 )
                 inserted = {row[0] for row in rows}
-            processed = [r["db_id"] for r in by_kind.get("processed", [])]
-            if processed and self._has_trading_signals(cur):
-                cur.execute(
-                    "UPDATE trading_signals SET processed = true WHERE id::text = ANY(%s)",
-                    (processed,),
-                )
+            processed = [str(r["db_id"]) for r in by_kind.get("processed", [])]
+            self._trading_signals.mark_processed(cur, processed)
             return inserted
 
         return self._run(work)
@@ -239,15 +236,6 @@ class PipelineStore(OwnConnectionStore):
             return cur.rowcount
 
         return self._run(work)
-
-    def _has_trading_signals(self, cur: Any) -> bool:
-        if self._trading_signals is None:
-            cur.execute(
-                "SELECT count(*) = 2 FROM information_schema.columns"
-                " WHERE table_name = 'trading_signals' AND column_name IN ('id', 'processed')"
-            )
-            self._trading_signals = bool(cur.fetchone()[0])
-        return self._trading_signals
 
     # --- reads ------------------------------------------------------------------------
 
@@ -301,32 +289,15 @@ class PipelineStore(OwnConnectionStore):
 
         return self._run(work)
 
+    def mark_decided_trading_signals(self, since: float) -> int:
+        """Rows of ``trading_signals`` whose signal was decided since ``since`` but
+        which are not marked ``processed`` yet: marked now."""
+        return self._run(lambda cur: self._trading_signals.mark_decided(cur, since))
+
     def pending_trading_signals(self, since: float) -> list[dict[str, Any]]:
-        """Rows of the aggregator's ``trading_signals`` not processed yet, if the table exists."""
-
-        def work(cur: Any) -> list[dict[str, Any]]:
-            if not self._has_trading_signals(cur):
-                return []
-            cur.execute(
-                "SELECT column_name FROM information_schema.columns"
-                " WHERE table_name = 'trading_signals'"
-            )
-            columns = {row[0] for row in cur.fetchall()}
-            time_column = next(
-                (c for c in ("created_at", "timestamp", "received_at") if c in columns), None
-            )
-            where = "processed = false"
-            params: tuple[Any, ...] = ()
-            if time_column is not None:
-                where += f" AND {time_column} > to_timestamp(%s)"
-                params = (since,)
-            with self._conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as dict_cur:
-                dict_cur.execute(
-                    f"SELECT * FROM trading_signals WHERE {where} ORDER BY id LIMIT 10000", params
-                )
-                return [dict(row) for row in dict_cur.fetchall()]
-
-        return self._run(work)
+        """Consensus rows of the aggregator's ``trading_signals`` not processed yet, whose
+        signal is younger than ``since``; none when the table is absent."""
+        return self._run(lambda cur: self._trading_signals.consensus_rows(cur, since))
 
     def signal(self, signal_id: str) -> dict[str, Any] | None:
         def work(cur: Any) -> dict[str, Any] | None:
