@@ -34,7 +34,9 @@ from coordinator.trading.validation import (
 )
 from tests.pipeline import PRICES, signal_payload
 from tests.test_pipeline import signal_id
+from tests.test_trailing_stops import ENV, fills, seed, stop_of, tick, ticks_seen, watched
 from tests.test_validation import CONFIG, NOW, evaluate, make_signal, reason_of
+from tests.waiting import wait_for
 
 RT = dataclasses.replace(CONFIG, sizing_mode=SizingMode.ROOTTRADING, max_exposure_percent=100.0)
 
@@ -392,3 +394,47 @@ def test_the_override_off_refuses_a_strong_consensus_outside_the_universe(pipeli
     forced["metadata"].update(consensus_strength=1.0, strategies_count=6, avg_confidence=0.9)
     pipe.publish(forced)
     assert pipe.decision(signal_id(forced))["decision"]["reason"] == "not_in_universe"
+
+
+# --- a consensus SELL while a trailing stop watches the position --------------------
+
+FORCE_INPUTS = {"consensus_strength": 1.0, "strategies_count": 2, "avg_confidence": 0.693}
+
+
+@pytest.mark.parametrize(
+    ("symbol", "metadata", "price"),
+    [
+        # RootTrading's override case: 5 strategies, force 1.9975 x sqrt(5) x 0.693 = 3.10,
+        # a loss of 1 % (beyond 0.6 x ATR% for any ATR under 1.67 %).
+        (
+            "SOLUSDC",
+            {"consensus_strength": 1.9975, "strategies_count": 5, "avg_confidence": 0.693},
+            148.5,
+        ),
+        # A SELL RootTrading's trailing manager would have held back: 2 strategies, a gain.
+        (
+            "LTCUSDC",
+            {"consensus_strength": 0.6, "strategies_count": 2, "avg_confidence": 0.6},
+            81.0,
+        ),
+    ],
+)
+def test_a_consensus_sell_sells_while_a_trailing_stop_watches(pipelines, symbol, metadata, price):
+    pipe = pipelines({**ENV, "SIZING_MODE": ""})
+    entry = PRICES[symbol]
+    seed(pipe, symbol, 10.0, entry)
+    watched(pipe, symbol)
+    pipe.paper.set_price(symbol, price)
+    tick(pipe, symbol, price)
+    stop = ticks_seen(pipe, symbol, price)
+    assert stop["stop"] < price, "the stop holds the position: not hit"
+
+    sell = signal_payload(symbol, "SELL", price=price)
+    sell["metadata"].update(metadata)
+    pipe.publish(sell)
+    record = pipe.decision(signal_id(sell))
+    assert record["decision"]["outcome"] == "accepted", record["decision"]
+    # min(position, free base): the paper exchange's fee may be in the base asset.
+    assert 10.0 * (1 - 0.001) - 1e-8 <= record["order"]["quantity"] <= 10.0
+    wait_for(lambda: stop_of(pipe, symbol) is None, message=f"the stop of {symbol} closed")
+    assert len([f for f in fills(pipe, symbol) if f.side.value == "SELL"]) == 1
