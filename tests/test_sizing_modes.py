@@ -277,6 +277,14 @@ def test_a_minimum_order_that_would_pass_the_cap_is_refused():
     assert evaluate(config=RT, **free(15.5)).plan is not None  # at 8 decimals it fits
 
 
+def test_no_usable_price_sizes_nothing():
+    evaluation = evaluate(config=RT, market=MarketQuote(price=0.0, at=NOW - 5))
+    assert evaluation.plan is None
+    assert reason_of(evaluation) is Reason.INSUFFICIENT_BALANCE
+    failure = evaluation.failure
+    assert failure is not None and "no usable price" in failure.detail
+
+
 @given(
     quote=st.floats(1, 1e7),
     reserved=st.floats(0, 1e6),

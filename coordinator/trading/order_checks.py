@@ -119,8 +119,8 @@ def evaluate_order(
             _fail(
                 "portfolio",
                 Reason.INSUFFICIENT_BALANCE,
-                f"{sized.refused} {config.quote_asset} "
-                f"({ledger.reserved_quote:.2f} held by orders in flight): no BUY",
+                f"{sized.refused} ({ledger.reserved_quote:.2f} {config.quote_asset} "
+                "held by orders in flight): no BUY",
             )
         )
         return Evaluation(tuple(checks), None)
@@ -176,6 +176,9 @@ def _size(signal: Signal, spendable: float, price: float, config: RiskConfig) ->
     rt_force = roottrading_force(signal)
     category = ROOTTRADING_TABLE.category(rt_force.value)
     percent = ROOTTRADING_TABLE.percent(category)
+    if not price > 0:
+        why = f"no usable price to size on ({price!r})"
+        return _Sized(0.0, category, why, refused=why)
     amount = roottrading_amount(spendable, percent, minimum=config.min_notional)
     if amount.amount is None:
         return _Sized(0.0, category, amount.detail, refused=amount.detail)
