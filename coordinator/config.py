@@ -597,6 +597,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("MARKET_DATA_MAX_AGE", "risk", "market_data_max_age", _SECONDS, 180.0, "a market price older than this is stale"),
     _s("SIZING_THRESHOLDS", "risk", "sizing_thresholds", Numbers(3, 0, 1000, increasing=True), (1.0, 1.5, 2.2), "signal force limits of WEAK, MODERATE, STRONG"),
     _s("SIZING_PERCENTS", "risk", "sizing_percents", Numbers(4, 0.01, 100), (12.0, 18.0, 22.0, 28.0), "percent of free quote per category WEAK..VERY_STRONG"),
+    _s("SIZING_MODE", "risk", "sizing_mode", Choice(("roottrading", "table")), "roottrading", "rootTrading: RootTrading's force, categories and amount (see Sizing); table: SIZING_THRESHOLDS and SIZING_PERCENTS"),
+    _s("UNIVERSE_OVERRIDE", "risk", "universe_override", Boolean(), True, "a consensus BUY of force >= 2 with >= 5 strategies may enter outside the universe (RootTrading's override; a blacklist still refuses)"),
     _s("PORTFOLIO_CACHE_TTL", "risk", "portfolio_cache_ttl", _SECONDS, 2.0, "balances and positions are fetched again after this"),
     _s("PORTFOLIO_MAX_AGE", "risk", "portfolio_max_age", _SECONDS, 30.0, "a BUY needs a portfolio view at most this old"),
     _s("PORTFOLIO_MAX_AGE_EXIT", "risk", "portfolio_max_age_exit", _SECONDS, 600.0, "a SELL may size on a view this old"),
@@ -797,6 +799,8 @@ class RiskSettings:
     market_data_max_age: float
     sizing_thresholds: tuple[float, ...]
     sizing_percents: tuple[float, ...]
+    sizing_mode: str
+    universe_override: bool
     portfolio_cache_ttl: float
     portfolio_max_age: float
     portfolio_max_age_exit: float

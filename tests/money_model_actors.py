@@ -26,6 +26,7 @@ from coordinator.trading.reconciliation import (
 )
 from coordinator.trading.signals import Side, Signal, parse_signal
 from coordinator.trading.sizing import SizingTable
+from coordinator.trading.sizing_roottrading import SizingMode
 from coordinator.trading.stop_book import Holding, from_record
 from coordinator.trading.stops import StopParams, exit_id, exit_signal
 from coordinator.trading.validation import (
@@ -76,6 +77,7 @@ CONFIG = RiskConfig(
     portfolio_max_age=30.0,
     portfolio_max_age_exit=600.0,
     sizing=SizingTable((1.0, 1.5, 2.2), (12.0, 18.0, 22.0, 28.0)),
+    sizing_mode=SizingMode.TABLE,
     fee_rate=FEE,
     quantity_decimals=3,
 )

@@ -159,6 +159,9 @@ class Pipeline:
             "PORTFOLIO_CACHE_TTL": "0.2",
             "SIGNAL_TIMEOUT": "30",
             "STREAM_CLAIM_IDLE": "1",
+            # The tests' sizes were worked out with the table (tests/test_sizing_modes.py
+            # runs RootTrading's sizing, the default, in a whole coordinator).
+            "SIZING_MODE": "table",
             **(env or {}),
         }
         self.config = load_config({k: v for k, v in settings.items() if v != ""})

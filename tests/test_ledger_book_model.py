@@ -21,6 +21,7 @@ from coordinator.trading.ledger_book import LedgerBook, OrderState, SettleResult
 from coordinator.trading.order_checks import evaluate_order
 from coordinator.trading.signals import Side, Signal, parse_signal
 from coordinator.trading.sizing import SizingTable
+from coordinator.trading.sizing_roottrading import SizingMode
 from coordinator.trading.validation import (
     Balance,
     ExitTarget,
@@ -54,6 +55,7 @@ CONFIG = RiskConfig(
     portfolio_max_age=1e9,
     portfolio_max_age_exit=1e9,
     sizing=SizingTable((1.0, 1.5, 2.2), (12.0, 18.0, 22.0, 28.0)),
+    sizing_mode=SizingMode.TABLE,
     fee_rate=FEE,
     quantity_decimals=3,
 )

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from coordinator.trading.signals import Side, Signal, parse_signal
 from coordinator.trading.sizing import SizingTable, signal_force
+from coordinator.trading.sizing_roottrading import SizingMode
 from coordinator.trading.trading_state import (
     Dependency,
     DependencyStatus,
@@ -55,6 +56,7 @@ CONFIG = RiskConfig(
     portfolio_max_age=30.0,
     portfolio_max_age_exit=600.0,
     sizing=SizingTable((1.0, 1.5, 2.2), (12.0, 18.0, 22.0, 28.0)),
+    sizing_mode=SizingMode.TABLE,
 )
 VIEW = PortfolioView(
     balances={"USDC": Balance(10_000.0, 10_000.0, 10_000.0)}, positions={}, fetched_at=NOW - 1

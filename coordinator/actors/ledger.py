@@ -49,6 +49,7 @@ from coordinator.trading.ledger_restore import StoredOrder, restore
 from coordinator.trading.order_checks import evaluate_order
 from coordinator.trading.signals import Side
 from coordinator.trading.sizing import SizingTable
+from coordinator.trading.sizing_roottrading import SizingMode
 from coordinator.trading.stops import EXIT_ID_PREFIX
 from coordinator.trading.trading_state import StateReason
 from coordinator.trading.validation import (
@@ -88,6 +89,7 @@ def risk_config(services: Services) -> RiskConfig:
         portfolio_max_age=risk.portfolio_max_age,
         portfolio_max_age_exit=risk.portfolio_max_age_exit,
         sizing=SizingTable(risk.sizing_thresholds, risk.sizing_percents),  # type: ignore[arg-type]
+        sizing_mode=SizingMode(risk.sizing_mode),
         fee_rate=config.paper.fee_percent / 100.0,
         quantity_decimals=risk.quantity_decimals,
         quantity_decimals_by_symbol=dict(risk.quantity_decimals_by_symbol),

@@ -47,6 +47,7 @@ from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.supervisor.ticker import Ticker
 from coordinator.trading.routing import client_order_id
+from coordinator.trading.sizing_roottrading import universe_override
 from coordinator.trading.stops import EXIT_SOURCE, exit_signal
 from coordinator.trading.trading_state import StateReason, TradingState, TradingStatus
 from coordinator.trading.validation import (
@@ -87,6 +88,7 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
         self._timeout = config.coordination.signal_timeout
         self._stop_price_max_age = config.stops.price_max_age
         self._enabled = config.trading.enabled
+        self._universe_override = config.risk.universe_override
         self._universe: frozenset[str] | None = None
         self._blacklist: dict[str, str] = {}
         self._prices: dict[str, MarketQuote] = {}
@@ -303,7 +305,22 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
                 return
             self._decide(message, (*checks, state_check))
             return
-        universe_check = check_universe(signal, self._universe, self._blacklist)
+        override = universe_override(signal, self._universe_override)
+        universe_check = check_universe(signal, self._universe, self._blacklist, override)
+        if (
+            override is not None
+            and universe_check.passed
+            and self._universe is not None
+            and signal.symbol not in self._universe
+        ):
+            logger.info(
+                "universe override: BUY %s outside the universe goes on to the risk checks "
+                "(%s: consensus force %.2f, %d strategies)",
+                signal.symbol,
+                signal.signal_id,
+                override.value,
+                override.strategies,
+            )
         done = (*checks, state_check, universe_check)
         if not universe_check.passed:
             self._decide(message, done)

@@ -3,9 +3,19 @@ run by the Ledger, which alone sees every open position and every order in fligh
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from coordinator.trading.paper_book import split_symbol
 from coordinator.trading.signals import Side, Signal
 from coordinator.trading.sizing import signal_force
+from coordinator.trading.sizing_roottrading import (
+    ROOTTRADING_TABLE,
+    SAFETY_SHARE,
+    SizingMode,
+    roottrading_amount,
+    roottrading_force,
+    roottrading_quantity,
+)
 from coordinator.trading.validation import (
     Balance,
     CheckResult,
@@ -85,15 +95,11 @@ def evaluate_order(
     view_age = None if view.fetched_at is None else now - view.fetched_at
     free_quote = (view.balances.get(config.quote_asset) or Balance(0.0, 0.0, 0.0)).free
     spendable = max(0.0, free_quote - ledger.reserved_quote)
-    force = signal_force(signal)
-    category = config.sizing.category(force)
-    percent = config.sizing.percent(category)
-    decimals = config.decimals_for(signal.symbol)
-    quantity = floor_quantity(spendable * percent / 100.0 / price, decimals) if price > 0 else 0.0
-    notional = quantity * price
+    sized = _size(signal, spendable, price, config)
+    quantity, notional, category = sized.quantity, sized.quantity * price, sized.category
 
     # 6. risk limits
-    risk = _risk(signal, view, ledger, config, now, notional)
+    risk = _risk(signal, view, ledger, config, now, notional, sized.refused is None)
     checks.append(risk)
     if not risk.passed:
         return Evaluation(tuple(checks), None)
@@ -105,6 +111,16 @@ def evaluate_order(
                 "portfolio",
                 Reason.PORTFOLIO_UNAVAILABLE,
                 f"portfolio view {age}" + (f" ({view.error})" if view.error else ""),
+            )
+        )
+        return Evaluation(tuple(checks), None)
+    if sized.refused is not None:
+        checks.append(
+            _fail(
+                "portfolio",
+                Reason.INSUFFICIENT_BALANCE,
+                f"{sized.refused} ({ledger.reserved_quote:.2f} {config.quote_asset} "
+                "held by orders in flight): no BUY",
             )
         )
         return Evaluation(tuple(checks), None)
@@ -126,15 +142,66 @@ def evaluate_order(
     if not market_check.passed:
         return Evaluation(tuple(checks), None)
     # 9. sizing
-    checks.append(
-        _ok(
-            "sizing",
-            f"force {force:.3f} -> {category}: {percent:g} % of {spendable:.2f} "
-            f"{config.quote_asset} = {quantity:.8f} at {price:.8g}",
-        )
-    )
+    checks.append(_ok("sizing", sized.detail))
     plan = OrderPlan(signal.symbol, Side.BUY, quantity, price, notional, category)
     return Evaluation(tuple(checks), plan)
+
+
+@dataclass(frozen=True, slots=True)
+class _Sized:
+    quantity: float
+    category: str
+    detail: str
+    """How the size came about, for the sizing check."""
+    refused: str | None = None
+    """Why the free quote cannot fund an order (``SIZING_MODE=roottrading``)."""
+
+
+def _size(signal: Signal, spendable: float, price: float, config: RiskConfig) -> _Sized:
+    decimals = config.decimals_for(signal.symbol)
+    quote = config.quote_asset
+    if config.sizing_mode is SizingMode.TABLE:
+        force = signal_force(signal)
+        category = config.sizing.category(force)
+        percent = config.sizing.percent(category)
+        quantity = (
+            floor_quantity(spendable * percent / 100.0 / price, decimals) if price > 0 else 0.0
+        )
+        return _Sized(
+            quantity,
+            category,
+            f"force {force:.3f} -> {category}: {percent:g} % of {spendable:.2f} "
+            f"{quote} = {quantity:.8f} at {price:.8g}",
+        )
+    rt_force = roottrading_force(signal)
+    category = ROOTTRADING_TABLE.category(rt_force.value)
+    percent = ROOTTRADING_TABLE.percent(category)
+    if not price > 0:
+        why = f"no usable price to size on ({price!r})"
+        return _Sized(0.0, category, why, refused=why)
+    amount = roottrading_amount(spendable, percent, minimum=config.min_notional)
+    if amount.amount is None:
+        return _Sized(0.0, category, amount.detail, refused=amount.detail)
+    quantity = roottrading_quantity(
+        amount.amount,
+        price,
+        decimals=decimals,
+        minimum=config.min_notional,
+        ceiling=spendable * SAFETY_SHARE,
+    )
+    if quantity <= 0:
+        why = (
+            f"{amount.amount:.2f} at {price:.8g} floored to {decimals} decimals is under "
+            f"the minimum {config.min_notional:g}, and a step more is over "
+            f"{SAFETY_SHARE * 100:g} % of {spendable:.2f}"
+        )
+        return _Sized(0.0, category, why, refused=why)
+    return _Sized(
+        quantity,
+        category,
+        f"rootTrading: {rt_force.describe()} -> {category}: {amount.detail} {quote} "
+        f"= {quantity:.8f} at {price:.8g}",
+    )
 
 
 def _risk(
@@ -144,7 +211,10 @@ def _risk(
     config: RiskConfig,
     now: float,
     notional: float,
+    sized: bool = True,
 ) -> CheckResult:
+    """``sized`` False: no order size (the portfolio step refuses it), so no minimum
+    order check here."""
     symbol = signal.symbol
     if symbol in view.positions or symbol in ledger.buying:
         return _fail(
@@ -210,7 +280,7 @@ def _risk(
             Reason.MAX_EXPOSURE,
             f"{base} would be {exposure:.1f} % of equity, limit {config.max_exposure_percent:g} %",
         )
-    if notional < config.min_notional:
+    if sized and notional < config.min_notional:
         return _fail(
             "risk",
             Reason.BELOW_MIN_NOTIONAL,

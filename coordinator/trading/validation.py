@@ -17,6 +17,7 @@ from enum import StrEnum
 from coordinator.trading.paper_book import split_symbol
 from coordinator.trading.signals import Side, Signal
 from coordinator.trading.sizing import SizingTable
+from coordinator.trading.sizing_roottrading import Force, SizingMode
 from coordinator.trading.trading_state import TradingState, TradingStatus
 
 __all__ = [
@@ -179,9 +180,16 @@ def waiting_for_trader(status: TradingStatus, side: Side | None = None) -> bool:
 
 
 def check_universe(
-    signal: Signal, universe: frozenset[str] | None, blacklist: Mapping[str, str]
+    signal: Signal,
+    universe: frozenset[str] | None,
+    blacklist: Mapping[str, str],
+    override: Force | None = None,
 ) -> CheckResult:
-    """``universe`` None: not known yet (the UniverseManager has not answered)."""
+    """``universe`` None: not known yet (the UniverseManager has not answered).
+
+    ``override``: the force of a BUY strong enough to enter outside the universe
+    (``sizing_roottrading.universe_override``). It passes a symbol that is not in the
+    universe; a blacklisted symbol, or a universe not known yet, still refuses."""
     if signal.side is Side.SELL:
         return _ok("universe", "SELL: a held position can always be sold")
     if universe is None:
@@ -193,6 +201,13 @@ def check_universe(
             "universe",
             Reason.BLACKLISTED,
             f"{signal.symbol} blacklisted: {blacklist[signal.symbol]}",
+        )
+    if signal.symbol not in universe and override is not None:
+        return _ok(
+            "universe",
+            f"override: {signal.symbol} is not in the trading universe, entered by a "
+            f"consensus of {override.strategies} strategies, force {override.value:.2f} "
+            "(UNIVERSE_OVERRIDE)",
         )
     if signal.symbol not in universe:
         return _fail(
@@ -224,6 +239,10 @@ class RiskConfig:
     portfolio_max_age_exit: float
     """A SELL may use an older one, up to this."""
     sizing: SizingTable
+    """The table of ``SIZING_MODE=table``."""
+    sizing_mode: SizingMode = SizingMode.ROOTTRADING
+    """``roottrading``: RootTrading's force, categories and amount
+    (``sizing_roottrading``); ``table``: ``sizing`` over ``sizing.signal_force``."""
     fee_rate: float = 0.001
     quantity_decimals: int = 8
     """Decimals an order quantity is floored to, unless its symbol has its own."""
