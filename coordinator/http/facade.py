@@ -280,12 +280,21 @@ class CoordinatorApi(OrdersApi):
         return json.loads(snapshot.json)
 
     def submit_signal(
-        self, payload: bytes, *, received_at: float, received_mono: float
+        self,
+        payload: bytes,
+        *,
+        received_at: float,
+        received_mono: float,
+        total_bytes: int | None = None,
     ) -> Admission:
         return self._ask(
             SIGNAL_INTAKE,
             RawSignal(
-                payload=payload, source="http", received_at=received_at, received_mono=received_mono
+                payload=payload,
+                source="http",
+                received_at=received_at,
+                received_mono=received_mono,
+                total_bytes=total_bytes,
             ),
         )
 

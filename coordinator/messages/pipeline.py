@@ -87,6 +87,9 @@ class RawSignal(Command):
     redelivered: bool = False
     """Delivered before, maybe to an earlier process: a stream entry re-read from the
     pending list or taken over from another consumer, a ``trading_signals`` row."""
+    total_bytes: int | None = None
+    """The size of the whole body when ``payload`` is only its beginning (an HTTP body
+    over the size limit is not read further)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
