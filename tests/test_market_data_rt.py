@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+import requests
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule
 
@@ -191,22 +192,27 @@ def prices(pipe: Pipeline) -> dict[str, tuple[float, float]]:
 
 
 def test_a_candle_received_twice_is_one_price_tick(pipelines):
-    """The dispatcher's copy arrives later: taken again, it would be a new tick of the
-    same price, as if the market had just confirmed it."""
+    """The dispatcher's copy arrives later: taken again, it would tell the stops and
+    the statistics of the same candle twice."""
     pipe = pipelines()
-    now = time.time()
-    minute = int(now * 1000) // 60_000 * 60_000 - 60_000  # the minute that just closed
-    kline = websocket_kline("ADAUSDC", 0.51, open_ms=minute)
+    closed_at = time.time()  # the candle closes now; its copies are read after
+    kline = websocket_kline("ADAUSDC", 0.51, open_ms=int(closed_at * 1000) - 60_000)
     pipe.directory.tell(
         "market_feed",
         CandlesReceived(
             candles=(
-                (market_channel("ADAUSDC"), wire(kline), time.monotonic(), now - 5.0),
-                (market_channel("ADAUSDC"), wire(dispatched(kline)), time.monotonic(), now),
+                (market_channel("ADAUSDC"), wire(kline), time.monotonic(), closed_at + 0.2),
+                (
+                    market_channel("ADAUSDC"),
+                    wire(dispatched(kline)),
+                    time.monotonic(),
+                    closed_at + 3.0,
+                ),
             )
         ),
     )
-    assert prices(pipe)["ADAUSDC"] == (0.51, now - 5.0)
+    price, at = prices(pipe)["ADAUSDC"]
+    assert price == 0.51 and at == pytest.approx(closed_at, abs=0.002)
     assert snapshot(pipe).duplicates == 1
 
 
@@ -215,19 +221,21 @@ def test_an_old_gap_fill_candle_is_history_and_a_current_one_a_price(pipelines):
     now = time.time()
     five = int(now * 1000) // 300_000 * 300_000
     old = gap_fill_kline("XRPUSDC", 0.4, open_ms=five - 12 * 300_000)
-    current = gap_fill_kline("DOTUSDC", 4.2, open_ms=five - 300_000)
+    # The gateway fills the minute that has just closed (read 2 s after its close).
+    current = gap_fill_kline("DOTUSDC", 4.2, open_ms=int(now * 1000) - 60_000, timeframe="1m")
     pipe.directory.tell(
         "market_feed",
         CandlesReceived(
             candles=(
                 (market_channel("XRPUSDC", "5m"), wire(old), time.monotonic(), now),
-                (market_channel("DOTUSDC", "5m"), wire(current), time.monotonic(), now),
+                (market_channel("DOTUSDC"), wire(current), time.monotonic(), now + 2.0),
             )
         ),
     )
     held = prices(pipe)
     assert "XRPUSDC" not in held, "a gap-fill candle of an hour ago is no price"
-    assert held["DOTUSDC"] == (4.2, now)
+    # ISO text keeps microseconds: the close is the candle's, to the millisecond.
+    assert held["DOTUSDC"] == (4.2, pytest.approx(now, abs=0.002))
     assert snapshot(pipe).stale == 1
 
 
@@ -235,7 +243,8 @@ def test_both_copies_through_redis_count_once_and_bad_messages_are_counted(pipel
     pipe = pipelines()
     caplog.set_level(logging.WARNING, logger="coordinator.actors.market_feed")
     channel = market_channel("LINKUSDC")
-    minute = int(time.time() * 1000) // 60_000 * 60_000 - 60_000
+    # Closing about now: read well within the maximum age of a closed candle's price.
+    minute = int(time.time() * 1000) - 60_000
     kline = websocket_kline("LINKUSDC", 20.5, open_ms=minute)
     before = snapshot(pipe)
     wait_for(lambda: pipe.redis.publish(channel, b"[]") > 0, message="the MarketFeed listening")
@@ -258,4 +267,29 @@ def test_both_copies_through_redis_count_once_and_bad_messages_are_counted(pipel
     assert prices(pipe)["LINKUSDC"][0] == 20.6, "the feed goes on after bad messages"
     logged = [r.getMessage() for r in caplog.records if "ignored (" in r.getMessage()]
     assert len(logged) == 2, logged
-    assert pipe.directory.ask("market_feed", GetMarketSnapshot(), timeout=5).connected
+    shown = requests.get(pipe.url + "/stats", timeout=5).json()["market_data"]
+    assert shown["connected"] is True
+    assert (shown["duplicates"], shown["malformed"]) == (2, {"not_object": 2, "not_json": 2})
+
+
+def test_a_closed_candle_is_a_price_as_old_as_its_close(pipelines):
+    """A gap-fill 15m candle that closed ten minutes ago is history, though within its
+    timeframe; a closed candle read a little after its close is a price of its close."""
+    pipe = pipelines()
+    now = time.time()
+    minute = int(now * 1000) // 60_000 * 60_000
+    old = gap_fill_kline("XRPUSDC", 0.4, open_ms=minute - 600_000 - 900_000, timeframe="1m")
+    old["timeframe"], old["close_time"] = "15m", minute - 600_000 - 1
+    just_closed = websocket_kline("DOTUSDC", 4.2, open_ms=minute - 60_000)
+    pipe.directory.tell(
+        "market_feed",
+        CandlesReceived(
+            candles=(
+                (market_channel("XRPUSDC", "15m"), wire(old), time.monotonic(), now),
+                (market_channel("DOTUSDC"), wire(just_closed), time.monotonic(), minute / 1000 + 5),
+            )
+        ),
+    )
+    held = prices(pipe)
+    assert "XRPUSDC" not in held, "a candle closed ten minutes ago is no current price"
+    assert held["DOTUSDC"] == (4.2, minute / 1000), "as old as its close, not its reading"

@@ -46,7 +46,7 @@ from coordinator.trading.candles import (
     parse_candle,
     read_candle,
 )
-from coordinator.trading.freshness import PriceBook, PriceVerdict
+from coordinator.trading.freshness import PriceBook, PriceVerdict, price_moment
 from coordinator.trading.routing import validator_for
 
 __all__ = ["Candle", "MarketFeed", "parse_candle"]
@@ -186,8 +186,18 @@ class MarketFeed(ChildActor):
             )
         if not self._fresh(candle, received_at):
             return
-        # The price is as old as its reading from Redis, however long it queued here.
-        at = received_at
+        # The price is as old as its reading from Redis, however long it queued here; a
+        # closed candle's is as old as its close (a gap-fill is read long after it).
+        at = (
+            price_moment(
+                open_ms=candle.time_ms,
+                timeframe=candle.timeframe,
+                close_time_ms=candle.close_time_ms,
+                received_at=received_at,
+            )
+            if candle.closed
+            else received_at
+        )
         previous = self._prices.get(symbol)
         self._prices[symbol] = (price, at)
         if previous is None or previous[0] != price or at - previous[1] > 1.0:
@@ -214,6 +224,7 @@ class MarketFeed(ChildActor):
             timeframe=candle.timeframe,
             close_time_ms=candle.close_time_ms,
             received_at=received_at,
+            final=candle.closed,
         )
         if verdict is PriceVerdict.STALE:
             self._stale += 1

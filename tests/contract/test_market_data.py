@@ -113,7 +113,8 @@ def test_every_message_is_read_from_its_channel_by_the_market_feed(pipelines):
 
     # Moved to the present: the websocket candle of the minute that just closed is the
     # price, its dispatcher copy is taken once, the older ones do not replace it.
-    minute = int(time.time() * 1000) // 60_000 * 60_000 - 60_000
+    # The 1m candle closes about now (the gateway publishes it as it closes).
+    minute = int(time.time() * 1000) - 60_000
     opens = {
         "1m": minute,
         "5m": minute // 300_000 * 300_000 - 600_000,
