@@ -222,8 +222,9 @@ class Coordinator:
             port=config.service.port,
             threads=config.service.http_threads,
             # A signal somewhat over its limit still reaches the intake, to be recorded
-            # as invalid; far beyond it waitress answers 413 itself.
-            max_request_body_size=4 * config.intake.max_signal_bytes,
+            # as invalid; far beyond it (and beyond what any other route takes) waitress
+            # answers 413 itself.
+            max_request_body_size=max(4 * config.intake.max_signal_bytes, 1024 * 1024),
         ).start()
         logger.info("coordinator running; API on %s", self.http.url)
 
