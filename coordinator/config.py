@@ -583,6 +583,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("SIGNALS_STREAM_CONSUMER", "intake", "stream_consumer", Text(pattern=r"[A-Za-z0-9_.:-]{1,100}", allowed="1 to 100 of A-Z a-z 0-9 _ . : -"), "coordinator-1", "this coordinator's consumer name; keep it across restarts"),
     _s("STREAM_CLAIM_IDLE", "intake", "claim_idle", _SECONDS, 30.0, "entries pending this long with a dead consumer are taken over"),
     _s("DEDUP_WINDOW", "intake", "dedup_window", _SECONDS, 3600.0, "a signal id seen within this is a duplicate"),
+    _s("MAX_SIGNAL_BYTES", "intake", "max_signal_bytes", Integer(1024), 1024 * 1024, "a signal payload over this many bytes is rejected as invalid, whichever way it comes"),
     _s("EVENTS_CHANNEL", "intake", "events_channel", Text(), "roottrading:coordinator:events", "Redis channel of the coordinator's events"),
     # risk, portfolio, market conditions, sizing
     _s("QUOTE_ASSET", "risk", "quote_asset", Text(pattern=r"[A-Z]{3,6}", allowed="3 to 6 capital letters"), "USDC", "asset orders are sized in"),
@@ -783,6 +784,7 @@ class IntakeConfig:
     claim_idle: float
     dedup_window: float
     events_channel: str
+    max_signal_bytes: int
 
 
 @dataclass(frozen=True, slots=True)

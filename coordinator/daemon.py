@@ -234,12 +234,17 @@ class Coordinator:
             drills_enabled=config.service.drills,
             snapshot_ttl=config.service.snapshot_ttl,
             clock=self.clock.monotonic,
+            max_signal_bytes=config.intake.max_signal_bytes,
         )
         self.http = HttpServer(
             app,
             host=config.service.host,
             port=config.service.port,
             threads=config.service.http_threads,
+            # A signal somewhat over its limit still reaches the intake, to be recorded
+            # as invalid; far beyond it (and beyond what any other route takes) waitress
+            # answers 413 itself.
+            max_request_body_size=max(4 * config.intake.max_signal_bytes, 1024 * 1024),
         ).start()
         logger.info("coordinator running; API on %s", self.http.url)
 

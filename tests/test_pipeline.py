@@ -161,9 +161,9 @@ def test_duplicates_are_decided_once(pipelines):
 
 def test_oversized_and_non_object_payloads_are_rejected_and_recorded(pipelines):
     pipe = pipelines()
-    big = json.dumps({**signal_payload(), "padding": "x" * 70_000}).encode()
+    big = json.dumps({**signal_payload(), "padding": "x" * (1024 * 1024)}).encode()
     cases = {
-        big: "over the limit of 65536",
+        big: "over the limit of 1048576 bytes",
         b"[1, 2, 3]": "must be a JSON object, got an array",
         b"\xff\xfe not json": "not valid JSON",
     }

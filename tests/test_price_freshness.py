@@ -25,6 +25,7 @@ from coordinator.messages.stops import ExitPosition
 from coordinator.trading.freshness import (
     PriceBook,
     PriceVerdict,
+    candle_close,
     candle_staleness,
     exit_price_check,
     open_time_ms,
@@ -369,9 +370,15 @@ class PriceBookMachine(RuleBasedStateMachine):
         timeframe=st.sampled_from(["1m", "5m", "1h", None]),
         opened_ago=st.floats(-30, 7200),
         close_time=st.booleans(),
+        final=st.booleans(),
     )
     def candle(
-        self, symbol: str, timeframe: str | None, opened_ago: float, close_time: bool
+        self,
+        symbol: str,
+        timeframe: str | None,
+        opened_ago: float,
+        close_time: bool,
+        final: bool,
     ) -> None:
         open_ms = int((self.now - opened_ago) * 1000)
         span = timeframe_seconds(timeframe)
@@ -382,6 +389,7 @@ class PriceBookMachine(RuleBasedStateMachine):
             timeframe=timeframe,
             close_time_ms=close_ms,
             received_at=self.now,
+            final=final,
         )
         stale = candle_staleness(
             open_ms=open_ms,
@@ -389,11 +397,15 @@ class PriceBookMachine(RuleBasedStateMachine):
             close_time_ms=close_ms,
             received_at=self.now,
             max_age=30.0,
+            final=final,
         )
         if stale is not None:
             assert verdict is PriceVerdict.STALE and why == stale
             return
         assert verdict is not PriceVerdict.STALE
+        if final:
+            closed, _span = candle_close(open_ms, timeframe, close_ms)
+            assert self.now - closed <= 30.0, "a closed candle's price older than the maximum age"
         if verdict is PriceVerdict.TAKEN:
             moment = self.book.observed[symbol]
             if symbol in self.held:

@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coordinator.trading.signals import InvalidSignal, Side, Signal, parse_signal
+from coordinator.trading.signals import (
+    RECORD_PREVIEW_BYTES,
+    InvalidSignal,
+    Side,
+    Signal,
+    parse_signal,
+)
 from tests.pipeline import signal_payload
 
 
@@ -126,7 +132,20 @@ def test_every_error_at_once():
 
 def test_size_limit_and_non_objects():
     big = json.dumps({**signal_payload(), "pad": "x" * 70_000}).encode()
-    assert "over the limit" in parse_signal(big).errors[0].problem
+    assert isinstance(parse_signal(big), Signal), "a consensus of 70 KB is no longer refused"
+    refused = parse_signal(big, max_bytes=65_536)
+    assert isinstance(refused, InvalidSignal)
+    assert refused.errors[0].problem.startswith(
+        f"{len(big)} bytes is over the limit of 65536 bytes (MAX_SIGNAL_BYTES)"
+    )
+    assert len(refused.payload) == RECORD_PREVIEW_BYTES, "the record keeps its beginning"
+    declared = parse_signal(big[:2000], max_bytes=1999, total_bytes=len(big))
+    assert isinstance(declared, InvalidSignal)
+    assert f"{len(big)} bytes is over the limit of 1999" in declared.errors[0].problem
+    wrong_side = json.dumps({**signal_payload(), "side": "HOLD", "pad": "x" * 100_000}).encode()
+    invalid = parse_signal(wrong_side)
+    assert isinstance(invalid, InvalidSignal)
+    assert invalid.payload == wrong_side.decode(), "within the limit, the record keeps it whole"
     assert "got an array" in parse_signal(b"[]").errors[0].problem
     assert "not valid JSON" in parse_signal(b"{").errors[0].problem
     assert parse_signal(b"\xff").signal_id == parse_signal(b"\xff").signal_id

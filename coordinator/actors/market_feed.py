@@ -1,22 +1,25 @@
 """MarketFeed: the latest price of every symbol, from the RootTrading market-data channels.
 
 A reader thread subscribed to ``roottrading:market:data:*`` hands over what has arrived
-together, as it is; the actor keeps the latest close per symbol (in-progress candles
-included) and sends the changes (``PricesUpdated``, one message per batch) to the
-TrailingStop every time, and to the Validator that owns the symbol at most every
-``_VALIDATOR_EVERY`` seconds per symbol (a BUY is checked against a price up to
-``MARKET_DATA_MAX_AGE`` old; at thousands of ticks a second, telling the Validators each
-one would cost more than the checks, and would queue exits behind them). Candles of the
-universe timeframe go to the UniverseManager (``CandleUpdated``), closed ones of the ATR
-timeframe to the TrailingStop (``CandleClosed``).
+together, as it is; the actor keeps the latest close per symbol and sends the changes
+(``PricesUpdated``, one message per batch) to the TrailingStop every time, and to the
+Validator that owns the symbol at most every ``_VALIDATOR_EVERY`` seconds per symbol (a
+BUY is checked against a price up to ``MARKET_DATA_MAX_AGE`` old; at thousands of ticks
+a second, telling the Validators each one would cost more than the checks, and would
+queue exits behind them). Candles of the universe timeframe go to the UniverseManager
+(``CandleUpdated``), closed ones of the ATR timeframe to the TrailingStop
+(``CandleClosed``).
+
+RootTrading publishes closed candles only, most of them twice (directly and through its
+dispatcher): a closed candle already taken (same symbol, timeframe and open time) is
+counted as a duplicate and goes no further. A source that publishes in-progress candles
+(``is_closed`` false) moves the prices with each of them. A message that is no candle is
+counted by what is wrong with it, and logged the first time each kind of fault appears.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-from dataclasses import dataclass
 from typing import Any
 
 from coordinator.infra.redis_bus import MARKET_DATA_PATTERN, Subscription
@@ -34,65 +37,21 @@ from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.supervisor.ticker import Ticker
-from coordinator.trading.freshness import PriceBook, PriceVerdict, open_time_ms
+from coordinator.trading.candles import (
+    Candle,
+    CandleKey,
+    CandleProblem,
+    MalformedCandle,
+    SeenCandles,
+    parse_candle,
+    read_candle,
+)
+from coordinator.trading.freshness import PriceBook, PriceVerdict, price_moment
 from coordinator.trading.routing import validator_for
 
 __all__ = ["Candle", "MarketFeed", "parse_candle"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Candle:
-    symbol: str
-    timeframe: str | None
-    time_ms: int
-    close: float
-    quote_volume: float
-    high: float
-    low: float
-    closed: bool
-    """``is_closed``: the candle is final."""
-    close_time_ms: int | None = None
-    """``close_time`` when given (epoch ms, the last millisecond of the candle)."""
-
-
-def parse_candle(payload: bytes, channel: str = "") -> Candle | None:
-    """A RootTrading candle, or None for a message that is not one. ``time`` is epoch
-    milliseconds (websocket klines) or an ISO string (gap-fill klines)."""
-    try:
-        candle = json.loads(payload)
-        symbol = str(candle["symbol"]).upper()
-        close = float(candle["close"])
-        opened = open_time_ms(candle["time"])
-        volume = float(candle.get("volume") or 0.0)
-        quote = candle.get("quote_volume", candle.get("quote_asset_volume"))
-        quote_volume = float(quote) if quote is not None else volume * close
-        high = float(candle.get("high", close))
-        low = float(candle.get("low", close))
-        closed = candle.get("is_closed") is True
-        close_time = candle.get("close_time")
-        close_time_ms = open_time_ms(close_time) if close_time is not None else None
-    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
-        return None
-    if not math.isfinite(close) or close <= 0 or not math.isfinite(quote_volume):
-        return None
-    if not (math.isfinite(high) and math.isfinite(low)) or not 0 < low <= high:
-        high = low = close
-    timeframe = candle.get("timeframe") or (
-        channel.rsplit(":", 1)[-1] if channel.count(":") >= 4 else None
-    )
-    return Candle(
-        symbol,
-        None if timeframe is None else str(timeframe),
-        opened,
-        close,
-        quote_volume,
-        high,
-        low,
-        closed,
-        close_time_ms,
-    )
 
 
 _VALIDATOR_EVERY = 0.5
@@ -111,7 +70,10 @@ class MarketFeed(ChildActor):
         self._timeframe = services.config.universe_manager.timeframe
         self._atr_timeframe = services.config.stops.atr_timeframe
         self._validators = services.config.coordination.validation_threads
-        self._bad = 0
+        self._malformed: dict[CandleProblem, int] = {}
+        self._seen = SeenCandles()
+        self._read = 0
+        self._duplicates = 0
         self._undelivered: set[str] = set()
         # Per symbol: when its Validator was last told, and the update held back since.
         self._told: dict[str, float] = {}
@@ -149,6 +111,10 @@ class MarketFeed(ChildActor):
                 return MarketSnapshot(
                     prices=tuple((s, p, t) for s, (p, t) in sorted(self._prices.items())),
                     connected=self._subscription.connected,
+                    read=self._read,
+                    duplicates=self._duplicates,
+                    stale=self._stale,
+                    malformed=tuple(sorted((str(k), n) for k, n in self._malformed.items())),
                 )
             case _:
                 return NOT_HANDLED
@@ -161,17 +127,32 @@ class MarketFeed(ChildActor):
         # Per Validator, the latest update of each symbol in this batch.
         to_validators: dict[str, dict[str, PriceUpdated]] = {}
         for channel, payload, mono, received_at in candles:
-            parsed = parse_candle(payload, channel)
-            if parsed is None:
-                self._bad += 1
-                if self._bad in (1, 10, 100) or self._bad % 1000 == 0:
-                    logger.warning("%d unusable market-data message(s) ignored", self._bad)
+            self._read += 1
+            parsed = read_candle(payload, channel)
+            if isinstance(parsed, MalformedCandle):
+                self._unusable(parsed, channel)
+                continue
+            if parsed.closed and not self._seen.first_time(CandleKey.of(parsed)):
+                # The dispatcher's copy of a candle the gateway published already.
+                self._duplicates += 1
                 continue
             self._candle(parsed, mono, received_at, to_stops, to_validators)
         if to_stops:
             self._tell("trailing_stop", PricesUpdated(updates=tuple(to_stops)))
         for name, updates in to_validators.items():
             self._tell(name, PricesUpdated(updates=tuple(updates.values())))
+
+    def _unusable(self, bad: MalformedCandle, channel: str) -> None:
+        count = self._malformed.get(bad.problem, 0) + 1
+        self._malformed[bad.problem] = count
+        if count == 1:
+            logger.warning(
+                "market-data message on %s ignored (%s: %s); further ones of this kind "
+                "are counted in the MarketFeed's snapshot",
+                channel,
+                bad.problem,
+                bad.detail,
+            )
 
     def _candle(
         self,
@@ -205,8 +186,18 @@ class MarketFeed(ChildActor):
             )
         if not self._fresh(candle, received_at):
             return
-        # The price is as old as its reading from Redis, however long it queued here.
-        at = received_at
+        # The price is as old as its reading from Redis, however long it queued here; a
+        # closed candle's is as old as its close (a gap-fill is read long after it).
+        at = (
+            price_moment(
+                open_ms=candle.time_ms,
+                timeframe=candle.timeframe,
+                close_time_ms=candle.close_time_ms,
+                received_at=received_at,
+            )
+            if candle.closed
+            else received_at
+        )
         previous = self._prices.get(symbol)
         self._prices[symbol] = (price, at)
         if previous is None or previous[0] != price or at - previous[1] > 1.0:
@@ -233,6 +224,7 @@ class MarketFeed(ChildActor):
             timeframe=candle.timeframe,
             close_time_ms=candle.close_time_ms,
             received_at=received_at,
+            final=candle.closed,
         )
         if verdict is PriceVerdict.STALE:
             self._stale += 1

@@ -99,6 +99,7 @@ class SignalIntake(ChildActor):
         self._max_pending = config.coordination.max_pending_signals
         self._validators = config.coordination.validation_threads
         self._window = config.intake.dedup_window
+        self._max_bytes = config.intake.max_signal_bytes
         self._recent: OrderedDict[str, float] = OrderedDict()
         self._in_flight: dict[str, _InFlight] = {}
         self._counts = dict.fromkeys(
@@ -225,7 +226,7 @@ class SignalIntake(ChildActor):
 
     def _admit(self, raw: RawSignal) -> Admission:
         self._counts["received"] += 1
-        parsed = parse_signal(raw.payload)
+        parsed = parse_signal(raw.payload, max_bytes=self._max_bytes, total_bytes=raw.total_bytes)
         if self._is_duplicate(parsed.signal_id, raw.stream_id):
             return Admission(
                 signal_id=parsed.signal_id, status="duplicate", reason=Reason.DUPLICATE_SIGNAL.value

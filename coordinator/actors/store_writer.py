@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections import OrderedDict
 from typing import Any
 
@@ -132,7 +133,9 @@ class StoreWriter(ChildActor):
             self._last_error = str(exc)
             rows = []
         for row in rows:
-            parsed = parse_signal(row["payload"])
+            # Stored as it was taken in: the size limit was checked then, and may have
+            # been lowered since.
+            parsed = parse_signal(row["payload"], max_bytes=sys.maxsize)
             self._undecided[row["signal_id"]] = RecordSignal(
                 signal_id=row["signal_id"],
                 source=row["source"],

@@ -17,6 +17,7 @@ import bottle
 from bottle import HTTPError, request, response
 
 from coordinator.http.facade import ActorUnavailable, CoordinatorApi, UnknownActor
+from coordinator.trading.signals import MAX_PAYLOAD_BYTES
 from coordinator.trading.trading_state import ExitPolicy
 
 __all__ = ["create_app"]
@@ -24,8 +25,6 @@ __all__ = ["create_app"]
 logger = logging.getLogger(__name__)
 
 _MAX_BODY = 64 * 1024
-# A signal a little over the limit is read so that the intake records it as invalid.
-_MAX_SIGNAL_READ = 64 * 1024 + 1
 _OUTCOMES = ("accepted", "rejected", "shadow", "unknown")
 _ADMISSION_STATUS = {
     ("duplicate", "duplicate_signal"): 409,
@@ -100,6 +99,7 @@ def create_app(
     drills_enabled: bool,
     snapshot_ttl: float = 0.0,
     clock: Callable[[], float] = time.monotonic,
+    max_signal_bytes: int = MAX_PAYLOAD_BYTES,
 ) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True, autojson=True)
     app.default_error_handler = _json_error  # type: ignore[method-assign]
@@ -178,10 +178,20 @@ def create_app(
     @guarded
     def submit_signal() -> dict[str, Any]:
         received_at, received_mono = time.time(), time.monotonic()
-        if request.content_length > _MAX_SIGNAL_READ:
-            raise _fail(413, f"body of {request.content_length} bytes is far over the 64 KiB limit")
-        payload = request.body.read(_MAX_SIGNAL_READ)
-        admission = api.submit_signal(payload, received_at=received_at, received_mono=received_mono)
+        declared = request.content_length
+        # No more than one byte over the limit is read: enough for the intake to record
+        # the signal as invalid, with the size the body declared.
+        if declared > max_signal_bytes:
+            payload = request.environ["wsgi.input"].read(max_signal_bytes + 1)
+        else:
+            payload = request.body.read(max_signal_bytes + 1)
+        size = max(declared, len(payload))
+        admission = api.submit_signal(
+            payload,
+            received_at=received_at,
+            received_mono=received_mono,
+            total_bytes=size if size > max_signal_bytes else None,
+        )
         body: dict[str, Any] = {
             "signal_id": admission.signal_id,
             "status": admission.status,
@@ -189,7 +199,7 @@ def create_app(
         }
         if admission.errors:
             raise _fail(
-                400,
+                413 if size > max_signal_bytes else 400,
                 "invalid signal: " + "; ".join(f"{f}: {p}" for f, p in admission.errors),
                 signal_id=admission.signal_id,
                 errors=[{"field": f, "problem": p} for f, p in admission.errors],

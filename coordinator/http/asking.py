@@ -5,6 +5,7 @@ from __future__ import annotations
 
 __all__ = [
     "LEDGER",
+    "MARKET_FEED",
     "RECONCILER",
     "SERVICE_HEALTH",
     "SIGNAL_INTAKE",
@@ -24,6 +25,7 @@ STATS = "stats"
 LEDGER = "ledger"
 UNIVERSE = "universe_manager"
 TRAILING_STOP = "trailing_stop"
+MARKET_FEED = "market_feed"
 RECONCILER = "reconciler"
 STORE_TIMEOUT = 3.0  # reads of stored records are database queries
 

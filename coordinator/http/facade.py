@@ -17,6 +17,7 @@ from pykka import ActorRef
 from coordinator.clock import utc_iso
 from coordinator.http.asking import (
     LEDGER,
+    MARKET_FEED,
     SERVICE_HEALTH,
     SIGNAL_INTAKE,
     STATS,
@@ -40,9 +41,11 @@ from coordinator.messages.pipeline import (
     Admission,
     GetIntakeSnapshot,
     GetLedgerSnapshot,
+    GetMarketSnapshot,
     GetStats,
     GetStoreSnapshot,
     IntakeSnapshot,
+    MarketSnapshot,
     RawSignal,
     StatsSnapshot,
     StoreSnapshot,
@@ -217,6 +220,10 @@ class CoordinatorApi(OrdersApi):
             stops_active: int | None = self._ask(TRAILING_STOP, GetTrailingStops()).active
         except ActorUnavailable:
             stops_active = None
+        try:
+            market: MarketSnapshot | None = self._ask(MARKET_FEED, GetMarketSnapshot())
+        except ActorUnavailable:
+            market = None
         tree = self._tree()
         since = json.loads(stats.since_start)
         return {
@@ -243,6 +250,15 @@ class CoordinatorApi(OrdersApi):
                 "pending": store.pending,
                 "journaled": store.journaled,
                 "last_error": store.last_error,
+            },
+            "market_data": None
+            if market is None
+            else {
+                "connected": market.connected,
+                "read": market.read,
+                "duplicates": market.duplicates,
+                "stale": market.stale,
+                "malformed": dict(market.malformed),
             },
             "rejections_by_reason": since["rejections_by_reason"],
             "latency_ms": since["latency_ms"],
@@ -286,12 +302,21 @@ class CoordinatorApi(OrdersApi):
         return json.loads(snapshot.json)
 
     def submit_signal(
-        self, payload: bytes, *, received_at: float, received_mono: float
+        self,
+        payload: bytes,
+        *,
+        received_at: float,
+        received_mono: float,
+        total_bytes: int | None = None,
     ) -> Admission:
         return self._ask(
             SIGNAL_INTAKE,
             RawSignal(
-                payload=payload, source="http", received_at=received_at, received_mono=received_mono
+                payload=payload,
+                source="http",
+                received_at=received_at,
+                received_mono=received_mono,
+                total_bytes=total_bytes,
             ),
         )
 

@@ -20,7 +20,15 @@ class HttpServerError(Exception):
 
 
 class HttpServer:
-    def __init__(self, app: Any, *, host: str, port: int, threads: int) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str,
+        port: int,
+        threads: int,
+        max_request_body_size: int = 4 * 1024 * 1024,
+    ) -> None:
         try:
             self._server = waitress.create_server(
                 app,
@@ -31,6 +39,8 @@ class HttpServer:
                 clear_untrusted_proxy_headers=True,
                 channel_timeout=30,
                 connection_limit=200,
+                # waitress buffers a body before the app sees it: bound what it keeps.
+                max_request_body_size=max_request_body_size,
             )
         except OSError as exc:
             raise HttpServerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc

@@ -87,6 +87,9 @@ class RawSignal(Command):
     redelivered: bool = False
     """Delivered before, maybe to an earlier process: a stream entry re-read from the
     pending list or taken over from another consumer, a ``trading_signals`` row."""
+    total_bytes: int | None = None
+    """The size of the whole body when ``payload`` is only its beginning (an HTTP body
+    over the size limit is not read further)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -225,6 +228,14 @@ class MarketSnapshot:
     """(symbol, price, wall-clock time) per symbol."""
     connected: bool
     """Whether the market-data subscription is up."""
+    read: int = 0
+    """Market-data messages read since start."""
+    duplicates: int = 0
+    """Closed candles read again (the dispatcher's copy) and not taken twice."""
+    stale: int = 0
+    """Candles closed too long before they were read to be a price (history)."""
+    malformed: tuple[tuple[str, int], ...] = ()
+    """(kind of fault, count) of the messages that were no candle."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

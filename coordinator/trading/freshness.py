@@ -2,9 +2,10 @@
 
 A price's age starts when the Redis reader received it, not when an actor got round to
 it: a backlog (after a hang or a restart) is as old as it is. A candle says when its
-price was true as well: one whose close (open time plus its timeframe) lies further
-back than its timeframe plus the maximum age is stale whenever it arrives (a gap-fill
-or a replay), and is not a current price.
+price was true as well. A closed candle's close was the price at its close (open time
+plus its timeframe): one that closed longer ago than the maximum age is stale whenever
+it arrives (a gap-fill or a replay), and is not a current price. A candle in progress
+may have opened up to its timeframe earlier: its close is the price when it was read.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "candle_staleness",
     "exit_price_check",
     "open_time_ms",
+    "price_moment",
     "timeframe_seconds",
 ]
 
@@ -84,11 +86,17 @@ def candle_staleness(
     close_time_ms: int | None,
     received_at: float,
     max_age: float,
+    final: bool = False,
 ) -> str | None:
     """Why a candle received at ``received_at`` is stale, or None when its close may be
-    taken as a current price."""
+    taken as a current price. ``final``: the candle is closed (``is_closed``), so its
+    price is as old as its close; else it may still be in progress."""
     closed, span = candle_close(open_ms, timeframe, close_time_ms)
     age = received_at - closed
+    if final and age > max_age:
+        return (
+            f"closed {age:.0f} s before it was received, more than the maximum age ({max_age:g} s)"
+        )
     if age > span + max_age:
         return (
             f"closed {age:.0f} s before it was received, more than its timeframe "
@@ -125,14 +133,16 @@ class PriceBook:
         timeframe: str | None,
         close_time_ms: int | None,
         received_at: float,
+        final: bool = False,
     ) -> tuple[PriceVerdict, str]:
-        """The verdict on a candle, and why."""
+        """The verdict on a candle, and why. ``final``: a closed candle."""
         why = candle_staleness(
             open_ms=open_ms,
             timeframe=timeframe,
             close_time_ms=close_time_ms,
             received_at=received_at,
             max_age=self.max_age,
+            final=final,
         )
         if why is not None:
             return PriceVerdict.STALE, why
@@ -143,6 +153,15 @@ class PriceBook:
             return PriceVerdict.OLDER, f"its price is {held - moment:.1f} s older than the held one"
         self.observed[symbol] = moment
         return PriceVerdict.TAKEN, ""
+
+
+def price_moment(
+    *, open_ms: int, timeframe: str | None, close_time_ms: int | None, received_at: float
+) -> float:
+    """When a candle's close was the price: its close, or its reading if earlier (a
+    candle in progress, or a closed one read a moment before its nominal close)."""
+    closed, _span = candle_close(open_ms, timeframe, close_time_ms)
+    return min(closed, received_at)
 
 
 def exit_price_check(

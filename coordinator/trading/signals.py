@@ -18,6 +18,7 @@ from typing import Any
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
+    "RECORD_PREVIEW_BYTES",
     "FieldError",
     "InvalidSignal",
     "Side",
@@ -26,7 +27,11 @@ __all__ = [
     "parse_signal",
 ]
 
-MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_PAYLOAD_BYTES = 1024 * 1024
+"""The default limit (``MAX_SIGNAL_BYTES``): a consensus carries its constituent
+signals, up to 100 of them in a wave, and passes 100 KB."""
+RECORD_PREVIEW_BYTES = 64 * 1024
+"""What is kept of a payload over the limit, for its record."""
 _SYMBOL = re.compile(r"[A-Z0-9]{5,20}")
 _STRENGTHS = ("very_weak", "weak", "moderate", "strong", "very_strong")
 # Epoch milliseconds between 2001 and 2286: a number outside is seconds or garbage.
@@ -79,7 +84,8 @@ class InvalidSignal:
     """``raw:<sha256 of the bytes>``: the same garbage twice is a duplicate."""
     errors: tuple[FieldError, ...]
     payload: str
-    """The payload as received (decoded leniently), cut to the size limit."""
+    """The payload as received (decoded leniently); one over the size limit is cut to
+    its first ``RECORD_PREVIEW_BYTES``."""
 
     def describe(self) -> str:
         return "; ".join(f"{e.field}: {e.problem}" for e in self.errors)
@@ -89,14 +95,18 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def parse_signal(raw: Any, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Signal | InvalidSignal:
-    """Parse one signal; never raises."""
+def parse_signal(
+    raw: Any, *, max_bytes: int = MAX_PAYLOAD_BYTES, total_bytes: int | None = None
+) -> Signal | InvalidSignal:
+    """Parse one signal; never raises. ``total_bytes``: the size of the whole payload
+    when only its beginning was read (an HTTP body far over the limit)."""
     if isinstance(raw, str):
         raw = raw.encode("utf-8", errors="surrogatepass")
     if isinstance(raw, bytes | bytearray | memoryview):
         data = bytes(raw)
-        if len(data) > max_bytes:
-            return _invalid(data, "payload", f"{len(data)} bytes is over the limit of {max_bytes}")
+        size = max(len(data), total_bytes or 0)
+        if size > max_bytes:
+            return _too_big(data, size, max_bytes)
         try:
             obj = json.loads(data)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -108,7 +118,7 @@ def parse_signal(raw: Any, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Signal | In
         except (TypeError, ValueError, RecursionError) as exc:
             return _invalid(repr(obj).encode(), "payload", f"not JSON-serialisable ({_short(exc)})")
         if len(data) > max_bytes:
-            return _invalid(data, "payload", f"{len(data)} bytes is over the limit of {max_bytes}")
+            return _too_big(data, len(data), max_bytes)
     if not isinstance(obj, dict):
         return _invalid(data, "payload", f"must be a JSON object, got {_json_type(obj)}")
     try:
@@ -310,12 +320,25 @@ def _invalid(data: bytes, field: str, problem: str) -> InvalidSignal:
     return InvalidSignal(_raw_id(data), (FieldError(field, problem),), _text_of(data))
 
 
+def _too_big(data: bytes, size: int, max_bytes: int) -> InvalidSignal:
+    problem = (
+        f"{size} bytes is over the limit of {max_bytes} bytes (MAX_SIGNAL_BYTES); "
+        f"the record keeps its first {min(size, RECORD_PREVIEW_BYTES)} bytes"
+    )
+    return InvalidSignal(
+        _raw_id(data),
+        (FieldError("payload", problem),),
+        data[:RECORD_PREVIEW_BYTES].decode("utf-8", errors="replace"),
+    )
+
+
 def _raw_id(data: bytes) -> str:
     return "raw:" + hashlib.sha256(data).hexdigest()
 
 
 def _text_of(data: bytes) -> str:
-    return data[:MAX_PAYLOAD_BYTES].decode("utf-8", errors="replace")
+    # Within the size limit (checked first): kept whole, as it came.
+    return data.decode("utf-8", errors="replace")
 
 
 def _json_type(value: Any) -> str:
