@@ -22,6 +22,7 @@ answer                  ours         why
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -30,8 +31,9 @@ import pytest
 from coordinator.actors.held_orders import HoldsOrders
 from coordinator.infra.probes import HttpHealthProbe
 from coordinator.infra.trader_client import SendResult, TraderClient, TraderReadError
-from tests.contract.fixtures import contract_files, load_json, needs_contract
+from tests.contract.fixtures import contract_files, load_json, load_raw, needs_contract
 from tests.contract.rt_server import Answer, RootTradingServer
+from tests.waiting import wait_for
 
 pytestmark = needs_contract
 
@@ -195,3 +197,80 @@ def test_trader_health_is_healthy_to_our_probe_and_dates_its_memory(trader):
         probe.close()
         client.close()
     assert status.started_at == pytest.approx(body["timestamp"] - body["uptime"])
+
+
+def test_the_orders_we_send_carry_every_field_rootTradings_trader_reads(
+    pipelines, trader, own_postgres
+):
+    # RootTrading's Trader reads symbol, side, quantity, price (falsy: MARKET) and
+    # strategy, from a JSON body. Our coordinator trades here against it and its
+    # Portfolio, on the 14:05 snapshot: SOL held (1.106 by the cycle, 1.105747 free).
+    portfolio = RootTradingServer(
+        {
+            ("GET", "/health"): "portfolio/get_health.json",
+            ("GET", "/balances"): "portfolio/get_balances.json",
+            ("GET", "/positions/active"): "portfolio/get_positions_active.json",
+        }
+    )
+    trader.answer(
+        "POST", "/order", "trader/post_order_signal_buy.json", "trader/post_order_signal_sell.json"
+    )
+    try:
+        pipe = pipelines(
+            {
+                "TRADER_API_URL": trader.url,
+                "PORTFOLIO_API_URL": portfolio.url,
+                "SIGNALS_CHANNEL": "roottrading:signals:filtered",
+                "SIGNAL_TIMEOUT": "1000000000",
+            },
+            # A database of its own: the signals' db_ids are decided again elsewhere.
+            database_dsn=own_postgres.dsn,
+        )
+        sent = {}
+        for fixture, side in (
+            ("buy_consensus_no_db_id.json", "BUY"),
+            ("sell_consensus.json", "SELL"),
+        ):
+            raw = load_raw(f"signals/{fixture}")
+            wait_for(
+                lambda raw=raw: pipe.redis.publish("roottrading:signals:filtered", raw) > 0,
+                message="a subscriber",
+            )
+            posted = wait_for(
+                lambda side=side: [
+                    r for r in trader.requests_to("POST", "/order") if r.json()["side"] == side
+                ],
+                timeout=30,
+                message=f"a {side} at the Trader",
+            )
+            assert len(posted) == 1
+            sent[side] = posted[0]
+            metadata = json.loads(raw)["metadata"]
+            signal_id = (
+                f"db:{metadata['db_id']}"
+                if "db_id" in metadata
+                else f"consensus:{metadata['consensus_id']}"
+            )
+            decided = pipe.decision(signal_id, timeout=30)
+            assert decided["decision"]["outcome"] == "accepted", decided["decision"]["detail"]
+    finally:
+        portfolio.stop()
+
+    for side, fixture in (
+        ("BUY", "post_order_signal_buy.json"),
+        ("SELL", "post_order_signal_sell.json"),
+    ):
+        theirs = load_json(f"trader/{fixture}")["request"]
+        ours = sent[side]
+        assert ours.content_type == theirs["headers"]["Content-Type"]
+        body = ours.json()
+        read = ("symbol", "side", "quantity", "price", "strategy")
+        assert set(read) <= set(body) and set(read) <= set(theirs["body"])
+        assert body["strategy"] == theirs["body"]["strategy"] == "CONSENSUS"
+        assert not body["price"] and not theirs["body"]["price"]  # a MARKET order
+        assert isinstance(body["quantity"], float) and body["quantity"] > 0
+    assert sent["BUY"].json()["symbol"] == "ETHUSDC"
+    assert sent["SELL"].json()["symbol"] == "SOLUSDC"
+    # Binance took the BUY's fee in SOL: only the free SOL can be sold, not the cycle's
+    # 1.106 (the Trader would answer 422 for insufficient balance).
+    assert sent["SELL"].json()["quantity"] <= 1.105747
