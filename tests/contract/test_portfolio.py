@@ -11,8 +11,9 @@ import pytest
 
 from coordinator.infra.portfolio_client import PortfolioClient, PortfolioError
 from coordinator.infra.probes import HttpHealthProbe, ProbeFailed
-from tests.contract.fixtures import contract_files, load_json, needs_contract
+from tests.contract.fixtures import contract_files, load_json, load_raw, needs_contract
 from tests.contract.rt_server import RootTradingServer
+from tests.waiting import wait_for
 
 pytestmark = needs_contract
 
@@ -140,3 +141,57 @@ def test_portfolio_health_with_its_database_down_is_unhealthy(portfolio):
             probe()
     finally:
         probe.close()
+
+
+BALANCES_DECIDE = {
+    "get_balances_with_null_value_usdc.json": ("accepted", None),
+    "get_balances_500.json": ("rejected", "portfolio_unavailable"),
+    "get_balances_404_empty.json": ("rejected", "portfolio_unavailable"),
+}
+"""What a coordinator decides for RootTrading's XRP BUY with each ``GET /balances``."""
+
+
+@pytest.mark.parametrize("balances", sorted(BALANCES_DECIDE))
+def test_a_buy_is_decided_on_each_balances_answer_and_only_a_usable_one_orders(
+    pipelines, own_postgres, balances
+):
+    portfolio = RootTradingServer(
+        {
+            ("GET", "/health"): "portfolio/get_health.json",
+            ("GET", "/balances"): f"portfolio/{balances}",
+            ("GET", "/positions/active"): "portfolio/get_positions_active.json",
+        }
+    )
+    trader = RootTradingServer(
+        {
+            ("GET", "/health"): "trader/get_health.json",
+            ("GET", "/orders"): "trader/get_orders.json",
+            ("POST", "/order"): "trader/post_order_signal_buy.json",
+        }
+    )
+    channel = "roottrading:signals:filtered"
+    raw = load_raw("signals/buy_consensus_failsafe.json")
+    try:
+        pipe = pipelines(
+            {
+                "TRADER_API_URL": trader.url,
+                "PORTFOLIO_API_URL": portfolio.url,
+                "SIGNALS_CHANNEL": channel,
+                "SIGNAL_TIMEOUT": "1000000000",
+            },
+            database_dsn=own_postgres.dsn,
+        )
+        wait_for(lambda: pipe.redis.publish(channel, raw) > 0, message="a subscriber")
+        record = pipe.decision("db:48262", timeout=30)
+    finally:
+        portfolio.stop()
+        trader.stop()
+
+    decision = record["decision"]
+    outcome, reason = BALANCES_DECIDE[balances]
+    assert (decision["outcome"], decision["reason"]) == (outcome, reason), decision["detail"]
+    orders = [r.json() for r in trader.requests_to("POST", "/order")]
+    if outcome == "accepted":
+        assert [(o["symbol"], o["side"]) for o in orders] == [("XRPUSDC", "BUY")]
+    else:
+        assert orders == []
