@@ -12,11 +12,14 @@ from typing import Any
 
 import psycopg2
 import pytest
+import requests
 from psycopg2.extras import Json
 
 from coordinator.infra.embedded import EmbeddedPostgres
 from coordinator.infra.stop_store import StopStore
 from tests.contract.fixtures import contract_files, load_json, needs_contract
+from tests.contract.rt_server import RootTradingServer
+from tests.waiting import wait_for
 
 pytestmark = needs_contract
 
@@ -166,3 +169,61 @@ def test_open_cycles_of_several_symbols_next_to_closed_ones(rt_database):
         load_json("trade_cycles/orphan_sell_cycle.json"),
     )
     assert list(_open_cycles(rt_database)) == ["cycle_61c520d816ca119e"]
+
+
+def test_the_stops_key_the_portfolios_positions_by_their_open_cycles(pipelines, own_postgres):
+    # RootTrading's 14:05 state: the Portfolio shows SOL, BTC and DOGE; trade_cycles
+    # holds the SOL and DOGE cycles (and an orphan SELL). Each watched SOL/DOGE
+    # position carries its cycle's id; BTC, with no cycle here, is watched all the same.
+    with psycopg2.connect(own_postgres.dsn) as conn, conn.cursor() as cur:
+        cur.execute(TRADE_CYCLES)
+    conn.close()
+    _insert(
+        own_postgres.dsn,
+        load_json("trade_cycles/active_buy_cycle.json"),
+        load_json("trade_cycles/active_buy_cycle_averaged.json"),
+        load_json("trade_cycles/orphan_sell_cycle.json"),
+    )
+    portfolio = RootTradingServer(
+        {
+            ("GET", "/health"): "portfolio/get_health.json",
+            ("GET", "/balances"): "portfolio/get_balances.json",
+            ("GET", "/positions/active"): "portfolio/get_positions_active.json",
+        }
+    )
+    trader = RootTradingServer(
+        {
+            ("GET", "/health"): "trader/get_health.json",
+            ("GET", "/orders"): "trader/get_orders.json",
+        }
+    )
+    try:
+        pipe = pipelines(
+            {
+                "TRADER_API_URL": trader.url,
+                "PORTFOLIO_API_URL": portfolio.url,
+                "POSITIONS_REFRESH_INTERVAL": "1",
+            },
+            database_dsn=own_postgres.dsn,
+        )
+        watched = wait_for(
+            lambda: (
+                (rows := requests.get(pipe.url + "/trailing-stops", timeout=5).json()["positions"])
+                and len(rows) == 3
+                and rows
+            ),
+            timeout=30,
+            message="three positions watched",
+        )
+    finally:
+        portfolio.stop()
+        trader.stop()
+
+    by_symbol = {row["symbol"]: row for row in watched}
+    assert set(by_symbol) == {"SOLUSDC", "BTCUSDC", "DOGEUSDC"}
+    assert by_symbol["SOLUSDC"]["cycle_id"] == "cycle_de195abdcd1ba2d5"
+    assert by_symbol["DOGEUSDC"]["cycle_id"] == "cycle_61c520d816ca119e"
+    assert by_symbol["BTCUSDC"]["cycle_id"] is None
+    assert by_symbol["SOLUSDC"]["quantity"] == pytest.approx(1.106)
+    assert by_symbol["SOLUSDC"]["entry_price"] == pytest.approx(199.91)
+    assert by_symbol["DOGEUSDC"]["quantity"] == pytest.approx(1848.0)
