@@ -7,9 +7,9 @@ it at the Trader. Found: the signal is decided accepted. Not found once its wind
 passed (longer than the Trader's 10 s de-duplication): the same intent, same client
 order id, is sent again if the signal is still fresh, else decided rejected.
 
-The Trader also answers an identical body within 10 s of a failed attempt with a 201
-carrying the failed attempt's id, which never executed. A 201 for a body that failed
-here within that time is checked with ``GET /order/<id>`` before it counts.
+The Trader also answers an identical body within 10 s of a failed attempt (a 5xx or a
+422) with a 201 carrying the failed attempt's id, which never executed. A 201 for a body
+that failed here within that time is checked with ``GET /order/<id>`` before it counts.
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ class HoldsOrders:
         """The answer, or a failure when a 201 is the de-duplicated echo of a failed
         attempt (or cannot be told apart from one)."""
         key = body_key(body)
-        if answer.result is SendResult.FAILED:
+        # A 422 leaves the Trader's de-duplication entry behind as a 5xx does (it is
+        # written before the executor runs): a 201 echo of either is looked up.
+        if answer.result is SendResult.FAILED or answer.status_code == 422:
             for stale in [k for k, t in self._failed_bodies.items() if sent_mono - t > 60.0]:
                 del self._failed_bodies[stale]
             self._failed_bodies[key] = sent_mono

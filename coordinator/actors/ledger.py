@@ -222,6 +222,16 @@ class Ledger(ChildActor):
             )
             return Reservation(checks=(late,), plan=None, reservation_id=None)
         self._restore()
+        if not self._restored and self._book.fetched.fetched_at is None:
+            # Nothing to lay our orders over yet: the Portfolio is what is missing.
+            why = f" ({self._fetch_error})" if self._fetch_error else ""
+            missing = CheckResult(
+                "portfolio",
+                False,
+                Reason.PORTFOLIO_UNAVAILABLE,
+                f"no portfolio view fetched yet{why}",
+            )
+            return Reservation(checks=(missing,), plan=None, reservation_id=None)
         if not self._restored:
             # Without our recent orders, a lagging Portfolio would make us sell again
             # what we sold, or spend again what we spent.

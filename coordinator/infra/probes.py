@@ -32,7 +32,8 @@ class Probe(Protocol):
 
 
 class HttpHealthProbe:
-    """``GET {base_url}/health`` must answer 2xx within the timeout."""
+    """``GET {base_url}/health`` must answer 2xx within the timeout, and not report its
+    database in error."""
 
     def __init__(self, base_url: str, *, timeout: float) -> None:
         self.url = base_url.rstrip("/") + "/health"
@@ -50,6 +51,15 @@ class HttpHealthProbe:
             raise ProbeFailed(f"unreachable: {type(exc).__name__}") from exc
         if not 200 <= response.status_code < 300:
             raise ProbeFailed(f"GET /health answered {response.status_code}")
+        # RootTrading's Portfolio answers 200 "ok" with its database down, and says so
+        # only in this field: its balances are then stale or failing.
+        try:
+            body = response.json()
+        except ValueError:
+            return
+        database = body.get("database") if isinstance(body, dict) else None
+        if isinstance(database, str) and database.lower().startswith("error"):
+            raise ProbeFailed(f"GET /health: database: {database.strip().splitlines()[0][:160]}")
 
     def close(self) -> None:
         self._session.close()

@@ -1,0 +1,197 @@
+"""RootTrading's Portfolio answers (``portfolio/*.json``), served by a real HTTP server and
+read into our view (``PortfolioClient``) or refused with an error, which never produces
+an order (a view that cannot be fetched leaves the BUY checks without a portfolio:
+``portfolio_unavailable``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from coordinator.infra.portfolio_client import PortfolioClient, PortfolioError
+from coordinator.infra.probes import HttpHealthProbe, ProbeFailed
+from tests.contract.fixtures import contract_files, load_json, load_raw, needs_contract
+from tests.contract.rt_server import RootTradingServer
+from tests.waiting import wait_for
+
+pytestmark = needs_contract
+
+NOW = 1761574000.0
+
+
+@pytest.fixture
+def portfolio() -> Iterator[RootTradingServer]:
+    server = RootTradingServer(
+        {
+            ("GET", "/health"): "portfolio/get_health.json",
+            ("GET", "/balances"): "portfolio/get_balances.json",
+            ("GET", "/positions/active"): "portfolio/get_positions_active.json",
+        }
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(portfolio: RootTradingServer) -> Iterator[PortfolioClient]:
+    reader = PortfolioClient(portfolio.url, timeout=2.0)
+    yield reader
+    reader.close()
+
+
+def test_every_portfolio_file_is_covered_here():
+    covered = {
+        "get_balances.json",
+        "get_balances_404_empty.json",
+        "get_balances_500.json",
+        "get_balances_with_null_value_usdc.json",
+        "get_positions_active.json",
+        "get_positions_active_empty.json",
+        "get_health.json",
+        "get_health_db_error.json",
+    }
+    assert {p.name for p in contract_files("portfolio")} == covered
+
+
+def test_balances_and_positions_are_read_into_our_view(client):
+    view = client.fetch(NOW)
+
+    assert view.fetched_at == NOW
+    assert view.balances["USDC"].free == pytest.approx(1622.450665)
+    assert view.balances["SOL"].free == pytest.approx(1.105747)
+    # Exponent notation is a number like any other.
+    assert view.balances["ETH"].free == pytest.approx(4.87e-05)
+    # The stale XRP row (gone from Binance, all zero) is no holding.
+    xrp = view.balances["XRP"]
+    assert (xrp.free, xrp.total, xrp.value) == (0.0, 0.0, 0.0)
+    assert "XRPUSDC" not in view.positions
+    assert set(view.positions) == {"SOLUSDC", "BTCUSDC", "DOGEUSDC"}
+    sol = view.positions["SOLUSDC"]
+    # The cycle's gross quantity: more than the free SOL (the BUY's fee was in SOL).
+    assert sol.quantity == pytest.approx(1.106) and sol.quantity > view.balances["SOL"].free
+    assert sol.entry_price == pytest.approx(199.91)
+    assert sol.value == pytest.approx(221.33272)
+    assert view.equity("USDC") == pytest.approx(
+        sum(
+            row["value_usdc"]
+            for row in load_json("portfolio/get_balances.json")["response"]["body"]
+        )
+    )
+
+
+def test_positions_are_read_for_the_stops_with_their_naive_utc_entry_time(client):
+    held = {p.symbol: p for p in client.held_positions()}
+
+    assert set(held) == {"SOLUSDC", "BTCUSDC", "DOGEUSDC"}
+    sol = held["SOLUSDC"]
+    assert sol.quantity == pytest.approx(1.106)
+    assert sol.entry_price == pytest.approx(199.91)
+    # "2025-10-27T14:03:16.273095" has no offset: the wall-clock time of UTC.
+    assert sol.opened_at == pytest.approx(1761573796.273095)
+    assert sol.cycle_id is None  # the Portfolio shows none; trade_cycles gives it
+
+
+def test_a_null_value_usdc_is_unpriced_not_zero_and_not_an_error(portfolio, client):
+    # LDUSDC (Binance Earn) has no USDC value: RootTrading's own coordinator summed it
+    # and rejected every BUY. Ours keeps the row, unpriced: its free amount is known,
+    # its value is not counted (no position shows it either), nothing is refused.
+    portfolio.answer("GET", "/balances", "portfolio/get_balances_with_null_value_usdc.json")
+    view = client.fetch(NOW)
+
+    assert view.balances["LDUSDC"].value is None
+    assert view.balances["LDUSDC"].free == pytest.approx(25.01342)
+    assert view.balances["USDC"].free == pytest.approx(1622.450665)
+    priced = load_json("portfolio/get_balances.json")["response"]["body"]
+    assert view.equity("USDC") == pytest.approx(sum(row["value_usdc"] for row in priced))
+
+
+def test_no_balances_at_all_is_an_empty_view_with_no_cash(portfolio, client):
+    # 404 {"detail": "Aucun solde trouvé"} is RootTrading's "no rows", not a failure.
+    portfolio.answer("GET", "/balances", "portfolio/get_balances_404_empty.json")
+    portfolio.answer("GET", "/positions/active", "portfolio/get_positions_active_empty.json")
+    view = client.fetch(NOW)
+
+    assert dict(view.balances) == {} and dict(view.positions) == {}
+    assert view.equity("USDC") == 0.0
+    assert client.held_positions() == []
+
+
+def test_a_balances_500_is_refused_with_the_status(portfolio, client):
+    portfolio.answer("GET", "/balances", "portfolio/get_balances_500.json")
+    with pytest.raises(PortfolioError, match="GET /balances answered 500"):
+        client.fetch(NOW)
+
+
+def test_portfolio_health_ok_is_healthy(portfolio):
+    probe = HttpHealthProbe(portfolio.url, timeout=2.0)
+    try:
+        probe()
+    finally:
+        probe.close()
+
+
+def test_portfolio_health_with_its_database_down_is_unhealthy(portfolio):
+    # RootTrading answers 200 {"status": "ok", "database": "error: ..."}: its balances
+    # are then whatever it cached last, or a 500.
+    portfolio.answer("GET", "/health", "portfolio/get_health_db_error.json")
+    probe = HttpHealthProbe(portfolio.url, timeout=2.0)
+    try:
+        with pytest.raises(ProbeFailed, match="database: error: connection to server"):
+            probe()
+    finally:
+        probe.close()
+
+
+BALANCES_DECIDE = {
+    "get_balances_with_null_value_usdc.json": ("accepted", None),
+    "get_balances_500.json": ("rejected", "portfolio_unavailable"),
+    "get_balances_404_empty.json": ("rejected", "portfolio_unavailable"),
+}
+"""What a coordinator decides for RootTrading's XRP BUY with each ``GET /balances``."""
+
+
+@pytest.mark.parametrize("balances", sorted(BALANCES_DECIDE))
+def test_a_buy_is_decided_on_each_balances_answer_and_only_a_usable_one_orders(
+    pipelines, own_postgres, balances
+):
+    portfolio = RootTradingServer(
+        {
+            ("GET", "/health"): "portfolio/get_health.json",
+            ("GET", "/balances"): f"portfolio/{balances}",
+            ("GET", "/positions/active"): "portfolio/get_positions_active.json",
+        }
+    )
+    trader = RootTradingServer(
+        {
+            ("GET", "/health"): "trader/get_health.json",
+            ("GET", "/orders"): "trader/get_orders.json",
+            ("POST", "/order"): "trader/post_order_signal_buy.json",
+        }
+    )
+    channel = "roottrading:signals:filtered"
+    raw = load_raw("signals/buy_consensus_failsafe.json")
+    try:
+        pipe = pipelines(
+            {
+                "TRADER_API_URL": trader.url,
+                "PORTFOLIO_API_URL": portfolio.url,
+                "SIGNALS_CHANNEL": channel,
+                "SIGNAL_TIMEOUT": "1000000000",
+            },
+            database_dsn=own_postgres.dsn,
+        )
+        wait_for(lambda: pipe.redis.publish(channel, raw) > 0, message="a subscriber")
+        record = pipe.decision("db:48262", timeout=30)
+    finally:
+        portfolio.stop()
+        trader.stop()
+
+    decision = record["decision"]
+    outcome, reason = BALANCES_DECIDE[balances]
+    assert (decision["outcome"], decision["reason"]) == (outcome, reason), decision["detail"]
+    orders = [r.json() for r in trader.requests_to("POST", "/order")]
+    if outcome == "accepted":
+        assert [(o["symbol"], o["side"]) for o in orders] == [("XRPUSDC", "BUY")]
+    else:
+        assert orders == []
