@@ -23,6 +23,7 @@ from typing import Any
 
 from pykka import ActorDeadError
 
+from coordinator.actors.ledger_config import risk_config
 from coordinator.actors.ledger_store import read_recent_orders
 from coordinator.infra.portfolio_client import PortfolioClient, PortfolioError
 from coordinator.messages.health import PortfolioGuardsChanged
@@ -48,18 +49,15 @@ from coordinator.trading.ledger_book import BookOrder, LedgerBook, SettleResult
 from coordinator.trading.ledger_restore import StoredOrder, restore
 from coordinator.trading.order_checks import evaluate_order
 from coordinator.trading.signals import Side
-from coordinator.trading.sizing import SizingTable
-from coordinator.trading.sizing_roottrading import SizingMode
 from coordinator.trading.stops import EXIT_ID_PREFIX
 from coordinator.trading.trading_state import StateReason
 from coordinator.trading.validation import (
     CheckResult,
     LedgerState,
     Reason,
-    RiskConfig,
 )
 
-__all__ = ["Ledger", "risk_config"]
+__all__ = ["Ledger"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,31 +67,6 @@ logger = logging.getLogger(__name__)
 _MIN_REFRESH = 1.0
 _URGENT_GAP = 0.2  # seconds between fetches for a position the view lacks
 _STORE_TIMEOUT = 5.0  # seconds to connect to and read from PostgreSQL
-
-
-def risk_config(services: Services) -> RiskConfig:
-    config = services.config
-    risk = config.risk
-    return RiskConfig(
-        quote_asset=risk.quote_asset,
-        max_concurrent_trades=config.trading.max_concurrent_trades,
-        min_notional=risk.min_notional,
-        max_exposure_percent=risk.max_exposure_percent,
-        max_orders_per_minute=risk.max_orders_per_minute,
-        daily_loss_limit_percent=risk.daily_loss_limit_percent,
-        max_drawdown_percent=risk.max_drawdown_percent,
-        stop_loss_cooldown=risk.stop_loss_cooldown,
-        require_market_data=risk.require_market_data,
-        max_price_deviation_percent=risk.max_price_deviation_percent,
-        market_data_max_age=risk.market_data_max_age,
-        portfolio_max_age=risk.portfolio_max_age,
-        portfolio_max_age_exit=risk.portfolio_max_age_exit,
-        sizing=SizingTable(risk.sizing_thresholds, risk.sizing_percents),  # type: ignore[arg-type]
-        sizing_mode=SizingMode(risk.sizing_mode),
-        fee_rate=config.paper.fee_percent / 100.0,
-        quantity_decimals=risk.quantity_decimals,
-        quantity_decimals_by_symbol=dict(risk.quantity_decimals_by_symbol),
-    )
 
 
 class Ledger(ChildActor):

@@ -40,6 +40,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from coordinator.trading.ledger_overlay import lay_over, quote_delta
 from coordinator.trading.paper_book import split_symbol
 from coordinator.trading.signals import Side
 from coordinator.trading.validation import (
@@ -47,7 +48,6 @@ from coordinator.trading.validation import (
     ClosedHolding,
     OrderPlan,
     PortfolioView,
-    PositionView,
 )
 
 __all__ = [
@@ -433,9 +433,7 @@ class LedgerBook:
         return (positions or [len(visible)]), (balances or [len(visible)])
 
     def _quote_delta(self, order: BookOrder) -> float:
-        if order.plan.side is Side.BUY:
-            return -order.plan.notional * (1 + self.fee_rate)
-        return order.plan.notional * (1 - self.fee_rate)
+        return quote_delta(order.plan, self.fee_rate)
 
     def _drop_shown(self) -> None:
         for key, order in list(self.orders.items()):
@@ -451,53 +449,9 @@ class LedgerBook:
         )
         if not fills:
             return view
-        balances = dict(view.balances)
-        positions = dict(view.positions)
-        for order in fills:
-            plan = order.plan
-            base, _ = split_symbol(plan.symbol)
-            if not order.balances_shown:
-                cash = balances.get(self.quote, _ZERO)
-                held = balances.get(base, _ZERO)
-                delta = self._quote_delta(order)
-                balances[self.quote] = Balance(
-                    cash.free + delta, cash.total + delta, (cash.value or 0.0) + delta
-                )
-                if plan.side is Side.BUY and order.unknown:
-                    # The cash only: the coins may never have come. Their value still
-                    # counts in the equity, so that the loss guards do not take a BUY
-                    # whose answer was lost for a loss.
-                    value = (held.value or 0.0) + plan.notional
-                    balances[base] = Balance(held.free, held.total, value)
-                elif plan.side is Side.BUY:
-                    # Unless known to be in the quote, the fee may be taken in the base
-                    # asset: count the smaller amount (a sell above it is refused).
-                    got = plan.quantity * (1 - self.fee_rate)
-                    if self.fee_in_base is False:
-                        got = plan.quantity
-                    balances[base] = Balance(
-                        held.free + got,
-                        held.total + got,
-                        (held.value or 0.0) + got * plan.reference_price,
-                    )
-                else:
-                    left_free = max(0.0, held.free - plan.quantity)
-                    left = max(0.0, held.total - plan.quantity)
-                    balances[base] = Balance(left_free, left, left * plan.reference_price)
-            if not order.positions_shown and not (plan.side is Side.BUY and order.unknown):
-                if plan.side is Side.BUY:
-                    old = positions.get(plan.symbol)
-                    quantity = plan.quantity + (old.quantity if old else 0.0)
-                    positions[plan.symbol] = PositionView(
-                        plan.symbol,
-                        quantity,
-                        plan.reference_price,
-                        quantity * plan.reference_price,
-                        0.0,
-                    )
-                else:
-                    positions.pop(plan.symbol, None)
-        return replace(view, balances=balances, positions=positions)
+        return lay_over(
+            view, fills, quote=self.quote, fee_rate=self.fee_rate, fee_in_base=self.fee_in_base
+        )
 
     def reservation_count(self) -> int:
         return sum(1 for o in self.orders.values() if o.state is OrderState.RESERVED)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from coordinator.actors.ledger import risk_config
+from coordinator.actors.ledger_config import risk_config
 from coordinator.config import load_config
 from coordinator.trading.order_checks import evaluate_order
 from coordinator.trading.signals import Side, Signal, parse_signal

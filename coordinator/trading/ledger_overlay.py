@@ -1,0 +1,84 @@
+"""Our fills the Portfolio does not show yet, laid over its view (the Ledger's book
+decides which parts of which orders are unshown; this lays them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from coordinator.trading.paper_book import split_symbol
+from coordinator.trading.signals import Side
+from coordinator.trading.validation import Balance, OrderPlan, PortfolioView, PositionView
+
+if TYPE_CHECKING:
+    from coordinator.trading.ledger_book import BookOrder
+
+__all__ = ["lay_over", "quote_delta"]
+
+_ZERO = Balance(0.0, 0.0, 0.0)
+
+
+def quote_delta(plan: OrderPlan, fee_rate: float) -> float:
+    """What a fill of ``plan`` does to the quote balance, its fee included."""
+    if plan.side is Side.BUY:
+        return -plan.notional * (1 + fee_rate)
+    return plan.notional * (1 - fee_rate)
+
+
+def lay_over(
+    view: PortfolioView,
+    fills: Iterable[BookOrder],
+    *,
+    quote: str,
+    fee_rate: float,
+    fee_in_base: bool | None,
+) -> PortfolioView:
+    """``view`` with each fill's unshown parts laid over it, in the order given."""
+    balances = dict(view.balances)
+    positions = dict(view.positions)
+    for order in fills:
+        plan = order.plan
+        base, _ = split_symbol(plan.symbol)
+        if not order.balances_shown:
+            cash = balances.get(quote, _ZERO)
+            held = balances.get(base, _ZERO)
+            delta = quote_delta(plan, fee_rate)
+            balances[quote] = Balance(
+                cash.free + delta, cash.total + delta, (cash.value or 0.0) + delta
+            )
+            if plan.side is Side.BUY and order.unknown:
+                # The cash only: the coins may never have come. Their value still
+                # counts in the equity, so that the loss guards do not take a BUY
+                # whose answer was lost for a loss.
+                value = (held.value or 0.0) + plan.notional
+                balances[base] = Balance(held.free, held.total, value)
+            elif plan.side is Side.BUY:
+                # Unless known to be in the quote, the fee may be taken in the base
+                # asset: count the smaller amount (a sell above it is refused).
+                got = plan.quantity * (1 - fee_rate)
+                if fee_in_base is False:
+                    got = plan.quantity
+                balances[base] = Balance(
+                    held.free + got,
+                    held.total + got,
+                    (held.value or 0.0) + got * plan.reference_price,
+                )
+            else:
+                left_free = max(0.0, held.free - plan.quantity)
+                left = max(0.0, held.total - plan.quantity)
+                balances[base] = Balance(left_free, left, left * plan.reference_price)
+        if not order.positions_shown and not (plan.side is Side.BUY and order.unknown):
+            if plan.side is Side.BUY:
+                old = positions.get(plan.symbol)
+                quantity = plan.quantity + (old.quantity if old else 0.0)
+                positions[plan.symbol] = PositionView(
+                    plan.symbol,
+                    quantity,
+                    plan.reference_price,
+                    quantity * plan.reference_price,
+                    0.0,
+                )
+            else:
+                positions.pop(plan.symbol, None)
+    return replace(view, balances=balances, positions=positions)
