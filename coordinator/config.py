@@ -651,11 +651,11 @@ SETTINGS: tuple[Setting, ...] = (
     _s("PROFIT_LADDER", "stops", "ladder", Ladder(), ((2.0, 0.5), (4.0, 2.0), (8.0, 5.0)), "ladder rule: gain:lock steps in percent"),
     _s("BREAKEVEN_AFTER_PERCENT", "stops", "breakeven_after_percent", Number(above=0, maximum=1000, unit="percent"), 1.5, "breakeven rule: once the peak is this far over the entry"),
     _s("BREAKEVEN_OFFSET_PERCENT", "stops", "breakeven_offset_percent", Number(minimum=0, maximum=1000, unit="percent"), 0.2, "breakeven rule: the stop goes this far over the entry (fees)"),
-    _s("STOP_PRICE_MAX_AGE", "stops", "price_max_age", _SECONDS, 30.0, "a price older than this is stale: no stop decision on it"),
+    _s("STOP_PRICE_MAX_AGE", "stops", "price_max_age", _SECONDS, 90.0, "a price older than this is stale: no stop decision on it"),
     _s("POSITIONS_REFRESH_INTERVAL", "stops", "refresh_interval", _SECONDS, 10.0, "open positions are fetched again this often (and soon after our orders)"),
     _s("STOP_EXIT_RETRY_BASE", "stops", "retry_base", _SECONDS, 1.0, "first wait before an exit is tried again after a failure"),
     _s("STOP_EXIT_RETRY_MAX", "stops", "retry_max", _SECONDS, 60.0, "longest wait between exit attempts"),
-    _s("STOP_EXIT_TIMEOUT", "stops", "exit_timeout", _SECONDS, 60.0, "an exit with no outcome after this is looked at again"),
+    _s("STOP_EXIT_TIMEOUT", "stops", "exit_timeout", _SECONDS, 90.0, "an exit with no outcome after this is looked at again"),
     _s("STOP_EXIT_SETTLE", "stops", "exit_settle", _SECONDS, 90.0, "a position still held this long after it was sold is watched again, with an alert (its next exit reads the stored orders first)"),
     _s("STOP_STATE_FLUSH_INTERVAL", "stops", "flush_interval", Number(above=0, maximum=10, unit="seconds"), 0.25, "stop state is written to PostgreSQL this often"),
 )
