@@ -116,8 +116,10 @@ class LedgerBook:
     settle_window: float
     """Seconds a fill the Portfolio does not show is laid over its view."""
     fee_in_base: bool | None = None
-    """Whether the exchange takes a BUY's fee in the base asset; None until a BUY shown
-    by the balances tells (meanwhile a BUY laid over the view counts the smaller base)."""
+    """False: the exchange is known to take a BUY's fee in the quote asset. Otherwise a
+    BUY laid over the view counts its quantity less the fee (a sell above the balance is
+    refused). Never concluded from the balances: a base grown by the whole quantity is
+    also a fee taken in the base next to base the book did not count."""
     prefix: str = field(default_factory=lambda: secrets.token_hex(4))
     """Makes reservation ids unique across books (Ledger incarnations)."""
     fetched: PortfolioView = field(
@@ -293,7 +295,6 @@ class LedgerBook:
         if self.fetched_requested_at is not None and requested_at < self.fetched_requested_at:
             return False
         previous = self.fetched
-        shown_before = {k for k, o in self.orders.items() if o.balances_shown}
         self.fetched = view
         self.fetched_requested_at = requested_at
         quote_now = view.balances.get(self.quote, _ZERO).total
@@ -325,11 +326,9 @@ class LedgerBook:
             # make the same view while our orders are filled; for one still reserved
             # the shortest is the cautious side (a SELL in flight keeps its position).
             _mark(visible, "positions_shown", min(held))
-        newly = [o for k, o in self.orders.items() if o.balances_shown and k not in shown_before]
         for order in self.orders.values():
             if order.positions_shown:
                 self._record_closed(order, view.fetched_at or requested_at)
-        self._learn_fee_asset(view, newly)
         self._drop_shown()
         self.view = self._merged()
         return True
@@ -346,34 +345,6 @@ class LedgerBook:
                 order.plan.symbol, order.entry_before, order.held_before, now, order.reservation_id
             )
         )
-
-    def _learn_fee_asset(self, view: PortfolioView, newly: list[BookOrder]) -> None:
-        """From a BUY the balances show as the last of its symbol's orders: did the base
-        grow by the quantity, or by the quantity less the fee?"""
-        if self.fee_in_base is not None or self.fee_rate <= 0:
-            return
-        for order in newly:
-            later = [
-                o
-                for o in self.orders.values()
-                if o.plan.symbol == order.plan.symbol
-                and o.reserved_at > order.reserved_at
-                and o.balances_shown
-            ]
-            if order.plan.side is not Side.BUY or later:
-                continue
-            base, _ = split_symbol(order.plan.symbol)
-            grew = view.balances.get(base, _ZERO).total - order.base_before
-            gross, net = order.plan.quantity, order.plan.quantity * (1 - self.fee_rate)
-            margin = (gross - net) / 2
-            # Only from a base that grew by one or the other (not by a trade elsewhere).
-            if margin > 1e-9 * max(gross, 1.0) and min(abs(grew - net), abs(grew - gross)) < margin:
-                self.fee_in_base = abs(grew - net) < abs(grew - gross)
-                logger.info(
-                    "the exchange takes a BUY's fee in the %s asset",
-                    "base" if self.fee_in_base else "quote",
-                )
-                return
 
     def _resolve(
         self, ambiguous: list[tuple[list[BookOrder], list[int], int]], shift: float
