@@ -51,13 +51,16 @@ def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
 @pytest.fixture
 def clear_kill_switch(postgres: EmbeddedPostgres) -> None:
     """The session's database starts every test with trading not halted, with no
-    stops of earlier tests' positions and none of their orders recent enough for a new
+    universe and no stops of earlier tests and none of their orders recent enough for a new
     Ledger to lay over its view (each test has a paper exchange of its own)."""
     store = KillSwitchStore(postgres.dsn, timeout=2)
     store.save(halted=False, reason="", by="test setup", at=time.time())
     store.close()
     with psycopg2.connect(postgres.dsn) as conn, conn.cursor() as cur:
         cur.execute("DELETE FROM coordinator_stops")
+        # An earlier test's universe would be restored at start: its symbols in this
+        # test's universe.
+        cur.execute("DELETE FROM coordinator_universe_snapshots")
         cur.execute(
             "UPDATE coordinator_orders SET created_at = created_at - interval '1 day'"
             " WHERE created_at > now() - interval '1 day'"
