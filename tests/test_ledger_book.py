@@ -491,3 +491,13 @@ def test_an_order_found_never_executed_before_the_restore_is_not_laid():
     assert ledger.not_executed(sold.signal_id, symbol=APT, side=Side.SELL, now=NOW) is None
     assert restore(ledger, [sold], now=NOW) == 0
     assert ledger.view.positions[APT].quantity == 1_000.0
+
+
+def test_a_buy_found_never_executed_keeps_its_cash_spent():
+    """The cautious side for money: if the verdict was wrong (or a re-send of it
+    filled), dropping it would spend the cash twice."""
+    ledger = book()
+    order = ledger.reserve(buy(100.0), owner="validator-0#1", now=NOW, signal_id="s-1")
+    ledger.settle(order.reservation_id, None, symbol=APT, side=Side.BUY, now=NOW + 1)
+    assert ledger.not_executed("s-1", symbol=APT, side=Side.BUY, now=NOW + 2) is None
+    assert ledger.view.balances["USDC"].free == pytest.approx(100_000.0 - 1_000.0)

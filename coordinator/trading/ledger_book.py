@@ -250,12 +250,16 @@ class LedgerBook:
     def not_executed(
         self, signal_id: str, *, symbol: str, side: Side, now: float
     ) -> BookOrder | None:
-        """An order counted as filled (its answer unknown, or restored from the store)
+        """A SELL counted as filled (its answer unknown, or restored from the store)
         that the exchange never executed, as reconciliation or an operator found: no
         longer laid over the view. Laid on, a SELL would hide a held position (its
         exits refused) for the whole settle window. A reserved one is its Validator's
         to settle (a held order sent again keeps its signal id). None counted: it is
         remembered, so that a restore reading the store before this does not lay it."""
+        if side is not Side.SELL:
+            # A BUY's cash stays spent until the Portfolio shows it or its window ends:
+            # the cautious side, if the verdict was wrong or its re-send filled.
+            return None
         for key, order in list(self.orders.items()):
             if (
                 order.state is OrderState.FILLED
