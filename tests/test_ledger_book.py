@@ -501,3 +501,57 @@ def test_a_buy_found_never_executed_keeps_its_cash_spent():
     ledger.settle(order.reservation_id, None, symbol=APT, side=Side.BUY, now=NOW + 1)
     assert ledger.not_executed("s-1", symbol=APT, side=Side.BUY, now=NOW + 2) is None
     assert ledger.view.balances["USDC"].free == pytest.approx(100_000.0 - 1_000.0)
+
+
+def test_a_round_trip_shown_by_the_positions_is_not_laid_again_over_the_balances():
+    """Sold a holding and bought about as much again: the base amount is back near where
+    it was, so the balances alone match both "neither shown" and "both shown", and the
+    quote, which tells them apart, is off by the fees of other BUYs taken in their base
+    asset. The positions show both: laying both again over the balances counted the
+    base as if no fee had been taken from it (a SELL of it refused for insufficient
+    balance, found by the soak)."""
+    fee = 0.001
+    ledger = LedgerBook(quote="USDC", fee_rate=fee, lifetime=60.0, settle_window=180.0)
+    old_base = 100.0 * (1 - fee) + 0.0024
+    ledger.fetched_view(
+        PortfolioView(
+            balances={
+                "USDC": Balance(5_000.0, 5_000.0, 5_000.0),
+                "APT": Balance(old_base, old_base, None),
+            },
+            positions={APT: PositionView(APT, 100.0, 10.0, 1_000.0, 0.0)},
+            fetched_at=NOW,
+        ),
+        NOW,
+    )
+    plans = [
+        OrderPlan(APT, Side.SELL, 100.0, 10.0, 1_000.0, None),
+        OrderPlan(APT, Side.BUY, 100.1, 10.0, 1_001.0, None),
+        OrderPlan("XRPUSDC", Side.BUY, 400.0, 2.5, 1_000.0, None),
+        OrderPlan("ADAUSDC", Side.BUY, 2_000.0, 0.5, 1_000.0, None),
+    ]
+    for at, plan in enumerate(plans, start=1):
+        order = ledger.reserve(plan, owner="v#1", now=NOW + at)
+        ledger.settle(order.reservation_id, True, symbol=plan.symbol, side=plan.side, now=NOW + at)
+    # Every BUY's fee taken in its base asset: each cost its notional in the quote.
+    base = old_base - 100.0 + 100.1 * (1 - fee)
+    cash = 5_000.0 + 1_000.0 * (1 - fee) - 1_001.0 - 2 * 1_000.0
+    ledger.fetched_view(
+        PortfolioView(
+            balances={
+                "USDC": Balance(cash, cash, cash),
+                "APT": Balance(base, base, None),
+                "XRP": Balance(400.0 * (1 - fee), 400.0 * (1 - fee), None),
+                "ADA": Balance(2_000.0 * (1 - fee), 2_000.0 * (1 - fee), None),
+            },
+            positions={
+                APT: PositionView(APT, 100.1, 10.0, 1_001.0, 0.0),
+                "XRPUSDC": PositionView("XRPUSDC", 400.0, 2.5, 1_000.0, 0.0),
+                "ADAUSDC": PositionView("ADAUSDC", 2_000.0, 0.5, 1_000.0, 0.0),
+            },
+            fetched_at=NOW + 10,
+        ),
+        NOW + 10,
+    )
+    assert ledger.view.balances["APT"].free == pytest.approx(base), ledger.orders
+    assert ledger.view.balances["USDC"].free == pytest.approx(cash)

@@ -23,8 +23,9 @@ whatever the order of answers:
   may be taken from it). A view matching none of them (a trade made elsewhere) is taken
   as it is: the Portfolio is the truth, our guesses are not.
 - The balances parts of one symbol that two prefixes match equally (a BUY and its SELL
-  both unshown, the base back where it was) are told apart by the quote amount: the
-  prefix whose quote moved from the previous view's by what it would have moved.
+  both unshown, the base back where it was) are told apart by the positions when they
+  show one of them (exact to rounding), else by the quote amount: the prefix whose
+  quote moved from the previous view's by what it would have moved.
   Prefixes nothing tells apart make the same view: the shortest is kept, as for the
   positions (a BUY and its SELL both unshown: none held either way).
 - A FILLED order's unshown parts are laid over the view; a RESERVED order's room is
@@ -312,6 +313,13 @@ class LedgerBook:
             held, options = self._evidence(symbol, visible, view)
             positions.append((visible, held))
             before = sum(1 for o in visible if o.balances_shown)
+            if len(options) > 1 and len(held) == 1 and held[0] in options:
+                # A round trip (a SELL and a BUY of about as much) leaves the base where
+                # it was: the positions, exact to rounding, tell which prefix it is; the
+                # quote cannot always (a BUY's fee taken in the base asset moves it by
+                # less than counted). A lagging balances part shown too early costs less
+                # than a fill laid twice.
+                options = held
             if len(options) == 1:
                 moved += self._moved(visible, before, options[0])
                 _mark(visible, "balances_shown", options[0])
