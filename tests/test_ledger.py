@@ -12,6 +12,7 @@ import requests
 
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.messages.pipeline import GetLedgerSnapshot, Reserve
+from coordinator.trading.routing import client_order_id
 from coordinator.trading.signals import Signal, parse_signal
 from tests.http_stub import serve_on_loopback
 from tests.pipeline import PRICES, Pipeline, signal_payload
@@ -328,3 +329,41 @@ def test_a_new_process_does_not_sell_again_what_a_lagging_portfolio_still_shows(
         assert paper.stats()["orders_received"] == orders, "nothing sent again"
     finally:
         portfolio.stop()
+
+
+def test_a_held_sell_handed_back_after_a_restart_still_holds_its_symbols_exits(
+    pipelines, own_postgres
+):
+    """A SELL answered 5xx, then the process dies: the new one holds it again, with no
+    reservation of its own (its room is the copy of it laid over the view from the
+    store). Found not executed, it is sent again: no second SELL of the holding may go
+    out beside it meanwhile, so that copy stays until its outcome is known."""
+    from tests.test_held_orders import knobs, trader_up_a_while
+
+    paper = PaperExchange(redis_url=None).start()
+    env = {"SIGNAL_TIMEOUT": "120"}
+    first = pipelines(env, paper=paper, database_dsn=own_postgres.dsn)
+    bought(first, "SOLUSDC")
+    trader_up_a_while(first)
+    knobs(first, error_rate=1.0)
+    sold = signal_payload("SOLUSDC", "SELL")
+    first.publish(sold)
+    cid = client_order_id(signal_id(sold))
+    wait_for(lambda: paper.stats()["requests_by_client_order_id"].get(cid) == 1, message="sent")
+    first.coordinator.stop()
+
+    second = pipelines(env, paper=paper, database_dsn=own_postgres.dsn)
+    # Not found at the Trader: handed back and sent again (answered 5xx again).
+    wait_for(
+        lambda: paper.stats()["requests_by_client_order_id"].get(cid, 0) >= 2,
+        timeout=60,
+        message="sent again by the new process",
+    )
+    # Its room is still the copy laid from the store: SOL is not sellable beside it.
+    assert "SOLUSDC" not in ledger(second).positions
+    wait_for(
+        lambda: paper.stats()["requests_by_client_order_id"].get(cid, 0) >= 3,
+        timeout=60,
+        message="handed back and sent again once more",
+    )
+    assert "SOLUSDC" not in ledger(second).positions

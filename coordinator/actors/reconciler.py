@@ -275,7 +275,6 @@ class Reconciler(ChildActor):
                     or now - before[1] > self._policy.window_after
                 ):
                     self._handed_back[row.client_order_id] = (row.updated_at, now)
-                    self._tell_ledger(row)
                     self._hand_back(row, accepted=False, trader_id=None, detail=verdict.detail)
                 continue
             try:
@@ -407,10 +406,12 @@ class Reconciler(ChildActor):
             )
 
     def _tell_ledger(self, row: OrderRow) -> None:
-        """An order not executed, to the Ledger, which counted it as filled while its
-        outcome was unknown (or laid it from the store at start): a SELL laid over its
-        view would hide the position it did not sell. Before a held order is handed
-        back, so that its re-send is not refused because of it."""
+        """An order found not executed, for good, to the Ledger, which counted it as
+        filled while its outcome was unknown (or laid it from the store at start): a
+        SELL laid over its view would hide the position it did not sell. Not a held
+        order handed back: after a restart its Validator sends it again without a
+        reservation of its own, and the copy laid from the store is what keeps a second
+        SELL of the holding from going out beside it."""
         if row.side not in (Side.BUY, Side.SELL):
             return  # the Ledger never counted an order of another side
         message = OrderNotExecuted(
@@ -445,7 +446,6 @@ class Reconciler(ChildActor):
             if row.held and message.state == "rejected":
                 # Its Validator records it (or sends it again while the signal is fresh).
                 result_state = "unknown"
-                self._tell_ledger(row)
                 self._hand_back(row, accepted=False, trader_id=None, detail=note)
             else:
                 result = store.resolve(
