@@ -16,6 +16,7 @@ from coordinator.trading.stop_book import (
     from_record,
     same_holding,
 )
+from coordinator.trading.stop_restore import restore
 from coordinator.trading.stops import StopParams, open_stop
 
 PARAMS = lc.LifecycleParams(exit_timeout=60, exit_settle=90, retry_base=1, retry_max=8)
@@ -144,27 +145,36 @@ def test_our_own_sell_ends_the_stop_and_a_still_shown_holding_is_watched_again_l
     assert run(again, lc.Tick())[1] == (lc.ReadOrders(),)
 
 
-def test_a_lost_exit_is_looked_up_then_retried_through_a_read_of_its_order():
+def test_a_lost_exit_is_sent_again_under_its_own_id_once_then_retried():
+    """Lost on the way (its Validator crashed with it): the same exit again, so that the
+    signal stored for it is decided (an order already claimed for it is never sent
+    twice: the Validator finds it and decides it unknown), and on a fresh price only."""
     looking, actions = run(exiting(), lc.Timer(), now=61.0)
     assert actions == (lc.LookUpDecision(attempt=1),) and looking.lookup_pending
-    retry, _ = run(looking, lc.DecisionMissing(attempt=1), now=61.0)
-    assert retry.phase is lc.Phase.RETRY
-    checking, actions = run(retry, lc.Timer(), now=70.0)
+    stale, actions = run(looking, lc.DecisionMissing(attempt=1), now=61.0, price=None)
+    assert actions == () and stale.phase is lc.Phase.EXITING and not stale.lookup_pending
+    again, actions = run(stale, lc.DecisionMissing(attempt=1), now=130.0)
+    assert actions == (lc.SendExit(attempt=1, price=94.0),)
+    assert again.phase is lc.Phase.EXITING and again.attempt == 1 and again.sent_at == 130.0
+    looking, _ = run(again, lc.Timer(), now=191.0)
+    retry, actions = run(looking, lc.DecisionMissing(attempt=1), now=191.0)
+    assert retry.phase is lc.Phase.RETRY and actions == ()
+    checking, actions = run(retry, lc.Timer(), now=200.0)
     assert checking.phase is lc.Phase.CHECKING and actions == (lc.ReadOrders(),)
 
 
 def test_restored_stops_wait_for_the_portfolio_and_read_their_orders():
-    life, actions = lc.restore("exiting", 2, 1, now=5.0)
+    life, actions = restore("exiting", 2, 1, now=5.0)
     assert life.phase is lc.Phase.EXITING and actions == (lc.LookUpDecision(attempt=2),)
-    life, actions = lc.restore("exit_unknown", 1, 0, now=5.0)
+    life, actions = restore("exit_unknown", 1, 0, now=5.0)
     assert life.phase is lc.Phase.AWAITING_ORDER and actions == (lc.ReadOrders(),)
-    life, _ = lc.restore("watching", 0, 0, now=5.0)
+    life, _ = restore("watching", 0, 0, now=5.0)
     assert not life.confirmed and not life.clean
     assert run(life, lc.Tick())[1] == ()
     confirmed, actions = run(life, lc.PositionsSeen(held=True))
     assert confirmed.confirmed and actions == (lc.ReadOrders(),)
     with pytest.raises(ValueError, match="unknown stop state 'bogus'"):
-        lc.restore("bogus", 0, 0, now=5.0)
+        restore("bogus", 0, 0, now=5.0)
 
 
 # --- keys -----------------------------------------------------------------------------

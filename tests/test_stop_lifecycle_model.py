@@ -138,6 +138,10 @@ class StopLifecycleModel(RuleBasedStateMachine):
         # An exit only on a fresh price at or below the stop.
         assert w.now - w.price_at <= MAX_AGE, "exit on a stale price"
         assert price == w.price and price <= holding.stop.stop, "exit above the stop"
+        signal_id = exit_id(holding.key, attempt)
+        if signal_id in w.orders:
+            self._sent_again(hid, signal_id)
+            return
         # Never a new attempt while an earlier one is unsettled; one in flight at most.
         for order in w.orders.values():
             if order.hid == hid:
@@ -148,11 +152,25 @@ class StopLifecycleModel(RuleBasedStateMachine):
         assert hid in w.held, "exit for a holding that was sold"
         assert attempt == holding.life.attempt
         holding.sent_key = holding.key
-        signal_id = exit_id(holding.key, attempt)
-        assert signal_id not in w.orders, "an exit id used twice"
         w.orders[signal_id] = Order(hid=hid, attempt=attempt, state="pending")
         note_event(f"exit attempt {min(attempt, 3)} sent")
         w.in_flight.append(signal_id)
+
+    def _sent_again(self, hid: int, signal_id: str) -> None:
+        """A lost exit sent again under its own id: the Validator drops it if decided or
+        still waiting, else finds its claimed intent and decides it unknown; nothing new
+        goes out."""
+        w = self.w
+        holding = w.holdings[hid]
+        assert holding.life.resent, "an exit id used twice"
+        order = w.orders[signal_id]
+        if signal_id in w.in_flight or order.decision is not None:
+            return  # still waiting at its Validator, or decided: the copy is dropped
+        order.decision, order.reason = "unknown", None
+        if order.state == "pending":
+            order.state = "unknown"
+        w.decided.append(signal_id)
+        self.decision_delivered(_Given(signal_id))
 
     def _fill(self, hid: int, why: str) -> None:
         """A SELL of ours filled on the symbol: the exchange holds nothing of it, and the

@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 import requests
 
-from coordinator.trading.routing import client_order_id
+from coordinator.trading.routing import client_order_id, validator_for
 from tests.pipeline import AUTH, Pipeline, signal_payload
 from tests.test_pipeline import signal_id
 from tests.test_trailing_stops import (
@@ -352,3 +352,37 @@ def test_an_unknown_exit_found_never_executed_no_longer_hides_the_holding(pipeli
         message="sold by the next attempt",
     )
     assert pipe.decision(f"exit:{key}:2")["decision"]["outcome"] == "accepted"
+
+
+def test_an_exit_lost_with_its_crashed_validator_is_sent_again_under_its_own_id(pipelines):
+    """The exit waits at its Validator for the Trader to come back, and the Validator
+    crashes: its wait queue is gone and no decision comes. The stop sends the same
+    exit again (its id: never an order twice) and it is decided; no stored exit is left
+    undecided and no second attempt is made."""
+    from tests.test_held_orders import knobs
+
+    pipe = pipelines({**ENV, "STOP_EXIT_TIMEOUT": "3", "BREAKER_OPEN_SECONDS": "0.5"})
+    seed(pipe, "NEARUSDC", 100.0, 5.0)
+    key = watched(pipe, "NEARUSDC")["position_key"]
+    knobs(pipe, health_status=500)
+    wait_for(
+        lambda: requests.get(pipe.url + "/status", timeout=5).json()["trading_state"] == "HALTED",
+        message="the Trader down",
+    )
+    pipe.paper.set_price("NEARUSDC", 4.5)
+    tick(pipe, "NEARUSDC", 4.5)
+    wait_for(lambda: stops(pipe)["exits_triggered"] == 1, message="exit 1 sent")
+    pipe.drill(validator_for("NEARUSDC", 4))
+    knobs(pipe, health_status=200)
+    record = wait_for(
+        lambda: (
+            tick(pipe, "NEARUSDC", 4.5)
+            or ((r := pipe.stored(f"exit:{key}:1")) and r["decision"] and r)
+        ),
+        interval=0.2,
+        timeout=40,
+        message="the lost exit decided",
+    )
+    assert record["decision"]["outcome"] == "accepted", record["decision"]
+    assert pipe.stored(f"exit:{key}:2") is None, "a second attempt was made"
+    assert len(sells(pipe, "NEARUSDC")) == 1

@@ -9,7 +9,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from coordinator.clock import utc_iso
-from coordinator.trading.stop_lifecycle import Action, Lifecycle, Phase, restore
+from coordinator.trading.stop_lifecycle import Action, Lifecycle, Phase
+from coordinator.trading.stop_restore import restore
 from coordinator.trading.stops import (
     EXIT_ID_PREFIX,
     StopParams,

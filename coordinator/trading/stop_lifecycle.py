@@ -66,7 +66,6 @@ __all__ = [
     "StopEvent",
     "Tick",
     "Timer",
-    "restore",
     "step",
 ]
 
@@ -142,6 +141,8 @@ class Lifecycle:
     """The unresolved order (client order id, or exit id before it is read)."""
     lookup_pending: bool = False
     """The current exit's decision is being looked up."""
+    resent: bool = False
+    """The current exit was found lost and sent again under its own id."""
     missing: int = 0
     """Successful fetches in a row without the holding."""
     seen_at: float | None = None
@@ -191,10 +192,7 @@ def step(
             return _on_decided(life, event, now, price, entry, params)
         case DecisionMissing(attempt=attempt):
             if life.phase is Phase.EXITING and attempt == life.attempt:
-                # Lost on the way or stuck: the next attempt reads its order first.
-                return _failed(
-                    replace(life, lookup_pending=False), "no decision in time", now, params
-                )
+                return _on_missing(life, now, price, hit, params)
             return replace(life, lookup_pending=False), ()
         case PositionsSeen(held=held):
             return _on_positions(life, held, now, price, hit, params)
@@ -251,8 +249,30 @@ def _send(
         retry_at=None,
         waiting_on=None,
         lookup_pending=False,
+        resent=False,
         detail=f"exit {attempt} sent: {why} at {price:.8g}",
     ), (SendExit(attempt=attempt, price=price),)
+
+
+def _on_missing(
+    life: Lifecycle, now: float, price: float | None, hit: bool, params: LifecycleParams
+) -> tuple[Lifecycle, tuple[Action, ...]]:
+    """No decision long after the exit was sent: lost on the way (its Validator crashed
+    with it). Sent again once under its own id, so that the signal stored for it gets
+    its decision (an order already claimed for it is never sent twice: the Validator
+    finds the claim and decides it unknown), on a fresh price still at or under the
+    stop; lost again, stuck, or the price gone above the stop: the next attempt reads
+    its order first."""
+    life = replace(life, lookup_pending=False)
+    if life.resent or (price is not None and not hit):
+        return _failed(life, "no decision in time", now, params)
+    if price is None:
+        return replace(
+            life, sent_at=now, detail=f"exit {life.attempt} lost; sent again on a fresh price"
+        ), ()
+    return replace(
+        life, sent_at=now, resent=True, detail=f"exit {life.attempt} lost; sent again"
+    ), (SendExit(attempt=life.attempt, price=price),)
 
 
 def _failed(
@@ -462,38 +482,3 @@ def _on_orders(
         waiting_on=None,
         detail="earlier exit orders settled; no fresh price: waiting for one",
     ), ()
-
-
-# --- restart -----------------------------------------------------------------
-
-
-def restore(
-    phase: str, attempt: int, failures: int, now: float
-) -> tuple[Lifecycle, tuple[Action, ...]]:
-    """A lifecycle from a stored record (a new incarnation or a new process). It sends
-    nothing until the Portfolio confirms the holding, and reads the stored orders before
-    any new attempt."""
-    try:
-        # Records written before the AWAITING_ORDER phase existed.
-        stored = Phase("awaiting_order" if phase == "exit_unknown" else phase)
-    except ValueError as exc:
-        raise ValueError(f"unknown stop state {phase!r}") from exc
-    if attempt < 0 or failures < 0:
-        raise ValueError(f"attempt {attempt} and failures {failures} must be >= 0")
-    base = Lifecycle(
-        phase=stored,
-        attempt=attempt,
-        failures=failures,
-        sent_at=now,
-        retry_at=now,
-        confirmed=False,
-        clean=False,
-        sold_attempt=attempt if stored is Phase.SOLD else 0,
-    )
-    if stored is Phase.EXITING:
-        return replace(base, lookup_pending=True), (LookUpDecision(attempt=attempt),)
-    if stored is Phase.CHECKING:
-        return replace(base, phase=Phase.RETRY), ()
-    if stored is Phase.AWAITING_ORDER:
-        return base, (ReadOrders(),)
-    return base, ()
