@@ -48,8 +48,8 @@ from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.supervisor.ticker import Ticker
 from coordinator.trading.blacklist import Blacklist, BlacklistEntry, StopLossRule
 from coordinator.trading.market_stats import TIMEFRAMES_MS, CandleBook
-from coordinator.trading.paper_book import split_symbol
 from coordinator.trading.performance import PerformanceBook
+from coordinator.trading.symbols import split_symbol
 from coordinator.trading.universe_filters import Candidate, build_chain, run_chain
 from coordinator.trading.universe_rotation import (
     Member,
