@@ -41,6 +41,7 @@ from coordinator.messages.pipeline import (
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.ticker import Ticker
+from coordinator.trading.backoff import Backoff
 from coordinator.trading.signal_rows import db_id_of
 from coordinator.trading.signals import Signal, parse_signal
 
@@ -51,6 +52,8 @@ logger = logging.getLogger(__name__)
 _FINAL_ORDER_STATES = ("accepted", "rejected", "unknown")
 _RECENT_DECIDED = 200_000
 _UNKNOWN_KEPT = 100
+_RETRY = Backoff(0.1, 5.0)
+"""Waits between attempts to write to PostgreSQL again while it refuses writes."""
 
 
 class StoreWriter(ChildActor):
@@ -75,7 +78,7 @@ class StoreWriter(ChildActor):
         self._postgres_ok = True
         self._last_error: str | None = None
         self._retry_at = 0.0
-        self._retry_delay = 0.1
+        self._retry_failures = 0
         self._recent_ids: frozenset[str] = frozenset()
         self._load()
         self._ticker = Ticker(
@@ -332,15 +335,15 @@ class StoreWriter(ChildActor):
             logger.warning("PostgreSQL takes writes again")
         self._postgres_ok = True
         self._last_error = None
-        self._retry_delay = 0.1
+        self._retry_failures = 0
 
     def _store_failed(self, exc: StoreError, now: float) -> None:
         if self._postgres_ok:
             logger.error("PostgreSQL refuses writes (%s); journaling locally", exc)
         self._postgres_ok = False
         self._last_error = str(exc)
-        self._retry_at = now + self._retry_delay
-        self._retry_delay = min(5.0, self._retry_delay * 2)
+        self._retry_at = now + _RETRY.delay(self._retry_failures)
+        self._retry_failures += 1
 
     def _acknowledge(self) -> None:
         if not self._acks:

@@ -16,6 +16,7 @@ import redis
 
 from coordinator.clock import Clock, SystemClock
 from coordinator.logs import set_actor_name
+from coordinator.trading.backoff import Backoff
 
 __all__ = ["MARKET_DATA_PATTERN", "EventPublisher", "Subscription"]
 
@@ -23,6 +24,9 @@ MARKET_DATA_PATTERN = "roottrading:market:data:*"
 """The RootTrading market-data channels: roottrading:market:data:{symbol}:{timeframe}."""
 
 logger = logging.getLogger(__name__)
+
+_RECONNECT = Backoff(0.1, 5.0)
+"""Waits between attempts to reach Redis again after the connection dropped."""
 
 
 def _unpack(message: dict) -> tuple[str, bytes]:
@@ -53,7 +57,7 @@ class Subscription:
         on_connection: Callable[[bool, str | None], None] | None = None,
         name: str,
         actor: str | None = None,
-        backoff: tuple[float, float] = (0.1, 5.0),
+        backoff: Backoff = _RECONNECT,
         clock: Clock | None = None,
     ) -> None:
         if not channels and not patterns:
@@ -85,7 +89,7 @@ class Subscription:
 
     def _run(self) -> None:
         set_actor_name(self._actor)
-        delay = self._backoff[0]
+        failures = 0
         while not self._stopped.is_set():
             client = redis.Redis.from_url(
                 self._url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
@@ -97,7 +101,7 @@ class Subscription:
                 if self._patterns:
                     pubsub.psubscribe(*self._patterns)
                 self._set_connected(True, None)
-                delay = self._backoff[0]
+                failures = 0
                 while not self._stopped.is_set():
                     message = pubsub.get_message(timeout=0.5)
                     if message is None:
@@ -126,9 +130,9 @@ class Subscription:
                     client.close()
                 except Exception:
                     logger.debug("closing the subscription failed", exc_info=True)
-            if self._stopped.wait(delay):
+            if self._stopped.wait(self._backoff.delay(failures)):
                 break
-            delay = min(self._backoff[1], delay * 2)
+            failures += 1
 
     def _set_connected(self, up: bool, error: str | None) -> None:
         if up == self.connected:

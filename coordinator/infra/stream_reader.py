@@ -15,10 +15,14 @@ from collections.abc import Callable
 import redis
 
 from coordinator.logs import set_actor_name
+from coordinator.trading.backoff import Backoff
 
 __all__ = ["StreamReader", "entry_payload"]
 
 logger = logging.getLogger(__name__)
+
+_RECONNECT = Backoff(0.1, 5.0)
+"""Waits between attempts to reach Redis again after the connection dropped."""
 
 
 def entry_payload(fields: dict[bytes, bytes]) -> bytes:
@@ -69,13 +73,13 @@ class StreamReader:
 
     def _run(self) -> None:
         set_actor_name(self._actor)
-        delay = 0.1
+        failures = 0
         while not self._stopped.is_set():
             client = redis.Redis.from_url(self._url, socket_connect_timeout=2, socket_timeout=5)
             try:
                 self._ensure_group(client)
                 self._set_connected(True, None)
-                delay = 0.1
+                failures = 0
                 self._read_own_pending(client)
                 claimed_at = 0.0
                 while not self._stopped.is_set():
@@ -98,9 +102,9 @@ class StreamReader:
                 self._set_connected(False, "reader error")
             finally:
                 client.close()
-            if self._stopped.wait(delay):
+            if self._stopped.wait(_RECONNECT.delay(failures)):
                 break
-            delay = min(5.0, delay * 2)
+            failures += 1
 
     def _ensure_group(self, client: redis.Redis) -> None:
         try:
