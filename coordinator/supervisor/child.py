@@ -37,6 +37,7 @@ __all__ = [
     "DrillCrashError",
     "DrillStartFailure",
     "EscapedBaseException",
+    "tell_unless_ended",
 ]
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,16 @@ T = TypeVar("T")
 
 NOT_HANDLED: Any = object()
 """What ``handle`` returns for a message it does not know."""
+
+
+def tell_unless_ended(ref: pykka.ActorRef[Any], message: Any) -> bool:
+    """Tell ``message`` to ``ref``; False, and nothing told, once that actor has ended
+    (what its threads and timers still send then must not reach anyone else)."""
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        return False
+    return True
 
 
 class DrillCrashError(Exception):
@@ -183,9 +194,7 @@ class ChildActor(pykka.ThreadingActor):
     def tell_self(self, message: Any) -> None:
         """Tell this incarnation ``message`` from another thread; once it has ended, the
         message is dropped (it must not reach the next incarnation)."""
-        try:
-            self.actor_ref.tell(message)
-        except pykka.ActorDeadError:
+        if not tell_unless_ended(self.actor_ref, message):
             logger.debug("%s after the end of this incarnation dropped", type(message).__name__)
 
     def run_then_tell(
