@@ -12,8 +12,9 @@ import redis
 import requests
 
 from coordinator.infra.paper_exchange import PaperExchange
-from coordinator.trading.paper_book import BookRejection, PaperBook, split_symbol
+from coordinator.trading.paper_book import BookRejection, PaperBook
 from coordinator.trading.signals import Side
+from coordinator.trading.symbols import split_symbol
 from tests.waiting import wait_for
 
 

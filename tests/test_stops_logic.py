@@ -13,7 +13,6 @@ from coordinator.trading.stops import (
     RULES,
     AtrTracker,
     StopParams,
-    exit_backoff,
     exit_id,
     exit_signal,
     open_stop,
@@ -278,7 +277,3 @@ def test_an_exit_is_a_sell_signal_with_its_own_id():
     assert signal.signal_id == "exit:cycle:7:2"
     assert signal.side.value == "SELL" and signal.strategy == "trailing_stop:percent"
     assert signal.stop_price == 64100.0 and signal.timestamp == 1_700_000_000.0
-
-
-def test_the_exit_backoff_doubles_up_to_its_cap():
-    assert [exit_backoff(n, 1.0, 10.0) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]

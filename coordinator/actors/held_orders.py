@@ -77,6 +77,7 @@ class HoldsOrders:
     _resend_plans: dict[str, OrderPlan]
     _held_window: float
     _acted_on: dict[str, float]
+    _states: OrderStates | None
 
     def _init_held(self, window_after: float) -> None:
         self._failed_bodies = {}
@@ -84,6 +85,7 @@ class HoldsOrders:
         self._resend_plans = {}
         self._held_window = window_after
         self._acted_on = {}
+        self._states = None
 
     def _verified(
         self, body: dict[str, Any], answer: TraderAnswer, sent_mono: float
@@ -192,12 +194,13 @@ class HoldsOrders:
         return True
 
     def _order_states(self) -> OrderStates:
-        states = getattr(self, "_states", None)
+        states = self._states
         if states is None:
             states = OrderStates(
                 self.context.services.endpoints.database_dsn,  # type: ignore[attr-defined]
                 timeout=2.0,
             )
+            self.on_cleanup(states.close, what="order states")  # type: ignore[attr-defined]
             self._states = states
         return states
 

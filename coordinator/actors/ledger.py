@@ -21,8 +21,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from pykka import ActorDeadError
-
 from coordinator.actors.ledger_config import risk_config
 from coordinator.actors.ledger_store import read_recent_orders
 from coordinator.infra.portfolio_client import PortfolioClient, PortfolioError
@@ -43,7 +41,6 @@ from coordinator.messages.pipeline import (
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
-from coordinator.supervisor.ticker import Ticker
 from coordinator.trading.guards import portfolio_guards
 from coordinator.trading.ledger_book import BookOrder, LedgerBook, SettleResult
 from coordinator.trading.ledger_restore import StoredOrder, restore
@@ -114,7 +111,7 @@ class Ledger(ChildActor):
         self._client = (
             PortfolioClient(url, timeout=services.config.risk.portfolio_timeout) if url else None
         )
-        self._worker = self.worker_pool("portfolio")
+        self.worker_pool("portfolio")
         if not self._restored:
             self._read_stored()
         if self._client is None:
@@ -130,18 +127,7 @@ class Ledger(ChildActor):
         if self._stored is not None:
             with contextlib.suppress(Exception):
                 self._stored.result(timeout=_STORE_TIMEOUT + 1)
-        self._ticker = Ticker(
-            _MIN_REFRESH,
-            lambda: self.actor_ref.tell(RefreshPortfolio()),
-            name=f"{self.name}-ticker",
-        ).start()
-
-    def cleanup(self) -> None:
-        if getattr(self, "_ticker", None) is not None:
-            self._ticker.stop()
-        for worker in (getattr(self, "_worker", None), getattr(self, "_store_worker", None)):
-            if worker is not None:
-                worker.shutdown(wait=False, cancel_futures=True)
+        self.ticker(_MIN_REFRESH, RefreshPortfolio)
 
     def handle(self, message: Any) -> Any:
         result = self._dispatch(message)
@@ -414,17 +400,15 @@ class Ledger(ChildActor):
         client = self._client
         requested_at = self._clock.time()
         self._last_fetch_started = requested_at
-
-        def fetch() -> None:
-            try:
-                view = client.fetch(time.time())
-                message = PortfolioFetched(view=view, requested_at=requested_at, error=None)
-            except PortfolioError as exc:
-                message = PortfolioFetched(view=None, requested_at=requested_at, error=str(exc))
-            with contextlib.suppress(ActorDeadError):
-                self.actor_ref.tell(message)
-
-        self._pending = self._worker.submit(fetch)
+        self._pending = self.run_then_tell(
+            lambda: client.fetch(time.time()),
+            lambda view: PortfolioFetched(view=view, requested_at=requested_at, error=None),
+            on_error=lambda exc: PortfolioFetched(
+                view=None, requested_at=requested_at, error=str(exc)
+            ),
+            errors=(PortfolioError,),
+            pool="portfolio",
+        )
 
     def _fetched(self, message: PortfolioFetched) -> None:
         self._fetching = False

@@ -36,7 +36,6 @@ from coordinator.messages.universe import CandleUpdated
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
-from coordinator.supervisor.ticker import Ticker
 from coordinator.trading.candles import (
     Candle,
     CandleKey,
@@ -86,15 +85,8 @@ class MarketFeed(ChildActor):
             actor=f"{self.name}#{self.context.incarnation}",
             clock=self.context.clock,
         ).start()
-        self._ticker = Ticker(
-            _VALIDATOR_EVERY, lambda: self.actor_ref.tell(MarketTick()), name=f"{self.name}-ticker"
-        ).start()
-
-    def cleanup(self) -> None:
-        if getattr(self, "_ticker", None) is not None:
-            self._ticker.stop()
-        if getattr(self, "_subscription", None) is not None:
-            self._subscription.stop()
+        self.on_cleanup(self._subscription.stop, what="market data subscription")
+        self.ticker(_VALIDATOR_EVERY, MarketTick)
 
     def _received(self, batch: list[tuple[str, bytes, float, float]]) -> None:
         # Reader thread: hand over, nothing else (each stamped when read: the price's

@@ -13,13 +13,10 @@ found, which sends it again or decides it. Operators settle one with ``ResolveOr
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from concurrent.futures import Future
 from typing import Any
-
-from pykka import ActorDeadError
 
 from coordinator.infra.order_states import OrderRow, OrderStates
 from coordinator.infra.store import StoreError
@@ -40,7 +37,6 @@ from coordinator.messages.reconcile import (
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
-from coordinator.supervisor.ticker import Ticker
 from coordinator.trading.reconciliation import (
     FillSource,
     MatchPolicy,
@@ -83,7 +79,9 @@ class Reconciler(ChildActor):
         self._policy = match_policy(config.execution.read_timeout)
         dsn = services.endpoints.database_dsn
         self._pass_store = OrderStates(dsn, timeout=5.0)
+        self.on_cleanup(self._pass_store.close, what="pass store")
         self._operator_store = OrderStates(dsn, timeout=2.0)
+        self.on_cleanup(self._operator_store.close, what="operator store")
         url = services.endpoints.trader_url
         self._trader = (
             TraderClient(
@@ -95,7 +93,9 @@ class Reconciler(ChildActor):
             if url
             else None
         )
-        self._worker = self.worker_pool("pass")
+        if self._trader is not None:
+            self.on_cleanup(self._trader.close, what="trader client")
+        self.worker_pool("pass")
         self._running: Future[Any] | None = None
         self._next_run = self._clock.time() + _SOON
         self._due: list[float] = []
@@ -111,20 +111,7 @@ class Reconciler(ChildActor):
         self._handed_back: dict[str, tuple[float, float]] = {}
         """Held orders handed back: the row's ``updated_at`` then, and when (worker
         thread)."""
-        self._ticker = Ticker(
-            _TICK, lambda: self.actor_ref.tell(ReconcileTick()), name=f"{self.name}-ticker"
-        ).start()
-
-    def cleanup(self) -> None:
-        if getattr(self, "_ticker", None) is not None:
-            self._ticker.stop()
-        if getattr(self, "_worker", None) is not None:
-            self._worker.shutdown(wait=False, cancel_futures=True)
-        for name in ("_pass_store", "_operator_store", "_trader"):
-            resource = getattr(self, name, None)
-            if resource is not None:
-                with contextlib.suppress(Exception):
-                    resource.close()
+        self.ticker(_TICK, ReconcileTick)
 
     def handle(self, message: Any) -> Any:
         match message:
@@ -166,23 +153,21 @@ class Reconciler(ChildActor):
         self._next_run = now + RECONCILE_INTERVAL
         started = now
 
-        def work() -> None:
-            try:
-                message = self._pass(started)
-            except Exception as exc:  # a bug in a pass must not kill the worker's loop
-                logger.exception("reconciliation pass failed")
-                message = ReconcilePassDone(
-                    accepted=0,
-                    rejected=0,
-                    still_unknown=self._still,
-                    resolved=(),
-                    error=f"{type(exc).__name__}: {exc}",
-                    at=started,
-                )
-            with contextlib.suppress(ActorDeadError):
-                self.actor_ref.tell(message)
+        def failed(exc: Exception) -> ReconcilePassDone:
+            # A bug in a pass must not kill the worker's loop.
+            logger.error("reconciliation pass failed", exc_info=exc)
+            return ReconcilePassDone(
+                accepted=0,
+                rejected=0,
+                still_unknown=self._still,
+                resolved=(),
+                error=f"{type(exc).__name__}: {exc}",
+                at=started,
+            )
 
-        self._running = self._worker.submit(work)
+        self._running = self.run_then_tell(
+            lambda: self._pass(started), on_error=failed, pool="pass"
+        )
 
     def _done(self, message: ReconcilePassDone) -> None:
         self._runs += 1

@@ -7,13 +7,12 @@ kept in PostgreSQL; until it has been read, trading is held HALTED.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
-
-from pykka import ActorDeadError
 
 from coordinator.actors.kill_switch import exit_policy, keep_halt, kept_halt
 from coordinator.infra.probes import (
@@ -41,7 +40,6 @@ from coordinator.messages.health import (
 from coordinator.messages.pipeline import IntakeLinkChanged, TraderCallOutcome
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
-from coordinator.supervisor.ticker import Ticker
 from coordinator.trading.breaker import Breaker, BreakerPhase, BreakerPolicy
 from coordinator.trading.trading_state import (
     Dependency,
@@ -111,10 +109,14 @@ class ServiceHealth(ChildActor):
             dependency: _Tracked(probe=probe, breaker=Breaker(policy))
             for dependency, probe in build_probes(services).items()
         }
-        self._workers = self.worker_pool("probe", 2 * len(Dependency))
-        # The kill switch has its own single thread: its reads and writes stay in order.
-        self._store_worker = self.worker_pool("store")
+        # A probe still running keeps its connection until its thread is done with it.
+        self.worker_pool("probe", 2 * len(Dependency))
+        self.on_cleanup(self._release_probes, what="probes")
+        # The kill switch has its own single thread: its reads and writes stay in order;
+        # queued writes still run at the end, then the connection is closed.
+        store_worker = self.worker_pool("store", finish_queued=True)
         self._store = KillSwitchStore(services.endpoints.database_dsn, timeout=self._probe_timeout)
+        self.on_cleanup(lambda: store_worker.submit(self._store.close), what="kill switch store")
         self._sequence = 0
         self._kept = services.kept_halt
         self._halt_generation = 0
@@ -129,28 +131,14 @@ class ServiceHealth(ChildActor):
         else:
             # An operator's action the last incarnation could not store yet.
             self._persist_halt()
-        self._ticker = Ticker(
-            config.coordination.health_check_interval,
-            lambda: self.actor_ref.tell(HealthTick()),
-            name=f"{self.name}-ticker",
-        ).start(immediately=True)
+        self.ticker(config.coordination.health_check_interval, HealthTick, immediately=True)
 
-    def cleanup(self) -> None:
-        ticker = getattr(self, "_ticker", None)
-        if ticker is not None:
-            ticker.stop()
-        for tracked in getattr(self, "_tracked", {}).values():
+    def _release_probes(self) -> None:
+        for tracked in self._tracked.values():
             if tracked.retry_timer is not None:
                 tracked.retry_timer.cancel()
             if tracked.probe is not None and tracked.in_flight is None:
                 tracked.probe.close()
-        # A probe still running keeps its connection until its thread is done with it.
-        if getattr(self, "_workers", None) is not None:
-            self._workers.shutdown(wait=False, cancel_futures=True)
-        if getattr(self, "_store_worker", None) is not None:
-            # Queued kill-switch writes still run, then the connection is closed.
-            self._store_worker.submit(self._store.close)
-            self._store_worker.shutdown(wait=False)
 
     def handle(self, message: Any) -> Any:
         match message:
@@ -216,12 +204,15 @@ class ServiceHealth(ChildActor):
             tracked.breaker = tracked.breaker.before_call(now)
             self._sequence += 1
             tracked.in_flight = (self._sequence, now)
-            self._workers.submit(self._run_probe, dependency, tracked.probe, self._sequence)
+            self.run_then_tell(
+                functools.partial(self._run_probe, dependency, tracked.probe, self._sequence),
+                pool="probe",
+            )
         if self._halt.active is None or not self._halt_persisted:
             self._retry_halt_store()
 
-    def _run_probe(self, dependency: Dependency, probe: Probe, sequence: int) -> None:
-        """Runs on a worker thread; reports back by message only."""
+    def _run_probe(self, dependency: Dependency, probe: Probe, sequence: int) -> ProbeCompleted:
+        """Runs on a worker thread; what it found goes back by message only."""
         started = time.perf_counter()
         error: str | None = None
         try:
@@ -230,7 +221,7 @@ class ServiceHealth(ChildActor):
             error = str(exc)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-        message = ProbeCompleted(
+        return ProbeCompleted(
             dependency=dependency,
             sequence=sequence,
             ok=error is None,
@@ -238,7 +229,6 @@ class ServiceHealth(ChildActor):
             error=error,
             at=self._clock.time(),
         )
-        self._tell_self(message)
 
     def _probe_completed(self, message: ProbeCompleted) -> None:
         tracked = self._tracked[message.dependency]
@@ -314,7 +304,7 @@ class ServiceHealth(ChildActor):
             return
         if tracked.retry_timer is not None:
             tracked.retry_timer.cancel()
-        timer = threading.Timer(delay, self._tell_self, args=(HealthTick(),))
+        timer = threading.Timer(delay, self.tell_self, args=(HealthTick(),))
         timer.daemon = True
         timer.name = f"{self.name}-trial-{dependency}"
         tracked.retry_timer = timer
@@ -370,54 +360,41 @@ class ServiceHealth(ChildActor):
         generation, halt = self._halt_generation, self._halt
         self._store_busy = True
 
-        def persist() -> None:
-            error = None
-            try:
-                self._store.save(
-                    halted=bool(halt.active),
-                    reason=halt.reason,
-                    by=halt.by,
-                    at=halt.at or 0.0,
-                    exits=halt.exits.value,
-                )
-            except StoreError as exc:
-                error = str(exc)
-            self._tell_self(HaltStatePersisted(generation=generation, error=error))
-
-        self._store_worker.submit(persist)
+        self.run_then_tell(
+            lambda: self._store.save(
+                halted=bool(halt.active),
+                reason=halt.reason,
+                by=halt.by,
+                at=halt.at or 0.0,
+                exits=halt.exits.value,
+            ),
+            lambda _: HaltStatePersisted(generation=generation, error=None),
+            on_error=lambda exc: HaltStatePersisted(generation=generation, error=str(exc)),
+            errors=(StoreError,),
+            pool="store",
+        )
 
     def _load_halt_state(self) -> None:
         generation = self._halt_generation
         self._store_busy = True
 
-        def load() -> None:
-            try:
-                position = self._store.load()
-            except StoreError as exc:
-                self._tell_self(
-                    HaltStateLoaded(
-                        generation=generation,
-                        halted=None,
-                        reason="",
-                        by="",
-                        at=None,
-                        error=str(exc),
-                    )
-                )
-                return
-            self._tell_self(
-                HaltStateLoaded(
-                    generation=generation,
-                    halted=position.halted,
-                    reason=position.reason,
-                    by=position.by,
-                    at=position.at,
-                    error=None,
-                    exits=exit_policy(position.exits),
-                )
-            )
-
-        self._store_worker.submit(load)
+        self.run_then_tell(
+            self._store.load,
+            lambda position: HaltStateLoaded(
+                generation=generation,
+                halted=position.halted,
+                reason=position.reason,
+                by=position.by,
+                at=position.at,
+                error=None,
+                exits=exit_policy(position.exits),
+            ),
+            on_error=lambda exc: HaltStateLoaded(
+                generation=generation, halted=None, reason="", by="", at=None, error=str(exc)
+            ),
+            errors=(StoreError,),
+            pool="store",
+        )
 
     def _halt_loaded(self, message: HaltStateLoaded) -> None:
         self._store_busy = False
@@ -451,13 +428,6 @@ class ServiceHealth(ChildActor):
         keep_halt(self._kept, self._halt, persisted=self._halt_persisted)
 
     # --- helpers ----------------------------------------------------------------------
-
-    def _tell_self(self, message: Any) -> None:
-        # Worker threads and timers of a dead incarnation must not reach the new one.
-        try:
-            self.actor_ref.tell(message)
-        except ActorDeadError:
-            logger.debug("%s after the end of this incarnation dropped", type(message).__name__)
 
     def _snapshot(self) -> HealthSnapshot:
         now = self._clock.monotonic()

@@ -40,7 +40,6 @@ from coordinator.messages.supervision import ChildRestarted
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
-from coordinator.supervisor.ticker import Ticker
 from coordinator.trading.routing import validator_for
 from coordinator.trading.signal_rows import LiftedRow, RowKind, lift_row
 from coordinator.trading.signals import FieldError, InvalidSignal, Signal, parse_signal
@@ -107,13 +106,7 @@ class SignalIntake(ChildActor):
         )
         self._links: dict[str, bool] = {}
         self._recover()
-        self._ticker = Ticker(
-            5.0, lambda: self.actor_ref.tell(IntakeTick()), name=f"{self.name}-ticker"
-        ).start()
-
-    def cleanup(self) -> None:
-        if getattr(self, "_ticker", None) is not None:
-            self._ticker.stop()
+        self.ticker(5.0, IntakeTick)
 
     def _recover(self) -> None:
         """Rebuild the in-flight table and the dedup window from the store writer."""

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections import Counter
 from typing import Any
-
-from pykka import ActorDeadError
 
 from coordinator.infra.pipeline_store import PipelineStore
 from coordinator.infra.store import StoreError
@@ -23,7 +20,6 @@ from coordinator.messages.pipeline import (
 )
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
-from coordinator.supervisor.ticker import Ticker
 from coordinator.trading.metrics import LatencyHistogram
 
 __all__ = ["Stats"]
@@ -31,6 +27,10 @@ __all__ = ["Stats"]
 logger = logging.getLogger(__name__)
 
 _LIFETIME_EVERY = 30.0
+
+
+def _not_read(exc: Exception) -> None:
+    logger.warning("lifetime statistics not read: %s", exc)
 
 
 class Stats(ChildActor):
@@ -49,19 +49,9 @@ class Stats(ChildActor):
         self._lifetime = "null"
         self._reservations_expired = 0
         self._store = PipelineStore(services.endpoints.database_dsn, timeout=10.0)
-        self._worker = self.worker_pool("lifetime")
-        self._ticker = Ticker(
-            _LIFETIME_EVERY,
-            lambda: self.actor_ref.tell(RefreshLifetime()),
-            name=f"{self.name}-ticker",
-        ).start(immediately=True)
-
-    def cleanup(self) -> None:
-        if getattr(self, "_ticker", None) is not None:
-            self._ticker.stop()
-        if getattr(self, "_worker", None) is not None:
-            self._worker.submit(self._store.close)
-            self._worker.shutdown(wait=False)
+        worker = self.worker_pool("lifetime", finish_queued=True)
+        self.on_cleanup(lambda: worker.submit(self._store.close), what="store")
+        self.ticker(_LIFETIME_EVERY, RefreshLifetime, immediately=True)
 
     def handle(self, message: Any) -> Any:
         match message:
@@ -85,7 +75,13 @@ class Stats(ChildActor):
             case ReservationsExpired(count=count):
                 self._reservations_expired += count
             case RefreshLifetime():
-                self._worker.submit(self._read_lifetime)
+                self.run_then_tell(
+                    lambda: json.dumps(self._store.lifetime()),
+                    lambda text: LifetimeFetched(json=text),
+                    on_error=_not_read,
+                    errors=(StoreError,),
+                    pool="lifetime",
+                )
             case LifetimeFetched(json=text):
                 self._lifetime = text
             case GetStats():
@@ -93,15 +89,6 @@ class Stats(ChildActor):
             case _:
                 return NOT_HANDLED
         return None
-
-    def _read_lifetime(self) -> None:
-        try:
-            text = json.dumps(self._store.lifetime())
-        except StoreError as exc:
-            logger.warning("lifetime statistics not read: %s", exc)
-            return
-        with contextlib.suppress(ActorDeadError):
-            self.actor_ref.tell(LifetimeFetched(json=text))
 
     def _snapshot(self) -> StatsSnapshot:
         processed = sum(self._outcomes.values())

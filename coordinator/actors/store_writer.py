@@ -40,7 +40,7 @@ from coordinator.messages.pipeline import (
 )
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
-from coordinator.supervisor.ticker import Ticker
+from coordinator.trading.backoff import Backoff
 from coordinator.trading.signal_rows import db_id_of
 from coordinator.trading.signals import Signal, parse_signal
 
@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 _FINAL_ORDER_STATES = ("accepted", "rejected", "unknown")
 _RECENT_DECIDED = 200_000
 _UNKNOWN_KEPT = 100
+_RETRY = Backoff(0.1, 5.0)
+"""Waits between attempts to write to PostgreSQL again while it refuses writes."""
 
 
 class StoreWriter(ChildActor):
@@ -61,11 +63,14 @@ class StoreWriter(ChildActor):
         self._services = services
         self._batch_size = config.execution.batch_size
         self._store = PipelineStore(services.endpoints.database_dsn, timeout=5.0)
+        self.on_cleanup(self._store.close, what="store")
         self._journal: Journal = services.journal
         self._quarantine = Journal(config.service.data_dir.resolve() / "quarantine.jsonl")
         self._intake = config.intake
         self._redis: redis.Redis | None = None
+        self.on_cleanup(self._close_redis, what="redis")
         self._records: list[dict[str, Any]] = []
+        self.on_cleanup(self._keep_unflushed, what="unflushed records")
         self._events: list[Any] = []
         self._acks: list[str] = []
         self._undecided: OrderedDict[str, RecordSignal] = OrderedDict()
@@ -75,31 +80,24 @@ class StoreWriter(ChildActor):
         self._postgres_ok = True
         self._last_error: str | None = None
         self._retry_at = 0.0
-        self._retry_delay = 0.1
+        self._retry_failures = 0
         self._recent_ids: frozenset[str] = frozenset()
         self._load()
-        self._ticker = Ticker(
-            config.execution.flush_interval,
-            lambda: self.actor_ref.tell(StoreTick()),
-            name=f"{self.name}-ticker",
-        ).start()
+        self.ticker(config.execution.flush_interval, StoreTick)
 
-    def cleanup(self) -> None:
-        ticker = getattr(self, "_ticker", None)
-        if ticker is not None:
-            ticker.stop()
+    def _keep_unflushed(self) -> None:
         # Whatever is still batched must not die with this incarnation.
-        if getattr(self, "_records", None):
-            try:
-                self._journal.append(self._records)
-                logger.warning("kept %d unflushed records in the journal", len(self._records))
-                self._records = []
-            except OSError:
-                logger.exception("could not keep %d unflushed records", len(self._records))
-        store = getattr(self, "_store", None)
-        if store is not None:
-            store.close()
-        if getattr(self, "_redis", None) is not None:
+        if not self._records:
+            return
+        try:
+            self._journal.append(self._records)
+            logger.warning("kept %d unflushed records in the journal", len(self._records))
+            self._records = []
+        except OSError:
+            logger.exception("could not keep %d unflushed records", len(self._records))
+
+    def _close_redis(self) -> None:
+        if self._redis is not None:
             self._redis.close()
 
     def _load(self) -> None:
@@ -332,15 +330,15 @@ class StoreWriter(ChildActor):
             logger.warning("PostgreSQL takes writes again")
         self._postgres_ok = True
         self._last_error = None
-        self._retry_delay = 0.1
+        self._retry_failures = 0
 
     def _store_failed(self, exc: StoreError, now: float) -> None:
         if self._postgres_ok:
             logger.error("PostgreSQL refuses writes (%s); journaling locally", exc)
         self._postgres_ok = False
         self._last_error = str(exc)
-        self._retry_at = now + self._retry_delay
-        self._retry_delay = min(5.0, self._retry_delay * 2)
+        self._retry_at = now + _RETRY.delay(self._retry_failures)
+        self._retry_failures += 1
 
     def _acknowledge(self) -> None:
         if not self._acks:

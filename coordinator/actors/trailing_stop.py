@@ -20,10 +20,12 @@ process resumes from there).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -55,7 +57,6 @@ from coordinator.messages.stops import (
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
-from coordinator.supervisor.ticker import Ticker
 from coordinator.trading import stop_lifecycle as lc
 from coordinator.trading.routing import validator_for
 from coordinator.trading.stop_book import (
@@ -133,32 +134,21 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
         # The store's worker writes in order; the Portfolio has its own, so that a slow
         # Portfolio never holds back a write of the stops; reading exit orders has its
         # own too, so that a batch of writes never delays an exit.
-        self._worker = self.worker_pool("store")
-        self._fetcher = self.worker_pool("positions")
-        self._reader = self.worker_pool("orders")
+        fetcher = self.worker_pool("positions", finish_queued=True)
+        self.on_cleanup(lambda: fetcher.submit(self._close_fetcher), what="portfolio")
+        reader = self.worker_pool("orders", finish_queued=True)
+        self.on_cleanup(lambda: reader.submit(self._orders.close), what="order reader")
+        writer = self.worker_pool("store", finish_queued=True)
+        self.on_cleanup(lambda: self._last_write(writer), what="stop store")
         self._restore()
-        self._ticker = Ticker(
-            min(_TICK, self._settings.flush_interval),
-            lambda: self.actor_ref.tell(StopTick()),
-            name=f"{self.name}-ticker",
-        ).start()
+        self.ticker(min(_TICK, self._settings.flush_interval), StopTick)
 
-    def cleanup(self) -> None:
-        if getattr(self, "_ticker", None) is not None:
-            self._ticker.stop()
-        if getattr(self, "_fetcher", None) is not None:
-            self._fetcher.submit(self._close_fetcher)
-            self._fetcher.shutdown(wait=False)
-        if getattr(self, "_reader", None) is not None:
-            self._reader.submit(self._orders.close)
-            self._reader.shutdown(wait=False)
-        if getattr(self, "_worker", None) is not None:
-            # A last write of what changed (the kept records have it all the same).
-            records = self._dirty_records() if getattr(self, "_flush", None) else []
-            if records:
-                self._worker.submit(self._write, records)
-            self._worker.submit(self._store.close)
-            self._worker.shutdown(wait=False)
+    def _last_write(self, writer: ThreadPoolExecutor) -> None:
+        # A last write of what changed (the kept records have it all the same).
+        records = self._dirty_records()
+        if records:
+            writer.submit(self._write, records)
+        writer.submit(self._store.close)
 
     def _close_fetcher(self) -> None:
         self._cycles.close()
@@ -467,7 +457,7 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
             self._fetching = True
             self._fetch_due = now + self._settings.refresh_interval
             self._fetch_started = now
-            self._fetcher.submit(self._fetch_positions)
+            self.run_then_tell(self._fetch_positions, pool="positions")
         timer = lc.Timer()
         for position in list(self._positions.values()):
             self._step(position, timer, now)
@@ -477,4 +467,4 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
     def _submit_lookups(self) -> None:
         if self._lookups:
             lookups, self._lookups = self._lookups, []
-            self._worker.submit(self._look_up_exits, lookups)
+            self.run_then_tell(functools.partial(self._look_up_exits, lookups), pool="store")

@@ -4,6 +4,7 @@ closed), their stored records merged in, and the ATR their stops may use."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from dataclasses import replace
 from typing import Any
@@ -104,7 +105,9 @@ class StopHoldings:
                 ),
             )
             # A position seen before (this key stored, closed or not) keeps its peak.
-            self._worker.submit(self._read_stops, [p.key for p in adopted])
+            self.run_then_tell(
+                functools.partial(self._read_stops, [p.key for p in adopted]), pool="store"
+            )
             # The Ledger sizes the exits from its own view: have it see them too.
             with contextlib.suppress(ChildUnavailable):
                 self.context.directory.tell(
@@ -163,7 +166,7 @@ class StopHoldings:
             old_stop,
         )
         self._changed(position, now)
-        self._worker.submit(self._read_stops, [key])
+        self.run_then_tell(functools.partial(self._read_stops, [key]), pool="store")
 
     def _merge_stored(
         self, records: list[dict[str, Any]], keys: tuple[str, ...], error: str | None
@@ -260,4 +263,4 @@ class StopHoldings:
             return
         for symbol in wanted:
             self._atr[symbol] = AtrTracker(self._settings.atr_period)
-        self._worker.submit(self._read_atr_history, wanted)
+        self.run_then_tell(functools.partial(self._read_atr_history, wanted), pool="store")

@@ -4,13 +4,11 @@ orders and candles read. Each worker job answers the actor with a message."""
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import logging
 from collections import defaultdict
 from typing import Any
-
-import pykka
 
 from coordinator.clock import utc_iso
 from coordinator.infra.portfolio_client import PortfolioError
@@ -65,7 +63,7 @@ class StopWork:
         records = self._dirty_records()
         if records:
             flush.busy = True
-            self._worker.submit(self._write, records)
+            self.run_then_tell(functools.partial(self._write, records), pool="store")
 
     def _on_flushed(self, keys: tuple[str, ...], error: str | None) -> None:
         flush = self._flush
@@ -86,35 +84,27 @@ class StopWork:
 
     # --- worker threads ---------------------------------------------------------------
 
-    def _tell(self, message: Any) -> None:
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(message)
-
-    def _write(self, records: list[dict[str, Any]]) -> None:
+    def _write(self, records: list[dict[str, Any]]) -> StopsFlushed:
         keys = tuple(r["position_key"] for r in records)
         try:
             self._store.write(records)
-            self._tell(StopsFlushed(keys=keys, error=None))
+            return StopsFlushed(keys=keys, error=None)
         except StoreError as exc:
-            self._tell(StopsFlushed(keys=keys, error=str(exc)))
+            return StopsFlushed(keys=keys, error=str(exc))
 
-    def _fetch_positions(self) -> None:
+    def _fetch_positions(self) -> PositionsFetched:
         assert self._portfolio is not None
         try:
             held = self._portfolio.held_positions()
         except PortfolioError as exc:
-            self._tell(PositionsFetched(positions=(), error=str(exc)))
-            return
+            return PositionsFetched(positions=(), error=str(exc))
         try:
             cycles = self._cycles.open_cycles()
         except StoreError as exc:
             # Without the cycles every key would change: a failed fetch, nothing changes.
-            self._tell(
-                PositionsFetched(
-                    positions=(), error=f"trade_cycles not read: {exc}", cycles_error=str(exc)
-                )
+            return PositionsFetched(
+                positions=(), error=f"trade_cycles not read: {exc}", cycles_error=str(exc)
             )
-            return
         by_symbol: dict[str, list[tuple[str, float | None, float | None]]] = defaultdict(list)
         for cycle, symbol, _entry, _quantity, created in cycles:
             by_symbol[symbol].append((cycle, _entry, created))
@@ -128,40 +118,38 @@ class StopWork:
                     position.symbol, position.quantity, position.entry_price, opened, cycle
                 )
             positions.append(position)
-        self._tell(PositionsFetched(positions=tuple(positions), error=None, cycles_error=None))
+        return PositionsFetched(positions=tuple(positions), error=None, cycles_error=None)
 
-    def _read_stops(self, keys: list[str]) -> None:
+    def _read_stops(self, keys: list[str]) -> StoredStopsRead:
         try:
             records = self._store.stops(keys)
         except StoreError as exc:
             logger.warning("stored stops of new positions not read: %s", exc)
-            self._tell(StoredStopsRead(json="[]", keys=tuple(keys), error=str(exc)))
-            return
-        self._tell(StoredStopsRead(json=json.dumps(records), keys=tuple(keys)))
+            return StoredStopsRead(json="[]", keys=tuple(keys), error=str(exc))
+        return StoredStopsRead(json=json.dumps(records), keys=tuple(keys))
 
-    def _read_atr_history(self, symbols: list[str]) -> None:
+    def _read_atr_history(self, symbols: list[str]) -> AtrHistoryLoaded:
         try:
             candles = self._store.atr_candles(
                 symbols, self._settings.atr_timeframe, self._settings.atr_period * 3
             )
-            self._tell(AtrHistoryLoaded(candles=tuple(candles), error=None))
+            return AtrHistoryLoaded(candles=tuple(candles), error=None)
         except StoreError as exc:
-            self._tell(AtrHistoryLoaded(candles=(), error=str(exc)))
+            return AtrHistoryLoaded(candles=(), error=str(exc))
 
-    def _look_up_exits(self, exit_ids: list[str]) -> None:
+    def _look_up_exits(self, exit_ids: list[str]) -> ExitsLookedUp:
         try:
             decisions = self._store.exit_decisions(exit_ids)
-            self._tell(ExitsLookedUp(decisions=tuple(decisions), error=None))
+            return ExitsLookedUp(decisions=tuple(decisions), error=None)
         except StoreError as exc:
-            self._tell(ExitsLookedUp(decisions=(), error=str(exc)))
+            return ExitsLookedUp(decisions=(), error=str(exc))
 
-    def _read_exit_orders(self, key: str, symbol: str, prefixes: list[str]) -> None:
+    def _read_exit_orders(self, key: str, symbol: str, prefixes: list[str]) -> ExitOrdersRead:
         try:
             orders = self._orders.exit_orders(symbol, prefixes)
         except StoreError as exc:
-            self._tell(ExitOrdersRead(position_key=key, orders=(), error=str(exc)))
-            return
-        self._tell(ExitOrdersRead(position_key=key, orders=tuple(orders), error=None))
+            return ExitOrdersRead(position_key=key, orders=(), error=str(exc))
+        return ExitOrdersRead(position_key=key, orders=tuple(orders), error=None)
 
     # --- exit orders ------------------------------------------------------------------
 
@@ -176,8 +164,11 @@ class StopWork:
             return
         self._orders_reading.add(key)
         self._orders_read_at[key] = now
-        self._reader.submit(
-            self._read_exit_orders, key, position.symbol, exit_prefixes(position.keys)
+        self.run_then_tell(
+            functools.partial(
+                self._read_exit_orders, key, position.symbol, exit_prefixes(position.keys)
+            ),
+            pool="orders",
         )
 
     def _on_orders_read(self, message: ExitOrdersRead) -> None:

@@ -10,7 +10,7 @@ universe before anything else, so there is no empty gap.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import logging
 import time
@@ -45,11 +45,10 @@ from coordinator.messages.universe import (
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
-from coordinator.supervisor.ticker import Ticker
 from coordinator.trading.blacklist import Blacklist, BlacklistEntry, StopLossRule
 from coordinator.trading.market_stats import TIMEFRAMES_MS, CandleBook
-from coordinator.trading.paper_book import split_symbol
 from coordinator.trading.performance import PerformanceBook
+from coordinator.trading.symbols import split_symbol
 from coordinator.trading.universe_filters import Candidate, build_chain, run_chain
 from coordinator.trading.universe_rotation import (
     Member,
@@ -96,35 +95,26 @@ class UniverseManager(ChildActor):
         )
         self._stop_losses: dict[str, list[float]] = defaultdict(list)
         self._store = UniverseStore(services.endpoints.database_dsn)
+        self.on_cleanup(self._store.close, what="universe store")
         self._sources = MarketSources(
             services.endpoints.redis_url,
             book_key=settings.book_ticker_key,
             cap_key=settings.market_cap_key,
             cap_file=settings.market_cap_file,
         )
+        self.on_cleanup(self._sources.close, what="market sources")
         self._redis = redis.Redis.from_url(
             services.endpoints.redis_url, socket_connect_timeout=1, socket_timeout=2
         )
+        self.on_cleanup(self._redis.close, what="redis")
         self._held: frozenset[str] = frozenset()
         self._last: dict[str, Any] = {}
         self._restore()
-        self._worker = self.worker_pool("warm")
-        self._worker.submit(self._warm_start, settings.timeframe, window)
-        self._ticker = Ticker(
-            min(self._interval, 30.0),
-            lambda: self.actor_ref.tell(UniverseTick()),
-            name=f"{self.name}-ticker",
-        ).start()
-
-    def cleanup(self) -> None:
-        for name in ("_ticker",):
-            if getattr(self, name, None) is not None:
-                getattr(self, name).stop()
-        if getattr(self, "_worker", None) is not None:
-            self._worker.shutdown(wait=False, cancel_futures=True)
-        for name in ("_store", "_sources", "_redis"):
-            if getattr(self, name, None) is not None:
-                getattr(self, name).close()
+        self.worker_pool("warm")
+        self.run_then_tell(
+            functools.partial(self._warm_start, settings.timeframe, window), pool="warm"
+        )
+        self.ticker(min(self._interval, 30.0), UniverseTick)
 
     # --- start --------------------------------------------------------------------------
 
@@ -183,7 +173,7 @@ class UniverseManager(ChildActor):
             reasons={s: why for s in self._state.members},
         )
 
-    def _warm_start(self, timeframe: str, window: int) -> None:
+    def _warm_start(self, timeframe: str, window: int) -> WarmStartLoaded:
         """Worker thread: history from the RootTrading database, so a restart need not
         wait a day for the 24 h volume."""
         since = time.time() - max(window * TIMEFRAMES_MS[timeframe] / 1000.0, 86_400.0) - 3600
@@ -195,8 +185,7 @@ class UniverseManager(ChildActor):
             message = WarmStartLoaded(candles=(), error=str(exc))
         finally:
             store.close()
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(message)
+        return message
 
     # --- messages -----------------------------------------------------------------------
 

@@ -45,7 +45,6 @@ from coordinator.messages.universe import GetUniverse, UniverseChanged
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
-from coordinator.supervisor.ticker import Ticker
 from coordinator.trading.routing import client_order_id
 from coordinator.trading.sizing_roottrading import universe_override
 from coordinator.trading.stops import EXIT_SOURCE, exit_signal
@@ -113,12 +112,12 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
             if url
             else None
         )
+        if self._trader is not None:
+            self.on_cleanup(self._trader.close, what="trader client")
         self._status = self._ask_trading_state()
         self._ask_universe()
         self._warm = False
-        self._ticker = Ticker(
-            0.25, lambda: self.actor_ref.tell(ValidatorTick()), name=f"{self.name}-ticker"
-        ).start()
+        self.ticker(0.25, ValidatorTick)
 
     def _warm_up(self) -> None:
         """Connections to PostgreSQL (intents) and the Trader opened before the first
@@ -135,14 +134,6 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
         ]
         if problems:
             logger.info("connections not opened ahead (the first order opens them): %s", problems)
-
-    def cleanup(self) -> None:
-        if getattr(self, "_ticker", None) is not None:
-            self._ticker.stop()
-        if getattr(self, "_trader", None) is not None:
-            self._trader.close()
-        if getattr(self, "_states", None) is not None:
-            self._states.close()
 
     def _ask_trading_state(self, timeout: float = 2.0, *, quiet: bool = False) -> TradingStatus:
         try:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from coordinator.config import Config
 from coordinator.infra.redis_bus import Subscription
+from coordinator.infra.redis_reader import RedisReader
 from coordinator.infra.stream_reader import StreamReader
 from coordinator.messages.pipeline import IntakeLinkChanged, RawSignal
 from coordinator.supervisor.directory import ChildUnavailable, Directory
@@ -29,12 +29,12 @@ class IntakeReaders:
         self._directory = directory
         self._config = config
         self._redis_url = redis_url
-        self._readers: list[Any] = self._build()
+        self._readers: list[RedisReader] = self._build()
 
-    def _build(self) -> list[Any]:
+    def _build(self) -> list[RedisReader]:
         intake = self._config.intake
         redis_url = self._redis_url
-        readers: list[Any] = [
+        readers: list[RedisReader] = [
             Subscription(
                 redis_url,
                 channels=(intake.channel,),

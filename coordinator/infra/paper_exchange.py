@@ -29,8 +29,9 @@ from bottle import request, response
 
 from coordinator.http.server import HttpServer
 from coordinator.infra.redis_bus import MARKET_DATA_PATTERN, Subscription
-from coordinator.trading.paper_book import BookRejection, PaperBook, split_symbol
+from coordinator.trading.paper_book import BookRejection, PaperBook
 from coordinator.trading.signals import Side
+from coordinator.trading.symbols import split_symbol
 
 __all__ = ["Knobs", "PaperExchange"]
 

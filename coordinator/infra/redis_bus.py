@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 import redis
 
 from coordinator.clock import Clock, SystemClock
-from coordinator.logs import set_actor_name
+from coordinator.infra.redis_reader import RECONNECT, RedisReader
+from coordinator.trading.backoff import Backoff
 
 __all__ = ["MARKET_DATA_PATTERN", "EventPublisher", "Subscription"]
 
@@ -35,11 +36,13 @@ def _unpack(message: dict) -> tuple[str, bytes]:
     return channel, data
 
 
-class Subscription:
+class Subscription(RedisReader):
     """A reader thread on channels and patterns. Each message goes to ``on_message``,
     or what has arrived together to ``on_batch`` as (channel, data, monotonic time,
     wall-clock time) each was read: a price's age starts there, not when an actor
     gets to it."""
+
+    what = "subscription"
 
     def __init__(
         self,
@@ -53,95 +56,59 @@ class Subscription:
         on_connection: Callable[[bool, str | None], None] | None = None,
         name: str,
         actor: str | None = None,
-        backoff: tuple[float, float] = (0.1, 5.0),
+        backoff: Backoff = RECONNECT,
         clock: Clock | None = None,
     ) -> None:
         if not channels and not patterns:
             raise ValueError("a subscription needs at least one channel or pattern")
         if (on_message is None) == (on_batch is None):
             raise ValueError("a subscription needs one of on_message and on_batch")
+        super().__init__(name=name, actor=actor, on_connection=on_connection, backoff=backoff)
         self._url = url
         self._channels = tuple(channels)
         self._patterns = tuple(patterns)
         self._on_message = on_message
         self._on_batch = on_batch
         self._max_batch = max_batch
-        self._on_connection = on_connection or (lambda _up, _error: None)
-        self._backoff = backoff
-        self._actor = actor
         self._clock = clock or SystemClock()
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.connected = False
 
-    def start(self) -> Subscription:
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stopped.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        set_actor_name(self._actor)
-        delay = self._backoff[0]
-        while not self._stopped.is_set():
-            client = redis.Redis.from_url(
-                self._url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
-            )
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                if self._channels:
-                    pubsub.subscribe(*self._channels)
-                if self._patterns:
-                    pubsub.psubscribe(*self._patterns)
-                self._set_connected(True, None)
-                delay = self._backoff[0]
-                while not self._stopped.is_set():
-                    message = pubsub.get_message(timeout=0.5)
-                    if message is None:
-                        continue
-                    if self._on_message is not None:
-                        self._on_message(*_unpack(message))
-                        continue
-                    # What has already arrived goes over in one hand-off: at thousands
-                    # of messages a second, one per message costs more than the work.
-                    batch = [(*_unpack(message), time.monotonic(), self._clock.time())]
-                    while len(batch) < self._max_batch:
-                        more = pubsub.get_message(timeout=0.0)
-                        if more is None:
-                            break
-                        batch.append((*_unpack(more), time.monotonic(), self._clock.time()))
-                    assert self._on_batch is not None
-                    self._on_batch(batch)
-            except (redis.RedisError, OSError) as exc:
-                self._set_connected(False, f"{type(exc).__name__}: {exc}")
-            except Exception:
-                logger.exception("subscription reader failed; reconnecting")
-                self._set_connected(False, "reader error")
-            finally:
-                try:
-                    pubsub.close()
-                    client.close()
-                except Exception:
-                    logger.debug("closing the subscription failed", exc_info=True)
-            if self._stopped.wait(delay):
-                break
-            delay = min(self._backoff[1], delay * 2)
-
-    def _set_connected(self, up: bool, error: str | None) -> None:
-        if up == self.connected:
-            return
-        self.connected = up
-        if up:
-            logger.info("subscribed to %s", ", ".join(self._channels + self._patterns))
-        else:
-            logger.warning("subscription lost (%s); reconnecting with backoff", error)
+    def _session(self) -> None:
+        client = redis.Redis.from_url(
+            self._url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
+        )
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
-            self._on_connection(up, error)
-        except Exception:
-            logger.exception("connection callback failed")
+            if self._channels:
+                pubsub.subscribe(*self._channels)
+            if self._patterns:
+                pubsub.psubscribe(*self._patterns)
+            self._up()
+            while not self._stopped.is_set():
+                message = pubsub.get_message(timeout=0.5)
+                if message is None:
+                    continue
+                if self._on_message is not None:
+                    self._on_message(*_unpack(message))
+                    continue
+                # What has already arrived goes over in one hand-off: at thousands
+                # of messages a second, one per message costs more than the work.
+                batch = [(*_unpack(message), time.monotonic(), self._clock.time())]
+                while len(batch) < self._max_batch:
+                    more = pubsub.get_message(timeout=0.0)
+                    if more is None:
+                        break
+                    batch.append((*_unpack(more), time.monotonic(), self._clock.time()))
+                assert self._on_batch is not None
+                self._on_batch(batch)
+        finally:
+            try:
+                pubsub.close()
+                client.close()
+            except Exception:
+                logger.debug("closing the subscription failed", exc_info=True)
+
+    def _connected_log(self) -> None:
+        logger.info("subscribed to %s", ", ".join(self._channels + self._patterns))
 
 
 class EventPublisher:

@@ -9,12 +9,11 @@ consumer for longer than ``claim_idle``, then reads new ones.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
 import redis
 
-from coordinator.logs import set_actor_name
+from coordinator.infra.redis_reader import RedisReader
 
 __all__ = ["StreamReader", "entry_payload"]
 
@@ -31,7 +30,9 @@ def entry_payload(fields: dict[bytes, bytes]) -> bytes:
     return f'{{"_stream_fields": "{listed}"}}'.encode()
 
 
-class StreamReader:
+class StreamReader(RedisReader):
+    what = "stream intake"
+
     def __init__(
         self,
         url: str,
@@ -45,62 +46,40 @@ class StreamReader:
         actor: str | None = None,
         batch: int = 500,
     ) -> None:
+        super().__init__(name="stream-reader", actor=actor, on_connection=on_connection)
         self._url = url
         self._stream = stream
         self._group = group
         self._consumer = consumer
         self._claim_idle_ms = int(claim_idle * 1000)
         self._on_entry = on_entry
-        self._on_connection = on_connection
-        self._actor = actor
         self._batch = batch
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="stream-reader", daemon=True)
-        self.connected = False
-
-    def start(self) -> StreamReader:
-        self._thread.start()
-        return self
 
     def stop(self, timeout: float = 3.0) -> None:
-        self._stopped.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        super().stop(timeout)
 
-    def _run(self) -> None:
-        set_actor_name(self._actor)
-        delay = 0.1
-        while not self._stopped.is_set():
-            client = redis.Redis.from_url(self._url, socket_connect_timeout=2, socket_timeout=5)
-            try:
-                self._ensure_group(client)
-                self._set_connected(True, None)
-                delay = 0.1
-                self._read_own_pending(client)
-                claimed_at = 0.0
-                while not self._stopped.is_set():
-                    now = _monotonic()
-                    if now - claimed_at > max(1.0, self._claim_idle_ms / 3000):
-                        self._claim_abandoned(client)
-                        claimed_at = now
-                    reply = client.xreadgroup(
-                        self._group,
-                        self._consumer,
-                        {self._stream: ">"},
-                        count=self._batch,
-                        block=500,
-                    )
-                    self._deliver(reply)
-            except (redis.RedisError, OSError) as exc:
-                self._set_connected(False, f"{type(exc).__name__}: {exc}")
-            except Exception:
-                logger.exception("stream reader failed; reconnecting")
-                self._set_connected(False, "reader error")
-            finally:
-                client.close()
-            if self._stopped.wait(delay):
-                break
-            delay = min(5.0, delay * 2)
+    def _session(self) -> None:
+        client = redis.Redis.from_url(self._url, socket_connect_timeout=2, socket_timeout=5)
+        try:
+            self._ensure_group(client)
+            self._up()
+            self._read_own_pending(client)
+            claimed_at = 0.0
+            while not self._stopped.is_set():
+                now = _monotonic()
+                if now - claimed_at > max(1.0, self._claim_idle_ms / 3000):
+                    self._claim_abandoned(client)
+                    claimed_at = now
+                reply = client.xreadgroup(
+                    self._group,
+                    self._consumer,
+                    {self._stream: ">"},
+                    count=self._batch,
+                    block=500,
+                )
+                self._deliver(reply)
+        finally:
+            client.close()
 
     def _ensure_group(self, client: redis.Redis) -> None:
         try:
@@ -150,17 +129,6 @@ class StreamReader:
                     continue
                 key = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
                 self._on_entry(key, entry_payload(fields), redelivered)
-
-    def _set_connected(self, up: bool, error: str | None) -> None:
-        if up == self.connected:
-            return
-        self.connected = up
-        if not up:
-            logger.warning("stream intake lost (%s); reconnecting with backoff", error)
-        try:
-            self._on_connection(up, error)
-        except Exception:
-            logger.exception("connection callback failed")
 
 
 def _monotonic() -> float:

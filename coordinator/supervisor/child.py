@@ -6,10 +6,10 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import pykka
 
@@ -27,6 +27,7 @@ from coordinator.messages.supervision import (
     Pong,
 )
 from coordinator.supervisor.directory import ChildUnavailable, Directory
+from coordinator.supervisor.ticker import Ticker
 
 __all__ = [
     "NOT_HANDLED",
@@ -36,12 +37,25 @@ __all__ = [
     "DrillCrashError",
     "DrillStartFailure",
     "EscapedBaseException",
+    "tell_unless_ended",
 ]
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 NOT_HANDLED: Any = object()
 """What ``handle`` returns for a message it does not know."""
+
+
+def tell_unless_ended(ref: pykka.ActorRef[Any], message: Any) -> bool:
+    """Tell ``message`` to ``ref``; False, and nothing told, once that actor has ended
+    (what its threads and timers still send then must not reach anyone else)."""
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        return False
+    return True
 
 
 class DrillCrashError(Exception):
@@ -122,6 +136,8 @@ class ChildActor(pykka.ThreadingActor):
         self.context = context
         self.name = context.name
         self._handling: str | None = None
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._releases: list[tuple[str, Callable[[], None]]] = []
 
     # --- hooks ------------------------------------------------------------------------
 
@@ -133,20 +149,81 @@ class ChildActor(pykka.ThreadingActor):
         return NOT_HANDLED
 
     def cleanup(self) -> None:
-        """Release what ``setup`` took. Runs on stop and on failure."""
+        """Release what ``setup`` took and the base does not own. Runs on stop and on
+        failure, before the base stops its tickers and pools, which may still take work
+        here (a last write)."""
 
     # --- for subclasses ---------------------------------------------------------------
 
-    def worker_pool(self, purpose: str, workers: int = 1) -> ThreadPoolExecutor:
+    def worker_pool(
+        self, purpose: str, workers: int = 1, *, finish_queued: bool = False
+    ) -> ThreadPoolExecutor:
         """Threads for blocking work (network, database) off the actor's own thread,
         named ``<actor>-<purpose>`` and logging as this incarnation. One worker keeps
-        the work in order."""
-        return ThreadPoolExecutor(
+        the work in order. Shut down with the incarnation: work still queued then is
+        dropped, or run first when ``finish_queued`` (writes that must not be lost)."""
+        if purpose in self._pools:
+            raise ValueError(f"{self.name} already has a worker pool {purpose!r}")
+        pool = ThreadPoolExecutor(
             max_workers=workers,
             thread_name_prefix=f"{self.name}-{purpose}",
             initializer=set_actor_name,
             initargs=(f"{self.name}#{self.context.incarnation}",),
         )
+        self._pools[purpose] = pool
+        self.on_cleanup(
+            lambda: pool.shutdown(wait=False, cancel_futures=not finish_queued),
+            what=f"worker pool {purpose}",
+        )
+        return pool
+
+    def ticker(
+        self, interval: float, tick: Callable[[], Any], *, immediately: bool = False
+    ) -> Ticker:
+        """Tells this actor ``tick()`` every ``interval`` seconds until it ends."""
+        ticker = Ticker(interval, lambda: self.actor_ref.tell(tick()), name=f"{self.name}-ticker")
+        self.on_cleanup(ticker.stop, what="ticker")
+        ticker.start(immediately=immediately)
+        return ticker
+
+    def on_cleanup(self, release: Callable[[], None], *, what: str = "") -> None:
+        """Call ``release`` when this incarnation ends, after ``cleanup``: what was
+        registered last is released first."""
+        self._releases.append((what or getattr(release, "__qualname__", "release"), release))
+
+    def tell_self(self, message: Any) -> None:
+        """Tell this incarnation ``message`` from another thread; once it has ended, the
+        message is dropped (it must not reach the next incarnation)."""
+        if not tell_unless_ended(self.actor_ref, message):
+            logger.debug("%s after the end of this incarnation dropped", type(message).__name__)
+
+    def run_then_tell(
+        self,
+        work: Callable[[], T],
+        to_message: Callable[[T], Any] | None = None,
+        *,
+        pool: str,
+        on_error: Callable[[Exception], Any] | None = None,
+        errors: tuple[type[Exception], ...] = (Exception,),
+    ) -> Future[None]:
+        """Run ``work`` on the worker pool named ``pool``, then tell this actor
+        ``to_message(result)`` (the result itself without ``to_message``), or
+        ``on_error(exception)`` when it raised one of ``errors`` (without ``on_error``,
+        the exception stays in the returned future). A message of ``None`` is not told."""
+
+        def run() -> None:
+            try:
+                result = work()
+            except errors as exc:
+                if on_error is None:
+                    raise
+                message = on_error(exc)
+            else:
+                message = result if to_message is None else to_message(result)
+            if message is not None:
+                self.tell_self(message)
+
+        return self._pools[pool].submit(run)
 
     # --- pykka's hooks: final ---------------------------------------------------------
 
@@ -261,6 +338,12 @@ class ChildActor(pykka.ThreadingActor):
             self.cleanup()
         except Exception:
             logger.exception("cleanup failed")
+        releases, self._releases = self._releases, []
+        for what, release in reversed(releases):
+            try:
+                release()
+            except Exception:
+                logger.exception("releasing %s failed", what)
 
     def _forward(self, message: Any) -> None:
         try:

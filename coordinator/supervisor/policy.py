@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import random
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from coordinator.supervisor.spec import Restart
+from coordinator.trading.backoff import Backoff
 
 __all__ = ["BackoffPolicy", "RestartIntensity", "wants_restart"]
 
 
-@dataclass(frozen=True, slots=True)
-class BackoffPolicy:
-    base: float
-    """Delay before the first restart, seconds."""
-    maximum: float
-    """The delay doubles per consecutive failure up to this."""
-    jitter: float
-    """Up to this fraction of the delay is taken off at random, so that children
-    failing together do not restart in lock-step."""
-
-    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
-        """Delay before restart number ``attempt`` (0 for the first since a reset)."""
-        if attempt < 0:
-            raise ValueError(f"attempt must be >= 0, got {attempt}")
-        exact = min(self.maximum, self.base * 2 ** min(attempt, 62))
-        return exact * (1.0 - self.jitter * rand())
+BackoffPolicy = Backoff
+"""The restart delays: the project's one exponential backoff."""
 
 
 class RestartIntensity:

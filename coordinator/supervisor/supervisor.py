@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 import pykka
-from pykka import ActorDeadError, ActorRef, Future
+from pykka import ActorRef, Future
 
 from coordinator.clock import Clock
 from coordinator.config import SupervisorConfig
@@ -42,7 +42,12 @@ from coordinator.messages.supervision import (
     StopTree,
     SupervisorSnapshot,
 )
-from coordinator.supervisor.child import ActorContext, DrillBoard, EscapedBaseException
+from coordinator.supervisor.child import (
+    ActorContext,
+    DrillBoard,
+    EscapedBaseException,
+    tell_unless_ended,
+)
 from coordinator.supervisor.directory import Directory
 from coordinator.supervisor.policy import BackoffPolicy, RestartIntensity, wants_restart
 from coordinator.supervisor.spec import ChildSpec, Strategy
@@ -540,9 +545,7 @@ class Supervisor(pykka.ThreadingActor):
         child.restart_at = None
 
     def _report(self, message: Event) -> None:
-        try:
-            self.actor_ref.tell(message)
-        except ActorDeadError:
+        if not tell_unless_ended(self.actor_ref, message):
             logger.debug("supervisor gone; %s dropped", type(message).__name__)
 
     def _snapshot(self) -> SupervisorSnapshot:

@@ -34,6 +34,11 @@ class Ticker:
     def stop(self) -> None:
         self._stopped.set()
 
+    @property
+    def running(self) -> bool:
+        """Whether its thread still runs (it ends within an interval of ``stop``)."""
+        return self._thread.is_alive()
+
     def _run(self) -> None:
         if self._immediately:
             self._call()

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from coordinator.trading.backoff import Backoff
+
 __all__ = ["Breaker", "BreakerPhase", "BreakerPolicy"]
 
 
@@ -38,7 +40,7 @@ class BreakerPolicy:
             )
 
     def open_period(self, reopenings: int) -> float:
-        return min(self.open_max_seconds, self.open_seconds * 2 ** min(reopenings, 62))
+        return Backoff(self.open_seconds, self.open_max_seconds).delay(reopenings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,8 +42,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from coordinator.trading.ledger_overlay import lay_over, quote_delta
-from coordinator.trading.paper_book import split_symbol
 from coordinator.trading.signals import Side
+from coordinator.trading.symbols import split_symbol
 from coordinator.trading.validation import (
     Balance,
     ClosedHolding,
@@ -164,12 +164,6 @@ class LedgerBook:
             o.plan.symbol
             for o in self.orders.values()
             if o.state is OrderState.RESERVED and o.plan.side is Side.SELL
-        )
-
-    def unsettled_fills(self) -> frozenset[str]:
-        """Symbols with a fill of ours the Portfolio has not fully shown yet."""
-        return frozenset(
-            o.plan.symbol for o in self.orders.values() if o.state is OrderState.FILLED
         )
 
     def reserve(self, plan: OrderPlan, *, owner: str, now: float, signal_id: str = "") -> BookOrder:

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from coordinator.trading.paper_book import split_symbol
 from coordinator.trading.signals import Side
+from coordinator.trading.symbols import split_symbol
 from coordinator.trading.validation import Balance, OrderPlan, PortfolioView, PositionView
 
 if TYPE_CHECKING:

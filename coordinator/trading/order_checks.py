@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coordinator.trading.paper_book import split_symbol
 from coordinator.trading.signals import Side, Signal
 from coordinator.trading.sizing import signal_force
 from coordinator.trading.sizing_roottrading import (
@@ -16,6 +15,7 @@ from coordinator.trading.sizing_roottrading import (
     roottrading_force,
     roottrading_quantity,
 )
+from coordinator.trading.symbols import split_symbol
 from coordinator.trading.validation import (
     Balance,
     CheckResult,

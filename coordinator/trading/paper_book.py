@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator.trading.signals import Side
+from coordinator.trading.symbols import split_symbol
 
-__all__ = ["BookRejection", "Fill", "PaperBook", "split_symbol"]
+__all__ = ["BookRejection", "Fill", "PaperBook"]
 
-QUOTE_ASSETS = ("FDUSD", "USDC", "USDT", "BUSD", "TUSD", "EUR", "BTC", "ETH", "BNB")
 _DUST = 1e-12
 
 
@@ -20,14 +20,6 @@ def _floor8(amount: float) -> float:
 
 class BookRejection(Exception):
     """The order cannot be filled (no balance, no position, no price)."""
-
-
-def split_symbol(symbol: str) -> tuple[str, str]:
-    """``BTCUSDC`` -> (``BTC``, ``USDC``): the longest known quote asset at the end."""
-    for quote in sorted(QUOTE_ASSETS, key=len, reverse=True):
-        if symbol.endswith(quote) and len(symbol) > len(quote):
-            return symbol[: -len(quote)], quote
-    raise ValueError(f"{symbol} does not end with a known quote asset ({', '.join(QUOTE_ASSETS)})")
 
 
 @dataclass(frozen=True, slots=True)

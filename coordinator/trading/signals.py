@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from coordinator.trading.symbols import is_symbol
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
@@ -32,7 +33,6 @@ MAX_PAYLOAD_BYTES = 1024 * 1024
 signals, up to 100 of them in a wave, and passes 100 KB."""
 RECORD_PREVIEW_BYTES = 64 * 1024
 """What is kept of a payload over the limit, for its record."""
-_SYMBOL = re.compile(r"[A-Z0-9]{5,20}")
 _STRENGTHS = ("very_weak", "weak", "moderate", "strong", "very_strong")
 # Epoch milliseconds between 2001 and 2286: a number outside is seconds or garbage.
 _MIN_EPOCH_MS = 1_000_000_000_000
@@ -142,7 +142,7 @@ def _parse_object(obj: dict[str, Any], data: bytes) -> Signal | InvalidSignal:
     symbol = obj.get("symbol")
     if not isinstance(symbol, str):
         fail("symbol", "required, a string such as BTCUSDC")
-    elif not _SYMBOL.fullmatch(symbol):
+    elif not is_symbol(symbol):
         fail("symbol", f"{_clip(symbol)!r} is not a Binance symbol (5 to 20 of A-Z, 0-9)")
 
     side = obj.get("side")

@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from coordinator.trading.backoff import Backoff
 from coordinator.trading.stop_events import (
     Action,
     Alert,
@@ -279,7 +280,7 @@ def _failed(
     life: Lifecycle, why: str, now: float, params: LifecycleParams
 ) -> tuple[Lifecycle, tuple[Action, ...]]:
     failures = life.failures + 1
-    wait = min(params.retry_max, params.retry_base * 2 ** max(0, failures - 1))
+    wait = Backoff(params.retry_base, params.retry_max).delay(max(0, failures - 1))
     return replace(
         life,
         phase=Phase.RETRY,

@@ -34,7 +34,6 @@ __all__ = [
     "AtrTracker",
     "StopParams",
     "StopState",
-    "exit_backoff",
     "exit_id",
     "exit_signal",
     "open_stop",
@@ -288,11 +287,6 @@ def position_key(
         return f"cycle:{cycle_id}"
     opened = "-" if opened_at is None else f"{opened_at:.3f}"
     return f"{symbol}@{opened}@{entry_price:.10g}"
-
-
-def exit_backoff(failures: int, base: float, cap: float) -> float:
-    """Seconds before the next exit attempt after ``failures`` failed ones in a row."""
-    return min(cap, base * 2 ** max(0, failures - 1))
 
 
 EXIT_SOURCE = "trailing_stop"

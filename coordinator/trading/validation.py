@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from enum import StrEnum
 
-from coordinator.trading.paper_book import split_symbol
 from coordinator.trading.signals import Side, Signal
 from coordinator.trading.sizing import SizingTable
 from coordinator.trading.sizing_roottrading import Force, SizingMode
+from coordinator.trading.symbols import split_symbol
 from coordinator.trading.trading_state import TradingState, TradingStatus
 
 __all__ = [
