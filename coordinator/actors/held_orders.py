@@ -77,15 +77,7 @@ class HoldsOrders:
         held = self._moved(intent, state="unknown", error=f"{HELD_MARK}{error}")  # type: ignore[attr-defined]
         self._store(RecordOrder(order=held))  # type: ignore[attr-defined]
         now = self._clock.time()  # type: ignore[attr-defined]
-        self._waiting.add(
-            Waiting(
-                message,
-                message.signal,
-                Reason.TRADER_ERROR,
-                error,
-                held=Held(order_id, plan, checks, reservation_id, error, now, order_ms),
-            )
-        )
+        self._wait_held(message, Held(order_id, plan, checks, reservation_id, error, now, order_ms))
         self._reconcile_soon(order_id, intent.at)
 
     def _held_before(
@@ -120,17 +112,16 @@ class HoldsOrders:
         error = (row.error or "").removeprefix(HELD_MARK)
         now = self._clock.time()  # type: ignore[attr-defined]
         logger.warning("order %s was held before a restart; held again", row.client_order_id)
-        self._waiting.add(
-            Waiting(
-                message,
-                message.signal,
-                Reason.TRADER_ERROR,
-                error,
-                held=Held(row.client_order_id, plan, checks, reservation_id, error, now, None),
-            )
-        )
+        held = Held(row.client_order_id, plan, checks, reservation_id, error, now, None)
+        self._wait_held(message, held)
         self._reconcile_soon(row.client_order_id, row.created_at)
         return True
+
+    def _wait_held(self, message: SubmitSignal, held: Held) -> None:
+        """The signal waits for the reconciliation of its order, not for the Trader."""
+        self._waiting.add(
+            Waiting(message, message.signal, Reason.TRADER_ERROR, held.error, held=held)
+        )
 
     def _order_states(self) -> OrderStates:
         states = getattr(self, "_states", None)
