@@ -11,8 +11,9 @@ from typing import Any
 import psycopg2
 import requests
 
-from coordinator.actors.held_orders import DEDUP_SECONDS, HoldsOrders
+from coordinator.actors.held_orders import DEDUP_SECONDS
 from coordinator.actors.reconciler import match_policy
+from coordinator.infra.order_gateway import OrderGateway
 from coordinator.infra.order_states import HELD_MARK, RESENT_MARK
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.infra.pipeline_store import PipelineStore
@@ -259,33 +260,27 @@ def test_an_operator_resolves_an_unknown_order(pipelines):
     assert unknown_orders(pipe)["reconciler"]["reconciled"]["by_operator"] == 1
 
 
-class _Verifier(HoldsOrders):
-    def __init__(self, trader: TraderClient) -> None:
-        self._trader = trader
-        self._init_held(15.0)
-
-
 def test_a_201_echoing_a_failed_attempt_is_not_taken_for_a_fill():
     paper = PaperExchange().start()
     paper.set_price("SOLUSDC", 199.91)
     trader = TraderClient(paper.url, connect_timeout=0.5, read_timeout=2)
-    verifier = _Verifier(trader)
+    verifier = OrderGateway(intents=None, trader=trader)
     body = {"symbol": "SOLUSDC", "side": "SELL", "quantity": 1.105, "strategy": "CONSENSUS"}
     try:
         paper.knobs.update({"error_rate": 1.0})
-        failed = verifier._verified(body, trader.submit(body), time.monotonic())
+        failed = verifier.verified(body, trader.submit(body), time.monotonic())
         assert failed.result is SendResult.FAILED
         paper.knobs.update({"error_rate": 0.0})
 
         echo = trader.submit(body)
         assert echo.result is SendResult.ACCEPTED  # what the Trader says
-        checked = verifier._verified(body, echo, time.monotonic())
+        checked = verifier.verified(body, echo, time.monotonic())
 
         assert checked.result is SendResult.FAILED and "de-duplicated" in checked.error
         # A 201 for a body that did not fail here is taken as it is, without a look-up.
         other = {**body, "side": "BUY", "quantity": 0.5}
         real = trader.submit(other)
-        assert verifier._verified(other, real, time.monotonic()) is real
+        assert verifier.verified(other, real, time.monotonic()) is real
     finally:
         paper.stop()
 

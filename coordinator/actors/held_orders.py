@@ -15,25 +15,25 @@ that failed here within that time is checked with ``GET /order/<id>`` before it 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
+from coordinator.infra.order_gateway import OrderGateway
 from coordinator.infra.order_states import HELD_MARK, RESENT_MARK, OrderStates
 from coordinator.infra.store import StoreError
-from coordinator.infra.trader_client import SendResult, TraderAnswer, TraderReadError
+from coordinator.infra.trader_client import TraderAnswer
 from coordinator.messages.pipeline import OrderRecord, RecordOrder, SubmitSignal
 from coordinator.messages.reconcile import HeldOrderResolved, ReconcileSoon
 from coordinator.supervisor.directory import ChildUnavailable
+from coordinator.trading.execution import DEDUP_SECONDS
 from coordinator.trading.routing import client_order_id
 from coordinator.trading.signals import Side
 from coordinator.trading.validation import CheckResult, OrderPlan, Outcome, Reason
+from coordinator.trading.wait_queue import Held, SignalQueue, Waiting
 
-__all__ = ["DEDUP_SECONDS", "Held", "HoldsOrders", "body_key"]
+__all__ = ["DEDUP_SECONDS", "Held", "HoldsOrders"]
 
 logger = logging.getLogger(__name__)
 
-DEDUP_SECONDS = 10.0
-"""The Trader answers an identical symbol|side|quantity|strategy within this once."""
 _ACTED_ON_KEPT = 900.0
 """Seconds a held order this Validator sent again or decided is remembered: a repeated
 "not found" for it (a second pass read it held before its re-send was marked) is stale."""
@@ -42,37 +42,13 @@ _GIVE_UP_AFTER = 30.0
 TrailingStop's exit timeout, so a held exit gets a decision before the stop looks)."""
 
 
-@dataclass
-class Held:
-    """What a held signal needs to be decided once its order is found, or sent again."""
-
-    client_order_id: str
-    plan: OrderPlan
-    checks: tuple[CheckResult, ...]
-    reservation_id: str | None
-    """None when held again after a restart (the Ledger still holds the first room)."""
-    error: str
-    since: float
-    """Wall-clock time it was held."""
-    order_ms: float | None
-
-
-def body_key(body: dict[str, Any]) -> tuple[str, str, str, str]:
-    """What the Trader de-duplicates on (the quantity as its ``str``)."""
-    return (
-        str(body.get("symbol")),
-        str(body.get("side")),
-        str(body.get("quantity")),
-        str(body.get("strategy")),
-    )
-
-
 class HoldsOrders:
-    """Mixed into the Validator: it provides ``_waiting``, ``_clock``, ``_trader``,
-    ``_unsent``, ``_decide``, ``_moved``, ``_store``, ``_settle``, ``_expired``,
+    """Mixed into the Validator: it provides ``_waiting``, ``_clock``, ``_gateway``,
+    ``_decide``, ``_moved``, ``_store``, ``_settle``, ``_expired``,
     ``_retry_waiting`` and ``context``."""
 
-    _failed_bodies: dict[tuple[str, str, str, str], float]
+    _gateway: OrderGateway
+    _waiting: SignalQueue[SubmitSignal]
     _resending: set[str]
     _resend_plans: dict[str, OrderPlan]
     _held_window: float
@@ -80,44 +56,11 @@ class HoldsOrders:
     _states: OrderStates | None
 
     def _init_held(self, window_after: float) -> None:
-        self._failed_bodies = {}
         self._resending = set()
         self._resend_plans = {}
         self._held_window = window_after
         self._acted_on = {}
         self._states = None
-
-    def _verified(
-        self, body: dict[str, Any], answer: TraderAnswer, sent_mono: float
-    ) -> TraderAnswer:
-        """The answer, or a failure when a 201 is the de-duplicated echo of a failed
-        attempt (or cannot be told apart from one)."""
-        key = body_key(body)
-        # A 422 leaves the Trader's de-duplication entry behind as a 5xx does (it is
-        # written before the executor runs): a 201 echo of either is looked up.
-        if answer.result is SendResult.FAILED or answer.status_code == 422:
-            for stale in [k for k, t in self._failed_bodies.items() if sent_mono - t > 60.0]:
-                del self._failed_bodies[stale]
-            self._failed_bodies[key] = sent_mono
-            return answer
-        failed_at = self._failed_bodies.get(key)
-        if failed_at is None or sent_mono - failed_at > DEDUP_SECONDS + 1.0:
-            return answer
-        if answer.result is not SendResult.ACCEPTED or answer.order_id is None:
-            return answer
-        try:
-            found = self._trader.order(answer.order_id)  # type: ignore[attr-defined]
-        except TraderReadError as exc:
-            error = f"201 with {answer.order_id} could not be verified ({exc})"
-        else:
-            if found is not None:
-                return answer
-            error = (
-                f"201 with {answer.order_id}, the id of an earlier failed attempt that the "
-                "Trader de-duplicated: not executed"
-            )
-        logger.warning("order of %s: %s", body.get("symbol"), error)
-        return TraderAnswer(SendResult.FAILED, None, answer.status_code, error, answer.latency)
 
     def _hold(
         self,
@@ -129,23 +72,14 @@ class HoldsOrders:
         reservation_id: str,
         order_ms: float | None,
     ) -> None:
-        from coordinator.actors.validator_waiting import _Waiting
-
         order_id = intent.client_order_id
         self._resending.discard(order_id)
-        self._unsent.discard(order_id)  # type: ignore[attr-defined]
+        self._gateway.forget(order_id)
         error = answer.error or "5xx"
         held = self._moved(intent, state="unknown", error=f"{HELD_MARK}{error}")  # type: ignore[attr-defined]
         self._store(RecordOrder(order=held))  # type: ignore[attr-defined]
         now = self._clock.time()  # type: ignore[attr-defined]
-        self._waiting.append(  # type: ignore[attr-defined]
-            _Waiting(
-                message,
-                Reason.TRADER_ERROR,
-                error,
-                held=Held(order_id, plan, checks, reservation_id, error, now, order_ms),
-            )
-        )
+        self._wait_held(message, Held(order_id, plan, checks, reservation_id, error, now, order_ms))
         self._reconcile_soon(order_id, intent.at)
 
     def _held_before(
@@ -177,21 +111,19 @@ class HoldsOrders:
                 notional=row.quantity * price,
                 category=None,
             )
-        from coordinator.actors.validator_waiting import _Waiting
-
         error = (row.error or "").removeprefix(HELD_MARK)
         now = self._clock.time()  # type: ignore[attr-defined]
         logger.warning("order %s was held before a restart; held again", row.client_order_id)
-        self._waiting.append(  # type: ignore[attr-defined]
-            _Waiting(
-                message,
-                Reason.TRADER_ERROR,
-                error,
-                held=Held(row.client_order_id, plan, checks, reservation_id, error, now, None),
-            )
-        )
+        held = Held(row.client_order_id, plan, checks, reservation_id, error, now, None)
+        self._wait_held(message, held)
         self._reconcile_soon(row.client_order_id, row.created_at)
         return True
+
+    def _wait_held(self, message: SubmitSignal, held: Held) -> None:
+        """The signal waits for the reconciliation of its order, not for the Trader."""
+        self._waiting.add(
+            Waiting(message, message.signal, Reason.TRADER_ERROR, held.error, held=held)
+        )
 
     def _order_states(self) -> OrderStates:
         states = self._states
@@ -222,14 +154,7 @@ class HoldsOrders:
         return {"state": "sent"}
 
     def _held_resolved(self, message: HeldOrderResolved) -> None:
-        waiting = next(
-            (
-                w
-                for w in self._waiting  # type: ignore[attr-defined]
-                if w.held is not None and w.held.client_order_id == message.client_order_id
-            ),
-            None,
-        )
+        waiting = self._waiting.held(message.client_order_id)
         now = self._clock.time()  # type: ignore[attr-defined]
         for stale in [k for k, t in self._acted_on.items() if now - t > _ACTED_ON_KEPT]:
             del self._acted_on[stale]
@@ -262,7 +187,7 @@ class HoldsOrders:
         )
         self._acted_on[held.client_order_id] = now
         if message.accepted:
-            self._waiting.remove(waiting)  # type: ignore[attr-defined]
+            self._waiting.remove(waiting)
             self._settle(held.reservation_id, True)  # type: ignore[attr-defined]
             detail = f"answered {held.error}, then {message.detail} ({message.by})"
             self._decide(  # type: ignore[attr-defined]
@@ -278,7 +203,7 @@ class HoldsOrders:
         else:
             self._settle(held.reservation_id, False)  # type: ignore[attr-defined]
             if self._expired(signal):  # type: ignore[attr-defined]
-                self._waiting.remove(waiting)  # type: ignore[attr-defined]
+                self._waiting.remove(waiting)
                 detail = (
                     f"{held.error}; not executed ({message.detail}); the signal expired: "
                     "not sent again"
@@ -298,7 +223,7 @@ class HoldsOrders:
                 )
                 waiting.held = None
                 waiting.detail = f"{held.error}; not executed, to be sent again"
-                self._unsent.add(held.client_order_id)  # type: ignore[attr-defined]
+                self._gateway.not_sent(held.client_order_id)
                 self._resending.add(held.client_order_id)
                 if held.reservation_id is None:
                     self._resend_plans[signal.signal.signal_id] = held.plan
@@ -328,17 +253,14 @@ class HoldsOrders:
         return (
             order_id in self._acted_on
             or order_id in self._resending
-            or order_id in self._unsent  # type: ignore[attr-defined]
-            or any(
-                client_order_id(w.message.signal.signal_id) == order_id
-                for w in self._waiting  # type: ignore[attr-defined]
-            )
+            or self._gateway.was_not_sent(order_id)
+            or any(client_order_id(w.message.signal.signal_id) == order_id for w in self._waiting)
         )
 
-    def _held_too_long(self, waiting: Any) -> bool:
+    def _held_too_long(self, waiting: Waiting[SubmitSignal]) -> bool:
         """A held signal the reconciler could not settle in time: decided unknown (the
         order stays unknown, listed for an operator)."""
-        held: Held | None = waiting.held
+        held = waiting.held
         now = self._clock.time()  # type: ignore[attr-defined]
         if held is None or now < held.since + self._held_window + _GIVE_UP_AFTER:
             return False

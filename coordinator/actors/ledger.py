@@ -16,9 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 from coordinator.actors.ledger_config import risk_config
@@ -41,16 +39,15 @@ from coordinator.messages.pipeline import (
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
-from coordinator.trading.guards import portfolio_guards
-from coordinator.trading.ledger_book import BookOrder, LedgerBook, SettleResult
+from coordinator.trading.ledger_book import LedgerBook, SettleResult
+from coordinator.trading.ledger_fetching import MIN_REFRESH, FetchThrottle
 from coordinator.trading.ledger_restore import StoredOrder, restore
 from coordinator.trading.order_checks import evaluate_order
-from coordinator.trading.signals import Side
+from coordinator.trading.portfolio_numbers import PortfolioNumbers
 from coordinator.trading.stops import EXIT_ID_PREFIX
 from coordinator.trading.trading_state import StateReason
 from coordinator.trading.validation import (
     CheckResult,
-    LedgerState,
     Reason,
 )
 
@@ -58,11 +55,6 @@ __all__ = ["Ledger"]
 
 logger = logging.getLogger(__name__)
 
-# Seconds between fetches caused by our own fills. The view already has those fills
-# applied; the fetch only confirms them, and with a thousand positions each one costs
-# milliseconds of CPU that exits on other symbols wait behind.
-_MIN_REFRESH = 1.0
-_URGENT_GAP = 0.2  # seconds between fetches for a position the view lacks
 _STORE_TIMEOUT = 5.0  # seconds to connect to and read from PostgreSQL
 
 
@@ -74,7 +66,6 @@ class Ledger(ChildActor):
         self._clock = self.context.clock
         self._config = risk_config(services)
         risk = services.config.risk
-        self._ttl = risk.portfolio_cache_ttl
         self._kept = services.kept_ledger
         kept = self._kept.copy().get("book")
         self._dsn = services.endpoints.database_dsn
@@ -96,17 +87,10 @@ class Ledger(ChildActor):
                 settle_window=risk.fill_settle_window,
             )
         self._expired = 0
-        self._fetch_again = False
-        self._refresh_after_fill = False
-        self._last_fetch_started: float | None = None
+        self._throttle = FetchThrottle(risk.portfolio_cache_ttl)
         self._fetch_error: str | None = None
-        self._order_times: deque[float] = deque()
-        self._loss_day = ""
-        self._realized_loss = 0.0
-        self._peak_equity = 0.0
-        self._stop_losses: dict[str, float] = {}
+        self._numbers = PortfolioNumbers()
         self._guards: tuple[StateReason, ...] = ()
-        self._fetching = False
         url = services.endpoints.portfolio_url
         self._client = (
             PortfolioClient(url, timeout=services.config.risk.portfolio_timeout) if url else None
@@ -127,7 +111,7 @@ class Ledger(ChildActor):
         if self._stored is not None:
             with contextlib.suppress(Exception):
                 self._stored.result(timeout=_STORE_TIMEOUT + 1)
-        self.ticker(_MIN_REFRESH, RefreshPortfolio)
+        self.ticker(MIN_REFRESH, RefreshPortfolio)
 
     def handle(self, message: Any) -> Any:
         result = self._dispatch(message)
@@ -148,7 +132,7 @@ class Ledger(ChildActor):
             case PortfolioFetched():
                 self._fetched(message)
             case StopLossRecorded(symbol=symbol, at=at):
-                self._stop_losses[symbol] = at
+                self._numbers.stop_loss(symbol, at)
             case RefreshPortfolio():
                 self._restore()
                 self._expire()
@@ -203,20 +187,8 @@ class Ledger(ChildActor):
             return Reservation(checks=(waiting,), plan=None, reservation_id=None)
         self._expire()
         self._maybe_fetch()
-        while self._order_times and now - self._order_times[0] >= 60.0:
-            self._order_times.popleft()
-        self._roll_day(now)
         book = self._book
-        state = LedgerState(
-            reserved_quote=book.held_quote(),
-            buying=book.buying(),
-            selling=book.selling(),
-            orders_last_minute=len(self._order_times),
-            realized_loss_today=self._realized_loss,
-            peak_equity=self._peak_equity,
-            stop_losses=dict(self._stop_losses),
-            closed=tuple(book.closed),
-        )
+        state = self._numbers.ledger_state(book, now)
         evaluation = evaluate_order(
             signal,
             view=book.view,
@@ -241,8 +213,7 @@ class Ledger(ChildActor):
         order = book.reserve(
             evaluation.plan, owner=message.owner, now=now, signal_id=signal.signal_id
         )
-        if evaluation.plan.side is Side.BUY:
-            self._order_times.append(now)
+        self._numbers.reserved(evaluation.plan, now)
         return Reservation(
             checks=evaluation.checks, plan=evaluation.plan, reservation_id=order.reservation_id
         )
@@ -278,11 +249,6 @@ class Ledger(ChildActor):
         if released or trusted:
             self._check_guards()
 
-    def _roll_day(self, now: float) -> None:
-        day = datetime.fromtimestamp(now, UTC).date().isoformat()
-        if day != self._loss_day:
-            self._loss_day, self._realized_loss = day, 0.0
-
     def _check_guards(self) -> None:
         """Tell ServiceHealth which protection limits hold, after every view change; it
         keeps the trading state DEGRADED (no BUY, exits go on) while one does. Told each
@@ -290,15 +256,7 @@ class Ledger(ChildActor):
         view = self._book.view
         if view.fetched_at is None:
             return
-        self._roll_day(self._clock.time())
-        unrealized = -sum(min(0.0, p.pnl) for p in view.positions.values())
-        reasons = portfolio_guards(
-            equity=view.equity(self._config.quote_asset),
-            peak_equity=self._peak_equity,
-            loss_today=self._realized_loss + unrealized,
-            daily_loss_limit_percent=self._config.daily_loss_limit_percent,
-            max_drawdown_percent=self._config.max_drawdown_percent,
-        )
+        reasons = self._numbers.guards(view, self._config, self._clock.time())
         if reasons != self._guards:
             for reason in reasons:
                 logger.warning("portfolio protection: %s", reason.detail)
@@ -337,10 +295,10 @@ class Ledger(ChildActor):
             return
         if message.filled is False or order is None:
             return
-        self._count_loss(order)
-        # Refreshed after our own orders, but not once per fill: the fills are laid over
-        # the view meanwhile, and a fetch per fill would load the Portfolio for nothing.
-        self._refresh_after_fill = True
+        self._numbers.filled(order)
+        # The fills are laid over the view meanwhile: a fetch per fill would load the
+        # Portfolio for nothing.
+        self._throttle.after_fill()
         self._check_guards()
         self._maybe_fetch()
 
@@ -359,47 +317,23 @@ class Ledger(ChildActor):
         )
         self._check_guards()
 
-    def _count_loss(self, order: BookOrder) -> None:
-        """Filled, or unknown: an unknown order is counted as filled until the Portfolio
-        says otherwise - the cautious side."""
-        plan = order.plan
-        entry = order.entry_before
-        if plan.side is Side.SELL and entry is not None and plan.reference_price < entry:
-            self._realized_loss += (entry - plan.reference_price) * plan.quantity
-
     # --- fetching ---------------------------------------------------------------------
 
     def _maybe_fetch(self) -> None:
-        now = self._clock.time()
-        last = self._last_fetch_started
-        if self._refresh_after_fill and (last is None or now - last >= _MIN_REFRESH):
-            self._refresh_after_fill = False
-            self._fetch()
-            return
-        fetched = self._book.fetched.fetched_at
-        if fetched is None or now - fetched >= self._ttl:
+        if self._throttle.due(self._clock.time(), self._book.fetched.fetched_at):
             self._fetch()
 
     def _fetch_urgently(self) -> None:
-        """Fetch now, unless one started less than ``_URGENT_GAP`` ago: then with the
-        refreshes after fills. Many exits refused at once must not hammer a Portfolio
-        that is failing."""
-        last = self._last_fetch_started
-        if last is None or self._clock.time() - last >= _URGENT_GAP:
+        if self._throttle.urgent(self._clock.time()):
             self._fetch()
-        else:
-            self._refresh_after_fill = True
 
     def _fetch(self) -> None:
         if self._client is None:
             return
-        if self._fetching:
-            self._fetch_again = True
-            return
-        self._fetching = True
-        client = self._client
         requested_at = self._clock.time()
-        self._last_fetch_started = requested_at
+        if not self._throttle.start(requested_at):
+            return
+        client = self._client
         self._pending = self.run_then_tell(
             lambda: client.fetch(time.time()),
             lambda view: PortfolioFetched(view=view, requested_at=requested_at, error=None),
@@ -411,9 +345,7 @@ class Ledger(ChildActor):
         )
 
     def _fetched(self, message: PortfolioFetched) -> None:
-        self._fetching = False
-        if self._fetch_again:
-            self._fetch_again = False
+        if self._throttle.finished():
             self._fetch()
         if message.view is None:
             if self._fetch_error != message.error:
@@ -426,7 +358,7 @@ class Ledger(ChildActor):
         if not self._book.fetched_view(message.view, message.requested_at):
             return  # an older fetch answering late
         self._restore()
-        self._peak_equity = max(self._peak_equity, message.view.equity(self._config.quote_asset))
+        self._numbers.equity_seen(message.view.equity(self._config.quote_asset))
         self._check_guards()
 
     # --- our orders from before this process -------------------------------------------

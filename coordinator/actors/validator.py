@@ -12,7 +12,6 @@ once it answers.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from dataclasses import replace
 from typing import Any
 
@@ -21,8 +20,8 @@ import pykka
 from coordinator.actors.held_orders import HoldsOrders
 from coordinator.actors.reconciler import match_policy
 from coordinator.actors.validator_orders import SendsOrders
-from coordinator.actors.validator_waiting import WaitQueue, _Waiting
-from coordinator.infra.intent_claims import IntentClaims
+from coordinator.actors.validator_waiting import WaitQueue
+from coordinator.infra.order_gateway import OrderGateway
 from coordinator.infra.trader_client import TraderClient
 from coordinator.messages.health import GetHealthSnapshot, TradingStateChanged
 from coordinator.messages.pipeline import (
@@ -60,6 +59,7 @@ from coordinator.trading.validation import (
     check_universe,
     waiting_for_trader,
 )
+from coordinator.trading.wait_queue import SignalQueue
 
 __all__ = ["Validator"]
 
@@ -91,29 +91,29 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
         self._universe: frozenset[str] | None = None
         self._blacklist: dict[str, str] = {}
         self._prices: dict[str, MarketQuote] = {}
-        self._waiting: deque[_Waiting] = deque()
-        self._unsent: set[str] = set()
+        self._waiting: SignalQueue[SubmitSignal] = SignalQueue()
         self._decided = 0
         self._sending = False
         # Reservations not settled yet (the plan names what a Settle settles), and
         # whether the order being processed may have left (for the ``finally``).
         self._reserved: dict[str, OrderPlan] = {}
         self._submitted = False
-        self._intents: IntentClaims = services.intents
         self._init_held(match_policy(config.execution.read_timeout).window_after)
         self._incarnation_started = self._clock.time()
         url = services.endpoints.trader_url
-        self._trader = (
-            TraderClient(
-                url,
-                connect_timeout=config.execution.connect_timeout,
-                read_timeout=config.execution.read_timeout,
-            )
-            if url
-            else None
+        self._gateway = OrderGateway(
+            intents=services.intents,
+            trader=(
+                TraderClient(
+                    url,
+                    connect_timeout=config.execution.connect_timeout,
+                    read_timeout=config.execution.read_timeout,
+                )
+                if url
+                else None
+            ),
         )
-        if self._trader is not None:
-            self.on_cleanup(self._trader.close, what="trader client")
+        self.on_cleanup(self._gateway.close, what="order gateway")
         self._status = self._ask_trading_state()
         self._ask_universe()
         self._warm = False
@@ -124,14 +124,7 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
         order, not by it: opening them costs that order milliseconds. Once per incarnation,
         after start (a server down makes it return at once or within its connect timeout)."""
         self._warm = True
-        problems = [
-            f"{what}: {error}"
-            for what, error in (
-                ("intent store", self._intents.warm()),
-                ("trader", None if self._trader is None else self._trader.warm()),
-            )
-            if error is not None
-        ]
+        problems = self._gateway.warm()
         if problems:
             logger.info("connections not opened ahead (the first order opens them): %s", problems)
 
@@ -203,15 +196,13 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
 
     def _on_signal(self, message: SubmitSignal) -> None:
         signal_id = message.signal.signal_id
-        if signal_id in self._services.decided or any(
-            w.message.signal.signal_id == signal_id for w in self._waiting
-        ):
+        if signal_id in self._services.decided or self._waiting.has_signal(signal_id):
             # A second copy (kept by the directory, or sent again by the intake after a
             # restart) of a signal that is decided or waiting here already.
             return
-        if any(w.message.signal.symbol == message.signal.symbol for w in self._waiting):
+        if self._waiting.has_symbol(message.signal.symbol):
             # Keep each symbol's order: behind the ones already waiting.
-            self._waiting.append(_Waiting(message, Reason.TRADER_UNAVAILABLE, "queued behind"))
+            self._wait(message, Reason.TRADER_UNAVAILABLE, "queued behind")
             return
         self._process(message)
 
@@ -415,9 +406,8 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
         order_id = client_order_id(signal.signal_id)
         resent = order_id in self._resending
         self._resending.discard(order_id)
-        if order is None and order_id in self._unsent:
+        if order is None and self._gateway.forget(order_id):
             # An intent that never left: close it, so it is not taken for a lost order.
-            self._unsent.discard(order_id)
             order = OrderRecord(
                 client_order_id=order_id,
                 signal_id=signal.signal_id,

@@ -9,8 +9,8 @@ import contextlib
 import logging
 from typing import Any
 
-from coordinator.infra.intent_claims import Claim, ClaimResult, IntentClaims
-from coordinator.infra.trader_client import SendResult, TraderAnswer, TraderClient
+from coordinator.infra.intent_claims import Claim, ClaimResult
+from coordinator.infra.order_gateway import OrderGateway
 from coordinator.messages.pipeline import (
     OrderRecord,
     RecordOrder,
@@ -19,6 +19,7 @@ from coordinator.messages.pipeline import (
     TraderCallOutcome,
 )
 from coordinator.supervisor.directory import ChildUnavailable
+from coordinator.trading.execution import Disposition, order_body, outcome_of
 from coordinator.trading.freshness import exit_price_check
 from coordinator.trading.routing import client_order_id
 from coordinator.trading.validation import CheckResult, MarketQuote, OrderPlan, Outcome, Reason
@@ -35,11 +36,9 @@ class SendsOrders:
     parts) the holding of orders after a 5xx."""
 
     _clock: Any
-    _trader: TraderClient | None
-    _intents: IntentClaims
+    _gateway: OrderGateway
     _prices: dict[str, MarketQuote]
     _stop_price_max_age: float
-    _unsent: set[str]
     _reserved: dict[str, OrderPlan]
     _sending: bool
     _submitted: bool
@@ -66,8 +65,8 @@ class SendsOrders:
         if self._exit_no_longer_due(message, checks, plan, reservation_id):
             return
         self._sending = True
-        if order_id not in self._unsent:
-            claim = self._claim(message, intent)
+        if not self._gateway.was_not_sent(order_id):
+            claim = self._gateway.claim(message, intent)
             if claim.result is ClaimResult.UNAVAILABLE:
                 self._sending = False
                 self._claim_unavailable(message, checks, plan, reservation_id, claim)
@@ -86,65 +85,48 @@ class SendsOrders:
                 )
                 self._decide(message, (*checks, execution), plan=plan, outcome=Outcome.UNKNOWN)
                 return
-        if self._trader is None:  # HALTED prevents it; kept for safety
+        if not self._gateway.has_trader:  # HALTED prevents it; kept for safety
             self._settle(reservation_id, False)
             self._decide(message, (*checks, _trader_missing()), plan=plan)
             return
-        body = {
-            "symbol": plan.symbol,
-            "side": plan.side.value,
-            "quantity": plan.quantity,
-            "price": None,
-            "strategy": signal.strategy,
-            "timestamp": int(self._clock.time() * 1000),
-            "metadata": {
-                "client_order_id": order_id,
-                "signal_id": signal.signal_id,
-                "reference_price": plan.reference_price,
-                "category": plan.category,
-                "source": "coordinator",
-            },
-        }
+        body = order_body(signal, plan, client_order_id=order_id, now=self._clock.time())
         self._store(RecordOrder(order=self._moved(intent, **self._sent_again_state(order_id))))
         sent_mono = self._clock.monotonic()
         self._submitted = True
-        answer = self._verified(body, self._trader.submit(body), sent_mono)
+        answer = self._gateway.submit(body, sent_mono)
         self._tell_health(answer.trader_works, answer.error)
         order_ms = (sent_mono - message.received_mono) * 1000.0
-        match answer.result:
-            case SendResult.NOT_SENT:
+        result = outcome_of(answer)
+        match result.disposition:
+            case Disposition.NOT_SENT:
                 # Known not to have left: the same intent may go when the Trader is back.
-                self._unsent.add(order_id)
-                self._settle(reservation_id, False)
+                self._gateway.not_sent(order_id)
+                self._settle(reservation_id, result.filled)
                 if not self._expired(message):
                     self._wait(message, Reason.TRADER_UNAVAILABLE, answer.error or "not sent")
                     return
-                self._unsent.discard(order_id)
-                order = self._moved(intent, state="rejected", error=f"not sent: {answer.error}")
-                execution = CheckResult(
-                    "execution", False, Reason.TRADER_UNAVAILABLE, order.error or ""
-                )
+                self._gateway.forget(order_id)
+                order = self._moved(intent, state=result.state, error=result.detail)
+                execution = CheckResult("execution", False, result.reason, result.detail)
                 self._decide(message, (*checks, execution), plan=plan, order=order)
-            case SendResult.FAILED:
-                # Not a rejection: it may have executed. Held until it is found or not.
+            case Disposition.HELD:
                 self._hold(message, checks, plan, intent, answer, reservation_id, order_ms)
             case _:
-                self._unsent.discard(order_id)
-                state, filled, reason, outcome, detail = _sent_outcome(answer)
+                self._gateway.forget(order_id)
                 order = self._moved(
-                    intent, state=state, trader_order_id=answer.order_id, error=answer.error
+                    intent, state=result.state, trader_order_id=answer.order_id, error=answer.error
                 )
-                self._settle(reservation_id, filled)
-                execution = CheckResult("execution", reason is None, reason, detail)
+                self._settle(reservation_id, result.filled)
+                execution = CheckResult("execution", result.passed, result.reason, result.detail)
                 self._decide(
                     message,
                     (*checks, execution),
                     plan=plan,
                     order=order,
                     order_ms=order_ms,
-                    outcome=outcome,
+                    outcome=result.outcome,
                 )
-                if state == "unknown":
+                if result.disposition is Disposition.UNKNOWN:
                     self._reconcile_soon(order_id, intent.at)
 
     def _exit_no_longer_due(
@@ -170,17 +152,6 @@ class SendsOrders:
         self._settle(reservation_id, False)
         self._decide(message, (*checks, check), plan=plan)
         return True
-
-    def _claim(self, message: SubmitSignal, intent: OrderRecord) -> Claim:
-        """The intent gate. The journal may stand in for PostgreSQL only for a signal
-        first seen by this process after PostgreSQL last answered: a re-delivered one,
-        or one seen before (its price's time, for an exit), may be there already."""
-        first_seen: float | None = None
-        if not message.redelivered:
-            first_seen = message.received_at
-            if message.exit is not None:
-                first_seen = min(first_seen, message.exit.price_at)
-        return self._intents.claim(_intent_dict(intent), first_seen=first_seen)
 
     def _claim_unavailable(
         self,
@@ -221,28 +192,6 @@ class SendsOrders:
     def _tell_health(self, ok: bool, error: str | None) -> None:
         with contextlib.suppress(ChildUnavailable):
             self.context.directory.tell("service_health", TraderCallOutcome(ok=ok, error=error))
-
-
-def _sent_outcome(
-    answer: TraderAnswer,
-) -> tuple[str, bool | None, Reason | None, Outcome, str]:
-    """(order state, filled for the Ledger, reason, decision outcome, detail) of an
-    order that left: accepted, refused (4xx), failed (5xx), or unknown."""
-    match answer.result:
-        case SendResult.ACCEPTED:
-            detail = f"order {answer.order_id} accepted in {answer.latency * 1000:.1f} ms"
-            return "accepted", True, None, Outcome.ACCEPTED, detail
-        case SendResult.REJECTED:
-            return "rejected", False, Reason.TRADER_REJECTED, Outcome.REJECTED, answer.error or ""
-        case SendResult.FAILED:
-            return "rejected", False, Reason.TRADER_ERROR, Outcome.REJECTED, answer.error or ""
-        case _:
-            detail = f"sent, outcome unknown ({answer.error}); not sent again"
-            return "unknown", None, Reason.ORDER_UNKNOWN, Outcome.UNKNOWN, detail
-
-
-def _intent_dict(order: OrderRecord) -> dict[str, Any]:
-    return {name: getattr(order, name) for name in OrderRecord.__slots__}
 
 
 def _trader_missing() -> CheckResult:

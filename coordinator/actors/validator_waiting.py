@@ -1,80 +1,56 @@
-"""The Validator's wait queue: signals waiting for the Trader, for PostgreSQL or for
-the Ledger (until ``signal_timeout`` after their timestamp), and signals held after a 5xx
-(until the reconciliation finds their order or not). A symbol's signals wait in order:
-one behind another never overtakes it."""
+"""The Validator's wait queue (``coordinator.trading.wait_queue``), bound to its
+decisions: a signal that waited past ``signal_timeout`` is decided with why it waited;
+a held one is decided by the holding of orders; the others are checked again from the
+trading state on once the Trader answers."""
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
-from coordinator.actors.held_orders import Held
 from coordinator.messages.pipeline import SubmitSignal
 from coordinator.trading.trading_state import TradingStatus
 from coordinator.trading.validation import CheckResult, Reason, waiting_for_trader
+from coordinator.trading.wait_queue import SignalQueue, Waiting, expired
 
 __all__ = ["WaitQueue"]
-
-
-@dataclass
-class _Waiting:
-    message: SubmitSignal
-    why: Reason
-    detail: str
-    reservation_id: str | None = None
-    held: Held | None = None
-    """Held after a 5xx: waits for the reconciliation, not for the Trader."""
 
 
 class WaitQueue:
     """Part of the Validator, which sets these attributes up and provides ``_decide``,
     ``_process`` and ``_held_too_long``."""
 
-    _waiting: deque[_Waiting]
+    _waiting: SignalQueue[SubmitSignal]
     _clock: Any
     _timeout: float
     _status: TradingStatus
 
     def _expired(self, message: SubmitSignal) -> bool:
-        return self._clock.time() > message.signal.timestamp + self._timeout
+        return expired(message.signal, self._clock.time(), self._timeout)
 
     def _wait(self, message: SubmitSignal, why: Reason, detail: str) -> None:
-        self._waiting.append(_Waiting(message, why, detail))
+        self._waiting.add(Waiting(message, message.signal, why, detail))
 
     def _expire_waiting(self) -> None:
-        kept: deque[_Waiting] = deque()
-        for waiting in self._waiting:
-            if waiting.held is not None:
-                if not self._held_too_long(waiting):
-                    kept.append(waiting)
-                continue
-            if self._expired(waiting.message):
-                failure = CheckResult(
-                    "execution",
-                    False,
-                    waiting.why,
-                    f"waited until signal_timeout ({self._timeout:g} s after the signal): "
-                    f"{waiting.detail}",
-                )
-                self._decide(waiting.message, (*waiting.message.checks, failure))
-            else:
-                kept.append(waiting)
-        self._waiting = kept
+        self._waiting.expire(
+            self._clock.time(),
+            self._timeout,
+            timed_out=self._timed_out,
+            held_too_long=self._held_too_long,  # type: ignore[attr-defined]
+        )
+
+    def _timed_out(self, waiting: Waiting[SubmitSignal]) -> None:
+        failure = CheckResult(
+            "execution",
+            False,
+            waiting.why,
+            f"waited until signal_timeout ({self._timeout:g} s after the signal): {waiting.detail}",
+        )
+        self._decide(waiting.message, (*waiting.message.checks, failure))  # type: ignore[attr-defined]
 
     def _retry_waiting(self) -> None:
-        if not self._waiting or waiting_for_trader(self._status):
+        if not len(self._waiting) or waiting_for_trader(self._status):
             return
-        pending, self._waiting = self._waiting, deque()
-        for waiting in pending:
-            if waiting.held is not None or any(
-                w.message.signal.symbol == waiting.message.signal.symbol for w in self._waiting
-            ):
-                self._waiting.append(waiting)  # its symbol is waiting again: keep the order
-                continue
-            self._process(waiting.message)
+        self._waiting.retry(lambda waiting: self._process(waiting.message))  # type: ignore[attr-defined]
 
     def _holds(self, reservation_id: str) -> bool:
-        return any(
-            w.held is not None and w.held.reservation_id == reservation_id for w in self._waiting
-        )
+        return self._waiting.holds(reservation_id)

@@ -22,13 +22,20 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from coordinator.trading.execution import (
+    NoAnswer,
+    SendResult,
+    TraderAnswer,
+    result_of_status,
+    result_without_answer,
+)
 
 __all__ = [
     "SendResult",
@@ -39,28 +46,6 @@ __all__ = [
     "TraderStatus",
     "parse_trader_order",
 ]
-
-
-class SendResult(StrEnum):
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
-    FAILED = "failed"
-    NOT_SENT = "not_sent"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class TraderAnswer:
-    result: SendResult
-    order_id: str | None
-    status_code: int | None
-    error: str | None
-    latency: float
-
-    @property
-    def trader_works(self) -> bool:
-        """For the breaker: a 2xx or 4xx means the Trader is up."""
-        return self.result in (SendResult.ACCEPTED, SendResult.REJECTED)
 
 
 class TraderReadError(Exception):
@@ -179,20 +164,28 @@ class TraderClient:
         try:
             response = self._session.post(self.url, json=order, timeout=self._timeout)
         except requests.ConnectTimeout as exc:
-            return self._answer(SendResult.NOT_SENT, None, None, f"connect timeout: {exc}", started)
+            return self._answer(
+                result_without_answer(NoAnswer.NEVER_CONNECTED),
+                None,
+                None,
+                f"connect timeout: {exc}",
+                started,
+            )
         except requests.ReadTimeout:
             return self._answer(
-                SendResult.UNKNOWN,
+                result_without_answer(NoAnswer.READ_TIMEOUT),
                 None,
                 None,
                 f"no answer within the read timeout of {self._timeout[1]:g} s",
                 started,
             )
         except requests.RequestException as exc:
-            result = SendResult.NOT_SENT if _never_connected(exc) else SendResult.UNKNOWN
+            why = NoAnswer.NEVER_CONNECTED if _never_connected(exc) else NoAnswer.CONNECTION_BROKEN
+            result = result_without_answer(why)
             return self._answer(result, None, None, f"{type(exc).__name__}: {_cause(exc)}", started)
         code = response.status_code
-        if 200 <= code < 300:
+        result = result_of_status(code)
+        if result is SendResult.ACCEPTED:
             order_id = None
             try:
                 body = response.json()
@@ -201,7 +194,6 @@ class TraderClient:
                 pass
             return self._answer(SendResult.ACCEPTED, order_id, code, None, started)
         error = _error_text(response)
-        result = SendResult.REJECTED if 400 <= code < 500 else SendResult.FAILED
         return self._answer(result, None, code, f"{code}: {error}", started)
 
     def orders(self, limit: int = 0) -> list[TraderOrder]:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from coordinator.actors.held_orders import HoldsOrders
+from coordinator.infra.order_gateway import OrderGateway
 from coordinator.infra.probes import HttpHealthProbe
 from coordinator.infra.trader_client import SendResult, TraderClient, TraderReadError
 from tests.contract.fixtures import contract_files, load_json, load_raw, needs_contract
@@ -97,14 +97,6 @@ def test_each_post_order_answer_is_understood(trader, fixture):
     assert answer.trader_works is (answer.result is not SendResult.FAILED)
 
 
-class _Verifier(HoldsOrders):
-    """The Validator's check of a 201, alone."""
-
-    def __init__(self, client: TraderClient) -> None:
-        self._trader = client
-        self._init_held(15.0)
-
-
 def test_a_201_echo_after_a_422_is_looked_up_and_not_taken_for_a_fill(trader):
     # The Trader writes its de-duplication entry before it executes: the same body
     # again within 10 s of a 422 gets a 201 with the refused attempt's id, which
@@ -122,14 +114,14 @@ def test_a_201_echo_after_a_422_is_looked_up_and_not_taken_for_a_fill(trader):
         ),
     )
     client = _client(trader)
-    verifier = _Verifier(client)
+    verifier = OrderGateway(intents=None, trader=client)
     body = load_json("trader/post_order_signal_sell.json")["request"]["body"]
     try:
-        refused = verifier._verified(body, client.submit(body), time.monotonic())
+        refused = verifier.verified(body, client.submit(body), time.monotonic())
         assert refused.result is SendResult.REJECTED
         again = client.submit(body)
         assert again.result is SendResult.ACCEPTED and again.order_id == never_executed
-        checked = verifier._verified(body, again, time.monotonic())
+        checked = verifier.verified(body, again, time.monotonic())
     finally:
         client.close()
 

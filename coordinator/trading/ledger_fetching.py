@@ -1,0 +1,71 @@
+"""When the Ledger fetches the Portfolio: when its view is older than the cache ttl, at
+most once every ``min_refresh`` after our own fills (the view has them laid over
+already; the fetch only confirms them, and with a thousand positions each one costs
+milliseconds that exits on other symbols wait behind), and soon (``urgent_gap`` apart at
+most) when a position the view lacks is seen. One fetch at a time: one asked for while
+another runs starts when it ends. No I/O: time is given."""
+
+from __future__ import annotations
+
+__all__ = ["MIN_REFRESH", "URGENT_GAP", "FetchThrottle"]
+
+MIN_REFRESH = 1.0
+"""Seconds between fetches caused by our own fills."""
+URGENT_GAP = 0.2
+"""Seconds between fetches for a position the view lacks: many exits refused at once
+must not hammer a Portfolio that is failing."""
+
+
+class FetchThrottle:
+    def __init__(
+        self, ttl: float, *, min_refresh: float = MIN_REFRESH, urgent_gap: float = URGENT_GAP
+    ) -> None:
+        self.ttl = ttl
+        self.min_refresh = min_refresh
+        self.urgent_gap = urgent_gap
+        self.last_started: float | None = None
+        """When the last fetch started (wall clock)."""
+        self.refresh_after_fill = False
+        """A fetch is owed: after a fill, or an urgent one too soon after the last."""
+        self.fetching = False
+        self.again = False
+        """A fetch was asked for while one ran."""
+
+    def after_fill(self) -> None:
+        """Refreshed after our own orders, but not once per fill."""
+        self.refresh_after_fill = True
+
+    def due(self, now: float, fetched_at: float | None) -> bool:
+        """Whether to fetch now, on a tick or a check: an owed refresh once
+        ``min_refresh`` has passed, or a view missing or older than the ttl."""
+        last = self.last_started
+        if self.refresh_after_fill and (last is None or now - last >= self.min_refresh):
+            self.refresh_after_fill = False
+            return True
+        return fetched_at is None or now - fetched_at >= self.ttl
+
+    def urgent(self, now: float) -> bool:
+        """Whether to fetch now for a position the view lacks; if not (one started less
+        than ``urgent_gap`` ago), it goes with the refreshes after fills."""
+        last = self.last_started
+        if last is None or now - last >= self.urgent_gap:
+            return True
+        self.refresh_after_fill = True
+        return False
+
+    def start(self, now: float) -> bool:
+        """Whether a fetch starts now; if one runs, it starts again when that one ends."""
+        if self.fetching:
+            self.again = True
+            return False
+        self.fetching = True
+        self.last_started = now
+        return True
+
+    def finished(self) -> bool:
+        """The running fetch answered; whether one was asked for meanwhile."""
+        self.fetching = False
+        if self.again:
+            self.again = False
+            return True
+        return False
