@@ -104,27 +104,22 @@ class Stats(ChildActor):
             self.actor_ref.tell(LifetimeFetched(json=text))
 
     def _snapshot(self) -> StatsSnapshot:
-        processed = sum(self._outcomes.values())
-        since_start = {
-            "signals_processed": processed,
-            "signals_accepted": self._outcomes["accepted"],
-            "signals_rejected": self._outcomes["rejected"],
-            "signals_shadow": self._outcomes["shadow"],
-            "signals_unknown": self._outcomes["unknown"],
-            "signals_validated": self._validated,
-            "validation_success_rate": round(self._validated / processed, 6) if processed else None,
-            "orders_sent": self._orders["accepted"] + self._orders["unknown"],
-            "orders_accepted": self._orders["accepted"],
-            "orders_rejected": self._orders["rejected"],
-            "orders_unknown": self._orders["unknown"],
-            "errors": self._reasons["internal_error"],
-            "rejections_by_reason": dict(self._reasons.most_common()),
-            "latency_ms": {
-                "intake_to_decision": self._to_decision.summary(),
-                "intake_to_order": self._to_order.summary(),
-                "tick_to_exit_order": self._tick_to_exit.summary(),
-            },
-            "stop_exits": dict(self._exits),
-            "reservations_expired": self._reservations_expired,
-        }
-        return StatsSnapshot(since_start=json.dumps(since_start), lifetime=self._lifetime)
+        return StatsSnapshot(
+            signals_processed=sum(self._outcomes.values()),
+            signals_accepted=self._outcomes["accepted"],
+            signals_rejected=self._outcomes["rejected"],
+            signals_shadow=self._outcomes["shadow"],
+            signals_unknown=self._outcomes["unknown"],
+            signals_validated=self._validated,
+            orders_accepted=self._orders["accepted"],
+            orders_rejected=self._orders["rejected"],
+            orders_unknown=self._orders["unknown"],
+            internal_errors=self._reasons["internal_error"],
+            rejections_by_reason=tuple(self._reasons.most_common()),
+            intake_to_decision=self._to_decision.summary(),
+            intake_to_order=self._to_order.summary(),
+            tick_to_exit_order=self._tick_to_exit.summary(),
+            stop_exits=tuple(self._exits.items()),
+            reservations_expired=self._reservations_expired,
+            lifetime=json.loads(self._lifetime),
+        )
