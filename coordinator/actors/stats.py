@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from pykka import ActorDeadError
@@ -46,7 +46,7 @@ class Stats(ChildActor):
         self._to_order = LatencyHistogram()
         self._exits: Counter[str] = Counter()
         self._tick_to_exit = LatencyHistogram()
-        self._lifetime = "null"
+        self._lifetime: Mapping[str, Any] | None = None
         self._reservations_expired = 0
         self._store = PipelineStore(services.endpoints.database_dsn, timeout=10.0)
         self._worker = self.worker_pool("lifetime")
@@ -86,8 +86,8 @@ class Stats(ChildActor):
                 self._reservations_expired += count
             case RefreshLifetime():
                 self._worker.submit(self._read_lifetime)
-            case LifetimeFetched(json=text):
-                self._lifetime = text
+            case LifetimeFetched(totals=totals):
+                self._lifetime = totals
             case GetStats():
                 return self._snapshot()
             case _:
@@ -96,12 +96,12 @@ class Stats(ChildActor):
 
     def _read_lifetime(self) -> None:
         try:
-            text = json.dumps(self._store.lifetime())
+            totals = self._store.lifetime()
         except StoreError as exc:
             logger.warning("lifetime statistics not read: %s", exc)
             return
         with contextlib.suppress(ActorDeadError):
-            self.actor_ref.tell(LifetimeFetched(json=text))
+            self.actor_ref.tell(LifetimeFetched(totals=totals))
 
     def _snapshot(self) -> StatsSnapshot:
         return StatsSnapshot(
@@ -121,5 +121,5 @@ class Stats(ChildActor):
             tick_to_exit_order=self._tick_to_exit.summary(),
             stop_exits=tuple(self._exits.items()),
             reservations_expired=self._reservations_expired,
-            lifetime=json.loads(self._lifetime),
+            lifetime=self._lifetime,
         )

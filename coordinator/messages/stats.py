@@ -15,8 +15,8 @@ __all__ = ["GetStats", "LifetimeFetched", "RefreshLifetime", "StatsSnapshot"]
 class LifetimeFetched(Event):
     """Totals over everything stored, read by the Stats worker."""
 
-    json: str
-    """The totals as JSON text (null when the store did not answer)."""
+    totals: Mapping[str, Any]
+    """The totals, as the store gives them."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
