@@ -17,11 +17,11 @@ from coordinator.http import (
     routes_trading,
     routes_universe,
 )
-from coordinator.http.endpoints import AnswerCache, ApiError, Endpoints, json_error
+from coordinator.http.endpoints import Endpoints, json_error
 from coordinator.http.facade import CoordinatorApi
 from coordinator.trading.signals import MAX_PAYLOAD_BYTES
 
-__all__ = ["AnswerCache", "ApiError", "create_app"]
+__all__ = ["create_app"]
 
 
 def create_app(

@@ -17,7 +17,16 @@ from bottle import HTTPError, request, response
 
 from coordinator.http.asking import ActorUnavailable
 
-__all__ = ["AnswerCache", "ApiError", "Endpoints", "fail", "json_body", "json_error", "operator"]
+__all__ = [
+    "AnswerCache",
+    "ApiError",
+    "Endpoints",
+    "fail",
+    "json_body",
+    "json_error",
+    "operator",
+    "unavailable",
+]
 
 logger = logging.getLogger(__name__)
 
