@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from coordinator.infra.pipeline_store import PipelineStore
@@ -46,7 +46,7 @@ class Stats(ChildActor):
         self._to_order = LatencyHistogram()
         self._exits: Counter[str] = Counter()
         self._tick_to_exit = LatencyHistogram()
-        self._lifetime = "null"
+        self._lifetime: Mapping[str, Any] | None = None
         self._reservations_expired = 0
         self._store = PipelineStore(services.endpoints.database_dsn, timeout=10.0)
         worker = self.worker_pool("lifetime", finish_queued=True)
@@ -76,14 +76,14 @@ class Stats(ChildActor):
                 self._reservations_expired += count
             case RefreshLifetime():
                 self.run_then_tell(
-                    lambda: json.dumps(self._store.lifetime()),
-                    lambda text: LifetimeFetched(json=text),
+                    self._store.lifetime,
+                    lambda totals: LifetimeFetched(totals=totals),
                     on_error=_not_read,
                     errors=(StoreError,),
                     pool="lifetime",
                 )
-            case LifetimeFetched(json=text):
-                self._lifetime = text
+            case LifetimeFetched(totals=totals):
+                self._lifetime = totals
             case GetStats():
                 return self._snapshot()
             case _:
@@ -91,27 +91,22 @@ class Stats(ChildActor):
         return None
 
     def _snapshot(self) -> StatsSnapshot:
-        processed = sum(self._outcomes.values())
-        since_start = {
-            "signals_processed": processed,
-            "signals_accepted": self._outcomes["accepted"],
-            "signals_rejected": self._outcomes["rejected"],
-            "signals_shadow": self._outcomes["shadow"],
-            "signals_unknown": self._outcomes["unknown"],
-            "signals_validated": self._validated,
-            "validation_success_rate": round(self._validated / processed, 6) if processed else None,
-            "orders_sent": self._orders["accepted"] + self._orders["unknown"],
-            "orders_accepted": self._orders["accepted"],
-            "orders_rejected": self._orders["rejected"],
-            "orders_unknown": self._orders["unknown"],
-            "errors": self._reasons["internal_error"],
-            "rejections_by_reason": dict(self._reasons.most_common()),
-            "latency_ms": {
-                "intake_to_decision": self._to_decision.summary(),
-                "intake_to_order": self._to_order.summary(),
-                "tick_to_exit_order": self._tick_to_exit.summary(),
-            },
-            "stop_exits": dict(self._exits),
-            "reservations_expired": self._reservations_expired,
-        }
-        return StatsSnapshot(since_start=json.dumps(since_start), lifetime=self._lifetime)
+        return StatsSnapshot(
+            signals_processed=sum(self._outcomes.values()),
+            signals_accepted=self._outcomes["accepted"],
+            signals_rejected=self._outcomes["rejected"],
+            signals_shadow=self._outcomes["shadow"],
+            signals_unknown=self._outcomes["unknown"],
+            signals_validated=self._validated,
+            orders_accepted=self._orders["accepted"],
+            orders_rejected=self._orders["rejected"],
+            orders_unknown=self._orders["unknown"],
+            internal_errors=self._reasons["internal_error"],
+            rejections_by_reason=tuple(self._reasons.most_common()),
+            intake_to_decision=self._to_decision.summary(),
+            intake_to_order=self._to_order.summary(),
+            tick_to_exit_order=self._tick_to_exit.summary(),
+            stop_exits=tuple(self._exits.items()),
+            reservations_expired=self._reservations_expired,
+            lifetime=self._lifetime,
+        )

@@ -8,7 +8,6 @@ nothing; a Redis Stream entry is acknowledged only once its decision is in one o
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections import OrderedDict
@@ -363,11 +362,10 @@ class StoreWriter(ChildActor):
     def _read(self, query: GetStoredRecords) -> StoredRecords:
         try:
             if query.signal_id is not None:
-                answer: Any = self._store.signal(query.signal_id)
-            else:
-                answer = self._store.decisions(
-                    symbol=query.symbol, outcome=query.outcome, limit=query.limit
-                )
+                return StoredRecords(signal=self._store.signal(query.signal_id))
+            rows = self._store.decisions(
+                symbol=query.symbol, outcome=query.outcome, limit=query.limit
+            )
         except StoreError as exc:
             raise StoreError(f"PostgreSQL did not answer: {exc}") from exc
-        return StoredRecords(json=json.dumps(answer, default=str))
+        return StoredRecords(decisions=tuple(rows))

@@ -10,7 +10,6 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from coordinator.clock import utc_iso
 from coordinator.infra.portfolio_client import PortfolioError
 from coordinator.infra.store import StoreError
 from coordinator.messages.stops import (
@@ -202,30 +201,23 @@ class StopWork:
 
     def _snapshot(self) -> TrailingStopsSnapshot:
         now = self._clock.time()
-        max_age = self._settings.price_max_age
-        rows = [
-            p.row(now, max_age)
-            for p in sorted(self._positions.values(), key=lambda p: (p.symbol, p.key))
-        ]
         settings = self._settings
-        body = {
-            "positions": rows,
-            "count": len(rows),
-            "awaiting_orders": sum(1 for r in rows if r["waiting_on_order"]),
-            "rules": {
-                "default": "+".join(settings.rules),
-                "by_symbol": {s: "+".join(r) for s, r in settings.rules_by_symbol},
-                "described": {
-                    "+".join(r): self._params.describe(r)
-                    for r in {settings.rules, *dict(settings.rules_by_symbol).values()}
-                },
-            },
-            "price_max_age_s": max_age,
-            "positions_fetched_at": None if self._last_fetch is None else utc_iso(self._last_fetch),
-            "positions_error": self._positions_error,
-            "trade_cycles_error": self._cycles_error,
-            "store_error": self._flush.error,
-            "stale_ticks_ignored": self._stale_ticks,
-            "exits_triggered": self._triggered,
-        }
-        return TrailingStopsSnapshot(json=json.dumps(body, default=str), active=len(rows))
+        rows = tuple(
+            p.row(now, settings.price_max_age)
+            for p in sorted(self._positions.values(), key=lambda p: (p.symbol, p.key))
+        )
+        in_use = {settings.rules, *dict(settings.rules_by_symbol).values()}
+        return TrailingStopsSnapshot(
+            active=len(rows),
+            positions=rows,
+            default_rules="+".join(settings.rules),
+            rules_by_symbol=tuple((s, "+".join(r)) for s, r in settings.rules_by_symbol),
+            rules_described=tuple(("+".join(r), self._params.describe(r)) for r in in_use),
+            price_max_age=settings.price_max_age,
+            positions_fetched_at=self._last_fetch,
+            positions_error=self._positions_error,
+            trade_cycles_error=self._cycles_error,
+            store_error=self._flush.error,
+            stale_ticks_ignored=self._stale_ticks,
+            exits_triggered=self._triggered,
+        )

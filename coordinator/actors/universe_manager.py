@@ -20,7 +20,6 @@ from typing import Any
 import pykka
 import redis
 
-from coordinator.clock import utc_iso
 from coordinator.infra.store import StoreError
 from coordinator.infra.universe_store import MarketSources, UniverseStore
 from coordinator.messages.pipeline import (
@@ -237,7 +236,7 @@ class UniverseManager(ChildActor):
             case GetUniverse():
                 return self._snapshot()
             case GetUniverseHistory(limit=limit):
-                return UniverseHistory(json=json.dumps(self._store.history(limit)))
+                return UniverseHistory(rotations=tuple(self._store.history(limit)))
             case _:
                 return NOT_HANDLED
         return None
@@ -421,51 +420,30 @@ class UniverseManager(ChildActor):
         now = self._clock.time()
         state = self._state
         last = self._last
-        body = {
-            "selected_symbols": sorted(state.members),
-            "selected_count": len(state.members),
-            "core_pairs": sorted(self._policy.core_pairs),
-            "last_update": None if last.get("at") is None else utc_iso(last["at"]),
-            "next_update": utc_iso(self._next_at),
-            "last_reason": last.get("reason"),
-            "scores": last.get("scores", {}),
-            # Every candidate's verdict, members included: a member that failed a filter
-            # stays until its misses run out, and the reason shows here meanwhile.
-            "verdicts": last.get("verdicts", {}),
-            "excluded": {
-                s: v for s, v in last.get("verdicts", {}).items() if s not in state.members
-            },
-            "members": {
-                s: {"since": utc_iso(m.since), "misses": m.misses, "score": m.score}
-                for s, m in sorted(state.members.items())
-            },
-            "waiting": dict(state.streaks),
-            "draining": sorted(state.draining),
-            "blacklist": [
-                {
-                    "symbol": e.symbol,
-                    "reason": e.reason,
-                    "source": e.source,
-                    "added_at": utc_iso(e.added_at),
-                    "expires_at": None if e.expires_at is None else utc_iso(e.expires_at),
-                }
-                for e in sorted(self._blacklist.entries.values(), key=lambda e: e.symbol)
-                if not e.expired(now)
-            ],
-            "last_diff": {
-                "added": last.get("added", []),
-                "removed": last.get("removed", []),
-                "reasons": last.get("reasons", {}),
-            },
-            "last_rotation_ms": last.get("duration_ms"),
-            "filters": [f"{f.name}: {f.describe()}" for f in self._chain],
-            "symbols_with_data": len(self._book),
-            "performance": self._performance.as_dict(),
-        }
         return UniverseSnapshot(
-            json=json.dumps(body, default=str),
             selected=state.selected,
             blacklist=self._blacklist_pairs(now),
+            members=tuple(sorted(state.members.items())),
+            waiting=dict(state.streaks),
+            draining=state.draining,
+            core_pairs=frozenset(self._policy.core_pairs),
+            blacklisted=tuple(
+                e
+                for e in sorted(self._blacklist.entries.values(), key=lambda e: e.symbol)
+                if not e.expired(now)
+            ),
+            last_at=last.get("at"),
+            next_at=self._next_at,
+            last_reason=last.get("reason"),
+            scores=dict(last.get("scores", {})),
+            verdicts=dict(last.get("verdicts", {})),
+            added=tuple(last.get("added", [])),
+            removed=tuple(last.get("removed", [])),
+            reasons=dict(last.get("reasons", {})),
+            rotation_ms=last.get("duration_ms"),
+            filters=tuple(f"{f.name}: {f.describe()}" for f in self._chain),
+            symbols_with_data=len(self._book),
+            performance=self._performance.as_dict(),
         )
 
 

@@ -8,13 +8,11 @@ a 503 that names it.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pykka
 from pykka import ActorRef
 
-from coordinator.clock import utc_iso
 from coordinator.http.asking import (
     LEDGER,
     MARKET_FEED,
@@ -29,33 +27,43 @@ from coordinator.http.asking import (
     UnknownActor,
 )
 from coordinator.http.facade_orders import OrdersApi
+from coordinator.http.views import (
+    About,
+    diagnostic_view,
+    health_view,
+    status_view,
+    supervisor_view,
+    trading_switch_view,
+)
+from coordinator.http.views_records import (
+    rows_view,
+    stats_view,
+    trailing_stops_view,
+    universe_view,
+)
 from coordinator.infra.store import StoreError
 from coordinator.messages.health import (
-    DependencySnapshot,
     GetHealthSnapshot,
     HaltTrading,
     HealthSnapshot,
     ResumeTrading,
 )
+from coordinator.messages.ledger import GetLedgerSnapshot, LedgerSnapshot
 from coordinator.messages.pipeline import (
     Admission,
     GetIntakeSnapshot,
-    GetLedgerSnapshot,
     GetMarketSnapshot,
-    GetStats,
     GetStoreSnapshot,
     IntakeSnapshot,
     MarketSnapshot,
     RawSignal,
-    StatsSnapshot,
     StoreSnapshot,
 )
+from coordinator.messages.stats import GetStats, StatsSnapshot
 from coordinator.messages.stops import GetTrailingStops, TrailingStopsSnapshot
 from coordinator.messages.supervision import (
-    ChildSnapshot,
     DrillCrash,
     DrillHang,
-    FailureInfo,
     GetSupervisorSnapshot,
     SupervisorSnapshot,
 )
@@ -71,7 +79,7 @@ from coordinator.messages.universe import (
 from coordinator.runtime import Services
 from coordinator.supervisor.child import DrillBoard
 from coordinator.supervisor.directory import ChildUnavailable, Directory
-from coordinator.trading.trading_state import ExitPolicy, TradingStatus
+from coordinator.trading.trading_state import ExitPolicy
 
 __all__ = ["ActorUnavailable", "CoordinatorApi", "UnknownActor"]
 
@@ -99,180 +107,55 @@ class CoordinatorApi(OrdersApi):
     def health(self) -> tuple[int, dict[str, Any]]:
         """The old coordinator's /health fields, and the state of every actor."""
         tree = self._tree()
-        components: dict[str, Any] = {}
-        problems: list[str] = []
-        unhealthy: list[str] = []
-        if tree.state != "running":
-            unhealthy.append(f"actor tree is {tree.state}")
-        for child in tree.children:
-            if child.state in ("failed", "stopped"):
-                unhealthy.append(f"actor {child.name} is {child.state}")
-            elif child.state != "running":
-                problems.append(f"actor {child.name} is {child.state}")
         try:
-            health = self._health()
+            health: HealthSnapshot | None = self._health()
         except ActorUnavailable as exc:
-            problems.append(str(exc))
-            trading: dict[str, Any] | None = None
-            kill_switch: dict[str, Any] | None = None
-        else:
-            for dep in health.dependencies:
-                components[dep.dependency.value] = {
-                    "status": dep.status.value,
-                    "breaker": dep.breaker.value,
-                }
-                if dep.status.value != "up":
-                    problems.append(f"{dep.dependency.value} is {dep.status.value}")
-            trading = _trading(health.trading)
-            kill_switch = _kill_switch(health)
-            if health.trading.state.value != "ACTIVE":
-                problems.append(f"trading is {health.trading.state.value}")
-        status = "unhealthy" if unhealthy else "degraded" if problems else "healthy"
-        body = {
-            "status": status,
-            "timestamp": self._now(),
-            "uptime": round(self._services.uptime(), 3),
-            "mode": self._services.mode,
-            "paper": self._services.paper_exchange,
-            "components": components,
-            "trading": trading,
-            "kill_switch": kill_switch,
-            "problems": unhealthy + problems,
-            "actors": {
-                child.name: {
-                    "state": child.state,
-                    "incarnation": child.incarnation,
-                    "restarts": child.restarts,
-                }
-                for child in tree.children
-            },
-        }
-        return (503 if unhealthy else 200), body
+            return health_view(self._about(), tree, None, str(exc))
+        return health_view(self._about(), tree, health)
 
     def status(self) -> dict[str, Any]:
-        health = self._health()
-        return {
-            "running": True,
-            "timestamp": self._now(),
-            "uptime": round(self._services.uptime(), 3),
-            "version": self._services.version,
-            "mode": self._services.mode,
-            "paper": self._services.paper_exchange,
-            "trading_state": health.trading.state.value,
-            "trading": _trading(health.trading),
-            "trading_enabled": self._services.config.trading.enabled,
-            "kill_switch": _kill_switch(health),
-            "dependencies": {
-                dep.dependency.value: {
-                    "status": dep.status.value,
-                    "breaker": dep.breaker.value,
-                    "target": dep.target,
-                }
-                for dep in health.dependencies
-            },
-        }
+        return status_view(self._about(), self._health())
 
     def diagnostic(self) -> dict[str, Any]:
         tree = self._tree()
         health = self._health()
-        return {
-            "timestamp": self._now(),
-            "uptime": round(self._services.uptime(), 3),
-            "version": self._services.version,
-            "started_at": utc_iso(self._services.started_at),
-            "mode": self._services.mode,
-            "paper": self._services.paper_exchange,
-            "supervisor": _supervisor(tree),
-            "trading": _trading(health.trading),
-            "trading_since": utc_iso(health.trading_since),
-            "kill_switch": _kill_switch(health),
-            "intake_links": [
-                {"link": link, "connected": up, "error": error}
-                for link, up, error in health.intake_links
-            ],
-            "dependencies": {dep.dependency.value: _dependency(dep) for dep in health.dependencies},
-            "embedded_servers": {
-                "redis": self._services.endpoints.redis_embedded,
-                "postgres": self._services.endpoints.database_embedded,
-            },
-            "reconciler": self._reconciler_view(),
-            "config": self._services.config.redacted(),
-        }
+        reconciler = self._reconciler()
+        config = self._services.config.redacted()
+        return diagnostic_view(self._about(), tree, health, reconciler, config)
 
     def supervisor(self) -> dict[str, Any]:
-        return _supervisor(self._tree())
+        return supervisor_view(self._tree())
 
     def stats(self) -> dict[str, Any]:
         intake: IntakeSnapshot = self._ask(SIGNAL_INTAKE, GetIntakeSnapshot())
         stats: StatsSnapshot = self._ask(STATS, GetStats())
         store: StoreSnapshot = self._ask(STORE_WRITER, GetStoreSnapshot())
-        try:
-            ledger = self._ask(LEDGER, GetLedgerSnapshot())
-            positions: int | None = len(ledger.positions)
-            reservations: int | None = ledger.reservations
-        except ActorUnavailable:
-            positions = reservations = None
-        try:
-            universe_size: int | None = len(self._ask(UNIVERSE, GetUniverse()).selected)
-        except ActorUnavailable:
-            universe_size = None
-        try:
-            stops_active: int | None = self._ask(TRAILING_STOP, GetTrailingStops()).active
-        except ActorUnavailable:
-            stops_active = None
-        try:
-            market: MarketSnapshot | None = self._ask(MARKET_FEED, GetMarketSnapshot())
-        except ActorUnavailable:
-            market = None
+        ledger: LedgerSnapshot | None = self._ask_or_none(LEDGER, GetLedgerSnapshot())
+        universe: UniverseSnapshot | None = self._ask_or_none(UNIVERSE, GetUniverse())
+        stops: TrailingStopsSnapshot | None = self._ask_or_none(TRAILING_STOP, GetTrailingStops())
+        market: MarketSnapshot | None = self._ask_or_none(MARKET_FEED, GetMarketSnapshot())
         tree = self._tree()
-        since = json.loads(stats.since_start)
-        return {
-            "timestamp": self._now(),
-            "uptime": round(self._services.uptime(), 3),
-            "signals_received": intake.received,
-            "signals_processed": since["signals_processed"],
-            "signals_rejected": since["signals_rejected"],
-            "orders_sent": since["orders_sent"],
-            "errors": since["errors"] + sum(child.errors for child in tree.children),
-            "signals_validated": since["signals_validated"],
-            "validation_success_rate": since["validation_success_rate"],
-            "active_positions": positions,
-            "universe_size": universe_size,
-            "trailing_stops_active": stops_active,
-            "signals_in_flight": intake.in_flight,
-            "duplicates": intake.duplicates,
-            "resent_after_restart": intake.resent,
-            "orders_unknown": len(store.unknown_orders),
-            "reservations_open": reservations,
-            "reservations_expired": since.get("reservations_expired", 0),
-            "store": {
-                "postgres_ok": store.postgres_ok,
-                "pending": store.pending,
-                "journaled": store.journaled,
-                "last_error": store.last_error,
-            },
-            "market_data": None
-            if market is None
-            else {
-                "connected": market.connected,
-                "read": market.read,
-                "duplicates": market.duplicates,
-                "stale": market.stale,
-                "malformed": dict(market.malformed),
-            },
-            "rejections_by_reason": since["rejections_by_reason"],
-            "latency_ms": since["latency_ms"],
-            "since_start": since,
-            "lifetime": json.loads(stats.lifetime),
-        }
+        return stats_view(
+            self._about(),
+            intake=intake,
+            stats=stats,
+            store=store,
+            actor_errors=sum(child.errors for child in tree.children),
+            ledger=ledger,
+            universe=universe,
+            stops=stops,
+            market=market,
+        )
 
     def universe(self) -> dict[str, Any]:
-        snapshot: UniverseSnapshot = self._ask(UNIVERSE, GetUniverse())
-        return json.loads(snapshot.json)
+        return universe_view(self.universe_snapshot())
+
+    def universe_snapshot(self) -> UniverseSnapshot:
+        return self._ask(UNIVERSE, GetUniverse())
 
     def trailing_stops(self) -> dict[str, Any]:
         snapshot: TrailingStopsSnapshot = self._ask(TRAILING_STOP, GetTrailingStops())
-        return json.loads(snapshot.json)
+        return trailing_stops_view(snapshot)
 
     def universe_history(self, limit: int) -> list[Any]:
         try:
@@ -281,7 +164,7 @@ class CoordinatorApi(OrdersApi):
             )
         except StoreError as exc:
             raise ActorUnavailable(UNIVERSE, str(exc)) from None
-        return json.loads(history.json)
+        return rows_view(history.rotations)
 
     # --- commands ---------------------------------------------------------------------
 
@@ -289,17 +172,17 @@ class CoordinatorApi(OrdersApi):
         snapshot: UniverseSnapshot = self._ask(
             UNIVERSE, RotateUniverse(reason="api"), timeout=_ROTATION_TIMEOUT
         )
-        return json.loads(snapshot.json)
+        return universe_view(snapshot)
 
     def blacklist(self, symbol: str, *, reason: str, ttl: float | None) -> dict[str, Any]:
         snapshot: UniverseSnapshot = self._ask(
             UNIVERSE, BlacklistSymbol(symbol=symbol, reason=reason, source="api", ttl=ttl)
         )
-        return json.loads(snapshot.json)
+        return universe_view(snapshot)
 
     def unblacklist(self, symbol: str) -> dict[str, Any]:
         snapshot: UniverseSnapshot = self._ask(UNIVERSE, UnblacklistSymbol(symbol=symbol))
-        return json.loads(snapshot.json)
+        return universe_view(snapshot)
 
     def submit_signal(
         self,
@@ -322,11 +205,11 @@ class CoordinatorApi(OrdersApi):
 
     def halt(self, *, reason: str, by: str, exits: ExitPolicy = ExitPolicy.ALLOW) -> dict[str, Any]:
         health = self._ask(SERVICE_HEALTH, HaltTrading(reason=reason, by=by, exits=exits))
-        return {"trading": _trading(health.trading), "kill_switch": _kill_switch(health)}
+        return trading_switch_view(health)
 
     def resume(self, *, by: str) -> dict[str, Any]:
         health = self._ask(SERVICE_HEALTH, ResumeTrading(by=by))
-        return {"trading": _trading(health.trading), "kill_switch": _kill_switch(health)}
+        return trading_switch_view(health)
 
     def drill(self, actor: str, kind: str, *, seconds: float | None = None) -> dict[str, Any]:
         if actor not in self._directory.names():
@@ -366,89 +249,23 @@ class CoordinatorApi(OrdersApi):
         except (ChildUnavailable, pykka.ActorDeadError) as exc:
             raise ActorUnavailable(actor, "restarting or stopped") from exc
 
-    def _now(self) -> str:
-        return utc_iso(self._services.clock.time())
+    def _ask_or_none(self, actor: str, message: Any) -> Any:
+        """The answer, or None when the actor is unavailable (a part of a view left out)."""
+        try:
+            return self._ask(actor, message)
+        except ActorUnavailable:
+            return None
 
-
-def _trading(status: TradingStatus) -> dict[str, Any]:
-    return {
-        "state": status.state.value,
-        "buys_allowed": status.buys_allowed,
-        "sells_allowed": status.sells_allowed,
-        "reasons": [{"code": r.code, "detail": r.detail} for r in status.reasons],
-    }
-
-
-def _kill_switch(health: HealthSnapshot) -> dict[str, Any]:
-    return {
-        "halted": health.halted,
-        "reason": health.halt_reason,
-        "exits": health.halt_exits.value if health.halted else "allow",
-        "persisted": health.halt_persisted,
-    }
-
-
-def _dependency(dep: DependencySnapshot) -> dict[str, Any]:
-    return {
-        "status": dep.status.value,
-        "target": dep.target,
-        "breaker": {
-            "state": dep.breaker.value,
-            "consecutive_failures": dep.consecutive_failures,
-            "retry_in": None if dep.retry_in is None else round(dep.retry_in, 3),
-        },
-        "last_probe": {
-            "at": None if dep.last_probe_at is None else utc_iso(dep.last_probe_at),
-            "latency_ms": None if dep.last_latency is None else round(dep.last_latency * 1000, 3),
-            "in_flight": dep.probe_in_flight,
-        },
-        "last_error": (
-            None
-            if dep.last_error is None
-            else {
-                "error": dep.last_error,
-                "at": None if dep.last_error_at is None else utc_iso(dep.last_error_at),
-            }
-        ),
-    }
-
-
-def _failure(failure: FailureInfo | None) -> dict[str, Any] | None:
-    if failure is None:
-        return None
-    return {
-        "at": utc_iso(failure.at),
-        "type": failure.error_type,
-        "error": failure.error,
-        "phase": failure.phase,
-    }
-
-
-def _child(child: ChildSnapshot) -> dict[str, Any]:
-    return {
-        "name": child.name,
-        "actor": child.actor,
-        "restart": child.restart,
-        "state": child.state,
-        "incarnation": child.incarnation,
-        "restarts": child.restarts,
-        "errors": child.errors,
-        "last_failure": _failure(child.last_failure),
-        "mailbox_depth": child.mailbox_depth,
-        "uptime": None if child.uptime is None else round(child.uptime, 3),
-        "restart_in": None if child.restart_in is None else round(child.restart_in, 3),
-    }
-
-
-def _supervisor(tree: SupervisorSnapshot) -> dict[str, Any]:
-    return {
-        "state": tree.state,
-        "strategy": tree.strategy,
-        "restart_intensity": {
-            "restarts_in_window": tree.restarts_in_window,
-            "max_restarts": tree.max_restarts,
-            "window_seconds": tree.restart_window,
-        },
-        "failure": tree.failure,
-        "children": [_child(child) for child in tree.children],
-    }
+    def _about(self) -> About:
+        services = self._services
+        return About(
+            now=services.clock.time(),
+            uptime=services.uptime(),
+            version=services.version,
+            mode=services.mode,
+            paper=services.paper_exchange,
+            started_at=services.started_at,
+            trading_enabled=services.config.trading.enabled,
+            redis_embedded=services.endpoints.redis_embedded,
+            database_embedded=services.endpoints.database_embedded,
+        )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from coordinator.messages.base import Command, Event, Query
 
-# The Ledger's messages have their own module; re-exported so imports from here work.
+# The Ledger's and Stats' messages have their own modules; re-exported so imports from
+# here work.
 from coordinator.messages.ledger import (
     GetLedgerSnapshot,
     LedgerSnapshot,
@@ -17,6 +20,12 @@ from coordinator.messages.ledger import (
     ReservationsExpired,
     Reserve,
     Settle,
+)
+from coordinator.messages.stats import (
+    GetStats,
+    LifetimeFetched,
+    RefreshLifetime,
+    StatsSnapshot,
 )
 from coordinator.trading.signals import Signal
 from coordinator.trading.validation import CheckResult, ExitTarget
@@ -29,6 +38,7 @@ __all__ = [
     "GetIntakeSnapshot",
     "GetLedgerSnapshot",
     "GetMarketSnapshot",
+    "GetStats",
     "GetStoreSnapshot",
     "GetStoredRecords",
     "GetUndecided",
@@ -37,6 +47,7 @@ __all__ = [
     "IntakeSnapshot",
     "IntakeTick",
     "LedgerSnapshot",
+    "LifetimeFetched",
     "MarketSnapshot",
     "MarketTick",
     "OrderRecord",
@@ -49,12 +60,14 @@ __all__ = [
     "RecordDecision",
     "RecordOrder",
     "RecordSignal",
+    "RefreshLifetime",
     "RefreshPortfolio",
     "Reservation",
     "ReservationsExpired",
     "Reserve",
     "Settle",
     "SignalDecided",
+    "StatsSnapshot",
     "StopLossRecorded",
     "StoreSnapshot",
     "StoreTick",
@@ -425,8 +438,10 @@ class GetStoredRecords(Query):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredRecords:
-    json: str
-    """The answer as JSON text (null when not found)."""
+    signal: Mapping[str, Any] | None = None
+    """The signal asked for with its decision and order, as stored (None: not found)."""
+    decisions: tuple[Mapping[str, Any], ...] = ()
+    """The decisions asked for, newest first, as stored."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -450,32 +465,3 @@ class StoreSnapshot:
     """Signals received and not decided."""
     unknown_orders: tuple[OrderRecord, ...]
     """Orders whose outcome is unknown (alerts), newest first."""
-
-
-# --- statistics -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LifetimeFetched(Event):
-    """Totals over everything stored, read by the Stats worker."""
-
-    json: str
-    """The totals as JSON text (null when the store did not answer)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RefreshLifetime(Command):
-    """Time for Stats to read the lifetime totals again."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GetStats(Query):
-    """Ask Stats for a ``StatsSnapshot``."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StatsSnapshot:
-    since_start: str
-    """JSON: counts, rejections by reason, latency percentiles since this process started."""
-    lifetime: str
-    """JSON: the same over every stored decision (refreshed every 30 s), or null."""

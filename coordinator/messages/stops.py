@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from coordinator.messages.base import Command, Event, Query
 
@@ -196,7 +198,27 @@ class GetTrailingStops(Query):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrailingStopsSnapshot:
-    json: str
-    """``GET /trailing-stops`` as JSON text."""
     active: int
     """Positions under watch (``trailing_stops_active``)."""
+    positions: tuple[Mapping[str, Any], ...] = ()
+    """One row per holding under watch, by symbol."""
+    default_rules: str = ""
+    """The rules of a symbol without its own, joined by ``+``."""
+    rules_by_symbol: tuple[tuple[str, str], ...] = ()
+    """(symbol, rules joined by ``+``) of the symbols with their own."""
+    rules_described: tuple[tuple[str, Any], ...] = ()
+    """(rules joined by ``+``, what they do) of every rule set in use."""
+    price_max_age: float = 0.0
+    """Seconds a price is taken for current."""
+    positions_fetched_at: float | None = None
+    """Wall-clock time of the last read of the positions."""
+    positions_error: str | None = None
+    """Why the last read of the positions failed."""
+    trade_cycles_error: str | None = None
+    """Why the last read of the trade cycles failed."""
+    store_error: str | None = None
+    """Why the last write of the stops failed."""
+    stale_ticks_ignored: int = 0
+    """Prices too old to move a stop."""
+    exits_triggered: int = 0
+    """Exits the stops started."""

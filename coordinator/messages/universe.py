@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from coordinator.messages.base import Command, Event, Query
+from coordinator.trading.blacklist import BlacklistEntry
+from coordinator.trading.universe_rotation import Member
 
 __all__ = [
     "BlacklistSymbol",
@@ -107,13 +111,44 @@ class GetUniverse(Query):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UniverseSnapshot:
-    json: str
-    """The universe for the API, as JSON text (selected, scores, verdicts, blacklist,
-    draining, next update, last diff, performance)."""
     selected: frozenset[str]
     """Symbols a BUY may be made in."""
     blacklist: tuple[tuple[str, str], ...]
     """(symbol, reason) of the active blacklist."""
+    members: tuple[tuple[str, Member], ...] = ()
+    """(symbol, membership) of the members, by symbol."""
+    waiting: Mapping[str, int] = field(default_factory=dict)
+    """Non-members: rotations in a row they qualified."""
+    draining: frozenset[str] = frozenset()
+    """Symbols left that still hold a position."""
+    core_pairs: frozenset[str] = frozenset()
+    """Symbols always in the universe."""
+    blacklisted: tuple[BlacklistEntry, ...] = ()
+    """The active blacklist entries, by symbol."""
+    last_at: float | None = None
+    """Wall-clock time of the last rotation (None: none yet)."""
+    next_at: float = 0.0
+    """Wall-clock time of the next rotation."""
+    last_reason: str | None = None
+    """Why the last rotation ran."""
+    scores: Mapping[str, Any] = field(default_factory=dict)
+    """Each candidate's score at the last rotation."""
+    verdicts: Mapping[str, Any] = field(default_factory=dict)
+    """Each candidate's verdict at the last rotation, members included."""
+    added: tuple[str, ...] = ()
+    """Symbols the last rotation added."""
+    removed: tuple[str, ...] = ()
+    """Symbols the last rotation removed."""
+    reasons: Mapping[str, Any] = field(default_factory=dict)
+    """Why each symbol was added or removed at the last rotation."""
+    rotation_ms: float | None = None
+    """How long the last rotation took."""
+    filters: tuple[str, ...] = ()
+    """The filters of the chain, described."""
+    symbols_with_data: int = 0
+    """Symbols with market statistics."""
+    performance: Mapping[str, Any] = field(default_factory=dict)
+    """Decisions and orders per symbol."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,5 +161,5 @@ class GetUniverseHistory(Query):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UniverseHistory:
-    json: str
-    """The rotations as JSON text."""
+    rotations: tuple[Mapping[str, Any], ...]
+    """The stored rotations, newest first, as the store gives them."""

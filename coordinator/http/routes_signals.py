@@ -1,0 +1,76 @@
+"""Routes of the signals: submit one, read one back as stored, list the decisions."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from bottle import request, response
+
+from coordinator.http.endpoints import Endpoints, fail
+from coordinator.http.facade import CoordinatorApi
+
+__all__ = ["install"]
+
+_OUTCOMES = ("accepted", "rejected", "shadow", "unknown")
+_ADMISSION_STATUS = {
+    ("duplicate", "duplicate_signal"): 409,
+    ("rejected", "stale_signal"): 422,
+    ("rejected", "overloaded"): 429,
+}
+
+
+def install(endpoint: Endpoints, api: CoordinatorApi, *, max_signal_bytes: int) -> None:
+    @endpoint("POST", "/signals", token=True)
+    def submit_signal() -> dict[str, Any]:
+        received_at, received_mono = time.time(), time.monotonic()
+        declared = request.content_length
+        # No more than one byte over the limit is read: enough for the intake to record
+        # the signal as invalid, with the size the body declared.
+        if declared > max_signal_bytes:
+            payload = request.environ["wsgi.input"].read(max_signal_bytes + 1)
+        else:
+            payload = request.body.read(max_signal_bytes + 1)
+        size = max(declared, len(payload))
+        admission = api.submit_signal(
+            payload,
+            received_at=received_at,
+            received_mono=received_mono,
+            total_bytes=size if size > max_signal_bytes else None,
+        )
+        body: dict[str, Any] = {
+            "signal_id": admission.signal_id,
+            "status": admission.status,
+            "reason": admission.reason,
+        }
+        if admission.errors:
+            raise fail(
+                413 if size > max_signal_bytes else 400,
+                "invalid signal: " + "; ".join(f"{f}: {p}" for f, p in admission.errors),
+                signal_id=admission.signal_id,
+                errors=[{"field": f, "problem": p} for f, p in admission.errors],
+            )
+        response.status = _ADMISSION_STATUS.get((admission.status, admission.reason), 202)
+        return body
+
+    @endpoint("GET", "/signals/<signal_id>")
+    def stored_signal(signal_id: str) -> dict[str, Any]:
+        record = api.signal(signal_id)
+        if record is None:
+            raise fail(404, f"no signal {signal_id!r} is stored")
+        return record
+
+    @endpoint("GET", "/decisions")
+    def decisions() -> dict[str, Any]:
+        symbol = request.query.get("symbol") or None
+        outcome = request.query.get("outcome") or None
+        raw_limit = request.query.get("limit") or "50"
+        if symbol is not None and not re.fullmatch(r"[A-Z0-9]{5,20}", symbol):
+            raise fail(400, f"symbol {symbol!r} is not a Binance symbol such as BTCUSDC")
+        if outcome is not None and outcome not in _OUTCOMES:
+            raise fail(400, f"outcome {outcome!r} is not one of {', '.join(_OUTCOMES)}")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+            raise fail(400, f"limit {raw_limit!r} must be an integer from 1 to 1000")
+        rows = api.decisions(symbol=symbol, outcome=outcome, limit=int(raw_limit))
+        return {"count": len(rows), "decisions": rows}

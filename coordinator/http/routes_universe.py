@@ -1,0 +1,60 @@
+"""Routes of the universe: what it is, its rotations, a rotation now, the blacklist."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from bottle import request
+
+from coordinator.http.endpoints import Endpoints, fail, json_body
+from coordinator.http.facade import CoordinatorApi
+
+__all__ = ["install"]
+
+
+def install(endpoint: Endpoints, api: CoordinatorApi) -> None:
+    @endpoint("GET", "/universe", cached=True)
+    def universe() -> dict[str, Any]:
+        return api.universe()
+
+    @endpoint("GET", "/universe/history")
+    def universe_history() -> dict[str, Any]:
+        raw_limit = request.query.get("limit") or "20"
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 500:
+            raise fail(400, f"limit {raw_limit!r} must be an integer from 1 to 500")
+        rows = api.universe_history(int(raw_limit))
+        return {"count": len(rows), "rotations": rows}
+
+    @endpoint("POST", "/universe/refresh", token=True)
+    def universe_refresh() -> dict[str, Any]:
+        return api.refresh_universe()
+
+    @endpoint("POST", "/universe/blacklist", token=True)
+    def blacklist_add() -> dict[str, Any]:
+        body = json_body()
+        symbol, reason, ttl = body.get("symbol"), body.get("reason"), body.get("ttl_s")
+        errors = []
+        if not isinstance(symbol, str) or not re.fullmatch(r"[A-Z0-9]{5,20}", symbol):
+            errors.append(f"symbol must be a Binance symbol such as BTCUSDC, got {symbol!r}")
+        if not isinstance(reason, str) or not reason.strip():
+            errors.append("reason must be a non-empty string")
+        if ttl is not None and (
+            isinstance(ttl, bool)
+            or not isinstance(ttl, int | float)
+            or not math.isfinite(ttl)
+            or ttl <= 0
+        ):
+            errors.append(f"ttl_s must be a number of seconds > 0 or null, got {ttl!r}")
+        if errors:
+            raise fail(400, "; ".join(errors))
+        return api.blacklist(
+            symbol, reason=reason.strip()[:500], ttl=None if ttl is None else float(ttl)
+        )
+
+    @endpoint("DELETE", "/universe/blacklist/<symbol>", token=True)
+    def blacklist_remove(symbol: str) -> dict[str, Any]:
+        if symbol not in {e.symbol for e in api.universe_snapshot().blacklisted}:
+            raise fail(404, f"{symbol} is not on the blacklist")
+        return api.unblacklist(symbol)
