@@ -134,6 +134,7 @@ class Ledger(ChildActor):
             _MIN_REFRESH,
             lambda: self.actor_ref.tell(RefreshPortfolio()),
             name=f"{self.name}-ticker",
+            clock=self.context.clock,
         ).start()
 
     def cleanup(self) -> None:

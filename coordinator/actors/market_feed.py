@@ -87,7 +87,10 @@ class MarketFeed(ChildActor):
             clock=self.context.clock,
         ).start()
         self._ticker = Ticker(
-            _VALIDATOR_EVERY, lambda: self.actor_ref.tell(MarketTick()), name=f"{self.name}-ticker"
+            _VALIDATOR_EVERY,
+            lambda: self.actor_ref.tell(MarketTick()),
+            name=f"{self.name}-ticker",
+            clock=self.context.clock,
         ).start()
 
     def cleanup(self) -> None:

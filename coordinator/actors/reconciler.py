@@ -112,7 +112,10 @@ class Reconciler(ChildActor):
         """Held orders handed back: the row's ``updated_at`` then, and when (worker
         thread)."""
         self._ticker = Ticker(
-            _TICK, lambda: self.actor_ref.tell(ReconcileTick()), name=f"{self.name}-ticker"
+            _TICK,
+            lambda: self.actor_ref.tell(ReconcileTick()),
+            name=f"{self.name}-ticker",
+            clock=self.context.clock,
         ).start()
 
     def cleanup(self) -> None:

@@ -133,6 +133,7 @@ class ServiceHealth(ChildActor):
             config.coordination.health_check_interval,
             lambda: self.actor_ref.tell(HealthTick()),
             name=f"{self.name}-ticker",
+            clock=self.context.clock,
         ).start(immediately=True)
 
     def cleanup(self) -> None:

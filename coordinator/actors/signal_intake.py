@@ -108,7 +108,10 @@ class SignalIntake(ChildActor):
         self._links: dict[str, bool] = {}
         self._recover()
         self._ticker = Ticker(
-            5.0, lambda: self.actor_ref.tell(IntakeTick()), name=f"{self.name}-ticker"
+            5.0,
+            lambda: self.actor_ref.tell(IntakeTick()),
+            name=f"{self.name}-ticker",
+            clock=self.context.clock,
         ).start()
 
     def cleanup(self) -> None:

@@ -54,6 +54,7 @@ class Stats(ChildActor):
             _LIFETIME_EVERY,
             lambda: self.actor_ref.tell(RefreshLifetime()),
             name=f"{self.name}-ticker",
+            clock=self.context.clock,
         ).start(immediately=True)
 
     def cleanup(self) -> None:

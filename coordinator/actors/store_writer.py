@@ -82,6 +82,7 @@ class StoreWriter(ChildActor):
             config.execution.flush_interval,
             lambda: self.actor_ref.tell(StoreTick()),
             name=f"{self.name}-ticker",
+            clock=self.context.clock,
         ).start()
 
     def cleanup(self) -> None:

@@ -141,6 +141,7 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
             min(_TICK, self._settings.flush_interval),
             lambda: self.actor_ref.tell(StopTick()),
             name=f"{self.name}-ticker",
+            clock=self.context.clock,
         ).start()
 
     def cleanup(self) -> None:

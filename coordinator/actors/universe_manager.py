@@ -114,6 +114,7 @@ class UniverseManager(ChildActor):
             min(self._interval, 30.0),
             lambda: self.actor_ref.tell(UniverseTick()),
             name=f"{self.name}-ticker",
+            clock=self.context.clock,
         ).start()
 
     def cleanup(self) -> None:

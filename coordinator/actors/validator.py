@@ -117,7 +117,10 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
         self._ask_universe()
         self._warm = False
         self._ticker = Ticker(
-            0.25, lambda: self.actor_ref.tell(ValidatorTick()), name=f"{self.name}-ticker"
+            0.25,
+            lambda: self.actor_ref.tell(ValidatorTick()),
+            name=f"{self.name}-ticker",
+            clock=self.context.clock,
         ).start()
 
     def _warm_up(self) -> None:
