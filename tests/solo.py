@@ -18,7 +18,7 @@ import pykka
 from coordinator.clock import ManualClock
 from coordinator.messages.base import Event
 from coordinator.supervisor.child import ActorContext, ChildActor, DrillBoard
-from coordinator.supervisor.directory import Directory
+from coordinator.supervisor.directory import ChildUnavailable, Directory
 from tests.waiting import wait_for
 
 __all__ = ["Solo", "StandIn", "solo"]
@@ -78,6 +78,18 @@ class Solo:
         )
         self.ref = actor_class.start(self.context)
         self._refs.append(self.ref)
+        # Ready once its setup has run and it installed itself, as the supervisor waits
+        # for before it starts the next child: what setup told itself comes first.
+        wait_for(self._installed, message=f"{name} to start")
+
+    def _installed(self) -> bool:
+        try:
+            self.directory.ref(self.name)
+            return True
+        except ChildUnavailable:
+            if not self.ref.is_alive():
+                raise AssertionError(f"{self.name} did not start: see its report") from None
+            return False
 
     def ask(self, message: Any, timeout: float = 5.0) -> Any:
         return self.ref.ask(message, timeout=timeout)
