@@ -32,10 +32,9 @@ LIFETIME = 90.0
 
 
 @pytest.fixture
-def ledger(postgres: EmbeddedPostgres, clear_kill_switch: None) -> Iterator[Solo]:
-    paper = PaperExchange(redis_url=None).start()
-    for symbol, price in PRICES.items():
-        paper.set_price(symbol, price)
+def ledger(
+    postgres: EmbeddedPostgres, clear_kill_switch: None, paper: PaperExchange
+) -> Iterator[Solo]:
     clock = ManualClock()
     config = load_config(
         {
@@ -53,11 +52,8 @@ def ledger(postgres: EmbeddedPostgres, clear_kill_switch: None) -> Iterator[Solo
         portfolio_url=paper.url,
         clock=clock,
     )
-    try:
-        with solo(Ledger, "ledger", services, clock=clock) as started:
-            yield started
-    finally:
-        paper.stop()
+    with solo(Ledger, "ledger", services, clock=clock) as started:
+        yield started
 
 
 def buy(ledger: Solo, symbol: str = "BTCUSDC") -> Signal:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import requests
 
 from coordinator.actors.reconciler import RECONCILE_INTERVAL, Reconciler
 from coordinator.clock import ManualClock
@@ -18,21 +17,13 @@ from coordinator.infra.pipeline_store import PipelineStore
 from coordinator.infra.records import order_record
 from coordinator.messages.pipeline import OrderRecord
 from coordinator.messages.reconcile import GetReconcilerSnapshot, ReconcilerSnapshot
+from tests.actors.conftest import buy_at
 from tests.pipeline import PRICES
 from tests.solo import Solo, solo
 from tests.trees import make_services
 from tests.waiting import wait_for
 
 TICK = 0.25
-
-
-@pytest.fixture
-def paper() -> Iterator[PaperExchange]:
-    exchange = PaperExchange(redis_url=None).start()
-    for symbol, price in PRICES.items():
-        exchange.set_price(symbol, price)
-    yield exchange
-    exchange.stop()
 
 
 @pytest.fixture
@@ -78,16 +69,7 @@ def test_an_unknown_order_the_trader_filled_is_accepted(
 ) -> None:
     order_id = "coord-reconciler-actor-test-0001"
     sent_at = reconciler.clock.time()
-    body = {
-        "symbol": "ETHUSDC",
-        "side": "BUY",
-        "quantity": 0.01,
-        "price": None,
-        "strategy": "CONSENSUS",
-        "timestamp": int(sent_at * 1000),
-        "metadata": {"client_order_id": order_id, "signal_id": "s-reconciler-actor"},
-    }
-    assert requests.post(paper.url + "/order", json=body, timeout=10).ok
+    buy_at(paper, "ETHUSDC", 0.01, at=sent_at, order_id=order_id)
     unknown = OrderRecord(
         client_order_id=order_id,
         signal_id="s-reconciler-actor",

@@ -13,13 +13,13 @@ from coordinator.clock import ManualClock
 from coordinator.config import load_config
 from coordinator.infra.embedded import EmbeddedPostgres
 from coordinator.messages.pipeline import (
-    Decision,
     GetStats,
     OrderRecord,
     OrderSubmitted,
     ReservationsExpired,
     SignalDecided,
 )
+from tests.actors.conftest import decision
 from tests.solo import Solo, solo
 from tests.trees import make_services
 from tests.waiting import wait_for
@@ -37,23 +37,6 @@ def stats(own_postgres: EmbeddedPostgres) -> Iterator[Solo]:
 
 def lifetime(stats: Solo) -> dict | None:
     return json.loads(stats.ask(GetStats()).lifetime)
-
-
-def decision(outcome: str, reason: str | None = None, *, to_order: float | None = None) -> Decision:
-    return Decision(
-        signal_id="s",
-        symbol="BTCUSDC",
-        side="BUY",
-        outcome=outcome,
-        reason=reason,
-        detail="",
-        checks=(),
-        quantity=None,
-        decided_at=0.0,
-        decided_by="validator#1",
-        intake_to_decision_ms=3.0,
-        intake_to_order_ms=to_order,
-    )
 
 
 def order(state: str) -> OrderRecord:

@@ -22,6 +22,7 @@ from coordinator.messages.pipeline import (
     SignalDecided,
     StoreSnapshot,
 )
+from tests.actors.conftest import decision
 from tests.solo import Solo, solo
 from tests.trees import make_services
 from tests.waiting import wait_for
@@ -55,20 +56,7 @@ def received(signal_id: str, clock: ManualClock) -> RecordSignal:
 
 
 def decided(signal_id: str, outcome: str) -> Decision:
-    return Decision(
-        signal_id=signal_id,
-        symbol=None,
-        side=None,
-        outcome=outcome,
-        reason="invalid_payload",
-        detail="not JSON",
-        checks=(),
-        quantity=None,
-        decided_at=0.0,
-        decided_by="test",
-        intake_to_decision_ms=1.0,
-        intake_to_order_ms=None,
-    )
+    return decision(outcome, "invalid_signal", signal_id=signal_id, symbol=None)
 
 
 def snapshot(writer: Solo) -> StoreSnapshot:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import requests
 
 from coordinator.actors.trailing_stop import TrailingStop
 from coordinator.clock import ManualClock
@@ -17,6 +16,7 @@ from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.messages.ledger import PositionsSeen
 from coordinator.messages.pipeline import PricesUpdated, PriceUpdated
 from coordinator.messages.stops import ExitPosition, GetTrailingStops
+from tests.actors.conftest import buy_at
 from tests.pipeline import PRICES
 from tests.solo import Solo, solo
 from tests.trees import make_services
@@ -25,26 +25,8 @@ from tests.waiting import wait_for
 REFRESH = 10.0
 
 
-@pytest.fixture
-def paper() -> Iterator[PaperExchange]:
-    exchange = PaperExchange(redis_url=None).start()
-    for symbol, price in PRICES.items():
-        exchange.set_price(symbol, price)
-    yield exchange
-    exchange.stop()
-
-
 def buy(paper: PaperExchange, symbol: str, quantity: float, at: float) -> None:
-    body = {
-        "symbol": symbol,
-        "side": "BUY",
-        "quantity": quantity,
-        "price": None,
-        "strategy": "CONSENSUS",
-        "timestamp": int(at * 1000),
-        "metadata": {"client_order_id": f"coord-stop-actor-{symbol}"},
-    }
-    assert requests.post(paper.url + "/order", json=body, timeout=10).ok
+    buy_at(paper, symbol, quantity, at=at, order_id=f"coord-stop-actor-{symbol}")
 
 
 @pytest.fixture

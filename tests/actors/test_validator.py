@@ -81,11 +81,8 @@ class Ledger:
 
 @pytest.fixture
 def world(
-    postgres: EmbeddedPostgres, clear_kill_switch: None, tmp_path: Path
+    postgres: EmbeddedPostgres, clear_kill_switch: None, tmp_path: Path, paper: PaperExchange
 ) -> Iterator[dict[str, Any]]:
-    paper = PaperExchange(redis_url=None).start()
-    for symbol, price in PRICES.items():
-        paper.set_price(symbol, price)
     clock = ManualClock()
     config = load_config(
         {
@@ -122,7 +119,6 @@ def world(
         yield {"validator": validator, "paper": paper, "ledger": ledger}
     finally:
         validator.stop()
-        paper.stop()
 
 
 def submit(validator: Solo, symbol: str = "ETHUSDC") -> Signal:
