@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 
 import psycopg2
@@ -26,10 +27,10 @@ from tests.waiting import wait_for
 
 
 @pytest.fixture
-def stats(own_postgres: EmbeddedPostgres) -> Iterator[Solo]:
+def stats(postgres: EmbeddedPostgres) -> Iterator[Solo]:
     clock = ManualClock()
     services = make_services(
-        load_config({}), redis_url="redis://unused", database_dsn=own_postgres.dsn, clock=clock
+        load_config({}), redis_url="redis://unused", database_dsn=postgres.dsn, clock=clock
     )
     with solo(Stats, "stats", services, clock=clock) as started:
         yield started
@@ -69,17 +70,20 @@ def test_it_counts_the_decisions_orders_and_expiries_it_is_told(stats: Solo) -> 
 
 
 def test_its_lifetime_totals_are_read_again_when_the_clock_passes_the_interval(
-    stats: Solo, own_postgres: EmbeddedPostgres
+    stats: Solo, postgres: EmbeddedPostgres
 ) -> None:
     first = wait_for(lambda: lifetime(stats), message="the totals read at start")
-    assert first["signals_received"] == 0
-    with psycopg2.connect(own_postgres.dsn) as conn, conn.cursor() as cur:
+    before = first["signals_received"]
+    with psycopg2.connect(postgres.dsn) as conn, conn.cursor() as cur:
         cur.execute(
             "INSERT INTO coordinator_signals (signal_id, source, received_at, valid, payload)"
-            " VALUES ('s1', 'redis', now(), true, '{}')"
+            " VALUES (%s, 'redis', now(), true, '{}')",
+            (f"stats-actor-{uuid.uuid4().hex}",),
         )
     conn.close()
     stats.clock.advance(29.0)
-    assert lifetime(stats)["signals_received"] == 0
+    assert lifetime(stats)["signals_received"] == before
     stats.clock.advance(1.0)
-    wait_for(lambda: lifetime(stats)["signals_received"] == 1, message="the totals read again")
+    wait_for(
+        lambda: lifetime(stats)["signals_received"] == before + 1, message="the totals read again"
+    )
