@@ -47,7 +47,7 @@ class Solo:
         name: str,
         services: Any,
         *,
-        stand_ins: Mapping[str, Callable[[Any], Any] | None] = (),  # type: ignore[assignment]
+        stand_ins: Mapping[str, Callable[[Any], Any] | None] | None = None,
         clock: ManualClock | None = None,
     ) -> None:
         self.clock = clock or ManualClock()
@@ -57,7 +57,7 @@ class Solo:
         self.directory.add_listener(self.events.put)
         self.received: dict[str, queue.Queue[Any]] = {}
         self._refs: list[pykka.ActorRef[Any]] = []
-        for other, answer in dict(stand_ins).items():
+        for other, answer in (stand_ins or {}).items():
             self.directory.register(other)
             self.directory.expect(other, 1)
             self.received[other] = queue.Queue()
