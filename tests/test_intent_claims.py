@@ -10,6 +10,7 @@ import psycopg2
 import pytest
 import redis
 
+from coordinator.clock import ManualClock
 from coordinator.infra.intent_claims import ClaimResult, IntentClaims, unreachable
 from coordinator.infra.journal import Journal
 from coordinator.infra.store import StoreError
@@ -21,17 +22,9 @@ from tests.test_pipeline_faults import validator_snapshot, wait_state
 from tests.waiting import wait_for
 
 
-class Clock:
-    """Wall-clock time driven by the test."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
+def driven_clock() -> ManualClock:
+    """Time driven by the test (both readings the same, as the claims compare them)."""
+    return ManualClock(monotonic=1_800_000_000.0, wall=1_800_000_000.0)
 
 
 def held_row(dsn: str, client_order_id: str) -> Any:
@@ -72,7 +65,7 @@ def test_a_redelivered_signal_waits_for_postgres_after_a_crash(own_postgres, tmp
     assert first.claim(intent("sent-before"), first_seen=None).result is ClaimResult.CLAIMED
     first.close()
 
-    clock = Clock()
+    clock = driven_clock()
     journal = Journal(tmp_path / "two.jsonl")
     second = IntentClaims(own_postgres.dsn, journal, timeout=1, clock=clock)
     own_postgres.stop()
@@ -90,13 +83,13 @@ def test_a_redelivered_signal_waits_for_postgres_after_a_crash(own_postgres, tmp
 def test_only_signals_first_seen_after_postgres_last_answered_go_to_the_journal(
     own_postgres, tmp_path
 ):
-    clock = Clock()
+    clock = driven_clock()
     journal = Journal(tmp_path / "journal.jsonl")
     claims = IntentClaims(own_postgres.dsn, journal, timeout=1, clock=clock)
-    seen_before = clock.now - 1.0
+    seen_before = clock.time() - 1.0
     assert claims.claim(intent("ok"), first_seen=seen_before).result is ClaimResult.CLAIMED
-    assert claims.answered_at == clock.now
-    clock.now += 5.0
+    assert claims.answered_at == clock.time()
+    clock.advance(5.0)
     own_postgres.stop()
     try:
         # Seen before PostgreSQL last answered: it may have been claimed there.
@@ -105,9 +98,9 @@ def test_only_signals_first_seen_after_postgres_last_answered_go_to_the_journal(
         # Re-delivered (taken in again, taken over, re-read): the same.
         assert claims.claim(intent("again"), first_seen=None).result is ClaimResult.UNAVAILABLE
         # First seen during the outage: the journal claims it, once.
-        late = claims.claim(intent("late"), first_seen=clock.now)
+        late = claims.claim(intent("late"), first_seen=clock.time())
         assert (late.result, late.where) == (ClaimResult.CLAIMED, "journal")
-        twice = claims.claim(intent("late"), first_seen=clock.now)
+        twice = claims.claim(intent("late"), first_seen=clock.time())
         assert twice.result is ClaimResult.EXISTS
     finally:
         own_postgres.start()
@@ -130,7 +123,7 @@ def test_a_connection_dropped_by_a_restart_is_opened_again_not_journaled(own_pos
 
 def test_claims_from_many_threads_during_an_outage_are_each_claimed_once(own_postgres, tmp_path):
     journal = Journal(tmp_path / "journal.jsonl")
-    claims = IntentClaims(own_postgres.dsn, journal, timeout=1, clock=Clock())
+    claims = IntentClaims(own_postgres.dsn, journal, timeout=1, clock=driven_clock())
     own_postgres.stop()
     results: list[ClaimResult] = []
     lock = threading.Lock()
@@ -223,14 +216,14 @@ def fills(pipe: Pipeline) -> dict[str, int]:
 def test_an_intent_once_sent_to_postgres_is_never_claimed_in_the_journal(own_postgres, tmp_path):
     """A Validator that crashed after its INSERT left (committed or not) and a copy of
     the signal processed again during an outage: PostgreSQL may hold the intent."""
-    clock = Clock()
+    clock = driven_clock()
     journal = Journal(tmp_path / "journal.jsonl")
     claims = IntentClaims(own_postgres.dsn, journal, timeout=1, clock=clock)
-    assert claims.claim(intent("copy"), first_seen=clock.now).result is ClaimResult.CLAIMED
-    clock.now += 10
+    assert claims.claim(intent("copy"), first_seen=clock.time()).result is ClaimResult.CLAIMED
+    clock.advance(10)
     own_postgres.stop()
     try:
-        again = claims.claim(intent("copy"), first_seen=clock.now)
+        again = claims.claim(intent("copy"), first_seen=clock.time())
     finally:
         own_postgres.start()
     assert again.result is ClaimResult.UNAVAILABLE, again
@@ -278,14 +271,14 @@ def test_a_redelivered_signal_waits_until_signal_timeout_then_store_unavailable(
 def test_a_new_signal_on_a_connection_the_outage_broke_goes_to_the_journal(own_postgres, tmp_path):
     """The first claim after PostgreSQL stopped meets the broken connection: its INSERT
     went nowhere, and a signal first seen now may still be claimed in the journal."""
-    clock = Clock()
+    clock = driven_clock()
     journal = Journal(tmp_path / "journal.jsonl")
     claims = IntentClaims(own_postgres.dsn, journal, timeout=1, clock=clock)
-    assert claims.claim(intent("before"), first_seen=clock.now).result is ClaimResult.CLAIMED
+    assert claims.claim(intent("before"), first_seen=clock.time()).result is ClaimResult.CLAIMED
     own_postgres.stop()
-    clock.now += 10
+    clock.advance(10)
     try:
-        claim = claims.claim(intent("during"), first_seen=clock.now)
+        claim = claims.claim(intent("during"), first_seen=clock.time())
         assert claims.warm() is not None
     finally:
         own_postgres.start()

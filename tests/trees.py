@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from coordinator.actors.service_health import ServiceHealth
-from coordinator.clock import SystemClock
+from coordinator.clock import Clock, SystemClock
 from coordinator.config import Config, load_config
 from coordinator.messages import GetHealthSnapshot, StopTree
 from coordinator.messages.base import Event
@@ -39,8 +39,9 @@ def make_services(
     database_dsn: str,
     trader_url: str | None = None,
     portfolio_url: str | None = None,
+    clock: Clock | None = None,
 ) -> Services:
-    clock = SystemClock()
+    clock = clock or SystemClock()
     return Services(
         config=config,
         endpoints=Endpoints(

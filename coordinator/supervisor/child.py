@@ -181,7 +181,13 @@ class ChildActor(pykka.ThreadingActor):
         self, interval: float, tick: Callable[[], Any], *, immediately: bool = False
     ) -> Ticker:
         """Tells this actor ``tick()`` every ``interval`` seconds until it ends."""
-        ticker = Ticker(interval, lambda: self.actor_ref.tell(tick()), name=f"{self.name}-ticker")
+        # On the injected clock: a test that advances it fires the ticks that fall due.
+        ticker = Ticker(
+            interval,
+            lambda: self.actor_ref.tell(tick()),
+            name=f"{self.name}-ticker",
+            clock=self.context.clock,
+        )
         self.on_cleanup(ticker.stop, what="ticker")
         ticker.start(immediately=immediately)
         return ticker

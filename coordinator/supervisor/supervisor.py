@@ -160,6 +160,7 @@ class Supervisor(pykka.ThreadingActor):
             self._config.liveness_interval,
             lambda: self.actor_ref.tell(LivenessTick()),
             name="supervisor-liveness",
+            clock=self._clock,
         ).start()
         self._advance()
 

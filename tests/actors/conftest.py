@@ -1,0 +1,61 @@
+"""What the actor-level tests share: a paper exchange standing in for the Trader and the
+Portfolio (real HTTP), priced like the pipeline tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from coordinator.infra.paper_exchange import PaperExchange
+from coordinator.messages.pipeline import Decision
+from tests.pipeline import PRICES
+
+
+@pytest.fixture
+def paper() -> Iterator[PaperExchange]:
+    exchange = PaperExchange(redis_url=None).start()
+    for symbol, price in PRICES.items():
+        exchange.set_price(symbol, price)
+    yield exchange
+    exchange.stop()
+
+
+def buy_at(paper: PaperExchange, symbol: str, quantity: float, *, at: float, order_id: str) -> None:
+    """A BUY filled by the paper exchange, as the Validator sends it."""
+    body = {
+        "symbol": symbol,
+        "side": "BUY",
+        "quantity": quantity,
+        "price": None,
+        "strategy": "CONSENSUS",
+        "timestamp": int(at * 1000),
+        "metadata": {"client_order_id": order_id},
+    }
+    assert requests.post(paper.url + "/order", json=body, timeout=10).ok
+
+
+def decision(
+    outcome: str,
+    reason: str | None = None,
+    *,
+    signal_id: str = "s",
+    symbol: str | None = "BTCUSDC",
+    to_order: float | None = None,
+) -> Decision:
+    """A decision as a Validator records it, without checks or order."""
+    return Decision(
+        signal_id=signal_id,
+        symbol=symbol,
+        side=None if symbol is None else "BUY",
+        outcome=outcome,
+        reason=reason,
+        detail=reason or "",
+        checks=(),
+        quantity=None,
+        decided_at=0.0,
+        decided_by="validator-0#1",
+        intake_to_decision_ms=3.0,
+        intake_to_order_ms=to_order,
+    )

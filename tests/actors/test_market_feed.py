@@ -1,0 +1,86 @@
+"""MarketFeed alone on real Redis, with stand-ins for the TrailingStop and the Validator:
+every price change to the stops, the Validator's throttled, and the price held back
+flushed on the feed's tick, which a test clock fires."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from coordinator.actors.market_feed import MarketFeed
+from coordinator.clock import ManualClock
+from coordinator.config import load_config
+from coordinator.infra.embedded import EmbeddedRedis
+from coordinator.messages.pipeline import GetMarketSnapshot, MarketSnapshot, PricesUpdated
+from tests.pipeline import candle_json, market_channel
+from tests.solo import Solo, solo
+from tests.trees import make_services
+from tests.waiting import wait_for
+
+
+@pytest.fixture
+def feed(redis_server: EmbeddedRedis) -> Iterator[Solo]:
+    clock = ManualClock()
+    services = make_services(
+        load_config({"VALIDATION_THREADS": "1"}),
+        redis_url=redis_server.url,
+        database_dsn="postgresql://unused",
+        clock=clock,
+    )
+    stand_ins = {"trailing_stop": None, "validator-0": None}
+    with solo(MarketFeed, "market_feed", services, clock=clock, stand_ins=stand_ins) as started:
+        wait_for(lambda: snapshot(started).connected, message="the market-data subscription")
+        yield started
+
+
+@pytest.fixture
+def publisher(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+def snapshot(feed: Solo) -> MarketSnapshot:
+    return feed.ask(GetMarketSnapshot())
+
+
+def publish(feed: Solo, client: redis.Redis, symbol: str, price: float) -> None:
+    time_ms = int(feed.clock.time() * 1000) - 10_000
+    client.publish(market_channel(symbol), candle_json(symbol, price, time_ms=time_ms))
+
+
+def prices(message: PricesUpdated) -> dict[str, float]:
+    return {u.symbol: u.price for u in message.updates}
+
+
+def test_every_change_goes_to_the_stops_and_the_validator_gets_the_latest_on_the_tick(
+    feed: Solo, publisher: redis.Redis
+) -> None:
+    publish(feed, publisher, "BTCUSDC", 65_000.0)
+    assert prices(feed.told("trailing_stop", PricesUpdated)) == {"BTCUSDC": 65_000.0}
+    assert prices(feed.told("validator-0", PricesUpdated)) == {"BTCUSDC": 65_000.0}
+    # Within half a second of the clock: the stops see it, the Validator's is held back.
+    publish(feed, publisher, "BTCUSDC", 65_100.0)
+    assert prices(feed.told("trailing_stop", PricesUpdated)) == {"BTCUSDC": 65_100.0}
+    snapshot(feed)  # answered after the batch's handling: all it told is in the queues
+    held = list(feed.received["validator-0"].queue)
+    assert all(not m.updates for m in held), held
+    feed.clock.advance(0.5)
+    told = feed.told("validator-0", PricesUpdated, lambda m: bool(m.updates))
+    assert prices(told) == {"BTCUSDC": 65_100.0}
+    assert [(s, p) for s, p, _at in snapshot(feed).prices] == [("BTCUSDC", 65_100.0)]
+
+
+def test_a_message_that_is_no_candle_is_counted_and_a_closed_candle_taken_once(
+    feed: Solo, publisher: redis.Redis
+) -> None:
+    publisher.publish(market_channel("ETHUSDC"), b"{not json")
+    time_ms = int(feed.clock.time() * 1000) - 60_000
+    closed = candle_json("ETHUSDC", 3_200.0, time_ms=time_ms, closed=True)
+    publisher.publish(market_channel("ETHUSDC"), closed)
+    publisher.publish(market_channel("ETHUSDC"), closed)
+    state = wait_for(lambda: (s := snapshot(feed)).read == 3 and s, message="three read")
+    assert state.duplicates == 1
+    assert sum(n for _kind, n in state.malformed) == 1

@@ -1,0 +1,89 @@
+"""Stats alone: counts what it is told, and its lifetime totals follow the clock."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import psycopg2
+import pytest
+
+from coordinator.actors.stats import Stats
+from coordinator.clock import ManualClock
+from coordinator.config import load_config
+from coordinator.infra.embedded import EmbeddedPostgres
+from coordinator.messages.pipeline import (
+    GetStats,
+    OrderRecord,
+    OrderSubmitted,
+    ReservationsExpired,
+    SignalDecided,
+)
+from tests.actors.conftest import decision
+from tests.solo import Solo, solo
+from tests.trees import make_services
+from tests.waiting import wait_for
+
+
+@pytest.fixture
+def stats(postgres: EmbeddedPostgres) -> Iterator[Solo]:
+    clock = ManualClock()
+    services = make_services(
+        load_config({}), redis_url="redis://unused", database_dsn=postgres.dsn, clock=clock
+    )
+    with solo(Stats, "stats", services, clock=clock) as started:
+        yield started
+
+
+def lifetime(stats: Solo) -> dict | None:
+    return json.loads(stats.ask(GetStats()).lifetime)
+
+
+def order(state: str) -> OrderRecord:
+    return OrderRecord(
+        client_order_id="c",
+        signal_id="s",
+        symbol="BTCUSDC",
+        side="BUY",
+        quantity=1.0,
+        reference_price=1.0,
+        state=state,
+        at=0.0,
+    )
+
+
+def test_it_counts_the_decisions_orders_and_expiries_it_is_told(stats: Solo) -> None:
+    stats.tell(SignalDecided(decision=decision("accepted", to_order=5.0), source="redis"))
+    stats.tell(SignalDecided(decision=decision("rejected", "blacklisted"), source="redis"))
+    stats.tell(SignalDecided(decision=decision("accepted"), source="trailing_stop"))
+    stats.tell(OrderSubmitted(order=order("accepted")))
+    stats.tell(OrderSubmitted(order=order("unknown")))
+    stats.tell(ReservationsExpired(count=2, owners=("validator-0", "validator-1")))
+    since_start = json.loads(stats.ask(GetStats()).since_start)
+    assert since_start["signals_processed"] == 2
+    assert since_start["signals_accepted"] == 1
+    assert since_start["rejections_by_reason"] == {"blacklisted": 1}
+    assert since_start["orders_sent"] == 2
+    assert since_start["stop_exits"] == {"accepted": 1}
+    assert since_start["reservations_expired"] == 2
+
+
+def test_its_lifetime_totals_are_read_again_when_the_clock_passes_the_interval(
+    stats: Solo, postgres: EmbeddedPostgres
+) -> None:
+    first = wait_for(lambda: lifetime(stats), message="the totals read at start")
+    before = first["signals_received"]
+    with psycopg2.connect(postgres.dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO coordinator_signals (signal_id, source, received_at, valid, payload)"
+            " VALUES (%s, 'redis', now(), true, '{}')",
+            (f"stats-actor-{uuid.uuid4().hex}",),
+        )
+    conn.close()
+    stats.clock.advance(29.0)
+    assert lifetime(stats)["signals_received"] == before
+    stats.clock.advance(1.0)
+    wait_for(
+        lambda: lifetime(stats)["signals_received"] == before + 1, message="the totals read again"
+    )

@@ -1,0 +1,91 @@
+"""The TrailingStop alone, its Portfolio a paper exchange on real HTTP, stand-ins for the
+Ledger and the Validator: positions fetched again when the clock passes the refresh
+interval, and a price under the stop sends the exit to the symbol's Validator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from coordinator.actors.trailing_stop import TrailingStop
+from coordinator.clock import ManualClock
+from coordinator.config import load_config
+from coordinator.infra.embedded import EmbeddedPostgres
+from coordinator.infra.paper_exchange import PaperExchange
+from coordinator.messages.ledger import PositionsSeen
+from coordinator.messages.pipeline import PricesUpdated, PriceUpdated
+from coordinator.messages.stops import ExitPosition, GetTrailingStops
+from tests.actors.conftest import buy_at
+from tests.pipeline import PRICES
+from tests.solo import Solo, solo
+from tests.trees import make_services
+from tests.waiting import wait_for
+
+REFRESH = 10.0
+
+
+def buy(paper: PaperExchange, symbol: str, quantity: float, at: float) -> None:
+    buy_at(paper, symbol, quantity, at=at, order_id=f"coord-stop-actor-{symbol}")
+
+
+@pytest.fixture
+def stops(
+    postgres: EmbeddedPostgres, clear_kill_switch: None, paper: PaperExchange
+) -> Iterator[Solo]:
+    clock = ManualClock()
+    buy(paper, "ETHUSDC", 1.0, clock.time())
+    config = load_config(
+        {
+            "VALIDATION_THREADS": "1",
+            "POSITIONS_REFRESH_INTERVAL": str(REFRESH),
+            "STOP_RULES": "stoploss",
+            "STOP_LOSS_PERCENT": "5",
+        }
+    )
+    services = make_services(
+        config,
+        redis_url="redis://unused",
+        database_dsn=postgres.dsn,
+        portfolio_url=paper.url,
+        clock=clock,
+    )
+    stand_ins = {"ledger": None, "validator-0": None}
+    with solo(TrailingStop, "trailing_stop", services, clock=clock, stand_ins=stand_ins) as s:
+        yield s
+
+
+def active(stops: Solo) -> int:
+    return stops.ask(GetTrailingStops()).active
+
+
+def price(stops: Solo, symbol: str, value: float) -> PricesUpdated:
+    update = PriceUpdated(
+        symbol=symbol, price=value, at=stops.clock.time(), received_mono=stops.clock.monotonic()
+    )
+    return PricesUpdated(updates=(update,))
+
+
+def test_positions_are_fetched_again_when_the_clock_passes_the_refresh_interval(
+    stops: Solo, paper: PaperExchange
+) -> None:
+    stops.clock.advance(0.25)  # the first tick fetches what is held at start
+    assert stops.told("ledger", PositionsSeen).symbols == ("ETHUSDC",)
+    wait_for(lambda: active(stops) == 1, message="the position's stop")
+    buy(paper, "SOLUSDC", 2.0, stops.clock.time())
+    stops.clock.advance(REFRESH - 1)
+    assert active(stops) == 1
+    stops.clock.advance(1.25)
+    assert stops.told("ledger", PositionsSeen).symbols == ("SOLUSDC",)
+    wait_for(lambda: active(stops) == 2, message="the new position's stop")
+
+
+def test_a_price_under_the_stop_loss_sends_the_exit_to_the_symbols_validator(
+    stops: Solo,
+) -> None:
+    stops.clock.advance(0.25)
+    wait_for(lambda: active(stops) == 1, message="the position's stop")
+    stops.tell(price(stops, "ETHUSDC", PRICES["ETHUSDC"] * 0.99))
+    stops.tell(price(stops, "ETHUSDC", PRICES["ETHUSDC"] * 0.94))
+    exit = stops.told("validator-0", ExitPosition)
+    assert (exit.symbol, exit.quantity) == ("ETHUSDC", pytest.approx(1.0, rel=0.01))

@@ -1,0 +1,182 @@
+"""A Validator alone: its Trader a paper exchange on real HTTP, its intents in the real
+PostgreSQL, stand-ins for ServiceHealth, the UniverseManager, the Ledger, the StoreWriter
+and the Reconciler. Accepted, refused by the Ledger, and held while the Trader is down
+until the clock passes the signal's timeout."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from coordinator.actors.validator import Validator
+from coordinator.clock import ManualClock
+from coordinator.config import load_config
+from coordinator.infra.embedded import EmbeddedPostgres
+from coordinator.infra.intent_claims import IntentClaims
+from coordinator.infra.journal import Journal
+from coordinator.infra.paper_exchange import PaperExchange
+from coordinator.messages.health import GetHealthSnapshot, TradingStateChanged
+from coordinator.messages.ledger import Reservation, Reserve, Settle
+from coordinator.messages.pipeline import (
+    GetValidatorSnapshot,
+    RecordDecision,
+    SubmitSignal,
+)
+from coordinator.messages.universe import GetUniverse, UniverseSnapshot
+from coordinator.trading.signals import Signal, parse_signal
+from coordinator.trading.trading_state import StateReason, TradingState, TradingStatus
+from coordinator.trading.validation import CheckResult, OrderPlan, Reason
+from tests.pipeline import PRICES, SYMBOLS, signal_payload
+from tests.solo import Solo
+from tests.trees import make_services
+from tests.waiting import wait_for
+
+TIMEOUT = 30.0
+ACTIVE = TradingStatus(state=TradingState.ACTIVE, reasons=())
+
+
+def service_health(message: object) -> object:
+    if isinstance(message, GetHealthSnapshot):
+        return SimpleNamespace(trading=ACTIVE)
+    return None
+
+
+def universe_manager(message: object) -> object:
+    if isinstance(message, GetUniverse):
+        return UniverseSnapshot(json="{}", selected=frozenset(SYMBOLS), blacklist=())
+    return None
+
+
+class Ledger:
+    """Answers every Reserve with a plan of ``quantity`` (None: refused)."""
+
+    def __init__(self) -> None:
+        self.quantity: float | None = 0.01
+
+    def __call__(self, message: object) -> object:
+        if not isinstance(message, Reserve):
+            return None
+        signal = message.signal
+        if self.quantity is None:
+            refused = CheckResult("risk", False, Reason.MAX_CONCURRENT_TRADES, "test: no room")
+            return Reservation(checks=(refused,), plan=None, reservation_id=None)
+        plan = OrderPlan(
+            symbol=signal.symbol,
+            side=signal.side,
+            quantity=self.quantity,
+            reference_price=PRICES[signal.symbol],
+            notional=self.quantity * PRICES[signal.symbol],
+            category=None,
+        )
+        passed = CheckResult("risk", True, None, "test: room")
+        return Reservation(checks=(passed,), plan=plan, reservation_id=uuid.uuid4().hex)
+
+
+@pytest.fixture
+def world(
+    postgres: EmbeddedPostgres, clear_kill_switch: None, tmp_path: Path, paper: PaperExchange
+) -> Iterator[dict[str, Any]]:
+    clock = ManualClock()
+    config = load_config(
+        {
+            "VALIDATION_THREADS": "1",
+            "SIGNAL_TIMEOUT": str(TIMEOUT),
+            "TRADING_SYMBOLS": ",".join(SYMBOLS),
+            "COORDINATOR_DATA_DIR": str(tmp_path / "data"),
+        }
+    )
+    services = make_services(
+        config,
+        redis_url="redis://unused",
+        database_dsn=postgres.dsn,
+        trader_url=paper.url,
+        portfolio_url=paper.url,
+        clock=clock,
+    )
+    journal = Journal(tmp_path / "data" / "journal.jsonl")
+    services = dataclasses.replace(
+        services,
+        journal=journal,
+        intents=IntentClaims(postgres.dsn, journal, timeout=2.0, clock=clock),
+    )
+    ledger = Ledger()
+    stand_ins = {
+        "service_health": service_health,
+        "universe_manager": universe_manager,
+        "ledger": ledger,
+        "store_writer": None,
+        "reconciler": None,
+    }
+    validator = Solo(Validator, "validator-0", services, clock=clock, stand_ins=stand_ins)
+    try:
+        yield {"validator": validator, "paper": paper, "ledger": ledger}
+    finally:
+        validator.stop()
+
+
+def submit(validator: Solo, symbol: str = "ETHUSDC") -> Signal:
+    now = validator.clock.time()
+    payload = signal_payload(symbol, timestamp_ms=int(now * 1000))
+    signal = parse_signal(json.dumps(payload))
+    assert isinstance(signal, Signal), signal
+    validator.tell(
+        SubmitSignal(
+            signal=signal,
+            source="http",
+            received_at=now,
+            received_mono=validator.clock.monotonic(),
+        )
+    )
+    return signal
+
+
+def decision_of(validator: Solo, signal: Signal) -> Any:
+    return validator.told(
+        "store_writer",
+        RecordDecision,
+        lambda m: m.decision.signal_id == signal.signal_id,
+    ).decision
+
+
+def test_an_accepted_signal_makes_one_order_and_settles_its_reservation(world) -> None:
+    validator: Solo = world["validator"]
+    signal = submit(validator)
+    decision = decision_of(validator, signal)
+    assert decision.outcome == "accepted", decision.detail
+    assert decision.order is not None and decision.order.state == "accepted"
+    settle = validator.told("ledger", Settle)
+    assert (settle.symbol, settle.filled) == ("ETHUSDC", True)
+    assert sum(world["paper"].fills_by_client_id.values()) == 1
+
+
+def test_a_signal_the_ledger_refuses_is_rejected_and_sends_nothing(world) -> None:
+    validator: Solo = world["validator"]
+    world["ledger"].quantity = None
+    decision = decision_of(validator, submit(validator))
+    assert (decision.outcome, decision.reason) == ("rejected", "max_concurrent_trades")
+    assert not world["paper"].fills_by_client_id
+
+
+def test_a_signal_waits_while_the_trader_is_down_until_the_clock_passes_its_timeout(
+    world,
+) -> None:
+    validator: Solo = world["validator"]
+    down = TradingStatus(
+        state=TradingState.HALTED, reasons=(StateReason("trader_down", "test: down"),)
+    )
+    validator.tell(TradingStateChanged(status=down, previous=ACTIVE, at=validator.clock.time()))
+    signal = submit(validator)
+    wait_for(lambda: validator.ask(GetValidatorSnapshot()).waiting == 1, message="waiting")
+    validator.clock.advance(TIMEOUT - 5)
+    assert validator.ask(GetValidatorSnapshot()).waiting == 1
+    validator.clock.advance(10)
+    decision = decision_of(validator, signal)
+    assert (decision.outcome, decision.reason) == ("rejected", "trader_unavailable")
+    assert not world["paper"].fills_by_client_id
