@@ -4,7 +4,6 @@ first rotation when the clock reaches it."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from coordinator.actors.universe_manager import UniverseManager
 from coordinator.clock import ManualClock
 from coordinator.config import load_config
+from coordinator.http.views_records import universe_view
 from coordinator.infra.embedded import EmbeddedPostgres, EmbeddedRedis
 from coordinator.messages.ledger import GetLedgerSnapshot, LedgerSnapshot
 from coordinator.messages.universe import (
@@ -88,4 +88,4 @@ def test_the_first_rotation_runs_when_the_clock_reaches_it(universe: Solo) -> No
 
 
 def last(universe: Solo) -> dict:
-    return json.loads(snapshot(universe).json)
+    return universe_view(snapshot(universe))

@@ -50,7 +50,7 @@ def service_health(message: object) -> object:
 
 def universe_manager(message: object) -> object:
     if isinstance(message, GetUniverse):
-        return UniverseSnapshot(json="{}", selected=frozenset(SYMBOLS), blacklist=())
+        return UniverseSnapshot(selected=frozenset(SYMBOLS), blacklist=())
     return None
 
 
