@@ -23,7 +23,6 @@ from typing import Any
 
 from pykka import ActorDeadError
 
-from coordinator.actors.ledger_config import risk_config
 from coordinator.actors.ledger_store import read_recent_orders
 from coordinator.infra.portfolio_client import PortfolioClient, PortfolioError
 from coordinator.messages.health import PortfolioGuardsChanged
@@ -75,8 +74,7 @@ class Ledger(ChildActor):
     def setup(self) -> None:
         services: Services = self.context.services
         self._clock = self.context.clock
-        self._config = risk_config(services)
-        risk = services.config.risk
+        self._config = risk = services.config.risk
         self._ttl = risk.portfolio_cache_ttl
         self._kept = services.kept_ledger
         kept = self._kept.copy().get("book")
@@ -111,9 +109,7 @@ class Ledger(ChildActor):
         self._guards: tuple[StateReason, ...] = ()
         self._fetching = False
         url = services.endpoints.portfolio_url
-        self._client = (
-            PortfolioClient(url, timeout=services.config.risk.portfolio_timeout) if url else None
-        )
+        self._client = PortfolioClient(url, timeout=risk.portfolio_timeout) if url else None
         self._worker = self.worker_pool("portfolio")
         if not self._restored:
             self._read_stored()
@@ -124,7 +120,7 @@ class Ledger(ChildActor):
             # first signals for want of a portfolio.
             self._fetch()
             try:
-                self._pending.result(timeout=services.config.risk.portfolio_timeout * 2 + 1)
+                self._pending.result(timeout=risk.portfolio_timeout * 2 + 1)
             except Exception:
                 logger.warning("no portfolio view yet at start")
         if self._stored is not None:

@@ -14,8 +14,8 @@ from typing import Any
 from coordinator.config.modes import Note, resolve_environment
 from coordinator.config.sections import (
     _STOP_FIELDS,
-    SECTION_TYPES,
     Config,
+    build_sections,
     chain_settings_from,
     stop_params_from,
 )
@@ -84,10 +84,10 @@ def load_config(
     if errors:
         raise ConfigError(errors)
 
-    sections: dict[str, Any] = {}
-    for section, section_type in SECTION_TYPES.items():
-        kwargs = {s.field: values[s.name] for s in SETTINGS if s.section == section}
-        sections[section] = section_type(**kwargs)
+    try:
+        sections = build_sections(values)
+    except ValueError as exc:
+        raise ConfigError([f"the settings do not fit together: {exc}"]) from exc
     sources = {name: source for name, (_, source) in raw.items()} | derived
     return Config(
         **sections,

@@ -12,6 +12,9 @@ from urllib.parse import urlsplit, urlunsplit
 from coordinator.config.kinds import Url
 from coordinator.config.modes import Note
 from coordinator.config.settings import SETTINGS, Setting
+from coordinator.trading.sizing import SizingTable
+from coordinator.trading.sizing_roottrading import SizingMode
+from coordinator.trading.validation import RiskConfig
 
 __all__ = [
     "SECTION_TYPES",
@@ -24,13 +27,14 @@ __all__ = [
     "IntakeConfig",
     "PaperConfig",
     "RedisConfig",
-    "RiskSettings",
+    "RiskConfig",
     "ServiceConfig",
     "StopsConfig",
     "SupervisorConfig",
     "TradingConfig",
     "UniverseConfig",
     "UniverseManagerConfig",
+    "build_sections",
     "chain_settings_from",
     "redact_url",
     "stop_params_from",
@@ -157,32 +161,6 @@ class IntakeConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class RiskSettings:
-    quote_asset: str
-    min_notional: float
-    max_exposure_percent: float
-    max_orders_per_minute: int
-    daily_loss_limit_percent: float
-    max_drawdown_percent: float
-    stop_loss_cooldown: float
-    require_market_data: bool
-    max_price_deviation_percent: float
-    market_data_max_age: float
-    sizing_thresholds: tuple[float, ...]
-    sizing_percents: tuple[float, ...]
-    sizing_mode: str
-    universe_override: bool
-    portfolio_cache_ttl: float
-    portfolio_max_age: float
-    portfolio_max_age_exit: float
-    portfolio_timeout: float
-    reservation_lifetime: float
-    fill_settle_window: float
-    quantity_decimals: int
-    quantity_decimals_by_symbol: tuple[tuple[str, int], ...]
-
-
-@dataclass(frozen=True, slots=True)
 class ExecutionConfig:
     connect_timeout: float
     read_timeout: float
@@ -276,12 +254,45 @@ SECTION_TYPES: dict[str, type] = {
     "health": HealthConfig,
     "supervisor": SupervisorConfig,
     "intake": IntakeConfig,
-    "risk": RiskSettings,
+    "risk": RiskConfig,
     "execution": ExecutionConfig,
     "paper": PaperConfig,
     "universe_manager": UniverseManagerConfig,
     "stops": StopsConfig,
 }
+
+
+def build_sections(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Every section from the parsed settings (by variable name): each row fills the
+    field it names, so a new setting is a row in the table and a field in its section.
+    ValueError when a section refuses its values."""
+
+    def rows(section: str) -> dict[str, Any]:
+        return {s.field: values[s.name] for s in SETTINGS if s.section == section}
+
+    sections = {
+        section: section_type(**rows(section))
+        for section, section_type in SECTION_TYPES.items()
+        if section != "risk"
+    }
+    sections["risk"] = _risk_section(rows("risk"), sections["trading"], sections["paper"])
+    return sections
+
+
+def _risk_section(rows: dict[str, Any], trading: TradingConfig, paper: PaperConfig) -> RiskConfig:
+    """The risk fields that are not one row each: the sizing table of two rows, the
+    mode's name, and what the risk checks take from other sections."""
+    thresholds = rows.pop("sizing_thresholds")
+    percents = rows.pop("sizing_percents")
+    mode = SizingMode(rows.pop("sizing_mode"))
+    risk_type: type[RiskConfig] = SECTION_TYPES["risk"]
+    return risk_type(
+        **rows,
+        sizing=SizingTable(thresholds, percents),
+        sizing_mode=mode,
+        max_concurrent_trades=trading.max_concurrent_trades,
+        fee_rate=paper.fee_percent / 100.0,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +310,7 @@ class Config:
     health: HealthConfig
     supervisor: SupervisorConfig
     intake: IntakeConfig
-    risk: RiskSettings
+    risk: RiskConfig
     execution: ExecutionConfig
     paper: PaperConfig
     universe_manager: UniverseManagerConfig
