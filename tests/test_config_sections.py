@@ -11,6 +11,7 @@ from coordinator.config import SETTINGS, ConfigError, Setting, load_config, sect
 from coordinator.config import loading as config_loading
 from coordinator.config.kinds import Number
 from coordinator.config.sections import SECTION_TYPES
+from coordinator.daemon import build_tree
 from coordinator.trading.validation import RiskConfig
 
 DERIVED = {"risk": {"sizing", "max_concurrent_trades", "fee_rate"}}
@@ -73,3 +74,18 @@ def test_a_new_setting_is_a_row_and_a_field(monkeypatch: pytest.MonkeyPatch) -> 
     assert load_config({}).risk.max_leverage == 1.0
     with pytest.raises(ConfigError, match="MAX_LEVERAGE='-1'"):
         load_config({"MAX_LEVERAGE": "-1"})
+
+
+def test_each_child_is_handed_the_part_of_the_configuration_it_declares() -> None:
+    config = load_config({"VALIDATION_THREADS": "2"})
+    handed = {}
+    for spec in build_tree(config):
+        declared = vars(spec.actor_class).get("__annotations__", {}).get("settings")
+        given = spec.kwargs.get("settings")
+        assert (declared is None) == (given is None), spec.name
+        if given is not None:
+            assert type(given).__name__ == declared, spec.name
+            handed[spec.name] = given
+    assert handed["ledger"] is config.risk
+    assert handed["trailing_stop"].stops is config.stops
+    assert handed["validator-1"].signal_timeout == config.coordination.signal_timeout

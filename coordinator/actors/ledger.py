@@ -54,6 +54,7 @@ from coordinator.trading.validation import (
     CheckResult,
     LedgerState,
     Reason,
+    RiskConfig,
 )
 
 __all__ = ["Ledger"]
@@ -70,11 +71,12 @@ _STORE_TIMEOUT = 5.0  # seconds to connect to and read from PostgreSQL
 
 class Ledger(ChildActor):
     subscriptions = (StopLossRecorded,)
+    settings: RiskConfig
 
     def setup(self) -> None:
         services: Services = self.context.services
         self._clock = self.context.clock
-        self._config = risk = services.config.risk
+        self._config = risk = self.settings
         self._ttl = risk.portfolio_cache_ttl
         self._kept = services.kept_ledger
         kept = self._kept.copy().get("book")

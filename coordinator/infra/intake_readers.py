@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from coordinator.config import Config
+from coordinator.config import IntakeConfig
 from coordinator.infra.redis_bus import Subscription
 from coordinator.infra.stream_reader import StreamReader
 from coordinator.messages.pipeline import IntakeLinkChanged, RawSignal
@@ -25,14 +25,14 @@ INTAKE = "signal_intake"
 
 
 class IntakeReaders:
-    def __init__(self, config: Config, redis_url: str, directory: Directory) -> None:
+    def __init__(self, intake: IntakeConfig, redis_url: str, directory: Directory) -> None:
         self._directory = directory
-        self._config = config
+        self._intake = intake
         self._redis_url = redis_url
         self._readers: list[Any] = self._build()
 
     def _build(self) -> list[Any]:
-        intake = self._config.intake
+        intake = self._intake
         redis_url = self._redis_url
         readers: list[Any] = [
             Subscription(
