@@ -89,3 +89,12 @@ def test_each_child_is_handed_the_part_of_the_configuration_it_declares() -> Non
     assert handed["ledger"] is config.risk
     assert handed["trailing_stop"].stops is config.stops
     assert handed["validator-1"].signal_timeout == config.coordination.signal_timeout
+
+
+def test_every_stop_parameter_is_a_setting_of_the_stops_section() -> None:
+    from coordinator.trading.stops import StopParams
+
+    variables = sections.stop_variables()
+    assert set(variables) == {f.name for f in dataclasses.fields(StopParams)}
+    config = load_config({"STOP_LOSS_PERCENT": "7", "PROFIT_LADDER": "3:1"})
+    assert config.stop_params() == StopParams(stop_loss_percent=7.0, ladder=((3.0, 1.0),))

@@ -13,11 +13,11 @@ from typing import Any
 
 from coordinator.config.modes import Note, resolve_environment
 from coordinator.config.sections import (
-    _STOP_FIELDS,
     Config,
     build_sections,
     chain_settings_from,
     stop_params_from,
+    stop_variables,
 )
 from coordinator.config.settings import CONFIG_FILE_VARIABLE, SETTINGS, SETTINGS_BY_NAME
 
@@ -226,7 +226,7 @@ def _stop_errors(values: Mapping[str, Any]) -> list[str]:
     except ValueError as exc:
         # StopParams speaks of its fields; the operator knows the variables.
         text = str(exc)
-        for field, name in _STOP_FIELDS.items():
+        for field, name in stop_variables().items():
             text = re.sub(rf"\b{field}\b", name, text)
         errors.append(f"the trailing-stop settings do not fit together: {text}")
     return errors

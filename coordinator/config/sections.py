@@ -4,7 +4,7 @@ uses them, and ``Config``, which holds them all once parsed."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -38,6 +38,7 @@ __all__ = [
     "chain_settings_from",
     "redact_url",
     "stop_params_from",
+    "stop_variables",
 ]
 
 
@@ -389,27 +390,17 @@ def chain_settings_from(values: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-_STOP_FIELDS = {
-    "stop_loss_percent": "STOP_LOSS_PERCENT",
-    "trail_offset_percent": "TRAILING_STOP_OFFSET_PERCENT",
-    "trail_percent": "TRAILING_STOP_PERCENT",
-    "atr_multiple": "ATR_MULTIPLIER",
-    "breakeven_after_percent": "BREAKEVEN_AFTER_PERCENT",
-    "breakeven_offset_percent": "BREAKEVEN_OFFSET_PERCENT",
-    "ladder": "PROFIT_LADDER",
-}
+def stop_variables() -> dict[str, str]:
+    """StopParams' fields and the variables that fill them: the stops section's rows
+    of the same field names, so a new stop parameter is a row and a field."""
+    from coordinator.trading.stops import StopParams
+
+    names = {f.name for f in fields(StopParams)}
+    return {s.field: s.name for s in SETTINGS if s.section == "stops" and s.field in names}
 
 
 def stop_params_from(values: Mapping[str, Any]) -> Any:
     """The StopParams of the settings (ValueError naming what does not fit)."""
     from coordinator.trading.stops import StopParams
 
-    return StopParams(
-        stop_loss_percent=values["STOP_LOSS_PERCENT"],
-        trail_percent=values["TRAILING_STOP_PERCENT"],
-        trail_offset_percent=values["TRAILING_STOP_OFFSET_PERCENT"],
-        atr_multiple=values["ATR_MULTIPLIER"],
-        ladder=values["PROFIT_LADDER"],
-        breakeven_after_percent=values["BREAKEVEN_AFTER_PERCENT"],
-        breakeven_offset_percent=values["BREAKEVEN_OFFSET_PERCENT"],
-    )
+    return StopParams(**{field: values[name] for field, name in stop_variables().items()})
