@@ -4,7 +4,7 @@ Sources, strongest first: command-line flags, environment variables, the optiona
 TOML config file (``COORDINATOR_CONFIG`` or ``--config``), then the defaults of the
 settings table. ``kinds`` parses values, ``settings`` is the table, ``sections`` the
 records the code takes, ``loading`` reads the sources, ``modes`` what the settings
-mean together.
+mean together, ``parts`` the part each actor is handed.
 """
 
 from coordinator.config.kinds import Kind
