@@ -24,6 +24,7 @@ from coordinator.actors.universe_manager import UniverseManager
 from coordinator.actors.validator import Validator
 from coordinator.clock import Clock, SystemClock
 from coordinator.config import Config
+from coordinator.config.parts import parts_of
 from coordinator.http.app import create_app
 from coordinator.http.facade import CoordinatorApi
 from coordinator.http.server import HttpServer
@@ -91,22 +92,25 @@ def build_tree(config: Config) -> list[ChildSpec]:
     records, the Validators before the intake that feeds them, so the intake (stopped
     first) stops taking signals before anything downstream goes.
     """
+    # Each child is handed its own part of the configuration.
+    parts = parts_of(config)
+    validator = {"settings": parts.validator}
     validators = [
-        ChildSpec(f"validator-{index}", Validator)
+        ChildSpec(f"validator-{index}", Validator, kwargs=validator)
         for index in range(config.coordination.validation_threads)
     ]
     return [
-        ChildSpec("service_health", ServiceHealth, Restart.PERMANENT),
-        ChildSpec("store_writer", StoreWriter, Restart.PERMANENT),
+        ChildSpec("service_health", ServiceHealth, kwargs={"settings": parts.health}),
+        ChildSpec("store_writer", StoreWriter, kwargs={"settings": parts.store}),
         ChildSpec("stats", Stats, Restart.PERMANENT),
-        ChildSpec("market_feed", MarketFeed, Restart.PERMANENT),
-        ChildSpec("ledger", Ledger, Restart.PERMANENT),
-        ChildSpec("universe_manager", UniverseManager, Restart.PERMANENT),
-        ChildSpec("trailing_stop", TrailingStop, Restart.PERMANENT),
+        ChildSpec("market_feed", MarketFeed, kwargs={"settings": parts.feed}),
+        ChildSpec("ledger", Ledger, kwargs={"settings": config.risk}),
+        ChildSpec("universe_manager", UniverseManager, kwargs={"settings": parts.universe}),
+        ChildSpec("trailing_stop", TrailingStop, kwargs={"settings": parts.stops}),
         # Before the Validators, which hand it the orders they hold after a 5xx.
-        ChildSpec("reconciler", Reconciler, Restart.PERMANENT),
+        ChildSpec("reconciler", Reconciler, kwargs={"settings": parts.reconciler}),
         *validators,
-        ChildSpec("signal_intake", SignalIntake, Restart.PERMANENT),
+        ChildSpec("signal_intake", SignalIntake, kwargs={"settings": parts.intake}),
     ]
 
 
@@ -220,7 +224,7 @@ class Coordinator:
             raise StartupError(f"the actor tree did not start: {why}")
         # Signals flow in only once every actor that handles them is up.
         self._readers = IntakeReaders(
-            config, self.services.endpoints.redis_url, self.directory
+            config.intake, self.services.endpoints.redis_url, self.directory
         ).start()
         api = CoordinatorApi(
             services=self.services,

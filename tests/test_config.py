@@ -178,7 +178,7 @@ def test_redact_url_keeps_what_helps_diagnosis():
 
 def test_the_universe_filters_check_their_parameters_at_load() -> None:
     """The kinds already refuse what the filters would; this is the net under them."""
-    from coordinator.config import _universe_chain_errors
+    from coordinator.config.loading import _universe_chain_errors
 
     config = load_config(environ={})
     values = {s.name: config.value_of(s) for s in SETTINGS}
@@ -328,7 +328,7 @@ def test_check_config_shows_paper_and_where_it_came_from(monkeypatch, capsys):
 
 
 def test_the_trader_read_timeout_is_roottradings_15_s_and_reservations_outlive_a_held_order():
-    from coordinator.config_modes import held_reservation_seconds
+    from coordinator.config.modes import held_reservation_seconds
 
     config = load_config({})
     assert config.execution.read_timeout == 15

@@ -9,6 +9,7 @@ from typing import Any
 from coordinator.actors.service_health import ServiceHealth
 from coordinator.clock import Clock, SystemClock
 from coordinator.config import Config, load_config
+from coordinator.config.parts import parts_of
 from coordinator.messages import GetHealthSnapshot, StopTree
 from coordinator.messages.base import Event
 from coordinator.runtime import Endpoints, Services
@@ -67,7 +68,13 @@ class HealthTree:
         self.events: queue.Queue[Event] = queue.Queue()
         self.directory.add_listener(self.events.put)
         self.supervisor = Supervisor.start(
-            [ChildSpec("service_health", ServiceHealth)],
+            [
+                ChildSpec(
+                    "service_health",
+                    ServiceHealth,
+                    kwargs={"settings": parts_of(services.config).health},
+                )
+            ],
             services.config.supervisor,
             directory=self.directory,
             clock=services.clock,

@@ -19,7 +19,6 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from coordinator.actors.ledger_config import risk_config
 from coordinator.actors.ledger_store import read_recent_orders
 from coordinator.infra.portfolio_client import PortfolioClient, PortfolioError
 from coordinator.messages.health import PortfolioGuardsChanged
@@ -49,6 +48,7 @@ from coordinator.trading.trading_state import StateReason
 from coordinator.trading.validation import (
     CheckResult,
     Reason,
+    RiskConfig,
 )
 
 __all__ = ["Ledger"]
@@ -60,12 +60,12 @@ _STORE_TIMEOUT = 5.0  # seconds to connect to and read from PostgreSQL
 
 class Ledger(ChildActor):
     subscriptions = (StopLossRecorded,)
+    settings: RiskConfig
 
     def setup(self) -> None:
         services: Services = self.context.services
         self._clock = self.context.clock
-        self._config = risk_config(services)
-        risk = services.config.risk
+        self._config = risk = self.settings
         self._kept = services.kept_ledger
         kept = self._kept.copy().get("book")
         self._dsn = services.endpoints.database_dsn
@@ -92,9 +92,7 @@ class Ledger(ChildActor):
         self._numbers = PortfolioNumbers()
         self._guards: tuple[StateReason, ...] = ()
         url = services.endpoints.portfolio_url
-        self._client = (
-            PortfolioClient(url, timeout=services.config.risk.portfolio_timeout) if url else None
-        )
+        self._client = PortfolioClient(url, timeout=risk.portfolio_timeout) if url else None
         self.worker_pool("portfolio")
         if not self._restored:
             self._read_stored()
@@ -105,7 +103,7 @@ class Ledger(ChildActor):
             # first signals for want of a portfolio.
             self._fetch()
             try:
-                self._pending.result(timeout=services.config.risk.portfolio_timeout * 2 + 1)
+                self._pending.result(timeout=risk.portfolio_timeout * 2 + 1)
             except Exception:
                 logger.warning("no portfolio view yet at start")
         if self._stored is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from coordinator.config.parts import FeedSettings
 from coordinator.infra.redis_bus import MARKET_DATA_PATTERN, Subscription
 from coordinator.messages.pipeline import (
     CandlesReceived,
@@ -57,18 +58,18 @@ _VALIDATOR_EVERY = 0.5
 
 
 class MarketFeed(ChildActor):
+    settings: FeedSettings
+
     def setup(self) -> None:
         services: Services = self.context.services
         self._prices: dict[str, tuple[float, float]] = {}
-        config = services.config
+        settings = self.settings
         # A price given to the TrailingStop must meet its own maximum age as well.
-        self._book = PriceBook(
-            max_age=min(config.risk.market_data_max_age, config.stops.price_max_age)
-        )
+        self._book = PriceBook(max_age=settings.price_max_age)
         self._stale = 0
-        self._timeframe = services.config.universe_manager.timeframe
-        self._atr_timeframe = services.config.stops.atr_timeframe
-        self._validators = services.config.coordination.validation_threads
+        self._timeframe = settings.timeframe
+        self._atr_timeframe = settings.atr_timeframe
+        self._validators = settings.validators
         self._malformed: dict[CandleProblem, int] = {}
         self._seen = SeenCandles()
         self._read = 0

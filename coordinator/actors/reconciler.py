@@ -18,6 +18,7 @@ import math
 from concurrent.futures import Future
 from typing import Any
 
+from coordinator.config.parts import ReconcilerSettings
 from coordinator.infra.order_states import OrderRow, OrderStates
 from coordinator.infra.store import StoreError
 from coordinator.infra.trader_client import TraderClient, TraderReadError
@@ -70,13 +71,15 @@ def match_policy(read_timeout: float) -> MatchPolicy:
 
 
 class Reconciler(ChildActor):
+    settings: ReconcilerSettings
+
     def setup(self) -> None:
         services: Services = self.context.services
-        config = services.config
+        execution = self.settings.execution
         self._services = services
         self._clock = self.context.clock
-        self._validators = config.coordination.validation_threads
-        self._policy = match_policy(config.execution.read_timeout)
+        self._validators = self.settings.validators
+        self._policy = match_policy(execution.read_timeout)
         dsn = services.endpoints.database_dsn
         self._pass_store = OrderStates(dsn, timeout=5.0)
         self.on_cleanup(self._pass_store.close, what="pass store")
@@ -86,8 +89,8 @@ class Reconciler(ChildActor):
         self._trader = (
             TraderClient(
                 url,
-                connect_timeout=config.execution.connect_timeout,
-                read_timeout=config.execution.read_timeout,
+                connect_timeout=execution.connect_timeout,
+                read_timeout=execution.read_timeout,
                 pool_size=1,
             )
             if url

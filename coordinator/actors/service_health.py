@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator.actors.kill_switch import exit_policy, keep_halt, kept_halt
+from coordinator.config.parts import HealthSettings
 from coordinator.infra.probes import (
     HttpHealthProbe,
     PostgresProbe,
@@ -55,8 +56,7 @@ __all__ = ["ServiceHealth", "build_probes"]
 logger = logging.getLogger(__name__)
 
 
-def build_probes(services: Services) -> dict[Dependency, Probe | None]:
-    timeout = services.config.health.probe_timeout
+def build_probes(services: Services, timeout: float) -> dict[Dependency, Probe | None]:
     endpoints = services.endpoints
     return {
         Dependency.TRADER: (
@@ -94,20 +94,21 @@ class _Tracked:
 
 class ServiceHealth(ChildActor):
     subscriptions = (IntakeLinkChanged,)
+    settings: HealthSettings
 
     def setup(self) -> None:
         services: Services = self.context.services
-        config = services.config
+        health = self.settings.health
         self._clock = self.context.clock
-        self._probe_timeout = config.health.probe_timeout
+        self._probe_timeout = health.probe_timeout
         policy = BreakerPolicy(
-            config.health.failure_threshold,
-            config.health.open_seconds,
-            config.health.open_max_seconds,
+            health.failure_threshold,
+            health.open_seconds,
+            health.open_max_seconds,
         )
         self._tracked = {
             dependency: _Tracked(probe=probe, breaker=Breaker(policy))
-            for dependency, probe in build_probes(services).items()
+            for dependency, probe in build_probes(services, health.probe_timeout).items()
         }
         # A probe still running keeps its connection until its thread is done with it.
         self.worker_pool("probe", 2 * len(Dependency))
@@ -131,7 +132,7 @@ class ServiceHealth(ChildActor):
         else:
             # An operator's action the last incarnation could not store yet.
             self._persist_halt()
-        self.ticker(config.coordination.health_check_interval, HealthTick, immediately=True)
+        self.ticker(self.settings.check_interval, HealthTick, immediately=True)
 
     def _release_probes(self) -> None:
         for tracked in self._tracked.values():

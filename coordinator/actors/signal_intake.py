@@ -20,6 +20,7 @@ from typing import Any
 
 import pykka
 
+from coordinator.config.parts import IntakeSettings
 from coordinator.messages.pipeline import (
     AckStreamEntry,
     Admission,
@@ -88,17 +89,18 @@ def trading_signal_payload(row: dict[str, Any]) -> bytes | LiftedRow:
 
 class SignalIntake(ChildActor):
     subscriptions = (SignalDecided, ChildRestarted, IntakeLinkChanged)
+    settings: IntakeSettings
 
     def setup(self) -> None:
         services: Services = self.context.services
-        config = services.config
+        coordination, intake = self.settings.coordination, self.settings.intake
         self._services = services
         self._clock = self.context.clock
-        self._timeout = config.coordination.signal_timeout
-        self._max_pending = config.coordination.max_pending_signals
-        self._validators = config.coordination.validation_threads
-        self._window = config.intake.dedup_window
-        self._max_bytes = config.intake.max_signal_bytes
+        self._timeout = coordination.signal_timeout
+        self._max_pending = coordination.max_pending_signals
+        self._validators = coordination.validation_threads
+        self._window = intake.dedup_window
+        self._max_bytes = intake.max_signal_bytes
         self._recent: OrderedDict[str, float] = OrderedDict()
         self._in_flight: dict[str, _InFlight] = {}
         self._counts = dict.fromkeys(

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from coordinator.config.parts import StoreSettings
 from coordinator.infra.journal import Journal
 from coordinator.infra.order_states import HELD_MARK, RESENT_MARK
 from coordinator.infra.pipeline_store import PipelineStore, RecordError
@@ -55,17 +56,19 @@ _RETRY = Backoff(0.1, 5.0)
 
 
 class StoreWriter(ChildActor):
+    settings: StoreSettings
+
     def setup(self) -> None:
         services: Services = self.context.services
-        config = services.config
+        settings = self.settings
         self._clock = self.context.clock
         self._services = services
-        self._batch_size = config.execution.batch_size
+        self._batch_size = settings.execution.batch_size
         self._store = PipelineStore(services.endpoints.database_dsn, timeout=5.0)
         self.on_cleanup(self._store.close, what="store")
         self._journal: Journal = services.journal
-        self._quarantine = Journal(config.service.data_dir.resolve() / "quarantine.jsonl")
-        self._intake = config.intake
+        self._quarantine = Journal(settings.data_dir.resolve() / "quarantine.jsonl")
+        self._intake = settings.intake
         self._redis: redis.Redis | None = None
         self.on_cleanup(self._close_redis, what="redis")
         self._records: list[dict[str, Any]] = []
@@ -82,7 +85,7 @@ class StoreWriter(ChildActor):
         self._retry_failures = 0
         self._recent_ids: frozenset[str] = frozenset()
         self._load()
-        self.ticker(config.execution.flush_interval, StoreTick)
+        self.ticker(settings.execution.flush_interval, StoreTick)
 
     def _keep_unflushed(self) -> None:
         # Whatever is still batched must not die with this incarnation.
@@ -102,14 +105,13 @@ class StoreWriter(ChildActor):
     def _load(self) -> None:
         """Rebuild what an earlier incarnation or process left: undecided signals, ids."""
         now = self._clock.time()
-        config = self._services.config
         try:
             # The journal first: intents it holds from before a crash must be in the
             # table when orders left pending by that run are marked unknown.
             self._replay_journal()
             if self.context.incarnation == 1:
                 self._orphaned_orders()
-            horizon = now - max(config.coordination.signal_timeout * 10, 600.0)
+            horizon = now - max(self.settings.signal_timeout * 10, 600.0)
             rows = self._store.undecided(horizon)
             self._recent_ids = frozenset(
                 self._store.recent_ids(now - self._intake.dedup_window, 1_000_000)
@@ -161,7 +163,7 @@ class StoreWriter(ChildActor):
         # Before the intake reads the table: a row of a signal decided earlier (its mark
         # lost, or made while the table was absent) is not read again.
         marked = self._store.mark_decided_trading_signals(
-            self._clock.time() - max(self._services.config.intake.dedup_window, 86_400.0)
+            self._clock.time() - max(self._intake.dedup_window, 86_400.0)
         )
         if marked:
             logger.info("%d trading_signals row(s) of signals decided earlier marked", marked)

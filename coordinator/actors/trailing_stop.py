@@ -31,6 +31,7 @@ from typing import Any
 
 from coordinator.actors.trailing_stop_holdings import StopHoldings
 from coordinator.actors.trailing_stop_work import StopWork
+from coordinator.config.parts import StopSettings
 from coordinator.infra.portfolio_client import PortfolioClient
 from coordinator.infra.stop_store import StopStore
 from coordinator.infra.store import StoreError
@@ -88,14 +89,14 @@ class _Flush:
 
 class TrailingStop(StopHoldings, StopWork, ChildActor):
     subscriptions = (CandleClosed, SignalDecided, OrderSubmitted)
+    settings: StopSettings
 
     def setup(self) -> None:
         services: Services = self.context.services
         self._services = services
         self._clock = self.context.clock
-        config = services.config
-        self._settings = config.stops
-        self._params = config.stop_params()
+        self._settings = self.settings.stops
+        self._params = self.settings.params
         settings = self._settings
         self._life_params = lc.LifecycleParams(
             exit_timeout=settings.exit_timeout,
@@ -103,7 +104,7 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
             retry_base=settings.retry_base,
             retry_max=settings.retry_max,
         )
-        self._validators = config.coordination.validation_threads
+        self._validators = self.settings.validators
         self._kept = services.kept_stops
         self._positions: dict[str, Holding] = {}
         self._by_symbol: dict[str, list[Holding]] = defaultdict(list)
@@ -125,7 +126,7 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
         self._orders_read_at: dict[str, float] = {}
         url = services.endpoints.portfolio_url
         self._portfolio = (
-            PortfolioClient(url, timeout=config.risk.portfolio_timeout) if url else None
+            PortfolioClient(url, timeout=self.settings.portfolio_timeout) if url else None
         )
         dsn = services.endpoints.database_dsn
         self._store = StopStore(dsn, timeout=5.0)

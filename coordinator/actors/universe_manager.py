@@ -20,6 +20,7 @@ from typing import Any
 import pykka
 import redis
 
+from coordinator.config.parts import UniverseSettings
 from coordinator.infra.store import StoreError
 from coordinator.infra.universe_store import MarketSources, UniverseStore
 from coordinator.messages.pipeline import (
@@ -67,21 +68,21 @@ _DAY_MS = 86_400_000
 
 class UniverseManager(ChildActor):
     subscriptions = (CandleUpdated, StopLossRecorded, SignalDecided, OrderSubmitted)
+    settings: UniverseSettings
 
     def setup(self) -> None:
         services: Services = self.context.services
-        config = services.config
         self._services = services
         self._clock = self.context.clock
-        self._settings = config.universe_manager
-        self._interval = config.coordination.universe_update_interval
+        self._settings = self.settings.manager
+        self._interval = self.settings.update_interval
         settings = self._settings
         window = settings.window
         per_day = _DAY_MS // TIMEFRAMES_MS[settings.timeframe]
         self._book = CandleBook(settings.timeframe, keep=max(window + 2, per_day + 2))
-        self._chain = build_chain(settings.filters, config.universe_chain_settings())
+        self._chain = build_chain(settings.filters, self.settings.chain)
         self._policy = RotationPolicy(
-            size=config.trading.universe_size,
+            size=self.settings.size,
             entry_rotations=settings.entry_rotations,
             entry_margin=settings.entry_margin,
             exit_misses=settings.exit_misses,
@@ -246,7 +247,7 @@ class UniverseManager(ChildActor):
     def _candidates(self) -> list[str]:
         match self._settings.candidates:
             case "config":
-                return list(self._services.config.trading.symbols)
+                return list(self.settings.symbols)
             case "redis":
                 try:
                     raw = self._redis.get(SYMBOLS_KEY)

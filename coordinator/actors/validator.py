@@ -21,6 +21,7 @@ from coordinator.actors.held_orders import HoldsOrders
 from coordinator.actors.reconciler import match_policy
 from coordinator.actors.validator_orders import SendsOrders
 from coordinator.actors.validator_waiting import WaitQueue
+from coordinator.config.parts import ValidatorSettings
 from coordinator.infra.order_gateway import OrderGateway
 from coordinator.infra.trader_client import TraderClient
 from coordinator.messages.health import GetHealthSnapshot, TradingStateChanged
@@ -78,16 +79,17 @@ _UNKNOWN_STATE = TradingStatus(
 class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
     # Prices are told by the MarketFeed to the owner of the symbol only.
     subscriptions = (TradingStateChanged, UniverseChanged)
+    settings: ValidatorSettings
 
     def setup(self) -> None:
         services: Services = self.context.services
-        config = services.config
+        execution = self.settings.execution
         self._services = services
         self._clock = self.context.clock
-        self._timeout = config.coordination.signal_timeout
-        self._stop_price_max_age = config.stops.price_max_age
-        self._enabled = config.trading.enabled
-        self._universe_override = config.risk.universe_override
+        self._timeout = self.settings.signal_timeout
+        self._stop_price_max_age = self.settings.stop_price_max_age
+        self._enabled = self.settings.trading_enabled
+        self._universe_override = self.settings.universe_override
         self._universe: frozenset[str] | None = None
         self._blacklist: dict[str, str] = {}
         self._prices: dict[str, MarketQuote] = {}
@@ -98,7 +100,7 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
         # whether the order being processed may have left (for the ``finally``).
         self._reserved: dict[str, OrderPlan] = {}
         self._submitted = False
-        self._init_held(match_policy(config.execution.read_timeout).window_after)
+        self._init_held(match_policy(execution.read_timeout).window_after)
         self._incarnation_started = self._clock.time()
         url = services.endpoints.trader_url
         self._gateway = OrderGateway(
@@ -106,8 +108,8 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
             trader=(
                 TraderClient(
                     url,
-                    connect_timeout=config.execution.connect_timeout,
-                    read_timeout=config.execution.read_timeout,
+                    connect_timeout=execution.connect_timeout,
+                    read_timeout=execution.read_timeout,
                 )
                 if url
                 else None

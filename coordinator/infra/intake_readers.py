@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from coordinator.config import Config
+from coordinator.config import IntakeConfig
 from coordinator.infra.redis_bus import Subscription
 from coordinator.infra.redis_reader import RedisReader
 from coordinator.infra.stream_reader import StreamReader
@@ -25,14 +25,14 @@ INTAKE = "signal_intake"
 
 
 class IntakeReaders:
-    def __init__(self, config: Config, redis_url: str, directory: Directory) -> None:
+    def __init__(self, intake: IntakeConfig, redis_url: str, directory: Directory) -> None:
         self._directory = directory
-        self._config = config
+        self._intake = intake
         self._redis_url = redis_url
         self._readers: list[RedisReader] = self._build()
 
     def _build(self) -> list[RedisReader]:
-        intake = self._config.intake
+        intake = self._intake
         redis_url = self._redis_url
         readers: list[RedisReader] = [
             Subscription(

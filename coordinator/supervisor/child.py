@@ -131,9 +131,12 @@ class ChildActor(pykka.ThreadingActor):
     subscriptions: ClassVar[tuple[type[Event], ...]] = ()
     """Event types the directory delivers to this child when they are published."""
 
-    def __init__(self, context: ActorContext) -> None:
+    def __init__(self, context: ActorContext, settings: Any = None) -> None:
         super().__init__()
         self.context = context
+        self.settings = settings
+        """This child's part of the configuration, handed by the tree (ChildSpec kwargs);
+        a subclass declares its type."""
         self.name = context.name
         self._handling: str | None = None
         self._pools: dict[str, ThreadPoolExecutor] = {}

@@ -223,6 +223,14 @@ def check_universe(
 
 @dataclass(frozen=True, slots=True)
 class RiskConfig:
+    """The risk section of the configuration, as the checks of steps 6-9 take it.
+
+    Its fields are filled by name from the settings table's rows of section ``risk``
+    (``coordinator.config``): a new risk setting is a row there and a field here. The
+    few that are not one row each are built in ``coordinator.config.sections``
+    (``sizing``, ``sizing_mode``, and ``max_concurrent_trades`` and ``fee_rate`` from
+    other sections)."""
+
     quote_asset: str
     max_concurrent_trades: int
     min_notional: float
@@ -246,10 +254,33 @@ class RiskConfig:
     fee_rate: float = 0.001
     quantity_decimals: int = 8
     """Decimals an order quantity is floored to, unless its symbol has its own."""
-    quantity_decimals_by_symbol: Mapping[str, int] = field(default_factory=dict)
+    quantity_decimals_by_symbol: Mapping[str, int] | tuple[tuple[str, int], ...] = field(
+        default_factory=dict
+    )
+    """By symbol: a mapping, or (symbol, decimals) pairs as the settings give them."""
+    universe_override: bool = True
+    """A consensus BUY strong enough may enter outside the universe (the Validator)."""
+    portfolio_cache_ttl: float = 2.0
+    """Balances and positions are fetched again after this (the Ledger)."""
+    portfolio_timeout: float = 2.0
+    """Timeout of a Portfolio request."""
+    reservation_lifetime: float = 90.0
+    """An order's reservation not settled after this is released (the Ledger's book)."""
+    fill_settle_window: float = 180.0
+    """Our fill is laid over the Portfolio's view at most this long (the Ledger's book)."""
+
+    @property
+    def sizing_thresholds(self) -> tuple[float, ...]:
+        """``SIZING_THRESHOLDS``, as ``sizing`` holds it."""
+        return self.sizing.thresholds
+
+    @property
+    def sizing_percents(self) -> tuple[float, ...]:
+        """``SIZING_PERCENTS``, as ``sizing`` holds it."""
+        return self.sizing.percents
 
     def decimals_for(self, symbol: str) -> int:
-        return self.quantity_decimals_by_symbol.get(symbol, self.quantity_decimals)
+        return dict(self.quantity_decimals_by_symbol).get(symbol, self.quantity_decimals)
 
 
 @dataclass(frozen=True, slots=True)

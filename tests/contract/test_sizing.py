@@ -8,12 +8,10 @@ import json
 import math
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from coordinator.actors.ledger_config import risk_config
 from coordinator.config import load_config
 from coordinator.trading.order_checks import evaluate_order
 from coordinator.trading.signals import Side, Signal, parse_signal
@@ -37,7 +35,7 @@ def default_config() -> RiskConfig:
     configured, as under RootTrading's compose)."""
     config = load_config({"REDIS_URL": "redis://redis:6379/0"})
     assert config.risk.sizing_mode == "roottrading"
-    return risk_config(SimpleNamespace(config=config))  # type: ignore[arg-type]
+    return config.risk
 
 
 def balances() -> dict[str, Balance]:

@@ -1,0 +1,169 @@
+"""The part of the configuration each actor is handed when the tree is built (the
+daemon's ``build_tree``): a section, or a small record of what it needs from two or
+more, so that no actor reaches into the whole configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coordinator.config.sections import (
+    Config,
+    CoordinationConfig,
+    ExecutionConfig,
+    HealthConfig,
+    IntakeConfig,
+    StopsConfig,
+    UniverseManagerConfig,
+)
+
+__all__ = [
+    "FeedSettings",
+    "HealthSettings",
+    "IntakeSettings",
+    "Parts",
+    "ReconcilerSettings",
+    "StopSettings",
+    "StoreSettings",
+    "UniverseSettings",
+    "ValidatorSettings",
+    "parts_of",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSettings:
+    """ServiceHealth's."""
+
+    health: HealthConfig
+    check_interval: float
+    """Seconds between dependency probes."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """The StoreWriter's."""
+
+    execution: ExecutionConfig
+    intake: IntakeConfig
+    signal_timeout: float
+    data_dir: Path
+    """Where the quarantine journal goes."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSettings:
+    """The MarketFeed's."""
+
+    price_max_age: float
+    """The shorter of the two maximum ages a price is used at: the risk checks' and
+    the TrailingStop's."""
+    timeframe: str
+    """Candles of the universe statistics."""
+    atr_timeframe: str
+    validators: int
+
+
+@dataclass(frozen=True, slots=True)
+class UniverseSettings:
+    """The UniverseManager's."""
+
+    manager: UniverseManagerConfig
+    update_interval: float
+    size: int
+    symbols: tuple[str, ...]
+    """TRADING_SYMBOLS, the candidates of UNIVERSE_CANDIDATES=config."""
+    chain: dict[str, Any]
+    """The parameters of the filter chain, as ``build_chain`` takes them."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopSettings:
+    """The TrailingStop's."""
+
+    stops: StopsConfig
+    params: Any
+    """The stop rules' parameters (coordinator.trading.stops.StopParams)."""
+    portfolio_timeout: float
+    validators: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcilerSettings:
+    """The Reconciler's."""
+
+    execution: ExecutionConfig
+    validators: int
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorSettings:
+    """A Validator's."""
+
+    execution: ExecutionConfig
+    signal_timeout: float
+    stop_price_max_age: float
+    trading_enabled: bool
+    universe_override: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeSettings:
+    """The SignalIntake's."""
+
+    intake: IntakeConfig
+    coordination: CoordinationConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """Every actor's part, cut from one parsed configuration."""
+
+    health: HealthSettings
+    store: StoreSettings
+    feed: FeedSettings
+    universe: UniverseSettings
+    stops: StopSettings
+    reconciler: ReconcilerSettings
+    validator: ValidatorSettings
+    intake: IntakeSettings
+
+
+def parts_of(config: Config) -> Parts:
+    """What each actor takes from the sections, in one place."""
+    validators = config.coordination.validation_threads
+    return Parts(
+        health=HealthSettings(config.health, config.coordination.health_check_interval),
+        store=StoreSettings(
+            config.execution,
+            config.intake,
+            config.coordination.signal_timeout,
+            config.service.data_dir,
+        ),
+        feed=FeedSettings(
+            min(config.risk.market_data_max_age, config.stops.price_max_age),
+            config.universe_manager.timeframe,
+            config.stops.atr_timeframe,
+            validators,
+        ),
+        universe=UniverseSettings(
+            config.universe_manager,
+            config.coordination.universe_update_interval,
+            config.trading.universe_size,
+            config.trading.symbols,
+            config.universe_chain_settings(),
+        ),
+        stops=StopSettings(
+            config.stops, config.stop_params(), config.risk.portfolio_timeout, validators
+        ),
+        reconciler=ReconcilerSettings(config.execution, validators),
+        validator=ValidatorSettings(
+            config.execution,
+            config.coordination.signal_timeout,
+            config.stops.price_max_age,
+            config.trading.enabled,
+            config.risk.universe_override,
+        ),
+        intake=IntakeSettings(config.intake, config.coordination),
+    )
