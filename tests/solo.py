@@ -16,6 +16,7 @@ from typing import Any
 import pykka
 
 from coordinator.clock import ManualClock
+from coordinator.config.parts import parts_of
 from coordinator.messages.base import Event
 from coordinator.supervisor.child import ActorContext, ChildActor, DrillBoard
 from coordinator.supervisor.directory import ChildUnavailable, Directory
@@ -36,6 +37,24 @@ class StandIn(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         self.received.put(message)
         return self._answer(message) if self._answer is not None else None
+
+
+def settings_for(name: str, services: Any) -> Any:
+    """The part of the configuration the tree hands the actor of that name."""
+    config = services.config
+    parts = parts_of(config)
+    if name.startswith("validator"):
+        return parts.validator
+    return {
+        "service_health": parts.health,
+        "store_writer": parts.store,
+        "market_feed": parts.feed,
+        "ledger": config.risk,
+        "universe_manager": parts.universe,
+        "trailing_stop": parts.stops,
+        "reconciler": parts.reconciler,
+        "signal_intake": parts.intake,
+    }.get(name)
 
 
 class Solo:
@@ -76,7 +95,7 @@ class Solo:
             report=self.reports.put,
             services=services,
         )
-        self.ref = actor_class.start(self.context)
+        self.ref = actor_class.start(self.context, settings=settings_for(name, services))
         self._refs.append(self.ref)
         # Ready once its setup has run and it installed itself, as the supervisor waits
         # for before it starts the next child: what setup told itself comes first.
