@@ -61,6 +61,8 @@ def clear_kill_switch(postgres: EmbeddedPostgres) -> None:
         # An earlier test's universe would be restored at start: its symbols in this
         # test's universe.
         cur.execute("DELETE FROM coordinator_universe_snapshots")
+        # Nor its blacklist (an entry ended on a test's own clock is still stored).
+        cur.execute("DELETE FROM coordinator_universe_blacklist")
         cur.execute(
             "UPDATE coordinator_orders SET created_at = created_at - interval '1 day'"
             " WHERE created_at > now() - interval '1 day'"
