@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import logging
 import random
-import sys
 import threading
-import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import pykka
@@ -32,7 +28,6 @@ from coordinator.messages.supervision import (
     ChildFailed,
     ChildReady,
     ChildRestarted,
-    ChildSnapshot,
     ChildStopped,
     FailureInfo,
     GetSupervisorSnapshot,
@@ -41,6 +36,17 @@ from coordinator.messages.supervision import (
     RestartDue,
     StopTree,
     SupervisorSnapshot,
+)
+from coordinator.supervisor._liveness import _Liveness
+from coordinator.supervisor._tree import (
+    _SETTLED,
+    ChildState,
+    TreeOutcome,
+    TreeState,
+    _Child,
+    _describe,
+    _stack_of,
+    snapshot_of,
 )
 from coordinator.supervisor.child import (
     ActorContext,
@@ -58,57 +64,7 @@ __all__ = ["ChildState", "Supervisor", "TreeOutcome", "TreeState"]
 logger = logging.getLogger(__name__)
 
 
-class TreeState(StrEnum):
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    FAILED = "failed"
-
-
-class ChildState(StrEnum):
-    PENDING = "pending"
-    STARTING = "starting"
-    RUNNING = "running"
-    BACKOFF = "backoff"
-    STOPPED = "stopped"
-    FAILED = "failed"
-
-
-_SETTLED = (ChildState.RUNNING, ChildState.STOPPED, ChildState.FAILED)
-
-
-class TreeOutcome:
-    """How the main thread learns that the tree is up, or is over and why."""
-
-    def __init__(self) -> None:
-        self.ready = threading.Event()
-        self.finished = threading.Event()
-        self.failure: str | None = None
-
-
-@dataclass
-class _Child:
-    spec: ChildSpec
-    index: int
-    state: ChildState = ChildState.PENDING
-    incarnation: int = 0
-    ref: ActorRef[Any] | None = None
-    context: ActorContext | None = None
-    started_at: float = 0.0
-    ready_at: float | None = None
-    restarts: int = 0
-    errors: int = 0
-    last_failure: FailureInfo | None = None
-    backoff_attempt: int = 0
-    start_failures: int = 0
-    restart_at: float | None = None
-    timer: threading.Timer | None = None
-    ping: tuple[Future[Any], float] | None = None
-    expected_stop: set[int] = field(default_factory=set)
-
-
-class Supervisor(pykka.ThreadingActor):
+class Supervisor(_Liveness, pykka.ThreadingActor):
     use_daemon_thread = True
 
     def __init__(
@@ -432,70 +388,6 @@ class Supervisor(pykka.ThreadingActor):
             self._cancel_timer(child)
             child.state = ChildState.PENDING
 
-    def _check_liveness(self) -> None:
-        if self._state not in (TreeState.STARTING, TreeState.RUNNING):
-            return
-        now = self._clock.monotonic()
-        for child in self._children:
-            if child.ref is None:
-                continue
-            if child.state is ChildState.STARTING:
-                if now - child.started_at > self._config.start_timeout:
-                    self._replace_hung(
-                        child,
-                        "StartTimeout",
-                        f"no answer to its readiness Ping within {self._config.start_timeout:g} s",
-                    )
-                continue
-            if child.state is not ChildState.RUNNING:
-                continue
-            if child.ping is not None:
-                future, sent = child.ping
-                try:
-                    future.get(timeout=0)
-                    child.ping = None
-                except pykka.Timeout:
-                    if now - sent > self._config.liveness_timeout:
-                        self._replace_hung(
-                            child,
-                            "Hung",
-                            f"no answer to Ping for {now - sent:.1f} s"
-                            f" (limit {self._config.liveness_timeout:g} s)",
-                        )
-                    continue
-                except Exception:
-                    child.ping = None  # it died; its own report follows
-                    continue
-            if child.ref is not None:
-                child.ping = (child.ref.ask(Ping(), block=False), now)
-
-    def _replace_hung(self, child: _Child, error_type: str, error: str) -> None:
-        name, incarnation = child.spec.name, child.incarnation
-        logger.error(
-            "%s#%d is hung: %s; replacing it. Its stack:\n%s",
-            name,
-            incarnation,
-            error,
-            _stack_of(child.context.thread if child.context else None),
-        )
-        self._retire(child)
-        self._down(
-            child,
-            incarnation,
-            failed=True,
-            failure=FailureInfo(
-                at=self._clock.time(), error_type=error_type, error=error, phase="liveness"
-            ),
-        )
-
-    def _retire(self, child: _Child) -> None:
-        """Cut off an incarnation that does not answer; it stops if it ever wakes up."""
-        assert child.context is not None
-        child.context.retired.set()
-        self._directory.withdraw(child.spec.name, child.incarnation, drain=True)
-        if child.ref is not None and child.ref.is_alive():
-            child.ref.stop(block=False)
-
     def _stop_child(self, child: _Child) -> None:
         """Orderly stop, waiting at most ``stop_timeout``; a child that hangs is retired."""
         name, incarnation = child.spec.name, child.incarnation
@@ -550,54 +442,13 @@ class Supervisor(pykka.ThreadingActor):
             logger.debug("supervisor gone; %s dropped", type(message).__name__)
 
     def _snapshot(self) -> SupervisorSnapshot:
-        now = self._clock.monotonic()
-        children = []
-        for child in self._children:
-            name = child.spec.name
-            children.append(
-                ChildSnapshot(
-                    name=name,
-                    actor=child.spec.actor_class.__name__,
-                    restart=child.spec.restart.value,
-                    state=child.state.value,
-                    incarnation=child.incarnation,
-                    restarts=child.restarts,
-                    errors=child.errors,
-                    last_failure=child.last_failure,
-                    mailbox_depth=self._directory.depth(name),
-                    uptime=(
-                        now - child.ready_at
-                        if child.state is ChildState.RUNNING and child.ready_at is not None
-                        else None
-                    ),
-                    restart_in=(
-                        max(0.0, child.restart_at - now)
-                        if child.state is ChildState.BACKOFF and child.restart_at is not None
-                        else None
-                    ),
-                )
-            )
-        return SupervisorSnapshot(
-            state=self._state.value,
-            strategy=self._strategy.value,
-            children=tuple(children),
-            restarts_in_window=self._intensity.count(now),
-            max_restarts=self._config.max_restarts,
-            restart_window=self._config.restart_window,
-            failure=self._outcome.failure,
+        return snapshot_of(
+            self._children,
+            state=self._state,
+            strategy=self._strategy,
+            directory=self._directory,
+            clock=self._clock,
+            intensity=self._intensity,
+            config=self._config,
+            outcome=self._outcome,
         )
-
-
-def _describe(failure: FailureInfo | None) -> str:
-    if failure is None:
-        return "normal stop"
-    return f"{failure.error_type}: {failure.error}" if failure.error else failure.error_type
-
-
-def _stack_of(thread: threading.Thread | None) -> str:
-    if thread is None or thread.ident is None:
-        return "(thread unknown)"
-    frame = sys._current_frames().get(thread.ident)
-    if frame is None:
-        return "(thread ended)"
-    return "".join(traceback.format_stack(frame))

@@ -1,0 +1,202 @@
+"""The Ledger's book in a new process: our recent orders from the store laid over its first
+view of the Portfolio."""
+
+from __future__ import annotations
+
+import pytest
+
+from coordinator.trading.ledger_book import LedgerBook
+from coordinator.trading.ledger_restore import StoredOrder, restore
+from coordinator.trading.order_checks import evaluate_order
+from coordinator.trading.signals import Side
+from coordinator.trading.validation import (
+    Balance,
+    LedgerState,
+    OrderPlan,
+    PortfolioView,
+    PositionView,
+)
+from tests.test_ledger_book import APT, book, buy, sell, view
+from tests.test_validation import CONFIG, NOW, make_signal
+
+# --- a new process: our recent orders from the store over its first view ---------------
+
+
+def stored(side: Side, quantity: float, *, at: float, accepted: bool = True) -> StoredOrder:
+    return StoredOrder(
+        client_order_id=f"c-{side}-{at}",
+        signal_id=f"s-{side}-{at}",
+        symbol=APT,
+        side=side,
+        quantity=quantity,
+        reference_price=10.0,
+        created_at=at,
+        accepted=accepted,
+    )
+
+
+@pytest.mark.parametrize("accepted", [True, False], ids=["accepted", "unknown or held"])
+def test_a_stored_sell_the_view_still_holds_is_laid_over_it(accepted):
+    ledger = book()
+    ledger.fetched_view(view(90_000.0, 1_000.0, 1_000.0), NOW)
+    laid = restore(ledger, [stored(Side.SELL, 1_000.0, at=NOW - 30, accepted=accepted)], now=NOW)
+    assert laid == 1
+    assert APT not in ledger.view.positions, "not sold a second time"
+    assert ledger.view.balances["APT"].free == 0.0
+    assert [c.symbol for c in ledger.closed] == [APT]
+    # Once the Portfolio shows it sold, it is gone from the book.
+    ledger.fetched_view(view(100_000.0), NOW + 1)
+    assert not ledger.orders and APT not in ledger.view.positions
+
+
+def test_stored_orders_the_view_shows_or_too_old_are_not_laid():
+    ledger = book()
+    ledger.fetched_view(view(90_000.0, 1_000.0, 1_000.0), NOW)
+    orders = [
+        stored(Side.BUY, 1_000.0, at=NOW - 60),  # its position shows
+        stored(Side.SELL, 500.0, at=NOW - 181),  # older than the settle window
+    ]
+    assert restore(ledger, orders, now=NOW) == 0
+    assert ledger.view.positions[APT].quantity == 1_000.0
+    assert ledger.view.balances["USDC"].free == 90_000.0
+
+
+def test_a_stored_buy_the_view_lacks_spends_its_cash_and_sells_nothing():
+    ledger = book()
+    assert restore(ledger, [stored(Side.BUY, 1_000.0, at=NOW - 10)], now=NOW) == 1
+    assert ledger.view.balances["USDC"].free == pytest.approx(90_000.0)
+    assert APT not in ledger.view.positions
+    assert ledger.view.balances.get("APT", Balance(0.0, 0.0, 0.0)).free == 0.0
+
+
+def test_an_unknown_buy_not_shown_yet_refuses_a_second_buy_of_its_symbol():
+    ledger = book()
+    order = ledger.reserve(buy(), owner="validator-0#1", now=NOW)
+    ledger.settle(order.reservation_id, None, symbol=APT, side=Side.BUY, now=NOW + 1)
+    assert APT in ledger.buying(), "it may have opened a position: no BUY on top of it"
+    ledger.fetched_view(view(100_000.0 - 16_652.27, 1_665.227, 1_665.227), NOW + 2)
+    assert APT not in ledger.buying()
+
+
+def test_a_stored_sell_of_an_earlier_holding_does_not_hide_the_next_one():
+    """Sold, bought again, then the process restarted: the view shows the new holding.
+    Laying the old SELL over it would hide a held position (its exits refused
+    ``no_position``) for the whole settle window."""
+    ledger = book()
+    ledger.fetched_view(view(91_000.0, 800.0, 800.0, entry=12.0), NOW)
+    orders = [
+        stored(Side.BUY, 1_000.0, at=NOW - 150),
+        stored(Side.SELL, 1_000.0, at=NOW - 100),
+        stored(Side.BUY, 800.0, at=NOW - 50),
+    ]
+    assert restore(ledger, orders, now=NOW) == 0
+    assert ledger.view.positions[APT].quantity == 800.0
+    assert ledger.view.balances["APT"].free == 800.0
+    assert ledger.view.balances["USDC"].free == 91_000.0
+    evaluation = evaluate_order(
+        make_signal("SELL", APT, price=12.0),
+        view=ledger.view,
+        ledger=LedgerState(),
+        market=None,
+        config=CONFIG,
+        now=NOW,
+    )
+    assert evaluation.plan is not None, evaluation.checks
+
+
+def test_stored_orders_after_the_last_one_the_view_shows_are_laid():
+    """The view still shows the old holding: the SELL and the BUY after it are not shown
+    yet (a lagging Portfolio), so the SELL is laid and the BUY spends its cash."""
+    ledger = book()
+    ledger.fetched_view(view(90_000.0, 1_000.0, 1_000.0), NOW)
+    orders = [stored(Side.SELL, 1_000.0, at=NOW - 100), stored(Side.BUY, 800.0, at=NOW - 50)]
+    assert restore(ledger, orders, now=NOW) == 2
+    assert APT not in ledger.view.positions
+    assert ledger.view.balances["USDC"].free == pytest.approx(90_000.0 + 10_000.0 - 8_000.0)
+
+
+def test_an_unknown_sell_found_never_executed_shows_its_holding_again():
+    ledger = book()
+    ledger.fetched_view(view(90_000.0, 1_000.0, 1_000.0), NOW)
+    order = ledger.reserve(sell(1_000.0), owner="validator-0#1", now=NOW, signal_id="exit:k:1")
+    ledger.settle(order.reservation_id, None, symbol=APT, side=Side.SELL, now=NOW + 1)
+    assert APT not in ledger.view.positions and ledger.closed
+    assert ledger.not_executed("exit:k:2", symbol=APT, side=Side.SELL, now=NOW) is None
+    assert ledger.not_executed("exit:k:1", symbol=APT, side=Side.BUY, now=NOW) is None
+    assert ledger.not_executed("exit:k:1", symbol=APT, side=Side.SELL, now=NOW) is order
+    assert ledger.view.positions[APT].quantity == 1_000.0
+    assert ledger.view.balances["APT"].free == 1_000.0
+    assert not ledger.closed and not ledger.orders
+
+
+def test_an_order_found_never_executed_before_the_restore_is_not_laid():
+    ledger = book()
+    ledger.fetched_view(view(90_000.0, 1_000.0, 1_000.0), NOW)
+    sold = stored(Side.SELL, 1_000.0, at=NOW - 30, accepted=False)
+    assert ledger.not_executed(sold.signal_id, symbol=APT, side=Side.SELL, now=NOW) is None
+    assert restore(ledger, [sold], now=NOW) == 0
+    assert ledger.view.positions[APT].quantity == 1_000.0
+
+
+def test_a_buy_found_never_executed_keeps_its_cash_spent():
+    """The cautious side for money: if the verdict was wrong (or a re-send of it
+    filled), dropping it would spend the cash twice."""
+    ledger = book()
+    order = ledger.reserve(buy(100.0), owner="validator-0#1", now=NOW, signal_id="s-1")
+    ledger.settle(order.reservation_id, None, symbol=APT, side=Side.BUY, now=NOW + 1)
+    assert ledger.not_executed("s-1", symbol=APT, side=Side.BUY, now=NOW + 2) is None
+    assert ledger.view.balances["USDC"].free == pytest.approx(100_000.0 - 1_000.0)
+
+
+def test_a_round_trip_shown_by_the_positions_is_not_laid_again_over_the_balances():
+    """Sold a holding and bought about as much again: the base amount is back near where
+    it was, so the balances alone match both "neither shown" and "both shown", and the
+    quote, which tells them apart, is off by the fees of other BUYs taken in their base
+    asset. The positions show both: laying both again over the balances counted the
+    base as if no fee had been taken from it (a SELL of it refused for insufficient
+    balance, found by the soak)."""
+    fee = 0.001
+    ledger = LedgerBook(quote="USDC", fee_rate=fee, lifetime=60.0, settle_window=180.0)
+    old_base = 100.0 * (1 - fee) + 0.0024
+    ledger.fetched_view(
+        PortfolioView(
+            balances={
+                "USDC": Balance(5_000.0, 5_000.0, 5_000.0),
+                "APT": Balance(old_base, old_base, None),
+            },
+            positions={APT: PositionView(APT, 100.0, 10.0, 1_000.0, 0.0)},
+            fetched_at=NOW,
+        ),
+        NOW,
+    )
+    plans = [
+        OrderPlan(APT, Side.SELL, 100.0, 10.0, 1_000.0, None),
+        OrderPlan(APT, Side.BUY, 100.1, 10.0, 1_001.0, None),
+        OrderPlan("XRPUSDC", Side.BUY, 400.0, 2.5, 1_000.0, None),
+        OrderPlan("ADAUSDC", Side.BUY, 2_000.0, 0.5, 1_000.0, None),
+    ]
+    for at, plan in enumerate(plans, start=1):
+        order = ledger.reserve(plan, owner="v#1", now=NOW + at)
+        ledger.settle(order.reservation_id, True, symbol=plan.symbol, side=plan.side, now=NOW + at)
+    # Every BUY's fee taken in its base asset: each cost its notional in the quote.
+    base = old_base - 100.0 + 100.1 * (1 - fee)
+    cash = 5_000.0 + 1_000.0 * (1 - fee) - 1_001.0 - 2 * 1_000.0
+    ledger.fetched_view(
+        PortfolioView(
+            balances={
+                "USDC": Balance(cash, cash, cash),
+                "APT": Balance(base, base, None),
+                "XRP": Balance(400.0 * (1 - fee), 400.0 * (1 - fee), None),
+                "ADA": Balance(2_000.0 * (1 - fee), 2_000.0 * (1 - fee), None),
+            },
+            positions={
+                APT: PositionView(APT, 100.1, 10.0, 1_001.0, 0.0),
+                "XRPUSDC": PositionView("XRPUSDC", 400.0, 2.5, 1_000.0, 0.0),
+                "ADAUSDC": PositionView("ADAUSDC", 2_000.0, 0.5, 1_000.0, 0.0),
+            },
+            fetched_at=NOW + 10,
+        ),
+        NOW + 10,
+    )
+    assert ledger.view.balances["APT"].free == pytest.approx(base), ledger.orders
+    assert ledger.view.balances["USDC"].free == pytest.approx(cash)
