@@ -26,6 +26,7 @@ from coordinator.actors.validator import Validator
 from coordinator.clock import Clock, SystemClock
 from coordinator.config import Config
 from coordinator.config.parts import parts_of
+from coordinator.errors import CoordinatorError
 from coordinator.http.app import create_app
 from coordinator.http.facade import CoordinatorApi
 from coordinator.http.server import HttpServer
@@ -57,7 +58,7 @@ EXIT_START_FAILED = 1
 EXIT_ESCALATED = 3
 
 
-class StartupError(Exception):
+class StartupError(CoordinatorError):
     """The coordinator could not start; the message says which step and why."""
 
 

@@ -10,8 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from coordinator import cli
 from coordinator.cli import main
 from coordinator.config import SETTINGS, ConfigError, load_config, redact_url
+from coordinator.errors import CoordinatorError
+from coordinator.infra.portfolio_client import PortfolioError
+from coordinator.infra.store import StoreError
+from coordinator.infra.trader_client import TraderReadError
+from coordinator.supervisor.directory import ChildUnavailable
 
 
 def test_defaults_are_the_documented_ones():
@@ -518,3 +524,31 @@ def test_orders_go_to_paper_only_when_asked_or_all_embedded(configured, paper, f
             "TRADER_API_URL": config.trader.url,
             "PORTFOLIO_API_URL": config.portfolio.url,
         } == expected
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "named"),
+    [
+        (ConfigError(["COORDINATOR_PORT: not a port: 'x'"]), 2, "COORDINATOR_PORT: not a port"),
+        (StoreError("database unreachable:\n  connection refused"), 1, "StoreError"),
+        (ChildUnavailable("ledger", "restarting"), 1, "ledger: restarting"),
+    ],
+)
+def test_the_command_line_reports_a_coordinator_error_without_a_traceback(
+    error, code, named, monkeypatch, capsys
+):
+    def failing(_args):
+        raise error
+
+    monkeypatch.setattr(cli, "_check_config", failing)
+    assert main(["check-config"]) == code
+    err = capsys.readouterr().err
+    assert named in err
+    assert "Traceback" not in err
+    if code == 1:
+        assert err.count("\n") == 1  # one line, even for a message that spans several
+
+
+def test_every_error_of_the_coordinator_shares_one_base():
+    for error in (ConfigError, StoreError, ChildUnavailable, PortfolioError, TraderReadError):
+        assert issubclass(error, CoordinatorError)

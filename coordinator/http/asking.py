@@ -4,6 +4,7 @@ errors the routes turn into answers."""
 from __future__ import annotations
 
 from coordinator.actors.names import ActorName
+from coordinator.errors import CoordinatorError
 
 __all__ = [
     "LEDGER",
@@ -32,7 +33,7 @@ RECONCILER = ActorName.RECONCILER
 STORE_TIMEOUT = 3.0  # reads of stored records are database queries
 
 
-class ActorUnavailable(Exception):
+class ActorUnavailable(CoordinatorError):
     """An actor did not answer in time or is restarting: answer 503 naming it."""
 
     def __init__(self, actor: str, reason: str) -> None:
@@ -41,5 +42,5 @@ class ActorUnavailable(Exception):
         self.reason = reason
 
 
-class UnknownActor(LookupError):
+class UnknownActor(CoordinatorError, LookupError):
     """No actor of that name in the tree."""
