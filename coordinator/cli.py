@@ -1,7 +1,8 @@
 """Command line: ``coordinator run [--paper] | check-config | paper-exchange | drill``.
 
-Exit codes: 0 clean stop, 1 could not start, 2 bad configuration or usage,
-3 the supervisor gave up (restart intensity exceeded) and stopped the tree.
+Exit codes: 0 clean stop, 1 could not start (or any other error the coordinator
+names), 2 bad configuration or usage, 3 the supervisor gave up (restart intensity
+exceeded) and stopped the tree.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from typing import Any
 
 from coordinator import __version__
 from coordinator.config import SETTINGS, Config, ConfigError, load_config
+from coordinator.errors import CoordinatorError
 
 __all__ = ["main"]
 
 logger = logging.getLogger("coordinator")
 
 EXIT_OK = 0
+EXIT_ERROR = 1
 EXIT_CONFIG = 2
 
 
@@ -35,7 +38,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_CONFIG
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return EXIT_CONFIG
+    except CoordinatorError as exc:
+        # A failure the coordinator named: one line, not a traceback.
+        print(f"coordinator: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split()) or "(no detail)"
+
+
+def _print_config_error(exc: ConfigError) -> None:
+    print("configuration error(s), the coordinator did not start:", file=sys.stderr)
+    for error in exc.errors:
+        print(f"  {error}", file=sys.stderr)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,9 +139,7 @@ def _load(args: argparse.Namespace) -> Config | None:
     try:
         return load_config(overrides=overrides, config_file=args.config)
     except ConfigError as exc:
-        print("configuration error(s), the coordinator did not start:", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
+        _print_config_error(exc)
         return None
 
 

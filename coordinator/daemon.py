@@ -14,6 +14,7 @@ from typing import Any
 
 from coordinator.actors.ledger import Ledger
 from coordinator.actors.market_feed import MarketFeed
+from coordinator.actors.names import ActorName, validator_name
 from coordinator.actors.reconciler import Reconciler
 from coordinator.actors.service_health import ServiceHealth
 from coordinator.actors.signal_intake import SignalIntake
@@ -25,6 +26,7 @@ from coordinator.actors.validator import Validator
 from coordinator.clock import Clock, SystemClock
 from coordinator.config import Config
 from coordinator.config.parts import parts_of
+from coordinator.errors import CoordinatorError
 from coordinator.http.app import create_app
 from coordinator.http.facade import CoordinatorApi
 from coordinator.http.server import HttpServer
@@ -56,7 +58,7 @@ EXIT_START_FAILED = 1
 EXIT_ESCALATED = 3
 
 
-class StartupError(Exception):
+class StartupError(CoordinatorError):
     """The coordinator could not start; the message says which step and why."""
 
 
@@ -96,21 +98,21 @@ def build_tree(config: Config) -> list[ChildSpec]:
     parts = parts_of(config)
     validator = {"settings": parts.validator}
     validators = [
-        ChildSpec(f"validator-{index}", Validator, kwargs=validator)
+        ChildSpec(validator_name(index), Validator, kwargs=validator)
         for index in range(config.coordination.validation_threads)
     ]
     return [
-        ChildSpec("service_health", ServiceHealth, kwargs={"settings": parts.health}),
-        ChildSpec("store_writer", StoreWriter, kwargs={"settings": parts.store}),
-        ChildSpec("stats", Stats, Restart.PERMANENT),
-        ChildSpec("market_feed", MarketFeed, kwargs={"settings": parts.feed}),
-        ChildSpec("ledger", Ledger, kwargs={"settings": config.risk}),
-        ChildSpec("universe_manager", UniverseManager, kwargs={"settings": parts.universe}),
-        ChildSpec("trailing_stop", TrailingStop, kwargs={"settings": parts.stops}),
+        ChildSpec(ActorName.SERVICE_HEALTH, ServiceHealth, kwargs={"settings": parts.health}),
+        ChildSpec(ActorName.STORE_WRITER, StoreWriter, kwargs={"settings": parts.store}),
+        ChildSpec(ActorName.STATS, Stats, Restart.PERMANENT),
+        ChildSpec(ActorName.MARKET_FEED, MarketFeed, kwargs={"settings": parts.feed}),
+        ChildSpec(ActorName.LEDGER, Ledger, kwargs={"settings": config.risk}),
+        ChildSpec(ActorName.UNIVERSE_MANAGER, UniverseManager, kwargs={"settings": parts.universe}),
+        ChildSpec(ActorName.TRAILING_STOP, TrailingStop, kwargs={"settings": parts.stops}),
         # Before the Validators, which hand it the orders they hold after a 5xx.
-        ChildSpec("reconciler", Reconciler, kwargs={"settings": parts.reconciler}),
+        ChildSpec(ActorName.RECONCILER, Reconciler, kwargs={"settings": parts.reconciler}),
         *validators,
-        ChildSpec("signal_intake", SignalIntake, kwargs={"settings": parts.intake}),
+        ChildSpec(ActorName.SIGNAL_INTAKE, SignalIntake, kwargs={"settings": parts.intake}),
     ]
 
 

@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from coordinator import cli
 from coordinator.cli import main
 from coordinator.config import SETTINGS, ConfigError, load_config, redact_url
+from coordinator.errors import CoordinatorError
+from coordinator.infra.portfolio_client import PortfolioError
+from coordinator.infra.store import StoreError
+from coordinator.infra.trader_client import TraderReadError
+from coordinator.supervisor.directory import ChildUnavailable
 
 
 def test_defaults_are_the_documented_ones():
@@ -340,3 +346,31 @@ def test_check_config_prints_the_start_up_notes(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "# INFO: TRADER_API_URL not set: using RootTrading's default http://trader:5002" in out
     assert "# WARNING: TRADING_SYMBOLS is empty and UNIVERSE_CANDIDATES=config" in out
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "named"),
+    [
+        (ConfigError(["COORDINATOR_PORT: not a port: 'x'"]), 2, "COORDINATOR_PORT: not a port"),
+        (StoreError("database unreachable:\n  connection refused"), 1, "StoreError"),
+        (ChildUnavailable("ledger", "restarting"), 1, "ledger: restarting"),
+    ],
+)
+def test_the_command_line_reports_a_coordinator_error_without_a_traceback(
+    error, code, named, monkeypatch, capsys
+):
+    def failing(_args):
+        raise error
+
+    monkeypatch.setattr(cli, "_check_config", failing)
+    assert main(["check-config"]) == code
+    err = capsys.readouterr().err
+    assert named in err
+    assert "Traceback" not in err
+    if code == 1:
+        assert err.count("\n") == 1  # one line, even for a message that spans several
+
+
+def test_every_error_of_the_coordinator_shares_one_base():
+    for error in (ConfigError, StoreError, ChildUnavailable, PortfolioError, TraderReadError):
+        assert issubclass(error, CoordinatorError)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from coordinator.actors.names import ActorName
 from coordinator.infra.order_gateway import OrderGateway
 from coordinator.infra.order_states import HELD_MARK, RESENT_MARK, OrderStates
 from coordinator.infra.store import StoreError
@@ -141,7 +142,7 @@ class HoldsOrders:
         again once its window has passed."""
         try:
             self.context.directory.tell(  # type: ignore[attr-defined]
-                "reconciler", ReconcileSoon(client_order_id=order_id, sent_at=sent_at)
+                ActorName.RECONCILER, ReconcileSoon(client_order_id=order_id, sent_at=sent_at)
             )
         except ChildUnavailable as exc:
             logger.error("reconciler did not take %s: %s", order_id, exc)

@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from coordinator.actors.ledger_store import read_recent_orders
+from coordinator.actors.names import ActorName
 from coordinator.infra.portfolio_client import PortfolioClient, PortfolioError
 from coordinator.messages.health import PortfolioGuardsChanged
 from coordinator.messages.ledger import OrderNotExecuted
@@ -262,7 +263,9 @@ class Ledger(ChildActor):
                 logger.info("portfolio protection limits clear again")
             self._guards = reasons
         with contextlib.suppress(ChildUnavailable):
-            self.context.directory.tell("service_health", PortfolioGuardsChanged(reasons=reasons))
+            self.context.directory.tell(
+                ActorName.SERVICE_HEALTH, PortfolioGuardsChanged(reasons=reasons)
+            )
 
     def _settle(self, message: Settle) -> None:
         result, order = self._book.settle(

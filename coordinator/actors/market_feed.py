@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from coordinator.actors.names import ActorName
 from coordinator.config.parts import FeedSettings
 from coordinator.infra.redis_bus import MARKET_DATA_PATTERN, Subscription
 from coordinator.messages.pipeline import (
@@ -131,7 +132,7 @@ class MarketFeed(ChildActor):
                 continue
             self._candle(parsed, mono, received_at, to_stops, to_validators)
         if to_stops:
-            self._tell("trailing_stop", PricesUpdated(updates=tuple(to_stops)))
+            self._tell(ActorName.TRAILING_STOP, PricesUpdated(updates=tuple(to_stops)))
         for name, updates in to_validators.items():
             self._tell(name, PricesUpdated(updates=tuple(updates.values())))
 

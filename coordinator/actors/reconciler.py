@@ -18,6 +18,7 @@ import math
 from concurrent.futures import Future
 from typing import Any
 
+from coordinator.actors.names import ActorName
 from coordinator.config.parts import ReconcilerSettings
 from coordinator.infra.order_states import OrderRow, OrderStates
 from coordinator.infra.store import StoreError
@@ -409,7 +410,7 @@ class Reconciler(ChildActor):
             side=Side(row.side),
         )
         try:
-            self.context.directory.tell("ledger", message)
+            self.context.directory.tell(ActorName.LEDGER, message)
         except ChildUnavailable as exc:
             logger.error("the ledger did not take %s as not executed: %s", row.client_order_id, exc)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pykka
 
+from coordinator.actors.names import ActorName
 from coordinator.config.parts import IntakeSettings
 from coordinator.messages.pipeline import (
     AckStreamEntry,
@@ -114,7 +115,7 @@ class SignalIntake(ChildActor):
         """Rebuild the in-flight table and the dedup window from the store writer."""
         try:
             undecided: UndecidedSignals = self.context.directory.ask(
-                "store_writer", GetUndecided(), timeout=10.0
+                ActorName.STORE_WRITER, GetUndecided(), timeout=10.0
             )
         except (ChildUnavailable, pykka.Timeout) as exc:
             raise RuntimeError(f"cannot recover the in-flight signals: {exc}") from exc
@@ -312,7 +313,7 @@ class SignalIntake(ChildActor):
         in_flight = self._in_flight.get(signal_id)
         if stream_id and not (in_flight and in_flight.stream_id == stream_id):
             # Its decision (made or to come) is another entry's: this one is done.
-            self._tell("store_writer", AckStreamEntry(stream_id=stream_id))
+            self._tell(ActorName.STORE_WRITER, AckStreamEntry(stream_id=stream_id))
         return True
 
     def _send(self, validator: str, message: SubmitSignal) -> None:
@@ -341,7 +342,7 @@ class SignalIntake(ChildActor):
         self, raw: RawSignal, signal_id: str, signal: Signal | None, payload: str
     ) -> None:
         self._tell(
-            "store_writer",
+            ActorName.STORE_WRITER,
             RecordSignal(
                 signal_id=signal_id,
                 source=raw.source,
@@ -384,7 +385,7 @@ class SignalIntake(ChildActor):
             intake_to_decision_ms=(self._clock.monotonic() - raw.received_mono) * 1000.0,
             intake_to_order_ms=None,
         )
-        self._tell("store_writer", RecordDecision(decision=decision))
+        self._tell(ActorName.STORE_WRITER, RecordDecision(decision=decision))
 
     def _tell(self, name: str, message: Any) -> None:
         try:

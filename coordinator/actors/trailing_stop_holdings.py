@@ -9,6 +9,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from coordinator.actors.names import ActorName
 from coordinator.messages.pipeline import PositionsSeen
 from coordinator.messages.stops import CandleClosed, HeldPosition, PositionsFetched
 from coordinator.supervisor.directory import ChildUnavailable
@@ -111,7 +112,8 @@ class StopHoldings:
             # The Ledger sizes the exits from its own view: have it see them too.
             with contextlib.suppress(ChildUnavailable):
                 self.context.directory.tell(
-                    "ledger", PositionsSeen(symbols=tuple(sorted({p.symbol for p in adopted})))
+                    ActorName.LEDGER,
+                    PositionsSeen(symbols=tuple(sorted({p.symbol for p in adopted}))),
                 )
             self._load_atr(sorted({p.symbol for p in adopted}))
 

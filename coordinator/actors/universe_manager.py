@@ -20,6 +20,7 @@ from typing import Any
 import pykka
 import redis
 
+from coordinator.actors.names import ActorName
 from coordinator.config.parts import UniverseSettings
 from coordinator.infra.store import StoreError
 from coordinator.infra.universe_store import MarketSources, UniverseStore
@@ -323,7 +324,9 @@ class UniverseManager(ChildActor):
     def _held_symbols(self) -> frozenset[str]:
         try:
             return frozenset(
-                self.context.directory.ask("ledger", GetLedgerSnapshot(), timeout=2.0).positions
+                self.context.directory.ask(
+                    ActorName.LEDGER, GetLedgerSnapshot(), timeout=2.0
+                ).positions
             )
         except (ChildUnavailable, pykka.Timeout, pykka.ActorDeadError) as exc:
             # Unknown positions: keep treating the earlier held ones as held (draining).

@@ -18,6 +18,7 @@ from typing import Any
 import pykka
 
 from coordinator.actors.held_orders import HoldsOrders
+from coordinator.actors.names import ActorName
 from coordinator.actors.reconciler import match_policy
 from coordinator.actors.validator_orders import SendsOrders
 from coordinator.actors.validator_waiting import WaitQueue
@@ -133,7 +134,7 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
     def _ask_trading_state(self, timeout: float = 2.0, *, quiet: bool = False) -> TradingStatus:
         try:
             return self.context.directory.ask(
-                "service_health", GetHealthSnapshot(), timeout=timeout
+                ActorName.SERVICE_HEALTH, GetHealthSnapshot(), timeout=timeout
             ).trading
         except (ChildUnavailable, pykka.Timeout, pykka.ActorDeadError) as exc:
             # Held back until ServiceHealth answers or tells: HALTED meanwhile.
@@ -144,7 +145,7 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
     def _ask_universe(self, timeout: float = 2.0, *, quiet: bool = False) -> None:
         try:
             snapshot = self.context.directory.ask(
-                "universe_manager", GetUniverse(), timeout=timeout
+                ActorName.UNIVERSE_MANAGER, GetUniverse(), timeout=timeout
             )
         except (ChildUnavailable, pykka.Timeout, pykka.ActorDeadError) as exc:
             # Later changes come as events; until one does, no BUY (kept: SELLs).
@@ -324,7 +325,7 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
             return
         try:
             reservation: Reservation = self.context.directory.ask(
-                "ledger",
+                ActorName.LEDGER,
                 Reserve(
                     signal=signal,
                     market=self._prices.get(signal.symbol),
@@ -434,6 +435,6 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
 
     def _store(self, message: Any) -> None:
         try:
-            self.context.directory.tell("store_writer", message)
+            self.context.directory.tell(ActorName.STORE_WRITER, message)
         except ChildUnavailable as exc:
             logger.error("store writer refused %s: %s", type(message).__name__, exc)

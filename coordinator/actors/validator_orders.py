@@ -9,6 +9,7 @@ import contextlib
 import logging
 from typing import Any
 
+from coordinator.actors.names import ActorName
 from coordinator.infra.intent_claims import Claim, ClaimResult
 from coordinator.infra.order_gateway import OrderGateway
 from coordinator.messages.pipeline import (
@@ -178,7 +179,7 @@ class SendsOrders:
             return  # settled already
         try:
             self.context.directory.tell(
-                "ledger",
+                ActorName.LEDGER,
                 Settle(
                     reservation_id=reservation_id,
                     filled=filled,
@@ -191,7 +192,9 @@ class SendsOrders:
 
     def _tell_health(self, ok: bool, error: str | None) -> None:
         with contextlib.suppress(ChildUnavailable):
-            self.context.directory.tell("service_health", TraderCallOutcome(ok=ok, error=error))
+            self.context.directory.tell(
+                ActorName.SERVICE_HEALTH, TraderCallOutcome(ok=ok, error=error)
+            )
 
 
 def _trader_missing() -> CheckResult:

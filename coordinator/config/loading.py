@@ -20,11 +20,12 @@ from coordinator.config.sections import (
     stop_variables,
 )
 from coordinator.config.settings import CONFIG_FILE_VARIABLE, SETTINGS, SETTINGS_BY_NAME
+from coordinator.errors import CoordinatorError
 
 __all__ = ["ConfigError", "describe_settings", "load_config"]
 
 
-class ConfigError(Exception):
+class ConfigError(CoordinatorError):
     """One or more settings are invalid; ``errors`` has one line per problem."""
 
     def __init__(self, errors: list[str]) -> None:

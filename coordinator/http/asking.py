@@ -3,6 +3,9 @@ errors the routes turn into answers."""
 
 from __future__ import annotations
 
+from coordinator.actors.names import ActorName
+from coordinator.errors import CoordinatorError
+
 __all__ = [
     "LEDGER",
     "MARKET_FEED",
@@ -18,19 +21,19 @@ __all__ = [
     "UnknownActor",
 ]
 
-SERVICE_HEALTH = "service_health"
-SIGNAL_INTAKE = "signal_intake"
-STORE_WRITER = "store_writer"
-STATS = "stats"
-LEDGER = "ledger"
-UNIVERSE = "universe_manager"
-TRAILING_STOP = "trailing_stop"
-MARKET_FEED = "market_feed"
-RECONCILER = "reconciler"
+SERVICE_HEALTH = ActorName.SERVICE_HEALTH
+SIGNAL_INTAKE = ActorName.SIGNAL_INTAKE
+STORE_WRITER = ActorName.STORE_WRITER
+STATS = ActorName.STATS
+LEDGER = ActorName.LEDGER
+UNIVERSE = ActorName.UNIVERSE_MANAGER
+TRAILING_STOP = ActorName.TRAILING_STOP
+MARKET_FEED = ActorName.MARKET_FEED
+RECONCILER = ActorName.RECONCILER
 STORE_TIMEOUT = 3.0  # reads of stored records are database queries
 
 
-class ActorUnavailable(Exception):
+class ActorUnavailable(CoordinatorError):
     """An actor did not answer in time or is restarting: answer 503 naming it."""
 
     def __init__(self, actor: str, reason: str) -> None:
@@ -39,5 +42,5 @@ class ActorUnavailable(Exception):
         self.reason = reason
 
 
-class UnknownActor(LookupError):
+class UnknownActor(CoordinatorError, LookupError):
     """No actor of that name in the tree."""

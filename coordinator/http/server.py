@@ -10,12 +10,14 @@ import waitress
 import waitress.server
 from waitress import wasyncore
 
+from coordinator.errors import CoordinatorError
+
 __all__ = ["HttpServer", "HttpServerError"]
 
 logger = logging.getLogger(__name__)
 
 
-class HttpServerError(Exception):
+class HttpServerError(CoordinatorError):
     """The server could not listen; the message names the address."""
 
 

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from coordinator.errors import CoordinatorError
+
 __all__ = [
     "DataDirLock",
     "EmbeddedPostgres",
@@ -40,7 +42,7 @@ _PR_SET_PDEATHSIG = 1
 _DB_USER = "coordinator-db"  # PostgreSQL refuses to run as root
 
 
-class EmbeddedServerError(Exception):
+class EmbeddedServerError(CoordinatorError):
     """An embedded server could not be started; the message says why and where to look."""
 
 

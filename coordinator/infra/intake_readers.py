@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
+from coordinator.actors.names import ActorName
 from coordinator.config import IntakeConfig
 from coordinator.infra.redis_bus import Subscription
 from coordinator.infra.redis_reader import RedisReader
@@ -21,7 +22,7 @@ __all__ = ["IntakeReaders"]
 
 logger = logging.getLogger(__name__)
 
-INTAKE = "signal_intake"
+INTAKE = ActorName.SIGNAL_INTAKE
 
 
 class IntakeReaders:

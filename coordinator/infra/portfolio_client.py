@@ -8,13 +8,14 @@ from typing import Any
 
 import requests
 
+from coordinator.errors import CoordinatorError
 from coordinator.messages.stops import HeldPosition
 from coordinator.trading.validation import Balance, PortfolioView, PositionView
 
 __all__ = ["PortfolioClient", "PortfolioError"]
 
 
-class PortfolioError(Exception):
+class PortfolioError(CoordinatorError):
     """The Portfolio did not answer, or answered something unusable."""
 
 

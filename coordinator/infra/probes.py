@@ -13,12 +13,13 @@ import redis
 import requests
 
 from coordinator.config import redact_url
+from coordinator.errors import CoordinatorError
 from coordinator.infra.store import StoreError, connect, first_line
 
 __all__ = ["HttpHealthProbe", "PostgresProbe", "Probe", "ProbeFailed", "RedisProbe"]
 
 
-class ProbeFailed(Exception):
+class ProbeFailed(CoordinatorError):
     """The dependency did not answer correctly in time."""
 
 

@@ -15,6 +15,8 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2.extensions import parse_dsn
 
+from coordinator.errors import CoordinatorError
+
 __all__ = [
     "KillSwitchStore",
     "Migration",
@@ -32,7 +34,7 @@ _MIGRATION_FILE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 _LOCK_KEY = 0x436F6F7264  # advisory lock: one coordinator migrates at a time
 
 
-class StoreError(Exception):
+class StoreError(CoordinatorError):
     """The database refused or could not be reached; the message says which."""
 
 

@@ -29,6 +29,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from coordinator.errors import CoordinatorError
 from coordinator.trading.execution import (
     NoAnswer,
     SendResult,
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 
-class TraderReadError(Exception):
+class TraderReadError(CoordinatorError):
     """The Trader's record could not be read (no answer, an error, an unexpected shape)."""
 
 

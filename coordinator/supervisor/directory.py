@@ -20,6 +20,7 @@ import pykka
 from pykka import ActorDeadError, ActorRef
 from pykka._envelope import Envelope  # the inbox holds these; we drain dead inboxes
 
+from coordinator.errors import CoordinatorError
 from coordinator.messages.base import Event
 
 __all__ = ["ChildUnavailable", "Directory"]
@@ -27,7 +28,7 @@ __all__ = ["ChildUnavailable", "Directory"]
 logger = logging.getLogger(__name__)
 
 
-class ChildUnavailable(Exception):
+class ChildUnavailable(CoordinatorError):
     """The named child cannot take this message now. Retry later; it is restarting."""
 
     def __init__(self, name: str, reason: str) -> None:

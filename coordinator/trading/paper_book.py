@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from coordinator.errors import CoordinatorError
 from coordinator.trading.signals import Side
 from coordinator.trading.symbols import split_symbol
 
@@ -18,7 +19,7 @@ def _floor8(amount: float) -> float:
     return math.floor(amount * 1e8 + 1e-6) / 1e8
 
 
-class BookRejection(Exception):
+class BookRejection(CoordinatorError):
     """The order cannot be filled (no balance, no position, no price)."""
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import zlib
 
+from coordinator.actors.names import validator_name
+
 __all__ = ["client_order_id", "validator_for"]
 
 
 def validator_for(symbol: str, count: int) -> str:
     """The Validator that owns ``symbol``: stable across restarts and processes."""
-    return f"validator-{zlib.crc32(symbol.encode()) % count}"
+    return validator_name(zlib.crc32(symbol.encode()) % count)
 
 
 def client_order_id(signal_id: str) -> str:
