@@ -321,29 +321,6 @@ class MoneyModel(Actors, RuleBasedStateMachine):
             for settle in list(w.settles):
                 w.settles.remove(settle)
                 self._deliver_settle(settle)
-        # Before the settle window ends: a holding the exchange holds and the Portfolio
-        # shows as it is is not hidden by an order of ours that did not sell it.
-        w.fetches.clear()
-        self._answer_fetch(self.now, 10_000, 10_000)
-        truth = self.exchange.truth
-        for symbol, holding in sorted(truth.holdings.items()):
-            shown = self.book.fetched.positions.get(symbol)
-            if shown is None or abs(shown.quantity - holding.quantity) > EPS:
-                continue
-            evaluation = evaluate_order(
-                self._signal(symbol, "SELL"),
-                view=self.book.view,
-                ledger=self._ledger_state(),
-                market=self._market(symbol),
-                config=CONFIG,
-                now=self.now,
-            )
-            failure = evaluation.failure
-            assert failure is None or failure.reason is not Reason.NO_POSITION, (
-                symbol,
-                holding,
-                failure,
-            )
         self.now += SETTLE_WINDOW + LIFETIME
         self.book.expire(self.now)
         w.fetches.clear()
