@@ -335,6 +335,12 @@ def test_an_unknown_exit_found_never_executed_no_longer_hides_the_holding(pipeli
     first = f"exit:{key}:1"
     assert pipe.decision(first)["decision"]["outcome"] == "unknown"
     requests.post(knobs, json={"latency": 0}, timeout=5).raise_for_status()
+    # The exchange refuses exit 1 only after its latency: a next exit sent before that
+    # would take the refusal meant for it (and exit 1 would then fill).
+    wait_for(
+        lambda: pipe.paper.stats()["knobs"]["reject_next"] == 0,
+        message="exit 1 refused by the exchange",
+    )
     wait_for(
         lambda: (p := stop_of(pipe, "DOTUSDC")) and p["state"] == "awaiting_order",
         message="waiting on the order",
