@@ -15,6 +15,7 @@ from coordinator.infra.order_gateway import OrderGateway
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.infra.pipeline_store import PipelineStore
 from coordinator.infra.trader_client import SendResult, TraderClient
+from coordinator.messages.reconcile import ReconcileSoon
 from coordinator.trading.routing import client_order_id, validator_for
 from tests.pipeline import AUTH, signal_payload
 from tests.test_order_states import create_trade_executions
@@ -208,6 +209,9 @@ def test_an_operator_resolves_an_unknown_order(pipelines):
     }
     writer.write([{**base, "state": "unknown", "error": "no answer"}])
     writer.close()
+    # Written after this process started: its first pass may have run already, and the
+    # next is RECONCILE_INTERVAL away. A Validator says so when an order turns unknown.
+    pipe.directory.tell("reconciler", ReconcileSoon(client_order_id=cid, sent_at=base["at"]))
     url = f"{pipe.url}/orders/{cid}/resolve"
     still = wait_for(
         lambda: [
