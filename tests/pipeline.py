@@ -158,6 +158,10 @@ class Pipeline:
             "REQUIRE_MARKET_DATA": "false",
             "PORTFOLIO_CACHE_TTL": "0.2",
             "SIGNAL_TIMEOUT": "30",
+            # Unknown orders are ruled out once the Trader's window after the send has
+            # passed: it is max(15 s, read timeout + 10 s), 25 s with the default 15 s.
+            # The paper exchange answers at once, so 5 s is ample and the window 15 s.
+            "TRADER_READ_TIMEOUT": "5",
             "STREAM_CLAIM_IDLE": "1",
             # The tests' sizes were worked out with the table (tests/test_sizing_modes.py
             # runs RootTrading's sizing, the default, in a whole coordinator).
