@@ -3,6 +3,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Most tests wait on real servers and timers, not on the CPU: three workers keep both
+# cores busy (each worker starts its own PostgreSQL and Redis).
+TEST_WORKERS ?= 3
 
 .PHONY: run test lint format bench clean
 
@@ -23,7 +26,7 @@ run: $(VENV)/.installed-run
 	$(BIN)/coordinator run
 
 test: $(VENV)/.installed-test
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check coordinator tests bench
