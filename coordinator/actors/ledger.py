@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -336,7 +335,7 @@ class Ledger(ChildActor):
             return
         client = self._client
         self._pending = self.run_then_tell(
-            lambda: client.fetch(time.time()),
+            lambda: client.fetch(self._clock.time()),
             lambda view: PortfolioFetched(view=view, requested_at=requested_at, error=None),
             on_error=lambda exc: PortfolioFetched(
                 view=None, requested_at=requested_at, error=str(exc)

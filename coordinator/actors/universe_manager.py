@@ -177,7 +177,9 @@ class UniverseManager(ChildActor):
     def _warm_start(self, timeframe: str, window: int) -> WarmStartLoaded:
         """Worker thread: history from the RootTrading database, so a restart need not
         wait a day for the 24 h volume."""
-        since = time.time() - max(window * TIMEFRAMES_MS[timeframe] / 1000.0, 86_400.0) - 3600
+        since = (
+            self._clock.time() - max(window * TIMEFRAMES_MS[timeframe] / 1000.0, 86_400.0) - 3600
+        )
         store = UniverseStore(self._services.endpoints.database_dsn, timeout=30.0)
         try:
             candles = tuple(store.market_data(timeframe, since, 2_000_000))
