@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from coordinator.actors.kill_switch import exit_policy, keep_halt, kept_halt
@@ -83,7 +82,6 @@ class _Tracked:
     last_error_at: float | None = None
     in_flight: tuple[int, float] | None = None
     """(sequence, monotonic start) of the probe running now."""
-    retry_timer: threading.Timer | None = field(default=None, repr=False)
 
     @property
     def status(self) -> DependencyStatus:
@@ -136,8 +134,6 @@ class ServiceHealth(ChildActor):
 
     def _release_probes(self) -> None:
         for tracked in self._tracked.values():
-            if tracked.retry_timer is not None:
-                tracked.retry_timer.cancel()
             if tracked.probe is not None and tracked.in_flight is None:
                 tracked.probe.close()
 
@@ -303,13 +299,7 @@ class ServiceHealth(ChildActor):
         delay = tracked.breaker.seconds_until_trial(now)
         if delay is None:
             return
-        if tracked.retry_timer is not None:
-            tracked.retry_timer.cancel()
-        timer = threading.Timer(delay, self.tell_self, args=(HealthTick(),))
-        timer.daemon = True
-        timer.name = f"{self.name}-trial-{dependency}"
-        tracked.retry_timer = timer
-        timer.start()
+        self.alarm(f"trial-{dependency}", delay, HealthTick())
 
     def _trader_call(self, ok: bool, error: str | None) -> None:
         """Orders count for the Trader's breaker: 5xx, timeouts and refused connections."""

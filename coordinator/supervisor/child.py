@@ -27,7 +27,7 @@ from coordinator.messages.supervision import (
     Pong,
 )
 from coordinator.supervisor.directory import ChildUnavailable, Directory
-from coordinator.supervisor.ticker import Ticker
+from coordinator.supervisor.ticker import Alarm, Ticker
 
 __all__ = [
     "NOT_HANDLED",
@@ -141,6 +141,7 @@ class ChildActor(pykka.ThreadingActor):
         self._handling: str | None = None
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._releases: list[tuple[str, Callable[[], None]]] = []
+        self._alarms: dict[str, Alarm] = {}
 
     # --- hooks ------------------------------------------------------------------------
 
@@ -194,6 +195,20 @@ class ChildActor(pykka.ThreadingActor):
         self.on_cleanup(ticker.stop, what="ticker")
         ticker.start(immediately=immediately)
         return ticker
+
+    def alarm(self, key: str, delay: float, message: Any) -> None:
+        """Tell this actor ``message`` once, ``delay`` seconds from now on its clock. An
+        alarm set again under the same ``key`` replaces the earlier one; all are
+        cancelled when this incarnation ends."""
+        earlier = self._alarms.pop(key, None)
+        if earlier is not None:
+            earlier.cancel()
+        self._alarms[key] = Alarm(
+            delay,
+            lambda: self.tell_self(message),
+            name=f"{self.name}-{key}",
+            clock=self.context.clock,
+        ).start()
 
     def on_cleanup(self, release: Callable[[], None], *, what: str = "") -> None:
         """Call ``release`` when this incarnation ends, after ``cleanup``: what was
@@ -347,6 +362,9 @@ class ChildActor(pykka.ThreadingActor):
             self.cleanup()
         except Exception:
             logger.exception("cleanup failed")
+        alarms, self._alarms = self._alarms, {}
+        for alarm in alarms.values():
+            alarm.cancel()
         releases, self._releases = self._releases, []
         for what, release in reversed(releases):
             try:

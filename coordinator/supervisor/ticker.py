@@ -1,4 +1,5 @@
-"""A thread that calls a function at a fixed interval until stopped."""
+"""Threads that call a function at a fixed interval until stopped (Ticker), or once
+after a delay unless cancelled (Alarm), on the injected clock."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 
 from coordinator.clock import Clock
 
-__all__ = ["Ticker"]
+__all__ = ["Alarm", "Ticker"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,3 +75,50 @@ class Ticker:
         except Exception:
             # The receiver is gone or restarting; the next tick finds the new one.
             logger.debug("tick not delivered", exc_info=True)
+
+
+class Alarm:
+    """Calls ``ring`` once, ``delay`` seconds after ``start``, unless cancelled first.
+
+    Given a clock that can be waited on (a test's), the delay is that clock's seconds:
+    a test that advances its clock past the delay rings the alarm.
+    """
+
+    def __init__(
+        self,
+        delay: float,
+        ring: Callable[[], None],
+        *,
+        name: str,
+        clock: Clock | None = None,
+    ) -> None:
+        self._delay = max(0.0, delay)
+        self._ring = ring
+        self._clock = clock
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._deadline = 0.0
+
+    def start(self) -> Alarm:
+        self._deadline = (self._clock.monotonic() if self._clock is not None else 0.0) + (
+            self._delay
+        )
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def _run(self) -> None:
+        wait_until = getattr(self._clock, "wait_until", None)
+        if wait_until is None:
+            cancelled = self._cancelled.wait(self._delay)
+        else:
+            cancelled = wait_until(self._cancelled, self._deadline)
+        if cancelled:
+            return
+        try:
+            self._ring()
+        except Exception:
+            # The receiver is gone or restarting: it schedules its own alarm again.
+            logger.debug("alarm not delivered", exc_info=True)

@@ -27,6 +27,7 @@ from tests.waiting import wait_for
 
 INTERVAL = 60.0
 FAILURES = 3
+OPEN_SECONDS = 30.0
 
 
 @pytest.fixture
@@ -36,7 +37,11 @@ def health(redis_server, postgres, portfolio, clear_kill_switch) -> Iterator[Any
     def start(trader_url: str) -> Solo:
         clock = ManualClock()
         config = load_config(
-            {"HEALTH_CHECK_INTERVAL": str(INTERVAL), "BREAKER_FAILURE_THRESHOLD": str(FAILURES)}
+            {
+                "HEALTH_CHECK_INTERVAL": str(INTERVAL),
+                "BREAKER_FAILURE_THRESHOLD": str(FAILURES),
+                "BREAKER_OPEN_SECONDS": str(OPEN_SECONDS),
+            }
         )
         services = make_services(
             config,
@@ -107,6 +112,24 @@ def test_the_trader_goes_down_after_its_failures_one_probe_per_interval_and_come
     # The breaker's trial, once the clock passed its open period, finds it answering.
     trader.status = 200
     solo.clock.advance(INTERVAL)
+    solo.published(
+        DependencyChanged,
+        lambda e: e.dependency is Dependency.TRADER and e.status is DependencyStatus.UP,
+    )
+
+
+def test_an_open_breaker_is_tried_when_the_clock_passes_its_open_period(health, trader) -> None:
+    """The trial comes when the breaker allows (30 s of the clock here), before the next
+    regular probe (60 s), and on the clock: not after 30 s of real time."""
+    trader.status = 503
+    solo = health(trader.url)
+    settled(solo, 1)
+    for failures in range(2, FAILURES + 1):
+        solo.clock.advance(INTERVAL)
+        settled(solo, failures)
+    assert trader_of(snapshot(solo)).status is DependencyStatus.DOWN
+    trader.status = 200
+    solo.clock.advance(OPEN_SECONDS + 1)
     solo.published(
         DependencyChanged,
         lambda e: e.dependency is Dependency.TRADER and e.status is DependencyStatus.UP,
