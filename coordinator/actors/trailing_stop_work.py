@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from coordinator.infra.stop_store import StopStore
     from coordinator.runtime import KeptRecords
     from coordinator.supervisor.child import ChildActor
+    from coordinator.trading.stops import StopParams
 
     _Host = ChildActor
 else:
@@ -52,7 +53,7 @@ class StopWork(_Host):
     _closing: dict[str, dict[str, Any]]
     _clock: Clock
     _settings: StopsConfig
-    _params: Any
+    _params: StopParams
     _kept: KeptRecords
     _flush: _Flush
     _store: StopStore
