@@ -31,6 +31,7 @@ test: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check coordinator tests bench
 	$(BIN)/ruff format --check coordinator tests bench
+	$(BIN)/mypy
 
 format: $(VENV)/.installed-test
 	$(BIN)/ruff format coordinator tests bench
@@ -40,4 +41,4 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/http_status.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis *.egg-info

@@ -174,7 +174,7 @@ def _run(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
         return EXIT_CONFIG
-    from coordinator.daemon import EXIT_ESCALATED, EXIT_START_FAILED, Coordinator
+    from coordinator.daemon import EXIT_ESCALATED, EXIT_START_FAILED, Coordinator, set_after
     from coordinator.logs import configure_logging, log_thread_stacks
 
     configure_logging(
@@ -215,7 +215,8 @@ def _run(args: argparse.Namespace) -> int:
         logger.critical("could not start: %s", exc, exc_info=not _expected_start_error(exc))
         return EXIT_START_FAILED
     threading.Thread(
-        target=lambda: (coordinator.outcome.finished.wait(), wake.set()),
+        target=set_after,
+        args=(coordinator.outcome.finished, wake),
         name="tree-watch",
         daemon=True,
     ).start()

@@ -50,7 +50,14 @@ from coordinator.supervisor import (
     TreeOutcome,
 )
 
-__all__ = ["EXIT_ESCALATED", "EXIT_START_FAILED", "Coordinator", "StartupError", "build_tree"]
+__all__ = [
+    "EXIT_ESCALATED",
+    "EXIT_START_FAILED",
+    "Coordinator",
+    "StartupError",
+    "build_tree",
+    "set_after",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +92,12 @@ def _paper_why(config: Config) -> str:
     if source.startswith("derived"):
         return "nothing configured: everything embedded"
     return f"PAPER_TRADING=true from {source}"
+
+
+def set_after(event: threading.Event, then: threading.Event) -> None:
+    """Waits for ``event``, then sets ``then``: the body of a thread that relays it."""
+    event.wait()
+    then.set()
 
 
 def build_tree(config: Config) -> list[ChildSpec]:
@@ -212,12 +225,14 @@ class Coordinator:
         budget = len(specs) * (config.supervisor.start_timeout + config.supervisor.backoff_max) + 5
         waiter = threading.Event()
         threading.Thread(
-            target=lambda: (self.outcome.finished.wait(), waiter.set()),
+            target=set_after,
+            args=(self.outcome.finished, waiter),
             name="tree-finished",
             daemon=True,
         ).start()
         threading.Thread(
-            target=lambda: (self.outcome.ready.wait(), waiter.set()),
+            target=set_after,
+            args=(self.outcome.ready, waiter),
             name="tree-ready",
             daemon=True,
         ).start()

@@ -15,7 +15,7 @@ that failed here within that time is checked with ``GET /order/<id>`` before it 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.actors.names import ActorName
 from coordinator.infra.order_gateway import OrderGateway
@@ -31,6 +31,13 @@ from coordinator.trading.signals import Side
 from coordinator.trading.validation import CheckResult, OrderPlan, Outcome, Reason
 from coordinator.trading.wait_queue import Held, SignalQueue, Waiting
 
+if TYPE_CHECKING:
+    from coordinator.actors.validator_orders import SendsOrders
+
+    _Host = SendsOrders
+else:
+    _Host = object
+
 __all__ = ["DEDUP_SECONDS", "Held", "HoldsOrders"]
 
 logger = logging.getLogger(__name__)
@@ -43,7 +50,7 @@ _GIVE_UP_AFTER = 30.0
 TrailingStop's exit timeout, so a held exit gets a decision before the stop looks)."""
 
 
-class HoldsOrders:
+class HoldsOrders(_Host):
     """Mixed into the Validator: it provides ``_waiting``, ``_clock``, ``_gateway``,
     ``_decide``, ``_moved``, ``_store``, ``_settle``, ``_expired``,
     ``_retry_waiting`` and ``context``."""
@@ -70,16 +77,16 @@ class HoldsOrders:
         plan: OrderPlan,
         intent: OrderRecord,
         answer: TraderAnswer,
-        reservation_id: str,
+        reservation_id: str | None,
         order_ms: float | None,
     ) -> None:
         order_id = intent.client_order_id
         self._resending.discard(order_id)
         self._gateway.forget(order_id)
         error = answer.error or "5xx"
-        held = self._moved(intent, state="unknown", error=f"{HELD_MARK}{error}")  # type: ignore[attr-defined]
-        self._store(RecordOrder(order=held))  # type: ignore[attr-defined]
-        now = self._clock.time()  # type: ignore[attr-defined]
+        held = self._moved(intent, state="unknown", error=f"{HELD_MARK}{error}")
+        self._store(RecordOrder(order=held))
+        now = self._clock.time()
         self._wait_held(message, Held(order_id, plan, checks, reservation_id, error, now, order_ms))
         self._reconcile_soon(order_id, intent.at)
 
@@ -113,7 +120,7 @@ class HoldsOrders:
                 category=None,
             )
         error = (row.error or "").removeprefix(HELD_MARK)
-        now = self._clock.time()  # type: ignore[attr-defined]
+        now = self._clock.time()
         logger.warning("order %s was held before a restart; held again", row.client_order_id)
         held = Held(row.client_order_id, plan, checks, reservation_id, error, now, None)
         self._wait_held(message, held)
@@ -130,10 +137,10 @@ class HoldsOrders:
         states = self._states
         if states is None:
             states = OrderStates(
-                self.context.services.endpoints.database_dsn,  # type: ignore[attr-defined]
+                self.context.services.endpoints.database_dsn,
                 timeout=2.0,
             )
-            self.on_cleanup(states.close, what="order states")  # type: ignore[attr-defined]
+            self.on_cleanup(states.close, what="order states")
             self._states = states
         return states
 
@@ -141,7 +148,7 @@ class HoldsOrders:
         """The Reconciler looks for an order that just became unknown (or held) now, and
         again once its window has passed."""
         try:
-            self.context.directory.tell(  # type: ignore[attr-defined]
+            self.context.directory.tell(
                 ActorName.RECONCILER, ReconcileSoon(client_order_id=order_id, sent_at=sent_at)
             )
         except ChildUnavailable as exc:
@@ -156,7 +163,7 @@ class HoldsOrders:
 
     def _held_resolved(self, message: HeldOrderResolved) -> None:
         waiting = self._waiting.held(message.client_order_id)
-        now = self._clock.time()  # type: ignore[attr-defined]
+        now = self._clock.time()
         for stale in [k for k, t in self._acted_on.items() if now - t > _ACTED_ON_KEPT]:
             del self._acted_on[stale]
         if waiting is None:
@@ -189,31 +196,31 @@ class HoldsOrders:
         self._acted_on[held.client_order_id] = now
         if message.accepted:
             self._waiting.remove(waiting)
-            self._settle(held.reservation_id, True)  # type: ignore[attr-defined]
+            self._settle(held.reservation_id, True)
             detail = f"answered {held.error}, then {message.detail} ({message.by})"
-            self._decide(  # type: ignore[attr-defined]
+            self._decide(
                 signal,
                 (*held.checks, CheckResult("execution", True, None, detail)),
                 plan=held.plan,
-                order=self._moved(  # type: ignore[attr-defined]
+                order=self._moved(
                     intent, state="accepted", trader_order_id=message.trader_order_id
                 ),
                 order_ms=held.order_ms,
                 outcome=Outcome.ACCEPTED,
             )
         else:
-            self._settle(held.reservation_id, False)  # type: ignore[attr-defined]
-            if self._expired(signal):  # type: ignore[attr-defined]
+            self._settle(held.reservation_id, False)
+            if self._expired(signal):
                 self._waiting.remove(waiting)
                 detail = (
                     f"{held.error}; not executed ({message.detail}); the signal expired: "
                     "not sent again"
                 )
-                self._decide(  # type: ignore[attr-defined]
+                self._decide(
                     signal,
                     (*held.checks, CheckResult("execution", False, Reason.TRADER_ERROR, detail)),
                     plan=held.plan,
-                    order=self._moved(intent, state="rejected", error=detail),  # type: ignore[attr-defined]
+                    order=self._moved(intent, state="rejected", error=detail),
                 )
             else:
                 # The same intent goes again, checked again from the trading state on.
@@ -228,7 +235,7 @@ class HoldsOrders:
                 self._resending.add(held.client_order_id)
                 if held.reservation_id is None:
                     self._resend_plans[signal.signal.signal_id] = held.plan
-        self._retry_waiting()  # type: ignore[attr-defined]
+        self._retry_waiting()
 
     def _reject_if_held(self, message: HeldOrderResolved, now: float) -> None:
         order_id = message.client_order_id
@@ -262,16 +269,16 @@ class HoldsOrders:
         """A held signal the reconciler could not settle in time: decided unknown (the
         order stays unknown, listed for an operator)."""
         held = waiting.held
-        now = self._clock.time()  # type: ignore[attr-defined]
+        now = self._clock.time()
         if held is None or now < held.since + self._held_window + _GIVE_UP_AFTER:
             return False
-        self._settle(held.reservation_id, None)  # type: ignore[attr-defined]
+        self._settle(held.reservation_id, None)
         detail = (
             f"{held.error}; not found nor ruled out at the Trader within "
             f"{now - held.since:.0f} s: outcome unknown, not sent again"
         )
         logger.error("ALERT order %s: %s", held.client_order_id, detail)
-        self._decide(  # type: ignore[attr-defined]
+        self._decide(
             waiting.message,
             (*held.checks, CheckResult("execution", False, Reason.ORDER_UNKNOWN, detail)),
             plan=held.plan,

@@ -7,7 +7,7 @@ import contextlib
 import functools
 import logging
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.actors.names import ActorName
 from coordinator.messages.pipeline import PositionsSeen
@@ -23,12 +23,19 @@ from coordinator.trading.stops import (
     raise_stop,
 )
 
+if TYPE_CHECKING:
+    from coordinator.actors.trailing_stop_work import StopWork
+
+    _Host = StopWork
+else:
+    _Host = object
+
 __all__ = ["StopHoldings"]
 
 logger = logging.getLogger("coordinator.actors.trailing_stop")
 
 
-class StopHoldings:
+class StopHoldings(_Host):
     """Part of the TrailingStop (its attributes are set up there)."""
 
     _positions: dict[str, Holding]
@@ -37,6 +44,8 @@ class StopHoldings:
     _atr: dict[str, AtrTracker]
     _closing: dict[str, dict[str, Any]]
     _orders_read_at: dict[str, float]
+    _fetching: bool
+    _fetch_started: float
 
     # --- positions --------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import functools
 import json
 import logging
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.infra.portfolio_client import PortfolioError
 from coordinator.infra.store import StoreError
@@ -25,6 +25,20 @@ from coordinator.messages.stops import (
 from coordinator.trading import stop_lifecycle as lc
 from coordinator.trading.stop_book import Holding, exit_prefixes
 
+if TYPE_CHECKING:
+    from coordinator.actors.trailing_stop import _Flush
+    from coordinator.clock import Clock
+    from coordinator.config import StopsConfig
+    from coordinator.infra.portfolio_client import PortfolioClient
+    from coordinator.infra.stop_store import StopStore
+    from coordinator.runtime import KeptRecords
+    from coordinator.supervisor.child import ChildActor
+    from coordinator.trading.stops import StopParams
+
+    _Host = ChildActor
+else:
+    _Host = object
+
 __all__ = ["StopWork"]
 
 logger = logging.getLogger("coordinator.actors.trailing_stop")
@@ -32,11 +46,33 @@ logger = logging.getLogger("coordinator.actors.trailing_stop")
 _ORDER_POLL = 2.0  # how often the stored state of an unsettled exit order is read again
 
 
-class StopWork:
+class StopWork(_Host):
     """Part of the TrailingStop (its attributes are set up there)."""
 
     _positions: dict[str, Holding]
     _closing: dict[str, dict[str, Any]]
+    _clock: Clock
+    _settings: StopsConfig
+    _params: StopParams
+    _kept: KeptRecords
+    _flush: _Flush
+    _store: StopStore
+    _cycles: StopStore
+    _orders: StopStore
+    _portfolio: PortfolioClient | None
+    _last_fetch: float | None
+    _positions_error: str | None
+    _cycles_error: str | None
+    _stale_ticks: int
+    _triggered: int
+    _orders_reading: set[str]
+    _orders_read_at: dict[str, float]
+
+    if TYPE_CHECKING:
+
+        def _step(self, position: Holding, event: lc.StopEvent, now: float) -> None: ...
+
+        def _holding_of(self, key: str | None) -> Holding | None: ...
 
     # --- persistence ------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.actors.names import ActorName
 from coordinator.infra.intent_claims import Claim, ClaimResult
@@ -25,24 +25,62 @@ from coordinator.trading.freshness import exit_price_check
 from coordinator.trading.routing import client_order_id
 from coordinator.trading.validation import CheckResult, MarketQuote, OrderPlan, Outcome, Reason
 
+if TYPE_CHECKING:
+    from coordinator.actors.validator_waiting import WaitQueue
+    from coordinator.clock import Clock
+    from coordinator.infra.trader_client import TraderAnswer
+
+    _Host = WaitQueue
+else:
+    _Host = object
+
 __all__ = ["SendsOrders"]
 
 # The Validator's own logger: these are its lines.
 logger = logging.getLogger("coordinator.actors.validator")
 
 
-class SendsOrders:
+class SendsOrders(_Host):
     """Part of the Validator, which sets these attributes up and provides ``_decide``,
     ``_moved``, ``_store``, ``_expired``, ``_wait``, ``context`` and (from its other
     parts) the holding of orders after a 5xx."""
 
-    _clock: Any
+    _clock: Clock
     _gateway: OrderGateway
     _prices: dict[str, MarketQuote]
     _stop_price_max_age: float
     _reserved: dict[str, OrderPlan]
     _sending: bool
     _submitted: bool
+
+    if TYPE_CHECKING:
+
+        def _moved(self, order: OrderRecord, **changes: Any) -> OrderRecord: ...
+
+        def _store(self, message: Any) -> None: ...
+
+        def _hold(
+            self,
+            message: SubmitSignal,
+            checks: tuple[CheckResult, ...],
+            plan: OrderPlan,
+            intent: OrderRecord,
+            answer: TraderAnswer,
+            reservation_id: str | None,
+            order_ms: float | None,
+        ) -> None: ...
+
+        def _held_before(
+            self,
+            message: SubmitSignal,
+            checks: tuple[CheckResult, ...],
+            plan: OrderPlan | None = None,
+            reservation_id: str | None = None,
+        ) -> bool: ...
+
+        def _reconcile_soon(self, order_id: str, sent_at: float) -> None: ...
+
+        def _sent_again_state(self, order_id: str) -> dict[str, Any]: ...
 
     def _execute(
         self,

@@ -5,24 +5,52 @@ trading state on once the Trader answers."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from coordinator.messages.pipeline import SubmitSignal
 from coordinator.trading.trading_state import TradingStatus
 from coordinator.trading.validation import CheckResult, Reason, waiting_for_trader
 from coordinator.trading.wait_queue import SignalQueue, Waiting, expired
 
+if TYPE_CHECKING:
+    from coordinator.clock import Clock
+    from coordinator.messages.pipeline import OrderRecord
+    from coordinator.supervisor.child import ChildActor
+    from coordinator.trading.validation import OrderPlan, Outcome
+
+    _Host = ChildActor
+else:
+    _Host = object
+
 __all__ = ["WaitQueue"]
 
 
-class WaitQueue:
+class WaitQueue(_Host):
     """Part of the Validator, which sets these attributes up and provides ``_decide``,
     ``_process`` and ``_held_too_long``."""
 
     _waiting: SignalQueue[SubmitSignal]
-    _clock: Any
+    _clock: Clock
     _timeout: float
     _status: TradingStatus
+
+    if TYPE_CHECKING:
+
+        def _decide(
+            self,
+            message: SubmitSignal,
+            checks: tuple[CheckResult, ...],
+            *,
+            plan: OrderPlan | None = None,
+            order: OrderRecord | None = None,
+            order_ms: float | None = None,
+            outcome: Outcome | None = None,
+            shadow: bool = False,
+        ) -> None: ...
+
+        def _process(self, message: SubmitSignal) -> None: ...
+
+        def _held_too_long(self, waiting: Waiting[SubmitSignal]) -> bool: ...
 
     def _expired(self, message: SubmitSignal) -> bool:
         return expired(message.signal, self._clock.time(), self._timeout)
@@ -35,7 +63,7 @@ class WaitQueue:
             self._clock.time(),
             self._timeout,
             timed_out=self._timed_out,
-            held_too_long=self._held_too_long,  # type: ignore[attr-defined]
+            held_too_long=self._held_too_long,
         )
 
     def _timed_out(self, waiting: Waiting[SubmitSignal]) -> None:
@@ -45,12 +73,12 @@ class WaitQueue:
             waiting.why,
             f"waited until signal_timeout ({self._timeout:g} s after the signal): {waiting.detail}",
         )
-        self._decide(waiting.message, (*waiting.message.checks, failure))  # type: ignore[attr-defined]
+        self._decide(waiting.message, (*waiting.message.checks, failure))
 
     def _retry_waiting(self) -> None:
         if not len(self._waiting) or waiting_for_trader(self._status):
             return
-        self._waiting.retry(lambda waiting: self._process(waiting.message))  # type: ignore[attr-defined]
+        self._waiting.retry(lambda waiting: self._process(waiting.message))
 
     def _holds(self, reservation_id: str) -> bool:
         return self._waiting.holds(reservation_id)

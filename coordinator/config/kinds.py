@@ -9,7 +9,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -35,7 +35,12 @@ __all__ = [
 
 
 class Kind:
-    allowed: str = ""
+    if TYPE_CHECKING:
+        # What a value may be, for messages: a class attribute or a property by kind.
+        @property
+        def allowed(self) -> str: ...
+    else:
+        allowed: str = ""
     accepts_empty: bool = False
     """Whether a set-but-empty value means something (else it counts as not set)."""
 
@@ -338,7 +343,7 @@ class SymbolRules(Kind):
 
     def parse(self, raw: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
         if isinstance(raw, dict):
-            items = [
+            items: list[tuple[Any, Any]] = [
                 (k, v if isinstance(v, list | tuple) else str(v).split("+")) for k, v in raw.items()
             ]
         elif isinstance(raw, list | tuple):

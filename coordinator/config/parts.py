@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.config.sections import (
     Config,
@@ -17,6 +17,9 @@ from coordinator.config.sections import (
     StopsConfig,
     UniverseManagerConfig,
 )
+
+if TYPE_CHECKING:
+    from coordinator.trading.stops import StopParams
 
 __all__ = [
     "FeedSettings",
@@ -83,8 +86,8 @@ class StopSettings:
     """The TrailingStop's."""
 
     stops: StopsConfig
-    params: Any
-    """The stop rules' parameters (coordinator.trading.stops.StopParams)."""
+    params: StopParams
+    """The stop rules' parameters."""
     portfolio_timeout: float
     validators: int
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from coordinator.config.kinds import Url
@@ -15,6 +15,9 @@ from coordinator.config.settings import SETTINGS, Setting
 from coordinator.trading.sizing import SizingTable
 from coordinator.trading.sizing_roottrading import SizingMode
 from coordinator.trading.validation import RiskConfig
+
+if TYPE_CHECKING:
+    from coordinator.trading.stops import StopParams
 
 __all__ = [
     "SECTION_TYPES",
@@ -330,7 +333,7 @@ class Config:
     def value_of(self, setting: Setting) -> Any:
         return getattr(getattr(self, setting.section), setting.field)
 
-    def stop_params(self) -> Any:
+    def stop_params(self) -> StopParams:
         """The trailing-stop parameters (coordinator.trading.stops.StopParams)."""
         return stop_params_from({s.name: self.value_of(s) for s in SETTINGS})
 
@@ -399,7 +402,7 @@ def stop_variables() -> dict[str, str]:
     return {s.field: s.name for s in SETTINGS if s.section == "stops" and s.field in names}
 
 
-def stop_params_from(values: Mapping[str, Any]) -> Any:
+def stop_params_from(values: Mapping[str, Any]) -> StopParams:
     """The StopParams of the settings (ValueError naming what does not fit)."""
     from coordinator.trading.stops import StopParams
 

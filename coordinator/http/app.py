@@ -34,7 +34,7 @@ def create_app(
     max_signal_bytes: int = MAX_PAYLOAD_BYTES,
 ) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True, autojson=True)
-    app.default_error_handler = json_error  # type: ignore[method-assign]
+    app.default_error_handler = json_error
     endpoint = Endpoints(app, api_token=api_token, snapshot_ttl=snapshot_ttl, clock=clock)
 
     @endpoint("GET", "/")

@@ -231,7 +231,7 @@ class CoordinatorApi(OrdersApi):
 
     def _tree(self) -> SupervisorSnapshot:
         try:
-            return self._supervisor.ask(GetSupervisorSnapshot(), timeout=self._timeout)
+            return self._supervisor.ask(GetSupervisorSnapshot(), block=True, timeout=self._timeout)
         except pykka.Timeout:
             raise ActorUnavailable("supervisor", f"no answer within {self._timeout:g} s") from None
         except pykka.ActorDeadError:

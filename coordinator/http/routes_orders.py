@@ -32,6 +32,7 @@ def install(endpoint: Endpoints, api: CoordinatorApi) -> None:
             errors.append("note must be a non-empty string saying why")
         if errors:
             raise fail(400, "; ".join(errors))
+        assert isinstance(state, str) and isinstance(note, str)  # checked above
         answer = api.resolve_order(
             client_order_id,
             state=state,

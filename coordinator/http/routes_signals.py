@@ -14,7 +14,7 @@ from coordinator.http.facade import CoordinatorApi
 __all__ = ["install"]
 
 _OUTCOMES = ("accepted", "rejected", "shadow", "unknown")
-_ADMISSION_STATUS = {
+_ADMISSION_STATUS: dict[tuple[str, str | None], int] = {
     ("duplicate", "duplicate_signal"): 409,
     ("rejected", "stale_signal"): 422,
     ("rejected", "overloaded"): 429,

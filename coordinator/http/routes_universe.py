@@ -49,6 +49,7 @@ def install(endpoint: Endpoints, api: CoordinatorApi) -> None:
             errors.append(f"ttl_s must be a number of seconds > 0 or null, got {ttl!r}")
         if errors:
             raise fail(400, "; ".join(errors))
+        assert isinstance(symbol, str) and isinstance(reason, str)  # checked above
         return api.blacklist(
             symbol, reason=reason.strip()[:500], ttl=None if ttl is None else float(ttl)
         )

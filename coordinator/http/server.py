@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, cast
 
 import waitress
 import waitress.server
@@ -32,22 +32,27 @@ class HttpServer:
         max_request_body_size: int = 4 * 1024 * 1024,
     ) -> None:
         try:
-            self._server = waitress.create_server(
-                app,
-                host=host,
-                port=port,
-                threads=threads,
-                ident="coordinator",
-                clear_untrusted_proxy_headers=True,
-                channel_timeout=30,
-                connection_limit=200,
-                # waitress buffers a body before the app sees it: bound what it keeps.
-                max_request_body_size=max_request_body_size,
+            # Any: what stop() uses of waitress (effective_port, trigger, the channel
+            # map) is not in its stubs.
+            self._server = cast(
+                Any,
+                waitress.server.create_server(
+                    app,
+                    host=host,
+                    port=port,
+                    threads=threads,
+                    ident="coordinator",
+                    clear_untrusted_proxy_headers=True,
+                    channel_timeout=30,
+                    connection_limit=200,
+                    # waitress buffers a body before the app sees it: bound what it keeps.
+                    max_request_body_size=max_request_body_size,
+                ),
             )
         except OSError as exc:
             raise HttpServerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         self.host = host
-        self.port = int(self._server.effective_port)  # type: ignore[union-attr]
+        self.port = int(self._server.effective_port)
         self._thread = threading.Thread(target=self._run, name="http", daemon=True)
 
     @property
@@ -70,12 +75,12 @@ class HttpServer:
     def stop(self, timeout: float = 5.0) -> None:
         """Close the listener and every connection, then the worker threads."""
         server = self._server
-        server.was_shutdown = True  # type: ignore[union-attr]
+        server.was_shutdown = True
         # waitress has no stop(): closing every channel empties the asyncore map,
         # which ends run(). The wake-up trigger goes last, pulled first, so that the
         # loop leaves its select() at once rather than at its next timeout.
-        trigger = server.trigger  # type: ignore[union-attr]
-        for channel in list(server._map.values()):  # type: ignore[union-attr]
+        trigger = server.trigger
+        for channel in list(server._map.values()):
             if channel is trigger:
                 continue
             try:
@@ -91,6 +96,6 @@ class HttpServer:
             trigger.close()
         except Exception:
             logger.debug("closing the trigger failed", exc_info=True)
-        server.task_dispatcher.shutdown(timeout=timeout)  # type: ignore[union-attr]
+        server.task_dispatcher.shutdown(timeout=timeout)
         self._thread.join(timeout)
         logger.info("HTTP API stopped")

@@ -292,6 +292,7 @@ class EmbeddedPostgres(_ServerProcess):
             shutil.rmtree(self.pgdata)  # a half-made cluster from an interrupted initdb
         self.pgdata.mkdir(mode=0o700)
         pwfile = self.data_dir / ".initdb-password"
+        assert self.password is not None  # start() sets it before initdb
         _write_private(pwfile, self.password + "\n")
         if user is not None:
             shutil.chown(self.pgdata, user, user)

@@ -125,7 +125,7 @@ class PaperExchange:
         # tell a re-send after a failure from a second request after a fill.
         self.order_log: deque[dict[str, Any]] = deque(maxlen=100_000)
         self._orders: dict[str, dict[str, Any]] = {}
-        self._recent: dict[tuple[str, str, float, str], tuple[float, str]] = {}
+        self._recent: dict[tuple[str, str, str, str], tuple[float, str]] = {}
         self._lock = threading.Lock()
         self._random = random.Random(seed)
         self._ids = itertools.count(10_000_000)
@@ -206,7 +206,7 @@ class PaperExchange:
             response.content_type = "application/json"
             return json.dumps({"error": str(res.body)})
 
-        app.default_error_handler = error  # type: ignore[method-assign]
+        app.default_error_handler = error
 
         @app.get("/health")
         def health() -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg2
@@ -466,6 +467,8 @@ def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _percentiles(values: list[float] | None, maximum: float | None) -> dict[str, float | None]:
+def _percentiles(
+    values: Sequence[float | None] | None, maximum: float | None
+) -> dict[str, float | None]:
     values = values or [None, None, None]
     return {"p50": values[0], "p90": values[1], "p99": values[2], "max": maximum}

@@ -186,7 +186,7 @@ class StopStore(OwnConnectionStore):
             if not {"time", "symbol", "high", "low", "close"} <= columns:
                 return []
             timeframe_filter = "AND timeframe = %s" if "timeframe" in columns else ""
-            out = []
+            out: list[tuple[str, int, float, float, float]] = []
             for symbol in symbols:
                 params: list[Any] = [symbol]
                 if timeframe_filter:

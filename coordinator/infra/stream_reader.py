@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -70,7 +71,9 @@ class StreamReader(RedisReader):
                 if now - claimed_at > max(1.0, self._claim_idle_ms / 3000):
                     self._claim_abandoned(client)
                     claimed_at = now
-                reply = client.xreadgroup(
+                # A RESP2 reply, [[stream, [(id, fields), ...]]]: the library's type
+                # covers every protocol's shape.
+                reply: Any = client.xreadgroup(
                     self._group,
                     self._consumer,
                     {self._stream: ">"},
@@ -92,7 +95,7 @@ class StreamReader(RedisReader):
     def _read_own_pending(self, client: redis.Redis) -> None:
         last = "0"
         while not self._stopped.is_set():
-            reply = client.xreadgroup(
+            reply: Any = client.xreadgroup(
                 self._group, self._consumer, {self._stream: last}, count=self._batch
             )
             entries = reply[0][1] if reply else []

@@ -225,7 +225,7 @@ class TraderClient:
             stamp, uptime = body.get("timestamp"), body.get("uptime")
             numbers = [v for v in (stamp, uptime) if isinstance(v, int | float)]
             if len(numbers) == 2 and not any(isinstance(v, bool) for v in (stamp, uptime)):
-                started = float(stamp) - float(uptime)
+                started = float(numbers[0]) - float(numbers[1])
         return TraderStatus(started_at=started)
 
     def _read(self, path: str, expected: tuple[int, ...]) -> Any:

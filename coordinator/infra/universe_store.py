@@ -8,7 +8,7 @@ import logging
 import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -205,7 +205,8 @@ class MarketSources:
     def spreads(self, now: float, max_age: float) -> tuple[dict[str, float], str | None]:
         """symbol -> spread in percent of the mid price, fresh ones only; and an error."""
         try:
-            raw = self._client.hgetall(self._book_key)
+            # The client does not decode replies: fields and values are bytes.
+            raw = cast(dict[bytes, bytes], self._client.hgetall(self._book_key))
         except redis.RedisError as exc:
             return {}, f"bid/ask unreadable: {exc}"
         spreads = {}
@@ -230,7 +231,8 @@ class MarketSources:
         errors = []
         try:
             malformed = []
-            for field, value in self._client.hgetall(self._cap_key).items():
+            caps_raw = cast(dict[bytes, bytes], self._client.hgetall(self._cap_key))
+            for field, value in caps_raw.items():
                 name, number = field.decode(errors="replace").upper(), _number(value)
                 if number is None:
                     malformed.append(name)

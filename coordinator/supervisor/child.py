@@ -140,7 +140,7 @@ class ChildActor(pykka.ThreadingActor):
         self.name = context.name
         self._handling: str | None = None
         self._pools: dict[str, ThreadPoolExecutor] = {}
-        self._releases: list[tuple[str, Callable[[], None]]] = []
+        self._releases: list[tuple[str, Callable[[], object]]] = []
         self._alarms: dict[str, Alarm] = {}
 
     # --- hooks ------------------------------------------------------------------------
@@ -210,7 +210,7 @@ class ChildActor(pykka.ThreadingActor):
             clock=self.context.clock,
         ).start()
 
-    def on_cleanup(self, release: Callable[[], None], *, what: str = "") -> None:
+    def on_cleanup(self, release: Callable[[], object], *, what: str = "") -> None:
         """Call ``release`` when this incarnation ends, after ``cleanup``: what was
         registered last is released first."""
         self._releases.append((what or getattr(release, "__qualname__", "release"), release))

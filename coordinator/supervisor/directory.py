@@ -184,7 +184,10 @@ class Directory:
         with self._lock:
             entry = self._entry(name)
             if entry.ref is not None:
-                return entry.ref.actor_inbox.qsize() + len(entry.buffer)  # type: ignore[attr-defined]
+                # pykka's ActorInbox protocol leaves out qsize, which the threading
+                # actor's inbox (a queue.Queue) has.
+                waiting: int = entry.ref.actor_inbox.qsize()  # type: ignore[attr-defined]
+                return waiting + len(entry.buffer)
             return len(entry.buffer)
 
     def _entry(self, name: str) -> _Entry:

@@ -13,6 +13,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Sequence
+from types import TracebackType
 from typing import Any
 
 import pykka
@@ -128,7 +129,12 @@ class Supervisor(_Liveness, pykka.ThreadingActor):
         except BaseException as exc:
             raise EscapedBaseException(repr(exc)) from exc
 
-    def on_failure(self, exception_type: Any, exception_value: Any, tb: Any) -> None:
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         # A bug here leaves the tree without a supervisor: stop it and let the process
         # exit non-zero rather than run unsupervised.
         logger.critical("supervisor failed: %r; stopping the tree", exception_value)

@@ -17,6 +17,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from coordinator.trading.freshness import open_time_ms, timeframe_seconds
 
@@ -205,11 +206,11 @@ class SeenCandles:
         return sum(len(times) for times in self._times.values())
 
 
-def _number(value: object) -> float | None:
+def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value)
     except (TypeError, ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None

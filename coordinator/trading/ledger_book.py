@@ -272,8 +272,8 @@ class LedgerBook:
 
     def expire(self, now: float) -> tuple[list[BookOrder], list[BookOrder]]:
         """(reservations released, fills trusted to the view) whose time is up."""
-        released = []
-        trusted = []
+        released: list[BookOrder] = []
+        trusted: list[BookOrder] = []
         for key, order in list(self.orders.items()):
             if now < order.expires_at:
                 continue

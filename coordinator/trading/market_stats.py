@@ -178,6 +178,8 @@ def correlations(a: np.ndarray, others: np.ndarray, min_overlap: int) -> np.ndar
         mean_y = y.sum(axis=1) / count
         dx = np.where(mask, x - mean_x[:, None], 0.0)
         dy = np.where(mask, y - mean_y[:, None], 0.0)
-        result = (dx * dy).sum(axis=1) / np.sqrt((dx * dx).sum(axis=1) * (dy * dy).sum(axis=1))
+        result: np.ndarray = (dx * dy).sum(axis=1) / np.sqrt(
+            (dx * dx).sum(axis=1) * (dy * dy).sum(axis=1)
+        )
     result[count < min_overlap] = np.nan
     return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -33,6 +34,8 @@ MAX_PAYLOAD_BYTES = 1024 * 1024
 signals, up to 100 of them in a wave, and passes 100 KB."""
 RECORD_PREVIEW_BYTES = 64 * 1024
 """What is kept of a payload over the limit, for its record."""
+_Fail = Callable[[str, str], None]
+"""Notes a field's problem: (field, problem)."""
 _STRENGTHS = ("very_weak", "weak", "moderate", "strong", "very_strong")
 # Epoch milliseconds between 2001 and 2286: a number outside is seconds or garbage.
 _MIN_EPOCH_MS = 1_000_000_000_000
@@ -190,7 +193,7 @@ def _parse_object(obj: dict[str, Any], data: bytes) -> Signal | InvalidSignal:
         signal_id = f"consensus:{consensus_id}"
     else:
         signal_id = "sha256:" + hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
-    assert timestamp is not None and price is not None
+    assert timestamp is not None and price is not None and isinstance(side, str)
     return Signal(
         signal_id=signal_id,
         strategy=str(strategy),
@@ -212,7 +215,7 @@ def _parse_object(obj: dict[str, Any], data: bytes) -> Signal | InvalidSignal:
     )
 
 
-def _timestamp(value: Any, fail: Any) -> float | None:
+def _timestamp(value: Any, fail: _Fail) -> float | None:
     if value is None:
         fail("timestamp", "required: an ISO-8601 string or epoch milliseconds")
         return None
@@ -251,7 +254,7 @@ def _timestamp(value: Any, fail: Any) -> float | None:
 def _number(
     value: Any,
     field: str,
-    fail: Any,
+    fail: _Fail,
     *,
     required: bool = False,
     positive: bool = False,
@@ -279,7 +282,7 @@ def _number(
     return number
 
 
-def _integer(value: Any, field: str, fail: Any) -> int | None:
+def _integer(value: Any, field: str, fail: _Fail) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -294,7 +297,7 @@ def _integer(value: Any, field: str, fail: Any) -> int | None:
     return int(value)
 
 
-def _text(value: Any, field: str, fail: Any) -> str | None:
+def _text(value: Any, field: str, fail: _Fail) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
@@ -303,7 +306,7 @@ def _text(value: Any, field: str, fail: Any) -> str | None:
     return value[:100]
 
 
-def _identifier(value: Any, field: str, fail: Any) -> str | None:
+def _identifier(value: Any, field: str, fail: _Fail) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | str):

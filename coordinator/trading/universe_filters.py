@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -327,7 +327,7 @@ FILTERS: dict[str, type[UniverseFilter]] = {
 
 def build_chain(names: Sequence[str], settings: Mapping[str, Any]) -> list[UniverseFilter]:
     """The filters named, in order, with their parameters from ``settings``."""
-    makers = {
+    makers: dict[str, Callable[[], UniverseFilter]] = {
         "volume": lambda: VolumeFilter(settings["min_volume_24h"]),
         "spread": lambda: SpreadFilter(settings["max_spread_percent"], settings["unknown_spread"]),
         "market_cap": lambda: MarketCapFilter(
