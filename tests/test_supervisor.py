@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from coordinator.clock import SystemClock
+from coordinator.clock import Clock, ManualClock, SystemClock
 from coordinator.config import SupervisorConfig, load_config
 from coordinator.messages import DrillCrash, DrillHang, GetSupervisorSnapshot, StopTree
 from coordinator.messages.base import Command, Query
@@ -112,7 +112,9 @@ class Worker(ChildActor):
 
 
 class Tree:
-    def __init__(self, specs: list[ChildSpec], config: SupervisorConfig = FAST) -> None:
+    def __init__(
+        self, specs: list[ChildSpec], config: SupervisorConfig = FAST, clock: Clock | None = None
+    ) -> None:
         self.journal = Journal()
         self.directory = Directory()
         self.outcome = TreeOutcome()
@@ -121,7 +123,7 @@ class Tree:
             specs,
             config,
             directory=self.directory,
-            clock=SystemClock(),
+            clock=clock or SystemClock(),
             outcome=self.outcome,
             drills=self.drills,
             services=self.journal,
@@ -151,8 +153,10 @@ class Tree:
 def tree_factory() -> Iterator[Any]:
     trees: list[Tree] = []
 
-    def make(specs: list[ChildSpec], config: SupervisorConfig = FAST) -> Tree:
-        tree = Tree(specs, config)
+    def make(
+        specs: list[ChildSpec], config: SupervisorConfig = FAST, clock: Clock | None = None
+    ) -> Tree:
+        tree = Tree(specs, config, clock)
         trees.append(tree)
         assert tree.outcome.ready.wait(10) or tree.outcome.finished.is_set()
         return tree
@@ -273,6 +277,24 @@ def test_backoff_delays_grow_between_start_attempts(tree_factory):
     for gap, delay in zip(gaps, (0.04, 0.08, 0.16), strict=True):
         assert gap >= delay
     assert tree.child("a").restarts == 4
+
+
+def test_a_restart_falls_due_when_the_trees_clock_passes_its_backoff(tree_factory):
+    """The backoff is the tree's clock's: a test clock restarts the child when advanced
+    past the delay (30 s here), not after 30 s of real time."""
+    clock = ManualClock()
+    # Liveness pings fall due on the same clock: far enough not to run meanwhile.
+    config = replace(FAST, backoff_base=30.0, backoff_max=30.0, liveness_interval=1_000.0)
+    tree = tree_factory(specs("a"), config, clock)
+    tree.wait_running("a", 1)
+    tree.directory.tell("a", DrillCrash())
+    assert wait_for(
+        lambda: (c := tree.child("a")).state == "backoff" and c
+    ).restart_in == pytest.approx(30.0)
+    clock.advance(29.0)
+    assert tree.child("a").state == "backoff"
+    clock.advance(1.5)
+    tree.wait_running("a", 2)
 
 
 def test_restart_intensity_exceeded_stops_the_tree(tree_factory):

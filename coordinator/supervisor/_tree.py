@@ -19,6 +19,7 @@ from coordinator.supervisor.child import ActorContext
 from coordinator.supervisor.directory import Directory
 from coordinator.supervisor.policy import RestartIntensity
 from coordinator.supervisor.spec import ChildSpec, Strategy
+from coordinator.supervisor.ticker import Alarm
 
 
 class TreeState(StrEnum):
@@ -66,7 +67,7 @@ class _Child:
     backoff_attempt: int = 0
     start_failures: int = 0
     restart_at: float | None = None
-    timer: threading.Timer | None = None
+    timer: Alarm | None = None
     ping: tuple[Future[Any], float] | None = None
     expected_stop: set[int] = field(default_factory=set)
 

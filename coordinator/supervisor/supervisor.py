@@ -22,7 +22,7 @@ from pykka import ActorRef, Future
 from coordinator.clock import Clock
 from coordinator.config import SupervisorConfig
 from coordinator.logs import set_actor_name
-from coordinator.messages.base import Event
+from coordinator.messages.base import Command, Event
 from coordinator.messages.supervision import (
     ChildErrored,
     ChildExited,
@@ -58,7 +58,7 @@ from coordinator.supervisor.child import (
 from coordinator.supervisor.directory import Directory
 from coordinator.supervisor.policy import BackoffPolicy, RestartIntensity, wants_restart
 from coordinator.supervisor.spec import ChildSpec, Strategy
-from coordinator.supervisor.ticker import Ticker
+from coordinator.supervisor.ticker import Alarm, Ticker
 
 __all__ = ["ChildState", "Supervisor", "TreeOutcome", "TreeState"]
 
@@ -376,13 +376,11 @@ class Supervisor(_Liveness, pykka.ThreadingActor):
             child.restarts,
             delay,
         )
-        timer = threading.Timer(
-            delay, self._report, args=(RestartDue(name=name, incarnation=incarnation),)
-        )
-        timer.daemon = True
-        timer.name = f"restart-{name}"
-        child.timer = timer
-        timer.start()
+        due = RestartDue(name=name, incarnation=incarnation)
+        # On the tree's clock, as ``restart_at`` is: a test clock rings it when advanced.
+        child.timer = Alarm(
+            delay, lambda: self._report(due), name=f"restart-{name}", clock=self._clock
+        ).start()
 
     def _hold_for_restart(self, child: _Child) -> None:
         """rest_for_one: stop a later sibling so it starts again after the failed one."""
@@ -443,7 +441,7 @@ class Supervisor(_Liveness, pykka.ThreadingActor):
             child.timer = None
         child.restart_at = None
 
-    def _report(self, message: Event) -> None:
+    def _report(self, message: Event | Command) -> None:
         if not tell_unless_ended(self.actor_ref, message):
             logger.debug("supervisor gone; %s dropped", type(message).__name__)
 
