@@ -12,7 +12,7 @@ from coordinator.infra.store import StoreError
 from coordinator.messages.pipeline import (
     GetStats,
     LifetimeFetched,
-    OrderSubmitted,
+    OrderFinished,
     RefreshLifetime,
     ReservationsExpired,
     SignalDecided,
@@ -34,7 +34,7 @@ def _not_read(exc: Exception) -> None:
 
 
 class Stats(ChildActor):
-    subscriptions = (SignalDecided, OrderSubmitted, ReservationsExpired)
+    subscriptions = (SignalDecided, OrderFinished, ReservationsExpired)
 
     def setup(self) -> None:
         services: Services = self.context.services
@@ -70,7 +70,7 @@ class Stats(ChildActor):
                 self._to_decision.add(decision.intake_to_decision_ms)
                 if decision.intake_to_order_ms is not None:
                     self._to_order.add(decision.intake_to_order_ms)
-            case OrderSubmitted(order=order):
+            case OrderFinished(order=order):
                 self._orders[order.state] += 1
             case ReservationsExpired(count=count):
                 self._reservations_expired += count

@@ -27,8 +27,8 @@ from coordinator.messages.pipeline import (
     GetStoredRecords,
     GetStoreSnapshot,
     GetUndecided,
+    OrderFinished,
     OrderRecord,
-    OrderSubmitted,
     RecordDecision,
     RecordOrder,
     RecordSignal,
@@ -208,7 +208,7 @@ class StoreWriter(ChildActor):
         self._records.append(order_record(order))
         if order.state not in _FINAL_ORDER_STATES:
             return
-        self._events.append(OrderSubmitted(order=order))
+        self._events.append(OrderFinished(order=order))
         if order.state == "unknown" and (order.error or "").startswith((HELD_MARK, RESENT_MARK)):
             # Held after a 5xx, or sent again: the reconciler looks for it at once.
             logger.warning(

@@ -36,7 +36,7 @@ from coordinator.infra.portfolio_client import PortfolioClient
 from coordinator.infra.stop_store import StopStore
 from coordinator.infra.store import StoreError
 from coordinator.messages.pipeline import (
-    OrderSubmitted,
+    OrderFinished,
     PricesUpdated,
     PriceUpdated,
     SignalDecided,
@@ -88,7 +88,7 @@ class _Flush:
 
 
 class TrailingStop(StopHoldings, StopWork, ChildActor):
-    subscriptions = (CandleClosed, SignalDecided, OrderSubmitted)
+    subscriptions = (CandleClosed, SignalDecided, OrderFinished)
     settings: StopSettings
 
     def setup(self) -> None:
@@ -216,7 +216,7 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
                 )
             case SignalDecided():
                 pass
-            case OrderSubmitted(order=order):
+            case OrderFinished(order=order):
                 self._on_order(order.symbol, order.side, order.state, order.at, order.signal_id)
             case PositionsFetched():
                 self._on_positions(message)

@@ -50,8 +50,8 @@ __all__ = [
     "LifetimeFetched",
     "MarketSnapshot",
     "MarketTick",
+    "OrderFinished",
     "OrderRecord",
-    "OrderSubmitted",
     "PortfolioFetched",
     "PositionsSeen",
     "PriceUpdated",
@@ -397,11 +397,14 @@ class SignalDecided(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OrderSubmitted(Event):
-    """An order reached a final state: accepted, rejected or unknown."""
+class OrderFinished(Event):
+    """An order's attempt ended and its outcome is stored: accepted, rejected or unknown
+    (no answer, or held after a 5xx). Published by the StoreWriter after the write, as
+    ``SignalDecided`` is; a held order is published again once its Validator decides it.
+    On the events channel its ``type`` stays ``OrderSubmitted``."""
 
     order: OrderRecord
-    """The order."""
+    """The order in its final state."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
