@@ -25,7 +25,7 @@ from coordinator.infra.trader_client import TraderAnswer
 from coordinator.messages.pipeline import OrderRecord, RecordOrder, SubmitSignal
 from coordinator.messages.reconcile import HeldOrderResolved, ReconcileSoon
 from coordinator.supervisor.directory import ChildUnavailable
-from coordinator.trading.execution import DEDUP_SECONDS
+from coordinator.trading.execution import DEDUP_SECONDS, OrderStatus
 from coordinator.trading.routing import client_order_id
 from coordinator.trading.signals import Side
 from coordinator.trading.validation import CheckResult, OrderPlan, Outcome, Reason
@@ -77,7 +77,7 @@ class HoldsOrders:
         self._resending.discard(order_id)
         self._gateway.forget(order_id)
         error = answer.error or "5xx"
-        held = self._moved(intent, state="unknown", error=f"{HELD_MARK}{error}")  # type: ignore[attr-defined]
+        held = self._moved(intent, state=OrderStatus.UNKNOWN, error=f"{HELD_MARK}{error}")  # type: ignore[attr-defined]
         self._store(RecordOrder(order=held))  # type: ignore[attr-defined]
         now = self._clock.time()  # type: ignore[attr-defined]
         self._wait_held(message, Held(order_id, plan, checks, reservation_id, error, now, order_ms))
@@ -151,8 +151,11 @@ class HoldsOrders:
         """The state written just before a held order is sent again: still unknown, with
         the time of this attempt (the reconciler's window follows it)."""
         if order_id in self._resending:
-            return {"state": "unknown", "error": f"{RESENT_MARK}sent again after the first failed"}
-        return {"state": "sent"}
+            return {
+                "state": OrderStatus.UNKNOWN,
+                "error": f"{RESENT_MARK}sent again after the first failed",
+            }
+        return {"state": OrderStatus.SENT}
 
     def _held_resolved(self, message: HeldOrderResolved) -> None:
         waiting = self._waiting.held(message.client_order_id)
@@ -183,7 +186,7 @@ class HoldsOrders:
             side=held.plan.side.value,
             quantity=held.plan.quantity,
             reference_price=held.plan.reference_price,
-            state="unknown",
+            state=OrderStatus.UNKNOWN,
             at=now,
         )
         self._acted_on[held.client_order_id] = now
@@ -196,7 +199,7 @@ class HoldsOrders:
                 (*held.checks, CheckResult("execution", True, None, detail)),
                 plan=held.plan,
                 order=self._moved(  # type: ignore[attr-defined]
-                    intent, state="accepted", trader_order_id=message.trader_order_id
+                    intent, state=OrderStatus.ACCEPTED, trader_order_id=message.trader_order_id
                 ),
                 order_ms=held.order_ms,
                 outcome=Outcome.ACCEPTED,
@@ -213,7 +216,7 @@ class HoldsOrders:
                     signal,
                     (*held.checks, CheckResult("execution", False, Reason.TRADER_ERROR, detail)),
                     plan=held.plan,
-                    order=self._moved(intent, state="rejected", error=detail),  # type: ignore[attr-defined]
+                    order=self._moved(intent, state=OrderStatus.REJECTED, error=detail),  # type: ignore[attr-defined]
                 )
             else:
                 # The same intent goes again, checked again from the trading state on.

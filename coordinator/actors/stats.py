@@ -20,7 +20,9 @@ from coordinator.messages.pipeline import (
 )
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
+from coordinator.trading.execution import OrderStatus
 from coordinator.trading.metrics import LatencyHistogram
+from coordinator.trading.validation import Outcome, Reason
 
 __all__ = ["Stats"]
 
@@ -93,15 +95,15 @@ class Stats(ChildActor):
     def _snapshot(self) -> StatsSnapshot:
         return StatsSnapshot(
             signals_processed=sum(self._outcomes.values()),
-            signals_accepted=self._outcomes["accepted"],
-            signals_rejected=self._outcomes["rejected"],
-            signals_shadow=self._outcomes["shadow"],
-            signals_unknown=self._outcomes["unknown"],
+            signals_accepted=self._outcomes[Outcome.ACCEPTED],
+            signals_rejected=self._outcomes[Outcome.REJECTED],
+            signals_shadow=self._outcomes[Outcome.SHADOW],
+            signals_unknown=self._outcomes[Outcome.UNKNOWN],
             signals_validated=self._validated,
-            orders_accepted=self._orders["accepted"],
-            orders_rejected=self._orders["rejected"],
-            orders_unknown=self._orders["unknown"],
-            internal_errors=self._reasons["internal_error"],
+            orders_accepted=self._orders[OrderStatus.ACCEPTED],
+            orders_rejected=self._orders[OrderStatus.REJECTED],
+            orders_unknown=self._orders[OrderStatus.UNKNOWN],
+            internal_errors=self._reasons[Reason.INTERNAL_ERROR],
             rejections_by_reason=tuple(self._reasons.most_common()),
             intake_to_decision=self._to_decision.summary(),
             intake_to_order=self._to_order.summary(),

@@ -27,8 +27,9 @@ from coordinator.messages.stats import (
     RefreshLifetime,
     StatsSnapshot,
 )
+from coordinator.trading.execution import OrderStatus
 from coordinator.trading.signals import Signal
-from coordinator.trading.validation import CheckResult, ExitTarget
+from coordinator.trading.validation import AdmissionStatus, CheckResult, ExitTarget
 
 __all__ = [
     "AckStreamEntry",
@@ -111,7 +112,7 @@ class Admission:
 
     signal_id: str
     """The signal's id."""
-    status: str
+    status: AdmissionStatus
     """``accepted`` (sent on for validation), ``rejected`` or ``duplicate``."""
     reason: str | None
     """Reason code when not accepted."""
@@ -310,7 +311,7 @@ class OrderRecord:
     """Quantity sent."""
     reference_price: float
     """Price the order was sized at."""
-    state: str
+    state: OrderStatus
     """pending, sent, accepted, rejected or unknown."""
     trader_order_id: str | None = None
     """The Trader's id, when accepted."""
