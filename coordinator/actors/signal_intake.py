@@ -44,7 +44,13 @@ from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.trading.routing import validator_for
 from coordinator.trading.signal_rows import LiftedRow, RowKind, lift_row
-from coordinator.trading.signals import FieldError, InvalidSignal, Signal, parse_signal
+from coordinator.trading.signals import (
+    FieldError,
+    InvalidSignal,
+    Signal,
+    SignalSource,
+    parse_signal,
+)
 from coordinator.trading.validation import (
     AdmissionStatus,
     CheckResult,
@@ -178,7 +184,7 @@ class SignalIntake(ChildActor):
                 self.actor_ref.tell(
                     RawSignal(
                         payload=payload,
-                        source="database",
+                        source=SignalSource.DATABASE,
                         received_at=self._clock.time(),
                         received_mono=self._clock.monotonic(),
                         # An earlier process may have taken it in (and sent its order).
@@ -262,7 +268,7 @@ class SignalIntake(ChildActor):
         same signal arriving intact by Redis is recognised as decided."""
         raw = RawSignal(
             payload=b"",
-            source="database",
+            source=SignalSource.DATABASE,
             received_at=self._clock.time(),
             received_mono=self._clock.monotonic(),
             redelivered=True,

@@ -22,6 +22,7 @@ from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.trading.execution import OrderStatus
 from coordinator.trading.metrics import LatencyHistogram
+from coordinator.trading.signals import SignalSource
 from coordinator.trading.validation import Outcome, Reason
 
 __all__ = ["Stats"]
@@ -57,7 +58,7 @@ class Stats(ChildActor):
 
     def handle(self, message: Any) -> Any:
         match message:
-            case SignalDecided(decision=decision, source="trailing_stop"):
+            case SignalDecided(decision=decision, source=SignalSource.TRAILING_STOP):
                 # Exits of the trailing stops are not signals: counted on their own.
                 self._exits[decision.outcome] += 1
                 if decision.intake_to_order_ms is not None:

@@ -28,7 +28,7 @@ from coordinator.messages.stats import (
     StatsSnapshot,
 )
 from coordinator.trading.execution import OrderStatus
-from coordinator.trading.signals import Signal
+from coordinator.trading.signals import Signal, SignalSource
 from coordinator.trading.validation import AdmissionStatus, CheckResult, ExitTarget
 
 __all__ = [
@@ -90,7 +90,7 @@ class RawSignal(Command):
 
     payload: bytes
     """The message body, not parsed yet."""
-    source: str
+    source: SignalSource
     """``pubsub``, ``stream``, ``http`` or ``database``."""
     received_at: float
     """Wall-clock time of arrival, epoch seconds."""

@@ -24,6 +24,7 @@ __all__ = [
     "InvalidSignal",
     "Side",
     "Signal",
+    "SignalSource",
     "canonical_json",
     "parse_signal",
 ]
@@ -42,6 +43,18 @@ _MAX_EPOCH_MS = 9_999_999_999_999
 class Side(StrEnum):
     BUY = "BUY"
     SELL = "SELL"
+
+
+class SignalSource(StrEnum):
+    """Where a signal came in, as stored (``coordinator_signals.source``) and published."""
+
+    PUBSUB = "pubsub"
+    STREAM = "stream"
+    HTTP = "http"
+    DATABASE = "database"
+    """RootTrading's ``trading_signals`` table, read at start."""
+    TRAILING_STOP = "trailing_stop"
+    """A trailing stop's exit: not taken in again after a restart, counted apart."""
 
 
 @dataclass(frozen=True, slots=True)
