@@ -43,7 +43,7 @@ from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.trading.backoff import Backoff
 from coordinator.trading.execution import FINAL_ORDER_STATES, OrderStatus
 from coordinator.trading.signal_rows import db_id_of
-from coordinator.trading.signals import Signal, parse_signal
+from coordinator.trading.signals import Signal, SignalSource, parse_signal
 
 __all__ = ["StoreWriter"]
 
@@ -248,7 +248,7 @@ class StoreWriter(ChildActor):
         self._records.append(decision_record(decision))
         if decision.order is not None and decision.order.state in FINAL_ORDER_STATES:
             self._record_order(decision.order)
-        source = received.source if received is not None else "unknown"
+        source = received.source if received is not None else SignalSource.UNKNOWN
         db_id = db_id_of(decision.signal_id)
         if db_id is not None:
             # RootTrading's row of this signal, however it came in (pub/sub, stream,

@@ -55,6 +55,8 @@ class SignalSource(StrEnum):
     """RootTrading's ``trading_signals`` table, read at start."""
     TRAILING_STOP = "trailing_stop"
     """A trailing stop's exit: not taken in again after a restart, counted apart."""
+    UNKNOWN = "unknown"
+    """Only in a ``SignalDecided`` whose signal's record the StoreWriter did not hold."""
 
 
 @dataclass(frozen=True, slots=True)
