@@ -15,6 +15,8 @@ import pytest
 
 from coordinator.infra.order_states import OrderStates
 from coordinator.infra.pipeline_store import PipelineStore
+from coordinator.infra.records import RecordKind
+from coordinator.trading.execution import OrderStatus
 from tests.test_trader_orders import CONTRACT, needs_contract
 
 
@@ -219,3 +221,35 @@ def test_trade_executions_are_read_when_the_table_exists(own_postgres):
         assert not states.executions_complete_since(buy - 86_400 * 6)
     finally:
         states.close()
+
+
+def test_states_and_kinds_as_enums_are_stored_and_sent_as_their_text(postgres):
+    """The actors write ``OrderStatus`` and ``RecordKind`` members: PostgreSQL gets and
+    compares them as text, the journal and the events as JSON strings."""
+    writer = PipelineStore(postgres.dsn, timeout=5)
+    states = OrderStates(postgres.dsn, timeout=5)
+    now = time.time()
+    record = {**order(OrderStatus.UNKNOWN, at=now, error="held: 500"), "kind": RecordKind.ORDER}
+    cid = record["client_order_id"]
+    try:
+        writer.write([record])
+        row = states.order(cid)
+        assert row is not None and row.held
+        assert type(row.state) is str and row.state == "unknown"
+        with psycopg2.connect(postgres.dsn) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(*), %s::text FROM coordinator_orders"
+                " WHERE client_order_id = %s AND state = %s",
+                (RecordKind.ORDER, cid, OrderStatus.UNKNOWN),
+            )
+            assert cur.fetchone() == (1, "order")
+        conn.close()
+        resolved = states.resolve(
+            cid, state=OrderStatus.ACCEPTED, trader_order_id="order_1", note="found", at=now
+        )
+        assert resolved.resolved and states.order(cid).state == "accepted"
+    finally:
+        writer.close()
+        states.close()
+    text = json.dumps({"kind": RecordKind.ORDER, "state": OrderStatus.ACCEPTED})
+    assert text == '{"kind": "order", "state": "accepted"}'

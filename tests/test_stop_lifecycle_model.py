@@ -174,7 +174,7 @@ class StopLifecycleModel(RuleBasedStateMachine):
 
     def _fill(self, hid: int, why: str) -> None:
         """A SELL of ours filled on the symbol: the exchange holds nothing of it, and the
-        TrailingStop hears of it (OrderSubmitted) for every holding known before."""
+        TrailingStop hears of it (OrderFinished) for every holding known before."""
         w = self.w
         w.held.clear()
         for other in list(w.holdings):

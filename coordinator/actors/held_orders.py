@@ -25,7 +25,7 @@ from coordinator.infra.trader_client import TraderAnswer
 from coordinator.messages.pipeline import OrderRecord, RecordOrder, SubmitSignal
 from coordinator.messages.reconcile import HeldOrderResolved, ReconcileSoon
 from coordinator.supervisor.directory import ChildUnavailable
-from coordinator.trading.execution import DEDUP_SECONDS
+from coordinator.trading.execution import DEDUP_SECONDS, OrderStatus
 from coordinator.trading.routing import client_order_id
 from coordinator.trading.signals import Side
 from coordinator.trading.validation import CheckResult, OrderPlan, Outcome, Reason
@@ -84,7 +84,7 @@ class HoldsOrders(_Host):
         self._resending.discard(order_id)
         self._gateway.forget(order_id)
         error = answer.error or "5xx"
-        held = self._moved(intent, state="unknown", error=f"{HELD_MARK}{error}")
+        held = self._moved(intent, state=OrderStatus.UNKNOWN, error=f"{HELD_MARK}{error}")
         self._store(RecordOrder(order=held))
         now = self._clock.time()
         self._wait_held(message, Held(order_id, plan, checks, reservation_id, error, now, order_ms))
@@ -158,8 +158,11 @@ class HoldsOrders(_Host):
         """The state written just before a held order is sent again: still unknown, with
         the time of this attempt (the reconciler's window follows it)."""
         if order_id in self._resending:
-            return {"state": "unknown", "error": f"{RESENT_MARK}sent again after the first failed"}
-        return {"state": "sent"}
+            return {
+                "state": OrderStatus.UNKNOWN,
+                "error": f"{RESENT_MARK}sent again after the first failed",
+            }
+        return {"state": OrderStatus.SENT}
 
     def _held_resolved(self, message: HeldOrderResolved) -> None:
         waiting = self._waiting.held(message.client_order_id)
@@ -190,7 +193,7 @@ class HoldsOrders(_Host):
             side=held.plan.side.value,
             quantity=held.plan.quantity,
             reference_price=held.plan.reference_price,
-            state="unknown",
+            state=OrderStatus.UNKNOWN,
             at=now,
         )
         self._acted_on[held.client_order_id] = now
@@ -203,7 +206,7 @@ class HoldsOrders(_Host):
                 (*held.checks, CheckResult("execution", True, None, detail)),
                 plan=held.plan,
                 order=self._moved(
-                    intent, state="accepted", trader_order_id=message.trader_order_id
+                    intent, state=OrderStatus.ACCEPTED, trader_order_id=message.trader_order_id
                 ),
                 order_ms=held.order_ms,
                 outcome=Outcome.ACCEPTED,
@@ -220,7 +223,7 @@ class HoldsOrders(_Host):
                     signal,
                     (*held.checks, CheckResult("execution", False, Reason.TRADER_ERROR, detail)),
                     plan=held.plan,
-                    order=self._moved(intent, state="rejected", error=detail),
+                    order=self._moved(intent, state=OrderStatus.REJECTED, error=detail),
                 )
             else:
                 # The same intent goes again, checked again from the trading state on.

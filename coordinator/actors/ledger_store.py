@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from coordinator.infra.order_states import OrderStates
+from coordinator.trading.execution import OrderStatus
 from coordinator.trading.ledger_restore import StoredOrder
 from coordinator.trading.signals import Side
 
@@ -37,7 +38,7 @@ def read_recent_orders(dsn: str, since: float, timeout: float) -> list[StoredOrd
                 quantity=row.quantity,
                 reference_price=row.reference_price,
                 created_at=row.created_at,
-                accepted=row.state == "accepted",
+                accepted=row.state == OrderStatus.ACCEPTED,
             )
         )
     return orders

@@ -39,6 +39,7 @@ from coordinator.messages.reconcile import (
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
+from coordinator.trading.execution import OrderStatus
 from coordinator.trading.reconciliation import (
     FillSource,
     MatchPolicy,
@@ -425,16 +426,16 @@ class Reconciler(ChildActor):
                 return OrderResolution(
                     status=ResolveStatus.NOT_FOUND, state=None, detail=f"no order {cid}"
                 )
-            if row.state != "unknown":
+            if row.state != OrderStatus.UNKNOWN:
                 return OrderResolution(
                     status=ResolveStatus.NOT_UNKNOWN,
                     state=row.state,
                     detail=f"order {cid} is {row.state}, not unknown",
                 )
             note = f"resolved {message.state} by {message.by}: {message.note}"
-            if row.held and message.state == "rejected":
+            if row.held and message.state == OrderStatus.REJECTED:
                 # Its Validator records it (or sends it again while the signal is fresh).
-                result_state = "unknown"
+                result_state = OrderStatus.UNKNOWN
                 self._hand_back(row, accepted=False, trader_id=None, detail=note)
             else:
                 result = store.resolve(
@@ -451,7 +452,7 @@ class Reconciler(ChildActor):
                         detail=f"order {cid} is {result.state}, not unknown",
                     )
                 result_state = message.state
-                if message.state == "rejected":
+                if message.state == OrderStatus.REJECTED:
                     self._tell_ledger(row)
                 if row.held:
                     self._hand_back(

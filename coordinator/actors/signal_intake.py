@@ -44,8 +44,20 @@ from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.trading.routing import validator_for
 from coordinator.trading.signal_rows import LiftedRow, RowKind, lift_row
-from coordinator.trading.signals import FieldError, InvalidSignal, Signal, parse_signal
-from coordinator.trading.validation import CheckResult, Outcome, Reason, check_freshness
+from coordinator.trading.signals import (
+    FieldError,
+    InvalidSignal,
+    Signal,
+    SignalSource,
+    parse_signal,
+)
+from coordinator.trading.validation import (
+    AdmissionStatus,
+    CheckResult,
+    Outcome,
+    Reason,
+    check_freshness,
+)
 
 __all__ = ["SignalIntake", "trading_signal_payload"]
 
@@ -172,7 +184,7 @@ class SignalIntake(ChildActor):
                 self.actor_ref.tell(
                     RawSignal(
                         payload=payload,
-                        source="database",
+                        source=SignalSource.DATABASE,
                         received_at=self._clock.time(),
                         received_mono=self._clock.monotonic(),
                         # An earlier process may have taken it in (and sent its order).
@@ -225,7 +237,9 @@ class SignalIntake(ChildActor):
         parsed = parse_signal(raw.payload, max_bytes=self._max_bytes, total_bytes=raw.total_bytes)
         if self._is_duplicate(parsed.signal_id, raw.stream_id):
             return Admission(
-                signal_id=parsed.signal_id, status="duplicate", reason=Reason.DUPLICATE_SIGNAL.value
+                signal_id=parsed.signal_id,
+                status=AdmissionStatus.DUPLICATE,
+                reason=Reason.DUPLICATE_SIGNAL.value,
             )
         self._recent[parsed.signal_id] = self._clock.time()
         if isinstance(parsed, InvalidSignal):
@@ -234,7 +248,7 @@ class SignalIntake(ChildActor):
             self._reject(raw, parsed.signal_id, None, check)
             return Admission(
                 signal_id=parsed.signal_id,
-                status="rejected",
+                status=AdmissionStatus.REJECTED,
                 reason=Reason.INVALID_SIGNAL.value,
                 errors=tuple((e.field, e.problem) for e in parsed.errors),
             )
@@ -254,7 +268,7 @@ class SignalIntake(ChildActor):
         same signal arriving intact by Redis is recognised as decided."""
         raw = RawSignal(
             payload=b"",
-            source="database",
+            source=SignalSource.DATABASE,
             received_at=self._clock.time(),
             received_mono=self._clock.monotonic(),
             redelivered=True,
@@ -272,7 +286,9 @@ class SignalIntake(ChildActor):
         freshness = check_freshness(signal, now=self._clock.time(), signal_timeout=self._timeout)
         if not freshness.passed:
             self._reject_message(message, freshness)
-            return Admission(signal_id=signal.signal_id, status="rejected", reason=freshness.reason)
+            return Admission(
+                signal_id=signal.signal_id, status=AdmissionStatus.REJECTED, reason=freshness.reason
+            )
         if len(self._in_flight) >= self._max_pending:
             check = CheckResult(
                 "back_pressure",
@@ -283,7 +299,9 @@ class SignalIntake(ChildActor):
             )
             self._reject_message(message, check, freshness)
             return Admission(
-                signal_id=signal.signal_id, status="rejected", reason=Reason.OVERLOADED.value
+                signal_id=signal.signal_id,
+                status=AdmissionStatus.REJECTED,
+                reason=Reason.OVERLOADED.value,
             )
         validator = validator_for(signal.symbol, self._validators)
         admitted = replace(
@@ -304,7 +322,7 @@ class SignalIntake(ChildActor):
         self._in_flight[signal.signal_id] = _InFlight(admitted, validator, stream_id)
         self._counts["admitted"] += 1
         self._send(validator, admitted)
-        return Admission(signal_id=signal.signal_id, status="accepted", reason=None)
+        return Admission(signal_id=signal.signal_id, status=AdmissionStatus.ACCEPTED, reason=None)
 
     def _is_duplicate(self, signal_id: str, stream_id: str | None) -> bool:
         if signal_id not in self._recent:

@@ -12,7 +12,7 @@ from coordinator.infra.store import StoreError
 from coordinator.messages.pipeline import (
     GetStats,
     LifetimeFetched,
-    OrderSubmitted,
+    OrderFinished,
     RefreshLifetime,
     ReservationsExpired,
     SignalDecided,
@@ -20,7 +20,10 @@ from coordinator.messages.pipeline import (
 )
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
+from coordinator.trading.execution import OrderStatus
 from coordinator.trading.metrics import LatencyHistogram
+from coordinator.trading.signals import SignalSource
+from coordinator.trading.validation import Outcome, Reason
 
 __all__ = ["Stats"]
 
@@ -34,7 +37,7 @@ def _not_read(exc: Exception) -> None:
 
 
 class Stats(ChildActor):
-    subscriptions = (SignalDecided, OrderSubmitted, ReservationsExpired)
+    subscriptions = (SignalDecided, OrderFinished, ReservationsExpired)
 
     def setup(self) -> None:
         services: Services = self.context.services
@@ -55,7 +58,7 @@ class Stats(ChildActor):
 
     def handle(self, message: Any) -> Any:
         match message:
-            case SignalDecided(decision=decision, source="trailing_stop"):
+            case SignalDecided(decision=decision, source=SignalSource.TRAILING_STOP):
                 # Exits of the trailing stops are not signals: counted on their own.
                 self._exits[decision.outcome] += 1
                 if decision.intake_to_order_ms is not None:
@@ -70,7 +73,7 @@ class Stats(ChildActor):
                 self._to_decision.add(decision.intake_to_decision_ms)
                 if decision.intake_to_order_ms is not None:
                     self._to_order.add(decision.intake_to_order_ms)
-            case OrderSubmitted(order=order):
+            case OrderFinished(order=order):
                 self._orders[order.state] += 1
             case ReservationsExpired(count=count):
                 self._reservations_expired += count
@@ -93,15 +96,15 @@ class Stats(ChildActor):
     def _snapshot(self) -> StatsSnapshot:
         return StatsSnapshot(
             signals_processed=sum(self._outcomes.values()),
-            signals_accepted=self._outcomes["accepted"],
-            signals_rejected=self._outcomes["rejected"],
-            signals_shadow=self._outcomes["shadow"],
-            signals_unknown=self._outcomes["unknown"],
+            signals_accepted=self._outcomes[Outcome.ACCEPTED],
+            signals_rejected=self._outcomes[Outcome.REJECTED],
+            signals_shadow=self._outcomes[Outcome.SHADOW],
+            signals_unknown=self._outcomes[Outcome.UNKNOWN],
             signals_validated=self._validated,
-            orders_accepted=self._orders["accepted"],
-            orders_rejected=self._orders["rejected"],
-            orders_unknown=self._orders["unknown"],
-            internal_errors=self._reasons["internal_error"],
+            orders_accepted=self._orders[OrderStatus.ACCEPTED],
+            orders_rejected=self._orders[OrderStatus.REJECTED],
+            orders_unknown=self._orders[OrderStatus.UNKNOWN],
+            internal_errors=self._reasons[Reason.INTERNAL_ERROR],
             rejections_by_reason=tuple(self._reasons.most_common()),
             intake_to_decision=self._to_decision.summary(),
             intake_to_order=self._to_order.summary(),

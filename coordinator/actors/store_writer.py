@@ -19,7 +19,7 @@ from coordinator.config.parts import StoreSettings
 from coordinator.infra.journal import Journal
 from coordinator.infra.order_states import HELD_MARK, RESENT_MARK
 from coordinator.infra.pipeline_store import PipelineStore, RecordError
-from coordinator.infra.records import decision_record, order_record, signal_record
+from coordinator.infra.records import RecordKind, decision_record, order_record, signal_record
 from coordinator.infra.store import StoreError
 from coordinator.messages.pipeline import (
     AckStreamEntry,
@@ -27,8 +27,8 @@ from coordinator.messages.pipeline import (
     GetStoredRecords,
     GetStoreSnapshot,
     GetUndecided,
+    OrderFinished,
     OrderRecord,
-    OrderSubmitted,
     RecordDecision,
     RecordOrder,
     RecordSignal,
@@ -41,14 +41,14 @@ from coordinator.messages.pipeline import (
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.trading.backoff import Backoff
+from coordinator.trading.execution import FINAL_ORDER_STATES, OrderStatus
 from coordinator.trading.signal_rows import db_id_of
-from coordinator.trading.signals import Signal, parse_signal
+from coordinator.trading.signals import Signal, SignalSource, parse_signal
 
 __all__ = ["StoreWriter"]
 
 logger = logging.getLogger(__name__)
 
-_FINAL_ORDER_STATES = ("accepted", "rejected", "unknown")
 _RECENT_DECIDED = 200_000
 _UNKNOWN_KEPT = 100
 _RETRY = Backoff(0.1, 5.0)
@@ -120,10 +120,15 @@ class StoreWriter(ChildActor):
                 self._store.recent_decided(now - self._intake.dedup_window, 1_000_000)
             )
             for entry in self._store.unknown_orders(_UNKNOWN_KEPT):
-                if entry["state"] == "unknown":
+                if entry["state"] == OrderStatus.UNKNOWN:
                     self._unknown.append(
                         OrderRecord(
-                            **{k: v for k, v in entry.items() if k in OrderRecord.__slots__},
+                            **{
+                                k: v
+                                for k, v in entry.items()
+                                if k in OrderRecord.__slots__ and k != "state"
+                            },
+                            state=OrderStatus.UNKNOWN,
                         )
                     )
         except StoreError as exc:
@@ -137,7 +142,7 @@ class StoreWriter(ChildActor):
             parsed = parse_signal(row["payload"], max_bytes=sys.maxsize)
             self._undecided[row["signal_id"]] = RecordSignal(
                 signal_id=row["signal_id"],
-                source=row["source"],
+                source=SignalSource.of_record(row["source"]),
                 received_at=row["received_at"],
                 received_mono=self._clock.monotonic() - (now - row["received_at"]),
                 signal=parsed if isinstance(parsed, Signal) else None,
@@ -206,16 +211,18 @@ class StoreWriter(ChildActor):
 
     def _record_order(self, order: OrderRecord) -> None:
         self._records.append(order_record(order))
-        if order.state not in _FINAL_ORDER_STATES:
+        if order.state not in FINAL_ORDER_STATES:
             return
-        self._events.append(OrderSubmitted(order=order))
-        if order.state == "unknown" and (order.error or "").startswith((HELD_MARK, RESENT_MARK)):
+        self._events.append(OrderFinished(order=order))
+        if order.state == OrderStatus.UNKNOWN and (order.error or "").startswith(
+            (HELD_MARK, RESENT_MARK)
+        ):
             # Held after a 5xx, or sent again: the reconciler looks for it at once.
             logger.warning(
                 "order %s held for reconciliation: %s", order.client_order_id, order.error
             )
             self._unknown = [order, *self._unknown][:_UNKNOWN_KEPT]
-        elif order.state == "unknown":
+        elif order.state == OrderStatus.UNKNOWN:
             logger.error(
                 "ALERT order %s for %s %s %s: outcome unknown, not sent again (%s)",
                 order.client_order_id,
@@ -239,15 +246,15 @@ class StoreWriter(ChildActor):
             self._decided.popitem(last=False)
         received = self._undecided.pop(decision.signal_id, None)
         self._records.append(decision_record(decision))
-        if decision.order is not None and decision.order.state in _FINAL_ORDER_STATES:
+        if decision.order is not None and decision.order.state in FINAL_ORDER_STATES:
             self._record_order(decision.order)
-        source = received.source if received is not None else "unknown"
+        source = received.source if received is not None else SignalSource.UNKNOWN
         db_id = db_id_of(decision.signal_id)
         if db_id is not None:
             # RootTrading's row of this signal, however it came in (pub/sub, stream,
             # POST /signals, the table itself), rejections included: written with the
             # decision, in the same batch and transaction.
-            self._records.append({"kind": "processed", "db_id": db_id})
+            self._records.append({"kind": RecordKind.PROCESSED, "db_id": db_id})
         if received is not None and received.stream_id:
             self._acks.append(received.stream_id)
         self._events.append(SignalDecided(decision=decision, source=source))
@@ -303,7 +310,7 @@ class StoreWriter(ChildActor):
 
     def _drop_late_duplicates(self, records: list[dict[str, Any]], inserted: set[str]) -> None:
         """A decision the database already had (from before this process's memory)."""
-        decided = {r["signal_id"] for r in records if r["kind"] == "decision"}
+        decided = {r["signal_id"] for r in records if r["kind"] == RecordKind.DECISION}
         for signal_id in decided - inserted:
             logger.warning("decision for %s was already stored; this one dropped", signal_id)
             self._events = [

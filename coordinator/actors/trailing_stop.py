@@ -36,7 +36,7 @@ from coordinator.infra.portfolio_client import PortfolioClient
 from coordinator.infra.stop_store import StopStore
 from coordinator.infra.store import StoreError
 from coordinator.messages.pipeline import (
-    OrderSubmitted,
+    OrderFinished,
     PricesUpdated,
     PriceUpdated,
     SignalDecided,
@@ -59,7 +59,9 @@ from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.trading import stop_lifecycle as lc
+from coordinator.trading.execution import OrderStatus
 from coordinator.trading.routing import validator_for
+from coordinator.trading.signals import Side
 from coordinator.trading.stop_book import (
     Holding,
     from_record,
@@ -88,7 +90,7 @@ class _Flush:
 
 
 class TrailingStop(StopHoldings, StopWork, ChildActor):
-    subscriptions = (CandleClosed, SignalDecided, OrderSubmitted)
+    subscriptions = (CandleClosed, SignalDecided, OrderFinished)
     settings: StopSettings
 
     def setup(self) -> None:
@@ -216,7 +218,7 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
                 )
             case SignalDecided():
                 pass
-            case OrderSubmitted(order=order):
+            case OrderFinished(order=order):
                 self._on_order(order.symbol, order.side, order.state, order.at, order.signal_id)
             case PositionsFetched():
                 self._on_positions(message)
@@ -436,13 +438,13 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
 
     def _on_order(self, symbol: str, side: str, state: str, at: float, signal_id: str) -> None:
         now = self._clock.time()
-        if state in ("accepted", "unknown"):
+        if state in (OrderStatus.ACCEPTED, OrderStatus.UNKNOWN):
             # A new position should get its stop at once, a sold one be closed; but with
             # many exits a second, fetching a thousand positions after each one would
             # take the time the exits need: at most one such fetch a second.
             soon = max(now + _SOON_AFTER_ORDER, self._fetch_started + _ORDER_FETCH_GAP)
             self._fetch_due = min(self._fetch_due, soon)
-        if side != "SELL" or state != "accepted":
+        if side != Side.SELL or state != OrderStatus.ACCEPTED:
             return
         # Our SELL filled: it sold the holdings of the symbol we knew before it. A holding
         # opened after it (a BUY since) has its own stop from its own fetch.

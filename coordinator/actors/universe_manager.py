@@ -26,7 +26,7 @@ from coordinator.infra.store import StoreError
 from coordinator.infra.universe_store import MarketSources, UniverseStore
 from coordinator.messages.pipeline import (
     GetLedgerSnapshot,
-    OrderSubmitted,
+    OrderFinished,
     SignalDecided,
     StopLossRecorded,
 )
@@ -68,7 +68,7 @@ _DAY_MS = 86_400_000
 
 
 class UniverseManager(ChildActor):
-    subscriptions = (CandleUpdated, StopLossRecorded, SignalDecided, OrderSubmitted)
+    subscriptions = (CandleUpdated, StopLossRecorded, SignalDecided, OrderFinished)
     settings: UniverseSettings
 
     def setup(self) -> None:
@@ -233,7 +233,7 @@ class UniverseManager(ChildActor):
                     self._blacklisted(entry)
             case SignalDecided(decision=decision):
                 self._performance.decision(decision.symbol, decision.outcome)
-            case OrderSubmitted(order=order):
+            case OrderFinished(order=order):
                 self._performance.order(
                     order.symbol, order.side, order.state, order.quantity, order.reference_price
                 )

@@ -46,6 +46,7 @@ from coordinator.messages.universe import GetUniverse, UniverseChanged
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
+from coordinator.trading.execution import OrderStatus
 from coordinator.trading.routing import client_order_id
 from coordinator.trading.sizing_roottrading import universe_override
 from coordinator.trading.stops import EXIT_SOURCE, exit_signal
@@ -418,7 +419,7 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
                 side=signal.side.value,
                 quantity=0.0 if plan is None else plan.quantity,
                 reference_price=signal.price if plan is None else plan.reference_price,
-                state="rejected",
+                state=OrderStatus.REJECTED,
                 error=("not executed (a 5xx), not sent again: " if resent else "never sent: ")
                 + decision.detail,
                 at=self._clock.time(),

@@ -20,7 +20,7 @@ from coordinator.messages.pipeline import (
     TraderCallOutcome,
 )
 from coordinator.supervisor.directory import ChildUnavailable
-from coordinator.trading.execution import Disposition, order_body, outcome_of
+from coordinator.trading.execution import Disposition, OrderStatus, order_body, outcome_of
 from coordinator.trading.freshness import exit_price_check
 from coordinator.trading.routing import client_order_id
 from coordinator.trading.validation import CheckResult, MarketQuote, OrderPlan, Outcome, Reason
@@ -98,7 +98,7 @@ class SendsOrders(_Host):
             side=plan.side.value,
             quantity=plan.quantity,
             reference_price=plan.reference_price,
-            state="pending",
+            state=OrderStatus.PENDING,
             at=self._clock.time(),
         )
         if self._exit_no_longer_due(message, checks, plan, reservation_id):

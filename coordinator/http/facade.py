@@ -79,6 +79,7 @@ from coordinator.messages.universe import (
 from coordinator.runtime import Services
 from coordinator.supervisor.child import DrillBoard
 from coordinator.supervisor.directory import ChildUnavailable, Directory
+from coordinator.trading.signals import SignalSource
 from coordinator.trading.trading_state import ExitPolicy
 
 __all__ = ["ActorUnavailable", "CoordinatorApi", "UnknownActor"]
@@ -196,7 +197,7 @@ class CoordinatorApi(OrdersApi):
             SIGNAL_INTAKE,
             RawSignal(
                 payload=payload,
-                source="http",
+                source=SignalSource.HTTP,
                 received_at=received_at,
                 received_mono=received_mono,
                 total_bytes=total_bytes,

@@ -21,6 +21,7 @@ from coordinator.messages.reconcile import (
     ReconcilerSnapshot,
     ResolveOrder,
 )
+from coordinator.trading.execution import OrderStatus
 
 __all__ = ["OrdersApi"]
 
@@ -56,7 +57,13 @@ class OrdersApi:
             return None
 
     def resolve_order(
-        self, client_order_id: str, *, state: str, trader_order_id: str | None, note: str, by: str
+        self,
+        client_order_id: str,
+        *,
+        state: OrderStatus,
+        trader_order_id: str | None,
+        note: str,
+        by: str,
     ) -> OrderResolution:
         return self._ask(
             RECONCILER,

@@ -10,14 +10,15 @@ from bottle import request, response
 
 from coordinator.http.endpoints import Endpoints, fail
 from coordinator.http.facade import CoordinatorApi
+from coordinator.trading.validation import AdmissionStatus, Outcome, Reason
 
 __all__ = ["install"]
 
-_OUTCOMES = ("accepted", "rejected", "shadow", "unknown")
+_OUTCOMES = tuple(Outcome)
 _ADMISSION_STATUS: dict[tuple[str, str | None], int] = {
-    ("duplicate", "duplicate_signal"): 409,
-    ("rejected", "stale_signal"): 422,
-    ("rejected", "overloaded"): 429,
+    (AdmissionStatus.DUPLICATE, Reason.DUPLICATE_SIGNAL): 409,
+    (AdmissionStatus.REJECTED, Reason.STALE_SIGNAL): 422,
+    (AdmissionStatus.REJECTED, Reason.OVERLOADED): 429,
 }
 
 

@@ -11,7 +11,8 @@ from coordinator.clock import utc_iso
 from coordinator.messages.health import DependencySnapshot, HealthSnapshot
 from coordinator.messages.reconcile import ReconcilerSnapshot
 from coordinator.messages.supervision import ChildSnapshot, FailureInfo, SupervisorSnapshot
-from coordinator.trading.trading_state import TradingStatus
+from coordinator.supervisor import ChildState, TreeState
+from coordinator.trading.trading_state import DependencyStatus, TradingStatus
 
 __all__ = [
     "About",
@@ -93,12 +94,12 @@ def health_view(
     components: dict[str, Any] = {}
     problems: list[str] = []
     unhealthy: list[str] = []
-    if tree.state != "running":
+    if tree.state != TreeState.RUNNING:
         unhealthy.append(f"actor tree is {tree.state}")
     for child in tree.children:
-        if child.state in ("failed", "stopped"):
+        if child.state in (ChildState.FAILED, ChildState.STOPPED):
             unhealthy.append(f"actor {child.name} is {child.state}")
-        elif child.state != "running":
+        elif child.state != ChildState.RUNNING:
             problems.append(f"actor {child.name} is {child.state}")
     trading: dict[str, Any] | None = None
     kill_switch: dict[str, Any] | None = None
@@ -111,7 +112,7 @@ def health_view(
                 "status": dep.status.value,
                 "breaker": dep.breaker.value,
             }
-            if dep.status.value != "up":
+            if dep.status != DependencyStatus.UP:
                 problems.append(f"{dep.dependency.value} is {dep.status.value}")
         trading = trading_view(health.trading)
         kill_switch = kill_switch_view(health)

@@ -7,7 +7,7 @@ from typing import Any
 
 from coordinator.infra.records import decision_record, order_record
 from coordinator.messages.health import DependencyChanged, TradingStateChanged
-from coordinator.messages.pipeline import OrderSubmitted, SignalDecided
+from coordinator.messages.pipeline import OrderFinished, SignalDecided
 from coordinator.messages.stops import StopTriggered
 from coordinator.messages.universe import UniverseChanged
 
@@ -25,7 +25,8 @@ def event_json(event: Any) -> bytes | None:
                 "order": None if decision.order is None else order_record(decision.order),
             }
             del body["kind"]
-        case OrderSubmitted(order=order):
+        case OrderFinished(order=order):
+            # The channel's subscribers know this event by its first name.
             body = {"type": "OrderSubmitted", **order_record(order)}
             del body["kind"]
         case TradingStateChanged(status=status, previous=previous, at=at):

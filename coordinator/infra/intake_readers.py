@@ -17,6 +17,7 @@ from coordinator.infra.redis_reader import RedisReader
 from coordinator.infra.stream_reader import StreamReader
 from coordinator.messages.pipeline import IntakeLinkChanged, RawSignal
 from coordinator.supervisor.directory import ChildUnavailable, Directory
+from coordinator.trading.signals import SignalSource
 
 __all__ = ["IntakeReaders"]
 
@@ -39,7 +40,9 @@ class IntakeReaders:
             Subscription(
                 redis_url,
                 channels=(intake.channel,),
-                on_message=lambda _channel, data: self._hand_over(data, "pubsub", None, False),
+                on_message=lambda _channel, data: self._hand_over(
+                    data, SignalSource.PUBSUB, None, False
+                ),
                 on_connection=lambda up, error: self._link("pubsub", up, error),
                 name="intake-pubsub",
                 actor="intake-pubsub",
@@ -54,7 +57,7 @@ class IntakeReaders:
                     consumer=intake.stream_consumer,
                     claim_idle=intake.claim_idle,
                     on_entry=lambda entry_id, data, again: self._hand_over(
-                        data, "stream", entry_id, again
+                        data, SignalSource.STREAM, entry_id, again
                     ),
                     on_connection=lambda up, error: self._link("stream", up, error),
                     actor="intake-stream",
@@ -77,7 +80,7 @@ class IntakeReaders:
         return self.start()
 
     def _hand_over(
-        self, data: bytes, source: str, stream_id: str | None, redelivered: bool
+        self, data: bytes, source: SignalSource, stream_id: str | None, redelivered: bool
     ) -> None:
         try:
             self._directory.tell(

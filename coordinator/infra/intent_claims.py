@@ -19,6 +19,7 @@ import psycopg2
 from coordinator.clock import Clock, SystemClock
 from coordinator.infra.journal import Journal
 from coordinator.infra.pipeline_store import _ORDER_TEMPLATE, _order_row
+from coordinator.infra.records import RecordKind
 from coordinator.infra.store import StoreError, connect, first_line
 
 __all__ = ["Claim", "ClaimResult", "IntentClaims", "unreachable"]
@@ -178,7 +179,7 @@ class IntentClaims:
                 "before the outage: waiting for PostgreSQL",
             )
         logger.warning("intent %s goes to the local journal: %s", client_order_id, reason)
-        if self._journal.claim_intent({**record, "kind": "intent"}):
+        if self._journal.claim_intent({**record, "kind": RecordKind.INTENT}):
             return Claim(ClaimResult.CLAIMED, "journal")
         return Claim(ClaimResult.EXISTS, "journal", "the local journal holds it")
 

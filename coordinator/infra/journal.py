@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from coordinator.infra.records import RecordKind
+
 __all__ = ["Journal"]
 
 logger = logging.getLogger(__name__)
@@ -32,7 +34,7 @@ class Journal:
         self._torn_tail = path.exists() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
         for record in self._read():
             self._count += 1
-            if record.get("kind") == "intent":
+            if record.get("kind") == RecordKind.INTENT:
                 self._intents.add(record["client_order_id"])
 
     def __len__(self) -> int:
@@ -62,7 +64,9 @@ class Journal:
             os.close(fd)
         self._torn_tail = False
         self._count += len(records)
-        self._intents.update(r["client_order_id"] for r in records if r.get("kind") == "intent")
+        self._intents.update(
+            r["client_order_id"] for r in records if r.get("kind") == RecordKind.INTENT
+        )
 
     def claim_intent(self, record: dict[str, Any]) -> bool:
         """Append an intent unless one with its client order id is here; True if added.
@@ -90,7 +94,9 @@ class Journal:
             os.replace(tmp, self.path)
             self._torn_tail = False
             self._count = len(remaining)
-            self._intents = {r["client_order_id"] for r in remaining if r.get("kind") == "intent"}
+            self._intents = {
+                r["client_order_id"] for r in remaining if r.get("kind") == RecordKind.INTENT
+            }
 
     def _read(self) -> Iterable[dict[str, Any]]:
         try:

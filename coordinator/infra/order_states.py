@@ -15,6 +15,7 @@ from psycopg2.extensions import make_dsn, parse_dsn
 
 from coordinator.infra.pipeline_store import clean_text
 from coordinator.infra.store import OwnConnectionStore
+from coordinator.trading.execution import OrderStatus
 
 __all__ = [
     "HELD_MARK",
@@ -70,7 +71,7 @@ class OrderRow:
 
     @property
     def held(self) -> bool:
-        return self.state == "unknown" and (self.error or "").startswith(HELD_MARK)
+        return self.state == OrderStatus.UNKNOWN and (self.error or "").startswith(HELD_MARK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +187,7 @@ class OrderStates(OwnConnectionStore):
         at: float,
     ) -> ResolveResult:
         """Move an unknown order to ``accepted`` or ``rejected``; nothing else moves."""
-        if state not in ("accepted", "rejected"):
+        if state not in (OrderStatus.ACCEPTED, OrderStatus.REJECTED):
             raise ValueError(f"an unknown order resolves to accepted or rejected, not {state!r}")
 
         def work(cur: Any) -> ResolveResult:
@@ -225,7 +226,7 @@ class OrderStates(OwnConnectionStore):
                 (clean_text(note), at, client_order_id, len(HELD_MARK), HELD_MARK),
             )
             if cur.fetchone() is not None:
-                return ResolveResult(True, "rejected")
+                return ResolveResult(True, OrderStatus.REJECTED)
             cur.execute(
                 "SELECT state FROM coordinator_orders WHERE client_order_id = %s",
                 (client_order_id,),

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg2
 import psycopg2.extras
 
+from coordinator.infra.records import RecordKind
 from coordinator.infra.store import OwnConnectionStore, StoreError, first_line
 from coordinator.infra.trading_signals import TradingSignalsTable
 
@@ -114,7 +115,7 @@ class PipelineStore(OwnConnectionStore):
             by_kind.setdefault(record["kind"], []).append(record)
 
         def work(cur: Any) -> set[str]:
-            signals = by_kind.get("signal", [])
+            signals = by_kind.get(RecordKind.SIGNAL, [])
             if signals:
                 psycopg2.extras.execute_values(
                     cur,
@@ -142,7 +143,7 @@ class PipelineStore(OwnConnectionStore):
                     " %s, %s, %s, %s)",
                     page_size=1000,
                 )
-            orders = by_kind.get("intent", []) + by_kind.get("order", [])
+            orders = by_kind.get(RecordKind.INTENT, []) + by_kind.get(RecordKind.ORDER, [])
             if orders:
                 # One statement cannot touch a row twice: keep each order's latest state.
                 latest: dict[str, dict[str, Any]] = {}
@@ -159,7 +160,7 @@ class PipelineStore(OwnConnectionStore):
                     page_size=1000,
                 )
             inserted: set[str] = set()
-            decisions = by_kind.get("decision", [])
+            decisions = by_kind.get(RecordKind.DECISION, [])
             if decisions:
                 rows = psycopg2.extras.execute_values(
                     cur,
@@ -190,7 +191,7 @@ class PipelineStore(OwnConnectionStore):
                     fetch=True,
                 )
                 inserted = {row[0] for row in rows}
-            processed = [str(r["db_id"]) for r in by_kind.get("processed", [])]
+            processed = [str(r["db_id"]) for r in by_kind.get(RecordKind.PROCESSED, [])]
             self._trading_signals.mark_processed(cur, processed)
             return inserted
 

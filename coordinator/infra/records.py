@@ -3,17 +3,33 @@ bodies of the events."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from coordinator.messages.pipeline import Decision, OrderRecord, RecordSignal
 
-__all__ = ["decision_record", "order_record", "signal_record"]
+__all__ = ["RecordKind", "decision_record", "order_record", "signal_record"]
+
+
+class RecordKind(StrEnum):
+    """A record's ``kind``: which table it goes to, and how."""
+
+    SIGNAL = "signal"
+    """A signal as received (``coordinator_signals``)."""
+    DECISION = "decision"
+    """A signal's decision (``coordinator_decisions``); the first one per signal wins."""
+    ORDER = "order"
+    """An order's state change (``coordinator_orders``)."""
+    INTENT = "intent"
+    """An order about to be sent, claimed in the local journal while PostgreSQL is out."""
+    PROCESSED = "processed"
+    """A RootTrading ``trading_signals`` row to mark processed."""
 
 
 def signal_record(message: RecordSignal) -> dict[str, Any]:
     signal = message.signal
     return {
-        "kind": "signal",
+        "kind": RecordKind.SIGNAL,
         "signal_id": message.signal_id,
         "source": message.source,
         "received_at": message.received_at,
@@ -31,7 +47,7 @@ def signal_record(message: RecordSignal) -> dict[str, Any]:
 
 def decision_record(decision: Decision) -> dict[str, Any]:
     return {
-        "kind": "decision",
+        "kind": RecordKind.DECISION,
         "signal_id": decision.signal_id,
         "symbol": decision.symbol,
         "side": decision.side,
@@ -47,7 +63,7 @@ def decision_record(decision: Decision) -> dict[str, Any]:
     }
 
 
-def order_record(order: OrderRecord, kind: str = "order") -> dict[str, Any]:
+def order_record(order: OrderRecord, kind: RecordKind = RecordKind.ORDER) -> dict[str, Any]:
     return {
         "kind": kind,
         "client_order_id": order.client_order_id,

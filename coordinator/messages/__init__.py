@@ -1,9 +1,10 @@
 """Messages between actors: frozen records, one module per flow.
 
-Commands are imperative, events past tense, queries ``Get...`` answered by a frozen
-``...Snapshot``. They hold tuples and frozensets only: pykka passes them by reference.
-The snapshots the HTTP views read may also hold mappings, built afresh for each answer
-and never kept by the actor.
+Commands are imperative (one asked answers with what it did: ``Reserve``), events past
+tense, queries ``Get...`` answered by a frozen ``...Snapshot`` (``base`` says more).
+They hold tuples and frozensets only: pykka passes them by reference. The snapshots
+the HTTP views read may also hold mappings, built afresh for each answer and never kept
+by the actor.
 """
 
 from coordinator.messages.base import Command, Event, Message, Query

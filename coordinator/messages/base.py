@@ -14,7 +14,11 @@ class Message:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Command(Message):
-    """Asks the receiver to do something (``SubmitSignal``, ``HaltTrading``)."""
+    """Asks the receiver to do something (``SubmitSignal``, ``HaltTrading``); named by a
+    verb. Mostly told; a command that changes state may also be asked, and then answers
+    with what it did: ``Reserve`` holds an order's room and answers the ``Reservation``,
+    ``HaltTrading`` answers the health snapshot after the halt, ``RawSignal`` its
+    admission. Such a command is still a command, never a ``Get...``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -24,4 +28,6 @@ class Event(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Query(Message):
-    """Asks for state; always sent with ``ask`` and a timeout, answered by a snapshot."""
+    """Asks for state and changes none; always sent with ``ask`` and a timeout, answered
+    by a snapshot. Named ``Get...`` (``GetHealthSnapshot``), but for the supervisor's
+    readiness and liveness probe ``Ping``, answered by ``Pong``."""

@@ -30,8 +30,9 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Reserve(Query):
-    """Validator to Ledger: run steps 6-9 and, if they pass, hold the order's room."""
+class Reserve(Command):
+    """Validator to Ledger: run steps 6-9 and, if they pass, hold the order's room.
+    Asked: answered with the ``Reservation`` made (or the check that failed)."""
 
     signal: Signal
     """The signal."""

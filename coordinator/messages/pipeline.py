@@ -27,8 +27,9 @@ from coordinator.messages.stats import (
     RefreshLifetime,
     StatsSnapshot,
 )
-from coordinator.trading.signals import Signal
-from coordinator.trading.validation import CheckResult, ExitTarget
+from coordinator.trading.execution import OrderStatus
+from coordinator.trading.signals import Signal, SignalSource
+from coordinator.trading.validation import AdmissionStatus, CheckResult, ExitTarget
 
 __all__ = [
     "AckStreamEntry",
@@ -50,8 +51,8 @@ __all__ = [
     "LifetimeFetched",
     "MarketSnapshot",
     "MarketTick",
+    "OrderFinished",
     "OrderRecord",
-    "OrderSubmitted",
     "PortfolioFetched",
     "PositionsSeen",
     "PriceUpdated",
@@ -89,7 +90,7 @@ class RawSignal(Command):
 
     payload: bytes
     """The message body, not parsed yet."""
-    source: str
+    source: SignalSource
     """``pubsub``, ``stream``, ``http`` or ``database``."""
     received_at: float
     """Wall-clock time of arrival, epoch seconds."""
@@ -111,7 +112,7 @@ class Admission:
 
     signal_id: str
     """The signal's id."""
-    status: str
+    status: AdmissionStatus
     """``accepted`` (sent on for validation), ``rejected`` or ``duplicate``."""
     reason: str | None
     """Reason code when not accepted."""
@@ -125,7 +126,7 @@ class SubmitSignal(Command):
 
     signal: Signal
     """The signal."""
-    source: str
+    source: SignalSource
     """Where it came from."""
     received_at: float
     """Wall-clock arrival time."""
@@ -310,7 +311,7 @@ class OrderRecord:
     """Quantity sent."""
     reference_price: float
     """Price the order was sized at."""
-    state: str
+    state: OrderStatus
     """pending, sent, accepted, rejected or unknown."""
     trader_order_id: str | None = None
     """The Trader's id, when accepted."""
@@ -356,8 +357,8 @@ class RecordSignal(Command):
 
     signal_id: str
     """Its id."""
-    source: str
-    """pubsub, stream, http or database."""
+    source: SignalSource
+    """Where it came in."""
     received_at: float
     """Wall-clock arrival."""
     received_mono: float
@@ -397,11 +398,14 @@ class SignalDecided(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OrderSubmitted(Event):
-    """An order reached a final state: accepted, rejected or unknown."""
+class OrderFinished(Event):
+    """An order's attempt ended and its outcome is stored: accepted, rejected or unknown
+    (no answer, or held after a 5xx). Published by the StoreWriter after the write, as
+    ``SignalDecided`` is; a held order is published again once its Validator decides it.
+    On the events channel its ``type`` stays ``OrderSubmitted``."""
 
     order: OrderRecord
-    """The order."""
+    """The order in its final state."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

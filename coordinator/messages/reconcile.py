@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from coordinator.messages.base import Command, Event, Query
+from coordinator.trading.execution import OrderStatus
 
 __all__ = [
     "GetReconcilerSnapshot",
@@ -115,7 +116,7 @@ class ResolveOrder(Command):
 
     client_order_id: str
     """The order."""
-    state: str
+    state: OrderStatus
     """``accepted`` or ``rejected``."""
     trader_order_id: str | None
     """The Trader's id, if known."""

@@ -27,10 +27,13 @@ from coordinator.trading.validation import OrderPlan, Outcome, Reason
 
 __all__ = [
     "DEDUP_SECONDS",
+    "FINAL_ORDER_STATES",
+    "UNRESOLVED_ORDER_STATES",
     "Disposition",
     "ExecutionOutcome",
     "FailedBodies",
     "NoAnswer",
+    "OrderStatus",
     "SendResult",
     "TraderAnswer",
     "body_key",
@@ -47,6 +50,30 @@ _FAILED_KEPT = 60.0
 _ECHO_SLACK = 1.0
 """Seconds past ``DEDUP_SECONDS`` a 201 is still taken for a possible echo (clock skew
 between the two processes, the request's own time)."""
+
+
+class OrderStatus(StrEnum):
+    """An order of ours as ``coordinator_orders`` stores it and the events carry it:
+    pending, then sent, then accepted, rejected or unknown; an unknown one may later be
+    resolved accepted or rejected. (The Ledger's book has its own ``OrderState``: the
+    room it holds for an order.)"""
+
+    PENDING = "pending"
+    """Its intent is stored; nothing has left yet."""
+    SENT = "sent"
+    """``POST /order`` is on its way; no answer yet."""
+    ACCEPTED = "accepted"
+    """The Trader took it (or the reconciliation found its fill)."""
+    REJECTED = "rejected"
+    """Refused, never sent, or found not executed."""
+    UNKNOWN = "unknown"
+    """It may have been executed: never sent again as a new order, reconciled."""
+
+
+FINAL_ORDER_STATES = frozenset({OrderStatus.ACCEPTED, OrderStatus.REJECTED, OrderStatus.UNKNOWN})
+"""The states an attempt ends in (``OrderFinished``)."""
+UNRESOLVED_ORDER_STATES = frozenset({OrderStatus.UNKNOWN, OrderStatus.PENDING, OrderStatus.SENT})
+"""The states whose outcome at the exchange is not known."""
 
 
 class SendResult(StrEnum):
@@ -118,7 +145,7 @@ class ExecutionOutcome:
 
     disposition: Disposition
     """What the Validator does next."""
-    state: str
+    state: OrderStatus
     """The order's state in the store once the answer is known."""
     filled: bool | None
     """What the Ledger's reservation is settled as: None is unknown (counted filled),
@@ -137,26 +164,34 @@ class ExecutionOutcome:
 
 # (what the Validator does, the order's state, the reservation settled as, the reason,
 # the decision's outcome) for each answer. A 5xx is not a rejection: it may have executed.
-_OUTCOMES: dict[SendResult, tuple[Disposition, str, bool | None, Reason | None, Outcome]] = {
-    SendResult.ACCEPTED: (Disposition.ACCEPTED, "accepted", True, None, Outcome.ACCEPTED),
+_OUTCOMES: dict[
+    SendResult, tuple[Disposition, OrderStatus, bool | None, Reason | None, Outcome]
+] = {
+    SendResult.ACCEPTED: (Disposition.ACCEPTED, OrderStatus.ACCEPTED, True, None, Outcome.ACCEPTED),
     SendResult.REJECTED: (
         Disposition.REJECTED,
-        "rejected",
+        OrderStatus.REJECTED,
         False,
         Reason.TRADER_REJECTED,
         Outcome.REJECTED,
     ),
-    SendResult.FAILED: (Disposition.HELD, "unknown", None, Reason.TRADER_ERROR, Outcome.UNKNOWN),
+    SendResult.FAILED: (
+        Disposition.HELD,
+        OrderStatus.UNKNOWN,
+        None,
+        Reason.TRADER_ERROR,
+        Outcome.UNKNOWN,
+    ),
     SendResult.NOT_SENT: (
         Disposition.NOT_SENT,
-        "rejected",
+        OrderStatus.REJECTED,
         False,
         Reason.TRADER_UNAVAILABLE,
         Outcome.REJECTED,
     ),
     SendResult.UNKNOWN: (
         Disposition.UNKNOWN,
-        "unknown",
+        OrderStatus.UNKNOWN,
         None,
         Reason.ORDER_UNKNOWN,
         Outcome.UNKNOWN,

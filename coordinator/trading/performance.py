@@ -6,6 +6,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from coordinator.trading.execution import OrderStatus
+from coordinator.trading.signals import Side
+from coordinator.trading.validation import Outcome
+
 __all__ = ["PerformanceBook", "SymbolPerformance"]
 
 
@@ -34,19 +38,19 @@ class PerformanceBook:
         if symbol is None:
             return
         record = self._of(symbol)
-        if outcome in ("accepted", "shadow"):
+        if outcome in (Outcome.ACCEPTED, Outcome.SHADOW):
             record.accepted += 1
-        elif outcome == "rejected":
+        elif outcome == Outcome.REJECTED:
             record.rejected += 1
 
     def order(self, symbol: str, side: str, state: str, quantity: float, price: float) -> None:
-        if state not in ("accepted", "unknown"):
+        if state not in (OrderStatus.ACCEPTED, OrderStatus.UNKNOWN):
             return
         record = self._of(symbol)
         record.orders += 1
-        if state != "accepted":
+        if state != OrderStatus.ACCEPTED:
             return
-        if side == "BUY":
+        if side == Side.BUY:
             record.entry_price, record.entry_quantity = price, quantity
         elif record.entry_price is not None:
             record.realised += (price - record.entry_price) * min(quantity, record.entry_quantity)

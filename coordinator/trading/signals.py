@@ -25,6 +25,7 @@ __all__ = [
     "InvalidSignal",
     "Side",
     "Signal",
+    "SignalSource",
     "canonical_json",
     "parse_signal",
 ]
@@ -45,6 +46,29 @@ _MAX_EPOCH_MS = 9_999_999_999_999
 class Side(StrEnum):
     BUY = "BUY"
     SELL = "SELL"
+
+
+class SignalSource(StrEnum):
+    """Where a signal came in, as stored (``coordinator_signals.source``) and published."""
+
+    PUBSUB = "pubsub"
+    STREAM = "stream"
+    HTTP = "http"
+    DATABASE = "database"
+    """RootTrading's ``trading_signals`` table, read at start."""
+    TRAILING_STOP = "trailing_stop"
+    """A trailing stop's exit: not taken in again after a restart, counted apart."""
+    UNKNOWN = "unknown"
+    """Only in a ``SignalDecided`` whose signal's record the StoreWriter did not hold,
+    and for a stored record naming a source this version does not know."""
+
+    @classmethod
+    def of_record(cls, value: str) -> SignalSource:
+        """The source a stored record names (it is read back from the database)."""
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)

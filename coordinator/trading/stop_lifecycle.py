@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from coordinator.trading.backoff import Backoff
+from coordinator.trading.execution import UNRESOLVED_ORDER_STATES, OrderStatus
 from coordinator.trading.stop_events import (
     Action,
     Alert,
@@ -44,6 +45,7 @@ from coordinator.trading.stop_events import (
     Tick,
     Timer,
 )
+from coordinator.trading.validation import Reason
 
 __all__ = [
     "UNRESOLVED_ORDER_STATES",
@@ -91,13 +93,10 @@ class Phase(StrEnum):
     """The holding is gone."""
 
 
-UNRESOLVED_ORDER_STATES = frozenset({"unknown", "pending", "sent"})
-"""Stored order states whose outcome at the exchange is not known."""
-
 # Rejections saying the holding is not there as the stop knows it: look at the
 # positions again now (the holding's stop closes if it is gone).
-_REEXAMINE = frozenset({"no_position", "position_changed"})
-_FINAL = frozenset({"dust_remainder"})
+_REEXAMINE = frozenset({Reason.NO_POSITION, Reason.POSITION_CHANGED})
+_FINAL = frozenset({Reason.DUST_REMAINDER})
 # Phases in which the stop may still send (the holding is ours to protect).
 LIVE_PHASES = frozenset(
     {Phase.WATCHING, Phase.CHECKING, Phase.EXITING, Phase.RETRY, Phase.AWAITING_ORDER}
@@ -453,7 +452,9 @@ def _on_orders(
     sold = [
         o
         for o in event.orders
-        if o.state == "accepted" and o.attempt is not None and o.attempt > life.sold_attempt
+        if o.state == OrderStatus.ACCEPTED
+        and o.attempt is not None
+        and o.attempt > life.sold_attempt
     ]
     if sold:
         attempt = max(o.attempt or 0 for o in sold)

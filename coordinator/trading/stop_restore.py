@@ -18,7 +18,7 @@ def restore(
     any new attempt."""
     try:
         # Records written before the AWAITING_ORDER phase existed.
-        stored = Phase("awaiting_order" if phase == "exit_unknown" else phase)
+        stored = Phase.AWAITING_ORDER if phase == "exit_unknown" else Phase(phase)
     except ValueError as exc:
         raise ValueError(f"unknown stop state {phase!r}") from exc
     if attempt < 0 or failures < 0:

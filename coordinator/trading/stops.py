@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from coordinator.trading.signals import Side, Signal
+from coordinator.trading.signals import Side, Signal, SignalSource
 
 __all__ = [
     "EXIT_ID_PREFIX",
@@ -289,7 +289,7 @@ def position_key(
     return f"{symbol}@{opened}@{entry_price:.10g}"
 
 
-EXIT_SOURCE = "trailing_stop"
+EXIT_SOURCE = SignalSource.TRAILING_STOP
 """The source of the exits' signals, in storage and events."""
 
 

@@ -21,6 +21,7 @@ from coordinator.trading.symbols import split_symbol
 from coordinator.trading.trading_state import TradingState, TradingStatus
 
 __all__ = [
+    "AdmissionStatus",
     "Balance",
     "CheckResult",
     "ClosedHolding",
@@ -50,6 +51,16 @@ class Outcome(StrEnum):
     """Passed every check with trading disabled: recorded, not sent."""
     UNKNOWN = "unknown"
     """Sent, but the answer never came: it may have been executed."""
+
+
+class AdmissionStatus(StrEnum):
+    """The intake's answer to a signal (steps 1-3), before any decision."""
+
+    ACCEPTED = "accepted"
+    """Sent on for validation."""
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+    """Seen already: not taken again."""
 
 
 class Reason(StrEnum):

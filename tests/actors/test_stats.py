@@ -14,8 +14,8 @@ from coordinator.config import load_config
 from coordinator.infra.embedded import EmbeddedPostgres
 from coordinator.messages.pipeline import (
     GetStats,
+    OrderFinished,
     OrderRecord,
-    OrderSubmitted,
     ReservationsExpired,
     SignalDecided,
 )
@@ -57,8 +57,8 @@ def test_it_counts_the_decisions_orders_and_expiries_it_is_told(stats: Solo) -> 
     stats.tell(SignalDecided(decision=decision("accepted", to_order=5.0), source="redis"))
     stats.tell(SignalDecided(decision=decision("rejected", "blacklisted"), source="redis"))
     stats.tell(SignalDecided(decision=decision("accepted"), source="trailing_stop"))
-    stats.tell(OrderSubmitted(order=order("accepted")))
-    stats.tell(OrderSubmitted(order=order("unknown")))
+    stats.tell(OrderFinished(order=order("accepted")))
+    stats.tell(OrderFinished(order=order("unknown")))
     stats.tell(ReservationsExpired(count=2, owners=("validator-0", "validator-1")))
     since_start = stats.ask(GetStats())
     assert since_start.signals_processed == 2
