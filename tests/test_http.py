@@ -20,7 +20,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def start_coordinator(
-    redis_server, postgres, trader, portfolio, clear_kill_switch
+    redis_server, postgres, trader, portfolio, clear_kill_switch, tmp_path
 ) -> Iterator[Any]:
     started: list[Coordinator] = []
 
@@ -32,6 +32,9 @@ def start_coordinator(
             "TRADER_API_URL": trader.url,
             "PORTFOLIO_API_URL": portfolio.url,
             "COORDINATOR_PORT": str(free_port()),
+            # Its own: the default (.coordinator in the working directory) is locked by
+            # whichever test process holds it, and tests run in parallel.
+            "COORDINATOR_DATA_DIR": str(tmp_path / f"data{len(started)}"),
             "COORDINATOR_API_TOKEN": TOKEN,
             "COORDINATOR_DRILLS": "1",
             "HTTP_ASK_TIMEOUT": "0.3",
