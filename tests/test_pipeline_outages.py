@@ -78,7 +78,23 @@ def test_trader_read_timeout_leaves_the_order_unknown_and_never_sends_it_again(p
 
 
 def test_trader_outage_opens_its_breaker_and_waiting_signals_go_when_it_returns(pipelines):
-    pipe = pipelines({"SIGNAL_TIMEOUT": "40", "BREAKER_OPEN_SECONDS": "0.5"})
+    # The Portfolio apart and up: the outage knobs act on the whole paper exchange, and a
+    # Portfolio whose breaker closes after the Trader's would refuse the BUY let go.
+    portfolio = PaperExchange(redis_url=None).start()
+    try:
+        pipe = pipelines(
+            {
+                "SIGNAL_TIMEOUT": "40",
+                "BREAKER_OPEN_SECONDS": "0.5",
+                "PORTFOLIO_API_URL": portfolio.url,
+            }
+        )
+        _trader_outage(pipe)
+    finally:
+        portfolio.stop()
+
+
+def _trader_outage(pipe):
     wait_state(pipe, "ACTIVE")
     trader_up_a_while(pipe)
     knobs = pipe.paper.url + "/_paper/knobs"
