@@ -234,7 +234,9 @@ def seed(pipe: Pipeline, symbol: str, quantity: float, entry: float) -> dict[str
             return None
         return next((p for p in response.json()["positions"] if p["symbol"] == symbol), None)
 
-    return wait_for(view, message=f"a stop on {symbol}")
+    # Positions are fetched again every POSITIONS_REFRESH_INTERVAL (10 s): up to one
+    # interval, and the fetch itself, after the position is there.
+    return wait_for(view, timeout=30, message=f"a stop on {symbol}")
 
 
 def exit_for(view: dict[str, Any], attempt: int, price: float, price_at: float) -> ExitPosition:
