@@ -115,6 +115,20 @@ def _row(r: tuple[Any, ...]) -> OrderRow:
     )
 
 
+def _resolved(cur: Any, client_order_id: str, state: str) -> ResolveResult:
+    """The result of a conditional ``UPDATE ... RETURNING`` just executed on ``cur``:
+    moved to ``state``, or not, and then the state the order is in (None: no such
+    order)."""
+    if cur.fetchone() is not None:
+        return ResolveResult(True, state)
+    cur.execute(
+        "SELECT state FROM coordinator_orders WHERE client_order_id = %s",
+        (client_order_id,),
+    )
+    row = cur.fetchone()
+    return ResolveResult(False, None if row is None else row[0])
+
+
 class OrderStates(OwnConnectionStore):
     """The reconciler's connection (one thread)."""
 
@@ -199,14 +213,7 @@ class OrderStates(OwnConnectionStore):
                    RETURNING state""",
                 (state, trader_order_id, clean_text(note), at, client_order_id),
             )
-            if cur.fetchone() is not None:
-                return ResolveResult(True, state)
-            cur.execute(
-                "SELECT state FROM coordinator_orders WHERE client_order_id = %s",
-                (client_order_id,),
-            )
-            row = cur.fetchone()
-            return ResolveResult(False, None if row is None else row[0])
+            return _resolved(cur, client_order_id, state)
 
         return self._run(work)
 
@@ -224,14 +231,7 @@ class OrderStates(OwnConnectionStore):
                    RETURNING state""",
                 (clean_text(note), at, client_order_id, len(HELD_MARK), HELD_MARK),
             )
-            if cur.fetchone() is not None:
-                return ResolveResult(True, "rejected")
-            cur.execute(
-                "SELECT state FROM coordinator_orders WHERE client_order_id = %s",
-                (client_order_id,),
-            )
-            row = cur.fetchone()
-            return ResolveResult(False, None if row is None else row[0])
+            return _resolved(cur, client_order_id, "rejected")
 
         return self._run(work)
 
