@@ -80,6 +80,8 @@ class OwnConnectionStore:
 
     application = "coordinator"
     synchronous_commit = True
+    autocommit = False
+    """Each statement its own transaction (a read that must not hold one open)."""
 
     def __init__(self, dsn: str, *, timeout: float = 5.0) -> None:
         self._dsn = dsn
@@ -102,6 +104,8 @@ class OwnConnectionStore:
                 application=self.application,
                 synchronous_commit=self.synchronous_commit,
             )
+            if self.autocommit:
+                self._conn.autocommit = True
         return self._conn
 
     def _run(self, work: Any) -> Any:
