@@ -50,8 +50,8 @@ from coordinator.supervisor._tree import (
 )
 from coordinator.supervisor.child import (
     ActorContext,
+    ContainBaseExceptions,
     DrillBoard,
-    EscapedBaseException,
     tell_unless_ended,
 )
 from coordinator.supervisor.directory import Directory
@@ -121,12 +121,9 @@ class Supervisor(_Liveness, pykka.ThreadingActor):
         self._advance()
 
     def on_receive(self, message: Any) -> Any:
-        try:
+        # An Exception is an ordinary failure: on_failure stops the tree cleanly.
+        with ContainBaseExceptions():
             return self._dispatch(message)
-        except Exception:
-            raise  # an ordinary failure: on_failure stops the tree cleanly
-        except BaseException as exc:
-            raise EscapedBaseException(repr(exc)) from exc
 
     def on_failure(self, exception_type: Any, exception_value: Any, tb: Any) -> None:
         # A bug here leaves the tree without a supervisor: stop it and let the process
