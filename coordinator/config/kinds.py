@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from coordinator.trading.symbols import is_symbol
+
 __all__ = [
     "STOP_RULES",
     "AnyPath",
@@ -200,12 +202,9 @@ class Symbols(Kind):
         symbols = tuple(dict.fromkeys(item.strip().upper() for item in items if item.strip()))
         if not symbols and not items and self.accepts_empty:
             return ()
-        if not symbols or not all(_SYMBOL.fullmatch(s) for s in symbols):
+        if not symbols or not all(is_symbol(s) for s in symbols):
             raise ValueError
         return symbols
-
-
-_SYMBOL = re.compile(r"[A-Z0-9]{5,20}")
 
 
 class Range(Kind):
@@ -354,7 +353,7 @@ class SymbolRules(Kind):
         for symbol, rules in items:
             name = str(symbol).strip().upper()
             names = tuple(str(r).strip() for r in rules if str(r).strip())
-            if not re.fullmatch(r"[A-Z0-9]{5,20}", name) or name in out:
+            if not is_symbol(name) or name in out:
                 raise ValueError
             if not names or len(set(names)) != len(names) or not set(names) <= set(STOP_RULES):
                 raise ValueError
@@ -388,7 +387,7 @@ class SymbolDecimals(Kind):
         out: dict[str, int] = {}
         for symbol, decimals in items:
             name = str(symbol).strip().upper()
-            if not re.fullmatch(r"[A-Z0-9]{5,20}", name) or name in out:
+            if not is_symbol(name) or name in out:
                 raise ValueError
             if isinstance(decimals, bool) or not re.fullmatch(r"[0-8]", str(decimals).strip()):
                 raise ValueError
