@@ -48,13 +48,9 @@ class StopHoldings:
                 logger.warning("trade_cycles not read: %s", message.cycles_error)
             self._cycles_error = message.cycles_error
         if message.error is not None:
-            if message.error != self._positions_error:
-                logger.warning("positions not fetched (stops kept as they are): %s", message.error)
-            self._positions_error = message.error
+            self._positions_failure.failed(message.error)
             return
-        if self._positions_error is not None:
-            logger.info("positions fetched again")
-        self._positions_error = None
+        self._positions_failure.succeeded()
         self._last_fetch = now
         shown: dict[str, HeldPosition] = {}
         for held in message.positions:

@@ -68,14 +68,10 @@ class StopWork:
         flush = self._flush
         flush.busy = False
         if error is not None:
-            if flush.error != error:
-                logger.error("stop state not stored (kept, written again): %s", error)
-            flush.error = error
+            flush.failure.failed(error)
             flush.dirty.update(keys)
             return
-        if flush.error is not None:
-            logger.info("stop state stored again")
-        flush.error = None
+        flush.failure.succeeded()
         for key in keys:
             if key in self._closing and key not in flush.dirty and key not in self._positions:
                 del self._closing[key]
@@ -215,9 +211,9 @@ class StopWork:
             rules_described=tuple(("+".join(r), self._params.describe(r)) for r in in_use),
             price_max_age=settings.price_max_age,
             positions_fetched_at=self._last_fetch,
-            positions_error=self._positions_error,
+            positions_error=self._positions_failure.error,
             trade_cycles_error=self._cycles_error,
-            store_error=self._flush.error,
+            store_error=self._flush.failure.error,
             stale_ticks_ignored=self._stale_ticks,
             exits_triggered=self._triggered,
         )
