@@ -26,6 +26,7 @@ __all__ = [
     "connect",
     "first_line",
     "load_migrations",
+    "table_columns",
 ]
 
 logger = logging.getLogger(__name__)
@@ -240,6 +241,14 @@ class KillSwitchStore(OwnConnectionStore):
             )
 
         self._run(work)
+
+
+def table_columns(cur: Any, table: str) -> set[str]:
+    """The columns of ``table`` (of RootTrading's, which may be absent: then none)."""
+    cur.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (table,)
+    )
+    return {row[0] for row in cur.fetchall()}
 
 
 def first_line(exc: BaseException) -> str:
