@@ -140,52 +140,33 @@ class OrderStates(OwnConnectionStore):
 
     def unknown(self, limit: int = 1000) -> list[OrderRow]:
         """Orders in state unknown, oldest first."""
-
-        def work(cur: Any) -> list[OrderRow]:
-            cur.execute(
-                f"SELECT {_COLUMNS} FROM coordinator_orders WHERE state = 'unknown'"
-                " ORDER BY created_at LIMIT %s",
-                (limit,),
-            )
-            return [_row(r) for r in cur.fetchall()]
-
-        return self._run(work)
+        return self._select("state = 'unknown' ORDER BY created_at LIMIT %s", (limit,))
 
     def recent(self, since: float) -> list[OrderRow]:
         """Orders created since ``since`` that filled or may have (accepted, unknown,
         held, or never answered), oldest first: what a new Ledger lays over its view."""
-
-        def work(cur: Any) -> list[OrderRow]:
-            cur.execute(
-                f"SELECT {_COLUMNS} FROM coordinator_orders"
-                " WHERE state IN ('accepted', 'unknown', 'pending', 'sent')"
-                " AND created_at >= to_timestamp(%s) ORDER BY created_at LIMIT 10000",
-                (since,),
-            )
-            return [_row(r) for r in cur.fetchall()]
-
-        return self._run(work)
+        return self._select(
+            "state IN ('accepted', 'unknown', 'pending', 'sent')"
+            " AND created_at >= to_timestamp(%s) ORDER BY created_at LIMIT 10000",
+            (since,),
+        )
 
     def order(self, client_order_id: str) -> OrderRow | None:
-        def work(cur: Any) -> OrderRow | None:
-            cur.execute(
-                f"SELECT {_COLUMNS} FROM coordinator_orders WHERE client_order_id = %s",
-                (client_order_id,),
-            )
-            row = cur.fetchone()
-            return None if row is None else _row(row)
-
-        return self._run(work)
+        found = self._select("client_order_id = %s", (client_order_id,))
+        return found[0] if found else None
 
     def settled(self, since: float, until: float) -> list[OrderRow]:
         """Accepted orders created in [since, until]: a fill one of them made is theirs."""
+        return self._select(
+            "state = 'accepted' AND created_at BETWEEN to_timestamp(%s) AND to_timestamp(%s)",
+            (since, until),
+        )
+
+    def _select(self, where: str, params: tuple[Any, ...]) -> list[OrderRow]:
+        """The orders ``where`` (and what follows it: order, limit) selects."""
 
         def work(cur: Any) -> list[OrderRow]:
-            cur.execute(
-                f"SELECT {_COLUMNS} FROM coordinator_orders WHERE state = 'accepted'"
-                " AND created_at BETWEEN to_timestamp(%s) AND to_timestamp(%s)",
-                (since, until),
-            )
+            cur.execute(f"SELECT {_COLUMNS} FROM coordinator_orders WHERE {where}", params)
             return [_row(r) for r in cur.fetchall()]
 
         return self._run(work)
