@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from coordinator.actors.names import ActorName
+from coordinator.logs import FailureLog
 from coordinator.messages.pipeline import PositionsSeen
 from coordinator.messages.stops import CandleClosed, HeldPosition, PositionsFetched
 from coordinator.supervisor.directory import ChildUnavailable
@@ -37,6 +38,7 @@ class StopHoldings:
     _atr: dict[str, AtrTracker]
     _closing: dict[str, dict[str, Any]]
     _orders_read_at: dict[str, float]
+    _positions_failure: FailureLog
 
     # --- positions --------------------------------------------------------------------
 

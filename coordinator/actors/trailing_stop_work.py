@@ -12,6 +12,7 @@ from typing import Any
 
 from coordinator.infra.portfolio_client import PortfolioError
 from coordinator.infra.store import StoreError
+from coordinator.logs import FailureLog
 from coordinator.messages.stops import (
     AtrHistoryLoaded,
     ExitOrdersRead,
@@ -37,6 +38,7 @@ class StopWork:
 
     _positions: dict[str, Holding]
     _closing: dict[str, dict[str, Any]]
+    _positions_failure: FailureLog
 
     # --- persistence ------------------------------------------------------------------
 
