@@ -143,6 +143,16 @@ def _load(args: argparse.Namespace) -> Config | None:
         return None
 
 
+def _configure_logging(config: Config) -> None:
+    from coordinator.logs import configure_logging
+
+    configure_logging(
+        config.service.log_level,
+        config.service.log_format,
+        coordinator_level=config.service.coordinator_log_level,
+    )
+
+
 def _check_config(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
@@ -175,13 +185,9 @@ def _run(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     from coordinator.daemon import EXIT_ESCALATED, EXIT_START_FAILED, Coordinator, set_after
-    from coordinator.logs import configure_logging, log_thread_stacks
+    from coordinator.logs import log_thread_stacks
 
-    configure_logging(
-        config.service.log_level,
-        config.service.log_format,
-        coordinator_level=config.service.coordinator_log_level,
-    )
+    _configure_logging(config)
     wake = threading.Event()
     received: dict[str, Any] = {"stop": None, "dump": False}
 
@@ -247,13 +253,8 @@ def _paper_exchange(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     from coordinator.http.server import HttpServerError
     from coordinator.infra.paper_exchange import PaperExchange
-    from coordinator.logs import configure_logging
 
-    configure_logging(
-        config.service.log_level,
-        config.service.log_format,
-        coordinator_level=config.service.coordinator_log_level,
-    )
+    _configure_logging(config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

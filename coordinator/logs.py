@@ -13,6 +13,7 @@ from coordinator.clock import utc_iso
 
 __all__ = [
     "PER_MESSAGE",
+    "FailureLog",
     "configure_logging",
     "log_thread_stacks",
     "message_logger",
@@ -24,6 +25,38 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
 }
+
+
+class FailureLog:
+    """The last error of something done again and again (a fetch, a write): logged
+    when it starts or changes, not each time it repeats, and once when it works again."""
+
+    __slots__ = ("_failed", "_level", "_logger", "_recovered", "error")
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        failed: str,
+        recovered: str,
+        level: int = logging.WARNING,
+    ) -> None:
+        self._logger = logger
+        self._failed = failed
+        self._recovered = recovered
+        self._level = level
+        self.error: str | None = None
+        """The last error; None once it worked."""
+
+    def failed(self, error: str | None) -> None:
+        if error != self.error:
+            self._logger.log(self._level, "%s: %s", self._failed, error)
+        self.error = error
+
+    def succeeded(self) -> None:
+        if self.error is not None:
+            self._logger.info(self._recovered)
+        self.error = None
 
 
 def set_actor_name(name: str | None) -> None:

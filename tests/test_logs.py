@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 
-from coordinator.logs import configure_logging, set_actor_name
+from coordinator.logs import FailureLog, configure_logging, set_actor_name
 
 
 def _log_from_thread(fmt: str) -> str:
@@ -50,3 +50,22 @@ def test_key_value_lines_quote_what_needs_it():
     assert 'msg="probe failed: timeout after 2 s"' in line
     assert "dependency=redis" in line
     assert "\n" not in line
+
+
+def test_a_repeated_failure_is_logged_when_it_starts_or_changes_and_once_when_it_ends(caplog):
+    log = logging.getLogger("failure_log_test")
+    failure = FailureLog(log, failed="thing not read", recovered="thing read again")
+    with caplog.at_level(logging.INFO, logger="failure_log_test"):
+        failure.succeeded()
+        failure.failed("timeout")
+        failure.failed("timeout")
+        failure.failed("refused")
+        assert failure.error == "refused"
+        failure.succeeded()
+        failure.succeeded()
+    assert failure.error is None
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "thing not read: timeout"),
+        (logging.WARNING, "thing not read: refused"),
+        (logging.INFO, "thing read again"),
+    ]

@@ -21,6 +21,7 @@ from typing import Any
 from coordinator.actors.ledger_store import read_recent_orders
 from coordinator.actors.names import ActorName
 from coordinator.infra.portfolio_client import PortfolioClient, PortfolioError
+from coordinator.logs import FailureLog
 from coordinator.messages.health import PortfolioGuardsChanged
 from coordinator.messages.ledger import OrderNotExecuted
 from coordinator.messages.pipeline import (
@@ -88,7 +89,9 @@ class Ledger(ChildActor):
             )
         self._expired = 0
         self._throttle = FetchThrottle(risk.portfolio_cache_ttl)
-        self._fetch_error: str | None = None
+        self._fetch_failure = FailureLog(
+            logger, failed="portfolio not fetched", recovered="portfolio fetched again"
+        )
         self._numbers = PortfolioNumbers()
         self._guards: tuple[StateReason, ...] = ()
         url = services.endpoints.portfolio_url
@@ -97,7 +100,7 @@ class Ledger(ChildActor):
         if not self._restored:
             self._read_stored()
         if self._client is None:
-            self._fetch_error = "PORTFOLIO_API_URL is not configured"
+            self._fetch_failure.error = "PORTFOLIO_API_URL is not configured"
         else:
             # The first view before any signal: a short wait here saves rejecting the
             # first signals for want of a portfolio.
@@ -165,7 +168,8 @@ class Ledger(ChildActor):
         self._restore()
         if not self._restored and self._book.fetched.fetched_at is None:
             # Nothing to lay our orders over yet: the Portfolio is what is missing.
-            why = f" ({self._fetch_error})" if self._fetch_error else ""
+            error = self._fetch_failure.error
+            why = f" ({error})" if error else ""
             missing = CheckResult(
                 "portfolio",
                 False,
@@ -348,13 +352,9 @@ class Ledger(ChildActor):
         if self._throttle.finished():
             self._fetch()
         if message.view is None:
-            if self._fetch_error != message.error:
-                logger.warning("portfolio not fetched: %s", message.error)
-            self._fetch_error = message.error
+            self._fetch_failure.failed(message.error)
             return
-        if self._fetch_error is not None:
-            logger.info("portfolio fetched again")
-        self._fetch_error = None
+        self._fetch_failure.succeeded()
         if not self._book.fetched_view(message.view, message.requested_at):
             return  # an older fetch answering late
         self._restore()
@@ -392,11 +392,12 @@ class Ledger(ChildActor):
     def _snapshot(self) -> LedgerSnapshot:
         view = self._book.view
         fetched = self._book.fetched.fetched_at
+        error = self._fetch_failure.error
         return LedgerSnapshot(
             positions=tuple(sorted(view.positions)),
             reservations=self._book.reservation_count(),
             reservations_expired=self._expired,
             reserved_quote=self._book.reserved_notional(),
             view_age=None if fetched is None else self._clock.time() - fetched,
-            error=self._fetch_error if fetched is None or self._fetch_error else None,
+            error=error if fetched is None or error else None,
         )

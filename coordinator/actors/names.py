@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from coordinator.trading.routing import VALIDATOR_PREFIX, validator_name
+
 __all__ = ["VALIDATOR_PREFIX", "ActorName", "validator_name"]
 
 
@@ -20,11 +22,3 @@ class ActorName(StrEnum):
     TRAILING_STOP = "trailing_stop"
     RECONCILER = "reconciler"
     SIGNAL_INTAKE = "signal_intake"
-
-
-VALIDATOR_PREFIX = "validator-"
-
-
-def validator_name(index: int) -> str:
-    """The name of the ``index``-th Validator (``validator-0``, ``validator-1``, ...)."""
-    return f"{VALIDATOR_PREFIX}{index}"

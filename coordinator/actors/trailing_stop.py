@@ -35,6 +35,7 @@ from coordinator.config.parts import StopSettings
 from coordinator.infra.portfolio_client import PortfolioClient
 from coordinator.infra.stop_store import StopStore
 from coordinator.infra.store import StoreError
+from coordinator.logs import FailureLog
 from coordinator.messages.pipeline import (
     OrderFinished,
     PricesUpdated,
@@ -84,9 +85,9 @@ _ORDER_FETCH_GAP = 1.0  # but not sooner than this after the previous fetch star
 
 @dataclass(slots=True)
 class _Flush:
+    failure: FailureLog
     busy: bool = False
     dirty: set[str] = field(default_factory=set)
-    error: str | None = None
 
 
 class TrailingStop(StopHoldings, StopWork, ChildActor):
@@ -112,13 +113,24 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
         self._by_symbol: dict[str, list[Holding]] = defaultdict(list)
         self._alias: dict[str, str] = {}
         self._atr: dict[str, AtrTracker] = {}
-        self._flush = _Flush()
+        self._flush = _Flush(
+            FailureLog(
+                logger,
+                failed="stop state not stored (kept, written again)",
+                recovered="stop state stored again",
+                level=logging.ERROR,
+            )
+        )
         self._closing: dict[str, dict[str, Any]] = {}
         self._fetching = False
         self._fetch_due = 0.0
         self._fetch_started = 0.0
         self._last_fetch: float | None = None
-        self._positions_error: str | None = None
+        self._positions_failure = FailureLog(
+            logger,
+            failed="positions not fetched (stops kept as they are)",
+            recovered="positions fetched again",
+        )
         self._cycles_error: str | None = None
         self._stale_ticks = 0
         self._triggered = 0

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from coordinator.actors.names import ActorName
+from coordinator.logs import FailureLog
 from coordinator.messages.pipeline import PositionsSeen
 from coordinator.messages.stops import CandleClosed, HeldPosition, PositionsFetched
 from coordinator.supervisor.directory import ChildUnavailable
@@ -46,6 +47,7 @@ class StopHoldings(_Host):
     _orders_read_at: dict[str, float]
     _fetching: bool
     _fetch_started: float
+    _positions_failure: FailureLog
 
     # --- positions --------------------------------------------------------------------
 
@@ -57,13 +59,9 @@ class StopHoldings(_Host):
                 logger.warning("trade_cycles not read: %s", message.cycles_error)
             self._cycles_error = message.cycles_error
         if message.error is not None:
-            if message.error != self._positions_error:
-                logger.warning("positions not fetched (stops kept as they are): %s", message.error)
-            self._positions_error = message.error
+            self._positions_failure.failed(message.error)
             return
-        if self._positions_error is not None:
-            logger.info("positions fetched again")
-        self._positions_error = None
+        self._positions_failure.succeeded()
         self._last_fetch = now
         shown: dict[str, HeldPosition] = {}
         for held in message.positions:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from coordinator.infra.portfolio_client import PortfolioError
 from coordinator.infra.store import StoreError
+from coordinator.logs import FailureLog
 from coordinator.messages.stops import (
     AtrHistoryLoaded,
     ExitOrdersRead,
@@ -61,7 +62,7 @@ class StopWork(_Host):
     _orders: StopStore
     _portfolio: PortfolioClient | None
     _last_fetch: float | None
-    _positions_error: str | None
+    _positions_failure: FailureLog
     _cycles_error: str | None
     _stale_ticks: int
     _triggered: int
@@ -104,14 +105,10 @@ class StopWork(_Host):
         flush = self._flush
         flush.busy = False
         if error is not None:
-            if flush.error != error:
-                logger.error("stop state not stored (kept, written again): %s", error)
-            flush.error = error
+            flush.failure.failed(error)
             flush.dirty.update(keys)
             return
-        if flush.error is not None:
-            logger.info("stop state stored again")
-        flush.error = None
+        flush.failure.succeeded()
         for key in keys:
             if key in self._closing and key not in flush.dirty and key not in self._positions:
                 del self._closing[key]
@@ -251,9 +248,9 @@ class StopWork(_Host):
             rules_described=tuple(("+".join(r), self._params.describe(r)) for r in in_use),
             price_max_age=settings.price_max_age,
             positions_fetched_at=self._last_fetch,
-            positions_error=self._positions_error,
+            positions_error=self._positions_failure.error,
             trade_cycles_error=self._cycles_error,
-            store_error=self._flush.error,
+            store_error=self._flush.failure.error,
             stale_ticks_ignored=self._stale_ticks,
             exits_triggered=self._triggered,
         )

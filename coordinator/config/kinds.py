@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from coordinator.trading.symbols import is_symbol
+
 __all__ = [
     "STOP_RULES",
     "AnyPath",
@@ -32,6 +34,30 @@ __all__ = [
     "Url",
     "Weights",
 ]
+
+
+def _listed(raw: Any) -> list[Any]:
+    """A list or tuple's items, or the comma-separated parts of anything else."""
+    return list(raw) if isinstance(raw, list | tuple) else str(raw).split(",")
+
+
+def _pairs(raw: Any, separator: str) -> list[tuple[Any, Any]]:
+    """``key<separator>value`` entries: a mapping's items, a list's pairs, or the
+    comma-separated parts of anything else, empty ones skipped (ValueError for a part
+    without ``separator``)."""
+    if isinstance(raw, dict):
+        return list(raw.items())
+    if isinstance(raw, list | tuple):
+        return [(k, v) for k, v in raw]
+    pairs = []
+    for part in _listed(raw):
+        if not part.strip():
+            continue
+        key, found, value = part.partition(separator)
+        if not found:
+            raise ValueError
+        pairs.append((key, value))
+    return pairs
 
 
 class Kind:
@@ -205,12 +231,9 @@ class Symbols(Kind):
         symbols = tuple(dict.fromkeys(item.strip().upper() for item in items if item.strip()))
         if not symbols and not items and self.accepts_empty:
             return ()
-        if not symbols or not all(_SYMBOL.fullmatch(s) for s in symbols):
+        if not symbols or not all(is_symbol(s) for s in symbols):
             raise ValueError
         return symbols
-
-
-_SYMBOL = re.compile(r"[A-Z0-9]{5,20}")
 
 
 class Range(Kind):
@@ -244,8 +267,7 @@ class Numbers(Kind):
         )
 
     def parse(self, raw: Any) -> tuple[float, ...]:
-        parts = list(raw) if isinstance(raw, list | tuple) else str(raw).split(",")
-        values = tuple(float(str(p).strip()) for p in parts)
+        values = tuple(float(str(p).strip()) for p in _listed(raw))
         if len(values) != self.count or not all(
             math.isfinite(v) and self.minimum <= v <= self.maximum for v in values
         ):
@@ -266,8 +288,7 @@ class Names(Kind):
         return "comma-separated names among " + ", ".join(self.choices)
 
     def parse(self, raw: Any) -> tuple[str, ...]:
-        parts = list(raw) if isinstance(raw, list | tuple) else str(raw).split(",")
-        names = tuple(str(p).strip() for p in parts if str(p).strip())
+        names = tuple(str(p).strip() for p in _listed(raw) if str(p).strip())
         if not names or len(set(names)) != len(names) or not set(names) <= set(self.choices):
             raise ValueError
         return names
@@ -284,14 +305,8 @@ class Weights(Kind):
         return "comma-separated name=weight pairs, names among " + ", ".join(self.keys)
 
     def parse(self, raw: Any) -> tuple[tuple[str, float], ...]:
-        if isinstance(raw, dict):
-            items: Any = raw.items()
-        elif isinstance(raw, list | tuple):
-            items = raw
-        else:
-            items = (p.split("=", 1) for p in str(raw).split(",") if p.strip())
         weights = {}
-        for item in items:
+        for item in _pairs(raw, "="):
             key, value = (str(x).strip() for x in item)
             number = float(value)
             if key not in self.keys or not math.isfinite(number) or number < 0 or key in weights:
@@ -342,24 +357,15 @@ class SymbolRules(Kind):
     )
 
     def parse(self, raw: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
-        if isinstance(raw, dict):
-            items: list[tuple[Any, Any]] = [
-                (k, v if isinstance(v, list | tuple) else str(v).split("+")) for k, v in raw.items()
-            ]
-        elif isinstance(raw, list | tuple):
-            items = [(k, v) for k, v in raw]
-        else:
-            items = []
-            for part in str(raw).split(","):
-                if not part.strip():
-                    continue
-                symbol, _, rules = part.partition("=")
-                items.append((symbol, rules.split("+")))
+        items = _pairs(raw, "=")
+        if not isinstance(raw, list | tuple):
+            # Written out, a symbol's rules are joined by "+".
+            items = [(k, v if isinstance(v, list | tuple) else str(v).split("+")) for k, v in items]
         out = {}
         for symbol, rules in items:
             name = str(symbol).strip().upper()
             names = tuple(str(r).strip() for r in rules if str(r).strip())
-            if not re.fullmatch(r"[A-Z0-9]{5,20}", name) or name in out:
+            if not is_symbol(name) or name in out:
                 raise ValueError
             if not names or len(set(names)) != len(names) or not set(names) <= set(STOP_RULES):
                 raise ValueError
@@ -377,23 +383,10 @@ class SymbolDecimals(Kind):
     )
 
     def parse(self, raw: Any) -> tuple[tuple[str, int], ...]:
-        if isinstance(raw, dict):
-            items = list(raw.items())
-        elif isinstance(raw, list | tuple):
-            items = [(k, v) for k, v in raw]
-        else:
-            items = []
-            for part in str(raw).split(","):
-                if not part.strip():
-                    continue
-                symbol, separator, decimals = part.partition(":")
-                if not separator:
-                    raise ValueError
-                items.append((symbol, decimals))
         out: dict[str, int] = {}
-        for symbol, decimals in items:
+        for symbol, decimals in _pairs(raw, ":"):
             name = str(symbol).strip().upper()
-            if not re.fullmatch(r"[A-Z0-9]{5,20}", name) or name in out:
+            if not is_symbol(name) or name in out:
                 raise ValueError
             if isinstance(decimals, bool) or not re.fullmatch(r"[0-8]", str(decimals).strip()):
                 raise ValueError

@@ -3,7 +3,7 @@ uses them, and ``Config``, which holds them all once parsed."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,29 +67,42 @@ class HttpServiceConfig:
     url: str | None
 
 
+class _Server:
+    """A server given by URL, else by host (and its other settings), else by neither:
+    then the coordinator runs its own (embedded)."""
+
+    __slots__ = ()
+    url: str | None
+    host: str | None
+
+    @property
+    def embedded(self) -> bool:
+        return self.url is None and self.host is None
+
+    def _address(self, from_host: Callable[[], str]) -> str | None:
+        """The URL as given, or built by ``from_host``; None when embedded."""
+        if self.url is not None:
+            return self.url
+        if self.host is None:
+            return None
+        return from_host()
+
+
 @dataclass(frozen=True, slots=True)
-class RedisConfig:
+class RedisConfig(_Server):
     url: str | None
     host: str | None
     port: int
     password: str | None
     db: int
 
-    @property
-    def embedded(self) -> bool:
-        return self.url is None and self.host is None
-
     def connection_url(self) -> str | None:
-        if self.url is not None:
-            return self.url
-        if self.host is None:
-            return None
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}{self.host}:{self.port}/{self.db}"
+        return self._address(lambda: f"redis://{auth}{self.host}:{self.port}/{self.db}")
 
 
 @dataclass(frozen=True, slots=True)
-class DatabaseConfig:
+class DatabaseConfig(_Server):
     url: str | None
     host: str | None
     port: int
@@ -97,15 +110,10 @@ class DatabaseConfig:
     password: str | None
     name: str
 
-    @property
-    def embedded(self) -> bool:
-        return self.url is None and self.host is None
-
     def dsn(self) -> str | None:
-        if self.url is not None:
-            return self.url
-        if self.host is None:
-            return None
+        return self._address(self._libpq_dsn)
+
+    def _libpq_dsn(self) -> str:
         parts = [
             f"host={self.host}",
             f"port={self.port}",

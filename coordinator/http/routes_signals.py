@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -10,6 +9,7 @@ from bottle import request, response
 
 from coordinator.http.endpoints import Endpoints, fail
 from coordinator.http.facade import CoordinatorApi
+from coordinator.trading.symbols import is_symbol
 from coordinator.trading.validation import AdmissionStatus, Outcome, Reason
 
 __all__ = ["install"]
@@ -67,7 +67,7 @@ def install(endpoint: Endpoints, api: CoordinatorApi, *, max_signal_bytes: int) 
         symbol = request.query.get("symbol") or None
         outcome = request.query.get("outcome") or None
         raw_limit = request.query.get("limit") or "50"
-        if symbol is not None and not re.fullmatch(r"[A-Z0-9]{5,20}", symbol):
+        if symbol is not None and not is_symbol(symbol):
             raise fail(400, f"symbol {symbol!r} is not a Binance symbol such as BTCUSDC")
         if outcome is not None and outcome not in _OUTCOMES:
             raise fail(400, f"outcome {outcome!r} is not one of {', '.join(_OUTCOMES)}")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 from bottle import request
 
 from coordinator.http.endpoints import Endpoints, fail, json_body
 from coordinator.http.facade import CoordinatorApi
+from coordinator.trading.symbols import is_symbol
 
 __all__ = ["install"]
 
@@ -36,7 +36,7 @@ def install(endpoint: Endpoints, api: CoordinatorApi) -> None:
         body = json_body()
         symbol, reason, ttl = body.get("symbol"), body.get("reason"), body.get("ttl_s")
         errors = []
-        if not isinstance(symbol, str) or not re.fullmatch(r"[A-Z0-9]{5,20}", symbol):
+        if not is_symbol(symbol):
             errors.append(f"symbol must be a Binance symbol such as BTCUSDC, got {symbol!r}")
         if not isinstance(reason, str) or not reason.strip():
             errors.append("reason must be a non-empty string")

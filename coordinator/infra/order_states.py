@@ -116,6 +116,20 @@ def _row(r: tuple[Any, ...]) -> OrderRow:
     )
 
 
+def _resolved(cur: Any, client_order_id: str, state: str) -> ResolveResult:
+    """The result of a conditional ``UPDATE ... RETURNING`` just executed on ``cur``:
+    moved to ``state``, or not, and then the state the order is in (None: no such
+    order)."""
+    if cur.fetchone() is not None:
+        return ResolveResult(True, state)
+    cur.execute(
+        "SELECT state FROM coordinator_orders WHERE client_order_id = %s",
+        (client_order_id,),
+    )
+    row = cur.fetchone()
+    return ResolveResult(False, None if row is None else row[0])
+
+
 class OrderStates(OwnConnectionStore):
     """The reconciler's connection (one thread)."""
 
@@ -127,52 +141,33 @@ class OrderStates(OwnConnectionStore):
 
     def unknown(self, limit: int = 1000) -> list[OrderRow]:
         """Orders in state unknown, oldest first."""
-
-        def work(cur: Any) -> list[OrderRow]:
-            cur.execute(
-                f"SELECT {_COLUMNS} FROM coordinator_orders WHERE state = 'unknown'"
-                " ORDER BY created_at LIMIT %s",
-                (limit,),
-            )
-            return [_row(r) for r in cur.fetchall()]
-
-        return self._run(work)
+        return self._select("state = 'unknown' ORDER BY created_at LIMIT %s", (limit,))
 
     def recent(self, since: float) -> list[OrderRow]:
         """Orders created since ``since`` that filled or may have (accepted, unknown,
         held, or never answered), oldest first: what a new Ledger lays over its view."""
-
-        def work(cur: Any) -> list[OrderRow]:
-            cur.execute(
-                f"SELECT {_COLUMNS} FROM coordinator_orders"
-                " WHERE state IN ('accepted', 'unknown', 'pending', 'sent')"
-                " AND created_at >= to_timestamp(%s) ORDER BY created_at LIMIT 10000",
-                (since,),
-            )
-            return [_row(r) for r in cur.fetchall()]
-
-        return self._run(work)
+        return self._select(
+            "state IN ('accepted', 'unknown', 'pending', 'sent')"
+            " AND created_at >= to_timestamp(%s) ORDER BY created_at LIMIT 10000",
+            (since,),
+        )
 
     def order(self, client_order_id: str) -> OrderRow | None:
-        def work(cur: Any) -> OrderRow | None:
-            cur.execute(
-                f"SELECT {_COLUMNS} FROM coordinator_orders WHERE client_order_id = %s",
-                (client_order_id,),
-            )
-            row = cur.fetchone()
-            return None if row is None else _row(row)
-
-        return self._run(work)
+        found = self._select("client_order_id = %s", (client_order_id,))
+        return found[0] if found else None
 
     def settled(self, since: float, until: float) -> list[OrderRow]:
         """Accepted orders created in [since, until]: a fill one of them made is theirs."""
+        return self._select(
+            "state = 'accepted' AND created_at BETWEEN to_timestamp(%s) AND to_timestamp(%s)",
+            (since, until),
+        )
+
+    def _select(self, where: str, params: tuple[Any, ...]) -> list[OrderRow]:
+        """The orders ``where`` (and what follows it: order, limit) selects."""
 
         def work(cur: Any) -> list[OrderRow]:
-            cur.execute(
-                f"SELECT {_COLUMNS} FROM coordinator_orders WHERE state = 'accepted'"
-                " AND created_at BETWEEN to_timestamp(%s) AND to_timestamp(%s)",
-                (since, until),
-            )
+            cur.execute(f"SELECT {_COLUMNS} FROM coordinator_orders WHERE {where}", params)
             return [_row(r) for r in cur.fetchall()]
 
         return self._run(work)
@@ -200,14 +195,7 @@ class OrderStates(OwnConnectionStore):
                    RETURNING state""",
                 (state, trader_order_id, clean_text(note), at, client_order_id),
             )
-            if cur.fetchone() is not None:
-                return ResolveResult(True, state)
-            cur.execute(
-                "SELECT state FROM coordinator_orders WHERE client_order_id = %s",
-                (client_order_id,),
-            )
-            row = cur.fetchone()
-            return ResolveResult(False, None if row is None else row[0])
+            return _resolved(cur, client_order_id, state)
 
         return self._run(work)
 
@@ -225,14 +213,7 @@ class OrderStates(OwnConnectionStore):
                    RETURNING state""",
                 (clean_text(note), at, client_order_id, len(HELD_MARK), HELD_MARK),
             )
-            if cur.fetchone() is not None:
-                return ResolveResult(True, OrderStatus.REJECTED)
-            cur.execute(
-                "SELECT state FROM coordinator_orders WHERE client_order_id = %s",
-                (client_order_id,),
-            )
-            row = cur.fetchone()
-            return ResolveResult(False, None if row is None else row[0])
+            return _resolved(cur, client_order_id, OrderStatus.REJECTED)
 
         return self._run(work)
 

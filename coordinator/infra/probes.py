@@ -6,7 +6,7 @@ of one dependency at once) and keeps its connection between calls.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import psycopg2
 import redis
@@ -14,7 +14,7 @@ import requests
 
 from coordinator.config import redact_url
 from coordinator.errors import CoordinatorError
-from coordinator.infra.store import StoreError, connect, first_line
+from coordinator.infra.store import OwnConnectionStore, StoreError, first_line
 
 __all__ = ["HttpHealthProbe", "PostgresProbe", "Probe", "ProbeFailed", "RedisProbe"]
 
@@ -88,23 +88,19 @@ class RedisProbe:
         self._client.close()
 
 
-class PostgresProbe:
+class PostgresProbe(OwnConnectionStore):
     """``SELECT 1`` must answer within the timeout; the connection is remade after a failure."""
 
+    application = "coordinator-probe"
+    autocommit = True
+
     def __init__(self, dsn: str, *, timeout: float) -> None:
+        super().__init__(dsn, timeout=timeout)
         self.target = _describe_dsn(dsn)
-        self._dsn = dsn
-        self._timeout = timeout
-        self._conn: Any = None
 
     def __call__(self) -> None:
         try:
-            if self._conn is None or self._conn.closed:
-                self._conn = connect(
-                    self._dsn, timeout=self._timeout, application="coordinator-probe"
-                )
-                self._conn.autocommit = True
-            with self._conn.cursor() as cur:
+            with self._connection().cursor() as cur:
                 cur.execute("SELECT 1")
                 if cur.fetchone() != (1,):
                     raise ProbeFailed("SELECT 1 did not return 1")
@@ -114,13 +110,6 @@ class PostgresProbe:
         except psycopg2.Error as exc:
             self.close()
             raise ProbeFailed(first_line(exc)) from exc
-
-    def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
 
 
 def _describe_dsn(dsn: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from coordinator.infra.store import OwnConnectionStore
+from coordinator.infra.store import OwnConnectionStore, table_columns
 
 __all__ = ["STOP_FIELDS", "StopStore"]
 
@@ -143,11 +143,7 @@ class StopStore(OwnConnectionStore):
         ``trade_cycles`` bought and not sold; empty without the table."""
 
         def work(cur: Any) -> list[tuple[str, str, float | None, float | None, float | None]]:
-            cur.execute(
-                "SELECT column_name FROM information_schema.columns"
-                " WHERE table_name = 'trade_cycles'"
-            )
-            columns = {row[0] for row in cur.fetchall()}
+            columns = table_columns(cur, "trade_cycles")
             if not {"id", "symbol", "status"} <= columns:
                 return []
             entry = "entry_price" if "entry_price" in columns else "NULL"
@@ -178,11 +174,7 @@ class StopStore(OwnConnectionStore):
         open time ms, high, low, close), oldest first; empty without the table."""
 
         def work(cur: Any) -> list[tuple[str, int, float, float, float]]:
-            cur.execute(
-                "SELECT column_name FROM information_schema.columns"
-                " WHERE table_name = 'market_data'"
-            )
-            columns = {row[0] for row in cur.fetchall()}
+            columns = table_columns(cur, "market_data")
             if not {"time", "symbol", "high", "low", "close"} <= columns:
                 return []
             timeframe_filter = "AND timeframe = %s" if "timeframe" in columns else ""

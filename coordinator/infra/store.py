@@ -26,6 +26,7 @@ __all__ = [
     "connect",
     "first_line",
     "load_migrations",
+    "table_columns",
 ]
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ class OwnConnectionStore:
 
     application = "coordinator"
     synchronous_commit = True
+    autocommit = False
+    """Each statement its own transaction (a read that must not hold one open)."""
 
     def __init__(self, dsn: str, *, timeout: float = 5.0) -> None:
         self._dsn = dsn
@@ -102,6 +105,8 @@ class OwnConnectionStore:
                 application=self.application,
                 synchronous_commit=self.synchronous_commit,
             )
+            if self.autocommit:
+                self._conn.autocommit = True
         return self._conn
 
     def _run(self, work: Any) -> Any:
@@ -203,53 +208,47 @@ class KillSwitchPosition:
     """While halted: ``allow`` (SELLs still go) or ``block``."""
 
 
-class KillSwitchStore:
+class KillSwitchStore(OwnConnectionStore):
     """The kill switch's history in ``coordinator_kill_switch_events``.
 
     One connection, used by one thread at a time (ServiceHealth's store worker).
     """
 
+    application = "coordinator-health"
+
     def __init__(self, dsn: str, *, timeout: float) -> None:
-        self._dsn = dsn
-        self._timeout = timeout
-        self._conn: Any = None
+        super().__init__(dsn, timeout=timeout)
 
     def load(self) -> KillSwitchPosition:
-        row = self._run(
-            "SELECT halted, reason, requested_by, at, exits FROM coordinator_kill_switch_events"
-            " ORDER BY id DESC LIMIT 1",
-            (),
-            fetch=True,
-        )
+        def work(cur: Any) -> Any:
+            cur.execute(
+                "SELECT halted, reason, requested_by, at, exits"
+                " FROM coordinator_kill_switch_events ORDER BY id DESC LIMIT 1"
+            )
+            return cur.fetchone()
+
+        row = self._run(work)
         if row is None:
             return KillSwitchPosition(False, "", "", None)
         return KillSwitchPosition(row[0], row[1], row[2], row[3].timestamp(), row[4])
 
     def save(self, *, halted: bool, reason: str, by: str, at: float, exits: str = "allow") -> None:
-        self._run(
-            "INSERT INTO coordinator_kill_switch_events (halted, reason, requested_by, at, exits)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (halted, reason, by, datetime.fromtimestamp(at, UTC), exits),
-            fetch=False,
-        )
+        def work(cur: Any) -> None:
+            cur.execute(
+                "INSERT INTO coordinator_kill_switch_events"
+                " (halted, reason, requested_by, at, exits) VALUES (%s, %s, %s, %s, %s)",
+                (halted, reason, by, datetime.fromtimestamp(at, UTC), exits),
+            )
 
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._run(work)
 
-    def _run(self, sql: str, params: tuple[Any, ...], *, fetch: bool) -> Any:
-        try:
-            if self._conn is None or self._conn.closed:
-                self._conn = connect(
-                    self._dsn, timeout=self._timeout, application="coordinator-health"
-                )
-            with self._conn, self._conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchone() if fetch else None
-        except psycopg2.Error as exc:
-            self.close()
-            raise StoreError(first_line(exc)) from exc
+
+def table_columns(cur: Any, table: str) -> set[str]:
+    """The columns of ``table`` (of RootTrading's, which may be absent: then none)."""
+    cur.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (table,)
+    )
+    return {row[0] for row in cur.fetchall()}
 
 
 def first_line(exc: BaseException) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg2
@@ -138,25 +139,13 @@ class TradingSignalsTable:
             sql = "UPDATE trading_signals SET processed = true WHERE id::text = ANY(%s)"
         if not ids:
             return 0
-        cur.execute("SAVEPOINT trading_signals_processed")
-        try:
-            cur.execute(
-                sql + " AND processed IS NOT TRUE" + self._consensus_only("trading_signals"), (ids,)
-            )
-        except _TRANSIENT:
-            raise
-        except psycopg2.Error as exc:
-            # Raises in turn when the connection is gone: then the batch is retried.
-            cur.execute("ROLLBACK TO SAVEPOINT trading_signals_processed")
-            if not _said_refused.is_set():
-                _said_refused.set()
-                logger.error(
-                    "trading_signals rows not marked processed: %s",
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
-                )
-            return 0
-        cur.execute("RELEASE SAVEPOINT trading_signals_processed")
-        return int(cur.rowcount)
+        return _update_or_skip(
+            cur,
+            "trading_signals_processed",
+            sql + " AND processed IS NOT TRUE" + self._consensus_only("trading_signals"),
+            (ids,),
+            _refused_once,
+        )
 
     def mark_decided(self, cur: Any, since: float) -> int:
         """``processed = true`` on the rows of signals decided since ``since`` (epoch s)
@@ -170,20 +159,46 @@ class TradingSignalsTable:
             match = "t.id = substr(d.signal_id, 4)::bigint AND d.signal_id ~ '^db:[0-9]{1,18}$'"
         else:
             match = "t.id::text = substr(d.signal_id, 4) AND d.signal_id LIKE 'db:%%'"
-        cur.execute("SAVEPOINT trading_signals_decided")
-        try:
-            cur.execute(
-                f"""UPDATE trading_signals t SET processed = true
-                    FROM coordinator_decisions d
-                    WHERE {match} AND d.decided_at > to_timestamp(%s)
-                      AND t.processed IS NOT TRUE{self._consensus_only("t")}""",
-                (since,),
-            )
-        except _TRANSIENT:
-            raise
-        except psycopg2.Error as exc:
-            cur.execute("ROLLBACK TO SAVEPOINT trading_signals_decided")
-            logger.error("trading_signals rows of decided signals not marked: %s", exc)
-            return 0
-        cur.execute("RELEASE SAVEPOINT trading_signals_decided")
-        return int(cur.rowcount)
+        return _update_or_skip(
+            cur,
+            "trading_signals_decided",
+            f"""UPDATE trading_signals t SET processed = true
+                FROM coordinator_decisions d
+                WHERE {match} AND d.decided_at > to_timestamp(%s)
+                  AND t.processed IS NOT TRUE{self._consensus_only("t")}""",
+            (since,),
+            lambda exc: logger.error("trading_signals rows of decided signals not marked: %s", exc),
+        )
+
+
+def _update_or_skip(
+    cur: Any,
+    savepoint: str,
+    sql: str,
+    params: tuple[Any, ...],
+    refused: Callable[[psycopg2.Error], None],
+) -> int:
+    """The rows ``sql`` updated, or 0 when the table refused it (told to ``refused``):
+    undone to a savepoint, so the rest of the transaction stands. An error of the
+    server or the link is raised (the caller's batch is then written again)."""
+    cur.execute(f"SAVEPOINT {savepoint}")
+    try:
+        cur.execute(sql, params)
+    except _TRANSIENT:
+        raise
+    except psycopg2.Error as exc:
+        # Raises in turn when the connection is gone: then the batch is retried.
+        cur.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
+        refused(exc)
+        return 0
+    cur.execute(f"RELEASE SAVEPOINT {savepoint}")
+    return int(cur.rowcount)
+
+
+def _refused_once(exc: psycopg2.Error) -> None:
+    if not _said_refused.is_set():
+        _said_refused.set()
+        logger.error(
+            "trading_signals rows not marked processed: %s",
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+        )

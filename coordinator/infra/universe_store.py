@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import redis
 
-from coordinator.infra.store import OwnConnectionStore
+from coordinator.infra.store import OwnConnectionStore, table_columns
 from coordinator.trading.blacklist import BlacklistEntry
 
 __all__ = ["MarketSources", "UniverseStore"]
@@ -154,11 +154,7 @@ class UniverseStore(OwnConnectionStore):
         open time ms, close, quote volume), oldest first. Empty without the table."""
 
         def work(cur: Any) -> list[tuple[str, int, float, float]]:
-            cur.execute(
-                "SELECT column_name FROM information_schema.columns"
-                " WHERE table_name = 'market_data'"
-            )
-            columns = {row[0] for row in cur.fetchall()}
+            columns = table_columns(cur, "market_data")
             if not {"time", "symbol", "close", "volume"} <= columns:
                 return []
             where = "time > to_timestamp(%s)"

@@ -33,6 +33,7 @@ __all__ = [
     "NOT_HANDLED",
     "ActorContext",
     "ChildActor",
+    "ContainBaseExceptions",
     "DrillBoard",
     "DrillCrashError",
     "DrillStartFailure",
@@ -72,6 +73,34 @@ class EscapedBaseException(Exception):
     pykka answers a BaseException by stopping every actor in the process. Wrapped in
     this, it is an ordinary failure of the one actor, which the supervisor restarts.
     """
+
+
+class ContainBaseExceptions:
+    """A ``with`` block out of which a BaseException comes as an EscapedBaseException;
+    ``report`` (if given) is told of every exception first. An Exception goes on as it
+    is."""
+
+    __slots__ = ("_report",)
+
+    def __init__(self, report: Callable[[BaseException], object] | None = None) -> None:
+        self._report = report
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # Never True: nothing is swallowed.
+        if exc is None:
+            return
+        if self._report is not None:
+            self._report(exc)
+        if not isinstance(exc, Exception):
+            raise EscapedBaseException(repr(exc)) from exc
 
 
 class DrillBoard:
@@ -256,7 +285,7 @@ class ChildActor(pykka.ThreadingActor):
         thread.name = f"{self.name}#{self.context.incarnation}"
         set_actor_name(thread.name)
         self.context.thread = thread
-        try:
+        with ContainBaseExceptions(self._start_failed):
             if self.context.drills.take_start_failure(self.name):
                 raise DrillStartFailure(f"drill: {self.name} fails this start")
             self.setup()
@@ -264,12 +293,6 @@ class ChildActor(pykka.ThreadingActor):
                 self.name, self.actor_ref, self.context.incarnation
             ):
                 raise RuntimeError("replaced while starting")
-        except Exception as exc:
-            self._start_failed(exc)
-            raise
-        except BaseException as exc:
-            self._start_failed(exc)
-            raise EscapedBaseException(repr(exc)) from exc
 
     def on_receive(self, message: Any) -> Any:
         if self.context.retired.is_set():
@@ -278,7 +301,7 @@ class ChildActor(pykka.ThreadingActor):
             self.stop()
             return None
         self._handling = type(message).__name__
-        try:
+        with ContainBaseExceptions(self._report_error):
             match message:
                 case Ping():
                     return Pong(name=self.name, incarnation=self.context.incarnation)
@@ -294,12 +317,6 @@ class ChildActor(pykka.ThreadingActor):
                 self._report_error(TypeError(f"unexpected message {type(message).__name__}"))
                 return None
             return result
-        except Exception as exc:
-            self._report_error(exc)
-            raise
-        except BaseException as exc:
-            self._report_error(exc)
-            raise EscapedBaseException(repr(exc)) from exc
 
     def on_failure(
         self,

@@ -51,8 +51,8 @@ from coordinator.supervisor._tree import (
 )
 from coordinator.supervisor.child import (
     ActorContext,
+    ContainBaseExceptions,
     DrillBoard,
-    EscapedBaseException,
     tell_unless_ended,
 )
 from coordinator.supervisor.directory import Directory
@@ -122,12 +122,9 @@ class Supervisor(_Liveness, pykka.ThreadingActor):
         self._advance()
 
     def on_receive(self, message: Any) -> Any:
-        try:
+        # An Exception is an ordinary failure: on_failure stops the tree cleanly.
+        with ContainBaseExceptions():
             return self._dispatch(message)
-        except Exception:
-            raise  # an ordinary failure: on_failure stops the tree cleanly
-        except BaseException as exc:
-            raise EscapedBaseException(repr(exc)) from exc
 
     def on_failure(
         self,

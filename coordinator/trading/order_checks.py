@@ -92,7 +92,6 @@ def evaluate_order(
         )
     checks: list[CheckResult] = []
     price = market.price if market is not None else signal.price
-    view_age = None if view.fetched_at is None else now - view.fetched_at
     free_quote = (view.balances.get(config.quote_asset) or Balance(0.0, 0.0, 0.0)).free
     spendable = max(0.0, free_quote - ledger.reserved_quote)
     sized = _size(signal, spendable, price, config)
@@ -104,15 +103,9 @@ def evaluate_order(
     if not risk.passed:
         return Evaluation(tuple(checks), None)
     # 7. portfolio
-    if view.fetched_at is None or view_age is None or view_age > config.portfolio_max_age:
-        age = "never fetched" if view_age is None else f"{view_age:.0f} s old"
-        checks.append(
-            _fail(
-                "portfolio",
-                Reason.PORTFOLIO_UNAVAILABLE,
-                f"portfolio view {age}" + (f" ({view.error})" if view.error else ""),
-            )
-        )
+    stale = _stale_view(view, now, config.portfolio_max_age)
+    if stale is not None:
+        checks.append(stale)
         return Evaluation(tuple(checks), None)
     if sized.refused is not None:
         checks.append(
@@ -320,6 +313,22 @@ def _market(
     return _ok("market", f"market {market.price:.8g}, {deviation:.3f} % away, {age:.1f} s old")
 
 
+def _stale_view(
+    view: PortfolioView, now: float, max_age: float, why: str = ""
+) -> CheckResult | None:
+    """The failed portfolio check when the view was never fetched or is older than
+    ``max_age`` seconds, else None."""
+    age = None if view.fetched_at is None else now - view.fetched_at
+    if age is not None and not age > max_age:
+        return None
+    told = "never fetched" if age is None else f"{age:.0f} s old"
+    return _fail(
+        "portfolio",
+        Reason.PORTFOLIO_UNAVAILABLE,
+        f"{why}portfolio view {told}" + (f" ({view.error})" if view.error else ""),
+    )
+
+
 def _evaluate_exit(
     signal: Signal,
     *,
@@ -334,17 +343,11 @@ def _evaluate_exit(
     decimals: the position is gross, the free balance smaller when the buy fee was
     taken in the base asset, and the Trader refuses more than the balance."""
     checks = [_ok("risk", "SELL: risk limits do not hold back an exit")]
-    view_age = None if view.fetched_at is None else now - view.fetched_at
-    if view_age is None or view_age > config.portfolio_max_age_exit:
-        age = "never fetched" if view_age is None else f"{view_age:.0f} s old"
-        checks.append(
-            _fail(
-                "portfolio",
-                Reason.PORTFOLIO_UNAVAILABLE,
-                f"no position data to size the exit: portfolio view {age}"
-                + (f" ({view.error})" if view.error else ""),
-            )
-        )
+    stale = _stale_view(
+        view, now, config.portfolio_max_age_exit, "no position data to size the exit: "
+    )
+    if stale is not None:
+        checks.append(stale)
         return Evaluation(tuple(checks), None)
     if signal.symbol in ledger.selling:
         checks.append(

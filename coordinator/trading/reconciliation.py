@@ -219,69 +219,78 @@ def reconcile(
     verdicts = []
     for client_id, order in ours.items():
         found = matched[client_id]
-        ids = tuple(f.fill_id for f in found)
-        if len(found) == 1 and claims[found[0].fill_id] == [client_id]:
-            fill = found[0]
-            verdicts.append(
-                Verdict(
-                    client_order_id=client_id,
-                    resolution=Resolution.ACCEPTED,
-                    reason=VerdictReason.MATCHED,
-                    trader_order_id=fill.fill_id,
-                    detail=f"found at the Trader: {fill.source.value} {fill.fill_id}, "
-                    f"{fill.side} {fill.quantity:.10g} {fill.symbol}, "
-                    f"{fill.at - order.sent_at:+.3f} s from the send",
-                    candidates=ids,
-                )
+        resolution, reason, detail = _judge(
+            order,
+            found,
+            claims,
+            now=now,
+            covered_since=covered_since,
+            covered_until=covered_until,
+            policy=policy,
+        )
+        verdicts.append(
+            Verdict(
+                client_order_id=client_id,
+                resolution=resolution,
+                reason=reason,
+                trader_order_id=found[0].fill_id if reason is VerdictReason.MATCHED else None,
+                detail=detail,
+                candidates=tuple(f.fill_id for f in found),
             )
-            continue
-        if found:
-            others = sorted({c for f in found for c in claims[f.fill_id]} - {client_id})
-            verdicts.append(
-                Verdict(
-                    client_order_id=client_id,
-                    resolution=Resolution.UNKNOWN,
-                    reason=VerdictReason.AMBIGUOUS,
-                    trader_order_id=None,
-                    detail=f"{len(found)} fill(s) match ({', '.join(ids)})"
-                    + (f", also matching our order(s) {', '.join(others)}" if others else "")
-                    + "; an operator must resolve it",
-                    candidates=ids,
-                )
-            )
-            continue
-        start, end = policy.window(order)
-        if now <= end or covered_until <= end:
-            verdicts.append(
-                Verdict(
-                    client_order_id=client_id,
-                    resolution=Resolution.UNKNOWN,
-                    reason=VerdictReason.WINDOW_OPEN,
-                    trader_order_id=None,
-                    detail=f"no fill yet; the window closes {end - now:.1f} s from now",
-                )
-            )
-        elif covered_since is None or covered_since > start:
-            verdicts.append(
-                Verdict(
-                    client_order_id=client_id,
-                    resolution=Resolution.UNKNOWN,
-                    reason=VerdictReason.NOT_COVERED,
-                    trader_order_id=None,
-                    detail="no fill found, but the fills read do not cover the time it was "
-                    "sent (the Trader restarted since, and no trade_executions table)",
-                )
-            )
-        else:
-            verdicts.append(
-                Verdict(
-                    client_order_id=client_id,
-                    resolution=Resolution.REJECTED,
-                    reason=VerdictReason.NOT_FOUND,
-                    trader_order_id=None,
-                    detail="not found at the Trader: no fill of "
-                    f"{order.side} {order.quantity:.10g} {order.symbol} within "
-                    f"-{policy.window_before:g}/+{policy.window_after:g} s of the send",
-                )
-            )
+        )
     return tuple(verdicts)
+
+
+def _judge(
+    order: OurOrder,
+    found: list[Venue],
+    claims: dict[str, list[str]],
+    *,
+    now: float,
+    covered_since: float | None,
+    covered_until: float,
+    policy: MatchPolicy,
+) -> tuple[Resolution, VerdictReason, str]:
+    """The resolution of one unknown order, given the fills that match it (``found``)
+    and every order of ours each free fill matches (``claims``)."""
+    client_id = order.client_order_id
+    if len(found) == 1 and claims[found[0].fill_id] == [client_id]:
+        fill = found[0]
+        return (
+            Resolution.ACCEPTED,
+            VerdictReason.MATCHED,
+            f"found at the Trader: {fill.source.value} {fill.fill_id}, "
+            f"{fill.side} {fill.quantity:.10g} {fill.symbol}, "
+            f"{fill.at - order.sent_at:+.3f} s from the send",
+        )
+    if found:
+        ids = ", ".join(f.fill_id for f in found)
+        others = sorted({c for f in found for c in claims[f.fill_id]} - {client_id})
+        return (
+            Resolution.UNKNOWN,
+            VerdictReason.AMBIGUOUS,
+            f"{len(found)} fill(s) match ({ids})"
+            + (f", also matching our order(s) {', '.join(others)}" if others else "")
+            + "; an operator must resolve it",
+        )
+    start, end = policy.window(order)
+    if now <= end or covered_until <= end:
+        return (
+            Resolution.UNKNOWN,
+            VerdictReason.WINDOW_OPEN,
+            f"no fill yet; the window closes {end - now:.1f} s from now",
+        )
+    if covered_since is None or covered_since > start:
+        return (
+            Resolution.UNKNOWN,
+            VerdictReason.NOT_COVERED,
+            "no fill found, but the fills read do not cover the time it was "
+            "sent (the Trader restarted since, and no trade_executions table)",
+        )
+    return (
+        Resolution.REJECTED,
+        VerdictReason.NOT_FOUND,
+        "not found at the Trader: no fill of "
+        f"{order.side} {order.quantity:.10g} {order.symbol} within "
+        f"-{policy.window_before:g}/+{policy.window_after:g} s of the send",
+    )

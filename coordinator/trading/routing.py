@@ -5,9 +5,14 @@ from __future__ import annotations
 import hashlib
 import zlib
 
-from coordinator.actors.names import validator_name
+__all__ = ["VALIDATOR_PREFIX", "client_order_id", "validator_for", "validator_name"]
 
-__all__ = ["client_order_id", "validator_for"]
+VALIDATOR_PREFIX = "validator-"
+
+
+def validator_name(index: int) -> str:
+    """The name of the ``index``-th Validator (``validator-0``, ``validator-1``, ...)."""
+    return f"{VALIDATOR_PREFIX}{index}"
 
 
 def validator_for(symbol: str, count: int) -> str:

@@ -71,6 +71,24 @@ class UniverseFilter(ABC):
     def describe(self) -> str: ...
 
 
+class _EachCandidate(UniverseFilter):
+    """A filter that judges each candidate on its own: kept, or dropped for a reason."""
+
+    @abstractmethod
+    def why_dropped(self, candidate: Candidate) -> str | None:
+        """Why ``candidate`` is dropped; None to keep it."""
+
+    def apply(self, candidates: list[Candidate], context: FilterContext) -> FilterResult:
+        kept, dropped = [], {}
+        for candidate in candidates:
+            why = self.why_dropped(candidate)
+            if why is None:
+                kept.append(candidate)
+            else:
+                dropped[candidate.symbol] = why
+        return FilterResult(kept, dropped)
+
+
 def _positive(name: str, value: float, *, allow_zero: bool = True) -> float:
     if (
         not isinstance(value, int | float)
@@ -90,7 +108,7 @@ def _policy(name: str, value: str) -> str:
     return value
 
 
-class VolumeFilter(UniverseFilter):
+class VolumeFilter(_EachCandidate):
     name = "volume"
 
     def __init__(self, min_volume_24h: float) -> None:
@@ -99,21 +117,15 @@ class VolumeFilter(UniverseFilter):
     def describe(self) -> str:
         return f"24 h quote volume >= {self.min_volume:,.0f}"
 
-    def apply(self, candidates: list[Candidate], context: FilterContext) -> FilterResult:
-        kept, dropped = [], {}
-        for candidate in candidates:
-            if candidate.stats is None:
-                dropped[candidate.symbol] = "no market data"
-            elif candidate.stats.quote_volume_24h < self.min_volume:
-                dropped[candidate.symbol] = (
-                    f"24 h volume {candidate.stats.quote_volume_24h:,.0f} < {self.min_volume:,.0f}"
-                )
-            else:
-                kept.append(candidate)
-        return FilterResult(kept, dropped)
+    def why_dropped(self, candidate: Candidate) -> str | None:
+        if candidate.stats is None:
+            return "no market data"
+        if candidate.stats.quote_volume_24h < self.min_volume:
+            return f"24 h volume {candidate.stats.quote_volume_24h:,.0f} < {self.min_volume:,.0f}"
+        return None
 
 
-class SpreadFilter(UniverseFilter):
+class SpreadFilter(_EachCandidate):
     name = "spread"
 
     def __init__(self, max_spread_percent: float, unknown: str = "keep") -> None:
@@ -123,23 +135,16 @@ class SpreadFilter(UniverseFilter):
     def describe(self) -> str:
         return f"bid/ask spread <= {self.max_spread:g} % (unknown spread: {self.unknown})"
 
-    def apply(self, candidates: list[Candidate], context: FilterContext) -> FilterResult:
-        kept, dropped = [], {}
-        for candidate in candidates:
-            spread = candidate.spread_percent
-            if spread is None:
-                if self.unknown == "drop":
-                    dropped[candidate.symbol] = "spread unknown (UNKNOWN_SPREAD_POLICY=drop)"
-                else:
-                    kept.append(candidate)
-            elif spread > self.max_spread:
-                dropped[candidate.symbol] = f"spread {spread:.4f} % > {self.max_spread:g} %"
-            else:
-                kept.append(candidate)
-        return FilterResult(kept, dropped)
+    def why_dropped(self, candidate: Candidate) -> str | None:
+        spread = candidate.spread_percent
+        if spread is None:
+            return "spread unknown (UNKNOWN_SPREAD_POLICY=drop)" if self.unknown == "drop" else None
+        if spread > self.max_spread:
+            return f"spread {spread:.4f} % > {self.max_spread:g} %"
+        return None
 
 
-class MarketCapFilter(UniverseFilter):
+class MarketCapFilter(_EachCandidate):
     name = "market_cap"
 
     def __init__(self, min_market_cap: float, unknown: str = "keep") -> None:
@@ -149,25 +154,18 @@ class MarketCapFilter(UniverseFilter):
     def describe(self) -> str:
         return f"market cap >= {self.min_cap:,.0f} (unknown market cap: {self.unknown})"
 
-    def apply(self, candidates: list[Candidate], context: FilterContext) -> FilterResult:
-        kept, dropped = [], {}
-        for candidate in candidates:
-            cap = candidate.market_cap
-            if cap is None:
-                if self.unknown == "drop":
-                    dropped[candidate.symbol] = (
-                        "market cap unknown (UNKNOWN_MARKET_CAP_POLICY=drop)"
-                    )
-                else:
-                    kept.append(candidate)
-            elif cap < self.min_cap:
-                dropped[candidate.symbol] = f"market cap {cap:,.0f} < {self.min_cap:,.0f}"
-            else:
-                kept.append(candidate)
-        return FilterResult(kept, dropped)
+    def why_dropped(self, candidate: Candidate) -> str | None:
+        cap = candidate.market_cap
+        if cap is None:
+            if self.unknown == "drop":
+                return "market cap unknown (UNKNOWN_MARKET_CAP_POLICY=drop)"
+            return None
+        if cap < self.min_cap:
+            return f"market cap {cap:,.0f} < {self.min_cap:,.0f}"
+        return None
 
 
-class VolatilityFilter(UniverseFilter):
+class VolatilityFilter(_EachCandidate):
     name = "volatility"
 
     def __init__(self, low: float, high: float) -> None:
@@ -179,19 +177,13 @@ class VolatilityFilter(UniverseFilter):
     def describe(self) -> str:
         return f"daily volatility within {self.low:g}-{self.high:g}"
 
-    def apply(self, candidates: list[Candidate], context: FilterContext) -> FilterResult:
-        kept, dropped = [], {}
-        for candidate in candidates:
-            volatility = candidate.stats.volatility if candidate.stats else None
-            if volatility is None:
-                dropped[candidate.symbol] = "not enough candles for a volatility"
-            elif not self.low <= volatility <= self.high:
-                dropped[candidate.symbol] = (
-                    f"volatility {volatility:.4f} outside {self.low:g}-{self.high:g}"
-                )
-            else:
-                kept.append(candidate)
-        return FilterResult(kept, dropped)
+    def why_dropped(self, candidate: Candidate) -> str | None:
+        volatility = candidate.stats.volatility if candidate.stats else None
+        if volatility is None:
+            return "not enough candles for a volatility"
+        if not self.low <= volatility <= self.high:
+            return f"volatility {volatility:.4f} outside {self.low:g}-{self.high:g}"
+        return None
 
 
 class ScoreFilter(UniverseFilter):
