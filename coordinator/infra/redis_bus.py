@@ -123,6 +123,7 @@ class EventPublisher:
         self._client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
         self._queue: queue.Queue[bytes | None] = queue.Queue(capacity)
         self._thread = threading.Thread(target=self._run, name="event-publisher", daemon=True)
+        self._stopped = threading.Event()
         self.dropped = 0
 
     def start(self) -> EventPublisher:
@@ -148,13 +149,17 @@ class EventPublisher:
                     pass
 
     def stop(self, timeout: float = 2.0) -> None:
+        # The flag ends a retry while Redis is down; the sentinel, a wait for the next.
+        self._stopped.set()
         self._queue.put(None)
         self._thread.join(timeout)
         self._client.close()
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def _run(self) -> None:
-        stopped = threading.Event()
-        delay = 0.1
         while True:
             first = self._queue.get()
             if first is None:
@@ -169,11 +174,16 @@ class EventPublisher:
                     self._send(batch)
                     return
                 batch.append(item)
+            attempt = 0
             while not self._send(batch):
-                if stopped.wait(delay):
+                if self._stopped.wait(RECONNECT.delay(attempt)):
+                    logger.warning(
+                        "%d event(s) and any queued after them not published: stopping"
+                        " while Redis cannot be reached",
+                        len(batch),
+                    )
                     return
-                delay = min(5.0, delay * 2)
-            delay = 0.1
+                attempt += 1
 
     def _send(self, batch: list[bytes]) -> bool:
         try:
