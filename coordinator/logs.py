@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import threading
+import time
 import traceback
 from typing import Any, TextIO
 
@@ -97,6 +98,39 @@ class KeyValueFormatter(logging.Formatter):
         return " ".join(parts)
 
 
+class TextFormatter(logging.Formatter):
+    """Lines for a person at a terminal: local time, level, actor, message, then any
+    extra fields as key=value, and a traceback on the lines after."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = _fields(record)
+        when = time.strftime("%H:%M:%S", time.localtime(record.created))
+        head = (
+            f"{when}.{int(record.msecs):03d} {record.levelname:<7} "
+            f"{fields.pop('actor'):<18} {fields.pop('msg')}"
+        )
+        for key in ("ts", "level", "thread", "logger"):
+            fields.pop(key)
+        trace = fields.pop("exc", None)
+        extras = " ".join(
+            f"{key}={value if isinstance(value, str) else json.dumps(value, default=str)}"
+            for key, value in fields.items()
+        )
+        line = f"{head}  {extras}" if extras else head
+        return f"{line}\n{trace}" if trace else line
+
+
+def formatter_for(fmt: str, stream: TextIO) -> logging.Formatter:
+    """``auto``: text for a person when the stream is a terminal, JSON lines for a
+    collector otherwise (a container's log, a file, a pipe)."""
+    if fmt == "auto":
+        isatty = getattr(stream, "isatty", None)
+        fmt = "text" if isatty is not None and isatty() else "json"
+    if fmt == "text":
+        return TextFormatter()
+    return KeyValueFormatter() if fmt == "kv" else JsonFormatter()
+
+
 PER_MESSAGE = "coordinator.flow"
 """Parent of the loggers that write a line per message (each signal, each candle or
 tick, each request): on only when ``COORDINATOR_LOG_LEVEL`` asks for them."""
@@ -121,8 +155,9 @@ def configure_logging(
     (DEBUG in its example): it sets this service's level, but never below INFO for the
     per-message loggers and the libraries, so that it cannot flood the log.
     ``coordinator_level`` (COORDINATOR_LOG_LEVEL) wins over it, for everything."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
+    target = stream or sys.stderr
+    handler = logging.StreamHandler(target)
+    handler.setFormatter(formatter_for(fmt, target))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

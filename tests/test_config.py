@@ -99,7 +99,7 @@ ERROR_CASES = [
     ({"VOLATILITY_RANGE": "0.2-0.1"}, "VOLATILITY_RANGE='0.2-0.1' (from environment) is not valid: expected two numbers low-high with 0 <= low < high"),
     ({"VOLATILITY_RANGE": "0.1"}, "VOLATILITY_RANGE='0.1'"),
     ({"CORRELATION_LIMIT": "1.5"}, "CORRELATION_LIMIT='1.5' (from environment) is not valid: expected a number > 0 and <= 1"),
-    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' (from environment) is not valid: expected one of json, kv"),
+    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' (from environment) is not valid: expected one of auto, json, text, kv"),
     ({"SUPERVISOR_STRATEGY": "all_for_one"}, "expected one of one_for_one, rest_for_one"),
     ({"COORDINATOR_API_TOKEN": "short"}, "COORDINATOR_API_TOKEN=*** (from environment) is not valid: expected a string of at least 16 characters"),
     ({"REDIS_URL": "redis://r:6379", "REDIS_HOST": "r"}, "REDIS_URL and REDIS_HOST are both set"),

@@ -10,8 +10,13 @@ import threading
 from coordinator.logs import FailureLog, configure_logging, set_actor_name
 
 
-def _log_from_thread(fmt: str) -> str:
-    stream = io.StringIO()
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _log_from_thread(fmt: str, stream: io.StringIO | None = None) -> str:
+    stream = stream if stream is not None else io.StringIO()
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
     configure_logging("info", fmt, stream)
@@ -50,6 +55,41 @@ def test_key_value_lines_quote_what_needs_it():
     assert 'msg="probe failed: timeout after 2 s"' in line
     assert "dependency=redis" in line
     assert "\n" not in line
+
+
+def test_text_lines_are_for_people():
+    line = _log_from_thread("text").rstrip("\n")
+    assert "WARNING" in line and "service_health#3" in line
+    assert "probe failed: timeout after 2 s" in line and line.endswith("dependency=redis")
+    assert not line.startswith("{") and "\n" not in line
+
+
+def test_auto_is_text_on_a_terminal_and_json_lines_otherwise():
+    assert "probe failed" in _log_from_thread("auto", _Terminal())
+    assert not _log_from_thread("auto", _Terminal()).startswith("{")
+    record = json.loads(_log_from_thread("auto", io.StringIO()))
+    assert record["msg"] == "probe failed: timeout after 2 s"
+
+
+def test_a_traceback_follows_its_text_line():
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    configure_logging("info", "text", stream)
+    try:
+        try:
+            raise ValueError("bad candle")
+        except ValueError:
+            logging.getLogger("coordinator.test").exception("reading failed")
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+    first, *rest = stream.getvalue().rstrip("\n").split("\n")
+    assert "ERROR" in first and "reading failed" in first
+    assert rest[0].startswith("Traceback") and rest[-1] == "ValueError: bad candle"
 
 
 def test_a_repeated_failure_is_logged_when_it_starts_or_changes_and_once_when_it_ends(caplog):

@@ -91,7 +91,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _s("LOG_LEVEL", "service", "log_level", LogLevel(), "info", "log level (RootTrading's variable; per-message lines stay off below INFO unless COORDINATOR_LOG_LEVEL asks)"),
     _s("COORDINATOR_LOG_LEVEL", "service", "coordinator_log_level", LogLevel(), None, "log level of this service, wins over LOG_LEVEL; debug also turns on the per-message lines (each signal, each tick)"),
-    _s("LOG_FORMAT", "service", "log_format", Choice(("json", "kv")), "json", "JSON lines or key=value lines"),
+    _s("LOG_FORMAT", "service", "log_format", Choice(("auto", "json", "text", "kv")), "auto", "auto: text lines when stderr is a terminal, JSON lines otherwise; json, text (for people) or kv (key=value lines)"),
     _s("HTTP_THREADS", "service", "http_threads", Integer(1, 64), 8, "waitress worker threads"),
     _s(
         "HTTP_ASK_TIMEOUT",
