@@ -118,6 +118,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     paper.set_defaults(handler=_paper_exchange)
 
+    status = commands.add_parser(
+        "status",
+        help="print a running coordinator's state, dependencies, positions and last decisions",
+    )
+    status.add_argument("--url", default="http://127.0.0.1:5003", help="the coordinator's API")
+    status.add_argument("--json", action="store_true", help="print the answers as JSON")
+    status.set_defaults(handler=_status)
+
     drill = commands.add_parser(
         "drill", help="inject a fault into a running coordinator's actor (COORDINATOR_DRILLS=1)"
     )
@@ -301,3 +309,37 @@ def _drill(args: argparse.Namespace) -> int:
         return 1
     print(response.text)
     return EXIT_OK if response.status_code < 300 else 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    import requests
+
+    from coordinator.status_report import ROUTES, render_status
+
+    base = args.url.rstrip("/")
+    answers: dict[str, Any] = {}
+    reached = False
+    for name, path in ROUTES.items():
+        try:
+            response = requests.get(base + path, timeout=5)
+        except requests.RequestException as exc:
+            answers[name] = f"cannot reach {base}: {type(exc).__name__}"
+            continue
+        reached = True
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if response.status_code == 200 and isinstance(answer, dict):
+            answers[name] = answer
+        else:
+            error = answer.get("error") if isinstance(answer, dict) else None
+            answers[name] = f"{path} answered {response.status_code}: {error or response.reason}"
+    if not reached:
+        print(f"cannot reach a coordinator at {base}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        print(json.dumps(answers, indent=2))
+    else:
+        sys.stdout.write(render_status(base, answers))
+    return EXIT_OK
