@@ -11,6 +11,7 @@ from hypothesis import event as hypothesis_event
 from hypothesis.errors import InvalidArgument
 
 from coordinator.trading import stop_lifecycle as lc
+from coordinator.trading.execution import outcome_of_existing
 from coordinator.trading.freshness import PriceBook, exit_price_check
 from coordinator.trading.ledger_book import LedgerBook, SettleResult
 from coordinator.trading.ledger_restore import StoredOrder as RestoredOrder
@@ -162,6 +163,15 @@ class Actors:
         coid = f"c:{signal.signal_id}"
         if signal.signal_id in w.store.decisions:
             return
+        if not job.resend and (
+            coid in w.held
+            or any(j.resend and j.signal.signal_id == signal.signal_id for j in w.jobs)
+        ):
+            # A copy (a stop's exit sent again under its own id) of a signal that waits
+            # in the Validator, held after a 5xx or to be sent again: dropped, as
+            # ``Validator._on_signal`` drops a signal it holds in its wait queue.
+            event("copy of a waiting signal dropped")
+            return
         self.book.expire(self.now)
         evaluation = evaluate_order(
             signal,
@@ -192,9 +202,12 @@ class Actors:
                 self._decide(job, "rejected", check.reason)
                 return
         if not job.resend and coid in w.store.orders:
-            # An order for this signal exists: it may have been sent. Never again.
-            self._settle(rid, None, plan)
-            self._decide(job, "unknown", Reason.ORDER_UNKNOWN)
+            # An order for this signal exists: it may have been sent. Never again; its
+            # stored state says what this reservation is settled as.
+            existing = outcome_of_existing(w.store.orders[coid].state, "exists")
+            event(f"order exists: {existing.outcome}")
+            self._settle(rid, existing.filled, plan)
+            self._decide(job, existing.outcome, existing.reason)
             return
         self._send(job, coid, plan, rid, outcome)
 

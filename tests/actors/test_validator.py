@@ -22,14 +22,17 @@ from coordinator.infra.embedded import EmbeddedPostgres
 from coordinator.infra.intent_claims import IntentClaims
 from coordinator.infra.journal import Journal
 from coordinator.infra.paper_exchange import PaperExchange
+from coordinator.infra.store import connect
 from coordinator.messages.health import GetHealthSnapshot, TradingStateChanged
 from coordinator.messages.ledger import Reservation, Reserve, Settle
 from coordinator.messages.pipeline import (
     GetValidatorSnapshot,
+    OrderRecord,
     RecordDecision,
     SubmitSignal,
 )
 from coordinator.messages.universe import GetUniverse, UniverseSnapshot
+from coordinator.trading.routing import client_order_id
 from coordinator.trading.signals import Signal, parse_signal
 from coordinator.trading.trading_state import StateReason, TradingState, TradingStatus
 from coordinator.trading.validation import CheckResult, OrderPlan, Reason
@@ -116,16 +119,26 @@ def world(
     }
     validator = Solo(Validator, "validator-0", services, clock=clock, stand_ins=stand_ins)
     try:
-        yield {"validator": validator, "paper": paper, "ledger": ledger}
+        yield {
+            "validator": validator,
+            "paper": paper,
+            "ledger": ledger,
+            "intents": services.intents,
+        }
     finally:
         validator.stop()
 
 
-def submit(validator: Solo, symbol: str = "ETHUSDC") -> Signal:
-    now = validator.clock.time()
-    payload = signal_payload(symbol, timestamp_ms=int(now * 1000))
+def make_signal(validator: Solo, symbol: str = "ETHUSDC") -> Signal:
+    payload = signal_payload(symbol, timestamp_ms=int(validator.clock.time() * 1000))
     signal = parse_signal(json.dumps(payload))
     assert isinstance(signal, Signal), signal
+    return signal
+
+
+def submit(validator: Solo, symbol: str = "ETHUSDC", signal: Signal | None = None) -> Signal:
+    now = validator.clock.time()
+    signal = signal or make_signal(validator, symbol)
     validator.tell(
         SubmitSignal(
             signal=signal,
@@ -179,4 +192,52 @@ def test_a_signal_waits_while_the_trader_is_down_until_the_clock_passes_its_time
     validator.clock.advance(10)
     decision = decision_of(validator, signal)
     assert (decision.outcome, decision.reason) == ("rejected", "trader_unavailable")
+    assert not world["paper"].fills_by_client_id
+
+
+@pytest.mark.parametrize(
+    ("state", "filled", "outcome", "reason"),
+    [
+        ("rejected", False, "rejected", "trader_error"),
+        ("sent", None, "unknown", "order_unknown"),
+        ("accepted", None, "unknown", "order_unknown"),
+    ],
+)
+def test_an_order_that_exists_is_not_sent_again_and_its_room_follows_its_stored_state(
+    world, postgres: EmbeddedPostgres, state: str, filled: bool | None, outcome: str, reason: str
+) -> None:
+    """A signal met again after its order was stored (a stop's exit sent again under its
+    own id after a restart): never sent twice. An order stored rejected (found not
+    executed by the reconciliation, with nobody waiting for it) cannot have executed:
+    the room is released and the stop may try again; counted as filled, the SELL would
+    hide the holding for the whole settle window. Any other state may have executed."""
+    validator: Solo = world["validator"]
+    signal = make_signal(validator)
+    order_id = client_order_id(signal.signal_id)
+    intent = OrderRecord(
+        client_order_id=order_id,
+        signal_id=signal.signal_id,
+        symbol=signal.symbol,
+        side=signal.side.value,
+        quantity=0.01,
+        reference_price=signal.price,
+        state="pending",
+        at=validator.clock.time() - 120,
+    )
+    world["intents"].claim(
+        {name: getattr(intent, name) for name in OrderRecord.__slots__}, first_seen=None
+    )
+    conn = connect(postgres.dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "UPDATE coordinator_orders SET state = %s WHERE client_order_id = %s",
+                (state, order_id),
+            )
+    finally:
+        conn.close()
+    submit(validator, signal=signal)
+    decision = decision_of(validator, signal)
+    assert (decision.outcome, decision.reason) == (outcome, reason), decision.detail
+    assert validator.told("ledger", Settle).filled is filled
     assert not world["paper"].fills_by_client_id
