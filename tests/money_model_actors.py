@@ -201,10 +201,16 @@ class Actors:
                 self._settle(rid, False, plan)
                 self._decide(job, "rejected", check.reason)
                 return
-        if not job.resend and coid in w.store.orders:
+        stored = w.store.orders.get(coid)
+        if not job.resend and stored is not None and stored.held:
+            # Held by an earlier process: it waits for the reconciliation again.
+            event("held again")
+            w.held[coid] = Held(job, plan, rid)
+            return
+        if not job.resend and stored is not None:
             # An order for this signal exists: it may have been sent. Never again; its
             # stored state says what this reservation is settled as.
-            existing = outcome_of_existing(w.store.orders[coid].state, "exists")
+            existing = outcome_of_existing(stored.state, "exists")
             event(f"order exists: {existing.outcome}")
             self._settle(rid, existing.filled, plan)
             self._decide(job, existing.outcome, existing.reason)

@@ -386,8 +386,8 @@ class MoneyModel(Actors, RuleBasedStateMachine):
     def crash(self, which: str) -> None:
         """An actor's new incarnation (the Ledger: the book its last one kept and a
         fetch; the TrailingStop: its stored records), or a new process: everything from the store,
-        signals re-delivered by the durable intake, held orders left to the reconciler,
-        no price until the feed reads one."""
+        signals re-delivered by the durable intake, held orders left to the reconciler
+        (a copy of their signal held again), no price until the feed reads one."""
         w = self.w
         if which == "ledger":
             self.book = self.book.snapshot()
@@ -398,8 +398,6 @@ class MoneyModel(Actors, RuleBasedStateMachine):
             return
         w.jobs = [j for j in w.jobs if j.exit is None and not j.resend]
         w.held, w.settles, w.decisions, w.seen = {}, [], [], {}
-        for row in w.store.orders.values():
-            row.held = False
         self.prices = PriceBook(max_age=STOP_MAX_AGE)
         self._new_ledger()
         self._restore_stops()
