@@ -371,7 +371,8 @@ class Actors:
         held = w.held.pop(coid, None)
         if held is None:
             if not executed:
-                # The reconciler tells the Ledger, which counted it as filled.
+                # The Ledger, which counted it as filled, is told (by the reconciler, or
+                # for a held one nobody waits for, by its Validator).
                 self.book.not_executed(
                     row.signal_id, symbol=row.symbol, side=row.side, now=self.now
                 )
@@ -387,6 +388,9 @@ class Actors:
             w.jobs.append(Job(job.signal, job.exit, job.attempt, resend=True))
         else:
             self._decide(job, "rejected", Reason.TRADER_ERROR)
+            # Not sent again: the Validator tells the Ledger (which may have laid it
+            # from the store after a restart).
+            self.book.not_executed(row.signal_id, symbol=row.symbol, side=row.side, now=self.now)
 
     # --- the TrailingStop -------------------------------------------------------------
 
