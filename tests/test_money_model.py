@@ -306,7 +306,10 @@ class MoneyModel(Actors, RuleBasedStateMachine):
         """7. A held symbol is always sellable: once every answer in flight has arrived,
         the reconciler has run and the reservations' time is up, a SELL of each symbol
         held is sized and reserved (unless dust), whatever happened before; a failing
-        Portfolio meanwhile does not change it (the last view is used)."""
+        Portfolio meanwhile does not change it (the last view is used). Already once
+        every order is reconciled, before the settle window ends, a holding that the
+        exchange holds and the Portfolio shows as it is is never refused ``no_position``:
+        no order of ours that did not sell it hides it."""
         w = self.w
         for operator in (False, True):
             # The Validators' settles (sent as each outcome came, before any
