@@ -28,6 +28,7 @@ from coordinator.trading.signals import Side
 from coordinator.trading.stop_book import Holding
 from coordinator.trading.stops import open_stop, update_stop
 from coordinator.trading.validation import (
+    Evaluation,
     Reason,
 )
 from tests.money_model_actors import (
@@ -333,15 +334,7 @@ class MoneyModel(Actors, RuleBasedStateMachine):
             shown = self.book.fetched.positions.get(symbol)
             if shown is None or abs(shown.quantity - holding.quantity) > EPS:
                 continue
-            evaluation = evaluate_order(
-                self._signal(symbol, "SELL"),
-                view=self.book.view,
-                ledger=self._ledger_state(),
-                market=self._market(symbol),
-                config=CONFIG,
-                now=self.now,
-            )
-            failure = evaluation.failure
+            failure = self._sell_now(symbol).failure
             assert failure is None or failure.reason is not Reason.NO_POSITION, (
                 symbol,
                 holding,
@@ -366,14 +359,7 @@ class MoneyModel(Actors, RuleBasedStateMachine):
             # Its stop watches it again (or tries to sell it, or found it dust).
             assert stop is not None, f"no stop for {holding.key}"
             assert stop.life.phase not in STUCK, (holding.key, stop.life)
-            evaluation = evaluate_order(
-                self._signal(symbol, "SELL"),
-                view=self.book.view,
-                ledger=self._ledger_state(),
-                market=self._market(symbol),
-                config=CONFIG,
-                now=self.now,
-            )
+            evaluation = self._sell_now(symbol)
             failure = evaluation.failure
             if evaluation.plan is None:
                 assert failure is not None and failure.reason is Reason.DUST_REMAINDER, (
@@ -384,6 +370,17 @@ class MoneyModel(Actors, RuleBasedStateMachine):
             else:
                 limit = min(holding.quantity, truth.free_base(symbol))
                 assert evaluation.plan.quantity <= limit + EPS
+
+    def _sell_now(self, symbol: str) -> Evaluation:
+        """A SELL of ``symbol`` evaluated on the Ledger's book as it is."""
+        return evaluate_order(
+            self._signal(symbol, "SELL"),
+            view=self.book.view,
+            ledger=self._ledger_state(),
+            market=self._market(symbol),
+            config=CONFIG,
+            now=self.now,
+        )
 
     @rule(which=st.sampled_from(["ledger", "trailing_stop", "process"]))
     def crash(self, which: str) -> None:

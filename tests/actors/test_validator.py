@@ -199,11 +199,22 @@ def test_a_signal_waits_while_the_trader_is_down_until_the_clock_passes_its_time
 def store_order(
     world: dict[str, Any],
     postgres: EmbeddedPostgres,
-    intent: OrderRecord,
+    signal: Signal,
     state: str,
     error: str | None = None,
-) -> None:
-    """The order as an earlier process left it in the store."""
+) -> str:
+    """The signal's order as an earlier process left it in the store; its id."""
+    order_id = client_order_id(signal.signal_id)
+    intent = OrderRecord(
+        client_order_id=order_id,
+        signal_id=signal.signal_id,
+        symbol=signal.symbol,
+        side=signal.side.value,
+        quantity=0.01,
+        reference_price=signal.price,
+        state="pending",
+        at=world["validator"].clock.time() - 60,
+    )
     world["intents"].claim(
         {name: getattr(intent, name) for name in OrderRecord.__slots__}, first_seen=None
     )
@@ -212,10 +223,11 @@ def store_order(
         with conn, conn.cursor() as cur:
             cur.execute(
                 "UPDATE coordinator_orders SET state = %s, error = %s WHERE client_order_id = %s",
-                (state, error, intent.client_order_id),
+                (state, error, order_id),
             )
     finally:
         conn.close()
+    return order_id
 
 
 @pytest.mark.parametrize(
@@ -236,18 +248,7 @@ def test_an_order_that_exists_is_not_sent_again_and_its_room_follows_its_stored_
     hide the holding for the whole settle window. Any other state may have executed."""
     validator: Solo = world["validator"]
     signal = make_signal(validator)
-    order_id = client_order_id(signal.signal_id)
-    intent = OrderRecord(
-        client_order_id=order_id,
-        signal_id=signal.signal_id,
-        symbol=signal.symbol,
-        side=signal.side.value,
-        quantity=0.01,
-        reference_price=signal.price,
-        state="pending",
-        at=validator.clock.time() - 120,
-    )
-    store_order(world, postgres, intent, state)
+    store_order(world, postgres, signal, state)
     submit(validator, signal=signal)
     decision = decision_of(validator, signal)
     assert (decision.outcome, decision.reason) == (outcome, reason), decision.detail
@@ -267,18 +268,7 @@ def test_a_held_order_not_executed_and_not_sent_again_is_told_to_the_ledger(
     payload = signal_payload("ETHUSDC", "SELL", timestamp_ms=int(validator.clock.time() * 1000))
     signal = parse_signal(json.dumps(payload))
     assert isinstance(signal, Signal), signal
-    order_id = client_order_id(signal.signal_id)
-    intent = OrderRecord(
-        client_order_id=order_id,
-        signal_id=signal.signal_id,
-        symbol=signal.symbol,
-        side=signal.side.value,
-        quantity=0.01,
-        reference_price=signal.price,
-        state="pending",
-        at=validator.clock.time() - 60,
-    )
-    store_order(world, postgres, intent, "unknown", error="held: 502 Bad Gateway")
+    order_id = store_order(world, postgres, signal, "unknown", error="held: 502 Bad Gateway")
     if waiting:
         submit(validator, signal=signal)
         wait_for(lambda: validator.ask(GetValidatorSnapshot()).waiting == 1, message="held")
