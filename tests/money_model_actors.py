@@ -315,6 +315,11 @@ class Actors:
         if not settle.reservation_id.startswith(self.book.prefix):
             assert result is SettleResult.UNKNOWN_ID, "a settle of an earlier book took"
 
+    def _settles(self, settle: Settle, signal_id: str) -> bool:
+        """Whether ``settle`` settles a reservation made for ``signal_id``."""
+        order = self.book.orders.get(settle.reservation_id)
+        return order is not None and order.signal_id == signal_id
+
     def _trader_id(self, coid: str) -> str | None:
         """The id of ``coid``'s fill in the Trader's list of orders."""
         ids = [f"order_{i}" for i, fill in enumerate(self.exchange.fills) if fill[0] == coid]
@@ -372,7 +377,12 @@ class Actors:
         if held is None:
             if not executed:
                 # The Ledger, which counted it as filled, is told (by the reconciler, or
-                # for a held one nobody waits for, by its Validator).
+                # for a held one nobody waits for, by its Validator); after the settle
+                # its Validator told it when the answer came, a window earlier: both
+                # reach its one mailbox in that order.
+                for settle in [s for s in w.settles if self._settles(s, row.signal_id)]:
+                    w.settles.remove(settle)
+                    self._deliver_settle(settle)
                 self.book.not_executed(
                     row.signal_id, symbol=row.symbol, side=row.side, now=self.now
                 )
