@@ -31,8 +31,10 @@ from coordinator.trading.validation import (
     Evaluation,
     Reason,
 )
-from tests.money_model_actors import (
+from tests.money_model_actors import Actors
+from tests.money_model_world import (
     CONFIG,
+    EPS,
     LIFE,
     LIFETIME,
     OUTCOMES,
@@ -42,11 +44,6 @@ from tests.money_model_actors import (
     SETTLE_WINDOW,
     START,
     STOP_MAX_AGE,
-    Actors,
-    event,
-)
-from tests.money_model_world import (
-    EPS,
     SYMBOLS,
     Exchange,
     Job,
@@ -54,6 +51,7 @@ from tests.money_model_world import (
     Settle,
     State,
     World,
+    event,
 )
 
 STUCK = frozenset({lc.Phase.AWAITING_ORDER, lc.Phase.SOLD, lc.Phase.CLOSED})
@@ -483,40 +481,3 @@ def test_an_exit_is_not_sent_on_the_older_of_two_prices_of_one_instant() -> None
     model.start(cash=200.0, fee_in_base=False, held=["BBBUSDC"])
     model.tick("BBBUSDC", THROUGH, fresh=True, then=None)
     model.tick("BBBUSDC", 0.02, fresh=True, then="filled")
-
-
-def test_a_stop_exit_sent_again_while_its_5xx_order_waits_to_be_sent_again_is_dropped() -> None:
-    """Found by this model: an exit answered 5xx without a fill, found not executed (to
-    be sent again), then sent again by its stop under its own id, its decision missing;
-    that copy, decided unknown, laid a SELL over the view that hid the holding. The
-    Validator drops a copy of a signal it holds."""
-    model = MoneyModel()
-    model.start(cash=200.0, fee_in_base=False, held=["AAAUSDC"])
-    model.tick("AAAUSDC", THROUGH, fresh=True, then="5xx_nofill")
-    model.exits_stay_possible(fetch_fails=False)
-    (copy,) = [j for j in model.w.jobs if j.exit is not None and not j.resend]
-    model.validator_runs(_Given(copy), outcome="filled", caught_up=None)  # type: ignore[arg-type]
-    model.exits_stay_possible(fetch_fails=False)
-
-
-def test_an_exit_sent_again_after_a_restart_over_its_order_found_not_executed() -> None:
-    """After a restart, the stop's exit sent again under its own id meets the order that
-    the reconciler found not executed (nobody waited for it): released, not counted as a
-    SELL that would hide the holding (see ``outcome_of_existing``)."""
-    model = MoneyModel()
-    model.start(cash=200.0, fee_in_base=False, held=["AAAUSDC"])
-    model.tick("AAAUSDC", THROUGH, fresh=True, then="5xx_nofill")
-    model.crash("process")
-    model.portfolio_answers(_Given(model.w.fetches[0]), fails=False, positions=0, balances=0)  # type: ignore[arg-type]
-    model.time_passes(20.0, feed=True, stops_fetch=True)
-    (coid,) = model.w.store.orders
-    model.reconciler_runs(_Given(coid))  # type: ignore[arg-type]
-    assert model.w.store.orders[coid].state == "rejected"
-    for _ in range(4):
-        model.time_passes(20.0, feed=True, stops_fetch=True)
-        model.store_answers(False)
-    (again,) = model.w.jobs
-    assert again.signal.signal_id == model.w.store.orders[coid].signal_id
-    model.validator_runs(_Given(again), outcome="filled", caught_up=None)  # type: ignore[arg-type]
-    assert model.w.store.decisions[again.signal.signal_id][0] == "rejected"
-    model.exits_stay_possible(fetch_fails=False)
