@@ -5,12 +5,8 @@ reconciler. Each order request checks the invariants against the exchange's trut
 
 from __future__ import annotations
 
-import contextlib
-
-from hypothesis import event as hypothesis_event
-from hypothesis.errors import InvalidArgument
-
 from coordinator.trading import stop_lifecycle as lc
+from coordinator.trading.execution import outcome_of_existing
 from coordinator.trading.freshness import PriceBook, exit_price_check
 from coordinator.trading.ledger_book import LedgerBook, SettleResult
 from coordinator.trading.ledger_restore import StoredOrder as RestoredOrder
@@ -25,22 +21,29 @@ from coordinator.trading.reconciliation import (
     reconcile,
 )
 from coordinator.trading.signals import Side, Signal, parse_signal
-from coordinator.trading.sizing import SizingTable
-from coordinator.trading.sizing_roottrading import SizingMode
 from coordinator.trading.stop_book import Holding, from_record
-from coordinator.trading.stops import StopParams, exit_id, exit_signal
+from coordinator.trading.stops import exit_id, exit_signal
 from coordinator.trading.validation import (
     ExitTarget,
     LedgerState,
     MarketQuote,
     OrderPlan,
     Reason,
-    RiskConfig,
 )
 from tests.money_model_world import (
+    CONFIG,
     EPS,
+    EXECUTES,
     FEE,
+    LIFE,
+    LIFETIME,
+    PARAMS,
     QUOTE,
+    RULES,
+    SETTLE_WINDOW,
+    SIGNAL_TIMEOUT,
+    START,
+    STOP_MAX_AGE,
     Exchange,
     Held,
     Job,
@@ -49,47 +52,9 @@ from tests.money_model_world import (
     StoredOrder,
     TrueHolding,
     World,
+    event,
 )
 from tests.pipeline import signal_payload
-
-START = 1_800_000_000.0
-LIFETIME = 60.0
-SETTLE_WINDOW = 180.0
-STOP_MAX_AGE = 30.0
-SIGNAL_TIMEOUT = 30.0
-RECONCILE_AFTER = 15.0
-"""The reconciler's window after a send: no verdict "not found" before it passed."""
-RULES = ("stoploss", "breakeven", "percent")
-PARAMS = StopParams()
-LIFE = lc.LifecycleParams(exit_timeout=60.0, exit_settle=90.0, retry_base=1.0, retry_max=30.0)
-CONFIG = RiskConfig(
-    quote_asset=QUOTE,
-    max_concurrent_trades=10,
-    min_notional=1.0,
-    max_exposure_percent=100.0,
-    max_orders_per_minute=10_000,
-    daily_loss_limit_percent=100.0,
-    max_drawdown_percent=100.0,
-    stop_loss_cooldown=0.0,
-    require_market_data=True,
-    max_price_deviation_percent=100.0,
-    market_data_max_age=STOP_MAX_AGE,
-    portfolio_max_age=30.0,
-    portfolio_max_age_exit=600.0,
-    sizing=SizingTable((1.0, 1.5, 2.2), (12.0, 18.0, 22.0, 28.0)),
-    sizing_mode=SizingMode.TABLE,
-    fee_rate=FEE,
-    quantity_decimals=3,
-)
-OUTCOMES = ("filled", "refused", "5xx_nofill", "5xx_fill", "timeout_nofill", "timeout_fill")
-EXECUTES = frozenset({"filled", "5xx_fill", "timeout_fill"})
-"""Outcomes whose order the exchange executed (whatever it answered)."""
-
-
-def event(text: str) -> None:
-    """A statistic of the run (nothing outside a hypothesis run)."""
-    with contextlib.suppress(InvalidArgument):
-        hypothesis_event(text)
 
 
 class Actors:
@@ -162,6 +127,15 @@ class Actors:
         coid = f"c:{signal.signal_id}"
         if signal.signal_id in w.store.decisions:
             return
+        if not job.resend and (
+            coid in w.held
+            or any(j.resend and j.signal.signal_id == signal.signal_id for j in w.jobs)
+        ):
+            # A copy (a stop's exit sent again under its own id) of a signal that waits
+            # in the Validator, held after a 5xx or to be sent again: dropped, as
+            # ``Validator._on_signal`` drops a signal it holds in its wait queue.
+            event("copy of a waiting signal dropped")
+            return
         self.book.expire(self.now)
         evaluation = evaluate_order(
             signal,
@@ -191,10 +165,19 @@ class Actors:
                 self._settle(rid, False, plan)
                 self._decide(job, "rejected", check.reason)
                 return
-        if not job.resend and coid in w.store.orders:
-            # An order for this signal exists: it may have been sent. Never again.
-            self._settle(rid, None, plan)
-            self._decide(job, "unknown", Reason.ORDER_UNKNOWN)
+        stored = w.store.orders.get(coid)
+        if not job.resend and stored is not None and stored.held:
+            # Held by an earlier process: it waits for the reconciliation again.
+            event("held again")
+            w.held[coid] = Held(job, plan, rid)
+            return
+        if not job.resend and stored is not None:
+            # An order for this signal exists: it may have been sent. Never again; its
+            # stored state says what this reservation is settled as.
+            existing = outcome_of_existing(stored.state, "exists")
+            event(f"order exists: {existing.outcome}")
+            self._settle(rid, existing.filled, plan)
+            self._decide(job, existing.outcome, existing.reason)
             return
         self._send(job, coid, plan, rid, outcome)
 
@@ -296,6 +279,11 @@ class Actors:
         if not settle.reservation_id.startswith(self.book.prefix):
             assert result is SettleResult.UNKNOWN_ID, "a settle of an earlier book took"
 
+    def _settles(self, settle: Settle, signal_id: str) -> bool:
+        """Whether ``settle`` settles a reservation made for ``signal_id``."""
+        order = self.book.orders.get(settle.reservation_id)
+        return order is not None and order.signal_id == signal_id
+
     def _trader_id(self, coid: str) -> str | None:
         """The id of ``coid``'s fill in the Trader's list of orders."""
         ids = [f"order_{i}" for i, fill in enumerate(self.exchange.fills) if fill[0] == coid]
@@ -352,7 +340,13 @@ class Actors:
         held = w.held.pop(coid, None)
         if held is None:
             if not executed:
-                # The reconciler tells the Ledger, which counted it as filled.
+                # The Ledger, which counted it as filled, is told (by the reconciler, or
+                # for a held one nobody waits for, by its Validator); after the settle
+                # its Validator told it when the answer came, a window earlier: both
+                # reach its one mailbox in that order.
+                for settle in [s for s in w.settles if self._settles(s, row.signal_id)]:
+                    w.settles.remove(settle)
+                    self._deliver_settle(settle)
                 self.book.not_executed(
                     row.signal_id, symbol=row.symbol, side=row.side, now=self.now
                 )
@@ -368,6 +362,9 @@ class Actors:
             w.jobs.append(Job(job.signal, job.exit, job.attempt, resend=True))
         else:
             self._decide(job, "rejected", Reason.TRADER_ERROR)
+            # Not sent again: the Validator tells the Ledger (which may have laid it
+            # from the store after a restart).
+            self.book.not_executed(row.signal_id, symbol=row.symbol, side=row.side, now=self.now)
 
     # --- the TrailingStop -------------------------------------------------------------
 

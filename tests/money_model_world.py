@@ -9,25 +9,73 @@ back.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from hypothesis import event as hypothesis_event
+from hypothesis.errors import InvalidArgument
+
 from coordinator.trading import stop_lifecycle as lc
 from coordinator.trading.signals import Side, Signal
+from coordinator.trading.sizing import SizingTable
+from coordinator.trading.sizing_roottrading import SizingMode
 from coordinator.trading.stop_book import Holding
+from coordinator.trading.stops import StopParams
 from coordinator.trading.validation import (
     Balance,
     ExitTarget,
     OrderPlan,
     PortfolioView,
     PositionView,
+    RiskConfig,
 )
 
 QUOTE = "USDC"
 SYMBOLS = ("AAAUSDC", "BBBUSDC")
 FEE = 0.001
 EPS = 1e-6
+
+
+START = 1_800_000_000.0
+LIFETIME = 60.0
+SETTLE_WINDOW = 180.0
+STOP_MAX_AGE = 30.0
+SIGNAL_TIMEOUT = 30.0
+RECONCILE_AFTER = 15.0
+"""The reconciler's window after a send: no verdict "not found" before it passed."""
+RULES = ("stoploss", "breakeven", "percent")
+PARAMS = StopParams()
+LIFE = lc.LifecycleParams(exit_timeout=60.0, exit_settle=90.0, retry_base=1.0, retry_max=30.0)
+CONFIG = RiskConfig(
+    quote_asset=QUOTE,
+    max_concurrent_trades=10,
+    min_notional=1.0,
+    max_exposure_percent=100.0,
+    max_orders_per_minute=10_000,
+    daily_loss_limit_percent=100.0,
+    max_drawdown_percent=100.0,
+    stop_loss_cooldown=0.0,
+    require_market_data=True,
+    max_price_deviation_percent=100.0,
+    market_data_max_age=STOP_MAX_AGE,
+    portfolio_max_age=30.0,
+    portfolio_max_age_exit=600.0,
+    sizing=SizingTable((1.0, 1.5, 2.2), (12.0, 18.0, 22.0, 28.0)),
+    sizing_mode=SizingMode.TABLE,
+    fee_rate=FEE,
+    quantity_decimals=3,
+)
+OUTCOMES = ("filled", "refused", "5xx_nofill", "5xx_fill", "timeout_nofill", "timeout_fill")
+EXECUTES = frozenset({"filled", "5xx_fill", "timeout_fill"})
+"""Outcomes whose order the exchange executed (whatever it answered)."""
+
+
+def event(text: str) -> None:
+    """A statistic of the run (nothing outside a hypothesis run)."""
+    with contextlib.suppress(InvalidArgument):
+        hypothesis_event(text)
 
 
 @dataclass(frozen=True)

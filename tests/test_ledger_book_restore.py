@@ -17,7 +17,7 @@ from coordinator.trading.validation import (
     PositionView,
 )
 from tests.test_ledger_book import APT, book, buy, sell, view
-from tests.test_validation import CONFIG, NOW, make_signal
+from tests.test_validation import CONFIG, NOW, QUOTE, make_signal
 
 # --- a new process: our recent orders from the store over its first view ---------------
 
@@ -200,3 +200,43 @@ def test_a_round_trip_shown_by_the_positions_is_not_laid_again_over_the_balances
     )
     assert ledger.view.balances["APT"].free == pytest.approx(base), ledger.orders
     assert ledger.view.balances["USDC"].free == pytest.approx(cash)
+
+
+def test_a_held_buy_laid_after_a_restart_keeps_its_cash_from_a_new_buy_until_its_window():
+    """After a restart the only room of a BUY held after a 5xx is the copy laid from the
+    store (its Validator may send it again without a reservation of its own): its cash
+    is spent in the view and its symbol counted as buying, so no new BUY is sized on
+    that money, until the Portfolio shows it or its settle window ends (longer than its
+    signal may wait to be sent again)."""
+
+    def new_buy(ledger: LedgerBook) -> OrderPlan | None:
+        return evaluate_order(
+            make_signal("BUY"),
+            view=ledger.view,
+            ledger=LedgerState(
+                reserved_quote=ledger.held_quote(),
+                buying=ledger.buying(),
+                selling=ledger.selling(),
+                closed=tuple(ledger.closed),
+            ),
+            market=QUOTE,
+            config=CONFIG,
+            now=NOW,
+        ).plan
+
+    fresh = book()
+    fresh.fetched_view(view(10_000.0), NOW)
+    alone = new_buy(fresh)
+    assert alone is not None and alone.notional > 100.0
+    ledger = book()
+    ledger.fetched_view(view(10_000.0), NOW)
+    held = stored(Side.BUY, 990.0, at=NOW - 20, accepted=False)
+    assert restore(ledger, [held], now=NOW) == 1
+    assert ledger.view.balances["USDC"].free == pytest.approx(100.0)
+    assert APT in ledger.buying()
+    beside = new_buy(ledger)
+    assert beside is None or beside.notional <= 100.0 + 1e-9
+    ledger.expire(NOW - 20 + 179)
+    assert ledger.view.balances["USDC"].free == pytest.approx(100.0)
+    ledger.expire(NOW - 20 + 180)
+    assert ledger.view.balances["USDC"].free == pytest.approx(10_000.0)

@@ -28,10 +28,13 @@ from coordinator.trading.signals import Side
 from coordinator.trading.stop_book import Holding
 from coordinator.trading.stops import open_stop, update_stop
 from coordinator.trading.validation import (
+    Evaluation,
     Reason,
 )
-from tests.money_model_actors import (
+from tests.money_model_actors import Actors
+from tests.money_model_world import (
     CONFIG,
+    EPS,
     LIFE,
     LIFETIME,
     OUTCOMES,
@@ -41,11 +44,6 @@ from tests.money_model_actors import (
     SETTLE_WINDOW,
     START,
     STOP_MAX_AGE,
-    Actors,
-    event,
-)
-from tests.money_model_world import (
-    EPS,
     SYMBOLS,
     Exchange,
     Job,
@@ -53,6 +51,7 @@ from tests.money_model_world import (
     Settle,
     State,
     World,
+    event,
 )
 
 STUCK = frozenset({lc.Phase.AWAITING_ORDER, lc.Phase.SOLD, lc.Phase.CLOSED})
@@ -306,7 +305,10 @@ class MoneyModel(Actors, RuleBasedStateMachine):
         """7. A held symbol is always sellable: once every answer in flight has arrived,
         the reconciler has run and the reservations' time is up, a SELL of each symbol
         held is sized and reserved (unless dust), whatever happened before; a failing
-        Portfolio meanwhile does not change it (the last view is used)."""
+        Portfolio meanwhile does not change it (the last view is used). Already once
+        every order is reconciled, before the settle window ends, a holding that the
+        exchange holds and the Portfolio shows as it is is never refused ``no_position``:
+        no order of ours that did not sell it hides it."""
         w = self.w
         for operator in (False, True):
             # The Validators' settles (sent as each outcome came, before any
@@ -321,6 +323,21 @@ class MoneyModel(Actors, RuleBasedStateMachine):
             for settle in list(w.settles):
                 w.settles.remove(settle)
                 self._deliver_settle(settle)
+        # Before the settle window ends: a holding the exchange holds and the Portfolio
+        # shows as it is is not hidden by an order of ours that did not sell it.
+        w.fetches.clear()
+        self._answer_fetch(self.now, 10_000, 10_000)
+        truth = self.exchange.truth
+        for symbol, holding in sorted(truth.holdings.items()):
+            shown = self.book.fetched.positions.get(symbol)
+            if shown is None or abs(shown.quantity - holding.quantity) > EPS:
+                continue
+            failure = self._sell_now(symbol).failure
+            assert failure is None or failure.reason is not Reason.NO_POSITION, (
+                symbol,
+                holding,
+                failure,
+            )
         self.now += SETTLE_WINDOW + LIFETIME
         self.book.expire(self.now)
         w.fetches.clear()
@@ -340,14 +357,7 @@ class MoneyModel(Actors, RuleBasedStateMachine):
             # Its stop watches it again (or tries to sell it, or found it dust).
             assert stop is not None, f"no stop for {holding.key}"
             assert stop.life.phase not in STUCK, (holding.key, stop.life)
-            evaluation = evaluate_order(
-                self._signal(symbol, "SELL"),
-                view=self.book.view,
-                ledger=self._ledger_state(),
-                market=self._market(symbol),
-                config=CONFIG,
-                now=self.now,
-            )
+            evaluation = self._sell_now(symbol)
             failure = evaluation.failure
             if evaluation.plan is None:
                 assert failure is not None and failure.reason is Reason.DUST_REMAINDER, (
@@ -359,12 +369,23 @@ class MoneyModel(Actors, RuleBasedStateMachine):
                 limit = min(holding.quantity, truth.free_base(symbol))
                 assert evaluation.plan.quantity <= limit + EPS
 
+    def _sell_now(self, symbol: str) -> Evaluation:
+        """A SELL of ``symbol`` evaluated on the Ledger's book as it is."""
+        return evaluate_order(
+            self._signal(symbol, "SELL"),
+            view=self.book.view,
+            ledger=self._ledger_state(),
+            market=self._market(symbol),
+            config=CONFIG,
+            now=self.now,
+        )
+
     @rule(which=st.sampled_from(["ledger", "trailing_stop", "process"]))
     def crash(self, which: str) -> None:
         """An actor's new incarnation (the Ledger: the book its last one kept and a
         fetch; the TrailingStop: its stored records), or a new process: everything from the store,
-        signals re-delivered by the durable intake, held orders left to the reconciler,
-        no price until the feed reads one."""
+        signals re-delivered by the durable intake, held orders left to the reconciler
+        (a copy of their signal held again), no price until the feed reads one."""
         w = self.w
         if which == "ledger":
             self.book = self.book.snapshot()
@@ -375,8 +396,6 @@ class MoneyModel(Actors, RuleBasedStateMachine):
             return
         w.jobs = [j for j in w.jobs if j.exit is None and not j.resend]
         w.held, w.settles, w.decisions, w.seen = {}, [], [], {}
-        for row in w.store.orders.values():
-            row.held = False
         self.prices = PriceBook(max_age=STOP_MAX_AGE)
         self._new_ledger()
         self._restore_stops()

@@ -16,6 +16,7 @@ from coordinator.trading.execution import (
     body_key,
     order_body,
     outcome_of,
+    outcome_of_existing,
     result_of_status,
     result_without_answer,
 )
@@ -148,6 +149,26 @@ def test_the_outcome_names_what_was_said():
     refused = _silent(NoAnswer.NEVER_CONNECTED, "refused")
     assert outcome_of(refused).detail == "not sent: refused"
     assert "not sent again" in outcome_of(_silent(NoAnswer.READ_TIMEOUT, "t")).detail
+
+
+@pytest.mark.parametrize("state", [None, "pending", "sent", "unknown", "accepted"])
+def test_an_existing_order_that_may_have_executed_is_counted_filled_and_decided_unknown(state):
+    result = outcome_of_existing(state, "exists")
+    assert (result.filled, result.outcome, result.reason) == (
+        None,
+        Outcome.UNKNOWN,
+        Reason.ORDER_UNKNOWN,
+    )
+
+
+def test_an_existing_order_stored_rejected_releases_the_room_and_is_decided_rejected():
+    result = outcome_of_existing("rejected", "exists")
+    assert result.disposition is Disposition.REJECTED
+    assert (result.filled, result.outcome, result.reason) == (
+        False,
+        Outcome.REJECTED,
+        Reason.TRADER_ERROR,
+    )
 
 
 def test_the_order_body_is_a_market_order_under_its_client_order_id():

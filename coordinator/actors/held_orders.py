@@ -22,6 +22,7 @@ from coordinator.infra.order_gateway import OrderGateway
 from coordinator.infra.order_states import HELD_MARK, RESENT_MARK, OrderStates
 from coordinator.infra.store import StoreError
 from coordinator.infra.trader_client import TraderAnswer
+from coordinator.messages.ledger import OrderNotExecuted
 from coordinator.messages.pipeline import OrderRecord, RecordOrder, SubmitSignal
 from coordinator.messages.reconcile import HeldOrderResolved, ReconcileSoon
 from coordinator.supervisor.directory import ChildUnavailable
@@ -215,6 +216,7 @@ class HoldsOrders(_Host):
             self._settle(held.reservation_id, False)
             if self._expired(signal):
                 self._waiting.remove(waiting)
+                self._tell_not_executed(message)
                 detail = (
                     f"{held.error}; not executed ({message.detail}); the signal expired: "
                     "not sent again"
@@ -256,6 +258,33 @@ class HoldsOrders(_Host):
                 "order %s is %s, no longer held (sent again?): 'not executed' not recorded",
                 order_id,
                 result.state,
+            )
+            return
+        self._tell_not_executed(message)
+
+    def _tell_not_executed(self, message: HeldOrderResolved) -> None:
+        """A held order not executed that will not be sent again, to the Ledger: after a
+        restart the copy laid from the store is all it has of it (the Reconciler leaves
+        held orders to their Validator, which may send them again under that copy), and
+        a SELL laid on would hide the holding it did not sell for the whole settle
+        window, its exits refused ``no_position``."""
+        try:
+            side = Side(message.side)
+        except ValueError:
+            return  # the Ledger never counted an order of another side
+        try:
+            self.context.directory.tell(
+                ActorName.LEDGER,
+                OrderNotExecuted(
+                    client_order_id=message.client_order_id,
+                    signal_id=message.signal_id,
+                    symbol=message.symbol,
+                    side=side,
+                ),
+            )
+        except ChildUnavailable as exc:
+            logger.error(
+                "the ledger did not take %s as not executed: %s", message.client_order_id, exc
             )
 
     def _may_be_resent(self, order_id: str) -> bool:

@@ -36,7 +36,7 @@ from coordinator.messages.pipeline import (
 from coordinator.messages.stops import CandleClosed
 from coordinator.messages.universe import CandleUpdated
 from coordinator.runtime import Services
-from coordinator.supervisor.child import NOT_HANDLED, ChildActor
+from coordinator.supervisor.child import NOT_HANDLED, ChildActor, tell_unless_ended
 from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.trading.candles import (
     Candle,
@@ -76,6 +76,7 @@ class MarketFeed(ChildActor):
         self._read = 0
         self._duplicates = 0
         self._undelivered: set[str] = set()
+        self._dropped = False
         # Per symbol: when its Validator was last told, and the update held back since.
         self._told: dict[str, float] = {}
         self._held_back: dict[str, PriceUpdated] = {}
@@ -93,7 +94,20 @@ class MarketFeed(ChildActor):
     def _received(self, batch: list[tuple[str, bytes, float, float]]) -> None:
         # Reader thread: hand over, nothing else (each stamped when read: the price's
         # time, and the tick-to-order latency).
-        self.actor_ref.tell(CandlesReceived(candles=tuple(batch)))
+        if tell_unless_ended(self.actor_ref, CandlesReceived(candles=tuple(batch))):
+            return
+        # This incarnation ended (a restart) before its reader stopped. The batch is
+        # not kept for the next one: each candle is a snapshot of its price, the next
+        # incarnation reads newer ones from its own subscription (pub/sub keeps nothing
+        # for it: what is published between the two is not read either), and a price
+        # missing meanwhile only makes the stops and the Validators wait, never decide.
+        if not self._dropped:
+            self._dropped = True
+            logger.warning(
+                "%d market-data messages read after this MarketFeed ended dropped "
+                "(prices are read again by the next one)",
+                len(batch),
+            )
 
     def handle(self, message: Any) -> Any:
         match message:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from coordinator.actors.names import ActorName
 from coordinator.infra.intent_claims import Claim, ClaimResult
 from coordinator.infra.order_gateway import OrderGateway
+from coordinator.infra.order_states import OrderStates
+from coordinator.infra.store import StoreError
 from coordinator.messages.pipeline import (
     OrderRecord,
     RecordOrder,
@@ -20,10 +23,16 @@ from coordinator.messages.pipeline import (
     TraderCallOutcome,
 )
 from coordinator.supervisor.directory import ChildUnavailable
-from coordinator.trading.execution import Disposition, OrderStatus, order_body, outcome_of
+from coordinator.trading.execution import (
+    Disposition,
+    OrderStatus,
+    order_body,
+    outcome_of,
+    outcome_of_existing,
+)
 from coordinator.trading.freshness import exit_price_check
 from coordinator.trading.routing import client_order_id
-from coordinator.trading.validation import CheckResult, MarketQuote, OrderPlan, Outcome, Reason
+from coordinator.trading.validation import CheckResult, MarketQuote, OrderPlan, Reason
 
 if TYPE_CHECKING:
     from coordinator.actors.validator_waiting import WaitQueue
@@ -52,6 +61,7 @@ class SendsOrders(_Host):
     _reserved: dict[str, OrderPlan]
     _sending: bool
     _submitted: bool
+    _order_states: Callable[[], OrderStates]
 
     if TYPE_CHECKING:
 
@@ -114,15 +124,16 @@ class SendsOrders(_Host):
                 if self._held_before(message, checks, plan, reservation_id):
                     return  # held by an earlier incarnation: it waits here again
                 # An order for this signal exists: it may have been sent. Never again.
-                self._settle(reservation_id, None)
-                execution = CheckResult(
-                    "execution",
-                    False,
-                    Reason.ORDER_UNKNOWN,
+                # Only PostgreSQL's row tells what became of it (the journal's may not
+                # be written there yet).
+                result = outcome_of_existing(
+                    self._stored_state(order_id) if claim.where == "postgres" else None,
                     f"an order {order_id} for this signal already exists or may "
-                    f"({claim.where}: {claim.detail}); not sent again",
+                    f"({claim.where}: {claim.detail})",
                 )
-                self._decide(message, (*checks, execution), plan=plan, outcome=Outcome.UNKNOWN)
+                self._settle(reservation_id, result.filled)
+                execution = CheckResult("execution", False, result.reason, result.detail)
+                self._decide(message, (*checks, execution), plan=plan, outcome=result.outcome)
                 return
         if not self._gateway.has_trader:  # HALTED prevents it; kept for safety
             self._settle(reservation_id, False)
@@ -191,6 +202,15 @@ class SendsOrders(_Host):
         self._settle(reservation_id, False)
         self._decide(message, (*checks, check), plan=plan)
         return True
+
+    def _stored_state(self, order_id: str) -> str | None:
+        """The stored state of an order; None when there is none or it cannot be read."""
+        try:
+            row = self._order_states().order(order_id)
+        except StoreError as exc:
+            logger.warning("could not read order %s: %s", order_id, exc)
+            return None
+        return None if row is None else row.state
 
     def _claim_unavailable(
         self,

@@ -39,6 +39,7 @@ __all__ = [
     "body_key",
     "order_body",
     "outcome_of",
+    "outcome_of_existing",
     "result_of_status",
     "result_without_answer",
 ]
@@ -209,6 +210,38 @@ def outcome_of(answer: TraderAnswer) -> ExecutionOutcome:
         reason=reason,
         outcome=outcome,
         detail=_detail(answer),
+    )
+
+
+def outcome_of_existing(state: str | None, detail: str) -> ExecutionOutcome:
+    """An order for the signal exists already (or may): it is never sent again, and
+    what this attempt's reservation is settled as follows the order's stored ``state``
+    (None: none read). A ``rejected`` one (refused, found not executed, or never sent)
+    cannot have executed: the reservation is released and the signal decided rejected,
+    so that a stop's next attempt (which reads its earlier orders first) may go; counted
+    as filled, a SELL would be laid over the view and hide the holding it did not sell,
+    its exits refused ``no_position`` for the whole settle window. Any other state, or
+    none read, may have executed: counted as filled, decided unknown."""
+    if state == OrderStatus.REJECTED:
+        return ExecutionOutcome(
+            disposition=Disposition.REJECTED,
+            state=OrderStatus.REJECTED,
+            filled=False,
+            reason=Reason.TRADER_ERROR,
+            outcome=Outcome.REJECTED,
+            detail=f"{detail}; it did not execute: not sent again",
+        )
+    try:
+        stored = OrderStatus(state) if state is not None else OrderStatus.UNKNOWN
+    except ValueError:
+        stored = OrderStatus.UNKNOWN
+    return ExecutionOutcome(
+        disposition=Disposition.UNKNOWN,
+        state=stored,
+        filled=None,
+        reason=Reason.ORDER_UNKNOWN,
+        outcome=Outcome.UNKNOWN,
+        detail=f"{detail}; not sent again",
     )
 
 

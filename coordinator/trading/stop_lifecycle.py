@@ -260,9 +260,9 @@ def _on_missing(
     """No decision long after the exit was sent: lost on the way (its Validator crashed
     with it). Sent again once under its own id, so that the signal stored for it gets
     its decision (an order already claimed for it is never sent twice: the Validator
-    finds the claim and decides it unknown), on a fresh price still at or under the
-    stop; lost again, stuck, or the price gone above the stop: the next attempt reads
-    its order first."""
+    finds the claim and decides it unknown, or rejected when it is stored rejected),
+    on a fresh price still at or under the stop; lost again, stuck, or the price gone
+    above the stop: the next attempt reads its order first."""
     life = replace(life, lookup_pending=False)
     if life.resent or (price is not None and not hit):
         return _failed(life, "no decision in time", now, params)

@@ -4,6 +4,7 @@ flushed on the feed's tick, which a test clock fires."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -84,3 +85,21 @@ def test_a_message_that_is_no_candle_is_counted_and_a_closed_candle_taken_once(
     state = wait_for(lambda: (s := snapshot(feed)).read == 3 and s, message="three read")
     assert state.duplicates == 1
     assert sum(n for _kind, n in state.malformed) == 1
+
+
+def test_a_batch_read_after_the_feed_ended_is_dropped_with_a_warning(
+    feed: Solo, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restart ends the incarnation before its reader thread stops: what that thread
+    still hands over is dropped (prices are snapshots, read again by the next one),
+    never an error raised into the reader."""
+    actor = feed.ref._actor_weakref()
+    assert isinstance(actor, MarketFeed)
+    feed.ref.stop(timeout=10)
+    time_ms = int(feed.clock.time() * 1000) - 10_000
+    batch = [(market_channel("BTCUSDC"), candle_json("BTCUSDC", 1.0, time_ms=time_ms), 0.0, 0.0)]
+    with caplog.at_level(logging.WARNING, logger="coordinator.actors.market_feed"):
+        actor._received(batch)
+        actor._received(batch)
+    dropped = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert [r.levelno for r in dropped] == [logging.WARNING]

@@ -22,15 +22,19 @@ from coordinator.infra.embedded import EmbeddedPostgres
 from coordinator.infra.intent_claims import IntentClaims
 from coordinator.infra.journal import Journal
 from coordinator.infra.paper_exchange import PaperExchange
+from coordinator.infra.store import connect
 from coordinator.messages.health import GetHealthSnapshot, TradingStateChanged
-from coordinator.messages.ledger import Reservation, Reserve, Settle
+from coordinator.messages.ledger import OrderNotExecuted, Reservation, Reserve, Settle
 from coordinator.messages.pipeline import (
     GetValidatorSnapshot,
+    OrderRecord,
     RecordDecision,
     SubmitSignal,
 )
+from coordinator.messages.reconcile import HeldOrderResolved
 from coordinator.messages.universe import GetUniverse, UniverseSnapshot
-from coordinator.trading.signals import Signal, parse_signal
+from coordinator.trading.routing import client_order_id
+from coordinator.trading.signals import Side, Signal, parse_signal
 from coordinator.trading.trading_state import StateReason, TradingState, TradingStatus
 from coordinator.trading.validation import CheckResult, OrderPlan, Reason
 from tests.pipeline import PRICES, SYMBOLS, signal_payload
@@ -116,16 +120,26 @@ def world(
     }
     validator = Solo(Validator, "validator-0", services, clock=clock, stand_ins=stand_ins)
     try:
-        yield {"validator": validator, "paper": paper, "ledger": ledger}
+        yield {
+            "validator": validator,
+            "paper": paper,
+            "ledger": ledger,
+            "intents": services.intents,
+        }
     finally:
         validator.stop()
 
 
-def submit(validator: Solo, symbol: str = "ETHUSDC") -> Signal:
-    now = validator.clock.time()
-    payload = signal_payload(symbol, timestamp_ms=int(now * 1000))
+def make_signal(validator: Solo, symbol: str = "ETHUSDC") -> Signal:
+    payload = signal_payload(symbol, timestamp_ms=int(validator.clock.time() * 1000))
     signal = parse_signal(json.dumps(payload))
     assert isinstance(signal, Signal), signal
+    return signal
+
+
+def submit(validator: Solo, symbol: str = "ETHUSDC", signal: Signal | None = None) -> Signal:
+    now = validator.clock.time()
+    signal = signal or make_signal(validator, symbol)
     validator.tell(
         SubmitSignal(
             signal=signal,
@@ -179,4 +193,103 @@ def test_a_signal_waits_while_the_trader_is_down_until_the_clock_passes_its_time
     validator.clock.advance(10)
     decision = decision_of(validator, signal)
     assert (decision.outcome, decision.reason) == ("rejected", "trader_unavailable")
+    assert not world["paper"].fills_by_client_id
+
+
+def store_order(
+    world: dict[str, Any],
+    postgres: EmbeddedPostgres,
+    signal: Signal,
+    state: str,
+    error: str | None = None,
+) -> str:
+    """The signal's order as an earlier process left it in the store; its id."""
+    order_id = client_order_id(signal.signal_id)
+    intent = OrderRecord(
+        client_order_id=order_id,
+        signal_id=signal.signal_id,
+        symbol=signal.symbol,
+        side=signal.side.value,
+        quantity=0.01,
+        reference_price=signal.price,
+        state="pending",
+        at=world["validator"].clock.time() - 60,
+    )
+    world["intents"].claim(
+        {name: getattr(intent, name) for name in OrderRecord.__slots__}, first_seen=None
+    )
+    conn = connect(postgres.dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "UPDATE coordinator_orders SET state = %s, error = %s WHERE client_order_id = %s",
+                (state, error, order_id),
+            )
+    finally:
+        conn.close()
+    return order_id
+
+
+@pytest.mark.parametrize(
+    ("state", "filled", "outcome", "reason"),
+    [
+        ("rejected", False, "rejected", "trader_error"),
+        ("sent", None, "unknown", "order_unknown"),
+        ("accepted", None, "unknown", "order_unknown"),
+    ],
+)
+def test_an_order_that_exists_is_not_sent_again_and_its_room_follows_its_stored_state(
+    world, postgres: EmbeddedPostgres, state: str, filled: bool | None, outcome: str, reason: str
+) -> None:
+    """A signal met again after its order was stored (a stop's exit sent again under its
+    own id after a restart): never sent twice. An order stored rejected (found not
+    executed by the reconciliation, with nobody waiting for it) cannot have executed:
+    the room is released and the stop may try again; counted as filled, the SELL would
+    hide the holding for the whole settle window. Any other state may have executed."""
+    validator: Solo = world["validator"]
+    signal = make_signal(validator)
+    store_order(world, postgres, signal, state)
+    submit(validator, signal=signal)
+    decision = decision_of(validator, signal)
+    assert (decision.outcome, decision.reason) == (outcome, reason), decision.detail
+    assert validator.told("ledger", Settle).filled is filled
+    assert not world["paper"].fills_by_client_id
+
+
+@pytest.mark.parametrize("waiting", [False, True], ids=["nobody waits", "its signal expired"])
+def test_a_held_order_not_executed_and_not_sent_again_is_told_to_the_ledger(
+    world, postgres: EmbeddedPostgres, waiting: bool
+) -> None:
+    """After a restart the Ledger's only account of a held order is the copy it laid
+    from the store (the Reconciler leaves held orders to their Validator). Found not
+    executed and not sent again (nobody waits for it, or its signal expired), the Ledger
+    is told, or a SELL laid on would hide the holding for the whole settle window."""
+    validator: Solo = world["validator"]
+    payload = signal_payload("ETHUSDC", "SELL", timestamp_ms=int(validator.clock.time() * 1000))
+    signal = parse_signal(json.dumps(payload))
+    assert isinstance(signal, Signal), signal
+    order_id = store_order(world, postgres, signal, "unknown", error="held: 502 Bad Gateway")
+    if waiting:
+        submit(validator, signal=signal)
+        wait_for(lambda: validator.ask(GetValidatorSnapshot()).waiting == 1, message="held")
+        validator.clock.advance(TIMEOUT + 5)
+    validator.tell(
+        HeldOrderResolved(
+            client_order_id=order_id,
+            signal_id=signal.signal_id,
+            symbol=signal.symbol,
+            side=signal.side.value,
+            quantity=0.01,
+            accepted=False,
+            trader_order_id=None,
+            detail="test: not found at the Trader",
+            by="reconciler",
+        )
+    )
+    told = validator.told("ledger", OrderNotExecuted)
+    assert (told.client_order_id, told.signal_id, told.side) == (
+        order_id,
+        signal.signal_id,
+        Side.SELL,
+    )
     assert not world["paper"].fills_by_client_id

@@ -1,0 +1,43 @@
+"""Examples of the money model (tests/test_money_model.py) found by it: a stop's exit
+sent again under its own id over an order answered 5xx without a fill."""
+
+from __future__ import annotations
+
+from tests.test_money_model import THROUGH, MoneyModel, _Given
+
+
+def test_a_stop_exit_sent_again_while_its_5xx_order_waits_to_be_sent_again_is_dropped() -> None:
+    """Found by this model: an exit answered 5xx without a fill, found not executed (to
+    be sent again), then sent again by its stop under its own id, its decision missing;
+    that copy, decided unknown, laid a SELL over the view that hid the holding. The
+    Validator drops a copy of a signal it holds."""
+    model = MoneyModel()
+    model.start(cash=200.0, fee_in_base=False, held=["AAAUSDC"])
+    model.tick("AAAUSDC", THROUGH, fresh=True, then="5xx_nofill")
+    model.exits_stay_possible(fetch_fails=False)
+    (copy,) = [j for j in model.w.jobs if j.exit is not None and not j.resend]
+    model.validator_runs(_Given(copy), outcome="filled", caught_up=None)  # type: ignore[arg-type]
+    model.exits_stay_possible(fetch_fails=False)
+
+
+def test_an_exit_sent_again_after_a_restart_over_its_order_found_not_executed() -> None:
+    """After a restart, the stop's exit sent again under its own id meets the order that
+    the reconciler found not executed (nobody waited for it): released, not counted as a
+    SELL that would hide the holding (see ``outcome_of_existing``)."""
+    model = MoneyModel()
+    model.start(cash=200.0, fee_in_base=False, held=["AAAUSDC"])
+    model.tick("AAAUSDC", THROUGH, fresh=True, then="5xx_nofill")
+    model.crash("process")
+    model.portfolio_answers(_Given(model.w.fetches[0]), fails=False, positions=0, balances=0)  # type: ignore[arg-type]
+    model.time_passes(20.0, feed=True, stops_fetch=True)
+    (coid,) = model.w.store.orders
+    model.reconciler_runs(_Given(coid))  # type: ignore[arg-type]
+    assert model.w.store.orders[coid].state == "rejected"
+    for _ in range(4):
+        model.time_passes(20.0, feed=True, stops_fetch=True)
+        model.store_answers(False)
+    (again,) = model.w.jobs
+    assert again.signal.signal_id == model.w.store.orders[coid].signal_id
+    model.validator_runs(_Given(again), outcome="filled", caught_up=None)  # type: ignore[arg-type]
+    assert model.w.store.decisions[again.signal.signal_id][0] == "rejected"
+    model.exits_stay_possible(fetch_fails=False)
