@@ -222,6 +222,14 @@ def test_a_reservation_shorter_than_a_held_order_may_wait_is_a_warning():
     assert "held after a 5xx" in note.text
 
 
+def test_a_settle_window_shorter_than_a_restored_held_order_may_wait_is_a_warning():
+    assert not [n for n in load_config({}).notes if "FILL_SETTLE_WINDOW" in n.text]
+    config = load_config({"FILL_SETTLE_WINDOW": "30", "SIGNAL_TIMEOUT": "60"})
+    (note,) = [n for n in config.notes if "FILL_SETTLE_WINDOW" in n.text]
+    assert note.level == logging.WARNING
+    assert "after a restart (85 s with SIGNAL_TIMEOUT=60" in note.text
+
+
 def test_the_reservation_check_follows_the_default_read_timeout():
     with pytest.raises(ConfigError, match="= 21"):
         load_config({"RESERVATION_LIFETIME": "20"})

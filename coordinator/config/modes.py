@@ -53,10 +53,8 @@ def held_reservation_seconds(connect_timeout: float, read_timeout: float) -> flo
     claim and the answer, then the reconciler's window after the send, then the time its
     Validator waits past that window before it decides the signal unknown."""
     from coordinator.actors.held_orders import _GIVE_UP_AFTER as GIVE_UP_AFTER
-    from coordinator.actors.reconciler import match_policy
 
-    window = match_policy(read_timeout).window_after
-    return connect_timeout + read_timeout + 5.0 + window + GIVE_UP_AFTER
+    return connect_timeout + read_timeout + 5.0 + _window_after(read_timeout) + GIVE_UP_AFTER
 
 
 def resolve_environment(
@@ -118,7 +116,28 @@ def resolve_environment(
                 "be released while the order is still looked for, and its room taken again",
             )
         )
+    # After a restart a held order's room is the copy of it laid from the store, kept
+    # FILL_SETTLE_WINDOW at most: it must last until the order is sent again or ruled out.
+    restored = max(held, values["SIGNAL_TIMEOUT"] + _window_after(values["TRADER_READ_TIMEOUT"]))
+    if values["FILL_SETTLE_WINDOW"] <= restored:
+        notes.append(
+            Note(
+                logging.WARNING,
+                f"FILL_SETTLE_WINDOW={values['FILL_SETTLE_WINDOW']:g} s is shorter than an "
+                f"order held when the process stopped may wait to be sent again or ruled out "
+                f"after a restart ({restored:g} s with SIGNAL_TIMEOUT="
+                f"{values['SIGNAL_TIMEOUT']:g} and TRADER_READ_TIMEOUT="
+                f"{values['TRADER_READ_TIMEOUT']:g}): its copy laid over the Portfolio's view "
+                "may end first, and its room be taken again",
+            )
+        )
     return errors
+
+
+def _window_after(read_timeout: float) -> float:
+    from coordinator.actors.reconciler import match_policy
+
+    return match_policy(read_timeout).window_after
 
 
 def _symbols(
