@@ -188,7 +188,7 @@ def _stats(stats: StatsSnapshot) -> Iterator[Metric]:
     yield _by_one(
         "rejections", "Signals not accepted, by reason code", "reason", stats.rejections_by_reason
     )
-    yield _by_one("orders", "Orders finished, by state", "state", stats.orders_by_state)
+    yield _by_one("orders", "Order attempts finished, by state", "state", stats.orders_by_state)
     yield _by_one(
         "stop_exits", "Exits of the trailing stops decided, by outcome", "outcome", stats.stop_exits
     )
