@@ -42,6 +42,7 @@ class Stats(ChildActor):
     def setup(self) -> None:
         services: Services = self.context.services
         self._outcomes: Counter[str] = Counter()
+        self._by_source: Counter[tuple[str, str]] = Counter()
         self._reasons: Counter[str] = Counter()
         self._validated = 0
         self._orders: Counter[str] = Counter()
@@ -63,8 +64,9 @@ class Stats(ChildActor):
                 self._exits[decision.outcome] += 1
                 if decision.intake_to_order_ms is not None:
                     self._tick_to_exit.add(decision.intake_to_order_ms)
-            case SignalDecided(decision=decision):
+            case SignalDecided(decision=decision, source=source):
                 self._outcomes[decision.outcome] += 1
+                self._by_source[(str(source), decision.outcome)] += 1
                 if decision.reason:
                     self._reasons[decision.reason] += 1
                 failure = next((c for c in decision.checks if not c.passed), None)
@@ -112,4 +114,11 @@ class Stats(ChildActor):
             stop_exits=tuple(self._exits.items()),
             reservations_expired=self._reservations_expired,
             lifetime=self._lifetime,
+            signals_by_source=tuple(
+                (source, outcome, count) for (source, outcome), count in self._by_source.items()
+            ),
+            orders_by_state=tuple(self._orders.items()),
+            intake_to_decision_buckets=self._to_decision.buckets(),
+            intake_to_order_buckets=self._to_order.buckets(),
+            tick_to_exit_order_buckets=self._tick_to_exit.buckets(),
         )

@@ -11,6 +11,7 @@ import bottle
 
 from coordinator.http import (
     routes_health,
+    routes_metrics,
     routes_orders,
     routes_signals,
     routes_stops,
@@ -52,4 +53,5 @@ def create_app(
     routes_stops.install(endpoint, api)
     routes_universe.install(endpoint, api)
     routes_trading.install(endpoint, api, drills_enabled=drills_enabled)
+    routes_metrics.install(endpoint, api)
     return app

@@ -26,6 +26,7 @@ from coordinator.http.asking import (
     ActorUnavailable,
     UnknownActor,
 )
+from coordinator.http.facade_metrics import MetricsApi
 from coordinator.http.facade_orders import OrdersApi
 from coordinator.http.views import (
     About,
@@ -88,7 +89,7 @@ _ROTATION_TIMEOUT = 15.0  # a rotation over thousands of symbols takes up to a s
 _MAX_DRILL_HANG = 3600.0
 
 
-class CoordinatorApi(OrdersApi):
+class CoordinatorApi(OrdersApi, MetricsApi):
     def __init__(
         self,
         *,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator.messages.base import Command, Event, Query
+from coordinator.trading.metrics import BucketCounts
 
 __all__ = ["GetStats", "LifetimeFetched", "RefreshLifetime", "StatsSnapshot"]
 
@@ -67,3 +68,13 @@ class StatsSnapshot:
     """Reservations that ran out without an order."""
     lifetime: Mapping[str, Any] | None = None
     """The counts over every stored decision (refreshed every 30 s); None until read."""
+    signals_by_source: tuple[tuple[str, str, int], ...] = ()
+    """(source, outcome, count) of the signals decided (stop exits left out)."""
+    orders_by_state: tuple[tuple[str, int], ...] = ()
+    """(state, count) of the orders finished."""
+    intake_to_decision_buckets: BucketCounts = field(default_factory=BucketCounts)
+    """Latencies from intake to decision, in fixed buckets."""
+    intake_to_order_buckets: BucketCounts = field(default_factory=BucketCounts)
+    """Latencies from intake to order, in fixed buckets."""
+    tick_to_exit_order_buckets: BucketCounts = field(default_factory=BucketCounts)
+    """Latencies from a price tick to a stop's exit order, in fixed buckets."""

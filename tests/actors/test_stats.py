@@ -87,3 +87,29 @@ def test_its_lifetime_totals_are_read_again_when_the_clock_passes_the_interval(
     wait_for(
         lambda: lifetime(stats)["signals_received"] == before + 1, message="the totals read again"
     )
+
+
+def test_it_counts_by_source_and_state_and_buckets_each_latency(stats: Solo) -> None:
+    stats.tell(SignalDecided(decision=decision("accepted", to_order=5.0), source="pubsub"))
+    stats.tell(SignalDecided(decision=decision("rejected", "blacklisted"), source="http"))
+    stats.tell(SignalDecided(decision=decision("rejected", "stale_signal"), source="http"))
+    stats.tell(SignalDecided(decision=decision("accepted", to_order=700.0), source="trailing_stop"))
+    stats.tell(OrderFinished(order=order("accepted")))
+    stats.tell(OrderFinished(order=order("accepted")))
+    stats.tell(OrderFinished(order=order("rejected")))
+    snapshot = stats.ask(GetStats())
+    assert sorted(snapshot.signals_by_source) == [
+        ("http", "rejected", 2),
+        ("pubsub", "accepted", 1),
+    ]
+    assert dict(snapshot.orders_by_state) == {"accepted": 2, "rejected": 1}
+    # 3 ms for every signal, 5 ms to the one order, 700 ms from the tick to the exit.
+    decided = snapshot.intake_to_decision_buckets
+    assert decided.count == 3 and decided.sum_s == pytest.approx(0.009)
+    assert dict(zip(decided.bounds_s, decided.cumulative, strict=False))[0.0025] == 0
+    assert dict(zip(decided.bounds_s, decided.cumulative, strict=False))[0.005] == 3
+    assert snapshot.intake_to_order_buckets.count == 1
+    exits = snapshot.tick_to_exit_order_buckets
+    assert exits.count == 1
+    assert dict(zip(exits.bounds_s, exits.cumulative, strict=False))[0.5] == 0
+    assert dict(zip(exits.bounds_s, exits.cumulative, strict=False))[1.0] == 1
