@@ -155,3 +155,22 @@ def test_an_entry_made_while_postgres_is_down_arrives_once_it_is_back(pipe, own_
     ]
     wait_for(lambda: pipe.store_snapshot().journaled == 0, message="the journal emptied")
     assert len(audit(pipe).json()["entries"]) == 1
+
+
+def test_every_kind_of_mutating_route_is_on_record(pipe):
+    calls = [
+        ("POST", "/universe/blacklist", {"symbol": "SOLUSDC", "reason": "incident"}, 200),
+        ("DELETE", "/universe/blacklist/SOLUSDC", None, 200),
+        ("POST", "/universe/refresh", None, 200),
+        ("POST", "/drills/actors/stats/hang?seconds=0.05", None, 202),
+        ("POST", "/orders/no-such-order/resolve", {"state": "rejected", "note": "checked"}, 404),
+    ]
+    for method, path, body, status in calls:
+        answer = requests.request(method, pipe.url + path, json=body, headers=AUTH, timeout=20)
+        assert answer.status_code == status, answer.text
+
+    entries = entries_when(pipe, len(calls))
+    assert [(e["method"], e["path"], e["status"], e["body"]) for e in reversed(entries)] == [
+        (method, path, status, body) for method, path, body, status in calls
+    ]
+    assert entries[0]["result"]["client_order_id"] == "no-such-order"
