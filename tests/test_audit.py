@@ -174,3 +174,13 @@ def test_every_kind_of_mutating_route_is_on_record(pipe):
         (method, path, status, body) for method, path, body, status in calls
     ]
     assert entries[0]["result"]["client_order_id"] == "no-such-order"
+
+
+def test_a_body_postgres_would_refuse_as_jsonb_is_kept_visible(pipe):
+    # JSON as Python reads it: NaN, a NUL and a lone surrogate, none of which jsonb takes.
+    raw = '{"symbol": "BTC\\u0000USDC", "reason": "x\\ud800y", "ttl_s": NaN}'
+    answer = requests.post(pipe.url + "/universe/blacklist", data=raw, headers=AUTH, timeout=10)
+    assert answer.status_code == 400
+    [entry] = entries_when(pipe, 1)
+    assert entry["body"] == {"symbol": "BTC\\u0000USDC", "reason": "x\\ud800y", "ttl_s": "nan"}
+    assert entry["status"] == 400

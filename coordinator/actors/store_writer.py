@@ -310,7 +310,9 @@ class StoreWriter(ChildActor):
                 logger.error(
                     "ALERT a %s record for %s was refused by PostgreSQL (%s); kept in %s",
                     records[0].get("kind"),
-                    records[0].get("signal_id") or records[0].get("client_order_id"),
+                    records[0].get("signal_id")
+                    or records[0].get("client_order_id")
+                    or records[0].get("path"),
                     exc,
                     self._quarantine.path,
                 )

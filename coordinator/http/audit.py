@@ -65,11 +65,15 @@ def _bounded(result: Any, secrets: tuple[str | None, ...]) -> Any:
     except (TypeError, ValueError):
         return {"unreadable": type(result).__name__}
     redacted = _redact(text, secrets)
+    try:
+        shown = result if redacted == text else json.loads(redacted)
+    except ValueError:
+        shown = redacted
     if len(redacted) <= MAX_AUDIT_BYTES:
-        return result if redacted == text else json.loads(redacted)
+        return shown
     summary: Any = None
-    if isinstance(result, dict):
-        summary = {str(k): _brief(v) for k, v in json.loads(redacted).items()}
+    if isinstance(shown, dict):
+        summary = {str(k): _brief(v) for k, v in shown.items()}
     return {"truncated": True, "bytes": len(redacted), "summary": summary}
 
 

@@ -4,6 +4,7 @@ back newest first for ``GET /audit``."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import psycopg2.extras
@@ -14,13 +15,17 @@ __all__ = ["insert_audit", "read_audit"]
 
 
 def _clean(value: Any) -> Any:
-    """jsonb holds neither NUL nor lone surrogates, in keys or values: kept visible."""
+    """jsonb holds neither NUL nor lone surrogates, in keys or values, nor NaN: kept
+    visible as text."""
     if isinstance(value, str):
         return clean_text(value)
     if isinstance(value, dict):
         return {clean_text(str(k)): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        # JSON as Python reads it allows NaN and Infinity; jsonb does not.
+        return str(value)
     return value
 
 
