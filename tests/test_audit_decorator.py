@@ -4,6 +4,7 @@ HTTP: what it records of a call, bounded, and what it never records."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,8 +12,10 @@ import bottle
 import pytest
 import requests
 from bottle import response
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from coordinator.http.audit import MAX_AUDIT_BYTES
+from coordinator.http.audit import MAX_AUDIT_BYTES, body_fields, bounded_result, read_size
 from coordinator.http.endpoints import Endpoints, json_body, json_error
 from coordinator.http.server import HttpServer
 
@@ -114,3 +117,67 @@ def test_the_token_is_hidden_wherever_it_is_quoted(served) -> None:
     assert entry["path"] == "/command?t=[token]"
     assert entry["body"] == {"note": "it is [token]"}
     assert entry["result"] == {"echo": {"note": "it is [token]"}}
+
+
+# --- the token never kept, whatever surrounds it ------------------------------------------
+
+tokens = st.text(min_size=8, max_size=40).filter(lambda t: t.strip() == t and t)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def strings_of(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [k, *strings_of(v)]]
+    if isinstance(value, list):
+        return [s for v in value for s in strings_of(v)]
+    return []
+
+
+def planted(value: Any, token: str, where: int) -> Any:
+    """``value`` with the token put into its strings and keys, around what is there."""
+    if isinstance(value, str):
+        cut = where % (len(value) + 1)
+        return value[:cut] + token + value[cut:]
+    if isinstance(value, dict):
+        return {planted(k, token, where): planted(v, token, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [planted(v, token, where) for v in value]
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(token=tokens, value=json_values, where=st.integers(0, 50), other=st.text(max_size=20))
+def test_no_string_kept_of_a_body_or_an_answer_holds_the_token(token, value, where, other):
+    value = planted({"note": other, "value": value}, token, where)
+    secrets = (token, None)
+    raw = json.dumps(value).encode()
+    body, body_text = body_fields(raw[: read_size(secrets)], secrets)
+    kept = [*strings_of(body), *([] if body_text is None else [body_text])]
+    kept += strings_of(bounded_result(value, secrets))
+    assert not [s for s in kept if token in s]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    token=tokens,
+    before=st.integers(0, 2 * MAX_AUDIT_BYTES),
+    filler=st.sampled_from(["x", "é", "\u20ac", "[token]"]),
+)
+def test_a_token_across_the_size_limit_leaves_no_part_of_itself(token, before, filler):
+    raw = (filler * before).encode()[:before] + token.encode() + b"tail"
+    secrets = (token,)
+    body, body_text = body_fields(raw[: read_size(secrets)], secrets)
+    text = body_text if body_text is not None else json.dumps(body)
+    assert token not in text
+    if len(raw) > MAX_AUDIT_BYTES:
+        assert body is None and len(body_text or "") <= MAX_AUDIT_BYTES
+        # Nor does what is kept end with the start of it.
+        assert not any(text.endswith(token[:k]) for k in range(1, len(token)))

@@ -7,18 +7,34 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from bottle import request
 
-__all__ = ["MAX_AUDIT_BYTES", "call_fields", "fingerprint", "presented_token"]
+__all__ = [
+    "MAX_AUDIT_BYTES",
+    "REDACTED",
+    "body_fields",
+    "bounded_result",
+    "call_fields",
+    "fingerprint",
+    "presented_token",
+    "read_size",
+    "redact",
+    "scrub",
+]
 
 MAX_AUDIT_BYTES = 8 * 1024
 """The most of a body, or of an answer, the trail keeps."""
+REDACTED = "[token]"
+"""What stands where a token was quoted."""
 _MAX_PATH = 2000
-_REDACTED = "[token]"
-_MIN_REDACTED = 8
-"""A presented credential shorter than this is not looked for in the body: replacing
-every "ab" would garble the record more than it protects."""
+_MIN_REDACTED = len(REDACTED) + 1
+"""A presented credential shorter than this is not looked for: replacing every "ab" would
+garble the record more than it protects (and only a longer one shrinks the text on each
+replacement, so that replacing until none is left ends)."""
+
+Secrets = tuple[str | None, ...]
 
 
 def fingerprint(token: str | None) -> str | None:
@@ -35,46 +51,79 @@ def presented_token() -> str | None:
     return (given or scheme).strip() or None
 
 
-def _redact(text: str, secrets: tuple[str | None, ...]) -> str:
+def redact(text: str, secrets: Secrets) -> str:
+    """``text`` with every secret replaced, including those a replacement brings
+    together ("[token]x" in "[token]xx")."""
     for secret in secrets:
         if secret and len(secret) >= _MIN_REDACTED:
-            text = text.replace(secret, _REDACTED)
+            while secret in text:
+                text = text.replace(secret, REDACTED)
     return text
 
 
-def _body(secrets: tuple[str | None, ...]) -> tuple[Any, str | None]:
+def scrub(value: Any, secrets: Secrets) -> Any:
+    """A JSON value with every secret replaced in its strings, keys included."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {redact(str(k), secrets): scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v, secrets) for v in value]
+    return value
+
+
+def body_fields(raw: bytes, secrets: Secrets) -> tuple[Any, str | None]:
     """(the body as JSON, None) when it is JSON within the limit, else (None, its text cut
-    at the limit); (None, None) without a body."""
-    raw = request.body.read(MAX_AUDIT_BYTES + 1)
+    at the limit); (None, None) without a body. ``raw``: the body, or its first
+    ``read_size(secrets)`` bytes."""
     if not raw.strip():
         return None, None
-    text = _redact(raw[:MAX_AUDIT_BYTES].decode("utf-8", "backslashreplace"), secrets)
+    text = redact(raw.decode("utf-8", "backslashreplace"), secrets)
     if len(raw) > MAX_AUDIT_BYTES:
-        return None, text
+        return None, _cut(text, secrets)
     try:
-        return json.loads(text), None
+        return scrub(json.loads(raw), secrets), None
     except ValueError:
         return None, text
 
 
-def _bounded(result: Any, secrets: tuple[str | None, ...]) -> Any:
-    """The answer as is when small (a token it quotes hidden); else its scalar fields and
-    the size of the others."""
+def _cut(text: str, secrets: Secrets) -> str:
+    """``text`` (hidden already) cut at the limit, less any start of a token the cut left
+    at its end."""
+    kept = text.encode()[:MAX_AUDIT_BYTES].decode("utf-8", "ignore")
+    cutting = True
+    while cutting:
+        cutting = False
+        for secret in secrets:
+            if not secret or len(secret) < _MIN_REDACTED:
+                continue
+            start = next((k for k in range(len(secret) - 1, 0, -1) if kept.endswith(secret[:k])), 0)
+            if start:
+                kept, cutting = kept[:-start], True
+    return kept
+
+
+def read_size(secrets: Secrets) -> int:
+    """How much of a body to read: the limit, and enough past it to see whole any token
+    that begins before it."""
+    longest = max((len(s.encode("utf-8", "backslashreplace")) for s in secrets if s), default=0)
+    return MAX_AUDIT_BYTES + max(longest, 1)
+
+
+def bounded_result(result: Any, secrets: Secrets) -> Any:
+    """The answer (a token it quotes hidden) when small; else its scalar fields and the
+    size of the others."""
+    shown = scrub(result, secrets)
     try:
-        text = json.dumps(result, default=str)
+        size = len(json.dumps(shown, default=str))
     except (TypeError, ValueError):
         return {"unreadable": type(result).__name__}
-    redacted = _redact(text, secrets)
-    try:
-        shown = result if redacted == text else json.loads(redacted)
-    except ValueError:
-        shown = redacted
-    if len(redacted) <= MAX_AUDIT_BYTES:
+    if size <= MAX_AUDIT_BYTES:
         return shown
     summary: Any = None
     if isinstance(shown, dict):
-        summary = {str(k): _brief(v) for k, v in shown.items()}
-    return {"truncated": True, "bytes": len(redacted), "summary": summary}
+        summary = {k: _brief(v) for k, v in shown.items()}
+    return {"truncated": True, "bytes": size, "summary": summary}
 
 
 def _brief(value: Any) -> Any:
@@ -85,21 +134,27 @@ def _brief(value: Any) -> Any:
     return value
 
 
+def _path(secrets: Secrets) -> str:
+    path = request.path
+    if request.query_string:
+        path += "?" + request.query_string
+    # A query string holds a token as sent: percent-encoded, perhaps.
+    encoded = tuple(form(s) for s in secrets if s for form in (quote, quote_plus))
+    return redact(path, secrets + encoded)[:_MAX_PATH]
+
+
 def call_fields(*, configured_token: str | None, status: int, result: Any) -> dict[str, Any]:
     """The fields of ``RecordAudit`` (its time aside) for the request being answered."""
     given = presented_token()
     secrets = (configured_token, given)
-    path = request.path
-    if request.query_string:
-        path += "?" + request.query_string
-    body, body_text = _body(secrets)
+    body, body_text = body_fields(request.body.read(read_size(secrets)), secrets)
     return {
         "client": request.environ.get("REMOTE_ADDR"),
         "token_fingerprint": fingerprint(given),
         "method": request.method,
-        "path": _redact(path, secrets)[:_MAX_PATH],
+        "path": _path(secrets),
         "body": body,
         "body_text": body_text,
         "status": status,
-        "result": _bounded(result, secrets),
+        "result": bounded_result(result, secrets),
     }
