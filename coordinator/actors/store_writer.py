@@ -19,8 +19,15 @@ from coordinator.config.parts import StoreSettings
 from coordinator.infra.journal import Journal
 from coordinator.infra.order_states import HELD_MARK, RESENT_MARK
 from coordinator.infra.pipeline_store import PipelineStore, RecordError
-from coordinator.infra.records import RecordKind, decision_record, order_record, signal_record
+from coordinator.infra.records import (
+    RecordKind,
+    audit_record,
+    decision_record,
+    order_record,
+    signal_record,
+)
 from coordinator.infra.store import StoreError
+from coordinator.messages.audit import AuditTrail, GetAuditTrail, RecordAudit
 from coordinator.messages.pipeline import (
     AckStreamEntry,
     Decision,
@@ -184,6 +191,8 @@ class StoreWriter(ChildActor):
                 self._record_order(order)
             case AckStreamEntry(stream_id=stream_id):
                 self._acks.append(stream_id)
+            case RecordAudit():
+                self._records.append(audit_record(message))
             case StoreTick():
                 self._flush()
             case GetUndecided():
@@ -193,6 +202,11 @@ class StoreWriter(ChildActor):
                 )
             case GetStoredRecords():
                 return self._read(message)
+            case GetAuditTrail(limit=limit):
+                try:
+                    return AuditTrail(entries=tuple(self._store.audit(limit)))
+                except StoreError as exc:
+                    raise StoreError(f"PostgreSQL did not answer: {exc}") from exc
             case GetStoreSnapshot():
                 return StoreSnapshot(
                     postgres_ok=self._postgres_ok,
@@ -296,7 +310,9 @@ class StoreWriter(ChildActor):
                 logger.error(
                     "ALERT a %s record for %s was refused by PostgreSQL (%s); kept in %s",
                     records[0].get("kind"),
-                    records[0].get("signal_id") or records[0].get("client_order_id"),
+                    records[0].get("signal_id")
+                    or records[0].get("client_order_id")
+                    or records[0].get("path"),
                     exc,
                     self._quarantine.path,
                 )

@@ -10,6 +10,7 @@ from typing import Any
 import bottle
 
 from coordinator.http import (
+    routes_audit,
     routes_health,
     routes_metrics,
     routes_orders,
@@ -36,7 +37,13 @@ def create_app(
 ) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True, autojson=True)
     app.default_error_handler = json_error
-    endpoint = Endpoints(app, api_token=api_token, snapshot_ttl=snapshot_ttl, clock=clock)
+    endpoint = Endpoints(
+        app,
+        api_token=api_token,
+        snapshot_ttl=snapshot_ttl,
+        clock=clock,
+        audit=api.record_audit,
+    )
 
     @endpoint("GET", "/")
     def index() -> dict[str, Any]:
@@ -54,4 +61,5 @@ def create_app(
     routes_universe.install(endpoint, api)
     routes_trading.install(endpoint, api, drills_enabled=drills_enabled)
     routes_metrics.install(endpoint, api)
+    routes_audit.install(endpoint, api)
     return app

@@ -1,6 +1,7 @@
-"""What every route shares: the one decorator that checks the token, turns an actor
-that does not answer into a 503 naming it, and reuses the answers of the read-only
-routes; and the JSON errors, bodies and operator names the routes use."""
+"""What every route shares: the one decorator that checks the token, records each call
+of a mutating route in the audit trail, turns an actor that does not answer into a 503
+naming it, and reuses the answers of the read-only routes; and the JSON errors, bodies
+and operator names the routes use."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from collections.abc import Callable
 from typing import Any
 
 import bottle
-from bottle import HTTPError, request, response
+from bottle import HTTPError, HTTPResponse, request, response
 
 from coordinator.http.asking import ActorUnavailable
+from coordinator.http.audit import call_fields
 
 __all__ = [
     "AnswerCache",
     "ApiError",
     "Endpoints",
+    "error_payload",
     "fail",
     "json_body",
     "json_error",
@@ -39,6 +42,8 @@ _TOKEN_HELP = (
 Route = Callable[..., Any]
 """A route answers a dict (its status set on ``response`` or 200), or for a cached
 route a (status, dict) pair."""
+Audit = Callable[..., None]
+"""Takes ``RecordAudit``'s fields but its time: a mutating call, answered."""
 
 
 class ApiError(HTTPError):
@@ -105,32 +110,75 @@ class Endpoints:
         api_token: str | None,
         snapshot_ttl: float,
         clock: Callable[[], float],
+        audit: Audit | None = None,
     ) -> None:
         self.app = app
         self._token = api_token
         self._answers = AnswerCache(snapshot_ttl, clock)
+        self._audit = audit
 
     def __call__(
-        self, method: str, rule: str, *, token: bool = False, cached: bool = False
+        self,
+        method: str,
+        rule: str,
+        *,
+        token: bool = False,
+        cached: bool = False,
+        audited: bool | None = None,
     ) -> Callable[[Route], Route]:
         """``token``: a command, bearer token required, and every cached answer dropped
-        after it. ``cached``: a read reused for the snapshot TTL, a 503 included."""
+        after it. ``cached``: a read reused for the snapshot TTL, a 503 included.
+        ``audited`` (default: ``token``): every call, refusals included, goes to the
+        audit trail with its answer."""
 
         def decorate(route: Route) -> Route:
             @functools.wraps(route)
             def handle(*args: Any, **kwargs: Any) -> Any:
+                def call() -> Any:
+                    return route(*args, **kwargs)
+
                 if not token:
-                    return self._answer(rule, cached, lambda: route(*args, **kwargs))
-                self._authorize()
-                try:
-                    return self._answer(rule, cached, lambda: route(*args, **kwargs))
-                finally:
-                    self._answers.clear()
+                    return self._answer(rule, cached, call)
+                if token if audited is None else audited:
+                    return self._audited(rule, cached, call)
+                return self._command(rule, cached, call)
 
             self.app.route(rule, method, handle)
             return route
 
         return decorate
+
+    def _command(self, rule: str, cached: bool, produce: Callable[[], Any]) -> Any:
+        self._authorize()
+        try:
+            return self._answer(rule, cached, produce)
+        finally:
+            self._answers.clear()
+
+    def _audited(self, rule: str, cached: bool, produce: Callable[[], Any]) -> Any:
+        """Answer, then record the call with its answer: a refusal (a wrong token, a bad
+        body) is an attempt worth keeping too."""
+        try:
+            answer = self._command(rule, cached, produce)
+        except HTTPResponse as refusal:
+            self._record(refusal.status_code, error_payload(refusal))
+            raise
+        except Exception as exc:
+            self._record(500, {"error": f"internal error ({type(exc).__name__})", "status": 500})
+            raise
+        self._record(response.status_code, answer)
+        return answer
+
+    def _record(self, status: int, result: Any) -> None:
+        if self._audit is None:
+            return
+        try:
+            self._audit(**call_fields(configured_token=self._token, status=status, result=result))
+        except Exception:
+            # The call is answered whatever happens here; the log says what was lost.
+            logger.exception(
+                "could not record %s %s in the audit trail", request.method, request.path
+            )
 
     def _authorize(self) -> None:
         """Bearer token required, compared in constant time."""
@@ -194,10 +242,15 @@ def operator(body: dict[str, Any]) -> str:
     return client
 
 
+def error_payload(error: HTTPResponse) -> dict[str, Any]:
+    """The JSON body of an error answer."""
+    payload = dict(error.payload) if isinstance(error, ApiError) else {"error": str(error.body)}
+    payload["status"] = error.status_code
+    return payload
+
+
 def json_error(error: HTTPError) -> str:
-    if isinstance(error, ApiError):
-        payload = dict(error.payload)
-    elif error.status_code == 500:
+    if error.status_code == 500 and not isinstance(error, ApiError):
         logger.error(
             "unhandled error in %s %s: %r\n%s",
             request.method,
@@ -205,9 +258,8 @@ def json_error(error: HTTPError) -> str:
             error.exception,
             error.traceback or "",
         )
-        payload = {"error": "internal error; it has been logged"}
+        payload = {"error": "internal error; it has been logged", "status": 500}
     else:
-        payload = {"error": str(error.body)}
-    payload["status"] = error.status_code
+        payload = error_payload(error)
     response.content_type = "application/json"
     return json.dumps(payload)

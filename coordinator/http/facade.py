@@ -8,6 +8,7 @@ a 503 that names it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pykka
@@ -43,6 +44,7 @@ from coordinator.http.views_records import (
     universe_view,
 )
 from coordinator.infra.store import StoreError
+from coordinator.messages.audit import RecordAudit
 from coordinator.messages.health import (
     GetHealthSnapshot,
     HaltTrading,
@@ -84,6 +86,8 @@ from coordinator.trading.signals import SignalSource
 from coordinator.trading.trading_state import ExitPolicy
 
 __all__ = ["ActorUnavailable", "CoordinatorApi", "UnknownActor"]
+
+logger = logging.getLogger(__name__)
 
 _ROTATION_TIMEOUT = 15.0  # a rotation over thousands of symbols takes up to a second or two
 _MAX_DRILL_HANG = 3600.0
@@ -228,6 +232,16 @@ class CoordinatorApi(OrdersApi, MetricsApi):
             case _:
                 raise ValueError(f"unknown drill {kind!r}: expected crash, hang or fail-start")
         return {"actor": actor, "drill": kind, "seconds": seconds}
+
+    def record_audit(self, **fields: Any) -> None:
+        """Hand a call of a mutating route to the store writer (``RecordAudit``'s fields
+        but its time). Kept for its next incarnation while it restarts."""
+        entry = RecordAudit(at=self._services.clock.time(), **fields)
+        try:
+            self._directory.tell(STORE_WRITER, entry)
+        except ChildUnavailable as exc:
+            # The call is done and answered; what is left is to say so in the log.
+            logger.error("ALERT audit entry not recorded (%s): %r", exc, entry)
 
     # --- helpers ----------------------------------------------------------------------
 

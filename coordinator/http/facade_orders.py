@@ -1,5 +1,5 @@
-"""The facade's stored records and orders: signals and their decisions as stored,
-orders whose outcome is unknown, and their reconciliation."""
+"""The facade's stored records and orders: signals and their decisions as stored, the
+audit trail, orders whose outcome is unknown, and their reconciliation."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from coordinator.http.asking import RECONCILER, STORE_TIMEOUT, STORE_WRITER, ActorUnavailable
 from coordinator.http.views_records import plain, rows_view, unknown_orders_view
 from coordinator.infra.store import StoreError
+from coordinator.messages.audit import AuditTrail, GetAuditTrail
 from coordinator.messages.pipeline import (
     GetStoredRecords,
     GetStoreSnapshot,
@@ -32,14 +33,21 @@ class OrdersApi:
     _ask: Callable[..., Any]
 
     def signal(self, signal_id: str) -> dict[str, Any] | None:
-        record = self._stored(GetStoredRecords(signal_id=signal_id)).signal
-        return None if record is None else plain(record)
+        stored: StoredRecords = self._stored(GetStoredRecords(signal_id=signal_id))
+        return None if stored.signal is None else plain(stored.signal)
 
     def decisions(self, *, symbol: str | None, outcome: str | None, limit: int) -> list[Any]:
         query = GetStoredRecords(symbol=symbol, outcome=outcome, limit=limit)
-        return rows_view(self._stored(query).decisions)
+        stored: StoredRecords = self._stored(query)
+        return rows_view(stored.decisions)
 
-    def _stored(self, query: GetStoredRecords) -> StoredRecords:
+    def audit(self, limit: int) -> list[Any]:
+        """The newest entries of the audit trail, newest first."""
+        trail: AuditTrail = self._stored(GetAuditTrail(limit=limit))
+        return rows_view(trail.entries)
+
+    def _stored(self, query: GetStoredRecords | GetAuditTrail) -> Any:
+        """The store writer's answer to a read of PostgreSQL; a 503 if it has none."""
         try:
             return self._ask(STORE_WRITER, query, timeout=STORE_TIMEOUT)
         except StoreError as exc:

@@ -23,7 +23,8 @@ _ADMISSION_STATUS: dict[tuple[str, str | None], int] = {
 
 
 def install(endpoint: Endpoints, api: CoordinatorApi, *, max_signal_bytes: int) -> None:
-    @endpoint("POST", "/signals", token=True)
+    # Not in the audit trail: every signal is recorded as a signal, with its decision.
+    @endpoint("POST", "/signals", token=True, audited=False)
     def submit_signal() -> dict[str, Any]:
         received_at, received_mono = time.time(), time.monotonic()
         declared = request.content_length

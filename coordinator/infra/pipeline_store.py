@@ -14,8 +14,9 @@ from typing import Any
 import psycopg2
 import psycopg2.extras
 
+from coordinator.infra.audit_rows import insert_audit, read_audit
 from coordinator.infra.records import RecordKind
-from coordinator.infra.store import OwnConnectionStore, StoreError, first_line
+from coordinator.infra.store import OwnConnectionStore, StoreError, clean_text, first_line
 from coordinator.infra.trading_signals import TradingSignalsTable
 
 __all__ = ["PipelineStore", "RecordError", "clean_text"]
@@ -54,13 +55,6 @@ _ORDER_TEMPLATE = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s), to_tim
 
 class RecordError(StoreError):
     """PostgreSQL is up but refused the data: retrying the same records will not help."""
-
-
-def clean_text(text: str | None) -> str | None:
-    """PostgreSQL text holds neither NUL nor lone surrogates: keep them visible instead."""
-    if text is None:
-        return None
-    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
 
 
 def _clean_checks(checks: list[dict[str, Any]]) -> str:
@@ -193,6 +187,7 @@ class PipelineStore(OwnConnectionStore):
                 inserted = {row[0] for row in rows}
             processed = [str(r["db_id"]) for r in by_kind.get(RecordKind.PROCESSED, [])]
             self._trading_signals.mark_processed(cur, processed)
+            insert_audit(cur, by_kind.get(RecordKind.AUDIT, []))
             return inserted
 
         return self._run(work)
@@ -421,6 +416,10 @@ class PipelineStore(OwnConnectionStore):
             ]
 
         return self._run(work)
+
+    def audit(self, limit: int) -> list[dict[str, Any]]:
+        """The newest entries of the audit trail."""
+        return self._run(lambda cur: read_audit(cur, limit))
 
     def lifetime(self) -> dict[str, Any]:
         """Totals over every stored decision and order."""

@@ -3,12 +3,14 @@ bodies of the events."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from enum import StrEnum
 from typing import Any
 
+from coordinator.messages.audit import RecordAudit
 from coordinator.messages.pipeline import Decision, OrderRecord, RecordSignal
 
-__all__ = ["RecordKind", "decision_record", "order_record", "signal_record"]
+__all__ = ["RecordKind", "audit_record", "decision_record", "order_record", "signal_record"]
 
 
 class RecordKind(StrEnum):
@@ -24,6 +26,8 @@ class RecordKind(StrEnum):
     """An order about to be sent, claimed in the local journal while PostgreSQL is out."""
     PROCESSED = "processed"
     """A RootTrading ``trading_signals`` row to mark processed."""
+    AUDIT = "audit"
+    """A call of a mutating route (``coordinator_audit``)."""
 
 
 def signal_record(message: RecordSignal) -> dict[str, Any]:
@@ -77,3 +81,8 @@ def order_record(order: OrderRecord, kind: RecordKind = RecordKind.ORDER) -> dic
         "error": order.error,
         "at": order.at,
     }
+
+
+def audit_record(message: RecordAudit) -> dict[str, Any]:
+    # Every field as it is: the message is the row.
+    return {"kind": RecordKind.AUDIT, **{f.name: getattr(message, f.name) for f in fields(message)}}

@@ -23,6 +23,7 @@ __all__ = [
     "OwnConnectionStore",
     "StoreError",
     "apply_migrations",
+    "clean_text",
     "connect",
     "first_line",
     "load_migrations",
@@ -249,6 +250,13 @@ def table_columns(cur: Any, table: str) -> set[str]:
         "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (table,)
     )
     return {row[0] for row in cur.fetchall()}
+
+
+def clean_text(text: str | None) -> str | None:
+    """PostgreSQL text holds neither NUL nor lone surrogates: keep them visible instead."""
+    if text is None:
+        return None
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
 
 
 def first_line(exc: BaseException) -> str:
