@@ -23,9 +23,12 @@ whatever the order of answers:
   may be taken from it). A view matching none of them (a trade made elsewhere) is taken
   as it is: the Portfolio is the truth, our guesses are not.
 - The balances parts of one symbol that two prefixes match equally (a BUY and its SELL
-  both unshown, the base back where it was) are told apart by the positions when they
-  show one of them (exact to rounding), else by the quote amount: the prefix whose
-  quote moved from the previous view's by what it would have moved.
+  both unshown, the base back where it was) are told apart by the order of our orders
+  across symbols: the balances are one snapshot, so one showing an order of another
+  symbol shows every order that had filled (settled filled) before that one was
+  reserved. Else by the quote amount: the prefix whose quote moved from the previous
+  view's by what it would have moved. Never by the positions: they lag the balances,
+  or lead them, by any time.
   Prefixes nothing tells apart make the same view: the shortest is kept, as for the
   positions (a BUY and its SELL both unshown: none held either way).
 - A FILLED order's unshown parts are laid over the view; a RESERVED order's room is
@@ -103,6 +106,11 @@ class BookOrder:
     positions_shown: bool = False
     balances_shown: bool = False
     signal_id: str = ""
+    number: int = 0
+    """Its place among the book's reservations (1, 2, ...)."""
+    filled_before: int | None = None
+    """Settled filled when the book had made this many reservations: it filled before
+    any reserved after. None: not known filled, or adopted (no order known)."""
     unknown: bool = False
     """Settled unknown: a BUY spends its cash but adds no position or base until shown
     (it may not have filled: a SELL sized on it would sell coins of no position)."""
@@ -190,6 +198,7 @@ class LedgerBook:
             held_after=held_after,
             entry_before=None if position is None else position.entry_price,
             signal_id=signal_id,
+            number=self.last_id + 1,
         )
         self.last_id += 1
         self.orders[order.reservation_id] = order
@@ -236,6 +245,8 @@ class LedgerBook:
         else:
             order.state = OrderState.FILLED
             order.unknown = filled is None
+            if filled:
+                order.filled_before = self.last_id
             order.expires_at = now + self.settle_window
             self._record_closed(order, now)
             self._drop_shown()
@@ -302,23 +313,40 @@ class LedgerBook:
         moved = 0.0
         ambiguous: list[tuple[list[BookOrder], list[int], int]] = []
         positions: list[tuple[list[BookOrder], list[int]]] = []
+        # The newest reservation the balances show by a match of its own symbol's base.
+        newest_shown = 0
         for symbol in sorted({o.plan.symbol for o in self.orders.values()}):
             visible = self._sequence(symbol)
-            held, options = self._evidence(symbol, visible, view)
+            held, options, matched = self._evidence(symbol, visible, view)
             positions.append((visible, held))
             before = sum(1 for o in visible if o.balances_shown)
-            if len(options) > 1 and len(held) == 1 and held[0] in options:
-                # A round trip (a SELL and a BUY of about as much) leaves the base where
-                # it was: the positions, exact to rounding, tell which prefix it is; the
-                # quote cannot always (a BUY's fee taken in the base asset moves it by
-                # less than counted). A lagging balances part shown too early costs less
-                # than a fill laid twice.
-                options = held
             if len(options) == 1:
                 moved += self._moved(visible, before, options[0])
                 _mark(visible, "balances_shown", options[0])
+                if matched:
+                    newest_shown = max([newest_shown, *(o.number for o in visible[: options[0]])])
             else:
                 ambiguous.append((visible, options, before))
+        for index, (visible, options, before) in enumerate(ambiguous):
+            # A round trip leaves the base where it was; the quote tells the prefixes
+            # apart only as well as the fees are known (a BUY's fee taken in the base
+            # asset moves it by less than counted). Filled before an order the balances
+            # show was reserved, an order is shown too.
+            least = max(
+                (
+                    i + 1
+                    for i, o in enumerate(visible)
+                    if o.filled_before is not None and o.filled_before < newest_shown
+                ),
+                default=0,
+            )
+            later = [i for i in options if i >= least]
+            if later:
+                ambiguous[index] = (visible, later, before)
+        for visible, options, before in [a for a in ambiguous if len(a[1]) == 1]:
+            moved += self._moved(visible, before, options[0])
+            _mark(visible, "balances_shown", options[0])
+        ambiguous = [a for a in ambiguous if len(a[1]) > 1]
         if ambiguous:
             if previous.fetched_at is None:
                 choice = tuple(min(options) for _, options, _ in ambiguous)
@@ -382,9 +410,9 @@ class LedgerBook:
 
     def _evidence(
         self, symbol: str, visible: list[BookOrder], view: PortfolioView
-    ) -> tuple[list[int], list[int]]:
+    ) -> tuple[list[int], list[int], bool]:
         """(the prefixes of ``visible`` the view's positions may show, those its
-        balances may show)."""
+        balances may show, whether the balances matched one at all)."""
         base, _ = split_symbol(symbol)
         tolerance = 0.25 * min(o.plan.quantity for o in visible)
         position = view.positions.get(symbol)
@@ -407,7 +435,7 @@ class LedgerBook:
         # the same view: the shortest is kept, so that a later view showing the BUY
         # alone is not taken for one that shows both. Matching none of our expectations
         # (a trade made elsewhere, a manual sell): the Portfolio is the truth.
-        return (positions or [len(visible)]), (balances or [len(visible)])
+        return (positions or [len(visible)]), (balances or [len(visible)]), bool(balances)
 
     def _quote_delta(self, order: BookOrder) -> float:
         return quote_delta(order.plan, self.fee_rate)
