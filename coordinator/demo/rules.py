@@ -36,6 +36,9 @@ class EmaCross:
     _slow_ema: float | None = None
     _seen: int = 0
     _above: bool | None = field(default=None)
+    """The last side the fast average was on (equal averages leave it as it was)."""
+    _flat_start: bool = False
+    """The averages were equal when the warm-up ended: leaving them is a cross."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.fast < self.slow:
@@ -46,11 +49,14 @@ class EmaCross:
         self._fast_ema = _ema(self._fast_ema, close, self.fast)
         self._slow_ema = _ema(self._slow_ema, close, self.slow)
         self._seen += 1
-        if self._seen < self.slow or self._fast_ema == self._slow_ema:
+        if self._seen < self.slow:
+            return None
+        if self._fast_ema == self._slow_ema:
+            self._flat_start = self._flat_start or self._above is None
             return None
         above = self._fast_ema > self._slow_ema
         previous, self._above = self._above, above
-        if previous is None or previous == above:
+        if previous == above or (previous is None and not self._flat_start):
             return None
         return Side.BUY if above else Side.SELL
 
