@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 from hypothesis import given
 from hypothesis import strategies as st
@@ -352,3 +353,70 @@ def test_the_demo_trades_on_paper_and_stops_cleanly(tmp_path):
     assert "1 BTC = 10,000 USDC" in printed
     assert "replay 2018-" in printed  # the progress line, one every 10 s off a terminal
     assert printed.rstrip().endswith("demo stopped")
+
+
+# --- the feeder, through a real Redis ------------------------------------------------
+
+
+def test_the_feeder_publishes_history_live_candles_and_signals(tmp_path, own_redis):
+    # Flat for the history, then rising: the first live candle crosses up.
+    _write(
+        tmp_path,
+        "ETHBTC-5m.csv",
+        [(T0 + i * FIVE_MINUTES, 0.1 + max(0, i - 29) * 0.001, 1.0) for i in range(60)],
+    )
+    market = load_market(tmp_path, quote_asset="USDC", rate=10_000.0)
+    now = {"t": 1_800_000_010.0}
+    client = redis.Redis.from_url(own_redis.url)
+    listener = client.pubsub()
+    listener.psubscribe("roottrading:market:data:*")
+    listener.subscribe("demo:signals")
+    wait_for(
+        lambda: listener.get_message(timeout=0.1) is None and listener.subscribed,
+        message="subscribed",
+    )
+    feeder = DemoFeeder(
+        market,
+        redis_url=own_redis.url,
+        signals_channel="demo:signals",
+        speed=3_000_000,
+        clock=lambda: now["t"],
+    ).start()
+    received: list[tuple[str, bytes]] = []
+
+    def drain() -> None:
+        while (message := listener.get_message(timeout=0.05)) is not None:
+            if message["type"] in ("message", "pmessage"):
+                received.append((message["channel"].decode(), message["data"]))
+
+    try:
+        wait_for(lambda: (drain(), feeder.counts.step == 30)[1], timeout=20, message="the replay")
+        now["t"] += 60  # the minute is over: its candle closes
+        wait_for(lambda: (drain(), feeder.counts.finished)[1], timeout=20, message="the end")
+        drain()
+    finally:
+        feeder.stop()
+        listener.close()
+        client.close()
+    assert feeder.error is None
+    candles = [
+        read_candle(data, channel) for channel, data in received if channel != "demo:signals"
+    ]
+    assert all(isinstance(c, Candle) and c.symbol == "ETHUSDC" for c in candles)
+    minute = int(1_800_000_010_000 - 1_800_000_010_000 % BUCKET_MS)
+    history, live = candles[:30], candles[30:]
+    assert [c.time_ms for c in history] == [minute - (30 - i) * BUCKET_MS for i in range(30)]
+    assert all(c.closed for c in history)
+    assert [c.closed for c in live] == [False] * 30 + [True]
+    assert {c.time_ms for c in live} == {minute}
+    assert live[-1].close == pytest.approx((0.1 + 30 * 0.001) * 10_000)
+    assert feeder.counts.candles == 30 and feeder.counts.backlog == 30
+    signals = [parse_signal(data) for channel, data in received if channel == "demo:signals"]
+    assert signals and all(isinstance(s, Signal) for s in signals)
+    first = signals[0]
+    assert isinstance(first, Signal)
+    assert (first.side, first.price) == ("BUY", pytest.approx(0.101 * 10_000))
+    assert first.timestamp == pytest.approx(1_800_000_010.0)
+    assert feeder.counts.signals == len(signals) == 1
+    # The signal follows the price it is priced at.
+    assert [c for c, _ in received].index("demo:signals") > 30
