@@ -21,6 +21,8 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
+from coordinator.demo.feeder import DemoFeeder
+from coordinator.demo.progress import progress_line
 from coordinator.demo.replay import (
     BUCKET_MS,
     DemoDataError,
@@ -31,7 +33,7 @@ from coordinator.demo.replay import (
     load_market,
 )
 from coordinator.demo.rules import EmaCross, Side, cross_signals, signal_message
-from coordinator.demo.runner import DemoFeeder, demo_environment, progress_line
+from coordinator.demo.runner import demo_environment
 from coordinator.infra.embedded import free_port
 from coordinator.trading.candles import Candle, read_candle
 from coordinator.trading.freshness import candle_staleness
@@ -213,13 +215,17 @@ def test_the_demo_never_takes_the_servers_or_live_trading_from_the_environment()
         "PAPER_TRADING": "false",
         "COORDINATOR_DATA_DIR": "/var/lib/coordinator",
         "UNIVERSE_SIZE": "6",
+        "TRADING_SYMBOLS": "BTCUSDC,SOLUSDC",
+        "CORE_PAIRS": "BTCUSDC",
         "PATH": "/bin",
     }
     env, own = demo_environment(environ, ["ADAUSDC", "ETHUSDC"])
     assert not {"REDIS_URL", "PGHOST", "DATABASE_URL", "TRADER_API_URL"} & set(env)
     assert not {"PAPER_TRADING", "COORDINATOR_DATA_DIR"} & set(env)
     assert env["UNIVERSE_SIZE"] == "6" and "UNIVERSE_SIZE" not in own
-    assert own["TRADING_SYMBOLS"] == "ADAUSDC,ETHUSDC" and own["CORE_PAIRS"] == "ETHUSDC"
+    # The candidates are the replayed pairs, whatever a real run trades.
+    assert env["TRADING_SYMBOLS"] == "ADAUSDC,ETHUSDC" and env["CORE_PAIRS"] == "ETHUSDC"
+    assert "TRADING_SYMBOLS" in own
     assert env["PATH"] == "/bin"
 
 
