@@ -239,7 +239,7 @@ def test_the_progress_line_shows_the_replay_and_the_counts(folder):
         {"/stats:orders_sent": 2, "/stats:signals_rejected": 1, "/trailing-stops:count": 1},
     )
     moment = datetime.fromtimestamp(T0 / 1000, UTC).strftime("%Y-%m-%d %H:%M")
-    assert line.startswith(f"replay {moment} (67%)")  # 2 of the 3 steps after the history
+    assert line.startswith(f"replay {moment} (66.7%)")  # 2 of the 3 steps after the history
     assert "candles 40 signals 3" in line and "orders 2 rejected 1" in line
     assert "positions 1 stops fired ? | universe ?" in line
 

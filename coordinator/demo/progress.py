@@ -79,7 +79,7 @@ def progress_line(feeder: DemoFeeder, api: Mapping[str, Any]) -> str:
         where = f"history {feed.backlog} candles"
     else:
         moment = datetime.fromtimestamp(feed.replaying_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
-        where = f"replay {moment} ({100 * feed.step / total:.0f}%)"
+        where = f"replay {moment} ({100 * feed.step / total:.1f}%)"
 
     def shown(key: str) -> str:
         value = api.get(key)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from coordinator.config import Config, load_config
-from coordinator.demo.feeder import DemoFeeder
+from coordinator.demo.feeder import BACKLOG_STEPS, DemoFeeder
 from coordinator.demo.progress import Progress
 from coordinator.demo.replay import MarketData, load_market
 
@@ -204,7 +204,11 @@ def _introduce(
         f"  prices: pairs quoted in BTC shown in {quote} at 1 BTC = {BTC_RATE:,.0f} {quote} "
         f"(prices x{BTC_RATE:,.0f}, ETHBTC -> ETH{quote})",
         f"  speed: {speed:g}x (a {tf_minutes}m candle every {tf_minutes * 60 / speed:g} s), "
-        "re-stamped to now as 1m candles; a day of history first for the universe",
+        "re-stamped to now: each minute one 1m candle a pair",
+        f"  history first: {min(BACKLOG_STEPS, len(market.steps) // 2)} candles a pair "
+        "as 1m candles over the last 24 h, "
+        "for the universe's statistics (too old to be prices: the warnings about stale "
+        "candles at start are expected)",
         "  signals: EMA 9/21 cross on the closes (BUY up, SELL down), published on "
         f"{config.intake.channel}",
         f"  data directory: {config.service.data_dir} (embedded Redis and PostgreSQL)",
