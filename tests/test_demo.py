@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import redis
 import requests
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from coordinator.demo.feeder import DemoFeeder
 from coordinator.demo.progress import progress_line
@@ -426,3 +427,75 @@ def test_the_feeder_publishes_history_live_candles_and_signals(tmp_path, own_red
     assert feeder.counts.signals == len(signals) == 1
     # The signal follows the price it is priced at.
     assert [c for c, _ in received].index("demo:signals") > 30
+
+
+class MinuteCandlesMachine(RuleBasedStateMachine):
+    """Against a model (the source candles added in each symbol's open minute): every
+    message is that minute's aggregate, in progress while the minute lasts, closed once
+    after it, and no minute of a symbol is closed twice or left out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.minutes = MinuteCandles()
+        self.now_ms = 1_800_000_000_000
+        self.open: dict[str, tuple[int, list[SourceCandle]]] = {}
+        self.closed: set[tuple[str, int]] = set()
+
+    def _closed_one(self, channel: str, payload: str) -> None:
+        candle = read_candle(payload, channel)
+        assert isinstance(candle, Candle) and candle.closed
+        time_ms, added = self.open.pop(candle.symbol)
+        assert candle.time_ms == time_ms
+        self._matches(candle, added)
+        assert (candle.symbol, time_ms) not in self.closed
+        self.closed.add((candle.symbol, time_ms))
+
+    @staticmethod
+    def _matches(candle: Candle, added: list[SourceCandle]) -> None:
+        assert candle.close == added[-1].close
+        assert candle.high == max(c.high for c in added)
+        assert candle.low == min(c.low for c in added)
+        assert candle.quote_volume == pytest.approx(sum(c.volume for c in added) * added[-1].close)
+
+    @rule(
+        symbol=st.sampled_from(["ETHUSDC", "ADAUSDC"]),
+        close=st.floats(min_value=0.01, max_value=1e5),
+        volume=st.floats(min_value=0, max_value=1e6),
+    )
+    def add(self, symbol: str, close: float, volume: float) -> None:
+        candle = SourceCandle(T0, close, close * 1.01, close * 0.99, close, volume)
+        bucket = self.now_ms - self.now_ms % BUCKET_MS
+        messages = self.minutes.add(symbol, candle, self.now_ms)
+        *closing, (channel, payload) = messages
+        held = self.open.get(symbol)
+        assert len(closing) == (1 if held is not None and held[0] != bucket else 0)
+        for closed_channel, closed_payload in closing:
+            self._closed_one(closed_channel, closed_payload)
+        time_ms, added = self.open.setdefault(symbol, (bucket, []))
+        added.append(candle)
+        live = read_candle(payload, channel)
+        assert isinstance(live, Candle) and not live.closed and live.time_ms == bucket == time_ms
+        self._matches(live, added)
+
+    @rule(seconds=st.integers(min_value=0, max_value=150))
+    def wait(self, seconds: int) -> None:
+        self.now_ms += seconds * 1000
+
+    @rule()
+    def close_finished(self) -> None:
+        bucket = self.now_ms - self.now_ms % BUCKET_MS
+        finished = {s for s, (t, _) in self.open.items() if t != bucket}
+        messages = self.minutes.close_finished(self.now_ms)
+        assert len(messages) == len(finished)
+        for channel, payload in messages:
+            self._closed_one(channel, payload)
+
+    @invariant()
+    def open_minutes_agree(self) -> None:
+        assert len(self.minutes) == len(self.open)
+
+
+MinuteCandlesMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=30, deadline=None
+)
+test_minute_candles_model = MinuteCandlesMachine.TestCase
