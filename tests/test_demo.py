@@ -283,6 +283,35 @@ def test_missing_candles_exit_2_naming_the_folder(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.parametrize(
+    ("before", "after", "said"),
+    [
+        ((), ("--speed", "0"), "--speed must be above 0"),
+        (("--config", "demo.toml"), (), "--config is not read by the demo"),
+    ],
+)
+def test_bad_usage_exits_2_saying_why(tmp_path, before, after, said):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "coordinator",
+            *before,
+            "demo",
+            "--data-dir",
+            str(tmp_path / "data"),
+            *after,
+        ],
+        cwd=ROOT,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and said in done.stderr, done.stderr
+    assert not (tmp_path / "data").exists()
+
+
 @needs_candles
 @pytest.mark.timeout(120)
 def test_the_demo_trades_on_paper_and_stops_cleanly(tmp_path):
