@@ -1,4 +1,5 @@
 # make run   - set up .venv if needed and run the coordinator with embedded Redis/PostgreSQL
+# make demo  - the same, fed with replayed candles and signals (see README, Demo)
 # make test  - set up .venv with the test tools if needed and run the whole suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 # cores busy (each worker starts its own PostgreSQL and Redis).
 TEST_WORKERS ?= 3
 
-.PHONY: run test lint format bench clean
+.PHONY: run demo test lint format bench clean
 
 $(VENV)/.python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed, found " + sys.version.split()[0])'
@@ -24,6 +25,9 @@ $(VENV)/.installed-test: $(VENV)/.python setup.cfg pyproject.toml
 
 run: $(VENV)/.installed-run
 	$(BIN)/coordinator run
+
+demo: $(VENV)/.installed-run
+	$(BIN)/coordinator demo
 
 test: $(VENV)/.installed-test
 	$(BIN)/pytest -n $(TEST_WORKERS)

@@ -1,4 +1,4 @@
-"""Command line: ``coordinator run [--paper] | check-config | paper-exchange | drill``.
+"""Command line: ``coordinator run [--paper] | check-config | paper-exchange | demo | drill``.
 
 Exit codes: 0 clean stop, 1 could not start (or any other error the coordinator
 names), 2 bad configuration or usage, 3 the supervisor gave up (restart intensity
@@ -125,6 +125,18 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--url", default="http://127.0.0.1:5003", help="the coordinator's API")
     status.add_argument("--json", action="store_true", help="print the answers as JSON")
     status.set_defaults(handler=_status)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the embedded coordinator on paper, fed with replayed candles and signals",
+    )
+    demo.add_argument("--candles", type=Path, help="candle folder (default ../shared/data/candles)")
+    demo.add_argument(
+        "--speed", type=float, default=300.0, help="replayed seconds per second (default 300)"
+    )
+    demo.add_argument("--port", type=int, help="HTTP port (COORDINATOR_PORT, default 5003)")
+    demo.add_argument("--data-dir", type=Path, help="data directory (default ./.coordinator-demo)")
+    demo.set_defaults(handler=_demo)
 
     drill = commands.add_parser(
         "drill", help="inject a fault into a running coordinator's actor (COORDINATOR_DRILLS=1)"
@@ -253,6 +265,21 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         coordinator.stop()
     return exit_code
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from coordinator.demo.runner import DemoOptions, run_demo
+
+    if args.config is not None:
+        print(
+            "coordinator demo: --config is not read by the demo, which runs with its own "
+            "settings (set variables in the environment to change them)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    return run_demo(
+        DemoOptions(candles=args.candles, speed=args.speed, port=args.port, data_dir=args.data_dir)
+    )
 
 
 def _paper_exchange(args: argparse.Namespace) -> int:
