@@ -5,7 +5,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Most tests wait on real servers and timers, not on the CPU: three workers keep both
-# cores busy (each worker starts its own PostgreSQL and Redis).
+# cores busy (each worker starts its own PostgreSQL and Redis). The checkout's own
+# temporary directory: another test session on the machine resets the permissions of
+# the shared one, which the embedded PostgreSQL's user must be able to walk into.
 TEST_WORKERS ?= 3
 
 .PHONY: run demo test lint format bench clean
@@ -30,7 +32,7 @@ demo: $(VENV)/.installed-run
 	$(BIN)/coordinator demo
 
 test: $(VENV)/.installed-test
-	$(BIN)/pytest -n $(TEST_WORKERS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --basetemp=$(CURDIR)/.pytest-tmp
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check coordinator tests bench
@@ -45,4 +47,4 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/http_status.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .pytest-tmp .pytest_cache .ruff_cache .mypy_cache .hypothesis *.egg-info
