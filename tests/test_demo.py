@@ -1,23 +1,16 @@
-"""``coordinator demo``: the replay and the signal rule (pure), and the whole demo run
-against its embedded servers until the paper exchange has orders and a stop watches a
-position."""
+"""``coordinator demo``: the replay and the signal rule (pure), the settings, the progress
+line and the feeder (the whole demo as a process: tests/test_demo_process.py)."""
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
-import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -35,11 +28,9 @@ from coordinator.demo.replay import (
 )
 from coordinator.demo.rules import EmaCross, Side, cross_signals, signal_message
 from coordinator.demo.runner import demo_environment
-from coordinator.infra.embedded import free_port
 from coordinator.trading.candles import Candle, read_candle
 from coordinator.trading.freshness import candle_staleness
 from coordinator.trading.signals import Signal, parse_signal
-from tests.shared_data import CANDLES, needs_candles
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -243,152 +234,6 @@ def test_the_progress_line_shows_the_replay_and_the_counts(folder):
     assert line.startswith(f"replay {moment} (66.7%)")  # 2 of the 3 steps after the history
     assert "candles 40 signals 3" in line and "orders 2 rejected 1" in line
     assert "positions 1 stops fired ? | universe ?" in line
-
-
-# --- the whole demo ---------------------------------------------------------------------
-
-
-def _environment() -> dict[str, str]:
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("REDIS_", "PG", "DATABASE_", "COORDINATOR_", "TRADER_", "PORTFOLIO_"))
-        and k not in ("PAPER_TRADING", "LOG_LEVEL", "TRADING_SYMBOLS")
-    } | {"PYTHONUNBUFFERED": "1"}
-
-
-def test_missing_candles_exit_2_naming_the_folder(tmp_path):
-    missing = tmp_path / "no-candles"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "coordinator",
-            "demo",
-            "--candles",
-            str(missing),
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--port",
-            str(free_port()),
-        ],
-        cwd=ROOT,
-        env=_environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2, done.stderr
-    assert str(missing) in done.stderr
-    assert not (tmp_path / "data").exists()
-
-
-@pytest.mark.parametrize(
-    ("before", "after", "said"),
-    [
-        ((), ("--speed", "0"), "--speed must be above 0"),
-        (("--config", "demo.toml"), (), "--config is not read by the demo"),
-    ],
-)
-def test_bad_usage_exits_2_saying_why(tmp_path, before, after, said):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "coordinator",
-            *before,
-            "demo",
-            "--data-dir",
-            str(tmp_path / "data"),
-            *after,
-        ],
-        cwd=ROOT,
-        env=_environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2 and said in done.stderr, done.stderr
-    assert not (tmp_path / "data").exists()
-
-
-@needs_candles
-@pytest.mark.timeout(120)
-def test_the_demo_trades_on_paper_and_stops_cleanly(tmp_path):
-    port = free_port()
-    api = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "demo.log").open("wb")
-    out = tmp_path / "demo.out"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "coordinator",
-            "demo",
-            "--candles",
-            str(CANDLES),
-            "--speed",
-            "3000",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp_path / "data"),
-        ],
-        cwd=ROOT,
-        env=_environment(),
-        stdout=out.open("wb"),
-        stderr=log,
-    )
-    seen: dict[str, Any] = {}
-
-    def get(path: str) -> Any:
-        try:
-            return requests.get(api + path, timeout=2).json()
-        except (requests.RequestException, ValueError):
-            return None
-
-    def traded() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"the demo exited {process.returncode}: {(tmp_path / 'demo.log').read_text()}"
-            )
-        stats, stops, universe = get("/stats"), get("/trailing-stops"), get("/universe")
-        if stats and stats.get("orders_sent"):
-            seen["orders"] = stats["orders_sent"]
-        if stops and stops.get("count"):
-            seen["position"] = stops["positions"][0]
-        if universe and universe.get("selected_symbols") and universe.get("last_update"):
-            seen["universe"] = universe["selected_symbols"]
-        return {"orders", "position", "universe"} <= set(seen)
-
-    try:
-        wait_for(
-            traded, timeout=90, interval=0.2, message="orders, a watched position and a universe"
-        )
-        paper = get("/health")
-        assert paper and paper["paper"] is True
-        assert seen["position"]["symbol"].endswith("USDC")
-        assert set(seen["universe"]) <= {
-            "ADAUSDC",
-            "ETCUSDC",
-            "ETHUSDC",
-            "LTCUSDC",
-            "NXTUSDC",
-            "TRXUSDC",
-            "XLMUSDC",
-        }
-        process.send_signal(signal.SIGINT)
-        assert process.wait(30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        log.close()
-    printed = out.read_text()
-    assert f"dashboard: {api}/" in printed
-    assert "1 BTC = 10,000 USDC" in printed
-    assert "replay 2018-" in printed  # the progress line, one every 10 s off a terminal
-    assert printed.rstrip().endswith("demo stopped")
 
 
 # --- the feeder, through a real Redis ------------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import threading
+from collections.abc import Iterator
 
 from coordinator.logs import FailureLog, configure_logging, set_actor_name
 
@@ -15,12 +17,25 @@ class _Terminal(io.StringIO):
         return True
 
 
-def _log_from_thread(fmt: str, stream: io.StringIO | None = None) -> str:
-    stream = stream if stream is not None else io.StringIO()
+@contextlib.contextmanager
+def _configured(fmt: str, stream: io.StringIO) -> Iterator[None]:
+    """The root logger configured as the daemon does, then put back as it was."""
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
     configure_logging("info", fmt, stream)
     try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+
+
+def _log_from_thread(fmt: str, stream: io.StringIO | None = None) -> str:
+    stream = stream if stream is not None else io.StringIO()
+    with _configured(fmt, stream):
 
         def work() -> None:
             set_actor_name("service_health#3")
@@ -31,12 +46,6 @@ def _log_from_thread(fmt: str, stream: io.StringIO | None = None) -> str:
         thread = threading.Thread(target=work, name="service_health#3")
         thread.start()
         thread.join()
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved[0]:
-            root.addHandler(handler)
-        root.setLevel(saved[1])
     return stream.getvalue()
 
 
@@ -73,20 +82,11 @@ def test_auto_is_text_on_a_terminal_and_json_lines_otherwise():
 
 def test_a_traceback_follows_its_text_line():
     stream = io.StringIO()
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    configure_logging("info", "text", stream)
-    try:
+    with _configured("text", stream):
         try:
             raise ValueError("bad candle")
         except ValueError:
             logging.getLogger("coordinator.test").exception("reading failed")
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved[0]:
-            root.addHandler(handler)
-        root.setLevel(saved[1])
     first, *rest = stream.getvalue().rstrip("\n").split("\n")
     assert "ERROR" in first and "reading failed" in first
     assert rest[0].startswith("Traceback") and rest[-1] == "ValueError: bad candle"
