@@ -7,8 +7,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator.messages.base import Command, Event, Query
+from coordinator.trading.history import MinuteCounts
 
-__all__ = ["GetStats", "LifetimeFetched", "RefreshLifetime", "StatsSnapshot"]
+__all__ = [
+    "GetStats",
+    "GetStatsHistory",
+    "LifetimeFetched",
+    "RefreshLifetime",
+    "StatsHistory",
+    "StatsSnapshot",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,3 +75,18 @@ class StatsSnapshot:
     """Reservations that ran out without an order."""
     lifetime: Mapping[str, Any] | None = None
     """The counts over every stored decision (refreshed every 30 s); None until read."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetStatsHistory(Query):
+    """Ask Stats for a ``StatsHistory``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatsHistory:
+    """The last hour minute by minute, oldest first."""
+
+    now: float
+    """Wall time of the snapshot, epoch seconds."""
+    minutes: tuple[MinuteCounts, ...] = ()
+    """One record per minute that saw a decision or an order (quiet minutes left out)."""
