@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 import bottle
 
 from coordinator.http import (
+    routes_dashboard,
     routes_health,
     routes_orders,
     routes_signals,
@@ -37,15 +37,7 @@ def create_app(
     app.default_error_handler = json_error
     endpoint = Endpoints(app, api_token=api_token, snapshot_ttl=snapshot_ttl, clock=clock)
 
-    @endpoint("GET", "/")
-    def index() -> dict[str, Any]:
-        return {
-            "service": "coordinator",
-            "endpoints": sorted(
-                {f"{r.method} {r.rule}" for r in app.routes if r.rule != "/"},
-            ),
-        }
-
+    routes_dashboard.install(endpoint)
     routes_health.install(endpoint, api)
     routes_signals.install(endpoint, api, max_signal_bytes=max_signal_bytes)
     routes_orders.install(endpoint, api)
