@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import uuid
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -211,9 +212,15 @@ def test_the_dashboard_shows_the_state_a_position_and_decisions_and_halts(
     tick(pipe, "ETHUSDC", 3300.0)
     position = ticks_seen(pipe, "ETHUSDC", 3300.0)
     assert position["stop"] is not None
-    refused = signal_payload("NOPEUSDC", "BUY", price=1.0)
+    # Signal ids come from outside: this one would run code if the page took it as markup.
+    hostile = f"<img src=x onerror=window.__injected=1><b>{uuid.uuid4().hex[:8]}"
+    refused = signal_payload("NOPEUSDC", "BUY", price=1.0, consensus_id=hostile)
     pipe.publish(refused)
-    assert pipe.decision(signal_id(refused))["decision"]["reason"] == "not_in_universe"
+    decided = wait_for(
+        lambda: next((d for d in pipe.decisions() if d["signal_id"] == signal_id(refused)), None),
+        message="the refused signal's decision",
+    )
+    assert decided["reason"] == "not_in_universe"
 
     browser.get(pipe.url + "/")
     wait = WebDriverWait(browser, 30)
@@ -239,6 +246,8 @@ def test_the_dashboard_shows_the_state_a_position_and_decisions_and_halts(
     wait.until(lambda d: "ETHUSDC" in text_of(d, "#universe"))
     assert "trader" in text_of(browser, "#dependencies")
     assert "validator-0" in text_of(browser, "#actors")
+    assert browser.execute_script("return window.__injected === undefined")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#decisions img, #decisions b")
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-counts circle"))
 
     browser.find_element(By.ID, "token").send_keys(TOKEN)
@@ -253,6 +262,33 @@ def test_the_dashboard_shows_the_state_a_position_and_decisions_and_halts(
     assert TOKEN not in browser.current_url
     assert browser.execute_script("return document.cookie + JSON.stringify(localStorage)") == "{}"
 
+    # A wrong token: the API's refusal is shown, nothing changes.
+    token = browser.find_element(By.ID, "token")
+    token.clear()
+    token.send_keys("not-the-token-at-all")
+    browser.find_element(By.ID, "resume-submit").click()
+    wait.until(lambda d: "→ 401" in text_of(d, "#command-answer"))
+    assert "missing or wrong bearer token" in text_of(browser, "#command-answer")
+
+    token.clear()
+    token.send_keys(TOKEN)
+    browser.find_element(By.ID, "blacklist-symbol").send_keys("solusdc")
+    browser.find_element(By.ID, "blacklist-reason").send_keys("delisting rumour")
+    browser.find_element(By.ID, "blacklist-ttl").send_keys("3600")
+    browser.find_element(By.ID, "blacklist-submit").click()
+    wait.until(lambda d: "SOLUSDC" in text_of(d, "#blacklist"))
+    assert "delisting rumour" in text_of(browser, "#blacklist")
+    listed = requests.get(pipe.url + "/universe", timeout=10).json()["blacklist"]
+    assert [(b["symbol"], b["reason"]) for b in listed] == [("SOLUSDC", "delisting rumour")]
+    assert listed[0]["expires_at"] is not None
+
     screenshot = tmp_path / "dashboard.png"
     assert browser.save_screenshot(str(screenshot))
     print(f"dashboard screenshot: {screenshot}")
+
+    browser.find_element(By.ID, "unblacklist-symbol").send_keys("SOLUSDC")
+    browser.find_element(By.ID, "unblacklist-submit").click()
+    wait.until(lambda d: "SOLUSDC" not in text_of(d, "#blacklist"))
+    assert requests.get(pipe.url + "/universe", timeout=10).json()["blacklist"] == []
+    browser.find_element(By.ID, "resume-submit").click()
+    wait.until(lambda d: text_of(d, "#trading-state") == "ACTIVE")
