@@ -243,6 +243,8 @@ def test_the_dashboard_shows_the_state_a_position_and_decisions_and_halts(
     refused_row = next(line for line in decisions.splitlines() if signal_id(refused) in line)
     assert "rejected" in refused_row and "not_in_universe" in refused_row
     assert text_of(browser, "#mode") in ("paper", "live")
+    wait.until(lambda d: text_of(d, "#health") in ("healthy", "degraded"))
+    wait.until(lambda d: "2 signals received" in text_of(d, "#counts"))
     wait.until(lambda d: "ETHUSDC" in text_of(d, "#universe"))
     assert "trader" in text_of(browser, "#dependencies")
     assert "validator-0" in text_of(browser, "#actors")

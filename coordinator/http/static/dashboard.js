@@ -57,10 +57,11 @@ function when(iso) {
   return Number.isNaN(at) ? iso : new Date(at).toISOString().slice(11, 19) + "Z";
 }
 
-async function get(path) {
+// ``accept``: statuses other than 2xx whose body is an answer (503 from /health).
+async function get(path, accept) {
   const answer = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
   const body = await answer.json().catch(() => null);
-  if (!answer.ok) {
+  if (!answer.ok && !(accept && accept.includes(answer.status) && body)) {
     const why = body && body.error ? body.error : answer.statusText;
     throw new Error(path + ": " + answer.status + " " + why);
   }
@@ -90,6 +91,26 @@ function showStatus(status) {
     : "Kill switch off.";
   const deps = Object.entries(status.dependencies || {}).map(([name, dep]) => ({ name, ...dep }));
   fill("dependencies", deps, (d) => [d.name, d.status, d.breaker, d.target]);
+}
+
+function showHealth(health) {
+  const badge = $("health");
+  badge.textContent = health.status || "?";
+  badge.setAttribute("data-health", String(health.status || ""));
+  const problems = $("problems");
+  problems.replaceChildren();
+  for (const problem of health.problems || []) problems.appendChild(el("li", fmt(problem)));
+}
+
+function showStats(stats) {
+  const store = stats.store || {};
+  $("counts").textContent = "Since start: " + fmt(stats.signals_received) + " signals received, " +
+    fmt(stats.signals_processed) + " decided (" + fmt(stats.signals_rejected) + " rejected), " +
+    fmt(stats.orders_sent) + " orders sent, " + fmt(stats.orders_unknown) + " unknown; " +
+    fmt(stats.active_positions) + " positions, " + fmt(stats.trailing_stops_active) + " stops, " +
+    fmt(stats.universe_size) + " symbols in the universe; store " +
+    (store.postgres_ok ? "up" : "down") + ", " + fmt(store.pending) + " pending, " +
+    fmt(store.journaled) + " journaled.";
 }
 
 function showSupervisor(tree) {
@@ -226,6 +247,8 @@ function showHistory(history) {
 
 const READS = [
   ["status", showStatus],
+  ["health", showHealth, [503]],
+  ["stats", showStats],
   ["supervisor", showSupervisor],
   ["trailing-stops", showPositions],
   ["decisions?limit=20", showDecisions],
@@ -236,9 +259,9 @@ const READS = [
 
 async function refresh() {
   const failures = [];
-  await Promise.all(READS.map(async ([path, show]) => {
+  await Promise.all(READS.map(async ([path, show, accept]) => {
     try {
-      show(await get(path));
+      show(await get(path, accept));
     } catch (error) {
       failures.push(error.message);
     }
