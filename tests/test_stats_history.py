@@ -25,11 +25,15 @@ class HistoryMachine(RuleBasedStateMachine):
         self.history = MinuteHistory()
         self.now = 1_800_000_000.0
         self.events: list[tuple[int, str, str | None]] = []  # (minute, kind, reason)
-        self.newest = math.floor(self.now / 60)
+        self.newest: int | None = None
+        self.forgotten_before = -math.inf  # minutes under it were dropped for good
 
     def _minute(self) -> int:
         # A clock stepping back files its events in the newest bucket.
-        self.newest = max(self.newest, math.floor(self.now / 60))
+        minute = math.floor(self.now / 60)
+        if self.newest is None or minute > self.newest:
+            self.newest = minute
+            self.forgotten_before = max(self.forgotten_before, minute - MINUTES + 1)
         return self.newest
 
     @rule(seconds=st.floats(min_value=-120, max_value=1800))
@@ -71,7 +75,9 @@ class HistoryMachine(RuleBasedStateMachine):
                 assert m.p99_ms >= m.p50_ms
         # Every minute of the last hour with an event is there (after a step back of
         # the clock, the newest minute too).
-        wanted = {e[0] for e in self.events if current - MINUTES < e[0]}
+        wanted = {
+            e[0] for e in self.events if current - MINUTES < e[0] and e[0] >= self.forgotten_before
+        }
         assert {m.minute for m in minutes} == wanted
 
 

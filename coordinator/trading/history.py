@@ -92,17 +92,18 @@ class MinuteHistory:
         are left out)."""
         current = math.floor(now / 60) if math.isfinite(now) else 0
         first = current - self._minutes + 1
-        return tuple(
-            MinuteCounts(
-                minute=b.minute,
-                signals=b.signals,
-                accepted=b.accepted,
-                rejected=b.rejected,
-                orders=b.orders,
-                rejections_by_reason=tuple(b.rejections.most_common()),
-                p50_ms=b.latency.summary()["p50"],
-                p99_ms=b.latency.summary()["p99"],
-            )
-            for b in self._buckets
-            if b.minute >= first
-        )
+        return tuple(_counts(b) for b in self._buckets if b.minute >= first)
+
+
+def _counts(bucket: _Bucket) -> MinuteCounts:
+    latency = bucket.latency.summary()
+    return MinuteCounts(
+        minute=bucket.minute,
+        signals=bucket.signals,
+        accepted=bucket.accepted,
+        rejected=bucket.rejected,
+        orders=bucket.orders,
+        rejections_by_reason=tuple(bucket.rejections.most_common()),
+        p50_ms=latency["p50"],
+        p99_ms=latency["p99"],
+    )
