@@ -59,7 +59,9 @@ function when(iso) {
 
 // ``accept``: statuses other than 2xx whose body is an answer (503 from /health).
 async function get(path, accept) {
-  const answer = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
+  const answer = await fetch(path, {
+    headers: { Accept: "application/json" }, cache: "no-store", signal: AbortSignal.timeout(10000),
+  });
   const body = await answer.json().catch(() => null);
   if (!answer.ok && !(accept && accept.includes(answer.status) && body)) {
     const why = body && body.error ? body.error : answer.statusText;
@@ -257,7 +259,28 @@ const READS = [
   ["stats/history", showHistory],
 ];
 
+// A daemon slow to answer gets one round of reads at a time, not a pile of them; a
+// refresh asked for meanwhile (after a command) runs once that round is over.
+let refreshing = false;
+let again = false;
+
 async function refresh() {
+  if (refreshing) {
+    again = true;
+    return;
+  }
+  refreshing = true;
+  try {
+    do {
+      again = false;
+      await readAll();
+    } while (again);
+  } finally {
+    refreshing = false;
+  }
+}
+
+async function readAll() {
   const failures = [];
   await Promise.all(READS.map(async ([path, show, accept]) => {
     try {
