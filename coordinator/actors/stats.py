@@ -18,9 +18,11 @@ from coordinator.messages.pipeline import (
     SignalDecided,
     StatsSnapshot,
 )
+from coordinator.messages.stats import GetStatsHistory, StatsHistory
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.trading.execution import OrderStatus
+from coordinator.trading.history import MinuteHistory
 from coordinator.trading.metrics import LatencyHistogram
 from coordinator.trading.signals import SignalSource
 from coordinator.trading.validation import Outcome, Reason
@@ -52,6 +54,7 @@ class Stats(ChildActor):
         self._tick_to_exit = LatencyHistogram()
         self._lifetime: Mapping[str, Any] | None = None
         self._reservations_expired = 0
+        self._history = MinuteHistory()
         self._store = PipelineStore(services.endpoints.database_dsn, timeout=10.0)
         worker = self.worker_pool("lifetime", finish_queued=True)
         self.on_cleanup(lambda: worker.submit(self._store.close), what="store")
@@ -73,10 +76,17 @@ class Stats(ChildActor):
                 if failure is None or failure.step == "execution":
                     self._validated += 1
                 self._to_decision.add(decision.intake_to_decision_ms)
+                self._history.decided(
+                    self.context.clock.time(),
+                    outcome=decision.outcome,
+                    reason=decision.reason,
+                    latency_ms=decision.intake_to_decision_ms,
+                )
                 if decision.intake_to_order_ms is not None:
                     self._to_order.add(decision.intake_to_order_ms)
             case OrderFinished(order=order):
                 self._orders[order.state] += 1
+                self._history.order_finished(self.context.clock.time())
             case ReservationsExpired(count=count):
                 self._reservations_expired += count
             case RefreshLifetime():
@@ -91,6 +101,9 @@ class Stats(ChildActor):
                 self._lifetime = totals
             case GetStats():
                 return self._snapshot()
+            case GetStatsHistory():
+                now = self.context.clock.time()
+                return StatsHistory(now=now, minutes=self._history.minutes(now))
             case _:
                 return NOT_HANDLED
         return None

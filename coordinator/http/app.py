@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 import bottle
 
 from coordinator.http import (
     routes_audit,
+    routes_dashboard,
     routes_health,
     routes_metrics,
     routes_orders,
@@ -45,15 +45,7 @@ def create_app(
         audit=api.record_audit,
     )
 
-    @endpoint("GET", "/")
-    def index() -> dict[str, Any]:
-        return {
-            "service": "coordinator",
-            "endpoints": sorted(
-                {f"{r.method} {r.rule}" for r in app.routes if r.rule != "/"},
-            ),
-        }
-
+    routes_dashboard.install(endpoint)
     routes_health.install(endpoint, api)
     routes_signals.install(endpoint, api, max_signal_bytes=max_signal_bytes)
     routes_orders.install(endpoint, api)

@@ -39,6 +39,7 @@ from coordinator.http.views import (
 )
 from coordinator.http.views_records import (
     rows_view,
+    stats_history_view,
     stats_view,
     trailing_stops_view,
     universe_view,
@@ -62,7 +63,7 @@ from coordinator.messages.pipeline import (
     RawSignal,
     StoreSnapshot,
 )
-from coordinator.messages.stats import GetStats, StatsSnapshot
+from coordinator.messages.stats import GetStats, GetStatsHistory, StatsHistory, StatsSnapshot
 from coordinator.messages.stops import GetTrailingStops, TrailingStopsSnapshot
 from coordinator.messages.supervision import (
     DrillCrash,
@@ -152,6 +153,10 @@ class CoordinatorApi(OrdersApi, MetricsApi):
             stops=stops,
             market=market,
         )
+
+    def stats_history(self) -> dict[str, Any]:
+        history: StatsHistory = self._ask(STATS, GetStatsHistory())
+        return stats_history_view(history)
 
     def universe(self) -> dict[str, Any]:
         return universe_view(self.universe_snapshot())

@@ -30,3 +30,7 @@ def install(endpoint: Endpoints, api: CoordinatorApi) -> None:
     @endpoint("GET", "/stats", cached=True)
     def stats() -> dict[str, Any]:
         return api.stats()
+
+    @endpoint("GET", "/stats/history", cached=True)
+    def stats_history() -> dict[str, Any]:
+        return api.stats_history()

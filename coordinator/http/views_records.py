@@ -12,7 +12,7 @@ from coordinator.http.views import About, reconciler_view
 from coordinator.messages.ledger import LedgerSnapshot
 from coordinator.messages.pipeline import IntakeSnapshot, MarketSnapshot, OrderRecord, StoreSnapshot
 from coordinator.messages.reconcile import ReconcilerSnapshot
-from coordinator.messages.stats import StatsSnapshot
+from coordinator.messages.stats import StatsHistory, StatsSnapshot
 from coordinator.messages.stops import TrailingStopsSnapshot
 from coordinator.messages.universe import UniverseSnapshot
 
@@ -20,6 +20,7 @@ __all__ = [
     "plain",
     "rows_view",
     "since_start_view",
+    "stats_history_view",
     "stats_view",
     "trailing_stops_view",
     "universe_view",
@@ -223,4 +224,24 @@ def unknown_orders_view(
             for o in orders
         ],
         "reconciler": None if reconciler is None else reconciler_view(reconciler),
+    }
+
+
+def stats_history_view(history: StatsHistory) -> dict[str, Any]:
+    """The last hour minute by minute, oldest first; quiet minutes are left out."""
+    return {
+        "timestamp": utc_iso(history.now),
+        "bucket_seconds": 60,
+        "minutes": [
+            {
+                "minute": utc_iso(m.minute * 60),
+                "signals": m.signals,
+                "accepted": m.accepted,
+                "rejected": m.rejected,
+                "orders": m.orders,
+                "rejections_by_reason": dict(m.rejections_by_reason),
+                "latency_ms": {"p50": m.p50_ms, "p99": m.p99_ms},
+            }
+            for m in history.minutes
+        ],
     }

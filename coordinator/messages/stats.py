@@ -7,9 +7,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator.messages.base import Command, Event, Query
+from coordinator.trading.history import MinuteCounts
 from coordinator.trading.metrics import BucketCounts
 
-__all__ = ["GetStats", "LifetimeFetched", "RefreshLifetime", "StatsSnapshot"]
+__all__ = [
+    "GetStats",
+    "GetStatsHistory",
+    "LifetimeFetched",
+    "RefreshLifetime",
+    "StatsHistory",
+    "StatsSnapshot",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,3 +86,18 @@ class StatsSnapshot:
     """Latencies from intake to order, in fixed buckets."""
     tick_to_exit_order_buckets: BucketCounts = field(default_factory=BucketCounts)
     """Latencies from a price tick to a stop's exit order, in fixed buckets."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetStatsHistory(Query):
+    """Ask Stats for a ``StatsHistory``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatsHistory:
+    """The last hour minute by minute, oldest first."""
+
+    now: float
+    """Wall time of the snapshot, epoch seconds."""
+    minutes: tuple[MinuteCounts, ...] = ()
+    """One record per minute that saw a decision or an order (quiet minutes left out)."""
