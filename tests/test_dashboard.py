@@ -283,6 +283,11 @@ def test_the_dashboard_shows_the_state_a_position_and_decisions_and_halts(
     listed = requests.get(pipe.url + "/universe", timeout=10).json()["blacklist"]
     assert [(b["symbol"], b["reason"]) for b in listed] == [("SOLUSDC", "delisting rumour")]
     assert listed[0]["expires_at"] is not None
+    # The operator's actions are on record, shown with the token's fingerprint only.
+    wait.until(lambda d: "POST /universe/blacklist" in text_of(d, "#audit"))
+    audit = text_of(browser, "#audit")
+    assert "POST /trading/halt" in audit and "401" in audit
+    assert TOKEN not in audit and TOKEN not in browser.page_source
 
     screenshot = tmp_path / "dashboard.png"
     assert browser.save_screenshot(str(screenshot))

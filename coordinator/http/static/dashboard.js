@@ -147,6 +147,14 @@ function showUnknown(answer) {
   ]);
 }
 
+// The audit trail's last entries: who did what, with the token's fingerprint only.
+function showAudit(answer) {
+  fill("audit", answer.entries || [], (a) => [
+    when(a.at), a.client, a.token_fingerprint, a.method + " " + a.path,
+    a.body !== null && a.body !== undefined ? a.body : a.body_text, num(a.status),
+  ]);
+}
+
 function showUniverse(universe) {
   const members = universe.members || {};
   const verdicts = universe.verdicts || {};
@@ -255,6 +263,7 @@ const READS = [
   ["trailing-stops", showPositions],
   ["decisions?limit=20", showDecisions],
   ["orders/unknown", showUnknown],
+  ["audit?limit=20", showAudit, [503]],
   ["universe", showUniverse],
   ["stats/history", showHistory],
 ];
