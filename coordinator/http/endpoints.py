@@ -1,6 +1,7 @@
-"""What every route shares: the one decorator that checks the token, turns an actor
-that does not answer into a 503 naming it, and reuses the answers of the read-only
-routes; and the JSON errors, bodies and operator names the routes use."""
+"""What every route shares: the one decorator that holds a client to its rate and a
+body to its size, checks the token, turns an actor that does not answer into a 503
+naming it, and reuses the answers of the read-only routes; and the JSON errors, bodies
+and operator names the routes use."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import bottle
 from bottle import HTTPError, request, response
 
 from coordinator.http.asking import ActorUnavailable
+from coordinator.http.limits import Limits, RateClass, RateLimits, body_of, read_body
 
 __all__ = [
     "AnswerCache",
@@ -30,7 +32,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_MAX_BODY = 64 * 1024
 _TOKEN_HELP = (
     "set COORDINATOR_API_TOKEN (16 characters or more) in the coordinator's environment "
     "and send it as 'Authorization: Bearer <token>'"
@@ -105,20 +106,38 @@ class Endpoints:
         api_token: str | None,
         snapshot_ttl: float,
         clock: Callable[[], float],
+        limits: Limits | None = None,
     ) -> None:
         self.app = app
         self._token = api_token
         self._answers = AnswerCache(snapshot_ttl, clock)
+        self._limits = limits or Limits()
+        self._rates = RateLimits(self._limits, clock)
 
     def __call__(
-        self, method: str, rule: str, *, token: bool = False, cached: bool = False
+        self,
+        method: str,
+        rule: str,
+        *,
+        token: bool = False,
+        cached: bool = False,
+        rate: RateClass | None = None,
+        max_body: int | None = None,
+        keeps_oversize: bool = False,
     ) -> Callable[[Route], Route]:
         """``token``: a command, bearer token required, and every cached answer dropped
-        after it. ``cached``: a read reused for the snapshot TTL, a 503 included."""
+        after it. ``cached``: a read reused for the snapshot TTL, a 503 included.
+        ``rate``: the allowance the route spends per client (commands by default for a
+        ``token`` route, none otherwise). ``max_body``: its body limit (the default of
+        every route otherwise); ``keeps_oversize``: a body over it still reaches the
+        route, cut one byte past the limit, for the route to record and refuse."""
+        rate_class = rate if rate is not None else RateClass.MUTATING if token else None
+        body_limit = self._limits.max_body if max_body is None else max_body
 
         def decorate(route: Route) -> Route:
             @functools.wraps(route)
             def handle(*args: Any, **kwargs: Any) -> Any:
+                self._hold_to_limits(rate_class, body_limit, keeps_oversize)
                 if not token:
                     return self._answer(rule, cached, lambda: route(*args, **kwargs))
                 self._authorize()
@@ -131,6 +150,29 @@ class Endpoints:
             return route
 
         return decorate
+
+    def _hold_to_limits(
+        self, rate_class: RateClass | None, body_limit: int, keeps_oversize: bool
+    ) -> None:
+        """429 for a client over its rate, 413 for a body over its size (declared: before
+        a byte of it is read). The socket's address, not a forwarded one a client could
+        make up, names the client."""
+        environ = request.environ
+        if rate_class is not None:
+            refusal = self._rates.check(rate_class, environ.get("REMOTE_ADDR") or "unknown")
+            if refusal is not None:
+                error = fail(
+                    429, refusal.message, limit=refusal.limit, retry_after=refusal.retry_after
+                )
+                error.set_header("Retry-After", str(refusal.retry_after))
+                raise error
+        body = read_body(environ, body_limit, read_over=keeps_oversize)
+        if body.over and not keeps_oversize:
+            raise fail(
+                413,
+                f"body of {body.size} bytes is over the limit of {body_limit} bytes",
+                limit=body_limit,
+            )
 
     def _authorize(self) -> None:
         """Bearer token required, compared in constant time."""
@@ -168,12 +210,8 @@ def _render(produce: Callable[[], Any]) -> tuple[int, bytes]:
 
 
 def json_body() -> dict[str, Any]:
-    length = request.content_length
-    if length > _MAX_BODY:
-        raise fail(413, f"body of {length} bytes is over the limit of {_MAX_BODY}")
-    raw = request.body.read(_MAX_BODY + 1)
-    if len(raw) > _MAX_BODY:
-        raise fail(413, f"body is over the limit of {_MAX_BODY} bytes")
+    """The body as a JSON object, {} when empty (its size already held to the limit)."""
+    raw = body_of(request.environ).data
     if not raw.strip():
         return {}
     try:

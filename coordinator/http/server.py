@@ -2,19 +2,79 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import resource
 import threading
 from typing import Any, cast
 
 import waitress
 import waitress.server
 from waitress import wasyncore
+from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
 
 from coordinator.errors import CoordinatorError
 
-__all__ = ["HttpServer", "HttpServerError"]
+__all__ = ["HttpServer", "HttpServerError", "raise_open_files_limit"]
 
 logger = logging.getLogger(__name__)
+
+_FILES_KEPT = 256
+"""Open files kept for all but the HTTP connections: the stores' connections, Redis,
+logs, the embedded servers' pipes."""
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft limit of open files to the hard one, so that the connections the
+    server is sized for can all be open; the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            logger.warning("open files limit stays at %d (hard %d): %s", soft, hard, exc)
+            return soft
+        logger.info("open files limit raised from %d to its hard limit %d", soft, hard)
+        return hard
+    logger.info("open files limit is %d", soft)
+    return soft
+
+
+def _connection_limit(wanted: int) -> int:
+    """``wanted``, or fewer when the open-files limit would not allow as many."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or wanted + _FILES_KEPT <= soft:
+        return wanted
+    allowed = max(10, soft - _FILES_KEPT)
+    logger.warning(
+        "HTTP_CONNECTION_LIMIT=%d does not fit under the open files limit %d: %d connections",
+        wanted,
+        soft,
+        allowed,
+    )
+    return allowed
+
+
+class _JsonErrorTask(ErrorTask):
+    """What waitress refuses itself (a body past its buffer, a malformed request, a
+    header too large) answered in JSON like every other error."""
+
+    def execute(self) -> None:
+        # Any: the request's error is typed as waitress's base Error, without its fields.
+        error = cast(Any, self.request).error
+        body = json.dumps({"error": f"{error.reason}: {error.body}", "status": error.code}).encode()
+        self.status = f"{error.code} {error.reason}"
+        cast(list[tuple[str, str]], self.response_headers).append(
+            ("Content-Type", "application/json")
+        )
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class _Channel(HTTPChannel):
+    error_task_class = _JsonErrorTask
 
 
 class HttpServerError(CoordinatorError):
@@ -30,6 +90,9 @@ class HttpServer:
         port: int,
         threads: int,
         max_request_body_size: int = 4 * 1024 * 1024,
+        channel_timeout: int = 30,
+        connection_limit: int = 2000,
+        cleanup_interval: int = 10,
     ) -> None:
         try:
             # Any: what stop() uses of waitress (effective_port, trigger, the channel
@@ -43,12 +106,18 @@ class HttpServer:
                     threads=threads,
                     ident="coordinator",
                     clear_untrusted_proxy_headers=True,
-                    channel_timeout=30,
-                    connection_limit=200,
+                    # Idle and stalled connections are closed after channel_timeout, and
+                    # enough may be open that slow clients cannot crowd out a health check.
+                    channel_timeout=channel_timeout,
+                    connection_limit=_connection_limit(connection_limit),
+                    cleanup_interval=cleanup_interval,
+                    # select() cannot watch a descriptor past 1023; poll() can.
+                    asyncore_use_poll=True,
                     # waitress buffers a body before the app sees it: bound what it keeps.
                     max_request_body_size=max_request_body_size,
                 ),
             )
+            self._server.channel_class = _Channel
         except OSError as exc:
             raise HttpServerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         self.host = host

@@ -1,0 +1,194 @@
+"""What one client may ask of the API: a rate per client address (429 with
+Retry-After), a body size on every route (413), and idle connections that cannot crowd
+out a health check. Whole coordinators over real sockets."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from tests.pipeline import AUTH, signal_payload
+
+OTHER_CLIENT = "127.0.0.2"
+# A rate so slow that no token comes back while a test runs: the burst is all a client
+# gets, whatever the machine's speed.
+SLOW = "0.001/s burst 3"
+
+# Every route that changes something, with a path that reaches it.
+MUTATING = {
+    "POST /signals": "/signals",
+    "POST /trading/halt": "/trading/halt",
+    "POST /trading/resume": "/trading/resume",
+    "POST /drills/actors/<name>/<kind>": "/drills/actors/stats/crash",
+    "POST /orders/<client_order_id>/resolve": "/orders/no-such-order/resolve",
+    "POST /universe/refresh": "/universe/refresh",
+    "POST /universe/blacklist": "/universe/blacklist",
+    "DELETE /universe/blacklist/<symbol>": "/universe/blacklist/BTCUSDC",
+}
+
+
+def request(
+    base: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    *,
+    source: str = "127.0.0.1",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """One request from ``source`` (a loopback address of the client's choosing)."""
+    url = urlsplit(base)
+    assert url.hostname is not None and url.port is not None
+    conn = http.client.HTTPConnection(
+        url.hostname, url.port, timeout=10, source_address=(source, 0)
+    )
+    try:
+        conn.request(method, path, body=body, headers={**AUTH, **(headers or {})})
+        answer = conn.getresponse()
+        payload = json.loads(answer.read() or b"{}")
+        return answer.status, dict(answer.getheaders()), payload
+    finally:
+        conn.close()
+
+
+def signal() -> bytes:
+    return json.dumps(signal_payload("ETHUSDC")).encode()
+
+
+def test_a_burst_of_commands_then_429_with_retry_after_and_the_limit_named(pipelines):
+    pipe = pipelines({"HTTP_RATE_LIMIT_MUTATING": SLOW})
+    answers = [request(pipe.url, "POST", "/trading/resume", b"{}") for _ in range(3)]
+    assert [status for status, _, _ in answers] == [200, 200, 200], answers
+
+    status, headers, body = request(pipe.url, "POST", "/trading/resume", b"{}")
+    assert status == 429, body
+    assert int(headers["Retry-After"]) >= 1
+    assert body["retry_after"] == int(headers["Retry-After"])
+    assert body["limit"] == "0.001/s burst 3"
+    assert "HTTP_RATE_LIMIT_MUTATING" in body["error"] and body["status"] == 429
+    # Every command spends the same allowance, a wrong token too.
+    status, _, _ = request(pipe.url, "POST", "/universe/refresh")
+    assert status == 429
+    status, _, _ = request(pipe.url, "POST", "/trading/halt", b"{}", headers={"Authorization": ""})
+    assert status == 429
+
+    # Another client is not held back by the first, and reads are never limited.
+    status, _, body = request(pipe.url, "POST", "/trading/resume", b"{}", source=OTHER_CLIENT)
+    assert status == 200, body
+    assert request(pipe.url, "GET", "/status")[0] == 200
+    # Signals have their own allowance.
+    status, _, body = request(pipe.url, "POST", "/signals", signal())
+    assert status == 202, body
+
+
+def test_a_burst_of_signals_then_429_and_another_client_still_sends(pipelines):
+    pipe = pipelines({"HTTP_RATE_LIMIT_SIGNALS": SLOW})
+    statuses = [request(pipe.url, "POST", "/signals", signal())[0] for _ in range(3)]
+    assert statuses == [202, 202, 202]
+
+    refused = json.dumps(signal_payload("SOLUSDC")).encode()
+    status, headers, body = request(pipe.url, "POST", "/signals", refused)
+    assert status == 429, body
+    assert int(headers["Retry-After"]) >= 1
+    assert "HTTP_RATE_LIMIT_SIGNALS" in body["error"]
+    consensus_id = json.loads(refused)["metadata"]["consensus_id"]
+    status, _, _ = request(pipe.url, "GET", f"/signals/consensus:{consensus_id}")
+    assert status == 404, "a refused request is not taken in"
+
+    status, _, body = request(pipe.url, "POST", "/signals", refused, source=OTHER_CLIENT)
+    assert status == 202, body
+    # Commands have their own allowance.
+    assert request(pipe.url, "POST", "/trading/resume", b"{}")[0] == 200
+
+
+@pytest.fixture
+def unlimited(pipelines) -> Any:
+    """A coordinator whose rates do not get in the way of the body tests."""
+    return pipelines(
+        {
+            "HTTP_RATE_LIMIT_MUTATING": "off",
+            "HTTP_RATE_LIMIT_SIGNALS": "off",
+            "MAX_SIGNAL_BYTES": "4096",
+        }
+    )
+
+
+def test_every_mutating_route_is_checked_here(unlimited):
+    listed = requests.get(unlimited.url + "/", timeout=10).json()["endpoints"]
+    changing = {route for route in listed if not route.startswith("GET ")}
+    assert changing == set(MUTATING)
+
+
+@pytest.mark.parametrize("route", sorted(MUTATING))
+def test_a_body_over_the_limit_is_413_in_json_on_every_mutating_route(unlimited, route):
+    method, _ = route.split(" ", 1)
+    limit = 4096 if route == "POST /signals" else 64 * 1024
+    status, _, body = request(unlimited.url, method, MUTATING[route], b"{" + b" " * limit + b"}")
+    assert status == 413, body
+    assert body["status"] == 413
+    assert f"{limit + 2} bytes is over the limit of {limit} bytes" in body["error"]
+
+
+def chunks(size: int) -> Iterator[bytes]:
+    sent = 0
+    while sent < size:
+        piece = min(8192, size - sent)
+        sent += piece
+        yield b" " * piece
+
+
+def test_a_chunked_body_over_the_limit_is_413_too(unlimited):
+    answer = requests.post(
+        unlimited.url + "/trading/halt", data=chunks(200_000), headers=AUTH, timeout=10
+    )
+    assert answer.status_code == 413, answer.text
+    assert "over the limit of 65536 bytes" in answer.json()["error"]
+    # Within the limit, a chunked body is read as any other.
+    halt = json.dumps({"reason": "chunked"}).encode()
+    answer = requests.post(
+        unlimited.url + "/trading/halt", data=iter([halt[:5], halt[5:]]), headers=AUTH, timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    assert requests.post(unlimited.url + "/trading/resume", headers=AUTH, timeout=10).ok
+
+
+def test_reads_are_held_to_the_limit_and_a_huge_declared_body_is_refused_unread(unlimited):
+    status, _, body = request(unlimited.url, "GET", "/status", b" " * (64 * 1024 + 1))
+    assert status == 413, body
+
+    # Far past what the server buffers: refused on the headers, in JSON, nothing sent.
+    url = urlsplit(unlimited.url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /trading/halt HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n"
+        )
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        assert answer.status == 413
+        assert answer.getheader("Content-Type") == "application/json"
+        assert json.loads(answer.read())["status"] == 413
+
+
+def test_health_answers_with_1000_idle_connections_open(pipelines):
+    pipe = pipelines()
+    url = urlsplit(pipe.url)
+    idle: list[socket.socket] = []
+    try:
+        for index in range(1000):
+            sock = socket.create_connection((url.hostname, url.port), timeout=10)
+            if index % 2:
+                # Half of them stall in the middle of a request line.
+                sock.sendall(b"GET /hea")
+            idle.append(sock)
+        answer = requests.get(pipe.url + "/health", timeout=5)
+        assert answer.status_code == 200, answer.text
+    finally:
+        for sock in idle:
+            sock.close()
