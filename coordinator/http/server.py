@@ -11,7 +11,9 @@ from typing import Any, cast
 import waitress
 import waitress.server
 from waitress import wasyncore
+from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
 
 from coordinator.errors import CoordinatorError
@@ -23,6 +25,9 @@ logger = logging.getLogger(__name__)
 _FILES_KEPT = 256
 """Open files kept for all but the HTTP connections: the stores' connections, Redis,
 logs, the embedded servers' pipes."""
+
+
+_ACCEPTS_PER_TURN = 256
 
 
 def raise_open_files_limit() -> int:
@@ -77,6 +82,24 @@ class _Channel(HTTPChannel):
     error_task_class = _JsonErrorTask
 
 
+class _Listener(TcpWSGIServer):
+    channel_class = _Channel
+
+    def handle_accept(self) -> None:
+        # waitress takes one connection per turn of its loop, and each turn polls every
+        # open connection: a flood of a thousand would keep a health check queued
+        # behind it for a second. Take in what is waiting, up to the limit.
+        # Any: the channel map is not in waitress's stubs.
+        channels: dict[int, Any] = cast(Any, self)._map
+        for _ in range(_ACCEPTS_PER_TURN):
+            if len(channels) >= self.adj.connection_limit:
+                return
+            before = len(channels)
+            super().handle_accept()
+            if len(channels) == before:
+                return
+
+
 class HttpServerError(CoordinatorError):
     """The server could not listen; the message names the address."""
 
@@ -94,30 +117,33 @@ class HttpServer:
         connection_limit: int = 2000,
         cleanup_interval: int = 10,
     ) -> None:
+        settings: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "threads": threads,
+            "ident": "coordinator",
+            "clear_untrusted_proxy_headers": True,
+            # Idle and stalled connections are closed after channel_timeout, and enough
+            # may be open that slow clients cannot crowd out a health check.
+            "channel_timeout": channel_timeout,
+            "connection_limit": _connection_limit(connection_limit),
+            "cleanup_interval": cleanup_interval,
+            # select() cannot watch a descriptor past 1023; poll() can.
+            "asyncore_use_poll": True,
+            # waitress buffers a body before the app sees it: bound what it keeps.
+            "max_request_body_size": max_request_body_size,
+        }
         try:
+            adjustments = Adjustments(**settings)
             # Any: what stop() uses of waitress (effective_port, trigger, the channel
             # map) is not in its stubs.
             self._server = cast(
                 Any,
-                waitress.server.create_server(
-                    app,
-                    host=host,
-                    port=port,
-                    threads=threads,
-                    ident="coordinator",
-                    clear_untrusted_proxy_headers=True,
-                    # Idle and stalled connections are closed after channel_timeout, and
-                    # enough may be open that slow clients cannot crowd out a health check.
-                    channel_timeout=channel_timeout,
-                    connection_limit=_connection_limit(connection_limit),
-                    cleanup_interval=cleanup_interval,
-                    # select() cannot watch a descriptor past 1023; poll() can.
-                    asyncore_use_poll=True,
-                    # waitress buffers a body before the app sees it: bound what it keeps.
-                    max_request_body_size=max_request_body_size,
-                ),
+                _Listener(app, adj=adjustments, sockinfo=cast(Any, adjustments.listen[0]))
+                if len(adjustments.listen) == 1
+                # A name with several addresses: waitress's own listener on each.
+                else waitress.server.create_server(app, **settings),
             )
-            self._server.channel_class = _Channel
         except OSError as exc:
             raise HttpServerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         self.host = host
