@@ -279,6 +279,7 @@ class Coordinator:
             channel_timeout=config.http.channel_timeout,
             connection_limit=config.http.connection_limit,
             cleanup_interval=config.http.cleanup_interval,
+            request_timeout=config.http.request_timeout,
         ).start()
         logger.info("coordinator running; API on %s", self.http.url)
 

@@ -192,3 +192,25 @@ def test_health_answers_with_1000_idle_connections_open(pipelines):
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_a_request_trickling_in_is_cut_off_after_the_request_timeout(pipelines):
+    # Never idle for the idle timeout, so only the request timeout can close it.
+    pipe = pipelines({"HTTP_REQUEST_TIMEOUT": "1", "HTTP_CLEANUP_INTERVAL": "1"})
+    url = urlsplit(pipe.url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.settimeout(0.2)
+        request_line = b"GET /health HTTP/1.1\r\nX-Slow: " + b"a" * 200
+        closed = False
+        for byte in request_line:
+            try:
+                sock.sendall(bytes([byte]))
+                closed = sock.recv(1024) == b""
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+            if closed:
+                break
+        assert closed, "the connection was still open after 40 s of trickle"
+    assert requests.get(pipe.url + "/health", timeout=5).status_code == 200

@@ -73,6 +73,7 @@ class HttpConfig:
     channel_timeout: int
     connection_limit: int
     cleanup_interval: int
+    request_timeout: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,6 +111,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("HTTP_CHANNEL_TIMEOUT", "http", "channel_timeout", Integer(1, 3600), 30, "seconds an idle or stalled connection is kept open (waitress channel_timeout)"),
     _s("HTTP_CONNECTION_LIMIT", "http", "connection_limit", Integer(10, 100_000), 2000, "connections open at once (waitress connection_limit); kept under the open-files limit, which start-up raises to its hard limit"),
     _s("HTTP_CLEANUP_INTERVAL", "http", "cleanup_interval", Integer(1, 3600), 10, "seconds between two sweeps closing the connections idle past HTTP_CHANNEL_TIMEOUT (waitress cleanup_interval)"),
+    _s("HTTP_REQUEST_TIMEOUT", "http", "request_timeout", Integer(1, 3600), 30, "seconds a request may take to arrive whole (headers and body), however steadily it trickles in; then its connection is closed"),
     # dependencies
     _s("TRADER_API_URL", "trader", "url", Url(("http", "https")), None, "Trader service base URL; unset, unless on paper: RootTrading's http://trader:5002"),
     _s("PORTFOLIO_API_URL", "portfolio", "url", Url(("http", "https")), None, "Portfolio service base URL; unset, unless on paper: RootTrading's http://portfolio:8000"),

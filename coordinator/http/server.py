@@ -6,6 +6,7 @@ import json
 import logging
 import resource
 import threading
+import time
 from typing import Any, cast
 
 import waitress
@@ -80,10 +81,35 @@ class _JsonErrorTask(ErrorTask):
 
 class _Channel(HTTPChannel):
     error_task_class = _JsonErrorTask
+    started: float | None = None
+    """When the request being received began arriving; None between requests."""
+    _timed: object = None
+
+    def received(self, data: bytes) -> bool:
+        result: bool = super().received(data)
+        partial = self.request
+        if partial is None:
+            self.started = None
+        elif partial is not self._timed:
+            self.started = time.time()
+        self._timed = partial
+        return result
 
 
 class _Listener(TcpWSGIServer):
     channel_class = _Channel
+    request_timeout: float = 30.0
+    """Seconds a request may take to arrive whole, however steadily it trickles in."""
+
+    def maintenance(self, now: float) -> None:
+        # waitress closes a connection idle for channel_timeout; one that sends a byte
+        # now and then is never idle, and would hold its slot for ever.
+        super().maintenance(cast(Any, now))  # a float: the stubs say int
+        cutoff = now - self.request_timeout
+        for channel in cast(Any, self).active_channels.values():
+            started = getattr(channel, "started", None)
+            if started is not None and started < cutoff and not channel.requests:
+                channel.will_close = True
 
     def handle_accept(self) -> None:
         # waitress takes one connection per turn of its loop, and each turn polls every
@@ -116,6 +142,7 @@ class HttpServer:
         channel_timeout: int = 30,
         connection_limit: int = 2000,
         cleanup_interval: int = 10,
+        request_timeout: float = 30.0,
     ) -> None:
         settings: dict[str, Any] = {
             "host": host,
@@ -144,6 +171,7 @@ class HttpServer:
                 # A name with several addresses: waitress's own listener on each.
                 else waitress.server.create_server(app, **settings),
             )
+            self._server.request_timeout = request_timeout
         except OSError as exc:
             raise HttpServerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         self.host = host
