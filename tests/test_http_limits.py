@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from coordinator.config import ConfigError, load_config
 from tests.pipeline import AUTH, signal_payload
 
 OTHER_CLIENT = "127.0.0.2"
@@ -214,3 +215,20 @@ def test_a_request_trickling_in_is_cut_off_after_the_request_timeout(pipelines):
                 break
         assert closed, "the connection was still open after 40 s of trickle"
     assert requests.get(pipe.url + "/health", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("10/s burst 20", (10.0, 20)), ("0.5 / s  BURST 1", (0.5, 1)), ("off", None)],
+)
+def test_a_rate_limit_setting_reads_a_rate_and_a_burst(raw, expected):
+    rate = load_config({"HTTP_RATE_LIMIT_MUTATING": raw}).http.rate_limit_mutating
+    assert (rate and (rate.per_second, rate.burst)) == expected
+
+
+@pytest.mark.parametrize("raw", ["10", "10/s", "0/s burst 5", "10/s burst 0", "ten/s burst 2"])
+def test_a_bad_rate_limit_is_refused_naming_the_setting_and_the_form(raw):
+    with pytest.raises(ConfigError) as caught:
+        load_config({"HTTP_RATE_LIMIT_SIGNALS": raw})
+    assert f"HTTP_RATE_LIMIT_SIGNALS={raw!r}" in str(caught.value)
+    assert "'10/s burst 20'" in str(caught.value)
