@@ -7,6 +7,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -232,3 +234,27 @@ def test_a_bad_rate_limit_is_refused_naming_the_setting_and_the_form(raw):
         load_config({"HTTP_RATE_LIMIT_SIGNALS": raw})
     assert f"HTTP_RATE_LIMIT_SIGNALS={raw!r}" in str(caught.value)
     assert "'10/s burst 20'" in str(caught.value)
+
+
+OPEN_FILES = """
+import json, resource, sys
+from coordinator.http import server
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+raised = server.raise_open_files_limit()
+after = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512))
+sized = [server._connection_limit(2000), server._connection_limit(100)]
+print(json.dumps([hard, raised, after, *sized]))
+"""
+
+
+def test_start_up_raises_the_open_files_limit_and_sizes_connections_under_it():
+    # In a process of its own: a limit once lowered cannot be raised back past it.
+    out = subprocess.run(
+        [sys.executable, "-c", OPEN_FILES], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    hard, raised, after, sized, small = json.loads(out)
+    assert raised == after == hard
+    assert sized == 512 - 256, "2,000 connections do not fit under 512 open files"
+    assert small == 100

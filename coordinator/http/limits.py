@@ -12,7 +12,17 @@ from typing import Any
 
 from coordinator.trading.rate_limit import Rate, RateLimiter
 
-__all__ = ["DEFAULT_MAX_BODY", "Body", "Limits", "RateClass", "RateLimits", "read_body"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "Body",
+    "Limits",
+    "RateClass",
+    "RateLimits",
+    "Refusal",
+    "body_of",
+    "declared_length",
+    "read_body",
+]
 
 DEFAULT_MAX_BODY = 64 * 1024
 _ENVIRON_KEY = "coordinator.body"
