@@ -124,7 +124,9 @@ def unlimited(pipelines) -> Any:
 
 
 def test_every_mutating_route_is_checked_here(unlimited):
-    listed = requests.get(unlimited.url + "/", timeout=10).json()["endpoints"]
+    listed = requests.get(
+        unlimited.url + "/", headers={"Accept": "application/json"}, timeout=10
+    ).json()["endpoints"]
     changing = {route for route in listed if not route.startswith("GET ")}
     assert changing == set(MUTATING)
 
