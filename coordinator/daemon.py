@@ -29,7 +29,8 @@ from coordinator.config.parts import parts_of
 from coordinator.errors import CoordinatorError
 from coordinator.http.app import create_app
 from coordinator.http.facade import CoordinatorApi
-from coordinator.http.server import HttpServer
+from coordinator.http.limits import Limits
+from coordinator.http.server import HttpServer, raise_open_files_limit
 from coordinator.infra.embedded import DataDirLock, EmbeddedPostgres, EmbeddedRedis
 from coordinator.infra.event_codec import event_json
 from coordinator.infra.intake_readers import IntakeReaders
@@ -256,7 +257,14 @@ class Coordinator:
             snapshot_ttl=config.service.snapshot_ttl,
             clock=self.clock.monotonic,
             max_signal_bytes=config.intake.max_signal_bytes,
+            limits=Limits(
+                mutating=config.http.rate_limit_mutating,
+                signals=config.http.rate_limit_signals,
+                max_clients=config.http.rate_limit_clients,
+                max_body=config.http.max_body_bytes,
+            ),
         )
+        raise_open_files_limit()
         self.http = HttpServer(
             app,
             host=config.service.host,
@@ -265,7 +273,13 @@ class Coordinator:
             # A signal somewhat over its limit still reaches the intake, to be recorded
             # as invalid; far beyond it (and beyond what any other route takes) waitress
             # answers 413 itself.
-            max_request_body_size=max(4 * config.intake.max_signal_bytes, 1024 * 1024),
+            max_request_body_size=max(
+                4 * config.intake.max_signal_bytes, 4 * config.http.max_body_bytes
+            ),
+            channel_timeout=config.http.channel_timeout,
+            connection_limit=config.http.connection_limit,
+            cleanup_interval=config.http.cleanup_interval,
+            request_timeout=config.http.request_timeout,
         ).start()
         logger.info("coordinator running; API on %s", self.http.url)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from coordinator.trading.rate_limit import Rate
 from coordinator.trading.symbols import is_symbol
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Number",
     "Numbers",
     "Range",
+    "RateLimit",
     "SymbolDecimals",
     "SymbolRules",
     "Symbols",
@@ -150,6 +152,21 @@ class Text(Kind):
         if self.pattern is not None and not re.fullmatch(self.pattern, text):
             raise ValueError
         return text
+
+
+class RateLimit(Kind):
+    allowed = "a rate and a burst such as '10/s burst 20' (rate > 0, burst >= 1), or off"
+
+    _FORM = re.compile(r"([0-9]*\.?[0-9]+)\s*/\s*s\s+burst\s+([0-9]+)", re.IGNORECASE)
+
+    def parse(self, raw: Any) -> Rate | None:
+        text = str(raw).strip()
+        if text.lower() == "off":
+            return None
+        found = self._FORM.fullmatch(text)
+        if found is None:
+            raise ValueError
+        return Rate(per_second=float(found[1]), burst=int(found[2]))
 
 
 @dataclass(frozen=True)

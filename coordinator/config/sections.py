@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 from coordinator.config.kinds import Url
 from coordinator.config.modes import Note
 from coordinator.config.settings import SETTINGS, Setting
+from coordinator.trading.rate_limit import Rate
 from coordinator.trading.sizing import SizingTable
 from coordinator.trading.sizing_roottrading import SizingMode
 from coordinator.trading.validation import RiskConfig
@@ -26,6 +27,7 @@ __all__ = [
     "DatabaseConfig",
     "ExecutionConfig",
     "HealthConfig",
+    "HttpConfig",
     "HttpServiceConfig",
     "IntakeConfig",
     "PaperConfig",
@@ -58,6 +60,20 @@ class ServiceConfig:
     http_threads: int
     ask_timeout: float
     snapshot_ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """What one client may ask of the HTTP API, and what the server holds open."""
+
+    rate_limit_mutating: Rate | None
+    rate_limit_signals: Rate | None
+    rate_limit_clients: int
+    max_body_bytes: int
+    channel_timeout: int
+    connection_limit: int
+    cleanup_interval: int
+    request_timeout: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +272,7 @@ class SupervisorConfig:
 
 SECTION_TYPES: dict[str, type] = {
     "service": ServiceConfig,
+    "http": HttpConfig,
     "trader": HttpServiceConfig,
     "portfolio": HttpServiceConfig,
     "redis": RedisConfig,
@@ -312,6 +329,7 @@ class Config:
     """The effective configuration; ``sources`` says where each variable came from."""
 
     service: ServiceConfig
+    http: HttpConfig
     trader: HttpServiceConfig
     portfolio: HttpServiceConfig
     redis: RedisConfig
@@ -371,6 +389,8 @@ def _redact(setting: Setting, value: Any) -> Any:
         return redact_url(value)
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, Rate):
+        return value.describe()
     if isinstance(value, tuple):
         return list(value)
     return value

@@ -19,6 +19,7 @@ from coordinator.config.kinds import (
     Number,
     Numbers,
     Range,
+    RateLimit,
     SymbolDecimals,
     SymbolRules,
     Symbols,
@@ -102,6 +103,15 @@ SETTINGS: tuple[Setting, ...] = (
         "how long a route waits for an actor before answering 503",
     ),
     _s("HTTP_SNAPSHOT_TTL", "service", "snapshot_ttl", Number(minimum=0, maximum=5, unit="seconds"), 0.25, "how long read-only routes reuse an answer; 0: never"),
+    # http: what one client may ask of the API, and what the server holds open
+    _s("HTTP_RATE_LIMIT_MUTATING", "http", "rate_limit_mutating", RateLimit(), "10/s burst 20", "commands (routes with the token, but POST /signals) per client address; over it 429 with Retry-After; off: no limit"),
+    _s("HTTP_RATE_LIMIT_SIGNALS", "http", "rate_limit_signals", RateLimit(), "200/s burst 400", "POST /signals per client address; over it 429 with Retry-After; off: no limit"),
+    _s("HTTP_RATE_LIMIT_CLIENTS", "http", "rate_limit_clients", Integer(1, 100_000), 10_000, "client addresses the rate limits remember; past it the least recent is forgotten"),
+    _s("HTTP_MAX_BODY_BYTES", "http", "max_body_bytes", Integer(1024, 512 * 1024), 64 * 1024, "request body size limit of every route but POST /signals (which takes MAX_SIGNAL_BYTES); over it 413"),
+    _s("HTTP_CHANNEL_TIMEOUT", "http", "channel_timeout", Integer(1, 3600), 30, "seconds an idle or stalled connection is kept open (waitress channel_timeout)"),
+    _s("HTTP_CONNECTION_LIMIT", "http", "connection_limit", Integer(10, 100_000), 2000, "connections open at once (waitress connection_limit); kept under the open-files limit, which start-up raises to its hard limit"),
+    _s("HTTP_CLEANUP_INTERVAL", "http", "cleanup_interval", Integer(1, 3600), 10, "seconds between two sweeps closing the connections idle past HTTP_CHANNEL_TIMEOUT (waitress cleanup_interval)"),
+    _s("HTTP_REQUEST_TIMEOUT", "http", "request_timeout", Integer(1, 3600), 30, "seconds a request may take to arrive whole (headers and body), however steadily it trickles in; then its connection is closed"),
     # dependencies
     _s("TRADER_API_URL", "trader", "url", Url(("http", "https")), None, "Trader service base URL; unset, unless on paper: RootTrading's http://trader:5002"),
     _s("PORTFOLIO_API_URL", "portfolio", "url", Url(("http", "https")), None, "Portfolio service base URL; unset, unless on paper: RootTrading's http://portfolio:8000"),

@@ -21,6 +21,7 @@ from coordinator.http import (
 )
 from coordinator.http.endpoints import Endpoints, json_error
 from coordinator.http.facade import CoordinatorApi
+from coordinator.http.limits import Limits
 from coordinator.trading.signals import MAX_PAYLOAD_BYTES
 
 __all__ = ["create_app"]
@@ -34,6 +35,7 @@ def create_app(
     snapshot_ttl: float = 0.0,
     clock: Callable[[], float] = time.monotonic,
     max_signal_bytes: int = MAX_PAYLOAD_BYTES,
+    limits: Limits | None = None,
 ) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True, autojson=True)
     app.default_error_handler = json_error
@@ -43,6 +45,7 @@ def create_app(
         snapshot_ttl=snapshot_ttl,
         clock=clock,
         audit=api.record_audit,
+        limits=limits,
     )
 
     routes_dashboard.install(endpoint)

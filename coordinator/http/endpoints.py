@@ -1,5 +1,6 @@
-"""What every route shares: the one decorator that checks the token, records each call
-of a mutating route in the audit trail, turns an actor that does not answer into a 503
+"""What every route shares: the one decorator that holds a client to its rate and a
+body to its size, checks the token, records each call of a mutating route in the
+audit trail, turns an actor that does not answer into a 503
 naming it, and reuses the answers of the read-only routes; and the JSON errors, bodies
 and operator names the routes use."""
 
@@ -18,6 +19,7 @@ from bottle import HTTPError, HTTPResponse, request, response
 
 from coordinator.http.asking import ActorUnavailable
 from coordinator.http.audit import call_fields
+from coordinator.http.limits import Limits, RateClass, RateLimits, body_of, read_body
 
 __all__ = [
     "AnswerCache",
@@ -33,7 +35,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_MAX_BODY = 64 * 1024
 _TOKEN_HELP = (
     "set COORDINATOR_API_TOKEN (16 characters or more) in the coordinator's environment "
     "and send it as 'Authorization: Bearer <token>'"
@@ -111,11 +112,14 @@ class Endpoints:
         snapshot_ttl: float,
         clock: Callable[[], float],
         audit: Audit | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.app = app
         self._token = api_token
         self._answers = AnswerCache(snapshot_ttl, clock)
         self._audit = audit
+        self._limits = limits or Limits()
+        self._rates = RateLimits(self._limits, clock)
 
     def __call__(
         self,
@@ -125,11 +129,20 @@ class Endpoints:
         token: bool = False,
         cached: bool = False,
         audited: bool | None = None,
+        rate: RateClass | None = None,
+        max_body: int | None = None,
+        keeps_oversize: bool = False,
     ) -> Callable[[Route], Route]:
         """``token``: a command, bearer token required, and every cached answer dropped
         after it. ``cached``: a read reused for the snapshot TTL, a 503 included.
-        ``audited`` (default: ``token``): every call, refusals included, goes to the
-        audit trail with its answer."""
+        ``rate``: the allowance the route spends per client (commands by default for a
+        ``token`` route, none otherwise). ``max_body``: its body limit (the default of
+        every route otherwise); ``keeps_oversize``: a body over it still reaches the
+        route, cut one byte past the limit, for the route to record and refuse.
+        ``audited`` (default: ``token``): every call past the limits, refusals included,
+        goes to the audit trail with its answer."""
+        rate_class = rate if rate is not None else RateClass.MUTATING if token else None
+        body_limit = self._limits.max_body if max_body is None else max_body
 
         def decorate(route: Route) -> Route:
             @functools.wraps(route)
@@ -137,6 +150,9 @@ class Endpoints:
                 def call() -> Any:
                     return route(*args, **kwargs)
 
+                # Refused by the limits: neither read nor recorded (a flood must not turn
+                # into a flood of audit rows).
+                self._hold_to_limits(rate_class, body_limit, keeps_oversize)
                 if not token:
                     return self._answer(rule, cached, call)
                 if token if audited is None else audited:
@@ -180,6 +196,29 @@ class Endpoints:
                 "could not record %s %s in the audit trail", request.method, request.path
             )
 
+    def _hold_to_limits(
+        self, rate_class: RateClass | None, body_limit: int, keeps_oversize: bool
+    ) -> None:
+        """429 for a client over its rate, 413 for a body over its size (declared: before
+        a byte of it is read). The socket's address, not a forwarded one a client could
+        make up, names the client."""
+        environ = request.environ
+        if rate_class is not None:
+            refusal = self._rates.check(rate_class, environ.get("REMOTE_ADDR") or "unknown")
+            if refusal is not None:
+                error = fail(
+                    429, refusal.message, limit=refusal.limit, retry_after=refusal.retry_after
+                )
+                error.set_header("Retry-After", str(refusal.retry_after))
+                raise error
+        body = read_body(environ, body_limit, read_over=keeps_oversize)
+        if body.over and not keeps_oversize:
+            raise fail(
+                413,
+                f"body of {body.size} bytes is over the limit of {body_limit} bytes",
+                limit=body_limit,
+            )
+
     def _authorize(self) -> None:
         """Bearer token required, compared in constant time."""
         if self._token is None:
@@ -216,12 +255,8 @@ def _render(produce: Callable[[], Any]) -> tuple[int, bytes]:
 
 
 def json_body() -> dict[str, Any]:
-    length = request.content_length
-    if length > _MAX_BODY:
-        raise fail(413, f"body of {length} bytes is over the limit of {_MAX_BODY}")
-    raw = request.body.read(_MAX_BODY + 1)
-    if len(raw) > _MAX_BODY:
-        raise fail(413, f"body is over the limit of {_MAX_BODY} bytes")
+    """The body as a JSON object, {} when empty (its size already held to the limit)."""
+    raw = body_of(request.environ).data
     if not raw.strip():
         return {}
     try:

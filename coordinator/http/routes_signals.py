@@ -9,6 +9,7 @@ from bottle import request, response
 
 from coordinator.http.endpoints import Endpoints, fail
 from coordinator.http.facade import CoordinatorApi
+from coordinator.http.limits import RateClass, body_of
 from coordinator.trading.symbols import is_symbol
 from coordinator.trading.validation import AdmissionStatus, Outcome, Reason
 
@@ -23,20 +24,24 @@ _ADMISSION_STATUS: dict[tuple[str, str | None], int] = {
 
 
 def install(endpoint: Endpoints, api: CoordinatorApi, *, max_signal_bytes: int) -> None:
-    # Not in the audit trail: every signal is recorded as a signal, with its decision.
-    @endpoint("POST", "/signals", token=True, audited=False)
+    # Not in the audit trail: every signal is recorded as a signal, with its decision. A
+    # body over the limit still reaches the route, cut one byte past it: enough for the
+    # intake to record the signal as invalid, with the size the body declared.
+    @endpoint(
+        "POST",
+        "/signals",
+        token=True,
+        audited=False,
+        rate=RateClass.SIGNALS,
+        max_body=max_signal_bytes,
+        keeps_oversize=True,
+    )
     def submit_signal() -> dict[str, Any]:
         received_at, received_mono = time.time(), time.monotonic()
-        declared = request.content_length
-        # No more than one byte over the limit is read: enough for the intake to record
-        # the signal as invalid, with the size the body declared.
-        if declared > max_signal_bytes:
-            payload = request.environ["wsgi.input"].read(max_signal_bytes + 1)
-        else:
-            payload = request.body.read(max_signal_bytes + 1)
-        size = max(declared, len(payload))
+        body_read = body_of(request.environ)
+        size = body_read.size
         admission = api.submit_signal(
-            payload,
+            body_read.data,
             received_at=received_at,
             received_mono=received_mono,
             total_bytes=size if size > max_signal_bytes else None,

@@ -2,19 +2,128 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import resource
 import threading
+import time
 from typing import Any, cast
 
 import waitress
 import waitress.server
 from waitress import wasyncore
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
+from waitress.task import ErrorTask
 
 from coordinator.errors import CoordinatorError
 
-__all__ = ["HttpServer", "HttpServerError"]
+__all__ = ["HttpServer", "HttpServerError", "raise_open_files_limit"]
 
 logger = logging.getLogger(__name__)
+
+_FILES_KEPT = 256
+"""Open files kept for all but the HTTP connections: the stores' connections, Redis,
+logs, the embedded servers' pipes."""
+
+
+_ACCEPTS_PER_TURN = 256
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft limit of open files to the hard one, so that the connections the
+    server is sized for can all be open; the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            logger.warning("open files limit stays at %d (hard %d): %s", soft, hard, exc)
+            return soft
+        logger.info("open files limit raised from %d to its hard limit %d", soft, hard)
+        return hard
+    logger.info("open files limit is %d", soft)
+    return soft
+
+
+def _connection_limit(wanted: int) -> int:
+    """``wanted``, or fewer when the open-files limit would not allow as many."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or wanted + _FILES_KEPT <= soft:
+        return wanted
+    allowed = max(10, soft - _FILES_KEPT)
+    logger.warning(
+        "HTTP_CONNECTION_LIMIT=%d does not fit under the open files limit %d: %d connections",
+        wanted,
+        soft,
+        allowed,
+    )
+    return allowed
+
+
+class _JsonErrorTask(ErrorTask):
+    """What waitress refuses itself (a body past its buffer, a malformed request, a
+    header too large) answered in JSON like every other error."""
+
+    def execute(self) -> None:
+        # Any: the request's error is typed as waitress's base Error, without its fields.
+        error = cast(Any, self.request).error
+        body = json.dumps({"error": f"{error.reason}: {error.body}", "status": error.code}).encode()
+        self.status = f"{error.code} {error.reason}"
+        cast(list[tuple[str, str]], self.response_headers).append(
+            ("Content-Type", "application/json")
+        )
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class _Channel(HTTPChannel):
+    error_task_class = _JsonErrorTask
+    started: float | None = None
+    """When the request being received began arriving; None between requests."""
+    _timed: object = None
+
+    def received(self, data: bytes) -> bool:
+        result: bool = super().received(data)
+        partial = self.request
+        if partial is None:
+            self.started = None
+        elif partial is not self._timed:
+            self.started = time.time()
+        self._timed = partial
+        return result
+
+
+class _Listener(TcpWSGIServer):
+    channel_class = _Channel
+    request_timeout: float = 30.0
+    """Seconds a request may take to arrive whole, however steadily it trickles in."""
+
+    def maintenance(self, now: float) -> None:
+        # waitress closes a connection idle for channel_timeout; one that sends a byte
+        # now and then is never idle, and would hold its slot for ever.
+        super().maintenance(cast(Any, now))  # a float: the stubs say int
+        cutoff = now - self.request_timeout
+        for channel in cast(Any, self).active_channels.values():
+            started = getattr(channel, "started", None)
+            if started is not None and started < cutoff and not channel.requests:
+                channel.will_close = True
+
+    def handle_accept(self) -> None:
+        # waitress takes one connection per turn of its loop, and each turn polls every
+        # open connection: a flood of a thousand would keep a health check queued
+        # behind it for a second. Take in what is waiting, up to the limit.
+        # Any: the channel map is not in waitress's stubs.
+        channels: dict[int, Any] = cast(Any, self)._map
+        for _ in range(_ACCEPTS_PER_TURN):
+            if len(channels) >= self.adj.connection_limit:
+                return
+            before = len(channels)
+            super().handle_accept()
+            if len(channels) == before:
+                return
 
 
 class HttpServerError(CoordinatorError):
@@ -30,25 +139,39 @@ class HttpServer:
         port: int,
         threads: int,
         max_request_body_size: int = 4 * 1024 * 1024,
+        channel_timeout: int = 30,
+        connection_limit: int = 2000,
+        cleanup_interval: int = 10,
+        request_timeout: float = 30.0,
     ) -> None:
+        settings: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "threads": threads,
+            "ident": "coordinator",
+            "clear_untrusted_proxy_headers": True,
+            # Idle and stalled connections are closed after channel_timeout, and enough
+            # may be open that slow clients cannot crowd out a health check.
+            "channel_timeout": channel_timeout,
+            "connection_limit": _connection_limit(connection_limit),
+            "cleanup_interval": cleanup_interval,
+            # select() cannot watch a descriptor past 1023; poll() can.
+            "asyncore_use_poll": True,
+            # waitress buffers a body before the app sees it: bound what it keeps.
+            "max_request_body_size": max_request_body_size,
+        }
         try:
+            adjustments = Adjustments(**settings)
             # Any: what stop() uses of waitress (effective_port, trigger, the channel
             # map) is not in its stubs.
             self._server = cast(
                 Any,
-                waitress.server.create_server(
-                    app,
-                    host=host,
-                    port=port,
-                    threads=threads,
-                    ident="coordinator",
-                    clear_untrusted_proxy_headers=True,
-                    channel_timeout=30,
-                    connection_limit=200,
-                    # waitress buffers a body before the app sees it: bound what it keeps.
-                    max_request_body_size=max_request_body_size,
-                ),
+                _Listener(app, adj=adjustments, sockinfo=cast(Any, adjustments.listen[0]))
+                if len(adjustments.listen) == 1
+                # A name with several addresses: waitress's own listener on each.
+                else waitress.server.create_server(app, **settings),
             )
+            self._server.request_timeout = request_timeout
         except OSError as exc:
             raise HttpServerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         self.host = host
