@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import uuid
-from collections.abc import Iterator
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,8 +20,6 @@ from tests.test_trailing_stops import ENV as STOP_ENV
 from tests.test_trailing_stops import tick, ticks_seen, watched
 from tests.waiting import wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 STATIC = resources.files("coordinator.http").joinpath("static")
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 # The routes GET / listed before the dashboard: API clients may rely on each.
@@ -156,40 +151,6 @@ def test_stats_history_counts_the_minute_of_a_decision(pipelines):
 
 
 # --- in a real browser -----------------------------------------------------------------
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        pytest.skip(
-            f"no headless browser: {', '.join(missing)} missing "
-            "(apt-get install chromium chromium-driver)"
-        )
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1400,2400",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
 
 
 def text_of(driver: Any, selector: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,46 +90,61 @@ def test_bad_usage_exits_2_saying_why(tmp_path, before, after, said):
     assert not (tmp_path / "data").exists()
 
 
+def _start_demo(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+    """``coordinator demo`` at 3000x on ``port``: its stdout in demo.out, its log in
+    demo.log of ``tmp_path``."""
+    with (tmp_path / "demo.out").open("wb") as out, (tmp_path / "demo.log").open("wb") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "coordinator",
+                "demo",
+                "--candles",
+                str(CANDLES),
+                "--speed",
+                "3000",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "data"),
+            ],
+            cwd=ROOT,
+            env=_environment(),
+            stdout=out,
+            stderr=log,
+        )
+
+
+def _get(api: str, path: str) -> Any:
+    try:
+        return requests.get(api + path, timeout=2).json()
+    except (requests.RequestException, ValueError):
+        return None
+
+
+def _running(process: subprocess.Popen[bytes], tmp_path: Path) -> bool:
+    if process.poll() is not None:
+        raise AssertionError(
+            f"the demo exited {process.returncode}: {(tmp_path / 'demo.log').read_text()}"
+        )
+    return True
+
+
 @needs_candles
 @pytest.mark.timeout(120)
 def test_the_demo_trades_on_paper_and_stops_cleanly(tmp_path):
     port = free_port()
     api = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "demo.log").open("wb")
     out = tmp_path / "demo.out"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "coordinator",
-            "demo",
-            "--candles",
-            str(CANDLES),
-            "--speed",
-            "3000",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp_path / "data"),
-        ],
-        cwd=ROOT,
-        env=_environment(),
-        stdout=out.open("wb"),
-        stderr=log,
-    )
+    process = _start_demo(tmp_path, port)
     seen: dict[str, Any] = {}
 
     def get(path: str) -> Any:
-        try:
-            return requests.get(api + path, timeout=2).json()
-        except (requests.RequestException, ValueError):
-            return None
+        return _get(api, path)
 
     def traded() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"the demo exited {process.returncode}: {(tmp_path / 'demo.log').read_text()}"
-            )
+        _running(process, tmp_path)
         stats, stops, universe = get("/stats"), get("/trailing-stops"), get("/universe")
         if stats and stats.get("orders_sent"):
             seen["orders"] = stats["orders_sent"]
@@ -160,9 +176,51 @@ def test_the_demo_trades_on_paper_and_stops_cleanly(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait(10)
-        log.close()
     printed = out.read_text()
     assert f"dashboard: {api}/" in printed
     assert "1 BTC = 10,000 USDC" in printed
     assert "replay 2018-" in printed  # the progress line, one every 10 s off a terminal
     assert printed.rstrip().endswith("demo stopped")
+
+
+@needs_candles
+@pytest.mark.timeout(150)
+def test_the_dashboard_shows_the_demo_at_work(tmp_path, browser):
+    """The README's picture: the dashboard of the demo once it has traded, saved as
+    dashboard-demo.png in the test's directory (and copied where DASHBOARD_SCREENSHOT
+    says, which is how docs/dashboard-demo.png is made)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    process = _start_demo(tmp_path, port)
+    try:
+        wait_for(
+            lambda: (
+                _running(process, tmp_path)
+                and ((_get(api, "/trailing-stops") or {}).get("count") or 0) >= 2
+                and ((_get(api, "/stats") or {}).get("orders_sent") or 0) >= 3
+            ),
+            timeout=100,
+            interval=0.5,
+            message="the demo holding two positions",
+        )
+        browser.get(api + "/")
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#positions tr[data-symbol]"))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#decisions tr[data-symbol]"))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-counts circle"))
+        shot = tmp_path / "dashboard-demo.png"
+        assert browser.save_screenshot(str(shot))
+        print(f"dashboard of the demo: {shot}")
+        target = os.environ.get("DASHBOARD_SCREENSHOT")
+        if target:
+            shutil.copyfile(shot, target)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
