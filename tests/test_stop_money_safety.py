@@ -11,6 +11,7 @@ import psycopg2
 import pytest
 import requests
 
+from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.trading.routing import client_order_id, validator_for
 from tests.pipeline import AUTH, Pipeline, signal_payload
 from tests.test_pipeline import signal_id
@@ -112,8 +113,14 @@ def test_our_sell_ends_the_stop_so_it_never_sells_the_next_holding(pipelines):
     """Holding P1 trails high; a SELL signal sells it and a BUY opens P2 on the symbol
     before the Portfolio's view drops P1. A price under P1's stop and above P2's must
     sell nothing: P1's stop ended with our SELL."""
-    pipe = pipelines({**ENV, "POSITIONS_REFRESH_INTERVAL": "60"})
-    seed(pipe, "ETHUSDC", 1.0, 3_000.0)
+    # P1 is held before the start, so that the first fetches of the Ledger and the
+    # TrailingStop show it. Seeded after, each would see it only at its next fetch: the
+    # TrailingStop's is a minute away here, and a Ledger whose view lacks P1 rejects the
+    # SELL (no_position).
+    paper = PaperExchange(redis_url=None).start()
+    seed(paper, "ETHUSDC", 1.0, 3_000.0)
+    pipe = pipelines({**ENV, "POSITIONS_REFRESH_INTERVAL": "60"}, paper=paper)
+    pipe.paper.set_price("ETHUSDC", 3_000.0)  # the pipeline priced it as tests.pipeline does
     first = watched(pipe, "ETHUSDC")["position_key"]
     tick(pipe, "ETHUSDC", 3_300.0)
     assert ticks_seen(pipe, "ETHUSDC", 3_300.0)["stop"] == pytest.approx(3_234.0)
@@ -124,8 +131,9 @@ def test_our_sell_ends_the_stop_so_it_never_sells_the_next_holding(pipelines):
     buy = signal_payload("ETHUSDC", "BUY", price=3_300.0)
     pipe.publish(sell)
     pipe.publish(buy)
-    assert pipe.decision(signal_id(sell))["decision"]["outcome"] == "accepted"
-    assert pipe.decision(signal_id(buy))["decision"]["outcome"] == "accepted"
+    for signal in (sell, buy):
+        decision = pipe.decision(signal_id(signal))["decision"]
+        assert decision["outcome"] == "accepted", decision
 
     def both() -> dict[str, dict[str, Any]] | None:
         rows = {p["position_key"]: p for p in _rows(pipe, "ETHUSDC")}

@@ -11,6 +11,7 @@ import psycopg2
 import pytest
 import requests
 
+from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.messages.pipeline import PriceUpdated
 from coordinator.messages.stops import ExitPosition
 from coordinator.trading.routing import validator_for
@@ -40,10 +41,12 @@ ENV = {
 }
 
 
-def seed(pipe: Pipeline, symbol: str, quantity: float, entry: float) -> None:
-    """A position held at the paper exchange, bought an hour ago."""
+def seed(at: Pipeline | PaperExchange, symbol: str, quantity: float, entry: float) -> None:
+    """A position held at the paper exchange (a pipeline's, or one it is to start with),
+    bought an hour ago."""
+    paper = at.paper if isinstance(at, Pipeline) else at
     response = requests.post(
-        pipe.paper.url + "/_paper/positions",
+        paper.url + "/_paper/positions",
         json=[
             {
                 "symbol": symbol,
@@ -55,7 +58,7 @@ def seed(pipe: Pipeline, symbol: str, quantity: float, entry: float) -> None:
         timeout=5,
     )
     assert response.status_code == 200, response.text
-    pipe.paper.set_price(symbol, entry)
+    paper.set_price(symbol, entry)
 
 
 def stops(pipe: Pipeline) -> dict[str, Any]:

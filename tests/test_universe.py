@@ -68,7 +68,9 @@ def feed_candles(pipe: Pipeline, count: int = 100) -> None:
 
 
 def universe(pipe: Pipeline) -> dict[str, Any]:
-    return requests.get(pipe.url + "/universe", timeout=5).json()
+    response = requests.get(pipe.url + "/universe", timeout=5)
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def refresh(pipe: Pipeline) -> dict[str, Any]:
@@ -199,16 +201,18 @@ def test_a_crashed_universe_manager_is_restored_and_the_validators_keep_the_univ
     # While it restarts (or right after), the Validators still hold the universe.
     assert decide(pipe, "SOLUSDC")["outcome"] == "accepted"
     assert decide(pipe, "LTCUSDC")["reason"] == "not_in_universe"
+    # The incarnation counts up as the replacement starts; until it is running (its
+    # state restored, installed in the directory) /universe answers 503 "restarting".
     wait_for(
         lambda: (
             next(
-                c
+                (c["incarnation"], c["state"])
                 for c in requests.get(pipe.url + "/supervisor", timeout=5).json()["children"]
                 if c["name"] == "universe_manager"
-            )["incarnation"]
-            == 2
+            )
+            == (2, "running")
         ),
-        message="the UniverseManager restarted",
+        message="the UniverseManager restarted and running",
     )
     after = universe(pipe)
     assert after["selected_symbols"] == before["selected_symbols"]

@@ -3,12 +3,16 @@ Portfolio (real HTTP), priced like the pipeline tests."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
+import psycopg2
 import pytest
 import requests
 
+from coordinator.infra.embedded import EmbeddedPostgres
 from coordinator.infra.paper_exchange import PaperExchange
+from coordinator.infra.store import apply_migrations
 from coordinator.messages.pipeline import Decision
 from tests.pipeline import PRICES
 
@@ -20,6 +24,27 @@ def paper() -> Iterator[PaperExchange]:
         exchange.set_price(symbol, price)
     yield exchange
     exchange.stop()
+
+
+@pytest.fixture
+def own_database(postgres: EmbeddedPostgres) -> str:
+    """The DSN of a migrated database of this test alone, on the session's server.
+
+    Clearing the session's database at setup is not enough for an actor that restores
+    its state at start: an earlier test's actor may still write after its test ended
+    (its last write runs on a worker thread that outlives it) and land after the clear.
+    """
+    name = "actor_" + uuid.uuid4().hex[:12]
+    conn = psycopg2.connect(postgres.dsn)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name}")
+    finally:
+        conn.close()
+    dsn = postgres.dsn.rsplit("/", 1)[0] + "/" + name
+    apply_migrations(dsn)
+    return dsn
 
 
 def buy_at(paper: PaperExchange, symbol: str, quantity: float, *, at: float, order_id: str) -> None:

@@ -11,7 +11,6 @@ import pytest
 from coordinator.actors.trailing_stop import TrailingStop
 from coordinator.clock import ManualClock
 from coordinator.config import load_config
-from coordinator.infra.embedded import EmbeddedPostgres
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.messages.ledger import PositionsSeen
 from coordinator.messages.pipeline import PricesUpdated, PriceUpdated
@@ -30,9 +29,9 @@ def buy(paper: PaperExchange, symbol: str, quantity: float, at: float) -> None:
 
 
 @pytest.fixture
-def stops(
-    postgres: EmbeddedPostgres, clear_kill_switch: None, paper: PaperExchange
-) -> Iterator[Solo]:
+def stops(own_database: str, paper: PaperExchange) -> Iterator[Solo]:
+    # A database of its own: the stops and exit orders of earlier tests are restored
+    # at start, and would be watched (or block an exit) beside this test's position.
     clock = ManualClock()
     buy(paper, "ETHUSDC", 1.0, clock.time())
     config = load_config(
@@ -46,7 +45,7 @@ def stops(
     services = make_services(
         config,
         redis_url="redis://unused",
-        database_dsn=postgres.dsn,
+        database_dsn=own_database,
         portfolio_url=paper.url,
         clock=clock,
     )
