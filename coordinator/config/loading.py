@@ -167,6 +167,14 @@ def _cross_checks(values: dict[str, Any], raw: Mapping[str, tuple[Any, str]]) ->
             ),
         ),
         (
+            # One late heartbeat must not make a live coordinator look dead.
+            values["INSTANCE_LIVENESS"] < 2 * values["INSTANCE_HEARTBEAT"],
+            "INSTANCE_LIVENESS={} is not valid: expected at least twice "
+            "INSTANCE_HEARTBEAT={}".format(
+                values["INSTANCE_LIVENESS"], values["INSTANCE_HEARTBEAT"]
+            ),
+        ),
+        (
             values["BREAKER_OPEN_MAX_SECONDS"] < values["BREAKER_OPEN_SECONDS"],
             "BREAKER_OPEN_MAX_SECONDS={} is not valid: expected at least "
             "BREAKER_OPEN_SECONDS={}".format(

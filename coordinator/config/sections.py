@@ -29,6 +29,7 @@ __all__ = [
     "HealthConfig",
     "HttpConfig",
     "HttpServiceConfig",
+    "InstanceConfig",
     "IntakeConfig",
     "PaperConfig",
     "RedisConfig",
@@ -168,6 +169,18 @@ class UniverseConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class InstanceConfig:
+    """This coordinator's identity and the heartbeat of its row (the InstanceKeeper's)."""
+
+    name: str
+    """COORDINATOR_INSTANCE, or its default (host and data directory)."""
+    heartbeat: float
+    """Seconds between two heartbeats."""
+    liveness: float
+    """A heartbeat younger than this is a live coordinator."""
+
+
+@dataclass(frozen=True, slots=True)
 class HealthConfig:
     probe_timeout: float
     failure_threshold: int
@@ -281,6 +294,7 @@ SECTION_TYPES: dict[str, type] = {
     "coordination": CoordinationConfig,
     "universe": UniverseConfig,
     "health": HealthConfig,
+    "instance": InstanceConfig,
     "supervisor": SupervisorConfig,
     "intake": IntakeConfig,
     "risk": RiskConfig,
@@ -338,6 +352,7 @@ class Config:
     coordination: CoordinationConfig
     universe: UniverseConfig
     health: HealthConfig
+    instance: InstanceConfig
     supervisor: SupervisorConfig
     intake: IntakeConfig
     risk: RiskConfig
