@@ -75,7 +75,9 @@ def test_a_bad_instance_is_refused_naming_the_variable_and_what_is_allowed(bad):
 def test_heartbeat_and_liveness_defaults_and_their_check():
     config = load_config({})
     assert (config.instance.heartbeat, config.instance.liveness) == (1.0, 5.0)
-    with pytest.raises(ConfigError, match="INSTANCE_LIVENESS=3.0 is not valid: expected at"):
+    with pytest.raises(
+        ConfigError, match=re.escape("INSTANCE_LIVENESS=3.0 is not valid: expected at")
+    ):
         load_config({"INSTANCE_HEARTBEAT": "2", "INSTANCE_LIVENESS": "3"})
     with pytest.raises(ConfigError, match="INSTANCE_HEARTBEAT='0'"):
         load_config({"INSTANCE_HEARTBEAT": "0"})
