@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+from pathlib import Path
 from typing import Any
 
 from coordinator.actors.instance_keeper import InstanceKeeper
@@ -297,7 +298,7 @@ class Coordinator:
         ).start()
         logger.info("coordinator running; API on %s", self.http.url)
 
-    def _claim_identity(self, dsn: str, data_dir: Any) -> InstanceRegistry:
+    def _claim_identity(self, dsn: str, data_dir: Path) -> InstanceRegistry:
         """Take this instance's row before any actor that trades starts; refused
         (IdentityInUse) while another live process holds it."""
         settings = self.config.instance
