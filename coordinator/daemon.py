@@ -310,6 +310,7 @@ class Coordinator:
             data_dir=str(data_dir),
             liveness=settings.liveness,
             timeout=max(1.0, min(5.0, settings.liveness / 2)),
+            database_in_data_dir=self._postgres is not None,
         )
         try:
             earlier = registry.claim()
@@ -317,7 +318,7 @@ class Coordinator:
             registry.close()
         if earlier is not None and earlier.stopped_at is None:
             logger.warning(
-                "instance %s taken over from a coordinator that stopped beating (%s)",
+                "instance %s taken over from a coordinator that did not stop cleanly (%s)",
                 settings.name,
                 earlier.describe(),
             )

@@ -104,6 +104,35 @@ def test_a_stale_identity_is_taken_over_and_its_holder_named(dsn):
     assert (row.pid, row.host, row.incarnation) == (222, "host-b", taker.incarnation)
 
 
+def test_with_the_database_in_the_data_dir_a_row_of_that_dir_is_a_dead_process(dsn):
+    """The embedded database lives in the data directory whose lock the claimer holds:
+    a row of this host and directory was left by a process that died (a kill -9), and a
+    restart takes it at once. Another directory's row, or a shared database, waits."""
+    instance = name()
+    registry(dsn, instance, pid=111).claim()  # killed: its heartbeat is still young
+
+    def claimer(pid: int, data_dir: str, embedded: bool) -> InstanceRegistry:
+        return InstanceRegistry(
+            dsn,
+            instance=instance,
+            host="host-a",
+            pid=pid,
+            data_dir=data_dir,
+            liveness=5.0,
+            database_in_data_dir=embedded,
+        )
+
+    with pytest.raises(IdentityInUse):
+        claimer(222, "/data/111", embedded=False).claim()
+    with pytest.raises(IdentityInUse):
+        claimer(222, "/data/other", embedded=True).claim()
+    restarted = claimer(222, "/data/111", embedded=True)
+    earlier = restarted.claim()
+    assert earlier is not None and earlier.pid == 111
+    row = restarted.read()
+    assert row is not None and row.incarnation == restarted.incarnation
+
+
 def test_a_released_identity_is_free_at_once(dsn):
     instance = name()
     first = registry(dsn, instance, pid=111)

@@ -108,8 +108,14 @@ class InstanceRegistry(OwnConnectionStore):
         liveness: float,
         timeout: float = 2.0,
         incarnation: str | None = None,
+        database_in_data_dir: bool = False,
     ) -> None:
         super().__init__(dsn, timeout=timeout)
+        self.database_in_data_dir = database_in_data_dir
+        """The database is the embedded one, inside ``data_dir``, whose lock this process
+        holds: a row written from this host and data directory was written by a process
+        that has died since (the lock is released only with its holder), however young
+        its heartbeat."""
         self.instance = instance
         self.host = host
         self.pid = pid
@@ -138,6 +144,7 @@ class InstanceRegistry(OwnConnectionStore):
             liveness=self.liveness,
             timeout=self._timeout,
             incarnation=self.incarnation,
+            database_in_data_dir=self.database_in_data_dir,
         )
         twin._losses = self._losses
         return twin
@@ -168,7 +175,7 @@ class InstanceRegistry(OwnConnectionStore):
                 # Nothing inserted: another process claimed it first (and committed).
                 return None, cur.rowcount == 1
             earlier = _row(found[:8])
-            if found[8]:
+            if found[8] and not self._left_by_the_dead(earlier):
                 raise IdentityInUse(self.instance, earlier, self.liveness)
             cur.execute(
                 "UPDATE coordinator_instances SET host = %s, pid = %s, data_dir = %s,"
@@ -184,6 +191,16 @@ class InstanceRegistry(OwnConnectionStore):
             if claimed:
                 return earlier
         raise CoordinatorError(f"instance {self.instance!r} could not be claimed")
+
+    def _left_by_the_dead(self, row: InstanceRow) -> bool:
+        """Whether ``row``, live by its heartbeat, was left by a process known dead: one
+        of this host and data directory, when the database lives in that directory (a
+        restart right after a kill -9 then need not wait for the liveness). Only then:
+        on a shared database, another machine may bear the same host name and path."""
+        return self.database_in_data_dir and (row.host, row.data_dir) == (
+            self.host,
+            self.data_dir,
+        )
 
     def heartbeat(self) -> None:
         """Say this process is alive; IdentityLost when another incarnation holds the
