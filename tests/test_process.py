@@ -214,6 +214,9 @@ def test_a_killed_coordinator_leaves_no_server_behind(launch):
     again = launch()
     assert again.data_dir == coordinator.data_dir
     again.wait_up()
+    # Its identity, whose heartbeat may still be young, is known free: the embedded
+    # database lives in the data directory this process now holds.
+    assert "taken over from a coordinator that did not stop cleanly" in again.log()
 
 
 def test_sigusr1_logs_every_thread(launch):
