@@ -30,12 +30,14 @@ __all__ = [
     "LossReason",
     "Refused",
     "Request",
+    "Role",
     "StartedLeading",
     "Step",
     "StoppedLeading",
     "answered",
     "may_act",
     "release",
+    "role",
     "tick",
 ]
 
@@ -49,6 +51,13 @@ class Belief(StrEnum):
     LOST = "lost"
     """We led, our clock passed the deadline before a renewal was confirmed; we do not
     know who holds it now."""
+
+
+class Role(StrEnum):
+    """What the rest of the instance is told: whether it may do leader-only work now."""
+
+    LEADER = "leader"
+    FOLLOWER = "follower"
 
 
 class Ask(StrEnum):
@@ -208,6 +217,11 @@ def may_act(state: Contender, now: float) -> bool:
     """Whether leader-only work may start now (``now`` on the contender's monotonic
     clock). False as soon as the clock reaches the deadline, before any tick says so."""
     return state.belief is Belief.LEADER and now < state.expires
+
+
+def role(state: Contender, now: float) -> Role:
+    """Leader while ``may_act``; a lost or expired leader is a follower."""
+    return Role.LEADER if may_act(state, now) else Role.FOLLOWER
 
 
 def tick(state: Contender, now: float, timings: LeaseTimings) -> Step:
