@@ -5,6 +5,8 @@ never leading at its old generation again, a clean handover, the store gone."""
 
 from __future__ import annotations
 
+import statistics
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +25,7 @@ from coordinator.messages.leadership import (
     LeadershipLost,
     LeadershipSnapshot,
 )
+from coordinator.messages.supervision import DrillHang
 from tests.solo import Solo
 from tests.trees import fast_config, make_services
 from tests.waiting import wait_for
@@ -112,7 +115,7 @@ def test_the_first_instance_leads_the_second_follows_and_renewals_keep_it_so(
     instances, lease, postgres
 ):
     a = instances("a", monotonic=1_000.0)
-    assert a.solo.published(LeaderElected).token == LeaseToken(lease, "a", 1)
+    assert a.solo.published(LeaderElected).token == LeaseToken(lease, "a#1", 1)
     b = instances("b", monotonic=55_000.0)
     both_step(a, b, 40)  # 4 s: eight renewals
     assert (a.snapshot().role, b.snapshot().role) == (Role.LEADER, Role.FOLLOWER)
@@ -122,7 +125,7 @@ def test_the_first_instance_leads_the_second_follows_and_renewals_keep_it_so(
     store = LeaseStore(postgres.dsn, timeout=5)
     try:
         row = store.read(lease)
-        assert row is not None and (row.holder, row.generation) == ("a", 1)
+        assert row is not None and (row.holder, row.generation) == ("a#1", 1)
         # Renewed on the last half-second: a's wall clock plus a lease at most.
         assert WALL + 4.0 + 1.0 <= row.expires_at <= WALL + 4.0 + TIMINGS.duration + 1e-6
     finally:
@@ -144,7 +147,7 @@ def test_a_paused_leader_is_taken_over_after_expiry_and_resumed_reports_its_loss
         steps += 1
         assert steps <= 40, "b never took over"
     elected = b.solo.published(LeaderElected)
-    assert elected.token == LeaseToken(lease, "b", 2)
+    assert elected.token == LeaseToken(lease, "b#1", 2)
     # a renewed at its last half-second at the latest: b takes over once that renewal's
     # lease lapsed, a tick later at most.
     assert 1.0 <= steps * STEP <= TIMINGS.duration + STEP + 1e-9
@@ -152,7 +155,7 @@ def test_a_paused_leader_is_taken_over_after_expiry_and_resumed_reports_its_loss
     store = LeaseStore(postgres.dsn, timeout=5)
     try:
         with pytest.raises(LeaseLost):
-            store.run_fenced(LeaseToken(lease, "a", 1), lambda cur: cur.execute("SELECT 1"))
+            store.run_fenced(LeaseToken(lease, "a#1", 1), lambda cur: cur.execute("SELECT 1"))
     finally:
         store.close()
     # Resumed: its clock has moved on as b's did; its first tick says it lost.
@@ -162,7 +165,7 @@ def test_a_paused_leader_is_taken_over_after_expiry_and_resumed_reports_its_loss
     after = a.settle()
     assert after.role is Role.FOLLOWER
     lost = a.solo.published(LeadershipLost)
-    assert lost.token == LeaseToken(lease, "a", 1)
+    assert lost.token == LeaseToken(lease, "a#1", 1)
     assert lost.reason is LossReason.EXPIRED
     both_step(a, b, 30)
     assert a.snapshot().role is Role.FOLLOWER and a.snapshot().belief is Belief.FOLLOWER
@@ -201,3 +204,46 @@ def test_a_leader_that_cannot_reach_the_store_stops_leading_when_its_clock_says(
     snapshot = a.step(5)
     assert snapshot.role is Role.FOLLOWER
     assert snapshot.last_error
+
+
+def test_failover_on_the_real_clock_takes_under_two_seconds_at_the_median(postgres, lease):
+    """Two electors on the system clock; the leader's thread freezes (a drill), the
+    other takes over; five times, each way in turn."""
+    services = make_services(fast_config(), redis_url="redis://unused", database_dsn=postgres.dsn)
+    electors = [
+        Solo(
+            LeaderElector,
+            "leader_elector",
+            services,
+            clock=services.clock,
+            settings=ElectorSettings(TIMINGS, holder, lease),
+        )
+        for holder in ("a", "b")
+    ]
+    try:
+
+        def leading() -> int | None:
+            roles = [e.ask(GetLeadership()).role for e in electors]
+            return roles.index(Role.LEADER) if roles.count(Role.LEADER) == 1 else None
+
+        took: list[float] = []
+        for _ in range(5):
+            wait_for(lambda: leading() is not None, timeout=10, message="one leader")
+            leader = leading()
+            assert leader is not None
+            follower = 1 - leader
+            electors[leader].tell(DrillHang(seconds=2.5))
+            frozen = time.monotonic()
+            wait_for(
+                lambda f=follower: electors[f].ask(GetLeadership()).role is Role.LEADER,
+                timeout=10,
+                message="the follower to take over",
+            )
+            took.append(time.monotonic() - frozen)
+            # The frozen one wakes up a follower: the next round starts from the other.
+            wait_for(lambda f=follower: leading() == f, timeout=10, message="one leader again")
+        assert statistics.median(took) < 2.0, took
+        assert max(took) < 2.5, took
+    finally:
+        for elector in electors:
+            elector.stop()

@@ -59,7 +59,9 @@ class LeaderElector(ChildActor):
         self._clock = self.context.clock
         self._timings = self.settings.timings
         self._lease = self.settings.lease
-        self._holder = self.settings.holder
+        # Each incarnation contends under a name of its own: the one it replaced (hung)
+        # may still release or renew late, and must not touch its successor's term.
+        self._holder = f"{self.settings.holder}#{self.context.incarnation}"
         self._state = Contender()
         self._elected = 0
         self._ticks = 0
