@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import threading
 from pathlib import Path
 from typing import Any
 
 from coordinator.actors.instance_keeper import InstanceKeeper
+from coordinator.actors.leader_elector import LeaderElector
 from coordinator.actors.ledger import Ledger
 from coordinator.actors.market_feed import MarketFeed
 from coordinator.actors.names import ActorName, validator_name
@@ -29,7 +31,7 @@ from coordinator.actors.universe_manager import UniverseManager
 from coordinator.actors.validator import Validator
 from coordinator.clock import Clock, SystemClock
 from coordinator.config import Config
-from coordinator.config.parts import parts_of
+from coordinator.config.parts import ElectorSettings, parts_of
 from coordinator.errors import CoordinatorError
 from coordinator.http.app import create_app
 from coordinator.http.facade import CoordinatorApi
@@ -63,6 +65,7 @@ __all__ = [
     "Coordinator",
     "StartupError",
     "build_tree",
+    "lease_holder_name",
     "set_after",
 ]
 
@@ -108,12 +111,21 @@ def set_after(event: threading.Event, then: threading.Event) -> None:
     then.set()
 
 
-def build_tree(config: Config) -> list[ChildSpec]:
+def lease_holder_name() -> str:
+    """This coordinator's name in the leader lease, unique among the instances sharing
+    the database until the instances are named: host, process id, and a random part
+    for each start (two coordinators in one process, as tests run them)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def build_tree(config: Config, *, holder: str | None = None) -> list[ChildSpec]:
     """The children, in start order (stopped in reverse).
 
     Producers start after their consumers: the store writer before anything that
     records, the Validators before the intake that feeds them, so the intake (stopped
-    first) stops taking signals before anything downstream goes.
+    first) stops taking signals before anything downstream goes. The LeaderElector
+    starts last, once every child that may subscribe to its news runs, and stops first,
+    releasing the lease for another instance.
     """
     # Each child is handed its own part of the configuration.
     parts = parts_of(config)
@@ -122,6 +134,7 @@ def build_tree(config: Config) -> list[ChildSpec]:
         ChildSpec(validator_name(index), Validator, kwargs=validator)
         for index in range(config.coordination.validation_threads)
     ]
+    elector = ElectorSettings(config.leader_lease, holder or lease_holder_name())
     return [
         # First: it beats the identity from before the first actor that trades until
         # after the last one has stopped.
@@ -137,6 +150,7 @@ def build_tree(config: Config) -> list[ChildSpec]:
         ChildSpec(ActorName.RECONCILER, Reconciler, kwargs={"settings": parts.reconciler}),
         *validators,
         ChildSpec(ActorName.SIGNAL_INTAKE, SignalIntake, kwargs={"settings": parts.intake}),
+        ChildSpec(ActorName.LEADER_ELECTOR, LeaderElector, kwargs={"settings": elector}),
     ]
 
 

@@ -52,7 +52,8 @@ def _state(status: Mapping[str, Any], health: Mapping[str, Any]) -> str:
         f"trading   {trading.get('state', '?')}"
         f" (buys {'allowed' if trading.get('buys_allowed') else 'refused'},"
         f" sells {'allowed' if trading.get('sells_allowed') else 'refused'})",
-        f"mode      {status.get('mode', '?')}   health {health.get('status', '?')}"
+        f"mode      {status.get('mode', '?')}   role {status.get('role', '?')}"
+        f"   health {health.get('status', '?')}"
         f"   up {_cell(status.get('uptime'))} s   version {status.get('version', '?')}"
         f"   instance {status.get('instance', '?')}",
     ]

@@ -1,6 +1,7 @@
 """One actor started alone, with a test directory, as pykka's own tests start actors.
 
 The actor under test gets a fresh ``Directory``, a ``ManualClock`` the test advances,
+its part of the configuration (or the ``settings`` the test gives it),
 and stand-ins under the names of the actors it talks to: each stand-in records what it
 is told and answers asks with what the test gave it. Events it publishes land in
 ``events``; its failure reports in ``reports``.
@@ -69,6 +70,7 @@ class Solo:
         *,
         stand_ins: Mapping[str, Callable[[Any], Any] | None] | None = None,
         clock: ManualClock | None = None,
+        settings: Any = None,
     ) -> None:
         self.clock = clock or ManualClock()
         self.directory = Directory()
@@ -96,7 +98,9 @@ class Solo:
             report=self.reports.put,
             services=services,
         )
-        self.ref = actor_class.start(self.context, settings=settings_for(name, services))
+        if settings is None:
+            settings = settings_for(name, services)
+        self.ref = actor_class.start(self.context, settings=settings)
         self._refs.append(self.ref)
         # Ready once its setup has run and it installed itself, as the supervisor waits
         # for before it starts the next child: what setup told itself comes first.

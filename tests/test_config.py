@@ -10,6 +10,7 @@ import pytest
 
 from coordinator import cli
 from coordinator.cli import main
+from coordinator.cluster.lease import LeaseTimings
 from coordinator.config import SETTINGS, ConfigError, load_config, redact_url
 from coordinator.errors import CoordinatorError
 from coordinator.infra.portfolio_client import PortfolioError
@@ -382,3 +383,14 @@ def test_the_command_line_reports_a_coordinator_error_without_a_traceback(
 def test_every_error_of_the_coordinator_shares_one_base():
     for error in (ConfigError, StoreError, ChildUnavailable, PortfolioError, TraderReadError):
         assert issubclass(error, CoordinatorError)
+
+
+def test_the_leader_lease_renews_in_under_half_its_duration() -> None:
+    assert load_config({}).leader_lease == LeaseTimings(duration=1.5, renew_every=0.5)
+    custom = load_config({"LEADER_LEASE_DURATION": "10", "LEADER_LEASE_RENEW": "3"})
+    assert custom.leader_lease == LeaseTimings(duration=10.0, renew_every=3.0)
+    with pytest.raises(ConfigError) as refused:
+        load_config({"LEADER_LEASE_RENEW": "0.75"})
+    assert refused.value.errors == [
+        "LEADER_LEASE_RENEW=0.75 is not valid: expected under half of LEADER_LEASE_DURATION=1.5"
+    ]

@@ -269,3 +269,28 @@ def test_plain_gives_what_json_with_text_for_the_rest_would_give(value: Any) -> 
 def test_plain_turns_a_stored_timestamp_into_its_text() -> None:
     at = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     assert plain({"at": at, "qty": Decimal("1.50")}) == {"at": str(at), "qty": "1.50"}
+
+
+def test_status_says_the_role_the_leader_elector_gives() -> None:
+    from coordinator.cluster.lease import Belief, Role
+    from coordinator.messages.leadership import LeadershipSnapshot
+
+    def leadership(role: Role) -> LeadershipSnapshot:
+        return LeadershipSnapshot(
+            lease="leader",
+            holder="host:1:abc",
+            role=role,
+            belief=Belief.LEADER if role is Role.LEADER else Belief.FOLLOWER,
+            generation=3,
+            expires_in=1.2 if role is Role.LEADER else None,
+            elected=1,
+            last_error=None,
+            awaiting=False,
+            ticks=10,
+        )
+
+    healthy = health(TradingState.ACTIVE)
+    assert status_view(ABOUT, healthy, leadership(Role.LEADER))["role"] == "leader"
+    assert status_view(ABOUT, healthy, leadership(Role.FOLLOWER))["role"] == "follower"
+    # No answer from the elector: nothing confirmed that this instance leads.
+    assert status_view(ABOUT, healthy, None)["role"] == "follower"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import requests
 
 from coordinator.cli import main
 from coordinator.infra.embedded import free_port
@@ -13,6 +14,7 @@ from tests.pipeline import signal_payload
 from tests.test_ledger import STOP_ENV, bought
 from tests.test_pipeline import signal_id
 from tests.test_trailing_stops import tick, ticks_seen, watched
+from tests.waiting import wait_for
 
 
 def test_a_table_pads_its_columns_and_marks_what_is_missing() -> None:
@@ -52,12 +54,15 @@ def test_status_prints_the_state_a_position_and_the_last_decisions(
     pipe.publish(refused)
     refusal = pipe.decision(signal_id(refused))["decision"]
     assert (refusal["outcome"], refusal["reason"]) == ("rejected", "no_position")
+    # The only coordinator on this database (an earlier test's lease lapses within one).
+    wait_for(lambda: requests.get(pipe.url + "/status", timeout=5).json()["role"] == "leader")
     capsys.readouterr()
 
     assert main(["status", "--url", pipe.url]) == 0
 
     out = capsys.readouterr().out
     assert "trading   ACTIVE (buys allowed, sells allowed)" in out
+    assert "role leader" in out
     assert f"instance {pipe.config.instance.name}" in out
     position = next(line for line in out.splitlines() if line.startswith("SOLUSDC "))
     assert "151" in position.split() and "watching" in position.split()

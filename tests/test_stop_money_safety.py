@@ -67,10 +67,12 @@ def test_an_unreadable_trade_cycles_table_is_a_failed_fetch(pipelines, own_postg
     entry): the fetch counts as failed and nothing changes."""
     dsn = own_postgres.dsn
     pipe = _cycle_keyed_position_up_10_percent(pipelines, dsn)
-    _sql(dsn, "ALTER TABLE trade_cycles RENAME TO trade_cycles_kept")
+    # One transaction: between a rename and a view made apart, the table is absent for
+    # a moment, which is another case (the next test).
     _sql(
         dsn,
-        """CREATE VIEW trade_cycles AS SELECT id, symbol, status, entry_price, quantity,
+        """ALTER TABLE trade_cycles RENAME TO trade_cycles_kept;
+           CREATE VIEW trade_cycles AS SELECT id, symbol, status, entry_price, quantity,
                created_at FROM trade_cycles_kept WHERE 1 / (SELECT 0) = 1""",
     )
     failed = wait_for(
@@ -80,6 +82,24 @@ def test_an_unreadable_trade_cycles_table_is_a_failed_fetch(pipelines, own_postg
     (row,) = _rows(pipe, "AVAXUSDC")
     assert row["position_key"] == "cycle:cyc-7" and row["stop"] == pytest.approx(22.0 * 0.98)
     assert row["state"] == "watching"
+
+
+def test_a_trade_cycles_table_gone_after_it_was_read_is_a_failed_fetch(pipelines, own_postgres):
+    """A table read before and absent now (dropped, or renamed while RootTrading
+    migrates it) is not a deployment without cycles: a failed fetch, nothing changes."""
+    dsn = own_postgres.dsn
+    pipe = _cycle_keyed_position_up_10_percent(pipelines, dsn)
+    _sql(dsn, "ALTER TABLE trade_cycles RENAME TO trade_cycles_elsewhere")
+    failed = wait_for(
+        lambda: (s := stops(pipe))["trade_cycles_error"] and s, message="the cycles read failing"
+    )
+    assert "trade_cycles" in failed["trade_cycles_error"]
+    (row,) = _rows(pipe, "AVAXUSDC")
+    assert row["position_key"] == "cycle:cyc-7" and row["stop"] == pytest.approx(22.0 * 0.98)
+    _sql(dsn, "ALTER TABLE trade_cycles_elsewhere RENAME TO trade_cycles")
+    wait_for(lambda: not stops(pipe)["trade_cycles_error"], message="the cycles read again")
+    (row,) = _rows(pipe, "AVAXUSDC")
+    assert row["position_key"] == "cycle:cyc-7" and row["stop"] == pytest.approx(22.0 * 0.98)
 
 
 def test_a_position_up_10_percent_keeps_its_trail_when_its_key_changes(pipelines, own_postgres):

@@ -23,3 +23,4 @@ class ActorName(StrEnum):
     TRAILING_STOP = "trailing_stop"
     RECONCILER = "reconciler"
     SIGNAL_INTAKE = "signal_intake"
+    LEADER_ELECTOR = "leader_elector"

@@ -132,6 +132,7 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
             recovered="positions fetched again",
         )
         self._cycles_error: str | None = None
+        self._cycles_seen = False
         self._stale_ticks = 0
         self._triggered = 0
         self._tick_mono = 0.0

@@ -64,6 +64,9 @@ class StopWork(_Host):
     _last_fetch: float | None
     _positions_failure: FailureLog
     _cycles_error: str | None
+    _cycles_seen: bool
+    """``trade_cycles`` was read in this incarnation: its absence is then a failure, not a
+    deployment without it. Touched by the fetches alone, which run one at a time."""
     _stale_ticks: int
     _triggered: int
     _orders_reading: set[str]
@@ -137,6 +140,17 @@ class StopWork(_Host):
             return PositionsFetched(
                 positions=(), error=f"trade_cycles not read: {exc}", cycles_error=str(exc)
             )
+        if cycles is None:
+            if self._cycles_seen:
+                # Read before and gone now (dropped, or renamed while RootTrading migrates
+                # it): keying without it would change every key, so the fetch failed.
+                gone = "trade_cycles is gone (it was read before)"
+                return PositionsFetched(
+                    positions=(), error=f"trade_cycles not read: {gone}", cycles_error=gone
+                )
+            cycles = []
+        else:
+            self._cycles_seen = True
         by_symbol: dict[str, list[tuple[str, float | None, float | None]]] = defaultdict(list)
         for cycle, symbol, _entry, _quantity, created in cycles:
             by_symbol[symbol].append((cycle, _entry, created))

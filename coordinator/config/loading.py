@@ -175,6 +175,14 @@ def _cross_checks(values: dict[str, Any], raw: Mapping[str, tuple[Any, str]]) ->
             ),
         ),
         (
+            # One lost renewal must leave time for the next before the lease lapses.
+            values["LEADER_LEASE_RENEW"] >= values["LEADER_LEASE_DURATION"] / 2,
+            "LEADER_LEASE_RENEW={} is not valid: expected under half of "
+            "LEADER_LEASE_DURATION={}".format(
+                values["LEADER_LEASE_RENEW"], values["LEADER_LEASE_DURATION"]
+            ),
+        ),
+        (
             values["BREAKER_OPEN_MAX_SECONDS"] < values["BREAKER_OPEN_SECONDS"],
             "BREAKER_OPEN_MAX_SECONDS={} is not valid: expected at least "
             "BREAKER_OPEN_SECONDS={}".format(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from coordinator.cluster.lease import LeaseTimings
 from coordinator.config.sections import (
     Config,
     CoordinationConfig,
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from coordinator.trading.stops import StopParams
 
 __all__ = [
+    "LEADER_LEASE",
+    "ElectorSettings",
     "FeedSettings",
     "HealthSettings",
     "IntakeSettings",
@@ -109,6 +112,23 @@ class ValidatorSettings:
     stop_price_max_age: float
     trading_enabled: bool
     universe_override: bool
+
+
+LEADER_LEASE = "leader"
+"""The name of the lease whose holder runs what must run once across the instances."""
+
+
+@dataclass(frozen=True, slots=True)
+class ElectorSettings:
+    """The LeaderElector's."""
+
+    timings: LeaseTimings
+    """How long the lease lasts and how often it is renewed."""
+    holder: str
+    """This instance's name in the lease: unique among the instances sharing the
+    database."""
+    lease: str = LEADER_LEASE
+    """The lease contended for."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from coordinator.cluster.lease import LeaseTimings
 from coordinator.config.kinds import Url
 from coordinator.config.modes import Note
 from coordinator.config.settings import SETTINGS, Setting
@@ -31,6 +32,7 @@ __all__ = [
     "HttpServiceConfig",
     "InstanceConfig",
     "IntakeConfig",
+    "LeaseTimings",
     "PaperConfig",
     "RedisConfig",
     "RiskConfig",
@@ -302,6 +304,7 @@ SECTION_TYPES: dict[str, type] = {
     "paper": PaperConfig,
     "universe_manager": UniverseManagerConfig,
     "stops": StopsConfig,
+    "leader_lease": LeaseTimings,
 }
 
 
@@ -360,6 +363,7 @@ class Config:
     paper: PaperConfig
     universe_manager: UniverseManagerConfig
     stops: StopsConfig
+    leader_lease: LeaseTimings
     sources: tuple[tuple[str, str], ...] = ()
     config_file: Path | None = None
     notes: tuple[Note, ...] = ()

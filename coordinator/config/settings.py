@@ -280,6 +280,9 @@ SETTINGS: tuple[Setting, ...] = (
     _s("STOP_EXIT_TIMEOUT", "stops", "exit_timeout", _SECONDS, 90.0, "an exit with no outcome after this is looked at again"),
     _s("STOP_EXIT_SETTLE", "stops", "exit_settle", _SECONDS, 90.0, "a position still held this long after it was sold is watched again, with an alert (its next exit reads the stored orders first)"),
     _s("STOP_STATE_FLUSH_INTERVAL", "stops", "flush_interval", Number(above=0, maximum=10, unit="seconds"), 0.25, "stop state is written to PostgreSQL this often"),
+    # leader lease (several coordinators on one database)
+    _s("LEADER_LEASE_DURATION", "leader_lease", "duration", Number(above=0, maximum=300, unit="seconds"), 1.5, "the leader lease lasts this long from each renewal; a follower takes over once it lapses"),
+    _s("LEADER_LEASE_RENEW", "leader_lease", "renew_every", Number(above=0, maximum=100, unit="seconds"), 0.5, "the leader renews its lease this often, and a follower tries to take it at least this often (under half of LEADER_LEASE_DURATION)"),
 )
 # fmt: on
 

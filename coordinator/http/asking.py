@@ -7,6 +7,7 @@ from coordinator.actors.names import ActorName
 from coordinator.errors import CoordinatorError
 
 __all__ = [
+    "LEADER_ELECTOR",
     "LEDGER",
     "MARKET_FEED",
     "RECONCILER",
@@ -30,6 +31,7 @@ UNIVERSE = ActorName.UNIVERSE_MANAGER
 TRAILING_STOP = ActorName.TRAILING_STOP
 MARKET_FEED = ActorName.MARKET_FEED
 RECONCILER = ActorName.RECONCILER
+LEADER_ELECTOR = ActorName.LEADER_ELECTOR
 STORE_TIMEOUT = 3.0  # reads of stored records are database queries
 
 

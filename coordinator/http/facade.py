@@ -15,6 +15,7 @@ import pykka
 from pykka import ActorRef
 
 from coordinator.http.asking import (
+    LEADER_ELECTOR,
     LEDGER,
     MARKET_FEED,
     SERVICE_HEALTH,
@@ -52,6 +53,7 @@ from coordinator.messages.health import (
     HealthSnapshot,
     ResumeTrading,
 )
+from coordinator.messages.leadership import GetLeadership, LeadershipSnapshot
 from coordinator.messages.ledger import GetLedgerSnapshot, LedgerSnapshot
 from coordinator.messages.pipeline import (
     Admission,
@@ -121,7 +123,8 @@ class CoordinatorApi(OrdersApi, MetricsApi):
         return health_view(self._about(), tree, health)
 
     def status(self) -> dict[str, Any]:
-        return status_view(self._about(), self._health())
+        leadership: LeadershipSnapshot | None = self._ask_or_none(LEADER_ELECTOR, GetLeadership())
+        return status_view(self._about(), self._health(), leadership)
 
     def diagnostic(self) -> dict[str, Any]:
         tree = self._tree()

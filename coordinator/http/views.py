@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from coordinator.clock import utc_iso
+from coordinator.cluster.lease import Role
 from coordinator.messages.health import DependencySnapshot, HealthSnapshot
+from coordinator.messages.leadership import LeadershipSnapshot
 from coordinator.messages.reconcile import ReconcilerSnapshot
 from coordinator.messages.supervision import ChildSnapshot, FailureInfo, SupervisorSnapshot
 from coordinator.supervisor import ChildState, TreeState
@@ -143,7 +145,11 @@ def health_view(
     return (503 if unhealthy else 200), body
 
 
-def status_view(about: About, health: HealthSnapshot) -> dict[str, Any]:
+def status_view(
+    about: About, health: HealthSnapshot, leadership: LeadershipSnapshot | None = None
+) -> dict[str, Any]:
+    """``leadership`` is None when the LeaderElector did not answer (or there is none):
+    then the role is follower, as nothing confirmed this instance leads."""
     return {
         "running": True,
         "timestamp": about.timestamp,
@@ -155,6 +161,7 @@ def status_view(about: About, health: HealthSnapshot) -> dict[str, Any]:
         "trading_state": health.trading.state.value,
         "trading": trading_view(health.trading),
         "trading_enabled": about.trading_enabled,
+        "role": (leadership.role if leadership is not None else Role.FOLLOWER).value,
         "kill_switch": kill_switch_view(health),
         "dependencies": {
             dep.dependency.value: {

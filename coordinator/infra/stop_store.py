@@ -138,14 +138,18 @@ class StopStore(OwnConnectionStore):
 
         return self._run(work)
 
-    def open_cycles(self) -> list[tuple[str, str, float | None, float | None, float | None]]:
+    def open_cycles(
+        self,
+    ) -> list[tuple[str, str, float | None, float | None, float | None]] | None:
         """(cycle id, symbol, entry price, quantity, created at) of the RootTrading
-        ``trade_cycles`` bought and not sold; empty without the table."""
+        ``trade_cycles`` bought and not sold; None without the table."""
 
-        def work(cur: Any) -> list[tuple[str, str, float | None, float | None, float | None]]:
+        def work(
+            cur: Any,
+        ) -> list[tuple[str, str, float | None, float | None, float | None]] | None:
             columns = table_columns(cur, "trade_cycles")
             if not {"id", "symbol", "status"} <= columns:
-                return []
+                return None
             entry = "entry_price" if "entry_price" in columns else "NULL"
             quantity = "quantity" if "quantity" in columns else "NULL"
             created = "extract(epoch FROM created_at)" if "created_at" in columns else "NULL"

@@ -171,8 +171,11 @@ def load_migrations() -> list[Migration]:
             migrations.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
     migrations.sort(key=lambda m: m.version)
     versions = [m.version for m in migrations]
-    if versions != list(range(1, len(versions) + 1)):
-        raise StoreError(f"migrations must be numbered 1, 2, 3... without gaps, found {versions}")
+    # A number may be missing: changes made side by side reserve theirs in advance, and
+    # the one that lands second must not wait for the first. Each is applied once
+    # whatever the order it arrives in (apply_migrations looks at every version).
+    if len(set(versions)) != len(versions) or (versions and versions[0] < 1):
+        raise StoreError(f"migrations must be numbered from 1, each number once, found {versions}")
     return migrations
 
 
@@ -195,12 +198,12 @@ def apply_migrations(dsn: str, migrations: list[Migration] | None = None) -> lis
             with conn, conn.cursor() as cur:
                 cur.execute("SELECT version, name, checksum FROM coordinator_schema_migrations")
                 done = {row[0]: (row[1], row[2]) for row in cur.fetchall()}
-            newest_known = migrations[-1].version if migrations else 0
-            unknown = sorted(v for v in done if v > newest_known)
+            known = {m.version for m in migrations}
+            unknown = sorted(v for v in done if v not in known)
             if unknown:
                 raise StoreError(
                     f"the database has migrations {unknown} that this version does not know; "
-                    "it was migrated by a newer coordinator"
+                    "it was migrated by a newer coordinator (or another branch of it)"
                 )
             for migration in migrations:
                 if migration.version in done:

@@ -91,7 +91,7 @@ def _insert(dsn: str, *rows: dict[str, Any]) -> None:
 def _open_cycles(dsn: str) -> dict[str, tuple[str, float | None, float | None, float | None]]:
     store = StopStore(dsn, timeout=5.0)
     try:
-        return {cycle: rest for cycle, *rest in store.open_cycles()}  # type: ignore[misc]
+        return {cycle: rest for cycle, *rest in store.open_cycles() or []}  # type: ignore[misc]
     finally:
         store.close()
 

@@ -1,0 +1,1 @@
+"""Several coordinators on one Redis and PostgreSQL: who leads (pure logic, no I/O)."""
