@@ -111,10 +111,13 @@ def set_after(event: threading.Event, then: threading.Event) -> None:
     then.set()
 
 
-def lease_holder_name() -> str:
-    """This coordinator's name in the leader lease, unique among the instances sharing
-    the database until the instances are named: host, process id, and a random part
-    for each start (two coordinators in one process, as tests run them)."""
+def lease_holder_name(identity: InstanceRegistry | None = None) -> str:
+    """This coordinator's name in the leader lease: its instance and this process's
+    incarnation of it (unique among the live instances, which the registry ensures, and
+    told apart from an earlier process of the same instance); without a claimed
+    identity, host, process id and a random part for each start."""
+    if identity is not None:
+        return f"{identity.instance}:{identity.incarnation[:8]}"
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
@@ -241,7 +244,7 @@ class Coordinator:
         )
         self._events = EventPublisher(redis_url, config.intake.events_channel).start()
         self.directory.add_listener(self._publish_event)
-        specs = build_tree(config)
+        specs = build_tree(config, holder=lease_holder_name(self._identity))
         self._supervisor = Supervisor.start(
             specs,
             config.supervisor,
