@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from coordinator.http.routes_universe import MAX_BLACKLIST_TTL
+
 __all__ = ["SCHEMAS", "nullable", "obj", "ref"]
 
 Schema = dict[str, Any]
@@ -274,7 +276,7 @@ _SIGNAL_IN = {
     ),
     "properties": {
         "strategy": STRING,
-        "symbol": {"type": "string", "examples": ["BTCUSDC"]},
+        "symbol": {"type": "string", "pattern": "^[A-Z0-9]{5,20}$", "examples": ["BTCUSDC"]},
         "side": {"type": "string", "enum": ["BUY", "SELL"]},
         "timestamp": {
             "anyOf": [{"type": "string"}, {"type": "integer"}],
@@ -387,9 +389,9 @@ _RESUME = {"type": "object", "properties": {"operator": _OPERATOR}}
 _BLACKLIST = {
     "type": "object",
     "properties": {
-        "symbol": {"type": "string", "examples": ["BTCUSDC"]},
+        "symbol": {"type": "string", "pattern": "^[A-Z0-9]{5,20}$", "examples": ["BTCUSDC"]},
         "reason": {"type": "string", "minLength": 1, "pattern": r"\S"},
-        "ttl_s": nullable({"type": "number", "exclusiveMinimum": 0}),
+        "ttl_s": nullable({"type": "number", "exclusiveMinimum": 0, "maximum": MAX_BLACKLIST_TTL}),
     },
     "required": ["symbol", "reason"],
 }
