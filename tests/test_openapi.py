@@ -5,6 +5,7 @@ route (commands included) as it says, checked by schemathesis."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,9 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from openapi_spec_validator import validate
+from schemathesis import APIOperation, GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core import NOT_SET
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -22,7 +25,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from coordinator.http.openapi import document
-from tests.pipeline import AUTH, Pipeline
+from coordinator.http.routes_dashboard import ASSETS
+from tests.pipeline import AUTH, Pipeline, signal_payload
+from tests.waiting import wait_for
 
 # No 5xx, and every answer's status, content type, headers and body as documented.
 CHECKS = [
@@ -35,9 +40,9 @@ CHECKS = [
 # Enough to reach every branch the schemas describe; the run stays under a minute on
 # two cores.
 EXAMPLES = 30
-# Drills on a real actor, on purpose and harmless: a short hang. Generated names are
-# not actors' (404): a generated crash or fail-start would take actors down for the
-# rest of the run, which would then test restarts rather than the API.
+# A drill on a real actor, on purpose and harmless: a short hang. Generated names are
+# not actors' (404): a generated crash or fail-start of a real one would take actors
+# down for the rest of the run, which would then test restarts rather than the API.
 REAL_DRILL = {"name": "stats", "kind": "hang"}
 
 
@@ -114,34 +119,93 @@ def live(pipelines) -> Pipeline:
     return pipelines({"HTTP_RATE_LIMIT_MUTATING": "off", "HTTP_RATE_LIMIT_SIGNALS": "off"})
 
 
+def modes(operation: APIOperation) -> tuple[GenerationMode, ...]:
+    """Invalid data too where there is something to get wrong: a body, a query, a path
+    parameter with a type or a set of values (any string reaches a plain one)."""
+    definition = operation.definition.raw
+    checked = [
+        p
+        for p in definition.get("parameters", [])
+        if p["in"] == "query" or set(p["schema"]) - {"type", "minLength"}
+    ]
+    if "requestBody" in definition or checked:
+        return GenerationMode.POSITIVE, GenerationMode.NEGATIVE
+    return (GenerationMode.POSITIVE,)
+
+
+def fuzz(
+    operation: APIOperation, mode: GenerationMode, url: str, statuses: Counter[str]
+) -> str | None:
+    """Run ``operation`` on ``EXAMPLES`` generated cases; what failed, or None."""
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+        suppress_health_check=list(HealthCheck),
+    )
+    def answers_as_documented(case: Any) -> None:
+        answer = case.call_and_validate(base_url=url, headers=AUTH, checks=CHECKS, timeout=20)
+        statuses[f"{operation.label} {answer.status_code}"] += 1
+
+    try:
+        answers_as_documented()
+    except Exception as exc:  # every operation is run: all failures reported at once
+        return f"{operation.label} ({mode.value}): {exc}"
+    return None
+
+
+def call(
+    schema: Any, url: str, method: str, path: str, *, body: Any = NOT_SET, **values: Any
+) -> Any:
+    """One case of ``path`` (its path parameters and query from ``values``), checked."""
+    operation = schema[path][method]
+    names = {p.name for p in operation.path_parameters}
+    case = operation.Case(
+        path_parameters={k: v for k, v in values.items() if k in names},
+        query={k: v for k, v in values.items() if k not in names} or None,
+        body=body,
+    )
+    return case.call_and_validate(base_url=url, headers=AUTH, checks=CHECKS, timeout=20)
+
+
 def test_the_live_daemon_answers_every_route_as_documented(live):
     raw = requests.get(live.url + "/openapi.json", timeout=10).json()
     schema = schemathesis.openapi.from_dict(raw)
-    failures: list[str] = []
-    tested: set[str] = set()
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        tested.add(operation.label)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) == sum(len(item) for item in raw["paths"].values())
+    statuses: Counter[str] = Counter()
+    failures = [
+        failure
+        for operation in operations
+        for mode in modes(operation)
+        if (failure := fuzz(operation, mode, live.url, statuses)) is not None
+    ]
 
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            database=None,
-            phases=[Phase.explicit, Phase.generate, Phase.shrink],
-            suppress_health_check=list(HealthCheck),
-        )
-        def answers_as_documented(case: Any) -> None:
-            case.call_and_validate(base_url=live.url, headers=AUTH, checks=CHECKS, timeout=20)
-
-        try:
-            answers_as_documented()
-        except Exception as exc:  # every operation is run; all failures reported at once
-            failures.append(f"{operation.label}: {exc}")
-    assert len(tested) == sum(len(item) for item in raw["paths"].values())
-
-    drill = schema["/drills/actors/{name}/{kind}"]["POST"]
-    case = drill.Case(path_parameters=REAL_DRILL, query={"seconds": 0.05})
-    answer = case.call_and_validate(base_url=live.url, headers=AUTH, checks=CHECKS, timeout=20)
-    assert answer.status_code == 202
+    # What random data seldom reaches: the answers of success of the routes that need
+    # a resource first.
+    sent = call(schema, live.url, "POST", "/signals", body=signal_payload("BTCUSDC"))
+    assert sent.status_code == 202, sent.text
+    signal_id = sent.json()["signal_id"]
+    wait_for(
+        lambda: (
+            call(schema, live.url, "GET", "/signals/{signal_id}", signal_id=signal_id)
+            .json()
+            .get("decision")
+        ),
+        message="the signal decided",
+    )
+    for name in ASSETS:
+        assert call(schema, live.url, "GET", "/dashboard/{name}", name=name).status_code == 200
+    body = {"symbol": "XRPUSDC", "reason": "checked", "ttl_s": 600}
+    assert call(schema, live.url, "POST", "/universe/blacklist", body=body).status_code == 200
+    taken_off = call(schema, live.url, "DELETE", "/universe/blacklist/{symbol}", symbol="XRPUSDC")
+    assert taken_off.status_code == 200
+    drill = call(
+        schema, live.url, "POST", "/drills/actors/{name}/{kind}", seconds=0.05, **REAL_DRILL
+    )
+    assert drill.status_code == 202
+    print("\n".join(f"{n:4} {label}" for label, n in sorted(statuses.items())))
     assert not failures, "\n\n".join(failures)
