@@ -37,7 +37,10 @@ def _error(description: str, headers: Doc | None = None) -> Doc:
 
 
 _RESPONSES: Doc = {
-    "BadRequest": _error("the request is wrong: the error names every bad field or parameter"),
+    "BadRequest": _error(
+        "the request is wrong: the error names every bad field or parameter (a NUL "
+        "character in a path parameter or a command's body included: nothing could store it)"
+    ),
     "Unauthorized": _error(
         "missing or wrong bearer token",
         {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
@@ -199,7 +202,7 @@ _PATHS: Doc = {
                         "text/css": {"schema": {"type": "string"}},
                     },
                 },
-                **_shared("NotFound", "TooLarge"),
+                **_shared("BadRequest", "NotFound", "TooLarge"),
             },
         }
     },
@@ -272,7 +275,7 @@ _PATHS: Doc = {
                 "a signal as received, its decision with every check, its order",
                 "StoredSignal",
                 tag="signals",
-                errors=("NotFound",),
+                errors=("BadRequest", "NotFound"),
             ),
             "parameters": [_path_param("signal_id", "as POST /signals answered it")],
         }
@@ -343,7 +346,7 @@ _PATHS: Doc = {
                 "take a symbol off the blacklist",
                 _UNIVERSE,
                 tag="universe",
-                errors=("NotFound",),
+                errors=("BadRequest", "NotFound"),
             ),
             "parameters": [_path_param("symbol", "a blacklisted symbol")],
         }

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bottle import request
-
-from coordinator.http.endpoints import Endpoints, fail, json_body
+from coordinator.http.endpoints import Endpoints, fail, json_body, query_limit
 from coordinator.http.facade import CoordinatorApi
 from coordinator.trading.symbols import is_symbol
 
@@ -24,10 +22,7 @@ def install(endpoint: Endpoints, api: CoordinatorApi) -> None:
 
     @endpoint("GET", "/universe/history")
     def universe_history() -> dict[str, Any]:
-        raw_limit = request.query.get("limit") or "20"
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 500:
-            raise fail(400, f"limit {raw_limit!r} must be an integer from 1 to 500")
-        rows = api.universe_history(int(raw_limit))
+        rows = api.universe_history(query_limit(20, 500))
         return {"count": len(rows), "rotations": rows}
 
     @endpoint("POST", "/universe/refresh", token=True)
