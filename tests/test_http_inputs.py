@@ -4,15 +4,12 @@ each now a 4xx naming what is wrong, on a whole coordinator over real HTTP."""
 
 from __future__ import annotations
 
-import json
-import uuid
 from typing import Any
 
 import pytest
 import requests
 
 from tests.pipeline import AUTH, Pipeline
-from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -91,26 +88,6 @@ def test_a_nul_in_a_command_body_is_400_and_the_command_not_done(pipe, path, bod
     status = requests.get(pipe.url + "/status", timeout=10).json()
     assert status["kill_switch"]["halted"] is False
     assert requests.get(pipe.url + "/universe", timeout=10).json()["blacklist"] == []
-
-
-def test_a_refused_nul_is_on_the_audit_trail_without_it(pipe):
-    # The trail records the refusal; PostgreSQL would refuse the entry whole with the NUL.
-    # The session's database holds the trails of earlier tests: this one's is marked.
-    mark = uuid.uuid4().hex
-    assert post(pipe, "/trading/halt", {"reason": f"{mark}\x00"}).status_code == 400
-    entry = wait_for(
-        lambda: next(
-            (
-                e
-                for e in requests.get(pipe.url + "/audit", timeout=10).json()["entries"]
-                if mark in json.dumps(e["body"])
-            ),
-            None,
-        ),
-        message="the refused halt on the audit trail",
-    )
-    assert entry["body"] == {"reason": f"{mark}\ufffd"}
-    assert entry["status"] == 400 and entry["path"] == "/trading/halt"
 
 
 def test_a_body_nested_too_deep_for_the_parser_is_400(pipe):

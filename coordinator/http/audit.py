@@ -53,9 +53,7 @@ def presented_token() -> str | None:
 
 def redact(text: str, secrets: Secrets) -> str:
     """``text`` with every secret replaced, including those a replacement brings
-    together ("[token]x" in "[token]xx"); and every NUL, which PostgreSQL would refuse
-    with the whole entry."""
-    text = text.replace("\x00", "\ufffd")
+    together ("[token]x" in "[token]xx")."""
     for secret in secrets:
         if secret and len(secret) >= _MIN_REDACTED:
             while secret in text:
