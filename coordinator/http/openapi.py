@@ -50,6 +50,7 @@ _RESPONSES: Doc = {
         "to set one)"
     ),
     "NotFound": _error("no such resource (the error names it)"),
+    "Conflict": _error("not in a state that allows it (the error says which state it is in)"),
     "TooLarge": _error(
         "the body is over the route's limit (HTTP_MAX_BODY_BYTES, 64 KiB by default): "
         "refused on its Content-Length, unread; the error names the size and the limit"
@@ -74,6 +75,7 @@ def _shared(*names: str) -> Doc:
         "Unauthorized": "401",
         "Forbidden": "403",
         "NotFound": "404",
+        "Conflict": "409",
         "TooLarge": "413",
         "RateLimited": "429",
         "Unavailable": "503",
@@ -310,7 +312,7 @@ _PATHS: Doc = {
                 _json("settled", ref("Resolved")),
                 tag="orders",
                 body=_body("Resolve"),
-                errors=("BadRequest", "NotFound"),
+                errors=("BadRequest", "NotFound", "Conflict"),
             ),
             "parameters": [_path_param("client_order_id", "the order's own id")],
         }
