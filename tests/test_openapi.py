@@ -5,6 +5,8 @@ route (commands included) as it says, checked by schemathesis."""
 from __future__ import annotations
 
 import re
+import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +28,8 @@ from schemathesis.specs.openapi.checks import (
 
 from coordinator.http.openapi import document
 from coordinator.http.routes_dashboard import ASSETS
+from coordinator.infra.pipeline_store import PipelineStore
+from coordinator.messages.reconcile import ReconcileSoon
 from tests.pipeline import AUTH, Pipeline, signal_payload
 from tests.waiting import wait_for
 
@@ -157,6 +161,39 @@ def fuzz(
     return None
 
 
+def unknown_order(pipe: Pipeline) -> str:
+    """An order of unknown outcome, sent long before this Trader started (as
+    tests/test_held_orders.py makes one): the reconciler leaves it to an operator."""
+    writer = PipelineStore(pipe.config.database.url, timeout=5)
+    cid = f"coord-{uuid.uuid4().hex}"
+    sent_at = time.time() - 3600
+    order = {
+        "kind": "order",
+        "client_order_id": cid,
+        "signal_id": f"sig-{cid}",
+        "symbol": "BNBUSDC",
+        "side": "SELL",
+        "quantity": 1.0,
+        "reference_price": 580.0,
+        "at": sent_at,
+        "state": "unknown",
+        "error": "no answer",
+    }
+    writer.write([order])
+    writer.close()
+    pipe.directory.tell("reconciler", ReconcileSoon(client_order_id=cid, sent_at=sent_at))
+    wait_for(
+        lambda: any(
+            s["client_order_id"] == cid
+            for s in requests.get(pipe.url + "/orders/unknown", timeout=10).json()["reconciler"][
+                "still_unknown"
+            ]
+        ),
+        message="the reconciler saw the unknown order",
+    )
+    return cid
+
+
 def call(
     schema: Any, url: str, method: str, path: str, *, body: Any = NOT_SET, **values: Any
 ) -> Any:
@@ -176,6 +213,7 @@ def test_the_live_daemon_answers_every_route_as_documented(live):
     schema = schemathesis.openapi.from_dict(raw)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) == sum(len(item) for item in raw["paths"].values())
+    order = unknown_order(live)
     statuses: Counter[str] = Counter()
     failures = [
         failure
@@ -203,6 +241,12 @@ def test_the_live_daemon_answers_every_route_as_documented(live):
     assert call(schema, live.url, "POST", "/universe/blacklist", body=body).status_code == 200
     taken_off = call(schema, live.url, "DELETE", "/universe/blacklist/{symbol}", symbol="XRPUSDC")
     assert taken_off.status_code == 200
+    resolve = "/orders/{client_order_id}/resolve"
+    settled = {"state": "rejected", "note": "checked on the exchange"}
+    done = call(schema, live.url, "POST", resolve, body=settled, client_order_id=order)
+    assert done.status_code == 200, done.text
+    again = call(schema, live.url, "POST", resolve, body=settled, client_order_id=order)
+    assert again.status_code == 409
     drill = call(
         schema, live.url, "POST", "/drills/actors/{name}/{kind}", seconds=0.05, **REAL_DRILL
     )
