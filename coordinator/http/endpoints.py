@@ -149,12 +149,12 @@ class Endpoints:
             @functools.wraps(route)
             def handle(*args: Any, **kwargs: Any) -> Any:
                 def call() -> Any:
+                    _check_path(kwargs)
                     return route(*args, **kwargs)
 
                 # Refused by the limits: neither read nor recorded (a flood must not turn
                 # into a flood of audit rows).
                 self._hold_to_limits(rate_class, body_limit, keeps_oversize)
-                _check_path(kwargs)
                 if not token:
                     return self._answer(rule, cached, call)
                 if token if audited is None else audited:
