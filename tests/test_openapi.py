@@ -43,8 +43,7 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-# Enough to reach every branch the schemas describe; the run stays under a minute on
-# two cores.
+# Cases per route and generation mode: the whole run stays under a minute on two cores.
 EXAMPLES = 30
 # A drill on a real actor, on purpose and harmless: a short hang. Generated names are
 # not actors' (404): a generated crash or fail-start of a real one would take actors
