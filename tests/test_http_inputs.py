@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 import requests
 
+from coordinator.http.asking import ActorUnavailable
+from coordinator.http.facade import CoordinatorApi
+from coordinator.supervisor import DrillBoard
+from coordinator.supervisor.directory import Directory
 from tests.pipeline import AUTH, Pipeline
+from tests.trees import fast_config, make_services
 
 
 @pytest.fixture
@@ -95,3 +100,20 @@ def test_a_body_nested_too_deep_for_the_parser_is_400(pipe):
     answer = requests.post(pipe.url + "/trading/halt", data="[" * 60_000, headers=AUTH, timeout=10)
     assert answer.status_code == 400, answer.text
     assert "not valid JSON" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("kind", ["crash", "hang"])
+def test_a_drill_on_an_actor_down_with_a_full_buffer_is_unavailable_naming_it(kind) -> None:
+    """A drill told to an actor that is down and whose buffer of messages for its next
+    incarnation is full: the actor is unavailable (the route's 503), not a failure."""
+    directory = Directory(buffer_limit=1)
+    directory.register("stats")
+    directory.tell("stats", object())  # the one message its next incarnation may get
+    api = CoordinatorApi(
+        services=make_services(fast_config(), redis_url="redis://unused", database_dsn=""),
+        supervisor=None,  # type: ignore[arg-type]  # a drill does not ask the tree
+        directory=directory,
+        drills=DrillBoard(),
+    )
+    with pytest.raises(ActorUnavailable, match="stats"):
+        api.drill("stats", kind, seconds=0.1)

@@ -230,11 +230,11 @@ class CoordinatorApi(OrdersApi, MetricsApi):
             raise UnknownActor(actor)
         match kind:
             case "crash":
-                self._directory.tell(actor, DrillCrash())
+                self._tell_drill(actor, DrillCrash())
             case "hang":
                 if seconds is None or not 0 < seconds <= _MAX_DRILL_HANG:
                     raise ValueError(f"seconds must be a number > 0 and <= {_MAX_DRILL_HANG:g}")
-                self._directory.tell(actor, DrillHang(seconds=seconds))
+                self._tell_drill(actor, DrillHang(seconds=seconds))
             case "fail-start":
                 self._drills.arm_start_failure(actor)
             case _:
@@ -252,6 +252,13 @@ class CoordinatorApi(OrdersApi, MetricsApi):
             logger.error("ALERT audit entry not recorded (%s): %r", exc, entry)
 
     # --- helpers ----------------------------------------------------------------------
+
+    def _tell_drill(self, actor: str, drill: DrillCrash | DrillHang) -> None:
+        try:
+            self._directory.tell(actor, drill)
+        except ChildUnavailable as exc:
+            # Down, with as many messages kept for its next incarnation as it may hold.
+            raise ActorUnavailable(actor, exc.reason) from None
 
     def _tree(self) -> SupervisorSnapshot:
         try:
