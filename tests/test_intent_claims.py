@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from coordinator.clock import ManualClock
-from coordinator.infra.intent_claims import ClaimResult, IntentClaims, unreachable
 from coordinator.config.parts import LEADER_LEASE
+from coordinator.infra.intent_claims import ClaimResult, IntentClaims, unreachable
 from coordinator.infra.journal import Journal
 from coordinator.infra.lease_store import LeaseStore
 from coordinator.infra.order_states import OrderStates

@@ -6,7 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from coordinator.infra.store import OwnConnectionStore, table_columns
+import psycopg2
+
+from coordinator.cluster.fencing import LeaseToken
+from coordinator.infra.lease_store import run_fenced
+from coordinator.infra.store import OwnConnectionStore, StoreError, first_line, table_columns
 
 __all__ = ["STOP_FIELDS", "StopStore"]
 
@@ -79,9 +83,11 @@ class StopStore(OwnConnectionStore):
 
         return self._run(work)
 
-    def write(self, records: list[dict[str, Any]]) -> None:
+    def write(self, records: list[dict[str, Any]], fence: LeaseToken | None = None) -> None:
         """Upsert in one transaction. Peak and stop never go down here either, so an
-        older write that lands late cannot undo a newer one."""
+        older write that lands late cannot undo a newer one. With a ``fence``, the
+        transaction passes it first: ``LeaseLost`` (nothing written) when another
+        instance leads now."""
 
         def work(cur: Any) -> None:
             for record in records:
@@ -106,7 +112,14 @@ class StopStore(OwnConnectionStore):
                     values,
                 )
 
-        self._run(work)
+        if fence is None:
+            self._run(work)
+            return
+        try:
+            run_fenced(self._connection(), fence, work)
+        except psycopg2.Error as exc:
+            self.close()
+            raise StoreError(first_line(exc)) from exc
 
     def exit_decisions(self, exit_ids: list[str]) -> list[tuple[str, str, str | None, str]]:
         """(exit id, outcome, reason, detail) of the exits that have a stored decision."""

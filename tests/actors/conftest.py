@@ -10,11 +10,16 @@ import psycopg2
 import pytest
 import requests
 
+from coordinator.cluster.fencing import LeaseToken
+from coordinator.config.parts import LEADER_LEASE
 from coordinator.infra.embedded import EmbeddedPostgres
+from coordinator.infra.lease_store import LeaseStore
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.infra.store import apply_migrations
+from coordinator.messages.leadership import LeaderElected
 from coordinator.messages.pipeline import Decision
 from tests.pipeline import PRICES
+from tests.solo import Solo
 
 
 @pytest.fixture
@@ -84,3 +89,22 @@ def decision(
         intake_to_decision_ms=3.0,
         intake_to_order_ms=to_order,
     )
+
+
+def take_lease(dsn: str, holder: str, *, now: float, duration: float = 60.0) -> LeaseToken:
+    """The leader lease taken in the store by ``holder`` at ``now`` (free or expired)."""
+    store = LeaseStore(dsn, timeout=5)
+    try:
+        answer = store.acquire(LEADER_LEASE, holder, now=now, duration=duration)
+    finally:
+        store.close()
+    assert answer.granted and answer.row is not None, answer
+    return answer.row.token()
+
+
+def elect(actor: Solo, dsn: str, holder: str) -> LeaseToken:
+    """What the LeaderElector does for leader-only work: the lease taken, and the actor
+    told it leads under it."""
+    token = take_lease(dsn, holder, now=actor.clock.time())
+    actor.tell(LeaderElected(token=token))
+    return token
