@@ -29,7 +29,7 @@ from coordinator.actors.universe_manager import UniverseManager
 from coordinator.actors.validator import Validator
 from coordinator.clock import Clock, SystemClock
 from coordinator.config import Config
-from coordinator.config.parts import ElectorSettings, parts_of
+from coordinator.config.parts import LEADER_LEASE, ElectorSettings, parts_of
 from coordinator.errors import CoordinatorError
 from coordinator.http.app import create_app
 from coordinator.http.facade import CoordinatorApi
@@ -113,7 +113,9 @@ def lease_holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def build_tree(config: Config, *, holder: str | None = None) -> list[ChildSpec]:
+def build_tree(
+    config: Config, *, holder: str | None = None, lease: str = LEADER_LEASE
+) -> list[ChildSpec]:
     """The children, in start order (stopped in reverse).
 
     Producers start after their consumers: the store writer before anything that
@@ -129,7 +131,7 @@ def build_tree(config: Config, *, holder: str | None = None) -> list[ChildSpec]:
         ChildSpec(validator_name(index), Validator, kwargs=validator)
         for index in range(config.coordination.validation_threads)
     ]
-    elector = ElectorSettings(config.leader_lease, holder or lease_holder_name())
+    elector = ElectorSettings(config.leader_lease, holder or lease_holder_name(), lease)
     return [
         ChildSpec(ActorName.SERVICE_HEALTH, ServiceHealth, kwargs={"settings": parts.health}),
         ChildSpec(ActorName.STORE_WRITER, StoreWriter, kwargs={"settings": parts.store}),
@@ -147,7 +149,12 @@ def build_tree(config: Config, *, holder: str | None = None) -> list[ChildSpec]:
 
 
 class Coordinator:
-    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: Config, *, clock: Clock | None = None, lease: str = LEADER_LEASE
+    ) -> None:
+        # ``lease``: the instances that share leader-only work contend for one lease;
+        # tests running several coordinators on one database give each its own.
+        self._lease = lease
         self.config = config
         self.clock = clock or SystemClock()
         self.outcome = TreeOutcome()
@@ -228,7 +235,7 @@ class Coordinator:
         )
         self._events = EventPublisher(redis_url, config.intake.events_channel).start()
         self.directory.add_listener(self._publish_event)
-        specs = build_tree(config)
+        specs = build_tree(config, lease=self._lease)
         self._supervisor = Supervisor.start(
             specs,
             config.supervisor,

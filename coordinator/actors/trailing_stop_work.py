@@ -271,4 +271,5 @@ class StopWork(_Host):
             store_error=self._flush.failure.error,
             stale_ticks_ignored=self._stale_ticks,
             exits_triggered=self._triggered,
+            leading=self._token is not None,
         )

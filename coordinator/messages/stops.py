@@ -231,3 +231,6 @@ class TrailingStopsSnapshot:
     """Prices too old to move a stop."""
     exits_triggered: int = 0
     """Exits the stops started."""
+    leading: bool = False
+    """Whether this instance leads, and so watches the stops (a follower holds none:
+    the leader's are in ``coordinator_stops``)."""
