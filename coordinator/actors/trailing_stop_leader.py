@@ -11,11 +11,8 @@ import logging
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-import pykka
-
-from coordinator.actors.names import ActorName
+from coordinator.actors.leadership import lease_now
 from coordinator.cluster.fencing import LeaseToken
-from coordinator.messages.leadership import GetLeadership, LeadershipSnapshot
 from coordinator.messages.pipeline import OrderFinished, PricesUpdated, PriceUpdated, SignalDecided
 from coordinator.messages.stops import (
     AtrHistoryLoaded,
@@ -26,7 +23,6 @@ from coordinator.messages.stops import (
     StopTick,
     StoredStopsRead,
 )
-from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.trading.stop_book import Holding
 from coordinator.trading.stops import AtrTracker
 
@@ -40,8 +36,6 @@ else:
 __all__ = ["LEADER_WORK", "StopLeadership"]
 
 logger = logging.getLogger("coordinator.actors.trailing_stop")
-
-_ASK_ELECTOR = 1.0  # seconds: the elector answers at once when it runs
 
 LEADER_WORK = (
     PricesUpdated,
@@ -77,18 +71,11 @@ class StopLeadership(_Host):
         def _restore(self) -> None: ...
 
     def _follow_elector(self) -> None:
-        """At start: an incarnation that replaces a crashed one while this instance
-        leads takes over at once (the election was told to its predecessor); otherwise
-        it waits for ``LeaderElected``. An elector not running (yet: it starts last)
-        means follower."""
-        try:
-            snapshot: LeadershipSnapshot = self.context.directory.ask(
-                ActorName.LEADER_ELECTOR, GetLeadership(), timeout=_ASK_ELECTOR
-            )
-        except (ChildUnavailable, pykka.Timeout):
-            return
-        if snapshot.leading and snapshot.generation is not None:
-            self._lead(LeaseToken(snapshot.lease, snapshot.holder, snapshot.generation))
+        """At start: lead at once if the elector says this instance leads, else wait
+        for ``LeaderElected``."""
+        token = lease_now(self.context.directory)
+        if token is not None:
+            self._lead(token)
 
     def _lead(self, token: LeaseToken) -> None:
         if self._token == token:

@@ -25,7 +25,14 @@ import psycopg2
 from coordinator.cluster.fencing import LeaseLost, LeaseToken
 from coordinator.infra.store import OwnConnectionStore, StoreError, first_line
 
-__all__ = ["FENCE_SQLSTATE", "LeaseAnswer", "LeaseRow", "LeaseStore", "run_fenced"]
+__all__ = [
+    "FENCE_SQLSTATE",
+    "LeaseAnswer",
+    "LeaseRow",
+    "LeaseStore",
+    "run_fenced",
+    "run_maybe_fenced",
+]
 
 T = TypeVar("T")
 
@@ -142,6 +149,22 @@ def run_fenced(conn: Any, token: LeaseToken, work: Callable[[Any], T]) -> T:
         raise
 
 
+def run_maybe_fenced(
+    store: OwnConnectionStore, token: LeaseToken | None, work: Callable[[Any], T]
+) -> T:
+    """``work(cursor)`` in one transaction on ``store``'s connection, passing the fence
+    first when there is a ``token`` (leader-only work): LeaseLost when refused, a
+    StoreError for any other failure, as the store's own calls."""
+    if token is None:
+        result: T = store._run(work)
+        return result
+    try:
+        return run_fenced(store._connection(), token, work)
+    except psycopg2.Error as exc:
+        store.close()
+        raise StoreError(first_line(exc)) from exc
+
+
 class LeaseStore(OwnConnectionStore):
     """The leases, through one connection used by one thread at a time (the elector's
     worker). Every database failure is a StoreError; a refused lease is an answer."""
@@ -216,8 +239,4 @@ class LeaseStore(OwnConnectionStore):
     def run_fenced(self, token: LeaseToken, work: Callable[[Any], T]) -> T:
         """``run_fenced`` on this store's connection: LeaseLost when refused, a
         StoreError for any other failure."""
-        try:
-            return run_fenced(self._connection(), token, work)
-        except psycopg2.Error as exc:
-            self.close()
-            raise StoreError(first_line(exc)) from exc
+        return run_maybe_fenced(self, token, work)

@@ -6,11 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg2
-
 from coordinator.cluster.fencing import LeaseToken
-from coordinator.infra.lease_store import run_fenced
-from coordinator.infra.store import OwnConnectionStore, StoreError, first_line, table_columns
+from coordinator.infra.lease_store import run_maybe_fenced
+from coordinator.infra.store import OwnConnectionStore, table_columns
 
 __all__ = ["STOP_FIELDS", "StopStore"]
 
@@ -112,14 +110,7 @@ class StopStore(OwnConnectionStore):
                     values,
                 )
 
-        if fence is None:
-            self._run(work)
-            return
-        try:
-            run_fenced(self._connection(), fence, work)
-        except psycopg2.Error as exc:
-            self.close()
-            raise StoreError(first_line(exc)) from exc
+        run_maybe_fenced(self, fence, work)
 
     def exit_decisions(self, exit_ids: list[str]) -> list[tuple[str, str, str | None, str]]:
         """(exit id, outcome, reason, detail) of the exits that have a stored decision."""

@@ -16,6 +16,7 @@ __all__ = [
     "LeadershipSnapshot",
     "LeaseAnswered",
     "LeaseTick",
+    "NotLeading",
 ]
 
 
@@ -89,3 +90,12 @@ class LeadershipSnapshot:
     @property
     def leading(self) -> bool:
         return self.role is Role.LEADER
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotLeading:
+    """The answer of an actor asked for leader-only work on a follower: nothing done,
+    ask the leader."""
+
+    leader: str | None
+    """The lease's holder as stored (None: unknown, or nobody holds it)."""

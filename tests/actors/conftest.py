@@ -91,11 +91,13 @@ def decision(
     )
 
 
-def take_lease(dsn: str, holder: str, *, now: float, duration: float = 60.0) -> LeaseToken:
-    """The leader lease taken in the store by ``holder`` at ``now`` (free or expired)."""
+def take_lease(
+    dsn: str, holder: str, *, now: float, lease: str = LEADER_LEASE, duration: float = 60.0
+) -> LeaseToken:
+    """The lease taken in the store by ``holder`` at ``now`` (free or expired)."""
     store = LeaseStore(dsn, timeout=5)
     try:
-        answer = store.acquire(LEADER_LEASE, holder, now=now, duration=duration)
+        answer = store.acquire(lease, holder, now=now, duration=duration)
     finally:
         store.close()
     assert answer.granted and answer.row is not None, answer
@@ -103,8 +105,9 @@ def take_lease(dsn: str, holder: str, *, now: float, duration: float = 60.0) -> 
 
 
 def elect(actor: Solo, dsn: str, holder: str) -> LeaseToken:
-    """What the LeaderElector does for leader-only work: the lease taken, and the actor
-    told it leads under it."""
-    token = take_lease(dsn, holder, now=actor.clock.time())
+    """What the LeaderElector does for leader-only work: a lease taken (one of this
+    test's own, whatever else runs on the database), and the actor told it leads."""
+    lease = f"leader-{uuid.uuid4().hex[:8]}"
+    token = take_lease(dsn, holder, now=actor.clock.time(), lease=lease)
     actor.tell(LeaderElected(token=token))
     return token

@@ -119,7 +119,7 @@ def test_elected_it_restores_the_stored_peak_and_fires_lost_it_sends_nothing(
     assert not any(isinstance(m, ExitPosition) for m in told_meanwhile(follower, "validator-0"))
 
     # Elected again (a new term): the stop comes back from the store with its peak.
-    second = take_lease(own_database, "me#2", now=follower.clock.time() + 61)
+    second = take_lease(own_database, "me#2", now=follower.clock.time() + 61, lease=first.name)
     follower.tell(LeaderElected(token=second))
     (row,) = rows(follower)
     assert row["peak"] == pytest.approx(PEAK)
@@ -138,12 +138,12 @@ def test_a_write_refused_by_the_fence_puts_it_to_sleep_with_one_warning(
     follower: Solo, own_database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="coordinator.actors.trailing_stop")
-    elect(follower, own_database, "me#1")
+    token = elect(follower, own_database, "me#1")
     watching(follower)
     follower.clock.advance(0.25)
     wait_for(lambda: stored_peak(own_database) is not None, message="the stop stored")
     # Our lease lapsed (a pause) and another instance took it over.
-    take_lease(own_database, "other#1", now=follower.clock.time() + 61)
+    take_lease(own_database, "other#1", now=follower.clock.time() + 61, lease=token.name)
     follower.tell(price(follower, PEAK))  # a change, written at the next flush: refused
     follower.clock.advance(0.25)
     wait_for(lambda: rows(follower) == (), message="the stops dropped")

@@ -1,0 +1,70 @@
+"""Two coordinators on one database and one lease: the leader rotates the universe and
+keeps the blacklist, the follower serves what the leader stored and answers the
+operator's universe commands 409 naming the leader; once it leads, they are its."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import requests
+
+from coordinator.infra.lease_store import LeaseStore
+from tests.pipeline import AUTH, Pipeline
+from tests.waiting import wait_for
+
+ENV = {"UNIVERSE_UPDATE_INTERVAL": "1", "CORE_PAIRS": "BTCUSDC"}
+
+
+def universe(pipe: Pipeline) -> dict[str, Any]:
+    response = requests.get(pipe.url + "/universe", timeout=5)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def blacklist(pipe: Pipeline, symbol: str) -> requests.Response:
+    return requests.post(
+        pipe.url + "/universe/blacklist",
+        json={"symbol": symbol, "reason": "exchange incident"},
+        headers=AUTH,
+        timeout=5,
+    )
+
+
+def refresh(pipe: Pipeline) -> requests.Response:
+    return requests.post(pipe.url + "/universe/refresh", headers=AUTH, timeout=20)
+
+
+def test_the_leader_rotates_and_the_follower_serves_its_universe(pipelines, own_postgres):
+    lease = f"leader-{uuid.uuid4().hex[:8]}"
+    first = pipelines(ENV, database_dsn=own_postgres.dsn, lease=lease)
+    second = pipelines(ENV, database_dsn=own_postgres.dsn, lease=lease, lead=False)
+    store = LeaseStore(own_postgres.dsn, timeout=5)
+    try:
+        row = store.read(lease)
+    finally:
+        store.close()
+    assert row is not None
+
+    for refused in (refresh(second), blacklist(second, "ETHUSDC")):
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["leader"] == row.holder
+        assert row.holder in refused.json()["error"]
+    assert blacklist(first, "ETHUSDC").status_code == 200
+    # The follower takes the leader's rotations and blacklist from the store.
+    followed = wait_for(
+        lambda: (u := universe(second))["blacklist"] and u,
+        message="the follower to see the blacklist",
+    )
+    assert [e["symbol"] for e in followed["blacklist"]] == ["ETHUSDC"]
+    assert "ETHUSDC" not in followed["selected_symbols"]
+    wait_for(
+        lambda: universe(second)["last_update"] is not None,
+        message="the follower to serve a rotation of the leader",
+    )
+
+    first.coordinator.stop()
+    wait_for(lambda: second.role() == "leader", timeout=10, message="the second to lead")
+    rotated = refresh(second)
+    assert rotated.status_code == 200, rotated.text
+    assert [e["symbol"] for e in rotated.json()["blacklist"]] == ["ETHUSDC"]
