@@ -8,6 +8,7 @@ list backwards.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -134,7 +135,11 @@ def build_tree(
     elector = ElectorSettings(config.leader_lease, holder or lease_holder_name(), lease)
     return [
         ChildSpec(ActorName.SERVICE_HEALTH, ServiceHealth, kwargs={"settings": parts.health}),
-        ChildSpec(ActorName.STORE_WRITER, StoreWriter, kwargs={"settings": parts.store}),
+        ChildSpec(
+            ActorName.STORE_WRITER,
+            StoreWriter,
+            kwargs={"settings": dataclasses.replace(parts.store, lease=lease)},
+        ),
         ChildSpec(ActorName.STATS, Stats, Restart.PERMANENT),
         ChildSpec(ActorName.MARKET_FEED, MarketFeed, kwargs={"settings": parts.feed}),
         ChildSpec(ActorName.LEDGER, Ledger, kwargs={"settings": config.risk}),

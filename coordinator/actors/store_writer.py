@@ -15,8 +15,10 @@ from typing import Any
 
 import redis
 
+from coordinator.cluster.fencing import LeaseLost, LeaseToken
 from coordinator.config.parts import StoreSettings
 from coordinator.infra.journal import Journal
+from coordinator.infra.lease_store import LeaseStore
 from coordinator.infra.order_states import HELD_MARK, RESENT_MARK
 from coordinator.infra.pipeline_store import PipelineStore, RecordError
 from coordinator.infra.records import (
@@ -28,6 +30,7 @@ from coordinator.infra.records import (
 )
 from coordinator.infra.store import StoreError
 from coordinator.messages.audit import AuditTrail, GetAuditTrail, RecordAudit
+from coordinator.messages.leadership import LeaderElected
 from coordinator.messages.pipeline import (
     AckStreamEntry,
     Decision,
@@ -63,6 +66,7 @@ _RETRY = Backoff(0.1, 5.0)
 
 
 class StoreWriter(ChildActor):
+    subscriptions = (LeaderElected,)
     settings: StoreSettings
 
     def setup(self) -> None:
@@ -91,6 +95,7 @@ class StoreWriter(ChildActor):
         self._retry_at = 0.0
         self._retry_failures = 0
         self._recent_ids: frozenset[str] = frozenset()
+        self._sweep_when_leading = False
         self._load()
         self.ticker(settings.execution.flush_interval, StoreTick)
 
@@ -161,17 +166,17 @@ class StoreWriter(ChildActor):
 
     def _orphaned_orders(self) -> None:
         """At process start, an order still pending or sent belongs to a process that
-        died before it knew the outcome: it may have been executed. Never resend it."""
-        count = self._store.mark_orphaned_orders(self._clock.time())
-        if count:
-            logger.error(
-                "ALERT %d order(s) left pending by an earlier run are now unknown; "
-                "check them at the Trader",
-                count,
-            )
-        exits = self._store.decide_orphaned_exits(self._clock.time())
-        if exits:
-            logger.warning("%d exit(s) left undecided by an earlier run decided now", exits)
+        died before it knew the outcome: it may have been executed. Never resend it.
+        Unless an instance holds the leader lease: the orders in flight may be its own
+        (or its followers'); the sweep waits until this instance leads (the holder gone:
+        a process killed a moment ago, say), and then takes only what is older than
+        this process."""
+        leader = self._live_leader()
+        if leader is not None:
+            self._sweep_when_leading = True
+            logger.warning("orders in flight not swept until this instance leads: %s", leader)
+        else:
+            self._sweep(None, None)
         # Before the intake reads the table: a row of a signal decided earlier (its mark
         # lost, or made while the table was absent) is not read again.
         marked = self._store.mark_decided_trading_signals(
@@ -180,8 +185,47 @@ class StoreWriter(ChildActor):
         if marked:
             logger.info("%d trading_signals row(s) of signals decided earlier marked", marked)
 
+    def _sweep(self, before: float | None, fence: LeaseToken | None) -> None:
+        now = self._clock.time()
+        count = self._store.mark_orphaned_orders(now, before=before, fence=fence)
+        if count:
+            logger.error(
+                "ALERT %d order(s) left pending by an earlier run are now unknown; "
+                "check them at the Trader",
+                count,
+            )
+        exits = self._store.decide_orphaned_exits(now, before=before, fence=fence)
+        if exits:
+            logger.warning("%d exit(s) left undecided by an earlier run decided now", exits)
+
+    def _on_elected(self, token: LeaseToken) -> None:
+        if not self._sweep_when_leading:
+            return
+        try:
+            self._sweep(self._services.started_at, token)
+        except (StoreError, LeaseLost) as exc:
+            logger.warning("orders in flight not swept (tried again when leading): %s", exc)
+            return
+        self._sweep_when_leading = False
+
+    def _live_leader(self) -> str | None:
+        """Why the sweep must wait: a live instance holds the leader lease (or whether
+        one does cannot be read). None when no one leads."""
+        leases = LeaseStore(self._services.endpoints.database_dsn, timeout=5.0)
+        try:
+            row = leases.read(self.settings.lease)
+        except StoreError as exc:
+            return f"the leader lease could not be read ({exc})"
+        finally:
+            leases.close()
+        if row is None or row.remaining(self._clock.time()) <= 0:
+            return None
+        return f"{row.holder} leads (lease {row.name}, generation {row.generation})"
+
     def handle(self, message: Any) -> Any:
         match message:
+            case LeaderElected(token=token):
+                self._on_elected(token)
             case RecordSignal():
                 self._records.append(signal_record(message))
                 self._undecided[message.signal_id] = message

@@ -47,6 +47,10 @@ class HealthSettings:
     """Seconds between dependency probes."""
 
 
+LEADER_LEASE = "leader"
+"""The name of the lease whose holder runs what must run once across the instances."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
     """The StoreWriter's."""
@@ -56,6 +60,9 @@ class StoreSettings:
     signal_timeout: float
     data_dir: Path
     """Where the quarantine journal goes."""
+    lease: str = LEADER_LEASE
+    """The leader lease: held by a live instance, the orders in flight are not swept
+    at start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +119,6 @@ class ValidatorSettings:
     stop_price_max_age: float
     trading_enabled: bool
     universe_override: bool
-
-
-LEADER_LEASE = "leader"
-"""The name of the lease whose holder runs what must run once across the instances."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from coordinator.actors.store_writer import StoreWriter
@@ -14,6 +15,7 @@ from coordinator.clock import ManualClock
 from coordinator.config import load_config
 from coordinator.infra.embedded import EmbeddedPostgres
 from coordinator.infra.journal import Journal
+from coordinator.messages.leadership import LeaderElected
 from coordinator.messages.pipeline import (
     Decision,
     GetStoreSnapshot,
@@ -22,7 +24,7 @@ from coordinator.messages.pipeline import (
     SignalDecided,
     StoreSnapshot,
 )
-from tests.actors.conftest import decision
+from tests.actors.conftest import decision, take_lease
 from tests.solo import Solo, solo
 from tests.trees import make_services
 from tests.waiting import wait_for
@@ -99,3 +101,52 @@ def test_a_batch_postgresql_refuses_is_journaled_and_replayed_after_the_backoff(
         lambda: (s := snapshot(writer)).postgres_ok and s.journaled == 0 and s.written == 2,
         message="the journal replayed",
     )
+
+
+def pending_order(dsn: str, client_order_id: str, created_at: float) -> None:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO coordinator_orders (client_order_id, signal_id, symbol, side,
+                   quantity, reference_price, state, created_at, updated_at)
+               VALUES (%s, %s, 'BTCUSDC', 'BUY', 0.01, 50000, 'pending',
+                       to_timestamp(%s), to_timestamp(%s))""",
+            (client_order_id, "s-" + client_order_id, created_at, created_at),
+        )
+    conn.close()
+
+
+def order_state(dsn: str, client_order_id: str) -> str:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT state FROM coordinator_orders WHERE client_order_id = %s", (client_order_id,)
+        )
+        (state,) = cur.fetchone()
+    conn.close()
+    return str(state)
+
+
+def test_orders_in_flight_are_not_swept_while_another_instance_leads(
+    own_postgres: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    """A second instance starting beside a live leader must not make the leader's orders
+    in flight unknown. Once it leads itself (the holder gone), it sweeps what is older
+    than its own start, under its lease."""
+    clock = ManualClock()
+    dsn = own_postgres.dsn
+    pending_order(dsn, "before-start", clock.time() - 3600)
+    holder = take_lease(dsn, "live#1", now=clock.time(), duration=60.0)
+    config = load_config({"COORDINATOR_DATA_DIR": str(tmp_path / "data")})
+    services = make_services(config, redis_url="redis://unused", database_dsn=dsn, clock=clock)
+    services = dataclasses.replace(services, journal=Journal(tmp_path / "data" / "journal.jsonl"))
+    with solo(StoreWriter, "store_writer", services, clock=clock) as writer:
+        writer.ask(GetStoreSnapshot())
+        assert order_state(dsn, "before-start") == "pending"
+        pending_order(dsn, "after-start", services.started_at + 1)
+        # The holder died: its lease lapsed and this instance took it.
+        mine = take_lease(dsn, "me#1", now=clock.time() + 61, lease=holder.name)
+        writer.tell(LeaderElected(token=mine))
+        wait_for(
+            lambda: order_state(dsn, "before-start") == "unknown",
+            message="the orphan swept under our lease",
+        )
+        assert order_state(dsn, "after-start") == "pending"
