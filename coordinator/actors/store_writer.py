@@ -54,6 +54,7 @@ from coordinator.trading.backoff import Backoff
 from coordinator.trading.execution import FINAL_ORDER_STATES, OrderStatus
 from coordinator.trading.signal_rows import db_id_of
 from coordinator.trading.signals import Signal, SignalSource, parse_signal
+from coordinator.trading.stops import EXIT_SOURCE
 
 __all__ = ["StoreWriter"]
 
@@ -240,8 +241,11 @@ class StoreWriter(ChildActor):
             case StoreTick():
                 self._flush()
             case GetUndecided():
+                # Exits are the TrailingStop's to follow up (as at a start): taken in by
+                # the intake, one would go again as a plain SELL, without its holding
+                # or the lease it was asked under.
                 return UndecidedSignals(
-                    signals=tuple(self._undecided.values()),
+                    signals=tuple(r for r in self._undecided.values() if r.source != EXIT_SOURCE),
                     recent_ids=self._recent_ids | frozenset(self._decided),
                 )
             case GetStoredRecords():

@@ -19,6 +19,7 @@ from coordinator.messages.leadership import LeaderElected
 from coordinator.messages.pipeline import (
     Decision,
     GetStoreSnapshot,
+    GetUndecided,
     RecordDecision,
     RecordSignal,
     SignalDecided,
@@ -150,3 +151,14 @@ def test_orders_in_flight_are_not_swept_while_another_instance_leads(
             message="the orphan swept under our lease",
         )
         assert order_state(dsn, "after-start") == "pending"
+
+
+def test_an_undecided_exit_is_not_handed_to_the_intake(writer: Solo) -> None:
+    """An exit left undecided (its Validator crashed, or its lease was lost) is the
+    TrailingStop's to follow up: the intake, taking it in again, would send it as a
+    plain SELL."""
+    exit_id = "exit:BTCUSDC@1@50000:1"
+    writer.tell(dataclasses.replace(received(exit_id, writer.clock), source="trailing_stop"))
+    writer.tell(received("plain", writer.clock))
+    undecided = writer.ask(GetUndecided())
+    assert [r.signal_id for r in undecided.signals] == ["plain"]
