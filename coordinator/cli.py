@@ -204,7 +204,13 @@ def _run(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
         return EXIT_CONFIG
-    from coordinator.daemon import EXIT_ESCALATED, EXIT_START_FAILED, Coordinator, set_after
+    from coordinator.daemon import (
+        EXIT_ESCALATED,
+        EXIT_IDENTITY_LOST,
+        EXIT_START_FAILED,
+        Coordinator,
+        set_after,
+    )
     from coordinator.logs import log_thread_stacks
 
     _configure_logging(config)
@@ -258,7 +264,10 @@ def _run(args: argparse.Namespace) -> int:
                 logger.info("%s received; stopping", received["stop"])
                 break
             if coordinator.outcome.finished.is_set():
-                if coordinator.outcome.failure is not None:
+                if coordinator.identity_lost is not None:
+                    logger.critical("stopped: %s", coordinator.identity_lost)
+                    exit_code = EXIT_IDENTITY_LOST
+                elif coordinator.outcome.failure is not None:
                     logger.critical("the supervisor gave up: %s", coordinator.outcome.failure)
                     exit_code = EXIT_ESCALATED
                 break
@@ -317,9 +326,12 @@ def _expected_start_error(exc: Exception) -> bool:
     from coordinator.daemon import StartupError
     from coordinator.http.server import HttpServerError
     from coordinator.infra.embedded import EmbeddedServerError
+    from coordinator.infra.instances import IdentityInUse
     from coordinator.infra.store import StoreError
 
-    return isinstance(exc, StartupError | HttpServerError | EmbeddedServerError | StoreError)
+    return isinstance(
+        exc, StartupError | HttpServerError | EmbeddedServerError | StoreError | IdentityInUse
+    )
 
 
 def _drill(args: argparse.Namespace) -> int:

@@ -14,8 +14,10 @@ import os
 import secrets
 import socket
 import threading
+from pathlib import Path
 from typing import Any
 
+from coordinator.actors.instance_keeper import InstanceKeeper
 from coordinator.actors.leader_elector import LeaderElector
 from coordinator.actors.ledger import Ledger
 from coordinator.actors.market_feed import MarketFeed
@@ -38,13 +40,14 @@ from coordinator.http.limits import Limits
 from coordinator.http.server import HttpServer, raise_open_files_limit
 from coordinator.infra.embedded import DataDirLock, EmbeddedPostgres, EmbeddedRedis
 from coordinator.infra.event_codec import event_json
+from coordinator.infra.instances import IdentityLost, InstanceRegistry, instance_dsn
 from coordinator.infra.intake_readers import IntakeReaders
 from coordinator.infra.intent_claims import IntentClaims
 from coordinator.infra.journal import Journal
 from coordinator.infra.order_states import paper_dsn
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.infra.redis_bus import EventPublisher
-from coordinator.infra.store import apply_migrations
+from coordinator.infra.store import StoreError, apply_migrations
 from coordinator.messages.supervision import StopTree
 from coordinator.runtime import Endpoints, Services
 from coordinator.supervisor import (
@@ -58,6 +61,7 @@ from coordinator.supervisor import (
 
 __all__ = [
     "EXIT_ESCALATED",
+    "EXIT_IDENTITY_LOST",
     "EXIT_START_FAILED",
     "Coordinator",
     "StartupError",
@@ -70,6 +74,7 @@ logger = logging.getLogger(__name__)
 
 EXIT_START_FAILED = 1
 EXIT_ESCALATED = 3
+EXIT_IDENTITY_LOST = 4
 
 
 class StartupError(CoordinatorError):
@@ -107,10 +112,13 @@ def set_after(event: threading.Event, then: threading.Event) -> None:
     then.set()
 
 
-def lease_holder_name() -> str:
-    """This coordinator's name in the leader lease, unique among the instances sharing
-    the database until the instances are named: host, process id, and a random part
-    for each start (two coordinators in one process, as tests run them)."""
+def lease_holder_name(identity: InstanceRegistry | None = None) -> str:
+    """This coordinator's name in the leader lease: its instance and this process's
+    incarnation of it (unique among the live instances, which the registry ensures, and
+    told apart from an earlier process of the same instance); without a claimed
+    identity, host, process id and a random part for each start."""
+    if identity is not None:
+        return f"{identity.instance}:{identity.incarnation[:8]}"
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
@@ -134,6 +142,9 @@ def build_tree(
     ]
     elector = ElectorSettings(config.leader_lease, holder or lease_holder_name(), lease)
     return [
+        # First: it beats the identity from before the first actor that trades until
+        # after the last one has stopped.
+        ChildSpec(ActorName.INSTANCE_KEEPER, InstanceKeeper, kwargs={"settings": config.instance}),
         ChildSpec(ActorName.SERVICE_HEALTH, ServiceHealth, kwargs={"settings": parts.health}),
         ChildSpec(
             ActorName.STORE_WRITER,
@@ -174,6 +185,7 @@ class Coordinator:
         self._events: EventPublisher | None = None
         self._readers: IntakeReaders | None = None
         self._supervisor: Any = None
+        self._identity: InstanceRegistry | None = None
         self._stopped = threading.Event()
 
     def start(self) -> None:
@@ -204,6 +216,9 @@ class Coordinator:
         logger.info("schema up to date (%d migration(s) applied now)", len(applied))
         for note in config.notes:
             logger.log(note.level, "%s", note.text)
+        self._identity = self._claim_identity(dsn, data_dir)
+        # Every decision and order this process writes records its instance.
+        dsn = instance_dsn(dsn, config.instance.name)
         trader_url, portfolio_url = config.trader.url, config.portfolio.url
         if config.paper_trading:
             self.paper = PaperExchange(
@@ -237,10 +252,11 @@ class Coordinator:
             journal=journal,
             intents=IntentClaims(dsn, journal, timeout=2.0, clock=self.clock),
             paper_exchange=self.paper is not None,
+            identity=self._identity,
         )
         self._events = EventPublisher(redis_url, config.intake.events_channel).start()
         self.directory.add_listener(self._publish_event)
-        specs = build_tree(config, lease=self._lease)
+        specs = build_tree(config, holder=lease_holder_name(self._identity), lease=self._lease)
         self._supervisor = Supervisor.start(
             specs,
             config.supervisor,
@@ -311,6 +327,56 @@ class Coordinator:
         ).start()
         logger.info("coordinator running; API on %s", self.http.url)
 
+    def _claim_identity(self, dsn: str, data_dir: Path) -> InstanceRegistry:
+        """Take this instance's row before any actor that trades starts; refused
+        (IdentityInUse) while another live process holds it."""
+        settings = self.config.instance
+        registry = InstanceRegistry(
+            dsn,
+            instance=settings.name,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            data_dir=str(data_dir),
+            liveness=settings.liveness,
+            timeout=max(1.0, min(5.0, settings.liveness / 2)),
+            database_in_data_dir=self._postgres is not None,
+        )
+        try:
+            earlier = registry.claim()
+        finally:
+            registry.close()
+        if earlier is not None and earlier.stopped_at is None:
+            logger.warning(
+                "instance %s taken over from a coordinator that did not stop cleanly (%s)",
+                settings.name,
+                earlier.describe(),
+            )
+        logger.info("instance %s, incarnation %s", settings.name, registry.incarnation)
+        return registry
+
+    @property
+    def identity_lost(self) -> IdentityLost | None:
+        """How the identity was lost while running (another incarnation holds it), else
+        None."""
+        return None if self._identity is None else self._identity.lost
+
+    def _release_identity(self) -> None:
+        registry = self._identity
+        if registry is None or registry.lost is not None:
+            return
+        try:
+            if not registry.release():
+                logger.warning("instance %s was no longer held at stop", registry.instance)
+        except StoreError as exc:
+            logger.warning(
+                "instance %s not marked stopped (%s): a restart waits INSTANCE_LIVENESS "
+                "for its last heartbeat to age",
+                registry.instance,
+                exc,
+            )
+        finally:
+            registry.close()
+
     def _publish_event(self, event: Any) -> None:
         payload = event_json(event)
         if payload is not None and self._events is not None:
@@ -339,6 +405,8 @@ class Coordinator:
                     component.stop()
                 except Exception:
                     logger.exception("%s did not stop cleanly", type(component).__name__)
+        # Before the embedded PostgreSQL goes: the row says the identity is free.
+        self._release_identity()
         for server in (self._postgres, self._redis):
             if server is not None:
                 try:

@@ -106,6 +106,9 @@ class Services:
     """The order-intent gate (coordinator.infra.intent_claims.IntentClaims)."""
     paper_exchange: bool = False
     """Whether Trader and Portfolio are the in-process paper exchange."""
+    identity: Any = None
+    """This process's identity, claimed at start (coordinator.infra.instances
+    .InstanceRegistry); None in trees built without one (tests)."""
     decided: DecidedSignals = field(default_factory=DecidedSignals)
     """Signals with a decision (this process's and the store's recent ones)."""
     kept_stops: KeptRecords = field(default_factory=KeptRecords)

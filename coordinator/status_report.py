@@ -54,7 +54,8 @@ def _state(status: Mapping[str, Any], health: Mapping[str, Any]) -> str:
         f" sells {'allowed' if trading.get('sells_allowed') else 'refused'})",
         f"mode      {status.get('mode', '?')}   role {status.get('role', '?')}"
         f"   health {health.get('status', '?')}"
-        f"   up {_cell(status.get('uptime'))} s   version {status.get('version', '?')}",
+        f"   up {_cell(status.get('uptime'))} s   version {status.get('version', '?')}"
+        f"   instance {status.get('instance', '?')}",
     ]
     if switch.get("halted"):
         lines.append(f"halted    {switch.get('reason') or '(no reason given)'}")

@@ -47,6 +47,7 @@ def settings_for(name: str, services: Any) -> Any:
     if name.startswith("validator"):
         return parts.validator
     return {
+        "instance_keeper": config.instance,
         "service_health": parts.health,
         "store_writer": parts.store,
         "market_feed": parts.feed,

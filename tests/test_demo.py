@@ -206,6 +206,7 @@ def test_the_demo_never_takes_the_servers_or_live_trading_from_the_environment()
         "TRADER_API_URL": "http://trader:5002",
         "PAPER_TRADING": "false",
         "COORDINATOR_DATA_DIR": "/var/lib/coordinator",
+        "COORDINATOR_INSTANCE": "prod-1",
         "UNIVERSE_SIZE": "6",
         "TRADING_SYMBOLS": "BTCUSDC,SOLUSDC",
         "CORE_PAIRS": "BTCUSDC",
@@ -213,7 +214,7 @@ def test_the_demo_never_takes_the_servers_or_live_trading_from_the_environment()
     }
     env, own = demo_environment(environ, ["ADAUSDC", "ETHUSDC"])
     assert not {"REDIS_URL", "PGHOST", "DATABASE_URL", "TRADER_API_URL"} & set(env)
-    assert not {"PAPER_TRADING", "COORDINATOR_DATA_DIR"} & set(env)
+    assert not {"PAPER_TRADING", "COORDINATOR_DATA_DIR", "COORDINATOR_INSTANCE"} & set(env)
     assert env["UNIVERSE_SIZE"] == "6" and "UNIVERSE_SIZE" not in own
     # The candidates are the replayed pairs, whatever a real run trades.
     assert env["TRADING_SYMBOLS"] == "ADAUSDC,ETHUSDC" and env["CORE_PAIRS"] == "ETHUSDC"

@@ -92,7 +92,8 @@ def test_diagnostic_shows_tree_probes_and_redacted_config(start_coordinator, pos
     wait_healthy(base)
     body = get(base, "/diagnostic").json()
 
-    assert body["supervisor"]["children"][0]["name"] == "service_health"
+    names = [child["name"] for child in body["supervisor"]["children"]]
+    assert names[:2] == ["instance_keeper", "service_health"]
     probe = body["dependencies"]["postgres"]["last_probe"]
     assert probe["latency_ms"] is not None and probe["at"]
     config = body["config"]
@@ -100,6 +101,12 @@ def test_diagnostic_shows_tree_probes_and_redacted_config(start_coordinator, pos
     assert postgres.password not in str(config)
     assert config["DATABASE_URL"]["source"] == "environment"
     assert body["embedded_servers"] == {"redis": False, "postgres": False}
+
+
+def _child(base: str, name: str) -> dict[str, Any]:
+    children = get(base, "/supervisor").json()["children"]
+    found: dict[str, Any] = next(child for child in children if child["name"] == name)
+    return found
 
 
 def test_supervisor_snapshot(start_coordinator):
@@ -222,7 +229,7 @@ def test_drill_crash_is_survived(start_coordinator):
     response = requests.post(base + "/drills/actors/service_health/crash", headers=AUTH, timeout=5)
     assert response.status_code == 202
     wait_for(
-        lambda: get(base, "/supervisor").json()["children"][0]["incarnation"] == 2,
+        lambda: _child(base, "service_health")["incarnation"] == 2,
         message="service_health replaced",
     )
     wait_healthy(base)
@@ -294,7 +301,7 @@ def test_fail_start_drill_makes_the_next_start_fail_once(start_coordinator):
 
     child = wait_for(
         lambda: (
-            (c := get(base, "/supervisor").json()["children"][0])["incarnation"] == 3
+            (c := _child(base, "service_health"))["incarnation"] == 3
             and c["state"] == "running"
             and c
         ),

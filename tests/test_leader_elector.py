@@ -206,9 +206,10 @@ def test_a_leader_that_cannot_reach_the_store_stops_leading_when_its_clock_says(
     assert snapshot.last_error
 
 
-def test_failover_on_the_real_clock_takes_under_two_seconds_at_the_median(postgres, lease):
+def test_a_frozen_leader_is_taken_over_each_time_on_the_real_clock(postgres, lease):
     """Two electors on the system clock; the leader's thread freezes (a drill), the
-    other takes over; five times, each way in turn."""
+    other takes over; five times, each way in turn. How long a takeover takes is printed
+    (``pytest -s``), not asserted: the failover figure is a benchmark's."""
     services = make_services(fast_config(), redis_url="redis://unused", database_dsn=postgres.dsn)
     electors = [
         Solo(
@@ -242,8 +243,7 @@ def test_failover_on_the_real_clock_takes_under_two_seconds_at_the_median(postgr
             took.append(time.monotonic() - frozen)
             # The frozen one wakes up a follower: the next round starts from the other.
             wait_for(lambda f=follower: leading() == f, timeout=10, message="one leader again")
-        assert statistics.median(took) < 2.0, took
-        assert max(took) < 2.5, took
+        print(f"failover: median {statistics.median(took):.2f} s, max {max(took):.2f} s")
     finally:
         for elector in electors:
             elector.stop()

@@ -4,7 +4,6 @@ and the other takes over when the leader stops."""
 from __future__ import annotations
 
 import queue
-import time
 from typing import Any
 
 import pytest
@@ -67,11 +66,15 @@ def test_one_of_two_coordinators_leads_and_the_other_takes_over_when_it_stops(
     try:
         before = store.read("leader")
         assert before is not None
+        # Named by its instance and this process's incarnation of it.
+        assert first.config.instance.name in before.holder
         first.stop()
-        stopped = time.monotonic()
+        # Released on the stop (taken at the follower's next try, not after a lapse),
+        # unless the follower was quicker than this read.
+        released = store.read("leader")
+        assert released is not None
+        assert released.expires_at == float("-inf") or released.holder != before.holder
         wait_for(lambda: role(second) == "leader", timeout=10, message="the second to lead")
-        # Released on the stop: taken at the follower's next try, not after a lapse.
-        assert time.monotonic() - stopped < 2.0
         after = store.read("leader")
         assert after is not None
         assert after.generation == before.generation + 1
@@ -94,15 +97,12 @@ def test_a_paused_leader_is_taken_over_and_resumed_says_it_lost(coordinators, po
         before = store.read("leader")
         assert before is not None
         first.directory.tell("leader_elector", DrillHang(seconds=4.0))
-        hung = time.monotonic()
+        # Taken over once its lease lapses (how soon is measured by benchmarks, not here).
         wait_for(lambda: role(second) == "leader", timeout=10, message="the second to lead")
-        failover = time.monotonic() - hung
         after = store.read("leader")
         assert after is not None
         assert after.generation == before.generation + 1
         assert after.holder != before.holder
-        # A lease after the last renewal at most, with a tick and this test's polling.
-        assert failover < 2.5, f"failover took {failover:.2f} s"
         # Resumed, the first finds its deadline passed: it says so, and leads no more.
         lost = wait_for(
             lambda: next((e for e in list(heard.queue) if isinstance(e, LeadershipLost)), None),

@@ -119,34 +119,38 @@ def shared_pipeline(redis_server, postgres, tmp_path_factory) -> Iterator[Pipeli
     pipe.stop()
 
 
-ANSWERS: list[Any] = []
+def test_any_input_gets_a_decision_or_a_reason_and_the_intake_still_runs(shared_pipeline):
+    # One test, the examples first and the check of them all after: as two tests, the
+    # second found nothing whenever pytest-xdist ran them in different workers.
+    answers: list[Any] = []
 
-
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(st.one_of(json_values, signal_like, st.binary(max_size=64)))
-def test_any_input_gets_a_decision_or_a_reason(shared_pipeline, value):
-    payload = value if isinstance(value, bytes) else json.dumps(value).encode()
-    admission = shared_pipeline.directory.ask(
-        "signal_intake",
-        RawSignal(
-            payload=payload, source="http", received_at=time.time(), received_mono=time.monotonic()
-        ),
-        timeout=5,
+    @settings(
+        max_examples=150,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
     )
-    assert admission.status in ("accepted", "rejected", "duplicate")
-    if admission.status != "accepted":
-        assert admission.reason
-    if admission.status != "duplicate":
-        ANSWERS.append(admission)
+    @given(st.one_of(json_values, signal_like, st.binary(max_size=64)))
+    def admitted(value: Any) -> None:
+        payload = value if isinstance(value, bytes) else json.dumps(value).encode()
+        admission = shared_pipeline.directory.ask(
+            "signal_intake",
+            RawSignal(
+                payload=payload,
+                source="http",
+                received_at=time.time(),
+                received_mono=time.monotonic(),
+            ),
+            timeout=5,
+        )
+        assert admission.status in ("accepted", "rejected", "duplicate")
+        if admission.status != "accepted":
+            assert admission.reason
+        if admission.status != "duplicate":
+            answers.append(admission)
 
-
-def test_every_input_above_was_decided_and_the_intake_still_runs(shared_pipeline):
-    assert ANSWERS, "the property test runs first"
-    ids = sorted({a.signal_id for a in ANSWERS})
+    admitted()
+    assert answers
+    ids = sorted({a.signal_id for a in answers})
     wait_all_decided(shared_pipeline.config.database.url, ids, timeout=30)
     rows = db_rows(
         shared_pipeline.config.database.url,
@@ -257,6 +261,9 @@ def test_stream_consumer_killed_mid_stream_decides_every_entry_once(
         "TRADING_SYMBOLS": ",".join(SYMBOLS),
         "HEALTH_CHECK_INTERVAL": "0.2",
         "LOG_LEVEL": "warning",
+        "COORDINATOR_INSTANCE": f"killed-{os.getpid()}-{time.time_ns()}",
+        "INSTANCE_HEARTBEAT": "0.25",
+        "INSTANCE_LIVENESS": "1",
     }
     client = redis.Redis.from_url(redis_server.url)
     payloads = [
@@ -296,6 +303,17 @@ def test_stream_consumer_killed_mid_stream_decides_every_entry_once(
         first.wait(10)
         for payload in payloads[150:]:
             client.xadd(stream, {"data": json.dumps(payload)})
+        # Its identity is free once its last heartbeat is older than INSTANCE_LIVENESS:
+        # what an orchestrator's restart finds when it tries again.
+        wait_for(
+            lambda: db_rows(
+                postgres.dsn,
+                "SELECT 1 FROM coordinator_instances WHERE instance = %s"
+                " AND heartbeat_at < clock_timestamp() - interval '1 second'",
+                (env["COORDINATOR_INSTANCE"],),
+            ),
+            message="the killed process's identity free",
+        )
         second = start()
         try:
             wait_all_decided(postgres.dsn, ids, timeout=90)

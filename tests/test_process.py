@@ -10,10 +10,12 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 import requests
 
@@ -212,6 +214,9 @@ def test_a_killed_coordinator_leaves_no_server_behind(launch):
     again = launch()
     assert again.data_dir == coordinator.data_dir
     again.wait_up()
+    # Its identity, whose heartbeat may still be young, is known free: the embedded
+    # database lives in the data directory this process now holds.
+    assert "taken over from a coordinator that did not stop cleanly" in again.log()
 
 
 def test_sigusr1_logs_every_thread(launch):
@@ -250,6 +255,36 @@ def test_a_second_coordinator_on_the_same_data_dir_is_refused(launch):
     assert second.wait_exit(30) == 1
     assert "is in use by pid" in second.log()
     assert first.process.poll() is None
+
+
+def test_one_process_per_identity_and_a_lost_identity_exits_4(launch, redis_server, postgres):
+    instance = f"process-{uuid.uuid4().hex[:10]}"
+    shared = {"REDIS_URL": redis_server.url, "DATABASE_URL": postgres.dsn}
+    first = launch("one", "--paper", COORDINATOR_INSTANCE=instance, **shared)
+    assert first.wait_up()
+    # Another data directory, the same identity on the same database: refused.
+    second = launch("two", "--paper", COORDINATOR_INSTANCE=instance, **shared)
+    assert second.wait_exit(60) == 1
+    refusal = second.log()
+    assert f"instance {instance!r} is held by a live coordinator" in refusal
+    assert f"pid {first.process.pid}" in refusal and "last heartbeat" in refusal
+    assert "Traceback" not in refusal
+    assert first.process.poll() is None
+
+    # Another process took the identity over (this one was thought dead): it stops.
+    conn = psycopg2.connect(postgres.dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "UPDATE coordinator_instances SET incarnation = %s, host = 'box-3', pid = 33"
+                " WHERE instance = %s",
+                (str(uuid.uuid4()), instance),
+            )
+    finally:
+        conn.close()
+    assert first.wait_exit(30) == 4
+    critical = [r["msg"] for r in first.log_records() if r["level"] == "critical"]
+    assert any("host box-3, pid 33" in message for message in critical), critical
 
 
 def test_bad_config_exits_2_before_starting_anything(launch):

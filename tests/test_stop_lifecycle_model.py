@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import event as note_event
 from hypothesis import strategies as st
@@ -416,4 +417,5 @@ StopLifecycleModel.TestCase.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-test_stop_lifecycle_model = StopLifecycleModel.TestCase
+# About a minute alone; on a loaded machine (the suite's workers on two cores) twice that.
+test_stop_lifecycle_model = pytest.mark.timeout(300)(StopLifecycleModel.TestCase)

@@ -13,6 +13,7 @@ __all__ = ["VALIDATOR_PREFIX", "ActorName", "validator_name"]
 class ActorName(StrEnum):
     """Every singleton actor of the tree; Validators are numbered (`validator_name`)."""
 
+    INSTANCE_KEEPER = "instance_keeper"
     SERVICE_HEALTH = "service_health"
     STORE_WRITER = "store_writer"
     STATS = "stats"

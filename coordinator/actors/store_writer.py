@@ -96,7 +96,6 @@ class StoreWriter(ChildActor):
         self._retry_at = 0.0
         self._retry_failures = 0
         self._recent_ids: frozenset[str] = frozenset()
-        self._sweep_when_leading = False
         self._load()
         self.ticker(settings.execution.flush_interval, StoreTick)
 
@@ -168,13 +167,12 @@ class StoreWriter(ChildActor):
     def _orphaned_orders(self) -> None:
         """At process start, an order still pending or sent belongs to a process that
         died before it knew the outcome: it may have been executed. Never resend it.
-        Unless an instance holds the leader lease: the orders in flight may be its own
-        (or its followers'); the sweep waits until this instance leads (the holder gone:
-        a process killed a moment ago, say), and then takes only what is older than
-        this process."""
+        Only on the leader, and never the orders of a live instance: while another
+        instance holds the leader lease, the sweep waits until this one leads (the
+        holder gone: a process killed a moment ago, say); then, and at each takeover,
+        it takes what is older than this process."""
         leader = self._live_leader()
         if leader is not None:
-            self._sweep_when_leading = True
             logger.warning("orders in flight not swept until this instance leads: %s", leader)
         else:
             self._sweep(None, None)
@@ -188,7 +186,13 @@ class StoreWriter(ChildActor):
 
     def _sweep(self, before: float | None, fence: LeaseToken | None) -> None:
         now = self._clock.time()
-        count = self._store.mark_orphaned_orders(now, before=before, fence=fence)
+        identity = self._services.identity
+        count = self._store.mark_orphaned_orders(
+            now,
+            before=before,
+            fence=fence,
+            instance=None if identity is None else identity.instance,
+        )
         if count:
             logger.error(
                 "ALERT %d order(s) left pending by an earlier run are now unknown; "
@@ -200,14 +204,12 @@ class StoreWriter(ChildActor):
             logger.warning("%d exit(s) left undecided by an earlier run decided now", exits)
 
     def _on_elected(self, token: LeaseToken) -> None:
-        if not self._sweep_when_leading:
-            return
+        """Leading (at start, or taking over from a leader gone): the orders of
+        instances gone, this one's earlier life included, are orphans."""
         try:
             self._sweep(self._services.started_at, token)
         except (StoreError, LeaseLost) as exc:
-            logger.warning("orders in flight not swept (tried again when leading): %s", exc)
-            return
-        self._sweep_when_leading = False
+            logger.warning("orders in flight not swept: %s", exc)
 
     def _live_leader(self) -> str | None:
         """Why the sweep must wait: a live instance holds the leader lease (or whether

@@ -167,6 +167,14 @@ def _cross_checks(values: dict[str, Any], raw: Mapping[str, tuple[Any, str]]) ->
             ),
         ),
         (
+            # One late heartbeat must not make a live coordinator look dead.
+            values["INSTANCE_LIVENESS"] < 2 * values["INSTANCE_HEARTBEAT"],
+            "INSTANCE_LIVENESS={} is not valid: expected at least twice "
+            "INSTANCE_HEARTBEAT={}".format(
+                values["INSTANCE_LIVENESS"], values["INSTANCE_HEARTBEAT"]
+            ),
+        ),
+        (
             # One lost renewal must leave time for the next before the lease lapses.
             values["LEADER_LEASE_RENEW"] >= values["LEADER_LEASE_DURATION"] / 2,
             "LEADER_LEASE_RENEW={} is not valid: expected under half of "

@@ -11,9 +11,13 @@ configured (everything embedded, as ``make run`` starts it).
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from coordinator.config.identity import default_instance
 
 __all__ = [
     "ROOTTRADING_PORTFOLIO_URL",
@@ -104,6 +108,7 @@ def resolve_environment(
                     )
                 )
     _symbols(values, raw, derived, notes)
+    _identity(values, derived)
     held = held_reservation_seconds(values["TRADER_CONNECT_TIMEOUT"], values["TRADER_READ_TIMEOUT"])
     if values["RESERVATION_LIFETIME"] <= held:
         notes.append(
@@ -138,6 +143,18 @@ def _window_after(read_timeout: float) -> float:
     from coordinator.actors.reconciler import match_policy
 
     return match_policy(read_timeout).window_after
+
+
+def _identity(values: MutableMapping[str, Any], derived: MutableMapping[str, str]) -> None:
+    """The instance, unless set, is named after the host and the data directory; the
+    stream consumer, unless set, is the instance."""
+    if values["COORDINATOR_INSTANCE"] is None:
+        data_dir = Path(values["COORDINATOR_DATA_DIR"]).resolve()
+        values["COORDINATOR_INSTANCE"] = default_instance(socket.gethostname(), data_dir)
+        derived["COORDINATOR_INSTANCE"] = f"derived: host name and data directory {data_dir}"
+    if values["SIGNALS_STREAM_CONSUMER"] is None:
+        values["SIGNALS_STREAM_CONSUMER"] = values["COORDINATOR_INSTANCE"]
+        derived["SIGNALS_STREAM_CONSUMER"] = "derived: COORDINATOR_INSTANCE"
 
 
 def _symbols(

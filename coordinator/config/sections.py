@@ -30,6 +30,7 @@ __all__ = [
     "HealthConfig",
     "HttpConfig",
     "HttpServiceConfig",
+    "InstanceConfig",
     "IntakeConfig",
     "LeaseTimings",
     "PaperConfig",
@@ -170,6 +171,18 @@ class UniverseConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class InstanceConfig:
+    """This coordinator's identity and the heartbeat of its row (the InstanceKeeper's)."""
+
+    name: str
+    """COORDINATOR_INSTANCE, or its default (host and data directory)."""
+    heartbeat: float
+    """Seconds between two heartbeats."""
+    liveness: float
+    """A heartbeat younger than this is a live coordinator."""
+
+
+@dataclass(frozen=True, slots=True)
 class HealthConfig:
     probe_timeout: float
     failure_threshold: int
@@ -283,6 +296,7 @@ SECTION_TYPES: dict[str, type] = {
     "coordination": CoordinationConfig,
     "universe": UniverseConfig,
     "health": HealthConfig,
+    "instance": InstanceConfig,
     "supervisor": SupervisorConfig,
     "intake": IntakeConfig,
     "risk": RiskConfig,
@@ -341,6 +355,7 @@ class Config:
     coordination: CoordinationConfig
     universe: UniverseConfig
     health: HealthConfig
+    instance: InstanceConfig
     supervisor: SupervisorConfig
     intake: IntakeConfig
     risk: RiskConfig

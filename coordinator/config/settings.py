@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from coordinator.config.identity import INSTANCE_ALLOWED, INSTANCE_PATTERN
 from coordinator.config.kinds import (
     STOP_RULES,
     AnyPath,
@@ -182,12 +183,26 @@ SETTINGS: tuple[Setting, ...] = (
         6,
         "consecutive failed starts of one child before escalation",
     ),
+    # instance
+    _s(
+        "COORDINATOR_INSTANCE",
+        "instance",
+        "name",
+        Text(pattern=INSTANCE_PATTERN, allowed=INSTANCE_ALLOWED),
+        None,
+        "this coordinator's identity among those sharing Redis and PostgreSQL: its row in "
+        "coordinator_instances, its stream consumer name, the instance of every decision "
+        "and order it stores; unset: the host name, '-' and 8 hex digits of the SHA-256 of "
+        "the resolved COORDINATOR_DATA_DIR (stable across restarts)",
+    ),
+    _s("INSTANCE_HEARTBEAT", "instance", "heartbeat", _SECONDS, 1.0, "seconds between two heartbeats of this instance's row"),
+    _s("INSTANCE_LIVENESS", "instance", "liveness", _SECONDS, 5.0, "a row whose heartbeat is younger than this (and not stopped) is a live coordinator: a start with its identity is refused; older, it is taken over"),
     # intake
     _s("SIGNALS_CHANNEL", "intake", "channel", Text(), "roottrading:signals:filtered", "Redis pub/sub channel of the aggregator's signals"),
     _s("SIGNALS_STREAM_ENABLED", "intake", "stream_enabled", Boolean(), True, "also read the durable Redis Stream"),
     _s("SIGNALS_STREAM", "intake", "stream", Text(), "roottrading:signals:stream", "Redis Stream of signals (field 'data' holds the JSON)"),
     _s("SIGNALS_STREAM_GROUP", "intake", "stream_group", Text(), "coordinator", "consumer group on the stream"),
-    _s("SIGNALS_STREAM_CONSUMER", "intake", "stream_consumer", Text(pattern=r"[A-Za-z0-9_.:-]{1,100}", allowed="1 to 100 of A-Z a-z 0-9 _ . : -"), "coordinator-1", "this coordinator's consumer name; keep it across restarts"),
+    _s("SIGNALS_STREAM_CONSUMER", "intake", "stream_consumer", Text(pattern=INSTANCE_PATTERN, allowed=INSTANCE_ALLOWED), None, "this coordinator's consumer name on the stream; unset: COORDINATOR_INSTANCE (set it to keep the name of an earlier setup, such as coordinator-1, the former default)"),
     _s("STREAM_CLAIM_IDLE", "intake", "claim_idle", _SECONDS, 30.0, "entries pending this long with a dead consumer are taken over"),
     _s("DEDUP_WINDOW", "intake", "dedup_window", _SECONDS, 3600.0, "a signal id seen within this is a duplicate"),
     _s("MAX_SIGNAL_BYTES", "intake", "max_signal_bytes", Integer(1024), 1024 * 1024, "a signal payload over this many bytes is rejected as invalid, whichever way it comes"),

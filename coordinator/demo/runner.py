@@ -41,6 +41,8 @@ _NOT_INHERITED = (
     "PAPER_TRADING",
     "COORDINATOR_DATA_DIR",
     "COORDINATOR_CONFIG",
+    # Its identity is its own data directory's: never a real run's name.
+    "COORDINATOR_INSTANCE",
 )
 
 # The demo's own defaults, for whatever the environment does not set: a universe built

@@ -13,6 +13,7 @@ from coordinator.http import (
     routes_dashboard,
     routes_health,
     routes_metrics,
+    routes_openapi,
     routes_orders,
     routes_signals,
     routes_stops,
@@ -57,4 +58,5 @@ def create_app(
     routes_trading.install(endpoint, api, drills_enabled=drills_enabled)
     routes_metrics.install(endpoint, api)
     routes_audit.install(endpoint, api)
+    routes_openapi.install(endpoint)
     return app

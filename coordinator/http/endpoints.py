@@ -30,6 +30,7 @@ __all__ = [
     "json_body",
     "json_error",
     "operator",
+    "query_limit",
     "unavailable",
 ]
 
@@ -148,6 +149,7 @@ class Endpoints:
             @functools.wraps(route)
             def handle(*args: Any, **kwargs: Any) -> Any:
                 def call() -> Any:
+                    _check_path(kwargs)
                     return route(*args, **kwargs)
 
                 # Refused by the limits: neither read nor recorded (a flood must not turn
@@ -254,6 +256,31 @@ def _render(produce: Callable[[], Any]) -> tuple[int, bytes]:
     return status, json.dumps(body).encode()
 
 
+def _check_path(parameters: dict[str, Any]) -> None:
+    """400 for a path parameter no store could hold: PostgreSQL's text takes no NUL."""
+    for name, value in parameters.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise fail(400, f"path parameter {name!r} must not contain NUL characters")
+
+
+def _nul_at(value: Any, where: str = "") -> str | None:
+    """Where in a JSON value a string (a key included) holds a NUL; None if none does."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            at = f"{where}.{key}" if where else str(key)
+            found = at if "\x00" in str(key) else _nul_at(item, at)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_at(item, f"{where}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
 def json_body() -> dict[str, Any]:
     """The body as a JSON object, {} when empty (its size already held to the limit)."""
     raw = body_of(request.environ).data
@@ -261,11 +288,27 @@ def json_body() -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: arrays nested thousands deep, well within the size limit.
         raise fail(400, f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise fail(400, f"body must be a JSON object, got {type(body).__name__}")
+    # A command's fields are stored (the kill switch, the blacklist, an order's note):
+    # PostgreSQL would refuse a NUL after the command had taken effect in memory.
+    nul = _nul_at(body)
+    if nul is not None:
+        raise fail(400, f"body field {nul!r} must not contain NUL characters (\\u0000)")
     return body
+
+
+def query_limit(default: int, maximum: int) -> int:
+    """The ``limit`` query parameter, ``default`` when absent: 400 unless from 1 to
+    ``maximum``."""
+    raw = request.query.get("limit") or str(default)
+    # isdigit() takes "²" and digit strings too long for int(): ASCII digits, few of them.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not 1 <= int(raw) <= maximum:
+        raise fail(400, f"limit {raw!r} must be an integer from 1 to {maximum}")
+    return int(raw)
 
 
 def operator(body: dict[str, Any]) -> str:

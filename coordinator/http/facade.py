@@ -293,6 +293,7 @@ class CoordinatorApi(OrdersApi, MetricsApi):
             trading_enabled=services.config.trading.enabled,
             redis_embedded=services.endpoints.redis_embedded,
             database_embedded=services.endpoints.database_embedded,
+            instance=services.config.instance.name,
         )
 
 

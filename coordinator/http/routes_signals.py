@@ -7,7 +7,7 @@ from typing import Any
 
 from bottle import request, response
 
-from coordinator.http.endpoints import Endpoints, fail
+from coordinator.http.endpoints import Endpoints, fail, query_limit
 from coordinator.http.facade import CoordinatorApi
 from coordinator.http.limits import RateClass, body_of
 from coordinator.trading.symbols import is_symbol
@@ -72,12 +72,10 @@ def install(endpoint: Endpoints, api: CoordinatorApi, *, max_signal_bytes: int) 
     def decisions() -> dict[str, Any]:
         symbol = request.query.get("symbol") or None
         outcome = request.query.get("outcome") or None
-        raw_limit = request.query.get("limit") or "50"
         if symbol is not None and not is_symbol(symbol):
             raise fail(400, f"symbol {symbol!r} is not a Binance symbol such as BTCUSDC")
         if outcome is not None and outcome not in _OUTCOMES:
             raise fail(400, f"outcome {outcome!r} is not one of {', '.join(_OUTCOMES)}")
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
-            raise fail(400, f"limit {raw_limit!r} must be an integer from 1 to 1000")
-        rows = api.decisions(symbol=symbol, outcome=outcome, limit=int(raw_limit))
+        limit = query_limit(50, 1000)
+        rows = api.decisions(symbol=symbol, outcome=outcome, limit=limit)
         return {"count": len(rows), "decisions": rows}

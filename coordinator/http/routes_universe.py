@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from typing import Any
 
-from bottle import request
-
 from coordinator.http.asking import NotLeader
-from coordinator.http.endpoints import Endpoints, fail, json_body
+from coordinator.http.endpoints import Endpoints, fail, json_body, query_limit
 from coordinator.http.facade import CoordinatorApi
 from coordinator.trading.symbols import is_symbol
 
-__all__ = ["install"]
+__all__ = ["MAX_BLACKLIST_TTL", "install"]
+
+MAX_BLACKLIST_TTL = 10 * 365 * 86400
+"""Ten years: longer is "until removed" (null), and past year 9999 an expiry is no date
+that PostgreSQL or a view could write."""
 
 
 def install(endpoint: Endpoints, api: CoordinatorApi) -> None:
@@ -24,10 +25,7 @@ def install(endpoint: Endpoints, api: CoordinatorApi) -> None:
 
     @endpoint("GET", "/universe/history")
     def universe_history() -> dict[str, Any]:
-        raw_limit = request.query.get("limit") or "20"
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 500:
-            raise fail(400, f"limit {raw_limit!r} must be an integer from 1 to 500")
-        rows = api.universe_history(int(raw_limit))
+        rows = api.universe_history(query_limit(20, 500))
         return {"count": len(rows), "rotations": rows}
 
     @endpoint("POST", "/universe/refresh", token=True)
@@ -47,10 +45,14 @@ def install(endpoint: Endpoints, api: CoordinatorApi) -> None:
         if ttl is not None and (
             isinstance(ttl, bool)
             or not isinstance(ttl, int | float)
-            or not math.isfinite(ttl)
-            or ttl <= 0
+            # Compared, not converted: NaN fails it, and an integer too large for a
+            # float does not raise.
+            or not 0 < ttl <= MAX_BLACKLIST_TTL
         ):
-            errors.append(f"ttl_s must be a number of seconds > 0 or null, got {ttl!r}")
+            errors.append(
+                f"ttl_s must be a number of seconds > 0 and <= {MAX_BLACKLIST_TTL} (ten years)"
+                f" or null, got {ttl!r}"
+            )
         if errors:
             raise fail(400, "; ".join(errors))
         assert isinstance(symbol, str) and isinstance(reason, str)  # checked above

@@ -174,6 +174,7 @@ class HttpServer:
             self._server.request_timeout = request_timeout
         except OSError as exc:
             raise HttpServerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        self.app = app
         self.host = host
         self.port = int(self._server.effective_port)
         self._thread = threading.Thread(target=self._run, name="http", daemon=True)

@@ -50,6 +50,8 @@ class About:
     """Whether Redis was started by the coordinator."""
     database_embedded: bool
     """Whether PostgreSQL was started by the coordinator."""
+    instance: str = ""
+    """This coordinator's identity (COORDINATOR_INSTANCE)."""
 
     @property
     def timestamp(self) -> str:
@@ -153,6 +155,7 @@ def status_view(
         "timestamp": about.timestamp,
         "uptime": about.uptime_s,
         "version": about.version,
+        "instance": about.instance,
         "mode": about.mode,
         "paper": about.paper,
         "trading_state": health.trading.state.value,
@@ -184,6 +187,7 @@ def diagnostic_view(
         "timestamp": about.timestamp,
         "uptime": about.uptime_s,
         "version": about.version,
+        "instance": about.instance,
         "started_at": utc_iso(about.started_at),
         "mode": about.mode,
         "paper": about.paper,

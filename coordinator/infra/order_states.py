@@ -11,10 +11,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg2.extensions import make_dsn, parse_dsn
-
 from coordinator.infra.pipeline_store import clean_text
-from coordinator.infra.store import OwnConnectionStore
+from coordinator.infra.store import OwnConnectionStore, with_session_setting
 from coordinator.trading.execution import OrderStatus
 
 __all__ = [
@@ -48,9 +46,7 @@ PAPER_SETTING = "coordinator.paper"
 def paper_dsn(dsn: str) -> str:
     """``dsn`` with the paper mark on each of its sessions: every order written through it
     is recorded ``paper`` whatever path writes it (intent, store writer, journal replay)."""
-    given = parse_dsn(dsn).get("options")
-    mark = f"-c {PAPER_SETTING}=on"
-    return make_dsn(dsn, options=f"{given} {mark}" if given else mark)
+    return with_session_setting(dsn, PAPER_SETTING, "on")
 
 
 @dataclass(frozen=True, slots=True)

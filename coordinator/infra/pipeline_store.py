@@ -195,20 +195,34 @@ class PipelineStore(OwnConnectionStore):
         return self._run(work)
 
     def mark_orphaned_orders(
-        self, now: float, *, before: float | None = None, fence: LeaseToken | None = None
+        self,
+        now: float,
+        *,
+        before: float | None = None,
+        fence: LeaseToken | None = None,
+        instance: str | None = None,
     ) -> int:
-        """Orders still pending or sent (created ``before`` a time, when given) made
-        unknown; with a ``fence``, only while that lease is held."""
+        """Orders still pending or sent made unknown: this process's ``instance``'s (and
+        those naming none) created ``before`` a time (its start: an earlier life's), and
+        those of any other instance that is not live. With a ``fence``, only while that
+        lease is held."""
 
         def work(cur: Any) -> int:
             cur.execute(
-                """UPDATE coordinator_orders
-                   SET state = 'unknown', updated_at = to_timestamp(%s),
+                """UPDATE coordinator_orders o
+                   SET state = 'unknown', updated_at = to_timestamp(%(now)s),
                        error = COALESCE(error || '; ', '')
                                || 'the coordinator stopped before the outcome was known'
                    WHERE state IN ('pending', 'sent')
-                     AND created_at < to_timestamp(%s)""",
-                (now, now if before is None else before),
+                     AND CASE WHEN o.instance IS NULL OR o.instance = %(instance)s
+                              THEN %(before)s::float8 IS NULL
+                                   OR created_at < to_timestamp(%(before)s::float8)
+                              ELSE NOT EXISTS (
+                                  SELECT 1 FROM coordinator_instances i
+                                   WHERE i.instance = o.instance AND i.stopped_at IS NULL
+                                     AND i.heartbeat_at > clock_timestamp())
+                         END""",
+                {"now": now, "before": before, "instance": instance},
             )
             return cur.rowcount
 

@@ -14,7 +14,12 @@ import requests
 
 from coordinator.config import redact_url
 from coordinator.errors import CoordinatorError
-from coordinator.infra.store import OwnConnectionStore, StoreError, first_line
+from coordinator.infra.store import (
+    OwnConnectionStore,
+    StoreError,
+    first_line,
+    without_session_settings,
+)
 
 __all__ = ["HttpHealthProbe", "PostgresProbe", "Probe", "ProbeFailed", "RedisProbe"]
 
@@ -113,6 +118,8 @@ class PostgresProbe(OwnConnectionStore):
 
 
 def _describe_dsn(dsn: str) -> str:
+    # The session marks (paper, instance) say nothing of where the server is.
+    dsn = without_session_settings(dsn)
     if "://" in dsn:
         return redact_url(dsn)
     parts = [p for p in dsn.split() if not p.startswith("password=")]

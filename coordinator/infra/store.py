@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg2
 import psycopg2.extensions
-from psycopg2.extensions import parse_dsn
+from psycopg2.extensions import make_dsn, parse_dsn
 
 from coordinator.errors import CoordinatorError
 
@@ -28,6 +29,8 @@ __all__ = [
     "first_line",
     "load_migrations",
     "table_columns",
+    "with_session_setting",
+    "without_session_settings",
 ]
 
 logger = logging.getLogger(__name__)
@@ -74,6 +77,34 @@ def connect(
         )
     except psycopg2.Error as exc:
         raise StoreError(f"cannot connect to PostgreSQL: {first_line(exc)}") from exc
+
+
+def with_session_setting(dsn: str, name: str, value: str) -> str:
+    """``dsn`` with ``-c name=value`` added to the options of each of its sessions, in
+    the form it was given (a URL stays a URL, its password hidden as before where it is
+    shown). ``value`` must need no quoting (no space, quote or backslash)."""
+    mark = f"-c {name}={value}"
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        options = " ".join([*(v for k, v in query if k == "options"), mark])
+        query = [(k, v) for k, v in query if k != "options"] + [("options", options)]
+        return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+    given = parse_dsn(dsn).get("options")
+    if given:
+        return make_dsn(dsn, options=f"{given} {mark}")
+    return f"{dsn} options='{mark}'"
+
+
+def without_session_settings(dsn: str) -> str:
+    """``dsn`` without its ``options`` (the session marks): where the server is, as
+    shown to people."""
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        given = parse_qsl(parts.query, keep_blank_values=True)
+        query = [(k, v) for k, v in given if k != "options"]
+        return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+    return re.sub(r"\s*\boptions=('(?:[^'\\]|\\.)*'|\S*)", "", dsn).strip()
 
 
 class OwnConnectionStore:

@@ -15,7 +15,7 @@ import pykka
 
 from coordinator.clock import Clock
 from coordinator.logs import set_actor_name
-from coordinator.messages.base import Event
+from coordinator.messages.base import Command, Event
 from coordinator.messages.supervision import (
     ChildErrored,
     ChildExited,
@@ -136,8 +136,9 @@ class ActorContext:
     """The only source of time for the actor."""
     drills: DrillBoard
     """Armed fault injections."""
-    report: Callable[[Event], None]
-    """Tells the supervisor; used for failure reports."""
+    report: Callable[[Event | Command], None]
+    """Tells the supervisor: failure reports, and the ``StopTree`` of a child that must
+    end the process (the InstanceKeeper, once its identity is lost)."""
     services: Any = None
     """The application's shared, thread-safe services (config, clients)."""
     retired: threading.Event = field(default_factory=threading.Event)

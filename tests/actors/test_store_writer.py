@@ -104,14 +104,29 @@ def test_a_batch_postgresql_refuses_is_journaled_and_replayed_after_the_backoff(
     )
 
 
-def pending_order(dsn: str, client_order_id: str, created_at: float) -> None:
+def pending_order(
+    dsn: str, client_order_id: str, created_at: float, instance: str | None = None
+) -> None:
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute(
             """INSERT INTO coordinator_orders (client_order_id, signal_id, symbol, side,
-                   quantity, reference_price, state, created_at, updated_at)
+                   quantity, reference_price, state, created_at, updated_at, instance)
                VALUES (%s, %s, 'BTCUSDC', 'BUY', 0.01, 50000, 'pending',
-                       to_timestamp(%s), to_timestamp(%s))""",
-            (client_order_id, "s-" + client_order_id, created_at, created_at),
+                       to_timestamp(%s), to_timestamp(%s), %s)""",
+            (client_order_id, "s-" + client_order_id, created_at, created_at, instance),
+        )
+    conn.close()
+
+
+def instance_row(dsn: str, instance: str, *, live: bool) -> None:
+    """An instance as the identity registry keeps it: beating, or stopped."""
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO coordinator_instances (instance, host, pid, data_dir, incarnation,
+                   started_at, heartbeat_at, stopped_at)
+               VALUES (%s, 'h', 1, '/d', gen_random_uuid(), now(),
+                       now() + interval '1 hour', CASE WHEN %s THEN NULL ELSE now() END)""",
+            (instance, live),
         )
     conn.close()
 
@@ -131,10 +146,14 @@ def test_orders_in_flight_are_not_swept_while_another_instance_leads(
 ) -> None:
     """A second instance starting beside a live leader must not make the leader's orders
     in flight unknown. Once it leads itself (the holder gone), it sweeps what is older
-    than its own start, under its lease."""
+    than its own start, and the orders of instances gone, under its lease; a live
+    instance's orders, never."""
     clock = ManualClock()
     dsn = own_postgres.dsn
     pending_order(dsn, "before-start", clock.time() - 3600)
+    instance_row(dsn, "follower", live=True)
+    instance_row(dsn, "gone", live=False)
+    pending_order(dsn, "of-a-live-follower", clock.time() - 3600, instance="follower")
     holder = take_lease(dsn, "live#1", now=clock.time(), duration=60.0)
     config = load_config({"COORDINATOR_DATA_DIR": str(tmp_path / "data")})
     services = make_services(config, redis_url="redis://unused", database_dsn=dsn, clock=clock)
@@ -143,6 +162,7 @@ def test_orders_in_flight_are_not_swept_while_another_instance_leads(
         writer.ask(GetStoreSnapshot())
         assert order_state(dsn, "before-start") == "pending"
         pending_order(dsn, "after-start", services.started_at + 1)
+        pending_order(dsn, "of-the-dead-leader", services.started_at + 1, instance="gone")
         # The holder died: its lease lapsed and this instance took it.
         mine = take_lease(dsn, "me#1", now=clock.time() + 61, lease=holder.name)
         writer.tell(LeaderElected(token=mine))
@@ -151,6 +171,8 @@ def test_orders_in_flight_are_not_swept_while_another_instance_leads(
             message="the orphan swept under our lease",
         )
         assert order_state(dsn, "after-start") == "pending"
+        assert order_state(dsn, "of-the-dead-leader") == "unknown"
+        assert order_state(dsn, "of-a-live-follower") == "pending"
 
 
 def test_an_undecided_exit_is_not_handed_to_the_intake(writer: Solo) -> None:
