@@ -140,7 +140,9 @@ def build_tree(
         ChildSpec(validator_name(index), Validator, kwargs=validator)
         for index in range(config.coordination.validation_threads)
     ]
-    elector = ElectorSettings(config.leader_lease, holder or lease_holder_name(), lease)
+    elector = ElectorSettings(
+        config.leader_lease, holder or lease_holder_name(), lease, config.instance.mode
+    )
     return [
         # First: it beats the identity from before the first actor that trades until
         # after the last one has stopped.
@@ -329,7 +331,8 @@ class Coordinator:
 
     def _claim_identity(self, dsn: str, data_dir: Path) -> InstanceRegistry:
         """Take this instance's row before any actor that trades starts; refused
-        (IdentityInUse) while another live process holds it."""
+        (IdentityInUse) while another live process holds it, and (InstanceBeside) beside
+        any other live instance when this one runs alone, or beside one that runs alone."""
         settings = self.config.instance
         registry = InstanceRegistry(
             dsn,
@@ -340,6 +343,7 @@ class Coordinator:
             liveness=settings.liveness,
             timeout=max(1.0, min(5.0, settings.liveness / 2)),
             database_in_data_dir=self._postgres is not None,
+            mode=settings.mode,
         )
         try:
             earlier = registry.claim()

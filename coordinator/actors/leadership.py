@@ -25,9 +25,7 @@ def lease_now(directory: Directory) -> LeaseToken | None:
         )
     except (ChildUnavailable, pykka.Timeout):
         return None
-    if not snapshot.leading or snapshot.generation is None:
-        return None
-    return LeaseToken(snapshot.lease, snapshot.holder, snapshot.generation)
+    return snapshot.token
 
 
 def lease_name(directory: Directory) -> str | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coordinator.cluster.lease import LeaseTimings
+from coordinator.config.identity import InstanceMode
 from coordinator.config.sections import (
     Config,
     CoordinationConfig,
@@ -132,6 +133,9 @@ class ElectorSettings:
     database."""
     lease: str = LEADER_LEASE
     """The lease contended for."""
+    mode: InstanceMode = InstanceMode.CLUSTER
+    """COORDINATOR_INSTANCES (the daemon passes it): cluster contends for the lease;
+    single leads at once without one and never stops leading."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,8 +141,11 @@ class IntentClaims:
         may have been seen before (by an earlier process or incarnation).
         ``fence``: leader-only work (a stop's exit): the INSERT passes
         ``coordinator_assert_lease`` in its transaction, and the journal never stands
-        in (it cannot know who leads).
+        in (it cannot know who leads). A coordinator leading alone passes no fence: its
+        exits claim as any other intent, the journal standing in during an outage.
         """
+        if fence is not None and not fence.fenced:
+            fence = None
         client_order_id = record["client_order_id"]
         if self._journal.has_intent(client_order_id):
             return Claim(ClaimResult.EXISTS, "journal", "the local journal holds it")

@@ -135,13 +135,15 @@ def run_fenced(conn: Any, token: LeaseToken, work: Callable[[Any], T]) -> T:
     (``coordinator_assert_lease``), and commit it. The lease's row stays locked FOR
     SHARE until the commit, so a takeover waits for this transaction and any fenced
     transaction after the takeover is refused. Refused: rolled back, nothing written,
-    ``LeaseLost``. Other database errors go on as they are (psycopg2's)."""
+    ``LeaseLost``. Other database errors go on as they are (psycopg2's). A token of a
+    coordinator leading alone passes no fence: the transaction is a plain one."""
     try:
         with conn, conn.cursor() as cur:
-            cur.execute(
-                "SELECT coordinator_assert_lease(%s, %s, %s)",
-                (token.name, token.holder, token.generation),
-            )
+            if token.fenced:
+                cur.execute(
+                    "SELECT coordinator_assert_lease(%s, %s, %s)",
+                    (token.name, token.holder, token.generation),
+                )
             return work(cur)
     except psycopg2.Error as exc:
         if exc.pgcode == FENCE_SQLSTATE:
@@ -155,7 +157,7 @@ def run_maybe_fenced(
     """``work(cursor)`` in one transaction on ``store``'s connection, passing the fence
     first when there is a ``token`` (leader-only work): LeaseLost when refused, a
     StoreError for any other failure, as the store's own calls."""
-    if token is None:
+    if token is None or not token.fenced:
         result: T = store._run(work)
         return result
     try:
