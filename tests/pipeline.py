@@ -172,6 +172,10 @@ class Pipeline:
             # The tests' sizes were worked out with the table (tests/test_sizing_modes.py
             # runs RootTrading's sizing, the default, in a whole coordinator).
             "SIZING_MODE": "table",
+            # The session's database is shared: another test's coordinator may be live
+            # on it (one killed a moment ago, say), which a lone one refuses to start
+            # beside. Each pipeline leads under a lease of its own instead.
+            "COORDINATOR_INSTANCES": "cluster",
             **(env or {}),
         }
         self.config = load_config({k: v for k, v in settings.items() if v != ""})
