@@ -31,6 +31,7 @@ from typing import Any
 from coordinator.actors.trailing_stop_holdings import StopHoldings
 from coordinator.actors.trailing_stop_leader import LEADER_WORK, StopLeadership
 from coordinator.actors.trailing_stop_work import StopWork
+from coordinator.cluster.lease import LossReason
 from coordinator.config.parts import StopSettings
 from coordinator.infra.portfolio_client import PortfolioClient
 from coordinator.infra.stop_store import StopStore
@@ -211,7 +212,7 @@ class TrailingStop(StopLeadership, StopHoldings, StopWork, ChildActor):
             case LeaderElected(token=token):
                 self._lead(token)
             case LeadershipLost(token=token, reason=reason):
-                self._lost(token, f"leadership {reason}")
+                self._lost(token, f"leadership {reason}", planned=reason is LossReason.RELEASED)
             case PricesUpdated(updates=updates):
                 for update in updates:
                     self._on_update(update)

@@ -88,12 +88,13 @@ class StopLeadership(_Host):
         )
         self._restore()
 
-    def _lost(self, token: LeaseToken, why: str) -> None:
-        """The lease at ``token`` is gone: dormant, unless it is an older term's news."""
+    def _lost(self, token: LeaseToken, why: str, *, planned: bool = False) -> None:
+        """The lease at ``token`` is gone: dormant, unless it is an older term's news.
+        ``planned``: released by a clean stop, not worth a WARNING."""
         if self._token is not None and self._token == token:
-            self._step_down(why)
+            self._step_down(why, planned=planned)
 
-    def _step_down(self, why: str) -> None:
+    def _step_down(self, why: str, *, planned: bool = False) -> None:
         """Dormant at once: every stop dropped (the next leader restores them from the
         store), nothing more sent. What changed since the last flush goes in one last
         fenced write: stored if no one has taken the lease yet, refused otherwise."""
@@ -105,7 +106,8 @@ class StopLeadership(_Host):
             self.run_then_tell(lambda: self._write(records, token), pool="store")
         self._forget_stops()
         self._kept.clear()
-        logger.warning(
+        logger.log(
+            logging.INFO if planned else logging.WARNING,
             "trailing stops dormant (no longer leader at generation %d): %s",
             token.generation,
             why,

@@ -63,11 +63,14 @@ class UniverseLeadership(_Host):
         self._follow_store()
         logger.info("leader at generation %d: universe rotations run here", token.generation)
 
-    def _lost(self, token: LeaseToken, why: str) -> None:
+    def _lost(self, token: LeaseToken, why: str, *, planned: bool = False) -> None:
+        """No longer leader at ``token`` (unless it is an older term's news); a WARNING
+        unless ``planned`` (released by a clean stop)."""
         if self._token is None or self._token != token:
             return
         self._token = None
-        logger.warning(
+        logger.log(
+            logging.INFO if planned else logging.WARNING,
             "universe rotations stop here (no longer leader at generation %d): %s",
             token.generation,
             why,

@@ -22,6 +22,7 @@ import redis
 
 from coordinator.actors.names import ActorName
 from coordinator.actors.universe_leader import UniverseLeadership
+from coordinator.cluster.lease import LossReason
 from coordinator.config.parts import UniverseSettings
 from coordinator.infra.store import StoreError
 from coordinator.infra.universe_store import MarketSources, UniverseStore
@@ -217,7 +218,7 @@ class UniverseManager(UniverseLeadership, ChildActor):
             case LeaderElected(token=token):
                 self._lead(token)
             case LeadershipLost(token=token, reason=reason):
-                self._lost(token, f"leadership {reason}")
+                self._lost(token, f"leadership {reason}", planned=reason is LossReason.RELEASED)
             case UniverseTick() if self._token is None:
                 self._follow_store()
             case RotateUniverse() | BlacklistSymbol() | UnblacklistSymbol() if self._token is None:
