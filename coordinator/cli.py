@@ -326,11 +326,17 @@ def _expected_start_error(exc: Exception) -> bool:
     from coordinator.daemon import StartupError
     from coordinator.http.server import HttpServerError
     from coordinator.infra.embedded import EmbeddedServerError
-    from coordinator.infra.instances import IdentityInUse
+    from coordinator.infra.instances import IdentityInUse, InstanceBeside
     from coordinator.infra.store import StoreError
 
     return isinstance(
-        exc, StartupError | HttpServerError | EmbeddedServerError | StoreError | IdentityInUse
+        exc,
+        StartupError
+        | HttpServerError
+        | EmbeddedServerError
+        | StoreError
+        | IdentityInUse
+        | InstanceBeside,
     )
 
 

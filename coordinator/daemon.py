@@ -8,6 +8,7 @@ list backwards.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -31,7 +32,7 @@ from coordinator.actors.universe_manager import UniverseManager
 from coordinator.actors.validator import Validator
 from coordinator.clock import Clock, SystemClock
 from coordinator.config import Config
-from coordinator.config.parts import ElectorSettings, parts_of
+from coordinator.config.parts import LEADER_LEASE, ElectorSettings, parts_of
 from coordinator.errors import CoordinatorError
 from coordinator.http.app import create_app
 from coordinator.http.facade import CoordinatorApi
@@ -121,7 +122,9 @@ def lease_holder_name(identity: InstanceRegistry | None = None) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def build_tree(config: Config, *, holder: str | None = None) -> list[ChildSpec]:
+def build_tree(
+    config: Config, *, holder: str | None = None, lease: str = LEADER_LEASE
+) -> list[ChildSpec]:
     """The children, in start order (stopped in reverse).
 
     Producers start after their consumers: the store writer before anything that
@@ -137,13 +140,19 @@ def build_tree(config: Config, *, holder: str | None = None) -> list[ChildSpec]:
         ChildSpec(validator_name(index), Validator, kwargs=validator)
         for index in range(config.coordination.validation_threads)
     ]
-    elector = ElectorSettings(config.leader_lease, holder or lease_holder_name())
+    elector = ElectorSettings(
+        config.leader_lease, holder or lease_holder_name(), lease, config.instance.mode
+    )
     return [
         # First: it beats the identity from before the first actor that trades until
         # after the last one has stopped.
         ChildSpec(ActorName.INSTANCE_KEEPER, InstanceKeeper, kwargs={"settings": config.instance}),
         ChildSpec(ActorName.SERVICE_HEALTH, ServiceHealth, kwargs={"settings": parts.health}),
-        ChildSpec(ActorName.STORE_WRITER, StoreWriter, kwargs={"settings": parts.store}),
+        ChildSpec(
+            ActorName.STORE_WRITER,
+            StoreWriter,
+            kwargs={"settings": dataclasses.replace(parts.store, lease=lease)},
+        ),
         ChildSpec(ActorName.STATS, Stats, Restart.PERMANENT),
         ChildSpec(ActorName.MARKET_FEED, MarketFeed, kwargs={"settings": parts.feed}),
         ChildSpec(ActorName.LEDGER, Ledger, kwargs={"settings": config.risk}),
@@ -158,7 +167,12 @@ def build_tree(config: Config, *, holder: str | None = None) -> list[ChildSpec]:
 
 
 class Coordinator:
-    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: Config, *, clock: Clock | None = None, lease: str = LEADER_LEASE
+    ) -> None:
+        # ``lease``: the instances that share leader-only work contend for one lease;
+        # tests running several coordinators on one database give each its own.
+        self._lease = lease
         self.config = config
         self.clock = clock or SystemClock()
         self.outcome = TreeOutcome()
@@ -244,7 +258,7 @@ class Coordinator:
         )
         self._events = EventPublisher(redis_url, config.intake.events_channel).start()
         self.directory.add_listener(self._publish_event)
-        specs = build_tree(config, holder=lease_holder_name(self._identity))
+        specs = build_tree(config, holder=lease_holder_name(self._identity), lease=self._lease)
         self._supervisor = Supervisor.start(
             specs,
             config.supervisor,
@@ -317,7 +331,8 @@ class Coordinator:
 
     def _claim_identity(self, dsn: str, data_dir: Path) -> InstanceRegistry:
         """Take this instance's row before any actor that trades starts; refused
-        (IdentityInUse) while another live process holds it."""
+        (IdentityInUse) while another live process holds it, and (InstanceBeside) beside
+        any other live instance when this one runs alone, or beside one that runs alone."""
         settings = self.config.instance
         registry = InstanceRegistry(
             dsn,
@@ -328,6 +343,7 @@ class Coordinator:
             liveness=settings.liveness,
             timeout=max(1.0, min(5.0, settings.liveness / 2)),
             database_in_data_dir=self._postgres is not None,
+            mode=settings.mode,
         )
         try:
             earlier = registry.claim()

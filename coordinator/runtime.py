@@ -71,6 +71,11 @@ class KeptRecords:
         with self._lock:
             return dict(self._records)
 
+    def clear(self) -> None:
+        """Everything dropped (what they describe is another's to keep now)."""
+        with self._lock:
+            self._records.clear()
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoints:

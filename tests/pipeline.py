@@ -126,7 +126,13 @@ class Pipeline:
         data_dir: Path,
         env: Mapping[str, str] | None = None,
         paper: PaperExchange | None = None,
+        lease: str | None = None,
+        lead: bool = True,
     ) -> None:
+        """``lease``: the leader lease to contend for; by default one of this
+        coordinator's own, so that it leads alone, whatever else runs on the session's
+        database. ``lead``: wait until it leads (its stops and rotations run only then);
+        a coordinator started to follow another on a shared ``lease`` passes False."""
         self.started_at = time.time()
         tag = uuid.uuid4().hex[:8]
         self.channel = f"test:{tag}:signals"
@@ -166,14 +172,20 @@ class Pipeline:
             # The tests' sizes were worked out with the table (tests/test_sizing_modes.py
             # runs RootTrading's sizing, the default, in a whole coordinator).
             "SIZING_MODE": "table",
+            # The session's database is shared: another test's coordinator may be live
+            # on it (one killed a moment ago, say), which a lone one refuses to start
+            # beside. Each pipeline leads under a lease of its own instead.
+            "COORDINATOR_INSTANCES": "cluster",
             **(env or {}),
         }
         self.config = load_config({k: v for k, v in settings.items() if v != ""})
-        self.coordinator = Coordinator(self.config)
+        self.coordinator = Coordinator(self.config, lease=lease or f"leader-{tag}")
         self.coordinator.start()
         assert self.coordinator.http is not None
         self.url = self.coordinator.http.url
         self.directory = self.coordinator.directory
+        if lead:
+            wait_for(lambda: self.role() == "leader", timeout=10, message="it to lead")
 
     # --- sending ----------------------------------------------------------------------
 
@@ -223,6 +235,11 @@ class Pipeline:
             for d in response.json()["decisions"]
             if datetime.fromisoformat(d["decided_at"]).timestamp() >= self.started_at
         ]
+
+    def role(self) -> str:
+        """``leader`` or ``follower``, as ``/status`` says."""
+        role: str = requests.get(self.url + "/status", timeout=10).json()["role"]
+        return role
 
     def stats(self) -> dict[str, Any]:
         return requests.get(self.url + "/stats", timeout=10).json()

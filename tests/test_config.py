@@ -91,6 +91,7 @@ ERROR_CASES = [
     ({"MAX_PENDING_SIGNALS": "1.5"}, "MAX_PENDING_SIGNALS='1.5' (from environment) is not valid: expected an integer from 1 to 100000"),
     ({"VALIDATION_THREADS": "0"}, "VALIDATION_THREADS='0' (from environment) is not valid: expected an integer from 1 to 64"),
     ({"COORDINATOR_PORT": "70000"}, "COORDINATOR_PORT='70000' (from environment) is not valid: expected an integer from 1 to 65535"),
+    ({"COORDINATOR_INSTANCES": "two"}, "COORDINATOR_INSTANCES='two' (from environment) is not valid: expected one of single, cluster"),
     ({"TRADING_ENABLED": "maybe"}, "TRADING_ENABLED='maybe' (from environment) is not valid: expected true or false"),
     ({"TRADER_API_URL": "trader:5002"}, "TRADER_API_URL='trader:5002' (from environment) is not valid: expected a URL with scheme http:// or https://"),
     ({"REDIS_URL": "http://redis"}, "REDIS_URL='http://redis' (from environment) is not valid: expected a URL with scheme redis://"),

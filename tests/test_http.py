@@ -39,6 +39,8 @@ def start_coordinator(
             "COORDINATOR_DRILLS": "1",
             "HTTP_ASK_TIMEOUT": "0.3",
             "HTTP_SNAPSHOT_TTL": "0",
+            # Beside other tests' coordinators on the session's database.
+            "COORDINATOR_INSTANCES": "cluster",
             **env,
         }
         settings = {k: v for k, v in settings.items() if v != ""}

@@ -11,8 +11,11 @@ import pytest
 import redis
 
 from coordinator.clock import ManualClock
+from coordinator.config.parts import LEADER_LEASE
 from coordinator.infra.intent_claims import ClaimResult, IntentClaims, unreachable
 from coordinator.infra.journal import Journal
+from coordinator.infra.lease_store import LeaseStore
+from coordinator.infra.order_states import OrderStates
 from coordinator.infra.store import StoreError
 from coordinator.trading.routing import client_order_id, validator_for
 from tests.pipeline import Pipeline, signal_payload
@@ -285,4 +288,50 @@ def test_a_new_signal_on_a_connection_the_outage_broke_goes_to_the_journal(own_p
     finally:
         own_postgres.start()
     assert (claim.result, claim.where) == (ClaimResult.CLAIMED, "journal")
+    claims.close()
+
+
+def test_a_fenced_claim_is_refused_once_the_lease_is_taken_over_and_stores_nothing(
+    own_postgres, tmp_path
+):
+    """A stop's exit claims its intent under its leader's lease: a stale leader's is
+    refused by PostgreSQL (nothing stored, so the order cannot leave), and the journal
+    never stands in for a fenced claim, which it could not check."""
+    leases = LeaseStore(own_postgres.dsn, timeout=5)
+    now = 1_900_000_000.0
+    old = leases.acquire(LEADER_LEASE, "old#1", now=now, duration=1.5).row
+    assert old is not None
+    journal = Journal(tmp_path / "journal.jsonl")
+    claims = IntentClaims(own_postgres.dsn, journal, timeout=1)
+    try:
+        leading = claims.claim(intent("fenced-ok"), first_seen=now, fence=old.token())
+        assert leading.result is ClaimResult.CLAIMED, leading
+        new = leases.acquire(LEADER_LEASE, "new#1", now=now + 2.0, duration=1.5).row
+        assert new is not None and new.generation == old.generation + 1
+        stale = claims.claim(intent("fenced-stale"), first_seen=now, fence=old.token())
+        assert stale.result is ClaimResult.FENCED, stale
+        assert f"generation {new.generation}" in stale.detail
+        assert OrderStates(own_postgres.dsn, timeout=5).order("fenced-stale") is None
+        assert not journal.has_intent("fenced-stale") and len(journal) == 0
+        fresh = claims.claim(intent("fenced-new"), first_seen=now, fence=new.token())
+        assert fresh.result is ClaimResult.CLAIMED, fresh
+    finally:
+        claims.close()
+        leases.close()
+
+
+def test_a_fenced_claim_waits_for_postgres_instead_of_the_journal(own_postgres, tmp_path):
+    leases = LeaseStore(own_postgres.dsn, timeout=5)
+    row = leases.acquire(LEADER_LEASE, "lead#1", now=1_900_000_000.0, duration=1.5).row
+    leases.close()
+    assert row is not None
+    journal = Journal(tmp_path / "journal.jsonl")
+    claims = IntentClaims(own_postgres.dsn, journal, timeout=1)
+    own_postgres.stop()
+    try:
+        claim = claims.claim(intent("fenced-down"), first_seen=2_000_000_000.0, fence=row.token())
+    finally:
+        own_postgres.start()
+    assert claim.result is ClaimResult.UNAVAILABLE, claim
+    assert len(journal) == 0
     claims.close()

@@ -8,7 +8,13 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "coordinator"
 # What trading/ may import from the package: itself, and the plain values it is handed.
-TRADING_MAY_USE = ("coordinator.trading", "coordinator.clock", "coordinator.errors")
+# The fencing token too: an exit names the lease it was asked under (a pure value).
+TRADING_MAY_USE = (
+    "coordinator.trading",
+    "coordinator.clock",
+    "coordinator.errors",
+    "coordinator.cluster.fencing",
+)
 # cluster/ (who leads) is as pure, and needs none of the trading rules either.
 CLUSTER_MAY_USE = ("coordinator.cluster", "coordinator.clock", "coordinator.errors")
 

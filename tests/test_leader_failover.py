@@ -35,6 +35,7 @@ def coordinators(redis_server, postgres, trader, portfolio, clear_kill_switch, t
                 "COORDINATOR_PORT": str(free_port()),
                 "COORDINATOR_DATA_DIR": str(tmp_path / f"data{len(started)}"),
                 "HTTP_SNAPSHOT_TTL": "0",
+                "COORDINATOR_INSTANCES": "cluster",
                 **env,
             }
         )

@@ -264,6 +264,8 @@ def test_stream_consumer_killed_mid_stream_decides_every_entry_once(
         "COORDINATOR_INSTANCE": f"killed-{os.getpid()}-{time.time_ns()}",
         "INSTANCE_HEARTBEAT": "0.25",
         "INSTANCE_LIVENESS": "1",
+        # Beside other tests' coordinators on the session's database.
+        "COORDINATOR_INSTANCES": "cluster",
     }
     client = redis.Redis.from_url(redis_server.url)
     payloads = [

@@ -259,7 +259,12 @@ def test_a_second_coordinator_on_the_same_data_dir_is_refused(launch):
 
 def test_one_process_per_identity_and_a_lost_identity_exits_4(launch, redis_server, postgres):
     instance = f"process-{uuid.uuid4().hex[:10]}"
-    shared = {"REDIS_URL": redis_server.url, "DATABASE_URL": postgres.dsn}
+    shared = {
+        "REDIS_URL": redis_server.url,
+        "DATABASE_URL": postgres.dsn,
+        # Beside other tests' coordinators on the session's database.
+        "COORDINATOR_INSTANCES": "cluster",
+    }
     first = launch("one", "--paper", COORDINATOR_INSTANCE=instance, **shared)
     assert first.wait_up()
     # Another data directory, the same identity on the same database: refused.
@@ -334,7 +339,13 @@ def test_embedded_run_is_paper_said_once_at_start_and_roottradings_debug_stays_q
 
 
 def test_run_paper_with_configured_redis_and_postgresql(launch, redis_server, postgres):
-    coordinator = launch("data", "--paper", REDIS_URL=redis_server.url, DATABASE_URL=postgres.dsn)
+    coordinator = launch(
+        "data",
+        "--paper",
+        REDIS_URL=redis_server.url,
+        DATABASE_URL=postgres.dsn,
+        COORDINATOR_INSTANCES="cluster",
+    )
     health = coordinator.wait_up()
     assert health["paper"] is True and health["mode"] == "paper"
     coordinator.process.send_signal(signal.SIGTERM)

@@ -7,6 +7,12 @@ its store calls on one worker thread (one in flight at a time, their answers bac
 ``LeaseAnswered``), and publishes ``LeaderElected`` and ``LeadershipLost`` to the
 children that subscribe. On a clean stop, and on a crash, it releases the lease so
 that another instance takes over at once.
+
+A coordinator that runs alone (COORDINATOR_INSTANCES=single) takes no lease: its
+elector tells the children at its start that this instance leads, with a token that
+fences nothing, and never says it stopped. Its leader-only work then goes on through a
+PostgreSQL outage, as it did before there were leases; what keeps a second instance
+from leading beside it is the instance registry, which refuses it at start.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 from coordinator.cluster.fencing import LeaseToken
 from coordinator.cluster.lease import (
     Ask,
+    Belief,
     Contender,
     Failed,
     Granted,
@@ -32,6 +39,7 @@ from coordinator.cluster.lease import (
     role,
     tick,
 )
+from coordinator.config.identity import InstanceMode
 from coordinator.config.parts import ElectorSettings
 from coordinator.infra.lease_store import LeaseStore
 from coordinator.infra.store import first_line
@@ -59,6 +67,10 @@ class LeaderElector(ChildActor):
         self._clock = self.context.clock
         self._timings = self.settings.timings
         self._lease = self.settings.lease
+        self._alone: LeaseToken | None = None
+        if self.settings.mode is InstanceMode.SINGLE:
+            self._lead_alone()
+            return
         # Each incarnation contends under a name of its own: the one it replaced (hung)
         # may still release or renew late, and must not touch its successor's term.
         self._holder = f"{self.settings.holder}#{self.context.incarnation}"
@@ -72,7 +84,21 @@ class LeaderElector(ChildActor):
         self.on_cleanup(lambda: self._worker.submit(self._store.close), what="lease store")
         self.ticker(self._timings.tick, LeaseTick, immediately=True)
 
+    def _lead_alone(self) -> None:
+        # Under the process's own name, the same for every incarnation of this actor: a
+        # replaced elector tells the same token again, which the children take as news
+        # they already have (a new token would make them step down and restore).
+        self._holder = self.settings.holder
+        self._elected = 1
+        self._ticks = 0
+        self._last_error = None
+        self._alone = LeaseToken.alone(self._lease, self._holder)
+        logger.info("leader: this coordinator runs alone (COORDINATOR_INSTANCES=single)")
+        self.context.directory.publish(LeaderElected(token=self._alone))
+
     def handle(self, message: Any) -> Any:
+        if self._alone is not None:
+            return self._snapshot() if isinstance(message, GetLeadership) else NOT_HANDLED
         match message:
             case LeaseTick():
                 self._ticks += 1
@@ -88,6 +114,8 @@ class LeaderElector(ChildActor):
         return None
 
     def cleanup(self) -> None:
+        if self._alone is not None:
+            return
         generation = self._state.generation
         step = release(self._state)
         self._state = step.state
@@ -158,6 +186,20 @@ class LeaderElector(ChildActor):
         self.context.directory.publish(LeadershipLost(token=token, reason=change.reason))
 
     def _snapshot(self) -> LeadershipSnapshot:
+        if self._alone is not None:
+            return LeadershipSnapshot(
+                lease=self._lease,
+                holder=self._holder,
+                role=Role.LEADER,
+                belief=Belief.LEADER,
+                generation=None,
+                expires_in=None,
+                elected=self._elected,
+                last_error=None,
+                awaiting=False,
+                ticks=self._ticks,
+                alone=True,
+            )
         now = self._clock.monotonic()
         state = self._state
         current = role(state, now)

@@ -22,6 +22,7 @@ import pykka
 
 from coordinator.actors.names import ActorName
 from coordinator.config.parts import IntakeSettings
+from coordinator.messages.leadership import LeaderElected
 from coordinator.messages.pipeline import (
     AckStreamEntry,
     Admission,
@@ -101,7 +102,7 @@ def trading_signal_payload(row: dict[str, Any]) -> bytes | LiftedRow:
 
 
 class SignalIntake(ChildActor):
-    subscriptions = (SignalDecided, ChildRestarted, IntakeLinkChanged)
+    subscriptions = (SignalDecided, ChildRestarted, IntakeLinkChanged, LeaderElected)
     settings: IntakeSettings
 
     def setup(self) -> None:
@@ -120,6 +121,7 @@ class SignalIntake(ChildActor):
             ("received", "admitted", "rejected", "duplicates", "resent"), 0
         )
         self._links: dict[str, bool] = {}
+        self._catch_up_due = False
         self._recover()
         self.ticker(5.0, IntakeTick)
 
@@ -160,8 +162,9 @@ class SignalIntake(ChildActor):
                 "taking in again" if first_start else "tracking",
                 len(undecided.signals),
             )
-        if first_start:
-            self._take_in_database_rows()
+        # The catch-up of trading_signals runs once, on the leader: each instance
+        # taking in every row would decide each signal as many times.
+        self._catch_up_due = first_start
 
     def _take_in_database_rows(self) -> None:
         """Rows of ``trading_signals`` with ``processed = false``, younger than signal_timeout."""
@@ -210,6 +213,11 @@ class SignalIntake(ChildActor):
                 return self._admit(message)
             case _UnliftableRow(row=row):
                 self._admit_unliftable(row)
+            case LeaderElected() if self._catch_up_due:
+                self._catch_up_due = False
+                self._take_in_database_rows()
+            case LeaderElected():
+                pass
             case SignalDecided(decision=decision):
                 self._in_flight.pop(decision.signal_id, None)
             case ChildRestarted(name=name):

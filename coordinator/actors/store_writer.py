@@ -15,8 +15,10 @@ from typing import Any
 
 import redis
 
+from coordinator.cluster.fencing import LeaseLost, LeaseToken
 from coordinator.config.parts import StoreSettings
 from coordinator.infra.journal import Journal
+from coordinator.infra.lease_store import LeaseStore
 from coordinator.infra.order_states import HELD_MARK, RESENT_MARK
 from coordinator.infra.pipeline_store import PipelineStore, RecordError
 from coordinator.infra.records import (
@@ -28,6 +30,7 @@ from coordinator.infra.records import (
 )
 from coordinator.infra.store import StoreError
 from coordinator.messages.audit import AuditTrail, GetAuditTrail, RecordAudit
+from coordinator.messages.leadership import LeaderElected
 from coordinator.messages.pipeline import (
     AckStreamEntry,
     Decision,
@@ -51,6 +54,7 @@ from coordinator.trading.backoff import Backoff
 from coordinator.trading.execution import FINAL_ORDER_STATES, OrderStatus
 from coordinator.trading.signal_rows import db_id_of
 from coordinator.trading.signals import Signal, SignalSource, parse_signal
+from coordinator.trading.stops import EXIT_SOURCE
 
 __all__ = ["StoreWriter"]
 
@@ -63,6 +67,7 @@ _RETRY = Backoff(0.1, 5.0)
 
 
 class StoreWriter(ChildActor):
+    subscriptions = (LeaderElected,)
     settings: StoreSettings
 
     def setup(self) -> None:
@@ -161,17 +166,16 @@ class StoreWriter(ChildActor):
 
     def _orphaned_orders(self) -> None:
         """At process start, an order still pending or sent belongs to a process that
-        died before it knew the outcome: it may have been executed. Never resend it."""
-        count = self._store.mark_orphaned_orders(self._clock.time())
-        if count:
-            logger.error(
-                "ALERT %d order(s) left pending by an earlier run are now unknown; "
-                "check them at the Trader",
-                count,
-            )
-        exits = self._store.decide_orphaned_exits(self._clock.time())
-        if exits:
-            logger.warning("%d exit(s) left undecided by an earlier run decided now", exits)
+        died before it knew the outcome: it may have been executed. Never resend it.
+        Only on the leader, and never the orders of a live instance: while another
+        instance holds the leader lease, the sweep waits until this one leads (the
+        holder gone: a process killed a moment ago, say); then, and at each takeover,
+        it takes what is older than this process."""
+        leader = self._live_leader()
+        if leader is not None:
+            logger.warning("orders in flight not swept until this instance leads: %s", leader)
+        else:
+            self._sweep(None, None)
         # Before the intake reads the table: a row of a signal decided earlier (its mark
         # lost, or made while the table was absent) is not read again.
         marked = self._store.mark_decided_trading_signals(
@@ -180,8 +184,51 @@ class StoreWriter(ChildActor):
         if marked:
             logger.info("%d trading_signals row(s) of signals decided earlier marked", marked)
 
+    def _sweep(self, before: float | None, fence: LeaseToken | None) -> None:
+        now = self._clock.time()
+        identity = self._services.identity
+        count = self._store.mark_orphaned_orders(
+            now,
+            before=before,
+            fence=fence,
+            instance=None if identity is None else identity.instance,
+        )
+        if count:
+            logger.error(
+                "ALERT %d order(s) left pending by an earlier run are now unknown; "
+                "check them at the Trader",
+                count,
+            )
+        exits = self._store.decide_orphaned_exits(now, before=before, fence=fence)
+        if exits:
+            logger.warning("%d exit(s) left undecided by an earlier run decided now", exits)
+
+    def _on_elected(self, token: LeaseToken) -> None:
+        """Leading (at start, or taking over from a leader gone): the orders of
+        instances gone, this one's earlier life included, are orphans."""
+        try:
+            self._sweep(self._services.started_at, token)
+        except (StoreError, LeaseLost) as exc:
+            logger.warning("orders in flight not swept: %s", exc)
+
+    def _live_leader(self) -> str | None:
+        """Why the sweep must wait: a live instance holds the leader lease (or whether
+        one does cannot be read). None when no one leads."""
+        leases = LeaseStore(self._services.endpoints.database_dsn, timeout=5.0)
+        try:
+            row = leases.read(self.settings.lease)
+        except StoreError as exc:
+            return f"the leader lease could not be read ({exc})"
+        finally:
+            leases.close()
+        if row is None or row.remaining(self._clock.time()) <= 0:
+            return None
+        return f"{row.holder} leads (lease {row.name}, generation {row.generation})"
+
     def handle(self, message: Any) -> Any:
         match message:
+            case LeaderElected(token=token):
+                self._on_elected(token)
             case RecordSignal():
                 self._records.append(signal_record(message))
                 self._undecided[message.signal_id] = message
@@ -196,8 +243,11 @@ class StoreWriter(ChildActor):
             case StoreTick():
                 self._flush()
             case GetUndecided():
+                # Exits are the TrailingStop's to follow up (as at a start): taken in by
+                # the intake, one would go again as a plain SELL, without its holding
+                # or the lease it was asked under.
                 return UndecidedSignals(
-                    signals=tuple(self._undecided.values()),
+                    signals=tuple(r for r in self._undecided.values() if r.source != EXIT_SOURCE),
                     recent_ids=self._recent_ids | frozenset(self._decided),
                 )
             case GetStoredRecords():

@@ -24,18 +24,20 @@ import functools
 import json
 import logging
 import time
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from coordinator.actors.trailing_stop_holdings import StopHoldings
+from coordinator.actors.trailing_stop_leader import LEADER_WORK, StopLeadership
 from coordinator.actors.trailing_stop_work import StopWork
+from coordinator.cluster.lease import LossReason
 from coordinator.config.parts import StopSettings
 from coordinator.infra.portfolio_client import PortfolioClient
 from coordinator.infra.stop_store import StopStore
 from coordinator.infra.store import StoreError
 from coordinator.logs import FailureLog
+from coordinator.messages.leadership import LeaderElected, LeadershipLost
 from coordinator.messages.pipeline import (
     OrderFinished,
     PricesUpdated,
@@ -70,7 +72,6 @@ from coordinator.trading.stop_book import (
 )
 from coordinator.trading.stops import (
     EXIT_SOURCE,
-    AtrTracker,
     update_stop,
 )
 
@@ -90,8 +91,8 @@ class _Flush:
     dirty: set[str] = field(default_factory=set)
 
 
-class TrailingStop(StopHoldings, StopWork, ChildActor):
-    subscriptions = (CandleClosed, SignalDecided, OrderFinished)
+class TrailingStop(StopLeadership, StopHoldings, StopWork, ChildActor):
+    subscriptions = (CandleClosed, SignalDecided, OrderFinished, LeaderElected, LeadershipLost)
     settings: StopSettings
 
     def setup(self) -> None:
@@ -109,10 +110,7 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
         )
         self._validators = self.settings.validators
         self._kept = services.kept_stops
-        self._positions: dict[str, Holding] = {}
-        self._by_symbol: dict[str, list[Holding]] = defaultdict(list)
-        self._alias: dict[str, str] = {}
-        self._atr: dict[str, AtrTracker] = {}
+        self._token = None
         self._flush = _Flush(
             FailureLog(
                 logger,
@@ -121,11 +119,7 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
                 level=logging.ERROR,
             )
         )
-        self._closing: dict[str, dict[str, Any]] = {}
-        self._fetching = False
-        self._fetch_due = 0.0
-        self._fetch_started = 0.0
-        self._last_fetch: float | None = None
+        self._forget_stops()
         self._positions_failure = FailureLog(
             logger,
             failed="positions not fetched (stops kept as they are)",
@@ -136,9 +130,6 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
         self._stale_ticks = 0
         self._triggered = 0
         self._tick_mono = 0.0
-        self._lookups: list[str] = []
-        self._orders_reading: set[str] = set()
-        self._orders_read_at: dict[str, float] = {}
         url = services.endpoints.portfolio_url
         self._portfolio = (
             PortfolioClient(url, timeout=self.settings.portfolio_timeout) if url else None
@@ -156,14 +147,14 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
         self.on_cleanup(lambda: reader.submit(self._orders.close), what="order reader")
         writer = self.worker_pool("store", finish_queued=True)
         self.on_cleanup(lambda: self._last_write(writer), what="stop store")
-        self._restore()
         self.ticker(min(_TICK, self._settings.flush_interval), StopTick)
+        self._follow_elector()
 
     def _last_write(self, writer: ThreadPoolExecutor) -> None:
         # A last write of what changed (the kept records have it all the same).
         records = self._dirty_records()
-        if records:
-            writer.submit(self._write, records)
+        if records and self._token is not None:
+            writer.submit(self._write, records, self._token)
         writer.submit(self._store.close)
 
     def _close_fetcher(self) -> None:
@@ -215,7 +206,13 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
     # --- messages ---------------------------------------------------------------------
 
     def handle(self, message: Any) -> Any:
+        if self._token is None and isinstance(message, LEADER_WORK):
+            return None
         match message:
+            case LeaderElected(token=token):
+                self._lead(token)
+            case LeadershipLost(token=token, reason=reason):
+                self._lost(token, f"leadership {reason}", planned=reason is LossReason.RELEASED)
             case PricesUpdated(updates=updates):
                 for update in updates:
                     self._on_update(update)
@@ -244,8 +241,12 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
                     logger.warning("no ATR history from market_data: %s", error)
                 for symbol, time_ms, high, low, close in candles:
                     self._atr_add(symbol, time_ms, high, low, close)
-            case StopsFlushed(keys=keys, error=error):
+            case StopsFlushed(lease_lost=True, fence=fence) if fence is not None:
+                self._lost(fence, f"the fence refused a write of the stops: {message.error}")
+            case StopsFlushed(keys=keys, error=error) if self._token is not None:
                 self._on_flushed(keys, error)
+            case StopsFlushed():
+                pass  # a write of a term that ended
             case StoredStopsRead(json=text, keys=keys, error=error):
                 self._merge_stored(json.loads(text), keys, error)
             case GetTrailingStops():
@@ -373,6 +374,7 @@ class TrailingStop(StopHoldings, StopWork, ChildActor):
             strategy="+".join(position.rules),
             triggered_at=now,
             tick_mono=self._tick_mono or time.monotonic(),
+            fence=self._token,
         )
         validator = validator_for(position.symbol, self._validators)
         try:

@@ -10,6 +10,7 @@ import logging
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+from coordinator.cluster.fencing import LeaseLost, LeaseToken
 from coordinator.infra.portfolio_client import PortfolioError
 from coordinator.infra.store import StoreError
 from coordinator.logs import FailureLog
@@ -71,6 +72,7 @@ class StopWork(_Host):
     _triggered: int
     _orders_reading: set[str]
     _orders_read_at: dict[str, float]
+    _token: LeaseToken | None
 
     if TYPE_CHECKING:
 
@@ -102,7 +104,7 @@ class StopWork(_Host):
         records = self._dirty_records()
         if records:
             flush.busy = True
-            self.run_then_tell(functools.partial(self._write, records), pool="store")
+            self.run_then_tell(functools.partial(self._write, records, self._token), pool="store")
 
     def _on_flushed(self, keys: tuple[str, ...], error: str | None) -> None:
         flush = self._flush
@@ -119,13 +121,15 @@ class StopWork(_Host):
 
     # --- worker threads ---------------------------------------------------------------
 
-    def _write(self, records: list[dict[str, Any]]) -> StopsFlushed:
+    def _write(self, records: list[dict[str, Any]], fence: LeaseToken | None) -> StopsFlushed:
         keys = tuple(r["position_key"] for r in records)
         try:
-            self._store.write(records)
-            return StopsFlushed(keys=keys, error=None)
+            self._store.write(records, fence)
+            return StopsFlushed(keys=keys, error=None, fence=fence)
+        except LeaseLost as exc:
+            return StopsFlushed(keys=keys, error=str(exc), fence=fence, lease_lost=True)
         except StoreError as exc:
-            return StopsFlushed(keys=keys, error=str(exc))
+            return StopsFlushed(keys=keys, error=str(exc), fence=fence)
 
     def _fetch_positions(self) -> PositionsFetched:
         assert self._portfolio is not None
@@ -267,4 +271,5 @@ class StopWork(_Host):
             store_error=self._flush.failure.error,
             stale_ticks_ignored=self._stale_ticks,
             exits_triggered=self._triggered,
+            leading=self._token is not None,
         )

@@ -21,9 +21,13 @@ import pykka
 import redis
 
 from coordinator.actors.names import ActorName
+from coordinator.actors.universe_leader import UniverseLeadership
+from coordinator.cluster.lease import LossReason
 from coordinator.config.parts import UniverseSettings
 from coordinator.infra.store import StoreError
 from coordinator.infra.universe_store import MarketSources, UniverseStore
+from coordinator.logs import FailureLog
+from coordinator.messages.leadership import LeaderElected, LeadershipLost
 from coordinator.messages.pipeline import (
     GetLedgerSnapshot,
     OrderFinished,
@@ -67,8 +71,15 @@ SYMBOLS_KEY = "trading:symbols"
 _DAY_MS = 86_400_000
 
 
-class UniverseManager(ChildActor):
-    subscriptions = (CandleUpdated, StopLossRecorded, SignalDecided, OrderFinished)
+class UniverseManager(UniverseLeadership, ChildActor):
+    subscriptions = (
+        CandleUpdated,
+        StopLossRecorded,
+        SignalDecided,
+        OrderFinished,
+        LeaderElected,
+        LeadershipLost,
+    )
     settings: UniverseSettings
 
     def setup(self) -> None:
@@ -110,7 +121,15 @@ class UniverseManager(ChildActor):
         self.on_cleanup(self._redis.close, what="redis")
         self._held: frozenset[str] = frozenset()
         self._last: dict[str, Any] = {}
+        self._state = UniverseState(members={})
+        self._token = None
+        self._follow_failure = FailureLog(
+            logger,
+            failed="the leader's universe not read (the last one kept)",
+            recovered="the leader's universe read again",
+        )
         self._restore()
+        self._follow_elector()
         self.worker_pool("warm")
         self.run_then_tell(
             functools.partial(self._warm_start, settings.timeframe, window), pool="warm"
@@ -121,7 +140,6 @@ class UniverseManager(ChildActor):
 
     def _restore(self) -> None:
         """The last stored universe and the blacklist, before anything is decided."""
-        now = self._clock.time()
         try:
             latest = self._store.latest()
             entries = self._store.blacklist()
@@ -130,11 +148,20 @@ class UniverseManager(ChildActor):
             # stand in until the first rotation, and it says so.
             logger.error("universe not restored (%s); starting from the candidates", exc)
             latest, entries = None, []
+        self._apply_stored(latest, entries, "restored from the store")
+
+    def _apply_stored(
+        self, latest: dict[str, Any] | None, entries: list[BlacklistEntry], why: str
+    ) -> None:
+        now = self._clock.time()
+        before = frozenset(self._state.members)
         self._blacklist = Blacklist({e.symbol: e for e in entries})
         if latest is not None:
             state = latest["state"]
+            # A symbol blacklisted since the snapshot leaves at once, as on the leader.
+            blocked = self._blacklist.active(now)
             self._state = UniverseState(
-                members={s: Member(**m) for s, m in state["members"].items()},
+                members={s: Member(**m) for s, m in state["members"].items() if s not in blocked},
                 streaks=state.get("streaks", {}),
                 draining=frozenset(state.get("draining", [])),
             )
@@ -148,8 +175,7 @@ class UniverseManager(ChildActor):
                 "removed": latest["removed"],
             }
             self._next_at = latest["at"] + self._interval
-            logger.info("universe restored: %s", ", ".join(sorted(self._state.members)))
-            why = "restored from the store"
+            logger.info("universe %s: %s", why, ", ".join(sorted(self._state.members)))
         else:
             candidates = self._candidates()
             initial = list(dict.fromkeys([*self._policy.core_pairs, *candidates]))[
@@ -157,21 +183,16 @@ class UniverseManager(ChildActor):
             ]
             self._state = UniverseState(members={s: Member(since=now) for s in initial})
             self._performance = PerformanceBook()
-            self._last = {
-                "at": None,
-                "reason": "initial",
-                "scores": {},
-                "verdicts": {},
-                "added": initial,
-                "removed": [],
-            }
+            self._last = {"at": None, "reason": "initial", "scores": {}, "verdicts": {}}
+            self._last.update(added=initial, removed=[])
             # The first rotation waits a little for candles to arrive.
             self._next_at = now + min(self._interval, 60.0)
             why = "initial: the configured candidates, until market statistics exist"
+        after = frozenset(self._state.members)
         self._publish(
-            added=tuple(sorted(self._state.members)),
-            removed=(),
-            reasons={s: why for s in self._state.members},
+            added=tuple(sorted(after - before)),
+            removed=tuple(sorted(before - after)),
+            reasons={s: why for s in after ^ before},
         )
 
     def _warm_start(self, timeframe: str, window: int) -> WarmStartLoaded:
@@ -194,6 +215,16 @@ class UniverseManager(ChildActor):
 
     def handle(self, message: Any) -> Any:
         match message:
+            case LeaderElected(token=token):
+                self._lead(token)
+            case LeadershipLost(token=token, reason=reason):
+                self._lost(token, f"leadership {reason}", planned=reason is LossReason.RELEASED)
+            case UniverseTick() if self._token is None:
+                self._follow_store()
+            case RotateUniverse() | BlacklistSymbol() | UnblacklistSymbol() if self._token is None:
+                return self._not_leading()
+            case StopLossRecorded() if self._token is None:
+                pass  # our stops' news: a follower has none, a lost leader's are too late
             case CandleUpdated(symbol=symbol, time_ms=time_ms, close=close, quote_volume=volume):
                 self._book.add(symbol, time_ms, close, volume)
             case WarmStartLoaded(candles=candles, error=error):
@@ -217,11 +248,14 @@ class UniverseManager(ChildActor):
                 self._blacklisted(
                     BlacklistEntry(symbol, reason, source, now, None if ttl is None else now + ttl)
                 )
-                return self._snapshot()
+                return self._snapshot() if self._token is not None else self._not_leading()
             case UnblacklistSymbol(symbol=symbol):
+                if symbol in self._blacklist.entries and not self._fenced(
+                    self._store.delete_blacklisted, [symbol]
+                ):
+                    return self._not_leading()
                 self._blacklist, entry = self._blacklist.remove(symbol)
                 if entry is not None:
-                    self._store.delete_blacklisted([symbol])
                     logger.warning("%s taken off the blacklist", symbol)
                     self._publish(added=(), removed=(), reasons={symbol: "taken off the blacklist"})
                 return self._snapshot()
@@ -357,7 +391,8 @@ class UniverseManager(ChildActor):
             "performance": self._performance.as_dict(),
         }
         try:
-            self._store.save(record)
+            if not self._fenced(self._store.save, record):
+                return
         except StoreError as exc:
             logger.error("universe snapshot not stored: %s", exc)
         try:
@@ -369,11 +404,12 @@ class UniverseManager(ChildActor):
     # --- blacklist ----------------------------------------------------------------------
 
     def _blacklisted(self, entry: BlacklistEntry) -> None:
-        self._blacklist = self._blacklist.add(entry)
         try:
-            self._store.put_blacklisted(entry)
+            if not self._fenced(self._store.put_blacklisted, entry):
+                return
         except StoreError as exc:
             logger.error("blacklist entry for %s not stored: %s", entry.symbol, exc)
+        self._blacklist = self._blacklist.add(entry)
         logger.warning("%s blacklisted by %s: %s", entry.symbol, entry.source, entry.reason)
         removed: tuple[str, ...] = ()
         if entry.symbol in self._state.members:
@@ -394,7 +430,7 @@ class UniverseManager(ChildActor):
         if expired:
             symbols = [e.symbol for e in expired]
             try:
-                self._store.delete_blacklisted(symbols)
+                self._fenced(self._store.delete_blacklisted, symbols)
             except StoreError as exc:
                 logger.error("expired blacklist entries not removed from the store: %s", exc)
             logger.info("blacklist expired for %s", ", ".join(symbols))

@@ -258,6 +258,7 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
                     stop=message.stop,
                     price=message.price,
                     price_at=message.price_at,
+                    fence=message.fence,
                 ),
             )
         )

@@ -120,6 +120,18 @@ class SendsOrders(_Host):
                 self._sending = False
                 self._claim_unavailable(message, checks, plan, reservation_id, claim)
                 return
+            if claim.result is ClaimResult.FENCED:
+                # A stale leader's exit: nothing stored, nothing sent. No decision either:
+                # the leader now may ask for this very exit id, and its decision must be
+                # the first one stored.
+                self._sending = False
+                self._settle(reservation_id, False)
+                logger.warning(
+                    "exit %s dropped: its leader no longer leads (%s)",
+                    signal.signal_id,
+                    claim.detail,
+                )
+                return
             if claim.result is not ClaimResult.CLAIMED:
                 if self._held_before(message, checks, plan, reservation_id):
                     return  # held by an earlier incarnation: it waits here again

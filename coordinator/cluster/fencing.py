@@ -20,6 +20,17 @@ class LeaseToken:
     """Who holds it: the instance's name."""
     generation: int
     """Raised by one on every take: an older one is a stale leader's."""
+    fenced: bool = True
+    """False for a coordinator that runs alone (COORDINATOR_INSTANCES=single): it leads
+    without a lease, a second instance being refused at its start, so its leader-only
+    writes pass no fence and a stop's exit may go through the local journal while
+    PostgreSQL is down."""
+
+    @classmethod
+    def alone(cls, name: str, holder: str) -> LeaseToken:
+        """The token of a coordinator leading alone: no lease behind it, nothing to
+        pass (generation 0, which no lease ever has)."""
+        return cls(name, holder, 0, fenced=False)
 
 
 class LeaseLost(CoordinatorError):

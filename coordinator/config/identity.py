@@ -5,15 +5,26 @@ from __future__ import annotations
 
 import hashlib
 import re
+from enum import StrEnum
 from pathlib import Path
 
-__all__ = ["INSTANCE_ALLOWED", "INSTANCE_PATTERN", "default_instance"]
+__all__ = ["INSTANCE_ALLOWED", "INSTANCE_PATTERN", "InstanceMode", "default_instance"]
 
 INSTANCE_PATTERN = r"[A-Za-z0-9_.:-]{1,100}"
 """What Redis takes as a consumer name and PostgreSQL as a session setting unquoted."""
 INSTANCE_ALLOWED = "1 to 100 of A-Z a-z 0-9 _ . : -"
 
 _DIGITS = 8
+
+
+class InstanceMode(StrEnum):
+    """How many coordinators share the database (COORDINATOR_INSTANCES)."""
+
+    SINGLE = "single"
+    """This one alone: it leads from its start without a lease, so that a PostgreSQL
+    outage does not stop its trailing stops; a second instance is refused at start."""
+    CLUSTER = "cluster"
+    """Several: the holder of the leader lease leads, each leader-only write fenced."""
 
 
 def default_instance(host: str, data_dir: Path) -> str:

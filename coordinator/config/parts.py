@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coordinator.cluster.lease import LeaseTimings
+from coordinator.config.identity import InstanceMode
 from coordinator.config.sections import (
     Config,
     CoordinationConfig,
@@ -47,6 +48,10 @@ class HealthSettings:
     """Seconds between dependency probes."""
 
 
+LEADER_LEASE = "leader"
+"""The name of the lease whose holder runs what must run once across the instances."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
     """The StoreWriter's."""
@@ -56,6 +61,9 @@ class StoreSettings:
     signal_timeout: float
     data_dir: Path
     """Where the quarantine journal goes."""
+    lease: str = LEADER_LEASE
+    """The leader lease: held by a live instance, the orders in flight are not swept
+    at start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +122,6 @@ class ValidatorSettings:
     universe_override: bool
 
 
-LEADER_LEASE = "leader"
-"""The name of the lease whose holder runs what must run once across the instances."""
-
-
 @dataclass(frozen=True, slots=True)
 class ElectorSettings:
     """The LeaderElector's."""
@@ -129,6 +133,9 @@ class ElectorSettings:
     database."""
     lease: str = LEADER_LEASE
     """The lease contended for."""
+    mode: InstanceMode = InstanceMode.CLUSTER
+    """COORDINATOR_INSTANCES (the daemon passes it): cluster contends for the lease;
+    single leads at once without one and never stops leading."""
 
 
 @dataclass(frozen=True, slots=True)

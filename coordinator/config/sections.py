@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from coordinator.cluster.lease import LeaseTimings
+from coordinator.config.identity import InstanceMode
 from coordinator.config.kinds import Url
 from coordinator.config.modes import Note
 from coordinator.config.settings import SETTINGS, Setting
@@ -180,6 +181,12 @@ class InstanceConfig:
     """Seconds between two heartbeats."""
     liveness: float
     """A heartbeat younger than this is a live coordinator."""
+    mode: InstanceMode = InstanceMode.SINGLE
+    """COORDINATOR_INSTANCES: alone (always the leader) or one of several."""
+
+    def __post_init__(self) -> None:
+        # The settings table parses a choice as its text.
+        object.__setattr__(self, "mode", InstanceMode(self.mode))
 
 
 @dataclass(frozen=True, slots=True)

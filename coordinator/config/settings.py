@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from coordinator.config.identity import INSTANCE_ALLOWED, INSTANCE_PATTERN
+from coordinator.config.identity import INSTANCE_ALLOWED, INSTANCE_PATTERN, InstanceMode
 from coordinator.config.kinds import (
     STOP_RULES,
     AnyPath,
@@ -194,6 +194,17 @@ SETTINGS: tuple[Setting, ...] = (
         "coordinator_instances, its stream consumer name, the instance of every decision "
         "and order it stores; unset: the host name, '-' and 8 hex digits of the SHA-256 of "
         "the resolved COORDINATOR_DATA_DIR (stable across restarts)",
+    ),
+    _s(
+        "COORDINATOR_INSTANCES",
+        "instance",
+        "mode",
+        Choice(tuple(mode.value for mode in InstanceMode)),
+        InstanceMode.SINGLE.value,
+        "single: this coordinator runs alone and always leads, without a lease, so its "
+        "trailing stops keep firing through a PostgreSQL outage; a second coordinator on "
+        "the same database is refused at start. cluster: several share the database and "
+        "the holder of the leader lease leads (set it on every instance)",
     ),
     _s("INSTANCE_HEARTBEAT", "instance", "heartbeat", _SECONDS, 1.0, "seconds between two heartbeats of this instance's row"),
     _s("INSTANCE_LIVENESS", "instance", "liveness", _SECONDS, 5.0, "a row whose heartbeat is younger than this (and not stopped) is a live coordinator: a start with its identity is refused; older, it is taken over"),

@@ -19,6 +19,7 @@ __all__ = [
     "TRAILING_STOP",
     "UNIVERSE",
     "ActorUnavailable",
+    "NotLeader",
     "UnknownActor",
 ]
 
@@ -46,3 +47,12 @@ class ActorUnavailable(CoordinatorError):
 
 class UnknownActor(CoordinatorError, LookupError):
     """No actor of that name in the tree."""
+
+
+class NotLeader(CoordinatorError):
+    """Leader-only work asked of a follower: answer 409 naming the leader."""
+
+    def __init__(self, leader: str | None) -> None:
+        where = f"the leader is {leader}" if leader else "no instance leads right now"
+        super().__init__(f"this instance follows: {where}; send it to the leader")
+        self.leader = leader

@@ -26,6 +26,7 @@ from coordinator.http.asking import (
     TRAILING_STOP,
     UNIVERSE,
     ActorUnavailable,
+    NotLeader,
     UnknownActor,
 )
 from coordinator.http.facade_metrics import MetricsApi
@@ -53,7 +54,7 @@ from coordinator.messages.health import (
     HealthSnapshot,
     ResumeTrading,
 )
-from coordinator.messages.leadership import GetLeadership, LeadershipSnapshot
+from coordinator.messages.leadership import GetLeadership, LeadershipSnapshot, NotLeading
 from coordinator.messages.ledger import GetLedgerSnapshot, LedgerSnapshot
 from coordinator.messages.pipeline import (
     Admission,
@@ -182,21 +183,21 @@ class CoordinatorApi(OrdersApi, MetricsApi):
 
     # --- commands ---------------------------------------------------------------------
 
+    # The universe's commands are the leader's: a follower answers NotLeading (409).
+
     def refresh_universe(self) -> dict[str, Any]:
-        snapshot: UniverseSnapshot = self._ask(
-            UNIVERSE, RotateUniverse(reason="api"), timeout=_ROTATION_TIMEOUT
-        )
-        return universe_view(snapshot)
+        snapshot = self._ask(UNIVERSE, RotateUniverse(reason="api"), timeout=_ROTATION_TIMEOUT)
+        return universe_view(_led(snapshot))
 
     def blacklist(self, symbol: str, *, reason: str, ttl: float | None) -> dict[str, Any]:
-        snapshot: UniverseSnapshot = self._ask(
+        snapshot = self._ask(
             UNIVERSE, BlacklistSymbol(symbol=symbol, reason=reason, source="api", ttl=ttl)
         )
-        return universe_view(snapshot)
+        return universe_view(_led(snapshot))
 
     def unblacklist(self, symbol: str) -> dict[str, Any]:
-        snapshot: UniverseSnapshot = self._ask(UNIVERSE, UnblacklistSymbol(symbol=symbol))
-        return universe_view(snapshot)
+        snapshot = self._ask(UNIVERSE, UnblacklistSymbol(symbol=symbol))
+        return universe_view(_led(snapshot))
 
     def submit_signal(
         self,
@@ -301,3 +302,11 @@ class CoordinatorApi(OrdersApi, MetricsApi):
             database_embedded=services.endpoints.database_embedded,
             instance=services.config.instance.name,
         )
+
+
+def _led(answer: Any) -> UniverseSnapshot:
+    """The snapshot of a leader-only command, or NotLeader from a follower."""
+    if isinstance(answer, NotLeading):
+        raise NotLeader(answer.leader)
+    snapshot: UniverseSnapshot = answer
+    return snapshot

@@ -146,6 +146,14 @@ def _command(
     return operation
 
 
+_LEADER_ONLY: Doc = {
+    "409": _error(
+        "this instance follows: only the leader does this (`leader` names the lease's "
+        "holder, null when none is known); nothing done"
+    )
+}
+"""What a command of leader-only work answers on a follower."""
+
 _SIGNAL_ANSWERS: Doc = {
     "400": _json(
         "not a valid signal: every field error (stored as rejected)", ref("InvalidSignal")
@@ -331,7 +339,7 @@ _PATHS: Doc = {
         }
     },
     "/universe/refresh": {
-        "post": _command("rotate the universe now", _UNIVERSE, tag="universe"),
+        "post": _command("rotate the universe now", _UNIVERSE, tag="universe", own=_LEADER_ONLY),
     },
     "/universe/blacklist": {
         "post": _command(
@@ -340,6 +348,7 @@ _PATHS: Doc = {
             tag="universe",
             body=_body("Blacklist"),
             errors=("BadRequest",),
+            own=_LEADER_ONLY,
         ),
     },
     "/universe/blacklist/{symbol}": {
@@ -349,6 +358,7 @@ _PATHS: Doc = {
                 _UNIVERSE,
                 tag="universe",
                 errors=("BadRequest", "NotFound"),
+                own=_LEADER_ONLY,
             ),
             "parameters": [_path_param("symbol", "a blacklisted symbol")],
         }

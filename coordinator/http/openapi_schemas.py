@@ -273,6 +273,10 @@ _TRAILING_STOPS = obj(
         "store_error": nullable(STRING),
         "stale_ticks_ignored": INTEGER,
         "exits_triggered": INTEGER,
+        "leading": {
+            "type": "boolean",
+            "description": "whether this instance leads and so watches the stops",
+        },
     }
 )
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
+from coordinator.http.asking import NotLeader
 from coordinator.http.endpoints import Endpoints, fail, json_body, query_limit
 from coordinator.http.facade import CoordinatorApi
 from coordinator.trading.symbols import is_symbol
@@ -27,7 +30,8 @@ def install(endpoint: Endpoints, api: CoordinatorApi) -> None:
 
     @endpoint("POST", "/universe/refresh", token=True)
     def universe_refresh() -> dict[str, Any]:
-        return api.refresh_universe()
+        with leader_only():
+            return api.refresh_universe()
 
     @endpoint("POST", "/universe/blacklist", token=True)
     def blacklist_add() -> dict[str, Any]:
@@ -52,12 +56,23 @@ def install(endpoint: Endpoints, api: CoordinatorApi) -> None:
         if errors:
             raise fail(400, "; ".join(errors))
         assert isinstance(symbol, str) and isinstance(reason, str)  # checked above
-        return api.blacklist(
-            symbol, reason=reason.strip()[:500], ttl=None if ttl is None else float(ttl)
-        )
+        with leader_only():
+            return api.blacklist(
+                symbol, reason=reason.strip()[:500], ttl=None if ttl is None else float(ttl)
+            )
 
     @endpoint("DELETE", "/universe/blacklist/<symbol>", token=True)
     def blacklist_remove(symbol: str) -> dict[str, Any]:
         if symbol not in {e.symbol for e in api.universe_snapshot().blacklisted}:
             raise fail(404, f"{symbol} is not on the blacklist")
-        return api.unblacklist(symbol)
+        with leader_only():
+            return api.unblacklist(symbol)
+
+
+@contextlib.contextmanager
+def leader_only() -> Iterator[None]:
+    """A command only the leader carries out: 409 naming the leader on a follower."""
+    try:
+        yield
+    except NotLeader as exc:
+        raise fail(409, str(exc), leader=exc.leader) from None

@@ -202,6 +202,7 @@ def trailing_stops_view(stops: TrailingStopsSnapshot) -> dict[str, Any]:
             "store_error": stops.store_error,
             "stale_ticks_ignored": stops.stale_ticks_ignored,
             "exits_triggered": stops.exits_triggered,
+            "leading": stops.leading,
         }
     )
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from coordinator.config.identity import InstanceMode
 from coordinator.errors import CoordinatorError
 from coordinator.infra.store import OwnConnectionStore, with_session_setting
 
@@ -20,6 +21,7 @@ __all__ = [
     "INSTANCE_SETTING",
     "IdentityInUse",
     "IdentityLost",
+    "InstanceBeside",
     "InstanceRegistry",
     "InstanceRow",
     "instance_dsn",
@@ -30,7 +32,11 @@ logger = logging.getLogger(__name__)
 INSTANCE_SETTING = "coordinator.instance"
 """The session setting the ``instance`` columns of decisions and orders default to."""
 
-_COLUMNS = "instance, host, pid, data_dir, incarnation, started_at, heartbeat_at, stopped_at"
+_COLUMNS = "instance, host, pid, data_dir, incarnation, started_at, heartbeat_at, stopped_at, mode"
+_FIELDS = 9
+# Held by every claim for its transaction: two instances starting at once are judged one
+# after the other, so two that may not run together do not both start.
+_CLAIM_LOCK = 0x636F6F7264
 
 
 def instance_dsn(dsn: str, instance: str) -> str:
@@ -53,6 +59,8 @@ class InstanceRow:
     started_at: datetime
     heartbeat_at: datetime
     stopped_at: datetime | None
+    mode: InstanceMode = InstanceMode.SINGLE
+    """How it runs; a row written before modes were stored ran alone."""
 
     def describe(self) -> str:
         """Who holds it, as a log line or an error names it."""
@@ -77,6 +85,34 @@ class IdentityInUse(CoordinatorError):
             "COORDINATOR_INSTANCE, or stop that one first"
         )
         self.holder = holder
+
+
+class InstanceBeside(CoordinatorError):
+    """Another instance is live that this one may not run beside: any other when this
+    one runs alone (COORDINATOR_INSTANCES=single), or one running alone when this one
+    is of a cluster. Two leading at once would trade twice."""
+
+    def __init__(
+        self, instance: str, mode: InstanceMode, other: InstanceRow, liveness: float
+    ) -> None:
+        live = (
+            f"instance {other.instance!r} ({other.mode}) is live ({other.describe()}, "
+            f"younger than INSTANCE_LIVENESS={liveness:g} s)"
+        )
+        if mode is InstanceMode.SINGLE:
+            why = (
+                f"instance {instance!r} runs alone (COORDINATOR_INSTANCES=single) but {live}: "
+                "stop that one first, or set COORDINATOR_INSTANCES=cluster on every "
+                "instance to run several"
+            )
+        else:
+            why = (
+                f"instance {instance!r} (COORDINATOR_INSTANCES=cluster) cannot start beside "
+                f"one that runs alone: {live}; stop it, or set "
+                "COORDINATOR_INSTANCES=cluster on every instance to run several"
+            )
+        super().__init__(why)
+        self.other = other
 
 
 class IdentityLost(CoordinatorError):
@@ -109,8 +145,12 @@ class InstanceRegistry(OwnConnectionStore):
         timeout: float = 2.0,
         incarnation: str | None = None,
         database_in_data_dir: bool = False,
+        mode: InstanceMode = InstanceMode.CLUSTER,
     ) -> None:
         super().__init__(dsn, timeout=timeout)
+        self.mode = mode
+        """COORDINATOR_INSTANCES: alone, no other instance may be live at the claim; in
+        a cluster, none that runs alone."""
         self.database_in_data_dir = database_in_data_dir
         """The database is the embedded one, inside ``data_dir``, whose lock this process
         holds: a row written from this host and data directory was written by a process
@@ -145,19 +185,23 @@ class InstanceRegistry(OwnConnectionStore):
             timeout=self._timeout,
             incarnation=self.incarnation,
             database_in_data_dir=self.database_in_data_dir,
+            mode=self.mode,
         )
         twin._losses = self._losses
         return twin
 
     def claim(self) -> InstanceRow | None:
         """Take this identity: the earlier row it replaced when that one was stopped or
-        stale (None for a first claim); IdentityInUse when a live process holds it.
+        stale (None for a first claim); IdentityInUse when a live process holds it,
+        InstanceBeside when another instance is live that this one may not run beside.
 
         Atomic: the row, when there is one, is locked while it is judged and replaced,
         and a first claim is an insert that only one of two racing processes makes (the
         other then finds the winner's row, live)."""
 
         def work(cur: Any) -> tuple[InstanceRow | None, bool]:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_CLAIM_LOCK,))
+            self._refuse_beside(cur)
             cur.execute(
                 f"SELECT {_COLUMNS}, stopped_at IS NULL AND heartbeat_at > clock_timestamp()"
                 " - make_interval(secs => %s) FROM coordinator_instances"
@@ -168,19 +212,20 @@ class InstanceRegistry(OwnConnectionStore):
             if found is None:
                 cur.execute(
                     f"INSERT INTO coordinator_instances ({_COLUMNS}) VALUES"
-                    " (%s, %s, %s, %s, %s, clock_timestamp(), clock_timestamp(), NULL)"
+                    " (%s, %s, %s, %s, %s, clock_timestamp(), clock_timestamp(), NULL, %s)"
                     " ON CONFLICT (instance) DO NOTHING",
                     self._values(),
                 )
                 # Nothing inserted: another process claimed it first (and committed).
                 return None, cur.rowcount == 1
-            earlier = _row(found[:8])
-            if found[8] and not self._left_by_the_dead(earlier):
+            earlier = _row(found[:_FIELDS])
+            if found[_FIELDS] and not self._left_by_the_dead(earlier):
                 raise IdentityInUse(self.instance, earlier, self.liveness)
             cur.execute(
                 "UPDATE coordinator_instances SET host = %s, pid = %s, data_dir = %s,"
                 " incarnation = %s, started_at = clock_timestamp(),"
-                " heartbeat_at = clock_timestamp(), stopped_at = NULL WHERE instance = %s",
+                " heartbeat_at = clock_timestamp(), stopped_at = NULL, mode = %s"
+                " WHERE instance = %s",
                 (*self._values()[1:], self.instance),
             )
             return earlier, True
@@ -191,6 +236,22 @@ class InstanceRegistry(OwnConnectionStore):
             if claimed:
                 return earlier
         raise CoordinatorError(f"instance {self.instance!r} could not be claimed")
+
+    def _refuse_beside(self, cur: Any) -> None:
+        """InstanceBeside when another identity is live that this one may not run
+        beside (this identity's own row is judged by the claim)."""
+        cur.execute(
+            f"SELECT {_COLUMNS} FROM coordinator_instances"
+            " WHERE instance <> %s AND stopped_at IS NULL"
+            " AND heartbeat_at > clock_timestamp() - make_interval(secs => %s)"
+            " ORDER BY heartbeat_at DESC",
+            (self.instance, self.liveness),
+        )
+        for found in cur.fetchall():
+            other = _row(found)
+            alone = InstanceMode.SINGLE in (self.mode, other.mode)
+            if alone and not self._left_by_the_dead(other):
+                raise InstanceBeside(self.instance, self.mode, other, self.liveness)
 
     def _left_by_the_dead(self, row: InstanceRow) -> bool:
         """Whether ``row``, live by its heartbeat, was left by a process known dead: one
@@ -251,7 +312,14 @@ class InstanceRegistry(OwnConnectionStore):
         return None if found is None else _row(found)
 
     def _values(self) -> tuple[Any, ...]:
-        return (self.instance, self.host, self.pid, self.data_dir, self.incarnation)
+        return (
+            self.instance,
+            self.host,
+            self.pid,
+            self.data_dir,
+            self.incarnation,
+            self.mode.value,
+        )
 
     def _run_in_transaction(self, work: Any) -> Any:
         # The claim's lock must hold from the read to the write: one transaction, where
@@ -275,4 +343,6 @@ def _row(values: Any) -> InstanceRow:
         started_at=values[5],
         heartbeat_at=values[6],
         stopped_at=values[7],
+        # NULL: written before modes were stored, when a coordinator ran alone.
+        mode=InstanceMode(values[8] or InstanceMode.SINGLE),
     )

@@ -17,7 +17,9 @@ from typing import Any
 import psycopg2
 
 from coordinator.clock import Clock, SystemClock
+from coordinator.cluster.fencing import LeaseToken
 from coordinator.infra.journal import Journal
+from coordinator.infra.lease_store import FENCE_SQLSTATE
 from coordinator.infra.pipeline_store import _ORDER_TEMPLATE, _order_row
 from coordinator.infra.records import RecordKind
 from coordinator.infra.store import StoreError, connect, first_line
@@ -36,6 +38,9 @@ class ClaimResult(StrEnum):
     """An intent for this order exists, or may: never send."""
     UNAVAILABLE = "unavailable"
     """PostgreSQL cannot be reached and the journal may not decide: wait for it."""
+    FENCED = "fenced"
+    """The claim's lease is no longer held at its generation: nothing stored, never
+    send (another instance leads and does this work now)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +128,24 @@ class IntentClaims:
             self._answered()
         return None
 
-    def claim(self, record: dict[str, Any], *, first_seen: float | None) -> Claim:
+    def claim(
+        self,
+        record: dict[str, Any],
+        *,
+        first_seen: float | None,
+        fence: LeaseToken | None = None,
+    ) -> Claim:
         """Store the intent ``record`` unless one with its client order id exists.
 
         ``first_seen``: wall-clock time this process first saw the signal; None when it
         may have been seen before (by an earlier process or incarnation).
+        ``fence``: leader-only work (a stop's exit): the INSERT passes
+        ``coordinator_assert_lease`` in its transaction, and the journal never stands
+        in (it cannot know who leads). A coordinator leading alone passes no fence: its
+        exits claim as any other intent, the journal standing in during an outage.
         """
+        if fence is not None and not fence.fenced:
+            fence = None
         client_order_id = record["client_order_id"]
         if self._journal.has_intent(client_order_id):
             return Claim(ClaimResult.EXISTS, "journal", "the local journal holds it")
@@ -141,10 +158,15 @@ class IntentClaims:
         for _attempt in range(2):
             reused = getattr(self._local, "conn", None) is not None
             try:
-                claimed = self._insert(record)
+                claimed = self._insert(record, fence)
             except (psycopg2.Error, StoreError) as exc:
                 self.close()
                 error = exc
+                if getattr(exc, "pgcode", None) == FENCE_SQLSTATE:
+                    logger.warning(
+                        "intent %s refused by the lease fence: %s", client_order_id, first_line(exc)
+                    )
+                    return Claim(ClaimResult.FENCED, "postgres", first_line(exc))
                 if not unreachable(exc):
                     logger.error(
                         "intent %s: PostgreSQL answered an error (%s); taken as existing, "
@@ -166,7 +188,12 @@ class IntentClaims:
             return Claim(ClaimResult.EXISTS, "postgres", "PostgreSQL holds it")
         reason = first_line(error) if error is not None else "unreachable"
         answered = self.answered_at
-        if first_seen is None or (answered is not None and first_seen <= answered) or sent_before:
+        if (
+            fence is not None
+            or first_seen is None
+            or (answered is not None and first_seen <= answered)
+            or sent_before
+        ):
             logger.warning(
                 "intent %s waits for PostgreSQL (%s): its signal may have been seen before",
                 client_order_id,
@@ -187,7 +214,7 @@ class IntentClaims:
         with self._lock:
             return client_order_id in self._sent
 
-    def _insert(self, record: dict[str, Any]) -> bool:
+    def _insert(self, record: dict[str, Any], fence: LeaseToken | None) -> bool:
         conn = self._connection()
         with self._lock:
             self._sent[record["client_order_id"]] = None
@@ -195,6 +222,13 @@ class IntentClaims:
             while len(self._sent) > _SENT_KEPT:
                 self._sent.popitem(last=False)
         with conn, conn.cursor() as cur:
+            if fence is not None:
+                # Held FOR SHARE until the commit: a takeover waits for this claim, and
+                # a claim after the takeover is refused with nothing stored.
+                cur.execute(
+                    "SELECT coordinator_assert_lease(%s, %s, %s)",
+                    (fence.name, fence.holder, fence.generation),
+                )
             cur.execute(
                 """INSERT INTO coordinator_orders (client_order_id, signal_id, symbol, side,
                        quantity, reference_price, state, trader_order_id, error, created_at,

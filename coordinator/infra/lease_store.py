@@ -25,7 +25,14 @@ import psycopg2
 from coordinator.cluster.fencing import LeaseLost, LeaseToken
 from coordinator.infra.store import OwnConnectionStore, StoreError, first_line
 
-__all__ = ["FENCE_SQLSTATE", "LeaseAnswer", "LeaseRow", "LeaseStore", "run_fenced"]
+__all__ = [
+    "FENCE_SQLSTATE",
+    "LeaseAnswer",
+    "LeaseRow",
+    "LeaseStore",
+    "run_fenced",
+    "run_maybe_fenced",
+]
 
 T = TypeVar("T")
 
@@ -128,18 +135,36 @@ def run_fenced(conn: Any, token: LeaseToken, work: Callable[[Any], T]) -> T:
     (``coordinator_assert_lease``), and commit it. The lease's row stays locked FOR
     SHARE until the commit, so a takeover waits for this transaction and any fenced
     transaction after the takeover is refused. Refused: rolled back, nothing written,
-    ``LeaseLost``. Other database errors go on as they are (psycopg2's)."""
+    ``LeaseLost``. Other database errors go on as they are (psycopg2's). A token of a
+    coordinator leading alone passes no fence: the transaction is a plain one."""
     try:
         with conn, conn.cursor() as cur:
-            cur.execute(
-                "SELECT coordinator_assert_lease(%s, %s, %s)",
-                (token.name, token.holder, token.generation),
-            )
+            if token.fenced:
+                cur.execute(
+                    "SELECT coordinator_assert_lease(%s, %s, %s)",
+                    (token.name, token.holder, token.generation),
+                )
             return work(cur)
     except psycopg2.Error as exc:
         if exc.pgcode == FENCE_SQLSTATE:
             raise LeaseLost(token, first_line(exc)) from exc
         raise
+
+
+def run_maybe_fenced(
+    store: OwnConnectionStore, token: LeaseToken | None, work: Callable[[Any], T]
+) -> T:
+    """``work(cursor)`` in one transaction on ``store``'s connection, passing the fence
+    first when there is a ``token`` (leader-only work): LeaseLost when refused, a
+    StoreError for any other failure, as the store's own calls."""
+    if token is None or not token.fenced:
+        result: T = store._run(work)
+        return result
+    try:
+        return run_fenced(store._connection(), token, work)
+    except psycopg2.Error as exc:
+        store.close()
+        raise StoreError(first_line(exc)) from exc
 
 
 class LeaseStore(OwnConnectionStore):
@@ -216,8 +241,4 @@ class LeaseStore(OwnConnectionStore):
     def run_fenced(self, token: LeaseToken, work: Callable[[Any], T]) -> T:
         """``run_fenced`` on this store's connection: LeaseLost when refused, a
         StoreError for any other failure."""
-        try:
-            return run_fenced(self._connection(), token, work)
-        except psycopg2.Error as exc:
-            self.close()
-            raise StoreError(first_line(exc)) from exc
+        return run_maybe_fenced(self, token, work)

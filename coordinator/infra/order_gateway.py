@@ -59,7 +59,8 @@ class OrderGateway:
             first_seen = message.received_at
             if message.exit is not None:
                 first_seen = min(first_seen, message.exit.price_at)
-        return self._intents.claim(_intent_dict(intent), first_seen=first_seen)
+        fence = None if message.exit is None else message.exit.fence
+        return self._intents.claim(_intent_dict(intent), first_seen=first_seen, fence=fence)
 
     # --- what was not sent -----------------------------------------------------------------
 

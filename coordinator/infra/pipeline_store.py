@@ -14,7 +14,9 @@ from typing import Any
 import psycopg2
 import psycopg2.extras
 
+from coordinator.cluster.fencing import LeaseToken
 from coordinator.infra.audit_rows import insert_audit, read_audit
+from coordinator.infra.lease_store import run_maybe_fenced
 from coordinator.infra.records import RecordKind
 from coordinator.infra.store import OwnConnectionStore, StoreError, clean_text, first_line
 from coordinator.infra.trading_signals import TradingSignalsTable
@@ -192,21 +194,43 @@ class PipelineStore(OwnConnectionStore):
 
         return self._run(work)
 
-    def mark_orphaned_orders(self, now: float) -> int:
+    def mark_orphaned_orders(
+        self,
+        now: float,
+        *,
+        before: float | None = None,
+        fence: LeaseToken | None = None,
+        instance: str | None = None,
+    ) -> int:
+        """Orders still pending or sent made unknown: this process's ``instance``'s (and
+        those naming none) created ``before`` a time (its start: an earlier life's), and
+        those of any other instance that is not live. With a ``fence``, only while that
+        lease is held."""
+
         def work(cur: Any) -> int:
             cur.execute(
-                """UPDATE coordinator_orders
-                   SET state = 'unknown', updated_at = to_timestamp(%s),
+                """UPDATE coordinator_orders o
+                   SET state = 'unknown', updated_at = to_timestamp(%(now)s),
                        error = COALESCE(error || '; ', '')
                                || 'the coordinator stopped before the outcome was known'
-                   WHERE state IN ('pending', 'sent')""",
-                (now,),
+                   WHERE state IN ('pending', 'sent')
+                     AND CASE WHEN o.instance IS NULL OR o.instance = %(instance)s
+                              THEN %(before)s::float8 IS NULL
+                                   OR created_at < to_timestamp(%(before)s::float8)
+                              ELSE NOT EXISTS (
+                                  SELECT 1 FROM coordinator_instances i
+                                   WHERE i.instance = o.instance AND i.stopped_at IS NULL
+                                     AND i.heartbeat_at > clock_timestamp())
+                         END""",
+                {"now": now, "before": before, "instance": instance},
             )
             return cur.rowcount
 
-        return self._run(work)
+        return run_maybe_fenced(self, fence, work)
 
-    def decide_orphaned_exits(self, now: float) -> int:
+    def decide_orphaned_exits(
+        self, now: float, *, before: float | None = None, fence: LeaseToken | None = None
+    ) -> int:
         """At process start, an exit a dead process stored undecided is decided (exits are
         not taken in again): ``unknown`` with an order (it may have left), else rejected."""
 
@@ -228,11 +252,11 @@ class PipelineStore(OwnConnectionStore):
                    WHERE d.signal_id IS NULL AND s.source = 'trailing_stop'
                      AND s.received_at < to_timestamp(%s)
                    ON CONFLICT (signal_id) DO NOTHING""",
-                (now, now),
+                (now, now if before is None else before),
             )
             return cur.rowcount
 
-        return self._run(work)
+        return run_maybe_fenced(self, fence, work)
 
     # --- reads ------------------------------------------------------------------------
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from coordinator.cluster.fencing import LeaseToken
+from coordinator.infra.lease_store import run_maybe_fenced
 from coordinator.infra.store import OwnConnectionStore, table_columns
 
 __all__ = ["STOP_FIELDS", "StopStore"]
@@ -79,9 +81,11 @@ class StopStore(OwnConnectionStore):
 
         return self._run(work)
 
-    def write(self, records: list[dict[str, Any]]) -> None:
+    def write(self, records: list[dict[str, Any]], fence: LeaseToken | None = None) -> None:
         """Upsert in one transaction. Peak and stop never go down here either, so an
-        older write that lands late cannot undo a newer one."""
+        older write that lands late cannot undo a newer one. With a ``fence``, the
+        transaction passes it first: ``LeaseLost`` (nothing written) when another
+        instance leads now."""
 
         def work(cur: Any) -> None:
             for record in records:
@@ -106,7 +110,7 @@ class StopStore(OwnConnectionStore):
                     values,
                 )
 
-        self._run(work)
+        run_maybe_fenced(self, fence, work)
 
     def exit_decisions(self, exit_ids: list[str]) -> list[tuple[str, str, str | None, str]]:
         """(exit id, outcome, reason, detail) of the exits that have a stored decision."""

@@ -12,6 +12,8 @@ from typing import Any, cast
 
 import redis
 
+from coordinator.cluster.fencing import LeaseToken
+from coordinator.infra.lease_store import run_maybe_fenced
 from coordinator.infra.store import OwnConnectionStore, table_columns
 from coordinator.trading.blacklist import BlacklistEntry
 
@@ -57,7 +59,7 @@ class UniverseStore(OwnConnectionStore):
 
         return self._run(work)
 
-    def save(self, snapshot: dict[str, Any]) -> None:
+    def save(self, snapshot: dict[str, Any], fence: LeaseToken | None = None) -> None:
         def work(cur: Any) -> None:
             cur.execute(
                 """INSERT INTO coordinator_universe_snapshots (at, reason, selected, added,
@@ -82,7 +84,7 @@ class UniverseStore(OwnConnectionStore):
                 ),
             )
 
-        self._run(work)
+        run_maybe_fenced(self, fence, work)
 
     def history(self, limit: int) -> list[dict[str, Any]]:
         def work(cur: Any) -> list[dict[str, Any]]:
@@ -119,7 +121,7 @@ class UniverseStore(OwnConnectionStore):
 
         return self._run(work)
 
-    def put_blacklisted(self, entry: BlacklistEntry) -> None:
+    def put_blacklisted(self, entry: BlacklistEntry, fence: LeaseToken | None = None) -> None:
         def work(cur: Any) -> None:
             cur.execute(
                 """INSERT INTO coordinator_universe_blacklist
@@ -137,15 +139,15 @@ class UniverseStore(OwnConnectionStore):
                 ),
             )
 
-        self._run(work)
+        run_maybe_fenced(self, fence, work)
 
-    def delete_blacklisted(self, symbols: list[str]) -> None:
+    def delete_blacklisted(self, symbols: list[str], fence: LeaseToken | None = None) -> None:
         def work(cur: Any) -> None:
             cur.execute(
                 "DELETE FROM coordinator_universe_blacklist WHERE symbol = ANY(%s)", (symbols,)
             )
 
-        self._run(work)
+        run_maybe_fenced(self, fence, work)
 
     def market_data(
         self, timeframe: str, since: float, limit: int

@@ -16,6 +16,7 @@ __all__ = [
     "LeadershipSnapshot",
     "LeaseAnswered",
     "LeaseTick",
+    "NotLeading",
 ]
 
 
@@ -85,7 +86,30 @@ class LeadershipSnapshot:
     """Whether a store call is on its way."""
     ticks: int
     """Ticks taken by this incarnation (a stalled elector shows none coming)."""
+    alone: bool = False
+    """This coordinator runs alone (COORDINATOR_INSTANCES=single): it leads without a
+    lease, always, and its leader-only writes pass no fence."""
 
     @property
     def leading(self) -> bool:
         return self.role is Role.LEADER
+
+    @property
+    def token(self) -> LeaseToken | None:
+        """What this instance's leader-only writes pass now: None while it follows."""
+        if not self.leading:
+            return None
+        if self.alone:
+            return LeaseToken.alone(self.lease, self.holder)
+        if self.generation is None:
+            return None
+        return LeaseToken(self.lease, self.holder, self.generation)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotLeading:
+    """The answer of an actor asked for leader-only work on a follower: nothing done,
+    ask the leader."""
+
+    leader: str | None
+    """The lease's holder as stored (None: unknown, or nobody holds it)."""

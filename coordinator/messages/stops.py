@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from coordinator.cluster.fencing import LeaseToken
 from coordinator.messages.base import Command, Event, Query
 
 __all__ = [
@@ -121,6 +122,10 @@ class ExitPosition(Command):
     """Wall-clock time of the trigger."""
     tick_mono: float
     """Monotonic time the triggering price arrived from Redis, for latencies."""
+    fence: LeaseToken | None = None
+    """The lease the TrailingStop led under when it asked: the exit's intent claim
+    passes this fence, so a stale leader's exit is refused before it leaves (None: not
+    fenced)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,6 +169,10 @@ class StopsFlushed(Event):
     """The positions written."""
     error: str | None
     """Why the batch was not stored (it is kept and written again)."""
+    fence: LeaseToken | None = None
+    """The lease the batch was written under."""
+    lease_lost: bool = False
+    """The fence refused the batch: another instance leads now, nothing was written."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -222,3 +231,6 @@ class TrailingStopsSnapshot:
     """Prices too old to move a stop."""
     exits_triggered: int = 0
     """Exits the stops started."""
+    leading: bool = False
+    """Whether this instance leads, and so watches the stops (a follower holds none:
+    the leader's are in ``coordinator_stops``)."""

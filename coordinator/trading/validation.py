@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from enum import StrEnum
 
+from coordinator.cluster.fencing import LeaseToken
 from coordinator.trading.signals import Side, Signal
 from coordinator.trading.sizing import SizingTable
 from coordinator.trading.sizing_roottrading import Force, SizingMode
@@ -399,6 +400,9 @@ class ExitTarget:
     """The price that hit it."""
     price_at: float
     """Wall-clock time that price was received (for the freshness re-check)."""
+    fence: LeaseToken | None = None
+    """The lease the stop's leader held when it asked: the intent claim passes this
+    fence (None: not fenced)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,16 @@ import psycopg2
 import pytest
 import requests
 
+from coordinator.cluster.fencing import LeaseToken
+from coordinator.config.parts import LEADER_LEASE
 from coordinator.infra.embedded import EmbeddedPostgres
+from coordinator.infra.lease_store import LeaseStore
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.infra.store import apply_migrations
+from coordinator.messages.leadership import LeaderElected
 from coordinator.messages.pipeline import Decision
 from tests.pipeline import PRICES
+from tests.solo import Solo
 
 
 @pytest.fixture
@@ -84,3 +89,25 @@ def decision(
         intake_to_decision_ms=3.0,
         intake_to_order_ms=to_order,
     )
+
+
+def take_lease(
+    dsn: str, holder: str, *, now: float, lease: str = LEADER_LEASE, duration: float = 60.0
+) -> LeaseToken:
+    """The lease taken in the store by ``holder`` at ``now`` (free or expired)."""
+    store = LeaseStore(dsn, timeout=5)
+    try:
+        answer = store.acquire(lease, holder, now=now, duration=duration)
+    finally:
+        store.close()
+    assert answer.granted and answer.row is not None, answer
+    return answer.row.token()
+
+
+def elect(actor: Solo, dsn: str, holder: str) -> LeaseToken:
+    """What the LeaderElector does for leader-only work: a lease taken (one of this
+    test's own, whatever else runs on the database), and the actor told it leads."""
+    lease = f"leader-{uuid.uuid4().hex[:8]}"
+    token = take_lease(dsn, holder, now=actor.clock.time(), lease=lease)
+    actor.tell(LeaderElected(token=token))
+    return token

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from coordinator.actors.store_writer import StoreWriter
@@ -14,15 +15,17 @@ from coordinator.clock import ManualClock
 from coordinator.config import load_config
 from coordinator.infra.embedded import EmbeddedPostgres
 from coordinator.infra.journal import Journal
+from coordinator.messages.leadership import LeaderElected
 from coordinator.messages.pipeline import (
     Decision,
     GetStoreSnapshot,
+    GetUndecided,
     RecordDecision,
     RecordSignal,
     SignalDecided,
     StoreSnapshot,
 )
-from tests.actors.conftest import decision
+from tests.actors.conftest import decision, take_lease
 from tests.solo import Solo, solo
 from tests.trees import make_services
 from tests.waiting import wait_for
@@ -99,3 +102,85 @@ def test_a_batch_postgresql_refuses_is_journaled_and_replayed_after_the_backoff(
         lambda: (s := snapshot(writer)).postgres_ok and s.journaled == 0 and s.written == 2,
         message="the journal replayed",
     )
+
+
+def pending_order(
+    dsn: str, client_order_id: str, created_at: float, instance: str | None = None
+) -> None:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO coordinator_orders (client_order_id, signal_id, symbol, side,
+                   quantity, reference_price, state, created_at, updated_at, instance)
+               VALUES (%s, %s, 'BTCUSDC', 'BUY', 0.01, 50000, 'pending',
+                       to_timestamp(%s), to_timestamp(%s), %s)""",
+            (client_order_id, "s-" + client_order_id, created_at, created_at, instance),
+        )
+    conn.close()
+
+
+def instance_row(dsn: str, instance: str, *, live: bool) -> None:
+    """An instance as the identity registry keeps it: beating, or stopped."""
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO coordinator_instances (instance, host, pid, data_dir, incarnation,
+                   started_at, heartbeat_at, stopped_at)
+               VALUES (%s, 'h', 1, '/d', gen_random_uuid(), now(),
+                       now() + interval '1 hour', CASE WHEN %s THEN NULL ELSE now() END)""",
+            (instance, live),
+        )
+    conn.close()
+
+
+def order_state(dsn: str, client_order_id: str) -> str:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT state FROM coordinator_orders WHERE client_order_id = %s", (client_order_id,)
+        )
+        (state,) = cur.fetchone()
+    conn.close()
+    return str(state)
+
+
+def test_orders_in_flight_are_not_swept_while_another_instance_leads(
+    own_postgres: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    """A second instance starting beside a live leader must not make the leader's orders
+    in flight unknown. Once it leads itself (the holder gone), it sweeps what is older
+    than its own start, and the orders of instances gone, under its lease; a live
+    instance's orders, never."""
+    clock = ManualClock()
+    dsn = own_postgres.dsn
+    pending_order(dsn, "before-start", clock.time() - 3600)
+    instance_row(dsn, "follower", live=True)
+    instance_row(dsn, "gone", live=False)
+    pending_order(dsn, "of-a-live-follower", clock.time() - 3600, instance="follower")
+    holder = take_lease(dsn, "live#1", now=clock.time(), duration=60.0)
+    config = load_config({"COORDINATOR_DATA_DIR": str(tmp_path / "data")})
+    services = make_services(config, redis_url="redis://unused", database_dsn=dsn, clock=clock)
+    services = dataclasses.replace(services, journal=Journal(tmp_path / "data" / "journal.jsonl"))
+    with solo(StoreWriter, "store_writer", services, clock=clock) as writer:
+        writer.ask(GetStoreSnapshot())
+        assert order_state(dsn, "before-start") == "pending"
+        pending_order(dsn, "after-start", services.started_at + 1)
+        pending_order(dsn, "of-the-dead-leader", services.started_at + 1, instance="gone")
+        # The holder died: its lease lapsed and this instance took it.
+        mine = take_lease(dsn, "me#1", now=clock.time() + 61, lease=holder.name)
+        writer.tell(LeaderElected(token=mine))
+        wait_for(
+            lambda: order_state(dsn, "before-start") == "unknown",
+            message="the orphan swept under our lease",
+        )
+        assert order_state(dsn, "after-start") == "pending"
+        assert order_state(dsn, "of-the-dead-leader") == "unknown"
+        assert order_state(dsn, "of-a-live-follower") == "pending"
+
+
+def test_an_undecided_exit_is_not_handed_to_the_intake(writer: Solo) -> None:
+    """An exit left undecided (its Validator crashed, or its lease was lost) is the
+    TrailingStop's to follow up: the intake, taking it in again, would send it as a
+    plain SELL."""
+    exit_id = "exit:BTCUSDC@1@50000:1"
+    writer.tell(dataclasses.replace(received(exit_id, writer.clock), source="trailing_stop"))
+    writer.tell(received("plain", writer.clock))
+    undecided = writer.ask(GetUndecided())
+    assert [r.signal_id for r in undecided.signals] == ["plain"]

@@ -15,7 +15,7 @@ from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.messages.ledger import PositionsSeen
 from coordinator.messages.pipeline import PricesUpdated, PriceUpdated
 from coordinator.messages.stops import ExitPosition, GetTrailingStops
-from tests.actors.conftest import buy_at
+from tests.actors.conftest import buy_at, elect
 from tests.pipeline import PRICES
 from tests.solo import Solo, solo
 from tests.trees import make_services
@@ -51,6 +51,7 @@ def stops(own_database: str, paper: PaperExchange) -> Iterator[Solo]:
     )
     stand_ins = {"ledger": None, "validator-0": None}
     with solo(TrailingStop, "trailing_stop", services, clock=clock, stand_ins=stand_ins) as s:
+        elect(s, own_database, "stops-test#1")
         yield s
 
 

@@ -20,6 +20,7 @@ from coordinator.messages.universe import (
     UniverseChanged,
     UniverseSnapshot,
 )
+from tests.actors.conftest import elect
 from tests.solo import Solo, solo
 from tests.trees import make_services
 from tests.waiting import wait_for
@@ -46,6 +47,7 @@ def universe(
     )
     stand_ins = {"ledger": ledger}
     with solo(UniverseManager, "universe_manager", services, clock=clock, stand_ins=stand_ins) as s:
+        elect(s, postgres.dsn, "universe-test#1")
         yield s
 
 

@@ -1,0 +1,39 @@
+"""What an actor doing leader-only work asks at start: does this instance lead now?"""
+
+from __future__ import annotations
+
+import pykka
+
+from coordinator.actors.names import ActorName
+from coordinator.cluster.fencing import LeaseToken
+from coordinator.messages.leadership import GetLeadership, LeadershipSnapshot
+from coordinator.supervisor.directory import ChildUnavailable, Directory
+
+__all__ = ["lease_name", "lease_now"]
+
+_ASK_ELECTOR = 1.0  # seconds: the elector answers at once when it runs
+
+
+def lease_now(directory: Directory) -> LeaseToken | None:
+    """The lease this instance leads under, as its elector says now. An incarnation
+    that replaces a crashed one while the instance leads takes over at once with it
+    (the election was told to its predecessor). None while it follows, or while the
+    elector is not running (at a start: it starts last, and tells its election)."""
+    try:
+        snapshot: LeadershipSnapshot = directory.ask(
+            ActorName.LEADER_ELECTOR, GetLeadership(), timeout=_ASK_ELECTOR
+        )
+    except (ChildUnavailable, pykka.Timeout):
+        return None
+    return snapshot.token
+
+
+def lease_name(directory: Directory) -> str | None:
+    """The lease this instance contends for (None when the elector does not answer)."""
+    try:
+        snapshot: LeadershipSnapshot = directory.ask(
+            ActorName.LEADER_ELECTOR, GetLeadership(), timeout=_ASK_ELECTOR
+        )
+    except (ChildUnavailable, pykka.Timeout):
+        return None
+    return snapshot.lease

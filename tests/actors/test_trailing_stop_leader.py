@@ -1,0 +1,156 @@
+"""The TrailingStop follows the leader lease: a follower watches nothing; elected, it
+restores the stored stops and fires on a drop under the stored peak's stop; lost, it
+sends nothing more; a write refused by the fence puts it to sleep at once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from coordinator.actors.trailing_stop import TrailingStop
+from coordinator.clock import ManualClock
+from coordinator.cluster.lease import LossReason
+from coordinator.config import load_config
+from coordinator.infra.paper_exchange import PaperExchange
+from coordinator.infra.stop_store import StopStore
+from coordinator.messages.leadership import LeaderElected, LeadershipLost
+from coordinator.messages.ledger import PositionsSeen
+from coordinator.messages.pipeline import PricesUpdated, PriceUpdated
+from coordinator.messages.stops import ExitPosition, GetTrailingStops
+from tests.actors.conftest import buy_at, elect, take_lease
+from tests.pipeline import PRICES
+from tests.solo import Solo, solo
+from tests.trees import make_services
+from tests.waiting import wait_for
+
+ENTRY = PRICES["ETHUSDC"]
+PEAK = ENTRY * 1.10
+UNDER_THE_TRAIL = PEAK * 0.97  # under the 2 % trail of the peak, well over the stop-loss
+
+
+@pytest.fixture
+def follower(own_database: str, paper: PaperExchange) -> Iterator[Solo]:
+    clock = ManualClock()
+    buy_at(paper, "ETHUSDC", 1.0, at=clock.time(), order_id="coord-stop-leader-ETHUSDC")
+    config = load_config(
+        {
+            "VALIDATION_THREADS": "1",
+            "POSITIONS_REFRESH_INTERVAL": "10",
+            "STOP_RULES": "stoploss,percent",
+            "STOP_LOSS_PERCENT": "5",
+            "TRAILING_STOP_PERCENT": "2",
+            "TRAILING_STOP_OFFSET_PERCENT": "1",
+        }
+    )
+    services = make_services(
+        config,
+        redis_url="redis://unused",
+        database_dsn=own_database,
+        portfolio_url=paper.url,
+        clock=clock,
+    )
+    stand_ins = {"ledger": None, "validator-0": None}
+    with solo(TrailingStop, "trailing_stop", services, clock=clock, stand_ins=stand_ins) as s:
+        yield s
+
+
+def price(stops: Solo, value: float) -> PricesUpdated:
+    update = PriceUpdated(
+        symbol="ETHUSDC",
+        price=value,
+        at=stops.clock.time(),
+        received_mono=stops.clock.monotonic(),
+    )
+    return PricesUpdated(updates=(update,))
+
+
+def rows(stops: Solo) -> tuple[Any, ...]:
+    return stops.ask(GetTrailingStops()).positions
+
+
+def told_meanwhile(stops: Solo, other: str) -> list[Any]:
+    """What the stand-in ``other`` was told up to now: the actor has handled everything
+    told to it before (an ask waits behind it), and the stand-in too."""
+    stops.ask(GetTrailingStops())
+    stops.directory.ref(other).ask("flush", timeout=5)
+    received = stops.received[other]
+    return [received.get_nowait() for _ in range(received.qsize())]
+
+
+def stored_peak(dsn: str) -> float | None:
+    store = StopStore(dsn, timeout=5)
+    try:
+        return max((r["peak"] for r in store.open_stops()), default=None)
+    finally:
+        store.close()
+
+
+def watching(stops: Solo) -> None:
+    stops.clock.advance(0.25)  # the first tick as leader fetches the positions
+    wait_for(lambda: len(rows(stops)) == 1, message="the position's stop")
+
+
+def test_a_follower_fetches_nothing_watches_nothing_and_sends_no_exit(follower: Solo) -> None:
+    for _ in range(3):
+        follower.clock.advance(0.25)
+    follower.tell(price(follower, ENTRY * 0.90))  # far under the stop-loss
+    assert rows(follower) == ()
+    assert not any(isinstance(m, PositionsSeen) for m in told_meanwhile(follower, "ledger"))
+    assert not any(isinstance(m, ExitPosition) for m in told_meanwhile(follower, "validator-0"))
+
+
+def test_elected_it_restores_the_stored_peak_and_fires_lost_it_sends_nothing(
+    follower: Solo, own_database: str
+) -> None:
+    first = elect(follower, own_database, "me#1")
+    watching(follower)
+    follower.tell(price(follower, PEAK))
+    follower.clock.advance(0.25)
+    wait_for(lambda: stored_peak(own_database) == pytest.approx(PEAK), message="the peak stored")
+
+    follower.tell(LeadershipLost(token=first, reason=LossReason.EXPIRED))
+    wait_for(lambda: rows(follower) == (), message="the stops dropped")
+    follower.tell(price(follower, UNDER_THE_TRAIL))
+    follower.tell(price(follower, ENTRY * 0.90))
+    follower.clock.advance(0.25)
+    assert not any(isinstance(m, ExitPosition) for m in told_meanwhile(follower, "validator-0"))
+
+    # Elected again (a new term): the stop comes back from the store with its peak.
+    second = take_lease(own_database, "me#2", now=follower.clock.time() + 61, lease=first.name)
+    follower.tell(LeaderElected(token=second))
+    (row,) = rows(follower)
+    assert row["peak"] == pytest.approx(PEAK)
+    follower.clock.advance(0.25)  # the Portfolio shows it again: it may exit
+    wait_for(
+        lambda: follower.ask(GetTrailingStops()).positions_fetched_at is not None,
+        message="the position shown again",
+    )
+    follower.tell(price(follower, UNDER_THE_TRAIL))
+    exit = follower.told("validator-0", ExitPosition)
+    assert exit.symbol == "ETHUSDC" and exit.fence == second
+    assert exit.stop == pytest.approx(PEAK * 0.98)
+
+
+def test_a_write_refused_by_the_fence_puts_it_to_sleep_with_one_warning(
+    follower: Solo, own_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="coordinator.actors.trailing_stop")
+    token = elect(follower, own_database, "me#1")
+    watching(follower)
+    follower.clock.advance(0.25)
+    wait_for(lambda: stored_peak(own_database) is not None, message="the stop stored")
+    # Our lease lapsed (a pause) and another instance took it over.
+    take_lease(own_database, "other#1", now=follower.clock.time() + 61, lease=token.name)
+    follower.tell(price(follower, PEAK))  # a change, written at the next flush: refused
+    follower.clock.advance(0.25)
+    wait_for(lambda: rows(follower) == (), message="the stops dropped")
+    assert stored_peak(own_database) == pytest.approx(ENTRY)
+    follower.tell(price(follower, ENTRY * 0.90))
+    follower.clock.advance(0.25)
+    assert not any(isinstance(m, ExitPosition) for m in told_meanwhile(follower, "validator-0"))
+    dormant = [r for r in caplog.records if "dormant" in r.getMessage()]
+    assert len(dormant) == 1 and dormant[0].levelno == logging.WARNING
+    assert "fence refused" in dormant[0].getMessage()

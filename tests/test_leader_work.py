@@ -1,0 +1,113 @@
+"""Two coordinators on one database and one lease: the leader rotates the universe and
+keeps the blacklist, the follower serves what the leader stored and answers the
+operator's universe commands 409 naming the leader; the catch-up of trading_signals
+runs on the leader alone. Once the follower leads, all of it is its work."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg2
+import requests
+
+from coordinator.infra.lease_store import LeaseStore
+from tests.pipeline import AUTH, PRICES, Pipeline
+from tests.test_pipeline_faults import db_rows
+from tests.waiting import wait_for
+
+ENV = {"UNIVERSE_UPDATE_INTERVAL": "1", "CORE_PAIRS": "BTCUSDC"}
+
+
+def universe(pipe: Pipeline) -> dict[str, Any]:
+    response = requests.get(pipe.url + "/universe", timeout=5)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def blacklist(pipe: Pipeline, symbol: str) -> requests.Response:
+    return requests.post(
+        pipe.url + "/universe/blacklist",
+        json={"symbol": symbol, "reason": "exchange incident"},
+        headers=AUTH,
+        timeout=5,
+    )
+
+
+def refresh(pipe: Pipeline) -> requests.Response:
+    return requests.post(pipe.url + "/universe/refresh", headers=AUTH, timeout=20)
+
+
+def test_the_leader_rotates_and_the_follower_serves_its_universe(pipelines, own_postgres):
+    lease = f"leader-{uuid.uuid4().hex[:8]}"
+    first = pipelines(ENV, database_dsn=own_postgres.dsn, lease=lease)
+    second = pipelines(ENV, database_dsn=own_postgres.dsn, lease=lease, lead=False)
+    store = LeaseStore(own_postgres.dsn, timeout=5)
+    try:
+        row = store.read(lease)
+    finally:
+        store.close()
+    assert row is not None
+
+    for refused in (refresh(second), blacklist(second, "ETHUSDC")):
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["leader"] == row.holder
+        assert row.holder in refused.json()["error"]
+    assert blacklist(first, "ETHUSDC").status_code == 200
+    # The follower takes the leader's rotations and blacklist from the store.
+    followed = wait_for(
+        lambda: (u := universe(second))["blacklist"] and u,
+        message="the follower to see the blacklist",
+    )
+    assert [e["symbol"] for e in followed["blacklist"]] == ["ETHUSDC"]
+    assert "ETHUSDC" not in followed["selected_symbols"]
+    wait_for(
+        lambda: universe(second)["last_update"] is not None,
+        message="the follower to serve a rotation of the leader",
+    )
+
+    first.coordinator.stop()
+    wait_for(lambda: second.role() == "leader", timeout=10, message="the second to lead")
+    rotated = refresh(second)
+    assert rotated.status_code == 200, rotated.text
+    assert [e["symbol"] for e in rotated.json()["blacklist"]] == ["ETHUSDC"]
+
+
+def test_the_catch_up_of_trading_signals_runs_on_the_leader_alone(pipelines, own_postgres):
+    dsn = own_postgres.dsn
+    lease = f"leader-{uuid.uuid4().hex[:8]}"
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            """CREATE TABLE trading_signals (
+                   id serial PRIMARY KEY, strategy text, symbol text, side text,
+                   timestamp timestamptz, price double precision, confidence double precision,
+                   strength text, metadata jsonb, processed boolean DEFAULT false,
+                   created_at timestamptz DEFAULT now())"""
+        )
+    conn.close()
+    first = pipelines(database_dsn=dsn, lease=lease)
+    # Left unprocessed while the leader runs (its catch-up is done): a follower starting
+    # now must not take it in.
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO trading_signals (strategy, symbol, side, timestamp, price,
+                   confidence, strength, metadata)
+               VALUES ('CONSENSUS', 'ETHUSDC', 'BUY', now(), %s, 0.8, 'strong',
+                       '{"consensus_strength": 0.9, "strategies_count": 4}')
+               RETURNING id""",
+            (PRICES["ETHUSDC"],),
+        )
+        (row_id,) = cur.fetchone()
+    conn.close()
+    second = pipelines(database_dsn=dsn, lease=lease, lead=False)
+    assert second.role() == "follower"
+    assert second.stored(f"db:{row_id}") is None
+    assert db_rows(dsn, "SELECT processed FROM trading_signals") == [(False,)]
+    first.coordinator.stop()
+    wait_for(lambda: second.role() == "leader", timeout=10, message="the second to lead")
+    record = second.decision(f"db:{row_id}")
+    assert record["signal"]["source"] == "database"
+    wait_for(
+        lambda: db_rows(dsn, "SELECT processed FROM trading_signals") == [(True,)],
+        message="the row marked processed",
+    )
