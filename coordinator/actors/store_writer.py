@@ -206,10 +206,18 @@ class StoreWriter(ChildActor):
     def _on_elected(self, token: LeaseToken) -> None:
         """Leading (at start, or taking over from a leader gone): the orders of
         instances gone, this one's earlier life included, are orphans."""
-        try:
-            self._sweep(self._services.started_at, token)
-        except (StoreError, LeaseLost) as exc:
-            logger.warning("orders in flight not swept: %s", exc)
+        # Twice at most: the first use of a connection left broken by an outage (which
+        # may be what ended the last term) fails; the sweep is idempotent.
+        for attempt in (1, 2):
+            try:
+                self._sweep(self._services.started_at, token)
+                return
+            except LeaseLost as exc:
+                logger.warning("orders in flight not swept: %s", exc)
+                return
+            except StoreError as exc:
+                if attempt == 2:
+                    logger.warning("orders in flight not swept: %s", exc)
 
     def _live_leader(self) -> str | None:
         """Why the sweep must wait: a live instance holds the leader lease (or whether

@@ -135,6 +135,7 @@ class TrailingStop(StopLeadership, StopHoldings, StopWork, ChildActor):
             PortfolioClient(url, timeout=self.settings.portfolio_timeout) if url else None
         )
         dsn = services.endpoints.database_dsn
+        self._dsn = dsn
         self._store = StopStore(dsn, timeout=5.0)
         self._cycles = StopStore(dsn, timeout=5.0)
         self._orders = StopStore(dsn, timeout=5.0)
@@ -168,11 +169,16 @@ class TrailingStop(StopLeadership, StopHoldings, StopWork, ChildActor):
         """Open stops from the store, then this process's kept records over them (they
         are newer: the store lags by a flush). Then positions and ATR history, at once."""
         records: dict[str, dict[str, Any]] = {}
+        # A connection of its own: the writer's may be in use on its worker, or left
+        # broken by a PostgreSQL outage that ended this term (a restore on election).
+        reader = StopStore(self._dsn, timeout=5.0)
         try:
-            for record in self._store.open_stops():
+            for record in reader.open_stops():
                 records[record["position_key"]] = record
         except StoreError as exc:
             logger.error("stops not restored from the store (kept records only): %s", exc)
+        finally:
+            reader.close()
         records.update(self._kept.copy())
         now = self._clock.time()
         pending: list[tuple[Holding, tuple[lc.Action, ...]]] = []
