@@ -12,7 +12,6 @@ import socket
 import uuid
 from typing import Any
 
-import psycopg2
 import pytest
 import requests
 
@@ -22,18 +21,9 @@ from coordinator.infra.instances import IdentityInUse, InstanceRegistry
 from coordinator.messages.supervision import Ping, StopTree
 from tests.pipeline import signal_payload
 from tests.solo import solo
+from tests.test_instances import sql
 from tests.trees import fast_config, make_services
 from tests.waiting import wait_for
-
-
-def sql(dsn: str, statement: str, *args: Any) -> Any:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(statement, args)
-            return cur.fetchall() if cur.description else None
-    finally:
-        conn.close()
 
 
 def take_over(dsn: str, instance: str, *, host: str = "other-host", pid: int = 99999) -> str:

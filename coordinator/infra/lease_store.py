@@ -183,16 +183,7 @@ class LeaseStore(OwnConnectionStore):
             "expires": _at(now + duration),
         }
 
-        def work(cur: Any) -> LeaseAnswer:
-            cur.execute(_ACQUIRE, params)
-            taken = _row(name, cur.fetchone())
-            if taken is not None:
-                return LeaseAnswer(True, taken)
-            cur.execute(_READ, params)
-            return LeaseAnswer(False, _row(name, cur.fetchone()))
-
-        answer: LeaseAnswer = self._run(work)
-        return answer
+        return self._grant_or_read(_ACQUIRE, name, params)
 
     def renew(
         self, name: str, holder: str, generation: int, *, now: float, duration: float
@@ -207,11 +198,17 @@ class LeaseStore(OwnConnectionStore):
             "expires": _at(now + duration),
         }
 
+        return self._grant_or_read(_RENEW, name, params)
+
+    def _grant_or_read(self, statement: str, name: str, params: dict[str, Any]) -> LeaseAnswer:
+        """Run the conditional ``statement``: its row when it granted, else the row as
+        the holder has it."""
+
         def work(cur: Any) -> LeaseAnswer:
-            cur.execute(_RENEW, params)
-            renewed = _row(name, cur.fetchone())
-            if renewed is not None:
-                return LeaseAnswer(True, renewed)
+            cur.execute(statement, params)
+            granted = _row(name, cur.fetchone())
+            if granted is not None:
+                return LeaseAnswer(True, granted)
             cur.execute(_READ, params)
             return LeaseAnswer(False, _row(name, cur.fetchone()))
 

@@ -4,13 +4,17 @@ Portfolio (real HTTP), priced like the pipeline tests."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import psycopg2
 import pytest
 import requests
 
+from coordinator.actors.trailing_stop import TrailingStop
+from coordinator.clock import ManualClock
 from coordinator.cluster.fencing import LeaseToken
+from coordinator.config import load_config
 from coordinator.config.parts import LEADER_LEASE
 from coordinator.infra.embedded import EmbeddedPostgres
 from coordinator.infra.lease_store import LeaseStore
@@ -19,7 +23,8 @@ from coordinator.infra.store import apply_migrations
 from coordinator.messages.leadership import LeaderElected
 from coordinator.messages.pipeline import Decision
 from tests.pipeline import PRICES
-from tests.solo import Solo
+from tests.solo import Solo, solo
+from tests.trees import make_services
 
 
 @pytest.fixture
@@ -111,3 +116,18 @@ def elect(actor: Solo, dsn: str, holder: str) -> LeaseToken:
     token = take_lease(dsn, holder, now=actor.clock.time(), lease=lease)
     actor.tell(LeaderElected(token=token))
     return token
+
+
+@contextmanager
+def trailing_stop_alone(
+    dsn: str, paper: PaperExchange, clock: ManualClock, settings: Mapping[str, str]
+) -> Iterator[Solo]:
+    """A TrailingStop started alone on ``dsn``, its positions from ``paper``, with one
+    Validator and the Ledger as stand-ins that take what it tells them."""
+    config = load_config({"VALIDATION_THREADS": "1", **settings})
+    services = make_services(
+        config, redis_url="redis://unused", database_dsn=dsn, portfolio_url=paper.url, clock=clock
+    )
+    stand_ins = {"ledger": None, "validator-0": None}
+    with solo(TrailingStop, "trailing_stop", services, clock=clock, stand_ins=stand_ins) as s:
+        yield s

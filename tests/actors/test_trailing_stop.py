@@ -8,17 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from coordinator.actors.trailing_stop import TrailingStop
 from coordinator.clock import ManualClock
-from coordinator.config import load_config
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.messages.ledger import PositionsSeen
 from coordinator.messages.pipeline import PricesUpdated, PriceUpdated
 from coordinator.messages.stops import ExitPosition, GetTrailingStops
-from tests.actors.conftest import buy_at, elect
+from tests.actors.conftest import buy_at, elect, trailing_stop_alone
 from tests.pipeline import PRICES
-from tests.solo import Solo, solo
-from tests.trees import make_services
+from tests.solo import Solo
 from tests.waiting import wait_for
 
 REFRESH = 10.0
@@ -34,23 +31,12 @@ def stops(own_database: str, paper: PaperExchange) -> Iterator[Solo]:
     # at start, and would be watched (or block an exit) beside this test's position.
     clock = ManualClock()
     buy(paper, "ETHUSDC", 1.0, clock.time())
-    config = load_config(
-        {
-            "VALIDATION_THREADS": "1",
-            "POSITIONS_REFRESH_INTERVAL": str(REFRESH),
-            "STOP_RULES": "stoploss",
-            "STOP_LOSS_PERCENT": "5",
-        }
-    )
-    services = make_services(
-        config,
-        redis_url="redis://unused",
-        database_dsn=own_database,
-        portfolio_url=paper.url,
-        clock=clock,
-    )
-    stand_ins = {"ledger": None, "validator-0": None}
-    with solo(TrailingStop, "trailing_stop", services, clock=clock, stand_ins=stand_ins) as s:
+    settings = {
+        "POSITIONS_REFRESH_INTERVAL": str(REFRESH),
+        "STOP_RULES": "stoploss",
+        "STOP_LOSS_PERCENT": "5",
+    }
+    with trailing_stop_alone(own_database, paper, clock, settings) as s:
         elect(s, own_database, "stops-test#1")
         yield s
 

@@ -10,20 +10,17 @@ from typing import Any
 
 import pytest
 
-from coordinator.actors.trailing_stop import TrailingStop
 from coordinator.clock import ManualClock
 from coordinator.cluster.lease import LossReason
-from coordinator.config import load_config
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.infra.stop_store import StopStore
 from coordinator.messages.leadership import LeaderElected, LeadershipLost
 from coordinator.messages.ledger import PositionsSeen
 from coordinator.messages.pipeline import PricesUpdated, PriceUpdated
 from coordinator.messages.stops import ExitPosition, GetTrailingStops
-from tests.actors.conftest import buy_at, elect, take_lease
+from tests.actors.conftest import buy_at, elect, take_lease, trailing_stop_alone
 from tests.pipeline import PRICES
-from tests.solo import Solo, solo
-from tests.trees import make_services
+from tests.solo import Solo
 from tests.waiting import wait_for
 
 ENTRY = PRICES["ETHUSDC"]
@@ -35,25 +32,14 @@ UNDER_THE_TRAIL = PEAK * 0.97  # under the 2 % trail of the peak, well over the 
 def follower(own_database: str, paper: PaperExchange) -> Iterator[Solo]:
     clock = ManualClock()
     buy_at(paper, "ETHUSDC", 1.0, at=clock.time(), order_id="coord-stop-leader-ETHUSDC")
-    config = load_config(
-        {
-            "VALIDATION_THREADS": "1",
-            "POSITIONS_REFRESH_INTERVAL": "10",
-            "STOP_RULES": "stoploss,percent",
-            "STOP_LOSS_PERCENT": "5",
-            "TRAILING_STOP_PERCENT": "2",
-            "TRAILING_STOP_OFFSET_PERCENT": "1",
-        }
-    )
-    services = make_services(
-        config,
-        redis_url="redis://unused",
-        database_dsn=own_database,
-        portfolio_url=paper.url,
-        clock=clock,
-    )
-    stand_ins = {"ledger": None, "validator-0": None}
-    with solo(TrailingStop, "trailing_stop", services, clock=clock, stand_ins=stand_ins) as s:
+    settings = {
+        "POSITIONS_REFRESH_INTERVAL": "10",
+        "STOP_RULES": "stoploss,percent",
+        "STOP_LOSS_PERCENT": "5",
+        "TRAILING_STOP_PERCENT": "2",
+        "TRAILING_STOP_OFFSET_PERCENT": "1",
+    }
+    with trailing_stop_alone(own_database, paper, clock, settings) as s:
         yield s
 
 
