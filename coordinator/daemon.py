@@ -281,7 +281,11 @@ class Coordinator:
             paper_exchange=self.paper is not None,
             identity=self._identity,
             ownership=(
-                PartitionOwnership(config.intake.partitions, config.intake.partition_stream)
+                PartitionOwnership(
+                    config.intake.partitions,
+                    config.intake.partition_stream,
+                    self.clock.monotonic,
+                )
                 if config.instance.mode is InstanceMode.CLUSTER
                 else None
             ),

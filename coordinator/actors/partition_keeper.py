@@ -101,7 +101,7 @@ class PartitionKeeper(ChildActor):
         self._awaiting = False
         # Nothing held yet by this incarnation: an earlier one's leases lapse or were
         # released at its cleanup.
-        self._ownership.update({}, frozenset())
+        self._ownership.update({}, {}, frozenset())
         self._store = PartitionStore(
             services.endpoints.database_dsn, timeout=self._timings.duration
         )
@@ -123,7 +123,7 @@ class PartitionKeeper(ChildActor):
 
     def cleanup(self) -> None:
         """A clean stop gives every partition up at once, for the others to take now."""
-        self._ownership.update({}, frozenset())
+        self._ownership.update({}, {}, frozenset())
         given_up = [
             (partition, step.change.generation)
             for partition, step in ((k, release(c)) for k, c in self._contenders.items())
@@ -293,12 +293,19 @@ class PartitionKeeper(ChildActor):
         self._publish(now)
 
     def _publish(self, now: float) -> None:
-        tokens = {
-            k: LeaseToken(lease_name(self._ownership.stream_prefix, k), self._holder, c.generation)
+        acting = {
+            k: c
             for k, c in self._contenders.items()
             if c.generation is not None and may_act(c, now)
         }
-        self._ownership.update(tokens, frozenset(tokens) - self._wanted)
+        cluster = self._ownership.stream_prefix
+        tokens = {
+            k: LeaseToken(lease_name(cluster, k), self._holder, c.generation)
+            for k, c in acting.items()
+            if c.generation is not None
+        }
+        deadlines = {k: c.expires for k, c in acting.items()}
+        self._ownership.update(tokens, deadlines, frozenset(tokens) - self._wanted)
 
     def _snapshot(self) -> PartitionsSnapshot:
         now = self._clock.monotonic()
