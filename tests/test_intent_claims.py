@@ -171,7 +171,9 @@ def test_a_taken_over_sell_waits_for_postgres_while_a_new_one_goes(
     """During a PostgreSQL outage, a stream entry another consumer read and left pending
     (its process may have sent the order) waits for PostgreSQL; a SELL first seen now is
     claimed in the journal and sent. Once PostgreSQL is back the first is sent, once."""
-    pipe = pipelines(database_dsn=own_postgres.dsn)
+    # Alone on its own database, in single mode: a cluster decides nothing while
+    # PostgreSQL is down (no symbol partition can be held).
+    pipe = pipelines({"COORDINATOR_INSTANCES": "single"}, database_dsn=own_postgres.dsn)
     wait_state(pipe, "ACTIVE")
     for symbol in ("SOLUSDC", "ETHUSDC"):
         buy = signal_payload(symbol, "BUY")
