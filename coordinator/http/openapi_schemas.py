@@ -277,6 +277,20 @@ _TRAILING_STOPS = obj(
             "type": "boolean",
             "description": "whether this instance leads and so watches the stops",
         },
+        "source": {
+            "type": "string",
+            "enum": ["watching", "store"],
+            "description": (
+                "watching: the stops this instance watches (it leads); store: a follower's "
+                "answer, the leader's open stops as last stored in coordinator_stops (no "
+                "price followed: last_price, stale and the like are null; stored_at says "
+                "when the leader wrote each)"
+            ),
+        },
+        "leader": {
+            **nullable(STRING),
+            "description": "the lease's holder: this instance when it leads, else the leader",
+        },
     }
 )
 
