@@ -72,6 +72,7 @@ def test_a_lone_coordinator_fires_its_stop_through_a_postgresql_outage_once(
 ) -> None:
     pipe = pipelines(SINGLE, database_dsn=own_postgres.dsn)
     assert pipe.role() == "leader"
+    assert requests.get(pipe.url + "/status", timeout=5).json()["instances"] == "single"
     key = watched_with_peak(pipe, own_postgres.dsn)
 
     own_postgres.stop()

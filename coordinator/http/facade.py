@@ -304,6 +304,7 @@ class CoordinatorApi(OrdersApi, MetricsApi):
             redis_embedded=services.endpoints.redis_embedded,
             database_embedded=services.endpoints.database_embedded,
             instance=services.config.instance.name,
+            instances=services.config.instance.mode.value,
         )
 
 

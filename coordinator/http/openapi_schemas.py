@@ -126,6 +126,13 @@ _HEALTH = obj(
     required=("status", "timestamp", "uptime", "mode", "paper", "components", "problems"),
 )
 
+_INSTANCES = {
+    "type": "string",
+    "enum": ["single", "cluster"],
+    "description": "COORDINATOR_INSTANCES: single (runs alone and always leads) or cluster "
+    "(one of several sharing Redis and PostgreSQL; the leader lease says who leads)",
+}
+
 _STATUS = obj(
     {
         "running": BOOLEAN,
@@ -133,6 +140,7 @@ _STATUS = obj(
         "uptime": NUMBER,
         "version": STRING,
         "instance": {"type": "string", "description": "this coordinator's COORDINATOR_INSTANCE"},
+        "instances": _INSTANCES,
         "mode": STRING,
         "paper": BOOLEAN,
         "trading_state": {"type": "string", "enum": ["ACTIVE", "DEGRADED", "HALTED"]},
@@ -155,6 +163,7 @@ _DIAGNOSTIC = obj(
         "uptime": NUMBER,
         "version": STRING,
         "instance": STRING,
+        "instances": _INSTANCES,
         "started_at": TIME,
         "mode": STRING,
         "paper": BOOLEAN,
