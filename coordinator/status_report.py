@@ -55,7 +55,7 @@ def _state(status: Mapping[str, Any], health: Mapping[str, Any]) -> str:
         f"mode      {status.get('mode', '?')}   role {status.get('role', '?')}"
         f"   health {health.get('status', '?')}"
         f"   up {_cell(status.get('uptime'))} s   version {status.get('version', '?')}"
-        f"   instance {status.get('instance', '?')}",
+        f"   instance {status.get('instance', '?')} ({status.get('instances', '?')})",
     ]
     if switch.get("halted"):
         lines.append(f"halted    {switch.get('reason') or '(no reason given)'}")

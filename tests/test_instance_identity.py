@@ -195,9 +195,9 @@ def test_decisions_and_orders_carry_the_instance_and_status_shows_it(pipelines, 
     pipe = pipelines()
     instance = pipe.config.instance.name
     status = requests.get(pipe.url + "/status", timeout=5).json()
-    assert status["instance"] == instance
+    assert (status["instance"], status["instances"]) == (instance, "cluster")
     diagnostic = requests.get(pipe.url + "/diagnostic", timeout=5).json()
-    assert diagnostic["instance"] == instance
+    assert (diagnostic["instance"], diagnostic["instances"]) == (instance, "cluster")
     assert pipe.config.intake.stream_consumer != instance, "the pipeline names its consumer"
 
     buy = signal_payload("ETHUSDC", "BUY")

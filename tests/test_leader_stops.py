@@ -30,7 +30,12 @@ def watched_with_peak(leader: Pipeline, follower: Pipeline, dsn: str) -> str:
     for price in (0.205, 0.21, 0.215):
         tick(leader, "DOGEUSDC", price)
     wait_for(lambda: stored_stop(dsn, key)[0] == 0.215, message="the peak stored")
-    assert (stops(follower)["count"], stops(follower)["leading"]) == (0, False)
+    # The follower watches none: it shows the leader's as stored, peak included.
+    shown = stops(follower)
+    assert (shown["leading"], shown["source"]) == (False, "store")
+    assert shown["leader"] == stops(leader)["leader"] is not None
+    (row,) = shown["positions"]
+    assert (row["position_key"], row["peak"], row["last_price"]) == (key, 0.215, None)
     return key
 
 
@@ -69,7 +74,7 @@ def test_a_leader_whose_elector_froze_is_fenced_off_and_the_new_one_sells_once(
     assert watched(second, "DOGEUSDC")["peak"] == 0.215
     tick(second, "DOGEUSDC", 0.214)  # a change the first may try to store: refused
     sold_once(second)
-    wait_for(lambda: stops(first)["count"] == 0, timeout=15, message="the first dormant")
+    wait_for(lambda: stops(first)["source"] == "store", timeout=15, message="the first dormant")
     assert stored_stop(own_postgres.dsn, key)[0] == 0.215
     wait_for(lambda: first.role() == "follower", timeout=15, message="the first to follow")
     assert len(sells(first, "DOGEUSDC")) == 1

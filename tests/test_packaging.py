@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -11,20 +12,42 @@ from coordinator.config import SETTINGS, describe_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 KNOWN = {setting.name for setting in SETTINGS} | {"COORDINATOR_CONFIG"}
+COORDINATORS = ("coordinator-1", "coordinator-2", "coordinator-3")
+
+
+def compose_services() -> dict[str, Any]:
+    services: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    return services
 
 
 def test_compose_parses_and_names_only_known_variables():
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    services = compose["services"]
-    assert set(services) == {"redis", "postgres", "coordinator"}
-    coordinator = services["coordinator"]
-    unknown = set(coordinator["environment"]) - KNOWN
-    assert not unknown, f"the compose file sets variables the config does not know: {unknown}"
+    services = compose_services()
+    assert set(services) == {"redis", "postgres", *COORDINATORS}
+    for name in COORDINATORS:
+        unknown = set(services[name]["environment"]) - KNOWN
+        assert not unknown, f"{name} sets variables the config does not know: {unknown}"
     for service in services.values():
         assert service["restart"] == "unless-stopped"
         assert service["healthcheck"]["test"]
-    assert all(port.startswith("127.0.0.1:") for port in coordinator["ports"])
-    assert "5003" in coordinator["ports"][0]
+
+
+def test_compose_runs_three_instances_of_one_cluster_on_the_same_servers():
+    services = compose_services()
+    coordinators = [services[name] for name in COORDINATORS]
+    environments = [c["environment"] for c in coordinators]
+    assert [e["COORDINATOR_INSTANCE"] for e in environments] == list(COORDINATORS)
+    assert all(e["COORDINATOR_INSTANCES"] == "cluster" for e in environments)
+    # The same Redis and PostgreSQL behind each.
+    shared = ("REDIS_HOST", "PGHOST", "PGDATABASE", "PGUSER", "TRADER_API_URL")
+    assert len({tuple(e[k] for k in shared) for e in environments}) == 1
+    assert environments[0]["REDIS_HOST"] == "redis" and environments[0]["PGHOST"] == "postgres"
+    ports = [c["ports"] for c in coordinators]
+    assert ports == [["127.0.0.1:5003:5003"], ["127.0.0.1:5004:5003"], ["127.0.0.1:5005:5003"]]
+    for coordinator in coordinators:
+        assert set(coordinator["depends_on"]) == {"redis", "postgres"}
+        assert coordinator["environment"]["COORDINATOR_PORT"] == "5003"
+    # `docker compose up` starts one; the cluster profile adds the other two.
+    assert [c.get("profiles") for c in coordinators] == [None, ["cluster"], ["cluster"]]
 
 
 def test_dockerfile_runs_unprivileged_and_checks_health():

@@ -292,6 +292,34 @@ def test_one_process_per_identity_and_a_lost_identity_exits_4(launch, redis_serv
     assert any("host box-3, pid 33" in message for message in critical), critical
 
 
+def test_a_second_lone_coordinator_beside_a_live_one_exits_1_with_one_line_saying_why(
+    launch, redis_server, own_postgres
+):
+    """COORDINATOR_INSTANCES=single (the default) leads without a lease: a second one on
+    the same database is refused at start, before any actor that trades, and says why on
+    one line (its own database: another test's coordinator may be live on the
+    session's)."""
+    shared = {"REDIS_URL": redis_server.url, "DATABASE_URL": own_postgres.dsn}
+    first = launch("one", "--paper", COORDINATOR_INSTANCE="alone-1", **shared)
+    assert first.wait_up()
+    assert requests.get(first.url + "/status", timeout=5).json()["instances"] == "single"
+    second = launch("two", "--paper", COORDINATOR_INSTANCE="alone-2", **shared)
+    assert second.wait_exit(60) == 1
+    assert "Traceback" not in second.log()
+    (refusal,) = [r for r in second.log_records() if r["level"] == "critical"]
+    message = refusal["msg"]
+    assert "\n" not in message
+    assert message.startswith("could not start: ")
+    assert "instance 'alone-2' runs alone (COORDINATOR_INSTANCES=single)" in message
+    assert "instance 'alone-1' (single) is live" in message
+    assert f"pid {first.process.pid}" in message
+    assert "set COORDINATOR_INSTANCES=cluster on every instance" in message
+    # Refused before anything that trades: no actor of the second ever started.
+    assert not [r for r in second.log_records() if r["msg"].startswith("PAPER TRADING")]
+    assert first.process.poll() is None
+    assert requests.get(first.url + "/status", timeout=5).json()["role"] == "leader"
+
+
 def test_bad_config_exits_2_before_starting_anything(launch):
     coordinator = launch(SIGNAL_TIMEOUT="soon")
     assert coordinator.wait_exit(30) == 2

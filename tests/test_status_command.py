@@ -63,7 +63,7 @@ def test_status_prints_the_state_a_position_and_the_last_decisions(
     out = capsys.readouterr().out
     assert "trading   ACTIVE (buys allowed, sells allowed)" in out
     assert "role leader" in out
-    assert f"instance {pipe.config.instance.name}" in out
+    assert f"instance {pipe.config.instance.name} (cluster)" in out
     position = next(line for line in out.splitlines() if line.startswith("SOLUSDC "))
     assert "151" in position.split() and "watching" in position.split()
     decided = [line for line in out.splitlines() if " ETHUSDC " in line]

@@ -6,10 +6,12 @@ import pykka
 
 from coordinator.actors.names import ActorName
 from coordinator.cluster.fencing import LeaseToken
+from coordinator.infra.lease_store import LeaseStore
+from coordinator.infra.store import StoreError
 from coordinator.messages.leadership import GetLeadership, LeadershipSnapshot
 from coordinator.supervisor.directory import ChildUnavailable, Directory
 
-__all__ = ["lease_name", "lease_now"]
+__all__ = ["lease_holder", "lease_name", "lease_now"]
 
 _ASK_ELECTOR = 1.0  # seconds: the elector answers at once when it runs
 
@@ -37,3 +39,19 @@ def lease_name(directory: Directory) -> str | None:
     except (ChildUnavailable, pykka.Timeout):
         return None
     return snapshot.lease
+
+
+def lease_holder(directory: Directory, dsn: str) -> str | None:
+    """Who holds the lease this instance contends for, as stored: the leader, as a
+    follower names it (None: unknown, or nobody holds it)."""
+    name = lease_name(directory)
+    if name is None:
+        return None
+    leases = LeaseStore(dsn, timeout=2.0)
+    try:
+        row = leases.read(name)
+    except StoreError:
+        return None
+    finally:
+        leases.close()
+    return None if row is None or row.released else row.holder

@@ -9,6 +9,7 @@ Trader's id; not found once its window has passed, rejected; the rest stays unkn
 an ambiguous one with an ALERT. It only updates ``coordinator_orders``: an order held
 by a Validator (its signal waiting) is handed back to that Validator when it is not
 found, which sends it again or decides it. Operators settle one with ``ResolveOrder``.
+In cluster mode the passes are the leader's (see ``reconciler_leader``).
 """
 
 from __future__ import annotations
@@ -19,27 +20,29 @@ from concurrent.futures import Future
 from typing import Any
 
 from coordinator.actors.names import ActorName
+from coordinator.actors.reconciler_leader import ReconcilerLeadership
+from coordinator.actors.reconciler_operator import OperatorResolutions
+from coordinator.cluster.fencing import LeaseLost, LeaseToken
+from coordinator.cluster.lease import LossReason
 from coordinator.config.parts import ReconcilerSettings
 from coordinator.infra.order_states import OrderRow, OrderStates
 from coordinator.infra.store import StoreError
 from coordinator.infra.trader_client import TraderClient, TraderReadError
+from coordinator.messages.leadership import LeaderElected, LeadershipLost
 from coordinator.messages.ledger import OrderNotExecuted
 from coordinator.messages.reconcile import (
     GetReconcilerSnapshot,
     HeldOrderResolved,
-    OrderResolution,
     ReconcilePassDone,
     ReconcilerSnapshot,
     ReconcileSoon,
     ReconcileTick,
     ResolveOrder,
-    ResolveStatus,
     StillUnknown,
 )
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
-from coordinator.trading.execution import OrderStatus
 from coordinator.trading.reconciliation import (
     FillSource,
     MatchPolicy,
@@ -72,8 +75,9 @@ def match_policy(read_timeout: float) -> MatchPolicy:
     return MatchPolicy(window_before=2.0, window_after=max(15.0, read_timeout + 10.0))
 
 
-class Reconciler(ChildActor):
+class Reconciler(ReconcilerLeadership, OperatorResolutions, ChildActor):
     settings: ReconcilerSettings
+    subscriptions = (LeaderElected, LeadershipLost)
 
     def setup(self) -> None:
         services: Services = self.context.services
@@ -81,6 +85,8 @@ class Reconciler(ChildActor):
         self._services = services
         self._clock = self.context.clock
         self._validators = self.settings.validators
+        self._identity = self.settings.identity
+        self._token = None
         self._policy = match_policy(execution.read_timeout)
         dsn = services.endpoints.database_dsn
         self._pass_store = OrderStates(dsn, timeout=5.0)
@@ -117,6 +123,7 @@ class Reconciler(ChildActor):
         """Held orders handed back: the row's ``updated_at`` then, and when (worker
         thread)."""
         self.ticker(_TICK, ReconcileTick)
+        self._follow_elector()
 
     def handle(self, message: Any) -> Any:
         match message:
@@ -128,6 +135,10 @@ class Reconciler(ChildActor):
                 self._due.append(sent_at + self._policy.window_after + 0.5)
             case ReconcilePassDone():
                 self._done(message)
+            case LeaderElected(token=token):
+                self._lead(token)
+            case LeadershipLost(token=token, reason=reason):
+                self._lost(token, f"leadership {reason}", planned=reason is LossReason.RELEASED)
             case ResolveOrder():
                 return self._resolve(message)
             case GetReconcilerSnapshot():
@@ -147,6 +158,9 @@ class Reconciler(ChildActor):
 
     # --- passes -----------------------------------------------------------------------
 
+    def _pass_soon(self) -> None:
+        self._next_run = min(self._next_run, self._clock.time())
+
     def _maybe_run(self) -> None:
         if self._running is not None and not self._running.done():
             return
@@ -156,7 +170,7 @@ class Reconciler(ChildActor):
             return
         self._due = [t for t in self._due if t > now]
         self._next_run = now + RECONCILE_INTERVAL
-        started = now
+        started, token = now, self._token
 
         def failed(exc: Exception) -> ReconcilePassDone:
             # A bug in a pass must not kill the worker's loop.
@@ -171,7 +185,7 @@ class Reconciler(ChildActor):
             )
 
         self._running = self.run_then_tell(
-            lambda: self._pass(started), on_error=failed, pool="pass"
+            lambda: self._pass(started, token), on_error=failed, pool="pass"
         )
 
     def _done(self, message: ReconcilePassDone) -> None:
@@ -182,12 +196,15 @@ class Reconciler(ChildActor):
         self._rejected += message.rejected
         self._still = message.still_unknown
         self._resolved.update(message.resolved)
+        if message.lease_lost is not None:
+            self._lost(message.lease_lost, f"the fence refused a settlement: {message.error}")
 
-    def _pass(self, started: float) -> ReconcilePassDone:
-        """One pass, on the worker thread: reads, verdicts, writes."""
+    def _pass(self, started: float, token: LeaseToken | None) -> ReconcilePassDone:
+        """One pass, on the worker thread: reads, verdicts, writes (fenced by ``token``
+        when leading)."""
         store = self._pass_store
         try:
-            rows = store.unknown()
+            rows = self._rows_to_reconcile(store, token)
         except StoreError as exc:
             return self._pass_result(started, error=f"coordinator_orders: {exc}")
         if not rows:
@@ -233,6 +250,7 @@ class Reconciler(ChildActor):
         for gone in [c for c in self._handed_back if c not in by_id]:
             del self._handed_back[gone]
         accepted = rejected = 0
+        lease_lost: LeaseToken | None = None
         resolved: list[str] = []
         still: list[StillUnknown] = []
         for verdict in verdicts:
@@ -274,7 +292,13 @@ class Reconciler(ChildActor):
                     trader_order_id=verdict.trader_order_id,
                     note=f"reconciled: {verdict.detail}",
                     at=self._clock.time(),
+                    fence=token,
                 )
+            except LeaseLost as exc:
+                # Nothing written: the new leader settles it (and what follows).
+                errors.append(str(exc))
+                lease_lost = token
+                break
             except StoreError as exc:
                 errors.append(f"coordinator_orders: {exc}")
                 break
@@ -306,6 +330,7 @@ class Reconciler(ChildActor):
             still=tuple(still),
             resolved=tuple(resolved),
             error="; ".join(errors) or None,
+            lease_lost=lease_lost,
         )
 
     def _trader_fills(self, errors: list[str]) -> tuple[list[Venue], float | None]:
@@ -341,6 +366,7 @@ class Reconciler(ChildActor):
         still: tuple[StillUnknown, ...] = (),
         resolved: tuple[str, ...] = (),
         error: str | None = None,
+        lease_lost: LeaseToken | None = None,
     ) -> ReconcilePassDone:
         if error is not None:
             logger.warning("reconciliation: %s", error)
@@ -351,6 +377,7 @@ class Reconciler(ChildActor):
             resolved=resolved,
             error=error,
             at=started,
+            lease_lost=lease_lost,
         )
 
     def _alert(self, row: OrderRow, reason: VerdictReason, detail: str) -> None:
@@ -414,58 +441,6 @@ class Reconciler(ChildActor):
             self.context.directory.tell(ActorName.LEDGER, message)
         except ChildUnavailable as exc:
             logger.error("the ledger did not take %s as not executed: %s", row.client_order_id, exc)
-
-    # --- operators --------------------------------------------------------------------
-
-    def _resolve(self, message: ResolveOrder) -> OrderResolution:
-        store = self._operator_store
-        cid = message.client_order_id
-        try:
-            row = store.order(cid)
-            if row is None:
-                return OrderResolution(
-                    status=ResolveStatus.NOT_FOUND, state=None, detail=f"no order {cid}"
-                )
-            if row.state != OrderStatus.UNKNOWN:
-                return OrderResolution(
-                    status=ResolveStatus.NOT_UNKNOWN,
-                    state=row.state,
-                    detail=f"order {cid} is {row.state}, not unknown",
-                )
-            note = f"resolved {message.state} by {message.by}: {message.note}"
-            if row.held and message.state == OrderStatus.REJECTED:
-                # Its Validator records it (or sends it again while the signal is fresh).
-                result_state = OrderStatus.UNKNOWN
-                self._hand_back(row, accepted=False, trader_id=None, detail=note)
-            else:
-                result = store.resolve(
-                    cid,
-                    state=message.state,
-                    trader_order_id=message.trader_order_id,
-                    note=note,
-                    at=self._clock.time(),
-                )
-                if not result.resolved:
-                    return OrderResolution(
-                        status=ResolveStatus.NOT_UNKNOWN,
-                        state=result.state,
-                        detail=f"order {cid} is {result.state}, not unknown",
-                    )
-                result_state = message.state
-                if message.state == OrderStatus.REJECTED:
-                    self._tell_ledger(row)
-                if row.held:
-                    self._hand_back(
-                        row, accepted=True, trader_id=message.trader_order_id, detail=note
-                    )
-        except StoreError as exc:
-            return OrderResolution(
-                status=ResolveStatus.STORE_UNAVAILABLE, state=None, detail=str(exc)
-            )
-        self._by_operator += 1
-        self._resolved.add(cid)
-        logger.warning("order %s %s", cid, note)
-        return OrderResolution(status=ResolveStatus.RESOLVED, state=result_state, detail=note)
 
 
 def _ours(row: OrderRow) -> OurOrder:

@@ -193,6 +193,7 @@ class StoreWriter(ChildActor):
             before=before,
             fence=fence,
             instance=None if identity is None else identity.instance,
+            liveness=5.0 if identity is None else identity.liveness,
         )
         if count:
             logger.error(

@@ -255,6 +255,8 @@ class TrailingStop(StopLeadership, StopHoldings, StopWork, ChildActor):
                 pass  # a write of a term that ended
             case StoredStopsRead(json=text, keys=keys, error=error):
                 self._merge_stored(json.loads(text), keys, error)
+            case GetTrailingStops(stored_if_following=True) if self._token is None:
+                return self._stored_snapshot()
             case GetTrailingStops():
                 return self._snapshot()
             case _:

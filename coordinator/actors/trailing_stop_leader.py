@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from coordinator.actors.leadership import lease_now
+from coordinator.actors.leadership import lease_holder, lease_now
 from coordinator.cluster.fencing import LeaseToken
+from coordinator.infra.stop_store import StopStore
+from coordinator.infra.store import StoreError
 from coordinator.messages.pipeline import OrderFinished, PricesUpdated, PriceUpdated, SignalDecided
 from coordinator.messages.stops import (
     AtrHistoryLoaded,
@@ -20,10 +23,12 @@ from coordinator.messages.stops import (
     ExitOrdersRead,
     ExitsLookedUp,
     PositionsFetched,
+    StopsSource,
     StopTick,
     StoredStopsRead,
+    TrailingStopsSnapshot,
 )
-from coordinator.trading.stop_book import Holding
+from coordinator.trading.stop_book import Holding, stored_row
 from coordinator.trading.stops import AtrTracker
 
 if TYPE_CHECKING:
@@ -65,10 +70,13 @@ class StopLeadership(_Host):
     _fetching: bool
     _fetch_due: float
     _fetch_started: float
+    _dsn: str
 
     if TYPE_CHECKING:
 
         def _restore(self) -> None: ...
+
+        def _snapshot(self) -> TrailingStopsSnapshot: ...
 
     def _follow_elector(self) -> None:
         """At start: lead at once if the elector says this instance leads, else wait
@@ -129,3 +137,27 @@ class StopLeadership(_Host):
         self._orders_read_at = {}
         self._flush.dirty = set()
         self._flush.busy = False
+
+    def _stored_snapshot(self) -> TrailingStopsSnapshot:
+        """A follower's answer to ``GET /trailing-stops``: the leader's open stops as it
+        last stored them (a flush behind it at most), and its name; a store that cannot
+        be read is said in ``store_error``, with no stop."""
+        reader = StopStore(self._dsn, timeout=2.0)
+        error = None
+        try:
+            records = reader.open_stops()
+        except StoreError as exc:
+            records, error = [], f"coordinator_stops not read: {exc}"
+        finally:
+            reader.close()
+        rows = tuple(
+            stored_row(r) for r in sorted(records, key=lambda r: (r["symbol"], r["position_key"]))
+        )
+        return replace(
+            self._snapshot(),
+            active=len(rows),
+            positions=rows,
+            store_error=error,
+            source=StopsSource.STORE,
+            leader=None if error else lease_holder(self.context.directory, self._dsn),
+        )

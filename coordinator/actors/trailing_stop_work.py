@@ -272,4 +272,5 @@ class StopWork(_Host):
             stale_ticks_ignored=self._stale_ticks,
             exits_triggered=self._triggered,
             leading=self._token is not None,
+            leader=None if self._token is None else self._token.holder,
         )

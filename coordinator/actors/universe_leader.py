@@ -11,9 +11,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from coordinator.actors.leadership import lease_name, lease_now
+from coordinator.actors.leadership import lease_holder, lease_now
 from coordinator.cluster.fencing import LeaseLost, LeaseToken
-from coordinator.infra.lease_store import LeaseStore
 from coordinator.infra.store import StoreError
 from coordinator.messages.leadership import NotLeading
 from coordinator.trading.blacklist import BlacklistEntry
@@ -108,14 +107,5 @@ class UniverseLeadership(_Host):
 
     def _not_leading(self) -> NotLeading:
         """The answer to an operator's command on a follower, naming the leader."""
-        name = lease_name(self.context.directory)
-        if name is None:
-            return NotLeading(leader=None)
-        leases = LeaseStore(self._services.endpoints.database_dsn, timeout=2.0)
-        try:
-            row = leases.read(name)
-        except StoreError:
-            return NotLeading(leader=None)
-        finally:
-            leases.close()
-        return NotLeading(leader=None if row is None or row.released else row.holder)
+        dsn = self._services.endpoints.database_dsn
+        return NotLeading(leader=lease_holder(self.context.directory, dsn))

@@ -15,6 +15,7 @@ from coordinator.config.sections import (
     CoordinationConfig,
     ExecutionConfig,
     HealthConfig,
+    InstanceConfig,
     IntakeConfig,
     StopsConfig,
     UniverseManagerConfig,
@@ -109,6 +110,9 @@ class ReconcilerSettings:
 
     execution: ExecutionConfig
     validators: int
+    identity: InstanceConfig
+    """This instance (whose held orders it reconciles as a follower too) and the
+    liveness of the others (whose held orders a leader leaves to them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +191,7 @@ def parts_of(config: Config) -> Parts:
         stops=StopSettings(
             config.stops, config.stop_params(), config.risk.portfolio_timeout, validators
         ),
-        reconciler=ReconcilerSettings(config.execution, validators),
+        reconciler=ReconcilerSettings(config.execution, validators, config.instance),
         validator=ValidatorSettings(
             config.execution,
             config.coordination.signal_timeout,

@@ -169,7 +169,10 @@ class CoordinatorApi(OrdersApi, MetricsApi):
         return self._ask(UNIVERSE, GetUniverse())
 
     def trailing_stops(self) -> dict[str, Any]:
-        snapshot: TrailingStopsSnapshot = self._ask(TRAILING_STOP, GetTrailingStops())
+        # A follower reads the leader's stops and name from the database: two reads.
+        snapshot: TrailingStopsSnapshot = self._ask(
+            TRAILING_STOP, GetTrailingStops(stored_if_following=True), timeout=2 * STORE_TIMEOUT
+        )
         return trailing_stops_view(snapshot)
 
     def universe_history(self, limit: int) -> list[Any]:
@@ -301,6 +304,7 @@ class CoordinatorApi(OrdersApi, MetricsApi):
             redis_embedded=services.endpoints.redis_embedded,
             database_embedded=services.endpoints.database_embedded,
             instance=services.config.instance.name,
+            instances=services.config.instance.mode.value,
         )
 
 

@@ -126,6 +126,13 @@ _HEALTH = obj(
     required=("status", "timestamp", "uptime", "mode", "paper", "components", "problems"),
 )
 
+_INSTANCES = {
+    "type": "string",
+    "enum": ["single", "cluster"],
+    "description": "COORDINATOR_INSTANCES: single (runs alone and always leads) or cluster "
+    "(one of several sharing Redis and PostgreSQL; the leader lease says who leads)",
+}
+
 _STATUS = obj(
     {
         "running": BOOLEAN,
@@ -133,6 +140,7 @@ _STATUS = obj(
         "uptime": NUMBER,
         "version": STRING,
         "instance": {"type": "string", "description": "this coordinator's COORDINATOR_INSTANCE"},
+        "instances": _INSTANCES,
         "mode": STRING,
         "paper": BOOLEAN,
         "trading_state": {"type": "string", "enum": ["ACTIVE", "DEGRADED", "HALTED"]},
@@ -155,6 +163,7 @@ _DIAGNOSTIC = obj(
         "uptime": NUMBER,
         "version": STRING,
         "instance": STRING,
+        "instances": _INSTANCES,
         "started_at": TIME,
         "mode": STRING,
         "paper": BOOLEAN,
@@ -276,6 +285,20 @@ _TRAILING_STOPS = obj(
         "leading": {
             "type": "boolean",
             "description": "whether this instance leads and so watches the stops",
+        },
+        "source": {
+            "type": "string",
+            "enum": ["watching", "store"],
+            "description": (
+                "watching: the stops this instance watches (it leads); store: a follower's "
+                "answer, the leader's open stops as last stored in coordinator_stops (no "
+                "price followed: last_price, stale and the like are null; stored_at says "
+                "when the leader wrote each)"
+            ),
+        },
+        "leader": {
+            **nullable(STRING),
+            "description": "the lease's holder: this instance when it leads, else the leader",
         },
     }
 )

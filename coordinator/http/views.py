@@ -52,6 +52,8 @@ class About:
     """Whether PostgreSQL was started by the coordinator."""
     instance: str = ""
     """This coordinator's identity (COORDINATOR_INSTANCE)."""
+    instances: str = "single"
+    """COORDINATOR_INSTANCES: ``single`` (alone, always the leader) or ``cluster``."""
 
     @property
     def timestamp(self) -> str:
@@ -156,6 +158,7 @@ def status_view(
         "uptime": about.uptime_s,
         "version": about.version,
         "instance": about.instance,
+        "instances": about.instances,
         "mode": about.mode,
         "paper": about.paper,
         "trading_state": health.trading.state.value,
@@ -188,6 +191,7 @@ def diagnostic_view(
         "uptime": about.uptime_s,
         "version": about.version,
         "instance": about.instance,
+        "instances": about.instances,
         "started_at": utc_iso(about.started_at),
         "mode": about.mode,
         "paper": about.paper,

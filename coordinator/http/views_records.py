@@ -203,6 +203,8 @@ def trailing_stops_view(stops: TrailingStopsSnapshot) -> dict[str, Any]:
             "stale_ticks_ignored": stops.stale_ticks_ignored,
             "exits_triggered": stops.exits_triggered,
             "leading": stops.leading,
+            "source": stops.source.value,
+            "leader": stops.leader,
         }
     )
 

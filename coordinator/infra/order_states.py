@@ -11,6 +11,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from coordinator.cluster.fencing import LeaseToken
+from coordinator.infra.lease_store import run_maybe_fenced
 from coordinator.infra.pipeline_store import clean_text
 from coordinator.infra.store import OwnConnectionStore, with_session_setting
 from coordinator.trading.execution import OrderStatus
@@ -139,6 +141,33 @@ class OrderStates(OwnConnectionStore):
         """Orders in state unknown, oldest first."""
         return self._select("state = 'unknown' ORDER BY created_at LIMIT %s", (limit,))
 
+    def unknown_but_held_elsewhere(
+        self, instance: str, liveness: float, limit: int = 1000
+    ) -> list[OrderRow]:
+        """Orders in state unknown, oldest first, but those held by another live
+        instance (its heartbeat younger than ``liveness`` seconds): their signals wait in
+        that process's Validator, which alone can send them again or decide them."""
+        return self._select(
+            f"""state = 'unknown' AND NOT (
+                  left(coalesce(error, ''), {len(HELD_MARK)}) = %s
+                  AND o.instance IS NOT NULL AND o.instance <> %s
+                  AND EXISTS (
+                      SELECT 1 FROM coordinator_instances i
+                       WHERE i.instance = o.instance AND i.stopped_at IS NULL
+                         AND i.heartbeat_at > clock_timestamp() - make_interval(secs => %s)))
+                ORDER BY created_at LIMIT %s""",
+            (HELD_MARK, instance, liveness, limit),
+        )
+
+    def held_by(self, instance: str, limit: int = 1000) -> list[OrderRow]:
+        """The orders ``instance`` holds after a 5xx (unknown, their signals waiting in
+        its Validators), oldest first."""
+        return self._select(
+            f"""state = 'unknown' AND left(coalesce(error, ''), {len(HELD_MARK)}) = %s
+                AND o.instance = %s ORDER BY created_at LIMIT %s""",
+            (HELD_MARK, instance, limit),
+        )
+
     def recent(self, since: float) -> list[OrderRow]:
         """Orders created since ``since`` that filled or may have (accepted, unknown,
         held, or never answered), oldest first: what a new Ledger lays over its view."""
@@ -163,7 +192,7 @@ class OrderStates(OwnConnectionStore):
         """The orders ``where`` (and what follows it: order, limit) selects."""
 
         def work(cur: Any) -> list[OrderRow]:
-            cur.execute(f"SELECT {_COLUMNS} FROM coordinator_orders WHERE {where}", params)
+            cur.execute(f"SELECT {_COLUMNS} FROM coordinator_orders o WHERE {where}", params)
             return [_row(r) for r in cur.fetchall()]
 
         return self._run(work)
@@ -176,8 +205,10 @@ class OrderStates(OwnConnectionStore):
         trader_order_id: str | None,
         note: str,
         at: float,
+        fence: LeaseToken | None = None,
     ) -> ResolveResult:
-        """Move an unknown order to ``accepted`` or ``rejected``; nothing else moves."""
+        """Move an unknown order to ``accepted`` or ``rejected``; nothing else moves.
+        With a ``fence``, only while that lease is held (LeaseLost, nothing written)."""
         if state not in (OrderStatus.ACCEPTED, OrderStatus.REJECTED):
             raise ValueError(f"an unknown order resolves to accepted or rejected, not {state!r}")
 
@@ -193,7 +224,8 @@ class OrderStates(OwnConnectionStore):
             )
             return _resolved(cur, client_order_id, state)
 
-        return self._run(work)
+        result: ResolveResult = run_maybe_fenced(self, fence, work)
+        return result
 
     def reject_held(self, client_order_id: str, *, note: str, at: float) -> ResolveResult:
         """Move a held order to ``rejected`` only while it is still held: once its re-send

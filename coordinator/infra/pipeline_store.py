@@ -201,11 +201,13 @@ class PipelineStore(OwnConnectionStore):
         before: float | None = None,
         fence: LeaseToken | None = None,
         instance: str | None = None,
+        liveness: float = 5.0,
     ) -> int:
         """Orders still pending or sent made unknown: this process's ``instance``'s (and
         those naming none) created ``before`` a time (its start: an earlier life's), and
-        those of any other instance that is not live. With a ``fence``, only while that
-        lease is held."""
+        those of any other instance that is not live (stopped, or no heartbeat for
+        ``liveness`` seconds: INSTANCE_LIVENESS, 5 s by default). With a ``fence``, only
+        while that lease is held."""
 
         def work(cur: Any) -> int:
             cur.execute(
@@ -220,9 +222,10 @@ class PipelineStore(OwnConnectionStore):
                               ELSE NOT EXISTS (
                                   SELECT 1 FROM coordinator_instances i
                                    WHERE i.instance = o.instance AND i.stopped_at IS NULL
-                                     AND i.heartbeat_at > clock_timestamp())
+                                     AND i.heartbeat_at > clock_timestamp()
+                                                          - make_interval(secs => %(liveness)s))
                          END""",
-                {"now": now, "before": before, "instance": instance},
+                {"now": now, "before": before, "instance": instance, "liveness": liveness},
             )
             return cur.rowcount
 

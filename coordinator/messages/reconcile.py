@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from coordinator.cluster.fencing import LeaseToken
 from coordinator.messages.base import Command, Event, Query
 from coordinator.trading.execution import OrderStatus
 
@@ -82,6 +83,9 @@ class ReconcilePassDone(Event):
     """Why a source could not be read (the pass went on with the others)."""
     at: float
     """When the pass started, epoch seconds."""
+    lease_lost: LeaseToken | None = None
+    """The lease a settlement was refused under by the fence (the pass stopped there,
+    nothing written): no longer leader."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from coordinator.cluster.fencing import LeaseToken
@@ -21,6 +22,7 @@ __all__ = [
     "StopTick",
     "StopTriggered",
     "StopsFlushed",
+    "StopsSource",
     "StoredStopsRead",
     "TrailingStopsSnapshot",
 ]
@@ -204,6 +206,20 @@ class ExitOrdersRead(Event):
 class GetTrailingStops(Query):
     """Ask the TrailingStop for a ``TrailingStopsSnapshot``."""
 
+    stored_if_following: bool = False
+    """On a follower, which watches no stop: answer with the leader's open stops as it
+    last stored them in ``coordinator_stops`` (a read of the database) instead of none."""
+
+
+class StopsSource(StrEnum):
+    """Where the stops of a ``TrailingStopsSnapshot`` come from."""
+
+    WATCHING = "watching"
+    """This instance watches them: it leads."""
+    STORE = "store"
+    """Read from ``coordinator_stops``: the leader's as it last stored them (a flush
+    behind it at most), on a follower."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrailingStopsSnapshot:
@@ -226,7 +242,7 @@ class TrailingStopsSnapshot:
     trade_cycles_error: str | None = None
     """Why the last read of the trade cycles failed."""
     store_error: str | None = None
-    """Why the last write of the stops failed."""
+    """Why the last write of the stops failed (from the store: why it was not read)."""
     stale_ticks_ignored: int = 0
     """Prices too old to move a stop."""
     exits_triggered: int = 0
@@ -234,3 +250,8 @@ class TrailingStopsSnapshot:
     leading: bool = False
     """Whether this instance leads, and so watches the stops (a follower holds none:
     the leader's are in ``coordinator_stops``)."""
+    source: StopsSource = StopsSource.WATCHING
+    """Watched here, or read from the store on a follower."""
+    leader: str | None = None
+    """The lease's holder: this instance when it leads, else the leader as stored (None:
+    unknown, or nobody holds the lease)."""

@@ -27,6 +27,7 @@ __all__ = [
     "from_record",
     "parse_exit_id",
     "same_holding",
+    "stored_row",
 ]
 
 
@@ -140,6 +141,41 @@ class Holding:
             "errors": self.errors,
             "watched_since": utc_iso(self.watched_at),
         }
+
+
+def stored_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored record's line of ``GET /trailing-stops`` on a follower: the fields of a
+    watched holding's line that the record keeps, the others None (no price is followed
+    there), and when the leader last wrote it."""
+    at = record.get("entry_time")
+    return {
+        "position_key": record["position_key"],
+        "earlier_keys": [],
+        "symbol": record["symbol"],
+        "cycle_id": record["cycle_id"],
+        "quantity": record["quantity"],
+        "entry_price": record["entry_price"],
+        "entry_time": None if at is None else utc_iso(at),
+        "last_price": None,
+        "last_price_at": None,
+        "price_age_s": None,
+        "stale": None,
+        "peak": record["peak"],
+        "stop": record["stop"],
+        "stop_rule": record["stop_rule"],
+        "distance_to_stop_percent": None,
+        "strategy": record["rules"],
+        "state": record["state"],
+        "waiting_on_order": None,
+        "exit_order_reads": None,
+        "exit_attempts": record["attempt"],
+        "failures": record["failures"],
+        "retry_at": None,
+        "detail": record["detail"],
+        "errors": None,
+        "watched_since": utc_iso(record["watched_at"]),
+        "stored_at": utc_iso(record["updated_at"]),
+    }
 
 
 def from_record(

@@ -1,6 +1,7 @@
 """The Reconciler alone, its Trader a paper exchange on real HTTP and its store the real
 PostgreSQL: passes fall due on the clock, and an unknown order the Trader filled is
-marked accepted."""
+marked accepted. It leads alone, as in single mode (tests/actors/test_reconciler_leader.py:
+cluster mode)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import pytest
 
 from coordinator.actors.reconciler import RECONCILE_INTERVAL, Reconciler
 from coordinator.clock import ManualClock
+from coordinator.cluster.fencing import LeaseToken
 from coordinator.config import load_config
 from coordinator.infra.embedded import EmbeddedPostgres
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.infra.pipeline_store import PipelineStore
 from coordinator.infra.records import order_record
+from coordinator.messages.leadership import LeaderElected
 from coordinator.messages.pipeline import OrderRecord
 from coordinator.messages.reconcile import GetReconcilerSnapshot, ReconcilerSnapshot
 from tests.actors.conftest import buy_at
@@ -39,6 +42,7 @@ def reconciler(
         clock=clock,
     )
     with solo(Reconciler, "reconciler", services, clock=clock) as started:
+        started.tell(LeaderElected(token=LeaseToken.alone("leader", "reconciler-test")))
         yield started
 
 

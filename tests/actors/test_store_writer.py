@@ -119,14 +119,25 @@ def pending_order(
 
 
 def instance_row(dsn: str, instance: str, *, live: bool) -> None:
-    """An instance as the identity registry keeps it: beating, or stopped."""
+    """An instance as the identity registry keeps it: beating (its last heartbeat just
+    now), or stopped."""
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute(
             """INSERT INTO coordinator_instances (instance, host, pid, data_dir, incarnation,
                    started_at, heartbeat_at, stopped_at)
                VALUES (%s, 'h', 1, '/d', gen_random_uuid(), now(),
-                       now() + interval '1 hour', CASE WHEN %s THEN NULL ELSE now() END)""",
+                       clock_timestamp(), CASE WHEN %s THEN NULL ELSE now() END)""",
             (instance, live),
+        )
+    conn.close()
+
+
+def beat(dsn: str, instance: str) -> None:
+    """A heartbeat of ``instance``, as its InstanceKeeper writes one every second."""
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "UPDATE coordinator_instances SET heartbeat_at = clock_timestamp() WHERE instance = %s",
+            (instance,),
         )
     conn.close()
 
@@ -165,6 +176,7 @@ def test_orders_in_flight_are_not_swept_while_another_instance_leads(
         pending_order(dsn, "of-the-dead-leader", services.started_at + 1, instance="gone")
         # The holder died: its lease lapsed and this instance took it.
         mine = take_lease(dsn, "me#1", now=clock.time() + 61, lease=holder.name)
+        beat(dsn, "follower")  # beating as it should, only not in the future
         writer.tell(LeaderElected(token=mine))
         wait_for(
             lambda: order_state(dsn, "before-start") == "unknown",

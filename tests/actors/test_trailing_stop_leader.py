@@ -10,17 +10,25 @@ from typing import Any
 
 import pytest
 
+from coordinator.actors.trailing_stop import TrailingStop
 from coordinator.clock import ManualClock
-from coordinator.cluster.lease import LossReason
+from coordinator.cluster.lease import Belief, LossReason, Role
+from coordinator.config import load_config
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.infra.stop_store import StopStore
-from coordinator.messages.leadership import LeaderElected, LeadershipLost
+from coordinator.messages.leadership import (
+    GetLeadership,
+    LeaderElected,
+    LeadershipLost,
+    LeadershipSnapshot,
+)
 from coordinator.messages.ledger import PositionsSeen
 from coordinator.messages.pipeline import PricesUpdated, PriceUpdated
-from coordinator.messages.stops import ExitPosition, GetTrailingStops
+from coordinator.messages.stops import ExitPosition, GetTrailingStops, StopsSource
 from tests.actors.conftest import buy_at, elect, take_lease, trailing_stop_alone
 from tests.pipeline import PRICES
-from tests.solo import Solo
+from tests.solo import Solo, solo
+from tests.trees import make_services
 from tests.waiting import wait_for
 
 ENTRY = PRICES["ETHUSDC"]
@@ -140,3 +148,53 @@ def test_a_write_refused_by_the_fence_puts_it_to_sleep_with_one_warning(
     dormant = [r for r in caplog.records if "dormant" in r.getMessage()]
     assert len(dormant) == 1 and dormant[0].levelno == logging.WARNING
     assert "fence refused" in dormant[0].getMessage()
+
+
+def test_a_follower_answers_with_the_leaders_stops_as_stored(
+    follower: Solo, own_database: str, paper: PaperExchange
+) -> None:
+    leader = follower
+    token = elect(leader, own_database, "leader#1")
+    watching(leader)
+    leader.tell(price(leader, PEAK))
+    leader.clock.advance(0.25)
+    wait_for(lambda: stored_peak(own_database) == pytest.approx(PEAK), message="the peak stored")
+    watched = leader.ask(GetTrailingStops(stored_if_following=True))
+    assert (watched.source, watched.leader) == (StopsSource.WATCHING, "leader#1")
+
+    def elector(message: Any) -> Any:
+        """Its own elector, a follower of the lease the leader holds."""
+        if not isinstance(message, GetLeadership):
+            return None
+        return LeadershipSnapshot(
+            lease=token.name,
+            holder="follower#1",
+            role=Role.FOLLOWER,
+            belief=Belief.FOLLOWER,
+            generation=None,
+            expires_in=None,
+            elected=0,
+            last_error=None,
+            awaiting=False,
+            ticks=1,
+        )
+
+    services = make_services(
+        load_config({"VALIDATION_THREADS": "1"}),
+        redis_url="redis://unused",
+        database_dsn=own_database,
+        portfolio_url=paper.url,
+        clock=ManualClock(),
+    )
+    stand_ins = {"ledger": None, "validator-0": None, "leader_elector": elector}
+    with solo(TrailingStop, "trailing_stop", services, stand_ins=stand_ins) as other:
+        assert other.ask(GetTrailingStops()).positions == ()  # what it watches itself
+        stored = other.ask(GetTrailingStops(stored_if_following=True))
+    assert (stored.leading, stored.source, stored.leader) == (False, StopsSource.STORE, "leader#1")
+    (row,) = stored.positions
+    (live,) = watched.positions
+    assert row["peak"] == pytest.approx(PEAK) and row["stop"] == pytest.approx(live["stop"])
+    assert set(row) == set(live) | {"stored_at"}
+    for same in ("position_key", "symbol", "quantity", "entry_price", "stop_rule", "state"):
+        assert row[same] == live[same], same
+    assert row["last_price"] is None and stored.active == 1

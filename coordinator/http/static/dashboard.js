@@ -127,6 +127,10 @@ function showSupervisor(tree) {
 }
 
 function showPositions(stops) {
+  // A follower watches none: it shows the leader's as last stored, without prices.
+  $("positions-source").textContent = stops.source === "store"
+    ? "Read from the store: watched by the leader " + fmt(stops.leader) + ", no price followed here"
+    : "";
   fill("positions", stops.positions || [], (p) => [
     p.symbol, num(p.quantity), num(p.entry_price), num(p.last_price), num(p.peak),
     num(p.stop), p.stop_rule,
