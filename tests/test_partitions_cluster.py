@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import psycopg2
+import requests
 
 from coordinator.cluster.partitions import partition_of
 from coordinator.messages.partitions import GetPartitions, PartitionsSnapshot
@@ -64,6 +65,17 @@ def pair(pipelines: Any, postgres: Any) -> tuple[Pipeline, Pipeline]:
         message="the partitions shared between the two",
     )
     return first, second
+
+
+def test_status_shows_the_partitions_each_holds(pipelines, postgres):
+    first, second = pair(pipelines, postgres)
+    shown = [
+        requests.get(p.url + "/status", timeout=5).json()["partitions"] for p in (first, second)
+    ]
+    assert all(s["count"] == PARTITIONS for s in shown)
+    assert sorted(shown[0]["held"] + shown[1]["held"]) == list(range(PARTITIONS))
+    names = sorted(p.coordinator.config.instance.name for p in (first, second))
+    assert sorted(shown[0]["members"]) == names
 
 
 def test_each_signal_is_decided_once_by_the_holder_of_its_partition(pipelines, postgres):
