@@ -32,6 +32,7 @@ from coordinator.actors.trailing_stop import TrailingStop
 from coordinator.actors.universe_manager import UniverseManager
 from coordinator.actors.validator import Validator
 from coordinator.clock import Clock, SystemClock
+from coordinator.cluster.lease import LeaseTimings
 from coordinator.cluster.ownership import PartitionOwnership
 from coordinator.config import Config
 from coordinator.config.identity import InstanceMode
@@ -125,6 +126,17 @@ def lease_holder_name(identity: InstanceRegistry | None = None) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+def partition_timings(config: Config) -> LeaseTimings:
+    """The partitions' leases last as long as a silent member stays listed
+    (INSTANCE_LIVENESS), and are renewed at each heartbeat: a dead instance's
+    partitions move no later than its membership lapses anyway, and a leader-length
+    lease would change hands at every stall of a loaded machine (a clean stop or a
+    handover releases them at once whatever their length)."""
+    leader = config.leader_lease
+    duration = max(leader.duration, config.instance.liveness)
+    return LeaseTimings(duration, min(config.instance.heartbeat, duration / 3))
+
+
 def build_tree(
     config: Config,
     *,
@@ -158,7 +170,7 @@ def build_tree(
             PartitionKeeper,
             kwargs={
                 "settings": PartitionSettings(
-                    config.leader_lease,
+                    partition_timings(config),
                     config.instance.name,
                     elector.holder,
                     config.instance.liveness,
