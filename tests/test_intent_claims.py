@@ -241,7 +241,11 @@ def test_an_intent_once_sent_to_postgres_is_never_claimed_in_the_journal(own_pos
 def test_a_redelivered_signal_waits_until_signal_timeout_then_store_unavailable(
     pipelines, redis_server, own_postgres
 ):
-    pipe = pipelines({"SIGNAL_TIMEOUT": "4"}, database_dsn=own_postgres.dsn)
+    # Single mode: a cluster would hold no partition, and decide nothing, while
+    # PostgreSQL is down.
+    pipe = pipelines(
+        {"SIGNAL_TIMEOUT": "4", "COORDINATOR_INSTANCES": "single"}, database_dsn=own_postgres.dsn
+    )
     wait_state(pipe, "ACTIVE")
     buy = signal_payload("SOLUSDC", "BUY")
     pipe.publish(buy)
