@@ -22,6 +22,7 @@ from coordinator.actors.leader_elector import LeaderElector
 from coordinator.actors.ledger import Ledger
 from coordinator.actors.market_feed import MarketFeed
 from coordinator.actors.names import ActorName, validator_name
+from coordinator.actors.partition_keeper import PartitionKeeper, PartitionSettings
 from coordinator.actors.reconciler import Reconciler
 from coordinator.actors.service_health import ServiceHealth
 from coordinator.actors.signal_intake import SignalIntake
@@ -31,7 +32,10 @@ from coordinator.actors.trailing_stop import TrailingStop
 from coordinator.actors.universe_manager import UniverseManager
 from coordinator.actors.validator import Validator
 from coordinator.clock import Clock, SystemClock
+from coordinator.cluster.lease import LeaseTimings
+from coordinator.cluster.ownership import PartitionOwnership
 from coordinator.config import Config
+from coordinator.config.identity import InstanceMode
 from coordinator.config.parts import LEADER_LEASE, ElectorSettings, parts_of
 from coordinator.errors import CoordinatorError
 from coordinator.http.app import create_app
@@ -122,8 +126,23 @@ def lease_holder_name(identity: InstanceRegistry | None = None) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+def partition_timings(config: Config) -> LeaseTimings:
+    """The partitions' leases last as long as a silent member stays listed
+    (INSTANCE_LIVENESS), and are renewed at each heartbeat: a dead instance's
+    partitions move no later than its membership lapses anyway, and a leader-length
+    lease would change hands at every stall of a loaded machine (a clean stop or a
+    handover releases them at once whatever their length)."""
+    leader = config.leader_lease
+    duration = max(leader.duration, config.instance.liveness)
+    return LeaseTimings(duration, min(config.instance.heartbeat, duration / 3))
+
+
 def build_tree(
-    config: Config, *, holder: str | None = None, lease: str = LEADER_LEASE
+    config: Config,
+    *,
+    holder: str | None = None,
+    lease: str = LEADER_LEASE,
+    partitioned: bool = False,
 ) -> list[ChildSpec]:
     """The children, in start order (stopped in reverse).
 
@@ -131,7 +150,9 @@ def build_tree(
     records, the Validators before the intake that feeds them, so the intake (stopped
     first) stops taking signals before anything downstream goes. The LeaderElector
     starts last, once every child that may subscribe to its news runs, and stops first,
-    releasing the lease for another instance.
+    releasing the lease for another instance. ``partitioned`` (a cluster): the
+    PartitionKeeper starts before the Validators and stops after them, so that a
+    partition is given up only once nothing here decides its signals any more.
     """
     # Each child is handed its own part of the configuration.
     parts = parts_of(config)
@@ -143,6 +164,21 @@ def build_tree(
     elector = ElectorSettings(
         config.leader_lease, holder or lease_holder_name(), lease, config.instance.mode
     )
+    keeper = [
+        ChildSpec(
+            ActorName.PARTITION_KEEPER,
+            PartitionKeeper,
+            kwargs={
+                "settings": PartitionSettings(
+                    partition_timings(config),
+                    config.instance.name,
+                    elector.holder,
+                    config.instance.liveness,
+                    config.instance.heartbeat,
+                )
+            },
+        )
+    ]
     return [
         # First: it beats the identity from before the first actor that trades until
         # after the last one has stopped.
@@ -160,6 +196,7 @@ def build_tree(
         ChildSpec(ActorName.TRAILING_STOP, TrailingStop, kwargs={"settings": parts.stops}),
         # Before the Validators, which hand it the orders they hold after a 5xx.
         ChildSpec(ActorName.RECONCILER, Reconciler, kwargs={"settings": parts.reconciler}),
+        *(keeper if partitioned else []),
         *validators,
         ChildSpec(ActorName.SIGNAL_INTAKE, SignalIntake, kwargs={"settings": parts.intake}),
         ChildSpec(ActorName.LEADER_ELECTOR, LeaderElector, kwargs={"settings": elector}),
@@ -255,10 +292,24 @@ class Coordinator:
             intents=IntentClaims(dsn, journal, timeout=2.0, clock=self.clock),
             paper_exchange=self.paper is not None,
             identity=self._identity,
+            ownership=(
+                PartitionOwnership(
+                    config.intake.partitions,
+                    config.intake.partition_stream,
+                    self.clock.monotonic,
+                )
+                if config.instance.mode is InstanceMode.CLUSTER
+                else None
+            ),
         )
         self._events = EventPublisher(redis_url, config.intake.events_channel).start()
         self.directory.add_listener(self._publish_event)
-        specs = build_tree(config, holder=lease_holder_name(self._identity), lease=self._lease)
+        specs = build_tree(
+            config,
+            holder=lease_holder_name(self._identity),
+            lease=self._lease,
+            partitioned=self.services.ownership is not None,
+        )
         self._supervisor = Supervisor.start(
             specs,
             config.supervisor,
@@ -288,7 +339,11 @@ class Coordinator:
             raise StartupError(f"the actor tree did not start: {why}")
         # Signals flow in only once every actor that handles them is up.
         self._readers = IntakeReaders(
-            config.intake, self.services.endpoints.redis_url, self.directory
+            config.intake,
+            self.services.endpoints.redis_url,
+            self.directory,
+            ownership=self.services.ownership,
+            database_dsn=self.services.endpoints.database_dsn,
         ).start()
         api = CoordinatorApi(
             services=self.services,

@@ -109,6 +109,10 @@ class Services:
     identity: Any = None
     """This process's identity, claimed at start (coordinator.infra.instances
     .InstanceRegistry); None in trees built without one (tests)."""
+    ownership: Any = None
+    """Cluster mode: the symbol partitions this process holds
+    (coordinator.cluster.ownership.PartitionOwnership); None when it decides every
+    symbol (COORDINATOR_INSTANCES=single, and trees built without one)."""
     decided: DecidedSignals = field(default_factory=DecidedSignals)
     """Signals with a decision (this process's and the store's recent ones)."""
     kept_stops: KeptRecords = field(default_factory=KeptRecords)

@@ -92,6 +92,13 @@ def pipelines(redis_server, postgres, tmp_path, clear_kill_switch) -> Iterator[A
     def make(
         env: dict[str, str] | None = None, *, wait_active: bool = True, **kwargs: Any
     ) -> Pipeline:
+        dsn = kwargs.get("database_dsn", postgres.dsn)
+        if dsn != postgres.dsn and "lease" not in kwargs:
+            # A database of the test's own, one coordinator at a time: the default
+            # mode, single, which goes on through a PostgreSQL outage (on the session's
+            # shared database a lone coordinator could be refused beside another test's,
+            # and the pipelines run in cluster mode, each leading on a lease of its own).
+            env = {"COORDINATOR_INSTANCES": "single", **(env or {})}
         pipeline = Pipeline(
             redis_url=kwargs.pop("redis_url", redis_server.url),
             database_dsn=kwargs.pop("database_dsn", postgres.dsn),

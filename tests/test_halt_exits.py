@@ -71,7 +71,9 @@ def test_a_halt_that_blocks_exits_refuses_sells_too(pipelines):
 def test_an_unreadable_kill_switch_refuses_buys_and_sells_what_is_held(pipelines, own_postgres):
     """ServiceHealth restarted during a PostgreSQL outage, not knowing the kill switch,
     cannot read it."""
-    pipe = pipelines(ENV, database_dsn=own_postgres.dsn)
+    # Alone on its own database, in single mode: a cluster decides nothing while
+    # PostgreSQL is down (no symbol partition can be held).
+    pipe = pipelines({**ENV, "COORDINATOR_INSTANCES": "single"}, database_dsn=own_postgres.dsn)
     bought(pipe, "SOLUSDC")
     own_postgres.stop()
     try:

@@ -171,7 +171,9 @@ def test_a_taken_over_sell_waits_for_postgres_while_a_new_one_goes(
     """During a PostgreSQL outage, a stream entry another consumer read and left pending
     (its process may have sent the order) waits for PostgreSQL; a SELL first seen now is
     claimed in the journal and sent. Once PostgreSQL is back the first is sent, once."""
-    pipe = pipelines(database_dsn=own_postgres.dsn)
+    # Alone on its own database, in single mode: a cluster decides nothing while
+    # PostgreSQL is down (no symbol partition can be held).
+    pipe = pipelines({"COORDINATOR_INSTANCES": "single"}, database_dsn=own_postgres.dsn)
     wait_state(pipe, "ACTIVE")
     for symbol in ("SOLUSDC", "ETHUSDC"):
         buy = signal_payload(symbol, "BUY")
@@ -239,7 +241,11 @@ def test_an_intent_once_sent_to_postgres_is_never_claimed_in_the_journal(own_pos
 def test_a_redelivered_signal_waits_until_signal_timeout_then_store_unavailable(
     pipelines, redis_server, own_postgres
 ):
-    pipe = pipelines({"SIGNAL_TIMEOUT": "4"}, database_dsn=own_postgres.dsn)
+    # Single mode: a cluster would hold no partition, and decide nothing, while
+    # PostgreSQL is down.
+    pipe = pipelines(
+        {"SIGNAL_TIMEOUT": "4", "COORDINATOR_INSTANCES": "single"}, database_dsn=own_postgres.dsn
+    )
     wait_state(pipe, "ACTIVE")
     buy = signal_payload("SOLUSDC", "BUY")
     pipe.publish(buy)

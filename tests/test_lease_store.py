@@ -258,3 +258,25 @@ def _waits_for_a_lock(dsn: str, application: str) -> bool:
         waiting = cur.fetchone()[0] > 0
     conn.close()
     return waiting
+
+
+def test_a_fenced_transaction_left_open_by_a_paused_holder_does_not_block_a_takeover(
+    stores, lease, postgres
+):
+    """A leader frozen (SIGSTOP) between two statements of a fenced transaction holds the
+    lease row FOR SHARE: PostgreSQL ends that idle transaction after
+    5 s, and the takeover goes through."""
+    a = stores()
+    assert a.acquire(lease, "a", now=T0, duration=DURATION).granted
+    frozen = psycopg2.connect(postgres.dsn)
+    try:
+        cur = frozen.cursor()
+        cur.execute("SELECT coordinator_assert_lease(%s, %s, %s)", (lease, "a", 1))
+        # ... and nothing more: the process is stopped with its transaction open.
+        taken = stores().acquire(lease, "b", now=T0 + 5, duration=DURATION)
+        assert taken.granted and taken.row is not None
+        assert (taken.row.holder, taken.row.generation) == ("b", 2)
+        with pytest.raises(psycopg2.Error):
+            cur.execute("SELECT 1")
+    finally:
+        frozen.close()

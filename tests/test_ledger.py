@@ -341,7 +341,10 @@ def test_a_held_sell_handed_back_after_a_restart_still_holds_its_symbols_exits(
     from tests.test_held_orders import knobs, trader_up_a_while
 
     paper = PaperExchange(redis_url=None).start()
-    env = {"SIGNAL_TIMEOUT": "120"}
+    # Single mode: the second process takes in what the first left undecided from the
+    # store (in a cluster it would come from its partition's stream, and each of these
+    # coordinators has streams of its own).
+    env = {"SIGNAL_TIMEOUT": "120", "COORDINATOR_INSTANCES": "single"}
     first = pipelines(env, paper=paper, database_dsn=own_postgres.dsn)
     bought(first, "SOLUSDC")
     trader_up_a_while(first)

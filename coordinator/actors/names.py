@@ -22,5 +22,6 @@ class ActorName(StrEnum):
     UNIVERSE_MANAGER = "universe_manager"
     TRAILING_STOP = "trailing_stop"
     RECONCILER = "reconciler"
+    PARTITION_KEEPER = "partition_keeper"
     SIGNAL_INTAKE = "signal_intake"
     LEADER_ELECTOR = "leader_elector"

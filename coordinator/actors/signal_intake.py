@@ -20,9 +20,13 @@ from typing import Any
 
 import pykka
 
+from coordinator.actors.intake_routing import IntakeRouting
 from coordinator.actors.names import ActorName
+from coordinator.cluster.fencing import LeaseToken
 from coordinator.config.parts import IntakeSettings
+from coordinator.infra.partition_reader import split_ref
 from coordinator.messages.leadership import LeaderElected
+from coordinator.messages.partitions import GetBusyPartitions
 from coordinator.messages.pipeline import (
     AckStreamEntry,
     Admission,
@@ -35,6 +39,7 @@ from coordinator.messages.pipeline import (
     RawSignal,
     RecordDecision,
     RecordSignal,
+    ReleaseSignal,
     SignalDecided,
     SubmitSignal,
     UndecidedSignals,
@@ -78,6 +83,7 @@ class _InFlight:
     message: SubmitSignal
     validator: str
     stream_id: str | None
+    partition: int | None = None
 
 
 def trading_signal_payload(row: dict[str, Any]) -> bytes | LiftedRow:
@@ -118,10 +124,20 @@ class SignalIntake(ChildActor):
         self._recent: OrderedDict[str, float] = OrderedDict()
         self._in_flight: dict[str, _InFlight] = {}
         self._counts = dict.fromkeys(
-            ("received", "admitted", "rejected", "duplicates", "resent"), 0
+            ("received", "admitted", "rejected", "duplicates", "resent", "routed"), 0
         )
         self._links: dict[str, bool] = {}
         self._catch_up_due = False
+        self._ownership = services.ownership
+        self._routing: IntakeRouting | None = None
+        if self._ownership is not None:
+            self._routing = IntakeRouting(
+                self._ownership,
+                intake,
+                services.endpoints.redis_url,
+                services.config.instance.name,
+            )
+            self.on_cleanup(self._routing.close, what="signal router")
         self._recover()
         self.ticker(5.0, IntakeTick)
 
@@ -134,11 +150,17 @@ class SignalIntake(ChildActor):
         except (ChildUnavailable, pykka.Timeout) as exc:
             raise RuntimeError(f"cannot recover the in-flight signals: {exc}") from exc
         now = self._clock.time()
-        for signal_id in undecided.recent_ids:
-            self._recent[signal_id] = now
         first_start = self.context.incarnation == 1
+        # In a cluster the undecided signals of a new process wait in their partitions'
+        # streams, for whichever instance holds the partition now; taken for seen here,
+        # they would be acknowledged unseen when they come back.
+        routed = self._routing is not None and first_start
+        undecided_ids = {record.signal_id for record in undecided.signals}
+        for signal_id in undecided.recent_ids:
+            if not (routed and signal_id in undecided_ids):
+                self._recent[signal_id] = now
         for record in undecided.signals:
-            if record.signal is None:
+            if record.signal is None or routed:
                 continue
             message = SubmitSignal(
                 signal=record.signal,
@@ -154,9 +176,12 @@ class SignalIntake(ChildActor):
                 self._admit_parsed(message, record.stream_id)
             else:
                 self._in_flight[record.signal_id] = _InFlight(
-                    message, validator_for(record.signal.symbol, self._validators), record.stream_id
+                    message,
+                    validator_for(record.signal.symbol, self._validators),
+                    record.stream_id,
+                    self._partition_of_ref(record.stream_id),
                 )
-        if undecided.signals:
+        if undecided.signals and not routed:
             logger.warning(
                 "%s %d undecided signal(s)",
                 "taking in again" if first_start else "tracking",
@@ -220,6 +245,13 @@ class SignalIntake(ChildActor):
                 pass
             case SignalDecided(decision=decision):
                 self._in_flight.pop(decision.signal_id, None)
+            case ReleaseSignal(signal_id=signal_id):
+                self._in_flight.pop(signal_id, None)
+                self._recent.pop(signal_id, None)
+            case GetBusyPartitions():
+                return frozenset(
+                    f.partition for f in self._in_flight.values() if f.partition is not None
+                )
             case ChildRestarted(name=name):
                 self._resend(name)
             case IntakeTick():
@@ -241,8 +273,31 @@ class SignalIntake(ChildActor):
         return None
 
     def _admit(self, raw: RawSignal) -> Admission:
-        self._counts["received"] += 1
+        if raw.partition is None:  # counted where it came in, not again at its owner
+            self._counts["received"] += 1
         parsed = parse_signal(raw.payload, max_bytes=self._max_bytes, total_bytes=raw.total_bytes)
+        fence: LeaseToken | None = None
+        if self._routing is not None and raw.partition is None:
+            routed = self._routing.route(raw, parsed)
+            if routed is not None:
+                counted = {
+                    AdmissionStatus.ACCEPTED: "routed",
+                    AdmissionStatus.DUPLICATE: "duplicates",
+                    AdmissionStatus.REJECTED: "rejected",
+                }
+                self._counts[counted[routed.status]] += 1
+                return routed
+        elif self._ownership is not None and raw.partition is not None:
+            fence = self._ownership.token(raw.partition)
+            if fence is None:
+                # Read just before the partition was given up or lost: its entry stays
+                # pending for the new owner, who takes it over.
+                logger.info("%s left to the owner of partition %d", parsed.signal_id, raw.partition)
+                return Admission(
+                    signal_id=parsed.signal_id,
+                    status=AdmissionStatus.DUPLICATE,
+                    reason=Reason.DUPLICATE_SIGNAL.value,
+                )
         if self._is_duplicate(parsed.signal_id, raw.stream_id):
             return Admission(
                 signal_id=parsed.signal_id,
@@ -267,8 +322,9 @@ class SignalIntake(ChildActor):
             received_at=raw.received_at,
             received_mono=raw.received_mono,
             redelivered=raw.redelivered,
+            fence=fence,
         )
-        return self._admit_parsed(message, raw.stream_id)
+        return self._admit_parsed(message, raw.stream_id, raw.partition)
 
     def _admit_unliftable(self, row: LiftedRow) -> None:
         """A ``trading_signals`` row that is no signal: decided invalid under its row's
@@ -289,7 +345,9 @@ class SignalIntake(ChildActor):
         check = CheckResult("parse", False, Reason.INVALID_SIGNAL, row.describe())
         self._reject(raw, row.signal_id, None, check)
 
-    def _admit_parsed(self, message: SubmitSignal, stream_id: str | None) -> Admission:
+    def _admit_parsed(
+        self, message: SubmitSignal, stream_id: str | None, partition: int | None = None
+    ) -> Admission:
         signal = message.signal
         freshness = check_freshness(signal, now=self._clock.time(), signal_timeout=self._timeout)
         if not freshness.passed:
@@ -327,7 +385,7 @@ class SignalIntake(ChildActor):
                 ),
             ),
         )
-        self._in_flight[signal.signal_id] = _InFlight(admitted, validator, stream_id)
+        self._in_flight[signal.signal_id] = _InFlight(admitted, validator, stream_id, partition)
         self._counts["admitted"] += 1
         self._send(validator, admitted)
         return Admission(signal_id=signal.signal_id, status=AdmissionStatus.ACCEPTED, reason=None)
@@ -418,6 +476,12 @@ class SignalIntake(ChildActor):
             self.context.directory.tell(name, message)
         except ChildUnavailable as exc:
             logger.error("%s refused %s: %s", name, type(message).__name__, exc)
+
+    def _partition_of_ref(self, stream_id: str | None) -> int | None:
+        if self._ownership is None or not stream_id:
+            return None
+        stream, _entry = split_ref(stream_id, "")
+        return self._ownership.streams().get(stream)
 
     def _forget_old(self) -> None:
         horizon = self._clock.time() - self._window

@@ -20,6 +20,7 @@ from coordinator.config.parts import StoreSettings
 from coordinator.infra.journal import Journal
 from coordinator.infra.lease_store import LeaseStore
 from coordinator.infra.order_states import HELD_MARK, RESENT_MARK
+from coordinator.infra.partition_reader import split_ref
 from coordinator.infra.pipeline_store import PipelineStore, RecordError
 from coordinator.infra.records import (
     RecordKind,
@@ -432,7 +433,14 @@ class StoreWriter(ChildActor):
                 self._redis = redis.Redis.from_url(
                     self._services.endpoints.redis_url, socket_connect_timeout=1, socket_timeout=2
                 )
-            self._redis.xack(intake.stream, intake.stream_group, *self._acks)
+            by_stream: dict[str, list[str]] = {}
+            for ref in self._acks:
+                stream, entry_id = split_ref(ref, intake.stream)
+                by_stream.setdefault(stream, []).append(entry_id)
+            pipe = self._redis.pipeline(transaction=False)
+            for stream, entry_ids in by_stream.items():
+                pipe.xack(stream, intake.stream_group, *entry_ids)
+            pipe.execute()
             self._acks = []
         except redis.RedisError as exc:
             # Kept, and tried again at the next flush; an entry never acknowledged is

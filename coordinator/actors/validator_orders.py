@@ -18,6 +18,7 @@ from coordinator.infra.store import StoreError
 from coordinator.messages.pipeline import (
     OrderRecord,
     RecordOrder,
+    ReleaseSignal,
     Settle,
     SubmitSignal,
     TraderCallOutcome,
@@ -126,9 +127,16 @@ class SendsOrders(_Host):
                 # the first one stored.
                 self._sending = False
                 self._settle(reservation_id, False)
+                if message.exit is None:
+                    # The partition's new owner takes its stream entry over and decides.
+                    self._tell_intake(ReleaseSignal(signal_id=signal.signal_id))
                 logger.warning(
-                    "exit %s dropped: its leader no longer leads (%s)",
+                    "%s %s dropped: %s (%s)",
+                    "order" if message.exit is None else "exit",
                     signal.signal_id,
+                    "its symbol's partition is no longer held here"
+                    if message.exit is None
+                    else "its leader no longer leads",
                     claim.detail,
                 )
                 return
@@ -259,6 +267,13 @@ class SendsOrders(_Host):
             )
         except ChildUnavailable as exc:
             logger.error("ledger did not take a settlement: %s", exc)
+
+    def _tell_intake(self, message: ReleaseSignal) -> None:
+        try:
+            self.context.directory.tell(ActorName.SIGNAL_INTAKE, message)
+        except ChildUnavailable as exc:
+            # Its in-flight entry goes with it; the stream entry stays for the owner.
+            logger.error("intake did not take %s: %s", type(message).__name__, exc)
 
     def _tell_health(self, ok: bool, error: str | None) -> None:
         with contextlib.suppress(ChildUnavailable):

@@ -155,6 +155,9 @@ def _identity(values: MutableMapping[str, Any], derived: MutableMapping[str, str
     if values["SIGNALS_STREAM_CONSUMER"] is None:
         values["SIGNALS_STREAM_CONSUMER"] = values["COORDINATOR_INSTANCE"]
         derived["SIGNALS_STREAM_CONSUMER"] = "derived: COORDINATOR_INSTANCE"
+    if values["SIGNALS_PARTITION_STREAM"] is None:
+        values["SIGNALS_PARTITION_STREAM"] = f"{values['SIGNALS_STREAM']}:partition:"
+        derived["SIGNALS_PARTITION_STREAM"] = "derived: SIGNALS_STREAM"
 
 
 def _symbols(

@@ -208,6 +208,8 @@ class IntakeConfig:
     dedup_window: float
     events_channel: str
     max_signal_bytes: int
+    partitions: int
+    partition_stream: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -214,6 +214,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("SIGNALS_STREAM", "intake", "stream", Text(), "roottrading:signals:stream", "Redis Stream of signals (field 'data' holds the JSON)"),
     _s("SIGNALS_STREAM_GROUP", "intake", "stream_group", Text(), "coordinator", "consumer group on the stream"),
     _s("SIGNALS_STREAM_CONSUMER", "intake", "stream_consumer", Text(pattern=INSTANCE_PATTERN, allowed=INSTANCE_ALLOWED), None, "this coordinator's consumer name on the stream; unset: COORDINATOR_INSTANCE (set it to keep the name of an earlier setup, such as coordinator-1, the former default)"),
+    _s("SYMBOL_PARTITIONS", "intake", "partitions", Integer(1, 1024), 16, "cluster mode: symbols fall into this many partitions, shared among the live instances; a signal is decided by the holder of its symbol's partition (the same on every instance)"),
+    _s("SIGNALS_PARTITION_STREAM", "intake", "partition_stream", Text(), None, "cluster mode: prefix of the partition streams through which a signal reaches the owner of its symbol (<prefix><k>); unset: SIGNALS_STREAM + ':partition:'"),
     _s("STREAM_CLAIM_IDLE", "intake", "claim_idle", _SECONDS, 30.0, "entries pending this long with a dead consumer are taken over"),
     _s("DEDUP_WINDOW", "intake", "dedup_window", _SECONDS, 3600.0, "a signal id seen within this is a duplicate"),
     _s("MAX_SIGNAL_BYTES", "intake", "max_signal_bytes", Integer(1024), 1024 * 1024, "a signal payload over this many bytes is rejected as invalid, whichever way it comes"),

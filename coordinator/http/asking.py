@@ -10,6 +10,7 @@ __all__ = [
     "LEADER_ELECTOR",
     "LEDGER",
     "MARKET_FEED",
+    "PARTITION_KEEPER",
     "RECONCILER",
     "SERVICE_HEALTH",
     "SIGNAL_INTAKE",
@@ -33,6 +34,7 @@ TRAILING_STOP = ActorName.TRAILING_STOP
 MARKET_FEED = ActorName.MARKET_FEED
 RECONCILER = ActorName.RECONCILER
 LEADER_ELECTOR = ActorName.LEADER_ELECTOR
+PARTITION_KEEPER = ActorName.PARTITION_KEEPER
 STORE_TIMEOUT = 3.0  # reads of stored records are database queries
 
 

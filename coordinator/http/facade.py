@@ -18,6 +18,7 @@ from coordinator.http.asking import (
     LEADER_ELECTOR,
     LEDGER,
     MARKET_FEED,
+    PARTITION_KEEPER,
     SERVICE_HEALTH,
     SIGNAL_INTAKE,
     STATS,
@@ -56,6 +57,7 @@ from coordinator.messages.health import (
 )
 from coordinator.messages.leadership import GetLeadership, LeadershipSnapshot, NotLeading
 from coordinator.messages.ledger import GetLedgerSnapshot, LedgerSnapshot
+from coordinator.messages.partitions import GetPartitions, PartitionsSnapshot
 from coordinator.messages.pipeline import (
     Admission,
     GetIntakeSnapshot,
@@ -125,7 +127,10 @@ class CoordinatorApi(OrdersApi, MetricsApi):
 
     def status(self) -> dict[str, Any]:
         leadership: LeadershipSnapshot | None = self._ask_or_none(LEADER_ELECTOR, GetLeadership())
-        return status_view(self._about(), self._health(), leadership)
+        partitions: PartitionsSnapshot | None = None
+        if self._services.ownership is not None:
+            partitions = self._ask_or_none(PARTITION_KEEPER, GetPartitions())
+        return status_view(self._about(), self._health(), leadership, partitions)
 
     def diagnostic(self) -> dict[str, Any]:
         tree = self._tree()

@@ -152,6 +152,21 @@ _STATUS = obj(
             "description": "whether this instance holds the leader lease (follower when "
             "its elector does not answer)",
         },
+        "partitions": {
+            **nullable(
+                obj(
+                    {
+                        "count": INTEGER,
+                        "held": {"type": "array", "items": INTEGER},
+                        "leaving": {"type": "array", "items": INTEGER},
+                        "members": STRINGS,
+                    }
+                )
+            ),
+            "description": "cluster mode: the symbol partitions this instance holds (its "
+            "signals are decided here), those it is handing over, and the cluster's live "
+            "members; null in single mode or when its keeper does not answer",
+        },
         "kill_switch": ref("KillSwitch"),
         "dependencies": {"type": "object", "additionalProperties": OBJECT},
     }

@@ -7,7 +7,7 @@ from typing import Any
 
 from bottle import request, response
 
-from coordinator.http.endpoints import Endpoints, fail, query_limit
+from coordinator.http.endpoints import Endpoints, fail, query_limit, unavailable
 from coordinator.http.facade import CoordinatorApi
 from coordinator.http.limits import RateClass, body_of
 from coordinator.trading.symbols import is_symbol
@@ -51,6 +51,12 @@ def install(endpoint: Endpoints, api: CoordinatorApi, *, max_signal_bytes: int) 
             "status": admission.status,
             "reason": admission.reason,
         }
+        if admission.reason == Reason.ROUTING_UNAVAILABLE:
+            raise unavailable(
+                "the signal was not taken to its symbol's owner (Redis did not answer): "
+                "nothing was decided, send it again",
+                signal_id=admission.signal_id,
+            )
         if admission.errors:
             raise fail(
                 413 if size > max_signal_bytes else 400,

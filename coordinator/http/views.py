@@ -11,6 +11,7 @@ from coordinator.clock import utc_iso
 from coordinator.cluster.lease import Role
 from coordinator.messages.health import DependencySnapshot, HealthSnapshot
 from coordinator.messages.leadership import LeadershipSnapshot
+from coordinator.messages.partitions import PartitionsSnapshot
 from coordinator.messages.reconcile import ReconcilerSnapshot
 from coordinator.messages.supervision import ChildSnapshot, FailureInfo, SupervisorSnapshot
 from coordinator.supervisor import ChildState, TreeState
@@ -148,10 +149,15 @@ def health_view(
 
 
 def status_view(
-    about: About, health: HealthSnapshot, leadership: LeadershipSnapshot | None = None
+    about: About,
+    health: HealthSnapshot,
+    leadership: LeadershipSnapshot | None = None,
+    partitions: PartitionsSnapshot | None = None,
 ) -> dict[str, Any]:
     """``leadership`` is None when the LeaderElector did not answer (or there is none):
-    then the role is follower, as nothing confirmed this instance leads."""
+    then the role is follower, as nothing confirmed this instance leads. ``partitions``
+    is None in single mode (every symbol is this instance's) or when the keeper did not
+    answer."""
     return {
         "running": True,
         "timestamp": about.timestamp,
@@ -165,6 +171,14 @@ def status_view(
         "trading": trading_view(health.trading),
         "trading_enabled": about.trading_enabled,
         "role": (leadership.role if leadership is not None else Role.FOLLOWER).value,
+        "partitions": None
+        if partitions is None
+        else {
+            "count": partitions.partitions,
+            "held": list(partitions.held),
+            "leaving": list(partitions.leaving),
+            "members": list(partitions.live),
+        },
         "kill_switch": kill_switch_view(health),
         "dependencies": {
             dep.dependency.value: {

@@ -11,7 +11,10 @@ import logging
 import time
 
 from coordinator.actors.names import ActorName
+from coordinator.cluster.ownership import PartitionOwnership
 from coordinator.config import IntakeConfig
+from coordinator.infra.partition_reader import PartitionReader
+from coordinator.infra.partition_store import DecidedFilter
 from coordinator.infra.redis_bus import Subscription
 from coordinator.infra.redis_reader import RedisReader
 from coordinator.infra.stream_reader import StreamReader
@@ -26,11 +29,47 @@ logger = logging.getLogger(__name__)
 INTAKE = ActorName.SIGNAL_INTAKE
 
 
+def partition_raw(
+    partition: int, ref: str, payload: bytes, meta: dict[str, str], taken_over: bool
+) -> RawSignal:
+    """An entry of a partition stream as the intake takes it: the signal's own source and
+    reception time, its latency counted from that reception (the instances share a host
+    clock, or nearly)."""
+    now, mono = time.time(), time.monotonic()
+    try:
+        source = SignalSource(meta.get("source", ""))
+    except ValueError:
+        source = SignalSource.STREAM
+    try:
+        received_at = float(meta["received_at"])
+    except (KeyError, ValueError):
+        received_at = now
+    return RawSignal(
+        payload=payload,
+        source=source,
+        received_at=received_at,
+        received_mono=mono - min(max(now - received_at, 0.0), 60.0),
+        stream_id=ref,
+        redelivered=taken_over,
+        partition=partition,
+    )
+
+
 class IntakeReaders:
-    def __init__(self, intake: IntakeConfig, redis_url: str, directory: Directory) -> None:
+    def __init__(
+        self,
+        intake: IntakeConfig,
+        redis_url: str,
+        directory: Directory,
+        *,
+        ownership: PartitionOwnership | None = None,
+        database_dsn: str | None = None,
+    ) -> None:
         self._directory = directory
         self._intake = intake
         self._redis_url = redis_url
+        self._ownership = ownership
+        self._database_dsn = database_dsn
         self._readers: list[RedisReader] = self._build()
 
     def _build(self) -> list[RedisReader]:
@@ -61,6 +100,21 @@ class IntakeReaders:
                     ),
                     on_connection=lambda up, error: self._link("stream", up, error),
                     actor="intake-stream",
+                )
+            )
+        if self._ownership is not None and self._database_dsn is not None:
+            # A cluster: what this instance decides comes from its partitions' streams.
+            readers.append(
+                PartitionReader(
+                    redis_url,
+                    ownership=self._ownership,
+                    group=intake.stream_group,
+                    consumer=intake.stream_consumer,
+                    claim_idle=intake.claim_idle,
+                    decided=DecidedFilter(self._database_dsn, timeout=5.0),
+                    on_entry=self._hand_over_partition,
+                    on_connection=lambda up, error: self._link("partitions", up, error),
+                    actor="intake-partitions",
                 )
             )
         return readers
@@ -98,6 +152,15 @@ class IntakeReaders:
             # Only when the intake has been down long enough to fill its mailbox; a
             # stream entry stays pending and comes again.
             logger.error("signal from %s dropped: %s", source, exc)
+
+    def _hand_over_partition(
+        self, partition: int, ref: str, payload: bytes, meta: dict[str, str], taken_over: bool
+    ) -> None:
+        try:
+            self._directory.tell(INTAKE, partition_raw(partition, ref, payload, meta, taken_over))
+        except ChildUnavailable as exc:
+            # The entry stays pending and is taken over again.
+            logger.error("signal of partition %d dropped: %s", partition, exc)
 
     def _link(self, link: str, up: bool, error: str | None) -> None:
         self._directory.publish(IntakeLinkChanged(link=link, connected=up, error=error))

@@ -59,7 +59,9 @@ class OrderGateway:
             first_seen = message.received_at
             if message.exit is not None:
                 first_seen = min(first_seen, message.exit.price_at)
-        fence = None if message.exit is None else message.exit.fence
+        # An exit passes the leader's lease; in a cluster, any other order its symbol
+        # partition's.
+        fence = message.fence if message.exit is None else message.exit.fence
         return self._intents.claim(_intent_dict(intent), first_seen=first_seen, fence=fence)
 
     # --- what was not sent -----------------------------------------------------------------

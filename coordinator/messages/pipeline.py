@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from coordinator.cluster.fencing import LeaseToken
 from coordinator.messages.base import Command, Event, Query
 
 # The Ledger's and Stats' messages have their own modules; re-exported so imports from
@@ -63,6 +64,7 @@ __all__ = [
     "RecordSignal",
     "RefreshLifetime",
     "RefreshPortfolio",
+    "ReleaseSignal",
     "Reservation",
     "ReservationsExpired",
     "Reserve",
@@ -104,6 +106,10 @@ class RawSignal(Command):
     total_bytes: int | None = None
     """The size of the whole body when ``payload`` is only its beginning (an HTTP body
     over the size limit is not read further)."""
+    partition: int | None = None
+    """Cluster mode: the symbol partition whose stream it was read from (``stream_id``
+    is then ``<stream>@<entry id>``); None for a signal from outside, which the intake
+    routes to the partition's owner instead of deciding it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,6 +146,20 @@ class SubmitSignal(Command):
     """It may have been seen before, by an earlier process or incarnation (taken in
     again, re-delivered, taken over, sent again from the in-flight table): its intent may
     be in PostgreSQL already, so the local journal may not claim it."""
+    fence: LeaseToken | None = None
+    """Cluster mode: the lease of the signal's symbol partition as this instance held
+    it when the signal was read; its order intent passes that fence, so an instance
+    that lost the partition meanwhile stores and sends nothing."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseSignal(Command):
+    """A signal not decided here after all: its partition's lease was lost before its
+    intent was stored. The intake forgets it; its stream entry stays pending for the
+    partition's owner, who takes it over."""
+
+    signal_id: str
+    """The signal."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -69,6 +69,9 @@ class Reason(StrEnum):
     STALE_SIGNAL = "stale_signal"
     DUPLICATE_SIGNAL = "duplicate_signal"
     OVERLOADED = "overloaded"
+    ROUTING_UNAVAILABLE = "routing_unavailable"
+    """Cluster mode: Redis did not take the signal to its symbol's owner (nothing was
+    decided; a stream entry stays pending and comes again)."""
     TRADING_HALTED = "trading_halted"
     TRADING_DEGRADED = "trading_degraded"
     NOT_IN_UNIVERSE = "not_in_universe"
