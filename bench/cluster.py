@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -48,6 +49,7 @@ from bench.cluster_checks import (  # noqa: E402
     check_client_ids_once,
     check_decided_once,
     check_failover,
+    check_leadership_moves,
     check_one_decider,
     check_paused_writes,
     check_peaks,
@@ -55,7 +57,9 @@ from bench.cluster_checks import (  # noqa: E402
     check_stop_coverage,
     check_throughput,
     extra_decisions,
+    fence_refusals,
     first_evaluation,
+    leadership_events,
 )
 from bench.cluster_feed import ENTRY, Feed  # noqa: E402
 from bench.cluster_stack import ClusterStack, Instance  # noqa: E402
@@ -381,8 +385,13 @@ class Drill:
             check_stop_coverage(self.uncovered, self.failovers, self.look_gap),
             check_failover(list(self.failovers.items()), FAILOVER_TARGET),
         ]
+        events = [e for i in stack.instances for e in leadership_events(i.name, stack.log_lines(i))]
+        checks.append(check_leadership_moves(events, len(self.failovers)))
         if self.paused is not None:
-            checks.append(check_paused_writes(self.paused[0], self.paused[1], exits, orders))
+            name, resumed_at = self.paused
+            since = datetime.fromtimestamp(resumed_at, UTC).isoformat(timespec="milliseconds")
+            refused = fence_refusals(stack.log_lines(stack.by_name(name)), since)
+            checks.append(check_paused_writes(name, resumed_at, exits, orders, refused))
         checks.append(check_throughput(self.throughput))
         self.checks = checks
         sold = sum(

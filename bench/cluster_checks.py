@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 __all__ = [
     "Check",
     "Deciders",
+    "LeadershipEvent",
     "Published",
     "StubOrder",
     "check_client_ids_once",
     "check_decided_once",
     "check_failover",
+    "check_leadership_moves",
     "check_one_decider",
     "check_paused_writes",
     "check_peaks",
@@ -29,7 +31,9 @@ __all__ = [
     "check_stop_coverage",
     "check_throughput",
     "extra_decisions",
+    "fence_refusals",
     "first_evaluation",
+    "leadership_events",
 ]
 
 FAILOVER_TARGET = 2.0
@@ -40,6 +44,12 @@ FAILOVER_TARGET = 2.0
 _DROPPED = (
     re.compile(r"^decision for (?P<id>\S+) was already stored; this one dropped$"),
     re.compile(r"^(?P<id>\S+) was decided elsewhere meanwhile; this decision dropped$"),
+)
+
+
+_TAKEN = re.compile(r"^leader: lease \S+ taken at generation (?P<generation>\d+)$")
+_DORMANT = re.compile(
+    r"^trailing stops dormant \(no longer leader at generation (?P<generation>\d+)\): (?P<why>.*)$"
 )
 
 
@@ -105,6 +115,72 @@ def extra_decisions(instance: str, lines: Iterable[str], into: Deciders) -> int:
                 found += 1
                 break
     return found
+
+
+def _entries(lines: Iterable[str], word: str) -> Iterable[tuple[str, str]]:
+    """(ts, msg) of the JSON log lines holding ``word``."""
+    for line in lines:
+        if word not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("msg"), str):
+            yield str(entry.get("ts", "")), entry["msg"]
+
+
+@dataclass(frozen=True, slots=True)
+class LeadershipEvent:
+    at: str
+    """The log line's ``ts`` (ISO-8601, UTC)."""
+    instance: str
+    generation: int
+    why: str
+    """``taken``, or why its trailing stops went dormant."""
+
+
+def leadership_events(instance: str, lines: Iterable[str]) -> list[LeadershipEvent]:
+    """The terms ``instance`` took and the ones its trailing stops left, from its log."""
+    events = []
+    for at, message in _entries(lines, "generation"):
+        taken = _TAKEN.match(message)
+        if taken:
+            events.append(LeadershipEvent(at, instance, int(taken["generation"]), "taken"))
+            continue
+        dormant = _DORMANT.match(message)
+        if dormant:
+            events.append(
+                LeadershipEvent(at, instance, int(dormant["generation"]), dormant["why"][:80])
+            )
+    return events
+
+
+def fence_refusals(lines: Iterable[str], since: str) -> int:
+    """Writes of the stops the fence refused, logged at ``since`` (ISO ts) or later."""
+    return sum(
+        1
+        for at, message in _entries(lines, "fence refused")
+        if at >= since and "dormant" in message
+    )
+
+
+def check_leadership_moves(events: Sequence[LeadershipEvent], leader_faults: int) -> Check:
+    """The lease changed hands once per leader fault, never by itself: every new term
+    after the first is a time without a leader (no stop evaluated)."""
+    terms = sorted({e.generation for e in events if e.why == "taken"})
+    handovers = len(terms) - 1 if terms else 0
+    lost = [
+        f"{e.at[11:23]} {e.instance} gen {e.generation}: {e.why}"
+        for e in sorted(events, key=lambda e: e.at)
+        if e.why != "taken" and "released" not in e.why
+    ]
+    return Check(
+        "the lease moved only on a leader fault",
+        bool(terms) and handovers == leader_faults,
+        f"{len(terms)} terms, {handovers} handovers for {leader_faults} leader faults; "
+        f"terms lost: {'; '.join(lost) or 'none'}",
+    )
 
 
 def check_decided_once(published: Sequence[Published], rows: Mapping[str, int]) -> Check:
@@ -249,6 +325,7 @@ def check_paused_writes(
     resumed_at: float,
     stored: Sequence[tuple[str, str, float]],
     arrivals: Sequence[StubOrder],
+    refused: int = 0,
 ) -> Check:
     """The paused ex-leader's leader-only writes after it resumed: none accepted.
     ``stored``: (instance, client order id, at) of the stored orders of stop exits;
@@ -258,7 +335,8 @@ def check_paused_writes(
     return Check(
         f"paused ex-leader {instance}: writes after SIGCONT",
         not its_exits and not reached,
-        f"{len(its_exits)} exit orders stored, {len(reached)} reaching the stub (target 0)",
+        f"{len(its_exits)} exit orders stored, {len(reached)} reaching the stub (target 0); "
+        f"{refused} write(s) of its stops refused by the fence",
     )
 
 

@@ -14,6 +14,7 @@ from bench.cluster_checks import (
     check_client_ids_once,
     check_decided_once,
     check_failover,
+    check_leadership_moves,
     check_one_decider,
     check_paused_writes,
     check_peaks,
@@ -21,13 +22,15 @@ from bench.cluster_checks import (
     check_stop_coverage,
     check_throughput,
     extra_decisions,
+    fence_refusals,
     first_evaluation,
+    leadership_events,
 )
 from bench.trader_stub import StubBook
 
 
-def log_line(msg: str, level: str = "warning") -> str:
-    return json.dumps({"ts": "2026-12-02T06:00:00+00:00", "level": level, "msg": msg})
+def log_line(msg: str, level: str = "warning", ts: str = "2026-12-02T06:00:00.000+00:00") -> str:
+    return json.dumps({"ts": ts, "level": level, "msg": msg})
 
 
 def sell(symbol: str, status: int = 201, client_id: str = "", wall: float = 1.0) -> StubOrder:
@@ -133,6 +136,50 @@ def test_a_paused_ex_leader_may_write_nothing_after_it_resumed() -> None:
     verdict = check_paused_writes("drill-2", 10.0, late, reached)
     assert not verdict.passed
     assert "1 exit orders stored, 1 reaching the stub" in verdict.numbers
+
+
+def at(second: int) -> str:
+    return f"2026-12-02T06:00:{second:02d}.000+00:00"
+
+
+def test_a_term_lost_without_a_fault_is_a_leadership_move_too_many() -> None:
+    one = [
+        log_line("leader: lease leader taken at generation 1", "info", at(1)),
+        log_line(
+            "trailing stops dormant (no longer leader at generation 3): leadership expired",
+            ts=at(30),
+        ),
+    ]
+    two = [
+        log_line("leader: lease leader taken at generation 2", "info", at(10)),
+        log_line(
+            "trailing stops dormant (no longer leader at generation 2): leadership expired",
+            ts=at(20),
+        ),
+        log_line("leader: lease leader taken at generation 3", "info", at(21)),
+    ]
+    events = leadership_events("drill-1", one) + leadership_events("drill-2", two)
+    assert [(e.instance, e.generation, e.why) for e in events] == [
+        ("drill-1", 1, "taken"),
+        ("drill-1", 3, "leadership expired"),
+        ("drill-2", 2, "taken"),
+        ("drill-2", 2, "leadership expired"),
+        ("drill-2", 3, "taken"),
+    ]
+    assert check_leadership_moves(events, 2).passed
+    flapped = check_leadership_moves(events, 1)
+    assert not flapped.passed
+    assert "2 handovers for 1 leader faults" in flapped.numbers
+    assert "06:00:20.000 drill-2 gen 2: leadership expired" in flapped.numbers
+
+
+def test_fence_refusals_are_counted_from_the_resume_on() -> None:
+    refused = (
+        "trailing stops dormant (no longer leader at generation 3): the fence refused a "
+        "write of the stops: lease leader lost"
+    )
+    lines = [log_line(refused, ts=at(5)), log_line(refused, ts=at(12)), log_line("fence refused")]
+    assert fence_refusals(lines, at(10)) == 1
 
 
 def test_throughput_of_the_most_instances_against_one() -> None:
