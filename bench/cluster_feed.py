@@ -3,10 +3,12 @@ steady rate, and market-data ticks on the held positions, from one thread.
 
 The ticks of a held position follow the drill's phases: ``raise`` moves every price up
 a little each round (new peaks), ``hold`` repeats the latest price (no new peak, no
-stop reached, so the store settles on the peaks), and a crashed symbol is published far
-under any stop until it is sold. The probe positions rise on every one of their
-(faster) rounds whatever the phase: their stops move as soon as a leader evaluates
-them, which is what the failover is timed by.
+stop reached, so the store settles on the peaks), ``dip`` publishes it 0.1 % lower
+(evaluated without moving a peak, so the peaks a new leader holds are the ones it
+restored), and a crashed symbol is published far under any stop until it is sold.
+The probe positions rise on every one of their (faster) rounds whatever the phase:
+their stops move as soon as a leader evaluates them, which is what the failover is
+timed by.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ ENTRY = 100.0
 CRASH = 50.0
 _RISE = 1.0005
 _PROBE_RISE = 1.0002
+_DIP = 0.999
 
 
-def signal_body(symbol: str, side: str, index: int) -> tuple[str, dict[str, Any]]:
+def signal_body(symbol: str, side: str, price: float) -> tuple[str, dict[str, Any]]:
     """An aggregator's consensus signal and its id (``consensus:<id>``)."""
     consensus = f"drill_{uuid.uuid4().hex}"
     body = {
@@ -39,7 +42,7 @@ def signal_body(symbol: str, side: str, index: int) -> tuple[str, dict[str, Any]
         "symbol": symbol,
         "side": side,
         "timestamp": int(time.time() * 1000),
-        "price": 10.0 + index % 7,
+        "price": price,
         "confidence": 0.8,
         "strength": "strong",
         "metadata": {
@@ -94,6 +97,7 @@ class Feed(threading.Thread):
         self.highest = dict.fromkeys(held, ENTRY)
         """The highest tick published per symbol."""
         self.raising = True
+        self.dipping = False
         self.signals_on = False
         self.crashed: set[str] = set()
         self.published: list[Published] = []
@@ -106,6 +110,12 @@ class Feed(threading.Thread):
     def set_raising(self, raising: bool) -> None:
         with self._lock:
             self.raising = raising
+
+    def set_dipping(self, dipping: bool) -> None:
+        """Publish the held prices 0.1 % under the latest (above any stop, under the
+        peak): a leader evaluates them without moving a peak."""
+        with self._lock:
+            self.dipping = dipping
 
     def crash(self, symbols: list[str]) -> None:
         with self._lock:
@@ -169,7 +179,9 @@ class Feed(threading.Thread):
         symbols = self.signal_symbols
         symbol = symbols[index % len(symbols)]
         side = "BUY" if (index // len(symbols)) % 2 == 0 else "SELL"
-        return signal_body(symbol, side, index)
+        # One price per symbol: a round trip at two prices would pay or lose money, and
+        # thousands of them trip the loss guards.
+        return signal_body(symbol, side, 10.0 + (index % len(symbols)) % 7)
 
     def _one_signal(self) -> None:
         signal_id, body = self._next_signal()
@@ -188,7 +200,10 @@ class Feed(threading.Thread):
             for symbol in self.held:
                 if raising and symbol not in crashed:
                     self.prices[symbol] = round(self.prices[symbol] * _RISE, 6)
-            batch = [(s, CRASH if s in crashed else self.prices[s]) for s in self.held]
+            dip = _DIP if self.dipping else 1.0
+            batch = [
+                (s, CRASH if s in crashed else round(self.prices[s] * dip, 6)) for s in self.held
+            ]
         self._send(batch)
 
     def _probe_round(self) -> None:

@@ -242,6 +242,13 @@ class ClusterStack:
             return None
         return {str(row["symbol"]) for row in body.get("positions", [])}
 
+    def peaks(self, instance: Instance) -> dict[str, float]:
+        """The peak of each stop ``instance`` holds, by symbol (empty unless it leads)."""
+        body = self.get(instance.url + "/trailing-stops", timeout=2.0)
+        if not isinstance(body, dict) or not body.get("leading"):
+            return {}
+        return {str(row["symbol"]): float(row["peak"]) for row in body.get("positions", [])}
+
     def stub_orders(self, since: int = 0) -> list[dict[str, Any]]:
         body = self.get(f"{self.stub_url}/_stub/orders?since={since}", timeout=30)
         return [] if body is None else list(body["orders"])
@@ -261,6 +268,13 @@ class ClusterStack:
                 " FROM coordinator_stops WHERE closed_at IS NULL"
             )
         ]
+
+    def lease_holder(self) -> str | None:
+        """The instance holding the leader lease (its holder is ``instance:...#n``)."""
+        rows = self.rows(
+            "SELECT holder FROM coordinator_leases WHERE name = 'leader' AND expires_at > now()"
+        )
+        return str(rows[0][0]).split(":", 1)[0] if rows else None
 
     def lease_state(self) -> str:
         """The lease row, the age of the latest stop write and any transaction open or
