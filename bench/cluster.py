@@ -259,6 +259,7 @@ class Drill:
         evaluated: float | None = None
         new: Instance | None = None
         deadline = time.monotonic() + 20
+        said_stuck = False
         last_look = lost_at
         while time.monotonic() < deadline:
             if new is None:
@@ -279,6 +280,9 @@ class Drill:
                 evaluated = first_evaluation(lost_at, before, rows)
             if evaluated is not None and all(t is not None for t in covered.values()):
                 break
+            if new is None and not said_stuck and time.time() - lost_at > 5:
+                said_stuck = True
+                self.say(f"{label}: no new leader after 5 s: {stack.lease_state()}")
             time.sleep(_LOOK_EVERY)
         failover = None if evaluated is None else evaluated - lost_at
         self.failovers[label] = failover

@@ -288,7 +288,7 @@ class ClusterStack:
         )
         stuck = self.rows(
             "SELECT application_name, state, wait_event_type,"
-            " extract(epoch FROM now() - xact_start), left(query, 60) FROM pg_stat_activity"
+            " extract(epoch FROM now() - xact_start), left(query, 90) FROM pg_stat_activity"
             " WHERE xact_start < now() - interval '0.5 s'"
             " AND pid <> pg_backend_pid()"
         )
