@@ -405,7 +405,13 @@ class Drill:
             name, resumed_at = self.paused
             since = datetime.fromtimestamp(resumed_at, UTC).isoformat(timespec="milliseconds")
             refused = fence_refusals(stack.log_lines(stack.by_name(name)), since)
-            checks.append(check_paused_writes(name, resumed_at, exits, orders, refused))
+            again = [
+                datetime.fromisoformat(e.at).timestamp()
+                for e in events
+                if e.instance == name and e.why == "taken" and e.at >= since
+            ]
+            until = min(again, default=float("inf"))
+            checks.append(check_paused_writes(name, resumed_at, exits, orders, refused, until))
         checks.append(check_throughput(self.throughput))
         self.checks = checks
         sold = sum(

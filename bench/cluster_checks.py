@@ -326,17 +326,20 @@ def check_paused_writes(
     stored: Sequence[tuple[str, str, float]],
     arrivals: Sequence[StubOrder],
     refused: int = 0,
+    until: float = float("inf"),
 ) -> Check:
-    """The paused ex-leader's leader-only writes after it resumed: none accepted.
-    ``stored``: (instance, client order id, at) of the stored orders of stop exits;
-    ``arrivals``: the stub's order requests."""
-    its_exits = {cid for who, cid, at in stored if who == instance and at >= resumed_at}
+    """The paused ex-leader's leader-only writes after it resumed and before it took a
+    new term (``until``: it may lead again, legitimately): none accepted. ``stored``:
+    (instance, client order id, at) of the stored orders of stop exits; ``arrivals``:
+    the stub's order requests."""
+    its_exits = {cid for who, cid, at in stored if who == instance and resumed_at <= at < until}
     reached = [o for o in arrivals if o.client_order_id in its_exits and o.wall >= resumed_at]
     return Check(
         f"paused ex-leader {instance}: writes after SIGCONT",
         not its_exits and not reached,
         f"{len(its_exits)} exit orders stored, {len(reached)} reaching the stub (target 0); "
-        f"{refused} write(s) of its stops refused by the fence",
+        f"{refused} write(s) of its stops refused by the fence; "
+        + ("it never led again" if until == float("inf") else f"until its next term {until:.3f}"),
     )
 
 

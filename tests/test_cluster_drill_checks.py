@@ -136,6 +136,8 @@ def test_a_paused_ex_leader_may_write_nothing_after_it_resumed() -> None:
     verdict = check_paused_writes("drill-2", 10.0, late, reached)
     assert not verdict.passed
     assert "1 exit orders stored, 1 reaching the stub" in verdict.numbers
+    # Elected again at 10.4 s: its exits from then on are a leader's.
+    assert check_paused_writes("drill-2", 10.0, late, reached, until=10.4).passed
 
 
 def at(second: int) -> str:
