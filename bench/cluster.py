@@ -107,7 +107,6 @@ class Drill:
         self.uncovered: dict[str, dict[str, float | None]] = {}
         self.lease_taken: dict[str, float | None] = {}
         self.paused: tuple[str, float] | None = None
-        self.sold_at_fault: list[str] = []
         self.look_gap = 0.0
         """The longest time between two looks at the new leader's stops."""
 
@@ -225,7 +224,6 @@ class Drill:
         self.say(f"{label}: {'SIGSTOP' if pause else 'SIGKILL'} leader {leader.name}")
         self.feed.set_dipping(True)
         self.feed.crash(crash)
-        self.sold_at_fault.extend(crash)
         watched = [s for s in still_held if s not in crash]
         new = self.observe_failover(label, leader, lost_at, before, watched)
         stored = {symbol: peak for _, symbol, peak, _ in stack.stop_rows() if symbol in expected}
