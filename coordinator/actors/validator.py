@@ -267,6 +267,8 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
         """Steps 4 to 10 for one signal. A bug on one signal is that signal's decision,
         not a crash of the Validator (which would meet the same signal again)."""
         self._sending = False
+        if self._partition_lost(message):
+            return
         try:
             self._steps(message)
         except Exception as exc:

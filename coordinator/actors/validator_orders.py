@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from coordinator.actors.validator_waiting import WaitQueue
     from coordinator.clock import Clock
     from coordinator.infra.trader_client import TraderAnswer
+    from coordinator.runtime import Services
 
     _Host = WaitQueue
 else:
@@ -63,6 +64,7 @@ class SendsOrders(_Host):
     _sending: bool
     _submitted: bool
     _order_states: Callable[[], OrderStates]
+    _services: Services
 
     if TYPE_CHECKING:
 
@@ -267,6 +269,26 @@ class SendsOrders(_Host):
             )
         except ChildUnavailable as exc:
             logger.error("ledger did not take a settlement: %s", exc)
+
+    def _partition_lost(self, message: SubmitSignal) -> bool:
+        """Whether a signal read under its symbol partition's lease is no longer this
+        instance's to decide (the lease lapsed or changed hands since: a process paused
+        with signals waiting here, say). It is then left to the partition's owner,
+        which takes its stream entry over; deciding it here, even a rejection, would
+        decide it twice."""
+        ownership = self._services.ownership
+        if message.fence is None or message.exit is not None or ownership is None:
+            return False
+        signal = message.signal
+        if ownership.token(ownership.partition_of(signal.symbol)) == message.fence:
+            return False
+        self._tell_intake(ReleaseSignal(signal_id=signal.signal_id))
+        logger.warning(
+            "%s left to the owner of its symbol's partition: the lease it was read under "
+            "is no longer held here",
+            signal.signal_id,
+        )
+        return True
 
     def _tell_intake(self, message: ReleaseSignal) -> None:
         try:
