@@ -210,6 +210,8 @@ def test_a_takeover_waits_for_a_fenced_transaction_in_flight_then_fences_the_nex
     finish = threading.Event()
 
     def slow_write(cur: Any) -> None:
+        # In flight, not frozen: longer than the fence's own limit on idle time.
+        cur.execute("SET LOCAL idle_in_transaction_session_timeout = '60s'")
         cur.execute(f"INSERT INTO {writes} (what) VALUES ('by a, in flight')")
         in_flight.set()
         assert finish.wait(10)
@@ -265,7 +267,7 @@ def test_a_fenced_transaction_left_open_by_a_paused_holder_does_not_block_a_take
 ):
     """A leader frozen (SIGSTOP) between two statements of a fenced transaction holds the
     lease row FOR SHARE: PostgreSQL ends that idle transaction after
-    5 s, and the takeover goes through."""
+    1 s, and the takeover goes through."""
     a = stores()
     assert a.acquire(lease, "a", now=T0, duration=DURATION).granted
     frozen = psycopg2.connect(postgres.dsn)

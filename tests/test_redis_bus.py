@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 import redis
@@ -51,3 +52,105 @@ def test_a_publisher_retrying_while_redis_is_down_stops_when_told(
 
     assert not publisher.running, "the retry went on after stop: the thread is left behind"
     assert any("not published: stopping" in r.getMessage() for r in caplog.records)
+
+
+class SlowLink:
+    """A TCP relay in front of Redis that passes what Redis sends in small pieces, a
+    little late each: a slow network, on which a message arrives in parts."""
+
+    def __init__(self, target_port: int, piece: int = 2048, delay: float = 0.001) -> None:
+        import socket
+        import threading
+
+        self._target = target_port
+        self._piece = piece
+        self._delay = delay
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen()
+        self.port = self._listener.getsockname()[1]
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self._target))
+            threading.Thread(
+                target=self._pipe, args=(client, server, 65536, 0.0), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._pipe, args=(server, client, self._piece, self._delay), daemon=True
+            ).start()
+
+    def _pipe(self, source: Any, sink: Any, piece: int, delay: float) -> None:
+        try:
+            while not self._closed.is_set():
+                data = source.recv(piece)
+                if not data:
+                    break
+                sink.sendall(data)
+                if delay:
+                    # The slowness of the link itself, not a wait for anything.
+                    self._closed.wait(delay)
+        except OSError:
+            pass
+        finally:
+            source.close()
+            sink.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
+
+
+def test_a_batch_reader_keeps_its_subscription_when_a_message_arrives_in_pieces(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """Draining what has arrived must not read a message whose end is still on its way
+    with no time to wait for it: redis-py then raises a timeout, the subscription is
+    dropped and the messages published while it subscribes again are lost (ticks, in
+    the market feed)."""
+    import threading
+
+    from coordinator.infra.redis_bus import Subscription
+
+    channel = "test:pieces"
+    received: list[bytes] = []
+    drops: list[str | None] = []
+    done = threading.Event()
+    count = 200
+
+    def on_batch(batch: list[tuple[str, bytes, float, float]]) -> None:
+        received.extend(data for _channel, data, _mono, _wall in batch)
+        if len(received) >= count:
+            done.set()
+
+    link = SlowLink(redis_server.port)
+    reader = Subscription(
+        f"redis://:{redis_server.password}@127.0.0.1:{link.port}/0",
+        channels=(channel,),
+        on_batch=on_batch,
+        on_connection=lambda up, error: None if up else drops.append(error),
+        name="test-pieces",
+    ).start()
+    try:
+        wait_for(lambda: reader.connected, message="subscribed")
+        client = redis.Redis.from_url(redis_server.url)
+        # Messages back to back, each longer than a piece of the link: the reader,
+        # draining the first, finds the next one half arrived.
+        body = b"x" * 20_000
+        for n in range(count):
+            client.publish(channel, b"%d:" % n + body)
+        assert done.wait(60), f"{len(received)} of {count} received; drops: {drops}"
+    finally:
+        reader.stop()
+        link.close()
+    assert drops == []
+    assert [m.split(b":", 1)[0] for m in received] == [b"%d" % n for n in range(count)]

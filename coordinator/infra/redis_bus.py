@@ -36,6 +36,17 @@ def _unpack(message: dict) -> tuple[str, bytes]:
     return channel, data
 
 
+_REST_OF_MESSAGE = 5.0
+"""Seconds a message whose first bytes have arrived may take to arrive whole (the
+connection's own socket timeout)."""
+
+
+def _has_more(pubsub: redis.client.PubSub) -> bool:
+    """Whether bytes of another message are already here, without waiting."""
+    connection = pubsub.connection
+    return connection is not None and bool(connection.can_read(timeout=0))
+
+
 class Subscription(RedisReader):
     """A reader thread on channels and patterns. Each message goes to ``on_message``,
     or what has arrived together to ``on_batch`` as (channel, data, monotonic time,
@@ -93,8 +104,11 @@ class Subscription(RedisReader):
                 # What has already arrived goes over in one hand-off: at thousands
                 # of messages a second, one per message costs more than the work.
                 batch = [(*_unpack(message), time.monotonic(), self._clock.time())]
-                while len(batch) < self._max_batch:
-                    more = pubsub.get_message(timeout=0.0)
+                while len(batch) < self._max_batch and _has_more(pubsub):
+                    # Some of the next message is here: wait for the rest of it. With no
+                    # time to wait (timeout=0), redis-py raises on a message that has not
+                    # arrived whole, and the subscription is dropped with what follows.
+                    more = pubsub.get_message(timeout=_REST_OF_MESSAGE)
                     if more is None:
                         break
                     batch.append((*_unpack(more), time.monotonic(), self._clock.time()))

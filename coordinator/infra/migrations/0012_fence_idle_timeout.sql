@@ -2,7 +2,8 @@
 -- waits for it. A holder frozen between two of its statements (SIGSTOP, a VM paused)
 -- would hold the row, and keep every other instance from taking the lease, for as long
 -- as it stays frozen. The fence now limits how long its transaction may sit idle: past
--- 5 s PostgreSQL ends the session, its lock goes, the takeover proceeds, and the frozen
+-- 1 s (under the 1.5 s a lease lasts) PostgreSQL ends the session, its lock goes, the
+-- takeover proceeds when the lease has lapsed, and the frozen
 -- holder finds its connection gone when it resumes (nothing of that transaction is
 -- written). A running holder's transactions are a few statements long, never idle for
 -- anything like that.
@@ -14,7 +15,7 @@ DECLARE
     current_holder     text;
     current_generation bigint;
 BEGIN
-    PERFORM set_config('idle_in_transaction_session_timeout', '5s', true);
+    PERFORM set_config('idle_in_transaction_session_timeout', '1s', true);
     SELECT holder, generation INTO current_holder, current_generation
       FROM coordinator_leases WHERE name = lease_name FOR SHARE;
     IF NOT FOUND THEN
