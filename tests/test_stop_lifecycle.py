@@ -237,3 +237,28 @@ def test_records_round_trip_and_exit_patterns_escape_like_wildcards():
     assert restored.stop == up.stop and restored.life.attempt == 2
     assert restored.life.phase is lc.Phase.AWAITING_ORDER and actions == (lc.ReadOrders(),)
     assert exit_prefixes(["cycle:a_b%"]) == ["exit:cycle:a\\_b\\%:%"]
+
+
+def test_an_exit_found_lost_before_any_price_is_sent_again_at_the_first_fresh_one():
+    """After a failover the new leader restores the old leader's exits in flight and finds
+    them undecided at once (the fence dropped them), before any price has come in: each
+    is sent again on the first fresh price, not after the exit timeout."""
+    life, actions = restore("exiting", 1, 0, now=5.0)
+    assert actions == (lc.LookUpDecision(attempt=1),)
+    life, _ = run(life, lc.PositionsSeen(held=True), now=5.1, price=None)
+    life, actions = run(life, lc.DecisionMissing(attempt=1), now=5.2, price=None)
+    assert actions == () and life.phase is lc.Phase.EXITING
+    # The first tick of the timer with a fresh price, far from the exit timeout.
+    life, actions = run(life, lc.Timer(), now=5.7, price=50.0)
+    assert actions == (lc.SendExit(attempt=1, price=50.0),)
+    assert life.resent
+    # Sent once: the next ticks send nothing more.
+    assert run(life, lc.Timer(), now=6.2, price=50.0)[1] == ()
+
+
+def test_an_exit_found_lost_before_any_price_fails_over_to_a_retry_when_no_longer_hit():
+    life, _ = restore("exiting", 1, 0, now=5.0)
+    life, _ = run(life, lc.PositionsSeen(held=True), now=5.1, price=None)
+    life, _ = run(life, lc.DecisionMissing(attempt=1), now=5.2, price=None)
+    life, actions = run(life, lc.Timer(), now=5.7, price=120.0)
+    assert actions == () and life.phase is lc.Phase.RETRY

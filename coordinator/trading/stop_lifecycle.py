@@ -143,6 +143,9 @@ class Lifecycle:
     """The current exit's decision is being looked up."""
     resent: bool = False
     """The current exit was found lost and sent again under its own id."""
+    resend_on_price: bool = False
+    """The current exit was found lost while no fresh price was known: it is sent again
+    (under its own id) at the first tick with a fresh price, if still hit."""
     missing: int = 0
     """Successful fetches in a row without the holding."""
     seen_at: float | None = None
@@ -250,6 +253,7 @@ def _send(
         waiting_on=None,
         lookup_pending=False,
         resent=False,
+        resend_on_price=False,
         detail=f"exit {attempt} sent: {why} at {price:.8g}",
     ), (SendExit(attempt=attempt, price=price),)
 
@@ -268,7 +272,10 @@ def _on_missing(
         return _failed(life, "no decision in time", now, params)
     if price is None:
         return replace(
-            life, sent_at=now, detail=f"exit {life.attempt} lost; sent again on a fresh price"
+            life,
+            sent_at=now,
+            resend_on_price=True,
+            detail=f"exit {life.attempt} lost; sent again on a fresh price",
         ), ()
     return replace(
         life, sent_at=now, resent=True, detail=f"exit {life.attempt} lost; sent again"
@@ -293,6 +300,11 @@ def _on_timer(
     life: Lifecycle, now: float, price: float | None, hit: bool, params: LifecycleParams
 ) -> tuple[Lifecycle, tuple[Action, ...]]:
     phase = life.phase
+    if phase is Phase.EXITING and life.resend_on_price and price is not None and life.confirmed:
+        # Not left to the exit timeout: after a failover every exit the old leader had
+        # in flight is found lost at once, before any price has come in.
+        life = replace(life, resend_on_price=False, resent=False)
+        return _on_missing(life, now, price, hit, params)
     if phase is Phase.RETRY and life.retry_at is not None and now >= life.retry_at:
         if hit:
             return _begin(life, now, price, "still hit")
