@@ -64,6 +64,7 @@ class MarketFeed(ChildActor):
     def setup(self) -> None:
         services: Services = self.context.services
         self._prices: dict[str, tuple[float, float]] = {}
+        self._forwarded: dict[str, float] = {}
         settings = self.settings
         # A price given to the TrailingStop must meet its own maximum age as well.
         self._book = PriceBook(max_age=settings.price_max_age)
@@ -208,7 +209,12 @@ class MarketFeed(ChildActor):
         )
         previous = self._prices.get(symbol)
         self._prices[symbol] = (price, at)
-        if previous is None or previous[0] != price or at - previous[1] > 1.0:
+        # An unchanged price goes on once a second all the same (counted from the last
+        # one that went, not the last one read: ticks closer than that would never go),
+        # so that a stop still sees a fresh price of a holding whose price stopped moving.
+        forwarded = self._forwarded.get(symbol)
+        if previous is None or previous[0] != price or forwarded is None or at - forwarded >= 1.0:
+            self._forwarded[symbol] = at
             update = PriceUpdated(symbol=symbol, price=price, at=at, received_mono=mono)
             to_stops.append(update)
             name = validator_for(symbol, self._validators)

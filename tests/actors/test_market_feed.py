@@ -103,3 +103,26 @@ def test_a_batch_read_after_the_feed_ended_is_dropped_with_a_warning(
         actor._received(batch)
     dropped = [r for r in caplog.records if "dropped" in r.getMessage()]
     assert [r.levelno for r in dropped] == [logging.WARNING]
+
+
+def test_an_unchanged_price_still_goes_to_the_stops_once_a_second(
+    feed: Solo, publisher: redis.Redis
+) -> None:
+    """A price that stops moving (a crash to a floor, a quiet pair) ticking every half
+    second: the stops must still hear it, or a leader taking over afterwards never has a
+    price for the holding and its stop never fires."""
+    received: list[float] = []
+    for n in range(5):
+        publish(feed, publisher, "ETHUSDC", 50.0)
+        wait_for(lambda n=n: snapshot(feed).read == n + 1, message=f"tick {n + 1} read")
+        received.append(feed.clock.time())
+        feed.clock.advance(0.5)
+    updates = []
+
+    def note(message: PricesUpdated) -> bool:
+        updates.extend(u.at for u in message.updates if u.symbol == "ETHUSDC")
+        return len(updates) >= 3
+
+    feed.told("trailing_stop", PricesUpdated, note)
+    # The first, then one a second: at 0, 1 and 2 s.
+    assert updates[:3] == [received[0], received[2], received[4]]
