@@ -110,7 +110,8 @@ def pipelines(redis_server, postgres, tmp_path, clear_kill_switch) -> Iterator[A
         if wait_active:
             wait_for(
                 lambda: (
-                    requests.get(pipeline.url + "/status", timeout=5).json()["trading_state"]
+                    # A 503 (an actor restarting on a loaded machine) is not yet ACTIVE.
+                    requests.get(pipeline.url + "/status", timeout=5).json().get("trading_state")
                     == "ACTIVE"
                 ),
                 timeout=20,
