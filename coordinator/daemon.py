@@ -17,6 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import bottle
+
 from coordinator.actors.instance_keeper import InstanceKeeper
 from coordinator.actors.leader_elector import LeaderElector
 from coordinator.actors.ledger import Ledger
@@ -37,6 +39,7 @@ from coordinator.errors import CoordinatorError
 from coordinator.http.app import create_app
 from coordinator.http.facade import CoordinatorApi
 from coordinator.http.limits import Limits
+from coordinator.http.published import PublishedAnswers, published_answers, serve_published
 from coordinator.http.server import HttpServer, raise_open_files_limit
 from coordinator.infra.embedded import DataDirLock, EmbeddedPostgres, EmbeddedRedis
 from coordinator.infra.event_codec import event_json
@@ -180,6 +183,9 @@ class Coordinator:
         self.drills = DrillBoard()
         self.services: Services | None = None
         self.http: HttpServer | None = None
+        self.app: bottle.Bottle | None = None
+        """The API's routes, as served (behind the published answers' front)."""
+        self._published: PublishedAnswers | None = None
         self._lock: DataDirLock | None = None
         self._redis: EmbeddedRedis | None = None
         self._postgres: EmbeddedPostgres | None = None
@@ -296,6 +302,7 @@ class Coordinator:
             directory=self.directory,
             drills=self.drills,
         )
+        self._published = published_answers(config.service, self.clock.monotonic)
         app = create_app(
             api,
             api_token=config.service.api_token,
@@ -309,10 +316,12 @@ class Coordinator:
                 max_clients=config.http.rate_limit_clients,
                 max_body=config.http.max_body_bytes,
             ),
+            published=self._published,
         )
+        self.app = app
         raise_open_files_limit()
         self.http = HttpServer(
-            app,
+            app if self._published is None else serve_published(app, self._published),
             host=config.service.host,
             port=config.service.port,
             threads=config.service.http_threads,
@@ -327,6 +336,8 @@ class Coordinator:
             cleanup_interval=config.http.cleanup_interval,
             request_timeout=config.http.request_timeout,
         ).start()
+        if self._published is not None:
+            self._published.start()
         logger.info("coordinator running; API on %s", self.http.url)
 
     def _claim_identity(self, dsn: str, data_dir: Path) -> InstanceRegistry:
@@ -393,6 +404,8 @@ class Coordinator:
         self._stopped.set()
         if self.http is not None:
             self.http.stop()
+        if self._published is not None:
+            self._published.stop()
         if self._readers is not None:
             self._readers.stop()
         if self._supervisor is not None and self._supervisor.is_alive():

@@ -18,6 +18,7 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
 
 from coordinator.errors import CoordinatorError
+from coordinator.http.queue_log import summarize_queue_warnings
 
 __all__ = ["HttpServer", "HttpServerError", "raise_open_files_limit"]
 
@@ -160,6 +161,7 @@ class HttpServer:
             # waitress buffers a body before the app sees it: bound what it keeps.
             "max_request_body_size": max_request_body_size,
         }
+        summarize_queue_warnings(threads)
         try:
             adjustments = Adjustments(**settings)
             # Any: what stop() uses of waitress (effective_port, trigger, the channel
