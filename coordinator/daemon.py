@@ -17,8 +17,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import bottle
-
 from coordinator.actors.instance_keeper import InstanceKeeper
 from coordinator.actors.leader_elector import LeaderElector
 from coordinator.actors.ledger import Ledger
@@ -39,7 +37,7 @@ from coordinator.errors import CoordinatorError
 from coordinator.http.app import create_app
 from coordinator.http.facade import CoordinatorApi
 from coordinator.http.limits import Limits
-from coordinator.http.published import PublishedAnswers, published_answers, serve_published
+from coordinator.http.published import PublishedAnswers, published_answers
 from coordinator.http.server import HttpServer, raise_open_files_limit
 from coordinator.infra.embedded import DataDirLock, EmbeddedPostgres, EmbeddedRedis
 from coordinator.infra.event_codec import event_json
@@ -183,8 +181,6 @@ class Coordinator:
         self.drills = DrillBoard()
         self.services: Services | None = None
         self.http: HttpServer | None = None
-        self.app: bottle.Bottle | None = None
-        """The API's routes, as served (behind the published answers' front)."""
         self._published: PublishedAnswers | None = None
         self._lock: DataDirLock | None = None
         self._redis: EmbeddedRedis | None = None
@@ -318,10 +314,9 @@ class Coordinator:
             ),
             published=self._published,
         )
-        self.app = app
         raise_open_files_limit()
         self.http = HttpServer(
-            app if self._published is None else serve_published(app, self._published),
+            app,
             host=config.service.host,
             port=config.service.port,
             threads=config.service.http_threads,
@@ -335,6 +330,7 @@ class Coordinator:
             connection_limit=config.http.connection_limit,
             cleanup_interval=config.http.cleanup_interval,
             request_timeout=config.http.request_timeout,
+            published=self._published,
         ).start()
         if self._published is not None:
             self._published.start()

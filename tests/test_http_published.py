@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,7 @@ import requests
 from coordinator.clock import ManualClock
 from coordinator.http.asking import ActorUnavailable
 from coordinator.http.endpoints import Endpoints, json_error
-from coordinator.http.published import PublishedAnswers, serve_published
+from coordinator.http.published import PublishedAnswers
 from coordinator.http.queue_log import QUEUE_LOGGER, QueueDepthSummary
 from coordinator.http.server import HttpServer
 from tests.waiting import wait_for
@@ -58,6 +59,7 @@ def published_app(
     )
     endpoint("GET", "/health", published=True)(board.read)
     endpoint("POST", "/command", token=True)(lambda: {"done": True})
+    endpoint("GET", "/other")(lambda: {"other": True})
     return app, answers
 
 
@@ -65,8 +67,7 @@ def published_app(
 def served() -> Iterator[tuple[str, Board, ManualClock, PublishedAnswers]]:
     board, clock = Board(), ManualClock()
     app, answers = published_app(board, clock)
-    server = HttpServer(serve_published(app, answers), host="127.0.0.1", port=0, threads=2)
-    server.start()
+    server = HttpServer(app, host="127.0.0.1", port=0, threads=2, published=answers).start()
     try:
         yield server.url, board, clock, answers
     finally:
@@ -137,16 +138,18 @@ def test_a_failing_production_keeps_the_answer_until_it_expires(served, caplog) 
     assert answers.get("/health") is None
 
 
-def test_the_front_answers_with_the_headers_of_the_app() -> None:
-    """Served by the front or by Bottle, a client sees the same answer."""
+def test_the_listener_answers_with_the_headers_of_the_app() -> None:
+    """Served by the listener itself or by the app on a worker, a client sees the same
+    answer."""
     clock = ManualClock()
     seen = []
     for published in (True, False):
         app, answers = published_app(Board(), clock, published=published)
         if published:
             answers.refresh("/health")
-        server = HttpServer(serve_published(app, answers), host="127.0.0.1", port=0, threads=2)
-        server.start()
+        server = HttpServer(
+            app, host="127.0.0.1", port=0, threads=2, published=answers if published else None
+        ).start()
         try:
             response = get(server.url)
         finally:
@@ -154,6 +157,64 @@ def test_the_front_answers_with_the_headers_of_the_app() -> None:
         headers = {k: v for k, v in response.headers.items() if k not in ("Date",)}
         seen.append((response.status_code, headers, response.content))
     assert seen[0] == seen[1]
+
+
+def raw_answers(port: int, data: bytes, count: int) -> list[tuple[str, bytes]]:
+    """``count`` answers (status line, body) to ``data`` sent at once on one connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        reader = sock.makefile("rb")
+        answers = []
+        for _ in range(count):
+            status = reader.readline().decode().strip()
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode().partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            answers.append((status, reader.read(length)))
+        return answers
+
+
+def test_pipelined_requests_are_answered_in_order(served) -> None:
+    url, _, _, answers = served
+    answers.refresh("/health")
+    port = int(url.rsplit(":", 1)[1])
+    one = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    other = b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    got = raw_answers(port, one + other + one + one, 4)
+
+    assert [status for status, _ in got] == ["HTTP/1.1 200 OK"] * 4
+    assert [body for _, body in got] == [
+        b'{"produced": 1}',
+        b'{"other": true}',
+        b'{"produced": 1}',
+        b'{"produced": 1}',
+    ]
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GET /health HTTP/1.0\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ],
+)
+def test_a_connection_to_close_gets_the_published_answer_and_is_closed(
+    served, request_head
+) -> None:
+    url, board, _, answers = served
+    answers.refresh("/health")
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request_head)
+        received = b""
+        while chunk := sock.recv(65536):  # until the server closes
+            received += chunk
+    assert received.split(b"\r\n", 1)[0].endswith(b"200 OK")
+    assert received.endswith(b'{"produced": 1}')
+    assert board.produced == 1
 
 
 def test_the_thread_publishes_every_interval_and_stops() -> None:

@@ -53,8 +53,8 @@ REAL_DRILL = {"name": "stats", "kind": "hang"}
 
 def routes_installed(pipe: Pipeline) -> set[tuple[str, str]]:
     """(method, path) of every route of the live app, ``<name>`` written ``{name}``."""
-    app = pipe.coordinator.app
-    assert app is not None
+    assert pipe.coordinator.http is not None
+    app = pipe.coordinator.http.app
     return {
         (route.method.upper(), re.sub(r"<([^>:]+)(:[^>]*)?>", r"{\1}", route.rule))
         for route in app.routes

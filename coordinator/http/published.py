@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from http import HTTPStatus
-from typing import Any
 
 from coordinator.config.sections import ServiceConfig
 
@@ -23,7 +21,6 @@ __all__ = [
     "Answer",
     "PublishedAnswers",
     "published_answers",
-    "serve_published",
 ]
 
 logger = logging.getLogger(__name__)
@@ -142,31 +139,3 @@ def published_answers(
         lifetime=settings.snapshot_ttl + ASKS_PER_ANSWER * settings.ask_timeout,
         clock=clock,
     )
-
-
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def serve_published(app: WsgiApp, published: PublishedAnswers) -> WsgiApp:
-    """``app`` behind a front that answers a GET of a published route itself, with the
-    headers the app gives it, and hands everything else (and a published route without
-    a fresh answer) to ``app``. Bottle's routing and the endpoint's checks cost a fifth
-    of a request's time, and none of them applies to these routes (no token, body, rate
-    limit or path parameter)."""
-
-    def front(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") == "GET":
-            answer = published.get(environ.get("PATH_INFO", ""))
-            if answer is not None:
-                status, body = answer
-                headers = [
-                    ("Content-Type", "application/json"),
-                    ("Content-Length", str(len(body))),
-                ]
-                if status == 503:
-                    headers.append(("Retry-After", "1"))
-                start_response(f"{status} {HTTPStatus(status).phrase}", headers)
-                return [body]
-        return app(environ, start_response)
-
-    return front
