@@ -7,12 +7,16 @@ PostgreSQL (durable, fsync on), ``coordinator paper-exchange`` as Trader and Por
     python bench/pipeline.py sustained [--signals 20000] [--rate 0]
     python bench/pipeline.py latency   [--rate 200] [--seconds 20]
     python bench/pipeline.py burst     [--signals 10000]
+    python bench/pipeline.py health    [--signals 8000] [--rounds 2] [--connections 10]
 
 sustained  signals published -> decision stored -> order at the paper exchange;
            target >= 2,000 signals/s
 latency    p99 from intake to the order request leaving at 200 signals/s; target <= 5 ms
 burst      10,000 signals at once: no crash, memory bounded, every signal decided or
            rejected "overloaded", none silently dropped
+health     sustained runs alternately without and with GET /health on 10 keep-alive
+           connections meanwhile (bench/health_load.py): orders/s of each, /health's
+           req/s and p99; targets >= 3,000 req/s, orders/s down by less than 10 %
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.health_load import HealthLoad, LoadResult  # noqa: E402
 from coordinator.infra.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
 from coordinator.infra.store import apply_migrations  # noqa: E402
 
@@ -306,6 +311,101 @@ def burst(args: argparse.Namespace, tmp: Path) -> None:
         stack.stop()
 
 
+def orders_received(stack: Stack) -> int:
+    return requests.get(stack.paper_url + "/_paper/stats", timeout=5).json()["orders_received"]
+
+
+def orders_per_second(
+    stack: Stack, count: int, load: HealthLoad | None
+) -> tuple[float, LoadResult | None, str]:
+    """Publish ``count`` signals as fast as possible and wait for every decision, under
+    ``load`` if given: the orders the paper exchange received per second, the load's
+    result, and the refusals by reason."""
+    bodies = payloads(count)
+    ids = [i for i, _ in bodies]
+    before = orders_received(stack)
+    if load is not None:
+        load.start()
+    started = time.perf_counter()
+    publish(stack, bodies, 0)
+    # One connection for all the polls: a new one each tenth of a second (wait_decided)
+    # costs PostgreSQL a process start, on the cores being measured.
+    with psycopg2.connect(stack.postgres.dsn) as conn, conn.cursor() as cur:
+        deadline = time.monotonic() + 600
+        while True:
+            cur.execute(
+                "SELECT count(*) FROM coordinator_decisions WHERE signal_id = ANY(%s)", (ids,)
+            )
+            decided = cur.fetchone()[0]
+            conn.rollback()  # each poll sees what was committed since the last
+            if decided >= len(ids):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"not all of {len(ids)} signals decided in 600 s")
+            time.sleep(0.1)
+    finished = time.perf_counter()
+    result = load.stop() if load is not None else None
+    refused = stack.rows(
+        "SELECT reason, count(*) FROM coordinator_decisions"
+        " WHERE signal_id = ANY(%s) AND reason IS NOT NULL GROUP BY 1 ORDER BY 2 DESC",
+        (ids,),
+    )
+    why = ", ".join(f"{reason} {n}" for reason, n in refused) or "none"
+    return (orders_received(stack) - before) / (finished - started), result, why
+
+
+def health(args: argparse.Namespace, tmp: Path) -> None:
+    # Whole rounds of BUY then SELL over every symbol: each run starts with nothing held.
+    count = max(2, args.signals // (2 * len(SYMBOLS))) * 2 * len(SYMBOLS)
+    stack = Stack(
+        tmp,
+        {
+            "MAX_PENDING_SIGNALS": str(count),
+            # A run's signals are all published at once: a Validator's Ping waits behind
+            # its share of them, longer than the default 15 s on a slow or busy machine,
+            # and a Validator replaced for it is no measure of throughput.
+            "SUPERVISOR_LIVENESS_TIMEOUT": "600",
+        },
+    )
+    try:
+        orders_per_second(stack, 2 * len(SYMBOLS) * 5, None)  # warm up
+        quiet: list[float] = []
+        loaded: list[float] = []
+        loads: list[LoadResult] = []
+        # MAX_ORDERS_PER_MINUTE is at most 10,000 BUYs: a run starts a minute (--pause)
+        # after the one before it started, so that no minute holds more than two runs'.
+        last_start = time.monotonic()
+        for round_ in range(args.rounds):
+            for under_load in (False, True):
+                time.sleep(max(0.0, last_start + args.pause - time.monotonic()))
+                last_start = time.monotonic()
+                load = HealthLoad(stack.port, connections=args.connections) if under_load else None
+                rate, result, why = orders_per_second(stack, count, load)
+                (loaded if under_load else quiet).append(rate)
+                if result is not None:
+                    loads.append(result)
+                print(
+                    f"round {round_ + 1}, {'with' if under_load else 'without'} /health load: "
+                    f"{rate:,.0f} orders/s; refused: {why}",
+                    flush=True,
+                )
+        requests_total = sum(r.requests for r in loads)
+        seconds = sum(r.seconds for r in loads)
+        change = (sum(loaded) / len(loaded)) / (sum(quiet) / len(quiet)) - 1
+        print(f"{args.rounds} rounds of {count} signals each way; Trader: the paper exchange")
+        print("orders/s without /health load: " + ", ".join(f"{r:,.0f}" for r in quiet))
+        print("orders/s with /health load:    " + ", ".join(f"{r:,.0f}" for r in loaded))
+        print(f"orders/s change under load: {change:+.1%}   (target: a drop under 10 %)")
+        print(
+            f"GET /health during the runs, {args.connections} keep-alive connections: "
+            f"{requests_total / seconds:,.0f} req/s, p99 "
+            + ", ".join(f"{r.p99_ms:.1f}" for r in loads)
+            + f" ms, {sum(r.failures for r in loads)} failures   (target >= 3,000 req/s)"
+        )
+    finally:
+        stack.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -319,9 +419,17 @@ def main() -> None:
     two.add_argument("--seconds", type=float, default=20.0)
     three = commands.add_parser("burst")
     three.add_argument("--signals", type=int, default=10_000)
+    four = commands.add_parser("health")
+    four.add_argument("--signals", type=int, default=8_000)
+    four.add_argument("--rounds", type=int, default=2)
+    four.add_argument("--connections", type=int, default=10)
+    four.add_argument(
+        "--pause", type=float, default=61.0, help="seconds from a run's start to the next's"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        {"sustained": sustained, "latency": latency, "burst": burst}[args.command](args, Path(tmp))
+        commands = {"sustained": sustained, "latency": latency, "burst": burst, "health": health}
+        commands[args.command](args, Path(tmp))
 
 
 if __name__ == "__main__":

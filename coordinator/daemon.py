@@ -41,6 +41,7 @@ from coordinator.errors import CoordinatorError
 from coordinator.http.app import create_app
 from coordinator.http.facade import CoordinatorApi
 from coordinator.http.limits import Limits
+from coordinator.http.published import PublishedAnswers, published_answers
 from coordinator.http.server import HttpServer, raise_open_files_limit
 from coordinator.infra.embedded import DataDirLock, EmbeddedPostgres, EmbeddedRedis
 from coordinator.infra.event_codec import event_json
@@ -217,6 +218,7 @@ class Coordinator:
         self.drills = DrillBoard()
         self.services: Services | None = None
         self.http: HttpServer | None = None
+        self._published: PublishedAnswers | None = None
         self._lock: DataDirLock | None = None
         self._redis: EmbeddedRedis | None = None
         self._postgres: EmbeddedPostgres | None = None
@@ -351,6 +353,7 @@ class Coordinator:
             directory=self.directory,
             drills=self.drills,
         )
+        self._published = published_answers(config.service, self.clock.monotonic)
         app = create_app(
             api,
             api_token=config.service.api_token,
@@ -364,6 +367,7 @@ class Coordinator:
                 max_clients=config.http.rate_limit_clients,
                 max_body=config.http.max_body_bytes,
             ),
+            published=self._published,
         )
         raise_open_files_limit()
         self.http = HttpServer(
@@ -381,7 +385,10 @@ class Coordinator:
             connection_limit=config.http.connection_limit,
             cleanup_interval=config.http.cleanup_interval,
             request_timeout=config.http.request_timeout,
+            published=self._published,
         ).start()
+        if self._published is not None:
+            self._published.start()
         logger.info("coordinator running; API on %s", self.http.url)
 
     def _claim_identity(self, dsn: str, data_dir: Path) -> InstanceRegistry:
@@ -448,6 +455,8 @@ class Coordinator:
         self._stopped.set()
         if self.http is not None:
             self.http.stop()
+        if self._published is not None:
+            self._published.stop()
         if self._readers is not None:
             self._readers.stop()
         if self._supervisor is not None and self._supervisor.is_alive():

@@ -269,6 +269,39 @@ def test_an_actor_that_does_not_answer_gives_503_naming_it(start_coordinator):
     assert any("service_health" in problem for problem in health["problems"])
 
 
+def test_published_health_and_status_show_a_command_at_once(start_coordinator):
+    _, base = start_coordinator(HTTP_SNAPSHOT_TTL="0.2")
+    wait_healthy(base)
+
+    requests.post(base + "/trading/halt", json={"reason": "x"}, headers=AUTH, timeout=5)
+
+    assert get(base, "/health").json()["kill_switch"]["halted"] is True
+    assert get(base, "/status").json()["trading_state"] == "HALTED"
+
+
+def test_published_health_names_an_actor_that_does_not_answer(start_coordinator):
+    """Produced off the request path, /health still shows a hung actor, within its
+    staleness (HTTP_SNAPSHOT_TTL + 2 x HTTP_ASK_TIMEOUT)."""
+    _, base = start_coordinator(SUPERVISOR_LIVENESS_TIMEOUT="30", HTTP_SNAPSHOT_TTL="0.2")
+    wait_healthy(base)
+    requests.post(base + "/drills/actors/service_health/hang?seconds=4", headers=AUTH, timeout=5)
+
+    health = wait_for(
+        lambda: (h := get(base, "/health").json())["status"] == "degraded" and h,
+        timeout=3,
+        message="/health degraded",
+    )
+    assert any("service_health" in problem for problem in health["problems"])
+    # A Response of a 503 is falsy: wait for it in a list.
+    [status] = wait_for(
+        lambda: (r := get(base, "/status")).status_code == 503 and [r],
+        timeout=3,
+        message="/status 503",
+    )
+    assert status.json()["actor"] == "service_health"
+    assert status.headers["Retry-After"] == "1"
+
+
 def test_escalated_tree_is_unhealthy(start_coordinator):
     coordinator, base = start_coordinator(SUPERVISOR_MAX_RESTARTS="0")
     requests.post(base + "/drills/actors/service_health/crash", headers=AUTH, timeout=5)

@@ -94,7 +94,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("LOG_LEVEL", "service", "log_level", LogLevel(), "info", "log level (RootTrading's variable; per-message lines stay off below INFO unless COORDINATOR_LOG_LEVEL asks)"),
     _s("COORDINATOR_LOG_LEVEL", "service", "coordinator_log_level", LogLevel(), None, "log level of this service, wins over LOG_LEVEL; debug also turns on the per-message lines (each signal, each tick)"),
     _s("LOG_FORMAT", "service", "log_format", Choice(("auto", "json", "text", "kv")), "auto", "auto: text lines when stderr is a terminal, JSON lines otherwise; json, text (for people) or kv (key=value lines)"),
-    _s("HTTP_THREADS", "service", "http_threads", Integer(1, 64), 8, "waitress worker threads"),
+    _s("HTTP_THREADS", "service", "http_threads", Integer(1, 64), 16, "waitress worker threads (published /health and /status need none); more connections busy at once than this wait in a queue, counted in one log line a minute"),
     _s(
         "HTTP_ASK_TIMEOUT",
         "service",
@@ -103,7 +103,7 @@ SETTINGS: tuple[Setting, ...] = (
         0.5,
         "how long a route waits for an actor before answering 503",
     ),
-    _s("HTTP_SNAPSHOT_TTL", "service", "snapshot_ttl", Number(minimum=0, maximum=5, unit="seconds"), 0.25, "how long read-only routes reuse an answer; 0: never"),
+    _s("HTTP_SNAPSHOT_TTL", "service", "snapshot_ttl", Number(minimum=0, maximum=5, unit="seconds"), 0.25, "how long read-only routes reuse an answer, and how often /health and /status are produced off the request path; 0: never (each request produces its answer)"),
     # http: what one client may ask of the API, and what the server holds open
     _s("HTTP_RATE_LIMIT_MUTATING", "http", "rate_limit_mutating", RateLimit(), "10/s burst 20", "commands (routes with the token, but POST /signals) per client address; over it 429 with Retry-After; off: no limit"),
     _s("HTTP_RATE_LIMIT_SIGNALS", "http", "rate_limit_signals", RateLimit(), "200/s burst 400", "POST /signals per client address; over it 429 with Retry-After; off: no limit"),

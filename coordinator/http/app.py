@@ -23,6 +23,7 @@ from coordinator.http import (
 from coordinator.http.endpoints import Endpoints, json_error
 from coordinator.http.facade import CoordinatorApi
 from coordinator.http.limits import Limits
+from coordinator.http.published import PublishedAnswers
 from coordinator.trading.signals import MAX_PAYLOAD_BYTES
 
 __all__ = ["create_app"]
@@ -37,7 +38,10 @@ def create_app(
     clock: Callable[[], float] = time.monotonic,
     max_signal_bytes: int = MAX_PAYLOAD_BYTES,
     limits: Limits | None = None,
+    published: PublishedAnswers | None = None,
 ) -> bottle.Bottle:
+    """``published``: where /health and /status are produced off the request path;
+    without it they are produced by the requests, reused for ``snapshot_ttl``."""
     app = bottle.Bottle(catchall=True, autojson=True)
     app.default_error_handler = json_error
     endpoint = Endpoints(
@@ -47,6 +51,7 @@ def create_app(
         clock=clock,
         audit=api.record_audit,
         limits=limits,
+        published=published,
     )
 
     routes_dashboard.install(endpoint)

@@ -20,6 +20,7 @@ from bottle import HTTPError, HTTPResponse, request, response
 from coordinator.http.asking import ActorUnavailable
 from coordinator.http.audit import call_fields
 from coordinator.http.limits import Limits, RateClass, RateLimits, body_of, read_body
+from coordinator.http.published import PublishedAnswers
 
 __all__ = [
     "AnswerCache",
@@ -114,6 +115,7 @@ class Endpoints:
         clock: Callable[[], float],
         audit: Audit | None = None,
         limits: Limits | None = None,
+        published: PublishedAnswers | None = None,
     ) -> None:
         self.app = app
         self._token = api_token
@@ -121,6 +123,7 @@ class Endpoints:
         self._audit = audit
         self._limits = limits or Limits()
         self._rates = RateLimits(self._limits, clock)
+        self._published = published
 
     def __call__(
         self,
@@ -133,6 +136,7 @@ class Endpoints:
         rate: RateClass | None = None,
         max_body: int | None = None,
         keeps_oversize: bool = False,
+        published: bool = False,
     ) -> Callable[[Route], Route]:
         """``token``: a command, bearer token required, and every cached answer dropped
         after it. ``cached``: a read reused for the snapshot TTL, a 503 included.
@@ -141,8 +145,11 @@ class Endpoints:
         every route otherwise); ``keeps_oversize``: a body over it still reaches the
         route, cut one byte past the limit, for the route to record and refuse.
         ``audited`` (default: ``token``): every call past the limits, refusals included,
-        goes to the audit trail with its answer."""
+        goes to the audit trail with its answer. ``published``: a read of no parameter
+        whose answer is produced off the request path (see PublishedAnswers), when the
+        endpoints have a publisher; as ``cached`` otherwise."""
         rate_class = rate if rate is not None else RateClass.MUTATING if token else None
+        cached = cached or published
         body_limit = self._limits.max_body if max_body is None else max_body
 
         def decorate(route: Route) -> Route:
@@ -162,6 +169,8 @@ class Endpoints:
                 return self._command(rule, cached, call)
 
             self.app.route(rule, method, handle)
+            if published and self._published is not None:
+                self._published.add(rule, lambda: _render(route))
             return route
 
         return decorate
@@ -172,6 +181,8 @@ class Endpoints:
             return self._answer(rule, cached, produce)
         finally:
             self._answers.clear()
+            if self._published is not None:
+                self._published.invalidate()
 
     def _audited(self, rule: str, cached: bool, produce: Callable[[], Any]) -> Any:
         """Answer, then record the call with its answer: a refusal (a wrong token, a bad
@@ -239,7 +250,8 @@ class Endpoints:
                 return produce()
             except ActorUnavailable as exc:
                 raise unavailable(str(exc), actor=exc.actor) from None
-        status, body = self._answers.get(key, lambda: _render(produce))
+        published = None if self._published is None else self._published.get(key)
+        status, body = published or self._answers.get(key, lambda: _render(produce))
         response.status = status
         response.content_type = "application/json"
         if status == 503:

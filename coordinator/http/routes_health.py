@@ -11,11 +11,11 @@ __all__ = ["install"]
 
 
 def install(endpoint: Endpoints, api: CoordinatorApi) -> None:
-    @endpoint("GET", "/health", cached=True)
+    @endpoint("GET", "/health", published=True)
     def health() -> tuple[int, dict[str, Any]]:
         return api.health()
 
-    @endpoint("GET", "/status", cached=True)
+    @endpoint("GET", "/status", published=True)
     def status() -> dict[str, Any]:
         return api.status()
 

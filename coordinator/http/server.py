@@ -7,17 +7,21 @@ import logging
 import resource
 import threading
 import time
+from http import HTTPStatus
 from typing import Any, cast
 
 import waitress
 import waitress.server
 from waitress import wasyncore
 from waitress.adjustments import Adjustments
-from waitress.channel import HTTPChannel
+from waitress.channel import ClientDisconnected, HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
+from waitress.utilities import build_http_date
 
 from coordinator.errors import CoordinatorError
+from coordinator.http.published import PublishedAnswers
+from coordinator.http.queue_log import summarize_queue_warnings
 
 __all__ = ["HttpServer", "HttpServerError", "raise_open_files_limit"]
 
@@ -100,6 +104,14 @@ class _Listener(TcpWSGIServer):
     channel_class = _Channel
     request_timeout: float = 30.0
     """Seconds a request may take to arrive whole, however steadily it trickles in."""
+    published: PublishedAnswers | None = None
+    """Answers the listener serves itself, without a worker thread."""
+
+    def add_task(self, task: Any) -> None:
+        # Called with the channel's requests lock held, when its first request is whole
+        # (on the loop's thread) or the one before it is answered (on a worker's).
+        if self.published is None or not _answer_published(task, self.published, self.adj):
+            super().add_task(task)
 
     def maintenance(self, now: float) -> None:
         # waitress closes a connection idle for channel_timeout; one that sends a byte
@@ -126,6 +138,60 @@ class _Listener(TcpWSGIServer):
                 return
 
 
+def _answer_published(channel: Any, published: PublishedAnswers, adj: Adjustments) -> bool:
+    """Answer at once the channel's waiting requests that are plain keep-alive GETs of a
+    published answer; whether none is left for a worker.
+
+    A worker costs two handovers between threads per request (the loop to the worker,
+    the worker back to the loop), each a wait for the GIL that the actors of the order
+    path hold most of the time under load: a published answer is bytes ready to send,
+    written where it is read. Anything else (HTTP/1.0, a connection to close, a body
+    expected, an answer not fresh, a client not reading what it was sent) goes the
+    usual way.
+    """
+    requests = channel.requests
+    while requests:
+        request = requests[0]
+        if (
+            request.error is not None
+            or request.command != "GET"
+            or request.version != "1.1"
+            or "close" in request.headers.get("CONNECTION", "").lower()
+            or request.expect_continue
+            or request.headers.get("CONTENT_LENGTH", "0") != "0"
+            or request.headers.get("TRANSFER_ENCODING")
+        ):
+            return False
+        answer = published.get(request.path)
+        if answer is None:
+            return False
+        status, body = answer
+        head = (
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Date: {build_http_date(int(time.time()))}\r\n"
+            + ("Retry-After: 1\r\n" if status == 503 else "")
+            + f"Server: {adj.ident}\r\n\r\n"
+        ).encode("latin-1")
+        # write_soon would wait, on the loop's own thread, for the loop to drain it.
+        if channel.total_outbufs_len + len(head) + len(body) > adj.outbuf_high_watermark:
+            return False
+        try:
+            channel.write_soon(head + body)
+        except ClientDisconnected:
+            # As a worker would: the connection closes, what it still asked is dropped.
+            channel.close_when_flushed = True
+            for waiting in requests:
+                waiting.close()
+            requests.clear()
+            return True
+        request.close()
+        requests.pop(0)
+        channel.last_activity = time.time()
+    return True
+
+
 class HttpServerError(CoordinatorError):
     """The server could not listen; the message names the address."""
 
@@ -143,7 +209,10 @@ class HttpServer:
         connection_limit: int = 2000,
         cleanup_interval: int = 10,
         request_timeout: float = 30.0,
+        published: PublishedAnswers | None = None,
     ) -> None:
+        """``published``: answers to serve from the listener's own loop, not a worker
+        (with a single listener; several addresses are served the usual way)."""
         settings: dict[str, Any] = {
             "host": host,
             "port": port,
@@ -160,6 +229,7 @@ class HttpServer:
             # waitress buffers a body before the app sees it: bound what it keeps.
             "max_request_body_size": max_request_body_size,
         }
+        summarize_queue_warnings(threads)
         try:
             adjustments = Adjustments(**settings)
             # Any: what stop() uses of waitress (effective_port, trigger, the channel
@@ -172,6 +242,7 @@ class HttpServer:
                 else waitress.server.create_server(app, **settings),
             )
             self._server.request_timeout = request_timeout
+            self._server.published = published
         except OSError as exc:
             raise HttpServerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         self.app = app
