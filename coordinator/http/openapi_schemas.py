@@ -7,40 +7,23 @@ document, but not drop or retype one."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from coordinator.http.openapi_types import (
+    BOOLEAN,
+    COUNTS,
+    INTEGER,
+    NUMBER,
+    OBJECT,
+    STRING,
+    STRINGS,
+    TIME,
+    Schema,
+    nullable,
+    obj,
+    ref,
+)
 from coordinator.http.routes_universe import MAX_BLACKLIST_TTL
 
 __all__ = ["SCHEMAS", "nullable", "obj", "ref"]
-
-Schema = dict[str, Any]
-
-STRING: Schema = {"type": "string"}
-INTEGER: Schema = {"type": "integer"}
-NUMBER: Schema = {"type": "number"}
-BOOLEAN: Schema = {"type": "boolean"}
-OBJECT: Schema = {"type": "object"}
-TIME: Schema = {"type": "string", "description": "UTC time, ISO 8601"}
-STRINGS: Schema = {"type": "array", "items": STRING}
-COUNTS: Schema = {"type": "object", "additionalProperties": INTEGER}
-
-
-def ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def nullable(schema: Schema) -> Schema:
-    """``schema`` or null."""
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def obj(properties: dict[str, Schema], *, required: tuple[str, ...] | None = None) -> Schema:
-    """An object with ``properties``, all required unless ``required`` says which."""
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": sorted(properties if required is None else required),
-    }
 
 
 def _list(name: str, items: Schema) -> Schema:
@@ -133,6 +116,15 @@ _INSTANCES = {
     "(one of several sharing Redis and PostgreSQL; the leader lease says who leads)",
 }
 
+_INTS: Schema = {"type": "array", "items": INTEGER}
+_PARTITIONS: Schema = nullable(
+    obj({"count": INTEGER, "held": _INTS, "leaving": _INTS, "members": STRINGS})
+)
+_PARTITIONS["description"] = (
+    "cluster mode: the symbol partitions held here (their signals are decided here), those "
+    "being handed over, the cluster's members; null in single mode or no keeper answer"
+)
+
 _STATUS = obj(
     {
         "running": BOOLEAN,
@@ -152,21 +144,7 @@ _STATUS = obj(
             "description": "whether this instance holds the leader lease (follower when "
             "its elector does not answer)",
         },
-        "partitions": {
-            **nullable(
-                obj(
-                    {
-                        "count": INTEGER,
-                        "held": {"type": "array", "items": INTEGER},
-                        "leaving": {"type": "array", "items": INTEGER},
-                        "members": STRINGS,
-                    }
-                )
-            ),
-            "description": "cluster mode: the symbol partitions this instance holds (its "
-            "signals are decided here), those it is handing over, and the cluster's live "
-            "members; null in single mode or when its keeper does not answer",
-        },
+        "partitions": _PARTITIONS,
         "kill_switch": ref("KillSwitch"),
         "dependencies": {"type": "object", "additionalProperties": OBJECT},
     }

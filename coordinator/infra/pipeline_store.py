@@ -205,9 +205,8 @@ class PipelineStore(OwnConnectionStore):
     ) -> int:
         """Orders still pending or sent made unknown: this process's ``instance``'s (and
         those naming none) created ``before`` a time (its start: an earlier life's), and
-        those of any other instance that is not live (stopped, or no heartbeat for
-        ``liveness`` seconds: INSTANCE_LIVENESS, 5 s by default). With a ``fence``, only
-        while that lease is held."""
+        those of any other instance not live (stopped, or silent for ``liveness`` s,
+        INSTANCE_LIVENESS). With a ``fence``, only while that lease is held."""
 
         def work(cur: Any) -> int:
             cur.execute(
