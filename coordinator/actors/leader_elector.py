@@ -26,9 +26,7 @@ from coordinator.cluster.lease import (
     Belief,
     Contender,
     Failed,
-    Granted,
     LossReason,
-    Refused,
     Request,
     Role,
     StartedLeading,
@@ -150,17 +148,7 @@ class LeaderElector(ChildActor):
                 result = self._store.renew(
                     self._lease, self._holder, request.generation, now=wall, duration=duration
                 )
-            row = result.row
-            if result.granted and row is not None:
-                return LeaseAnswered(answer=Granted(request.number, row.generation))
-            return LeaseAnswered(
-                answer=Refused(
-                    request.number,
-                    row.holder if row else None,
-                    row.generation if row else None,
-                    row.remaining(wall) if row else 0.0,
-                )
-            )
+            return LeaseAnswered(answer=result.answer(request.number, wall))
 
         def failed(exc: Exception) -> LeaseAnswered:
             return LeaseAnswered(answer=Failed(request.number), error=first_line(exc))

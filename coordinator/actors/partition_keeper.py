@@ -28,9 +28,7 @@ from coordinator.cluster.lease import (
     Ask,
     Contender,
     Failed,
-    Granted,
     LeaseTimings,
-    Refused,
     Request,
     StartedLeading,
     Step,
@@ -262,15 +260,7 @@ class PartitionKeeper(ChildActor):
             result = self._store.renew(
                 name, self._holder, request.generation, now=wall, duration=duration
             )
-        row = result.row
-        if result.granted and row is not None:
-            return Granted(request.number, row.generation)
-        return Refused(
-            request.number,
-            row.holder if row else None,
-            row.generation if row else None,
-            row.remaining(wall) if row else 0.0,
-        )
+        return result.answer(request.number, wall)
 
     def _answered(self, message: PartitionLeasesAnswered) -> None:
         self._awaiting = False

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import psycopg2
 
 from coordinator.cluster.fencing import LeaseLost, LeaseToken
+from coordinator.cluster.lease import Granted, Refused
 from coordinator.infra.store import OwnConnectionStore, StoreError, first_line
 
 __all__ = [
@@ -118,6 +119,18 @@ class LeaseAnswer:
     """Whether the lease is ours now."""
     row: LeaseRow | None
     """The row after the call: ours when granted, else the holder's (None: no row)."""
+
+    def answer(self, number: int, wall: float) -> Granted | Refused:
+        """As the contender takes it, for its request ``number`` sent at ``wall``."""
+        row = self.row
+        if self.granted and row is not None:
+            return Granted(number, row.generation)
+        return Refused(
+            number,
+            row.holder if row else None,
+            row.generation if row else None,
+            row.remaining(wall) if row else 0.0,
+        )
 
 
 def _row(name: str, values: Any) -> LeaseRow | None:

@@ -92,7 +92,8 @@ def cluster(
         leases.close()
 
 
-def submit(validator: Solo, fence: LeaseToken) -> Signal:
+def submit(validator: Solo, fence: LeaseToken | None) -> Signal:
+    """A fresh ETHUSDC signal read under ``fence`` (None: not read from a partition)."""
     signal = make_signal(validator, "ETHUSDC")
     validator.tell(
         SubmitSignal(
@@ -132,15 +133,7 @@ def test_a_signal_whose_lease_lapsed_here_is_left_to_the_owner(cluster) -> None:
     released = validator.told("signal_intake", ReleaseSignal)
     assert released.signal_id == stale.signal_id
     assert sum(cluster["paper"].fills_by_client_id.values()) == 0
-    after = make_signal(validator, "ETHUSDC")
-    validator.tell(
-        SubmitSignal(
-            signal=after,
-            source="http",
-            received_at=validator.clock.time(),
-            received_mono=validator.clock.monotonic(),
-        )
-    )
+    after = submit(validator, None)
     assert decisions_until(validator, after)[0] == after.signal_id
 
 
@@ -159,13 +152,5 @@ def test_a_signal_whose_lease_was_taken_over_is_refused_by_the_fence(cluster) ->
     assert sum(cluster["paper"].fills_by_client_id.values()) == 0
     # Nothing decided for it: the next decision told to the store is another signal's.
     cluster["clock"].advance(LEASE_S + 0.1)
-    after = make_signal(validator, "ETHUSDC")
-    validator.tell(
-        SubmitSignal(
-            signal=after,
-            source="http",
-            received_at=validator.clock.time(),
-            received_mono=validator.clock.monotonic(),
-        )
-    )
+    after = submit(validator, None)
     assert decisions_until(validator, after)[0] == after.signal_id
