@@ -94,6 +94,7 @@ def redis_path(args: argparse.Namespace, tmp: Path) -> None:
         # The Trader is another service on another machine; here it shares the two cores,
         # so it does not also parse the 5,000 ticks a second (it fills at the order's
         # reference price, the crossing tick's).
+        paper=True,
         paper_args=("--no-market-data",),
     )
     try:

@@ -58,6 +58,7 @@ from coordinator.supervisor.child import (
 from coordinator.supervisor.directory import Directory
 from coordinator.supervisor.policy import BackoffPolicy, RestartIntensity, wants_restart
 from coordinator.supervisor.spec import ChildSpec, Strategy
+from coordinator.supervisor.thread_labels import ThreadLabels
 from coordinator.supervisor.ticker import Alarm, Ticker
 
 __all__ = ["ChildState", "Supervisor", "TreeOutcome", "TreeState"]
@@ -100,6 +101,7 @@ class Supervisor(_Liveness, pykka.ThreadingActor):
         self._rand = rand
         self._state = TreeState.STARTING
         self._ticker: Ticker | None = None
+        self._thread_labels = ThreadLabels()
         for child in self._children:
             directory.register(child.spec.name, child.spec.actor_class.subscriptions)
 
@@ -193,6 +195,7 @@ class Supervisor(_Liveness, pykka.ThreadingActor):
                     self._advance()
             case LivenessTick():
                 self._check_liveness()
+                self._thread_labels.label()
             case StopTree(reason=reason):
                 if self._state in (TreeState.STARTING, TreeState.RUNNING):
                     logger.info("stopping the tree: %s", reason)
