@@ -22,7 +22,7 @@ from coordinator.cluster.fencing import LeaseToken
 from coordinator.infra.intent_batch import ClaimGroup, PendingClaim
 from coordinator.infra.journal import Journal
 from coordinator.infra.lease_store import FENCE_SQLSTATE
-from coordinator.infra.pipeline_store import _ORDER_TEMPLATE, _order_row
+from coordinator.infra.pipeline_rows import INSERT_INTENTS, ORDER_TEMPLATE, order_row
 from coordinator.infra.records import RecordKind
 from coordinator.infra.store import StoreError, connect, first_line
 
@@ -304,12 +304,9 @@ class IntentClaims:
                     raise
             rows = psycopg2.extras.execute_values(
                 cur,
-                """INSERT INTO coordinator_orders (client_order_id, signal_id, symbol, side,
-                       quantity, reference_price, state, trader_order_id, error, created_at,
-                       updated_at)
-                   VALUES %s ON CONFLICT DO NOTHING RETURNING client_order_id""",
-                [_order_row(p.record) for p in batch],
-                template=_ORDER_TEMPLATE,
+                INSERT_INTENTS,
+                [order_row(p.record) for p in batch],
+                template=ORDER_TEMPLATE,
                 page_size=len(batch),
                 fetch=True,
             )
