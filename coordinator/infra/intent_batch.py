@@ -71,6 +71,9 @@ class ClaimGroup:
         self._wait = wait
         self._max_batch = max_batch
         self._lock = threading.Lock()
+        self._joined = threading.Condition(self._lock)
+        self._gather_until = 0
+        """While a leader waits for companions: the queue length that ends its wait."""
         self._queue: list[PendingClaim] = []
         self._leading = False
         self._last_size = 0
@@ -96,6 +99,8 @@ class ClaimGroup:
             self._queue.append(pending)
             lead = not self._leading
             self._leading = True
+            if self._gather_until and len(self._queue) >= self._gather_until:
+                self._joined.notify()
         if not lead:
             pending.wake.acquire()
             if pending.done:
@@ -107,9 +112,7 @@ class ClaimGroup:
         """Commit one batch; hand the lead over once this thread's claim is answered
         (it may have waited in the queue: a second claim of an id in flight)."""
         if self._wait > 0 and self._last_size > 1:
-            # Claims came in together last time: give the others a moment to join.
-            # Real time, not the injected clock: a fraction of a millisecond of batching.
-            time.sleep(self._wait)
+            self._gather()
         batch = self._take()
         try:
             self._execute(batch)
@@ -135,6 +138,22 @@ class ClaimGroup:
                     pending.wake.release()
             if successor is not None:
                 successor.wake.release()
+
+    def _gather(self) -> None:
+        """Claims came in together last time: give the others a moment to join, until
+        as many are here as then (likely every Validator with an order), at most
+        ``wait``. Real time, not the injected clock: a fraction of a millisecond."""
+        deadline = time.monotonic() + self._wait
+        with self._lock:
+            self._gather_until = min(self._last_size, self._max_batch)
+            try:
+                while len(self._queue) < self._gather_until:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._joined.wait(left)
+            finally:
+                self._gather_until = 0
 
     def _take(self) -> list[PendingClaim]:
         """The queued claims, first come first, one per client order id (a second claim
