@@ -86,6 +86,22 @@ INSERT_INTENTS = """INSERT INTO coordinator_orders (client_order_id, signal_id, 
 now, each row on its own (one that exists is left as it is)."""
 
 
+def _text(value: str | None) -> str | None:
+    # Most text is plain ASCII: nothing to clean, and checked at C speed.
+    if value is None or (value.isascii() and "\x00" not in value):
+        return value
+    return clean_text(value)
+
+
+def _checks(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        c
+        if isinstance(detail := c.get("detail"), str) and _text(detail) is detail
+        else {**c, "detail": clean_text(str(c.get("detail", "")))}
+        for c in checks
+    ]
+
+
 def json_rows(rows: list[dict[str, Any]]) -> str:
     # NaN and infinities are no JSON: refused here (a RecordError), the batch split.
     return json.dumps(rows, allow_nan=False, separators=(",", ":"))
@@ -101,10 +117,10 @@ def signal_row(r: dict[str, Any]) -> dict[str, Any]:
         "side": r.get("side"),
         "price": r.get("price"),
         "signal_at": r.get("signal_at"),
-        "strategy": clean_text(r.get("strategy")),
+        "strategy": _text(r.get("strategy")),
         "db_id": r.get("db_id"),
         "stream_id": r.get("stream_id"),
-        "payload": clean_text(r["payload"]),
+        "payload": _text(r["payload"]),
     }
 
 
@@ -118,7 +134,7 @@ def order_json_row(r: dict[str, Any]) -> dict[str, Any]:
         "reference_price": r.get("reference_price"),
         "state": r["state"],
         "trader_order_id": r.get("trader_order_id"),
-        "error": clean_text(r.get("error")),
+        "error": _text(r.get("error")),
         "at": r["at"],
     }
 
@@ -130,8 +146,8 @@ def decision_row(r: dict[str, Any]) -> dict[str, Any]:
         "side": r.get("side"),
         "outcome": r["outcome"],
         "reason": r.get("reason"),
-        "detail": clean_text(r.get("detail")) or "",
-        "checks": [{**c, "detail": clean_text(str(c.get("detail", "")))} for c in r["checks"]],
+        "detail": _text(r.get("detail")) or "",
+        "checks": _checks(r["checks"]),
         "quantity": r.get("quantity"),
         "decided_at": r["decided_at"],
         "decided_by": r["decided_by"],
