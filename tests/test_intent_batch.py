@@ -9,9 +9,11 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg2
+import pytest
 
 from coordinator.clock import ManualClock
 from coordinator.config.parts import LEADER_LEASE
+from coordinator.infra.intent_batch import ClaimGroup, PendingClaim
 from coordinator.infra.intent_claims import Claim, ClaimResult, IntentClaims
 from coordinator.infra.journal import Journal
 from coordinator.infra.lease_store import LeaseStore
@@ -220,3 +222,49 @@ def test_many_threads_claiming_overlapping_ids_claim_each_id_once(postgres, tmp_
     batches, in_them = claims.batches
     assert in_them == 8 * 30 and batches <= in_them
     claims.close()
+
+
+@pytest.mark.parametrize("wait", [0.0, 0.0005])
+def test_the_group_answers_every_claim_once_whatever_the_interleaving(wait):
+    """The group alone, its commit an in-memory table: twelve threads, ids shared among
+    them, a commit that sometimes fails for the whole batch. Every claim comes back
+    answered, each id is inserted once, and no batch holds an id twice."""
+    table: set[str] = set()
+    batches: list[list[str]] = []
+    chance = random.Random(7)
+
+    def execute(batch: list[PendingClaim]) -> None:
+        ids = [p.client_order_id for p in batch]
+        batches.append(ids)
+        if chance.random() < 0.1:
+            for pending in batch:
+                pending.error = RuntimeError("batch failed")
+            return
+        for pending in batch:
+            pending.inserted = pending.client_order_id not in table
+            table.add(pending.client_order_id)
+
+    group = ClaimGroup(execute, wait=wait)
+    answers: list[tuple[str, bool | None, bool]] = []
+    lock = threading.Lock()
+
+    def claimer(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(200):
+            pending = PendingClaim({"client_order_id": f"id-{rng.randrange(150)}"}, None)
+            group.submit(pending)
+            assert pending.done
+            with lock:
+                answers.append((pending.client_order_id, pending.inserted, pending.error is None))
+
+    threads = [threading.Thread(target=claimer, args=(n,), daemon=True) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads), "a claimer never answered"
+    assert len(answers) == 12 * 200
+    assert all(len(ids) == len(set(ids)) for ids in batches)
+    inserted = [i for i, ok, answered in answers if answered and ok]
+    assert sorted(inserted) == sorted(table)
+    assert group.claims == 12 * 200 and not group.leading and group.queued == 0
