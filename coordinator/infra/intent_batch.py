@@ -2,9 +2,9 @@
 Validators' threads go to PostgreSQL in one transaction, one durable commit for all.
 
 No thread of its own: the first claimer to arrive while no batch is being committed
-leads. It may wait a moment for companions (at most ``wait``, and only while claims
-come in together: a batch of one last time means no one is likely to join), takes
-what has queued, commits it on its own connection and answers each claim; the
+leads. It may wait a moment for companions (at most ``wait``, until as many are
+queued as its last batch held, and only while claims come in together: a batch of
+one last time means no one is likely to join), takes what has queued, commits it on its own connection and answers each claim; the
 claimers that queued meanwhile sleep until answered, the first of those still
 queued being woken to lead the next batch. Each claim gets its own answer: the
 ``execute`` callable sets ``inserted`` or ``error`` on each one.
@@ -46,11 +46,9 @@ class PendingClaim:
     """Answered with the error its batch (or its own retry) met."""
     done: bool = False
     """Answered, either way."""
-    lead: bool = False
-    """Woken to lead the next batch rather than answered."""
     wake: threading.Lock = field(default_factory=_locked)
-    """Held until the claim is answered or asked to lead (the cheapest wait there is:
-    one release wakes exactly this claimer)."""
+    """Held until the claim is answered (``done``) or, not done, its claimer is to lead
+    the next batch: the cheapest wait there is, one release wakes exactly this one."""
 
     @property
     def client_order_id(self) -> str:
@@ -130,7 +128,6 @@ class ClaimGroup:
                     if self._queue:
                         # Stays at the head of the queue: it is in the batch it leads.
                         successor = self._queue[0]
-                        successor.lead = True
                     else:
                         self._leading = False
             for pending in batch:
