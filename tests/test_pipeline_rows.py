@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 
+from coordinator.infra.event_codec import event_json
+from coordinator.infra.pipeline_rows import decided_event, decision_row, encode_row
 from coordinator.infra.pipeline_store import PipelineStore, RecordError
-from coordinator.infra.records import RecordKind
+from coordinator.infra.records import RecordKind, decision_record, order_record
+from coordinator.messages.pipeline import Decision, OrderRecord, SignalDecided
+from coordinator.trading.validation import CheckResult, Reason
 
 ODD = "quote ' double \" back \\ nul \x00 lone \ud800 accents é 漢字 🙂 newline \n end"
 
@@ -102,3 +107,43 @@ def test_a_value_postgres_cannot_take_is_a_record_error(postgres):
         store.write(batch(f"nan-{id(store)}", price=math.nan))
     assert store.signal(f"nan-{id(store)}") is None
     store.close()
+
+
+def test_the_decided_event_made_from_the_stored_row_is_the_codecs_event():
+    """The StoreWriter encodes a decision once, for its row and its event: the event
+    reads as the one encoded from the decision's fields."""
+    order = OrderRecord(
+        client_order_id="coord-x",
+        signal_id="consensus:x",
+        symbol="BTCUSDC",
+        side="BUY",
+        quantity=0.5,
+        reference_price=11.0,
+        state="accepted",
+        trader_order_id="T-1",
+        at=1_800_000_000.0,
+    )
+    decision = Decision(
+        signal_id="consensus:x",
+        symbol="BTCUSDC",
+        side="BUY",
+        outcome="accepted",
+        reason=None,
+        detail="sent: é",
+        checks=(
+            CheckResult("risk", True, None, "within limits"),
+            CheckResult("execution", False, Reason.TRADER_REJECTED, "422: non créé"),
+        ),
+        quantity=0.5,
+        decided_at=1_800_000_001.0,
+        decided_by="validator-0#1",
+        intake_to_decision_ms=1.5,
+        intake_to_order_ms=0.75,
+        order=order,
+    )
+    for with_order in (decision, replace(decision, order=None)):
+        expected = json.loads(event_json(SignalDecided(decision=with_order, source="pubsub")))
+        body = order_record(order) if with_order.order is not None else None
+        row = encode_row(decision_row(decision_record(with_order)))
+        assert json.loads(decided_event(row, "pubsub", body)) == expected
+        assert next(iter(json.loads(decided_event(row, "pubsub", body)))) == "type"

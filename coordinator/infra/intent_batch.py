@@ -4,10 +4,11 @@ Validators' threads go to PostgreSQL in one transaction, one durable commit for 
 No thread of its own: the first claimer to arrive while no batch is being committed
 leads. It may wait a moment for companions (at most ``wait``, until as many are
 queued as its last batch held, and only while claims come in together: a batch of
-one last time means no one is likely to join), takes what has queued, commits it on its own connection and answers each claim; the
-claimers that queued meanwhile sleep until answered, the first of those still
-queued being woken to lead the next batch. Each claim gets its own answer: the
-``execute`` callable sets ``inserted`` or ``error`` on each one.
+one last time means no one is likely to join), takes what has queued, commits it on
+its own connection and answers each claim; the claimers that queued meanwhile sleep
+until answered, the first of those still queued being woken to lead the next batch.
+Each claim gets its own answer: the ``execute`` callable sets ``inserted`` or
+``error`` on each one.
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ __all__ = [
     "INSERT_INTENTS",
     "ORDER_TEMPLATE",
     "WRITE_ROWS",
+    "decided_event",
     "decision_row",
+    "encode_row",
     "json_rows",
     "order_json_row",
     "order_row",
@@ -105,6 +107,19 @@ def _checks(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def json_rows(rows: list[dict[str, Any]]) -> str:
     # NaN and infinities are no JSON: refused here (a RecordError), the batch split.
     return json.dumps(rows, allow_nan=False, separators=(",", ":"))
+
+
+def encode_row(row: dict[str, Any]) -> str:
+    """One row as JSON (ValueError for a NaN or an infinity, which PostgreSQL refuses)."""
+    return json.dumps(row, allow_nan=False, separators=(",", ":"))
+
+
+def decided_event(row_json: str, source: str, order: dict[str, Any] | None) -> bytes:
+    """``SignalDecided`` as it goes out on the events channel, made of the decision's
+    row as stored (``decision_row``, encoded once for both): the fields of
+    ``event_codec``'s, ``type`` first, the text as stored."""
+    head = '{"type":"SignalDecided","source":' + json.dumps(source) + ","
+    return (head + row_json[1:-1] + ',"order":' + json.dumps(order, default=str) + "}").encode()
 
 
 def signal_row(r: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg2
@@ -20,6 +20,7 @@ from coordinator.infra.lease_store import run_maybe_fenced
 from coordinator.infra.pipeline_rows import (
     WRITE_ROWS,
     decision_row,
+    encode_row,
     json_rows,
     order_json_row,
     signal_row,
@@ -62,12 +63,15 @@ class PipelineStore(OwnConnectionStore):
 
     # --- writes -----------------------------------------------------------------------
 
-    def write(self, records: list[dict[str, Any]]) -> set[str]:
+    def write(
+        self, records: list[dict[str, Any]], encoded: Mapping[str, str] | None = None
+    ) -> set[str]:
         """Write a batch in one transaction; return the ids of decisions newly stored.
 
         Each table's rows go as one JSON document (``json_to_recordset``), the three
         tables in one statement: one encode per record in C rather than every value
-        quoted apart in Python, and one round trip for the rows."""
+        quoted apart in Python, and one round trip for the rows. ``encoded``: decision
+        rows encoded already (``encode_row(decision_row(...))``), by signal id."""
         by_kind: dict[str, list[dict[str, Any]]] = {}
         for record in records:
             by_kind.setdefault(record["kind"], []).append(record)
@@ -89,7 +93,12 @@ class PipelineStore(OwnConnectionStore):
                             [signal_row(r) for r in by_kind.get(RecordKind.SIGNAL, [])]
                         ),
                         "orders": json_rows([order_json_row(r) for r in latest.values()]),
-                        "decisions": json_rows([decision_row(r) for r in decisions]),
+                        "decisions": "["
+                        + ",".join(
+                            (encoded or {}).get(r["signal_id"]) or encode_row(decision_row(r))
+                            for r in decisions
+                        )
+                        + "]",
                     },
                 )
                 inserted = {row[0] for row in cur.fetchall()}
