@@ -291,7 +291,13 @@ class Coordinator:
             started_at=started_at,
             started_monotonic=started_monotonic,
             journal=journal,
-            intents=IntentClaims(dsn, journal, timeout=2.0, clock=self.clock),
+            intents=IntentClaims(
+                dsn,
+                journal,
+                timeout=2.0,
+                clock=self.clock,
+                group_wait=config.execution.intent_group_wait,
+            ),
             paper_exchange=self.paper is not None,
             identity=self._identity,
             ownership=(

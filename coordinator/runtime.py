@@ -122,6 +122,9 @@ class Services:
     incarnation."""
     kept_halt: KeptRecords = field(default_factory=KeptRecords)
     """ServiceHealth's kill switch as last known (key ``halt``), for its next incarnation."""
+    trader_calls_clean: threading.Event = field(default_factory=threading.Event)
+    """Set by ServiceHealth while the Trader's breaker is closed with no failure counted:
+    a Validator's successful call would change nothing there, and is not told."""
 
     @property
     def mode(self) -> str:

@@ -37,6 +37,50 @@ def test_events_are_published_in_order(redis_server: EmbeddedRedis) -> None:
         client.close()
 
 
+def received_on(subscription: Any, count: int) -> list[bytes]:
+    received: list[bytes] = []
+
+    def all_of_them() -> bool:
+        message = subscription.get_message(timeout=0.1)
+        if message is not None:
+            received.append(message["data"])
+        return len(received) == count
+
+    wait_for(all_of_them, message=f"{count} events")
+    return received
+
+
+def test_a_full_queue_drops_the_oldest_and_a_burst_goes_out_whole_in_order(
+    redis_server: EmbeddedRedis,
+) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    subscription = client.pubsub(ignore_subscribe_messages=True)
+    subscription.subscribe("test:bus:burst")
+    publisher = EventPublisher(redis_server.url, "test:bus:burst", capacity=3)
+    try:
+        # Not started: nothing leaves, the queue holds the newest three.
+        for n in range(5):
+            publisher.publish(b'{"n": %d}' % n)
+        assert publisher.dropped == 2
+        publisher.start()
+        assert received_on(subscription, 3) == [b'{"n": 2}', b'{"n": 3}', b'{"n": 4}']
+        publisher.stop()
+        publisher = EventPublisher(redis_server.url, "test:bus:burst").start()
+        # Payloads of any size and bytes, as many as a flush of the store writer makes.
+        burst = [b"x" * size + b"\r\n$*" for size in range(0, 3000, 7)]
+        for payload in burst:
+            publisher.publish(payload)
+        assert received_on(subscription, len(burst)) == burst
+        publisher.publish(b"last")
+        publisher.stop()
+        assert received_on(subscription, 1) == [b"last"], "what was queued goes at stop"
+        assert not publisher.running
+    finally:
+        publisher.stop()
+        subscription.close()
+        client.close()
+
+
 def test_a_publisher_retrying_while_redis_is_down_stops_when_told(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

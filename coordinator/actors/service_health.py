@@ -125,6 +125,8 @@ class ServiceHealth(ChildActor):
         self._guards: tuple[StateReason, ...] = ()
         self._trading = derive_trading_status(self._statuses(), self._halt)
         self._trading_since = self._clock.time()
+        self._trader_clean = services.trader_calls_clean
+        self._note_trader_clean()
         if self._halt_persisted:
             self._load_halt_state()
         else:
@@ -266,6 +268,8 @@ class ServiceHealth(ChildActor):
             tracked.last_error = error
             tracked.last_error_at = at
         after = tracked.status
+        if dependency is Dependency.TRADER:
+            self._note_trader_clean()
         if dependency is Dependency.POSTGRES and ok:
             # The kill switch may be waiting on PostgreSQL: read or store it now,
             # not at the next regular tick.
@@ -316,6 +320,14 @@ class ServiceHealth(ChildActor):
             error=None if error is None else f"POST /order: {error}",
             probe=False,
         )
+
+    def _note_trader_clean(self) -> None:
+        tracked = self._tracked.get(Dependency.TRADER)
+        breaker = None if tracked is None or tracked.probe is None else tracked.breaker
+        if breaker is None or (breaker.phase is BreakerPhase.CLOSED and breaker.failures == 0):
+            self._trader_clean.set()
+        else:
+            self._trader_clean.clear()
 
     # --- trading state and kill switch ------------------------------------------------
 

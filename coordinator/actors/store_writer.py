@@ -21,6 +21,7 @@ from coordinator.infra.journal import Journal
 from coordinator.infra.lease_store import LeaseStore
 from coordinator.infra.order_states import HELD_MARK, RESENT_MARK
 from coordinator.infra.partition_reader import split_ref
+from coordinator.infra.pipeline_rows import decided_event, decision_row, encode_row
 from coordinator.infra.pipeline_store import PipelineStore, RecordError
 from coordinator.infra.records import (
     RecordKind,
@@ -85,6 +86,8 @@ class StoreWriter(ChildActor):
         self._redis: redis.Redis | None = None
         self.on_cleanup(self._close_redis, what="redis")
         self._records: list[dict[str, Any]] = []
+        # The batch's decision rows encoded once, for the write and for their events.
+        self._encoded: dict[str, str] = {}
         self.on_cleanup(self._keep_unflushed, what="unflushed records")
         self._events: list[Any] = []
         self._acks: list[str] = []
@@ -319,10 +322,20 @@ class StoreWriter(ChildActor):
         while len(self._decided) > _RECENT_DECIDED:
             self._decided.popitem(last=False)
         received = self._undecided.pop(decision.signal_id, None)
-        self._records.append(decision_record(decision))
+        record = decision_record(decision)
+        self._records.append(record)
         if decision.order is not None and decision.order.state in FINAL_ORDER_STATES:
             self._record_order(decision.order)
         source = received.source if received is not None else SignalSource.UNKNOWN
+        wire: bytes | None = None
+        try:
+            row_json = encode_row(decision_row(record))
+        except ValueError:
+            pass  # a NaN: the write sets it aside, the event is encoded as it is
+        else:
+            self._encoded[decision.signal_id] = row_json
+            order = None if decision.order is None else order_record(decision.order)
+            wire = decided_event(row_json, source, order)
         db_id = db_id_of(decision.signal_id)
         if db_id is not None:
             # RootTrading's row of this signal, however it came in (pub/sub, stream,
@@ -331,7 +344,7 @@ class StoreWriter(ChildActor):
             self._records.append({"kind": RecordKind.PROCESSED, "db_id": db_id})
         if received is not None and received.stream_id:
             self._acks.append(received.stream_id)
-        self._events.append(SignalDecided(decision=decision, source=source))
+        self._events.append(SignalDecided(decision=decision, source=source, wire=wire))
 
     # --- flushing ---------------------------------------------------------------------
 
@@ -342,13 +355,14 @@ class StoreWriter(ChildActor):
         if len(self._journal) and now >= self._retry_at:
             self._replay_journal()
         records, self._records = self._records, []
+        encoded, self._encoded = self._encoded, {}
         if records:
             postgres_resting = not self._postgres_ok and now < self._retry_at
             if len(self._journal) or postgres_resting:
                 self._to_journal(records)
             else:
                 try:
-                    inserted = self._write(records)
+                    inserted = self._write(records, encoded)
                     self._written += len(records)
                     self._store_ok()
                     self._drop_late_duplicates(records, inserted)
@@ -360,10 +374,12 @@ class StoreWriter(ChildActor):
         for event in events:
             self.context.directory.publish(event)
 
-    def _write(self, records: list[dict[str, Any]]) -> set[str]:
+    def _write(
+        self, records: list[dict[str, Any]], encoded: dict[str, str] | None = None
+    ) -> set[str]:
         """Write, setting aside any record PostgreSQL refuses so the rest goes in."""
         try:
-            return self._store.write(records)
+            return self._store.write(records, encoded)
         except RecordError as exc:
             if len(records) == 1:
                 self._quarantine.append(records)
@@ -378,7 +394,7 @@ class StoreWriter(ChildActor):
                 )
                 return set()
             middle = len(records) // 2
-            return self._write(records[:middle]) | self._write(records[middle:])
+            return self._write(records[:middle], encoded) | self._write(records[middle:], encoded)
 
     def _to_journal(self, records: list[dict[str, Any]]) -> None:
         # The journal is durable: decisions in it count as stored.

@@ -102,6 +102,7 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
         # whether the order being processed may have left (for the ``finally``).
         self._reserved: dict[str, OrderPlan] = {}
         self._submitted = False
+        self._trader_failed = False
         self._init_held(match_policy(execution.read_timeout).window_after)
         self._incarnation_started = self._clock.time()
         url = services.endpoints.trader_url

@@ -63,6 +63,8 @@ class SendsOrders(_Host):
     _reserved: dict[str, OrderPlan]
     _sending: bool
     _submitted: bool
+    _trader_failed: bool
+    """The last call this Validator made to the Trader failed."""
     _order_states: Callable[[], OrderStates]
     _services: Services
 
@@ -298,6 +300,12 @@ class SendsOrders(_Host):
             logger.error("intake did not take %s: %s", type(message).__name__, exc)
 
     def _tell_health(self, ok: bool, error: str | None) -> None:
+        # A success on a breaker with nothing counted changes nothing: not told (a
+        # hand-off per order saved). This Validator's own failure told before is
+        # followed by its success whatever the flag says, so the two arrive in order.
+        failed_before, self._trader_failed = self._trader_failed, not ok
+        if ok and not failed_before and self._services.trader_calls_clean.is_set():
+            return
         with contextlib.suppress(ChildUnavailable):
             self.context.directory.tell(
                 ActorName.SERVICE_HEALTH, TraderCallOutcome(ok=ok, error=error)

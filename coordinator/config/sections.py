@@ -216,6 +216,7 @@ class IntakeConfig:
 class ExecutionConfig:
     connect_timeout: float
     read_timeout: float
+    intent_group_wait: float
     flush_interval: float
     batch_size: int
 

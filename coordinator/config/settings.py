@@ -246,6 +246,7 @@ SETTINGS: tuple[Setting, ...] = (
     # execution and storage
     _s("TRADER_CONNECT_TIMEOUT", "execution", "connect_timeout", Number(above=0, maximum=30, unit="seconds"), 1.0, "connect timeout of POST /order"),
     _s("TRADER_READ_TIMEOUT", "execution", "read_timeout", Number(above=0, maximum=120, unit="seconds"), 15.0, "read timeout of POST /order (past it the order is unknown and reconciled); RootTrading's Trader fills on Binance before it answers"),
+    _s("INTENT_GROUP_WAIT", "execution", "intent_group_wait", Number(minimum=0, maximum=0.001, unit="seconds"), 0.0005, "order intents claimed together share one durable commit; while they come in together, a batch waits this long for more to join (0: only those already waiting)"),
     _s("STORE_FLUSH_INTERVAL", "execution", "flush_interval", Number(above=0, maximum=5, unit="seconds"), 0.02, "the store writer flushes its batch this often"),
     _s("STORE_BATCH_SIZE", "execution", "batch_size", Integer(1, 100_000), 2000, "or as soon as it holds this many records"),
     # paper exchange

@@ -17,6 +17,8 @@ __all__ = ["event_json"]
 def event_json(event: Any) -> bytes | None:
     """The event as JSON bytes, or None for an event that does not go out."""
     match event:
+        case SignalDecided(wire=bytes() as wire):
+            return wire
         case SignalDecided(decision=decision, source=source):
             body: dict[str, Any] = {
                 "type": "SignalDecided",

@@ -15,12 +15,14 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg2
+import psycopg2.extras
 
 from coordinator.clock import Clock, SystemClock
 from coordinator.cluster.fencing import LeaseToken
+from coordinator.infra.intent_batch import ClaimGroup, PendingClaim
 from coordinator.infra.journal import Journal
 from coordinator.infra.lease_store import FENCE_SQLSTATE
-from coordinator.infra.pipeline_store import _ORDER_TEMPLATE, _order_row
+from coordinator.infra.pipeline_rows import INSERT_INTENTS, ORDER_TEMPLATE, order_row
 from coordinator.infra.records import RecordKind
 from coordinator.infra.store import StoreError, connect, first_line
 
@@ -71,6 +73,15 @@ def unreachable(exc: BaseException) -> bool:
     return code.startswith(_UNREACHABLE_PREFIX) or code in _UNREACHABLE_CODES
 
 
+class _Fenced(Exception):
+    """A fence of the batch was refused (``error``, raised by PostgreSQL)."""
+
+    def __init__(self, fence: LeaseToken, error: psycopg2.Error) -> None:
+        super().__init__(str(error))
+        self.fence = fence
+        self.error = error
+
+
 class IntentClaims:
     """The one gate before ``POST /order``: an intent stored under a unique client order id.
 
@@ -84,7 +95,13 @@ class IntentClaims:
     """
 
     def __init__(
-        self, dsn: str, journal: Journal, *, timeout: float, clock: Clock | None = None
+        self,
+        dsn: str,
+        journal: Journal,
+        *,
+        timeout: float,
+        clock: Clock | None = None,
+        group_wait: float = 0.0,
     ) -> None:
         self._dsn = dsn
         self._journal = journal
@@ -96,6 +113,21 @@ class IntentClaims:
         # Ids whose INSERT left for PostgreSQL in this process: it may have committed
         # even if no answer came back (a crash of the actor, a connection cut).
         self._sent: OrderedDict[str, None] = OrderedDict()
+        self._group = ClaimGroup(self._commit, wait=group_wait)
+
+    @property
+    def batches(self) -> tuple[int, int]:
+        """Batches committed so far and the claims in them."""
+        return self._group.batches, self._group.claims
+
+    @property
+    def queued(self) -> int:
+        """Claims waiting for the batch being committed to end."""
+        return self._group.queued
+
+    @property
+    def committing(self) -> bool:
+        return self._group.leading
 
     @property
     def answered_at(self) -> float | None:
@@ -153,40 +185,30 @@ class IntentClaims:
         # committed and its order sent. This call's own INSERT may not stop this call
         # from using the journal: whatever it did, this call claims once at most.
         sent_before = self._was_sent(client_order_id)
-        error: BaseException | None = None
-        # An open connection may be one the server dropped (a restart): one fresh try.
-        for _attempt in range(2):
-            reused = getattr(self._local, "conn", None) is not None
-            try:
-                claimed = self._insert(record, fence)
-            except (psycopg2.Error, StoreError) as exc:
-                self.close()
-                error = exc
-                if getattr(exc, "pgcode", None) == FENCE_SQLSTATE:
-                    logger.warning(
-                        "intent %s refused by the lease fence: %s", client_order_id, first_line(exc)
-                    )
-                    return Claim(ClaimResult.FENCED, "postgres", first_line(exc))
-                if not unreachable(exc):
-                    logger.error(
-                        "intent %s: PostgreSQL answered an error (%s); taken as existing, "
-                        "never sent",
-                        client_order_id,
-                        first_line(exc),
-                    )
-                    return Claim(
-                        ClaimResult.EXISTS,
-                        "postgres",
-                        f"PostgreSQL error at the claim, the intent may exist: {first_line(exc)}",
-                    )
-                if reused:
-                    continue
-                break
-            self._answered()
-            if claimed:
+        pending = PendingClaim(record, fence)
+        self._group.submit(pending)
+        error = pending.error
+        if error is None:
+            if pending.inserted:
                 return Claim(ClaimResult.CLAIMED, "postgres")
             return Claim(ClaimResult.EXISTS, "postgres", "PostgreSQL holds it")
-        reason = first_line(error) if error is not None else "unreachable"
+        if getattr(error, "pgcode", None) == FENCE_SQLSTATE:
+            logger.warning(
+                "intent %s refused by the lease fence: %s", client_order_id, first_line(error)
+            )
+            return Claim(ClaimResult.FENCED, "postgres", first_line(error))
+        if not unreachable(error):
+            logger.error(
+                "intent %s: PostgreSQL answered an error (%s); taken as existing, never sent",
+                client_order_id,
+                first_line(error),
+            )
+            return Claim(
+                ClaimResult.EXISTS,
+                "postgres",
+                f"PostgreSQL error at the claim, the intent may exist: {first_line(error)}",
+            )
+        reason = first_line(error)
         answered = self.answered_at
         if (
             fence is not None
@@ -214,31 +236,81 @@ class IntentClaims:
         with self._lock:
             return client_order_id in self._sent
 
-    def _insert(self, record: dict[str, Any], fence: LeaseToken | None) -> bool:
-        conn = self._connection()
+    def _commit(self, batch: list[PendingClaim]) -> None:
+        """One batch in one transaction on the leading thread's connection, each claim
+        answered. An error that may concern a single row (a lock or statement timeout
+        on it, a refused value) rolled the whole batch back: each claim is then tried
+        alone, so that it is that claim's answer only. A fence refused answers the
+        claims of that fence, and the others go on without them. An open connection
+        may be one the server dropped (a restart): one fresh try."""
         with self._lock:
-            self._sent[record["client_order_id"]] = None
-            self._sent.move_to_end(record["client_order_id"])
+            for pending in batch:
+                self._sent[pending.client_order_id] = None
+                self._sent.move_to_end(pending.client_order_id)
             while len(self._sent) > _SENT_KEPT:
                 self._sent.popitem(last=False)
+        remaining = batch
+        fresh_try = True
+        while remaining:
+            reused = getattr(self._local, "conn", None) is not None
+            try:
+                inserted = self._insert(remaining)
+            except _Fenced as refused:
+                # Rolled back, the connection sound: the rest goes on without them.
+                for pending in remaining:
+                    if pending.fence == refused.fence:
+                        pending.error = refused.error
+                remaining = [p for p in remaining if p.error is None]
+                continue
+            except (psycopg2.Error, StoreError) as exc:
+                self.close()
+                if not unreachable(exc) and len(remaining) > 1:
+                    for pending in remaining:
+                        self._commit([pending])
+                    return
+                if unreachable(exc) and reused and fresh_try:
+                    fresh_try = False
+                    continue
+                for pending in remaining:
+                    pending.error = exc
+                return
+            except BaseException as exc:
+                self.close()
+                for pending in remaining:
+                    pending.error = exc
+                raise
+            self._answered()
+            for pending in remaining:
+                pending.inserted = pending.client_order_id in inserted
+            return
+
+    def _insert(self, batch: list[PendingClaim]) -> set[str]:
+        """The ids stored now (the others existed). Raises _Fenced when a fence is
+        refused: its claims must be answered apart from the others."""
+        conn = self._connection()
         with conn, conn.cursor() as cur:
-            if fence is not None:
+            fences = {p.fence for p in batch if p.fence is not None}
+            for fence in sorted(fences, key=lambda f: (f.name, f.holder, f.generation)):
                 # Held FOR SHARE until the commit: a takeover waits for this claim, and
                 # a claim after the takeover is refused with nothing stored.
-                cur.execute(
-                    "SELECT coordinator_assert_lease(%s, %s, %s)",
-                    (fence.name, fence.holder, fence.generation),
-                )
-            cur.execute(
-                """INSERT INTO coordinator_orders (client_order_id, signal_id, symbol, side,
-                       quantity, reference_price, state, trader_order_id, error, created_at,
-                       updated_at)
-                   VALUES """
-                + _ORDER_TEMPLATE
-                + " ON CONFLICT DO NOTHING RETURNING client_order_id",
-                _order_row(record),
+                try:
+                    cur.execute(
+                        "SELECT coordinator_assert_lease(%s, %s, %s)",
+                        (fence.name, fence.holder, fence.generation),
+                    )
+                except psycopg2.Error as exc:
+                    if exc.pgcode == FENCE_SQLSTATE:
+                        raise _Fenced(fence, exc) from exc
+                    raise
+            rows = psycopg2.extras.execute_values(
+                cur,
+                INSERT_INTENTS,
+                [order_row(p.record) for p in batch],
+                template=ORDER_TEMPLATE,
+                page_size=len(batch),
+                fetch=True,
             )
-            return cur.fetchone() is not None
+            return {row[0] for row in rows}
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -7,9 +7,9 @@ change of connection, so the owner can tell ServiceHealth.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import redis
@@ -128,14 +128,21 @@ class Subscription(RedisReader):
 class EventPublisher:
     """Publishes JSON events on a channel from its own thread, in batches.
 
-    ``publish`` never blocks: a full queue drops the oldest event with a warning
-    (events are notifications; decisions themselves are in PostgreSQL).
+    ``publish`` never blocks: past ``capacity`` waiting, the oldest event is dropped
+    with a warning (events are notifications; decisions themselves are in PostgreSQL).
+    A burst of events wakes the thread once, not once per event, and a batch goes to
+    Redis as one write of ``PUBLISH`` commands encoded here (redis-py's pipeline costs
+    about a third more CPU per event).
     """
 
     def __init__(self, url: str, channel: str, *, capacity: int = 100_000) -> None:
         self.channel = channel
+        encoded = channel.encode()
+        self._command = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(encoded), encoded)
         self._client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-        self._queue: queue.Queue[bytes | None] = queue.Queue(capacity)
+        self._capacity = capacity
+        self._pending: deque[bytes] = deque(maxlen=capacity)
+        self._wakeup = threading.Event()
         self._thread = threading.Thread(target=self._run, name="event-publisher", daemon=True)
         self._stopped = threading.Event()
         self.dropped = 0
@@ -145,27 +152,23 @@ class EventPublisher:
         return self
 
     def publish(self, payload: bytes) -> None:
-        while True:
-            try:
-                self._queue.put_nowait(payload)
-                return
-            except queue.Full:
-                try:
-                    self._queue.get_nowait()
-                    self.dropped += 1
-                    if self.dropped in (1, 100) or self.dropped % 10_000 == 0:
-                        logger.error(
-                            "events queue full (%d): the oldest dropped, %d so far",
-                            self._queue.maxsize,
-                            self.dropped,
-                        )
-                except queue.Empty:
-                    pass
+        pending = self._pending
+        if len(pending) >= self._capacity:
+            self.dropped += 1  # the append below pushes the oldest out
+            if self.dropped in (1, 100) or self.dropped % 10_000 == 0:
+                logger.error(
+                    "events queue full (%d): the oldest dropped, %d so far",
+                    self._capacity,
+                    self.dropped,
+                )
+        pending.append(payload)
+        if not self._wakeup.is_set():
+            self._wakeup.set()
 
     def stop(self, timeout: float = 2.0) -> None:
-        # The flag ends a retry while Redis is down; the sentinel, a wait for the next.
+        # What is queued still goes out; the flag ends a retry while Redis is down.
         self._stopped.set()
-        self._queue.put(None)
+        self._wakeup.set()
         self._thread.join(timeout)
         self._client.close()
 
@@ -174,40 +177,49 @@ class EventPublisher:
         return self._thread.is_alive()
 
     def _run(self) -> None:
+        pending = self._pending
         while True:
-            first = self._queue.get()
-            if first is None:
+            self._wakeup.wait()
+            # Cleared before draining: an event appended meanwhile sets it again.
+            self._wakeup.clear()
+            while pending:
+                batch: list[bytes] = []
+                while pending and len(batch) < 500:
+                    batch.append(pending.popleft())
+                attempt = 0
+                while not self._send(batch):
+                    if self._stopped.wait(RECONNECT.delay(attempt)):
+                        logger.warning(
+                            "%d event(s) and any queued after them not published: stopping"
+                            " while Redis cannot be reached",
+                            len(batch) + len(pending),
+                        )
+                        return
+                    attempt += 1
+            if self._stopped.is_set():
                 return
-            batch = [first]
-            while len(batch) < 500:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._send(batch)
-                    return
-                batch.append(item)
-            attempt = 0
-            while not self._send(batch):
-                if self._stopped.wait(RECONNECT.delay(attempt)):
-                    logger.warning(
-                        "%d event(s) and any queued after them not published: stopping"
-                        " while Redis cannot be reached",
-                        len(batch),
-                    )
-                    return
-                attempt += 1
 
     def _send(self, batch: list[bytes]) -> bool:
+        command = self._command
+        packed = b"".join(
+            b"%s$%d\r\n%s\r\n" % (command, len(payload), payload) for payload in batch
+        )
+        pool = self._client.connection_pool
         try:
-            pipe = self._client.pipeline(transaction=False)
-            for payload in batch:
-                pipe.publish(self.channel, payload)
-            pipe.execute()
+            connection = pool.get_connection()
+            try:
+                connection.send_packed_command([packed])
+                for _ in batch:
+                    connection.read_response()
+            except BaseException:
+                # Replies may be left unread on it: never reused.
+                connection.disconnect()
+                raise
+            finally:
+                pool.release(connection)
             return True
         except (redis.RedisError, OSError) as exc:
-            if self._queue.qsize() > self._queue.maxsize // 2:
+            if len(self._pending) > self._capacity // 2:
                 # Do not hold a growing backlog against a Redis that is gone.
                 self.dropped += len(batch)
                 logger.error("events dropped (%d) while Redis is down: %s", len(batch), exc)

@@ -415,6 +415,9 @@ class SignalDecided(Event):
     """The decision."""
     source: str
     """Where the signal came from."""
+    wire: bytes | None = None
+    """The event as JSON for the events channel, when the StoreWriter encoded it with
+    the decision's stored row (one encode per decision); None: encoded from the fields."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

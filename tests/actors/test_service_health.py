@@ -20,6 +20,7 @@ from coordinator.messages.health import (
     ResumeTrading,
     TradingStateChanged,
 )
+from coordinator.messages.pipeline import TraderCallOutcome
 from coordinator.trading.trading_state import Dependency, DependencyStatus, TradingState
 from tests.solo import Solo
 from tests.trees import make_services
@@ -52,6 +53,7 @@ def health(redis_server, postgres, portfolio, clear_kill_switch) -> Iterator[Any
             clock=clock,
         )
         solo = Solo(ServiceHealth, "service_health", services, clock=clock)
+        solo.services = services  # type: ignore[attr-defined]
         started.append(solo)
         return solo
 
@@ -139,3 +141,18 @@ def test_an_open_breaker_is_tried_when_the_clock_passes_its_open_period(health, 
 def test_a_trader_nobody_listens_on_is_failing_at_its_first_probe(health) -> None:
     solo = health(f"http://127.0.0.1:{free_port()}")
     assert trader_of(settled(solo, 1)).status is DependencyStatus.FAILING
+
+
+def test_the_trader_calls_are_flagged_clean_only_while_nothing_is_counted(health, trader) -> None:
+    """Validators leave out telling a successful order while the flag is set: it is set
+    only while a success would change nothing (breaker closed, no failure counted)."""
+    solo = health(trader.url)
+    settled(solo, 0)
+    clean = solo.services.trader_calls_clean
+    assert clean.is_set()
+    solo.tell(TraderCallOutcome(ok=False, error="500"))
+    wait_for(lambda: trader_of(snapshot(solo)).consecutive_failures == 1, message="counted")
+    assert not clean.is_set()
+    solo.tell(TraderCallOutcome(ok=True, error=None))
+    wait_for(lambda: trader_of(snapshot(solo)).consecutive_failures == 0, message="reset")
+    assert clean.is_set()
