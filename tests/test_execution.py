@@ -16,7 +16,7 @@ from coordinator.infra.intent_claims import Claim, ClaimResult, IntentClaims
 from coordinator.infra.journal import Journal
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.infra.pipeline_store import clean_text
-from coordinator.infra.portfolio_client import PortfolioClient
+from coordinator.infra.portfolio_client import PortfolioClient, PortfolioError
 from coordinator.infra.trader_client import SendResult, TraderClient
 
 ORDER = {"symbol": "BTCUSDC", "side": "BUY", "quantity": 0.01, "price": None, "strategy": "s"}
@@ -162,6 +162,39 @@ def test_what_reaches_the_trader_on_the_wire():
         (f"GET {path} HTTP/1.1", sorted([("Host", host), *common[1:]]))
         for path in ("/balances", "/positions/active")
     ]
+
+
+def test_the_portfolio_clients_failures_are_named_as_before():
+    """Refused, silent past the timeout, cut off: each a PortfolioError naming the route
+    and what happened, in the words it had with requests."""
+    refused = PortfolioClient(f"http://127.0.0.1:{free_port()}", timeout=0.5)
+    with pytest.raises(PortfolioError, match=r"^GET /balances: ConnectionError$"):
+        refused.fetch(now=0.0)
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    cut = socket.socket()
+    cut.bind(("127.0.0.1", 0))
+    cut.listen()
+
+    def close_after_reading() -> None:
+        conn, _ = cut.accept()
+        conn.recv(65536)
+        conn.close()
+
+    thread = threading.Thread(target=close_after_reading, daemon=True)
+    thread.start()
+    try:
+        waiting = PortfolioClient(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.3)
+        with pytest.raises(PortfolioError, match=r"^GET /balances: timeout after 0.3 s$"):
+            waiting.fetch(now=0.0)
+        broken = PortfolioClient(f"http://127.0.0.1:{cut.getsockname()[1]}", timeout=2.0)
+        with pytest.raises(PortfolioError, match=r"^GET /positions/active: ConnectionError$"):
+            broken.held_positions()
+    finally:
+        silent.close()
+        cut.close()
 
 
 def intent(client_order_id: str) -> dict:
