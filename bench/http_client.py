@@ -13,6 +13,9 @@ urllib3      urllib3's pool directly (requests' own engine): the headers built o
              the body encoded with ``json.dumps``, retries off, Nagle off (urllib3's
              default socket options)
 TraderClient the coordinator's own client as it is now (``submit``)
+http.client  the standard library's connection alone, the same request: the floor
+             under urllib3 (no pool, no checks of the connection, nothing of what a
+             broken connection needs), for reference only
 
 Rounds alternate the clients, so a change of the machine's speed meanwhile hits each
 alike; the figure is the median of the rounds. Target: the coordinator's whole CPU per
@@ -22,7 +25,9 @@ order <= 0.35 ms, of which the HTTP client is one part.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import socket
 import statistics
 import subprocess
 import sys
@@ -101,6 +106,22 @@ def urllib3_client(url: str) -> Callable[[dict[str, Any]], int]:
     return post
 
 
+def http_client(url: str) -> Callable[[dict[str, Any]], int]:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=15.0)
+    connection.connect()
+    connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    headers = {**requests.utils.default_headers(), "Content-Type": "application/json"}
+
+    def post(body: dict[str, Any]) -> int:
+        connection.request("POST", "/order", json.dumps(body, allow_nan=False).encode(), headers)
+        response = connection.getresponse()
+        json.loads(response.read())
+        return response.status
+
+    return post
+
+
 def trader_client(url: str) -> Callable[[dict[str, Any]], int]:
     client = TraderClient(url, connect_timeout=2.0, read_timeout=15.0)
 
@@ -110,7 +131,12 @@ def trader_client(url: str) -> Callable[[dict[str, Any]], int]:
     return post
 
 
-CLIENTS = {"requests": requests_client, "urllib3": urllib3_client, "TraderClient": trader_client}
+CLIENTS = {
+    "requests": requests_client,
+    "urllib3": urllib3_client,
+    "TraderClient": trader_client,
+    "http.client": http_client,
+}
 
 
 def run(post: Callable[[dict[str, Any]], int], count: int, start: int) -> tuple[float, list[float]]:
