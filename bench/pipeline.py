@@ -442,13 +442,7 @@ def health(args: argparse.Namespace, tmp: Path) -> None:
     count = max(2, args.signals // (2 * len(SYMBOLS))) * 2 * len(SYMBOLS)
     stack = Stack(
         tmp,
-        {
-            "MAX_PENDING_SIGNALS": str(count),
-            # A run's signals are all published at once: a Validator's Ping waits behind
-            # its share of them, longer than the default 15 s on a slow or busy machine,
-            # and a Validator replaced for it is no measure of throughput.
-            "SUPERVISOR_LIVENESS_TIMEOUT": "600",
-        },
+        {"MAX_PENDING_SIGNALS": str(count)},
         paper=args.paper,
     )
     try:

@@ -1,4 +1,5 @@
-"""The Trader client's outcomes on real sockets, the intent gate, and the local journal."""
+"""The Trader client's outcomes and what it sends (the Portfolio client's too) on real
+sockets, the intent gate, and the local journal."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from coordinator.infra.embedded import free_port
 from coordinator.infra.intent_claims import Claim, ClaimResult, IntentClaims
 from coordinator.infra.journal import Journal
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.infra.pipeline_store import clean_text
+from coordinator.infra.portfolio_client import PortfolioClient, PortfolioError
 from coordinator.infra.trader_client import SendResult, TraderClient
 
 ORDER = {"symbol": "BTCUSDC", "side": "BUY", "quantity": 0.01, "price": None, "strategy": "s"}
@@ -74,6 +77,124 @@ def test_a_connection_closed_after_the_request_is_unknown():
     finally:
         server.close()
     assert answer.result is SendResult.UNKNOWN
+
+
+class OneConnectionServer:
+    """A raw HTTP/1.1 server on one keep-alive connection: records each request as it
+    arrived (request line, headers in order, body bytes) and answers the canned
+    (status line, JSON body) replies in turn."""
+
+    def __init__(self, replies: list[tuple[str, bytes]]) -> None:
+        self._server = socket.socket()
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen()
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        self.requests: list[tuple[str, list[tuple[str, str]], bytes]] = []
+        self._replies = replies
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self._server.accept()
+        with conn, conn.makefile("rb") as reader:
+            for status, body in self._replies:
+                request_line = reader.readline().decode().strip()
+                headers = []
+                while (line := reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.decode().partition(":")
+                    headers.append((name, value.strip()))
+                length = int(dict((k.lower(), v) for k, v in headers).get("content-length", 0))
+                self.requests.append((request_line, headers, reader.read(length)))
+                conn.sendall(
+                    f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+
+    def close(self) -> None:
+        self._server.close()
+        self._thread.join(timeout=5)
+
+
+def test_what_reaches_the_trader_on_the_wire():
+    """The headers and bodies the Trader receives, byte for byte: those requests sent
+    when it was the client (its User-Agent and Accept-Encoding included), the body as
+    ``json.dumps`` writes it."""
+    order = {**ORDER, "metadata": {"client_order_id": "coord-1", "note": "é"}}
+    server = OneConnectionServer(
+        [("201 Created", b'{"order_id": "order_1"}'), ("200 OK", b'{"orders": []}')]
+    )
+    trader = client(server.url)
+    try:
+        assert trader.submit(order).order_id == "order_1"
+        assert trader.orders(limit=0) == []
+    finally:
+        trader.close()
+        server.close()
+    host = server.url.removeprefix("http://")
+    body = json.dumps(order).encode()
+    common = [
+        ("Host", host),
+        ("User-Agent", f"python-requests/{requests.__version__}"),
+        ("Accept-Encoding", requests.utils.DEFAULT_ACCEPT_ENCODING),
+        ("Accept", "*/*"),
+        ("Connection", "keep-alive"),
+    ]
+    post, get = server.requests
+    assert post[0] == "POST /order HTTP/1.1"
+    assert sorted(post[1]) == sorted(
+        [*common, ("Content-Length", str(len(body))), ("Content-Type", "application/json")]
+    )
+    assert post[2] == body
+    assert get[0] == "GET /orders?limit=0 HTTP/1.1"
+    assert sorted(get[1]) == sorted(common)
+    assert get[2] == b""
+
+    portfolio_server = OneConnectionServer([("200 OK", b"[]"), ("200 OK", b"[]")])
+    portfolio = PortfolioClient(portfolio_server.url + "/", timeout=2.0)
+    try:
+        portfolio.fetch(now=0.0)
+    finally:
+        portfolio.close()
+        portfolio_server.close()
+    host = portfolio_server.url.removeprefix("http://")
+    assert [(line, sorted(headers)) for line, headers, _ in portfolio_server.requests] == [
+        (f"GET {path} HTTP/1.1", sorted([("Host", host), *common[1:]]))
+        for path in ("/balances", "/positions/active")
+    ]
+
+
+def test_the_portfolio_clients_failures_are_named_as_before():
+    """Refused, silent past the timeout, cut off: each a PortfolioError naming the route
+    and what happened, in the words it had with requests."""
+    refused = PortfolioClient(f"http://127.0.0.1:{free_port()}", timeout=0.5)
+    with pytest.raises(PortfolioError, match=r"^GET /balances: ConnectionError$"):
+        refused.fetch(now=0.0)
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    cut = socket.socket()
+    cut.bind(("127.0.0.1", 0))
+    cut.listen()
+
+    def close_after_reading() -> None:
+        conn, _ = cut.accept()
+        conn.recv(65536)
+        conn.close()
+
+    thread = threading.Thread(target=close_after_reading, daemon=True)
+    thread.start()
+    try:
+        waiting = PortfolioClient(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.3)
+        with pytest.raises(PortfolioError, match=r"^GET /balances: timeout after 0.3 s$"):
+            waiting.fetch(now=0.0)
+        broken = PortfolioClient(f"http://127.0.0.1:{cut.getsockname()[1]}", timeout=2.0)
+        with pytest.raises(PortfolioError, match=r"^GET /positions/active: ConnectionError$"):
+            broken.held_positions()
+    finally:
+        silent.close()
+        cut.close()
 
 
 def intent(client_order_id: str) -> dict:

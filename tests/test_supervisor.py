@@ -12,7 +12,12 @@ import pytest
 
 from coordinator.clock import Clock, ManualClock, SystemClock
 from coordinator.config import SupervisorConfig, load_config
-from coordinator.messages import DrillCrash, DrillHang, GetSupervisorSnapshot, StopTree
+from coordinator.messages import (
+    DrillCrash,
+    DrillHang,
+    GetSupervisorSnapshot,
+    StopTree,
+)
 from coordinator.messages.base import Command, Query
 from coordinator.supervisor import (
     NOT_HANDLED,
@@ -73,6 +78,15 @@ class Boom(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Step(Command):
+    """Slow work: finishes once the test releases ``gate`` (each release lets one
+    step finish), then records its value."""
+
+    gate: threading.Semaphore
+    value: Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Finish(Command):
     """The child stops itself, normally."""
 
@@ -99,6 +113,10 @@ class Worker(ChildActor):
                 if gate is not None:
                     gate.wait(5)
                 raise error("boom")
+            case Step(gate=gate, value=value):
+                assert gate.acquire(timeout=10), "the test never released this step"
+                journal.add(journal.records, (self.name, self.context.incarnation, value))
+                return None
             case Finish():
                 self.stop()
                 return None

@@ -165,10 +165,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("BREAKER_OPEN_MAX_SECONDS", "health", "open_max_seconds", _SECONDS, 300.0, "longest open period of a breaker"),
     # supervisor
     _s("SUPERVISOR_STRATEGY", "supervisor", "strategy", Choice(("one_for_one", "rest_for_one")), "one_for_one", "restart strategy"),
-    _s("SUPERVISOR_START_TIMEOUT", "supervisor", "start_timeout", _SECONDS, 30.0, "a child must answer its readiness Ping within this"),
+    _s("SUPERVISOR_START_TIMEOUT", "supervisor", "start_timeout", _SECONDS, 30.0, "a starting child that neither answers its readiness Ping nor begins a message for this long is replaced"),
     _s("SUPERVISOR_STOP_TIMEOUT", "supervisor", "stop_timeout", _SECONDS, 5.0, "wait for each child to stop at most"),
     _s("SUPERVISOR_LIVENESS_INTERVAL", "supervisor", "liveness_interval", _SECONDS, 5.0, "seconds between liveness Pings"),
-    _s("SUPERVISOR_LIVENESS_TIMEOUT", "supervisor", "liveness_timeout", _SECONDS, 15.0, "an unanswered Ping older than this marks the child hung"),
+    _s("SUPERVISOR_LIVENESS_TIMEOUT", "supervisor", "liveness_timeout", _SECONDS, 15.0, "a Ping unanswered this long while the child begins no message for as long (stuck inside one) marks it hung"),
     _s("SUPERVISOR_BACKOFF_BASE", "supervisor", "backoff_base", Number(minimum=0, unit="seconds"), 0.5, "first restart delay"),
     _s("SUPERVISOR_BACKOFF_MAX", "supervisor", "backoff_max", Number(minimum=0, unit="seconds"), 30.0, "longest restart delay"),
     _s("SUPERVISOR_BACKOFF_JITTER", "supervisor", "backoff_jitter", Number(minimum=0, maximum=1), 0.2, "fraction of the delay taken off at random"),

@@ -6,9 +6,10 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
+import urllib3
 
 from coordinator.errors import CoordinatorError
+from coordinator.infra.json_http import JsonHttp, error_kind
 from coordinator.messages.stops import HeldPosition
 from coordinator.trading.validation import Balance, PortfolioView, PositionView
 
@@ -21,10 +22,9 @@ class PortfolioError(CoordinatorError):
 
 class PortfolioClient:
     def __init__(self, base_url: str, *, timeout: float) -> None:
-        self._base = base_url.rstrip("/")
         self._timeout = timeout
-        self._session = requests.Session()
-        self._session.trust_env = False
+        self._http = JsonHttp(base_url.rstrip("/"), pool_size=2)
+        self._http_timeout = urllib3.Timeout(connect=timeout, read=timeout)
 
     def fetch(self, now: float) -> PortfolioView:
         balances = self._get("/balances", empty_on_404=True)
@@ -60,19 +60,21 @@ class PortfolioClient:
             raise PortfolioError(f"unusable answer: {type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()
 
     def _get(self, path: str, *, empty_on_404: bool) -> list[dict[str, Any]]:
         try:
-            response = self._session.get(self._base + path, timeout=self._timeout)
-        except requests.Timeout as exc:
+            response = self._http.get(path, timeout=self._http_timeout)
+        except urllib3.exceptions.NewConnectionError as exc:  # refused: no timeout
+            raise PortfolioError(f"GET {path}: {error_kind(exc)}") from exc
+        except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ReadTimeoutError) as exc:
             raise PortfolioError(f"GET {path}: timeout after {self._timeout:g} s") from exc
-        except requests.RequestException as exc:
-            raise PortfolioError(f"GET {path}: {type(exc).__name__}") from exc
-        if response.status_code == 404 and empty_on_404:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise PortfolioError(f"GET {path}: {error_kind(exc)}") from exc
+        if response.status == 404 and empty_on_404:
             return []
-        if response.status_code != 200:
-            raise PortfolioError(f"GET {path} answered {response.status_code}")
+        if response.status != 200:
+            raise PortfolioError(f"GET {path} answered {response.status}")
         try:
             body = response.json()
         except ValueError as exc:

@@ -24,12 +24,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import requests
 import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from coordinator.errors import CoordinatorError
+from coordinator.infra.json_http import HttpReply, JsonHttp, error_kind
 from coordinator.trading.execution import (
     NoAnswer,
     SendResult,
@@ -136,35 +134,30 @@ class TraderClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.url = self.base_url + "/order"
-        self._timeout = (connect_timeout, read_timeout)
-        self._session = requests.Session()
-        # No proxy or .netrc lookups from the environment on every order: the Trader is
-        # reached directly, and each lookup costs file-system calls on the hot path.
-        self._session.trust_env = False
-        adapter = HTTPAdapter(
-            pool_connections=1,
-            pool_maxsize=pool_size,
-            max_retries=Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0),
-        )
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        self._read_timeout = read_timeout
+        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self._warm_timeout = urllib3.Timeout(connect=connect_timeout, read=1.0)
+        self._get_timeout = urllib3.Timeout(connect=connect_timeout, read=max(read_timeout, 2.0))
+        self._http = JsonHttp(self.base_url, pool_size=pool_size)
 
     def warm(self) -> str | None:
         """Open a pooled connection with ``GET /health`` now, so the first order does not
         pay for it; the error when that fails (nothing else depends on it)."""
         try:
-            self._session.get(
-                self.url[: -len("/order")] + "/health", timeout=(self._timeout[0], 1.0)
-            ).close()
-        except requests.RequestException as exc:
-            return f"{type(exc).__name__}: {exc}"
+            self._http.get("/health", timeout=self._warm_timeout)
+        except urllib3.exceptions.HTTPError as exc:
+            return f"{error_kind(exc)}: {_cause(exc)}"
         return None
 
     def submit(self, order: dict[str, Any]) -> TraderAnswer:
         started = time.perf_counter()
         try:
-            response = self._session.post(self.url, json=order, timeout=self._timeout)
-        except requests.ConnectTimeout as exc:
+            response = self._http.post_json("/order", order, timeout=self._timeout)
+        except urllib3.exceptions.NewConnectionError as exc:
+            # A subclass of ConnectTimeoutError, but a refusal: named apart, as requests did.
+            result = result_without_answer(NoAnswer.NEVER_CONNECTED)
+            return self._answer(result, None, None, f"ConnectionError: {_cause(exc)}", started)
+        except urllib3.exceptions.ConnectTimeoutError as exc:
             return self._answer(
                 result_without_answer(NoAnswer.NEVER_CONNECTED),
                 None,
@@ -172,19 +165,24 @@ class TraderClient:
                 f"connect timeout: {exc}",
                 started,
             )
-        except requests.ReadTimeout:
+        except urllib3.exceptions.ReadTimeoutError:
             return self._answer(
                 result_without_answer(NoAnswer.READ_TIMEOUT),
                 None,
                 None,
-                f"no answer within the read timeout of {self._timeout[1]:g} s",
+                f"no answer within the read timeout of {self._read_timeout:g} s",
                 started,
             )
-        except requests.RequestException as exc:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             why = NoAnswer.NEVER_CONNECTED if _never_connected(exc) else NoAnswer.CONNECTION_BROKEN
             result = result_without_answer(why)
-            return self._answer(result, None, None, f"{type(exc).__name__}: {_cause(exc)}", started)
-        code = response.status_code
+            return self._answer(result, None, None, f"{error_kind(exc)}: {_cause(exc)}", started)
+        except ValueError as exc:
+            # A body that is no JSON (NaN): never sent. requests counted it as a broken
+            # connection, an order of unknown outcome never sent again: kept so.
+            result = result_without_answer(NoAnswer.CONNECTION_BROKEN)
+            return self._answer(result, None, None, f"InvalidJSONError: {exc}", started)
+        code = response.status
         result = result_of_status(code)
         if result is SendResult.ACCEPTED:
             order_id = None
@@ -231,16 +229,12 @@ class TraderClient:
     def _read(self, path: str, expected: tuple[int, ...]) -> Any:
         """A GET; the JSON body for an expected 2xx, None for an expected 404."""
         try:
-            response = self._session.get(
-                self.base_url + path, timeout=(self._timeout[0], max(self._timeout[1], 2.0))
-            )
-        except requests.RequestException as exc:
-            raise TraderReadError(f"GET {path}: {type(exc).__name__}: {_cause(exc)}") from None
-        if response.status_code not in expected:
-            raise TraderReadError(
-                f"GET {path}: {response.status_code}: {_error_text(response)[:200]}"
-            )
-        if response.status_code == 404:
+            response = self._http.get(path, timeout=self._get_timeout)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise TraderReadError(f"GET {path}: {error_kind(exc)}: {_cause(exc)}") from None
+        if response.status not in expected:
+            raise TraderReadError(f"GET {path}: {response.status}: {_error_text(response)[:200]}")
+        if response.status == 404:
             # Only the Trader's own "not found" counts: Flask's HTML 404 for a route it
             # does not have says nothing about the order.
             try:
@@ -256,7 +250,7 @@ class TraderClient:
             raise TraderReadError(f"GET {path}: the answer is not JSON") from None
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()
 
     @staticmethod
     def _answer(
@@ -293,7 +287,7 @@ def _cause(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
-def _error_text(response: requests.Response) -> str:
+def _error_text(response: HttpReply) -> str:
     try:
         body = response.json()
         if isinstance(body, dict) and "error" in body:

@@ -27,6 +27,10 @@ class _Liveness:
     _down: Callable[..., None]
 
     def _check_liveness(self) -> None:
+        """A Ping may wait behind legitimate work (thousands of signals queued at a
+        Validator): an unanswered Ping alone does not make a child hung. It is hung once
+        its Ping has waited longer than the limit and it has begun no message for as
+        long, i.e. it is stuck inside one."""
         if self._state not in (TreeState.STARTING, TreeState.RUNNING):
             return
         now = self._clock.monotonic()
@@ -34,11 +38,14 @@ class _Liveness:
             if child.ref is None:
                 continue
             if child.state is ChildState.STARTING:
-                if now - child.started_at > self._config.start_timeout:
+                # Its readiness Ping may wait behind the messages kept for it meanwhile.
+                quiet = _quiet_for(child, now)
+                if quiet > self._config.start_timeout:
                     self._replace_hung(
                         child,
                         "StartTimeout",
-                        f"no answer to its readiness Ping within {self._config.start_timeout:g} s",
+                        f"no answer to its readiness Ping and no message handled for"
+                        f" {quiet:.1f} s (limit {self._config.start_timeout:g} s)",
                     )
                 continue
             if child.state is not ChildState.RUNNING:
@@ -49,18 +56,20 @@ class _Liveness:
                     future.get(timeout=0)
                     child.ping = None
                 except pykka.Timeout:
-                    if now - sent > self._config.liveness_timeout:
+                    quiet = min(now - sent, _quiet_for(child, now))
+                    if quiet > self._config.liveness_timeout:
                         self._replace_hung(
                             child,
                             "Hung",
-                            f"no answer to Ping for {now - sent:.1f} s"
-                            f" (limit {self._config.liveness_timeout:g} s)",
+                            f"no answer to Ping for {now - sent:.1f} s and no message"
+                            f" begun for {quiet:.1f} s (limit {self._config.liveness_timeout:g} s)",
                         )
                     continue
                 except Exception:
                     child.ping = None  # it died; its own report follows
                     continue
             if child.ref is not None:
+                _quiet_for(child, now)
                 child.ping = (child.ref.ask(Ping(), block=False), now)
 
     def _replace_hung(self, child: _Child, error_type: str, error: str) -> None:
@@ -89,3 +98,12 @@ class _Liveness:
         self._directory.withdraw(child.spec.name, child.incarnation, drain=True)
         if child.ref is not None and child.ref.is_alive():
             child.ref.stop(block=False)
+
+
+def _quiet_for(child: _Child, now: float) -> float:
+    """Seconds since ``child`` was last seen to begin a message (or started), as far as
+    the checks, one per liveness tick, can tell."""
+    progress = child.context.progress if child.context is not None else 0
+    if progress != child.progress:
+        child.progress, child.progress_at = progress, now
+    return now - child.progress_at

@@ -69,6 +69,10 @@ class _Child:
     restart_at: float | None = None
     timer: Alarm | None = None
     ping: tuple[Future[Any], float] | None = None
+    progress: int = 0
+    """The incarnation's progress count (ActorContext.progress) as last seen..."""
+    progress_at: float = 0.0
+    """...and when it was first seen at that value."""
     expected_stop: set[int] = field(default_factory=set)
 
 

@@ -145,6 +145,10 @@ class ActorContext:
     """Set by the supervisor when it replaced this incarnation (it hung)."""
     thread: threading.Thread | None = None
     """The actor's thread, recorded when it starts, so the watcher can join it."""
+    progress: int = 0
+    """Messages this incarnation has begun to handle. The supervisor reads it without
+    going through the mailbox: a count that moves is an actor at work, however long the
+    queue its liveness Ping waits behind."""
 
 
 class ChildActor(pykka.ThreadingActor):
@@ -302,6 +306,7 @@ class ChildActor(pykka.ThreadingActor):
             self.stop()
             return None
         self._handling = type(message).__name__
+        self.context.progress += 1
         with ContainBaseExceptions(self._report_error):
             match message:
                 case Ping():

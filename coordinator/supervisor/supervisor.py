@@ -247,6 +247,7 @@ class Supervisor(_Liveness, pykka.ThreadingActor):
         child.started_at = self._clock.monotonic()
         child.ready_at = None
         child.ping = None
+        child.progress, child.progress_at = 0, child.started_at
         child.state = ChildState.STARTING
         self._directory.expect(name, incarnation)
         try:
