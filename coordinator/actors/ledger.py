@@ -190,7 +190,7 @@ class Ledger(ChildActor):
         self._expire()
         self._maybe_fetch()
         book = self._book
-        state = self._numbers.ledger_state(book, now)
+        state = self._numbers.ledger_state(book, now, signal.symbol)
         evaluation = evaluate_order(
             signal,
             view=book.view,
