@@ -6,8 +6,9 @@ A group's amounts (its base balance, its symbols' positions, what it moves the q
 by) are the fold of ``ledger_overlay``'s steps over its FILLED orders in reservation
 order, from the fetched view: a fill settled after every other of its group is one more
 step; anything else folds the group again. Groups are shared between a book and its
-snapshots and copied before their first change (``owned``): a snapshot copies the
-containers of the groups, not their orders, which never change in place.
+snapshots, and copied by whichever changes one first (``Group.owner``); a group's
+orders and closed holdings are in ``Parts``, so that a copy costs their containers'
+parts, not their orders, which never change in place.
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ class Group:
 
     def fold(self, fetched: PortfolioView, *, fee_rate: float, fee_in_base: bool | None) -> None:
         """The group's amounts from ``fetched`` and all its fills, again."""
-        from coordinator.trading.ledger_book import OrderState
+        from coordinator.trading.ledger_book import OrderState  # it imports this module
 
         self.balance = fetched.balances.get(self.base)
         self.symbols.update(o.plan.symbol for o in self.orders.values())
