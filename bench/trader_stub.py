@@ -6,11 +6,14 @@ One stdlib ``ThreadingHTTPServer`` (HTTP/1.1, keep-alive, each answer written in
 ``send``) serving what the coordinator uses of RootTrading's Trader (``POST /order``,
 ``GET /orders``, ``GET /order/<id>``, ``GET /health``) and Portfolio (``GET /balances``,
 ``GET /positions/active``), in the shapes of /work/shared/rt-contract. It holds one book:
-a BUY fills at once at the order's reference price and adds to the quote-funded
-holding, a SELL takes from it, and a SELL beyond the holding (or a BUY beyond the quote
-balance) is refused with the Trader's 422, as the exchange would refuse it. No fees, no
-step sizes, no de-duplication: every request that arrives is executed or refused on its
-own, so a second request for one client order id shows in the record as a second order.
+a BUY fills at once at the order's reference price, adds its quantity to the base
+asset's balance and opens (or adds to) the symbol's position; a SELL takes from the base
+balance and closes the symbol's position whatever quantity it sold, as RootTrading's
+Trader closes every open cycle of the symbol (what it leaves is dust in ``/balances``,
+never a position); a SELL beyond the base balance (or a BUY beyond the quote balance) is
+refused with the Trader's 422, as the exchange would refuse it. No fees, no step sizes,
+no de-duplication: every request that arrives is executed or refused on its own, so a
+second request for one client order id shows in the record as a second order.
 
 For the benchmark itself:
 
@@ -56,8 +59,10 @@ class StubBook:
     def __init__(self, quote_balance: float) -> None:
         self._lock = threading.Lock()
         self.quote = quote_balance
-        # symbol -> quantity, entry price, opened at (epoch seconds)
+        # symbol -> quantity, entry price, opened at (epoch seconds): the open cycle
         self.positions: dict[str, list[float]] = {}
+        # base asset -> amount held (a position's quantity, and what SELLs left of it)
+        self.bases: dict[str, float] = {}
         self.prices: dict[str, float] = {}
         self.requests: list[dict[str, Any]] = []
         self.filled: list[dict[str, Any]] = []
@@ -65,7 +70,8 @@ class StubBook:
         self._ids = itertools.count(10_000_000)
 
     def seed(self, rows: list[Any]) -> int:
-        """Hold these positions (replacing any held of the same symbol)."""
+        """Hold these positions and their base amounts (replacing any held of the same
+        symbol)."""
         parsed = []
         for index, row in enumerate(rows):
             if not isinstance(row, dict):
@@ -82,6 +88,7 @@ class StubBook:
         with self._lock:
             for symbol, quantity, entry, opened in parsed:
                 self.positions[symbol] = [quantity, entry, opened]
+                self.bases[symbol[: -len(QUOTE)]] = quantity
                 self.prices[symbol] = entry
             return len(self.positions)
 
@@ -143,11 +150,13 @@ class StubBook:
 
     def _execute(self, symbol: str, side: str, quantity: float, price: float) -> None:
         held = self.positions.get(symbol)
+        base = symbol[: -len(QUOTE)]
         if side == "BUY":
             cost = quantity * price
             if cost > self.quote + _EPSILON:
                 raise OrderRefused(f"insufficient {QUOTE} balance: {cost:.8g} > {self.quote:.8g}")
             self.quote -= cost
+            self.bases[base] = self.bases.get(base, 0.0) + quantity
             if held is None:
                 self.positions[symbol] = [quantity, price, time.time()]
             else:
@@ -156,15 +165,24 @@ class StubBook:
                 held[0] = total
             self.prices[symbol] = price
             return
-        holding = 0.0 if held is None else held[0]
-        if held is None or quantity > holding * (1 + _EPSILON) + _EPSILON:
+        # The exchange checks the balance, not the position (RootTrading sells without
+        # one: an orphan cycle).
+        holding = self.bases.get(base, 0.0)
+        if quantity > holding * (1 + _EPSILON) + _EPSILON:
             raise OrderRefused(
                 f"insufficient balance: sell {quantity:.8g} {symbol}, held {holding:.8g}"
             )
         self.quote += quantity * price
-        held[0] -= quantity
-        if held[0] <= holding * _EPSILON + _EPSILON:
-            del self.positions[symbol]
+        left = holding - quantity
+        if left <= holding * _EPSILON + _EPSILON:
+            self.bases.pop(base, None)
+        else:
+            self.bases[base] = left
+        # A SELL closes the symbol's position whatever it sold: RootTrading's Trader
+        # closes every open cycle of the symbol, each with its own quantity, so
+        # /positions/active never shows a remainder (the Portfolio's positions are the
+        # open cycles; the remainder is dust in /balances).
+        self.positions.pop(symbol, None)
         self.prices[symbol] = price
 
     def trader_order(self, order_id: str) -> dict[str, Any] | None:
@@ -178,9 +196,8 @@ class StubBook:
     def balances(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = [_balance_row(QUOTE, self.quote, 1.0)]
-            for symbol, (quantity, entry, _) in self.positions.items():
-                price = self.prices.get(symbol, entry)
-                rows.append(_balance_row(symbol[: -len(QUOTE)], quantity, price))
+            for base, amount in self.bases.items():
+                rows.append(_balance_row(base, amount, self.prices.get(base + QUOTE, 0.0)))
         return rows
 
     def active_positions(self) -> list[dict[str, Any]]:

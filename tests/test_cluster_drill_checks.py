@@ -263,3 +263,22 @@ def test_the_stub_refuses_a_bad_seed_naming_the_position_and_field() -> None:
     with pytest.raises(ValueError, match="position 0: quantity must be a number > 0"):
         book.seed([{"symbol": "P1USDC", "quantity": 0, "entry_price": 1}])
     assert book.active_positions() == []
+
+
+def test_the_stubs_sell_closes_the_position_and_leaves_what_it_did_not_sell_as_dust() -> None:
+    """As RootTrading: a SELL closes every open cycle of the symbol whatever it sold, so
+    /positions/active never shows a remainder; the remainder stays in /balances. (The
+    stub kept a position of the remainder: the pipeline benchmark's next BUY of the
+    symbol was refused position_already_open, and its SELL dust_remainder.)"""
+    book = StubBook(10_000.0)
+    assert book.order(order_body("S1USDC", "BUY", 100, "b1", 10.0), 0, 0)[0] == 201
+    assert book.order(order_body("S1USDC", "SELL", 99.9, "s1", 10.0), 0, 0)[0] == 201
+    assert book.active_positions() == []
+    dust = {r["asset"]: r["free"] for r in book.balances()}["S1"]
+    assert dust == pytest.approx(0.1)
+    assert book.order(order_body("S1USDC", "BUY", 50, "b2", 10.0), 0, 0)[0] == 201
+    (position,) = book.active_positions()
+    assert position["quantity"] == 50, "a new cycle: the dust is no part of it"
+    assert {r["asset"]: r["free"] for r in book.balances()}["S1"] == pytest.approx(50.1)
+    status, answer = book.order(order_body("S1USDC", "SELL", 50.2, "s2", 10.0), 0, 0)
+    assert status == 422 and "held 50.1" in answer["error"], "the balance limits a SELL"

@@ -123,7 +123,8 @@ def test_an_unknown_sell_found_never_executed_shows_its_holding_again():
     assert APT not in ledger.view.positions and ledger.closed
     assert ledger.not_executed("exit:k:2", symbol=APT, side=Side.SELL, now=NOW) is None
     assert ledger.not_executed("exit:k:1", symbol=APT, side=Side.BUY, now=NOW) is None
-    assert ledger.not_executed("exit:k:1", symbol=APT, side=Side.SELL, now=NOW) is order
+    found = ledger.not_executed("exit:k:1", symbol=APT, side=Side.SELL, now=NOW)
+    assert found is not None and found.reservation_id == order.reservation_id
     assert ledger.view.positions[APT].quantity == 1_000.0
     assert ledger.view.balances["APT"].free == 1_000.0
     assert not ledger.closed and not ledger.orders

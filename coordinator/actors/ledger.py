@@ -94,6 +94,7 @@ class Ledger(ChildActor):
         )
         self._numbers = PortfolioNumbers()
         self._guards: tuple[StateReason, ...] = ()
+        self._guards_told_at: float | None = None
         url = services.endpoints.portfolio_url
         self._client = PortfolioClient(url, timeout=risk.portfolio_timeout) if url else None
         self.worker_pool("portfolio")
@@ -138,6 +139,7 @@ class Ledger(ChildActor):
                 self._restore()
                 self._expire()
                 self._maybe_fetch()
+                self._check_guards()
             case PositionsSeen(symbols=symbols):
                 if any(symbol not in self._book.view.positions for symbol in symbols):
                     self._fetch_urgently()
@@ -190,7 +192,7 @@ class Ledger(ChildActor):
         self._expire()
         self._maybe_fetch()
         book = self._book
-        state = self._numbers.ledger_state(book, now)
+        state = self._numbers.ledger_state(book, now, signal.symbol)
         evaluation = evaluate_order(
             signal,
             view=book.view,
@@ -252,19 +254,27 @@ class Ledger(ChildActor):
             self._check_guards()
 
     def _check_guards(self) -> None:
-        """Tell ServiceHealth which protection limits hold, after every view change; it
-        keeps the trading state DEGRADED (no BUY, exits go on) while one does. Told each
-        time, not only on change, so a restarted ServiceHealth learns them again."""
+        """Tell ServiceHealth which protection limits hold, checked after every view
+        change; it keeps the trading state DEGRADED (no BUY, exits go on) while one does.
+        Told at once when they change, and once a second (the refresh tick) even when
+        they do not, so a restarted ServiceHealth learns them again: a message per
+        order would cost more than the order's own work here."""
         view = self._book.view
         if view.fetched_at is None:
             return
-        reasons = self._numbers.guards(view, self._config, self._clock.time())
-        if reasons != self._guards:
+        now = self._clock.time()
+        reasons = self._numbers.guards(view, self._config, now)
+        changed = reasons != self._guards
+        if changed:
             for reason in reasons:
                 logger.warning("portfolio protection: %s", reason.detail)
             if not reasons:
                 logger.info("portfolio protection limits clear again")
             self._guards = reasons
+        told = self._guards_told_at
+        if not changed and told is not None and 0 <= now - told < MIN_REFRESH:
+            return
+        self._guards_told_at = now
         with contextlib.suppress(ChildUnavailable):
             self.context.directory.tell(
                 ActorName.SERVICE_HEALTH, PortfolioGuardsChanged(reasons=reasons)

@@ -5,46 +5,24 @@ through ``OrderState``: RESERVED (its room is held, its outcome unknown: it may 
 have filled already) -> FILLED (settled filled, or unknown and counted as filled: laid
 over the view) -> gone, once the Portfolio shows it or once its time is up.
 
-How a fetched view is merged with our orders, so that each counts exactly once
-whatever the order of answers:
-
-- Time does not tell: a fetch requested before an order was sent may be read by the
-  Portfolio after the order filled, and a Portfolio may lag any length of time. The
-  amounts do.
-- The Portfolio answers ``/positions/active`` and ``/balances`` separately, and either
-  may lag the other (RootTrading caches balances for up to a minute), so each order has
-  two parts, its position part and its balances part, each shown or not.
-- Per symbol our orders form a sequence (one position per symbol: BUY opens, SELL
-  closes), and a view shows a prefix of it, never shorter than one shown before (the
-  Portfolio does not go back in time; an answer to an older request arriving after a
-  newer one is not taken). Each order knows the base amount and the position expected
-  after it; a view shows a prefix whose expectation it matches: the position's quantity
-  to 0.01 %, the base amount within a quarter of the smallest order's quantity (a fee
-  may be taken from it). A view matching none of them (a trade made elsewhere) is taken
-  as it is: the Portfolio is the truth, our guesses are not.
-- The balances parts of one symbol that two prefixes match equally (a BUY and its SELL
-  both unshown, the base back where it was) are told apart by the order of our orders
-  across symbols: the balances are one snapshot, so one showing an order of another
-  symbol shows every order that had filled (settled filled) before that one was
-  reserved. Else by the quote amount: the prefix whose quote moved from the previous
-  view's by what it would have moved. Never by the positions: they lag the balances,
-  or lead them, by any time.
-  Prefixes nothing tells apart make the same view: the shortest is kept, as for the
-  positions (a BUY and its SELL both unshown: none held either way).
-- A FILLED order's unshown parts are laid over the view; a RESERVED order's room is
-  held (its quote for a BUY, its symbol for a SELL) until its balances part is shown.
+How a fetched view is matched with our orders, so that each counts exactly once
+whatever the order of answers: ``ledger_matching``. A FILLED order's unshown parts are
+laid over the view; a RESERVED order's room is held (its quote for a BUY, its symbol for
+a SELL) until its balances part is shown. What each message changes is kept by base
+asset (``ledger_groups``), so that its cost does not grow with the book.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
 import secrets
+from copy import copy as shallow_copy
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from coordinator.trading.ledger_overlay import lay_over, quote_delta
+from coordinator.trading.ledger_groups import Group, Overlay, merged
+from coordinator.trading.ledger_matching import by_symbol, mark_shown
+from coordinator.trading.ledger_overlay import lay_over
 from coordinator.trading.signals import Side
 from coordinator.trading.symbols import split_symbol
 from coordinator.trading.validation import (
@@ -64,8 +42,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _ZERO = Balance(0.0, 0.0, 0.0)
-_MAX_COMBINATIONS = 4096
-"""Ambiguous prefixes resolved together at most; past it, each keeps its shortest."""
 
 
 class OrderState(StrEnum):
@@ -83,8 +59,11 @@ class SettleResult(StrEnum):
     """The id names another symbol or side than the settlement says."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class BookOrder:
+    """One order of ours; never changed in place (a change is a new record), so that a
+    book and its snapshots share them."""
+
     reservation_id: str
     plan: OrderPlan
     owner: str
@@ -135,17 +114,47 @@ class LedgerBook:
         default_factory=lambda: PortfolioView(balances={}, positions={}, fetched_at=None)
     )
     fetched_requested_at: float | None = None
-    orders: dict[str, BookOrder] = field(default_factory=dict)
-    closed: list[ClosedHolding] = field(default_factory=list)
     view: PortfolioView = field(init=False)
     last_id: int = 0
     never_executed: dict[str, float] = field(default_factory=dict)
     """Signal ids of orders found never executed that the book did not count (yet): a
     new process's restore, reading the store before that, must not lay them. When each
     was told."""
+    _groups: dict[str, Group] = field(init=False, repr=False, default_factory=dict)
+    _owner: object = field(init=False, repr=False, default_factory=object)
+    _reserved: dict[str, BookOrder] = field(init=False, repr=False, default_factory=dict)
+    """The RESERVED orders, in reservation order."""
+    _buying: dict[str, int] = field(init=False, repr=False, default_factory=dict)
+    """Symbol -> its BUYs RESERVED, or unknown and not shown (positive counts only)."""
+    _overlay: Overlay = field(init=False, repr=False)
+    _filled: int = field(init=False, repr=False, default=0)
+    _closings: int = field(init=False, repr=False, default=0)
 
     def __post_init__(self) -> None:
         self.view = self.fetched
+        self._overlay = Overlay()
+
+    @property
+    def orders(self) -> dict[str, BookOrder]:
+        """Every order of the book, in reservation order (a copy)."""
+        every = sorted(
+            (o for g in self._groups.values() for o in g.orders.values()), key=lambda o: o.number
+        )
+        return {o.reservation_id: o for o in every}
+
+    @property
+    def closed(self) -> list[ClosedHolding]:
+        """The holdings our SELLs closed within the settle window, as closed."""
+        entries = sorted(e for g in self._groups.values() for e in g.closed.values())
+        return [holding for _, holding in entries]
+
+    def closed_for(self, symbol: str) -> tuple[ClosedHolding, ...]:
+        """``closed``, of ``symbol`` only."""
+        group = self._groups.get(split_symbol(symbol)[0])
+        if group is None or not group.closed:
+            return ()
+        entries = sorted(e for e in group.closed.values() if e[1].symbol == symbol)
+        return tuple(holding for _, holding in entries)
 
     # --- reservations -----------------------------------------------------------------
 
@@ -153,26 +162,17 @@ class LedgerBook:
         """Quote held by BUYs in flight that no view shows yet."""
         return sum(
             o.plan.notional * (1 + self.fee_rate)
-            for o in self.orders.values()
-            if o.state is OrderState.RESERVED and o.plan.side is Side.BUY and not o.balances_shown
+            for o in self._reserved.values()
+            if o.plan.side is Side.BUY and not o.balances_shown
         )
 
     def buying(self) -> frozenset[str]:
         """Symbols with a BUY in flight, or unknown and not shown yet: it lays no
         position over the view, but may have opened one (no second BUY on it)."""
-        return frozenset(
-            o.plan.symbol
-            for o in self.orders.values()
-            if o.plan.side is Side.BUY
-            and (o.state is OrderState.RESERVED or (o.unknown and not o.positions_shown))
-        )
+        return frozenset(self._buying)
 
     def selling(self) -> frozenset[str]:
-        return frozenset(
-            o.plan.symbol
-            for o in self.orders.values()
-            if o.state is OrderState.RESERVED and o.plan.side is Side.SELL
-        )
+        return frozenset(o.plan.symbol for o in self._reserved.values() if o.plan.side is Side.SELL)
 
     def reserve(self, plan: OrderPlan, *, owner: str, now: float, signal_id: str = "") -> BookOrder:
         base, _ = split_symbol(plan.symbol)
@@ -201,28 +201,43 @@ class LedgerBook:
             number=self.last_id + 1,
         )
         self.last_id += 1
-        self.orders[order.reservation_id] = order
+        group = self._own(base)
+        group.admit(plan.symbol, self.fetched)
+        group.put(order)
+        self._reserved[order.reservation_id] = order
+        if plan.side is Side.BUY:
+            self._count_buying(plan.symbol, 1)
+        self._apply(group)
         return order
 
     def snapshot(self) -> LedgerBook:
         """A copy sharing nothing mutable with this book: what a Ledger keeps for its
         next incarnation after each complete change (a crash in the middle of one
-        leaves the copy of the change before). Views are never changed in place."""
-        copy = replace(self, orders={k: replace(o) for k, o in self.orders.items()})
-        copy.closed = list(self.closed)
-        copy.view = self.view
+        leaves the copy of the change before). Views and orders are never changed in
+        place; groups are shared and copied by whichever book changes one first."""
+        copy = shallow_copy(self)
+        copy.never_executed = dict(self.never_executed)
+        copy._groups, copy._owner = dict(self._groups), object()
+        copy._reserved, copy._buying = dict(self._reserved), dict(self._buying)
+        copy._overlay = self._overlay.copy()
+        self._owner = object()  # every group is shared now
         return copy
 
     def adopt(self, plan: OrderPlan, *, at: float, unknown: bool, signal_id: str) -> BookOrder:
         """An order of ours made before this book (by an earlier process), laid over the
         view as a fill of this book until the view shows it; a BUY spends its cash only
         (the view may show it already: spent twice for a while is the cautious side)."""
-        order = self.reserve(plan, owner="store", now=at, signal_id=signal_id)
-        order.state = OrderState.FILLED
-        order.unknown = unknown or plan.side is Side.BUY
-        order.expires_at = at + self.settle_window
-        self._record_closed(order, at)
-        self.view = self._merged()
+        reserved = self.reserve(plan, owner="store", now=at, signal_id=signal_id)
+        del self._reserved[reserved.reservation_id]
+        order = replace(
+            reserved,
+            state=OrderState.FILLED,
+            unknown=unknown or plan.side is Side.BUY,
+            expires_at=at + self.settle_window,
+        )
+        if plan.side is Side.BUY:
+            self._count_buying(plan.symbol, -1)  # counted again while unknown and unshown
+        self._filled_one(order, at)
         return order
 
     def settle(
@@ -235,23 +250,49 @@ class LedgerBook:
         now: float,
     ) -> tuple[SettleResult, BookOrder | None]:
         """Filled or unknown (None): counted as filled, the cautious side; False: released."""
-        order = self.orders.get(reservation_id)
-        if order is None or order.state is not OrderState.RESERVED:
+        order = self._reserved.get(reservation_id)
+        if order is None:
             return SettleResult.UNKNOWN_ID, None
         if order.plan.symbol != symbol or order.plan.side is not side:
             return SettleResult.WRONG_PLAN, order
+        del self._reserved[reservation_id]
+        if order.plan.side is Side.BUY:
+            self._count_buying(order.plan.symbol, -1)
         if filled is False:
-            del self.orders[reservation_id]
-        else:
-            order.state = OrderState.FILLED
-            order.unknown = filled is None
-            if filled:
-                order.filled_before = self.last_id
-            order.expires_at = now + self.settle_window
-            self._record_closed(order, now)
-            self._drop_shown()
-        self.view = self._merged()
+            group = self._own(split_symbol(order.plan.symbol)[0])
+            group.orders.pop(reservation_id)
+            self._apply(group)
+            return SettleResult.SETTLED, order
+        order = replace(
+            order,
+            state=OrderState.FILLED,
+            unknown=filled is None,
+            filled_before=self.last_id if filled else order.filled_before,
+            expires_at=now + self.settle_window,
+        )
+        self._filled_one(order, now)
         return SettleResult.SETTLED, order
+
+    def _filled_one(self, order: BookOrder, now: float) -> None:
+        """``order`` became FILLED: recorded, laid over the view (dropped if shown)."""
+        plan = order.plan
+        group = self._own(split_symbol(plan.symbol)[0])
+        if plan.side is Side.BUY and order.unknown and not order.positions_shown:
+            self._count_buying(plan.symbol, 1)
+        group.put(order)
+        self._record_closed(order, now)
+        if order.positions_shown and order.balances_shown:
+            # Shown by both parts already (marked while reserved): nothing to lay.
+            group.orders.pop(order.reservation_id)
+        else:
+            self._filled += 1
+            group.fills += 1
+            if (order.reserved_at, order.number) > group.last_key:
+                group.step(order, fee_rate=self.fee_rate, fee_in_base=self.fee_in_base)
+            else:
+                self._fold(group)
+        self._apply(group)
+        self._refresh_view(group)
 
     def not_executed(
         self, signal_id: str, *, symbol: str, side: Side, now: float
@@ -266,18 +307,29 @@ class LedgerBook:
             # A BUY's cash stays spent until the Portfolio shows it or its window ends:
             # the cautious side, if the verdict was wrong or its re-send filled.
             return None
-        for key, order in list(self.orders.items()):
+        base = split_symbol(symbol)[0]
+        found = self._groups.get(base)
+        candidates = sorted(found.orders.values(), key=lambda o: o.number) if found else []
+        for order in candidates:
+            key = order.reservation_id
             if (
                 order.state is OrderState.FILLED
                 and order.signal_id == signal_id
                 and order.plan.symbol == symbol
                 and order.plan.side is side
             ):
-                del self.orders[key]
-                self.closed = [c for c in self.closed if c.reservation_id != key]
-                self.view = self._merged()
+                group = self._own(base)
+                group.orders.pop(key)
+                group.closed.pop(key)
+                self._filled -= 1
+                self._fold(group)
+                self._apply(group)
+                self._refresh_view(group)
                 return order
-        if not any(o.signal_id == signal_id for o in self.orders.values()):
+        # Rare (a reconciliation's verdict): the whole book is looked through.
+        if not any(
+            o.signal_id == signal_id for g in self._groups.values() for o in g.orders.values()
+        ):
             self.never_executed[signal_id] = now
         return None
 
@@ -285,199 +337,152 @@ class LedgerBook:
         """(reservations released, fills trusted to the view) whose time is up."""
         released: list[BookOrder] = []
         trusted: list[BookOrder] = []
-        for key, order in list(self.orders.items()):
-            if now < order.expires_at:
-                continue
-            del self.orders[key]
-            (released if order.state is OrderState.RESERVED else trusted).append(order)
-        self.closed = [c for c in self.closed if now - c.at < self.settle_window]
+        changed: list[Group] = []
+        for base in self._overlay.due(now):
+            group = self._own(base)
+            changed.append(group)
+            refold = False
+            for order in group.due_orders(now):
+                if order.state is OrderState.RESERVED:
+                    released.append(order)
+                    del self._reserved[order.reservation_id]
+                    if order.plan.side is Side.BUY:
+                        self._count_buying(order.plan.symbol, -1)
+                else:
+                    trusted.append(order)
+                    refold = True
+                    self._filled -= 1
+                    plan = order.plan
+                    if plan.side is Side.BUY and order.unknown and not order.positions_shown:
+                        self._count_buying(plan.symbol, -1)
+            group.forget_closed(now)
+            if refold:
+                self._fold(group)
+            self._apply(group)
         for signal_id, at in list(self.never_executed.items()):
             if now - at >= self.settle_window:
                 del self.never_executed[signal_id]
         if released or trusted:
-            self.view = self._merged()
+            released.sort(key=lambda o: o.number)
+            trusted.sort(key=lambda o: o.number)
+            self._refresh_view(*changed)
         return released, trusted
 
     # --- views ------------------------------------------------------------------------
 
     def fetched_view(self, view: PortfolioView, requested_at: float) -> bool:
-        """Take a fetched view; False when an answer to an older request came late."""
+        """Take a fetched view; False when an answer to an older request came late.
+        The one message whose work grows with the book: every order is matched again."""
         if self.fetched_requested_at is not None and requested_at < self.fetched_requested_at:
             return False
         previous = self.fetched
         self.fetched = view
         self.fetched_requested_at = requested_at
-        quote_now = view.balances.get(self.quote, _ZERO).total
-        # The quote moves by the balances parts newly shown: what tells apart the
-        # prefixes that the base amount alone cannot.
-        moved = 0.0
-        ambiguous: list[tuple[list[BookOrder], list[int], int]] = []
-        positions: list[tuple[list[BookOrder], list[int]]] = []
-        # The newest reservation the balances show by a match of its own symbol's base.
-        newest_shown = 0
-        for symbol in sorted({o.plan.symbol for o in self.orders.values()}):
-            visible = self._sequence(symbol)
-            held, options, matched = self._evidence(symbol, visible, view)
-            positions.append((visible, held))
-            before = sum(1 for o in visible if o.balances_shown)
-            if len(options) == 1:
-                moved += self._moved(visible, before, options[0])
-                _mark(visible, "balances_shown", options[0])
-                if matched:
-                    newest_shown = max([newest_shown, *(o.number for o in visible[: options[0]])])
-            else:
-                ambiguous.append((visible, options, before))
-        for index, (visible, options, before) in enumerate(ambiguous):
-            # A round trip leaves the base where it was; the quote tells the prefixes
-            # apart only as well as the fees are known (a BUY's fee taken in the base
-            # asset moves it by less than counted). Filled before an order the balances
-            # show was reserved, an order is shown too.
-            least = max(
-                (
-                    i + 1
-                    for i, o in enumerate(visible)
-                    if o.filled_before is not None and o.filled_before < newest_shown
-                ),
-                default=0,
-            )
-            later = [i for i in options if i >= least]
-            if later:
-                ambiguous[index] = (visible, later, before)
-        for visible, options, before in [a for a in ambiguous if len(a[1]) == 1]:
-            moved += self._moved(visible, before, options[0])
-            _mark(visible, "balances_shown", options[0])
-        ambiguous = [a for a in ambiguous if len(a[1]) > 1]
-        if ambiguous:
-            if previous.fetched_at is None:
-                choice = tuple(min(options) for _, options, _ in ambiguous)
-            else:
-                expected = previous.balances.get(self.quote, _ZERO).total + moved
-                choice = self._resolve(ambiguous, quote_now - expected)
-            for (visible, _, _), chosen in zip(ambiguous, choice, strict=True):
-                _mark(visible, "balances_shown", chosen)
-        for visible, held in positions:
-            # Positions the quantities cannot tell apart (a BUY and its SELL: none held)
-            # make the same view while our orders are filled; for one still reserved
-            # the shortest is the cautious side (a SELL in flight keeps its position).
-            _mark(visible, "positions_shown", min(held))
-        for order in self.orders.values():
-            if order.positions_shown:
-                self._record_closed(order, view.fetched_at or requested_at)
-        self._drop_shown()
-        self.view = self._merged()
+        sequences = by_symbol(o for g in self._groups.values() for o in g.orders.values())
+        mark_shown(sequences, view, previous, quote=self.quote, fee_rate=self.fee_rate)
+        self._rebuild(sequences, view.fetched_at or requested_at)
         return True
+
+    def _rebuild(self, sequences: dict[str, list[BookOrder]], at: float) -> None:
+        """After a fetched view: every group from its marked orders, folded again."""
+        every = sorted((o for s in sequences.values() for o in s), key=lambda o: o.number)
+        groups = {base: g.copy(self._owner) for base, g in self._groups.items()}
+        for group in groups.values():
+            group.forget_orders()
+        self._groups = groups
+        for order in every:
+            groups[split_symbol(order.plan.symbol)[0]].put(order)
+            if order.positions_shown:
+                self._record_closed(order, at)
+        self._reserved, self._buying, self._filled = {}, {}, 0
+        self._overlay = Overlay()
+        for order in every:
+            group = groups[split_symbol(order.plan.symbol)[0]]
+            plan = order.plan
+            if order.state is OrderState.RESERVED:
+                self._reserved[order.reservation_id] = order
+                if plan.side is Side.BUY:
+                    self._count_buying(plan.symbol, 1)
+            elif order.positions_shown and order.balances_shown:
+                group.orders.pop(order.reservation_id)
+            elif plan.side is Side.BUY and order.unknown and not order.positions_shown:
+                self._count_buying(plan.symbol, 1)
+        for group in list(groups.values()):
+            self._fold(group)
+            self._filled += group.fills
+            self._apply(group)
+        self.view = self.fetched
+        self._refresh_view(*groups.values())
 
     def _record_closed(self, order: BookOrder, now: float) -> None:
         """A SELL of ours filled, or shown by the Portfolio: its holding is closed, and
         no exit for that holding may sell another one."""
         if order.plan.side is not Side.SELL or order.entry_before is None:
             return
-        if any(c.reservation_id == order.reservation_id for c in self.closed):
+        group = self._own(split_symbol(order.plan.symbol)[0])
+        if order.reservation_id in group.closed:
             return
-        self.closed.append(
-            ClosedHolding(
-                order.plan.symbol, order.entry_before, order.held_before, now, order.reservation_id
-            )
+        holding = ClosedHolding(
+            order.plan.symbol, order.entry_before, order.held_before, now, order.reservation_id
         )
+        group.close(self._closings, holding)
+        self._closings += 1
 
-    def _resolve(
-        self, ambiguous: list[tuple[list[BookOrder], list[int], int]], shift: float
-    ) -> tuple[int, ...]:
-        """The prefixes of the ambiguous symbols, together, whose quote moves add up
-        nearest to ``shift`` (what the quote moved that the rest does not explain);
-        among equals the shortest."""
-        combinations = math.prod(len(options) for _, options, _ in ambiguous)
-        if combinations > _MAX_COMBINATIONS:
-            return tuple(min(options) for _, options, _ in ambiguous)
+    # --- the merged view, group by group ------------------------------------------------
 
-        def score(choice: tuple[int, ...]) -> tuple[float, int]:
-            total = sum(
-                self._moved(visible, before, prefix)
-                for (visible, _, before), prefix in zip(ambiguous, choice, strict=True)
-            )
-            return (round(abs(shift - total), 9), sum(choice))
+    def _own(self, base: str) -> Group:
+        """``base``'s group, this book's to change (copied if shared, made if none)."""
+        group = self._groups.get(base)
+        if group is None:
+            group = Group(base, self._owner, self.settle_window)
+            self._fold(group)
+            self._groups[base] = group
+        elif group.owner is not self._owner:
+            group = self._groups[base] = group.copy(self._owner)
+        return group
 
-        return min(itertools.product(*(options for _, options, _ in ambiguous)), key=score)
+    def _fold(self, group: Group) -> None:
+        group.fold(self.fetched, fee_rate=self.fee_rate, fee_in_base=self.fee_in_base)
 
-    def _moved(self, visible: list[BookOrder], before: int, after: int) -> float:
-        return sum(self._quote_delta(o) for o in visible[before:after])
+    def _count_buying(self, symbol: str, change: int) -> None:
+        count = self._buying.get(symbol, 0) + change
+        if count > 0:
+            self._buying[symbol] = count
+        else:
+            self._buying.pop(symbol, None)
 
-    def _sequence(self, symbol: str) -> list[BookOrder]:
-        return sorted(
-            (o for o in self.orders.values() if o.plan.symbol == symbol),
-            key=lambda o: o.reserved_at,
-        )
+    def _apply(self, group: Group) -> None:
+        """Take note of ``group``'s quote move and next expiry (gone once empty)."""
+        if group.empty():
+            del self._groups[group.base]
+        self._overlay.apply(group)
 
-    def _evidence(
-        self, symbol: str, visible: list[BookOrder], view: PortfolioView
-    ) -> tuple[list[int], list[int], bool]:
-        """(the prefixes of ``visible`` the view's positions may show, those its
-        balances may show, whether the balances matched one at all)."""
-        base, _ = split_symbol(symbol)
-        tolerance = 0.25 * min(o.plan.quantity for o in visible)
-        position = view.positions.get(symbol)
-        held = position.quantity if position is not None else 0.0
-        amount = view.balances.get(base, _ZERO).total
-        shown_p = sum(1 for o in visible if o.positions_shown)
-        shown_b = sum(1 for o in visible if o.balances_shown)
-        # A position's quantity is the one ordered (a fee in the base asset is taken from
-        # the balance, not the position): only rounding differs.
-        exact = 1e-4 * max(held, 1e-4)
-        positions = [
-            i for i in range(shown_p, len(visible) + 1) if abs(_held(visible, i) - held) <= exact
-        ]
-        balances = [
-            i
-            for i in range(shown_b, len(visible) + 1)
-            if abs(_base(visible, i) - amount) <= tolerance
-        ]
-        # Prefixes the amounts cannot tell apart (a BUY and its SELL at one price) give
-        # the same view: the shortest is kept, so that a later view showing the BUY
-        # alone is not taken for one that shows both. Matching none of our expectations
-        # (a trade made elsewhere, a manual sell): the Portfolio is the truth.
-        return (positions or [len(visible)]), (balances or [len(visible)]), bool(balances)
-
-    def _quote_delta(self, order: BookOrder) -> float:
-        return quote_delta(order.plan, self.fee_rate)
-
-    def _drop_shown(self) -> None:
-        for key, order in list(self.orders.items()):
-            if order.state is OrderState.FILLED and order.positions_shown and order.balances_shown:
-                del self.orders[key]
+    def _refresh_view(self, *changed: Group) -> None:
+        """The view with ``changed`` groups' fills laid over the fetched view again (the
+        other groups' are laid in it already)."""
+        if not self._filled:
+            self.view = self.fetched
+        elif self.quote in self._groups:
+            # Orders of a pair whose base is the quote asset (never in practice): their
+            # steps interleave with the quote's, so the whole book is laid in order.
+            self.view = self._merged()
+        else:
+            cash = self._overlay.quote(self.fetched, self.quote)
+            self.view = merged(self.view, self.fetched, changed, self.quote, cash)
 
     def _merged(self) -> PortfolioView:
-        """The fetched view with each FILLED order's unshown parts laid over it."""
-        view = self.fetched
-        fills = sorted(
-            (o for o in self.orders.values() if o.state is OrderState.FILLED),
-            key=lambda o: o.reserved_at,
-        )
+        """Every FILLED order's unshown parts laid over the fetched view, all at once."""
+        ordered = sorted(self.orders.values(), key=lambda o: o.reserved_at)
+        fills = [o for o in ordered if o.state is OrderState.FILLED]
         if not fills:
-            return view
+            return self.fetched
+        quote, fee_rate, fee_in_base = self.quote, self.fee_rate, self.fee_in_base
         return lay_over(
-            view, fills, quote=self.quote, fee_rate=self.fee_rate, fee_in_base=self.fee_in_base
+            self.fetched, fills, quote=quote, fee_rate=fee_rate, fee_in_base=fee_in_base
         )
 
     def reservation_count(self) -> int:
-        return sum(1 for o in self.orders.values() if o.state is OrderState.RESERVED)
+        return len(self._reserved)
 
     def reserved_notional(self) -> float:
-        return sum(
-            o.plan.notional
-            for o in self.orders.values()
-            if o.state is OrderState.RESERVED and o.plan.side is Side.BUY
-        )
-
-
-def _held(orders: list[BookOrder], prefix: int) -> float:
-    """The position expected once ``orders[:prefix]`` filled."""
-    return orders[prefix - 1].held_after if prefix else orders[0].held_before
-
-
-def _base(orders: list[BookOrder], prefix: int) -> float:
-    return orders[prefix - 1].base_after if prefix else orders[0].base_before
-
-
-def _mark(orders: list[BookOrder], flag: str, prefix: int) -> None:
-    for order in orders[:prefix]:
-        setattr(order, flag, True)
+        return sum(o.plan.notional for o in self._reserved.values() if o.plan.side is Side.BUY)

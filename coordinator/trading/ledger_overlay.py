@@ -14,7 +14,7 @@ from coordinator.trading.validation import Balance, OrderPlan, PortfolioView, Po
 if TYPE_CHECKING:
     from coordinator.trading.ledger_book import BookOrder
 
-__all__ = ["lay_over", "quote_delta"]
+__all__ = ["lay_over", "lay_step", "quote_delta"]
 
 _ZERO = Balance(0.0, 0.0, 0.0)
 
@@ -82,3 +82,45 @@ def lay_over(
             else:
                 positions.pop(plan.symbol, None)
     return replace(view, balances=balances, positions=positions)
+
+
+def lay_step(
+    order: BookOrder,
+    balance: Balance | None,
+    positions: dict[str, PositionView],
+    *,
+    fee_rate: float,
+    fee_in_base: bool | None,
+) -> tuple[Balance | None, float, bool]:
+    """What ``lay_over`` does with one fill to its base balance (``balance``, None:
+    none) and its symbol's position (``positions``, changed in place): (the base balance
+    after it, what it moves the quote by, whether its balances part is laid at all).
+    The same steps in the same order as ``lay_over``, for a base other than the quote."""
+    plan = order.plan
+    moved, laid = 0.0, False
+    if not order.balances_shown:
+        held = balance if balance is not None else _ZERO
+        moved, laid = quote_delta(plan, fee_rate), True
+        if plan.side is Side.BUY and order.unknown:
+            balance = Balance(held.free, held.total, (held.value or 0.0) + plan.notional)
+        elif plan.side is Side.BUY:
+            got = plan.quantity * (1 - fee_rate)
+            if fee_in_base is False:
+                got = plan.quantity
+            balance = Balance(
+                held.free + got, held.total + got, (held.value or 0.0) + got * plan.reference_price
+            )
+        else:
+            left_free = max(0.0, held.free - plan.quantity)
+            left = max(0.0, held.total - plan.quantity)
+            balance = Balance(left_free, left, left * plan.reference_price)
+    if not order.positions_shown and not (plan.side is Side.BUY and order.unknown):
+        if plan.side is Side.BUY:
+            old = positions.get(plan.symbol)
+            quantity = plan.quantity + (old.quantity if old else 0.0)
+            positions[plan.symbol] = PositionView(
+                plan.symbol, quantity, plan.reference_price, quantity * plan.reference_price, 0.0
+            )
+        else:
+            positions.pop(plan.symbol, None)
+    return balance, moved, laid

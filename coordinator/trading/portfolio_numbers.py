@@ -76,8 +76,9 @@ class PortfolioNumbers:
     def equity_seen(self, equity: float) -> None:
         self.peak_equity = max(self.peak_equity, equity)
 
-    def ledger_state(self, book: LedgerBook, now: float) -> LedgerState:
-        """What the risk checks read, at ``now``."""
+    def ledger_state(self, book: LedgerBook, now: float, symbol: str | None = None) -> LedgerState:
+        """What the risk checks read, at ``now``; for a signal of ``symbol``, only its
+        closed holdings (the only ones its checks read, and the book may hold many)."""
         orders = self.orders_last_minute(now)
         self.roll_day(now)
         return LedgerState(
@@ -88,7 +89,7 @@ class PortfolioNumbers:
             realized_loss_today=self.realized_loss,
             peak_equity=self.peak_equity,
             stop_losses=dict(self.stop_losses),
-            closed=tuple(book.closed),
+            closed=tuple(book.closed) if symbol is None else book.closed_for(symbol),
         )
 
     def guards(

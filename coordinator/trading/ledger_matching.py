@@ -1,0 +1,195 @@
+"""Which of our orders a fetched view shows: the Ledger's book marks, symbol by symbol,
+the prefix of its orders whose positions part and whose balances part the view shows.
+Pure; the lists of orders are changed in place (a marked order is replaced by its
+marked record). So that each order counts exactly once whatever the order of answers:
+
+- Time does not tell: a fetch requested before an order was sent may be read by the
+  Portfolio after the order filled, and a Portfolio may lag any length of time. The
+  amounts do.
+- The Portfolio answers ``/positions/active`` and ``/balances`` separately, and either
+  may lag the other (RootTrading caches balances for up to a minute), so each order has
+  two parts, its position part and its balances part, each shown or not.
+- Per symbol our orders form a sequence (one position per symbol: BUY opens, SELL
+  closes), and a view shows a prefix of it, never shorter than one shown before (the
+  Portfolio does not go back in time; an answer to an older request arriving after a
+  newer one is not taken). Each order knows the base amount and the position expected
+  after it; a view shows a prefix whose expectation it matches: the position's quantity
+  to 0.01 %, the base amount within a quarter of the smallest order's quantity (a fee
+  may be taken from it). A view matching none of them (a trade made elsewhere) is taken
+  as it is: the Portfolio is the truth, our guesses are not.
+- The balances parts of one symbol that two prefixes match equally (a BUY and its SELL
+  both unshown, the base back where it was) are told apart by the order of our orders
+  across symbols: the balances are one snapshot, so one showing an order of another
+  symbol shows every order that had filled (settled filled) before that one was
+  reserved. Else by the quote amount: the prefix whose quote moved from the previous
+  view's by what it would have moved. Never by the positions: they lag the balances,
+  or lead them, by any time.
+  Prefixes nothing tells apart make the same view: the shortest is kept, as for the
+  positions (a BUY and its SELL both unshown: none held either way).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from coordinator.trading.ledger_overlay import quote_delta
+from coordinator.trading.symbols import split_symbol
+from coordinator.trading.validation import Balance, PortfolioView
+
+if TYPE_CHECKING:
+    from coordinator.trading.ledger_book import BookOrder
+
+__all__ = ["by_symbol", "mark_shown"]
+
+_ZERO = Balance(0.0, 0.0, 0.0)
+_MAX_COMBINATIONS = 4096
+"""Ambiguous prefixes resolved together at most; past it, each keeps its shortest."""
+
+Ambiguous = tuple[list["BookOrder"], list[int], int]
+
+
+def by_symbol(orders: Iterable[BookOrder]) -> dict[str, list[BookOrder]]:
+    """Each symbol's orders in reservation order (by time, then by number)."""
+    sequences: dict[str, list[BookOrder]] = {}
+    for order in orders:
+        sequences.setdefault(order.plan.symbol, []).append(order)
+    for sequence in sequences.values():
+        sequence.sort(key=lambda o: (o.reserved_at, o.number))
+    return sequences
+
+
+def mark_shown(
+    sequences: dict[str, list[BookOrder]],
+    view: PortfolioView,
+    previous: PortfolioView,
+    *,
+    quote: str,
+    fee_rate: float,
+) -> None:
+    """Mark in ``sequences`` (each symbol's orders in reservation order) the parts that
+    ``view`` shows, ``previous`` being the view fetched before it."""
+    quote_now = view.balances.get(quote, _ZERO).total
+    # The quote moves by the balances parts newly shown: what tells apart the
+    # prefixes that the base amount alone cannot.
+    moved = 0.0
+    ambiguous: list[Ambiguous] = []
+    positions: list[tuple[list[BookOrder], list[int]]] = []
+    # The newest reservation the balances show by a match of its own symbol's base.
+    newest_shown = 0
+    for symbol in sorted(sequences):
+        visible = sequences[symbol]
+        held, options, matched = _evidence(symbol, visible, view)
+        positions.append((visible, held))
+        before = sum(1 for o in visible if o.balances_shown)
+        if len(options) == 1:
+            moved += _moved(visible, before, options[0], fee_rate)
+            _mark(visible, "balances_shown", options[0])
+            if matched:
+                newest_shown = max([newest_shown, *(o.number for o in visible[: options[0]])])
+        else:
+            ambiguous.append((visible, options, before))
+    for index, (visible, options, before) in enumerate(ambiguous):
+        # A round trip leaves the base where it was; the quote tells the prefixes
+        # apart only as well as the fees are known (a BUY's fee taken in the base
+        # asset moves it by less than counted). Filled before an order the balances
+        # show was reserved, an order is shown too.
+        least = max(
+            (
+                i + 1
+                for i, o in enumerate(visible)
+                if o.filled_before is not None and o.filled_before < newest_shown
+            ),
+            default=0,
+        )
+        later = [i for i in options if i >= least]
+        if later:
+            ambiguous[index] = (visible, later, before)
+    for visible, options, before in [a for a in ambiguous if len(a[1]) == 1]:
+        moved += _moved(visible, before, options[0], fee_rate)
+        _mark(visible, "balances_shown", options[0])
+    ambiguous = [a for a in ambiguous if len(a[1]) > 1]
+    if ambiguous:
+        if previous.fetched_at is None:
+            choice = tuple(min(options) for _, options, _ in ambiguous)
+        else:
+            expected = previous.balances.get(quote, _ZERO).total + moved
+            choice = _resolve(ambiguous, quote_now - expected, fee_rate)
+        for (visible, _, _), chosen in zip(ambiguous, choice, strict=True):
+            _mark(visible, "balances_shown", chosen)
+    for visible, held in positions:
+        # Positions the quantities cannot tell apart (a BUY and its SELL: none held)
+        # make the same view while our orders are filled; for one still reserved
+        # the shortest is the cautious side (a SELL in flight keeps its position).
+        _mark(visible, "positions_shown", min(held))
+
+
+def _resolve(ambiguous: list[Ambiguous], shift: float, fee_rate: float) -> tuple[int, ...]:
+    """The prefixes of the ambiguous symbols, together, whose quote moves add up
+    nearest to ``shift`` (what the quote moved that the rest does not explain);
+    among equals the shortest."""
+    combinations = math.prod(len(options) for _, options, _ in ambiguous)
+    if combinations > _MAX_COMBINATIONS:
+        return tuple(min(options) for _, options, _ in ambiguous)
+
+    def score(choice: tuple[int, ...]) -> tuple[float, int]:
+        total = sum(
+            _moved(visible, before, prefix, fee_rate)
+            for (visible, _, before), prefix in zip(ambiguous, choice, strict=True)
+        )
+        return (round(abs(shift - total), 9), sum(choice))
+
+    return min(itertools.product(*(options for _, options, _ in ambiguous)), key=score)
+
+
+def _moved(visible: list[BookOrder], before: int, after: int, fee_rate: float) -> float:
+    return sum(quote_delta(o.plan, fee_rate) for o in visible[before:after])
+
+
+def _evidence(
+    symbol: str, visible: list[BookOrder], view: PortfolioView
+) -> tuple[list[int], list[int], bool]:
+    """(the prefixes of ``visible`` the view's positions may show, those its
+    balances may show, whether the balances matched one at all)."""
+    base, _ = split_symbol(symbol)
+    tolerance = 0.25 * min(o.plan.quantity for o in visible)
+    position = view.positions.get(symbol)
+    held = position.quantity if position is not None else 0.0
+    amount = view.balances.get(base, _ZERO).total
+    shown_p = sum(1 for o in visible if o.positions_shown)
+    shown_b = sum(1 for o in visible if o.balances_shown)
+    # A position's quantity is the one ordered (a fee in the base asset is taken from
+    # the balance, not the position): only rounding differs.
+    exact = 1e-4 * max(held, 1e-4)
+    positions = [
+        i for i in range(shown_p, len(visible) + 1) if abs(_held(visible, i) - held) <= exact
+    ]
+    balances = [
+        i for i in range(shown_b, len(visible) + 1) if abs(_base(visible, i) - amount) <= tolerance
+    ]
+    # Prefixes the amounts cannot tell apart (a BUY and its SELL at one price) give
+    # the same view: the shortest is kept, so that a later view showing the BUY
+    # alone is not taken for one that shows both. Matching none of our expectations
+    # (a trade made elsewhere, a manual sell): the Portfolio is the truth.
+    return (positions or [len(visible)]), (balances or [len(visible)]), bool(balances)
+
+
+def _held(orders: list[BookOrder], prefix: int) -> float:
+    """The position expected once ``orders[:prefix]`` filled."""
+    return orders[prefix - 1].held_after if prefix else orders[0].held_before
+
+
+def _base(orders: list[BookOrder], prefix: int) -> float:
+    return orders[prefix - 1].base_after if prefix else orders[0].base_before
+
+
+def _mark(orders: list[BookOrder], flag: str, prefix: int) -> None:
+    """Mark the first ``prefix`` orders (each replaced by its marked record)."""
+    for index, order in enumerate(orders[:prefix]):
+        if flag == "balances_shown" and not order.balances_shown:
+            orders[index] = replace(order, balances_shown=True)
+        elif flag == "positions_shown" and not order.positions_shown:
+            orders[index] = replace(order, positions_shown=True)
