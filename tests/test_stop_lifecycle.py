@@ -301,4 +301,4 @@ def test_a_fetch_showing_a_confirmed_unmissed_holding_changes_only_when_sold(lif
     if life.phase is lc.Phase.SOLD:
         assert after == replace(life, seen_at=now)
     else:
-        assert after is life
+        assert after is life and life.seen_unchanged

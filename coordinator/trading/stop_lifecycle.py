@@ -93,8 +93,7 @@ class Phase(StrEnum):
     """The holding is gone."""
 
 
-# Rejections saying the holding is not there as the stop knows it: look at the
-# positions again now (the holding's stop closes if it is gone).
+# Rejections saying the holding is not as the stop knows it: look at the positions now.
 _REEXAMINE = frozenset({Reason.NO_POSITION, Reason.POSITION_CHANGED})
 _FINAL = frozenset({Reason.DUST_REMAINDER})
 _CLOSED_BECAUSE = {Phase.SOLD: "sold", Phase.DUST: "dust left, no longer shown"}
@@ -157,8 +156,9 @@ class Lifecycle:
     """The last thing that happened, for a person."""
 
     @property
-    def in_flight(self) -> bool:
-        return self.phase is Phase.EXITING
+    def seen_unchanged(self) -> bool:
+        """A fetch showing the holding changes nothing (seen_at is read in SOLD alone)."""
+        return self.confirmed and not self.missing and self.phase is not Phase.SOLD
 
     @property
     def live(self) -> bool:
@@ -421,8 +421,8 @@ def _on_positions(
     if life.phase is Phase.CLOSED:
         return life, ()
     if held:
-        if life.confirmed and not life.missing and life.phase is not Phase.SOLD:
-            return life, ()  # unchanged (seen_at is read in SOLD alone): most fetches
+        if life.seen_unchanged:
+            return life, ()  # most of every fetch
         confirmed_now = not life.confirmed
         life = replace(life, confirmed=True, missing=0, seen_at=now)
         if confirmed_now and life.phase is Phase.WATCHING and hit:
