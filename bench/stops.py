@@ -1,19 +1,27 @@
 """Trailing stops under load.
 
     python bench/stops.py evaluate [--positions 1000] [--ticks 1000000]
-    python bench/stops.py redis    [--positions 1000] [--rate 5000] [--seconds 20] [--exits 10]
+    python bench/stops.py redis [--paper] [--positions 1000] [--rate 5000] [--seconds 20]
+                                [--exits 10] [--publishers 2] [--profile FILE]
 
 evaluate  the stop functions alone, in this process: ticks over ``--positions`` positions
           (random walks, every rule set), each tick moving its position's peak and stop
           and checking the trigger; target >= 100,000 ticks/s
-redis     an embedded Redis and PostgreSQL (durable), ``coordinator paper-exchange``
-          holding ``--positions`` open positions and ``coordinator run``, each in its own
-          process; candles published on the market-data channels at ``--rate`` ticks/s,
-          of which ``--exits`` per second cross a stop. Measured on the host's monotonic
-          clock, shared by the processes, from the crossing tick leaving the publisher
-          (just before PUBLISH): to its read by the coordinator, to the sell order
-          request leaving the coordinator (target p99 <= 10 ms), and to the request
-          arriving at the paper exchange
+redis     an embedded Redis and PostgreSQL (durable), the minimal Trader and Portfolio of
+          bench/trader_stub.py (``--paper``: ``coordinator paper-exchange``) holding
+          ``--positions`` open positions, and ``coordinator run`` (its settings at their
+          defaults but for the stop rules), each in its own process. Candles are
+          published on the market-data channels at ``--rate`` ticks/s by
+          ``--publishers`` processes (bench/stops_feed.py: raw pipelined PUBLISH, so that
+          the publisher is not the limit; the rate achieved is printed), never near a
+          stop, and ``--exits`` per second cross one, each alone and timed just before
+          it is written. Measured on the host's monotonic clock, shared by the
+          processes, from the crossing tick's write: to its read by the coordinator, to
+          the sell order request leaving the coordinator (target p99 <= 5 ms at 1,000
+          positions and 5,000 ticks/s, <= 10 ms at 10,000 and 20,000 ticks/s), and to the
+          request arriving at the Trader; and the coordinator's CPU per tick, in all and
+          by thread (bench/cpu.py). ``--profile FILE``: py-spy of the coordinator for the
+          run (``.txt``: collapsed stacks of the GIL holder, one line per stack)
 """
 
 from __future__ import annotations
@@ -89,7 +97,6 @@ def redis_path(args: argparse.Namespace, tmp: Path) -> None:
         tmp,
         {
             "TRADING_SYMBOLS": ",".join(symbols[:50]),
-            "POSITIONS_REFRESH_INTERVAL": "2",
             "STOP_RULES": "stoploss,breakeven,percent",
             "STOP_LOSS_PERCENT": "5",
         },
