@@ -128,6 +128,7 @@ def redis_path(args: argparse.Namespace, tmp: Path) -> None:
             stack.redis.url, quiet, args.rate, args.seconds, processes=args.publishers
         )
         probe = Probe(stack.redis.url)
+        read_before = _ticks_read(stack)
         spy = stack.profile(args.profile)
         cpu_before = stack.cpu()
         start_at = time.monotonic() + 1.0
@@ -153,6 +154,18 @@ def redis_path(args: argparse.Namespace, tmp: Path) -> None:
         crossings = probe.crossings
         arrivals = _arrivals(stack.trader_url + orders_path, crossings)
         _report(stack, crossings, arrivals)
+        # Redis drops a subscriber whose unread messages pass its output buffer limit:
+        # what was published meanwhile is never read.
+        lost = [
+            line.strip()
+            for line in (tmp / "coordinator.log").read_text(errors="replace").splitlines()
+            if "subscription lost" in line
+        ]
+        print(
+            f"ticks read by the coordinator: {_ticks_read(stack) - read_before:,} of {ticks:,}; "
+            f"market-data subscription lost {len(lost)} times"
+            + (f" (first: {lost[0][-160:]})" if lost else "")
+        )
         print(
             f"coordinator CPU per tick: {cpu.seconds / ticks * 1e6:.1f} us "
             f"({cpu.seconds:.2f} s for {ticks:,} ticks, {cpu.seconds / took:.0%} of a core)"
@@ -162,10 +175,15 @@ def redis_path(args: argparse.Namespace, tmp: Path) -> None:
             "  by thread, us per tick: "
             + ", ".join(f"{name} {s / ticks * 1e6:.1f}" for name, s in parts[:10] if s > 0)
         )
-        stats = requests.get(stack.url + "/stats", timeout=10).json()
-        print(f"trailing_stops_active at the end: {stats['trailing_stops_active']}")
+        stats = requests.get(stack.url + "/stats", timeout=30).json()
+        print(f"trailing_stops_active at the end: {stats.get('trailing_stops_active')}")
     finally:
         stack.stop()
+
+
+def _ticks_read(stack: Stack) -> int:
+    stats = requests.get(stack.url + "/stats", timeout=30).json()
+    return int((stats.get("market_data") or {}).get("read") or 0)
 
 
 def _wait_watched(stack: Stack, positions: int) -> None:
@@ -174,7 +192,7 @@ def _wait_watched(stack: Stack, positions: int) -> None:
     while time.monotonic() < deadline:
         stats = requests.get(stack.url + "/stats", timeout=10).json()
         # The Ledger sizes the sells: its view must hold the positions too.
-        count, held = stats["trailing_stops_active"], stats["active_positions"]
+        count, held = stats.get("trailing_stops_active"), stats.get("active_positions")
         if (count or 0) >= positions and (held or 0) >= positions:
             return
         time.sleep(0.5)
