@@ -10,9 +10,9 @@ TrailingStop every time, and to each Validator at most every ``_VALIDATOR_EVERY`
 (the latest of each of its symbols since the last time; a BUY is checked against a price
 up to ``MARKET_DATA_MAX_AGE`` old: at thousands of ticks a second, telling the Validators
 each one, or each symbol's twice a second, would cost more than the checks, and would
-queue exits behind them). Candles of the
-universe timeframe go to the UniverseManager (``CandleUpdated``), closed ones of the ATR
-timeframe to the TrailingStop (``CandleClosed``).
+queue exits behind them). Candles of the universe timeframe go to the UniverseManager
+(``CandleUpdated``), closed ones of the ATR timeframe to the TrailingStop
+(``CandleClosed``).
 
 RootTrading publishes closed candles only, most of them twice (directly and through its
 dispatcher): a closed candle already taken (same symbol, timeframe and open time) is
