@@ -154,13 +154,15 @@ class SlowLink:
         self._listener.close()
 
 
+@pytest.mark.parametrize("by", ["channel", "pattern"])
 def test_a_batch_reader_keeps_its_subscription_when_a_message_arrives_in_pieces(
-    redis_server: EmbeddedRedis,
+    redis_server: EmbeddedRedis, by: str
 ) -> None:
     """Draining what has arrived must not read a message whose end is still on its way
     with no time to wait for it: redis-py then raises a timeout, the subscription is
     dropped and the messages published while it subscribes again are lost (ticks, in
-    the market feed)."""
+    the market feed). Messages of a pattern (the market data's) are read straight from
+    the connection, the others through redis-py's handling: both whole and in order."""
     import threading
 
     from coordinator.infra.redis_bus import Subscription
@@ -179,7 +181,8 @@ def test_a_batch_reader_keeps_its_subscription_when_a_message_arrives_in_pieces(
     link = SlowLink(redis_server.port)
     reader = Subscription(
         f"redis://:{redis_server.password}@127.0.0.1:{link.port}/0",
-        channels=(channel,),
+        channels=(channel,) if by == "channel" else (),
+        patterns=(channel + "*",) if by == "pattern" else (),
         on_batch=on_batch,
         on_connection=lambda up, error: None if up else drops.append(error),
         name="test-pieces",

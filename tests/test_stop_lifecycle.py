@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from coordinator.trading import stop_lifecycle as lc
 from coordinator.trading.stop_book import (
@@ -262,3 +264,41 @@ def test_an_exit_found_lost_before_any_price_fails_over_to_a_retry_when_no_longe
     life, _ = run(life, lc.DecisionMissing(attempt=1), now=5.2, price=None)
     life, actions = run(life, lc.Timer(), now=5.7, price=120.0)
     assert actions == () and life.phase is lc.Phase.RETRY
+
+
+_LIVES = st.builds(
+    lc.Lifecycle,
+    phase=st.sampled_from(lc.Phase),
+    attempt=st.integers(0, 5),
+    failures=st.integers(0, 5),
+    sent_at=st.none() | st.floats(0, 1000),
+    retry_at=st.none() | st.floats(0, 1000),
+    confirmed=st.booleans(),
+    clean=st.booleans(),
+    sold_attempt=st.integers(0, 5),
+    waiting_on=st.none() | st.just("c-1"),
+    lookup_pending=st.booleans(),
+    resent=st.booleans(),
+    resend_on_price=st.booleans(),
+    missing=st.integers(0, 3),
+    seen_at=st.none() | st.floats(0, 1000),
+)
+
+
+@given(_LIVES, st.floats(0, 2000), st.none() | st.floats(1, 200))
+def test_the_timer_changes_nothing_outside_the_timed_phases(life, now, price):
+    """The TrailingStop steps only the stops in TIMED_PHASES on its timer."""
+    assume(life.phase not in lc.TIMED_PHASES)
+    assert run(life, lc.Timer(), now=now, price=price) == (life, ())
+
+
+@given(_LIVES, st.floats(0, 2000), st.none() | st.floats(1, 200))
+def test_a_fetch_showing_a_confirmed_unmissed_holding_changes_only_when_sold(life, now, price):
+    """Most of each fetch: nothing new to take (seen_at is read in SOLD alone)."""
+    life = replace(life, confirmed=True, missing=0)
+    after, actions = run(life, lc.PositionsSeen(held=True), now=now, price=price)
+    assert actions == ()
+    if life.phase is lc.Phase.SOLD:
+        assert after == replace(life, seen_at=now)
+    else:
+        assert after is life and life.seen_unchanged

@@ -1,11 +1,15 @@
 """MarketFeed: the latest price of every symbol, from the RootTrading market-data channels.
 
-A reader thread subscribed to ``roottrading:market:data:*`` hands over what has arrived
-together, as it is; the actor keeps the latest close per symbol and sends the changes
-(``PricesUpdated``, one message per batch) to the TrailingStop every time, and to the
-Validator that owns the symbol at most every ``_VALIDATOR_EVERY`` seconds per symbol (a
-BUY is checked against a price up to ``MARKET_DATA_MAX_AGE`` old; at thousands of ticks
-a second, telling the Validators each one would cost more than the checks, and would
+A reader thread subscribed to ``roottrading:market:data:*`` hands over what has arrived,
+as it is, into a buffer the actor empties whole: one message wakes the actor, and what
+arrives while it works waits for it without another (each hand-off between threads is a
+wake-up and a GIL switch: at thousands of ticks a second they cost more than the ticks'
+own work; this way the batches grow with the load instead). The actor keeps the latest
+close per symbol and sends the changes (``PricesUpdated``, one message per batch) to the
+TrailingStop every time, and to each Validator at most every ``_VALIDATOR_EVERY`` seconds
+(the latest of each of its symbols since the last time; a BUY is checked against a price
+up to ``MARKET_DATA_MAX_AGE`` old: at thousands of ticks a second, telling the Validators
+each one, or each symbol's twice a second, would cost more than the checks, and would
 queue exits behind them). Candles of the universe timeframe go to the UniverseManager
 (``CandleUpdated``), closed ones of the ATR timeframe to the TrailingStop
 (``CandleClosed``).
@@ -20,6 +24,8 @@ counted by what is wrong with it, and logged the first time each kind of fault a
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 from coordinator.actors.names import ActorName
@@ -27,6 +33,7 @@ from coordinator.config.parts import FeedSettings
 from coordinator.infra.redis_bus import MARKET_DATA_PATTERN, Subscription
 from coordinator.messages.pipeline import (
     CandlesReceived,
+    CandlesWaiting,
     GetMarketSnapshot,
     MarketSnapshot,
     MarketTick,
@@ -78,9 +85,16 @@ class MarketFeed(ChildActor):
         self._duplicates = 0
         self._undelivered: set[str] = set()
         self._dropped = False
-        # Per symbol: when its Validator was last told, and the update held back since.
+        # What the reader has handed over and the actor not yet taken, and whether the
+        # actor was told so since it last took it; shared with the reader thread.
+        self._waiting: list[tuple[str, bytes, float, float]] = []
+        self._waiting_lock = threading.Lock()
+        self._woken = False
+        # Per Validator: when it was last told, and the latest update of each of its
+        # symbols held back since.
         self._told: dict[str, float] = {}
-        self._held_back: dict[str, PriceUpdated] = {}
+        self._held_back: dict[str, dict[str, PriceUpdated]] = {}
+        self._validator_of: dict[str, str] = {}
         self._subscription = Subscription(
             services.endpoints.redis_url,
             patterns=(MARKET_DATA_PATTERN,),
@@ -95,8 +109,16 @@ class MarketFeed(ChildActor):
     def _received(self, batch: list[tuple[str, bytes, float, float]]) -> None:
         # Reader thread: hand over, nothing else (each stamped when read: the price's
         # time, and the tick-to-order latency).
-        if tell_unless_ended(self.actor_ref, CandlesReceived(candles=tuple(batch))):
+        with self._waiting_lock:
+            self._waiting.extend(batch)
+            if self._woken:
+                return  # the actor has not taken the last ones yet: it takes these too
+            self._woken = True
+        if tell_unless_ended(self.actor_ref, CandlesWaiting()):
             return
+        with self._waiting_lock:
+            self._waiting.clear()
+            self._woken = False
         # This incarnation ended (a restart) before its reader stopped. The batch is
         # not kept for the next one: each candle is a snapshot of its price, the next
         # incarnation reads newer ones from its own subscription (pub/sub keeps nothing
@@ -112,6 +134,11 @@ class MarketFeed(ChildActor):
 
     def handle(self, message: Any) -> Any:
         match message:
+            case CandlesWaiting():
+                with self._waiting_lock:
+                    candles, self._waiting = self._waiting, []
+                    self._woken = False
+                self._candles(candles)
             case CandlesReceived(candles=candles):
                 self._candles(candles)
             case MarketTick():
@@ -129,12 +156,10 @@ class MarketFeed(ChildActor):
                 return NOT_HANDLED
         return None
 
-    def _candles(self, candles: tuple[tuple[str, bytes, float, float], ...]) -> None:
+    def _candles(self, candles: Sequence[tuple[str, bytes, float, float]]) -> None:
         """The prices of what arrived together go on together: one message to the
         TrailingStop and at most one to each Validator."""
         to_stops: list[PriceUpdated] = []
-        # Per Validator, the latest update of each symbol in this batch.
-        to_validators: dict[str, dict[str, PriceUpdated]] = {}
         for channel, payload, mono, received_at in candles:
             self._read += 1
             parsed = read_candle(payload, channel)
@@ -145,11 +170,10 @@ class MarketFeed(ChildActor):
                 # The dispatcher's copy of a candle the gateway published already.
                 self._duplicates += 1
                 continue
-            self._candle(parsed, mono, received_at, to_stops, to_validators)
+            self._candle(parsed, mono, received_at, to_stops)
         if to_stops:
             self._tell(ActorName.TRAILING_STOP, PricesUpdated(updates=tuple(to_stops)))
-        for name, updates in to_validators.items():
-            self._tell(name, PricesUpdated(updates=tuple(updates.values())))
+            self._flush_held_back()
 
     def _unusable(self, bad: MalformedCandle, channel: str) -> None:
         count = self._malformed.get(bad.problem, 0) + 1
@@ -169,7 +193,6 @@ class MarketFeed(ChildActor):
         mono: float,
         received_at: float,
         to_stops: list[PriceUpdated],
-        to_validators: dict[str, dict[str, PriceUpdated]],
     ) -> None:
         symbol, price = candle.symbol, candle.close
         directory = self.context.directory
@@ -217,18 +240,12 @@ class MarketFeed(ChildActor):
             self._forwarded[symbol] = at
             update = PriceUpdated(symbol=symbol, price=price, at=at, received_mono=mono)
             to_stops.append(update)
-            name = validator_for(symbol, self._validators)
-            batch = to_validators.setdefault(name, {})
-            if symbol in batch:
-                # Read together with the one about to be told: the Validator gets the
-                # last of them, or it would re-check an exit against a superseded price.
-                batch[symbol] = update
-            elif at - self._told.get(symbol, 0.0) >= _VALIDATOR_EVERY:
-                self._told[symbol] = at
-                self._held_back.pop(symbol, None)
-                batch[symbol] = update
-            else:
-                self._held_back[symbol] = update
+            name = self._validator_of.get(symbol)
+            if name is None:
+                name = self._validator_of[symbol] = validator_for(symbol, self._validators)
+            # The latest only: the Validator would re-check an exit against a
+            # superseded price.
+            self._held_back.setdefault(name, {})[symbol] = update
 
     def _fresh(self, candle: Candle, received_at: float) -> bool:
         """Whether the candle's close may be given as the symbol's current price."""
@@ -253,17 +270,14 @@ class MarketFeed(ChildActor):
         return verdict is PriceVerdict.TAKEN
 
     def _flush_held_back(self) -> None:
-        """The latest price of every symbol held back, so no Validator keeps an old one."""
+        """The latest prices held back for each Validator not told for a while, so no
+        Validator keeps an old one (on every batch, and on the tick when none comes)."""
         now = self.context.clock.time()
-        to_validators: dict[str, list[PriceUpdated]] = {}
-        for symbol, update in list(self._held_back.items()):
-            if now - self._told.get(symbol, 0.0) >= _VALIDATOR_EVERY:
-                del self._held_back[symbol]
-                self._told[symbol] = now
-                name = validator_for(symbol, self._validators)
-                to_validators.setdefault(name, []).append(update)
-        for name, updates in to_validators.items():
-            self._tell(name, PricesUpdated(updates=tuple(updates)))
+        for name in [
+            n for n in self._held_back if now - self._told.get(n, 0.0) >= _VALIDATOR_EVERY
+        ]:
+            self._told[name] = now
+            self._tell(name, PricesUpdated(updates=tuple(self._held_back.pop(name).values())))
 
     def _tell(self, name: str, message: PricesUpdated) -> None:
         try:

@@ -220,10 +220,9 @@ class TrailingStop(StopLeadership, StopHoldings, StopWork, ChildActor):
             case LeadershipLost(token=token, reason=reason):
                 self._lost(token, f"leadership {reason}", planned=reason is LossReason.RELEASED)
             case PricesUpdated(updates=updates):
-                for update in updates:
-                    self._on_update(update)
+                self._on_updates(updates)
             case PriceUpdated():
-                self._on_update(message)
+                self._on_updates((message,))
             case StopTick():
                 self._tick()
             case CandleClosed():
@@ -317,14 +316,18 @@ class TrailingStop(StopLeadership, StopHoldings, StopWork, ChildActor):
 
     # --- prices -----------------------------------------------------------------------
 
-    def _on_update(self, update: PriceUpdated) -> None:
-        positions = self._by_symbol.get(update.symbol)
-        if positions:
-            for position in list(positions):
-                self._on_price(position, update.price, update.at, update.received_mono)
-
-    def _on_price(self, position: Holding, price: float, at: float, mono: float) -> None:
+    def _on_updates(self, updates: tuple[PriceUpdated, ...]) -> None:
         now = self._clock.time()
+        by_symbol = self._by_symbol
+        for update in updates:
+            positions = by_symbol.get(update.symbol)
+            if positions:
+                for position in tuple(positions):  # a copy: an exit may change it
+                    self._on_price(position, update.price, update.at, update.received_mono, now)
+
+    def _on_price(
+        self, position: Holding, price: float, at: float, mono: float, now: float
+    ) -> None:
         if now - at > self._settings.price_max_age:
             # Late (kept in a mailbox across a restart, say): no decision on it.
             self._stale_ticks += 1
@@ -461,10 +464,11 @@ class TrailingStop(StopLeadership, StopHoldings, StopWork, ChildActor):
 
     def _on_order(self, symbol: str, side: str, state: str, at: float, signal_id: str) -> None:
         now = self._clock.time()
-        if state in (OrderStatus.ACCEPTED, OrderStatus.UNKNOWN):
-            # A new position should get its stop at once, a sold one be closed; but with
-            # many exits a second, fetching a thousand positions after each one would
-            # take the time the exits need: at most one such fetch a second.
+        if state == OrderStatus.UNKNOWN or (side != Side.SELL and state == OrderStatus.ACCEPTED):
+            # A new position should get its stop at once; but with many orders a second,
+            # fetching thousands of positions after each one would take the time the
+            # exits need: at most one such fetch a second. A SELL filled needs none: it
+            # ends its stops here and now, and the regular fetch closes them.
             soon = max(now + _SOON_AFTER_ORDER, self._fetch_started + _ORDER_FETCH_GAP)
             self._fetch_due = min(self._fetch_due, soon)
         if side != Side.SELL or state != OrderStatus.ACCEPTED:
@@ -485,7 +489,7 @@ class TrailingStop(StopLeadership, StopHoldings, StopWork, ChildActor):
             self._fetch_started = now
             self.run_then_tell(self._fetch_positions, pool="positions")
         timer = lc.Timer()
-        for position in list(self._positions.values()):
+        for position in [p for p in self._positions.values() if p.life.phase in lc.TIMED_PHASES]:
             self._step(position, timer, now)
         self._submit_lookups()
         self._maybe_flush()

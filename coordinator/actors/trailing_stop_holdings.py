@@ -78,6 +78,7 @@ class StopHoldings(_Host):
         vanished = [p for p in self._positions.values() if p.key not in shown]
         adopted: list[Holding] = []
         shown_as_old: set[str] = set()
+        seen = lc.PositionsSeen(held=True)
         for key, held in shown.items():
             position = self._positions.get(key)
             if position is None:
@@ -98,10 +99,13 @@ class StopHoldings(_Host):
             elif position.quantity != held.quantity:
                 position.quantity = held.quantity
                 self._changed(position, now)
-            self._step(position, lc.PositionsSeen(held=True), now)
+            # Thousands of holdings, nearly all unchanged: the actor's thread, which
+            # the ticks wait for, is spared a step of each.
+            if not position.life.seen_unchanged:
+                self._step(position, seen, now)
         for position in list(self._positions.values()):
             if position.key in shown_as_old:
-                self._step(position, lc.PositionsSeen(held=True), now)
+                self._step(position, seen, now)
             elif position.key not in shown:
                 self._step(position, lc.PositionsSeen(held=False), now)
         if adopted:

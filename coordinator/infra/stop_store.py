@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from psycopg2.extras import execute_values
+
 from coordinator.cluster.fencing import LeaseToken
 from coordinator.infra.lease_store import run_maybe_fenced
 from coordinator.infra.store import OwnConnectionStore, table_columns
@@ -36,6 +38,23 @@ STOP_FIELDS = (
 _TIMES = frozenset({"entry_time", "watched_at", "updated_at", "closed_at"})
 # trade_cycles statuses of a position that is bought and not sold yet.
 _OPEN_CYCLES = ("active_buy", "waiting_sell")
+
+
+_UPSERT = f"""INSERT INTO coordinator_stops ({", ".join(STOP_FIELDS)}) VALUES %s
+    ON CONFLICT (position_key) DO UPDATE SET
+        quantity = EXCLUDED.quantity,
+        cycle_id = EXCLUDED.cycle_id,
+        rules = EXCLUDED.rules,
+        peak = GREATEST(coordinator_stops.peak, EXCLUDED.peak),
+        stop = GREATEST(coordinator_stops.stop, EXCLUDED.stop),
+        stop_rule = CASE WHEN EXCLUDED.stop >= coordinator_stops.stop
+            THEN EXCLUDED.stop_rule ELSE coordinator_stops.stop_rule END,
+        state = EXCLUDED.state,
+        attempt = GREATEST(coordinator_stops.attempt, EXCLUDED.attempt),
+        failures = EXCLUDED.failures,
+        detail = EXCLUDED.detail,
+        updated_at = EXCLUDED.updated_at,
+        closed_at = EXCLUDED.closed_at"""
 
 
 def _ts(epoch: float | None) -> datetime | None:
@@ -87,28 +106,17 @@ class StopStore(OwnConnectionStore):
         transaction passes it first: ``LeaseLost`` (nothing written) when another
         instance leads now."""
 
+        # One statement for the batch, not a round trip per record: with thousands of
+        # positions a flush holds thousands. A key once (the last record of it: its
+        # peak, stop and attempt are the highest), as one statement updates a row once.
+        latest = {record["position_key"]: record for record in records}
+        rows = [
+            tuple(_ts(record[f]) if f in _TIMES else record[f] for f in STOP_FIELDS)
+            for record in latest.values()
+        ]
+
         def work(cur: Any) -> None:
-            for record in records:
-                values = [_ts(record[f]) if f in _TIMES else record[f] for f in STOP_FIELDS]
-                cur.execute(
-                    f"""INSERT INTO coordinator_stops ({", ".join(STOP_FIELDS)})
-                        VALUES ({", ".join(["%s"] * len(STOP_FIELDS))})
-                        ON CONFLICT (position_key) DO UPDATE SET
-                            quantity = EXCLUDED.quantity,
-                            cycle_id = EXCLUDED.cycle_id,
-                            rules = EXCLUDED.rules,
-                            peak = GREATEST(coordinator_stops.peak, EXCLUDED.peak),
-                            stop = GREATEST(coordinator_stops.stop, EXCLUDED.stop),
-                            stop_rule = CASE WHEN EXCLUDED.stop >= coordinator_stops.stop
-                                THEN EXCLUDED.stop_rule ELSE coordinator_stops.stop_rule END,
-                            state = EXCLUDED.state,
-                            attempt = GREATEST(coordinator_stops.attempt, EXCLUDED.attempt),
-                            failures = EXCLUDED.failures,
-                            detail = EXCLUDED.detail,
-                            updated_at = EXCLUDED.updated_at,
-                            closed_at = EXCLUDED.closed_at""",
-                    values,
-                )
+            execute_values(cur, _UPSERT, rows, page_size=1000)
 
         run_maybe_fenced(self, fence, work)
 

@@ -247,6 +247,12 @@ class CandlesReceived(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CandlesWaiting(Command):
+    """Market-data messages wait in the MarketFeed's own buffer: it takes all of them.
+    Told once however many arrive before it gets to them."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MarketTick(Command):
     """Time for the MarketFeed to tell the Validators the prices it held back."""
 

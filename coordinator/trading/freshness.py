@@ -33,14 +33,26 @@ _TIMEFRAME = re.compile(r"(\d+)([smhdw])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
 
+# Each candle asks three times, thousands of times a second, about a handful of names;
+# bounded, since the names come from outside.
+_SECONDS_OF: dict[str, float | None] = {}
+
+
 def timeframe_seconds(timeframe: str | None) -> float | None:
     """``1m`` -> 60, ``4h`` -> 14400; None for an unknown or missing timeframe."""
     if not timeframe:
         return None
+    try:
+        return _SECONDS_OF[timeframe]
+    except (KeyError, TypeError):
+        pass
     match = _TIMEFRAME.fullmatch(timeframe.strip().lower())
-    if match is None or int(match[1]) <= 0:
-        return None
-    return float(int(match[1]) * _UNIT[match[2]])
+    seconds = (
+        None if match is None or int(match[1]) <= 0 else float(int(match[1]) * _UNIT[match[2]])
+    )
+    if isinstance(timeframe, str) and len(_SECONDS_OF) < 64:
+        _SECONDS_OF[timeframe] = seconds
+    return seconds
 
 
 def open_time_ms(value: object) -> int:

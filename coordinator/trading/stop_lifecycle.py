@@ -3,18 +3,17 @@
 The TrailingStop feeds each holding's ``Lifecycle`` with events (a tick, an exit's
 decision, a positions fetch, our own SELL filled, the stored states of earlier exit
 orders, time passing) through ``step``, which returns the new lifecycle and the actions
-to take. The actor does the I/O; nothing here reads a clock or a socket.
+to take. The actor does the I/O; nothing here reads a clock or a socket. The rules that
+keep money safe, all enforced here:
 
-The rules that keep money safe, all enforced here:
-
-* One exit in flight per holding: an exit is sent only from ``WATCHING`` (first hit)
-  or after the stored orders were read (``CHECKING``), and the phase is ``EXITING``
-  until its decision comes back or is looked up.
+* One exit in flight per holding: an exit is sent only from ``WATCHING`` (first hit) or
+  after the stored orders were read (``CHECKING``), and the phase is ``EXITING`` until
+  its decision comes back or is looked up.
 * No new attempt while an earlier one's order is unresolved: every attempt but a first
   one on a holding with no history goes through ``CHECKING``, which reads the stored
-  states of the earlier exit orders; an unknown, pending or sent one parks the holding in
-  ``AWAITING_ORDER`` until that order is reconciled or resolved by an operator.
-* An exit is sent only on a fresh price at or below the stop (``price`` is None if stale).
+  states of the earlier exit orders; an unknown, pending or sent one parks the holding
+  in ``AWAITING_ORDER`` until that order is reconciled or resolved by an operator.
+* An exit is sent only on a fresh price at or below the stop (``price`` None if stale).
 * A stop that sold (our own SELL filled) or found dust never sends again by itself.
 """
 
@@ -48,6 +47,7 @@ from coordinator.trading.stop_events import (
 from coordinator.trading.validation import Reason
 
 __all__ = [
+    "TIMED_PHASES",
     "UNRESOLVED_ORDER_STATES",
     "Action",
     "Alert",
@@ -93,14 +93,16 @@ class Phase(StrEnum):
     """The holding is gone."""
 
 
-# Rejections saying the holding is not there as the stop knows it: look at the
-# positions again now (the holding's stop closes if it is gone).
+# Rejections saying the holding is not as the stop knows it: look at the positions now.
 _REEXAMINE = frozenset({Reason.NO_POSITION, Reason.POSITION_CHANGED})
 _FINAL = frozenset({Reason.DUST_REMAINDER})
+_CLOSED_BECAUSE = {Phase.SOLD: "sold", Phase.DUST: "dust left, no longer shown"}
 # Phases in which the stop may still send (the holding is ours to protect).
 LIVE_PHASES = frozenset(
     {Phase.WATCHING, Phase.CHECKING, Phase.EXITING, Phase.RETRY, Phase.AWAITING_ORDER}
 )
+# The only phases a Timer changes anything in (the actor steps no others with it).
+TIMED_PHASES = frozenset({Phase.EXITING, Phase.RETRY, Phase.AWAITING_ORDER, Phase.SOLD})
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +156,9 @@ class Lifecycle:
     """The last thing that happened, for a person."""
 
     @property
-    def in_flight(self) -> bool:
-        return self.phase is Phase.EXITING
+    def seen_unchanged(self) -> bool:
+        """A fetch showing the holding changes nothing (seen_at is read in SOLD alone)."""
+        return self.confirmed and not self.missing and self.phase is not Phase.SOLD
 
     @property
     def live(self) -> bool:
@@ -418,6 +421,8 @@ def _on_positions(
     if life.phase is Phase.CLOSED:
         return life, ()
     if held:
+        if life.seen_unchanged:
+            return life, ()  # most of every fetch
         confirmed_now = not life.confirmed
         life = replace(life, confirmed=True, missing=0, seen_at=now)
         if confirmed_now and life.phase is Phase.WATCHING and hit:
@@ -429,10 +434,7 @@ def _on_positions(
     missing = life.missing + 1
     if missing < params.misses_to_close:
         return replace(life, missing=missing), ()
-    why = {
-        Phase.SOLD: "sold",
-        Phase.DUST: "dust left, no longer shown",
-    }.get(life.phase, "no longer held (closed elsewhere)")
+    why = _CLOSED_BECAUSE.get(life.phase, "no longer held (closed elsewhere)")
     return replace(life, phase=Phase.CLOSED, missing=missing, detail=why), ()
 
 
@@ -453,7 +455,7 @@ def _on_orders(
         return life, ()
     open_ = [o for o in event.orders if o.state in UNRESOLVED_ORDER_STATES]
     if open_:
-        first = sorted(open_, key=lambda o: o.client_order_id)[0]
+        first = min(open_, key=lambda o: o.client_order_id)
         return replace(
             life,
             phase=Phase.AWAITING_ORDER,

@@ -126,3 +126,48 @@ def test_an_unchanged_price_still_goes_to_the_stops_once_a_second(
     feed.told("trailing_stop", PricesUpdated, note)
     # The first, then one a second: at 0, 1 and 2 s.
     assert updates[:3] == [received[0], received[2], received[4]]
+
+
+def test_every_tick_of_a_burst_reaches_the_stops_once_and_in_order(
+    feed: Solo, publisher: redis.Redis
+) -> None:
+    """The reader goes on handing candles over while the feed works on earlier ones: they
+    wait in its buffer for the next batch, none lost, none twice, each symbol's in order."""
+    symbols = [f"S{n}USDC" for n in range(5)]
+    sent: dict[str, list[float]] = {s: [] for s in symbols}
+    time_ms = int(feed.clock.time() * 1000) - 10_000
+    pipe = publisher.pipeline(transaction=False)
+    for n in range(1000):
+        symbol = symbols[n % len(symbols)]
+        sent[symbol].append(100.0 + n)  # each a change of its price
+        pipe.publish(market_channel(symbol), candle_json(symbol, 100.0 + n, time_ms=time_ms))
+        if n % 50 == 49:
+            pipe.execute()
+    pipe.execute()
+    seen: dict[str, list[float]] = {s: [] for s in symbols}
+
+    def note(message: PricesUpdated) -> bool:
+        for update in message.updates:
+            seen[update.symbol].append(update.price)
+        return sum(map(len, seen.values())) >= 1000
+
+    feed.told("trailing_stop", PricesUpdated, note, timeout=30)
+    snapshot(feed)  # answered after any batch still in hand: all it told is queued
+    late = [u for m in feed.received["trailing_stop"].queue for u in m.updates]
+    assert late == []
+    assert seen == sent
+
+
+def test_a_validator_is_told_the_latest_of_each_of_its_symbols_at_most_twice_a_second(
+    feed: Solo, publisher: redis.Redis
+) -> None:
+    """However many of its symbols tick, one message per half second of the clock."""
+    publish(feed, publisher, "BTCUSDC", 65_000.0)
+    assert prices(feed.told("validator-0", PricesUpdated)) == {"BTCUSDC": 65_000.0}
+    for symbol, price in (("ETHUSDC", 3_200.0), ("BTCUSDC", 65_100.0), ("ETHUSDC", 3_210.0)):
+        publish(feed, publisher, symbol, price)
+    wait_for(lambda: snapshot(feed).read == 4, message="four read")
+    assert all(not m.updates for m in feed.received["validator-0"].queue)
+    feed.clock.advance(0.5)
+    told = feed.told("validator-0", PricesUpdated, lambda m: bool(m.updates))
+    assert prices(told) == {"BTCUSDC": 65_100.0, "ETHUSDC": 3_210.0}

@@ -11,8 +11,9 @@ import pytest
 from coordinator.clock import ManualClock
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.messages.ledger import PositionsSeen
-from coordinator.messages.pipeline import PricesUpdated, PriceUpdated
-from coordinator.messages.stops import ExitPosition, GetTrailingStops
+from coordinator.messages.pipeline import OrderFinished, OrderRecord, PricesUpdated, PriceUpdated
+from coordinator.messages.stops import ExitPosition, GetTrailingStops, StopTick
+from coordinator.trading.execution import OrderStatus
 from tests.actors.conftest import buy_at, elect, trailing_stop_alone
 from tests.pipeline import PRICES
 from tests.solo import Solo
@@ -75,3 +76,35 @@ def test_a_price_under_the_stop_loss_sends_the_exit_to_the_symbols_validator(
     stops.tell(price(stops, "ETHUSDC", PRICES["ETHUSDC"] * 0.94))
     exit = stops.told("validator-0", ExitPosition)
     assert (exit.symbol, exit.quantity) == ("ETHUSDC", pytest.approx(1.0, rel=0.01))
+
+
+def finished(side: str, symbol: str, at: float) -> OrderFinished:
+    return OrderFinished(
+        order=OrderRecord(
+            client_order_id=f"c-{side}-{symbol}",
+            signal_id=f"s-{side}-{symbol}",
+            symbol=symbol,
+            side=side,
+            quantity=1.0,
+            reference_price=PRICES["ETHUSDC"],
+            state=OrderStatus.ACCEPTED,
+            at=at,
+        )
+    )
+
+
+def test_our_buy_brings_a_fetch_of_the_positions_within_a_second(
+    stops: Solo, paper: PaperExchange
+) -> None:
+    """The holding our BUY opened gets its stop from a fetch soon after the fill, not at
+    the next refresh (an accepted SELL no longer asks for one: it ends its stops at
+    once)."""
+    stops.clock.advance(0.25)
+    wait_for(lambda: active(stops) == 1, message="the position's stop")
+    buy(paper, "SOLUSDC", 2.0, stops.clock.time())
+    stops.tell(finished("BUY", "SOLUSDC", stops.clock.time()))
+    active(stops)  # answered once the BUY is taken, at this time of the clock
+    stops.clock.advance(1.25)
+    stops.tell(StopTick())
+    stops.told("ledger", PositionsSeen, lambda m: m.symbols == ("SOLUSDC",))
+    wait_for(lambda: active(stops) == 2, message="the bought position's stop")
