@@ -288,8 +288,18 @@ class IntentClaims:
         """The ids stored now (the others existed). Raises _Fenced when a fence is
         refused: its claims must be answered apart from the others."""
         conn = self._connection()
+        fences = {p.fence for p in batch if p.fence is not None}
+        if not fences:
+            # One statement commits itself: one round trip instead of three (BEGIN, the
+            # INSERT, COMMIT), which a lone signal at a low rate pays in full.
+            conn.autocommit = True
+            try:
+                with conn.cursor() as cur:
+                    return {row[0] for row in self._insert_rows(cur, batch)}
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
         with conn, conn.cursor() as cur:
-            fences = {p.fence for p in batch if p.fence is not None}
             for fence in sorted(fences, key=lambda f: (f.name, f.holder, f.generation)):
                 # Held FOR SHARE until the commit: a takeover waits for this claim, and
                 # a claim after the takeover is refused with nothing stored.
@@ -302,15 +312,20 @@ class IntentClaims:
                     if exc.pgcode == FENCE_SQLSTATE:
                         raise _Fenced(fence, exc) from exc
                     raise
-            rows = psycopg2.extras.execute_values(
-                cur,
-                INSERT_INTENTS,
-                [order_row(p.record) for p in batch],
-                template=ORDER_TEMPLATE,
-                page_size=len(batch),
-                fetch=True,
-            )
-            return {row[0] for row in rows}
+            return {row[0] for row in self._insert_rows(cur, batch)}
+
+    @staticmethod
+    def _insert_rows(cur: Any, batch: list[PendingClaim]) -> list[tuple[Any, ...]]:
+        """The batch's INSERT, one statement: the ids stored now come back."""
+        rows: list[tuple[Any, ...]] = psycopg2.extras.execute_values(
+            cur,
+            INSERT_INTENTS,
+            [order_row(p.record) for p in batch],
+            template=ORDER_TEMPLATE,
+            page_size=len(batch),
+            fetch=True,
+        )
+        return rows
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
