@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import statistics
 import time
@@ -233,6 +234,11 @@ def rss(args: argparse.Namespace, tmp: Path) -> None:
         objects_dir.mkdir()
         (probe / "sitecustomize.py").write_text(SITECUSTOMIZE)
         extra = {"PYTHONPATH": str(probe), "BENCH_OBJECTS_DIR": str(objects_dir)}
+    # On a loaded machine the StoreWriter falls behind for a while, and a Ping that waits
+    # behind its backlog for 15 s had it replaced as hung, then SignalIntake, until the
+    # supervisor gave up and the process exited (5 - 6 min into a run at load 15 - 20):
+    # that is measured elsewhere; this run measures the memory.
+    extra["SUPERVISOR_LIVENESS_TIMEOUT"] = str(args.liveness)
     stack = Stack(tmp, extra, paper=args.paper)
     pid = stack.coordinator.pid
     try:
@@ -250,8 +256,16 @@ def rss(args: argparse.Namespace, tmp: Path) -> None:
         if args.objects:
             _object_growth(objects_dir, args.minutes)
     finally:
-        print(f"RSS at the stop: {rss_mb(pid):.1f} MB" if stack.coordinator.poll() is None else "")
+        if stack.coordinator.poll() is None:
+            print(f"RSS at the stop: {rss_mb(pid):.1f} MB")
         stack.stop()
+        if args.logs is not None:
+            args.logs.mkdir(parents=True, exist_ok=True)
+            for name in ("coordinator.log", "trader.log"):
+                if (tmp / name).exists():
+                    shutil.copy(tmp / name, args.logs / name)
+            if args.objects:
+                shutil.copytree(objects_dir, args.logs / "objects", dirs_exist_ok=True)
 
 
 def _steady(
@@ -362,4 +376,8 @@ def add_commands(commands: Any) -> dict[str, Callable[[argparse.Namespace, Path]
     two.add_argument("--rate", type=float, default=500.0)
     two.add_argument("--order-share", type=float, default=0.1)
     two.add_argument("--objects", action="store_true", help="count objects at each mark")
+    two.add_argument("--logs", type=Path, help="copy the coordinator's log (and counts) here")
+    two.add_argument(
+        "--liveness", type=float, default=120.0, help="SUPERVISOR_LIVENESS_TIMEOUT of the run"
+    )
     return {"rejected": rejected, "rss": rss}
