@@ -8,16 +8,22 @@ PostgreSQL (durable, fsync on), the minimal Trader and Portfolio of bench/trader
 Every command prints the coordinator's CPU per order, read from /proc, and its split by
 thread (each actor's thread bears its name; see bench/cpu.py).
 
-    python bench/pipeline.py [--paper] sustained [--signals 20000] [--rate 0]
+    python bench/pipeline.py [--paper] sustained [--signals 20000] [--rate 0] [--symbols 50]
     python bench/pipeline.py [--paper] latency   [--rate 200] [--seconds 20]
     python bench/pipeline.py [--paper] burst     [--signals 10000]
     python bench/pipeline.py [--paper] health    [--signals 8000] [--rounds 2] [--connections 10]
+    python bench/pipeline.py [--paper] rejected  [--signals 30000] [--refusal no_position]
+    python bench/pipeline.py [--paper] rss       [--minutes 60] [--rate 500]
 
 sustained  signals published -> decision stored -> order at the Trader;
            target >= 2,000 signals/s
 latency    p99 from intake to the order request leaving at 200 signals/s; target <= 5 ms
 burst      10,000 signals at once: no crash, memory bounded, every signal decided or
            rejected "overloaded", none silently dropped
+rejected   signals refused before any order, decided and stored per second
+           (bench/pipeline_growth.py); target >= 10,000 signals/s
+rss        a steady run at --rate signals/s for --minutes, the coordinator's RSS
+           sampled every 10 s (bench/pipeline_growth.py); target flat, <= 200 MB
 health     sustained runs alternately without and with GET /health on 10 keep-alive
            connections meanwhile (bench/health_load.py): orders/s of each, /health's
            req/s and p99; targets >= 3,000 req/s, orders/s down by less than 10 %
@@ -26,282 +32,55 @@ health     sustained runs alternately without and with GET /health on 10 keep-al
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import psycopg2
-import redis
-import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.cpu import CpuSample  # noqa: E402
-from bench.health_load import HealthLoad, LoadResult  # noqa: E402
-from coordinator.infra.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
-from coordinator.infra.store import apply_migrations  # noqa: E402
+from bench.health_load import HealthLoad, LoadResult
+from bench.pipeline_growth import add_commands
+from bench.pipeline_stack import (
+    SYMBOLS,
+    Stack,
+    payloads,
+    publish,
+    rss_mb,
+    symbols_of,
+    wait_decided,
+)
 
-SYMBOLS = [f"S{index:03d}USDC" for index in range(50)]
-CHANNEL = "bench:signals"
-
-
-def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "coordinator", *argv],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("ab"),
-    )
-
-
-def wait_http(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=1).status_code < 500:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class Stack:
-    def __init__(
-        self,
-        tmp: Path,
-        extra_env: dict[str, str],
-        *,
-        paper: bool = False,
-        paper_args: tuple[str, ...] = (),
-    ) -> None:
-        self.tmp = tmp
-        self.redis = EmbeddedRedis(tmp / "redis", persistent=True).start()
-        self.postgres = EmbeddedPostgres(
-            tmp / "pg", durable=os.environ.get("BENCH_PG_DURABLE", "1") == "1"
-        ).start()
-        apply_migrations(self.postgres.dsn)
-        base = {
-            **{
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("REDIS_", "PG", "DATABASE_"))
-            },
-            "REDIS_URL": self.redis.url,
-            "DATABASE_URL": self.postgres.dsn,
-            "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "warning"),
-            "PAPER_STARTING_BALANCE": "1000000000000",
-        }
-        trader_port = free_port()
-        self.paper = paper
-        self.trader_url = f"http://127.0.0.1:{trader_port}"
-        if paper:
-            self.trader = start(
-                ["paper-exchange", "--port", str(trader_port), *paper_args],
-                base,
-                tmp / "trader.log",
-            )
-        else:
-            self.trader = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(ROOT / "bench" / "trader_stub.py"),
-                    "--port",
-                    str(trader_port),
-                ],
-                cwd=ROOT,
-                env=base,
-                stdout=subprocess.DEVNULL,
-                stderr=(tmp / "trader.log").open("ab"),
-            )
-        wait_http(self.trader_url + "/health")
-        self.port = free_port()
-        env = {
-            **base,
-            "TRADER_API_URL": self.trader_url,
-            "PORTFOLIO_API_URL": self.trader_url,
-            "COORDINATOR_PORT": str(self.port),
-            "SIGNALS_CHANNEL": CHANNEL,
-            "SIGNALS_STREAM_ENABLED": "false",
-            "TRADING_SYMBOLS": ",".join(SYMBOLS),
-            # No candles here for the UniverseManager to choose from: every symbol is a
-            # core pair, so that a BUY is never refused for being outside the universe.
-            "CORE_PAIRS": ",".join(SYMBOLS),
-            "UNIVERSE_SIZE": str(len(SYMBOLS)),
-            "MAX_CONCURRENT_TRADES": "1000",
-            "MAX_ORDERS_PER_MINUTE": "10000",
-            "MAX_EXPOSURE_PERCENT": "100",
-            # Thousands of round trips pay enough fees to trip the loss guards: off here.
-            "MAX_DRAWDOWN_PERCENT": "100",
-            "DAILY_LOSS_LIMIT_PERCENT": "100",
-            "REQUIRE_MARKET_DATA": "false",
-            "SIGNAL_TIMEOUT": "60",
-            **extra_env,
-        }
-        self.coordinator = start(
-            ["run", "--data-dir", str(tmp / "data")], env, tmp / "coordinator.log"
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if (
-                    requests.get(self.url + "/status", timeout=1).json()["trading_state"]
-                    == "ACTIVE"
-                ):
-                    break
-            except (requests.RequestException, KeyError, ValueError):
-                pass
-            time.sleep(0.2)
-        else:
-            raise SystemExit(
-                "the coordinator did not become ACTIVE; see " + str(tmp / "coordinator.log")
-            )
-        self.client = redis.Redis.from_url(self.redis.url)
-
-    def orders(self) -> tuple[int, int]:
-        """Order requests the Trader received, and those it filled."""
-        if self.paper:
-            stats = requests.get(self.trader_url + "/_paper/stats", timeout=5).json()
-            return stats["orders_received"], stats["orders_filled"]
-        stats = requests.get(self.trader_url + "/_stub/stats", timeout=5).json()
-        return stats["requests"], stats["filled"]
-
-    @property
-    def paper_url(self) -> str:
-        return self.trader_url
-
-    @property
-    def trader_name(self) -> str:
-        return "the paper exchange" if self.paper else "the minimal stub (bench/trader_stub.py)"
-
-    def profile(self, output: Path | None) -> subprocess.Popen[bytes] | None:
-        """py-spy recording the coordinator until stopped (``--profile``): a flame graph."""
-        if output is None:
-            return None
-        spy = Path(sys.executable).parent / "py-spy"
-        # .txt: collapsed stacks (one line per stack and its count), .json: speedscope
-        kind = {".txt": "raw", ".json": "speedscope"}.get(output.suffix, "flamegraph")
-        return subprocess.Popen(
-            [
-                str(spy),
-                "record",
-                "--pid",
-                str(self.coordinator.pid),
-                "--output",
-                str(output),
-                "--threads",
-                "--rate",
-                "250",
-                "--nonblocking",
-                "--gil",
-                "--format",
-                kind,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(self.tmp / "py-spy.log").open("ab"),
-        )
-
-    def cpu(self) -> CpuSample:
-        return CpuSample.of(self.coordinator.pid)
-
-    def decided(self, ids: list[str]) -> int:
-        with psycopg2.connect(self.postgres.dsn) as conn, conn.cursor() as cur:
-            cur.execute(
-                "SELECT count(*) FROM coordinator_decisions WHERE signal_id = ANY(%s)", (ids,)
-            )
-            return cur.fetchone()[0]
-
-    def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with psycopg2.connect(self.postgres.dsn) as conn, conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-
-    def stop(self) -> None:
-        for process in (self.coordinator, self.trader):
-            process.send_signal(signal.SIGTERM)
-        for process in (self.coordinator, self.trader):
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        self.client.close()
-        self.postgres.stop()
-        self.redis.stop()
-
-
-def payloads(count: int) -> list[tuple[str, bytes]]:
-    """BUY then SELL per symbol, round after round: every signal can make an order."""
-    out = []
-    for index in range(count):
-        symbol = SYMBOLS[index % len(SYMBOLS)]
-        side = "BUY" if (index // len(SYMBOLS)) % 2 == 0 else "SELL"
-        consensus = uuid.uuid4().hex
-        body = {
-            "strategy": "CONSENSUS",
-            "symbol": symbol,
-            "side": side,
-            "timestamp": 0,
-            "price": 10.0 + (index % len(SYMBOLS)) % 7,
-            "confidence": 0.8,
-            "strength": "strong",
-            "metadata": {
-                "consensus_strength": 0.9,
-                "strategies_count": 4,
-                "consensus_id": consensus,
-            },
-        }
-        out.append((f"consensus:{consensus}", body))
-    return out
-
-
-def publish(stack: Stack, bodies: list, rate: float) -> float:
-    """Publish at ``rate`` per second (0: as fast as possible); return the seconds taken."""
-    pipe = stack.client.pipeline(transaction=False)
-    started = time.perf_counter()
-    batch = 50 if rate == 0 else max(1, int(rate / 100))
-    for index, (_, body) in enumerate(bodies):
-        body["timestamp"] = int(time.time() * 1000)
-        pipe.publish(CHANNEL, json.dumps(body))
-        if (index + 1) % batch == 0:
-            pipe.execute()
-            if rate:
-                due = started + (index + 1) / rate
-                pause = due - time.perf_counter()
-                if pause > 0:
-                    time.sleep(pause)
-    pipe.execute()
-    return time.perf_counter() - started
-
-
-def wait_decided(stack: Stack, ids: list[str], timeout: float) -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if stack.decided(ids) >= len(ids):
-            return time.perf_counter()
-        time.sleep(0.1)
-    raise SystemExit(f"only {stack.decided(ids)} of {len(ids)} decided in {timeout:g} s")
+__all__ = ["Stack"]  # bench/stops.py takes it from here
 
 
 def sustained(args: argparse.Namespace, tmp: Path) -> None:
-    stack = Stack(tmp, {"MAX_PENDING_SIGNALS": str(args.signals)}, paper=args.paper)
+    symbols = symbols_of(args.symbols)
+    # RootTrading's sizing spends 12 - 28 % of the free quote per BUY: with hundreds of
+    # positions open at once the quote would run out (BUYs refused insufficient_balance,
+    # their SELLs no_position). 0.5 % each leaves 8 % of it free with 500 open.
+    sizing = (
+        {"SIZING_MODE": "table", "SIZING_PERCENTS": "0.5,0.5,0.5,0.5"}
+        if len(symbols) > len(SYMBOLS)
+        else {}
+    )
+    stack = Stack(
+        tmp,
+        {
+            **sizing,
+            "MAX_PENDING_SIGNALS": str(args.signals),
+            # Every signal is published at once: with few symbols a few Validators hold
+            # the whole backlog, and their Ping waits behind it.
+            "SUPERVISOR_LIVENESS_TIMEOUT": "600",
+        },
+        paper=args.paper,
+        symbols=symbols,
+    )
     try:
-        bodies = payloads(args.signals)
+        bodies = payloads(args.signals, symbols)
         ids = [i for i, _ in bodies]
         orders_before = stack.orders()[0]
         spy = stack.profile(args.profile)
@@ -321,7 +100,7 @@ def sustained(args: argparse.Namespace, tmp: Path) -> None:
             (ids,),
         )
         made = received - orders_before
-        print(f"Trader: {stack.trader_name}")
+        print(f"Trader: {stack.trader_name}; {len(symbols)} symbols")
         print(f"published {len(ids)} signals in {published:.2f} s")
         print(f"decided and stored all {len(ids)} in {elapsed:.2f} s")
         print(f"sustained: {len(ids) / elapsed:,.0f} signals/s, {made / elapsed:,.0f} orders/s")
@@ -498,6 +277,9 @@ def main() -> None:
     one.add_argument("--signals", type=int, default=20_000)
     one.add_argument("--rate", type=float, default=0.0, help="publish rate, 0: as fast as possible")
     one.add_argument(
+        "--symbols", type=int, default=50, help="symbols the signals go round (1 to 500)"
+    )
+    one.add_argument(
         "--profile", type=Path, help="write py-spy's flame graph of the run (SVG) to this file"
     )
     two = commands.add_parser("latency")
@@ -512,10 +294,12 @@ def main() -> None:
     four.add_argument(
         "--pause", type=float, default=61.0, help="seconds from a run's start to the next's"
     )
+    growth = add_commands(commands)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        commands = {"sustained": sustained, "latency": latency, "burst": burst, "health": health}
-        commands[args.command](args, Path(tmp))
+        run = {"sustained": sustained, "latency": latency, "burst": burst, "health": health}
+        run.update(growth)
+        run[args.command](args, Path(tmp))
 
 
 if __name__ == "__main__":

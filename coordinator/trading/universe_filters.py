@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -225,7 +225,17 @@ class ScoreFilter(UniverseFilter):
                 + self.weights["volatility"] * closeness
                 + self.weights["momentum"] * momentum[i]
             )
-            scored.append(replace(candidate, score=round(score, 6)))
+            # Built directly: dataclasses.replace took half of the chain's time at 10,000
+            # candidates.
+            scored.append(
+                Candidate(
+                    symbol=candidate.symbol,
+                    stats=candidate.stats,
+                    spread_percent=candidate.spread_percent,
+                    market_cap=candidate.market_cap,
+                    score=round(score, 6),
+                )
+            )
         scored.sort(key=lambda c: (-(c.score or 0.0), c.symbol))
         return FilterResult(scored)
 
