@@ -374,7 +374,9 @@ def test_roottrading_sizing_is_the_default_of_a_whole_coordinator(pipelines):
     sizing = next(c for c in decision["checks"] if c["step"] == "sizing")
     assert "WEAK" in sizing["detail"], sizing
     # 0.91 x sqrt(5) x 0.78 = 1.587 -> WEAK: 12 % of the paper exchange's 10,000 USDC.
-    assert decision["quantity"] == pytest.approx(1_200 / PRICES["ETHUSDC"], rel=1e-6)
+    # At the latest market price, which a candle on the worker's Redis may have moved by
+    # a few hundredths of a percent (seen under load); another tier is another percentage.
+    assert decision["quantity"] == pytest.approx(1_200 / PRICES["ETHUSDC"], rel=5e-3)
 
 
 def test_a_strong_consensus_enters_outside_the_universe_with_an_info_line(pipelines, caplog):
