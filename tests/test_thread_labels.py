@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,43 +20,38 @@ def _os_name(native_id: int) -> str:
     return Path(f"/proc/self/task/{native_id}/comm").read_text().strip()
 
 
-def test_a_running_thread_gets_its_python_name_cut_to_what_the_kernel_keeps() -> None:
+@contextmanager
+def _running_thread(name: str) -> Iterator[int]:
+    """A thread named ``name`` that runs until the block ends; its native id."""
     started, finish = threading.Event(), threading.Event()
 
     def work() -> None:
         started.set()
         finish.wait(10)
 
-    thread = threading.Thread(target=work, name="UniverseManager-12", daemon=True)
+    thread = threading.Thread(target=work, name=name, daemon=True)
     thread.start()
     try:
         assert started.wait(10)
         assert thread.native_id is not None
-        labels = ThreadLabels()
-        assert labels.label() >= 1
-        assert _os_name(thread.native_id) == "UniverseManager"
+        yield thread.native_id
     finally:
         finish.set()
         thread.join(10)
+
+
+def test_a_running_thread_gets_its_python_name_cut_to_what_the_kernel_keeps() -> None:
+    with _running_thread("UniverseManager-12") as native_id:
+        labels = ThreadLabels()
+        assert labels.label() >= 1
+        assert _os_name(native_id) == "UniverseManager"
 
 
 def test_a_thread_renamed_in_python_is_named_again() -> None:
-    started, finish = threading.Event(), threading.Event()
-
-    def work() -> None:
-        started.set()
-        finish.wait(10)
-
-    thread = threading.Thread(target=work, name="first", daemon=True)
-    thread.start()
-    try:
-        assert started.wait(10)
-        assert thread.native_id is not None
+    with _running_thread("first") as native_id:
         labels = ThreadLabels()
         labels.label()
+        thread = next(t for t in threading.enumerate() if t.native_id == native_id)
         thread.name = "second"
         assert labels.label() >= 1
-        assert _os_name(thread.native_id) == "second"
-    finally:
-        finish.set()
-        thread.join(10)
+        assert _os_name(native_id) == "second"
