@@ -32,7 +32,7 @@ demo: $(VENV)/.installed-run
 	$(BIN)/coordinator demo
 
 test: $(VENV)/.installed-test
-	$(BIN)/pytest -n $(TEST_WORKERS) --basetemp=$(CURDIR)/.pytest-tmp
+	$(BIN)/pytest -n $(TEST_WORKERS) --basetemp=$(CURDIR)/.pytest-tmp --durations=30
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check coordinator tests bench

@@ -185,7 +185,7 @@ class Pipeline:
         self.url = self.coordinator.http.url
         self.directory = self.coordinator.directory
         if lead:
-            wait_for(lambda: self.role() == "leader", timeout=10, message="it to lead")
+            wait_for(lambda: self.role() == "leader", timeout=20, message="it to lead")
 
     # --- sending ----------------------------------------------------------------------
 
@@ -237,8 +237,13 @@ class Pipeline:
         ]
 
     def role(self) -> str:
-        """``leader`` or ``follower``, as ``/status`` says."""
-        role: str = requests.get(self.url + "/status", timeout=10).json()["role"]
+        """``leader`` or ``follower``, as ``/status`` says; ``unavailable (503)`` while it
+        answers an error, as it does when an actor it asks is slow on a loaded machine, so
+        that a wait for a role keeps waiting through it."""
+        response = requests.get(self.url + "/status", timeout=10)
+        if response.status_code != 200:
+            return f"unavailable ({response.status_code})"
+        role: str = response.json()["role"]
         return role
 
     def stats(self) -> dict[str, Any]:
