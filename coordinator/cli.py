@@ -212,6 +212,7 @@ def _run(args: argparse.Namespace) -> int:
         set_after,
     )
     from coordinator.logs import log_thread_stacks
+    from coordinator.malloc_arenas import limit_malloc_arenas
 
     _configure_logging(config)
     wake = threading.Event()
@@ -240,6 +241,7 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGUSR1, on_dump_signal)
 
     logger.info("coordinator %s starting (pid %d)", __version__, os.getpid())
+    limit_malloc_arenas()
     coordinator = Coordinator(config)
     try:
         coordinator.start()

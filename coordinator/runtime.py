@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from coordinator import __version__
 from coordinator.clock import Clock
 from coordinator.config import Config
+from coordinator.id_window import IdWindow
 
 __all__ = ["DecidedSignals", "Endpoints", "KeptRecords", "Services"]
 
@@ -25,29 +25,24 @@ class DecidedSignals:
 
     def __init__(self, limit: int = 1_000_000) -> None:
         self._lock = threading.Lock()
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._limit = limit
+        self._ids = IdWindow(limit)
 
     def add(self, signal_id: str) -> bool:
         """Record a decision; False when the signal had one already."""
         with self._lock:
-            if signal_id in self._ids:
-                return False
-            self._ids[signal_id] = None
-            if len(self._ids) > self._limit:
-                self._ids.popitem(last=False)
-            return True
+            return self._ids.add(signal_id)
 
     def update(self, signal_ids: Iterable[str]) -> None:
         with self._lock:
-            for signal_id in signal_ids:
-                self._ids[signal_id] = None
-            while len(self._ids) > self._limit:
-                self._ids.popitem(last=False)
+            self._ids.update(signal_ids)
 
     def __contains__(self, signal_id: object) -> bool:
         with self._lock:
             return signal_id in self._ids
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._ids)
 
 
 class KeptRecords:

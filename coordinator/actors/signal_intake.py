@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,6 +23,7 @@ from coordinator.actors.intake_routing import IntakeRouting
 from coordinator.actors.names import ActorName
 from coordinator.cluster.fencing import LeaseToken
 from coordinator.config.parts import IntakeSettings
+from coordinator.id_window import IdWindow
 from coordinator.infra.partition_reader import split_ref
 from coordinator.messages.leadership import LeaderElected
 from coordinator.messages.partitions import GetBusyPartitions
@@ -68,6 +68,10 @@ from coordinator.trading.validation import (
 __all__ = ["SignalIntake", "trading_signal_payload"]
 
 logger = logging.getLogger(__name__)
+
+# Ids kept for the dedup window at most, whatever its length: past this many, the oldest
+# are forgotten first.
+_RECENT_KEPT = 1_000_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,7 +125,7 @@ class SignalIntake(ChildActor):
         self._validators = coordination.validation_threads
         self._window = intake.dedup_window
         self._max_bytes = intake.max_signal_bytes
-        self._recent: OrderedDict[str, float] = OrderedDict()
+        self._recent = IdWindow(_RECENT_KEPT, horizon=self._window)
         self._in_flight: dict[str, _InFlight] = {}
         self._counts = dict.fromkeys(
             ("received", "admitted", "rejected", "duplicates", "resent", "routed"), 0
@@ -158,7 +162,7 @@ class SignalIntake(ChildActor):
         undecided_ids = {record.signal_id for record in undecided.signals}
         for signal_id in undecided.recent_ids:
             if not (routed and signal_id in undecided_ids):
-                self._recent[signal_id] = now
+                self._recent.add(signal_id, now)
         for record in undecided.signals:
             if record.signal is None or routed:
                 continue
@@ -169,7 +173,7 @@ class SignalIntake(ChildActor):
                 received_mono=record.received_mono,
                 redelivered=True,
             )
-            self._recent[record.signal_id] = now
+            self._recent.add(record.signal_id, now)
             if first_start:
                 # A new process: nothing holds these any more. Check them again (the
                 # stale ones will be rejected as such).
@@ -247,7 +251,7 @@ class SignalIntake(ChildActor):
                 self._in_flight.pop(decision.signal_id, None)
             case ReleaseSignal(signal_id=signal_id):
                 self._in_flight.pop(signal_id, None)
-                self._recent.pop(signal_id, None)
+                self._recent.discard(signal_id)
             case GetBusyPartitions():
                 return frozenset(
                     f.partition for f in self._in_flight.values() if f.partition is not None
@@ -304,7 +308,7 @@ class SignalIntake(ChildActor):
                 status=AdmissionStatus.DUPLICATE,
                 reason=Reason.DUPLICATE_SIGNAL.value,
             )
-        self._recent[parsed.signal_id] = self._clock.time()
+        self._recent.add(parsed.signal_id, self._clock.time())
         if isinstance(parsed, InvalidSignal):
             self._record_signal(raw, parsed.signal_id, None, parsed.payload)
             check = CheckResult("parse", False, Reason.INVALID_SIGNAL, parsed.describe())
@@ -340,7 +344,7 @@ class SignalIntake(ChildActor):
         self._counts["received"] += 1
         if self._is_duplicate(row.signal_id, None):
             return
-        self._recent[row.signal_id] = self._clock.time()
+        self._recent.add(row.signal_id, self._clock.time())
         self._record_signal(raw, row.signal_id, None, row.text)
         check = CheckResult("parse", False, Reason.INVALID_SIGNAL, row.describe())
         self._reject(raw, row.signal_id, None, check)
@@ -484,9 +488,4 @@ class SignalIntake(ChildActor):
         return self._ownership.streams().get(stream)
 
     def _forget_old(self) -> None:
-        horizon = self._clock.time() - self._window
-        while self._recent:
-            _signal_id, seen = next(iter(self._recent.items()))
-            if seen >= horizon and len(self._recent) <= 1_000_000:
-                break
-            self._recent.popitem(last=False)
+        self._recent.forget_older_than(self._clock.time())

@@ -17,6 +17,7 @@ import redis
 
 from coordinator.cluster.fencing import LeaseLost, LeaseToken
 from coordinator.config.parts import StoreSettings
+from coordinator.id_window import IdWindow
 from coordinator.infra.journal import Journal
 from coordinator.infra.lease_store import LeaseStore
 from coordinator.infra.order_states import HELD_MARK, RESENT_MARK
@@ -92,7 +93,7 @@ class StoreWriter(ChildActor):
         self._events: list[Any] = []
         self._acks: list[str] = []
         self._undecided: OrderedDict[str, RecordSignal] = OrderedDict()
-        self._decided: OrderedDict[str, None] = OrderedDict()
+        self._decided = IdWindow(_RECENT_DECIDED)
         self._unknown: list[OrderRecord] = []
         self._written = 0
         self._postgres_ok = True
@@ -261,7 +262,7 @@ class StoreWriter(ChildActor):
                 # or the lease it was asked under.
                 return UndecidedSignals(
                     signals=tuple(r for r in self._undecided.values() if r.source != EXIT_SOURCE),
-                    recent_ids=self._recent_ids | frozenset(self._decided),
+                    recent_ids=self._recent_ids | self._decided.snapshot(),
                 )
             case GetStoredRecords():
                 return self._read(message)
@@ -318,9 +319,7 @@ class StoreWriter(ChildActor):
                 decision.outcome,
             )
             return
-        self._decided[decision.signal_id] = None
-        while len(self._decided) > _RECENT_DECIDED:
-            self._decided.popitem(last=False)
+        self._decided.add(decision.signal_id)
         received = self._undecided.pop(decision.signal_id, None)
         record = decision_record(decision)
         self._records.append(record)
