@@ -81,7 +81,7 @@ class IdWindowModel(RuleBasedStateMachine):
 
 
 TestIdWindowModel = IdWindowModel.TestCase
-TestIdWindowModel.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
+TestIdWindowModel.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 
 
 def test_an_id_is_kept_from_its_first_sighting_until_the_horizon_passes_its_second() -> None:
