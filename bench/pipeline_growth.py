@@ -26,7 +26,6 @@ import shutil
 import signal
 import statistics
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from typing import Any
 import psycopg2
 
 from bench.cpu import CpuUse
-from bench.pipeline_stack import CHANNEL, Stack, order_body, rss_mb
+from bench.pipeline_stack import CHANNEL, Stack, order_body, rss_mb, signal_body
 
 REFUSED_SELL = [f"R{index:03d}USDC" for index in range(50)]  # never bought
 OUTSIDE = [f"X{index:03d}USDC" for index in range(50)]  # not in the universe
@@ -47,20 +46,12 @@ def refused(refusal: str, index: int) -> dict[str, Any]:
     universe."""
     sell = refusal == "no_position"
     symbols = REFUSED_SELL if sell else OUTSIDE
-    return {
-        "strategy": "CONSENSUS",
-        "symbol": symbols[index % len(symbols)],
-        "side": "SELL" if sell else "BUY",
-        "timestamp": int(time.time() * 1000),
-        "price": 10.0 + index % 7,
-        "confidence": 0.8,
-        "strength": "strong",
-        "metadata": {
-            "consensus_strength": 0.9,
-            "strategies_count": 4,
-            "consensus_id": uuid.uuid4().hex,
-        },
-    }
+    return signal_body(
+        symbols[index % len(symbols)],
+        "SELL" if sell else "BUY",
+        10.0 + index % 7,
+        int(time.time() * 1000),
+    )
 
 
 def decisions(cur: Any) -> int:

@@ -243,14 +243,14 @@ def payloads(count: int, symbols: list[str] = SYMBOLS) -> list[tuple[str, dict]]
     return out
 
 
-def order_body(index: int, symbols: list[str] = SYMBOLS) -> dict:
-    """The ``index``-th signal of the BUY/SELL alternation over ``symbols``."""
+def signal_body(symbol: str, side: str, price: float, timestamp: int = 0) -> dict:
+    """A consensus signal of RootTrading's shape, with an id of its own."""
     return {
         "strategy": "CONSENSUS",
-        "symbol": symbols[index % len(symbols)],
-        "side": "BUY" if (index // len(symbols)) % 2 == 0 else "SELL",
-        "timestamp": 0,
-        "price": 10.0 + (index % len(symbols)) % 7,
+        "symbol": symbol,
+        "side": side,
+        "timestamp": timestamp,
+        "price": price,
         "confidence": 0.8,
         "strength": "strong",
         "metadata": {
@@ -259,6 +259,15 @@ def order_body(index: int, symbols: list[str] = SYMBOLS) -> dict:
             "consensus_id": uuid.uuid4().hex,
         },
     }
+
+
+def order_body(index: int, symbols: list[str] = SYMBOLS) -> dict:
+    """The ``index``-th signal of the BUY/SELL alternation over ``symbols``."""
+    return signal_body(
+        symbols[index % len(symbols)],
+        "BUY" if (index // len(symbols)) % 2 == 0 else "SELL",
+        10.0 + (index % len(symbols)) % 7,
+    )
 
 
 def publish(stack: Stack, bodies: list, rate: float) -> float:

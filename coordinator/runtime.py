@@ -40,10 +40,6 @@ class DecidedSignals:
         with self._lock:
             return signal_id in self._ids
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._ids)
-
 
 class KeptRecords:
     """Records an actor keeps outside itself, written through on every change, so that
