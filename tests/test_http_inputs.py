@@ -11,6 +11,7 @@ import requests
 
 from coordinator.http.asking import ActorUnavailable
 from coordinator.http.facade import CoordinatorApi
+from coordinator.messages.supervision import DrillHang
 from coordinator.supervisor import DrillBoard
 from coordinator.supervisor.directory import Directory
 from tests.pipeline import AUTH, Pipeline
@@ -44,6 +45,20 @@ def test_a_blacklist_ttl_past_ten_years_is_400_and_the_universe_still_answers(pi
     )
     assert ten_years.status_code == 200, ten_years.text
     assert ten_years.json()["blacklist"][0]["expires_at"].startswith("20")
+
+
+def test_a_blacklist_change_waits_for_its_store_write_past_the_read_timeout(pipe):
+    # The universe manager stores a blacklist change before it answers; asked with the
+    # 0.5 s of a read of actor state, a busy store turned the change into a 503 that had
+    # taken effect all the same.
+    pipe.directory.tell("universe_manager", DrillHang(seconds=1.0))
+    added = post(pipe, "/universe/blacklist", {"symbol": "ETHUSDC", "reason": "r"})
+    assert added.status_code == 200, added.text
+    assert [e["symbol"] for e in added.json()["blacklist"]] == ["ETHUSDC"]
+    pipe.directory.tell("universe_manager", DrillHang(seconds=1.0))
+    removed = requests.delete(pipe.url + "/universe/blacklist/ETHUSDC", headers=AUTH, timeout=10)
+    assert removed.status_code == 200, removed.text
+    assert removed.json()["blacklist"] == []
 
 
 @pytest.mark.parametrize("route", ["/decisions", "/audit", "/universe/history"])

@@ -39,6 +39,7 @@ from coordinator.messages.universe import (
     CandleUpdated,
     GetUniverse,
     GetUniverseHistory,
+    NotBlacklisted,
     RotateUniverse,
     UnblacklistSymbol,
     UniverseChanged,
@@ -250,14 +251,13 @@ class UniverseManager(UniverseLeadership, ChildActor):
                 )
                 return self._snapshot() if self._token is not None else self._not_leading()
             case UnblacklistSymbol(symbol=symbol):
-                if symbol in self._blacklist.entries and not self._fenced(
-                    self._store.delete_blacklisted, [symbol]
-                ):
+                if symbol not in self._blacklist.entries:
+                    return NotBlacklisted(symbol=symbol)
+                if not self._fenced(self._store.delete_blacklisted, [symbol]):
                     return self._not_leading()
-                self._blacklist, entry = self._blacklist.remove(symbol)
-                if entry is not None:
-                    logger.warning("%s taken off the blacklist", symbol)
-                    self._publish(added=(), removed=(), reasons={symbol: "taken off the blacklist"})
+                self._blacklist, _ = self._blacklist.remove(symbol)
+                logger.warning("%s taken off the blacklist", symbol)
+                self._publish(added=(), removed=(), reasons={symbol: "taken off the blacklist"})
                 return self._snapshot()
             case StopLossRecorded(symbol=symbol, at=at):
                 times = [t for t in self._stop_losses[symbol] if at - t <= self._rule.window] + [at]

@@ -21,6 +21,7 @@ __all__ = [
     "UNIVERSE",
     "ActorUnavailable",
     "NotLeader",
+    "NotOnBlacklist",
     "UnknownActor",
 ]
 
@@ -49,6 +50,10 @@ class ActorUnavailable(CoordinatorError):
 
 class UnknownActor(CoordinatorError, LookupError):
     """No actor of that name in the tree."""
+
+
+class NotOnBlacklist(CoordinatorError, LookupError):
+    """A symbol to take off the blacklist is not on it: answer 404."""
 
 
 class NotLeader(CoordinatorError):

@@ -28,6 +28,7 @@ from coordinator.http.asking import (
     UNIVERSE,
     ActorUnavailable,
     NotLeader,
+    NotOnBlacklist,
     UnknownActor,
 )
 from coordinator.http.facade_metrics import MetricsApi
@@ -80,6 +81,7 @@ from coordinator.messages.universe import (
     BlacklistSymbol,
     GetUniverse,
     GetUniverseHistory,
+    NotBlacklisted,
     RotateUniverse,
     UnblacklistSymbol,
     UniverseHistory,
@@ -197,15 +199,23 @@ class CoordinatorApi(OrdersApi, MetricsApi):
         snapshot = self._ask(UNIVERSE, RotateUniverse(reason="api"), timeout=_ROTATION_TIMEOUT)
         return universe_view(_led(snapshot))
 
+    # A blacklist change is stored before it is answered: it waits as long as a read of
+    # the store may, not the actor state's timeout, or a busy store answers 503 for a
+    # change that takes effect all the same.
+
     def blacklist(self, symbol: str, *, reason: str, ttl: float | None) -> dict[str, Any]:
         snapshot = self._ask(
-            UNIVERSE, BlacklistSymbol(symbol=symbol, reason=reason, source="api", ttl=ttl)
+            UNIVERSE,
+            BlacklistSymbol(symbol=symbol, reason=reason, source="api", ttl=ttl),
+            timeout=STORE_TIMEOUT,
         )
         return universe_view(_led(snapshot))
 
     def unblacklist(self, symbol: str) -> dict[str, Any]:
-        snapshot = self._ask(UNIVERSE, UnblacklistSymbol(symbol=symbol))
-        return universe_view(_led(snapshot))
+        answer = self._ask(UNIVERSE, UnblacklistSymbol(symbol=symbol), timeout=STORE_TIMEOUT)
+        if isinstance(answer, NotBlacklisted):
+            raise NotOnBlacklist(f"{symbol} is not on the blacklist")
+        return universe_view(_led(answer))
 
     def submit_signal(
         self,

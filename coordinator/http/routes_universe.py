@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from coordinator.http.asking import NotLeader
+from coordinator.http.asking import NotLeader, NotOnBlacklist
 from coordinator.http.endpoints import Endpoints, fail, json_body, query_limit
 from coordinator.http.facade import CoordinatorApi
 from coordinator.trading.symbols import is_symbol
@@ -63,10 +63,11 @@ def install(endpoint: Endpoints, api: CoordinatorApi) -> None:
 
     @endpoint("DELETE", "/universe/blacklist/<symbol>", token=True)
     def blacklist_remove(symbol: str) -> dict[str, Any]:
-        if symbol not in {e.symbol for e in api.universe_snapshot().blacklisted}:
-            raise fail(404, f"{symbol} is not on the blacklist")
         with leader_only():
-            return api.unblacklist(symbol)
+            try:
+                return api.unblacklist(symbol)
+            except NotOnBlacklist as exc:
+                raise fail(404, str(exc)) from None
 
 
 @contextlib.contextmanager

@@ -78,10 +78,20 @@ class BlacklistSymbol(Command):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UnblacklistSymbol(Command):
-    """Take a symbol off the blacklist; answered with a ``UniverseSnapshot``."""
+    """Take a symbol off the blacklist; answered with a ``UniverseSnapshot``, or
+    ``NotBlacklisted`` when it is not on it."""
 
     symbol: str
     """The symbol."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotBlacklisted:
+    """The answer to ``UnblacklistSymbol`` for a symbol not on the blacklist: nothing
+    done."""
+
+    symbol: str
+    """The symbol asked for."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
