@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 __all__ = ["IdWindow"]
 
@@ -26,11 +26,20 @@ class IdWindow:
     Not thread-safe: the owner locks if it shares it.
     """
 
-    def __init__(self, limit: int, horizon: float | None = None) -> None:
+    def __init__(
+        self,
+        limit: int,
+        horizon: float | None = None,
+        *,
+        on_evict: Callable[[str, int], None] | None = None,
+    ) -> None:
+        """``on_evict`` is handed each id pushed out by the limit, with its second (not
+        those forgotten by age or discarded): a longer window behind this one keeps it."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         self._limit = limit
         self._horizon = horizon
+        self._on_evict = on_evict
         self._ids: set[str] = set()
         self._order: deque[str] = deque()
         # (second, how many ids of ``_order`` arrived in it), oldest first.
@@ -60,7 +69,7 @@ class IdWindow:
         else:
             self._seconds.append([second, 1])
         while len(self._ids) > self._limit:
-            self._pop_one()
+            self._pop_one(evicted=True)
         return True
 
     def update(self, signal_ids: Iterable[str], seen: float = 0.0) -> None:
@@ -90,7 +99,7 @@ class IdWindow:
         for _ in range(count):
             self._pop_one()
 
-    def _pop_one(self) -> None:
+    def _pop_one(self, *, evicted: bool = False) -> None:
         signal_id = self._order.popleft()
         bucket = self._seconds[0]
         bucket[1] -= 1
@@ -99,6 +108,8 @@ class IdWindow:
         copies = self._stale.get(signal_id)
         if copies is None:
             self._ids.discard(signal_id)
+            if evicted and self._on_evict is not None:
+                self._on_evict(signal_id, bucket[0])
         elif copies == 1:
             del self._stale[signal_id]
         else:

@@ -9,8 +9,8 @@ from typing import Any
 
 from coordinator import __version__
 from coordinator.clock import Clock
+from coordinator.compact_ids import CompactIdWindow
 from coordinator.config import Config
-from coordinator.id_window import IdWindow
 
 __all__ = ["DecidedSignals", "Endpoints", "KeptRecords", "Services"]
 
@@ -25,7 +25,7 @@ class DecidedSignals:
 
     def __init__(self, limit: int = 1_000_000) -> None:
         self._lock = threading.Lock()
-        self._ids = IdWindow(limit)
+        self._ids = CompactIdWindow(limit)
 
     def add(self, signal_id: str) -> bool:
         """Record a decision; False when the signal had one already."""

@@ -1,0 +1,196 @@
+"""A long window of signal ids in little memory: the newest as they are, the older as
+128-bit digests in sorted arrays.
+
+An hour of signals at hundreds a second is more than a million ids. As strings in a set
+that is about 140 bytes each (the string itself is most of it), and the duplicate window
+and the decided signals each hold them: the bulk of the daemon's memory after an hour.
+Past the newest few tens of thousands, an id is only ever asked about, so it is kept as
+a blake2b digest of 16 bytes in an immutable sorted array: a generation, found by
+bisection and forgotten whole. Two different ids share a digest with a probability of
+about 2**-128 per pair, so a window of a few million ids never mistakes one for another
+in practice; that is what lets a digest stand for the id in a duplicate check.
+
+What it keeps: every id among the ``limit`` most recently added and seen within the
+``horizon``, as the exact ``IdWindow`` does. What it may keep a little longer: the older
+ids of a generation that is not wholly past the horizon or the limit yet (at most one
+generation, ``generation`` ids, more than the limit).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from array import array
+from collections import deque
+from collections.abc import Iterable
+
+from coordinator.id_window import IdWindow
+
+__all__ = ["CompactIdWindow", "id_digest"]
+
+_LOW_BITS = (1 << 64) - 1
+_FILTER_BITS = 1 << 20
+"""Bits of a generation's filter: for 65,536 digests, 6 % set, so nineteen misses in
+twenty end at one bit instead of a bisection of sixteen steps."""
+
+
+def id_digest(signal_id: str) -> int:
+    """The id's 128-bit digest. ``surrogatepass``: an id decoded from JSON may hold a lone
+    surrogate, which strict UTF-8 refuses."""
+    raw = signal_id.encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=16).digest(), "big")
+
+
+class _Generation:
+    """Digests sorted, split in two arrays of 64-bit halves (an array holds no wider
+    integer), a one-bit-per-digest filter in front of them, and the newest second among
+    their ids."""
+
+    __slots__ = ("_high", "_low", "filter", "newest")
+
+    def __init__(self, digests: Iterable[int], newest: int) -> None:
+        ordered = sorted(digests)
+        self._high = array("Q", [d >> 64 for d in ordered])
+        self._low = array("Q", [d & _LOW_BITS for d in ordered])
+        bits = bytearray(_FILTER_BITS // 8)
+        for digest in ordered:
+            bit = digest % _FILTER_BITS
+            bits[bit >> 3] |= 1 << (bit & 7)
+        self.filter = bytes(bits)
+        self.newest = newest
+
+    def __len__(self) -> int:
+        return len(self._high)
+
+    def __contains__(self, digest: int) -> bool:
+        bit = digest % _FILTER_BITS
+        return bool(self.filter[bit >> 3] & 1 << (bit & 7)) and self.sorted_holds(digest)
+
+    def sorted_holds(self, digest: int) -> bool:
+        """Whether the digest is here, by bisection (past the filter)."""
+        high, low = digest >> 64, digest & _LOW_BITS
+        highs, lows = self._high, self._low
+        at = bisect.bisect_left(highs, high)
+        while at < len(highs) and highs[at] == high:
+            if lows[at] == low:
+                return True
+            at += 1
+        return False
+
+
+class CompactIdWindow:
+    """Ids in arrival order, forgotten when older than ``horizon`` seconds (if given) or
+    beyond the ``limit`` most recent; the newest ``recent`` as strings, the rest as
+    digests sealed ``generation`` at a time.
+
+    Times are the caller's, kept per whole second as in ``IdWindow``. Not thread-safe:
+    the owner locks if it shares it.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        horizon: float | None = None,
+        *,
+        recent: int = 50_000,
+        generation: int = 65_536,
+    ) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        if recent < 1 or generation < 1:
+            raise ValueError(
+                f"recent and generation must be at least 1, not {recent}, {generation}"
+            )
+        self._limit = limit
+        self._horizon = horizon
+        self._generation = generation
+        self._recent = IdWindow(min(recent, limit), horizon, on_evict=self._older)
+        # Digests of the ids pushed out of ``_recent``, not sealed yet.
+        self._pending: set[int] = set()
+        self._pending_newest = 0
+        self._sealed: deque[_Generation] = deque()
+        self._sealed_count = 0
+        # Digests discarded while a sealed generation holds them (sealed arrays do not
+        # change): passed over until the id is added again and sealed anew.
+        self._hidden: set[int] = set()
+
+    def __contains__(self, signal_id: object) -> bool:
+        if not isinstance(signal_id, str):
+            return False
+        if signal_id in self._recent:
+            return True
+        if not self._pending and not self._sealed:
+            return False
+        return self._held(id_digest(signal_id))
+
+    def add(self, signal_id: str, seen: float = 0.0) -> bool:
+        """Remember ``signal_id`` as seen at ``seen``; False (and nothing changes: its
+        age counts from its first sighting) if it is here already."""
+        if signal_id in self:
+            return False
+        return self._recent.add(signal_id, seen)
+
+    def update(self, signal_ids: Iterable[str], seen: float = 0.0) -> None:
+        for signal_id in signal_ids:
+            self.add(signal_id, seen)
+
+    def discard(self, signal_id: str) -> None:
+        """Forget ``signal_id`` now."""
+        self._recent.discard(signal_id)
+        if not self._pending and not self._sealed:
+            return
+        digest = id_digest(signal_id)
+        self._pending.discard(digest)
+        if any(digest in sealed for sealed in self._sealed):
+            self._hidden.add(digest)
+
+    def forget_older_than(self, now: float) -> None:
+        """Forget the ids seen more than ``horizon`` seconds before ``now``: a generation
+        once its newest id is past it."""
+        if self._horizon is None:
+            return
+        horizon = now - self._horizon
+        while self._sealed and self._sealed[0].newest + 1 <= horizon:
+            self._drop_oldest()
+        if self._pending and self._pending_newest + 1 <= horizon:
+            self._pending.clear()
+        self._recent.forget_older_than(now)
+
+    def held(self) -> int:
+        """How many ids (or digests) are kept, discarded sealed ones included."""
+        return len(self._recent) + len(self._pending) + self._sealed_count
+
+    def _held(self, digest: int) -> bool:
+        if digest in self._pending:
+            return True
+        if digest in self._hidden:
+            return False
+        # The filter's bit once for all generations; newest first: a duplicate is most
+        # often a recent one.
+        bit = digest % _FILTER_BITS
+        at, mask = bit >> 3, 1 << (bit & 7)
+        for sealed in reversed(self._sealed):
+            if sealed.filter[at] & mask and sealed.sorted_holds(digest):
+                return True
+        return False
+
+    def _older(self, signal_id: str, second: int) -> None:
+        """An id pushed out of the recent ones: kept as its digest."""
+        self._pending.add(id_digest(signal_id))
+        self._pending_newest = max(self._pending_newest, second)
+        if len(self._pending) >= self._generation:
+            sealed = _Generation(self._pending, self._pending_newest)
+            # Ids discarded before and added again since are live in this generation.
+            self._hidden -= self._pending
+            self._pending = set()
+            self._sealed.append(sealed)
+            self._sealed_count += len(sealed)
+        # The oldest generation goes once the rest still hold ``limit`` ids.
+        while self._sealed and self.held() - len(self._sealed[0]) >= self._limit:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        dropped = self._sealed.popleft()
+        self._sealed_count -= len(dropped)
+        if self._hidden:
+            self._hidden = {d for d in self._hidden if any(d in s for s in self._sealed)}

@@ -1,0 +1,165 @@
+"""The compact window of signal ids against a plain model (hypothesis stateful): never an
+id it was not given or that was discarded since, always every id among the most recent
+``limit`` within the horizon, and nothing left once the horizon has passed it all; and the
+examples that name what it is for."""
+
+from __future__ import annotations
+
+import tracemalloc
+from dataclasses import dataclass
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from coordinator.compact_ids import CompactIdWindow, id_digest
+from coordinator.id_window import IdWindow
+
+NAMES = [f"s{n}" for n in range(14)]
+IDS = st.sampled_from(NAMES)
+
+
+@dataclass
+class _Entry:
+    signal_id: str
+    second: int
+    live: bool
+
+
+class CompactIdWindowModel(RuleBasedStateMachine):
+    """Every add in order, none ever dropped: what the window must hold is computed from
+    them, and what it may hold is what was added and not discarded since."""
+
+    LIMIT = 6
+    RECENT = 2
+    GENERATION = 3
+    HORIZON = 10.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.window = CompactIdWindow(
+            self.LIMIT, self.HORIZON, recent=self.RECENT, generation=self.GENERATION
+        )
+        self.entries: list[_Entry] = []
+        self.now = 1_000.0
+        self.swept = 0.0
+
+    def newest(self) -> dict[str, _Entry]:
+        return {e.signal_id: e for e in self.entries}
+
+    @rule(signal_id=IDS)
+    def add(self, signal_id: str) -> None:
+        current = self.newest().get(signal_id)
+        present = signal_id in self.window
+        assert self.window.add(signal_id, self.now) is not present
+        if not present:
+            # Only an id the model says may be gone can be added anew.
+            assert current is None or not self.must_hold(current) or not current.live
+            if current is not None:
+                current.live = False
+            self.entries.append(_Entry(signal_id, int(self.now // 1), True))
+
+    @rule(signal_id=IDS)
+    def discard(self, signal_id: str) -> None:
+        self.window.discard(signal_id)
+        for entry in self.entries:
+            if entry.signal_id == signal_id:
+                entry.live = False
+
+    @rule(step=st.floats(0.0, 6.0))
+    def advance_and_sweep(self, step: float) -> None:
+        self.now += step
+        self.swept = self.now
+        self.window.forget_older_than(self.now)
+
+    @rule()
+    def everything_past_the_horizon_is_forgotten(self) -> None:
+        self.now += self.HORIZON + 1.0
+        self.swept = self.now
+        self.window.forget_older_than(self.now)
+        assert self.window.held() == 0
+        for entry in self.entries:
+            entry.live = False
+
+    def must_hold(self, entry: _Entry) -> bool:
+        within_limit = entry in self.entries[-self.LIMIT :]
+        within_horizon = entry.second + 1 > self.swept - self.HORIZON
+        return entry.live and within_limit and within_horizon
+
+    @invariant()
+    def holds_what_it_must_and_nothing_it_must_not(self) -> None:
+        newest = self.newest()
+        for name in NAMES:
+            entry = newest.get(name)
+            if entry is None or not entry.live:
+                assert name not in self.window, f"{name} was never added or was discarded"
+            elif self.must_hold(entry):
+                assert name in self.window, f"{name} is among the most recent, in the horizon"
+
+    @invariant()
+    def holds_at_most_a_generation_past_the_limit(self) -> None:
+        assert self.window.held() <= self.LIMIT + self.GENERATION
+
+
+TestCompactIdWindowModel = CompactIdWindowModel.TestCase
+TestCompactIdWindowModel.settings = settings(
+    max_examples=200, stateful_step_count=60, deadline=None
+)
+
+
+def test_ids_past_the_recent_ones_are_still_found_by_their_digest() -> None:
+    window = CompactIdWindow(limit=10_000, recent=100, generation=1_000)
+    window.update((f"signal-{n}" for n in range(10_000)), 5.0)
+    assert all(f"signal-{n}" in window for n in range(0, 10_000, 7))
+    assert not any(f"other-{n}" in window for n in range(2_000))
+    assert not window.add("signal-3", 6.0)
+    window.discard("signal-3")
+    assert "signal-3" not in window
+    assert window.add("signal-3", 7.0) and "signal-3" in window
+
+
+def test_an_id_discarded_while_sealed_then_added_and_sealed_again_is_held() -> None:
+    window = CompactIdWindow(limit=20, recent=1, generation=2)
+    window.update(["x", "a", "b"])  # x and a sealed
+    window.discard("x")
+    assert "x" not in window
+    window.update(["x", "c", "d", "e"])  # x again, sealed anew
+    assert "x" in window and "a" in window
+    window.discard("x")  # both sealed copies passed over
+    assert "x" not in window and "c" in window
+
+
+def test_without_a_horizon_the_limit_alone_forgets() -> None:
+    window = CompactIdWindow(limit=5_000, recent=100, generation=1_000)
+    window.update(f"signal-{n}" for n in range(20_000))
+    window.forget_older_than(1e12)  # no horizon: nothing by age
+    assert all(f"signal-{n}" in window for n in range(15_000, 20_000))
+    assert "signal-0" not in window
+    assert window.held() <= 5_000 + 1_000
+
+
+def test_an_id_with_a_lone_surrogate_is_kept_like_any_other() -> None:
+    # JSON may carry "\ud800"; strict UTF-8 refuses to encode it.
+    window = CompactIdWindow(limit=10, recent=1, generation=2)
+    odd = "id-\ud800"
+    window.add(odd)
+    window.update(["a", "b", "c"])
+    assert odd in window
+    assert id_digest(odd) != id_digest("id-")
+
+
+def test_a_long_window_costs_a_fraction_of_the_exact_one() -> None:
+    count = 400_000
+
+    def cost(window: IdWindow | CompactIdWindow) -> int:
+        # The ids are made while traced: a window that keeps a string keeps its cost.
+        tracemalloc.start()
+        try:
+            window.update((f"consensus-{n:012d}-BTCUSDC-BUY" for n in range(count)), 1.0)
+            return tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+
+    exact = cost(IdWindow(count))
+    compact = cost(CompactIdWindow(count))
+    assert compact < exact / 3, (compact, exact)
