@@ -370,8 +370,7 @@ class StoreWriter(ChildActor):
                     self._to_journal(records)
         self._acknowledge()
         events, self._events = self._events, []
-        for event in events:
-            self.context.directory.publish(event)
+        self.context.directory.publish_all(events)
 
     def _write(
         self, records: list[dict[str, Any]], encoded: dict[str, str] | None = None

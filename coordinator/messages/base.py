@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Command", "Event", "Message", "Query"]
+__all__ = ["Command", "Event", "EventBatch", "Message", "Query"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,3 +31,13 @@ class Query(Message):
     """Asks for state and changes none; always sent with ``ask`` and a timeout, answered
     by a snapshot. Named ``Get...`` (``GetHealthSnapshot``), but for the supervisor's
     readiness and liveness probe ``Ping``, answered by ``Pong``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventBatch(Message):
+    """Events published together (a flush of stored decisions), handed to a child in one
+    message instead of one each: one hand-off between threads per child and flush. The
+    child handles each in order as if told alone."""
+
+    events: tuple[Event, ...]
+    """The events this child subscribes to, in the order they were published."""

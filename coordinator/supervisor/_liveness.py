@@ -94,8 +94,14 @@ class _Liveness:
     def _retire(self, child: _Child) -> None:
         """Cut off an incarnation that does not answer; it stops if it ever wakes up."""
         assert child.context is not None
-        child.context.retired.set()
-        self._directory.withdraw(child.spec.name, child.incarnation, drain=True)
+        with child.context.batch_lock:
+            child.context.retired.set()
+        self._directory.withdraw(
+            child.spec.name,
+            child.incarnation,
+            drain=True,
+            first=child.context.hand_over_unhandled(),
+        )
         if child.ref is not None and child.ref.is_alive():
             child.ref.stop(block=False)
 

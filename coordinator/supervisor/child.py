@@ -15,7 +15,7 @@ import pykka
 
 from coordinator.clock import Clock
 from coordinator.logs import set_actor_name
-from coordinator.messages.base import Command, Event
+from coordinator.messages.base import Command, Event, EventBatch
 from coordinator.messages.supervision import (
     ChildErrored,
     ChildExited,
@@ -149,6 +149,19 @@ class ActorContext:
     """Messages this incarnation has begun to handle. The supervisor reads it without
     going through the mailbox: a count that moves is an actor at work, however long the
     queue its liveness Ping waits behind."""
+    unhandled: tuple[Event, ...] = ()
+    """The events of a batch after the one being handled: the next incarnation's first
+    messages if this one crashes or is replaced on it."""
+    batch_lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held to take the next event of a batch, and by the supervisor to retire this
+    incarnation and take ``unhandled``: no event is both handled here and handed on."""
+
+    def hand_over_unhandled(self) -> tuple[Any, ...]:
+        """The rest of the batch being handled, as the messages that go first to the next
+        incarnation; none is handled here after this."""
+        with self.batch_lock:
+            rest, self.unhandled = self.unhandled, ()
+        return (EventBatch(events=rest),) if rest else ()
 
 
 class ChildActor(pykka.ThreadingActor):
@@ -317,6 +330,8 @@ class ChildActor(pykka.ThreadingActor):
                     logger.warning("drill: blocking for %.1f s", seconds)
                     threading.Event().wait(seconds)
                     return None
+            if isinstance(message, EventBatch):
+                return self._handle_batch(message.events)
             result = self.handle(message)
             if result is NOT_HANDLED:
                 logger.error("unexpected message %r ignored", message)
@@ -354,11 +369,34 @@ class ChildActor(pykka.ThreadingActor):
             )
         )
 
+    def _handle_batch(self, events: tuple[Event, ...]) -> None:
+        """Each event as if it had come alone: a crash on one, or a replacement while it
+        hung, loses only that one; the rest go to the next incarnation first."""
+        context = self.context
+        for at, event in enumerate(events):
+            with context.batch_lock:
+                if context.retired.is_set():
+                    self.stop()  # the supervisor took the rest when it retired us
+                    return
+                context.unhandled = events[at + 1 :]
+            self._handling = type(event).__name__
+            context.progress += 1
+            if self.handle(event) is NOT_HANDLED:
+                logger.error("unexpected message %r ignored", event)
+                self._report_error(TypeError(f"unexpected message {type(event).__name__}"))
+        with context.batch_lock:
+            context.unhandled = ()
+
     def _end(self, report: Event) -> None:
         """The last acts of an incarnation: release what it holds, hand back the
         messages it will never handle, and tell the supervisor why it ended."""
         self._cleanup_quietly()
-        self.context.directory.withdraw(self.name, self.context.incarnation, drain=True)
+        self.context.directory.withdraw(
+            self.name,
+            self.context.incarnation,
+            drain=True,
+            first=self.context.hand_over_unhandled(),
+        )
         self.context.report(report)
 
     def _report_error(self, exc: BaseException) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from pykka import ActorDeadError, ActorRef
 from pykka._envelope import Envelope  # the inbox holds these; we drain dead inboxes
 
 from coordinator.errors import CoordinatorError
-from coordinator.messages.base import Event
+from coordinator.messages.base import Event, EventBatch
 
 __all__ = ["ChildUnavailable", "Directory"]
 
@@ -89,13 +89,16 @@ class Directory:
             entry.ref = ref
             return True
 
-    def withdraw(self, name: str, incarnation: int, *, drain: bool) -> None:
+    def withdraw(
+        self, name: str, incarnation: int, *, drain: bool, first: Sequence[Any] = ()
+    ) -> None:
         """Stop delivering to ``incarnation``; from now on messages are kept here.
 
         With ``drain`` (a crashed or hung child) what is still in its inbox is moved
-        here too, and queries still waiting get ActorDeadError so their callers do not
-        wait for a timeout. Without it (an orderly stop) the child works through its
-        inbox before it stops.
+        here too, after ``first`` (what it took from its inbox and did not handle: the
+        rest of a batch), and queries still waiting get ActorDeadError so their callers
+        do not wait for a timeout. Without it (an orderly stop) the child works through
+        its inbox before it stops.
         """
         entry = self._entry(name)
         with entry.lock:
@@ -104,7 +107,8 @@ class Directory:
             ref, entry.ref = entry.ref, None
             if not drain:
                 return
-            kept = 0
+            entry.buffer.extend(first)
+            kept = len(first)
             inbox = ref.actor_inbox
             while not inbox.empty():
                 envelope: Envelope[Any] = inbox.get()
@@ -185,6 +189,31 @@ class Directory:
                 listener(event)
             except Exception:
                 logger.exception("event listener failed on %s", type(event).__name__)
+
+    def publish_all(self, events: Sequence[Event]) -> None:
+        """Publish ``events`` in order: each child gets the ones it subscribes to in one
+        ``EventBatch`` (one alone as itself), the listeners each in turn."""
+        if len(events) < 2:
+            for event in events:
+                self.publish(event)
+            return
+        with self._lock:
+            entries = [(name, entry.subscriptions) for name, entry in self._entries.items()]
+            listeners = list(self._listeners)
+        for name, subscriptions in entries:
+            mine = tuple(e for e in events if isinstance(e, subscriptions))
+            if not mine:
+                continue
+            try:
+                self.tell(name, mine[0] if len(mine) == 1 else EventBatch(events=mine))
+            except ChildUnavailable as exc:
+                logger.error("%d event(s) not delivered: %s", len(mine), exc)
+        for event in events:
+            for listener in listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    logger.exception("event listener failed on %s", type(event).__name__)
 
     def depth(self, name: str) -> int:
         """Messages waiting for ``name``: its inbox, or what is kept while it is down."""
