@@ -4,8 +4,8 @@
 An hour of signals at hundreds a second is more than a million ids. As strings in a set
 that is about 140 bytes each (the string itself is most of it), and the duplicate window
 and the decided signals each hold them: the bulk of the daemon's memory after an hour.
-Past the newest few tens of thousands, an id is only ever asked about, so it is kept as
-a blake2b digest of 16 bytes in an immutable sorted array: a generation, found by
+Past the newest few thousand, an id is only ever asked about, so it is kept as a
+blake2b digest of 16 bytes in an immutable sorted array: a generation, found by
 bisection and forgotten whole. Two different ids share a digest with a probability of
 about 2**-128 per pair, so a window of a few million ids never mistakes one for another
 in practice; that is what lets a digest stand for the id in a duplicate check.
@@ -92,7 +92,7 @@ class CompactIdWindow:
         limit: int,
         horizon: float | None = None,
         *,
-        recent: int = 50_000,
+        recent: int = 4_096,
         generation: int = 65_536,
     ) -> None:
         if limit < 1:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -19,6 +18,7 @@ import psycopg2.extras
 
 from coordinator.clock import Clock, SystemClock
 from coordinator.cluster.fencing import LeaseToken
+from coordinator.compact_ids import CompactIdWindow
 from coordinator.infra.intent_batch import ClaimGroup, PendingClaim
 from coordinator.infra.journal import Journal
 from coordinator.infra.lease_store import FENCE_SQLSTATE
@@ -112,7 +112,7 @@ class IntentClaims:
         self._answered_at: float | None = None
         # Ids whose INSERT left for PostgreSQL in this process: it may have committed
         # even if no answer came back (a crash of the actor, a connection cut).
-        self._sent: OrderedDict[str, None] = OrderedDict()
+        self._sent = CompactIdWindow(_SENT_KEPT)
         self._group = ClaimGroup(self._commit, wait=group_wait)
 
     @property
@@ -245,10 +245,9 @@ class IntentClaims:
         may be one the server dropped (a restart): one fresh try."""
         with self._lock:
             for pending in batch:
-                self._sent[pending.client_order_id] = None
-                self._sent.move_to_end(pending.client_order_id)
-            while len(self._sent) > _SENT_KEPT:
-                self._sent.popitem(last=False)
+                # Sent again: kept from now on, the newest.
+                self._sent.discard(pending.client_order_id)
+                self._sent.add(pending.client_order_id)
         remaining = batch
         fresh_try = True
         while remaining:
