@@ -21,9 +21,14 @@ class DecidedSignals:
     A Validator looks here before it works on a signal, so that a copy of a signal
     decided by an earlier incarnation (kept in a mailbox, or sent again after a
     restart) is not decided - or ordered - a second time.
+
+    Such a copy is minutes old at most, so the newest 250,000 (eight minutes at 500
+    signals a second) are kept, more than the StoreWriter's own guard against a second
+    decision (200,000); an older copy is the intake's duplicate window's to stop, and
+    an order's intent in PostgreSQL stops a second order whatever the age.
     """
 
-    def __init__(self, limit: int = 1_000_000) -> None:
+    def __init__(self, limit: int = 250_000) -> None:
         self._lock = threading.Lock()
         self._ids = CompactIdWindow(limit)
 
