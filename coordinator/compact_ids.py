@@ -41,6 +41,12 @@ def id_digest(signal_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(raw, digest_size=16).digest(), "big")
 
 
+def _filter_place(digest: int) -> tuple[int, int]:
+    """The byte and the bit mask of the digest in a generation's filter."""
+    bit = digest % _FILTER_BITS
+    return bit >> 3, 1 << (bit & 7)
+
+
 class _Generation:
     """Digests sorted, split in two arrays of 64-bit halves (an array holds no wider
     integer), a one-bit-per-digest filter in front of them, and the newest second among
@@ -54,8 +60,8 @@ class _Generation:
         self._low = array("Q", [d & _LOW_BITS for d in ordered])
         bits = bytearray(_FILTER_BITS // 8)
         for digest in ordered:
-            bit = digest % _FILTER_BITS
-            bits[bit >> 3] |= 1 << (bit & 7)
+            at, mask = _filter_place(digest)
+            bits[at] |= mask
         self.filter = bytes(bits)
         self.newest = newest
 
@@ -63,11 +69,13 @@ class _Generation:
         return len(self._high)
 
     def __contains__(self, digest: int) -> bool:
-        bit = digest % _FILTER_BITS
-        return bool(self.filter[bit >> 3] & 1 << (bit & 7)) and self.sorted_holds(digest)
+        return self.holds(digest, *_filter_place(digest))
 
-    def sorted_holds(self, digest: int) -> bool:
-        """Whether the digest is here, by bisection (past the filter)."""
+    def holds(self, digest: int, at: int, mask: int) -> bool:
+        """Whether the digest is here: its filter bit (``_filter_place``, computed once
+        by a caller that asks every generation), then a bisection."""
+        if not self.filter[at] & mask:
+            return False
         high, low = digest >> 64, digest & _LOW_BITS
         highs, lows = self._high, self._low
         at = bisect.bisect_left(highs, high)
@@ -167,12 +175,8 @@ class CompactIdWindow:
             return False
         # The filter's bit once for all generations; newest first: a duplicate is most
         # often a recent one.
-        bit = digest % _FILTER_BITS
-        at, mask = bit >> 3, 1 << (bit & 7)
-        for sealed in reversed(self._sealed):
-            if sealed.filter[at] & mask and sealed.sorted_holds(digest):
-                return True
-        return False
+        at, mask = _filter_place(digest)
+        return any(sealed.holds(digest, at, mask) for sealed in reversed(self._sealed))
 
     def _older(self, signal_id: str, second: int) -> None:
         """An id pushed out of the recent ones: kept as its digest."""

@@ -172,31 +172,11 @@ class Directory:
 
     def publish(self, event: Event) -> None:
         """Tell ``event`` to every child subscribed to its type, and to the listeners."""
-        with self._lock:
-            targets = [
-                name
-                for name, entry in self._entries.items()
-                if isinstance(event, entry.subscriptions)
-            ]
-            listeners = list(self._listeners)
-        for name in targets:
-            try:
-                self.tell(name, event)
-            except ChildUnavailable as exc:
-                logger.error("event %s not delivered: %s", type(event).__name__, exc)
-        for listener in listeners:
-            try:
-                listener(event)
-            except Exception:
-                logger.exception("event listener failed on %s", type(event).__name__)
+        self.publish_all((event,))
 
     def publish_all(self, events: Sequence[Event]) -> None:
         """Publish ``events`` in order: each child gets the ones it subscribes to in one
         ``EventBatch`` (one alone as itself), the listeners each in turn."""
-        if len(events) < 2:
-            for event in events:
-                self.publish(event)
-            return
         with self._lock:
             entries = [(name, entry.subscriptions) for name, entry in self._entries.items()]
             listeners = list(self._listeners)
@@ -207,7 +187,8 @@ class Directory:
             try:
                 self.tell(name, mine[0] if len(mine) == 1 else EventBatch(events=mine))
             except ChildUnavailable as exc:
-                logger.error("%d event(s) not delivered: %s", len(mine), exc)
+                kinds = ", ".join(sorted({type(e).__name__ for e in mine}))
+                logger.error("%d event(s) %s not delivered: %s", len(mine), kinds, exc)
         for event in events:
             for listener in listeners:
                 try:
