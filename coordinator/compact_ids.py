@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import math
 from array import array
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from coordinator.id_window import IdWindow
 
-__all__ = ["CompactIdWindow", "id_digest"]
+__all__ = ["DIGEST_BYTES", "CompactIdWindow", "id_digest", "pack_digests", "unpack_digests"]
+
+DIGEST_BYTES = 16
 
 _LOW_BITS = (1 << 64) - 1
 _FILTER_BITS = 1 << 20
@@ -38,7 +41,24 @@ def id_digest(signal_id: str) -> int:
     """The id's 128-bit digest. ``surrogatepass``: an id decoded from JSON may hold a lone
     surrogate, which strict UTF-8 refuses."""
     raw = signal_id.encode("utf-8", "surrogatepass")
-    return int.from_bytes(hashlib.blake2b(raw, digest_size=16).digest(), "big")
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=DIGEST_BYTES).digest(), "big")
+
+
+def pack_digests(digests: Iterable[int]) -> bytes:
+    """Digests one after another, ``DIGEST_BYTES`` each, big-endian: a million of them
+    handed between actors as one 16 MB object rather than a million integers."""
+    return b"".join(digest.to_bytes(DIGEST_BYTES, "big") for digest in digests)
+
+
+def unpack_digests(packed: bytes) -> Iterator[int]:
+    if len(packed) % DIGEST_BYTES:
+        raise ValueError(
+            f"packed digests are {DIGEST_BYTES} bytes each;"
+            f" {len(packed)} bytes is not a whole number of them"
+        )
+    view = memoryview(packed)
+    for at in range(0, len(packed), DIGEST_BYTES):
+        yield int.from_bytes(view[at : at + DIGEST_BYTES], "big")
 
 
 def _filter_place(digest: int) -> tuple[int, int]:
@@ -67,6 +87,10 @@ class _Generation:
 
     def __len__(self) -> int:
         return len(self._high)
+
+    def __iter__(self) -> Iterator[int]:
+        for high, low in zip(self._high, self._low, strict=True):
+            yield high << 64 | low
 
     def __contains__(self, digest: int) -> bool:
         return self.holds(digest, *_filter_place(digest))
@@ -142,6 +166,34 @@ class CompactIdWindow:
         for signal_id in signal_ids:
             self.add(signal_id, seen)
 
+    def add_digest(self, digest: int, seen: float = 0.0) -> bool:
+        """Remember an id known only by its digest (``id_digest``), as seen at ``seen``;
+        False if the digest is here already. For a window rebuilt from another's
+        digests, before any id goes in as itself (``takes_digests``): a digest kept
+        ahead of older ids still held as strings would be forgotten before them."""
+        if not self.takes_digests:
+            raise ValueError("digests go in before ids: this window holds ids as strings")
+        if self._held(digest):
+            return False
+        # A hidden sealed copy stays hidden until this one is sealed (as for ``add``).
+        self._keep(digest, math.floor(seen))
+        return True
+
+    @property
+    def takes_digests(self) -> bool:
+        """Whether ``add_digest`` may be used: no id is held as a string."""
+        return not len(self._recent)
+
+    def digests(self) -> Iterator[int]:
+        """The digest of every id kept (an id may come twice), oldest generation first."""
+        for sealed in self._sealed:
+            for digest in sealed:
+                if digest not in self._hidden:
+                    yield digest
+        yield from self._pending
+        for signal_id in self._recent.snapshot():
+            yield id_digest(signal_id)
+
     def discard(self, signal_id: str) -> None:
         """Forget ``signal_id`` now."""
         self._recent.discard(signal_id)
@@ -180,7 +232,10 @@ class CompactIdWindow:
 
     def _older(self, signal_id: str, second: int) -> None:
         """An id pushed out of the recent ones: kept as its digest."""
-        self._pending.add(id_digest(signal_id))
+        self._keep(id_digest(signal_id), second)
+
+    def _keep(self, digest: int, second: int) -> None:
+        self._pending.add(digest)
         self._pending_newest = max(self._pending_newest, second)
         if len(self._pending) >= self._generation:
             sealed = _Generation(self._pending, self._pending_newest)

@@ -31,6 +31,8 @@ class DecidedSignals:
     def __init__(self, limit: int = 250_000) -> None:
         self._lock = threading.Lock()
         self._ids = CompactIdWindow(limit)
+        self.limit = limit
+        """How many of the newest are kept at least."""
 
     def add(self, signal_id: str) -> bool:
         """Record a decision; False when the signal had one already."""

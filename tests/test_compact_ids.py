@@ -8,11 +8,12 @@ from __future__ import annotations
 import tracemalloc
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from coordinator.compact_ids import CompactIdWindow, id_digest
+from coordinator.compact_ids import CompactIdWindow, id_digest, pack_digests, unpack_digests
 from coordinator.id_window import IdWindow
 
 NAMES = [f"s{n}" for n in range(14)]
@@ -58,6 +59,25 @@ class CompactIdWindowModel(RuleBasedStateMachine):
             if current is not None:
                 current.live = False
             self.entries.append(_Entry(signal_id, int(self.now // 1), True))
+
+    @precondition(lambda self: self.window.takes_digests)
+    @rule(signal_id=IDS)
+    def add_by_digest(self, signal_id: str) -> None:
+        """As a window rebuilt from another's digests is filled: the id itself unknown."""
+        current = self.newest().get(signal_id)
+        present = signal_id in self.window
+        assert self.window.add_digest(id_digest(signal_id), self.now) is not present
+        if not present:
+            assert current is None or not self.must_hold(current) or not current.live
+            if current is not None:
+                current.live = False
+            self.entries.append(_Entry(signal_id, int(self.now // 1), True))
+
+    @rule()
+    def its_digests_are_those_of_what_it_holds(self) -> None:
+        held = set(self.window.digests())
+        for name in NAMES:
+            assert (id_digest(name) in held) is (name in self.window), name
 
     @rule(signal_id=IDS)
     def discard(self, signal_id: str) -> None:
@@ -163,3 +183,24 @@ def test_a_long_window_costs_a_fraction_of_the_exact_one() -> None:
     exact = cost(IdWindow(count))
     compact = cost(CompactIdWindow(count))
     assert compact < exact / 3, (compact, exact)
+
+
+def test_digests_handed_over_packed_come_back_as_they_were() -> None:
+    digests = [id_digest(f"s{n}") for n in range(5)] + [0, (1 << 128) - 1]
+    packed = pack_digests(digests)
+    assert len(packed) == 16 * len(digests)
+    assert list(unpack_digests(packed)) == digests
+
+
+def test_packed_digests_cut_short_are_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="not a whole number"):
+        list(unpack_digests(b"\x01" * 17))
+
+
+def test_a_window_holding_ids_as_strings_refuses_digests() -> None:
+    window = CompactIdWindow(10)
+    assert window.add_digest(id_digest("a"))
+    window.add("b")
+    assert "a" in window and "b" in window
+    with pytest.raises(ValueError, match="digests go in before ids"):
+        window.add_digest(id_digest("c"))

@@ -22,7 +22,7 @@ import pykka
 from coordinator.actors.intake_routing import IntakeRouting
 from coordinator.actors.names import ActorName
 from coordinator.cluster.fencing import LeaseToken
-from coordinator.compact_ids import CompactIdWindow
+from coordinator.compact_ids import CompactIdWindow, id_digest, unpack_digests
 from coordinator.config.parts import IntakeSettings
 from coordinator.infra.partition_reader import split_ref
 from coordinator.messages.leadership import LeaderElected
@@ -149,8 +149,9 @@ class SignalIntake(ChildActor):
     def _recover(self) -> None:
         """Rebuild the in-flight table and the dedup window from the store writer."""
         try:
+            # An hour of ids read from the store takes seconds; the supervisor waits 30.
             undecided: UndecidedSignals = self.context.directory.ask(
-                ActorName.STORE_WRITER, GetUndecided(), timeout=10.0
+                ActorName.STORE_WRITER, GetUndecided(recent_limit=_RECENT_KEPT), timeout=20.0
             )
         except (ChildUnavailable, pykka.Timeout) as exc:
             raise RuntimeError(f"cannot recover the in-flight signals: {exc}") from exc
@@ -160,10 +161,11 @@ class SignalIntake(ChildActor):
         # streams, for whichever instance holds the partition now; taken for seen here,
         # they would be acknowledged unseen when they come back.
         routed = self._routing is not None and first_start
-        undecided_ids = {record.signal_id for record in undecided.signals}
-        for signal_id in undecided.recent_ids:
-            if not (routed and signal_id in undecided_ids):
-                self._recent.add(signal_id, now)
+        undecided_ids = {id_digest(record.signal_id) for record in undecided.signals}
+        # Digests first: the window takes them only while it holds no id as itself.
+        for digest in unpack_digests(undecided.recent_digests):
+            if not (routed and digest in undecided_ids):
+                self._recent.add_digest(digest, now)
         for record in undecided.signals:
             if record.signal is None or routed:
                 continue

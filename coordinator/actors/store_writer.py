@@ -16,8 +16,8 @@ from typing import Any
 import redis
 
 from coordinator.cluster.fencing import LeaseLost, LeaseToken
+from coordinator.compact_ids import DIGEST_BYTES, CompactIdWindow, id_digest, pack_digests
 from coordinator.config.parts import StoreSettings
-from coordinator.id_window import IdWindow
 from coordinator.infra.journal import Journal
 from coordinator.infra.lease_store import LeaseStore
 from coordinator.infra.order_states import HELD_MARK, RESENT_MARK
@@ -93,14 +93,13 @@ class StoreWriter(ChildActor):
         self._events: list[Any] = []
         self._acks: list[str] = []
         self._undecided: OrderedDict[str, RecordSignal] = OrderedDict()
-        self._decided = IdWindow(_RECENT_DECIDED)
+        self._decided = CompactIdWindow(_RECENT_DECIDED)
         self._unknown: list[OrderRecord] = []
         self._written = 0
         self._postgres_ok = True
         self._last_error: str | None = None
         self._retry_at = 0.0
         self._retry_failures = 0
-        self._recent_ids: frozenset[str] = frozenset()
         self._load()
         self.ticker(settings.execution.flush_interval, StoreTick)
 
@@ -130,12 +129,8 @@ class StoreWriter(ChildActor):
                 self._orphaned_orders()
             horizon = now - max(self.settings.signal_timeout * 10, 600.0)
             rows = self._store.undecided(horizon)
-            self._recent_ids = frozenset(
-                self._store.recent_ids(now - self._intake.dedup_window, 1_000_000)
-            )
-            self._services.decided.update(
-                self._store.recent_decided(now - self._intake.dedup_window, 1_000_000)
-            )
+            decided = self._services.decided
+            self._store.recent_decided(now - self._intake.dedup_window, decided.limit, decided.add)
             for entry in self._store.unknown_orders(_UNKNOWN_KEPT):
                 if entry["state"] == OrderStatus.UNKNOWN:
                     self._unknown.append(
@@ -256,14 +251,8 @@ class StoreWriter(ChildActor):
                 self._records.append(audit_record(message))
             case StoreTick():
                 self._flush()
-            case GetUndecided():
-                # Exits are the TrailingStop's to follow up (as at a start): taken in by
-                # the intake, one would go again as a plain SELL, without its holding
-                # or the lease it was asked under.
-                return UndecidedSignals(
-                    signals=tuple(r for r in self._undecided.values() if r.source != EXIT_SOURCE),
-                    recent_ids=self._recent_ids | self._decided.snapshot(),
-                )
+            case GetUndecided(recent_limit=recent_limit):
+                return self._undecided_signals(recent_limit)
             case GetStoredRecords():
                 return self._read(message)
             case GetAuditTrail(limit=limit):
@@ -286,6 +275,37 @@ class StoreWriter(ChildActor):
         if len(self._records) >= self._batch_size:
             self._flush()
         return None
+
+    def _undecided_signals(self, recent_limit: int) -> UndecidedSignals:
+        """What the intake rebuilds itself from: the signals still undecided, and the
+        digests of the ids seen within the dedup window. Those are read from the store
+        at each ask, rather than kept here for an intake restart that may never come:
+        an hour of ids is millions; and the store's are every one, not only the newest
+        decisions this incarnation has in memory (which add those not written yet)."""
+        packed = bytearray()
+
+        def take(signal_id: str) -> None:
+            packed.extend(id_digest(signal_id).to_bytes(DIGEST_BYTES, "big"))
+
+        since = self._clock.time() - self._intake.dedup_window
+        try:
+            self._store.recent_ids(since, recent_limit, take)
+        except StoreError as exc:
+            logger.error(
+                "could not read the ids seen within the dedup window (%s): the intake knows"
+                " only the %d newest decisions; an older copy of a signal may be decided"
+                " again (its order's intent still stops a second order)",
+                exc,
+                _RECENT_DECIDED,
+            )
+        packed.extend(pack_digests(self._decided.digests()))
+        # Exits are the TrailingStop's to follow up (as at a start): taken in by the
+        # intake, one would go again as a plain SELL, without its holding or the lease
+        # it was asked under.
+        return UndecidedSignals(
+            signals=tuple(r for r in self._undecided.values() if r.source != EXIT_SOURCE),
+            recent_digests=bytes(packed),
+        )
 
     def _record_order(self, order: OrderRecord) -> None:
         self._records.append(order_record(order))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg2
@@ -33,6 +33,9 @@ __all__ = ["PipelineStore", "RecordError", "clean_text"]
 
 logger = logging.getLogger(__name__)
 
+_ID_BATCH = 20_000
+"""Rows of a read of ids fetched at a time: a million ids would be ~100 MB whole."""
+
 
 class RecordError(StoreError):
     """PostgreSQL is up but refused the data: retrying the same records will not help."""
@@ -48,10 +51,12 @@ class PipelineStore(OwnConnectionStore):
         super().__init__(dsn, timeout=timeout)
         self._trading_signals = TradingSignalsTable()
 
-    def _run(self, work: Any) -> Any:
+    def _run(self, work: Any, *, cursor_name: str | None = None) -> Any:
+        """``cursor_name``: a server-side cursor, for a read of a million rows taken a
+        batch at a time rather than held whole in the client."""
         conn = self._connection()
         try:
-            with conn, conn.cursor() as cur:
+            with conn, conn.cursor(name=cursor_name) as cur:
                 return work(cur)
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             self.close()
@@ -205,27 +210,39 @@ class PipelineStore(OwnConnectionStore):
 
         return self._run(work)
 
-    def recent_ids(self, since: float, limit: int) -> set[str]:
-        def work(cur: Any) -> set[str]:
-            cur.execute(
-                "SELECT signal_id FROM coordinator_signals WHERE received_at > to_timestamp(%s)"
-                " ORDER BY received_at DESC LIMIT %s",
-                (since, limit),
-            )
-            return {row[0] for row in cur.fetchall()}
+    def recent_ids(self, since: float, limit: int, take: Callable[[str], object]) -> int:
+        """Hand ``take`` the ids of the newest ``limit`` signals received since
+        ``since``, newest first, a batch at a time; return how many. After a failure
+        part way, a retry hands the first ones again."""
+        return self._each_id(
+            "SELECT signal_id FROM coordinator_signals WHERE received_at > to_timestamp(%s)"
+            " ORDER BY received_at DESC LIMIT %s",
+            (since, limit),
+            take,
+        )
 
-        return self._run(work)
+    def recent_decided(self, since: float, limit: int, take: Callable[[str], object]) -> int:
+        """Hand ``take`` the ids of the newest ``limit`` signals decided since
+        ``since``, oldest first (a window filled in that order keeps the newest)."""
+        return self._each_id(
+            "SELECT signal_id FROM (SELECT signal_id, decided_at FROM coordinator_decisions"
+            " WHERE decided_at > to_timestamp(%s) ORDER BY decided_at DESC LIMIT %s) newest"
+            " ORDER BY decided_at",
+            (since, limit),
+            take,
+        )
 
-    def recent_decided(self, since: float, limit: int) -> list[str]:
-        def work(cur: Any) -> list[str]:
-            cur.execute(
-                "SELECT signal_id FROM coordinator_decisions WHERE decided_at > to_timestamp(%s)"
-                " ORDER BY decided_at LIMIT %s",
-                (since, limit),
-            )
-            return [row[0] for row in cur.fetchall()]
+    def _each_id(self, query: str, params: tuple[Any, ...], take: Callable[[str], object]) -> int:
+        def work(cur: Any) -> int:
+            cur.itersize = _ID_BATCH
+            cur.execute(query, params)
+            count = 0
+            for (signal_id,) in cur:
+                take(signal_id)
+                count += 1
+            return count
 
-        return self._run(work)
+        return int(self._run(work, cursor_name="coordinator_recent_ids"))
 
     def mark_decided_trading_signals(self, since: float) -> int:
         """Rows of ``trading_signals`` whose signal was decided since ``since`` but

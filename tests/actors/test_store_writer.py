@@ -12,9 +12,12 @@ import pytest
 
 from coordinator.actors.store_writer import StoreWriter
 from coordinator.clock import ManualClock
+from coordinator.compact_ids import id_digest, unpack_digests
 from coordinator.config import load_config
 from coordinator.infra.embedded import EmbeddedPostgres
 from coordinator.infra.journal import Journal
+from coordinator.infra.pipeline_store import PipelineStore
+from coordinator.infra.records import signal_record
 from coordinator.messages.leadership import LeaderElected
 from coordinator.messages.pipeline import (
     Decision,
@@ -196,3 +199,53 @@ def test_an_undecided_exit_is_not_handed_to_the_intake(writer: Solo) -> None:
     writer.tell(received("plain", writer.clock))
     undecided = writer.ask(GetUndecided())
     assert [r.signal_id for r in undecided.signals] == ["plain"]
+
+
+def handed_over(writer: Solo) -> set[int]:
+    return set(unpack_digests(writer.ask(GetUndecided()).recent_digests))
+
+
+def test_the_intake_is_handed_every_id_seen_in_the_window_from_the_store_and_memory(
+    writer: Solo, own_postgres: EmbeddedPostgres
+) -> None:
+    """What the intake rebuilds its duplicate window from after a restart: the ids in
+    the store, written since this writer started by another process too (read at the
+    ask, not at the start), and the decisions not written yet."""
+    writer.tell(received("written", writer.clock))
+    writer.tell(RecordDecision(decision=decided("written", "rejected")))
+    writer.clock.advance(FLUSH_EVERY)
+    wait_for(lambda: snapshot(writer).written == 2, message="the flush")
+    elsewhere = PipelineStore(own_postgres.dsn, timeout=5.0)
+    try:
+        elsewhere.write([signal_record(received("from-another-instance", writer.clock))])
+    finally:
+        elsewhere.close()
+    writer.tell(RecordDecision(decision=decided("not-written-yet", "rejected")))
+    held = handed_over(writer)
+    for signal_id in ("written", "from-another-instance", "not-written-yet"):
+        assert id_digest(signal_id) in held, signal_id
+    assert id_digest("never-seen") not in held
+
+
+def test_a_start_restores_the_newest_decisions_oldest_first(
+    writer: Solo, own_postgres: EmbeddedPostgres
+) -> None:
+    """The decided signals hold the newest ones: a read of the oldest (an hour at
+    hundreds a second is more than the limit) would restore those that matter least."""
+    for n in range(5):
+        writer.tell(
+            RecordDecision(
+                decision=dataclasses.replace(
+                    decided(f"d{n}", "rejected"), decided_at=writer.clock.time() + n
+                )
+            )
+        )
+    writer.clock.advance(FLUSH_EVERY)
+    wait_for(lambda: snapshot(writer).written == 5, message="the flush")
+    store = PipelineStore(own_postgres.dsn, timeout=5.0)
+    taken: list[str] = []
+    try:
+        assert store.recent_decided(writer.clock.time() - 60.0, 2, taken.append) == 2
+    finally:
+        store.close()
+    assert taken == ["d3", "d4"]
