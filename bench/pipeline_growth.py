@@ -207,9 +207,26 @@ def _count_objects():
             for key, value in list(attributes.items()):
                 consider(value, type(obj).__qualname__ + "." + str(key)[:40])
     largest = sorted(found.values(), reverse=True)
+    # What gc does not track (strings, bytes, numbers) shows in pymalloc's blocks; what
+    # is not Python's at all (libpq, OpenSSL, a heap that no longer shrinks), in malloc's.
+    heap = {"python_blocks": sys.getallocatedblocks()}
+    try:
+        import ctypes
+
+        class _Info(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_size_t) for name in (
+                "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                "uordblks", "fordblks", "keepcost")]
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _Info
+        info = libc.mallinfo2()
+        heap.update(malloc_in_use=info.uordblks + info.hblkhd, malloc_free=info.fordblks)
+    except (OSError, AttributeError):
+        pass
     path = os.environ["BENCH_OBJECTS_DIR"] + "/objects-%d.json" % int(__import__("time").time())
     with open(path + ".tmp", "w") as handle:
-        json.dump({"counts": counts, "largest": largest[:15]}, handle)
+        json.dump({"counts": counts, "largest": largest[:15], "heap": heap}, handle)
     os.replace(path + ".tmp", path)
 
 signal.signal(signal.SIGUSR2, _dump)
@@ -348,6 +365,10 @@ def _object_growth(objects_dir: Path, minutes: float) -> None:
         ((n - first["counts"].get(name, 0), name, n) for name, n in last["counts"].items()),
         reverse=True,
     )
+    for name, before in first.get("heap", {}).items():
+        after = last["heap"].get(name, before)
+        scale, unit = (1, "") if name == "python_blocks" else (1e-6, " MB")
+        print(f"heap {name}: {before * scale:,.1f}{unit} -> {after * scale:,.1f}{unit}")
     print("objects grown from the first count to the last (gc-tracked, by type):")
     for delta, name, n in grown[:12]:
         print(f"  {delta:+,} {name} (now {n:,})")

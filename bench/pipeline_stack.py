@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg2
@@ -74,7 +75,10 @@ class Stack:
         paper: bool = False,
         paper_args: tuple[str, ...] = (),
         symbols: list[str] = SYMBOLS,
+        prepare: Callable[[str], None] | None = None,
     ) -> None:
+        """``prepare``: handed the database's DSN once its tables are made, before the
+        coordinator starts (rows an earlier run would have left)."""
         if len(symbols) > 500:
             raise SystemExit("at most 500 symbols: UNIVERSE_SIZE is at most 500")
         self.tmp = tmp
@@ -84,6 +88,8 @@ class Stack:
             tmp / "pg", durable=os.environ.get("BENCH_PG_DURABLE", "1") == "1"
         ).start()
         apply_migrations(self.postgres.dsn)
+        if prepare is not None:
+            prepare(self.postgres.dsn)
         base = {
             **{
                 k: v
