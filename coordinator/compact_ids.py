@@ -179,6 +179,20 @@ class CompactIdWindow:
         self._keep(digest, math.floor(seen))
         return True
 
+    def add_digests(self, digests: Iterable[int], seen: float = 0.0) -> None:
+        """``add_digest`` for digests of distinct ids none of which is held already (an
+        hour of a store's ids at a start): each is checked against the generation being
+        filled only, not the sealed ones, which is what makes a million take a second
+        rather than ten. A digest given twice regardless is kept twice and counts twice
+        towards the limit: ids are then forgotten somewhat sooner, never reported
+        wrongly."""
+        if not self.takes_digests:
+            raise ValueError("digests go in before ids: this window holds ids as strings")
+        second = math.floor(seen)
+        for digest in digests:
+            if digest not in self._pending:
+                self._keep(digest, second)
+
     @property
     def takes_digests(self) -> bool:
         """Whether ``add_digest`` may be used: no id is held as a string."""

@@ -73,6 +73,19 @@ class CompactIdWindowModel(RuleBasedStateMachine):
                 current.live = False
             self.entries.append(_Entry(signal_id, int(self.now // 1), True))
 
+    @precondition(lambda self: self.window.takes_digests)
+    @rule(names=st.lists(IDS, max_size=5))
+    def add_distinct_digests(self, names: list[str]) -> None:
+        """A store's ids at once: distinct, none held already."""
+        fresh = [n for n in dict.fromkeys(names) if n not in self.window]
+        self.window.add_digests((id_digest(n) for n in fresh), self.now)
+        for name in fresh:
+            current = self.newest().get(name)
+            assert current is None or not self.must_hold(current) or not current.live
+            if current is not None:
+                current.live = False
+            self.entries.append(_Entry(name, int(self.now // 1), True))
+
     @rule()
     def its_digests_are_those_of_what_it_holds(self) -> None:
         held = set(self.window.digests())

@@ -163,9 +163,14 @@ class SignalIntake(ChildActor):
         routed = self._routing is not None and first_start
         undecided_ids = {id_digest(record.signal_id) for record in undecided.signals}
         # Digests first: the window takes them only while it holds no id as itself.
-        for digest in unpack_digests(undecided.recent_digests):
-            if not (routed and digest in undecided_ids):
-                self._recent.add_digest(digest, now)
+        self._recent.add_digests(
+            (
+                digest
+                for digest in unpack_digests(undecided.recent_digests)
+                if not (routed and digest in undecided_ids)
+            ),
+            now,
+        )
         for record in undecided.signals:
             if record.signal is None or routed:
                 continue

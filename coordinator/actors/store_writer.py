@@ -278,10 +278,10 @@ class StoreWriter(ChildActor):
 
     def _undecided_signals(self, recent_limit: int) -> UndecidedSignals:
         """What the intake rebuilds itself from: the signals still undecided, and the
-        digests of the ids seen within the dedup window. Those are read from the store
-        at each ask, rather than kept here for an intake restart that may never come:
-        an hour of ids is millions; and the store's are every one, not only the newest
-        decisions this incarnation has in memory (which add those not written yet)."""
+        digests of the ids seen within the dedup window, each once. Those are read from
+        the store at each ask, rather than kept here for an intake restart that may
+        never come: an hour of ids is millions; and the store's are every one, not only
+        the newest decisions this incarnation has in memory."""
         packed = bytearray()
 
         def take(signal_id: str) -> None:
@@ -298,7 +298,14 @@ class StoreWriter(ChildActor):
                 exc,
                 _RECENT_DECIDED,
             )
-        packed.extend(pack_digests(self._decided.digests()))
+            packed = bytearray(pack_digests(self._decided.digests()))
+        else:
+            # Received and not written yet: batched, or journaled while PostgreSQL
+            # refused (the undecided among them go again as signals, the rest as ids).
+            unwritten = self._records + (self._journal.records() if len(self._journal) else [])
+            for record in unwritten:
+                if record["kind"] == RecordKind.SIGNAL:
+                    take(record["signal_id"])
         # Exits are the TrailingStop's to follow up (as at a start): taken in by the
         # intake, one would go again as a plain SELL, without its holding or the lease
         # it was asked under.

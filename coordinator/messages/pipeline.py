@@ -401,7 +401,7 @@ class UndecidedSignals:
     """Oldest first."""
     recent_digests: bytes
     """The digests of the signal ids seen within the dedup window (``compact_ids``:
-    ``pack_digests``), the same id maybe twice."""
+    ``pack_digests``), each once."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

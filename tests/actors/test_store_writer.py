@@ -201,30 +201,45 @@ def test_an_undecided_exit_is_not_handed_to_the_intake(writer: Solo) -> None:
     assert [r.signal_id for r in undecided.signals] == ["plain"]
 
 
-def handed_over(writer: Solo) -> set[int]:
-    return set(unpack_digests(writer.ask(GetUndecided()).recent_digests))
+def handed_over(writer: Solo) -> list[int]:
+    return list(unpack_digests(writer.ask(GetUndecided()).recent_digests))
 
 
-def test_the_intake_is_handed_every_id_seen_in_the_window_from_the_store_and_memory(
+def test_the_intake_is_handed_every_id_seen_in_the_window_once_from_the_store_and_memory(
     writer: Solo, own_postgres: EmbeddedPostgres
 ) -> None:
     """What the intake rebuilds its duplicate window from after a restart: the ids in
     the store, written since this writer started by another process too (read at the
-    ask, not at the start), and the decisions not written yet."""
+    ask, not at the start), and those received and not written yet; each once."""
     writer.tell(received("written", writer.clock))
     writer.tell(RecordDecision(decision=decided("written", "rejected")))
+    writer.tell(received("decided-later", writer.clock))
     writer.clock.advance(FLUSH_EVERY)
-    wait_for(lambda: snapshot(writer).written == 2, message="the flush")
+    wait_for(lambda: snapshot(writer).written == 3, message="the flush")
+    writer.tell(RecordDecision(decision=decided("decided-later", "rejected")))
     elsewhere = PipelineStore(own_postgres.dsn, timeout=5.0)
     try:
         elsewhere.write([signal_record(received("from-another-instance", writer.clock))])
     finally:
         elsewhere.close()
+    writer.tell(received("not-written-yet", writer.clock))
     writer.tell(RecordDecision(decision=decided("not-written-yet", "rejected")))
     held = handed_over(writer)
-    for signal_id in ("written", "from-another-instance", "not-written-yet"):
-        assert id_digest(signal_id) in held, signal_id
-    assert id_digest("never-seen") not in held
+    for signal_id in ("written", "decided-later", "from-another-instance", "not-written-yet"):
+        assert held.count(id_digest(signal_id)) == 1, signal_id
+    assert len(held) == 4
+
+
+def test_with_postgresql_down_the_intake_is_handed_the_decisions_in_memory(
+    writer: Solo, own_postgres: EmbeddedPostgres
+) -> None:
+    writer.tell(received("decided-here", writer.clock))
+    writer.tell(RecordDecision(decision=decided("decided-here", "rejected")))
+    own_postgres.stop()
+    try:
+        assert handed_over(writer) == [id_digest("decided-here")]
+    finally:
+        own_postgres.start()
 
 
 def test_a_start_restores_the_newest_decisions_oldest_first(
