@@ -160,7 +160,11 @@ class CompactIdWindow:
         age counts from its first sighting) if it is here already."""
         if signal_id in self:
             return False
-        return self._recent.add(signal_id, seen)
+        added = self._recent.add(signal_id, seen)
+        # Digests may have filled the generations while no id was held as a string: an
+        # id that pushes none out still counts towards the limit.
+        self._drop_past_limit()
+        return added
 
     def update(self, signal_ids: Iterable[str], seen: float = 0.0) -> None:
         for signal_id in signal_ids:
@@ -258,7 +262,10 @@ class CompactIdWindow:
             self._pending = set()
             self._sealed.append(sealed)
             self._sealed_count += len(sealed)
-        # The oldest generation goes once the rest still hold ``limit`` ids.
+        self._drop_past_limit()
+
+    def _drop_past_limit(self) -> None:
+        """The oldest generation goes once the rest still hold ``limit`` ids."""
         while self._sealed and self.held() - len(self._sealed[0]) >= self._limit:
             self._drop_oldest()
 

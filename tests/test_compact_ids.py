@@ -136,7 +136,7 @@ class CompactIdWindowModel(RuleBasedStateMachine):
 
 TestCompactIdWindowModel = CompactIdWindowModel.TestCase
 TestCompactIdWindowModel.settings = settings(
-    max_examples=200, stateful_step_count=60, deadline=None
+    max_examples=300, stateful_step_count=60, deadline=None
 )
 
 
@@ -217,3 +217,14 @@ def test_a_window_holding_ids_as_strings_refuses_digests() -> None:
     assert "a" in window and "b" in window
     with pytest.raises(ValueError, match="digests go in before ids"):
         window.add_digest(id_digest("c"))
+
+
+def test_ids_added_after_digests_still_keep_it_within_a_generation_of_the_limit() -> None:
+    """Digests fill the generations while no id is held as a string; the ids that come
+    next push none out, and count all the same."""
+    window = CompactIdWindow(6, recent=2, generation=3)
+    window.add_digests(id_digest(f"d{n}") for n in range(8))
+    window.add("a")
+    window.add("b")
+    assert window.held() <= 6 + 3
+    assert all(f"d{n}" in window for n in range(4, 8)) and "a" in window and "b" in window
