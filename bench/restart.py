@@ -13,6 +13,7 @@ duplicates (no second decision), the newest and the oldest of the hour.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -60,6 +61,17 @@ def prefill(count: int) -> Callable[[str], None]:
                 " FROM coordinator_signals"
             )
         print(f"{count:,} signals and decisions stored in {time.perf_counter() - started:.1f} s")
+        # Written over an hour, the rows would have been vacuumed and analyzed on the way:
+        # read fresh, the first scan writes their hint bits and the planner knows nothing.
+        started = time.perf_counter()
+        conn = psycopg2.connect(dsn)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("VACUUM ANALYZE coordinator_signals, coordinator_decisions")
+        finally:
+            conn.close()
+        print(f"vacuumed and analyzed in {time.perf_counter() - started:.1f} s")
 
     return fill
 
@@ -68,6 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ids", type=int, default=1_800_000)
     parser.add_argument("--copies", type=int, default=200)
+    parser.add_argument("--log", type=Path, help="copy the coordinator's log here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         launched: list[float] = []
@@ -119,6 +132,8 @@ def main() -> None:
             )
         finally:
             stack.stop()
+            if args.log is not None:
+                shutil.copyfile(Path(tmp) / "coordinator.log", args.log)
 
 
 if __name__ == "__main__":

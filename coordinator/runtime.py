@@ -28,11 +28,25 @@ class DecidedSignals:
     an order's intent in PostgreSQL stops a second order whatever the age.
     """
 
-    def __init__(self, limit: int = 250_000) -> None:
+    def __init__(self, limit: int = 250_000, *, generation: int = 65_536) -> None:
         self._lock = threading.Lock()
-        self._ids = CompactIdWindow(limit)
+        self._ids = CompactIdWindow(limit, generation=generation)
         self.limit = limit
         """How many of the newest are kept at least."""
+        self.generation = generation
+        """How many digests ``add_generation`` best takes at once."""
+
+    @property
+    def takes_generations(self) -> bool:
+        """Whether ``add_generation`` may be used: no decision was added as an id yet."""
+        with self._lock:
+            return self._ids.takes_digests
+
+    def add_generation(self, packed: bytes) -> None:
+        """Decisions read back from the store, as ``CompactIdWindow.add_generation``
+        takes them: oldest first, before any is added as an id."""
+        with self._lock:
+            self._ids.add_generation(packed)
 
     def add(self, signal_id: str) -> bool:
         """Record a decision; False when the signal had one already."""

@@ -13,7 +13,13 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from coordinator.compact_ids import CompactIdWindow, id_digest, pack_digests, unpack_digests
+from coordinator.compact_ids import (
+    CompactIdWindow,
+    id_digest,
+    pack_digests,
+    pack_sorted_digests,
+    unpack_digests,
+)
 from coordinator.id_window import IdWindow
 
 NAMES = [f"s{n}" for n in range(14)]
@@ -85,6 +91,21 @@ class CompactIdWindowModel(RuleBasedStateMachine):
             if current is not None:
                 current.live = False
             self.entries.append(_Entry(name, int(self.now // 1), True))
+
+    @precondition(lambda self: self.window.takes_digests)
+    @rule(names=st.lists(IDS, max_size=3), back=st.floats(0.0, 5.0))
+    def add_a_stored_generation(self, names: list[str], back: float) -> None:
+        """A store's ids, a generation at a time, oldest first: distinct, none held
+        already, seen a moment ago (never before what was added earlier)."""
+        fresh = [n for n in dict.fromkeys(names) if n not in self.window]
+        seen = max(self.now - back, max((e.second for e in self.entries), default=0))
+        self.window.add_generation(pack_sorted_digests(id_digest(n) for n in fresh), seen)
+        for name in fresh:
+            current = self.newest().get(name)
+            assert current is None or not self.must_hold(current) or not current.live
+            if current is not None:
+                current.live = False
+            self.entries.append(_Entry(name, int(seen // 1), True))
 
     @rule()
     def its_digests_are_those_of_what_it_holds(self) -> None:
@@ -228,3 +249,40 @@ def test_ids_added_after_digests_still_keep_it_within_a_generation_of_the_limit(
     window.add("b")
     assert window.held() <= 6 + 3
     assert all(f"d{n}" in window for n in range(4, 8)) and "a" in window and "b" in window
+
+
+def test_a_stored_hour_goes_in_a_generation_at_a_time_and_the_oldest_goes_first() -> None:
+    """Rebuilt from a store, oldest generation first: new ids pushing the window past
+    its limit forget the oldest stored ids, not those received just before."""
+    window = CompactIdWindow(6, recent=2, generation=3)
+    window.add_generation(pack_sorted_digests(id_digest(f"old{n}") for n in range(3)), 10.0)
+    window.add_generation(pack_sorted_digests(id_digest(f"new{n}") for n in range(3)), 20.0)
+    assert all(f"old{n}" in window and f"new{n}" in window for n in range(3))
+    for n in range(4):
+        window.add(f"fresh{n}", 30.0)
+    assert not any(f"old{n}" in window for n in range(3))
+    assert all(f"new{n}" in window and f"fresh{n}" in window for n in range(3))
+
+
+def test_a_stored_generation_is_forgotten_once_its_newest_id_is_past_the_horizon() -> None:
+    window = CompactIdWindow(1_000, horizon=60.0)
+    window.add_generation(pack_sorted_digests(id_digest(f"s{n}") for n in range(5)), 100.0)
+    window.forget_older_than(160.0)
+    assert "s0" in window
+    window.forget_older_than(161.0)
+    assert window.held() == 0 and "s0" not in window
+
+
+def test_a_generation_given_out_of_order_is_sorted_rather_than_misread() -> None:
+    digests = [id_digest(f"s{n}") for n in range(50)]
+    window = CompactIdWindow(1_000)
+    window.add_generation(pack_digests(sorted(digests, reverse=True)), 0.0)
+    assert all(f"s{n}" in window for n in range(50))
+    assert "s50" not in window
+
+
+def test_the_digest_is_the_one_postgresql_computes() -> None:
+    """What ``substr(sha256(convert_to(id, 'UTF8')), 1, 16)`` gave in PostgreSQL 18: the
+    store hands over digests it computed, which must match the intake's own."""
+    assert id_digest("consensus:1") == 0x518789A8FF0E2F828F0507C04D78503F
+    assert id_digest("sig-\u00e9\u20ac\U0001f600") == 0x8B8EF08A64FB05E154F9688E1FD1AE31

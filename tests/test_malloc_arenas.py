@@ -67,3 +67,49 @@ def test_the_cap_holds_the_arenas_at_two_under_sixteen_threads(tmp_path: Path) -
 def test_the_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert limit_malloc_arenas() is False
+
+
+TRIM_PROBE = r"""
+import sys
+from coordinator.malloc_arenas import release_free_memory
+
+def rss_kb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+
+# A large buffer freed raises glibc's mmap threshold: the next ones come from the heap,
+# each followed by a small block that outlives it (malloc's, not Python's: over 512
+# bytes), so that no free block reaches the heap's top, which free() trims itself.
+first = bytes(4 << 20)
+del first
+buffers, keep = [], []
+for _ in range(64):
+    buffers.append(b"x" * (1 << 20))
+    keep.append(bytes(1000))
+del buffers
+before = rss_kb()
+done = release_free_memory() if sys.argv[1] == "trim" else False
+print(done, before - rss_kb())
+"""
+
+
+def freed_kb(mode: str) -> tuple[str, int]:
+    done = subprocess.run(
+        [sys.executable, "-c", TRIM_PROBE, mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    released, freed = done.stdout.split()
+    return released, int(freed)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
+def test_buffers_freed_in_the_heap_go_back_to_the_system_when_released() -> None:
+    released, freed = freed_kb("trim")
+    assert released == "True"
+    assert freed > 32 << 10, f"{freed} kB handed back of 64 MB freed"
+    # Freed alone, they stay: the release is what hands them back.
+    _, kept = freed_kb("none")
+    assert kept < 8 << 10, kept

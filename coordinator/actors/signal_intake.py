@@ -22,9 +22,10 @@ import pykka
 from coordinator.actors.intake_routing import IntakeRouting
 from coordinator.actors.names import ActorName
 from coordinator.cluster.fencing import LeaseToken
-from coordinator.compact_ids import CompactIdWindow, id_digest, unpack_digests
+from coordinator.compact_ids import CompactIdWindow
 from coordinator.config.parts import IntakeSettings
 from coordinator.infra.partition_reader import split_ref
+from coordinator.malloc_arenas import release_free_memory
 from coordinator.messages.leadership import LeaderElected
 from coordinator.messages.partitions import GetBusyPartitions
 from coordinator.messages.pipeline import (
@@ -144,6 +145,8 @@ class SignalIntake(ChildActor):
             )
             self.on_cleanup(self._routing.close, what="signal router")
         self._recover()
+        # The hour of ids it was handed, a megabyte a generation, is garbage now.
+        release_free_memory()
         self.ticker(5.0, IntakeTick)
 
     def _recover(self) -> None:
@@ -161,16 +164,11 @@ class SignalIntake(ChildActor):
         # streams, for whichever instance holds the partition now; taken for seen here,
         # they would be acknowledged unseen when they come back.
         routed = self._routing is not None and first_start
-        undecided_ids = {id_digest(record.signal_id) for record in undecided.signals}
-        # Digests first: the window takes them only while it holds no id as itself.
-        self._recent.add_digests(
-            (
-                digest
-                for digest in unpack_digests(undecided.recent_digests)
-                if not (routed and digest in undecided_ids)
-            ),
-            now,
-        )
+        for generation in undecided.recent:
+            self._recent.add_generation(generation.packed, generation.newest)
+        if routed:
+            for record in undecided.signals:
+                self._recent.discard(record.signal_id)
         for record in undecided.signals:
             if record.signal is None or routed:
                 continue

@@ -15,8 +15,9 @@ from typing import Any
 
 import redis
 
+from coordinator.actors.dedup_handover import dedup_generations
 from coordinator.cluster.fencing import LeaseLost, LeaseToken
-from coordinator.compact_ids import DIGEST_BYTES, CompactIdWindow, id_digest, pack_digests
+from coordinator.compact_ids import CompactIdWindow
 from coordinator.config.parts import StoreSettings
 from coordinator.infra.journal import Journal
 from coordinator.infra.lease_store import LeaseStore
@@ -130,7 +131,14 @@ class StoreWriter(ChildActor):
             horizon = now - max(self.settings.signal_timeout * 10, 600.0)
             rows = self._store.undecided(horizon)
             decided = self._services.decided
-            self._store.recent_decided(now - self._intake.dedup_window, decided.limit, decided.add)
+            if self.context.incarnation == 1 and decided.takes_generations:
+                # A later incarnation finds them here already.
+                self._store.recent_decision_digests(
+                    now - self._intake.dedup_window,
+                    decided.limit,
+                    decided.generation,
+                    lambda _, packed: decided.add_generation(packed),
+                )
             for entry in self._store.unknown_orders(_UNKNOWN_KEPT):
                 if entry["state"] == OrderStatus.UNKNOWN:
                     self._unknown.append(
@@ -251,8 +259,8 @@ class StoreWriter(ChildActor):
                 self._records.append(audit_record(message))
             case StoreTick():
                 self._flush()
-            case GetUndecided(recent_limit=recent_limit):
-                return self._undecided_signals(recent_limit)
+            case GetUndecided():
+                return self._undecided_signals(message)
             case GetStoredRecords():
                 return self._read(message)
             case GetAuditTrail(limit=limit):
@@ -276,42 +284,27 @@ class StoreWriter(ChildActor):
             self._flush()
         return None
 
-    def _undecided_signals(self, recent_limit: int) -> UndecidedSignals:
+    def _undecided_signals(self, ask: GetUndecided) -> UndecidedSignals:
         """What the intake rebuilds itself from: the signals still undecided, and the
-        digests of the ids seen within the dedup window, each once. Those are read from
-        the store at each ask, rather than kept here for an intake restart that may
-        never come: an hour of ids is millions; and the store's are every one, not only
-        the newest decisions this incarnation has in memory."""
-        packed = bytearray()
-
-        def take(signal_id: str) -> None:
-            packed.extend(id_digest(signal_id).to_bytes(DIGEST_BYTES, "big"))
-
-        since = self._clock.time() - self._intake.dedup_window
-        try:
-            self._store.recent_ids(since, recent_limit, take)
-        except StoreError as exc:
-            logger.error(
-                "could not read the ids seen within the dedup window (%s): the intake knows"
-                " only the %d newest decisions; an older copy of a signal may be decided"
-                " again (its order's intent still stops a second order)",
-                exc,
-                _RECENT_DECIDED,
-            )
-            packed = bytearray(pack_digests(self._decided.digests()))
-        else:
-            # Received and not written yet: batched, or journaled while PostgreSQL
-            # refused (the undecided among them go again as signals, the rest as ids).
-            unwritten = self._records + (self._journal.records() if len(self._journal) else [])
-            for record in unwritten:
-                if record["kind"] == RecordKind.SIGNAL:
-                    take(record["signal_id"])
+        ids seen within the dedup window."""
+        # Batched, or journaled while PostgreSQL refused (the undecided among them go
+        # again as signals, the rest as ids).
+        unwritten = self._records + (self._journal.records() if len(self._journal) else [])
+        now = self._clock.time()
+        recent = dedup_generations(
+            self._store,
+            ask,
+            now=now,
+            since=now - self._intake.dedup_window,
+            unwritten_ids=(r["signal_id"] for r in unwritten if r["kind"] == RecordKind.SIGNAL),
+            decided_here=self._decided.digests(),
+        )
         # Exits are the TrailingStop's to follow up (as at a start): taken in by the
         # intake, one would go again as a plain SELL, without its holding or the lease
         # it was asked under.
         return UndecidedSignals(
             signals=tuple(r for r in self._undecided.values() if r.source != EXIT_SOURCE),
-            recent_digests=bytes(packed),
+            recent=recent,
         )
 
     def _record_order(self, order: OrderRecord) -> None:

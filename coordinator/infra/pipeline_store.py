@@ -33,9 +33,6 @@ __all__ = ["PipelineStore", "RecordError", "clean_text"]
 
 logger = logging.getLogger(__name__)
 
-_ID_BATCH = 20_000
-"""Rows of a read of ids fetched at a time: a million ids would be ~100 MB whole."""
-
 
 class RecordError(StoreError):
     """PostgreSQL is up but refused the data: retrying the same records will not help."""
@@ -51,12 +48,10 @@ class PipelineStore(OwnConnectionStore):
         super().__init__(dsn, timeout=timeout)
         self._trading_signals = TradingSignalsTable()
 
-    def _run(self, work: Any, *, cursor_name: str | None = None) -> Any:
-        """``cursor_name``: a server-side cursor, for a read of a million rows taken a
-        batch at a time rather than held whole in the client."""
+    def _run(self, work: Any) -> Any:
         conn = self._connection()
         try:
-            with conn, conn.cursor(name=cursor_name) as cur:
+            with conn, conn.cursor() as cur:
                 return work(cur)
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             self.close()
@@ -210,39 +205,92 @@ class PipelineStore(OwnConnectionStore):
 
         return self._run(work)
 
-    def recent_ids(self, since: float, limit: int, take: Callable[[str], object]) -> int:
-        """Hand ``take`` the ids of the newest ``limit`` signals received since
-        ``since``, newest first, a batch at a time; return how many. After a failure
-        part way, a retry hands the first ones again."""
-        return self._each_id(
-            "SELECT signal_id FROM coordinator_signals WHERE received_at > to_timestamp(%s)"
-            " ORDER BY received_at DESC LIMIT %s",
-            (since, limit),
-            take,
+    def recent_signal_digests(
+        self, since: float, limit: int, generation: int, take: Callable[[float, bytes], object]
+    ) -> int:
+        """The ids of the newest ``limit`` signals received since ``since``, as digests:
+        see ``_recent_digests``."""
+        return self._recent_digests(
+            "coordinator_signals", "received_at", since, limit, generation, take
         )
 
-    def recent_decided(self, since: float, limit: int, take: Callable[[str], object]) -> int:
-        """Hand ``take`` the ids of the newest ``limit`` signals decided since
-        ``since``, oldest first (a window filled in that order keeps the newest)."""
-        return self._each_id(
-            "SELECT signal_id FROM (SELECT signal_id, decided_at FROM coordinator_decisions"
-            " WHERE decided_at > to_timestamp(%s) ORDER BY decided_at DESC LIMIT %s) newest"
-            " ORDER BY decided_at",
-            (since, limit),
-            take,
+    def recent_decision_digests(
+        self, since: float, limit: int, generation: int, take: Callable[[float, bytes], object]
+    ) -> int:
+        """The ids of the newest ``limit`` signals decided since ``since``, as digests:
+        see ``_recent_digests``."""
+        return self._recent_digests(
+            "coordinator_decisions", "decided_at", since, limit, generation, take
         )
 
-    def _each_id(self, query: str, params: tuple[Any, ...], take: Callable[[str], object]) -> int:
-        def work(cur: Any) -> int:
-            cur.itersize = _ID_BATCH
-            cur.execute(query, params)
-            count = 0
-            for (signal_id,) in cur:
-                take(signal_id)
-                count += 1
-            return count
+    def _recent_digests(
+        self,
+        table: str,
+        column: str,
+        since: float,
+        limit: int,
+        generation: int,
+        take: Callable[[float, bytes], object],
+    ) -> int:
+        """Hand ``take`` the ids' digests (``compact_ids.id_digest``), about
+        ``generation`` at a time, the oldest first: each batch packed in ascending order,
+        with the time of its newest id. Return how many ids. PostgreSQL hashes and sorts
+        them, in its own process: an hour of ids is millions, which cost seconds of
+        Python one at a time. First the times that cut the newest ``limit`` into
+        batches (from the index alone), then one short statement per batch, rather than
+        one long one sorting millions of rows on disk."""
 
-        return int(self._run(work, cursor_name="coordinator_recent_ids"))
+        def edges(cur: Any) -> list[tuple[Any, int]]:
+            cur.execute(
+                "SELECT at, n FROM (SELECT " + column + " AS at,"
+                " row_number() OVER (ORDER BY " + column + " DESC) AS n"
+                " FROM " + table + " WHERE " + column + " > to_timestamp(%s)"
+                " ORDER BY " + column + " DESC LIMIT %s) newest"
+                " WHERE n %% %s = 0 OR n = %s ORDER BY at, n DESC",
+                (since, limit, generation, limit),
+            )
+            return list(cur.fetchall())
+
+        cuts = self._run(edges)
+        # A cut is the oldest of ``generation`` newer ids: each batch runs from one cut
+        # (included) to the next (excluded), the oldest from the window's start or, when
+        # it holds more than ``limit`` ids, from the oldest of the newest ``limit``.
+        if cuts and cuts[0][1] == limit:
+            bounds: list[tuple[str, Any]] = [(" >= %s", cuts[0][0])]
+            cuts = cuts[1:]
+        else:
+            bounds = [(" > to_timestamp(%s)", since)]
+        bounds += [(" >= %s", at) for at, _ in cuts]
+        count = 0
+        for index, (lower, low) in enumerate(bounds):
+            where = column + lower
+            params: tuple[Any, ...] = (low,)
+            if index + 1 < len(bounds):
+                where += " AND " + column + " < %s"
+                params += (bounds[index + 1][1],)
+            newest, ids, packed = self._run(
+                lambda cur, where=where, params=params: self._digest_batch(
+                    cur, table, column, where, params
+                )
+            )
+            if ids:
+                take(newest, packed)
+                count += ids
+        return count
+
+    @staticmethod
+    def _digest_batch(
+        cur: Any, table: str, column: str, where: str, params: tuple[Any, ...]
+    ) -> tuple[float, int, bytes]:
+        cur.execute(
+            "SELECT extract(epoch FROM max(" + column + ")), count(*),"
+            " string_agg(substr(sha256(convert_to(signal_id, 'UTF8')), 1, 16), ''::bytea"
+            " ORDER BY substr(sha256(convert_to(signal_id, 'UTF8')), 1, 16))"
+            " FROM " + table + " WHERE " + where,
+            params,
+        )
+        newest, ids, packed = cur.fetchone()
+        return (float(newest) if ids else 0.0), int(ids), bytes(packed or b"")
 
     def mark_decided_trading_signals(self, since: float) -> int:
         """Rows of ``trading_signals`` whose signal was decided since ``since`` but

@@ -47,6 +47,7 @@ __all__ = [
     "CandlesReceived",
     "CandlesWaiting",
     "Decision",
+    "DigestGeneration",
     "GetIntakeSnapshot",
     "GetLedgerSnapshot",
     "GetMarketSnapshot",
@@ -392,16 +393,28 @@ class GetUndecided(Query):
     """Signals received and not decided (intake rebuilds its in-flight table from them)."""
 
     recent_limit: int = 1_000_000
-    """How many of the ids seen within the dedup window to read, newest first."""
+    """How many of the ids seen within the dedup window to hand over: the newest."""
+    generation: int = 65_536
+    """How many digests of them to hand over in one ``DigestGeneration``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DigestGeneration:
+    """Digests of signal ids seen together, packed for ``CompactIdWindow.add_generation``."""
+
+    newest: float
+    """When the newest of them was received (epoch seconds)."""
+    packed: bytes
+    """The digests (``compact_ids.id_digest``), in ascending order
+    (``pack_sorted_digests``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UndecidedSignals:
     signals: tuple[RecordSignal, ...]
     """Oldest first."""
-    recent_digests: bytes
-    """The digests of the signal ids seen within the dedup window (``compact_ids``:
-    ``pack_digests``), each once."""
+    recent: tuple[DigestGeneration, ...]
+    """The ids seen within the dedup window, oldest generation first, each once."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,12 +12,12 @@ import pytest
 
 from coordinator.actors.store_writer import StoreWriter
 from coordinator.clock import ManualClock
-from coordinator.compact_ids import id_digest, unpack_digests
+from coordinator.compact_ids import id_digest, pack_digests, pack_sorted_digests, unpack_digests
 from coordinator.config import load_config
 from coordinator.infra.embedded import EmbeddedPostgres
 from coordinator.infra.journal import Journal
 from coordinator.infra.pipeline_store import PipelineStore
-from coordinator.infra.records import signal_record
+from coordinator.infra.records import decision_record, signal_record
 from coordinator.messages.leadership import LeaderElected
 from coordinator.messages.pipeline import (
     Decision,
@@ -202,7 +202,12 @@ def test_an_undecided_exit_is_not_handed_to_the_intake(writer: Solo) -> None:
 
 
 def handed_over(writer: Solo) -> list[int]:
-    return list(unpack_digests(writer.ask(GetUndecided()).recent_digests))
+    """The digests handed to the intake, generation by generation."""
+    return [
+        digest
+        for generation in writer.ask(GetUndecided(generation=2)).recent
+        for digest in unpack_digests(generation.packed)
+    ]
 
 
 def test_the_intake_is_handed_every_id_seen_in_the_window_once_from_the_store_and_memory(
@@ -247,20 +252,84 @@ def test_a_start_restores_the_newest_decisions_oldest_first(
 ) -> None:
     """The decided signals hold the newest ones: a read of the oldest (an hour at
     hundreds a second is more than the limit) would restore those that matter least."""
+    start = writer.clock.time()
     for n in range(5):
         writer.tell(
             RecordDecision(
-                decision=dataclasses.replace(
-                    decided(f"d{n}", "rejected"), decided_at=writer.clock.time() + n
-                )
+                decision=dataclasses.replace(decided(f"d{n}", "rejected"), decided_at=start + n)
             )
         )
     writer.clock.advance(FLUSH_EVERY)
     wait_for(lambda: snapshot(writer).written == 5, message="the flush")
     store = PipelineStore(own_postgres.dsn, timeout=5.0)
-    taken: list[str] = []
+    taken: list[tuple[float, bytes]] = []
     try:
-        assert store.recent_decided(writer.clock.time() - 60.0, 2, taken.append) == 2
+        assert (
+            store.recent_decision_digests(
+                writer.clock.time() - 60.0, 3, 2, lambda *batch: taken.append(batch)
+            )
+            == 3
+        )
     finally:
         store.close()
-    assert taken == ["d3", "d4"]
+    assert [newest for newest, _ in taken] == pytest.approx([start + 2, start + 4], abs=1e-5)
+    assert [packed for _, packed in taken] == [
+        pack_digests([id_digest("d2")]),
+        pack_sorted_digests([id_digest("d3"), id_digest("d4")]),
+    ]
+
+
+def test_the_intake_is_handed_the_stored_ids_oldest_first(
+    writer: Solo, own_postgres: EmbeddedPostgres
+) -> None:
+    """The window it rebuilds forgets a generation at a time, the first given first:
+    handed newest first, the ids received just before a restart would be the first
+    forgotten once new ones push the window past its limit. Each generation comes with
+    when its newest id was received, which the window forgets it after."""
+    store = PipelineStore(own_postgres.dsn, timeout=5.0)
+    start = writer.clock.time()
+    try:
+        for n in range(3):
+            record = dataclasses.replace(
+                received(f"s{n}", writer.clock), received_at=start - 30 + n
+            )
+            store.write([signal_record(record)])
+    finally:
+        store.close()
+    generations = writer.ask(GetUndecided(generation=2)).recent
+    assert [g.newest for g in generations] == pytest.approx([start - 30, start - 28], abs=1e-5)
+    assert [g.packed for g in generations] == [
+        pack_digests([id_digest("s0")]),
+        pack_sorted_digests([id_digest("s1"), id_digest("s2")]),
+    ]
+
+
+def test_a_new_process_knows_the_signals_decided_before_it_started(
+    own_postgres: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    """A copy of a signal an earlier process decided, delivered again to this one, is
+    not decided a second time: the first StoreWriter of a process reads the newest
+    decisions back into the decided signals the Validators look at."""
+    clock = ManualClock()
+    store = PipelineStore(own_postgres.dsn, timeout=5.0)
+    try:
+        for n in range(3):
+            store.write(
+                [
+                    decision_record(
+                        dataclasses.replace(
+                            decided(f"before-{n}", "rejected"), decided_at=clock.time() - 60 + n
+                        )
+                    )
+                ]
+            )
+    finally:
+        store.close()
+    config = load_config({"COORDINATOR_DATA_DIR": str(tmp_path / "data")})
+    services = make_services(
+        config, redis_url="redis://unused", database_dsn=own_postgres.dsn, clock=clock
+    )
+    services = dataclasses.replace(services, journal=Journal(tmp_path / "data" / "journal.jsonl"))
+    with solo(StoreWriter, "store_writer", services, clock=clock):
+        assert all(f"before-{n}" in services.decided for n in range(3))
+        assert "never-decided" not in services.decided
