@@ -42,6 +42,11 @@ class DecidedSignals:
         with self._lock:
             return self._ids.takes_digests
 
+    def digests(self) -> list[int]:
+        """The digest of every decision kept (``compact_ids.id_digest``)."""
+        with self._lock:
+            return list(self._ids.digests())
+
     def add_generation(self, packed: bytes) -> None:
         """Decisions read back from the store, as ``CompactIdWindow.add_generation``
         takes them: oldest first, before any is added as an id."""

@@ -1,54 +1,60 @@
-"""What the StoreWriter hands the intake to rebuild its duplicate window from: the
-digests of the ids seen within the window, a generation at a time, oldest first."""
+"""The intake's duplicate window, and what rebuilds it at a start: the digests of the ids
+seen within it, read from the store a generation at a time, oldest first, then those
+the StoreWriter holds and has not written yet."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 
-from coordinator.compact_ids import id_digest, pack_sorted_digests
+from coordinator.compact_ids import DIGEST_BYTES, CompactIdWindow, pack_sorted_digests
 from coordinator.infra.pipeline_store import PipelineStore
 from coordinator.infra.store import StoreError
-from coordinator.messages.pipeline import DigestGeneration, GetUndecided
+from coordinator.runtime import Services
 
-__all__ = ["dedup_generations"]
+__all__ = ["duplicate_window", "rebuild_window"]
 
 logger = logging.getLogger(__name__)
 
+_KEPT = 2_000_000
+"""Ids kept at most, whatever the window's length: past this many, the oldest are
+forgotten first. Two million is an hour's window at 555 signals a second; past the
+newest, an id costs about 18 bytes as a digest."""
+_GENERATION = 65_536
+"""Digests sealed (and read from the store) together."""
 
-def dedup_generations(
-    store: PipelineStore,
-    ask: GetUndecided,
-    *,
-    now: float,
-    since: float,
-    unwritten_ids: Iterable[str],
-    decided_here: Iterable[int],
-) -> tuple[DigestGeneration, ...]:
-    """The ids received since ``since``, read from the store at each ask rather than
-    kept for an intake restart that may never come (an hour of ids is millions; and the
-    store's are every one, other instances' included), then those received and not
-    written yet (``unwritten_ids``) as the newest generation. With the store down, the
-    digests of this incarnation's decisions (``decided_here``) stand in for the store's."""
-    recent: list[DigestGeneration] = []
-    digests = {id_digest(signal_id) for signal_id in unwritten_ids}
+
+def duplicate_window(horizon: float) -> CompactIdWindow:
+    """The intake's window of ids seen within ``horizon`` seconds."""
+    return CompactIdWindow(_KEPT, horizon=horizon, generation=_GENERATION)
+
+
+def rebuild_window(
+    window: CompactIdWindow, services: Services, unwritten: bytes, *, now: float, horizon: float
+) -> None:
+    """Fill an empty ``window`` with the ids seen within ``horizon`` seconds: the newest read
+    from the store when a start asks for them, rather than kept for an intake restart
+    that may never come (an hour of ids is millions, and the store has every one, other
+    instances' included), then ``unwritten`` (digests packed in ascending order). With
+    the store down, the decisions this process knows stand in for the store's. An hour
+    of ids takes seconds, in PostgreSQL mostly; the supervisor waits 30."""
+    store = PipelineStore(services.endpoints.database_dsn, timeout=5.0)
     try:
         store.recent_signal_digests(
-            since,
-            ask.recent_limit,
-            ask.generation,
-            lambda newest, packed: recent.append(DigestGeneration(newest=newest, packed=packed)),
+            now - horizon,
+            _KEPT,
+            _GENERATION,
+            lambda newest, packed: window.add_generation(packed, newest),
         )
     except StoreError as exc:
-        recent = []
-        digests.update(decided_here)
+        known = pack_sorted_digests(services.decided.digests())
         logger.error(
             "could not read the ids seen within the dedup window (%s): the intake knows"
-            " only this incarnation's %d newest decisions; an older copy of a signal may be"
-            " decided again (its order's intent still stops a second order)",
+            " only the %d newest decisions of this process; an older copy of a signal may"
+            " be decided again (its order's intent still stops a second order)",
             exc,
-            len(digests),
+            len(known) // DIGEST_BYTES,
         )
-    if digests:
-        recent.append(DigestGeneration(newest=now, packed=pack_sorted_digests(digests)))
-    return tuple(recent)
+        window.add_generation(known, now)
+    finally:
+        store.close()
+    window.add_generation(unwritten, now)

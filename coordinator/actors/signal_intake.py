@@ -19,10 +19,10 @@ from typing import Any
 
 import pykka
 
+from coordinator.actors.dedup_handover import duplicate_window, rebuild_window
 from coordinator.actors.intake_routing import IntakeRouting
 from coordinator.actors.names import ActorName
 from coordinator.cluster.fencing import LeaseToken
-from coordinator.compact_ids import CompactIdWindow
 from coordinator.config.parts import IntakeSettings
 from coordinator.infra.partition_reader import split_ref
 from coordinator.malloc_arenas import release_free_memory
@@ -69,11 +69,6 @@ from coordinator.trading.validation import (
 __all__ = ["SignalIntake", "trading_signal_payload"]
 
 logger = logging.getLogger(__name__)
-
-# Ids kept for the dedup window at most, whatever its length: past this many, the oldest
-# are forgotten first. Two million is an hour's window at 555 signals a second; past the
-# newest, an id costs about 18 bytes as a digest.
-_RECENT_KEPT = 2_000_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,7 +122,7 @@ class SignalIntake(ChildActor):
         self._validators = coordination.validation_threads
         self._window = intake.dedup_window
         self._max_bytes = intake.max_signal_bytes
-        self._recent = CompactIdWindow(_RECENT_KEPT, horizon=self._window)
+        self._recent = duplicate_window(self._window)
         self._in_flight: dict[str, _InFlight] = {}
         self._counts = dict.fromkeys(
             ("received", "admitted", "rejected", "duplicates", "resent", "routed"), 0
@@ -152,9 +147,8 @@ class SignalIntake(ChildActor):
     def _recover(self) -> None:
         """Rebuild the in-flight table and the dedup window from the store writer."""
         try:
-            # An hour of ids read from the store takes seconds; the supervisor waits 30.
             undecided: UndecidedSignals = self.context.directory.ask(
-                ActorName.STORE_WRITER, GetUndecided(recent_limit=_RECENT_KEPT), timeout=20.0
+                ActorName.STORE_WRITER, GetUndecided(), timeout=10.0
             )
         except (ChildUnavailable, pykka.Timeout) as exc:
             raise RuntimeError(f"cannot recover the in-flight signals: {exc}") from exc
@@ -164,8 +158,10 @@ class SignalIntake(ChildActor):
         # streams, for whichever instance holds the partition now; taken for seen here,
         # they would be acknowledged unseen when they come back.
         routed = self._routing is not None and first_start
-        for generation in undecided.recent:
-            self._recent.add_generation(generation.packed, generation.newest)
+        # Read after the StoreWriter's answer: what it flushes meanwhile is in the store.
+        rebuild_window(
+            self._recent, self._services, undecided.unwritten, now=now, horizon=self._window
+        )
         if routed:
             for record in undecided.signals:
                 self._recent.discard(record.signal_id)

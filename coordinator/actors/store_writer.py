@@ -15,9 +15,8 @@ from typing import Any
 
 import redis
 
-from coordinator.actors.dedup_handover import dedup_generations
 from coordinator.cluster.fencing import LeaseLost, LeaseToken
-from coordinator.compact_ids import CompactIdWindow
+from coordinator.compact_ids import CompactIdWindow, id_digest, pack_sorted_digests
 from coordinator.config.parts import StoreSettings
 from coordinator.infra.journal import Journal
 from coordinator.infra.lease_store import LeaseStore
@@ -260,7 +259,7 @@ class StoreWriter(ChildActor):
             case StoreTick():
                 self._flush()
             case GetUndecided():
-                return self._undecided_signals(message)
+                return self._undecided_signals()
             case GetStoredRecords():
                 return self._read(message)
             case GetAuditTrail(limit=limit):
@@ -284,27 +283,17 @@ class StoreWriter(ChildActor):
             self._flush()
         return None
 
-    def _undecided_signals(self, ask: GetUndecided) -> UndecidedSignals:
-        """What the intake rebuilds itself from: the signals still undecided, and the
-        ids seen within the dedup window."""
-        # Batched, or journaled while PostgreSQL refused (the undecided among them go
-        # again as signals, the rest as ids).
+    def _undecided_signals(self) -> UndecidedSignals:
+        """What the intake rebuilds itself from, besides the store's ids."""
         unwritten = self._records + (self._journal.records() if len(self._journal) else [])
-        now = self._clock.time()
-        recent = dedup_generations(
-            self._store,
-            ask,
-            now=now,
-            since=now - self._intake.dedup_window,
-            unwritten_ids=(r["signal_id"] for r in unwritten if r["kind"] == RecordKind.SIGNAL),
-            decided_here=self._decided.digests(),
-        )
         # Exits are the TrailingStop's to follow up (as at a start): taken in by the
         # intake, one would go again as a plain SELL, without its holding or the lease
         # it was asked under.
         return UndecidedSignals(
             signals=tuple(r for r in self._undecided.values() if r.source != EXIT_SOURCE),
-            recent=recent,
+            unwritten=pack_sorted_digests(
+                {id_digest(r["signal_id"]) for r in unwritten if r["kind"] == RecordKind.SIGNAL}
+            ),
         )
 
     def _record_order(self, order: OrderRecord) -> None:

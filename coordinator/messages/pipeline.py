@@ -47,7 +47,6 @@ __all__ = [
     "CandlesReceived",
     "CandlesWaiting",
     "Decision",
-    "DigestGeneration",
     "GetIntakeSnapshot",
     "GetLedgerSnapshot",
     "GetMarketSnapshot",
@@ -392,29 +391,15 @@ class StoreTick(Command):
 class GetUndecided(Query):
     """Signals received and not decided (intake rebuilds its in-flight table from them)."""
 
-    recent_limit: int = 1_000_000
-    """How many of the ids seen within the dedup window to hand over: the newest."""
-    generation: int = 65_536
-    """How many digests of them to hand over in one ``DigestGeneration``."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DigestGeneration:
-    """Digests of signal ids seen together, packed for ``CompactIdWindow.add_generation``."""
-
-    newest: float
-    """When the newest of them was received (epoch seconds)."""
-    packed: bytes
-    """The digests (``compact_ids.id_digest``), in ascending order
-    (``pack_sorted_digests``)."""
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UndecidedSignals:
     signals: tuple[RecordSignal, ...]
     """Oldest first."""
-    recent: tuple[DigestGeneration, ...]
-    """The ids seen within the dedup window, oldest generation first, each once."""
+    unwritten: bytes
+    """The digests of the signals received and not in the store yet (batched, or kept
+    in the journal while PostgreSQL refused), packed in ascending order
+    (``compact_ids.pack_sorted_digests``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

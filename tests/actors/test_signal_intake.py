@@ -32,7 +32,7 @@ WINDOW = 600.0
 
 def store_writer(message: object) -> object:
     if isinstance(message, GetUndecided):
-        return UndecidedSignals(signals=(), recent=())
+        return UndecidedSignals(signals=(), unwritten=b"")
     return None
 
 

@@ -17,7 +17,7 @@ from coordinator.config import load_config
 from coordinator.infra.embedded import EmbeddedPostgres
 from coordinator.infra.journal import Journal
 from coordinator.infra.pipeline_store import PipelineStore
-from coordinator.infra.records import decision_record, signal_record
+from coordinator.infra.records import decision_record
 from coordinator.messages.leadership import LeaderElected
 from coordinator.messages.pipeline import (
     Decision,
@@ -201,50 +201,18 @@ def test_an_undecided_exit_is_not_handed_to_the_intake(writer: Solo) -> None:
     assert [r.signal_id for r in undecided.signals] == ["plain"]
 
 
-def handed_over(writer: Solo) -> list[int]:
-    """The digests handed to the intake, generation by generation."""
-    return [
-        digest
-        for generation in writer.ask(GetUndecided(generation=2)).recent
-        for digest in unpack_digests(generation.packed)
-    ]
-
-
-def test_the_intake_is_handed_every_id_seen_in_the_window_once_from_the_store_and_memory(
-    writer: Solo, own_postgres: EmbeddedPostgres
-) -> None:
-    """What the intake rebuilds its duplicate window from after a restart: the ids in
-    the store, written since this writer started by another process too (read at the
-    ask, not at the start), and those received and not written yet; each once."""
+def test_the_intake_is_handed_the_ids_not_written_yet_each_once(writer: Solo) -> None:
+    """The intake reads the store's ids itself; the writer hands it those it holds
+    batched (or journaled), which the store has not."""
     writer.tell(received("written", writer.clock))
     writer.tell(RecordDecision(decision=decided("written", "rejected")))
-    writer.tell(received("decided-later", writer.clock))
     writer.clock.advance(FLUSH_EVERY)
-    wait_for(lambda: snapshot(writer).written == 3, message="the flush")
-    writer.tell(RecordDecision(decision=decided("decided-later", "rejected")))
-    elsewhere = PipelineStore(own_postgres.dsn, timeout=5.0)
-    try:
-        elsewhere.write([signal_record(received("from-another-instance", writer.clock))])
-    finally:
-        elsewhere.close()
+    wait_for(lambda: snapshot(writer).written == 2, message="the flush")
     writer.tell(received("not-written-yet", writer.clock))
     writer.tell(RecordDecision(decision=decided("not-written-yet", "rejected")))
-    held = handed_over(writer)
-    for signal_id in ("written", "decided-later", "from-another-instance", "not-written-yet"):
-        assert held.count(id_digest(signal_id)) == 1, signal_id
-    assert len(held) == 4
-
-
-def test_with_postgresql_down_the_intake_is_handed_the_decisions_in_memory(
-    writer: Solo, own_postgres: EmbeddedPostgres
-) -> None:
-    writer.tell(received("decided-here", writer.clock))
-    writer.tell(RecordDecision(decision=decided("decided-here", "rejected")))
-    own_postgres.stop()
-    try:
-        assert handed_over(writer) == [id_digest("decided-here")]
-    finally:
-        own_postgres.start()
+    assert list(unpack_digests(writer.ask(GetUndecided()).unwritten)) == [
+        id_digest("not-written-yet")
+    ]
 
 
 def test_a_start_restores_the_newest_decisions_oldest_first(
@@ -276,31 +244,6 @@ def test_a_start_restores_the_newest_decisions_oldest_first(
     assert [packed for _, packed in taken] == [
         pack_digests([id_digest("d2")]),
         pack_sorted_digests([id_digest("d3"), id_digest("d4")]),
-    ]
-
-
-def test_the_intake_is_handed_the_stored_ids_oldest_first(
-    writer: Solo, own_postgres: EmbeddedPostgres
-) -> None:
-    """The window it rebuilds forgets a generation at a time, the first given first:
-    handed newest first, the ids received just before a restart would be the first
-    forgotten once new ones push the window past its limit. Each generation comes with
-    when its newest id was received, which the window forgets it after."""
-    store = PipelineStore(own_postgres.dsn, timeout=5.0)
-    start = writer.clock.time()
-    try:
-        for n in range(3):
-            record = dataclasses.replace(
-                received(f"s{n}", writer.clock), received_at=start - 30 + n
-            )
-            store.write([signal_record(record)])
-    finally:
-        store.close()
-    generations = writer.ask(GetUndecided(generation=2)).recent
-    assert [g.newest for g in generations] == pytest.approx([start - 30, start - 28], abs=1e-5)
-    assert [g.packed for g in generations] == [
-        pack_digests([id_digest("s0")]),
-        pack_sorted_digests([id_digest("s1"), id_digest("s2")]),
     ]
 
 
