@@ -11,7 +11,7 @@ import pytest
 from coordinator.compact_ids import id_digest, pack_sorted_digests, unpack_digests
 from coordinator.infra.embedded import EmbeddedPostgres
 from coordinator.infra.pipeline_store import PipelineStore
-from coordinator.infra.records import RecordKind
+from tests.stored_signals import received_records
 
 START = 1_900_000_000.0
 
@@ -24,26 +24,7 @@ def store(own_postgres: EmbeddedPostgres) -> Iterator[PipelineStore]:
 
 
 def received(store: PipelineStore, times: dict[str, float]) -> None:
-    store.write(
-        [
-            {
-                "kind": RecordKind.SIGNAL,
-                "signal_id": signal_id,
-                "source": "pubsub",
-                "received_at": at,
-                "valid": False,
-                "symbol": None,
-                "side": None,
-                "price": None,
-                "signal_at": None,
-                "strategy": None,
-                "db_id": None,
-                "stream_id": None,
-                "payload": "{}",
-            }
-            for signal_id, at in times.items()
-        ]
-    )
+    store.write(received_records(times))
 
 
 def batches(store: PipelineStore, limit: int, generation: int) -> list[tuple[float, list[str]]]:

@@ -15,8 +15,8 @@ from coordinator.compact_ids import id_digest, pack_sorted_digests
 from coordinator.config import load_config
 from coordinator.infra.embedded import EmbeddedPostgres
 from coordinator.infra.pipeline_store import PipelineStore
-from coordinator.infra.records import RecordKind
 from coordinator.runtime import Services
+from tests.stored_signals import received_records
 from tests.trees import make_services
 
 HORIZON = 600.0
@@ -30,26 +30,7 @@ def services_on(postgres: EmbeddedPostgres, tmp_path: Path, clock: ManualClock) 
 def stored(postgres: EmbeddedPostgres, times: dict[str, float]) -> None:
     store = PipelineStore(postgres.dsn, timeout=5.0)
     try:
-        store.write(
-            [
-                {
-                    "kind": RecordKind.SIGNAL,
-                    "signal_id": signal_id,
-                    "source": "pubsub",
-                    "received_at": at,
-                    "valid": False,
-                    "symbol": None,
-                    "side": None,
-                    "price": None,
-                    "signal_at": None,
-                    "strategy": None,
-                    "db_id": None,
-                    "stream_id": None,
-                    "payload": "{}",
-                }
-                for signal_id, at in times.items()
-            ]
-        )
+        store.write(received_records(times))
     finally:
         store.close()
 
