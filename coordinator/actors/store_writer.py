@@ -129,15 +129,6 @@ class StoreWriter(ChildActor):
                 self._orphaned_orders()
             horizon = now - max(self.settings.signal_timeout * 10, 600.0)
             rows = self._store.undecided(horizon)
-            decided = self._services.decided
-            if self.context.incarnation == 1 and decided.takes_generations:
-                # A later incarnation finds them here already.
-                self._store.recent_decision_digests(
-                    now - self._intake.dedup_window,
-                    decided.limit,
-                    decided.generation,
-                    lambda _, packed: decided.add_generation(packed),
-                )
             for entry in self._store.unknown_orders(_UNKNOWN_KEPT):
                 if entry["state"] == OrderStatus.UNKNOWN:
                     self._unknown.append(
@@ -170,6 +161,24 @@ class StoreWriter(ChildActor):
             )
         if rows:
             logger.warning("%d signal(s) received earlier have no decision yet", len(rows))
+        decided = self._services.decided
+        # A later incarnation finds them here already; with the store down, the error
+        # above said so once.
+        if self.context.incarnation == 1 and decided.takes_generations and self._postgres_ok:
+            try:
+                self._store.recent_decision_digests(
+                    now - self._intake.dedup_window,
+                    decided.limit,
+                    decided.generation,
+                    lambda _, packed: decided.add_generation(packed),
+                )
+            except StoreError as exc:
+                logger.error(
+                    "the signals decided before this start were not read back (%s): a copy"
+                    " of one delivered again is stopped by the intake's duplicate window"
+                    " only",
+                    exc,
+                )
 
     def _orphaned_orders(self) -> None:
         """At process start, an order still pending or sent belongs to a process that
