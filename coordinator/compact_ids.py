@@ -216,33 +216,6 @@ class CompactIdWindow:
         for signal_id in signal_ids:
             self.add(signal_id, seen)
 
-    def add_digest(self, digest: int, seen: float = 0.0) -> bool:
-        """Remember an id known only by its digest (``id_digest``), as seen at ``seen``;
-        False if the digest is here already. For a window rebuilt from another's
-        digests, before any id goes in as itself (``takes_digests``): a digest kept
-        ahead of older ids still held as strings would be forgotten before them."""
-        if not self.takes_digests:
-            raise ValueError("digests go in before ids: this window holds ids as strings")
-        if self._held(digest):
-            return False
-        # A hidden sealed copy stays hidden until this one is sealed (as for ``add``).
-        self._keep(digest, math.floor(seen))
-        return True
-
-    def add_digests(self, digests: Iterable[int], seen: float = 0.0) -> None:
-        """``add_digest`` for digests of distinct ids none of which is held already (an
-        hour of a store's ids at a start): each is checked against the generation being
-        filled only, not the sealed ones, which is what makes a million take a second
-        rather than ten. A digest given twice regardless is kept twice and counts twice
-        towards the limit: ids are then forgotten somewhat sooner, never reported
-        wrongly."""
-        if not self.takes_digests:
-            raise ValueError("digests go in before ids: this window holds ids as strings")
-        second = math.floor(seen)
-        for digest in digests:
-            if digest not in self._pending:
-                self._keep(digest, second)
-
     def add_generation(self, packed: bytes, seen: float = 0.0) -> None:
         """Digests of distinct ids none of which is held already, packed in ascending
         order (``pack_sorted_digests``), last seen at ``seen``: kept as one generation,
@@ -264,7 +237,8 @@ class CompactIdWindow:
 
     @property
     def takes_digests(self) -> bool:
-        """Whether ``add_digest`` may be used: no id is held as a string."""
+        """Whether ``add_generation`` may be used: no id is held as a string (a digest
+        kept ahead of older ids still held as strings would be forgotten before them)."""
         return not len(self._recent)
 
     def digests(self) -> Iterator[int]:

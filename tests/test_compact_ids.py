@@ -67,32 +67,6 @@ class CompactIdWindowModel(RuleBasedStateMachine):
             self.entries.append(_Entry(signal_id, int(self.now // 1), True))
 
     @precondition(lambda self: self.window.takes_digests)
-    @rule(signal_id=IDS)
-    def add_by_digest(self, signal_id: str) -> None:
-        """As a window rebuilt from another's digests is filled: the id itself unknown."""
-        current = self.newest().get(signal_id)
-        present = signal_id in self.window
-        assert self.window.add_digest(id_digest(signal_id), self.now) is not present
-        if not present:
-            assert current is None or not self.must_hold(current) or not current.live
-            if current is not None:
-                current.live = False
-            self.entries.append(_Entry(signal_id, int(self.now // 1), True))
-
-    @precondition(lambda self: self.window.takes_digests)
-    @rule(names=st.lists(IDS, max_size=5))
-    def add_distinct_digests(self, names: list[str]) -> None:
-        """A store's ids at once: distinct, none held already."""
-        fresh = [n for n in dict.fromkeys(names) if n not in self.window]
-        self.window.add_digests((id_digest(n) for n in fresh), self.now)
-        for name in fresh:
-            current = self.newest().get(name)
-            assert current is None or not self.must_hold(current) or not current.live
-            if current is not None:
-                current.live = False
-            self.entries.append(_Entry(name, int(self.now // 1), True))
-
-    @precondition(lambda self: self.window.takes_digests)
     @rule(names=st.lists(IDS, max_size=3), back=st.floats(0.0, 5.0))
     def add_a_stored_generation(self, names: list[str], back: float) -> None:
         """A store's ids, a generation at a time, oldest first: distinct, none held
@@ -233,18 +207,21 @@ def test_packed_digests_cut_short_are_refused_by_name() -> None:
 
 def test_a_window_holding_ids_as_strings_refuses_digests() -> None:
     window = CompactIdWindow(10)
-    assert window.add_digest(id_digest("a"))
+    window.add_generation(pack_sorted_digests([id_digest("a")]))
     window.add("b")
     assert "a" in window and "b" in window
     with pytest.raises(ValueError, match="digests go in before ids"):
-        window.add_digest(id_digest("c"))
+        window.add_generation(pack_sorted_digests([id_digest("c")]))
 
 
 def test_ids_added_after_digests_still_keep_it_within_a_generation_of_the_limit() -> None:
     """Digests fill the generations while no id is held as a string; the ids that come
     next push none out, and count all the same."""
     window = CompactIdWindow(6, recent=2, generation=3)
-    window.add_digests(id_digest(f"d{n}") for n in range(8))
+    for first in range(0, 8, 3):
+        window.add_generation(
+            pack_sorted_digests(id_digest(f"d{n}") for n in range(first, min(first + 3, 8)))
+        )
     window.add("a")
     window.add("b")
     assert window.held() <= 6 + 3

@@ -283,10 +283,10 @@ class PipelineStore(OwnConnectionStore):
         cur: Any, table: str, column: str, where: str, params: tuple[Any, ...]
     ) -> tuple[float, int, bytes]:
         cur.execute(
-            "SELECT extract(epoch FROM max(" + column + ")), count(*),"
-            " string_agg(substr(sha256(convert_to(signal_id, 'UTF8')), 1, 16), ''::bytea"
-            " ORDER BY substr(sha256(convert_to(signal_id, 'UTF8')), 1, 16))"
-            " FROM " + table + " WHERE " + where,
+            "SELECT extract(epoch FROM max(at)), count(*), string_agg(digest, ''::bytea"
+            " ORDER BY digest) FROM (SELECT " + column + " AS at,"
+            " substr(sha256(convert_to(signal_id, 'UTF8')), 1, 16) AS digest"
+            " FROM " + table + " WHERE " + where + ") batch",
             params,
         )
         newest, ids, packed = cur.fetchone()
