@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from coordinator.trading.ledger_book import BookOrder, OrderState
+from coordinator.trading.ledger_book import BookOrder, LedgerBook, OrderState
 from coordinator.trading.ledger_fetching import MIN_REFRESH, URGENT_GAP, FetchThrottle
 from coordinator.trading.portfolio_numbers import PortfolioNumbers, loss_of, unrealized_loss
 from coordinator.trading.signals import Side
-from coordinator.trading.validation import OrderPlan, PortfolioView, PositionView
+from coordinator.trading.validation import Balance, OrderPlan, PortfolioView, PositionView
 
 TTL = 5.0
 
@@ -203,3 +203,21 @@ def test_only_losing_positions_count_as_unrealized_loss():
         fetched_at=0.0,
     )
     assert unrealized_loss(view) == 6.5
+
+
+def test_the_holdings_our_sells_closed_are_given_to_an_exit_only():
+    book = LedgerBook(quote="USDC", fee_rate=0.001, lifetime=90.0, settle_window=180.0)
+    held = PortfolioView(
+        balances={"USDC": Balance(0.0, 0.0, 0.0), "SOL": Balance(2.0, 2.0, None)},
+        positions={"SOLUSDC": PositionView("SOLUSDC", 2.0, 90.0, 180.0, 0.0)},
+        fetched_at=0.0,
+    )
+    book.fetched_view(held, 0.0)
+    sold = book.reserve(_plan(Side.SELL), owner="validator-0#1", now=1.0)
+    book.settle(sold.reservation_id, True, symbol="SOLUSDC", side=Side.SELL, now=1.0)
+    numbers = PortfolioNumbers()
+
+    closed = numbers.ledger_state(book, 2.0, "SOLUSDC").closed
+    assert [(c.symbol, c.entry_price, c.quantity) for c in closed] == [("SOLUSDC", 90.0, 2.0)]
+    assert numbers.ledger_state(book, 2.0, "ETHUSDC").closed == ()
+    assert numbers.ledger_state(book, 2.0, "SOLUSDC", exit=False).closed == ()

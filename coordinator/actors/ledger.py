@@ -192,7 +192,7 @@ class Ledger(ChildActor):
         self._expire()
         self._maybe_fetch()
         book = self._book
-        state = self._numbers.ledger_state(book, now, signal.symbol)
+        state = self._numbers.ledger_state(book, now, signal.symbol, exit=message.exit is not None)
         evaluation = evaluate_order(
             signal,
             view=book.view,

@@ -11,7 +11,13 @@ from coordinator.trading.guards import portfolio_guards
 from coordinator.trading.ledger_book import BookOrder, LedgerBook
 from coordinator.trading.signals import Side
 from coordinator.trading.trading_state import StateReason
-from coordinator.trading.validation import LedgerState, OrderPlan, PortfolioView, RiskConfig
+from coordinator.trading.validation import (
+    ClosedHolding,
+    LedgerState,
+    OrderPlan,
+    PortfolioView,
+    RiskConfig,
+)
 
 __all__ = ["PortfolioNumbers", "loss_of", "unrealized_loss"]
 
@@ -76,11 +82,19 @@ class PortfolioNumbers:
     def equity_seen(self, equity: float) -> None:
         self.peak_equity = max(self.peak_equity, equity)
 
-    def ledger_state(self, book: LedgerBook, now: float, symbol: str | None = None) -> LedgerState:
+    def ledger_state(
+        self, book: LedgerBook, now: float, symbol: str | None = None, *, exit: bool = True
+    ) -> LedgerState:
         """What the risk checks read, at ``now``; for a signal of ``symbol``, only its
-        closed holdings (the only ones its checks read, and the book may hold many)."""
+        closed holdings (the only ones its checks read, and the book may hold many).
+        ``exit=False``: none at all. Only a stop's exit reads them, and the book keeps
+        a settle window of them (at 500 orders a second, 900 per symbol): going through
+        them for every other signal was most of the Ledger's work on a Reserve."""
         orders = self.orders_last_minute(now)
         self.roll_day(now)
+        closed: tuple[ClosedHolding, ...] = ()
+        if exit:
+            closed = tuple(book.closed) if symbol is None else book.closed_for(symbol)
         return LedgerState(
             reserved_quote=book.held_quote(),
             buying=book.buying(),
@@ -89,7 +103,7 @@ class PortfolioNumbers:
             realized_loss_today=self.realized_loss,
             peak_equity=self.peak_equity,
             stop_losses=dict(self.stop_losses),
-            closed=tuple(book.closed) if symbol is None else book.closed_for(symbol),
+            closed=closed,
         )
 
     def guards(

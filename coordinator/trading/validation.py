@@ -376,7 +376,8 @@ class LedgerState:
     stop_losses: Mapping[str, float] = field(default_factory=dict)
     """Symbol -> wall-clock time of its last stop-loss exit."""
     closed: tuple[ClosedHolding, ...] = ()
-    """Holdings our own SELLs closed lately."""
+    """Holdings our own SELLs closed lately; given for a stop's exit only (the one
+    check that reads them, ``exit_mismatch``)."""
 
 
 @dataclass(frozen=True, slots=True)
