@@ -9,13 +9,13 @@ of this thread and by the wall clock per request. Clients:
 
 requests     a ``requests.Session`` set up as the TraderClient was (no proxy lookups,
              one pool, retries off), ``session.post(url, json=order)``
-urllib3      urllib3's pool directly (requests' own engine): the headers built once,
-             the body encoded with ``json.dumps``, retries off, Nagle off (urllib3's
-             default socket options)
-TraderClient the coordinator's own client as it is now (``submit``)
-http.client  the standard library's connection alone, the same request: the floor
-             under urllib3 (no pool, no checks of the connection, nothing of what a
-             broken connection needs), for reference only
+urllib3      urllib3's pool directly (requests' own engine, and the TraderClient's
+             until it had its own): the headers built once, the body encoded with
+             ``json.dumps``, retries off, Nagle off
+TraderClient the coordinator's own client as it is now (``submit``, over
+             ``coordinator/infra/http_wire.py``)
+http.client  the standard library's connection alone, the same request: no pool, no
+             checks of the connection, for reference
 
 Rounds alternate the clients, so a change of the machine's speed meanwhile hits each
 alike; the figure is the median of the rounds. Target: the coordinator's whole CPU per

@@ -1,29 +1,32 @@
-"""Keep-alive JSON over HTTP to the Trader and the Portfolio, on urllib3's pool directly.
+"""Keep-alive JSON over HTTP to the Trader and the Portfolio (``http_wire``).
 
-``requests.Session`` runs on urllib3 too; what it adds per request (merging settings,
-hooks, the cookie jar, preparing and wrapping the request and answer) cost more than
-the request itself: 880 against 350 us of CPU per ``POST /order`` to the Trader stub
-(bench/http_client.py). What goes on the wire is unchanged: requests' default headers
-(its User-Agent and Accept-Encoding included) and the body ``json.dumps`` writes, as
-requests wrote it. Nothing is retried: a request is on the wire at most once, and the
-errors are urllib3's own (``NewConnectionError`` for a connection refused,
-``ConnectTimeoutError``, ``ReadTimeoutError``, ``ProtocolError`` for a connection that
-broke), for the caller to sort. Nagle is off (urllib3's default socket options); a
-pooled connection the server has closed meanwhile is seen before it is used again, and
-replaced.
+What goes on the wire is what ``requests`` wrote, which the coordinator used first:
+its default headers (its User-Agent, ``Accept-Encoding: gzip, deflate``) and the body
+``json.dumps`` writes. Nothing is retried: a request is on the wire at most once, and
+the errors are ``http_wire``'s, sorted by what may have happened.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests.utils
-import urllib3
+import requests
 
-__all__ = ["HttpReply", "JsonHttp", "error_kind"]
+from coordinator.infra.http_wire import (
+    AnswerTimedOut,
+    ConnectionBroken,
+    ConnectTimedOut,
+    HttpError,
+    NotConnected,
+    Timeouts,
+    WirePool,
+)
+
+__all__ = ["HttpError", "HttpReply", "JsonHttp", "Timeouts", "error_kind"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,22 +49,31 @@ class HttpReply:
         return self.data.decode("utf-8", "replace")
 
 
+def _header_lines(headers: dict[str, str]) -> bytes:
+    return "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("latin-1")
+
+
 class JsonHttp:
     """One service's base URL, and a pool of keep-alive connections to it."""
 
     def __init__(self, base_url: str, *, pool_size: int = 8) -> None:
-        self._pool = urllib3.connection_from_url(
-            base_url, maxsize=pool_size, block=False, retries=False
-        )
-        self._prefix = urlsplit(base_url).path.rstrip("/")
-        # Built once: requests built these same headers again on every request.
-        self._headers = dict(requests.utils.default_headers())
-        self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http:// or https:// URL: {base_url!r}")
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
+        self._pool = WirePool(parts.hostname, port, size=pool_size, tls=tls)
+        self._prefix = parts.path.rstrip("/")
+        # requests' own defaults, as it sent them, but for the encodings this client
+        # decodes (requests offered brotli or zstd when their modules were installed).
+        headers = {**requests.utils.default_headers(), "Accept-Encoding": "gzip, deflate"}
+        self._headers = _header_lines(headers)
+        self._json_headers = _header_lines({**headers, "Content-Type": "application/json"})
 
-    def get(self, path: str, *, timeout: urllib3.Timeout) -> HttpReply:
+    def get(self, path: str, *, timeout: Timeouts) -> HttpReply:
         return self._send("GET", path, None, self._headers, timeout)
 
-    def post_json(self, path: str, body: Any, *, timeout: urllib3.Timeout) -> HttpReply:
+    def post_json(self, path: str, body: Any, *, timeout: Timeouts) -> HttpReply:
         """``body`` encoded as requests' ``json=`` did; ValueError (a NaN, an object
         that is no JSON) before anything is sent."""
         data = json.dumps(body, allow_nan=False).encode("utf-8")
@@ -71,37 +83,21 @@ class JsonHttp:
         self._pool.close()
 
     def _send(
-        self,
-        method: str,
-        path: str,
-        data: bytes | None,
-        headers: dict[str, str],
-        timeout: urllib3.Timeout,
+        self, method: str, path: str, data: bytes | None, headers: bytes, timeout: Timeouts
     ) -> HttpReply:
-        response = self._pool.urlopen(
-            method,
-            self._prefix + path,
-            body=data,
-            headers=headers,
-            timeout=timeout,
-            retries=False,
-            redirect=False,
-            assert_same_host=False,
-        )
-        return HttpReply(status=response.status, reason=response.reason or "", data=response.data)
+        answer = self._pool.request(method, self._prefix + path, headers, data, timeout)
+        return HttpReply(status=answer.status, reason=answer.reason, data=answer.body)
 
 
 def error_kind(exc: BaseException) -> str:
     """The error's name as requests named it (these texts are stored with decisions and
     read by people): ``ConnectionError`` for a connection refused or broken."""
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):
-        return "ConnectionError"
-    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
+    if isinstance(exc, ConnectTimedOut):
         return "ConnectTimeout"
-    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
-        return "ReadTimeout"
-    if isinstance(exc, urllib3.exceptions.SSLError):
+    if isinstance(exc.__cause__, ssl.SSLError):
         return "SSLError"
-    if isinstance(exc, urllib3.exceptions.ProtocolError | OSError):
+    if isinstance(exc, AnswerTimedOut):
+        return "ReadTimeout"
+    if isinstance(exc, NotConnected | ConnectionBroken | OSError):
         return "ConnectionError"
     return type(exc).__name__

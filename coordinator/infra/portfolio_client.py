@@ -6,9 +6,8 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-import urllib3
-
 from coordinator.errors import CoordinatorError
+from coordinator.infra.http_wire import AnswerTimedOut, ConnectTimedOut, HttpError, Timeouts
 from coordinator.infra.json_http import JsonHttp, error_kind
 from coordinator.messages.stops import HeldPosition
 from coordinator.trading.validation import Balance, PortfolioView, PositionView
@@ -24,7 +23,7 @@ class PortfolioClient:
     def __init__(self, base_url: str, *, timeout: float) -> None:
         self._timeout = timeout
         self._http = JsonHttp(base_url.rstrip("/"), pool_size=2)
-        self._http_timeout = urllib3.Timeout(connect=timeout, read=timeout)
+        self._http_timeout = Timeouts(connect=timeout, read=timeout)
 
     def fetch(self, now: float) -> PortfolioView:
         balances = self._get("/balances", empty_on_404=True)
@@ -65,11 +64,9 @@ class PortfolioClient:
     def _get(self, path: str, *, empty_on_404: bool) -> list[dict[str, Any]]:
         try:
             response = self._http.get(path, timeout=self._http_timeout)
-        except urllib3.exceptions.NewConnectionError as exc:  # refused: no timeout
-            raise PortfolioError(f"GET {path}: {error_kind(exc)}") from exc
-        except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ReadTimeoutError) as exc:
+        except (ConnectTimedOut, AnswerTimedOut) as exc:
             raise PortfolioError(f"GET {path}: timeout after {self._timeout:g} s") from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except HttpError as exc:
             raise PortfolioError(f"GET {path}: {error_kind(exc)}") from exc
         if response.status == 404 and empty_on_404:
             return []

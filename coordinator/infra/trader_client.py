@@ -1,7 +1,7 @@
 """The Trader's ``POST /order``, with every outcome named, and never sent twice.
 
-Connect and read timeouts are separate. Nothing is retried here: urllib3 retries are
-off, so a request is on the wire at most once. What happened is sorted by what the
+Connect and read timeouts are separate. Nothing is retried here: a request is on the
+wire at most once (``http_wire``). What happened is sorted by what the
 caller may do next:
 
 accepted   2xx: the Trader took the order
@@ -24,9 +24,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import urllib3
-
 from coordinator.errors import CoordinatorError
+from coordinator.infra.http_wire import (
+    AnswerTimedOut,
+    ConnectTimedOut,
+    HttpError,
+    NotConnected,
+    Timeouts,
+)
 from coordinator.infra.json_http import HttpReply, JsonHttp, error_kind
 from coordinator.trading.execution import (
     NoAnswer,
@@ -135,9 +140,9 @@ class TraderClient:
         self.base_url = base_url.rstrip("/")
         self.url = self.base_url + "/order"
         self._read_timeout = read_timeout
-        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
-        self._warm_timeout = urllib3.Timeout(connect=connect_timeout, read=1.0)
-        self._get_timeout = urllib3.Timeout(connect=connect_timeout, read=max(read_timeout, 2.0))
+        self._timeout = Timeouts(connect=connect_timeout, read=read_timeout)
+        self._warm_timeout = Timeouts(connect=connect_timeout, read=1.0)
+        self._get_timeout = Timeouts(connect=connect_timeout, read=max(read_timeout, 2.0))
         self._http = JsonHttp(self.base_url, pool_size=pool_size)
 
     def warm(self) -> str | None:
@@ -145,7 +150,7 @@ class TraderClient:
         pay for it; the error when that fails (nothing else depends on it)."""
         try:
             self._http.get("/health", timeout=self._warm_timeout)
-        except urllib3.exceptions.HTTPError as exc:
+        except HttpError as exc:
             return f"{error_kind(exc)}: {_cause(exc)}"
         return None
 
@@ -153,11 +158,7 @@ class TraderClient:
         started = time.perf_counter()
         try:
             response = self._http.post_json("/order", order, timeout=self._timeout)
-        except urllib3.exceptions.NewConnectionError as exc:
-            # A subclass of ConnectTimeoutError, but a refusal: named apart, as requests did.
-            result = result_without_answer(NoAnswer.NEVER_CONNECTED)
-            return self._answer(result, None, None, f"ConnectionError: {_cause(exc)}", started)
-        except urllib3.exceptions.ConnectTimeoutError as exc:
+        except ConnectTimedOut as exc:
             return self._answer(
                 result_without_answer(NoAnswer.NEVER_CONNECTED),
                 None,
@@ -165,7 +166,10 @@ class TraderClient:
                 f"connect timeout: {exc}",
                 started,
             )
-        except urllib3.exceptions.ReadTimeoutError:
+        except NotConnected as exc:
+            result = result_without_answer(NoAnswer.NEVER_CONNECTED)
+            return self._answer(result, None, None, f"ConnectionError: {_cause(exc)}", started)
+        except AnswerTimedOut:
             return self._answer(
                 result_without_answer(NoAnswer.READ_TIMEOUT),
                 None,
@@ -173,9 +177,9 @@ class TraderClient:
                 f"no answer within the read timeout of {self._read_timeout:g} s",
                 started,
             )
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            why = NoAnswer.NEVER_CONNECTED if _never_connected(exc) else NoAnswer.CONNECTION_BROKEN
-            result = result_without_answer(why)
+        except HttpError as exc:
+            # Broken once the request began to go out: it may have been received.
+            result = result_without_answer(NoAnswer.CONNECTION_BROKEN)
             return self._answer(result, None, None, f"{error_kind(exc)}: {_cause(exc)}", started)
         except ValueError as exc:
             # A body that is no JSON (NaN): never sent. requests counted it as a broken
@@ -230,7 +234,7 @@ class TraderClient:
         """A GET; the JSON body for an expected 2xx, None for an expected 404."""
         try:
             response = self._http.get(path, timeout=self._get_timeout)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except HttpError as exc:
             raise TraderReadError(f"GET {path}: {error_kind(exc)}: {_cause(exc)}") from None
         if response.status not in expected:
             raise TraderReadError(f"GET {path}: {response.status}: {_error_text(response)[:200]}")
@@ -261,26 +265,6 @@ class TraderClient:
         started: float,
     ) -> TraderAnswer:
         return TraderAnswer(result, order_id, code, error, time.perf_counter() - started)
-
-
-def _never_connected(exc: BaseException) -> bool:
-    """True when the error chain shows the TCP connection was never made."""
-    seen: set[int] = set()
-    stack: list[Any] = [exc]
-    while stack:
-        current = stack.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(
-            current, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError
-        ):
-            return True
-        if isinstance(current, urllib3.exceptions.MaxRetryError):
-            stack.append(current.reason)
-        if isinstance(current, BaseException):
-            stack.extend([current.__cause__, current.__context__, *current.args])
-    return False
 
 
 def _cause(exc: BaseException) -> str:
