@@ -68,7 +68,10 @@ class RawServer:
                     if name.lower() == "content-length":
                         length = int(value)
                 self.requests.append((number, line.decode().strip(), reader.read(length)))
-                answer = self._answers.get(timeout=5)
+                try:
+                    answer = self._answers.get(timeout=5)
+                except queue.Empty:
+                    return  # nothing scripted: the client waits for its read timeout
                 if answer is None:
                     return
                 if isinstance(answer, tuple):
