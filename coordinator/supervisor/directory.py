@@ -58,6 +58,10 @@ class Directory:
         self._entries: dict[str, _Entry] = {}
         self._listeners: list[Callable[[Event], None]] = []
         self._buffer_limit = buffer_limit
+        # Event type -> the children subscribed to it, in registration order: worked
+        # out once per type, not with an isinstance per child and event on every
+        # publish (a fifth of the StoreWriter's work under a sustained run).
+        self._routes: dict[type, tuple[str, ...]] = {}
 
     # --- used by the supervisor -------------------------------------------------------
 
@@ -66,6 +70,7 @@ class Directory:
             if name in self._entries:
                 raise ValueError(f"child {name!r} is already registered")
             self._entries[name] = _Entry(subscriptions=tuple(subscriptions))
+            self._routes.clear()
 
     def expect(self, name: str, incarnation: int) -> None:
         """Announce the incarnation about to start; only it may install itself."""
@@ -177,15 +182,15 @@ class Directory:
     def publish_all(self, events: Sequence[Event]) -> None:
         """Publish ``events`` in order: each child gets the ones it subscribes to in one
         ``EventBatch`` (one alone as itself), the listeners each in turn."""
+        by_child: dict[str, list[Event]] = {}
         with self._lock:
-            entries = [(name, entry.subscriptions) for name, entry in self._entries.items()]
+            for event in events:
+                for name in self._routes_of(type(event)):
+                    by_child.setdefault(name, []).append(event)
             listeners = list(self._listeners)
-        for name, subscriptions in entries:
-            mine = tuple(e for e in events if isinstance(e, subscriptions))
-            if not mine:
-                continue
+        for name, mine in by_child.items():
             try:
-                self.tell(name, mine[0] if len(mine) == 1 else EventBatch(events=mine))
+                self.tell(name, mine[0] if len(mine) == 1 else EventBatch(events=tuple(mine)))
             except ChildUnavailable as exc:
                 kinds = ", ".join(sorted({type(e).__name__ for e in mine}))
                 logger.error("%d event(s) %s not delivered: %s", len(mine), kinds, exc)
@@ -195,6 +200,17 @@ class Directory:
                     listener(event)
                 except Exception:
                     logger.exception("event listener failed on %s", type(event).__name__)
+
+    def _routes_of(self, kind: type) -> tuple[str, ...]:
+        """The children subscribed to events of ``kind`` (the lock held)."""
+        names = self._routes.get(kind)
+        if names is None:
+            names = self._routes[kind] = tuple(
+                name
+                for name, entry in self._entries.items()
+                if issubclass(kind, entry.subscriptions)
+            )
+        return names
 
     def depth(self, name: str) -> int:
         """Messages waiting for ``name``: its inbox, or what is kept while it is down."""
