@@ -16,6 +16,7 @@ import redis
 
 from coordinator.clock import Clock, SystemClock
 from coordinator.infra.redis_reader import RECONNECT, RedisReader
+from coordinator.infra.resp_pubsub import RespSubscriber, supports
 from coordinator.trading.backoff import Backoff
 
 __all__ = ["MARKET_DATA_PATTERN", "EventPublisher", "Subscription"]
@@ -84,6 +85,36 @@ class Subscription(RedisReader):
         self._clock = clock or SystemClock()
 
     def _session(self) -> None:
+        if supports(self._url):
+            self._lean_session()
+        else:
+            self._redis_py_session()
+
+    def _lean_session(self) -> None:
+        """Read and parsed here (``resp_pubsub``): a fraction of redis-py's CPU per
+        message. Messages that arrived together go over together, each stamped when
+        its bytes were read."""
+        subscriber = RespSubscriber(self._url, channels=self._channels, patterns=self._patterns)
+        try:
+            subscriber.open()
+            self._up()
+            while not self._stopped.is_set():
+                messages = subscriber.read(timeout=0.5)
+                if not messages:
+                    continue
+                if self._on_message is not None:
+                    for channel, data in messages:
+                        self._on_message(channel, data)
+                    continue
+                assert self._on_batch is not None
+                mono, wall = time.monotonic(), self._clock.time()
+                for start in range(0, len(messages), self._max_batch):
+                    chunk = messages[start : start + self._max_batch]
+                    self._on_batch([(channel, data, mono, wall) for channel, data in chunk])
+        finally:
+            subscriber.close()
+
+    def _redis_py_session(self) -> None:
         client = redis.Redis.from_url(
             self._url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
         )

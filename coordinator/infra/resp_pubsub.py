@@ -1,0 +1,260 @@
+"""A subscribed Redis connection read and parsed here (RESP2), for the readers of market
+data and signals.
+
+redis-py parses each message through several layers of Python (its socket buffer, the
+RESP3 parser, a push handler, a dict per message): 32 us of CPU per market-data
+message on the reader thread at 5,000 a second (bench/stops.py), a sixth of a core.
+Here what a ``recv`` brought is split into messages with ``bytes.find`` and slicing.
+
+What the subscription needs of the protocol is small: AUTH when the URL has a
+password, SUBSCRIBE and PSUBSCRIBE, then arrays of bulk strings (``message``,
+``pmessage``, the confirmations, ``pong``) and errors. A connection silent for
+``HEALTH_EVERY`` seconds is sent a PING, and one that does not answer within
+``ANSWER_WITHIN`` is given up (the reader connects again), as redis-py's health check
+did. TLS (``rediss://``) is left to redis-py.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+import redis
+from redis.connection import parse_url
+
+__all__ = ["ANSWER_WITHIN", "HEALTH_EVERY", "RespSubscriber", "parse_frames", "supports"]
+
+HEALTH_EVERY = 10.0
+"""Seconds of silence after which the connection is asked for a PING."""
+ANSWER_WITHIN = 5.0
+"""Seconds a PING (or AUTH) may wait for its answer."""
+_RECV = 256 * 1024
+_MAX_BULK = 512 * 1024 * 1024
+"""Redis's own limit of a string."""
+
+Frame = list[bytes | int | None] | bytes | int | redis.exceptions.ResponseError | None
+
+
+class _Incomplete(Exception):
+    """The buffer ends inside a frame."""
+
+
+def supports(url: str) -> bool:
+    """Whether this reader serves ``url``: plain TCP or a Unix socket (TLS is
+    redis-py's)."""
+    return urlsplit(url).scheme in ("redis", "unix")
+
+
+def parse_frames(buffer: bytearray) -> tuple[list[Frame], int]:
+    """The complete frames at the start of ``buffer`` and the bytes they took; an
+    error frame is returned as a ``redis.ResponseError``, never raised, so the frames
+    before it are not lost."""
+    frames: list[Frame] = []
+    position = 0
+    while position < len(buffer):
+        try:
+            frame, position_after = _frame(buffer, position)
+        except _Incomplete:
+            break
+        frames.append(frame)
+        position = position_after
+    return frames, position
+
+
+def _frame(buffer: bytearray, position: int) -> tuple[Frame, int]:
+    end = buffer.find(b"\r\n", position)
+    if end < 0:
+        raise _Incomplete
+    kind = buffer[position]
+    header = bytes(buffer[position + 1 : end])
+    after = end + 2
+    if kind == 0x2A:  # '*': an array
+        count = _integer(header)
+        if count < 0:
+            return None, after
+        items: list[bytes | int | None] = []
+        for _ in range(count):
+            item, after = _frame(buffer, after)
+            if isinstance(item, list):
+                raise redis.exceptions.ConnectionError("nested array in a pub/sub message")
+            if isinstance(item, redis.exceptions.ResponseError):
+                raise redis.exceptions.ConnectionError(f"error inside an array: {item}")
+            items.append(item)
+        return items, after
+    if kind == 0x24:  # '$': a bulk string
+        length = _integer(header)
+        if length < 0:
+            return None, after
+        if length > _MAX_BULK:
+            raise redis.exceptions.ConnectionError(f"bulk string of {length} bytes")
+        if len(buffer) < after + length + 2:
+            raise _Incomplete
+        if buffer[after + length : after + length + 2] != b"\r\n":
+            raise redis.exceptions.ConnectionError("bulk string not ended by CRLF")
+        return bytes(buffer[after : after + length]), after + length + 2
+    if kind == 0x3A:  # ':': an integer
+        return _integer(header), after
+    if kind == 0x2B:  # '+': a simple string
+        return header, after
+    if kind == 0x2D:  # '-': an error
+        return redis.exceptions.ResponseError(header.decode("utf-8", "replace")), after
+    raise redis.exceptions.ConnectionError(
+        f"not a RESP2 frame: {bytes(buffer[position:end])[:40]!r}"
+    )
+
+
+def _integer(header: bytes) -> int:
+    try:
+        return int(header)
+    except ValueError:
+        raise redis.exceptions.ConnectionError(f"not a RESP2 length: {header[:20]!r}") from None
+
+
+def _command(*words: str | bytes) -> bytes:
+    parts = [b"*%d\r\n" % len(words)]
+    for word in words:
+        data = word.encode("utf-8") if isinstance(word, str) else word
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class RespSubscriber:
+    """One connection subscribed to ``channels`` and ``patterns``; ``read`` returns the
+    (channel, data) of the messages that have arrived. Raises redis-py's
+    ``ConnectionError`` / ``AuthenticationError`` / ``TimeoutError`` or an ``OSError``
+    when the connection is lost or refused: the reader connects again."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        channels: Sequence[str] = (),
+        patterns: Sequence[str] = (),
+        connect_timeout: float = 2.0,
+        health_every: float = HEALTH_EVERY,
+        answer_within: float = ANSWER_WITHIN,
+    ) -> None:
+        self._url = url
+        self._channels = tuple(channels)
+        self._patterns = tuple(patterns)
+        self._connect_timeout = connect_timeout
+        self._health_every = health_every
+        self._answer_within = answer_within
+        self._sock: socket.socket | None = None
+        self._buffer = bytearray()
+        self._last_heard = 0.0
+        self._ping_sent: float | None = None
+        self._error: Exception | None = None
+        """An error answered after messages that were handed over first."""
+
+    def open(self) -> None:
+        # redis-py's own reading of the URL (its query parameters included).
+        options = parse_url(self._url)
+        path = options.get("path")
+        if path is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self._connect_timeout)
+            try:
+                sock.connect(str(path))
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection(
+                (str(options.get("host") or "localhost"), int(options.get("port") or 6379)),
+                timeout=self._connect_timeout,
+            )
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        self._last_heard = time.monotonic()
+        password = options.get("password")
+        if password is not None:
+            username = options.get("username")
+            self._send(_command("AUTH", *([str(username)] if username else []), str(password)))
+            self._auth_answer()
+        if self._channels:
+            self._send(_command("SUBSCRIBE", *self._channels))
+        if self._patterns:
+            self._send(_command("PSUBSCRIBE", *self._patterns))
+
+    def read(self, timeout: float) -> list[tuple[str, bytes]]:
+        """What has arrived within ``timeout`` seconds (nothing, when nothing did)."""
+        sock = self._sock
+        if sock is None:
+            raise redis.exceptions.ConnectionError("not connected")
+        if self._error is not None:
+            raise redis.exceptions.ConnectionError(f"Redis answered an error: {self._error}")
+        now = time.monotonic()
+        if self._ping_sent is None and now - self._last_heard >= self._health_every:
+            self._send(_command("PING"))
+            self._ping_sent = now
+        if self._ping_sent is not None and now - self._ping_sent >= self._answer_within:
+            raise redis.exceptions.TimeoutError(
+                f"Redis did not answer a PING within {self._answer_within:g} s"
+            )
+        ready, _, _ = select.select([sock], [], [], timeout)
+        if not ready:
+            return []
+        chunk = sock.recv(_RECV)
+        if not chunk:
+            raise redis.exceptions.ConnectionError("Redis closed the connection")
+        self._last_heard = time.monotonic()
+        self._ping_sent = None
+        self._buffer += chunk
+        frames, used = parse_frames(self._buffer)
+        del self._buffer[:used]
+        messages: list[tuple[str, bytes]] = []
+        for frame in frames:
+            if isinstance(frame, Exception):
+                # Those before it go over first; the connection is given up at the next read.
+                self._error = frame
+                break
+            if not isinstance(frame, list) or not frame:
+                continue
+            kind = frame[0]
+            if kind == b"pmessage" and len(frame) == 4:
+                channel, data = frame[2], frame[3]
+            elif kind == b"message" and len(frame) == 3:
+                channel, data = frame[1], frame[2]
+            else:
+                continue  # a confirmation, a pong
+            if isinstance(channel, bytes) and isinstance(data, bytes):
+                messages.append((channel.decode("utf-8", "replace"), data))
+        return messages
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+    def _send(self, data: bytes) -> None:
+        assert self._sock is not None
+        self._sock.settimeout(self._answer_within)
+        self._sock.sendall(data)
+
+    def _auth_answer(self) -> None:
+        assert self._sock is not None
+        deadline = time.monotonic() + self._answer_within
+        while True:
+            try:
+                answer, used = _frame(self._buffer, 0) if self._buffer else (None, -1)
+            except _Incomplete:
+                used = -1
+            if used >= 0:
+                del self._buffer[:used]
+                if isinstance(answer, Exception):
+                    raise redis.exceptions.AuthenticationError(str(answer))
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise redis.exceptions.TimeoutError("Redis did not answer AUTH")
+            self._sock.settimeout(left)
+            chunk = self._sock.recv(_RECV)
+            if not chunk:
+                raise redis.exceptions.ConnectionError("Redis closed the connection at AUTH")
+            self._buffer += chunk

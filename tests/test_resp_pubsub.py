@@ -1,0 +1,146 @@
+"""The subscribed connection parsed by the coordinator itself: frames split anywhere
+come out whole and the same; against a real Redis, AUTH, channels and patterns; a
+wrong password refused; an error after a message hands the message over first; a
+silent server is sent a PING and given up when it does not answer."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from coordinator.infra.embedded import EmbeddedRedis
+from coordinator.infra.resp_pubsub import RespSubscriber, parse_frames, supports
+
+STREAM = (
+    b"*3\r\n$10\r\npsubscribe\r\n$3\r\nm:*\r\n:1\r\n"
+    b'*4\r\n$8\r\npmessage\r\n$3\r\nm:*\r\n$7\r\nm:BTC:1\r\n$11\r\n{"close":1}\r\n'
+    b"*3\r\n$7\r\nmessage\r\n$4\r\nsigs\r\n$0\r\n\r\n"
+    b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+    b"+OK\r\n:42\r\n$-1\r\n"
+    b"*3\r\n$7\r\nmessage\r\n$4\r\nsigs\r\n$6\r\na\r\nb\r\n\r\n"
+    b"-ERR something\r\n"
+)
+
+
+def test_frames_split_at_any_byte_come_out_whole_and_the_same() -> None:
+    whole, used = parse_frames(bytearray(STREAM))
+    assert used == len(STREAM)
+    assert whole[1] == [b"pmessage", b"m:*", b"m:BTC:1", b'{"close":1}']
+    assert whole[2] == [b"message", b"sigs", b""]
+    assert whole[4:7] == [b"OK", 42, None]
+    assert whole[7] == [b"message", b"sigs", b"a\r\nb\r\n"]  # CRLF inside a body
+    assert isinstance(whole[8], redis.exceptions.ResponseError)
+    for cut in range(len(STREAM) + 1):
+        buffer = bytearray(STREAM[:cut])
+        first, used = parse_frames(buffer)
+        del buffer[:used]
+        buffer += STREAM[cut:]
+        rest, _ = parse_frames(buffer)
+        got = [str(f) if isinstance(f, Exception) else f for f in first + rest]
+        assert got == [str(f) if isinstance(f, Exception) else f for f in whole], cut
+
+
+def test_only_plain_and_unix_urls_are_read_here() -> None:
+    assert supports("redis://:pw@127.0.0.1:6379/0") and supports("unix:///run/redis.sock")
+    assert not supports("rediss://redis.example:6380/0")
+
+
+def read_until(subscriber: RespSubscriber, count: int) -> list[tuple[str, bytes]]:
+    got: list[tuple[str, bytes]] = []
+    deadline = time.monotonic() + 10
+    while len(got) < count and time.monotonic() < deadline:
+        got += subscriber.read(timeout=0.2)
+    return got
+
+
+def test_a_real_redis_with_a_password_gives_channels_and_patterns(
+    redis_server: EmbeddedRedis,
+) -> None:
+    subscriber = RespSubscriber(
+        redis_server.url, channels=("wire:signals",), patterns=("wire:market:*",)
+    )
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        subscriber.open()
+        deadline = time.monotonic() + 10
+        # Published once both subscriptions are in place (each publish says to how many).
+        while client.publish("wire:market:BTC", b"probe") < 1 and time.monotonic() < deadline:
+            subscriber.read(timeout=0.05)
+        while client.publish("wire:signals", b"probe") < 1 and time.monotonic() < deadline:
+            subscriber.read(timeout=0.05)
+        big = b"x" * 300_000  # more than one recv
+        client.publish("wire:market:ETH", b'{"close": 2}')
+        client.publish("wire:signals", big)
+        client.publish("elsewhere", b"not ours")
+        got = [m for m in read_until(subscriber, 4) if m[1] != b"probe"]
+        assert got == [("wire:market:ETH", b'{"close": 2}'), ("wire:signals", big)]
+    finally:
+        subscriber.close()
+        client.close()
+
+
+def test_a_wrong_password_is_refused(redis_server: EmbeddedRedis) -> None:
+    wrong = redis_server.url.replace(f":{redis_server.password}@", ":not-it@")
+    subscriber = RespSubscriber(wrong, channels=("wire:signals",))
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        subscriber.open()
+    subscriber.close()
+
+
+class SilentServer:
+    """Accepts one connection, writes what it is given, answers nothing else."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen()
+        self.url = f"redis://127.0.0.1:{self._listener.getsockname()[1]}/0"
+        self.received = bytearray()
+        self.connected = threading.Event()
+        self.conn: socket.socket | None = None
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        self.conn, _ = self._listener.accept()
+        self.connected.set()
+        while chunk := self.conn.recv(65536):
+            self.received += chunk
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self._listener.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def test_an_error_after_a_message_hands_the_message_over_first(silent: SilentServer) -> None:
+    subscriber = RespSubscriber(silent.url, channels=("sigs",))
+    subscriber.open()
+    assert silent.connected.wait(5) and silent.conn is not None
+    silent.conn.sendall(b"*3\r\n$7\r\nmessage\r\n$4\r\nsigs\r\n$2\r\nhi\r\n-ERR gone\r\n")
+    assert read_until(subscriber, 1) == [("sigs", b"hi")]
+    with pytest.raises(redis.exceptions.ConnectionError, match="ERR gone"):
+        subscriber.read(timeout=0.2)
+    subscriber.close()
+
+
+def test_a_silent_server_is_pinged_and_given_up(silent: SilentServer) -> None:
+    subscriber = RespSubscriber(silent.url, channels=("sigs",), health_every=0.3, answer_within=0.3)
+    subscriber.open()
+    deadline = time.monotonic() + 10
+    with pytest.raises(redis.exceptions.TimeoutError, match="PING"):
+        while time.monotonic() < deadline:
+            subscriber.read(timeout=0.1)
+    assert b"PING" in silent.received
+    subscriber.close()
