@@ -5,6 +5,8 @@ silent server is sent a PING and given up when it does not answer."""
 
 from __future__ import annotations
 
+import os
+import resource
 import socket
 import threading
 import time
@@ -144,3 +146,25 @@ def test_a_silent_server_is_pinged_and_given_up(silent: SilentServer) -> None:
             subscriber.read(timeout=0.1)
     assert b"PING" in silent.received
     subscriber.close()
+
+
+def test_a_connection_past_select_s_descriptor_limit_is_read(silent: SilentServer) -> None:
+    """A daemon with many connections opens its subscription on a descriptor past
+    1,024, where select() cannot wait."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"at most {hard} descriptors here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    subscriber = RespSubscriber(silent.url, channels=("sigs",))
+    try:
+        subscriber.open()
+        assert subscriber._sock is not None and subscriber._sock.fileno() > 1024
+        assert silent.connected.wait(5) and silent.conn is not None
+        silent.conn.sendall(b"*3\r\n$7\r\nmessage\r\n$4\r\nsigs\r\n$2\r\nhi\r\n")
+        assert read_until(subscriber, 1) == [("sigs", b"hi")]
+    finally:
+        subscriber.close()
+        for descriptor in held:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

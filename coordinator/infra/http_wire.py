@@ -109,7 +109,10 @@ class _Connection:
             if self.sock.pending():
                 return True
             try:
-                return bool(select.select([self.sock], [], [], 0)[0])
+                # poll, not select: descriptors past 1,024 are beyond select.
+                poller = select.poll()
+                poller.register(self.sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+                return bool(poller.poll(0))
             except (OSError, ValueError):
                 return True
         try:

@@ -195,8 +195,11 @@ class RespSubscriber:
             raise redis.exceptions.TimeoutError(
                 f"Redis did not answer a PING within {self._answer_within:g} s"
             )
-        ready, _, _ = select.select([sock], [], [], timeout)
-        if not ready:
+        # poll, not select: a daemon with many connections has descriptors past
+        # select's limit of 1,024.
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+        if not poller.poll(timeout * 1000):
             return []
         chunk = sock.recv(_RECV)
         if not chunk:
