@@ -199,10 +199,17 @@ def _position(pnl: float) -> PositionView:
 def test_only_losing_positions_count_as_unrealized_loss():
     view = PortfolioView(
         balances={},
-        positions={"A": _position(-5.0), "B": _position(7.0), "C": _position(-1.5)},
+        positions={
+            "A": _position(-5.0),
+            "B": _position(7.0),
+            "C": _position(-1.5),
+            "D": _position(float("nan")),  # no number: no loss
+            "E": _position(float("inf")),
+        },
         fetched_at=0.0,
     )
     assert unrealized_loss(view) == 6.5
+    assert unrealized_loss(PortfolioView(balances={}, positions={}, fetched_at=0.0)) == 0.0
 
 
 def test_the_holdings_our_sells_closed_are_given_to_an_exit_only():

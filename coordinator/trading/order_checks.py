@@ -246,7 +246,7 @@ def _risk(
             Reason.PORTFOLIO_UNAVAILABLE,
             f"equity {what}: the loss and exposure limits cannot be checked, no BUY",
         )
-    unrealized = -sum(min(0.0, p.pnl) for p in view.positions.values())
+    unrealized = view.unrealized_loss()
     loss = ledger.realized_loss_today + unrealized
     if loss / equity * 100 >= config.daily_loss_limit_percent:
         return _fail(

@@ -38,7 +38,7 @@ def loss_of(order: BookOrder) -> float:
 
 def unrealized_loss(view: PortfolioView) -> float:
     """The open positions' losses, positive (gains do not offset them)."""
-    return -sum(min(0.0, p.pnl) for p in view.positions.values())
+    return view.unrealized_loss()
 
 
 def _utc_day(now: float) -> str:
