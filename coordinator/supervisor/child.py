@@ -27,6 +27,7 @@ from coordinator.messages.supervision import (
     Pong,
 )
 from coordinator.supervisor.directory import ChildUnavailable, Directory
+from coordinator.supervisor.mailbox import LeanMailbox
 from coordinator.supervisor.ticker import Alarm, Ticker
 
 __all__ = [
@@ -164,7 +165,7 @@ class ActorContext:
         return (EventBatch(events=rest),) if rest else ()
 
 
-class ChildActor(pykka.ThreadingActor):
+class ChildActor(LeanMailbox, pykka.ThreadingActor):
     """A supervised actor. Subclasses implement ``setup``, ``handle`` and ``cleanup``.
 
     The base answers ``Ping``, carries out drills, reports every error and failure to

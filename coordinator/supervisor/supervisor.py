@@ -56,6 +56,7 @@ from coordinator.supervisor.child import (
     tell_unless_ended,
 )
 from coordinator.supervisor.directory import Directory
+from coordinator.supervisor.mailbox import LeanMailbox
 from coordinator.supervisor.policy import BackoffPolicy, RestartIntensity, wants_restart
 from coordinator.supervisor.spec import ChildSpec, Strategy
 from coordinator.supervisor.thread_labels import ThreadLabels
@@ -66,7 +67,7 @@ __all__ = ["ChildState", "Supervisor", "TreeOutcome", "TreeState"]
 logger = logging.getLogger(__name__)
 
 
-class Supervisor(_Liveness, pykka.ThreadingActor):
+class Supervisor(_Liveness, LeanMailbox, pykka.ThreadingActor):
     use_daemon_thread = True
 
     def __init__(

@@ -1,0 +1,106 @@
+"""The actors' inboxes and the futures of their answers, lighter than pykka's defaults.
+
+pykka's threading actor takes a ``queue.Queue`` for its inbox and answers an ``ask`` on a
+``ThreadingFuture``: both wait on a ``threading.Condition``, written in Python, which
+makes a lock for every wait and walks its waiters at every notify. Every message on the
+order path crosses an inbox and the Validator's ``Reserve`` waits on a future, so this is
+paid several times per signal. ``queue.SimpleQueue`` (C) has what pykka and the directory
+use of an inbox (``put``, ``get``, ``empty``, ``qsize``); a ``LatchFuture`` waits on one
+lock that ``set`` releases. Measured on real actors (``bench/mailbox.py``): a tell
+7.5 -> 1.7 us of CPU, an ask 111 -> 79 us.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pykka
+
+if TYPE_CHECKING:
+    from pykka._actor import ActorInbox
+    from pykka._future import GetHookFunc
+    from pykka._types import OptExcInfo
+
+__all__ = ["LatchFuture", "LeanMailbox"]
+
+T = TypeVar("T")
+
+
+def _held() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
+class LatchFuture(pykka.Future[T]):
+    """A future that is set once and read any number of times, by any threads.
+
+    The latch is held from creation until ``set``/``set_exception`` releases it; a
+    reader takes it and gives it back at once, so every reader after it passes too.
+    A second ``set`` raises ``queue.Full``, as pykka's own future does.
+    """
+
+    __slots__ = ("_exc_info", "_latch", "_taken", "_value")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._latch = _held()
+        self._taken = threading.Lock()
+        """Taken by the one ``set``, ``set_exception`` or ``set_get_hook`` allowed."""
+        self._value: Any = None
+        self._exc_info: OptExcInfo | None = None
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        if self._get_hook is not None:
+            return super().get(timeout=timeout)
+        latch = self._latch
+        if timeout is None:
+            latch.acquire()
+        elif not (latch.acquire(timeout=timeout) if timeout > 0 else latch.acquire(False)):
+            raise pykka.Timeout(f"{timeout} seconds")
+        latch.release()
+        if self._exc_info is not None:
+            exc_type, exc_value, exc_traceback = self._exc_info
+            if exc_value is None:
+                assert exc_type is not None
+                exc_value = exc_type()
+            if exc_value.__traceback__ is not exc_traceback:
+                raise exc_value.with_traceback(exc_traceback)
+            raise exc_value
+        return self._value
+
+    def set(self, value: Any = None) -> None:
+        self._take()
+        self._value = value
+        self._latch.release()
+
+    def set_exception(self, exc_info: OptExcInfo | None = None) -> None:
+        assert exc_info is None or len(exc_info) == 3
+        self._take()
+        self._exc_info = sys.exc_info() if exc_info is None else exc_info
+        self._latch.release()
+
+    def set_get_hook(self, func: GetHookFunc[T]) -> None:
+        self._take()
+        super().set_get_hook(func)
+        self._latch.release()
+
+    def _take(self) -> None:
+        if not self._taken.acquire(False):
+            raise queue.Full
+
+
+class LeanMailbox:
+    """Mixed in before ``pykka.ThreadingActor``: its inbox and its answers' futures."""
+
+    @staticmethod
+    def _create_actor_inbox() -> ActorInbox:
+        inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        return inbox
+
+    @staticmethod
+    def _create_future() -> pykka.Future[Any]:
+        return LatchFuture()

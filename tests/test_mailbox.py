@@ -1,0 +1,135 @@
+"""The actors' lighter inbox and answer futures keep pykka's contract: on real actors,
+an answer or an error reaches every reader once set, a wait ends at its timeout, a
+future is set once, pykka's combinators work, and an actor stopping answers what
+waited in its inbox with ActorDeadError."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pykka
+import pytest
+from pykka._envelope import Envelope
+
+from coordinator.supervisor.mailbox import LatchFuture, LeanMailbox
+
+
+class Answering(LeanMailbox, pykka.ThreadingActor):
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        super().__init__()
+        self.gate = gate
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "wait":
+            assert self.gate is not None
+            self.gate.wait(10)
+            return "waited"
+        if message == "fail":
+            raise ValueError("refused: fail")
+        return message * 2
+
+
+@pytest.fixture
+def actor() -> Any:
+    ref = Answering.start()
+    yield ref
+    ref.stop()
+
+
+def test_an_ask_is_answered_on_a_latch_future_through_a_simple_queue(actor: Any) -> None:
+    future = actor.ask(21, block=False)
+    assert isinstance(future, LatchFuture)
+    assert isinstance(actor.actor_inbox, queue.SimpleQueue)
+    assert future.get(timeout=5) == 42
+    assert future.get(timeout=0) == 42  # read again, at once
+    assert [actor.ask(n, timeout=5) for n in range(100)] == [2 * n for n in range(100)]
+
+
+def test_an_error_of_the_actor_is_raised_to_each_reader_with_its_traceback(actor: Any) -> None:
+    future = actor.ask("fail", block=False)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="refused: fail") as raised:
+            future.get(timeout=5)
+        assert any(entry.name == "on_receive" for entry in raised.traceback)
+    assert actor.ask(1, timeout=5) == 2  # the actor lives on
+
+
+def test_a_wait_ends_at_its_timeout_and_the_answer_still_comes() -> None:
+    gate = threading.Event()
+    ref = Answering.start(gate)
+    try:
+        future = ref.ask("wait", block=False)
+        with pytest.raises(pykka.Timeout):
+            future.get(timeout=0.05)
+        with pytest.raises(pykka.Timeout):
+            future.get(timeout=0)
+        gate.set()
+        assert future.get(timeout=5) == "waited"
+    finally:
+        ref.stop()
+
+
+def test_every_reader_waiting_on_one_future_gets_its_value() -> None:
+    future: LatchFuture[int] = LatchFuture()
+    started = threading.Barrier(9)
+
+    def read() -> int:
+        started.wait(5)
+        return future.get(timeout=5)
+
+    with ThreadPoolExecutor(8) as pool:
+        reads = [pool.submit(read) for _ in range(8)]
+        started.wait(5)
+        future.set(7)
+        assert [r.result(timeout=5) for r in reads] == [7] * 8
+
+
+def test_a_future_is_set_once() -> None:
+    future: LatchFuture[int] = LatchFuture()
+    future.set(1)
+    with pytest.raises(queue.Full):
+        future.set(2)
+    with pytest.raises(queue.Full):
+        future.set_exception((ValueError, ValueError("late"), None))
+    with pytest.raises(queue.Full):
+        future.set_get_hook(lambda timeout: 3)
+    assert future.get(timeout=0) == 1
+
+    hooked: LatchFuture[int] = LatchFuture()
+    hooked.set_get_hook(lambda timeout: 5)
+    with pytest.raises(queue.Full):
+        hooked.set(6)
+    assert hooked.get(timeout=0) == 5
+
+
+def test_an_exception_set_without_a_value_is_made_when_read() -> None:
+    future: LatchFuture[int] = LatchFuture()
+    future.set_exception((KeyError, None, None))
+    with pytest.raises(KeyError):
+        future.get(timeout=0)
+
+
+def test_pykkas_combinators_work_on_the_answers(actor: Any) -> None:
+    first = actor.ask(1, block=False)
+    second = actor.ask(2, block=False)
+    assert first.map(lambda v: v + 1).get(timeout=5) == 3
+    assert first.join(second).get(timeout=5) == [2, 4]
+    assert pykka.get_all([first, second], timeout=5) == [2, 4]
+
+
+def test_an_actor_stopping_answers_what_waited_in_its_inbox_with_actor_dead() -> None:
+    gate = threading.Event()
+    ref = Answering.start(gate)
+    busy = ref.ask("wait", block=False)
+    stopping = ref.stop(block=False)  # queued behind the busy message
+    # Put behind the stop directly (tell/ask refuse once the actor is stopping).
+    late = LatchFuture[int]()
+    ref.actor_inbox.put(Envelope(3, reply_to=late))
+    gate.set()
+    assert busy.get(timeout=5) == "waited"
+    stopping.get(timeout=5)
+    with pytest.raises(pykka.ActorDeadError):
+        late.get(timeout=5)
