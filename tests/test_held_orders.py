@@ -61,7 +61,8 @@ def test_a_trader_outage_loses_no_signal_and_fills_no_order_twice(pipelines):
     for payload in payloads:
         pipe.publish(payload)
     # The first ones reach the Trader and fail before its breaker opens; the rest wait.
-    wait_for(lambda: pipe.paper.stats()["orders_received"] >= 2, message="failed attempts")
+    # How many get there depends on when the health probe sees the 500s too: one at least.
+    wait_for(lambda: pipe.paper.stats()["orders_received"] >= 1, message="failed attempts")
     failed_first = set(pipe.paper.stats()["requests_by_client_order_id"])
     wait_for(
         lambda: requests.get(pipe.url + "/status", timeout=5).json()["trading_state"] == "HALTED",
