@@ -104,14 +104,18 @@ def _checks(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+# Built once: json.dumps makes a new encoder at every call given options. NaN and
+# infinities are no JSON: refused here (a ValueError, then a RecordError, the batch split).
+_ROWS = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 def json_rows(rows: list[dict[str, Any]]) -> str:
-    # NaN and infinities are no JSON: refused here (a RecordError), the batch split.
-    return json.dumps(rows, allow_nan=False, separators=(",", ":"))
+    return _ROWS.encode(rows)
 
 
 def encode_row(row: dict[str, Any]) -> str:
     """One row as JSON (ValueError for a NaN or an infinity, which PostgreSQL refuses)."""
-    return json.dumps(row, allow_nan=False, separators=(",", ":"))
+    return _ROWS.encode(row)
 
 
 def decided_event(row_json: str, source: str, order: dict[str, Any] | None) -> bytes:

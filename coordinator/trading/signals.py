@@ -118,8 +118,12 @@ class InvalidSignal:
         return "; ".join(f"{e.field}: {e.problem}" for e in self.errors)
 
 
+# One encoder for every signal: json.dumps builds a new one per call when given options.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def parse_signal(
