@@ -14,7 +14,7 @@ import pykka
 import pytest
 from pykka._envelope import Envelope
 
-from coordinator.supervisor.mailbox import LatchFuture, LeanMailbox
+from coordinator.supervisor.mailbox import DeferringInbox, LatchFuture, LeanMailbox
 
 
 class Answering(LeanMailbox, pykka.ThreadingActor):
@@ -130,6 +130,96 @@ def test_an_actor_stopping_answers_what_waited_in_its_inbox_with_actor_dead() ->
     ref.actor_inbox.put(Envelope(3, reply_to=late))
     gate.set()
     assert busy.get(timeout=5) == "waited"
+    stopping.get(timeout=5)
+    with pytest.raises(pykka.ActorDeadError):
+        late.get(timeout=5)
+
+
+class Note:
+    """A told message that need not wake its actor."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+class Deferring(LeanMailbox, pykka.ThreadingActor):
+    deferred_messages = (Note,)
+
+    def __init__(self, noted: threading.Event | None = None) -> None:
+        super().__init__()
+        self.handled: list[Any] = []
+        self.noted = noted or threading.Event()
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Note):
+            self.handled.append(message.n)
+            self.noted.set()
+            return message.n
+        self.handled.append(message)
+        return list(self.handled)
+
+
+def test_a_deferred_message_waits_for_the_next_wake_and_keeps_its_place() -> None:
+    noted = threading.Event()
+    ref = Deferring.start(noted)
+    try:
+        assert isinstance(ref.actor_inbox, DeferringInbox)
+        ref.ask("started", timeout=5)  # the actor is now asleep on an empty inbox
+        ref.tell(Note(1))
+        ref.tell(Note(2))
+        assert not noted.wait(0.2)  # nothing woke it
+        assert ref.actor_inbox.qsize() == 2
+        ref.tell("tick")
+        assert noted.wait(5)
+        assert ref.ask("after", timeout=5) == ["started", 1, 2, "tick", "after"]
+        # An ask of a deferred type is answered at once: someone waits on it.
+        assert ref.ask(Note(3), timeout=5) == 3
+    finally:
+        ref.stop()
+
+
+def test_a_deferring_inbox_loses_nothing_and_keeps_each_senders_order() -> None:
+    inbox = DeferringInbox(frozenset({Note}))
+    senders, each = 4, 3000
+    taken: list[tuple[int, int]] = []
+
+    def send(sender: int) -> None:
+        for n in range(each):
+            # Mostly deferred, now and then one that wakes; the last always wakes.
+            message = (sender, n) if n % 7 == 0 or n == each - 1 else Note(sender * each + n)
+            inbox.put(Envelope(message))
+
+    def take() -> None:
+        for _ in range(senders * each):
+            message = inbox.get(timeout=5).message  # queue.Empty if a wake was lost
+            if isinstance(message, Note):
+                taken.append(divmod(message.n, each))
+            else:
+                taken.append(message)
+
+    taker = threading.Thread(target=take)
+    taker.start()
+    with ThreadPoolExecutor(senders) as pool:
+        for result in [pool.submit(send, s) for s in range(senders)]:
+            result.result(timeout=30)
+    taker.join(30)
+    assert not taker.is_alive()
+    assert len(taken) == senders * each
+    for sender in range(senders):
+        assert [n for s, n in taken if s == sender] == list(range(each))
+    assert inbox.empty() and inbox.qsize() == 0
+    with pytest.raises(queue.Empty):
+        inbox.get(block=False)
+    with pytest.raises(queue.Empty):
+        inbox.get(timeout=0.01)
+
+
+def test_a_deferring_actor_stopping_answers_what_waited_with_actor_dead() -> None:
+    ref = Deferring.start()
+    ref.ask("started", timeout=5)
+    stopping = ref.stop(block=False)
+    late = LatchFuture[int]()
+    ref.actor_inbox.put(Envelope(Note(4), reply_to=late))
     stopping.get(timeout=5)
     with pytest.raises(pykka.ActorDeadError):
         late.get(timeout=5)

@@ -71,6 +71,10 @@ _RETRY = Backoff(0.1, 5.0)
 
 class StoreWriter(ChildActor):
     subscriptions = (LeaderElected,)
+    # Written at the next StoreTick (every flush_interval) whenever they come: waking
+    # for each was three thread switches per order. An ask (GetUndecided, a snapshot)
+    # wakes it, and takes what waits before it, in order.
+    deferred_messages = (RecordSignal, RecordOrder, RecordDecision, AckStreamEntry, RecordAudit)
     settings: StoreSettings
 
     def setup(self) -> None:
