@@ -9,10 +9,12 @@ incarnations, order is not asked.)"""
 
 from __future__ import annotations
 
+import queue
 import threading
 from typing import Any
 
 import pykka
+from pykka._envelope import Envelope
 
 from coordinator.supervisor.directory import Directory
 
@@ -82,3 +84,56 @@ def test_tells_racing_withdrawals_and_installs_lose_nothing_and_keep_order() -> 
                 assert mine == list(range(PER_SENDER)), f"sender {sender} out of order"
             else:
                 assert sorted(mine) == list(range(PER_SENDER)), f"sender {sender}: lost or twice"
+
+
+class TakenMeanwhile(queue.Queue[Any]):
+    """An inbox whose child, hung until now, takes its last message between the
+    directory's look and its take (made certain here: the look takes it)."""
+
+    def empty(self) -> bool:
+        was_empty = super().empty()
+        if not was_empty and self.qsize() == 1:
+            self.get_nowait()  # the child, alive again, took it
+        return was_empty
+
+
+class Reviving(pykka.ThreadingActor):
+    def __init__(self, holding: threading.Event, gate: threading.Event) -> None:
+        super().__init__()
+        self.holding, self.gate = holding, gate
+
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        return TakenMeanwhile()
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "hang":
+            self.holding.set()
+            self.gate.wait(30)
+        return message
+
+
+def test_a_withdrawal_never_waits_on_an_inbox_its_child_emptied_meanwhile() -> None:
+    directory = Directory()
+    directory.register("hung")
+    holding, gate = threading.Event(), threading.Event()
+    ref = Reviving.start(holding, gate)
+    try:
+        directory.expect("hung", 1)
+        assert directory.install("hung", ref, 1)
+        directory.tell("hung", "hang")
+        assert holding.wait(10)
+        # Hung: what waits in its inbox is the directory's to move; the last message
+        # is taken by the child meanwhile.
+        ref.actor_inbox.put(Envelope("kept"))
+        ref.actor_inbox.put(Envelope("taken"))
+        done = threading.Event()
+        withdrawal = threading.Thread(
+            target=lambda: (directory.withdraw("hung", 1, drain=True), done.set()), daemon=True
+        )
+        withdrawal.start()
+        assert done.wait(10), "the withdrawal waited on an empty inbox"
+        assert directory.depth("hung") >= 1  # "kept" at least, for the next incarnation
+    finally:
+        gate.set()
+        ref.stop()

@@ -10,6 +10,7 @@ here too, so a crash loses only the message that caused it.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -115,8 +116,15 @@ class Directory:
             entry.buffer.extend(first)
             kept = len(first)
             inbox = ref.actor_inbox
-            while not inbox.empty():
-                envelope: Envelope[Any] = inbox.get()
+            while True:
+                # Never a blocking take: a hung child that comes back to life may take
+                # the last message between a check for empty and the take, which would
+                # then wait forever here, holding every sender to this child. (pykka's
+                # ActorInbox protocol leaves out ``block``, which every inbox here has.)
+                try:
+                    envelope: Envelope[Any] = inbox.get(block=False)  # type: ignore[call-arg]
+                except queue.Empty:
+                    break
                 if isinstance(envelope.message, pykka.messages._ActorStop):
                     if envelope.reply_to is not None:
                         envelope.reply_to.set(None)
