@@ -16,6 +16,7 @@ import contextlib
 import queue
 import sys
 import threading
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -127,6 +128,7 @@ class DeferringInbox:
 
     def get(self, block: bool = True, timeout: float | None = None) -> Envelope[Any]:
         items = self._items
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
                 return items.popleft()
@@ -134,10 +136,10 @@ class DeferringInbox:
                 if not block:
                     raise queue.Empty from None
             # A pending wake with nothing behind it (its message was taken in an
-            # earlier turn) just sends the loop round again.
-            if timeout is None:
+            # earlier turn) just sends the loop round again, within the same timeout.
+            if deadline is None:
                 self._wake.acquire()
-            elif not self._wake.acquire(timeout=timeout):
+            elif not self._wake.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
                 raise queue.Empty
 
     def empty(self) -> bool:
