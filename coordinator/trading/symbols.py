@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 __all__ = ["QUOTE_ASSETS", "SYMBOL_PATTERN", "is_symbol", "split_symbol"]
 
@@ -21,6 +22,9 @@ def is_symbol(text: object) -> bool:
     return isinstance(text, str) and SYMBOL_PATTERN.fullmatch(text) is not None
 
 
+# The Ledger's book splits every order's symbol several times over for each fetched
+# view; the symbols met are a few thousand at most. (An error is not remembered.)
+@lru_cache(maxsize=8192)
 def split_symbol(symbol: str) -> tuple[str, str]:
     """``BTCUSDC`` -> (``BTC``, ``USDC``): the longest known quote asset at the end."""
     for quote in _BY_LENGTH:
