@@ -223,3 +223,37 @@ def test_a_deferring_actor_stopping_answers_what_waited_with_actor_dead() -> Non
     stopping.get(timeout=5)
     with pytest.raises(pykka.ActorDeadError):
         late.get(timeout=5)
+
+
+class _SpuriousFirstWake:
+    """Stands for a deferring inbox's wake lock holding a wake whose message was taken
+    already: the first take passes after a while (the time a waiter would spend before
+    its turn came round), every later one finds nothing and times out at once. The
+    timeouts asked for are kept."""
+
+    def __init__(self, first_after: float) -> None:
+        self.first_after = first_after
+        self.timeouts: list[float] = []
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        self.timeouts.append(timeout)
+        if len(self.timeouts) == 1:
+            threading.Event().wait(self.first_after)
+            return True
+        return False
+
+    def release(self) -> None:
+        raise AssertionError("nothing is put in this test")
+
+
+def test_a_deferring_inbox_wait_ends_at_its_timeout_from_the_call_despite_a_stale_wake() -> None:
+    # A wake with nothing behind it sends get round again: the wait that follows is
+    # what is left of the caller's timeout, not the whole of it again.
+    inbox = DeferringInbox(frozenset({Note}))
+    wake = _SpuriousFirstWake(first_after=0.3)
+    inbox._wake = wake  # type: ignore[assignment]
+    with pytest.raises(queue.Empty):
+        inbox.get(timeout=0.5)
+    first, second = wake.timeouts
+    assert first <= 0.5
+    assert second <= 0.5 - 0.3
