@@ -168,6 +168,27 @@ def test_a_reservation_is_released_when_its_lifetime_ends():
     assert ledger.selling() == frozenset()
 
 
+def test_a_fill_is_trusted_only_to_a_view_fetched_after_it():
+    # The Portfolio unreachable since just before our SELL: once the settle window is
+    # up, a view fetched before the sell is no reason to count the sold holding again
+    # (a second SELL sized on it would be refused: nothing is held).
+    ledger = book()
+    ledger.fetched_view(view(100_000.0, 10.0, 10.0), NOW - 1)
+    order = ledger.reserve(sell(10.0), owner="validator-0#1", now=NOW)
+    ledger.settle(order.reservation_id, True, symbol=APT, side=Side.SELL, now=NOW + 1)
+    assert APT not in ledger.view.positions
+    released, trusted = ledger.expire(NOW + 1 + 180.0 + 1)
+    assert (released, trusted) == ([], [])
+    assert APT not in ledger.view.positions, "the sold holding is not back"
+    # A view fetched after the sell that still does not show it: the Portfolio is the
+    # truth once the window is up, as before.
+    ledger.fetched_view(view(100_000.0, 10.0, 10.0), NOW + 200.0)
+    assert APT not in ledger.view.positions, "still laid over the lagging view"
+    released, trusted = ledger.expire(NOW + 205.0)
+    assert [o.reservation_id for o in trusted] == [order.reservation_id] and not released
+    assert ledger.view.positions[APT].quantity == 10.0
+
+
 # --- item 5: sell quantity -------------------------------------------------------------
 
 

@@ -240,7 +240,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("PORTFOLIO_MAX_AGE_EXIT", "risk", "portfolio_max_age_exit", _SECONDS, 600.0, "a SELL may size on a view this old"),
     _s("PORTFOLIO_TIMEOUT", "risk", "portfolio_timeout", Number(above=0, maximum=30, unit="seconds"), 2.0, "timeout of a Portfolio request"),
     _s("RESERVATION_LIFETIME", "risk", "reservation_lifetime", Number(minimum=10, maximum=3600, unit="seconds"), 90.0, "an order's reservation not settled after this is released with a warning (longer than the Trader timeouts and the intent claim; a WARNING at start when shorter than an order held after a 5xx may wait)"),
-    _s("FILL_SETTLE_WINDOW", "risk", "fill_settle_window", Number(minimum=10, maximum=3600, unit="seconds"), 180.0, "our fill is laid over the Portfolio's view until both its positions and balances show it, at most this long"),
+    _s("FILL_SETTLE_WINDOW", "risk", "fill_settle_window", Number(minimum=10, maximum=3600, unit="seconds"), 180.0, "our fill is laid over the Portfolio's view until both its positions and balances show it, at most this long, and past it until a view fetched after the fill (the Portfolio out of reach: a view older than the fill cannot show it)"),
     _s("QUANTITY_DECIMALS", "risk", "quantity_decimals", Integer(0, 8), 8, "order quantities are floored to this many decimals"),
     _s("QUANTITY_DECIMALS_BY_SYMBOL", "risk", "quantity_decimals_by_symbol", SymbolDecimals(), (), "decimals of particular symbols"),
     # execution and storage

@@ -42,6 +42,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _ZERO = Balance(0.0, 0.0, 0.0)
+# Seconds until a fill kept past its settle window, no view fetched since, is looked at again.
+_TRUST_RECHECK = 1.0
 
 
 class OrderState(StrEnum):
@@ -93,6 +95,8 @@ class BookOrder:
     unknown: bool = False
     """Settled unknown: a BUY spends its cash but adds no position or base until shown
     (it may not have filled: a SELL sized on it would sell coins of no position)."""
+    filled_at: float | None = None
+    """When the book learned it filled (settled, or adopted from the store)."""
 
 
 @dataclass
@@ -234,6 +238,7 @@ class LedgerBook:
             state=OrderState.FILLED,
             unknown=unknown or plan.side is Side.BUY,
             expires_at=at + self.settle_window,
+            filled_at=at,
         )
         if plan.side is Side.BUY:
             self._count_buying(plan.symbol, -1)  # counted again while unknown and unshown
@@ -269,6 +274,7 @@ class LedgerBook:
             unknown=filled is None,
             filled_before=self.last_id if filled else order.filled_before,
             expires_at=now + self.settle_window,
+            filled_at=now,
         )
         self._filled_one(order, now)
         return SettleResult.SETTLED, order
@@ -338,6 +344,7 @@ class LedgerBook:
         released: list[BookOrder] = []
         trusted: list[BookOrder] = []
         changed: list[Group] = []
+        requested = self.fetched_requested_at
         for base in self._overlay.due(now):
             group = self._own(base)
             changed.append(group)
@@ -348,6 +355,11 @@ class LedgerBook:
                     del self._reserved[order.reservation_id]
                     if order.plan.side is Side.BUY:
                         self._count_buying(order.plan.symbol, -1)
+                elif order.filled_at is not None and not (requested or 0.0) > order.filled_at:
+                    # No view fetched since it filled could show it (the Portfolio out
+                    # of reach): trusting the older one would bring back what we sold
+                    # (a second SELL, refused) or spent. Laid on until a newer one.
+                    group.put(replace(order, expires_at=now + _TRUST_RECHECK))
                 else:
                     trusted.append(order)
                     refold = True
