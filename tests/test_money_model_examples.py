@@ -1,5 +1,6 @@
 """Examples of the money model (tests/test_money_model.py) found by it: a stop's exit
-sent again under its own id over an order answered 5xx without a fill."""
+sent again under its own id over an order answered 5xx without a fill; a sold holding
+counted back when the settle window ended with the Portfolio out of reach."""
 
 from __future__ import annotations
 
@@ -41,3 +42,21 @@ def test_an_exit_sent_again_after_a_restart_over_its_order_found_not_executed() 
     model.validator_runs(_Given(again), outcome="filled", caught_up=None)  # type: ignore[arg-type]
     assert model.w.store.decisions[again.signal.signal_id][0] == "rejected"
     model.exits_stay_possible(fetch_fails=False)
+
+
+def test_a_sold_holding_is_not_counted_back_from_a_view_older_than_the_sale() -> None:
+    """Found by this model: the Portfolio not answering for longer than the settle
+    window after our SELL filled; the window ended on the view fetched before the sale,
+    the holding came back, and a second SELL was sized on it (nothing held). A fill is
+    trusted only to a view fetched after it."""
+    model = MoneyModel()
+    model.start(cash=200.0, fee_in_base=False, held=["BBBUSDC"])
+    model.ledger_fetches()  # asked for, never answered
+    model.signal("AAAUSDC", "BUY", at_once=False, outcome="filled", caught_up=None)
+    model.signal("BBBUSDC", "SELL", at_once=True, outcome="filled", caught_up=None)
+    (sold,) = [s for s in model.w.settles if s.symbol == "BBBUSDC"]
+    model.settle_arrives(_Given(sold), again=False)  # type: ignore[arg-type]
+    for _ in range(3):
+        model.time_passes(70.0, feed=False, stops_fetch=False)
+    # Checked at the order request: a SELL never exceeds what is held.
+    model.signal("BBBUSDC", "SELL", at_once=True, outcome="filled", caught_up=None)
