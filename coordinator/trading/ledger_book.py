@@ -15,6 +15,7 @@ asset (``ledger_groups``), so that its cost does not grow with the book.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from copy import copy as shallow_copy
 from dataclasses import dataclass, field, replace
@@ -42,8 +43,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _ZERO = Balance(0.0, 0.0, 0.0)
-# Seconds until a fill kept past its settle window, no view fetched since, is looked at again.
-_TRUST_RECHECK = 1.0
+_TRUST_RECHECK = 1.0  # seconds until a fill kept past its window is looked at again
 
 
 class OrderState(StrEnum):
@@ -344,7 +344,7 @@ class LedgerBook:
         released: list[BookOrder] = []
         trusted: list[BookOrder] = []
         changed: list[Group] = []
-        requested = self.fetched_requested_at
+        seen = -math.inf if self.fetched_requested_at is None else self.fetched_requested_at
         for base in self._overlay.due(now):
             group = self._own(base)
             changed.append(group)
@@ -355,7 +355,7 @@ class LedgerBook:
                     del self._reserved[order.reservation_id]
                     if order.plan.side is Side.BUY:
                         self._count_buying(order.plan.symbol, -1)
-                elif order.filled_at is not None and not (requested or 0.0) > order.filled_at:
+                elif order.filled_at is not None and seen <= order.filled_at:
                     # No view fetched since it filled could show it (the Portfolio out
                     # of reach): trusting the older one would bring back what we sold
                     # (a second SELL, refused) or spent. Laid on until a newer one.
