@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -17,7 +17,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from coordinator.trading.ledger_book import LedgerBook, OrderState
+from coordinator.trading.ledger_book import BookOrder, LedgerBook, OrderState
+from coordinator.trading.ledger_groups import Group
 from coordinator.trading.signals import Side
 from coordinator.trading.validation import Balance, OrderPlan, PortfolioView, PositionView
 from tests.test_ledger_book_model import LedgerBookMachine
@@ -161,3 +162,78 @@ class BookFuzz(RuleBasedStateMachine):
 
 TestBookFuzz = BookFuzz.TestCase
 TestBookFuzz.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
+
+
+_SYMBOLS = ("APTUSDC", "APTBTC")
+_fills = st.lists(
+    st.builds(
+        lambda n, symbol, side, quantity, price, unknown, shown: BookOrder(
+            reservation_id=f"r-{n}",
+            plan=OrderPlan(symbol, side, quantity, price, quantity * price, None),
+            owner="o",
+            reserved_at=float(n),
+            expires_at=float(n) + 180.0,
+            state=OrderState.FILLED,
+            base_before=0.0,
+            base_after=0.0,
+            held_before=0.0,
+            held_after=0.0,
+            positions_shown=shown[0],
+            balances_shown=shown[1],
+            number=n,
+            unknown=unknown,
+        ),
+        st.integers(1, 10**6),
+        st.sampled_from(_SYMBOLS),
+        st.sampled_from([Side.BUY, Side.SELL]),
+        st.floats(0.001, 1e6),
+        st.floats(0.0001, 1e5),
+        st.booleans(),
+        st.tuples(st.booleans(), st.booleans()),
+    ),
+    max_size=30,
+    unique_by=lambda o: o.number,
+)
+_balances = st.none() | st.builds(
+    Balance, st.floats(0.0, 1e6), st.floats(0.0, 1e6), st.none() | st.floats(0.0, 1e9)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fills=_fills,
+    balance=_balances,
+    held=st.dictionaries(st.sampled_from(_SYMBOLS), st.floats(0.0, 1e6), max_size=2),
+    fee_rate=st.sampled_from([0.0, 0.001, 0.00075]),
+    fee_in_base=st.sampled_from([None, False, True]),
+)
+def test_a_group_folded_at_once_is_the_same_as_fill_by_fill(
+    fills: list[BookOrder],
+    balance: Balance | None,
+    held: dict[str, float],
+    fee_rate: float,
+    fee_in_base: bool | None,
+) -> None:
+    """Taking a view folds each group on local numbers (``Group._fold_fills``): the
+    very same floats as one ``step`` per fill, which the book's other changes take."""
+    positions = {s: PositionView(s, q, 3.0, q * 3.0, 0.0) for s, q in held.items()}
+    fetched = PortfolioView(
+        balances={} if balance is None else {"APT": balance},
+        positions=positions,
+        fetched_at=1.0,
+    )
+    at_once = Group("APT", object(), 180.0)
+    by_step = Group("APT", object(), 180.0)
+    for order in fills:
+        at_once.put(order)
+    at_once.fold(fetched, fee_rate=fee_rate, fee_in_base=fee_in_base)
+    by_step.symbols.update(at_once.symbols)
+    by_step.balance = fetched.balances.get("APT")
+    by_step.positions = {s: p for s, p in positions.items() if s in by_step.symbols}
+    for order in sorted(fills, key=lambda o: (o.reserved_at, o.number)):
+        by_step.step(order, fee_rate=fee_rate, fee_in_base=fee_in_base)
+    assert at_once.balance == by_step.balance
+    assert at_once.positions == by_step.positions
+    assert (at_once.moved, at_once.laid_quote) == (by_step.moved, by_step.laid_quote)
+    assert at_once.last_key == by_step.last_key
+    assert at_once.fills == len(fills)

@@ -399,27 +399,25 @@ class LedgerBook:
         """After a fetched view: every group from its marked orders, folded again."""
         every = sorted((o for s in sequences.values() for o in s), key=lambda o: o.number)
         groups = {base: g.copy(self._owner) for base, g in self._groups.items()}
-        for group in groups.values():
-            group.forget_orders()
         self._groups = groups
-        for order in every:
-            groups[split_symbol(order.plan.symbol)[0]].put(order)
-            if order.positions_shown:
-                self._record_closed(order, at)
+        kept: dict[str, list[BookOrder]] = {base: [] for base in groups}
         self._reserved, self._buying, self._filled = {}, {}, 0
         self._overlay = Overlay()
         for order in every:
-            group = groups[split_symbol(order.plan.symbol)[0]]
             plan = order.plan
+            if order.positions_shown:
+                self._record_closed(order, at)
             if order.state is OrderState.RESERVED:
                 self._reserved[order.reservation_id] = order
                 if plan.side is Side.BUY:
                     self._count_buying(plan.symbol, 1)
             elif order.positions_shown and order.balances_shown:
-                group.orders.pop(order.reservation_id)
+                continue  # shown whole: nothing left to lay
             elif plan.side is Side.BUY and order.unknown and not order.positions_shown:
                 self._count_buying(plan.symbol, 1)
-        for group in list(groups.values()):
+            kept[split_symbol(plan.symbol)[0]].append(order)
+        for base, group in list(groups.items()):
+            group.lay_orders(kept[base])
             self._fold(group)
             self._filled += group.fills
             self._apply(group)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from coordinator.trading.ledger_overlay import lay_step
+from coordinator.trading.signals import Side
 from coordinator.trading.validation import Balance, ClosedHolding, PortfolioView, PositionView
 
 if TYPE_CHECKING:
@@ -52,6 +53,21 @@ class Parts(Generic[_V]):
         self._mine: set[int] = set()
         self._size = 0
         self.mins = [_NEVER] * _PARTS
+
+    @staticmethod
+    def of(due_of: Callable[[_V], float], items: list[tuple[str, _V]]) -> Parts[_V]:
+        """A new mapping of ``items``, put in at once."""
+        parts: Parts[_V] = Parts(due_of)
+        for key, value in items:
+            index = hash(key) % _PARTS
+            part = parts._parts[index]
+            if part is _EMPTY:
+                part = parts._parts[index] = {}
+                parts._mine.add(index)
+            part[key] = value
+        parts._size = sum(map(len, parts._parts))
+        parts.mins = [min(map(due_of, p.values()), default=_NEVER) for p in parts._parts]
+        return parts
 
     def copy(self) -> Parts[_V]:
         copy: Parts[_V] = Parts.__new__(Parts)
@@ -155,8 +171,9 @@ class Group:
         """When something of the group's may expire (an order, a closed holding)."""
         return min(min(self.orders.mins), min(self.closed.mins))
 
-    def forget_orders(self) -> None:
-        self.orders = Parts(_expiry)
+    def lay_orders(self, orders: list[BookOrder]) -> None:
+        """Its orders, all of them at once (a fetched view lays every order again)."""
+        self.orders = Parts.of(_expiry, [(o.reservation_id, o) for o in orders])
 
     def put(self, order: BookOrder) -> None:
         """Add or replace ``order``."""
@@ -200,8 +217,55 @@ class Group:
             key=lambda o: (o.reserved_at, o.number),
         )
         self.fills = len(fills)
+        if fills:
+            self._fold_fills(fills, fee_rate, fee_in_base)
+
+    def _fold_fills(
+        self, fills: list[BookOrder], fee_rate: float, fee_in_base: bool | None
+    ) -> None:
+        """``step`` for each of ``fills`` in turn, the same arithmetic in the same order
+        (so the same floats), on local numbers: taking a fetched view folds every group
+        again, and building a balance per fill was a third of it."""
+        balance = self.balance
+        laid = balance is not None
+        free, total = (balance.free, balance.total) if balance is not None else (0.0, 0.0)
+        value = balance.value if balance is not None else 0.0
+        moved, laid_quote = self.moved, self.laid_quote
+        positions = self.positions
+        buy, sell = Side.BUY, Side.SELL
+        got_all = fee_in_base is False
         for order in fills:
-            self.step(order, fee_rate=fee_rate, fee_in_base=fee_in_base)
+            plan = order.plan
+            side = plan.side
+            if not order.balances_shown:
+                laid = laid_quote = True
+                if side is buy:
+                    moved += -plan.notional * (1 + fee_rate)
+                    if order.unknown:
+                        value = (value or 0.0) + plan.notional
+                    else:
+                        got = plan.quantity if got_all else plan.quantity * (1 - fee_rate)
+                        free, total = free + got, total + got
+                        value = (value or 0.0) + got * plan.reference_price
+                else:
+                    moved += plan.notional * (1 - fee_rate)
+                    free = max(0.0, free - plan.quantity)
+                    total = max(0.0, total - plan.quantity)
+                    value = total * plan.reference_price
+            if not order.positions_shown and not (side is buy and order.unknown):
+                symbol = plan.symbol
+                if side is sell:
+                    positions.pop(symbol, None)
+                else:
+                    old = positions.get(symbol)
+                    quantity = plan.quantity + (old.quantity if old else 0.0)
+                    price = plan.reference_price
+                    positions[symbol] = PositionView(symbol, quantity, price, quantity * price, 0.0)
+        if laid:
+            self.balance = Balance(free, total, value)
+        self.moved, self.laid_quote = moved, laid_quote
+        last = fills[-1]
+        self.last_key = (last.reserved_at, last.number)
 
     def step(self, order: BookOrder, *, fee_rate: float, fee_in_base: bool | None) -> None:
         """One more fill, after every one folded (its symbol admitted)."""
