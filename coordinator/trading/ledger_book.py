@@ -20,6 +20,7 @@ import secrets
 from copy import copy as shallow_copy
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from operator import attrgetter
 
 from coordinator.trading.ledger_groups import Group, Overlay, merged
 from coordinator.trading.ledger_matching import by_symbol, mark_shown
@@ -43,6 +44,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _ZERO = Balance(0.0, 0.0, 0.0)
+_NUMBER = attrgetter("number")
 _TRUST_RECHECK = 1.0  # seconds until a fill kept past its window is looked at again
 
 
@@ -397,7 +399,7 @@ class LedgerBook:
 
     def _rebuild(self, sequences: dict[str, list[BookOrder]], at: float) -> None:
         """After a fetched view: every group from its marked orders, folded again."""
-        every = sorted((o for s in sequences.values() for o in s), key=lambda o: o.number)
+        every = sorted((o for s in sequences.values() for o in s), key=_NUMBER)
         groups = {base: g.copy(self._owner) for base, g in self._groups.items()}
         self._groups = groups
         kept: dict[str, list[BookOrder]] = {base: [] for base in groups}

@@ -18,6 +18,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from coordinator.trading.ledger_overlay import lay_step
@@ -58,15 +59,18 @@ class Parts(Generic[_V]):
     def of(due_of: Callable[[_V], float], items: list[tuple[str, _V]]) -> Parts[_V]:
         """A new mapping of ``items``, put in at once."""
         parts: Parts[_V] = Parts(due_of)
+        all_parts, mins = parts._parts, parts.mins
         for key, value in items:
             index = hash(key) % _PARTS
-            part = parts._parts[index]
+            part = all_parts[index]
             if part is _EMPTY:
-                part = parts._parts[index] = {}
+                part = all_parts[index] = {}
                 parts._mine.add(index)
             part[key] = value
-        parts._size = sum(map(len, parts._parts))
-        parts.mins = [min(map(due_of, p.values()), default=_NEVER) for p in parts._parts]
+            due = due_of(value)
+            if due < mins[index]:
+                mins[index] = due
+        parts._size = sum(map(len, all_parts))
         return parts
 
     def copy(self) -> Parts[_V]:
@@ -121,6 +125,10 @@ class Parts(Generic[_V]):
             self.mins[index] = min(map(self._due_of, part.values()), default=_NEVER)
         self._size -= len(taken)
         return taken
+
+
+_IN_TIME = attrgetter("reserved_at", "number")
+"""An order's place in time: when reserved, then its number (a key computed in C)."""
 
 
 def _expiry(order: BookOrder) -> float:
@@ -214,7 +222,7 @@ class Group:
         self.last_key = (-_NEVER, 0)
         fills = sorted(
             (o for o in self.orders.values() if o.state is OrderState.FILLED),
-            key=lambda o: (o.reserved_at, o.number),
+            key=_IN_TIME,
         )
         self.fills = len(fills)
         if fills:

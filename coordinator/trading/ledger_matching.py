@@ -34,6 +34,7 @@ import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import replace
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from coordinator.trading.ledger_overlay import quote_delta
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["by_symbol", "mark_shown"]
 
 _ZERO = Balance(0.0, 0.0, 0.0)
+_IN_TIME = attrgetter("reserved_at", "number")  # a sort key computed in C
 _MAX_COMBINATIONS = 4096
 """Ambiguous prefixes resolved together at most; past it, each keeps its shortest."""
 
@@ -58,7 +60,7 @@ def by_symbol(orders: Iterable[BookOrder]) -> dict[str, list[BookOrder]]:
     for order in orders:
         sequences.setdefault(order.plan.symbol, []).append(order)
     for sequence in sequences.values():
-        sequence.sort(key=lambda o: (o.reserved_at, o.number))
+        sequence.sort(key=_IN_TIME)
     return sequences
 
 
@@ -164,26 +166,18 @@ def _evidence(
     # A position's quantity is the one ordered (a fee in the base asset is taken from
     # the balance, not the position): only rounding differs.
     exact = 1e-4 * max(held, 1e-4)
-    positions = [
-        i for i in range(shown_p, len(visible) + 1) if abs(_held(visible, i) - held) <= exact
-    ]
-    balances = [
-        i for i in range(shown_b, len(visible) + 1) if abs(_base(visible, i) - amount) <= tolerance
-    ]
+    # The position and the base amount each prefix expects (the empty one: what the
+    # first order was reserved on).
+    first = visible[0]
+    held_at = [first.held_before, *(o.held_after for o in visible)]
+    base_at = [first.base_before, *(o.base_after for o in visible)]
+    positions = [i for i in range(shown_p, len(held_at)) if abs(held_at[i] - held) <= exact]
+    balances = [i for i in range(shown_b, len(base_at)) if abs(base_at[i] - amount) <= tolerance]
     # Prefixes the amounts cannot tell apart (a BUY and its SELL at one price) give
     # the same view: the shortest is kept, so that a later view showing the BUY
     # alone is not taken for one that shows both. Matching none of our expectations
     # (a trade made elsewhere, a manual sell): the Portfolio is the truth.
     return (positions or [len(visible)]), (balances or [len(visible)]), bool(balances)
-
-
-def _held(orders: list[BookOrder], prefix: int) -> float:
-    """The position expected once ``orders[:prefix]`` filled."""
-    return orders[prefix - 1].held_after if prefix else orders[0].held_before
-
-
-def _base(orders: list[BookOrder], prefix: int) -> float:
-    return orders[prefix - 1].base_after if prefix else orders[0].base_before
 
 
 def _mark(orders: list[BookOrder], flag: str, prefix: int) -> None:
