@@ -54,18 +54,25 @@ def clear_kill_switch(postgres: EmbeddedPostgres) -> None:
     """The session's database starts every test with trading not halted, with no
     universe and no stops of earlier tests and none of their orders recent enough for a new
     Ledger to lay over its view (each test has a paper exchange of its own)."""
-    store = KillSwitchStore(postgres.dsn, timeout=2)
+    forget_earlier_tests(postgres.dsn)
+
+
+def forget_earlier_tests(dsn: str) -> None:
+    """What ``clear_kill_switch`` does to the session's database."""
+    store = KillSwitchStore(dsn, timeout=2)
     store.save(halted=False, reason="", by="test setup", at=time.time())
     store.close()
-    with psycopg2.connect(postgres.dsn) as conn, conn.cursor() as cur:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("DELETE FROM coordinator_stops")
         # An earlier test's universe would be restored at start: its symbols in this
         # test's universe.
         cur.execute("DELETE FROM coordinator_universe_snapshots")
         # Nor its blacklist (an entry ended on a test's own clock is still stored).
         cur.execute("DELETE FROM coordinator_universe_blacklist")
+        # A day old, not a day older: a test on its own clock (2027) writes orders dated
+        # ahead of now, which a day less would leave recent, laid over every Ledger's view.
         cur.execute(
-            "UPDATE coordinator_orders SET created_at = created_at - interval '1 day'"
+            "UPDATE coordinator_orders SET created_at = now() - interval '1 day'"
             " WHERE created_at > now() - interval '1 day'"
         )
         # Earlier tests' unsettled orders went to exchanges that are gone: settled here,

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import replace
 
 import pytest
 
 from coordinator.infra.event_codec import event_json
+from coordinator.infra.order_states import OrderStates
 from coordinator.infra.pipeline_rows import decided_event, decision_row, encode_row
 from coordinator.infra.pipeline_store import PipelineStore, RecordError
 from coordinator.infra.records import RecordKind, decision_record, order_record
 from coordinator.messages.pipeline import Decision, OrderRecord, SignalDecided
 from coordinator.trading.validation import CheckResult, Reason
+from tests.conftest import forget_earlier_tests
 
 ODD = "quote ' double \" back \\ nul \x00 lone \ud800 accents é 漢字 🙂 newline \n end"
 
@@ -99,6 +102,25 @@ def test_a_batch_is_stored_as_written_odd_text_kept_visible(postgres):
     assert store.write(batch(signal_id)) == set()
     assert store.signal(signal_id) == stored
     store.close()
+
+
+def test_this_modules_orders_dated_ahead_are_not_left_recent_for_the_next_test(postgres):
+    """These orders are dated 2027 (this module's own clock) in the session's database:
+    the next test's setup must leave them old, or every Ledger started after it lays
+    them over its view (seen: a BUY of BTCUSDC laid in every later test of the worker)."""
+    store = PipelineStore(postgres.dsn, timeout=5)
+    signal_id = f"ahead-{id(store)}"
+    try:
+        store.write(batch(signal_id))
+    finally:
+        store.close()
+    forget_earlier_tests(postgres.dsn)
+    states = OrderStates(postgres.dsn, timeout=5)
+    try:
+        recent = states.recent(time.time() - 180)
+    finally:
+        states.close()
+    assert signal_id not in {row.signal_id for row in recent}
 
 
 def test_a_value_postgres_cannot_take_is_a_record_error(postgres):
