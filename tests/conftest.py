@@ -51,14 +51,14 @@ def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
 
 @pytest.fixture
 def clear_kill_switch(postgres: EmbeddedPostgres) -> None:
-    """The session's database starts every test with trading not halted, with no
-    universe and no stops of earlier tests and none of their orders recent enough for a new
-    Ledger to lay over its view (each test has a paper exchange of its own)."""
+    """``forget_earlier_tests`` on the session's database."""
     forget_earlier_tests(postgres.dsn)
 
 
 def forget_earlier_tests(dsn: str) -> None:
-    """What ``clear_kill_switch`` does to the session's database."""
+    """The database starts the next test with trading not halted, with no universe and
+    no stops of earlier tests and none of their orders recent enough for a new Ledger to
+    lay over its view (each test has a paper exchange of its own)."""
     store = KillSwitchStore(dsn, timeout=2)
     store.save(halted=False, reason="", by="test setup", at=time.time())
     store.close()

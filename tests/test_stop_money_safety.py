@@ -183,18 +183,12 @@ def test_our_sell_ends_the_stop_so_it_never_sells_the_next_holding(pipelines):
 # --- item 10: an unknown exit is not sent again ----------------------------------------
 
 
-def test_an_unknown_exit_waits_for_its_order_and_is_never_sent_again_blindly(
-    pipelines, own_postgres
-):
+def test_an_unknown_exit_waits_for_its_order_and_is_never_sent_again_blindly(pipelines):
     """The exit's answer is lost (it filled, but the coordinator cannot know) while the
     Portfolio still shows the holding: the stop waits on that order, past the settle
     time, whatever the price does; the reconciler marking it rejected lets it go on."""
-    # A database of its own: no order another test left recent in the shared one is laid
-    # over this Ledger's view. (The first exit was once refused in a whole run, not sent;
-    # this and the wait for the Ledger's view below take away both possible causes.)
     pipe = pipelines(
-        {**ENV, "TRADER_READ_TIMEOUT": "0.3", "STOP_EXIT_SETTLE": "0.2", "STOP_EXIT_TIMEOUT": "1"},
-        database_dsn=own_postgres.dsn,
+        {**ENV, "TRADER_READ_TIMEOUT": "0.3", "STOP_EXIT_SETTLE": "0.2", "STOP_EXIT_TIMEOUT": "1"}
     )
     opened = time.time() - 3_600
     holding = {"symbol": "SOLUSDC", "quantity": 10.0, "entry_price": 100.0, "opened_at": opened}

@@ -18,9 +18,9 @@ import itertools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from coordinator.trading.ledger_matching import IN_TIME
 from coordinator.trading.ledger_overlay import lay_step
 from coordinator.trading.signals import Side
 from coordinator.trading.validation import Balance, ClosedHolding, PortfolioView, PositionView
@@ -127,10 +127,6 @@ class Parts(Generic[_V]):
         return taken
 
 
-_IN_TIME = attrgetter("reserved_at", "number")
-"""An order's place in time: when reserved, then its number (a key computed in C)."""
-
-
 def _expiry(order: BookOrder) -> float:
     return order.expires_at
 
@@ -222,7 +218,7 @@ class Group:
         self.last_key = (-_NEVER, 0)
         fills = sorted(
             (o for o in self.orders.values() if o.state is OrderState.FILLED),
-            key=_IN_TIME,
+            key=IN_TIME,
         )
         self.fills = len(fills)
         if fills:

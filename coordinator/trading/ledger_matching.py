@@ -44,10 +44,11 @@ from coordinator.trading.validation import Balance, PortfolioView
 if TYPE_CHECKING:
     from coordinator.trading.ledger_book import BookOrder
 
-__all__ = ["by_symbol", "mark_shown"]
+__all__ = ["IN_TIME", "by_symbol", "mark_shown"]
 
 _ZERO = Balance(0.0, 0.0, 0.0)
-_IN_TIME = attrgetter("reserved_at", "number")  # a sort key computed in C
+IN_TIME = attrgetter("reserved_at", "number")
+"""An order's place in time: when reserved, then its number (a sort key computed in C)."""
 _MAX_COMBINATIONS = 4096
 """Ambiguous prefixes resolved together at most; past it, each keeps its shortest."""
 
@@ -60,7 +61,7 @@ def by_symbol(orders: Iterable[BookOrder]) -> dict[str, list[BookOrder]]:
     for order in orders:
         sequences.setdefault(order.plan.symbol, []).append(order)
     for sequence in sequences.values():
-        sequence.sort(key=_IN_TIME)
+        sequence.sort(key=IN_TIME)
     return sequences
 
 
