@@ -15,9 +15,11 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coordinator.infra.embedded import EmbeddedRedis
-from coordinator.infra.resp_pubsub import RespSubscriber, parse_frames, supports
+from coordinator.infra.resp_pubsub import RespSubscriber, parse_frames, parse_messages, supports
 
 STREAM = (
     b"*3\r\n$10\r\npsubscribe\r\n$3\r\nm:*\r\n:1\r\n"
@@ -46,6 +48,87 @@ def test_frames_split_at_any_byte_come_out_whole_and_the_same() -> None:
         rest, _ = parse_frames(buffer)
         got = [str(f) if isinstance(f, Exception) else f for f in first + rest]
         assert got == [str(f) if isinstance(f, Exception) else f for f in whole], cut
+
+
+def _bulk(data: bytes, declared: int | None = None) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(data) if declared is None else declared, data)
+
+
+# Names and bodies with what a short reading could trip on: CR, LF, CRLF, '$', digits.
+_TEXT = st.binary(max_size=12) | st.sampled_from(
+    [b"", b"\r", b"\n", b"\r\n", b"a\r\n$3\r\nabc", b"m:BTC:1", b"{}\r\n"]
+)
+_FRAME = st.one_of(
+    st.builds(lambda c, d: b"*3\r\n$7\r\nmessage\r\n" + _bulk(c) + _bulk(d), _TEXT, _TEXT),
+    st.builds(
+        lambda p, c, d: b"*4\r\n$8\r\npmessage\r\n" + _bulk(p) + _bulk(c) + _bulk(d),
+        _TEXT,
+        _TEXT,
+        _TEXT,
+    ),
+    # Lengths written otherwise than in plain digits, and null strings: the long way.
+    st.builds(lambda c: b"*3\r\n$7\r\nmessage\r\n" + _bulk(c) + b"$-1\r\n", _TEXT),
+    st.builds(lambda c: b"*3\r\n$7\r\nmessage\r\n$-1\r\n" + _bulk(c), _TEXT),
+    st.builds(lambda d: b"*3\r\n$7\r\nmessage\r\n$04\r\nsigs\r\n" + _bulk(d), _TEXT),
+    st.just(b"*3\r\n$9\r\nsubscribe\r\n$4\r\nsigs\r\n:1\r\n"),
+    st.just(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"),
+    st.just(b"*2\r\n$7\r\nmessage\r\n$1\r\nx\r\n"),
+    st.just(b"+OK\r\n:42\r\n$-1\r\n*-1\r\n"),
+    st.just(b"-ERR something\r\n"),
+    # A body announced shorter than it is: the connection is given up.
+    st.builds(lambda d: b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n" + _bulk(d + b"xy", len(d)), _TEXT),
+)
+
+
+def _messages_of_frames(frames: list[bytes]) -> tuple[list[tuple[bytes, bytes]], str | None]:
+    """What the frames parsed one by one give: the messages up to the first error frame
+    or the first bytes that are no frame, and that error."""
+    messages: list[tuple[bytes, bytes]] = []
+    for stream in frames:
+        try:
+            parsed, _ = parse_frames(bytearray(stream))
+        except redis.exceptions.ConnectionError as exc:
+            return messages, f"lost: {exc}"
+        for frame in parsed:
+            if isinstance(frame, Exception):
+                return messages, str(frame)
+            if isinstance(frame, list) and len(frame) == 4 and frame[0] == b"pmessage":
+                channel, body = frame[2], frame[3]
+            elif isinstance(frame, list) and len(frame) == 3 and frame[0] == b"message":
+                channel, body = frame[1], frame[2]
+            else:
+                continue
+            if isinstance(channel, bytes) and isinstance(body, bytes):
+                messages.append((channel, body))
+    return messages, None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_FRAME, max_size=8), st.data())
+def test_messages_read_the_short_way_are_those_of_the_frames(
+    frames: list[bytes], data: st.DataObject
+) -> None:
+    """The short reading of the usual messages gives what the frames give, whole and
+    with the stream cut anywhere, up to an error frame or bytes that are no frame."""
+    stream = b"".join(frames)
+    expected, error = _messages_of_frames(frames)
+    cut = data.draw(st.integers(0, len(stream)))
+    buffer = bytearray(stream[:cut])
+    first, used, got_error = parse_messages(buffer)
+    del buffer[:used]
+    buffer += stream[cut:]
+    rest, _, rest_error = parse_messages(buffer) if got_error is None else ([], 0, None)
+    got_error = got_error or rest_error
+    if isinstance(got_error, redis.exceptions.ResponseError) or got_error is None:
+        got = (first + rest, str(got_error) if got_error is not None else None)
+    else:
+        got = (first + rest, f"lost: {got_error}")
+    assert got == (expected, error)
+
+
+def test_a_name_announced_longer_than_read_is_not_cut_at_its_cr() -> None:
+    stream = b"*3\r\n$7\r\nmessage\r\n" + _bulk(b"a\rb") + _bulk(b"x")
+    assert parse_messages(bytearray(stream)) == ([(b"a\rb", b"x")], len(stream), None)
 
 
 def test_only_plain_and_unix_urls_are_read_here() -> None:
@@ -139,6 +222,22 @@ def test_an_error_after_a_message_hands_the_message_over_first(silent: SilentSer
     silent.conn.sendall(b"*3\r\n$7\r\nmessage\r\n$4\r\nsigs\r\n$2\r\nhi\r\n-ERR gone\r\n")
     assert read_until(subscriber, 1) == [("sigs", b"hi")]
     with pytest.raises(redis.exceptions.ConnectionError, match="ERR gone"):
+        subscriber.read(timeout=0.2)
+    subscriber.close()
+
+
+def test_bytes_that_are_no_frame_hand_the_messages_before_them_over_first(
+    silent: SilentServer,
+) -> None:
+    subscriber = RespSubscriber(silent.url, channels=("sigs",))
+    subscriber.open()
+    assert silent.connected.wait(5) and silent.conn is not None
+    silent.conn.sendall(
+        b"*3\r\n$7\r\nmessage\r\n$4\r\nsigs\r\n$2\r\nhi\r\n"
+        b"*3\r\n$7\r\nmessage\r\n$4\r\nsigs\r\n$1\r\nlong\r\n"
+    )
+    assert read_until(subscriber, 1) == [("sigs", b"hi")]
+    with pytest.raises(redis.exceptions.ConnectionError, match="not ended by CRLF"):
         subscriber.read(timeout=0.2)
     subscriber.close()
 
