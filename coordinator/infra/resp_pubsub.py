@@ -229,6 +229,7 @@ class RespSubscriber:
         self._health_every = health_every
         self._answer_within = answer_within
         self._sock: socket.socket | None = None
+        self._poller: select.poll | None = None
         self._buffer = bytearray()
         self._last_heard = 0.0
         self._ping_sent: float | None = None
@@ -256,6 +257,10 @@ class RespSubscriber:
             )
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
+        # poll, not select: a daemon with many connections has descriptors past
+        # select's limit of 1,024. One for the connection, not one per read.
+        self._poller = select.poll()
+        self._poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
         self._last_heard = time.monotonic()
         password = options.get("password")
         if password is not None:
@@ -284,11 +289,8 @@ class RespSubscriber:
             raise redis.exceptions.TimeoutError(
                 f"Redis did not answer a PING within {self._answer_within:g} s"
             )
-        # poll, not select: a daemon with many connections has descriptors past
-        # select's limit of 1,024.
-        poller = select.poll()
-        poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
-        if not poller.poll(timeout * 1000):
+        assert self._poller is not None
+        if not self._poller.poll(timeout * 1000):
             return []
         chunk = sock.recv(_RECV)
         if not chunk:
@@ -318,6 +320,7 @@ class RespSubscriber:
                 self._sock.close()
             finally:
                 self._sock = None
+                self._poller = None
 
     def _send(self, data: bytes) -> None:
         assert self._sock is not None
