@@ -13,12 +13,12 @@ its symbol, its timeframe and its open time say which.
 from __future__ import annotations
 
 import heapq
-import json
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from coordinator import json_text
 from coordinator.trading.freshness import open_time_ms, timeframe_seconds
 
 __all__ = [
@@ -119,7 +119,7 @@ def candle_timeframe(
 def read_candle(payload: bytes | str, channel: str = "") -> Candle | MalformedCandle:
     """One market-data message as a candle, or what makes it none."""
     try:
-        body = json.loads(payload)
+        body = json_text.loads(payload)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         return MalformedCandle(CandleProblem.NOT_JSON, f"not JSON ({_short(exc)})")
     if not isinstance(body, dict):

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from coordinator import json_text
 from coordinator.trading.symbols import is_symbol
 
 __all__ = [
@@ -139,7 +140,7 @@ def parse_signal(
         if size > max_bytes:
             return _too_big(data, size, max_bytes)
         try:
-            obj = json.loads(data)
+            obj = json_text.loads(data)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             return _invalid(data, "payload", f"not valid JSON ({_short(exc)})")
     else:
