@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from coordinator.trading.ledger_book import BookOrder, LedgerBook, OrderState
-from coordinator.trading.ledger_fetching import MIN_REFRESH, URGENT_GAP, FetchThrottle
+from coordinator.trading.ledger_fetching import COST_SHARE, MIN_REFRESH, URGENT_GAP, FetchThrottle
 from coordinator.trading.portfolio_numbers import PortfolioNumbers, loss_of, unrealized_loss
 from coordinator.trading.signals import Side
 from coordinator.trading.validation import Balance, OrderPlan, PortfolioView, PositionView
@@ -26,7 +26,7 @@ def test_a_view_is_fetched_when_missing_or_older_than_the_ttl():
 def test_fills_refresh_at_most_once_per_min_refresh():
     throttle = FetchThrottle(TTL)
     assert throttle.start(100.0)
-    assert not throttle.finished()
+    assert not throttle.finished(100.01)
     throttle.after_fill()
     throttle.after_fill()
     assert not throttle.due(100.0 + MIN_REFRESH / 2, 100.0)
@@ -50,14 +50,61 @@ def test_a_fetch_asked_for_while_one_runs_starts_when_it_ends():
     assert not throttle.start(100.5)
     assert not throttle.start(100.7)
     assert throttle.last_started == 100.0
-    assert throttle.finished()  # once for both
+    assert throttle.finished(100.8)  # once for both
     assert throttle.start(101.0)
-    assert not throttle.finished()
+    assert not throttle.finished(101.01)
+
+
+def test_checks_while_a_fetch_runs_do_not_ask_for_another_after_it():
+    """Every Reserve and Settle checks whether a fetch is due; while a fetch for a stale
+    view runs, the view is still stale, and each check used to queue a second fetch
+    of every position straight after it."""
+    throttle = FetchThrottle(TTL)
+    assert throttle.due(100.0, 90.0)
+    assert throttle.start(100.0)
+    throttle.after_fill()
+    for moment in (100.01, 100.02, 100.04):
+        if throttle.due(moment, 90.0):
+            throttle.start(moment)
+    assert not throttle.finished(100.05)
+    # The refresh owed for the fill is still owed once the fetch has answered.
+    assert not throttle.due(100.06, 100.0)
+    assert throttle.due(100.0 + MIN_REFRESH, 100.0)
+    # A fetch that failed leaves the view stale: the next check fetches.
+    assert throttle.start(200.0)
+    assert not throttle.finished(200.2)
+    assert throttle.due(200.3, 100.0)
+
+
+def test_a_fetch_that_took_long_spaces_the_refreshes_after_fills_up_to_the_ttl():
+    """Ten thousand positions take a tenth of a second of CPU to read: refreshing
+    after fills once a second would spend a good share of the machine on it."""
+    throttle = FetchThrottle(TTL)
+    took = 3 * MIN_REFRESH * COST_SHARE
+    assert throttle.start(100.0)
+    assert not throttle.finished(100.0 + took)
+    throttle.after_fill()
+    assert not throttle.due(100.0 + 2 * MIN_REFRESH, 100.0)
+    assert throttle.due(100.0 + 3 * MIN_REFRESH, 100.0)
+    # However long it took, a view older than the ttl is fetched again, and fills
+    # refresh at the ttl at the latest.
+    assert throttle.start(200.0)
+    assert not throttle.finished(200.0 + 10 * TTL)
+    assert throttle.due(200.0 + TTL, 200.0)
+    throttle.after_fill()
+    assert throttle.due(200.0 + TTL, 200.0 + TTL)
+    # A quick fetch brings the refreshes back to once a ``MIN_REFRESH``.
+    assert throttle.start(300.0)
+    assert not throttle.finished(300.01)
+    throttle.after_fill()
+    assert throttle.due(300.0 + MIN_REFRESH, 300.0)
 
 
 class ThrottleMachine(RuleBasedStateMachine):
     """Over any interleaving of ticks, fills, urgent asks and answers: one fetch at a
-    time, none lost while one runs, fills never refresh closer than ``MIN_REFRESH``,
+    time, none asked by a tick while one runs (it brings the fresh view), an urgent
+    ask during one not lost, fills never refresh closer than ``MIN_REFRESH``
+    nor than a tenth of the last fetch's time over ``COST_SHARE`` (up to the ttl),
     urgent asks never closer than ``URGENT_GAP``, and a view never older than the ttl
     without a fetch being due."""
 
@@ -69,6 +116,7 @@ class ThrottleMachine(RuleBasedStateMachine):
         self.running: float | None = None
         self.starts: list[tuple[float, str]] = []
         self.owed = False
+        self.took = 0.0
 
     def _fetch(self, why: str) -> None:
         if self.throttle.start(self.now):
@@ -89,11 +137,14 @@ class ThrottleMachine(RuleBasedStateMachine):
         refresh = self.throttle.refresh_after_fill
         last = self.throttle.last_started
         stale = self.fetched_at is None or self.now - self.fetched_at >= TTL
+        gap = max(MIN_REFRESH, min(TTL, self.took / COST_SHARE))
         if self.throttle.due(self.now, self.fetched_at):
-            assert stale or (refresh and (last is None or self.now - last >= MIN_REFRESH))
+            assert self.running is None
+            assert stale or (refresh and (last is None or self.now - last >= gap))
             self._fetch("tick")
-        else:
+        elif self.running is None:
             assert not stale
+            assert not refresh or (last is not None and self.now - last < gap)
 
     @rule()
     def fill(self) -> None:
@@ -108,14 +159,16 @@ class ThrottleMachine(RuleBasedStateMachine):
         else:
             assert self.throttle.refresh_after_fill
 
-    @rule(view=st.booleans())
-    def answered(self, view: bool) -> None:
+    @rule(view=st.booleans(), took=st.floats(min_value=0.0, max_value=2 * TTL))
+    def answered(self, view: bool, took: float) -> None:
         if self.running is None:
             return
         if view:
             self.fetched_at = self.running
+        self.now += took
+        self.took = self.now - self.running  # what passed since it started, in all
         self.running = None
-        again = self.throttle.finished()
+        again = self.throttle.finished(self.now)
         assert again is self.owed
         if again:
             self._fetch("again")

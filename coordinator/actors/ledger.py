@@ -359,7 +359,7 @@ class Ledger(ChildActor):
         )
 
     def _fetched(self, message: PortfolioFetched) -> None:
-        if self._throttle.finished():
+        if self._throttle.finished(self._clock.time()):
             self._fetch()
         if message.view is None:
             self._fetch_failure.failed(message.error)
