@@ -226,15 +226,22 @@ def _arrivals(url: str, crossings: dict[str, float]) -> dict[str, float]:
 def _report(stack: Stack, crossings: dict[str, float], arrivals: dict[str, float]) -> None:
     # The host's monotonic clock is shared by the processes: the coordinator keeps,
     # with each exit, when its tick was read; the order left intake_to_order_ms later.
-    read_and_left = {
-        symbol: (float(json.loads(payload)["tick_mono"]), ms)
-        for symbol, payload, ms in stack.rows(
-            """SELECT s.symbol, s.payload, d.intake_to_order_ms
-               FROM coordinator_decisions d JOIN coordinator_signals s USING (signal_id)
-               WHERE s.source = 'trailing_stop' AND d.intake_to_order_ms IS NOT NULL"""
-        )
-        if symbol in crossings
-    }
+    # The last decisions may still be on their way to the store when the last sell
+    # reaches the Trader (a coordinator behind the ticks): waited for, 30 s at most.
+    deadline = time.monotonic() + 30
+    while True:
+        read_and_left = {
+            symbol: (float(json.loads(payload)["tick_mono"]), ms)
+            for symbol, payload, ms in stack.rows(
+                """SELECT s.symbol, s.payload, d.intake_to_order_ms
+                   FROM coordinator_decisions d JOIN coordinator_signals s USING (signal_id)
+                   WHERE s.source = 'trailing_stop' AND d.intake_to_order_ms IS NOT NULL"""
+            )
+            if symbol in crossings
+        }
+        if len(read_and_left) >= len(arrivals) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
     figures = (
         (
             "tick published -> tick read by the coordinator",
