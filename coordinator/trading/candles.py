@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from coordinator import json_text
+from coordinator.trading import json_text
 from coordinator.trading.freshness import open_time_ms, timeframe_seconds
 
 __all__ = [

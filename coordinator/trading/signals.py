@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from coordinator import json_text
+from coordinator.trading import json_text
 from coordinator.trading.symbols import is_symbol
 
 __all__ = [
