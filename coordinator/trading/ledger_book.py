@@ -19,11 +19,11 @@ import math
 import secrets
 from copy import copy as shallow_copy
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from operator import attrgetter
 
 from coordinator.trading.ledger_groups import Group, Overlay, merged
 from coordinator.trading.ledger_matching import by_symbol, mark_shown
+from coordinator.trading.ledger_orders import BookOrder, OrderState, SettleResult
 from coordinator.trading.ledger_overlay import lay_over
 from coordinator.trading.signals import Side
 from coordinator.trading.symbols import split_symbol
@@ -46,59 +46,6 @@ logger = logging.getLogger(__name__)
 _ZERO = Balance(0.0, 0.0, 0.0)
 _NUMBER = attrgetter("number")
 _TRUST_RECHECK = 1.0  # seconds until a fill kept past its window is looked at again
-
-
-class OrderState(StrEnum):
-    RESERVED = "reserved"
-    """Room held; the order may be on its way, or even filled, but nobody said so."""
-    FILLED = "filled"
-    """Filled (or unknown, counted as filled) and laid over the view until shown."""
-
-
-class SettleResult(StrEnum):
-    SETTLED = "settled"
-    UNKNOWN_ID = "unknown_id"
-    """No reservation of that id: settled already, expired, or from an earlier book."""
-    WRONG_PLAN = "wrong_plan"
-    """The id names another symbol or side than the settlement says."""
-
-
-@dataclass(frozen=True, slots=True)
-class BookOrder:
-    """One order of ours; never changed in place (a change is a new record), so that a
-    book and its snapshots share them."""
-
-    reservation_id: str
-    plan: OrderPlan
-    owner: str
-    """Who reserved it (``validator-3#2``)."""
-    reserved_at: float
-    expires_at: float
-    """A RESERVED order is released at this time; a FILLED one trusted to the view."""
-    state: OrderState
-    base_before: float
-    """The base amount (total) in the book's view when it was reserved."""
-    base_after: float
-    """The base amount (total) expected once it fills."""
-    held_before: float
-    """The position quantity in the book's view when it was reserved."""
-    held_after: float
-    """The position quantity expected once it fills (0: none)."""
-    entry_before: float | None = None
-    """Entry price of the holding a SELL closes."""
-    positions_shown: bool = False
-    balances_shown: bool = False
-    signal_id: str = ""
-    number: int = 0
-    """Its place among the book's reservations (1, 2, ...)."""
-    filled_before: int | None = None
-    """Settled filled when the book had made this many reservations: it filled before
-    any reserved after. None: not known filled, or adopted (no order known)."""
-    unknown: bool = False
-    """Settled unknown: a BUY spends its cash but adds no position or base until shown
-    (it may not have filled: a SELL sized on it would sell coins of no position)."""
-    filled_at: float | None = None
-    """When the book learned it filled (settled, or adopted from the store)."""
 
 
 @dataclass

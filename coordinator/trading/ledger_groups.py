@@ -18,15 +18,13 @@ import itertools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from coordinator.trading.ledger_matching import IN_TIME
+from coordinator.trading.ledger_orders import BookOrder, OrderState
 from coordinator.trading.ledger_overlay import lay_step
 from coordinator.trading.signals import Side
 from coordinator.trading.validation import Balance, ClosedHolding, PortfolioView, PositionView
-
-if TYPE_CHECKING:
-    from coordinator.trading.ledger_book import BookOrder
 
 __all__ = ["Group", "Overlay", "Parts", "merged"]
 
@@ -209,8 +207,6 @@ class Group:
 
     def fold(self, fetched: PortfolioView, *, fee_rate: float, fee_in_base: bool | None) -> None:
         """The group's amounts from ``fetched`` and all its fills, again."""
-        from coordinator.trading.ledger_book import OrderState  # it imports this module
-
         self.balance = fetched.balances.get(self.base)
         self.symbols.update(o.plan.symbol for o in self.orders.values())
         self.positions = {s: fetched.positions[s] for s in self.symbols if s in fetched.positions}

@@ -35,14 +35,11 @@ import math
 from collections.abc import Iterable
 from dataclasses import replace
 from operator import attrgetter
-from typing import TYPE_CHECKING
 
+from coordinator.trading.ledger_orders import BookOrder
 from coordinator.trading.ledger_overlay import quote_delta
 from coordinator.trading.symbols import split_symbol
 from coordinator.trading.validation import Balance, PortfolioView
-
-if TYPE_CHECKING:
-    from coordinator.trading.ledger_book import BookOrder
 
 __all__ = ["IN_TIME", "by_symbol", "mark_shown"]
 

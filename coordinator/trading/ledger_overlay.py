@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
+from coordinator.trading.ledger_orders import BookOrder
 from coordinator.trading.signals import Side
 from coordinator.trading.symbols import split_symbol
 from coordinator.trading.validation import Balance, OrderPlan, PortfolioView, PositionView
-
-if TYPE_CHECKING:
-    from coordinator.trading.ledger_book import BookOrder
 
 __all__ = ["lay_over", "lay_step", "quote_delta"]
 
