@@ -3,6 +3,8 @@ view of the Portfolio."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from coordinator.trading.ledger_book import LedgerBook
@@ -241,3 +243,108 @@ def test_a_held_buy_laid_after_a_restart_keeps_its_cash_from_a_new_buy_until_its
     assert ledger.view.balances["USDC"].free == pytest.approx(100.0)
     ledger.expire(NOW - 20 + 180)
     assert ledger.view.balances["USDC"].free == pytest.approx(10_000.0)
+
+
+def _sold_and_bought_again(base: float, cash: float) -> tuple[LedgerBook, list[StoredOrder]]:
+    """A holding of 3.996 APT sold, 3.723 bought again at 9.4525 (the fee, 0.1 %, maybe
+    taken in the base asset), then a restart on a view whose position shows both."""
+    ledger = LedgerBook(quote="USDC", fee_rate=0.001, lifetime=60.0, settle_window=180.0)
+    ledger.fetched_view(
+        PortfolioView(
+            balances={"USDC": Balance(cash, cash, cash), "APT": Balance(base, base, None)},
+            positions={APT: PositionView(APT, 3.723, 9.4525, 35.19, 0.0)},
+            fetched_at=NOW,
+        ),
+        NOW,
+    )
+    orders = [
+        dataclasses.replace(stored(Side.SELL, 3.996, at=NOW - 60), reference_price=9.4525),
+        dataclasses.replace(stored(Side.BUY, 3.723, at=NOW - 30), reference_price=9.4525),
+    ]
+    return ledger, orders
+
+
+def _sell_quantity(ledger: LedgerBook) -> float:
+    evaluation = evaluate_order(
+        make_signal("SELL", APT, price=9.4525),
+        view=ledger.view,
+        ledger=LedgerState(closed=tuple(ledger.closed)),
+        market=None,
+        config=dataclasses.replace(CONFIG, min_notional=1.0),
+        now=NOW,
+    )
+    assert evaluation.plan is not None, evaluation.checks
+    return evaluation.plan.quantity
+
+
+@pytest.mark.parametrize(
+    ("balances", "base"),
+    [
+        ("show neither", 3.996),  # the old holding: they lag the positions
+        ("show both, fee in the base", 3.723 * 0.999 + 0.0004),
+        ("show both, fee in the quote", 3.723 + 0.0004),
+    ],
+)
+def test_a_restored_sell_is_sized_on_no_more_base_than_held_whatever_the_balances_show(
+    balances: str, base: float
+) -> None:
+    """The positions show the sale and the BUY after it; the balances, fetched apart,
+    may show neither. Judged by the position alone, balances still showing the holding
+    sold sized the next SELL on its base, above the new holding less its fee (found by
+    the money model). The base counted is the least the balances may mean; the cash,
+    never more than they show plus what may be spent."""
+    cash = 1_000.0
+    ledger, orders = _sold_and_bought_again(base, cash)
+    restore(ledger, orders, now=NOW)
+    true_base = base if balances != "show neither" else 3.723 * 0.999
+    true_cash = cash if balances != "show neither" else cash + 3.996 * 9.4525 * 0.999 - 35.19
+    assert _sell_quantity(ledger) <= true_base
+    assert _sell_quantity(ledger) >= 3.719, "sized on the least base it may be, no less"
+    assert ledger.view.balances["USDC"].free <= min(cash, true_cash)
+    assert ledger.view.positions[APT].quantity == 3.723
+    assert not ledger.closed, "the holding sold is not the one the view shows"
+
+
+def test_a_restored_buy_and_sell_shown_whole_are_dropped_once_the_balances_show_them() -> None:
+    """The balances catch up: the quote moved by the sale and the BUY; the book lays
+    nothing any more."""
+    ledger, orders = _sold_and_bought_again(3.996, 1_000.0)
+    restore(ledger, orders, now=NOW)
+    cash = 1_000.0 + 3.996 * 9.4525 * 0.999 - 35.19
+    base = 3.723 * 0.999
+    ledger.fetched_view(
+        PortfolioView(
+            balances={"USDC": Balance(cash, cash, cash), "APT": Balance(base, base, None)},
+            positions={APT: PositionView(APT, 3.723, 9.4525, 35.19, 0.0)},
+            fetched_at=NOW + 5,
+        ),
+        NOW + 5,
+    )
+    assert not ledger.orders
+    assert ledger.view.balances["APT"].free == pytest.approx(base)
+    assert ledger.view.balances["USDC"].free == pytest.approx(cash)
+
+
+def test_a_sell_after_the_restore_stays_laid_until_the_position_shows_it() -> None:
+    """The orders a restore lays for their balances part expect the view's position
+    after them: a SELL of this process on top is matched against it, and a view that
+    still shows the position does not show the SELL (the holding, counted back, would
+    be sold twice)."""
+    ledger, orders = _sold_and_bought_again(3.996, 1_000.0)
+    restore(ledger, orders, now=NOW)
+    plan = OrderPlan(APT, Side.SELL, 3.719, 9.4525, 3.719 * 9.4525, None)
+    order = ledger.reserve(plan, owner="validator-0#1", now=NOW + 1)
+    ledger.settle(order.reservation_id, True, symbol=APT, side=Side.SELL, now=NOW + 2)
+    assert APT not in ledger.view.positions
+    ledger.fetched_view(
+        PortfolioView(
+            balances={
+                "USDC": Balance(1_000.0, 1_000.0, 1_000.0),
+                "APT": Balance(3.996, 3.996, None),
+            },
+            positions={APT: PositionView(APT, 3.723, 9.4525, 35.19, 0.0)},
+            fetched_at=NOW + 3,
+        ),
+        NOW + 3,
+    )
+    assert APT not in ledger.view.positions, "sold: not counted back"

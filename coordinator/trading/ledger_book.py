@@ -176,19 +176,39 @@ class LedgerBook:
         self._owner = object()  # every group is shared now
         return copy
 
-    def adopt(self, plan: OrderPlan, *, at: float, unknown: bool, signal_id: str) -> BookOrder:
+    def adopt(
+        self,
+        plan: OrderPlan,
+        *,
+        at: float,
+        unknown: bool,
+        signal_id: str,
+        positions_shown: bool = False,
+    ) -> BookOrder:
         """An order of ours made before this book (by an earlier process), laid over the
         view as a fill of this book until the view shows it; a BUY spends its cash only
-        (the view may show it already: spent twice for a while is the cautious side)."""
+        (the view may show it already: spent twice for a while is the cautious side).
+        ``positions_shown``: the view's position shows it, its balances part alone is
+        laid (a BUY's coins too: it filled; a SELL's cash not: see ``ledger_restore``)."""
         reserved = self.reserve(plan, owner="store", now=at, signal_id=signal_id)
         del self._reserved[reserved.reservation_id]
         order = replace(
             reserved,
             state=OrderState.FILLED,
-            unknown=unknown or plan.side is Side.BUY,
+            unknown=unknown or (plan.side is Side.BUY and not positions_shown),
             expires_at=at + self.settle_window,
             filled_at=at,
         )
+        if positions_shown:
+            # The position after it is the view's; the holding a SELL closed is not the
+            # one the view shows (none recorded closed).
+            order = replace(
+                order,
+                positions_shown=True,
+                proceeds_counted=False,
+                held_after=reserved.held_before,
+                entry_before=None,
+            )
         if plan.side is Side.BUY:
             self._count_buying(plan.symbol, -1)  # counted again while unknown and unshown
         self._filled_one(order, at)

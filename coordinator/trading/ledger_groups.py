@@ -248,7 +248,8 @@ class Group:
                         free, total = free + got, total + got
                         value = (value or 0.0) + got * plan.reference_price
                 else:
-                    moved += plan.notional * (1 - fee_rate)
+                    if order.proceeds_counted:
+                        moved += plan.notional * (1 - fee_rate)
                     free = max(0.0, free - plan.quantity)
                     total = max(0.0, total - plan.quantity)
                     value = total * plan.reference_price

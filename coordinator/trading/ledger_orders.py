@@ -64,3 +64,5 @@ class BookOrder:
     (it may not have filled: a SELL sized on it would sell coins of no position)."""
     filled_at: float | None = None
     """When the book learned it filled (settled, or adopted from the store)."""
+    proceeds_counted: bool = True
+    """False: a SELL laid without its cash (restored from a view that may show it)."""

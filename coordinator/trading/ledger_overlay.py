@@ -11,7 +11,7 @@ from coordinator.trading.signals import Side
 from coordinator.trading.symbols import split_symbol
 from coordinator.trading.validation import Balance, OrderPlan, PortfolioView, PositionView
 
-__all__ = ["lay_over", "lay_step", "quote_delta"]
+__all__ = ["laid_quote_delta", "lay_over", "lay_step", "quote_delta"]
 
 _ZERO = Balance(0.0, 0.0, 0.0)
 
@@ -21,6 +21,14 @@ def quote_delta(plan: OrderPlan, fee_rate: float) -> float:
     if plan.side is Side.BUY:
         return -plan.notional * (1 + fee_rate)
     return plan.notional * (1 - fee_rate)
+
+
+def laid_quote_delta(order: BookOrder, fee_rate: float) -> float:
+    """What laying ``order``'s balances part moves the quote by: its fill's move, but
+    nothing for a SELL whose cash the view may show already (``proceeds_counted``)."""
+    if order.plan.side is Side.SELL and not order.proceeds_counted:
+        return 0.0
+    return quote_delta(order.plan, fee_rate)
 
 
 def lay_over(
@@ -40,7 +48,7 @@ def lay_over(
         if not order.balances_shown:
             cash = balances.get(quote, _ZERO)
             held = balances.get(base, _ZERO)
-            delta = quote_delta(plan, fee_rate)
+            delta = laid_quote_delta(order, fee_rate)
             balances[quote] = Balance(
                 cash.free + delta, cash.total + delta, (cash.value or 0.0) + delta
             )
@@ -97,7 +105,7 @@ def lay_step(
     moved, laid = 0.0, False
     if not order.balances_shown:
         held = balance if balance is not None else _ZERO
-        moved, laid = quote_delta(plan, fee_rate), True
+        moved, laid = laid_quote_delta(order, fee_rate), True
         if plan.side is Side.BUY and order.unknown:
             balance = Balance(held.free, held.total, (held.value or 0.0) + plan.notional)
         elif plan.side is Side.BUY:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from coordinator.trading.ledger_book import LedgerBook
 from coordinator.trading.signals import Side
+from coordinator.trading.symbols import split_symbol
 from coordinator.trading.validation import OrderPlan
 
 __all__ = ["StoredOrder", "restore"]
@@ -63,14 +64,23 @@ def restore(book: LedgerBook, orders: Iterable[StoredOrder], *, now: float) -> i
         ),
         key=lambda o: o.created_at,
     )
-    unshown: list[StoredOrder] = []
+    unshown: list[tuple[StoredOrder, bool]] = []  # (order, whether its position shows)
     for symbol in sorted({o.symbol for o in recent}):
         sequence = [o for o in recent if o.symbol == symbol]
         position = book.view.positions.get(symbol)
-        shown = _shown_prefix(sequence, position.quantity if position is not None else 0.0)
-        unshown.extend(sequence[shown:])
+        held = position.quantity if position is not None else 0.0
+        shown = _shown_prefix(sequence, held)
+        base = book.view.balances.get(split_symbol(symbol)[0])
+        balances = _sellable_prefix(
+            sequence[:shown],
+            base.free if base is not None else 0.0,
+            held,
+            got=1.0 if book.fee_in_base is False else 1.0 - book.fee_rate,
+        )
+        unshown.extend((o, True) for o in sequence[balances:shown])
+        unshown.extend((o, False) for o in sequence[shown:])
     laid = 0
-    for order in sorted(unshown, key=lambda o: o.created_at):
+    for order, positions_shown in sorted(unshown, key=lambda item: item[0].created_at):
         price = order.reference_price
         if price is None or price <= 0:
             if order.side is Side.BUY:
@@ -90,7 +100,13 @@ def restore(book: LedgerBook, orders: Iterable[StoredOrder], *, now: float) -> i
             order.quantity * price,
             None,
         )
-        book.adopt(plan, at=order.created_at, unknown=not order.accepted, signal_id=order.signal_id)
+        book.adopt(
+            plan,
+            at=order.created_at,
+            unknown=not order.accepted,
+            signal_id=order.signal_id,
+            positions_shown=positions_shown,
+        )
         laid += 1
     return laid
 
@@ -112,3 +128,36 @@ def _shown_prefix(sequence: list[StoredOrder], held: float) -> int:
         if abs(expected - held) <= tolerance:
             shown = index
     return shown
+
+
+def _sellable_prefix(shown: list[StoredOrder], free: float, held: float, *, got: float) -> int:
+    """How many of the orders a view's position shows (``shown``) its base balance
+    (``free``) is taken to show, so that a SELL of the position (``held``) is never sized
+    on more base than is held; the orders after are laid for their balances part.
+
+    The balances are fetched apart from the positions and may lag them, and no amount
+    tells which of our orders they show: the base before the first is not known. Each
+    prefix the balances may show means a base held now (the orders after it applied:
+    a SELL takes its quantity, a BUY brings it less a fee that may be in the base). A
+    SELL sells min(position, free base): when one of those is less than the position,
+    the least is taken (the longest such prefix), else the base as it is. A position
+    sold and bought again with balances still showing the holding sold was sized on
+    its old base (refused by the exchange: the fee of the BUY came out of the base).
+    The cash stays on the cautious side too: a SELL laid so counts no cash (its cash
+    may be shown), a BUY spends its own.
+    """
+    if held <= 0 or not shown:
+        return len(shown)
+    means = []
+    for start in range(len(shown) + 1):
+        amount = free
+        for order in shown[start:]:
+            if order.side is Side.SELL:
+                amount = max(0.0, amount - order.quantity)
+            else:
+                amount += order.quantity * got
+        means.append(amount)
+    least = min(means)
+    if least >= held:
+        return len(shown)
+    return max(i for i, amount in enumerate(means) if amount <= least + 1e-9 * held)
