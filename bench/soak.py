@@ -162,7 +162,8 @@ class Soak:
             f"soak {self.args.minutes:g} min, seed {self.args.seed}, {self.args.rate:g} signals/s, "
             f"BUY fee in base asset: {'yes' if self.fee_in_base else 'no (option absent)'}, "
             f"{self.market.ticks} ticks, {self.market.shocks} shocks, "
-            f"{stack.coordinator_starts} coordinator starts"
+            f"{stack.coordinator_starts} coordinator starts "
+            f"({stack.identity_waits} refused: the killed one's identity still live)"
         )
         print()
         print(table(facts, verdict, self.faults, header))
