@@ -63,8 +63,8 @@ class GroupedBookMachine(LedgerBookMachine):
         assert self.book.buying() == frozenset(
             o.plan.symbol
             for o in orders
-            if o.plan.side is Side.BUY
-            and (o.state is OrderState.RESERVED or (o.unknown and not o.positions_shown))
+            if (o.plan.side is Side.BUY and o.state is OrderState.RESERVED)
+            or (o.state is OrderState.FILLED and o.unknown and not o.positions_shown)
         )
         assert self.book.selling() == frozenset(
             o.plan.symbol for o in reserved if o.plan.side is Side.SELL

@@ -14,6 +14,7 @@ from coordinator.trading.signals import Side
 from coordinator.trading.validation import (
     Balance,
     LedgerState,
+    MarketQuote,
     OrderPlan,
     PortfolioView,
     PositionView,
@@ -348,3 +349,51 @@ def test_a_sell_after_the_restore_stays_laid_until_the_position_shows_it() -> No
         NOW + 3,
     )
     assert APT not in ledger.view.positions, "sold: not counted back"
+
+
+def _new_buy(ledger: LedgerBook) -> object:
+    return evaluate_order(
+        make_signal("BUY", APT, price=10.0),
+        view=ledger.view,
+        ledger=LedgerState(buying=ledger.buying(), closed=tuple(ledger.closed)),
+        market=MarketQuote(10.0, NOW - 5),
+        config=CONFIG,
+        now=NOW,
+    )
+
+
+@pytest.mark.parametrize("how", ["restored held after a 5xx", "settled unknown"])
+def test_no_buy_on_a_holding_hidden_by_an_unknown_sell(how: str) -> None:
+    """An unknown SELL laid over the view hides its holding, which may still be held
+    (found by the soak: after a restart, a SELL held after a 5xx was laid; re-delivered
+    signals bought and sold on top of the holding before the reconciler found the SELL
+    never executed, and the book's expectations, built on a view without the holding,
+    then refused its stop's exits "no free" base for the whole settle window). Like an
+    unknown BUY, it refuses a BUY of its symbol until it is shown or found."""
+    ledger = book()
+    ledger.fetched_view(view(90_000.0, 1_000.0, 1_000.0), NOW)
+    if how == "settled unknown":
+        order = ledger.reserve(sell(1_000.0), owner="validator-0#1", now=NOW, signal_id="s-1")
+        ledger.settle(order.reservation_id, None, symbol=APT, side=Side.SELL, now=NOW)
+    else:
+        held = dataclasses.replace(
+            stored(Side.SELL, 1_000.0, at=NOW - 10, accepted=False), signal_id="s-1"
+        )
+        assert restore(ledger, [held], now=NOW) == 1
+    assert APT not in ledger.view.positions
+    refused = _new_buy(ledger)
+    assert refused.plan is None and refused.failure.reason == "position_already_open"  # type: ignore[attr-defined]
+    ledger.not_executed("s-1", symbol=APT, side=Side.SELL, now=NOW + 1)
+    assert APT not in ledger.buying()
+    assert ledger.view.positions[APT].quantity == 1_000.0
+
+
+def test_a_buy_goes_again_once_the_view_shows_the_unknown_sell() -> None:
+    ledger = book()
+    ledger.fetched_view(view(90_000.0, 1_000.0, 1_000.0), NOW)
+    order = ledger.reserve(sell(1_000.0), owner="validator-0#1", now=NOW, signal_id="s-1")
+    ledger.settle(order.reservation_id, None, symbol=APT, side=Side.SELL, now=NOW)
+    assert APT in ledger.buying()
+    ledger.fetched_view(view(100_000.0), NOW + 2)
+    assert APT not in ledger.buying() and not ledger.orders
+    assert _new_buy(ledger).plan is not None  # type: ignore[attr-defined]

@@ -120,8 +120,9 @@ class LedgerBook:
         )
 
     def buying(self) -> frozenset[str]:
-        """Symbols with a BUY in flight, or unknown and not shown yet: it lays no
-        position over the view, but may have opened one (no second BUY on it)."""
+        """Symbols with a BUY in flight, or an order unknown whose position is not shown
+        yet: a BUY lays no position but may have opened one, a SELL hides its position
+        but may have left it held. No BUY on it either way (see ``_unsure``)."""
         return frozenset(self._buying)
 
     def selling(self) -> frozenset[str]:
@@ -252,7 +253,7 @@ class LedgerBook:
         """``order`` became FILLED: recorded, laid over the view (dropped if shown)."""
         plan = order.plan
         group = self._own(split_symbol(plan.symbol)[0])
-        if plan.side is Side.BUY and order.unknown and not order.positions_shown:
+        if _unsure(order):
             self._count_buying(plan.symbol, 1)
         group.put(order)
         self._record_closed(order, now)
@@ -297,6 +298,8 @@ class LedgerBook:
                 group.orders.pop(key)
                 group.closed.pop(key)
                 self._filled -= 1
+                if _unsure(order):
+                    self._count_buying(symbol, -1)
                 self._fold(group)
                 self._apply(group)
                 self._refresh_view(group)
@@ -334,7 +337,7 @@ class LedgerBook:
                     refold = True
                     self._filled -= 1
                     plan = order.plan
-                    if plan.side is Side.BUY and order.unknown and not order.positions_shown:
+                    if _unsure(order):
                         self._count_buying(plan.symbol, -1)
             group.forget_closed(now)
             if refold:
@@ -382,7 +385,7 @@ class LedgerBook:
                     self._count_buying(plan.symbol, 1)
             elif order.positions_shown and order.balances_shown:
                 continue  # shown whole: nothing left to lay
-            elif plan.side is Side.BUY and order.unknown and not order.positions_shown:
+            elif _unsure(order):
                 self._count_buying(plan.symbol, 1)
             kept[split_symbol(plan.symbol)[0]].append(order)
         for base, group in list(groups.items()):
@@ -465,3 +468,12 @@ class LedgerBook:
 
     def reserved_notional(self) -> float:
         return sum(o.plan.notional for o in self._reserved.values() if o.plan.side is Side.BUY)
+
+
+def _unsure(order: BookOrder) -> bool:
+    """A FILLED order whose outcome is unknown and whose position the view does not
+    show: whether it left its symbol held is not known. A BUY on top of a holding an
+    unknown SELL hides would be reserved on a view without it, and the book's
+    expectations after it would not match the Portfolio (its stop's exits refused for
+    a base that seems gone, for the whole settle window)."""
+    return order.unknown and not order.positions_shown
