@@ -61,7 +61,9 @@ class BookOrder:
     any reserved after. None: not known filled, or adopted (no order known)."""
     unknown: bool = False
     """Settled unknown: a BUY spends its cash but adds no position or base until shown
-    (it may not have filled: a SELL sized on it would sell coins of no position)."""
+    (it may not have filled: a SELL sized on it would sell coins of no position); a
+    SELL hides its position, which may still be held. Either holds back BUYs of its
+    symbol until its position part is shown."""
     filled_at: float | None = None
     """When the book learned it filled (settled, or adopted from the store)."""
     proceeds_counted: bool = True
