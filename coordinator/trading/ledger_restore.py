@@ -10,6 +10,7 @@ exactly as a fill of this process is, until the Portfolio shows it or the window
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -64,7 +65,7 @@ def restore(book: LedgerBook, orders: Iterable[StoredOrder], *, now: float) -> i
         ),
         key=lambda o: o.created_at,
     )
-    unshown: list[tuple[StoredOrder, bool]] = []  # (order, whether its position shows)
+    laying: list[tuple[StoredOrder, bool]] = []  # (order, whether its position shows)
     for symbol in sorted({o.symbol for o in recent}):
         sequence = [o for o in recent if o.symbol == symbol]
         position = book.view.positions.get(symbol)
@@ -77,10 +78,10 @@ def restore(book: LedgerBook, orders: Iterable[StoredOrder], *, now: float) -> i
             held,
             got=1.0 if book.fee_in_base is False else 1.0 - book.fee_rate,
         )
-        unshown.extend((o, True) for o in sequence[balances:shown])
-        unshown.extend((o, False) for o in sequence[shown:])
+        laying.extend((o, True) for o in sequence[balances:shown])
+        laying.extend((o, False) for o in sequence[shown:])
     laid = 0
-    for order, positions_shown in sorted(unshown, key=lambda item: item[0].created_at):
+    for order, positions_shown in sorted(laying, key=lambda item: item[0].created_at):
         price = order.reference_price
         if price is None or price <= 0:
             if order.side is Side.BUY:
@@ -148,15 +149,18 @@ def _sellable_prefix(shown: list[StoredOrder], free: float, held: float, *, got:
     """
     if held <= 0 or not shown:
         return len(shown)
-    means = []
-    for start in range(len(shown) + 1):
-        amount = free
-        for order in shown[start:]:
-            if order.side is Side.SELL:
-                amount = max(0.0, amount - order.quantity)
-            else:
-                amount += order.quantity * got
-        means.append(amount)
+    # Each order maps a base x to max(floor, x + shift) (a SELL: max(0, x - quantity);
+    # a BUY: x + its coins), and so does any run of them: the orders after each prefix
+    # are folded from the last one back, once, not replayed per prefix.
+    floor, shift = -math.inf, 0.0
+    means = [free]
+    for order in reversed(shown):
+        if order.side is Side.SELL:
+            floor, shift = max(floor, shift), shift - order.quantity
+        else:
+            shift += order.quantity * got
+        means.append(max(floor, free + shift))
+    means.reverse()
     least = min(means)
     if least >= held:
         return len(shown)
