@@ -37,7 +37,9 @@ def start_coordinator(
             "COORDINATOR_DATA_DIR": str(tmp_path / f"data{len(started)}"),
             "COORDINATOR_API_TOKEN": TOKEN,
             "COORDINATOR_DRILLS": "1",
-            "HTTP_ASK_TIMEOUT": "0.3",
+            # Well above a busy machine's pauses: a route's 503 for a slow actor is a
+            # failure here, save in the tests that hang one and set it short.
+            "HTTP_ASK_TIMEOUT": "3",
             "HTTP_SNAPSHOT_TTL": "0",
             # Beside other tests' coordinators on the session's database.
             "COORDINATOR_INSTANCES": "cluster",
@@ -254,7 +256,7 @@ def test_bad_drills_get_clear_errors(start_coordinator, path, status, error):
 
 
 def test_an_actor_that_does_not_answer_gives_503_naming_it(start_coordinator):
-    _, base = start_coordinator(SUPERVISOR_LIVENESS_TIMEOUT="30")
+    _, base = start_coordinator(SUPERVISOR_LIVENESS_TIMEOUT="30", HTTP_ASK_TIMEOUT="0.3")
     requests.post(base + "/drills/actors/service_health/hang?seconds=3", headers=AUTH, timeout=5)
 
     response = get(base, "/status")
@@ -282,7 +284,9 @@ def test_published_health_and_status_show_a_command_at_once(start_coordinator):
 def test_published_health_names_an_actor_that_does_not_answer(start_coordinator):
     """Produced off the request path, /health still shows a hung actor, within its
     staleness (HTTP_SNAPSHOT_TTL + 2 x HTTP_ASK_TIMEOUT)."""
-    _, base = start_coordinator(SUPERVISOR_LIVENESS_TIMEOUT="30", HTTP_SNAPSHOT_TTL="0.2")
+    _, base = start_coordinator(
+        SUPERVISOR_LIVENESS_TIMEOUT="30", HTTP_SNAPSHOT_TTL="0.2", HTTP_ASK_TIMEOUT="0.3"
+    )
     wait_healthy(base)
     requests.post(base + "/drills/actors/service_health/hang?seconds=4", headers=AUTH, timeout=5)
 
