@@ -56,7 +56,9 @@ def pair(pipelines: Any, postgres: Any) -> tuple[Pipeline, Pipeline]:
     second = pipelines(shared, lease=lease, lead=False, paper=first.paper)
     wait_for(
         lambda: (
-            held(first) | held(second) == frozenset(range(PARTITIONS))
+            settled(first)
+            and settled(second)
+            and held(first) | held(second) == frozenset(range(PARTITIONS))
             and not held(first) & held(second)
             and held(first)
             and held(second)
@@ -65,6 +67,15 @@ def pair(pipelines: Any, postgres: Any) -> tuple[Pipeline, Pipeline]:
         message="the partitions shared between the two",
     )
     return first, second
+
+
+def settled(pipe: Pipeline) -> bool:
+    """It holds what it wants among both, and nothing more: a partition the first took
+    before the second joined is held by the first until it is handed over."""
+    snapshot: PartitionsSnapshot = pipe.directory.ask(
+        "partition_keeper", GetPartitions(), timeout=5
+    )
+    return snapshot.held == snapshot.wanted
 
 
 def test_status_shows_the_partitions_each_holds(pipelines, postgres):
