@@ -201,3 +201,20 @@ def test_a_batch_reader_keeps_its_subscription_when_a_message_arrives_in_pieces(
         link.close()
     assert drops == []
     assert [m.split(b":", 1)[0] for m in received] == [b"%d" % n for n in range(count)]
+
+
+def test_a_stop_wakes_a_subscription_waiting_for_a_message(redis_server: EmbeddedRedis) -> None:
+    """Its thread ends without waiting out the read (here a minute long): a process
+    stopping is not held up by its readers."""
+    from coordinator.infra.redis_bus import Subscription
+
+    class Patient(Subscription):
+        read_wait = 60.0
+
+    reader = Patient(
+        redis_server.url, channels=("test:quiet",), on_message=lambda _c, _d: None, name="patient"
+    ).start()
+    wait_for(lambda: reader.connected, message="subscribed")
+    reader.request_stop()
+    reader.join(timeout=10)
+    assert not reader._thread.is_alive()

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 
 import pytest
 import redis
@@ -273,3 +274,41 @@ def test_a_connection_past_select_s_descriptor_limit_is_read(silent: SilentServe
         for descriptor in held:
             os.close(descriptor)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_wake_ends_a_read_that_waits_and_the_messages_after_it_still_come(
+    silent: SilentServer,
+) -> None:
+    """A stop must not wait out the read's timeout: ``wake`` (another thread) ends it
+    with nothing read, and the connection reads on as before."""
+    subscriber = RespSubscriber(silent.url, channels=("sigs",))
+    subscriber.open()
+    try:
+        assert silent.connected.wait(5) and silent.conn is not None
+        answer: Future[list[tuple[str, bytes]]] = Future()
+
+        def read() -> None:
+            try:
+                answer.set_result(subscriber.read(timeout=60))
+            except BaseException as exc:
+                answer.set_exception(exc)
+
+        threading.Thread(target=read, daemon=True).start()
+        subscriber.wake()
+        assert answer.result(timeout=10) == []
+        silent.conn.sendall(b"*3\r\n$7\r\nmessage\r\n$4\r\nsigs\r\n$2\r\nhi\r\n")
+        assert read_until(subscriber, 1) == [("sigs", b"hi")]
+    finally:
+        subscriber.close()
+
+
+def test_wakes_never_block_the_waker_open_or_closed(silent: SilentServer) -> None:
+    """More wakes than the pipe holds, then after the close: none blocks or raises."""
+    subscriber = RespSubscriber(silent.url, channels=("sigs",))
+    subscriber.wake()  # before it is open: nothing to wake
+    subscriber.open()
+    for _ in range(70_000):
+        subscriber.wake()
+    assert subscriber.read(timeout=60) == []
+    subscriber.close()
+    subscriber.wake()

@@ -126,7 +126,9 @@ class IntakeReaders:
 
     def stop(self) -> None:
         for reader in self._readers:
-            reader.stop()
+            reader.request_stop()
+        for reader in self._readers:
+            reader.join()
 
     def start_again(self) -> IntakeReaders:
         """New readers after a stop (a stopped thread cannot run again)."""

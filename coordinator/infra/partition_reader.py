@@ -80,8 +80,8 @@ class PartitionReader(RedisReader):
         self._on_entry = on_entry
         self._batch = batch
 
-    def stop(self, timeout: float = 3.0) -> None:
-        super().stop(timeout)
+    def join(self, timeout: float = 3.0) -> None:
+        super().join(timeout)
         self._decided.close()
 
     def _session(self) -> None:

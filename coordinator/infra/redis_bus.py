@@ -55,6 +55,9 @@ class Subscription(RedisReader):
     gets to it."""
 
     what = "subscription"
+    read_wait = 0.5
+    """Seconds a read waits for a message before the stop flag is looked at again (the
+    lean session's read is woken at once by a stop)."""
 
     def __init__(
         self,
@@ -83,6 +86,13 @@ class Subscription(RedisReader):
         self._on_batch = on_batch
         self._max_batch = max_batch
         self._clock = clock or SystemClock()
+        self._subscriber: RespSubscriber | None = None
+        """The lean session's connection, for a stop to wake its read."""
+
+    def _interrupt(self) -> None:
+        subscriber = self._subscriber
+        if subscriber is not None:
+            subscriber.wake()
 
     def _session(self) -> None:
         if supports(self._url):
@@ -95,11 +105,12 @@ class Subscription(RedisReader):
         message. Messages that arrived together go over together, each stamped when
         its bytes were read."""
         subscriber = RespSubscriber(self._url, channels=self._channels, patterns=self._patterns)
+        self._subscriber = subscriber
         try:
             subscriber.open()
             self._up()
             while not self._stopped.is_set():
-                messages = subscriber.read(timeout=0.5)
+                messages = subscriber.read(timeout=self.read_wait)
                 if not messages:
                     continue
                 if self._on_message is not None:
@@ -126,7 +137,7 @@ class Subscription(RedisReader):
                 pubsub.psubscribe(*self._patterns)
             self._up()
             while not self._stopped.is_set():
-                message = pubsub.get_message(timeout=0.5)
+                message = pubsub.get_message(timeout=self.read_wait)
                 if message is None:
                     continue
                 if self._on_message is not None:

@@ -49,9 +49,22 @@ class RedisReader:
         return self
 
     def stop(self, timeout: float = 2.0) -> None:
+        self.request_stop()
+        self.join(timeout)
+
+    def request_stop(self) -> None:
+        """Tell the thread to stop, waking a read that waits: several readers told
+        first and joined after stop in the time of the slowest, not of their sum."""
         self._stopped.set()
+        self._interrupt()
+
+    def join(self, timeout: float = 2.0) -> None:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+
+    def _interrupt(self) -> None:
+        """Wakes a read waiting in ``_session`` (nothing by default: the read's own
+        timeout bounds the stop)."""
 
     def _session(self) -> None:
         raise NotImplementedError

@@ -17,9 +17,12 @@ did. TLS (``rediss://``) is left to redis-py.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import select
 import socket
+import threading
 import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -237,6 +240,10 @@ class RespSubscriber:
         """An error answered after messages that were handed over first."""
         self._channel_names: dict[bytes, str] = {}
         """Each channel's name decoded once."""
+        self._wake_fds: tuple[int, int] | None = None
+        """A pipe in the poll beside the connection: ``wake`` ends a read that waits."""
+        self._wake_lock = threading.Lock()
+        """``wake`` (another thread) never writes to descriptors ``close`` freed."""
 
     def open(self) -> None:
         # redis-py's own reading of the URL (its query parameters included).
@@ -261,6 +268,12 @@ class RespSubscriber:
         # select's limit of 1,024. One for the connection, not one per read.
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_read, False)
+        os.set_blocking(wake_write, False)
+        with self._wake_lock:
+            self._wake_fds = (wake_read, wake_write)
+        self._poller.register(wake_read, select.POLLIN)
         self._last_heard = time.monotonic()
         password = options.get("password")
         if password is not None:
@@ -290,8 +303,14 @@ class RespSubscriber:
                 f"Redis did not answer a PING within {self._answer_within:g} s"
             )
         assert self._poller is not None
-        if not self._poller.poll(timeout * 1000):
+        ready = self._poller.poll(timeout * 1000)
+        if not ready:
             return []
+        if self._wake_fds is not None and any(fd == self._wake_fds[0] for fd, _ in ready):
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_fds[0], 64)
+            if len(ready) == 1:
+                return []
         chunk = sock.recv(_RECV)
         if not chunk:
             raise redis.exceptions.ConnectionError("Redis closed the connection")
@@ -314,7 +333,19 @@ class RespSubscriber:
             messages.append((name, data))
         return messages
 
+    def wake(self) -> None:
+        """Ends a ``read`` waiting now, or the next one, at once (it returns nothing):
+        from any thread, at any time, open or closed."""
+        with self._wake_lock:
+            if self._wake_fds is not None:
+                with contextlib.suppress(BlockingIOError):  # a wake is pending already
+                    os.write(self._wake_fds[1], b"w")
+
     def close(self) -> None:
+        with self._wake_lock:
+            fds, self._wake_fds = self._wake_fds, None
+        for fd in fds or ():
+            os.close(fd)
         if self._sock is not None:
             try:
                 self._sock.close()

@@ -56,8 +56,8 @@ class StreamReader(RedisReader):
         self._on_entry = on_entry
         self._batch = batch
 
-    def stop(self, timeout: float = 3.0) -> None:
-        super().stop(timeout)
+    def join(self, timeout: float = 3.0) -> None:
+        super().join(timeout)
 
     def _session(self) -> None:
         client = redis.Redis.from_url(self._url, socket_connect_timeout=2, socket_timeout=5)
@@ -78,7 +78,8 @@ class StreamReader(RedisReader):
                     self._consumer,
                     {self._stream: ">"},
                     count=self._batch,
-                    block=500,
+                    # What a stop waits for at most; ten empty reads a second when idle.
+                    block=100,
                 )
                 self._deliver(reply)
         finally:
