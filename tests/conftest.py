@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,9 +41,24 @@ def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stopped cluster with the schema, made once per worker: a test's own server
+    starts on a copy of it (a fifth of a second) instead of its own initdb (over two)."""
+    data_dir = tmp_path_factory.mktemp("pg-template")
+    server = EmbeddedPostgres(data_dir, durable=False).start()
+    try:
+        apply_migrations(server.dsn)
+    finally:
+        server.stop()
+    return data_dir
+
+
 @pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+def own_postgres(tmp_path: Path, postgres_template: Path) -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL server of this test alone, which it may stop and start again."""
+    # -a: the files stay the server user's when the tests run as root.
+    subprocess.run(["cp", "-a", str(postgres_template), str(tmp_path / "pg")], check=True)
     server = EmbeddedPostgres(tmp_path / "pg", durable=False).start()
     apply_migrations(server.dsn)
     yield server
