@@ -213,7 +213,9 @@ def test_breaker_and_trading_state_follow_an_outage_and_a_halt(pipelines):
 def test_an_actor_that_does_not_answer_does_not_fail_the_scrape(pipelines):
     # The supervisor leaves the hung actor alone for the test: a restarted Stats would
     # answer again.
-    pipe = pipelines({"HTTP_ASK_TIMEOUT": "0.5", "SUPERVISOR_LIVENESS_TIMEOUT": "60"})
+    # Asks wait 2 s: long enough for the actors that answer, on a loaded machine too;
+    # Stats hangs past the scrape's asks of it.
+    pipe = pipelines({"HTTP_ASK_TIMEOUT": "2", "SUPERVISOR_LIVENESS_TIMEOUT": "60"})
     response = requests.post(
         pipe.url + "/drills/actors/stats/hang?seconds=5", headers=AUTH, timeout=10
     )
