@@ -219,8 +219,18 @@ def test_redis_restarted_mid_stream_the_intake_reconnects_and_resumes(
     after = signal_payload("ETHUSDC")
     pipe.publish(after)
     assert pipe.decision(signal_id(after))["decision"]["outcome"] in ("accepted", "rejected")
-    links = requests.get(pipe.url + "/diagnostic", timeout=5).json()["intake_links"]
-    assert links and all(link["connected"] for link in links)
+    # Each link comes back after its own backoff (up to 5 s once Redis was down a while):
+    # the one that carried the signal may be back before the others.
+    links = wait_for(
+        lambda: (
+            (found := requests.get(pipe.url + "/diagnostic", timeout=5).json()["intake_links"])
+            and all(link["connected"] for link in found)
+            and found
+        ),
+        timeout=15,
+        message="every intake link connected again",
+    )
+    assert {link["link"] for link in links} == {"partitions", "pubsub", "stream"}
 
 
 def test_postgres_restarted_mid_stream_loses_no_decision(pipelines, redis_server, own_postgres):
