@@ -19,9 +19,10 @@ from tests.http_stub import StubService
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), durable=False).start()
-    apply_migrations(server.dsn)
+def postgres(
+    tmp_path_factory: pytest.TempPathFactory, postgres_template: Path
+) -> Iterator[EmbeddedPostgres]:
+    server = postgres_from(postgres_template, tmp_path_factory.mktemp("pg") / "pg")
     yield server
     server.stop()
 
@@ -43,8 +44,9 @@ def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
 
 @pytest.fixture(scope="session")
 def postgres_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A stopped cluster with the schema, made once per worker: a test's own server
-    starts on a copy of it (a fifth of a second) instead of its own initdb (over two)."""
+    """A stopped cluster with the schema, made once per worker: the session's server
+    and each test's own start on a copy of it (a fifth of a second) instead of an
+    initdb each (over two)."""
     data_dir = tmp_path_factory.mktemp("pg-template")
     server = EmbeddedPostgres(data_dir, durable=False).start()
     try:
@@ -54,13 +56,17 @@ def postgres_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data_dir
 
 
+def postgres_from(template: Path, data_dir: Path) -> EmbeddedPostgres:
+    """A server started on a copy of the template, its schema already there."""
+    # -a: the files stay the server user's when the tests run as root.
+    subprocess.run(["cp", "-a", str(template), str(data_dir)], check=True)
+    return EmbeddedPostgres(data_dir, durable=False).start()
+
+
 @pytest.fixture
 def own_postgres(tmp_path: Path, postgres_template: Path) -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL server of this test alone, which it may stop and start again."""
-    # -a: the files stay the server user's when the tests run as root.
-    subprocess.run(["cp", "-a", str(postgres_template), str(tmp_path / "pg")], check=True)
-    server = EmbeddedPostgres(tmp_path / "pg", durable=False).start()
-    apply_migrations(server.dsn)
+    server = postgres_from(postgres_template, tmp_path / "pg")
     yield server
     server.stop()
 

@@ -22,11 +22,15 @@ from tests.waiting import wait_for
 PARTITIONS = 16
 
 
-def held(pipe: Pipeline) -> frozenset[int]:
+def partitions(pipe: Pipeline) -> PartitionsSnapshot:
     snapshot: PartitionsSnapshot = pipe.directory.ask(
         "partition_keeper", GetPartitions(), timeout=5
     )
-    return frozenset(snapshot.held)
+    return snapshot
+
+
+def held(pipe: Pipeline) -> frozenset[int]:
+    return frozenset(partitions(pipe).held)
 
 
 def admitted(pipe: Pipeline) -> int:
@@ -72,9 +76,7 @@ def pair(pipelines: Any, postgres: Any) -> tuple[Pipeline, Pipeline]:
 def settled(pipe: Pipeline) -> bool:
     """It holds what it wants among both, and nothing more: a partition the first took
     before the second joined is held by the first until it is handed over."""
-    snapshot: PartitionsSnapshot = pipe.directory.ask(
-        "partition_keeper", GetPartitions(), timeout=5
-    )
+    snapshot = partitions(pipe)
     return snapshot.held == snapshot.wanted
 
 

@@ -306,9 +306,12 @@ class RespSubscriber:
         ready = self._poller.poll(timeout * 1000)
         if not ready:
             return []
-        if self._wake_fds is not None and any(fd == self._wake_fds[0] for fd, _ in ready):
+        wake_fds = self._wake_fds
+        # Two descriptors in the poll: more than one ready, or the one not the socket,
+        # is a wake.
+        if wake_fds is not None and (len(ready) > 1 or ready[0][0] == wake_fds[0]):
             with contextlib.suppress(BlockingIOError):
-                os.read(self._wake_fds[0], 64)
+                os.read(wake_fds[0], 64)
             if len(ready) == 1:
                 return []
         chunk = sock.recv(_RECV)

@@ -56,9 +56,6 @@ class StreamReader(RedisReader):
         self._on_entry = on_entry
         self._batch = batch
 
-    def join(self, timeout: float = 3.0) -> None:
-        super().join(timeout)
-
     def _session(self) -> None:
         client = redis.Redis.from_url(self._url, socket_connect_timeout=2, socket_timeout=5)
         try:
