@@ -8,11 +8,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import psycopg2
 import requests
 
 from coordinator.infra.lease_store import LeaseStore
-from tests.pipeline import AUTH, PRICES, Pipeline
+from tests.aggregator_table import create_trading_signals, insert_consensus_row
+from tests.pipeline import AUTH, Pipeline
 from tests.test_pipeline_faults import db_rows
 from tests.waiting import wait_for
 
@@ -76,29 +76,11 @@ def test_the_leader_rotates_and_the_follower_serves_its_universe(pipelines, own_
 def test_the_catch_up_of_trading_signals_runs_on_the_leader_alone(pipelines, own_postgres):
     dsn = own_postgres.dsn
     lease = f"leader-{uuid.uuid4().hex[:8]}"
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(
-            """CREATE TABLE trading_signals (
-                   id serial PRIMARY KEY, strategy text, symbol text, side text,
-                   timestamp timestamptz, price double precision, confidence double precision,
-                   strength text, metadata jsonb, processed boolean DEFAULT false,
-                   created_at timestamptz DEFAULT now())"""
-        )
-    conn.close()
+    create_trading_signals(dsn)
     first = pipelines(database_dsn=dsn, lease=lease)
     # Left unprocessed while the leader runs (its catch-up is done): a follower starting
     # now must not take it in.
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(
-            """INSERT INTO trading_signals (strategy, symbol, side, timestamp, price,
-                   confidence, strength, metadata)
-               VALUES ('CONSENSUS', 'ETHUSDC', 'BUY', now(), %s, 0.8, 'strong',
-                       '{"consensus_strength": 0.9, "strategies_count": 4}')
-               RETURNING id""",
-            (PRICES["ETHUSDC"],),
-        )
-        (row_id,) = cur.fetchone()
-    conn.close()
+    row_id = insert_consensus_row(dsn, "ETHUSDC")
     second = pipelines(database_dsn=dsn, lease=lease, lead=False)
     assert second.role() == "follower"
     assert second.stored(f"db:{row_id}") is None

@@ -27,6 +27,7 @@ from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.messages import DrillCrash
 from coordinator.messages.pipeline import GetValidatorSnapshot, RawSignal
 from coordinator.supervisor.directory import ChildUnavailable
+from tests.aggregator_table import create_trading_signals, insert_consensus_row
 from tests.pipeline import PRICES, SYMBOLS, Pipeline, signal_payload
 from tests.test_pipeline import signal_id
 from tests.waiting import wait_for
@@ -360,31 +361,17 @@ def test_stream_consumer_killed_mid_stream_decides_every_entry_once(
 
 def test_unprocessed_trading_signals_rows_are_taken_in_at_start(pipelines, own_postgres):
     dsn = own_postgres.dsn
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(
-            """CREATE TABLE trading_signals (
-                   id serial PRIMARY KEY, strategy text, symbol text, side text,
-                   timestamp timestamptz, price double precision, confidence double precision,
-                   strength text, metadata jsonb, processed boolean DEFAULT false,
-                   created_at timestamptz DEFAULT now())"""
-        )
-        rows = [
-            ("ETHUSDC", "BUY", "now()", False),
-            ("SOLUSDC", "BUY", "now()", False),
-            ("XRPUSDC", "BUY", "now() - interval '10 minutes'", False),
-            ("BNBUSDC", "BUY", "now()", True),
-        ]
-        ids = []
-        for symbol, side, moment, processed in rows:
-            cur.execute(
-                f"""INSERT INTO trading_signals (strategy, symbol, side, timestamp, price,
-                        confidence, strength, metadata, processed, created_at)
-                    VALUES ('CONSENSUS', %s, %s, {moment}, %s, 0.8, 'strong',
-                            '{{"consensus_strength": 0.9, "strategies_count": 4}}', %s, {moment})
-                    RETURNING id""",
-                (symbol, side, PRICES[symbol], processed),
-            )
-            ids.append(cur.fetchone()[0])
+    create_trading_signals(dsn)
+    rows = [
+        ("ETHUSDC", "now()", False),
+        ("SOLUSDC", "now()", False),
+        ("XRPUSDC", "now() - interval '10 minutes'", False),
+        ("BNBUSDC", "now()", True),
+    ]
+    ids = [
+        insert_consensus_row(dsn, symbol, moment=moment, processed=processed)
+        for symbol, moment, processed in rows
+    ]
 
     pipe = pipelines(database_dsn=dsn)
 

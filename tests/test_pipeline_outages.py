@@ -13,8 +13,9 @@ from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.messages.pipeline import SubmitSignal
 from coordinator.trading.routing import client_order_id, validator_for
 from coordinator.trading.signals import parse_signal
+from tests.aggregator_table import create_trading_signals, insert_consensus_row
 from tests.http_stub import StubService
-from tests.pipeline import PRICES, SYMBOLS, signal_payload
+from tests.pipeline import PRICES, SYMBOLS, Pipeline, signal_payload
 from tests.test_held_orders import trader_up_a_while
 from tests.test_pipeline import signal_id
 from tests.test_pipeline_faults import (
@@ -231,6 +232,39 @@ def test_redis_restarted_mid_stream_the_intake_reconnects_and_resumes(
         message="every intake link connected again",
     )
     assert {link["link"] for link in links} == {"partitions", "pubsub", "stream"}
+
+
+def test_a_signal_published_while_redis_was_away_is_taken_in_from_its_row_on_reconnect(
+    pipelines, own_redis, own_postgres
+):
+    """The aggregator stores each consensus before it publishes it: a signal the
+    subscription could not hear (Redis gone, or the link down) is still in
+    ``trading_signals``, unprocessed, and is taken in from there once the link is back."""
+    dsn = own_postgres.dsn
+    create_trading_signals(dsn)
+    pipe = pipelines(redis_url=own_redis.url, database_dsn=dsn)
+    wait_state(pipe, "ACTIVE")
+
+    own_redis.stop()
+    wait_for(lambda: not pubsub_connected(pipe), message="the intake sees Redis gone")
+    # Written while nobody could hear its publication.
+    row_id = insert_consensus_row(dsn, "ETHUSDC")
+    own_redis.start()
+    pipe.redis = redis.Redis.from_url(own_redis.url)
+
+    record = pipe.decision(f"db:{row_id}", timeout=30)
+    assert record["signal"]["source"] == "database"
+    assert record["decision"]["outcome"] == "accepted", record["decision"]
+    wait_for(
+        lambda: db_rows(dsn, "SELECT processed FROM trading_signals") == [(True,)],
+        message="the row marked processed",
+    )
+    assert pipe.paper.stats()["orders_received"] == 1
+
+
+def pubsub_connected(pipe: Pipeline) -> bool:
+    links = requests.get(pipe.url + "/diagnostic", timeout=5).json()["intake_links"]
+    return any(link["link"] == "pubsub" and link["connected"] for link in links)
 
 
 def test_postgres_restarted_mid_stream_loses_no_decision(pipelines, redis_server, own_postgres):

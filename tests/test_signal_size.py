@@ -13,6 +13,7 @@ from typing import Any
 import psycopg2
 from psycopg2.extras import Json
 
+from tests.aggregator_table import create_trading_signals
 from tests.pipeline import signal_payload
 from tests.waiting import wait_for
 
@@ -102,14 +103,8 @@ def test_over_the_limit_is_an_invalid_signal_naming_size_and_limit_every_way(pip
 
 def test_trading_signals_rows_are_held_to_the_same_limit(pipelines, own_postgres):
     dsn = own_postgres.dsn
+    create_trading_signals(dsn)
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(
-            """CREATE TABLE trading_signals (
-                   id serial PRIMARY KEY, strategy text, symbol text, side text,
-                   timestamp timestamptz, price double precision, confidence double precision,
-                   strength text, metadata jsonb, processed boolean DEFAULT false,
-                   created_at timestamptz DEFAULT now())"""
-        )
         ids = []
         for symbol, constituents in (("ETHUSDC", 2), ("SOLUSDC", 40)):
             metadata = big_consensus(symbol, constituents)["metadata"]

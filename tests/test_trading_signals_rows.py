@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.actors.signal_intake import trading_signal_payload
+from coordinator.actors.intake_catch_up import trading_signal_payload
 from coordinator.infra import trading_signals as table_module
 from coordinator.infra.pipeline_store import PipelineStore
 from coordinator.infra.store import apply_migrations

@@ -12,7 +12,6 @@ meanwhile, it is sent again.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, replace
 from typing import Any
@@ -20,13 +19,26 @@ from typing import Any
 import pykka
 
 from coordinator.actors.dedup_handover import duplicate_window, rebuild_window
+from coordinator.actors.intake_catch_up import (
+    CATCH_UP_RETRY,
+    CatchUpCause,
+    CatchUpDue,
+    CatchUpFailed,
+    CatchUpPlan,
+    CatchUpRows,
+    UnliftableRow,
+    catch_up_messages,
+    read_pending_rows,
+)
 from coordinator.actors.intake_routing import IntakeRouting
+from coordinator.actors.leadership import lease_now
 from coordinator.actors.names import ActorName
 from coordinator.cluster.fencing import LeaseToken
 from coordinator.config.parts import IntakeSettings
 from coordinator.infra.partition_reader import split_ref
+from coordinator.infra.store import StoreError, first_line
 from coordinator.malloc_arenas import release_free_memory
-from coordinator.messages.leadership import LeaderElected
+from coordinator.messages.leadership import LeaderElected, LeadershipLost
 from coordinator.messages.partitions import GetBusyPartitions
 from coordinator.messages.pipeline import (
     AckStreamEntry,
@@ -34,6 +46,7 @@ from coordinator.messages.pipeline import (
     Decision,
     GetIntakeSnapshot,
     GetUndecided,
+    IntakeLink,
     IntakeLinkChanged,
     IntakeSnapshot,
     IntakeTick,
@@ -50,9 +63,8 @@ from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.trading.routing import validator_for
-from coordinator.trading.signal_rows import LiftedRow, RowKind, lift_row
+from coordinator.trading.signal_rows import LiftedRow
 from coordinator.trading.signals import (
-    FieldError,
     InvalidSignal,
     Signal,
     SignalSource,
@@ -66,17 +78,9 @@ from coordinator.trading.validation import (
     check_freshness,
 )
 
-__all__ = ["SignalIntake", "trading_signal_payload"]
+__all__ = ["SignalIntake"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _UnliftableRow:
-    """A ``trading_signals`` row read at start that cannot be a signal (to itself)."""
-
-    row: LiftedRow
-    """The row's id, text and what is wrong with it."""
 
 
 @dataclass
@@ -87,29 +91,14 @@ class _InFlight:
     partition: int | None = None
 
 
-def trading_signal_payload(row: dict[str, Any]) -> bytes | LiftedRow:
-    """A consensus row as the aggregator published it (JSON bytes, ``db_id`` = its id),
-    else what the row is (a constituent, or invalid and why)."""
-    lifted = lift_row(row)
-    if lifted.kind is not RowKind.CONSENSUS:
-        return lifted
-    try:
-        data = json.dumps(lifted.payload, default=str, allow_nan=False).encode()
-    except (TypeError, ValueError, RecursionError) as exc:
-        errors: tuple[FieldError, ...] = (
-            FieldError("trading_signals", f"not JSON-serialisable ({exc})"),
-        )
-    else:
-        parsed = parse_signal(data)
-        if isinstance(parsed, Signal):
-            return data
-        # Decided under the row's id all the same, so that the row is marked.
-        errors = parsed.errors
-    return replace(lifted, kind=RowKind.INVALID, payload=None, errors=errors)
-
-
 class SignalIntake(ChildActor):
-    subscriptions = (SignalDecided, ChildRestarted, IntakeLinkChanged, LeaderElected)
+    subscriptions = (
+        SignalDecided,
+        ChildRestarted,
+        IntakeLinkChanged,
+        LeaderElected,
+        LeadershipLost,
+    )
     settings: IntakeSettings
 
     def setup(self) -> None:
@@ -128,7 +117,6 @@ class SignalIntake(ChildActor):
             ("received", "admitted", "rejected", "duplicates", "resent", "routed"), 0
         )
         self._links: dict[str, bool] = {}
-        self._catch_up_due = False
         self._ownership = services.ownership
         self._routing: IntakeRouting | None = None
         if self._ownership is not None:
@@ -140,6 +128,10 @@ class SignalIntake(ChildActor):
             )
             self.on_cleanup(self._routing.close, what="signal router")
         self._recover()
+        # A replaced intake of a leader leads at once: its election was told before.
+        led = None if self.context.incarnation == 1 else lease_now(self.context.directory)
+        self._catch_up = CatchUpPlan(token=led)
+        self.worker_pool("catch-up")
         # The hour of ids it was handed, a megabyte a generation, is garbage now.
         release_free_memory()
         self.ticker(5.0, IntakeTick)
@@ -193,48 +185,45 @@ class SignalIntake(ChildActor):
                 "taking in again" if first_start else "tracking",
                 len(undecided.signals),
             )
-        # The catch-up of trading_signals runs once, on the leader: each instance
-        # taking in every row would decide each signal as many times.
-        self._catch_up_due = first_start
 
-    def _take_in_database_rows(self) -> None:
-        """Rows of ``trading_signals`` with ``processed = false``, younger than signal_timeout."""
-        from coordinator.infra.pipeline_store import PipelineStore
-        from coordinator.infra.store import StoreError
-
-        store = PipelineStore(self._services.endpoints.database_dsn, timeout=5.0)
-        try:
-            rows = store.pending_trading_signals(self._clock.time() - self._timeout)
-        except StoreError as exc:
-            logger.error("trading_signals not read at start: %s", exc)
+    def _start_catch_up(self, cause: CatchUpCause | None) -> None:
+        """Read the unprocessed ``trading_signals`` rows off the actor's thread."""
+        if cause is None:
             return
-        finally:
-            store.close()
-        taken = skipped = 0
-        for row in rows:
-            payload = trading_signal_payload(row)
-            if isinstance(payload, bytes):
-                taken += 1
-                self.actor_ref.tell(
-                    RawSignal(
-                        payload=payload,
-                        source=SignalSource.DATABASE,
-                        received_at=self._clock.time(),
-                        received_mono=self._clock.monotonic(),
-                        # An earlier process may have taken it in (and sent its order).
-                        redelivered=True,
-                    )
-                )
-            elif payload.kind is RowKind.INVALID:
-                taken += 1
-                self.actor_ref.tell(_UnliftableRow(row=payload))
-            else:
-                # A constituent the query let through: not a signal, left as it is.
-                skipped += 1
+        since = self._clock.time() - self._timeout
+        dsn = self._services.endpoints.database_dsn
+        self.run_then_tell(
+            lambda: read_pending_rows(dsn, since),
+            lambda rows: CatchUpRows(rows=rows, cause=cause),
+            pool="catch-up",
+            on_error=lambda exc: CatchUpFailed(error=first_line(exc), cause=cause),
+            errors=(StoreError,),
+        )
+
+    def _take_in_rows(self, rows: tuple[dict[str, Any], ...], cause: CatchUpCause) -> None:
+        """Rows of ``trading_signals`` with ``processed = false``, younger than signal_timeout."""
+        if not self._catch_up.leading:
+            # Read just before the lead was lost: the new leader reads them itself.
+            return
+        messages, skipped = catch_up_messages(
+            rows, now=self._clock.time(), mono=self._clock.monotonic()
+        )
+        for message in messages:
+            self.actor_ref.tell(message)
+        taken = len(messages)
         if taken:
-            logger.warning("taking in %d unprocessed trading_signals row(s)", taken)
+            logger.warning("taking in %d unprocessed trading_signals row(s) (%s)", taken, cause)
         if skipped:
             logger.info("left %d constituent trading_signals row(s) alone", skipped)
+
+    def _catch_up_failed(self, error: str, cause: CatchUpCause) -> None:
+        logger.error(
+            "trading_signals not read (%s): %s; tried again in %g s while leading",
+            cause,
+            error,
+            CATCH_UP_RETRY,
+        )
+        self.alarm("catch-up", CATCH_UP_RETRY, CatchUpDue(cause=CatchUpCause.RETRY))
 
     # --- messages ---------------------------------------------------------------------
 
@@ -242,13 +231,18 @@ class SignalIntake(ChildActor):
         match message:
             case RawSignal():
                 return self._admit(message)
-            case _UnliftableRow(row=row):
+            case UnliftableRow(row=row):
                 self._admit_unliftable(row)
-            case LeaderElected() if self._catch_up_due:
-                self._catch_up_due = False
-                self._take_in_database_rows()
-            case LeaderElected():
-                pass
+            case LeaderElected(token=token):
+                self._start_catch_up(self._catch_up.elected(token))
+            case LeadershipLost(token=token):
+                self._catch_up.lost(token)
+            case CatchUpRows(rows=rows, cause=cause):
+                self._take_in_rows(rows, cause)
+            case CatchUpFailed(error=error, cause=cause):
+                self._catch_up_failed(error, cause)
+            case CatchUpDue():
+                self._start_catch_up(self._catch_up.retry())
             case SignalDecided(decision=decision):
                 self._in_flight.pop(decision.signal_id, None)
             case ReleaseSignal(signal_id=signal_id):
@@ -264,6 +258,8 @@ class SignalIntake(ChildActor):
                 self._forget_old()
             case IntakeLinkChanged(link=link, connected=connected):
                 self._links[link] = connected
+                if link is IntakeLink.PUBSUB:
+                    self._start_catch_up(self._catch_up.subscription(connected))
             case GetIntakeSnapshot():
                 return IntakeSnapshot(
                     received=self._counts["received"],

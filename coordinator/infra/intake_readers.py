@@ -18,7 +18,7 @@ from coordinator.infra.partition_store import DecidedFilter
 from coordinator.infra.redis_bus import Subscription
 from coordinator.infra.redis_reader import RedisReader
 from coordinator.infra.stream_reader import StreamReader
-from coordinator.messages.pipeline import IntakeLinkChanged, RawSignal
+from coordinator.messages.pipeline import IntakeLink, IntakeLinkChanged, RawSignal
 from coordinator.supervisor.directory import ChildUnavailable, Directory
 from coordinator.trading.signals import SignalSource
 
@@ -82,7 +82,7 @@ class IntakeReaders:
                 on_message=lambda _channel, data: self._hand_over(
                     data, SignalSource.PUBSUB, None, False
                 ),
-                on_connection=lambda up, error: self._link("pubsub", up, error),
+                on_connection=lambda up, error: self._link(IntakeLink.PUBSUB, up, error),
                 name="intake-pubsub",
                 actor="intake-pubsub",
             )
@@ -98,7 +98,7 @@ class IntakeReaders:
                     on_entry=lambda entry_id, data, again: self._hand_over(
                         data, SignalSource.STREAM, entry_id, again
                     ),
-                    on_connection=lambda up, error: self._link("stream", up, error),
+                    on_connection=lambda up, error: self._link(IntakeLink.STREAM, up, error),
                     actor="intake-stream",
                 )
             )
@@ -113,7 +113,7 @@ class IntakeReaders:
                     claim_idle=intake.claim_idle,
                     decided=DecidedFilter(self._database_dsn, timeout=5.0),
                     on_entry=self._hand_over_partition,
-                    on_connection=lambda up, error: self._link("partitions", up, error),
+                    on_connection=lambda up, error: self._link(IntakeLink.PARTITIONS, up, error),
                     actor="intake-partitions",
                 )
             )
@@ -164,5 +164,5 @@ class IntakeReaders:
             # The entry stays pending and is taken over again.
             logger.error("signal of partition %d dropped: %s", partition, exc)
 
-    def _link(self, link: str, up: bool, error: str | None) -> None:
+    def _link(self, link: IntakeLink, up: bool, error: str | None) -> None:
         self._directory.publish(IntakeLinkChanged(link=link, connected=up, error=error))

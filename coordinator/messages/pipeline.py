@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from coordinator.cluster.fencing import LeaseToken
@@ -55,6 +56,7 @@ __all__ = [
     "GetStoredRecords",
     "GetUndecided",
     "GetValidatorSnapshot",
+    "IntakeLink",
     "IntakeLinkChanged",
     "IntakeSnapshot",
     "IntakeTick",
@@ -185,12 +187,20 @@ class AckStreamEntry(Command):
     """The entry."""
 
 
+class IntakeLink(StrEnum):
+    """The intake's Redis readers."""
+
+    PUBSUB = "pubsub"
+    STREAM = "stream"
+    PARTITIONS = "partitions"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IntakeLinkChanged(Event):
     """A Redis reader of the intake connected or lost its connection."""
 
-    link: str
-    """``pubsub`` or ``stream``."""
+    link: IntakeLink
+    """Which reader."""
     connected: bool
     """Whether it is connected now."""
     error: str | None
