@@ -58,6 +58,8 @@ class Journal:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     records: list[tuple[str, int, Any]] = field(default_factory=list)
+    begun: list[tuple[str, int, Any]] = field(default_factory=list)
+    """Steps begun (their ``records`` entry is written when they end)."""
     starts: list[tuple[str, int, float]] = field(default_factory=list)
     stops: list[str] = field(default_factory=list)
 
@@ -114,6 +116,7 @@ class Worker(ChildActor):
                     gate.wait(5)
                 raise error("boom")
             case Step(gate=gate, value=value):
+                journal.add(journal.begun, (self.name, self.context.incarnation, value))
                 assert gate.acquire(timeout=10), "the test never released this step"
                 journal.add(journal.records, (self.name, self.context.incarnation, value))
                 return None
@@ -244,8 +247,11 @@ def test_messages_behind_a_crash_reach_the_next_incarnation(tree_factory):
 
 
 def test_messages_told_while_down_are_delivered_after_restart(tree_factory):
-    config = replace(FAST, backoff_base=0.3, backoff_max=0.3)
-    tree = tree_factory(specs("a"), config)
+    # The backoff on the test's clock: the child stays down while the test looks.
+    clock = ManualClock()
+    config = replace(FAST, backoff_base=0.3, backoff_max=0.3, liveness_interval=1_000.0)
+    tree = tree_factory(specs("a"), config, clock)
+    tree.wait_running("a", 1)
     tree.directory.tell("a", Boom())
     wait_for(lambda: tree.child("a").state == "backoff", message="a in backoff")
 
@@ -254,6 +260,7 @@ def test_messages_told_while_down_are_delivered_after_restart(tree_factory):
     tree.directory.tell("a", Record(value="kept"))
     assert tree.child("a").mailbox_depth == 1
 
+    clock.advance(0.5)
     tree.wait_running("a", 2)
     wait_for(lambda: tree.journal.records == [("a", 2, "kept")], message="the kept record")
 
@@ -438,19 +445,26 @@ def test_unknown_name_is_refused_with_its_name():
 
 
 def test_backoff_grows_with_quick_failures_and_resets_after_a_quiet_period(tree_factory):
-    config = replace(FAST, backoff_base=0.5, backoff_max=10.0, backoff_reset=1.0)
-    tree = tree_factory(specs("a"), config)
+    # On the test's clock: how long the child ran is what the test says, not how fast
+    # the machine happened to be.
+    clock = ManualClock()
+    config = replace(
+        FAST, backoff_base=0.5, backoff_max=10.0, backoff_reset=1.0, liveness_interval=1_000.0
+    )
+    tree = tree_factory(specs("a"), config, clock)
 
     def crash_and_read_delay(incarnation: int) -> float:
         tree.wait_running("a", incarnation)
         tree.directory.tell("a", DrillCrash())
         child = wait_for(lambda: (c := tree.child("a")).state == "backoff" and c)
+        clock.advance(child.restart_in + 0.01)
         return child.restart_in
 
     first = crash_and_read_delay(1)
     second = crash_and_read_delay(2)  # crashed at once after starting again
     child = tree.wait_running("a", 3)
-    wait_for(lambda: tree.child("a").uptime >= 1.0, message="a quiet second")
+    clock.advance(1.0)
+    assert tree.child("a").uptime >= 1.0, "a quiet second"
     third = crash_and_read_delay(3)
 
     assert first <= 0.5

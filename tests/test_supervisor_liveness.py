@@ -62,6 +62,8 @@ def test_a_child_stuck_in_one_message_after_progress_is_replaced(tree_factory):
     liveness_check(tree)
     gate.release()
     wait_for(lambda: len(tree.journal.records) == 1, message="the first step")
+    # The second begun (its start is progress) before the clock moves on.
+    wait_for(lambda: len(tree.journal.begun) == 2, message="the second step begun")
     clock.advance(1.0)
     liveness_check(tree)
 

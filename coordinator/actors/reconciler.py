@@ -189,6 +189,9 @@ class Reconciler(ReconcilerLeadership, OperatorResolutions, ChildActor):
         )
 
     def _done(self, message: ReconcilePassDone) -> None:
+        # The pass is over once it told so, though its future completes a moment
+        # later: a tick falling between the two must not be skipped.
+        self._running = None
         self._runs += 1
         self._last_run = message.at
         self._last_error = message.error

@@ -149,7 +149,10 @@ def test_a_read_that_failed_is_tried_again_while_leading(
     intake: Solo, own_postgres: EmbeddedPostgres, caplog: pytest.LogCaptureFixture
 ) -> None:
     dsn = own_postgres.dsn
+    # The election's read done before PostgreSQL goes: only the next read fails.
+    before = insert_consensus_row(dsn, "SOLUSDC")
     intake.tell(LeaderElected(token=token(1)))
+    submitted(intake, before)
     own_postgres.stop()
     intake.tell(link(False))
     intake.tell(link(True))
@@ -158,8 +161,9 @@ def test_a_read_that_failed_is_tried_again_while_leading(
         message="the failed read logged",
     )
     # Answered after the failure's handling, which set the retry's alarm.
-    assert intake.ask(GetIntakeSnapshot()).received == 0
+    assert intake.ask(GetIntakeSnapshot()).received == 1
     own_postgres.start()
     row = insert_consensus_row(dsn, "ETHUSDC")
+
     intake.clock.advance(CATCH_UP_RETRY)
     assert submitted(intake, row).signal.symbol == "ETHUSDC"
