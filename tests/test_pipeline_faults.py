@@ -253,6 +253,22 @@ def test_store_writer_and_intake_crashes_lose_nothing(pipelines):
     assert all(n == 1 for n in pipe.paper.stats()["fills_by_client_order_id"].values())
 
 
+def test_a_restarted_intake_of_the_leader_reads_the_aggregator_table_again(pipelines, own_postgres):
+    """What reached the intake while it was down waited in the directory, up to a
+    limit: a pub/sub signal past it was dropped, though its row is in the table. The
+    next incarnation reads the table, so such a signal is still decided."""
+    dsn = own_postgres.dsn
+    create_trading_signals(dsn)
+    pipe = pipelines(database_dsn=dsn)
+    wait_state(pipe, "ACTIVE")
+    # As if published while the intake was down and dropped: the row alone is left.
+    row_id = insert_consensus_row(dsn, "ETHUSDC")
+    pipe.drill("signal_intake")
+
+    record = pipe.decision(f"db:{row_id}", timeout=30)
+    assert record["signal"]["source"] == "database"
+
+
 # --- the durable stream ------------------------------------------------------------
 
 

@@ -9,7 +9,9 @@ times. It is due
 - when this instance is elected: at its start, and when it takes over from a leader
   that may have gone before its own catch-up;
 - when the signal subscription connects again while this instance leads: what was
-  published while it was down reached nobody (Redis gone, or only the link).
+  published while it was down reached nobody (Redis gone, or only the link);
+- when the intake starts again while this instance leads: what came while it was down
+  waited in the directory up to a limit, past which a pub/sub signal was dropped.
 
 A row taken in twice costs nothing more than a look: an id seen within the dedup window
 is a duplicate, and a signal decided earlier is recognised by the Validator.
@@ -52,6 +54,7 @@ class CatchUpCause(StrEnum):
     ELECTED = "this instance leads"
     RECONNECTED = "the signal subscription is back"
     RETRY = "the last read failed"
+    RESTARTED = "the intake was down"
 
 
 @dataclass
@@ -82,13 +85,15 @@ class CatchUpPlan:
     def subscription(self, connected: bool) -> CatchUpCause | None:
         return CatchUpCause.RECONNECTED if connected and self.leading else None
 
-    def retry(self) -> CatchUpCause | None:
-        return CatchUpCause.RETRY if self.leading else None
+    def due(self, cause: CatchUpCause) -> CatchUpCause | None:
+        """A catch-up asked for (a retry, a restart) runs only while leading."""
+        return cause if self.leading else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CatchUpDue(Command):
-    """Time to read the table again (a retry after a failed read); to the intake itself."""
+    """Time to read the table again (a retry after a failed read, a restart); to the
+    intake itself."""
 
     cause: CatchUpCause
     """Why the catch-up runs."""

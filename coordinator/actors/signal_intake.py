@@ -131,6 +131,9 @@ class SignalIntake(ChildActor):
         # A replaced intake of a leader leads at once: its election was told before.
         led = None if self.context.incarnation == 1 else lease_now(self.context.directory)
         self._catch_up = CatchUpPlan(token=led)
+        if led is not None:
+            # Read once installed: a signal dropped until then has its row written.
+            self.actor_ref.tell(CatchUpDue(cause=CatchUpCause.RESTARTED))
         self.worker_pool("catch-up")
         # The hour of ids it was handed, a megabyte a generation, is garbage now.
         release_free_memory()
@@ -241,8 +244,8 @@ class SignalIntake(ChildActor):
                 self._take_in_rows(rows, cause)
             case CatchUpFailed(error=error, cause=cause):
                 self._catch_up_failed(error, cause)
-            case CatchUpDue():
-                self._start_catch_up(self._catch_up.retry())
+            case CatchUpDue(cause=cause):
+                self._start_catch_up(self._catch_up.due(cause))
             case SignalDecided(decision=decision):
                 self._in_flight.pop(decision.signal_id, None)
             case ReleaseSignal(signal_id=signal_id):

@@ -42,16 +42,16 @@ def token(generation: int) -> LeaseToken:
 def test_the_plan_catches_up_at_each_new_election_and_each_return_of_the_link_while_leading():
     plan = CatchUpPlan()
     assert plan.subscription(True) is None, "a follower does not catch up"
-    assert plan.retry() is None
+    assert plan.due(CatchUpCause.RETRY) is None
     assert plan.elected(token(1)) is CatchUpCause.ELECTED
     assert plan.elected(token(1)) is None, "the same election told again"
     assert plan.subscription(False) is None
     assert plan.subscription(True) is CatchUpCause.RECONNECTED
-    assert plan.retry() is CatchUpCause.RETRY
+    assert plan.due(CatchUpCause.RETRY) is CatchUpCause.RETRY
     plan.lost(token(0))
     assert plan.leading, "a late loss of an older lead ends nothing"
     plan.lost(token(1))
-    assert plan.subscription(True) is None and plan.retry() is None
+    assert plan.subscription(True) is None and plan.due(CatchUpCause.RETRY) is None
     assert plan.elected(token(2)) is CatchUpCause.ELECTED
 
 
@@ -81,9 +81,9 @@ class CatchUpPlanModel(RuleBasedStateMachine):
         cause = self.plan.subscription(connected)
         assert (cause is CatchUpCause.RECONNECTED) == (connected and self.lead is not None)
 
-    @rule()
-    def retry(self) -> None:
-        assert (self.plan.retry() is CatchUpCause.RETRY) == (self.lead is not None)
+    @rule(cause=st.sampled_from([CatchUpCause.RETRY, CatchUpCause.RESTARTED]))
+    def asked(self, cause: CatchUpCause) -> None:
+        assert (self.plan.due(cause) is cause) == (self.lead is not None)
 
     @invariant()
     def leads_as_told(self) -> None:
