@@ -130,6 +130,7 @@ class Soak:
             self.market,
             self.holdings,
             self.args.rate,
+            stack.postgres.dsn,
         ).start()
         until = self.start + self.args.minutes * 60
         print(f"soaking for {self.args.minutes:g} min (seed {self.args.seed})")

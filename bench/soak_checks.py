@@ -146,6 +146,13 @@ def check(facts: Facts) -> Verdict:
             bad["decided_once"].append(
                 f"{p.signal_id} ({p.side} {p.symbol}, stream, published {at(p.at)}) never decided"
             )
+        elif p.signal_id.startswith("db:"):
+            # Its trading_signals row was written before it was published: whatever
+            # pub/sub lost, the catch-up finds.
+            bad["decided_once"].append(
+                f"{p.signal_id} ({p.side} {p.symbol}, pub/sub, its trading_signals row "
+                f"written, published {at(p.at)}) never decided"
+            )
         elif any(start - 15 <= p.at <= end for start, end, _ in facts.fault_windows):
             verdict.lost_pubsub += 1
         else:

@@ -59,6 +59,46 @@ class _Publisher:
         self.client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
 
 
+class _AggregatorTable:
+    """The aggregator's ``trading_signals`` consensus rows, written on a connection that
+    survives PostgreSQL's restarts (a write may fail)."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._conn: Any = None
+        self.failed = 0
+
+    def store(self, row_id: int, body: dict[str, Any]) -> bool:
+        """The consensus row of ``body`` under ``row_id``, as the aggregator writes it
+        (its metadata, without db_id, under ``original_metadata``)."""
+        inner = {k: v for k, v in body["metadata"].items() if k != "db_id"}
+        try:
+            if self._conn is None:
+                self._conn = psycopg2.connect(self._dsn, connect_timeout=1)
+                self._conn.autocommit = True
+            with self._conn.cursor() as cur:
+                cur.execute(
+                    "INSERT INTO trading_signals (id, strategy, symbol, side, timestamp,"
+                    " confidence, price, metadata) VALUES (%s, 'CONSENSUS', %s, %s,"
+                    " (now() AT TIME ZONE 'UTC'), %s, %s, %s)",
+                    (
+                        row_id,
+                        body["symbol"],
+                        body["side"],
+                        round(float(body["confidence"]), 2),
+                        body["price"],
+                        json.dumps({"original_metadata": inner}),
+                    ),
+                )
+            return True
+        except psycopg2.Error:
+            self.failed += 1
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            return False
+
+
 class Market:
     """Random walks published as 1m candles; shocks push held symbols through their stops."""
 
@@ -154,7 +194,13 @@ class SignalSource:
     """RootTrading consensus signals (the fixtures' shapes) at a steady rate."""
 
     def __init__(
-        self, url: str, rng: random.Random, market: Market, held: Holdings, rate: float
+        self,
+        url: str,
+        rng: random.Random,
+        market: Market,
+        held: Holdings,
+        rate: float,
+        dsn: str,
     ) -> None:
         self.rng = rng
         self.market = market
@@ -167,6 +213,7 @@ class SignalSource:
         self._sell = json.loads((FIXTURES / "sell_consensus.json").read_text())
         self._next_id = rng.randrange(10**8, 9 * 10**8)
         self._redis = _Publisher(url)
+        self._rows = _AggregatorTable(dsn)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="soak-signals", daemon=True)
 
@@ -182,7 +229,7 @@ class SignalSource:
         while not self._stop.wait(self.rng.expovariate(self.rate)):
             self.publish_one()
 
-    def _body(self) -> tuple[dict[str, Any], str]:
+    def _body(self, valid: bool) -> tuple[dict[str, Any], str]:
         held = sorted(self.held.symbols)
         roll = self.rng.random()
         if roll < 0.25 and held:
@@ -202,6 +249,10 @@ class SignalSource:
         body["timestamp"] = dt.datetime.now(dt.UTC).isoformat()
         metadata = body["metadata"]
         metadata["consensus_id"] = f"consensus_soak{self._next_id}"
+        # As the aggregator: the consensus stored first; db_id only when that worked. (A
+        # body made invalid below stands for one the aggregator could not have stored.)
+        if "db_id" in metadata and not (valid and self._rows.store(self._next_id, body)):
+            del metadata["db_id"]
         if "db_id" in metadata:
             metadata["db_id"] = self._next_id
             signal_id = f"db:{self._next_id}"
@@ -210,8 +261,8 @@ class SignalSource:
         return body, signal_id
 
     def publish_one(self) -> None:
-        body, signal_id = self._body()
         valid = self.rng.random() >= 0.02
+        body, signal_id = self._body(valid)
         if not valid:
             body["price"] = "not a number"
         data = json.dumps(body).encode()

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import requests
 
 from coordinator.infra.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
@@ -31,6 +32,25 @@ SIGNALS_CHANNEL = "roottrading:signals:filtered"
 SIGNALS_STREAM = "roottrading:signals:stream"
 EVENTS_CHANNEL = "roottrading:coordinator:events"
 _PR_SET_PDEATHSIG = 1
+# RootTrading's database/schema.sql: the aggregator stores each consensus here (the
+# soak's SignalSource, as the aggregator, before it publishes), and the coordinator
+# takes in the rows whose publication it could not hear.
+TRADING_SIGNALS = """
+CREATE TABLE IF NOT EXISTS trading_signals (
+    id SERIAL PRIMARY KEY,
+    strategy VARCHAR(50) NOT NULL,
+    symbol VARCHAR(20) NOT NULL,
+    side VARCHAR(10) NOT NULL CHECK (side IN ('BUY', 'SELL')),
+    timestamp TIMESTAMP NOT NULL,
+    confidence DECIMAL(5,2) NOT NULL,
+    price DECIMAL(20,8) NOT NULL,
+    metadata JSONB,
+    processed BOOLEAN DEFAULT FALSE,
+    created_at TIMESTAMP DEFAULT NOW(),
+    CONSTRAINT unique_signal_constraint
+    UNIQUE (strategy, symbol, side, timestamp, confidence)
+)
+"""
 
 
 def _dies_with_us(parent: int) -> Any:
@@ -78,6 +98,9 @@ class Stack:
         self.redis = EmbeddedRedis(self.tmp / "redis", persistent=True).start()
         self.postgres = EmbeddedPostgres(self.tmp / "pg", durable=True).start()
         apply_migrations(self.postgres.dsn)
+        with psycopg2.connect(self.postgres.dsn) as conn, conn.cursor() as cur:
+            cur.execute(TRADING_SIGNALS)
+        conn.close()
         paper_port = free_port()
         self.paper_url = f"http://127.0.0.1:{paper_port}"
         paper_args = ["paper-exchange", "--port", str(paper_port)]
