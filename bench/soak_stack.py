@@ -32,7 +32,7 @@ SIGNALS_CHANNEL = "roottrading:signals:filtered"
 SIGNALS_STREAM = "roottrading:signals:stream"
 EVENTS_CHANNEL = "roottrading:coordinator:events"
 _PR_SET_PDEATHSIG = 1
-# RootTrading's database/schema.sql: the aggregator stores each consensus here (the
+# RootTrading's database/schema.sql:300-316: the aggregator stores each consensus here (the
 # soak's SignalSource, as the aggregator, before it publishes), and the coordinator
 # takes in the rows whose publication it could not hear.
 TRADING_SIGNALS = """

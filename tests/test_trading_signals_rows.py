@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.soak_stack import TRADING_SIGNALS
 from coordinator.actors.intake_catch_up import trading_signal_payload
 from coordinator.infra import trading_signals as table_module
 from coordinator.infra.pipeline_store import PipelineStore
@@ -26,23 +27,9 @@ from coordinator.trading.signals import Signal, parse_signal
 from tests.pipeline import signal_payload
 from tests.waiting import wait_for
 
-# RootTrading's database/schema.sql:300-316, as the aggregator's database has it.
-RT_TRADING_SIGNALS = """
-CREATE TABLE IF NOT EXISTS trading_signals (
-    id SERIAL PRIMARY KEY,
-    strategy VARCHAR(50) NOT NULL,
-    symbol VARCHAR(20) NOT NULL,
-    side VARCHAR(10) NOT NULL CHECK (side IN ('BUY', 'SELL')),
-    timestamp TIMESTAMP NOT NULL,
-    confidence DECIMAL(5,2) NOT NULL,
-    price DECIMAL(20,8) NOT NULL,
-    metadata JSONB,
-    processed BOOLEAN DEFAULT FALSE,
-    created_at TIMESTAMP DEFAULT NOW(),
-    CONSTRAINT unique_signal_constraint
-    UNIQUE (strategy, symbol, side, timestamp, confidence)
-)
-"""
+# RootTrading's database/schema.sql:300-316, as the aggregator's database has it (the
+# soak makes it too).
+RT_TRADING_SIGNALS = TRADING_SIGNALS
 
 
 def fresh_database(server_dsn: str, *, rt_table: bool = True) -> str:
