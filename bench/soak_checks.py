@@ -45,6 +45,8 @@ class Facts:
     """Seconds after which the coordinator stops waiting for an answer (unknown)."""
     decisions: dict[str, tuple[str, str | None, str, str | None]] = field(default_factory=dict)
     """signal id -> (outcome, reason, detail, source)."""
+    sell_sizing: dict[str, str] = field(default_factory=dict)
+    """signal id of a SELL -> what it was sized on (its portfolio and sizing checks)."""
     stored_signals: dict[str, str] = field(default_factory=dict)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     arrivals: list[dict[str, Any]] = field(default_factory=list)
@@ -69,6 +71,15 @@ def gather(facts: Facts, stack: Any) -> Facts:
                FROM coordinator_decisions d LEFT JOIN coordinator_signals s USING (signal_id)"""
         )
         facts.decisions = {r[0]: (r[1], r[2], r[3], r[4]) for r in cur.fetchall()}
+        cur.execute("SELECT signal_id, checks FROM coordinator_decisions WHERE side = 'SELL'")
+        facts.sell_sizing = {
+            r[0]: "; ".join(
+                str(c.get("detail"))
+                for c in r[1] or []
+                if isinstance(c, dict) and c.get("step") in ("portfolio", "sizing")
+            )
+            for r in cur.fetchall()
+        }
         cur.execute("SELECT signal_id, source FROM coordinator_signals")
         facts.stored_signals = dict(cur.fetchall())
         cur.execute(
@@ -200,7 +211,7 @@ def check(facts: Facts) -> Verdict:
             bad[key].append(
                 f"{arrival['client_order_id']} ({_stored(facts, arrival['client_order_id'])}) "
                 f"{arrival['side']} {arrival['quantity']} {arrival['symbol']} at "
-                f"{at(arrival['mono'])}: {error}; before it: "
+                f"{at(arrival['mono'])}: {error}; sized on: {_sizing(facts, arrival)}; before it: "
                 + "; ".join(
                     f"{a['client_order_id']} ({_stored(facts, a['client_order_id'])}) "
                     + _arrivals([a], at)
@@ -301,6 +312,12 @@ def _check_stops(facts: Facts, bad: list[str]) -> None:
                     f"{level:g} (key {row['position_key']}, state {row['state']}, attempts "
                     f"{row['exit_attempts']}, detail {row.get('detail')!r})"
                 )
+
+
+def _sizing(facts: Facts, arrival: dict[str, Any]) -> str:
+    order = facts.orders.get(arrival["client_order_id"])
+    sized = None if order is None else facts.sell_sizing.get(order["signal_id"])
+    return sized or "not stored"
 
 
 def _stored(facts: Facts, client_id: str) -> str:

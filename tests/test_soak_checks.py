@@ -144,6 +144,7 @@ def test_each_violation_is_found_with_its_evidence():
             }
         },
         stats={"ledger": {"reservations": 2}},
+        sell_sizing={"sig-short": "SELL min(position 2, free 2) floored to 8 decimals: 2"},
         unplanned_exits=["t+5s exit code 3"],
         positions=[{"symbol": "SOLUSDC", "quantity": 1.0}, {"symbol": "ETHUSDC", "quantity": 2.0}],
         stops={"positions": [stop_row("SOLUSDC", last_price=95.0, stop=96.0)]},
@@ -159,6 +160,7 @@ def test_each_violation_is_found_with_its_evidence():
     assert [v.split(" ")[0] for v in found["one_request_per_client_id"]] == ["twice", "hidden"]
     assert found["intent_before_order"][0].startswith("orphan")
     assert "insufficient SOL" in found["sell_within_holding"][0]
+    assert "sized on: SELL min(position 2, free 2)" in found["sell_within_holding"][0]
     assert not found["buy_within_funds"]
     assert found["no_reservation_left"] == ["stats.ledger.reservations = 2 once quiet"]
     assert found["unknown_reconciled_or_listed"][0].startswith("lost")
