@@ -116,7 +116,7 @@ class SignalIntake(ChildActor):
         self._counts = dict.fromkeys(
             ("received", "admitted", "rejected", "duplicates", "resent", "routed"), 0
         )
-        self._links: dict[str, bool] = {}
+        self._links: dict[IntakeLink, bool] = {}
         self._ownership = services.ownership
         self._routing: IntakeRouting | None = None
         if self._ownership is not None:
@@ -131,10 +131,10 @@ class SignalIntake(ChildActor):
         # A replaced intake of a leader leads at once: its election was told before.
         led = None if self.context.incarnation == 1 else lease_now(self.context.directory)
         self._catch_up = CatchUpPlan(token=led)
+        self.worker_pool("catch-up")
         if led is not None:
             # Read once installed: a signal dropped until then has its row written.
             self.actor_ref.tell(CatchUpDue(cause=CatchUpCause.RESTARTED))
-        self.worker_pool("catch-up")
         # The hour of ids it was handed, a megabyte a generation, is garbage now.
         release_free_memory()
         self.ticker(5.0, IntakeTick)
