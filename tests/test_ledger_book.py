@@ -434,3 +434,55 @@ def test_balances_ahead_of_the_positions_show_the_whole_round_trip_and_the_next_
     ledger.fetched_view(view(cash, 2.19, position=2.2), NOW)
     assert ledger.view.balances["USDC"].free == pytest.approx(cash)
     assert ledger.view.balances["APT"].free == pytest.approx(2.19)
+
+
+@pytest.mark.parametrize(
+    ("sell_price", "buy_fill", "shown"),
+    [
+        (3_000.0, 2_979.0, "both"),  # the soak's: filled at the price sized at
+        (3_000.0, 2_979.0 * 0.999, "both"),  # the BUY filled 0.1 % below it
+        (3_000.0 * 1.002, 2_979.0, "both"),  # the SELL 0.2 % above
+        (3_000.0, 2_979.0, "neither"),  # the balances lag the positions
+    ],
+)
+def test_a_sell_after_a_round_trip_is_never_sized_on_more_base_than_is_held(
+    sell_price, buy_fill, shown
+):
+    """A holding sold whole and bought again for about the same cash, the BUY's fee
+    taken in the base. A view showing both shows a base (the BUY less its fee) that
+    "neither shown" expects too (the holding sold), and the quote barely moved: a BUY
+    whose fee is in the base spends its notional alone, not the fee the book counted,
+    so "neither" matched the quote better. Both orders were laid again, the base
+    counted as 0.1778 while 0.17688766 were held, and the next SELL (0.17706472) was
+    refused by the exchange (found by the soak). A fill's price off the one sized at
+    misleads the quote the same way. What the quote cannot tell, the least base is
+    kept: whichever the balances show, a SELL is sized on no more than is held."""
+    ledger = LedgerBook(
+        quote="USDC", fee_rate=0.001, lifetime=60.0, settle_window=180.0, fee_in_base=None
+    )
+    sold, bought, buy_price = 0.175975, 0.17706472, 2_979.0
+    ledger.fetched_view(view(1_000.0, sold, position=sold, entry=3_000.0), NOW)
+    plans = (
+        OrderPlan(APT, Side.SELL, sold, 3_000.0, sold * 3_000.0, None),
+        OrderPlan(APT, Side.BUY, bought, buy_price, bought * buy_price, "STRONG"),
+    )
+    for at, plan in enumerate(plans, start=1):
+        order = ledger.reserve(plan, owner="v#1", now=NOW + at)
+        ledger.settle(order.reservation_id, True, symbol=APT, side=plan.side, now=NOW + at)
+    held = bought * (1 - 0.001)
+    if shown == "both":
+        cash = 1_000.0 + sold * sell_price * (1 - 0.001) - bought * buy_fill
+        ledger.fetched_view(view(cash, held, position=bought, entry=buy_price), NOW + 5)
+        assert ledger.view.balances["APT"].free == pytest.approx(held)
+    else:
+        ledger.fetched_view(view(1_000.0, sold, position=bought, entry=buy_price), NOW + 5)
+    evaluation = evaluate_order(
+        make_signal("SELL", symbol=APT, price=buy_price),
+        view=ledger.view,
+        ledger=LedgerState(),
+        market=None,
+        config=CONFIG,
+        now=NOW + 6,
+    )
+    assert evaluation.plan is not None
+    assert evaluation.plan.quantity <= held

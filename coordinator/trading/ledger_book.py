@@ -363,7 +363,14 @@ class LedgerBook:
         self.fetched = view
         self.fetched_requested_at = requested_at
         sequences = by_symbol(o for g in self._groups.values() for o in g.orders.values())
-        mark_shown(sequences, view, previous, quote=self.quote, fee_rate=self.fee_rate)
+        mark_shown(
+            sequences,
+            view,
+            previous,
+            quote=self.quote,
+            fee_rate=self.fee_rate,
+            fee_in_base=self.fee_in_base,
+        )
         self._rebuild(sequences, view.fetched_at or requested_at)
         return True
 

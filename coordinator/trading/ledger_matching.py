@@ -23,9 +23,14 @@ marked record). So that each order counts exactly once whatever the order of ans
   symbol shows every order that had filled (settled filled) before that one was
   reserved. Else by the quote amount: the prefix whose quote moved from the previous
   view's by what it would have moved. Never by the positions: they lag the balances,
-  or lead them, by any time.
-  Prefixes nothing tells apart make the same view: the shortest is kept, as for the
-  positions (a BUY and its SELL both unshown: none held either way).
+  or lead them, by any time. The quote is only as exact as what moved it: a BUY whose
+  fee may be taken in the base moves it by its notional or by that and the fee, and a
+  fill's price is not the price it was sized at. Prefixes whose moves the quote cannot
+  tell apart within that keep the least base (the shortest among equals): a SELL sized
+  on more base than is held is refused by the exchange, and a round trip (a holding
+  sold and bought again for about the same cash) shows a base that both "neither
+  shown" and "both shown" expect. As for the positions, a BUY and its SELL both
+  unshown make the same view: none held either way.
 """
 
 from __future__ import annotations
@@ -33,11 +38,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from operator import attrgetter
 
 from coordinator.trading.ledger_orders import BookOrder
 from coordinator.trading.ledger_overlay import quote_delta
+from coordinator.trading.signals import Side
 from coordinator.trading.symbols import split_symbol
 from coordinator.trading.validation import Balance, PortfolioView
 
@@ -47,7 +53,11 @@ _ZERO = Balance(0.0, 0.0, 0.0)
 IN_TIME = attrgetter("reserved_at", "number")
 """An order's place in time: when reserved, then its number (a sort key computed in C)."""
 _MAX_COMBINATIONS = 4096
-"""Ambiguous prefixes resolved together at most; past it, each keeps its shortest."""
+"""Ambiguous prefixes resolved together at most; past it, the quote is not looked at."""
+_PRICE_NOISE = 0.005
+"""How far a fill's price may be from the one it was sized at (a market order filled a
+moment after its sizing), as a share of the notional: quote moves closer than this to
+the best explanation are not told apart by the quote."""
 
 Ambiguous = tuple[list["BookOrder"], list[int], int]
 
@@ -69,13 +79,15 @@ def mark_shown(
     *,
     quote: str,
     fee_rate: float,
+    fee_in_base: bool | None,
 ) -> None:
     """Mark in ``sequences`` (each symbol's orders in reservation order) the parts that
-    ``view`` shows, ``previous`` being the view fetched before it."""
+    ``view`` shows, ``previous`` being the view fetched before it. ``fee_in_base``: as
+    the book's (False: a BUY's fee is known to be taken in the quote)."""
     quote_now = view.balances.get(quote, _ZERO).total
     # The quote moves by the balances parts newly shown: what tells apart the
     # prefixes that the base amount alone cannot.
-    moved = 0.0
+    moved = _Move(0.0, 0.0, 0.0)
     ambiguous: list[Ambiguous] = []
     positions: list[tuple[list[BookOrder], list[int]]] = []
     # The newest reservation the balances show by a match of its own symbol's base.
@@ -86,7 +98,7 @@ def mark_shown(
         positions.append((visible, held))
         before = sum(1 for o in visible if o.balances_shown)
         if len(options) == 1:
-            moved += _moved(visible, before, options[0], fee_rate)
+            moved = moved + _moved(visible, before, options[0], fee_rate, fee_in_base)
             _mark(visible, "balances_shown", options[0])
             if matched:
                 newest_shown = max([newest_shown, *(o.number for o in visible[: options[0]])])
@@ -94,9 +106,8 @@ def mark_shown(
             ambiguous.append((visible, options, before))
     for index, (visible, options, before) in enumerate(ambiguous):
         # A round trip leaves the base where it was; the quote tells the prefixes
-        # apart only as well as the fees are known (a BUY's fee taken in the base
-        # asset moves it by less than counted). Filled before an order the balances
-        # show was reserved, an order is shown too.
+        # apart only as well as the fees and prices are known. Filled before an order
+        # the balances show was reserved, an order is shown too.
         least = max(
             (
                 i + 1
@@ -109,16 +120,28 @@ def mark_shown(
         if later:
             ambiguous[index] = (visible, later, before)
     for visible, options, before in [a for a in ambiguous if len(a[1]) == 1]:
-        moved += _moved(visible, before, options[0], fee_rate)
+        moved = moved + _moved(visible, before, options[0], fee_rate, fee_in_base)
         _mark(visible, "balances_shown", options[0])
     ambiguous = [a for a in ambiguous if len(a[1]) > 1]
     if ambiguous:
+        amount = [
+            view.balances.get(split_symbol(visible[0].plan.symbol)[0], _ZERO).total
+            for visible, _, _ in ambiguous
+        ]
+        plausible: list[dict[int, float]]
         if previous.fetched_at is None:
-            choice = tuple(min(options) for _, options, _ in ambiguous)
+            plausible = [dict.fromkeys(options, 0.0) for _, options, _ in ambiguous]
         else:
-            expected = previous.balances.get(quote, _ZERO).total + moved
-            choice = _resolve(ambiguous, quote_now - expected, fee_rate)
-        for (visible, _, _), chosen in zip(ambiguous, choice, strict=True):
+            shift = quote_now - previous.balances.get(quote, _ZERO).total
+            plausible = _plausible(ambiguous, shift, moved, fee_rate, fee_in_base)
+        for (visible, _, _), distances, base in zip(ambiguous, plausible, amount, strict=True):
+            after = {p: _base_after(visible, p, base, fee_rate, fee_in_base) for p in distances}
+            lowest = min(after.values())
+            # Among the least bases (to rounding), the quote's best, then the shortest.
+            chosen = min(
+                (p for p in distances if after[p] <= lowest + 1e-9 * max(1.0, lowest)),
+                key=lambda p: (distances[p], p),
+            )
             _mark(visible, "balances_shown", chosen)
     for visible, held in positions:
         # Positions the quantities cannot tell apart (a BUY and its SELL: none held)
@@ -127,26 +150,84 @@ def mark_shown(
         _mark(visible, "positions_shown", min(held))
 
 
-def _resolve(ambiguous: list[Ambiguous], shift: float, fee_rate: float) -> tuple[int, ...]:
-    """The prefixes of the ambiguous symbols, together, whose quote moves add up
-    nearest to ``shift`` (what the quote moved that the rest does not explain);
-    among equals the shortest."""
-    combinations = math.prod(len(options) for _, options, _ in ambiguous)
-    if combinations > _MAX_COMBINATIONS:
-        return tuple(min(options) for _, options, _ in ambiguous)
+@dataclass(frozen=True, slots=True)
+class _Move:
+    """What the quote may have moved by: between ``low`` and ``high``; ``size``, the
+    notional that moved it (its prices' uncertainty scales with it)."""
 
-    def score(choice: tuple[int, ...]) -> tuple[float, int]:
-        total = sum(
-            _moved(visible, before, prefix, fee_rate)
-            for (visible, _, before), prefix in zip(ambiguous, choice, strict=True)
-        )
-        return (round(abs(shift - total), 9), sum(choice))
+    low: float
+    high: float
+    size: float
 
-    return min(itertools.product(*(options for _, options, _ in ambiguous)), key=score)
+    def __add__(self, other: _Move) -> _Move:
+        return _Move(self.low + other.low, self.high + other.high, self.size + other.size)
+
+    def distance(self, shift: float) -> float:
+        """How far ``shift`` lies from what this move allows."""
+        return max(0.0, self.low - shift, shift - self.high)
 
 
-def _moved(visible: list[BookOrder], before: int, after: int, fee_rate: float) -> float:
-    return sum(quote_delta(o.plan, fee_rate) for o in visible[before:after])
+def _plausible(
+    ambiguous: list[Ambiguous],
+    shift: float,
+    moved: _Move,
+    fee_rate: float,
+    fee_in_base: bool | None,
+) -> list[dict[int, float]]:
+    """Each ambiguous symbol's prefixes that some combination explaining the quote's
+    ``shift`` (``moved`` by the rest) as well as any, within what the fills' prices
+    may differ from the sizing's, includes; each with how far the best such
+    combination is from ``shift``. Past ``_MAX_COMBINATIONS``: every one, alike."""
+    if math.prod(len(options) for _, options, _ in ambiguous) > _MAX_COMBINATIONS:
+        return [dict.fromkeys(options, 0.0) for _, options, _ in ambiguous]
+    scored: list[tuple[float, tuple[int, ...]]] = []
+    for choice in itertools.product(*(options for _, options, _ in ambiguous)):
+        total = moved
+        for (visible, _, before), prefix in zip(ambiguous, choice, strict=True):
+            total = total + _moved(visible, before, prefix, fee_rate, fee_in_base)
+        scored.append((total.distance(shift), choice))
+    # What the prices may have moved: every order any prefix might show counts.
+    size = moved.size + sum(
+        _moved(visible, before, max(options), fee_rate, fee_in_base).size
+        for visible, options, before in ambiguous
+    )
+    best = min(distance for distance, _ in scored)
+    within = best + _PRICE_NOISE * size + 1e-9
+    kept: list[dict[int, float]] = [{} for _ in ambiguous]
+    for distance, choice in scored:
+        if distance <= within:
+            for options, prefix in zip(kept, choice, strict=True):
+                options[prefix] = min(distance, options.get(prefix, math.inf))
+    return kept
+
+
+def _moved(
+    visible: list[BookOrder], before: int, after: int, fee_rate: float, fee_in_base: bool | None
+) -> _Move:
+    low = high = size = 0.0
+    for order in visible[before:after]:
+        delta = quote_delta(order.plan, fee_rate)
+        size += order.plan.notional
+        if order.plan.side is Side.BUY and fee_in_base is not False:
+            # The fee may be taken in the base: the quote moves by the notional alone.
+            low, high = low + delta, high - order.plan.notional
+        else:
+            low, high = low + delta, high + delta
+    return _Move(low, high, size)
+
+
+def _base_after(
+    visible: list[BookOrder], prefix: int, amount: float, fee_rate: float, fee_in_base: bool | None
+) -> float:
+    """The base held after every order of ``visible``, when the balances (``amount``)
+    show its first ``prefix``: the others applied as ``lay_over`` lays them."""
+    for order in visible[prefix:]:
+        plan = order.plan
+        if plan.side is Side.SELL:
+            amount = max(0.0, amount - plan.quantity)
+        elif not order.unknown:
+            amount += plan.quantity if fee_in_base is False else plan.quantity * (1 - fee_rate)
+    return amount
 
 
 def _evidence(
