@@ -1,8 +1,9 @@
 """The world of tests/test_money_model.py: the exchange (the truth), the Portfolio that
 shows it late, and the store (what survives a crash).
 
-The exchange executes an order when it receives it, at the order's reference price; its
-answer may still be lost (a 5xx, a timeout). The Portfolio shows a prefix of the
+The exchange executes an order when it receives it, at the order's reference price or a
+little better (``slip``: a market order fills a moment after its sizing); its answer may
+still be lost (a 5xx, a timeout). The Portfolio shows a prefix of the
 exchange's fills, its positions and its balances each at their own pace, never going
 back.
 """
@@ -119,6 +120,9 @@ class Exchange:
 
     fee_in_base: bool
     states: list[State]
+    slip: float = 0.0
+    """Our orders fill this share of their price better (a BUY below it, a SELL above):
+    never worse, which no sizing could allow for."""
     requests: Counter[str] = field(default_factory=Counter)
     executed: dict[str, int] = field(default_factory=dict)
     """Client order id -> how many times it executed."""
@@ -143,6 +147,8 @@ class Exchange:
         bases = dict(truth.bases)
         holdings = dict(truth.holdings)
         base = symbol[:3]
+        if not coid.startswith("before:"):
+            price *= 1 - self.slip if side is Side.BUY else 1 + self.slip
         if side is Side.BUY:
             cost = self.cost(quantity, price)
             # Invariant 8: the exchange never refuses a BUY for funds.

@@ -66,12 +66,14 @@ class MoneyModel(Actors, RuleBasedStateMachine):
         cash=st.sampled_from([200.0, 1_000.0]),
         fee_in_base=st.booleans(),
         held=st.lists(st.sampled_from(SYMBOLS), unique=True),
+        slip=st.sampled_from([0.0, 0.001, 0.004]),
     )
-    def start(self, cash: float, fee_in_base: bool, held: list[str]) -> None:
+    def start(self, cash: float, fee_in_base: bool, held: list[str], slip: float = 0.0) -> None:
         """The exchange holds ``held`` already (bought before the coordinator started):
-        the Portfolio shows them, the TrailingStop adopts them."""
+        the Portfolio shows them, the TrailingStop adopts them. Our orders fill ``slip``
+        better than their price."""
         self.now = START
-        self.exchange = Exchange(fee_in_base, [State(cash, {}, {})])
+        self.exchange = Exchange(fee_in_base, [State(cash, {}, {})], slip)
         self.portfolio = Portfolio()
         self.w = World()
         self.price = {"AAAUSDC": 10.0, "BBBUSDC": 2.0}
