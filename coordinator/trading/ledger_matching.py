@@ -135,11 +135,12 @@ def mark_shown(
             shift = quote_now - previous.balances.get(quote, _ZERO).total
             plausible = _plausible(ambiguous, shift, moved, fee_rate, fee_in_base)
         for (visible, _, _), distances, base in zip(ambiguous, plausible, amount, strict=True):
-            after = {p: _base_after(visible, p, base, fee_rate, fee_in_base) for p in distances}
-            lowest = min(after.values())
+            first = min(distances)
+            after = _bases_after(visible, first, base, fee_rate, fee_in_base)
+            lowest = min(after[p - first] for p in distances)
             # Among the least bases (to rounding), the quote's best, then the shortest.
             chosen = min(
-                (p for p in distances if after[p] <= lowest + 1e-9 * max(1.0, lowest)),
+                (p for p in distances if after[p - first] <= lowest + 1e-9 * max(1.0, lowest)),
                 key=lambda p: (distances[p], p),
             )
             _mark(visible, "balances_shown", chosen)
@@ -162,10 +163,6 @@ class _Move:
     def __add__(self, other: _Move) -> _Move:
         return _Move(self.low + other.low, self.high + other.high, self.size + other.size)
 
-    def distance(self, shift: float) -> float:
-        """How far ``shift`` lies from what this move allows."""
-        return max(0.0, self.low - shift, shift - self.high)
-
 
 def _plausible(
     ambiguous: list[Ambiguous],
@@ -180,32 +177,38 @@ def _plausible(
     combination is from ``shift``. Past ``_MAX_COMBINATIONS``: every one, alike."""
     if math.prod(len(options) for _, options, _ in ambiguous) > _MAX_COMBINATIONS:
         return [dict.fromkeys(options, 0.0) for _, options, _ in ambiguous]
+    # Each symbol's move for each of its prefixes, once: (prefix, low, high).
+    choices: list[list[tuple[int, float, float]]] = []
+    size = moved.size
+    for visible, options, before in ambiguous:
+        moves = _moves(visible, before, fee_rate, fee_in_base)
+        choices.append([(p, moves[p - before].low, moves[p - before].high) for p in options])
+        # What the prices may have moved: every order any prefix might show counts.
+        size += moves[max(options) - before].size
     scored: list[tuple[float, tuple[int, ...]]] = []
-    for choice in itertools.product(*(options for _, options, _ in ambiguous)):
-        total = moved
-        for (visible, _, before), prefix in zip(ambiguous, choice, strict=True):
-            total = total + _moved(visible, before, prefix, fee_rate, fee_in_base)
-        scored.append((total.distance(shift), choice))
-    # What the prices may have moved: every order any prefix might show counts.
-    size = moved.size + sum(
-        _moved(visible, before, max(options), fee_rate, fee_in_base).size
-        for visible, options, before in ambiguous
-    )
+    for choice in itertools.product(*choices):
+        low = moved.low + sum(c[1] for c in choice)
+        high = moved.high + sum(c[2] for c in choice)
+        distance = max(0.0, low - shift, shift - high)
+        scored.append((distance, tuple(c[0] for c in choice)))
     best = min(distance for distance, _ in scored)
     within = best + _PRICE_NOISE * size + 1e-9
     kept: list[dict[int, float]] = [{} for _ in ambiguous]
-    for distance, choice in scored:
+    for distance, prefixes in scored:
         if distance <= within:
-            for options, prefix in zip(kept, choice, strict=True):
-                options[prefix] = min(distance, options.get(prefix, math.inf))
+            for nearest, prefix in zip(kept, prefixes, strict=True):
+                nearest[prefix] = min(distance, nearest.get(prefix, math.inf))
     return kept
 
 
-def _moved(
-    visible: list[BookOrder], before: int, after: int, fee_rate: float, fee_in_base: bool | None
-) -> _Move:
+def _moves(
+    visible: list[BookOrder], before: int, fee_rate: float, fee_in_base: bool | None
+) -> list[_Move]:
+    """What the quote moves by when the balances show ``before``, ``before`` + 1, ...
+    of ``visible`` instead of ``before``: one pass."""
     low = high = size = 0.0
-    for order in visible[before:after]:
+    moves = [_Move(0.0, 0.0, 0.0)]
+    for order in visible[before:]:
         delta = quote_delta(order.plan, fee_rate)
         size += order.plan.notional
         if order.plan.side is Side.BUY and fee_in_base is not False:
@@ -213,21 +216,39 @@ def _moved(
             low, high = low + delta, high - order.plan.notional
         else:
             low, high = low + delta, high + delta
-    return _Move(low, high, size)
+        moves.append(_Move(low, high, size))
+    return moves
 
 
-def _base_after(
-    visible: list[BookOrder], prefix: int, amount: float, fee_rate: float, fee_in_base: bool | None
-) -> float:
-    """The base held after every order of ``visible``, when the balances (``amount``)
-    show its first ``prefix``: the others applied as ``lay_over`` lays them."""
-    for order in visible[prefix:]:
+def _moved(
+    visible: list[BookOrder], before: int, after: int, fee_rate: float, fee_in_base: bool | None
+) -> _Move:
+    return _moves(visible[:after], before, fee_rate, fee_in_base)[-1]
+
+
+def _bases_after(
+    visible: list[BookOrder], first: int, amount: float, fee_rate: float, fee_in_base: bool | None
+) -> list[float]:
+    """For each prefix of ``visible`` from ``first`` orders on (index: its length less
+    ``first``), the base held after every order when the balances (``amount``) show
+    that prefix: the others applied as ``lay_over`` lays them. Each order maps a base x
+    to max(floor, x + shift), and so does any run of them: folded from the last order
+    back, once."""
+    floor, shift = -math.inf, 0.0
+    kept = 1.0 if fee_in_base is False else 1.0 - fee_rate
+    bases = [amount]
+    for order in reversed(visible[first:]):
         plan = order.plan
         if plan.side is Side.SELL:
-            amount = max(0.0, amount - plan.quantity)
+            if shift > floor:
+                floor = shift
+            shift -= plan.quantity
         elif not order.unknown:
-            amount += plan.quantity if fee_in_base is False else plan.quantity * (1 - fee_rate)
-    return amount
+            shift += plan.quantity * kept
+        base = amount + shift
+        bases.append(base if base > floor else floor)
+    bases.reverse()
+    return bases
 
 
 def _evidence(
