@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -122,6 +123,22 @@ def test_metadata_errors_are_named_by_path():
         "metadata.strategies_count",
         "metadata.db_id",
     }
+
+
+def test_an_invalid_signal_naming_its_row_is_known_by_the_row_id():
+    """So that its decision marks the row processed, and a later read of the table
+    does not take the row in as a signal never decided. A ``db_id`` that is itself
+    wrong names nothing: the bytes' hash."""
+    payload = {**signal_payload(), "price": 0}
+    payload["metadata"]["db_id"] = 42
+    named = parse_signal(json.dumps(payload))
+    assert isinstance(named, InvalidSignal)
+    assert named.signal_id == "db:42"
+    payload["metadata"]["db_id"] = [42]
+    data = json.dumps(payload).encode()
+    unnamed = parse_signal(data)
+    assert isinstance(unnamed, InvalidSignal)
+    assert unnamed.signal_id == "raw:" + hashlib.sha256(data).hexdigest()
 
 
 def test_every_error_at_once():

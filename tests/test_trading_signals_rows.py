@@ -375,6 +375,22 @@ def test_every_decided_signal_naming_a_row_marks_it_processed(pipelines, rt_db):
     )
 
 
+def test_a_signal_that_fails_parsing_marks_the_row_it_names(pipelines, rt_db):
+    """Decided invalid under its row's id, not under the hash of its bytes: the row is
+    marked processed, so a later read of the table (a reconnection, an election)
+    does not take it in as a signal never decided."""
+    payload = signal_payload("SOLUSDC")
+    payload["metadata"]["db_id"] = 600
+    # An hour old in the table: the catch-up at start leaves it to pub/sub.
+    insert_row(rt_db, consensus_row(600, payload, moment=time.time() - 3600))
+    pipe = pipelines(database_dsn=rt_db)
+    pipe.publish({**payload, "side": "HOLD"})
+    decision = pipe.decision("db:600")["decision"]
+    assert (decision["outcome"], decision["reason"]) == ("rejected", "invalid_signal")
+    assert "side" in decision["detail"]
+    wait_for(lambda: processed(rt_db) == {600: True}, message="the row it names marked")
+
+
 def test_marks_made_while_postgres_is_down_are_written_when_it_returns(pipelines, own_postgres):
     dsn = own_postgres.dsn
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:

@@ -109,7 +109,8 @@ class Signal:
 @dataclass(frozen=True, slots=True)
 class InvalidSignal:
     signal_id: str
-    """``raw:<sha256 of the bytes>``: the same garbage twice is a duplicate."""
+    """``db:<db_id>`` when its ``metadata.db_id`` is itself valid (the row it names),
+    else ``raw:<sha256 of the bytes>``: the same garbage twice is a duplicate."""
     errors: tuple[FieldError, ...]
     payload: str
     """The payload as received (decoded leniently); one over the size limit is cut to
@@ -213,7 +214,10 @@ def _parse_object(obj: dict[str, Any], data: bytes) -> Signal | InvalidSignal:
     )
 
     if errors:
-        return InvalidSignal(_raw_id(data), tuple(errors), _text_of(data))
+        # One naming its row is known by it: its decision marks the row processed, so
+        # a later read of the table does not take it in as a signal never decided.
+        invalid_id = _raw_id(data) if db_id is None else f"db:{db_id}"
+        return InvalidSignal(invalid_id, tuple(errors), _text_of(data))
 
     payload = canonical_json(obj)
     if db_id is not None:
