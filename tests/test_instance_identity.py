@@ -135,6 +135,7 @@ def test_an_identity_taken_over_stops_the_tree_naming_the_other(migrated, caplog
         # No more beats: the other's row stays as the other wrote it.
         before = heartbeat_at(migrated, registry.instance)
         clock.advance(3.0)
+        clock.settle()
         assert keeper.ask(Ping()) is not None, "the ticks were handled"
         assert heartbeat_at(migrated, registry.instance) == before
         assert registry.release() is False

@@ -224,6 +224,7 @@ def test_a_lone_elector_leads_at_once_without_postgresql_and_never_stops(tmp_pat
         assert elected.token == LeaseToken.alone("leader", "alone:1234")
         assert elected.token.fenced is False
         clock.advance(60.0)
+        clock.settle()  # every renewal due told, so handled before the ask
         snapshot = solo.ask(GetLeadership())
         assert snapshot.role is Role.LEADER and snapshot.alone
         assert snapshot.token == elected.token

@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from coordinator.clock import Clock
+from coordinator.clock import Clock, ManualClock, TimerHold
 
 __all__ = ["Alarm", "Ticker"]
 
@@ -37,12 +37,18 @@ class Ticker:
         self._clock = clock
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._hold: TimerHold | None = None
 
     def start(self, *, immediately: bool = False) -> Ticker:
         self._immediately = immediately
         # On a clock that can be waited on (a test's), ticks fall due at fixed points
         # from the start: an advance made before the thread waits still fires them.
         self._due = self._clock.monotonic() if self._clock is not None else 0.0
+        if isinstance(self._clock, ManualClock):
+            # Held from here, not from the thread's first wait: a test that settles
+            # the clock before the thread runs still waits for the first tick.
+            first = self._due if immediately else self._due + self._interval
+            self._hold = self._clock.hold(first)
         self._thread.start()
         return self
 
@@ -55,10 +61,20 @@ class Ticker:
         return self._thread.is_alive()
 
     def _run(self) -> None:
-        if self._immediately:
-            self._call()
-        while not self._wait():
-            self._call()
+        try:
+            if self._immediately:
+                self._call()
+                self._ticked(self._due + self._interval)
+            while not self._wait():
+                self._call()
+                self._ticked(self._due + self._interval)
+        finally:
+            self._ticked(None)
+
+    def _ticked(self, next_due: float | None) -> None:
+        """On a test's clock: this tick's work done, the next due at ``next_due``."""
+        if self._hold is not None and isinstance(self._clock, ManualClock):
+            self._clock.move(self._hold, next_due)
 
     def _wait(self) -> bool:
         """Wait for the next tick; whether the ticker was stopped meanwhile."""
@@ -98,11 +114,14 @@ class Alarm:
         self._cancelled = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._deadline = 0.0
+        self._hold: TimerHold | None = None
 
     def start(self) -> Alarm:
         self._deadline = (self._clock.monotonic() if self._clock is not None else 0.0) + (
             self._delay
         )
+        if isinstance(self._clock, ManualClock):
+            self._hold = self._clock.hold(self._deadline)
         self._thread.start()
         return self
 
@@ -110,15 +129,19 @@ class Alarm:
         self._cancelled.set()
 
     def _run(self) -> None:
-        wait_until = getattr(self._clock, "wait_until", None)
-        if wait_until is None:
-            cancelled = self._cancelled.wait(self._delay)
-        else:
-            cancelled = wait_until(self._cancelled, self._deadline)
-        if cancelled:
-            return
         try:
-            self._ring()
-        except Exception:
-            # The receiver is gone or restarting: it schedules its own alarm again.
-            logger.debug("alarm not delivered", exc_info=True)
+            wait_until = getattr(self._clock, "wait_until", None)
+            if wait_until is None:
+                cancelled = self._cancelled.wait(self._delay)
+            else:
+                cancelled = wait_until(self._cancelled, self._deadline)
+            if cancelled:
+                return
+            try:
+                self._ring()
+            except Exception:
+                # The receiver is gone or restarting: it schedules its own alarm again.
+                logger.debug("alarm not delivered", exc_info=True)
+        finally:
+            if self._hold is not None and isinstance(self._clock, ManualClock):
+                self._clock.move(self._hold, None)

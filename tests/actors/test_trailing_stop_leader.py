@@ -90,6 +90,7 @@ def watching(stops: Solo) -> None:
 def test_a_follower_fetches_nothing_watches_nothing_and_sends_no_exit(follower: Solo) -> None:
     for _ in range(3):
         follower.clock.advance(0.25)
+    follower.clock.settle()  # its ticks told, so handled before what follows
     follower.tell(price(follower, ENTRY * 0.90))  # far under the stop-loss
     assert rows(follower) == ()
     assert not any(isinstance(m, PositionsSeen) for m in told_meanwhile(follower, "ledger"))
@@ -110,6 +111,7 @@ def test_elected_it_restores_the_stored_peak_and_fires_lost_it_sends_nothing(
     follower.tell(price(follower, UNDER_THE_TRAIL))
     follower.tell(price(follower, ENTRY * 0.90))
     follower.clock.advance(0.25)
+    follower.clock.settle()
     assert not any(isinstance(m, ExitPosition) for m in told_meanwhile(follower, "validator-0"))
 
     # Elected again (a new term): the stop comes back from the store with its peak.
@@ -150,6 +152,7 @@ def test_a_write_refused_by_the_fence_puts_it_to_sleep_with_one_warning(
     assert stored_peak(own_database) == pytest.approx(ENTRY)
     follower.tell(price(follower, ENTRY * 0.90))
     follower.clock.advance(0.25)
+    follower.clock.settle()
     assert not any(isinstance(m, ExitPosition) for m in told_meanwhile(follower, "validator-0"))
     dormant = [r for r in caplog.records if "dormant" in r.getMessage()]
     assert len(dormant) == 1 and dormant[0].levelno == logging.WARNING

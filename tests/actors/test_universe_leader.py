@@ -71,7 +71,7 @@ def test_a_follower_rotates_nothing_and_refuses_the_operators_commands(
 ) -> None:
     follower = managers()
     follower.clock.advance(FIRST_ROTATION + TICK)
-    snapshot(follower)  # its ticks handled
+    follower.clock.settle()  # its ticks told, so handled before the next ask
     assert snapshot(follower).last_reason == "initial"
     assert stored_rotations(own_database) == 0
     answer = follower.ask(BlacklistSymbol(symbol="SOLUSDC", reason="t", source="api", ttl=None))
@@ -117,7 +117,8 @@ def test_a_leader_whose_write_is_refused_by_the_fence_rotates_no_more(
     answer = stale.ask(BlacklistSymbol(symbol="SOLUSDC", reason="t", source="api", ttl=None))
     assert isinstance(answer, NotLeading)
     stale.clock.advance(3600 + TICK)
-    snapshot(stale)
+    stale.clock.settle()
+    snapshot(stale)  # the ticks handled
     assert stored_rotations(own_database) == 0
     stops = [r for r in caplog.records if "rotations stop here" in r.getMessage()]
     assert len(stops) == 1 and "fence refused" in stops[0].getMessage()

@@ -189,6 +189,7 @@ def test_a_signal_waits_while_the_trader_is_down_until_the_clock_passes_its_time
     signal = submit(validator)
     wait_for(lambda: validator.ask(GetValidatorSnapshot()).waiting == 1, message="waiting")
     validator.clock.advance(TIMEOUT - 5)
+    validator.clock.settle()  # its ticks handled before the ask: still waiting
     assert validator.ask(GetValidatorSnapshot()).waiting == 1
     validator.clock.advance(10)
     decision = decision_of(validator, signal)
