@@ -4,9 +4,13 @@ a snapshot after each), with N of our fills already in the book that the Portfol
 not show yet, and the work of taking a fetched view.
 
     python bench/ledger_book.py [--sizes 100,1000,10000,100000] [--symbols 50,500]
+                                [--round-trips]
 
 Prints microseconds of CPU per order for each size and number of symbols (target: flat
-across sizes), and milliseconds per fetched view. Pure Python, no server.
+across sizes), and milliseconds per fetched view. Pure Python, no server. The fills are
+BUYs, or with ``--round-trips`` a BUY and its SELL at one price (what the pipeline's
+benchmark makes against the stub): the view's balances match both "neither shown" and
+"both shown" of every pair, and the quote is tried on their combinations.
 """
 
 from __future__ import annotations
@@ -49,12 +53,13 @@ def fetched(names: list[str], at: float) -> PortfolioView:
     return PortfolioView(balances=balances, positions=positions, fetched_at=at)
 
 
-def plan(symbol: str, quantity: float) -> OrderPlan:
-    return OrderPlan(symbol, Side.BUY, quantity, 10.0, quantity * 10.0, None)
+def plan(symbol: str, quantity: float, side: Side = Side.BUY) -> OrderPlan:
+    return OrderPlan(symbol, side, quantity, 10.0, quantity * 10.0, None)
 
 
-def populate(book: LedgerBook, names: list[str], count: int) -> None:
-    """``count`` fills of ours the view does not show, spread over ``names``."""
+def populate(book: LedgerBook, names: list[str], count: int, round_trips: bool = False) -> None:
+    """``count`` fills of ours the view does not show, spread over ``names`` (BUYs, or
+    pairs of a BUY and its SELL)."""
     fields = {f.name for f in dataclasses.fields(LedgerBook)}
     if "orders" in fields:
         # The book before it kept its orders by base asset: one settlement costs the
@@ -80,9 +85,11 @@ def populate(book: LedgerBook, names: list[str], count: int) -> None:
         book.view = book._merged()
         return
     for index in range(count):
-        symbol = names[index % len(names)]
-        order = book.reserve(plan(symbol, 1.0 + index % 7), owner="bench", now=START)
-        book.settle(order.reservation_id, True, symbol=symbol, side=Side.BUY, now=START)
+        symbol = names[(index // 2 if round_trips else index) % len(names)]
+        side = Side.SELL if round_trips and index % 2 else Side.BUY
+        quantity = 1.0 + (index // 2 if round_trips else index) % 7
+        order = book.reserve(plan(symbol, quantity, side), owner="bench", now=START)
+        book.settle(order.reservation_id, True, symbol=symbol, side=side, now=START)
 
 
 def one_order(book: LedgerBook, numbers: PortfolioNumbers, symbol: str, now: float) -> LedgerBook:
@@ -99,12 +106,14 @@ def one_order(book: LedgerBook, numbers: PortfolioNumbers, symbol: str, now: flo
     return kept
 
 
-def measure(size: int, count: int, budget: float) -> tuple[float, float, int]:
+def measure(
+    size: int, count: int, budget: float, round_trips: bool = False
+) -> tuple[float, float, int]:
     """(microseconds per order, milliseconds per fetched view, orders timed)."""
     names = symbols(count)
     book = LedgerBook(quote=QUOTE, fee_rate=0.001, lifetime=90.0, settle_window=180.0)
     book.fetched_view(fetched(names, START), START)
-    populate(book, names, size)
+    populate(book, names, size, round_trips)
     numbers = PortfolioNumbers()
     done, now = 0, START + 1.0
     started = time.process_time()
@@ -129,11 +138,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000,10000,100000")
     parser.add_argument("--symbols", default="50,500")
     parser.add_argument("--budget", type=float, default=2.0, help="seconds per measure")
+    parser.add_argument(
+        "--round-trips", action="store_true", help="fills in pairs: a BUY and its SELL"
+    )
     args = parser.parse_args()
     print("fills in the book | symbols | us per order (reserve, settle, snapshots) | ms per view")
     for count in (int(c) for c in args.symbols.split(",")):
         for size in (int(s) for s in args.sizes.split(",")):
-            per_order, per_view, done = measure(size, count, args.budget)
+            per_order, per_view, done = measure(size, count, args.budget, args.round_trips)
             print(
                 f"{size:>17,} | {count:>7} | {per_order:>12,.1f} ({done} orders)"
                 f"{'':>16} | {per_view:>10,.1f}",
