@@ -1,8 +1,9 @@
 """A round trip on one symbol (a holding sold and bought again, or bought more and sold
 whole) and a view showing any prefix of it: the Ledger's book never counts more base
 than the exchange holds, so that a SELL sized on it is never refused. Over any
-quantities, prices, fee asset and fill prices off the ones sized at (the examples are
-in tests/test_ledger_book.py)."""
+quantities, prices, fee asset and fill prices off the ones sized at; and two symbols'
+round trips at once, whose prefixes the quote is matched with together (the examples
+are in tests/test_ledger_book.py)."""
 
 from __future__ import annotations
 
@@ -124,3 +125,95 @@ def test_the_book_never_counts_more_base_than_is_held(
     book.fetched_view(truths[balances].view(truths[positions], NOW + 5), NOW + 5)
     counted = book.view.balances.get("AAA", Balance(0.0, 0.0, 0.0)).free
     assert counted <= truths[-1].base + 1e-9, (counted, truths[-1].base)
+
+
+@dataclass(frozen=True)
+class World:
+    """The exchange's cash, base amounts and positions after some fills."""
+
+    cash: float
+    bases: dict[str, float]
+    positions: dict[str, float]
+
+    def after(
+        self, symbol: str, side: Side, quantity: float, price: float, fee_in_base: bool
+    ) -> World:
+        bases, positions = dict(self.bases), dict(self.positions)
+        base = symbol[:3]
+        if side is Side.SELL:
+            bases[base] = max(0.0, bases[base] - quantity)
+            positions[symbol] = 0.0
+            return World(self.cash + quantity * price * (1 - FEE), bases, positions)
+        bases[base] += quantity * (1 - FEE) if fee_in_base else quantity
+        positions[symbol] += quantity
+        cost = quantity * price * (1.0 if fee_in_base else 1 + FEE)
+        return World(self.cash - cost, bases, positions)
+
+
+def shown_view(balances: World, positions: World, at: float) -> PortfolioView:
+    return PortfolioView(
+        balances={"USDC": Balance(balances.cash, balances.cash, balances.cash)}
+        | {
+            base: Balance(amount, amount, amount * 100.0) for base, amount in balances.bases.items()
+        },
+        positions={
+            symbol: PositionView(symbol, held, 100.0, held * 100.0, 0.0)
+            for symbol, held in positions.positions.items()
+            if held > 0
+        },
+        fetched_at=at,
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    held=st.tuples(st.floats(0.05, 2.0), st.floats(0.05, 2.0)),
+    sized_at=st.lists(prices, min_size=4, max_size=4),
+    slipped=st.lists(slips, min_size=4, max_size=4),
+    for_the_cash=st.tuples(st.floats(-0.004, 0.004), st.floats(-0.004, 0.004)),
+    fee_in_base=st.booleans(),
+    filled=st.permutations(range(4)),
+    shown=st.integers(0, 4),
+)
+def test_two_round_trips_at_once_never_count_more_base_than_is_held(
+    held: tuple[float, float],
+    sized_at: list[float],
+    slipped: list[float],
+    for_the_cash: tuple[float, float],
+    fee_in_base: bool,
+    filled: list[int],
+    shown: int,
+) -> None:
+    """Two symbols each sold and bought back for about the same cash, their four
+    fills in any order, a view showing the first ``shown`` of them: the quote is
+    matched with the two symbols' prefixes together, and neither symbol's base is
+    counted above what the exchange holds."""
+    symbols = ("AAAUSDC", "BBBUSDC")
+    start = World(1_000.0, {"AAA": held[0], "BBB": held[1]}, dict(zip(symbols, held, strict=True)))
+    book = LedgerBook(
+        quote="USDC", fee_rate=FEE, lifetime=60.0, settle_window=180.0, fee_in_base=None
+    )
+    book.fetched_view(shown_view(start, start, NOW), NOW)
+    orders = []
+    for n, symbol in enumerate(symbols):
+        sell_price, buy_price = sized_at[2 * n], sized_at[2 * n + 1]
+        bought = held[n] * sell_price * (1 - FEE) / buy_price * (1 + for_the_cash[n])
+        orders += [(symbol, Side.SELL, held[n], sell_price), (symbol, Side.BUY, bought, buy_price)]
+    # The symbols interleave as drawn; each symbol's SELL goes before its BUY.
+    sequence = list(filled)
+    for sell in (0, 2):
+        first, then = sequence.index(sell), sequence.index(sell + 1)
+        if then < first:
+            sequence[first], sequence[then] = sequence[then], sequence[first]
+    truths = [start]
+    for at, index in enumerate(sequence, start=1):
+        symbol, side, quantity, price = orders[index]
+        plan = OrderPlan(symbol, side, quantity, price, quantity * price, None)
+        reserved = book.reserve(plan, owner="v#1", now=NOW + at)
+        book.settle(reserved.reservation_id, True, symbol=symbol, side=side, now=NOW + at)
+        slipped_price = price * (1 + slipped[index])
+        truths.append(truths[-1].after(symbol, side, quantity, slipped_price, fee_in_base))
+    book.fetched_view(shown_view(truths[shown], truths[-1], NOW + 9), NOW + 9)
+    for base in ("AAA", "BBB"):
+        counted = book.view.balances.get(base, Balance(0.0, 0.0, 0.0)).free
+        assert counted <= truths[-1].bases[base] + 1e-9, (base, counted, truths[-1].bases)
