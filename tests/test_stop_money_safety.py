@@ -413,8 +413,14 @@ def test_an_exit_lost_with_its_crashed_validator_is_sent_again_under_its_own_id(
         message="the Trader down",
     )
     pipe.paper.set_price("NEARUSDC", 4.5)
-    tick(pipe, "NEARUSDC", 4.5)
-    wait_for(lambda: stops(pipe)["exits_triggered"] == 1, message="exit 1 sent")
+    # Ticked until it fires: a tick that falls while the lease lapses (a loaded
+    # machine) reaches no leader, and the next leader's restored stop waits for the
+    # next price. One exit in flight per holding: the ticks after it send none.
+    wait_for(
+        lambda: tick(pipe, "NEARUSDC", 4.5) or stops(pipe)["exits_triggered"] == 1,
+        interval=0.2,
+        message="exit 1 sent",
+    )
     pipe.drill(validator_for("NEARUSDC", 4))
     knobs(pipe, health_status=200)
     record = wait_for(
