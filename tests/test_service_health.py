@@ -17,6 +17,7 @@ from coordinator.messages import (
     ResumeTrading,
     TradingStateChanged,
 )
+from coordinator.messages.pipeline import IntakeLink, IntakeLinkChanged
 from coordinator.trading.trading_state import DependencyStatus, ExitPolicy, TradingState
 from tests.trees import HealthTree, fast_config, make_services
 from tests.waiting import wait_for
@@ -322,3 +323,25 @@ def test_halt_during_a_postgres_outage_is_stored_once_it_returns(
     tree.wait(lambda s: s.halt_persisted, "halt stored after the outage")
     position = KillSwitchStore(own_postgres.dsn, timeout=2).load()
     assert (position.halted, position.reason, position.by) == (True, "db outage", "ops")
+
+
+def test_an_intake_link_connected_again_is_redis_up_without_waiting_for_a_probe(
+    trees, own_redis, postgres, trader, portfolio
+):
+    """The intake's subscription reconnecting reaches Redis: Redis is up from then on,
+    not at the next probe. The signals it takes in from ``trading_signals`` on that
+    reconnection (published while Redis was away) were refused ``trading_degraded``
+    while the probe lagged (CI at 54030c2). Redis is kept down here, so that nothing
+    but the link can bring it up."""
+    tree = all_up(trees, own_redis, postgres, trader, portfolio)
+    own_redis.stop()
+    tree.next_event(  # the events before it read
+        TradingStateChanged, lambda e: e.status.state is TradingState.DEGRADED
+    )
+    tree.directory.publish(IntakeLinkChanged(link=IntakeLink.PUBSUB, connected=True, error=None))
+    up = tree.next_event(
+        DependencyChanged,
+        lambda e: e.dependency.value == "redis" and e.status is DependencyStatus.UP,
+    )
+    assert up.breaker.value == "closed"
+    tree.next_event(TradingStateChanged, lambda e: e.status.state is TradingState.ACTIVE)

@@ -90,6 +90,12 @@ class _Tracked:
         return dependency_status(self.breaker, self.last_ok)
 
 
+_REACHED_BY_A_LINK = frozenset(
+    {DependencyStatus.FAILING, DependencyStatus.DOWN, DependencyStatus.UNCHECKED}
+)
+"""Redis statuses an intake link's connection turns to up."""
+
+
 class ServiceHealth(ChildActor):
     subscriptions = (IntakeLinkChanged,)
     settings: HealthSettings
@@ -169,6 +175,11 @@ class ServiceHealth(ChildActor):
                 self._links[link] = (connected, error)
                 if not connected:
                     logger.warning("intake %s disconnected: %s", link, error)
+                elif self._tracked[Dependency.REDIS].status in _REACHED_BY_A_LINK:
+                    # A link that connected reached Redis: up from now, not from the
+                    # next probe. The signals the intake takes in from the aggregator's
+                    # table on this reconnection would be refused meanwhile.
+                    self._record(Dependency.REDIS, ok=True, latency=None, error=None, probe=False)
             case HaltStatePersisted(generation=generation, error=error):
                 self._store_busy = False
                 if generation == self._halt_generation:
