@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING
 
 from coordinator.messages.pipeline import SubmitSignal
 from coordinator.trading.trading_state import TradingStatus
-from coordinator.trading.validation import CheckResult, Reason, waiting_for_trader
+from coordinator.trading.validation import (
+    CheckResult,
+    Reason,
+    waiting_for_portfolio,
+    waiting_for_trader,
+)
 from coordinator.trading.wait_queue import SignalQueue, Waiting, expired
 
 if TYPE_CHECKING:
@@ -78,7 +83,15 @@ class WaitQueue(_Host):
     def _retry_waiting(self) -> None:
         if not len(self._waiting) or waiting_for_trader(self._status):
             return
-        self._waiting.retry(lambda waiting: self._process(waiting.message))
+        self._waiting.retry(self._retry_one)
+
+    def _retry_one(self, waiting: Waiting[SubmitSignal]) -> None:
+        message = waiting.message
+        if waiting_for_portfolio(self._status, message.signal.side) and not self._expired(message):
+            # The Trader is back, the Portfolio not yet: it waits on, as it waited.
+            self._waiting.add(waiting)
+            return
+        self._process(message)
 
     def _holds(self, reservation_id: str) -> bool:
         return self._waiting.holds(reservation_id)

@@ -194,6 +194,23 @@ def waiting_for_trader(status: TradingStatus, side: Side | None = None) -> bool:
     )
 
 
+_PORTFOLIO_OUTAGE = frozenset({"portfolio_down", "portfolio_unchecked"})
+
+
+def waiting_for_portfolio(status: TradingStatus, side: Side) -> bool:
+    """DEGRADED, for a BUY, because the Portfolio does not answer, and for nothing
+    else. A signal that waited for the Trader waits on for it: the two often fail and
+    come back together, and between their probes a BUY that waited the whole outage
+    was refused ``trading_degraded``."""
+    codes = {r.code for r in status.reasons}
+    return (
+        side is Side.BUY
+        and status.state is TradingState.DEGRADED
+        and bool(codes)
+        and codes <= _PORTFOLIO_OUTAGE
+    )
+
+
 def check_universe(
     signal: Signal,
     universe: frozenset[str] | None,

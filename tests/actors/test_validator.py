@@ -197,6 +197,30 @@ def test_a_signal_waits_while_the_trader_is_down_until_the_clock_passes_its_time
     assert not world["paper"].fills_by_client_id
 
 
+def test_a_signal_that_waited_for_the_trader_waits_on_while_the_portfolio_lags(world) -> None:
+    """The Trader and the Portfolio down together, and the Trader back first (its probe
+    answered before the Portfolio's): a BUY that waited the whole outage was refused
+    ``trading_degraded`` in the moment between the two (CI at 07037f7,
+    test_a_trader_outage_loses_no_signal_and_fills_no_order_twice). It waits on, and
+    goes once the Portfolio is back."""
+    validator: Solo = world["validator"]
+    portfolio_down = StateReason("portfolio_down", "test: portfolio down")
+    both = TradingStatus(
+        state=TradingState.HALTED,
+        reasons=(StateReason("trader_down", "test: down"), portfolio_down),
+    )
+    validator.tell(TradingStateChanged(status=both, previous=ACTIVE, at=validator.clock.time()))
+    signal = submit(validator)
+    wait_for(lambda: validator.ask(GetValidatorSnapshot()).waiting == 1, message="waiting")
+    lagging = TradingStatus(state=TradingState.DEGRADED, reasons=(portfolio_down,))
+    validator.tell(TradingStateChanged(status=lagging, previous=both, at=validator.clock.time()))
+    assert validator.ask(GetValidatorSnapshot()).waiting == 1, "refused while the Portfolio lags"
+    validator.tell(TradingStateChanged(status=ACTIVE, previous=lagging, at=validator.clock.time()))
+    decision = decision_of(validator, signal)
+    assert decision.outcome == "accepted", decision.detail
+    assert sum(world["paper"].fills_by_client_id.values()) == 1
+
+
 def store_order(
     world: dict[str, Any],
     postgres: EmbeddedPostgres,
