@@ -335,8 +335,11 @@ def test_an_intake_link_connected_again_is_redis_up_without_waiting_for_a_probe(
     but the link can bring it up."""
     tree = all_up(trees, own_redis, postgres, trader, portfolio)
     own_redis.stop()
-    tree.next_event(  # the events before it read
-        TradingStateChanged, lambda e: e.status.state is TradingState.DEGRADED
+    # Redis's own DOWN, not the DEGRADED of the start (the Portfolio unchecked): the
+    # events before it are read, and the link is told once Redis is held down.
+    tree.next_event(
+        DependencyChanged,
+        lambda e: e.dependency.value == "redis" and e.status is DependencyStatus.DOWN,
     )
     tree.directory.publish(IntakeLinkChanged(link=IntakeLink.PUBSUB, connected=True, error=None))
     up = tree.next_event(
