@@ -63,6 +63,17 @@ def _cycle_keyed_position_up_10_percent(pipelines: Any, dsn: str) -> Pipeline:
     return pipe
 
 
+def ledger_shows(pipe: Pipeline, symbol: str) -> None:
+    """Wait for the Ledger's view to show the holding of ``symbol``. The Ledger fetches
+    the Portfolio on its own (about once a second here), and the stop may see the
+    holding first: until the view shows it too, an exit is refused ``no_position`` and
+    tried again, so exit 1 would not be the one a test makes time out."""
+    wait_for(
+        lambda: symbol in pipe.directory.ask("ledger", GetLedgerSnapshot(), timeout=5).positions,
+        message=f"the Ledger's view shows the holding of {symbol}",
+    )
+
+
 def test_an_unreadable_trade_cycles_table_is_a_failed_fetch(pipelines, own_postgres):
     """Without the cycles every key would change (and every stop restart from its
     entry): the fetch counts as failed and nothing changes."""
@@ -195,12 +206,7 @@ def test_an_unknown_exit_waits_for_its_order_and_is_never_sent_again_blindly(pip
     requests.post(pipe.paper.url + "/_paper/positions", json=[holding], timeout=5)
     pipe.paper.set_price("SOLUSDC", 100.0)
     key = watched(pipe, "SOLUSDC")["position_key"]
-    # The Ledger fetches the Portfolio on its own (about once a second here): until its
-    # view shows the holding too, an exit is refused no_position and tried again.
-    wait_for(
-        lambda: "SOLUSDC" in pipe.directory.ask("ledger", GetLedgerSnapshot(), timeout=5).positions,
-        message="the Ledger's view shows the holding",
-    )
+    ledger_shows(pipe, "SOLUSDC")
     knobs = pipe.paper.url + "/_paper/knobs"
     # The Trader's order history cannot be read: the reconciler cannot settle the order.
     requests.post(knobs, json={"timeout": 1, "history_status": 500}, timeout=5).raise_for_status()
@@ -274,6 +280,7 @@ def test_an_unknown_exit_reconciled_as_filled_ends_the_stop(pipelines):
     requests.post(pipe.paper.url + "/_paper/positions", json=[holding], timeout=5)
     pipe.paper.set_price("ADAUSDC", 0.5)
     key = watched(pipe, "ADAUSDC")["position_key"]
+    ledger_shows(pipe, "ADAUSDC")
     knobs = pipe.paper.url + "/_paper/knobs"
     requests.post(knobs, json={"timeout": 1}, timeout=5).raise_for_status()
     pipe.paper.set_price("ADAUSDC", 0.45)
@@ -361,6 +368,7 @@ def test_an_unknown_exit_found_never_executed_no_longer_hides_the_holding(pipeli
     requests.post(pipe.paper.url + "/_paper/positions", json=[holding], timeout=5)
     pipe.paper.set_price("DOTUSDC", 5.0)
     key = watched(pipe, "DOTUSDC")["position_key"]
+    ledger_shows(pipe, "DOTUSDC")
     knobs = pipe.paper.url + "/_paper/knobs"
     # The exit is answered too late, and then refused: never executed. Nothing settles
     # it by itself: the Trader's history cannot be read.
