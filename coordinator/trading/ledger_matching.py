@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 from operator import attrgetter
 
 from coordinator.trading.ledger_orders import BookOrder
-from coordinator.trading.ledger_overlay import quote_delta
+from coordinator.trading.ledger_overlay import bases_by_prefix, quote_delta
 from coordinator.trading.signals import Side
 from coordinator.trading.symbols import split_symbol
 from coordinator.trading.validation import Balance, PortfolioView
@@ -231,24 +231,16 @@ def _bases_after(
 ) -> list[float]:
     """For each prefix of ``visible`` from ``first`` orders on (index: its length less
     ``first``), the base held after every order when the balances (``amount``) show
-    that prefix: the others applied as ``lay_over`` lays them. Each order maps a base x
-    to max(floor, x + shift), and so does any run of them: folded from the last order
-    back, once."""
-    floor, shift = -math.inf, 0.0
+    that prefix: the others applied as ``lay_over`` lays them (an unknown BUY brings
+    nothing)."""
     kept = 1.0 if fee_in_base is False else 1.0 - fee_rate
-    bases = [amount]
-    for order in reversed(visible[first:]):
-        plan = order.plan
-        if plan.side is Side.SELL:
-            if shift > floor:
-                floor = shift
-            shift -= plan.quantity
-        elif not order.unknown:
-            shift += plan.quantity * kept
-        base = amount + shift
-        bases.append(base if base > floor else floor)
-    bases.reverse()
-    return bases
+    steps = [
+        (o.plan.side, 0.0 if o.unknown else o.plan.quantity * kept)
+        if o.plan.side is Side.BUY
+        else (Side.SELL, o.plan.quantity)
+        for o in visible[first:]
+    ]
+    return bases_by_prefix(steps, amount)
 
 
 def _evidence(

@@ -3,7 +3,8 @@ decides which parts of which orders are unshown; this lays them)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from coordinator.trading.ledger_orders import BookOrder
@@ -11,7 +12,7 @@ from coordinator.trading.signals import Side
 from coordinator.trading.symbols import split_symbol
 from coordinator.trading.validation import Balance, OrderPlan, PortfolioView, PositionView
 
-__all__ = ["laid_quote_delta", "lay_over", "lay_step", "quote_delta"]
+__all__ = ["bases_by_prefix", "laid_quote_delta", "lay_over", "lay_step", "quote_delta"]
 
 _ZERO = Balance(0.0, 0.0, 0.0)
 
@@ -129,3 +130,25 @@ def lay_step(
         else:
             positions.pop(plan.symbol, None)
     return balance, moved, laid
+
+
+def bases_by_prefix(steps: Sequence[tuple[Side, float]], amount: float) -> list[float]:
+    """For each prefix of a symbol's orders (index: its length), the base held after
+    all of them when the balances (``amount``) show that prefix: each order after it
+    applied, a SELL taking its ``quantity`` (never below 0), a BUY bringing it (the
+    base it brings, its fee out). ``steps``: (side, quantity) of each order. Each
+    maps a base x to max(floor, x + shift), and so does any run of them: folded from
+    the last order back, once, not replayed per prefix."""
+    floor, shift = -math.inf, 0.0
+    bases = [amount]
+    for side, quantity in reversed(steps):
+        if side is Side.SELL:
+            if shift > floor:
+                floor = shift
+            shift -= quantity
+        else:
+            shift += quantity
+        base = amount + shift
+        bases.append(base if base > floor else floor)
+    bases.reverse()
+    return bases

@@ -10,11 +10,11 @@ exactly as a fill of this process is, until the Portfolio shows it or the window
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from coordinator.trading.ledger_book import LedgerBook
+from coordinator.trading.ledger_overlay import bases_by_prefix
 from coordinator.trading.signals import Side
 from coordinator.trading.symbols import split_symbol
 from coordinator.trading.validation import OrderPlan
@@ -149,18 +149,9 @@ def _sellable_prefix(shown: list[StoredOrder], free: float, held: float, *, got:
     """
     if held <= 0 or not shown:
         return len(shown)
-    # Each order maps a base x to max(floor, x + shift) (a SELL: max(0, x - quantity);
-    # a BUY: x + its coins), and so does any run of them: the orders after each prefix
-    # are folded from the last one back, once, not replayed per prefix.
-    floor, shift = -math.inf, 0.0
-    means = [free]
-    for order in reversed(shown):
-        if order.side is Side.SELL:
-            floor, shift = max(floor, shift), shift - order.quantity
-        else:
-            shift += order.quantity * got
-        means.append(max(floor, free + shift))
-    means.reverse()
+    means = bases_by_prefix(
+        [(o.side, o.quantity * (got if o.side is Side.BUY else 1.0)) for o in shown], free
+    )
     least = min(means)
     if least >= held:
         return len(shown)
