@@ -28,6 +28,7 @@ from coordinator.trading.freshness import (
     candle_close,
     candle_staleness,
     exit_price_check,
+    newest_stored_close,
     open_time_ms,
     timeframe_seconds,
 )
@@ -113,6 +114,27 @@ def test_a_candle_closed_longer_ago_than_its_timeframe_plus_the_maximum_age_is_s
     assert stale(close + 91, None, opened + 59_999) is not None
     assert stale(close + 89, None, opened + 59_999) is None
     assert stale(opened / 1000 + 31, None) is not None
+
+
+def test_a_stored_candle_is_a_price_from_its_close_until_the_maximum_age():
+    now = 1_800_000_000.0
+
+    def newest(*candles: tuple[str | None, float, float]) -> tuple[float, float] | None:
+        rows = [(tf, int((now + ago) * 1000), close) for tf, ago, close in candles]
+        return newest_stored_close(rows, now=now, max_age=90)
+
+    assert newest(("1m", -70, 10.0)) == (10.0, now - 10)  # closed 10 s ago
+    assert newest(("1m", -150, 10.0)) == (10.0, now - 90)  # the limit
+    assert newest(("1m", -151, 10.0)) is None  # stale
+    assert newest(("1m", -30, 10.0)) is None  # still in progress: no price yet
+    assert newest(("7x", -70, 10.0)) is None  # an unknown timeframe: no moment
+    assert newest(("1m", -70, float("nan")), ("1m", -70, 0.0)) is None
+    # Without a timeframe, the open time: never fresher than the candle is.
+    assert newest((None, -30, 10.0)) == (10.0, now - 30)
+    # The latest close decides, whichever timeframe and order.
+    assert newest(("1m", -70, 10.0), ("5m", -305, 11.0), ("1m", -130, 9.0)) == (11.0, now - 5)
+    assert newest(("5m", -400, 11.0), ("1m", -61, 10.0)) == (10.0, now - 1)
+    assert newest() is None
 
 
 # --- an exit's price, again before it is sent -------------------------------------------

@@ -7,6 +7,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import psycopg2
+
 from coordinator.infra.embedded import EmbeddedPostgres
 from coordinator.infra.stop_store import StopStore
 
@@ -57,5 +59,41 @@ def test_a_batch_of_thousands_is_written_and_a_late_write_lowers_nothing(
         assert stored[keys[0]]["attempt"] == 2 and stored[keys[0]]["detail"] == "at 3.0"
         assert (stored[keys[1]]["peak"], stored[keys[1]]["stop"]) == (110.0, 104.5)
         assert all(stored[k]["peak"] == 110.0 for k in keys[2:])
+    finally:
+        store.close()
+
+
+def test_recent_candles_are_read_with_or_without_a_timeframe_column(
+    postgres: EmbeddedPostgres,
+) -> None:
+    """RootTrading's ``market_data`` has a timeframe; a table without one still gives its
+    candles (the caller takes them at their open time); no table gives none."""
+    name = "db_" + uuid.uuid4().hex[:12]
+    conn = psycopg2.connect(postgres.dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    conn.close()
+    dsn = postgres.dsn.rsplit("/", 1)[0] + "/" + name
+    store = StopStore(dsn, timeout=5.0)
+    try:
+        assert store.recent_candles(["BTCUSDC"], 0.0) == []
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE market_data (time timestamptz, symbol text, close float8)")
+            cur.execute(
+                "INSERT INTO market_data VALUES (to_timestamp(1000), 'BTCUSDC', 1),"
+                " (to_timestamp(2000), 'BTCUSDC', 2), (to_timestamp(3000), 'ETHUSDC', 3)"
+            )
+        conn.close()
+        assert store.recent_candles(["BTCUSDC", "SOLUSDC"], 1500.0) == [
+            ("BTCUSDC", None, 2_000_000, 2.0)
+        ]
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+            cur.execute("ALTER TABLE market_data ADD COLUMN timeframe text DEFAULT '1m'")
+        conn.close()
+        assert store.recent_candles(["BTCUSDC"], 0.0) == [
+            ("BTCUSDC", "1m", 2_000_000, 2.0),
+            ("BTCUSDC", "1m", 1_000_000, 1.0),
+        ]
     finally:
         store.close()

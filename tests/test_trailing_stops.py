@@ -237,7 +237,7 @@ def test_a_failing_sell_is_retried_and_the_state_kept(pipe):
 def test_an_error_in_the_stop_logic_never_sells(pipe, monkeypatch):
     """A fault in the rules is reported on the position, which stays watched; once the
     logic works again, the next price decides."""
-    import coordinator.actors.trailing_stop as trailing_stop
+    import coordinator.actors.trailing_stop_prices as trailing_stop
 
     broken = threading.Event()
     broken.set()

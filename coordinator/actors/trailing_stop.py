@@ -30,6 +30,7 @@ from typing import Any
 
 from coordinator.actors.trailing_stop_holdings import StopHoldings
 from coordinator.actors.trailing_stop_leader import LEADER_WORK, StopLeadership
+from coordinator.actors.trailing_stop_prices import StopPrices
 from coordinator.actors.trailing_stop_work import StopWork
 from coordinator.cluster.lease import LossReason
 from coordinator.config.parts import StopSettings
@@ -56,6 +57,7 @@ from coordinator.messages.stops import (
     StopsFlushed,
     StopTick,
     StopTriggered,
+    StoredClosesRead,
     StoredStopsRead,
 )
 from coordinator.runtime import Services
@@ -70,10 +72,7 @@ from coordinator.trading.stop_book import (
     from_record,
     parse_exit_id,
 )
-from coordinator.trading.stops import (
-    EXIT_SOURCE,
-    update_stop,
-)
+from coordinator.trading.stops import EXIT_SOURCE
 
 __all__ = ["TrailingStop"]
 
@@ -91,7 +90,7 @@ class _Flush:
     dirty: set[str] = field(default_factory=set)
 
 
-class TrailingStop(StopLeadership, StopHoldings, StopWork, ChildActor):
+class TrailingStop(StopLeadership, StopHoldings, StopPrices, StopWork, ChildActor):
     subscriptions = (CandleClosed, SignalDecided, OrderFinished, LeaderElected, LeadershipLost)
     settings: StopSettings
 
@@ -128,6 +127,7 @@ class TrailingStop(StopLeadership, StopHoldings, StopWork, ChildActor):
         self._cycles_error: str | None = None
         self._cycles_seen = False
         self._stale_ticks = 0
+        self._newest = {}
         self._triggered = 0
         self._tick_mono = 0.0
         url = services.endpoints.portfolio_url
@@ -208,11 +208,18 @@ class TrailingStop(StopLeadership, StopHoldings, StopWork, ChildActor):
         self._submit_lookups()
         self._fetch_due = now
         self._load_atr(sorted(self._by_symbol))
+        # Prices heard while following, then any newer one stored by RootTrading.
+        self._decide_on_newest(self._positions.values(), now)
+        self._read_stored_closes(sorted(self._by_symbol), now)
 
     # --- messages ---------------------------------------------------------------------
 
     def handle(self, message: Any) -> Any:
         if self._token is None and isinstance(message, LEADER_WORK):
+            if isinstance(message, PricesUpdated):
+                self._keep_newest(message.updates)
+            elif isinstance(message, PriceUpdated):
+                self._keep_newest((message,))
             return None
         match message:
             case LeaderElected(token=token):
@@ -237,6 +244,8 @@ class TrailingStop(StopLeadership, StopHoldings, StopWork, ChildActor):
                 self._on_order(order.symbol, order.side, order.state, order.at, order.signal_id)
             case PositionsFetched():
                 self._on_positions(message)
+            case StoredClosesRead():
+                self._on_stored_closes(message)
             case ExitsLookedUp(decisions=decisions, error=error):
                 self._on_exits_looked_up(decisions, error)
             case ExitOrdersRead():
@@ -313,58 +322,6 @@ class TrailingStop(StopLeadership, StopHoldings, StopWork, ChildActor):
         while key in self._alias and key not in self._positions and seen < 100:
             key, seen = self._alias[key], seen + 1
         return self._positions.get(key)
-
-    # --- prices -----------------------------------------------------------------------
-
-    def _on_updates(self, updates: tuple[PriceUpdated, ...]) -> None:
-        now = self._clock.time()
-        by_symbol = self._by_symbol
-        for update in updates:
-            positions = by_symbol.get(update.symbol)
-            if positions:
-                for position in tuple(positions):  # a copy: an exit may change it
-                    self._on_price(position, update.price, update.at, update.received_mono, now)
-
-    def _on_price(
-        self, position: Holding, price: float, at: float, mono: float, now: float
-    ) -> None:
-        if now - at > self._settings.price_max_age:
-            # Late (kept in a mailbox across a restart, say): no decision on it.
-            self._stale_ticks += 1
-            return
-        if position.last_price_at is not None and at < position.last_price_at:
-            return
-        position.last_price, position.last_price_at = price, at
-        if not position.life.live:
-            return
-        try:
-            atr = self._atr_value(position)
-            state, hit = update_stop(position.stop, price, position.rules, self._params, atr)
-        except Exception as exc:
-            # A bug or a bad number never sells: reported, and the position stays watched.
-            position.errors += 1
-            position.life = replace(
-                position.life, detail=f"stop logic error: {type(exc).__name__}: {exc}"
-            )
-            if position.errors in (1, 10, 100) or position.errors % 1000 == 0:
-                logger.exception("stop of %s not evaluated on %r", position.key, price)
-            return
-        if state is not position.stop:
-            position.stop = state
-            self._changed(position, now)
-        if hit and position.life.phase is lc.Phase.WATCHING:
-            self._tick_mono = mono
-            try:
-                self._step(position, lc.Tick(), now)
-            finally:
-                self._tick_mono = 0.0
-
-    def _fresh_price(self, position: Holding, now: float) -> float | None:
-        """The latest price, if it is not stale."""
-        at = position.last_price_at
-        if at is None or now - at > self._settings.price_max_age:
-            return None
-        return position.last_price
 
     # --- exits ------------------------------------------------------------------------
 

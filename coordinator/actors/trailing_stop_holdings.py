@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,10 @@ class StopHoldings(_Host):
     _fetching: bool
     _fetch_started: float
     _positions_failure: FailureLog
+
+    if TYPE_CHECKING:
+
+        def _decide_on_newest(self, positions: Iterable[Holding], now: float) -> None: ...
 
     # --- positions --------------------------------------------------------------------
 
@@ -127,6 +132,7 @@ class StopHoldings(_Host):
                     PositionsSeen(symbols=tuple(sorted({p.symbol for p in adopted}))),
                 )
             self._load_atr(sorted({p.symbol for p in adopted}))
+            self._decide_on_newest(adopted, now)
 
     def _adopt(self, key: str, held: HeldPosition, now: float) -> Holding:
         rules = self._settings.rules_for(held.symbol)
@@ -219,6 +225,7 @@ class StopHoldings(_Host):
                     position.life, detail="peak and stop taken over from the stored record"
                 )
                 self._changed(position, now)
+                self._decide_on_newest((position,), now)
 
     def _add(self, position: Holding) -> None:
         self._positions[position.key] = position
@@ -269,6 +276,7 @@ class StopHoldings(_Host):
                 if raised is not position.stop:
                     position.stop = raised
                     self._changed(position, now)
+                    self._decide_on_newest((position,), now)
 
     def _load_atr(self, symbols: list[str]) -> None:
         wanted = [s for s in symbols if s not in self._atr]

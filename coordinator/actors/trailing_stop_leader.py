@@ -25,6 +25,7 @@ from coordinator.messages.stops import (
     PositionsFetched,
     StopsSource,
     StopTick,
+    StoredClosesRead,
     StoredStopsRead,
     TrailingStopsSnapshot,
 )
@@ -54,6 +55,7 @@ LEADER_WORK = (
     ExitOrdersRead,
     AtrHistoryLoaded,
     StoredStopsRead,
+    StoredClosesRead,
 )
 """What a follower ignores: it watches nothing (late answers of a term it lost too)."""
 

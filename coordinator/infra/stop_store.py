@@ -36,6 +36,8 @@ STOP_FIELDS = (
 """A stop record's keys; the ``*_time`` / ``*_at`` ones are epoch seconds or None."""
 
 _TIMES = frozenset({"entry_time", "watched_at", "updated_at", "closed_at"})
+# Rows read per symbol for its current price: RootTrading stores six timeframes.
+_RECENT_CANDLES = 32
 # trade_cycles statuses of a position that is bought and not sold yet.
 _OPEN_CYCLES = ("active_buy", "waiting_sell")
 
@@ -210,6 +212,37 @@ class StopStore(OwnConnectionStore):
                 out.extend(
                     (symbol, int(t), float(h), float(lo), float(c))
                     for t, h, lo, c in reversed(rows)
+                )
+            return out
+
+        return self._run(work)
+
+    def recent_candles(
+        self, symbols: list[str], opened_since: float
+    ) -> list[tuple[str, str | None, int, float]]:
+        """The newest candles of each symbol in ``market_data`` opened at or after
+        ``opened_since`` (epoch seconds): (symbol, timeframe or None where the table has
+        none, open time ms, close), newest first, a few dozen a symbol at most; empty
+        without the table."""
+
+        def work(cur: Any) -> list[tuple[str, str | None, int, float]]:
+            columns = table_columns(cur, "market_data")
+            if not {"time", "symbol", "close"} <= columns:
+                return []
+            timeframe = "timeframe" if "timeframe" in columns else "NULL"
+            out: list[tuple[str, str | None, int, float]] = []
+            for symbol in symbols:
+                # The newest 1m candle is among the newest rows of every timeframe.
+                cur.execute(
+                    f"""SELECT {timeframe}, (extract(epoch FROM time) * 1000)::bigint, close
+                        FROM market_data WHERE symbol = %s AND time >= to_timestamp(%s)
+                        ORDER BY time DESC LIMIT {_RECENT_CANDLES}""",
+                    (symbol, opened_since),
+                )
+                out.extend(
+                    (symbol, None if tf is None else str(tf), int(t), float(c))
+                    for tf, t, c in cur.fetchall()
+                    if t is not None and c is not None
                 )
             return out
 

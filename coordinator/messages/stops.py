@@ -23,6 +23,7 @@ __all__ = [
     "StopTriggered",
     "StopsFlushed",
     "StopsSource",
+    "StoredClosesRead",
     "StoredStopsRead",
     "TrailingStopsSnapshot",
 ]
@@ -80,6 +81,18 @@ class AtrHistoryLoaded(Event):
 
     candles: tuple[tuple[str, int, float, float, float], ...]
     """(symbol, open time ms, high, low, close), oldest first."""
+    error: str | None
+    """Why nothing was read, if so."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredClosesRead(Event):
+    """The current prices of held symbols found in the ``market_data`` table: candles
+    that closed while no process of ours was listening."""
+
+    prices: tuple[tuple[str, float, float], ...]
+    """(symbol, close, the moment it was true: the candle's close) of each symbol with a
+    candle closed within ``STOP_PRICE_MAX_AGE``."""
     error: str | None
     """Why nothing was read, if so."""
 

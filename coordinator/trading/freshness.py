@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -24,6 +25,7 @@ __all__ = [
     "candle_close",
     "candle_staleness",
     "exit_price_check",
+    "newest_stored_close",
     "open_time_ms",
     "price_moment",
     "timeframe_seconds",
@@ -174,6 +176,33 @@ def price_moment(
     candle in progress, or a closed one read a moment before its nominal close)."""
     closed, _span = candle_close(open_ms, timeframe, close_time_ms)
     return min(closed, received_at)
+
+
+def newest_stored_close(
+    candles: Iterable[tuple[str | None, int, float]], *, now: float, max_age: float
+) -> tuple[float, float] | None:
+    """The current price among candles read from a table, (timeframe, open time ms,
+    close): the newest close, and the moment it was true (the candle's close), or None
+    when none closed in the last ``max_age`` seconds. A stored row says nothing of when
+    it was written, so one whose close is still to come (a candle in progress) or whose
+    timeframe is unknown is no price; one without a timeframe is taken at its open time,
+    never fresher than it is."""
+    best: tuple[float, float] | None = None
+    for timeframe, open_ms, close in candles:
+        if timeframe is None:
+            closed = open_ms / 1000.0
+        else:
+            span = timeframe_seconds(timeframe)
+            if span is None:
+                continue
+            closed = open_ms / 1000.0 + span
+        if closed > now or now - closed > max_age:
+            continue
+        if not math.isfinite(close) or close <= 0:
+            continue
+        if best is None or closed > best[1]:
+            best = (close, closed)
+    return best
 
 
 def exit_price_check(
