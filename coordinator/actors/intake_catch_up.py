@@ -19,19 +19,26 @@ is a duplicate, and a signal decided earlier is recognised by the Validator.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+import pykka
+
+from coordinator.actors.names import ActorName
 from coordinator.cluster.fencing import LeaseToken
 from coordinator.messages.base import Command, Event
+from coordinator.messages.health import GetHealthSnapshot
 from coordinator.messages.pipeline import RawSignal
+from coordinator.supervisor.directory import ChildUnavailable, Directory
 from coordinator.trading.signal_rows import LiftedRow, RowKind, lift_row
 from coordinator.trading.signals import FieldError, Signal, SignalSource, parse_signal
 
 __all__ = [
     "CATCH_UP_RETRY",
+    "HEALTH_BARRIER",
     "CatchUpCause",
     "CatchUpDue",
     "CatchUpFailed",
@@ -40,8 +47,12 @@ __all__ = [
     "UnliftableRow",
     "catch_up_messages",
     "read_pending_rows",
+    "read_pending_rows_for",
     "trading_signal_payload",
 ]
+
+HEALTH_BARRIER = 5.0
+"""Seconds a catch-up's rows wait at most for ServiceHealth (``read_pending_rows_for``)."""
 
 CATCH_UP_RETRY = 5.0
 """Seconds before a catch-up whose read failed is tried again, while this instance
@@ -138,6 +149,22 @@ def read_pending_rows(dsn: str, since: float) -> tuple[dict[str, Any], ...]:
         return tuple(store.pending_trading_signals(since))
     finally:
         store.close()
+
+
+def read_pending_rows_for(
+    directory: Directory, dsn: str, since: float, *, barrier: float = HEALTH_BARRIER
+) -> tuple[dict[str, Any], ...]:
+    """``read_pending_rows``, answered once ServiceHealth has handled what it heard
+    before this read began. On a reconnection that is the link's return, heard by
+    ServiceHealth and the intake together: Redis is up again and the trading state that
+    says so is in the Validators' mailboxes ahead of the rows' signals. Without the
+    wait, a BUY caught up from its row could meet the state of the outage and be refused
+    ``trading_degraded`` by our own lagging view. ServiceHealth down or silent for
+    ``barrier`` seconds holds the rows no longer: they go as they would have."""
+    rows = read_pending_rows(dsn, since)
+    with contextlib.suppress(ChildUnavailable, pykka.Timeout):
+        directory.ask(ActorName.SERVICE_HEALTH, GetHealthSnapshot(), timeout=barrier)
+    return rows
 
 
 def catch_up_messages(

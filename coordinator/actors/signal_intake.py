@@ -28,7 +28,7 @@ from coordinator.actors.intake_catch_up import (
     CatchUpRows,
     UnliftableRow,
     catch_up_messages,
-    read_pending_rows,
+    read_pending_rows_for,
 )
 from coordinator.actors.intake_routing import IntakeRouting
 from coordinator.actors.leadership import lease_now
@@ -195,8 +195,9 @@ class SignalIntake(ChildActor):
             return
         since = self._clock.time() - self._timeout
         dsn = self._services.endpoints.database_dsn
+        directory = self.context.directory
         self.run_then_tell(
-            lambda: read_pending_rows(dsn, since),
+            lambda: read_pending_rows_for(directory, dsn, since),
             lambda rows: CatchUpRows(rows=rows, cause=cause),
             pool="catch-up",
             on_error=lambda exc: CatchUpFailed(error=first_line(exc), cause=cause),

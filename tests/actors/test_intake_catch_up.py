@@ -4,18 +4,25 @@ real PostgreSQL holding the aggregator's table."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from coordinator.actors.intake_catch_up import CATCH_UP_RETRY, CatchUpCause, CatchUpPlan
+from coordinator.actors.intake_catch_up import (
+    CATCH_UP_RETRY,
+    HEALTH_BARRIER,
+    CatchUpCause,
+    CatchUpPlan,
+)
 from coordinator.actors.signal_intake import SignalIntake
 from coordinator.clock import ManualClock
 from coordinator.cluster.fencing import LeaseToken
 from coordinator.config import load_config
 from coordinator.infra.embedded import EmbeddedPostgres
+from coordinator.messages.health import GetHealthSnapshot
 from coordinator.messages.leadership import LeaderElected, LeadershipLost
 from coordinator.messages.pipeline import (
     GetIntakeSnapshot,
@@ -167,3 +174,42 @@ def test_a_read_that_failed_is_tried_again_while_leading(
 
     intake.clock.advance(CATCH_UP_RETRY)
     assert submitted(intake, row).signal.symbol == "ETHUSDC"
+
+
+def test_rows_caught_up_wait_for_service_health_to_have_heard_the_link_return(
+    own_postgres: EmbeddedPostgres,
+) -> None:
+    """On a reconnection ServiceHealth hears the link come back with the intake; the
+    rows' signals go to the Validators only once it has handled that (its trading state,
+    Redis up, then reaches them first). A ServiceHealth slow to get there holds them."""
+    create_trading_signals(own_postgres.dsn)
+    clock = ManualClock()
+    config = load_config({"VALIDATION_THREADS": "1"})
+    services = make_services(
+        config, redis_url="redis://unused", database_dsn=own_postgres.dsn, clock=clock
+    )
+    busy = threading.Event()
+    busy.set()
+
+    def service_health(message: object) -> None:
+        if isinstance(message, GetHealthSnapshot):
+            assert busy.wait(timeout=HEALTH_BARRIER + 5)
+
+    stand_ins = {
+        "store_writer": store_writer,
+        "validator-0": None,
+        "service_health": service_health,
+    }
+    with solo(SignalIntake, "signal_intake", services, clock=clock, stand_ins=stand_ins) as s:
+        s.tell(LeaderElected(token=token(1)))
+        s.told("service_health", GetHealthSnapshot)  # the election's catch-up: no row
+
+        busy.clear()  # ServiceHealth busy from here
+        row = insert_consensus_row(own_postgres.dsn, "ETHUSDC")
+        s.tell(link(False))
+        s.tell(link(True))
+        s.told("service_health", GetHealthSnapshot)
+        # The rows are read, and wait: no signal has gone to the Validator.
+        assert not any(isinstance(m, SubmitSignal) for m in list(s.received["validator-0"].queue))
+        busy.set()
+        assert submitted(s, row).signal.symbol == "ETHUSDC"
