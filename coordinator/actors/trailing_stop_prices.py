@@ -74,11 +74,16 @@ class StopPrices(_Host):
             newest[update.symbol] = update
 
     def _decide_on_newest(self, positions: Iterable[Holding], now: float) -> None:
-        """Each holding decided on its symbol's newest price, if that is fresh."""
+        """Each holding decided on its symbol's newest price, if that is fresh and not
+        older than the holding: a price from before a BUY filled says nothing of where
+        the holding it opened stands (its entry time, else when it was first watched)."""
         max_age = self._settings.price_max_age
         for position in tuple(positions):
             update = self._newest.get(position.symbol)
-            if update is not None and now - update.at <= max_age:
+            if update is None or now - update.at > max_age:
+                continue
+            since = position.entry_time if position.entry_time is not None else position.watched_at
+            if update.at >= since:
                 self._on_price(position, update.price, update.at, 0.0, now)
 
     def _on_price(

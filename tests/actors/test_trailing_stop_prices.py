@@ -5,6 +5,7 @@ that has just started reads the last closes RootTrading stored in ``market_data`
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import psycopg2
@@ -41,6 +42,12 @@ SETTINGS = {
 }
 
 
+def entries_behind() -> ManualClock:
+    """The test's clock, a minute ahead of the paper exchange's own, with which it stamps
+    the entries: every price told is later than the holding's purchase."""
+    return ManualClock(wall=time.time() + 60)
+
+
 @pytest.mark.parametrize("heard_ago", [5.0, 91.0])
 def test_a_price_heard_while_following_is_decided_on_when_elected(
     own_database: str, paper: PaperExchange, heard_ago: float
@@ -48,7 +55,7 @@ def test_a_price_heard_while_following_is_decided_on_when_elected(
     """The price fell through the stop while another instance held the lease (or none
     did). Elected, this one exits on it once the Portfolio shows the holding, without
     waiting for another price; unless that price is older than STOP_PRICE_MAX_AGE."""
-    clock = ManualClock()
+    clock = entries_behind()
     buy_at(paper, "ETHUSDC", 1.0, at=clock.time(), order_id="coord-stop-prices-ETHUSDC")
     with trailing_stop_alone(own_database, paper, clock, SETTINGS) as stops:
         first = elect(stops, own_database, "me#1")
@@ -141,7 +148,7 @@ def test_a_new_process_decides_on_the_last_close_stored_in_market_data(
     it and RootTrading stored the candle. The next process, elected, exits on that
     close once the Portfolio shows the holding, without waiting for the next candle.
     A second holding (BTCUSDC, a fresh close at its entry) shows when the read is in."""
-    clock = ManualClock()
+    clock = entries_behind()
     buy_at(paper, "ETHUSDC", 1.0, at=clock.time(), order_id="coord-stop-prices-ETHUSDC")
     buy_at(paper, "BTCUSDC", 0.01, at=clock.time(), order_id="coord-stop-prices-BTCUSDC")
     with trailing_stop_alone(own_database, paper, clock, SETTINGS) as first:
@@ -157,7 +164,7 @@ def test_a_new_process_decides_on_the_last_close_stored_in_market_data(
         first.tell(LeadershipLost(token=token, reason=LossReason.RELEASED))
         wait_for(lambda: rows(first) == (), message="the stops dropped")
 
-    now = clock.time()
+    now = clock.time() + 120  # restarted two minutes later
     stored = [("ETHUSDC", tf, now + ago, close) for tf, ago, close in candles]
     market_data(own_database, [*stored, ("BTCUSDC", "1m", now - 65.0, BTC)])
     with trailing_stop_alone(own_database, paper, ManualClock(wall=now), SETTINGS) as second:
@@ -184,12 +191,17 @@ def test_a_new_process_decides_on_the_last_close_stored_in_market_data(
         assert second.told("validator-0", ExitPosition).symbol == "ETHUSDC"
 
 
-def test_a_holding_adopted_under_its_stop_is_decided_on_the_price_already_heard(
-    own_database: str, paper: PaperExchange
+@pytest.mark.parametrize("heard", ["after the purchase", "before the purchase"])
+def test_a_holding_adopted_under_its_stop_is_decided_on_the_price_heard_since_its_entry(
+    own_database: str, paper: PaperExchange, heard: str
 ) -> None:
-    """Bought (by hand, say) while the price was already under where its stop-loss will
-    be: the holding exits once the Portfolio shows it, not at the next price."""
-    clock = ManualClock()
+    """Bought (by hand, say), then the price fell under where its stop-loss will be:
+    the holding exits once the Portfolio shows it, not at the next price. A price from
+    before the purchase says nothing of the holding: it decides nothing."""
+    # The paper exchange stamps the entry with its own time, the real one: the price is
+    # heard on a clock a minute ahead of it, or a minute behind.
+    ahead = 60.0 if heard == "after the purchase" else -60.0
+    clock = ManualClock(wall=time.time() + ahead)
     with trailing_stop_alone(own_database, paper, clock, SETTINGS) as stops:
         token = elect(stops, own_database, "me#1")
         stops.clock.advance(0.25)  # the first fetch: nothing held
@@ -200,6 +212,13 @@ def test_a_holding_adopted_under_its_stop_is_decided_on_the_price_already_heard(
         buy_at(paper, "ETHUSDC", 1.0, at=clock.time(), order_id="coord-stop-adopted-ETHUSDC")
         stops.tell(price(stops, ENTRY * 0.90))  # under a 5 % stop-loss from the entry
         stops.clock.advance(10)  # the next fetch shows the holding
-        exit = stops.told("validator-0", ExitPosition)
-        assert exit.symbol == "ETHUSDC" and exit.price == pytest.approx(ENTRY * 0.90)
-        assert exit.fence == token
+        if heard == "after the purchase":
+            exit = stops.told("validator-0", ExitPosition)
+            assert exit.symbol == "ETHUSDC" and exit.price == pytest.approx(ENTRY * 0.90)
+            assert exit.fence == token
+            return
+        (row,) = wait_for(lambda: rows(stops), message="the holding adopted")
+        # Decided in the adoption's own step: neither taken as its price, nor an exit begun.
+        assert row["last_price"] is None and row["state"] == "watching", row
+        stops.clock.settle()
+        assert not any(isinstance(m, ExitPosition) for m in told_meanwhile(stops, "validator-0"))
