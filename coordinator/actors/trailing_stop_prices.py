@@ -166,4 +166,5 @@ class StopPrices(_Host):
             taken.append(f"{symbol} {close:.8g} ({now - at:.0f} s old)")
             self._decide_on_newest(self._by_symbol.get(symbol, ()), now)
         if taken:
-            logger.info("prices read from market_data: %s", ", ".join(taken))
+            more = f" and {len(taken) - 10} more" if len(taken) > 10 else ""
+            logger.info("prices read from market_data: %s%s", ", ".join(taken[:10]), more)
