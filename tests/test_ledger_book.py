@@ -486,3 +486,24 @@ def test_a_sell_after_a_round_trip_is_never_sized_on_more_base_than_is_held(
     )
     assert evaluation.plan is not None
     assert evaluation.plan.quantity <= held
+
+
+@pytest.mark.parametrize("settled", [True, False])
+def test_a_view_taken_as_the_truth_holds_back_what_our_orders_it_may_lack_would_spend(
+    settled: bool,
+) -> None:
+    """A view whose base matches none of our prefixes (a trade made elsewhere) is taken
+    as it is, every order of ours marked shown: a BUY filled after its snapshot (or
+    still in flight) was spent and not counted, its room given back, and the next BUYs
+    were sized on that cash (the sustained benchmark: BUYs refused for insufficient
+    USDC, the book counting ten times the exchange's cash). What the orders it may
+    lack would spend is held back until the next view."""
+    ledger = book()
+    order = ledger.reserve(buy(1_000.0), owner="v#1", now=NOW + 1)
+    if settled:
+        ledger.settle(order.reservation_id, True, symbol=APT, side=Side.BUY, now=NOW + 1)
+    # 400 APT came from elsewhere; the view was read before our BUY filled.
+    ledger.fetched_view(view(100_000.0, 400.0), NOW + 2)
+    assert ledger.view.balances["APT"].free == pytest.approx(400.0), "taken as it is"
+    spendable = ledger.view.balances["USDC"].free - ledger.held_quote()
+    assert spendable <= 100_000.0 - 10_000.0 + 1e-6

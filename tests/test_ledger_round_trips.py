@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -217,3 +218,88 @@ def test_two_round_trips_at_once_never_count_more_base_than_is_held(
     for base in ("AAA", "BBB"):
         counted = book.view.balances.get(base, Balance(0.0, 0.0, 0.0)).free
         assert counted <= truths[-1].bases[base] + 1e-9, (base, counted, truths[-1].bases)
+
+
+def spendable(book: LedgerBook) -> float:
+    """What a BUY may be sized on: the view's free quote less what the book holds."""
+    return book.view.balances["USDC"].free - book.held_quote()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    trips=st.lists(
+        st.tuples(
+            st.floats(0.5, 5.0),  # quantity
+            st.floats(5.0, 20.0),  # the BUY's price
+            st.floats(5.0, 20.0),  # the SELL's price
+            # Fills a little better than sized, never worse (no sizing could allow
+            # for a worse one: the book lays a fill at the price it was sized at).
+            st.floats(-0.004, 0.0),
+            st.floats(0.0, 0.004),
+        ),
+        min_size=1,
+        max_size=14,
+    ),
+    cut=st.floats(0.0, 1.0),
+    first_view=st.booleans(),
+)
+def test_round_trips_the_view_may_show_never_count_their_gain_twice(
+    trips: list[tuple[float, float, float, float, float]], cut: float, first_view: bool
+) -> None:
+    """Symbols each bought and sold whole, one after the other (their base back at
+    zero whether the view shows both orders or neither: the base cannot tell), at any
+    prices, the fee in the quote; the view shows the fills up to some point (one
+    snapshot of the exchange). Where the quote cannot tell either (past 4,096
+    combinations, or no earlier view to compare it with), laying a round trip the view
+    shows already counted its gain twice: BUYs were sized on cash the exchange no
+    longer held (the sustained benchmark's BUYs refused for insufficient USDC). What a
+    BUY may be sized on never exceeds the exchange's cash."""
+    symbols = [f"S{n:02d}USDC" for n in range(len(trips))]
+    start = World(1_000_000.0, {s[:3]: 0.0 for s in symbols}, dict.fromkeys(symbols, 0.0))
+    book = LedgerBook(
+        quote="USDC", fee_rate=FEE, lifetime=60.0, settle_window=180.0, fee_in_base=False
+    )
+    if not first_view:
+        book.fetched_view(shown_view(start, start, NOW), NOW)
+    worlds = [start]
+    at = NOW
+    for symbol, (quantity, buy_at, sell_at, buy_slip, sell_slip) in zip(
+        symbols, trips, strict=True
+    ):
+        for side, price, slip in ((Side.BUY, buy_at, buy_slip), (Side.SELL, sell_at, sell_slip)):
+            at += 1
+            plan = OrderPlan(symbol, side, quantity, price, quantity * price, None)
+            order = book.reserve(plan, owner="v#1", now=at)
+            book.settle(order.reservation_id, True, symbol=symbol, side=side, now=at)
+            worlds.append(worlds[-1].after(symbol, side, quantity, price * (1 + slip), False))
+    shown = worlds[round(cut * (len(worlds) - 1))]
+    book.fetched_view(shown_view(shown, shown, at + 5), at + 5)
+    truth = worlds[-1].cash
+    assert spendable(book) <= truth + 1e-6, (spendable(book), truth)
+
+
+def test_thirteen_round_trips_shown_already_leave_no_gain_to_spend_twice() -> None:
+    """The sustained benchmark's case: many symbols each bought at 10 and sold at 12
+    (their base back at zero), a view showing every fill. Thirteen such symbols are
+    8,192 combinations, past what the quote is tried on: each keeps the shortest
+    prefix and its orders are laid again. Their gains (about 26 USDC) were counted
+    twice and BUYs sized on them; they are held back now."""
+    symbols = [f"S{n:02d}USDC" for n in range(13)]
+    world = World(1_000.0, {s[:3]: 0.0 for s in symbols}, dict.fromkeys(symbols, 0.0))
+    book = LedgerBook(
+        quote="USDC", fee_rate=FEE, lifetime=60.0, settle_window=180.0, fee_in_base=False
+    )
+    book.fetched_view(shown_view(world, world, NOW), NOW)
+    at = NOW
+    for symbol in symbols:
+        for side, price in ((Side.BUY, 10.0), (Side.SELL, 12.0)):
+            at += 1
+            plan = OrderPlan(symbol, side, 1.0, price, price, None)
+            order = book.reserve(plan, owner="v#1", now=at)
+            book.settle(order.reservation_id, True, symbol=symbol, side=side, now=at)
+            world = world.after(symbol, side, 1.0, price, False)
+    gains = world.cash - 1_000.0
+    assert gains == pytest.approx(26.0, abs=0.3)  # 13 x 2, less the fees
+    book.fetched_view(shown_view(world, world, at + 5), at + 5)
+    assert book.view.balances["USDC"].free == pytest.approx(world.cash + gains), "laid again"
+    assert spendable(book) == pytest.approx(world.cash)

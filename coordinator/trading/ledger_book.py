@@ -67,6 +67,10 @@ class LedgerBook:
         default_factory=lambda: PortfolioView(balances={}, positions={}, fetched_at=None)
     )
     fetched_requested_at: float | None = None
+    cash_margin: float = 0.0
+    """Quote held back until the next fetched view: what our orders, as that view was
+    matched, may count beyond the exchange's cash (round trips it may show already,
+    laid again; orders it may not show yet, taken as shown: ``mark_shown``)."""
     view: PortfolioView = field(init=False)
     last_id: int = 0
     never_executed: dict[str, float] = field(default_factory=dict)
@@ -112,8 +116,9 @@ class LedgerBook:
     # --- reservations -----------------------------------------------------------------
 
     def held_quote(self) -> float:
-        """Quote held by BUYs in flight that no view shows yet."""
-        return sum(
+        """Quote held by BUYs in flight that no view shows yet, and what the last
+        fetched view's matching may count beyond the exchange's cash (``cash_margin``)."""
+        return self.cash_margin + sum(
             o.plan.notional * (1 + self.fee_rate)
             for o in self._reserved.values()
             if o.plan.side is Side.BUY and not o.balances_shown
@@ -363,7 +368,7 @@ class LedgerBook:
         self.fetched = view
         self.fetched_requested_at = requested_at
         sequences = by_symbol(o for g in self._groups.values() for o in g.orders.values())
-        mark_shown(
+        self.cash_margin = mark_shown(
             sequences,
             view,
             previous,

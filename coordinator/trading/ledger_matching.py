@@ -29,8 +29,13 @@ marked record). So that each order counts exactly once whatever the order of ans
   tell apart within that keep the least base (the shortest among equals): a SELL sized
   on more base than is held is refused by the exchange, and a round trip (a holding
   sold and bought again for about the same cash) shows a base that both "neither
-  shown" and "both shown" expect. As for the positions, a BUY and its SELL both
-  unshown make the same view: none held either way.
+  shown" and "both shown" expect. What the orders left unshown count in the quote
+  differs between such prefixes by their round trips' gains: the most the kept one
+  counts beyond the least is held back from what BUYs may spend (a gain counted twice
+  is cash the exchange does not hold). So is, for a view taken as the truth (its base
+  matching none of our prefixes), the most our orders it may not show yet would spend.
+  As for the positions, a BUY and its SELL both unshown make the same view: none held
+  either way.
 """
 
 from __future__ import annotations
@@ -41,8 +46,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from operator import attrgetter
 
-from coordinator.trading.ledger_orders import BookOrder
-from coordinator.trading.ledger_overlay import bases_by_prefix, quote_delta
+from coordinator.trading.ledger_orders import BookOrder, OrderState
+from coordinator.trading.ledger_overlay import bases_by_prefix, laid_quote_delta, quote_delta
 from coordinator.trading.signals import Side
 from coordinator.trading.symbols import split_symbol
 from coordinator.trading.validation import Balance, PortfolioView
@@ -80,11 +85,14 @@ def mark_shown(
     quote: str,
     fee_rate: float,
     fee_in_base: bool | None,
-) -> None:
+) -> float:
     """Mark in ``sequences`` (each symbol's orders in reservation order) the parts that
     ``view`` shows, ``previous`` being the view fetched before it. ``fee_in_base``: as
-    the book's (False: a BUY's fee is known to be taken in the quote)."""
+    the book's (False: a BUY's fee is known to be taken in the quote). Returns the
+    quote to hold back: what the orders laid may count beyond the exchange's cash
+    (see ``_cash_counted``)."""
     quote_now = view.balances.get(quote, _ZERO).total
+    margin = 0.0
     # The quote moves by the balances parts newly shown: what tells apart the
     # prefixes that the base amount alone cannot.
     moved = _Move(0.0, 0.0, 0.0)
@@ -102,6 +110,10 @@ def mark_shown(
             _mark(visible, "balances_shown", options[0])
             if matched:
                 newest_shown = max([newest_shown, *(o.number for o in visible[: options[0]])])
+            else:
+                # Taken as the truth, the view may still lack our latest orders (a
+                # BUY filled after its snapshot): what they would spend is held back.
+                margin -= min(_cash_counted(visible, before, fee_rate))
         else:
             ambiguous.append((visible, options, before))
     for index, (visible, options, before) in enumerate(ambiguous):
@@ -138,17 +150,23 @@ def mark_shown(
             first = min(distances)
             after = _bases_after(visible, first, base, fee_rate, fee_in_base)
             lowest = min(after[p - first] for p in distances)
+            lightest = [
+                p for p in distances if after[p - first] <= lowest + 1e-9 * max(1.0, lowest)
+            ]
             # Among the least bases (to rounding), the quote's best, then the shortest.
-            chosen = min(
-                (p for p in distances if after[p - first] <= lowest + 1e-9 * max(1.0, lowest)),
-                key=lambda p: (distances[p], p),
-            )
+            chosen = min(lightest, key=lambda p: (distances[p], p))
             _mark(visible, "balances_shown", chosen)
+            # The cash counted for the orders left unshown differs between these
+            # prefixes by what their round trips gained or lost: the gain of one the
+            # view shows already would be counted twice. Held back, as a BUY's room is.
+            cash = _cash_counted(visible, first, fee_rate)
+            margin += cash[chosen - first] - min(cash[p - first] for p in lightest)
     for visible, held in positions:
         # Positions the quantities cannot tell apart (a BUY and its SELL: none held)
         # make the same view while our orders are filled; for one still reserved
         # the shortest is the cautious side (a SELL in flight keeps its position).
         _mark(visible, "positions_shown", min(held))
+    return margin
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +259,22 @@ def _bases_after(
         for o in visible[first:]
     ]
     return bases_by_prefix(steps, amount)
+
+
+def _cash_counted(visible: list[BookOrder], first: int, fee_rate: float) -> list[float]:
+    """For each prefix of ``visible`` from ``first`` orders on (index: its length less
+    ``first``), the quote the book counts for the orders after it: a filled one's
+    laid move, a reserved BUY's room held; a reserved SELL brings nothing yet."""
+    total = 0.0
+    counted = [0.0]
+    for order in reversed(visible[first:]):
+        if order.state is not OrderState.RESERVED:
+            total += laid_quote_delta(order, fee_rate)
+        elif order.plan.side is Side.BUY:
+            total += quote_delta(order.plan, fee_rate)
+        counted.append(total)
+    counted.reverse()
+    return counted
 
 
 def _evidence(

@@ -113,7 +113,7 @@ def evaluate_order(
                 "portfolio",
                 Reason.INSUFFICIENT_BALANCE,
                 f"{sized.refused} ({ledger.reserved_quote:.2f} {config.quote_asset} "
-                "held by orders in flight): no BUY",
+                "held by orders in flight or held back): no BUY",
             )
         )
         return Evaluation(tuple(checks), None)
@@ -124,7 +124,7 @@ def evaluate_order(
                 "portfolio",
                 Reason.INSUFFICIENT_BALANCE,
                 f"{needed:.2f} {config.quote_asset} needed, {spendable:.2f} free "
-                f"({ledger.reserved_quote:.2f} held by orders in flight)",
+                f"({ledger.reserved_quote:.2f} held by orders in flight or held back)",
             )
         )
         return Evaluation(tuple(checks), None)

@@ -387,7 +387,8 @@ class ClosedHolding:
 @dataclass(frozen=True, slots=True)
 class LedgerState:
     reserved_quote: float = 0.0
-    """Quote amount held by BUY orders in flight."""
+    """Quote amount held by BUY orders in flight, and held back where the last view may
+    count our orders beyond the exchange's cash (``LedgerBook.held_quote``)."""
     buying: frozenset[str] = frozenset()
     """Symbols with a BUY in flight."""
     selling: frozenset[str] = frozenset()
