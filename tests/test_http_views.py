@@ -20,6 +20,7 @@ from coordinator.http.views_records import (
     unknown_orders_view,
 )
 from coordinator.messages.health import HealthSnapshot
+from coordinator.messages.ledger import LedgerSnapshot
 from coordinator.messages.pipeline import IntakeSnapshot, OrderRecord, StoreSnapshot
 from coordinator.messages.reconcile import ReconcilerSnapshot
 from coordinator.messages.stats import StatsSnapshot
@@ -161,10 +162,39 @@ def test_stats_show_null_for_the_actors_that_did_not_answer() -> None:
 
     assert body["errors"] == 3
     assert body["active_positions"] is None and body["reservations_open"] is None
+    assert body["cash_held_back"] is None
     assert body["universe_size"] is None and body["trailing_stops_active"] is None
     assert body["market_data"] is None
     assert body["lifetime"] == {"signals": "3"}
     assert body["signals_received"] == 7
+
+
+def test_stats_show_the_cash_the_ledger_holds_back() -> None:
+    """What BUYs may not spend while the last view may count our orders twice."""
+    intake = IntakeSnapshot(
+        received=0, admitted=0, rejected=0, duplicates=0, in_flight=0, resent=0, links=()
+    )
+    ledger = LedgerSnapshot(
+        positions=("BTCUSDC",),
+        reservations=2,
+        reserved_quote=100.0,
+        view_age=1.0,
+        error=None,
+        cash_held_back=26.012345678901,
+    )
+    body = stats_view(
+        ABOUT,
+        intake=intake,
+        stats=StatsSnapshot(),
+        store=store_snapshot(),
+        actor_errors=0,
+        ledger=ledger,
+        universe=None,
+        stops=None,
+        market=None,
+    )
+    assert body["cash_held_back"] == 26.01234568
+    assert body["reservations_open"] == 2 and body["active_positions"] == 1
 
 
 def test_universe_shows_members_by_symbol_and_excludes_them_from_the_excluded() -> None:

@@ -410,4 +410,5 @@ class Ledger(ChildActor):
             reserved_quote=self._book.reserved_notional(),
             view_age=None if fetched is None else self._clock.time() - fetched,
             error=error if fetched is None or error else None,
+            cash_held_back=self._book.cash_margin,
         )

@@ -198,6 +198,7 @@ _STATS = obj(
         "orders_unknown": INTEGER,
         "reservations_open": nullable(INTEGER),
         "reservations_expired": INTEGER,
+        "cash_held_back": nullable(NUMBER),
         "store": OBJECT,
         "market_data": nullable(OBJECT),
         "rejections_by_reason": COUNTS,

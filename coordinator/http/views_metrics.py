@@ -104,6 +104,12 @@ def metric_families(inputs: MetricsInputs) -> Iterator[Metric]:
         ledger = inputs.ledger
         yield _gauge("positions_open", "Positions the Ledger holds", len(ledger.positions))
         yield _gauge("reservations_open", "Reservations held for orders", ledger.reservations)
+        yield _gauge(
+            "cash_held_back",
+            "Quote held back from BUYs: what the last Portfolio view may count beyond the "
+            "exchange's cash",
+            ledger.cash_held_back,
+        )
     yield _labeled(
         GaugeMetricFamily,
         "validator_waiting",

@@ -114,6 +114,7 @@ def stats_view(
         "orders_unknown": len(store.unknown_orders),
         "reservations_open": None if ledger is None else ledger.reservations,
         "reservations_expired": since["reservations_expired"],
+        "cash_held_back": None if ledger is None else round(ledger.cash_held_back, 8),
         "store": {
             "postgres_ok": store.postgres_ok,
             "pending": store.pending,

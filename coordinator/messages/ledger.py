@@ -141,3 +141,6 @@ class LedgerSnapshot:
     """Seconds since the Portfolio last answered."""
     error: str | None
     """Why the last fetch failed."""
+    cash_held_back: float = 0.0
+    """Quote held back from what BUYs may spend: what the last fetched view's matching
+    may count beyond the exchange's cash (``LedgerBook.cash_margin``)."""
