@@ -105,15 +105,20 @@ def mark_shown(
         held, options, matched = _evidence(symbol, visible, view)
         positions.append((visible, held))
         before = sum(1 for o in visible if o.balances_shown)
-        if len(options) == 1:
+        if len(options) == 1 and not matched:
+            # Taken as the truth, the view may still lack our latest orders (a BUY
+            # filled after its snapshot): what they would spend is held back, and the
+            # quote may have moved by any prefix of them, not only by all.
+            moves = _moves(visible, before, fee_rate, fee_in_base)
+            moved = moved + _Move(
+                min(m.low for m in moves), max(m.high for m in moves), moves[-1].size
+            )
+            _mark(visible, "balances_shown", options[0])
+            margin -= min(_cash_counted(visible, before, fee_rate))
+        elif len(options) == 1:
             moved = moved + _moved(visible, before, options[0], fee_rate, fee_in_base)
             _mark(visible, "balances_shown", options[0])
-            if matched:
-                newest_shown = max([newest_shown, *(o.number for o in visible[: options[0]])])
-            else:
-                # Taken as the truth, the view may still lack our latest orders (a
-                # BUY filled after its snapshot): what they would spend is held back.
-                margin -= min(_cash_counted(visible, before, fee_rate))
+            newest_shown = max([newest_shown, *(o.number for o in visible[: options[0]])])
         else:
             ambiguous.append((visible, options, before))
     for index, (visible, options, before) in enumerate(ambiguous):
