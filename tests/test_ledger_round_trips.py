@@ -225,6 +225,19 @@ def spendable(book: LedgerBook) -> float:
     return book.view.balances["USDC"].free - book.held_quote()
 
 
+def many_symbols(count: int, *, first_view: bool) -> tuple[list[str], World, LedgerBook]:
+    """``count`` symbols, none held, a million USDC; the book with a view of that,
+    unless its next view is to be its first."""
+    symbols = [f"S{n:02d}USDC" for n in range(count)]
+    start = World(1_000_000.0, {s[:3]: 0.0 for s in symbols}, dict.fromkeys(symbols, 0.0))
+    book = LedgerBook(
+        quote="USDC", fee_rate=FEE, lifetime=60.0, settle_window=180.0, fee_in_base=False
+    )
+    if not first_view:
+        book.fetched_view(shown_view(start, start, NOW), NOW)
+    return symbols, start, book
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     trips=st.lists(
@@ -254,13 +267,7 @@ def test_round_trips_the_view_may_show_never_count_their_gain_twice(
     shows already counted its gain twice: BUYs were sized on cash the exchange no
     longer held (the sustained benchmark's BUYs refused for insufficient USDC). What a
     BUY may be sized on never exceeds the exchange's cash."""
-    symbols = [f"S{n:02d}USDC" for n in range(len(trips))]
-    start = World(1_000_000.0, {s[:3]: 0.0 for s in symbols}, dict.fromkeys(symbols, 0.0))
-    book = LedgerBook(
-        quote="USDC", fee_rate=FEE, lifetime=60.0, settle_window=180.0, fee_in_base=False
-    )
-    if not first_view:
-        book.fetched_view(shown_view(start, start, NOW), NOW)
+    symbols, start, book = many_symbols(len(trips), first_view=first_view)
     worlds = [start]
     at = NOW
     for symbol, (quantity, buy_at, sell_at, buy_slip, sell_slip) in zip(
@@ -332,13 +339,7 @@ def test_a_view_taken_as_the_truth_lets_no_buy_spend_money_already_spent(
     quote's move by them: another symbol's prefix was then chosen to explain a move
     that had not happened, its BUY not laid (found by this test). What a BUY may be
     sized on never exceeds the exchange's cash less what the BUYs in flight may spend."""
-    symbols = [f"S{n:02d}USDC" for n in range(len(trips))]
-    start = World(1_000_000.0, {s[:3]: 0.0 for s in symbols}, dict.fromkeys(symbols, 0.0))
-    book = LedgerBook(
-        quote="USDC", fee_rate=FEE, lifetime=60.0, settle_window=180.0, fee_in_base=False
-    )
-    if not first_view:
-        book.fetched_view(shown_view(start, start, NOW), NOW)
+    symbols, start, book = many_symbols(len(trips), first_view=first_view)
     worlds = [start]
     at = NOW
     in_flight = 0.0
