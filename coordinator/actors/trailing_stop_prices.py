@@ -58,17 +58,17 @@ class StopPrices(_Host):
 
     def _on_updates(self, updates: tuple[PriceUpdated, ...]) -> None:
         now = self._clock.time()
+        self._keep_newest(updates)
         by_symbol = self._by_symbol
-        newest = self._newest
         for update in updates:
-            newest[update.symbol] = update
             positions = by_symbol.get(update.symbol)
             if positions:
                 for position in tuple(positions):  # a copy: an exit may change it
                     self._on_price(position, update.price, update.at, update.received_mono, now)
 
     def _keep_newest(self, updates: Iterable[PriceUpdated]) -> None:
-        """A follower's part: the prices kept for the term it may lead."""
+        """The newest price of each symbol, kept on a follower too (for the term it
+        may lead)."""
         newest = self._newest
         for update in updates:
             newest[update.symbol] = update
