@@ -107,6 +107,7 @@ class Actors:
         book = self.book
         return LedgerState(
             reserved_quote=book.held_quote(),
+            held_base=book.base_margin,
             buying=book.buying(),
             selling=book.selling(),
             closed=tuple(book.closed),

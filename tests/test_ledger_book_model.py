@@ -24,6 +24,7 @@ from coordinator.trading.sizing import SizingTable
 from coordinator.trading.sizing_roottrading import SizingMode
 from coordinator.trading.validation import (
     Balance,
+    Evaluation,
     ExitTarget,
     LedgerState,
     MarketQuote,
@@ -158,6 +159,37 @@ def make_signal(symbol: str, side: str, price: float, n: int) -> Signal:
     return parsed
 
 
+def evaluate_on(
+    book: LedgerBook,
+    symbol: str,
+    side: str,
+    price: float,
+    n: int,
+    now: float,
+    exit: ExitTarget | None,
+) -> Evaluation:
+    """A signal (or a stop's exit) evaluated on the book as the Ledger does it, the
+    market at ``price``; its outcome recorded as a hypothesis event."""
+    evaluation = evaluate_order(
+        make_signal(symbol, side, price, n),
+        view=book.view,
+        ledger=LedgerState(
+            reserved_quote=book.held_quote(),
+            held_base=book.base_margin,
+            buying=book.buying(),
+            selling=book.selling(),
+            closed=tuple(book.closed),
+        ),
+        market=MarketQuote(price, now),
+        config=CONFIG,
+        now=now,
+        exit=exit,
+    )
+    failure = evaluation.failure
+    event(f"{side}{' exit' if exit else ''}: {failure.reason if failure else 'accepted'}")
+    return evaluation
+
+
 class LedgerBookMachine(RuleBasedStateMachine):
     @initialize(cash=st.sampled_from([100.0, 1_000.0, 5_000.0]))
     def start(self, cash: float) -> None:
@@ -199,25 +231,8 @@ class LedgerBookMachine(RuleBasedStateMachine):
         self.book.expire(self.now)
         self.signals += 1
         price = self.price[symbol]
-        book = self.book
-        state = LedgerState(
-            reserved_quote=book.held_quote(),
-            buying=book.buying(),
-            selling=book.selling(),
-            closed=tuple(book.closed),
-        )
-        evaluation = evaluate_order(
-            make_signal(symbol, side, price, self.signals),
-            view=book.view,
-            ledger=state,
-            market=MarketQuote(price, self.now),
-            config=CONFIG,
-            now=self.now,
-            exit=exit,
-        )
+        evaluation = evaluate_on(self.book, symbol, side, price, self.signals, self.now, exit)
         plan = evaluation.plan
-        failure = evaluation.failure
-        event(f"{side}{' exit' if exit else ''}: {failure.reason if failure else 'accepted'}")
         if plan is None:
             return
         truth = self.truth
@@ -239,7 +254,7 @@ class LedgerBookMachine(RuleBasedStateMachine):
             if exit is not None:
                 # A stop never sells a holding other than its own.
                 assert exit.position_key == holding.key, (exit, holding)
-        order = book.reserve(plan, owner="validator-0#1", now=self.now)
+        order = self.book.reserve(plan, owner="validator-0#1", now=self.now)
         self.orders[order.reservation_id] = Order(
             order.reservation_id, symbol, plan.side, plan.quantity, plan.reference_price, self.now
         )

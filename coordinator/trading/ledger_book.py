@@ -71,6 +71,10 @@ class LedgerBook:
     """Quote held back until the next fetched view: what our orders, as that view was
     matched, may count beyond the exchange's cash (round trips it may show already,
     laid again; orders it may not show yet, taken as shown: ``mark_shown``)."""
+    base_margin: dict[str, float] = field(default_factory=dict)
+    """Base asset -> held back from what SELLs may sell until the next fetched view:
+    what SELLs of ours taken as shown by a view that may not show them yet may count
+    beyond the exchange's holdings. Replaced whole, never changed in place."""
     view: PortfolioView = field(init=False)
     last_id: int = 0
     never_executed: dict[str, float] = field(default_factory=dict)
@@ -262,7 +266,7 @@ class LedgerBook:
             self._count_buying(plan.symbol, 1)
         group.put(order)
         self._record_closed(order, now)
-        if order.positions_shown and order.balances_shown:
+        if order.shown_whole:
             # Shown by both parts already (marked while reserved): nothing to lay.
             group.orders.pop(order.reservation_id)
         else:
@@ -368,7 +372,7 @@ class LedgerBook:
         self.fetched = view
         self.fetched_requested_at = requested_at
         sequences = by_symbol(o for g in self._groups.values() for o in g.orders.values())
-        self.cash_margin = mark_shown(
+        held = mark_shown(
             sequences,
             view,
             previous,
@@ -376,6 +380,7 @@ class LedgerBook:
             fee_rate=self.fee_rate,
             fee_in_base=self.fee_in_base,
         )
+        self.cash_margin, self.base_margin = held.quote, held.bases
         self._rebuild(sequences, view.fetched_at or requested_at)
         return True
 
@@ -395,8 +400,8 @@ class LedgerBook:
                 self._reserved[order.reservation_id] = order
                 if plan.side is Side.BUY:
                     self._count_buying(plan.symbol, 1)
-            elif order.positions_shown and order.balances_shown:
-                continue  # shown whole: nothing left to lay
+            elif order.shown_whole:
+                continue  # nothing left to lay
             elif _unsure(order):
                 self._count_buying(plan.symbol, 1)
             kept[split_symbol(plan.symbol)[0]].append(order)

@@ -43,16 +43,16 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from operator import attrgetter
 
-from coordinator.trading.ledger_orders import BookOrder, OrderState
+from coordinator.trading.ledger_orders import Assumption, BookOrder, OrderState
 from coordinator.trading.ledger_overlay import bases_by_prefix, laid_quote_delta, quote_delta
 from coordinator.trading.signals import Side
 from coordinator.trading.symbols import split_symbol
 from coordinator.trading.validation import Balance, PortfolioView
 
-__all__ = ["IN_TIME", "by_symbol", "mark_shown"]
+__all__ = ["IN_TIME", "HeldBack", "by_symbol", "mark_shown"]
 
 _ZERO = Balance(0.0, 0.0, 0.0)
 IN_TIME = attrgetter("reserved_at", "number")
@@ -65,6 +65,18 @@ moment after its sizing), as a share of the notional: quote moves closer than th
 the best explanation are not told apart by the quote."""
 
 Ambiguous = tuple[list["BookOrder"], list[int], int]
+
+
+@dataclass(frozen=True, slots=True)
+class HeldBack:
+    """What a fetched view's matching may count beyond the exchange's holdings, held
+    back until the next view."""
+
+    quote: float = 0.0
+    """From what BUYs may spend."""
+    bases: dict[str, float] = field(default_factory=dict)
+    """Base asset -> held back from what SELLs may sell (a SELL taken as shown by a
+    view that may not show it yet)."""
 
 
 def by_symbol(orders: Iterable[BookOrder]) -> dict[str, list[BookOrder]]:
@@ -85,12 +97,13 @@ def mark_shown(
     quote: str,
     fee_rate: float,
     fee_in_base: bool | None,
-) -> float:
+) -> HeldBack:
     """Mark in ``sequences`` (each symbol's orders in reservation order) the parts that
     ``view`` shows, ``previous`` being the view fetched before it. ``fee_in_base``: as
-    the book's (False: a BUY's fee is known to be taken in the quote). Returns the
-    quote to hold back: what the orders laid may count beyond the exchange's cash
-    (see ``_cash_counted``)."""
+    the book's (False: a BUY's fee is known to be taken in the quote). Returns what to
+    hold back: the quote that the orders laid may count beyond the exchange's cash
+    (see ``_cash_counted``), and the base that orders taken as shown may count beyond
+    its holdings (``_confirm_assumed``)."""
     quote_now = view.balances.get(quote, _ZERO).total
     margin = 0.0
     # The quote moves by the balances parts newly shown: what tells apart the
@@ -100,11 +113,19 @@ def mark_shown(
     positions: list[tuple[list[BookOrder], list[int]]] = []
     # The newest reservation the balances show by a match of its own symbol's base.
     newest_shown = 0
+    # A prefix kept as the least base by an earlier view is matched again: the
+    # Portfolio never goes back, but a guess may have gone too far. The quote then
+    # cannot tell what moved it since that view.
+    guessed = False
     for symbol in sorted(sequences):
         visible = sequences[symbol]
+        guessed = _unmark_guesses(visible) or guessed
         held, options, matched = _evidence(symbol, visible, view)
         positions.append((visible, held))
         before = sum(1 for o in visible if o.balances_shown)
+        # Orders taken as shown by a view taken as the truth may show in this one
+        # first (the quote moved by them since) or may have shown before.
+        moved = moved + _anywhere(visible, before, fee_rate, fee_in_base)
         if len(options) == 1 and not matched:
             # Taken as the truth, the view may still lack our latest orders (a BUY
             # filled after its snapshot): what they would spend is held back, and the
@@ -113,12 +134,13 @@ def mark_shown(
             moved = moved + _Move(
                 min(m.low for m in moves), max(m.high for m in moves), moves[-1].size
             )
-            _mark(visible, "balances_shown", options[0])
-            margin -= min(_cash_counted(visible, before, fee_rate))
+            _mark(visible, "balances_shown", options[0], assumed=Assumption.TAKEN_AS_TRUTH)
         elif len(options) == 1:
             moved = moved + _moved(visible, before, options[0], fee_rate, fee_in_base)
             _mark(visible, "balances_shown", options[0])
-            newest_shown = max([newest_shown, *(o.number for o in visible[: options[0]])])
+            newest_shown = max(
+                [newest_shown, *(o.number for o in visible[: options[0]] if o.assumed is None)]
+            )
         else:
             ambiguous.append((visible, options, before))
     for index, (visible, options, before) in enumerate(ambiguous):
@@ -146,7 +168,7 @@ def mark_shown(
             for visible, _, _ in ambiguous
         ]
         plausible: list[dict[int, float]]
-        if previous.fetched_at is None:
+        if previous.fetched_at is None or guessed:
             plausible = [dict.fromkeys(options, 0.0) for _, options, _ in ambiguous]
         else:
             shift = quote_now - previous.balances.get(quote, _ZERO).total
@@ -160,18 +182,28 @@ def mark_shown(
             ]
             # Among the least bases (to rounding), the quote's best, then the shortest.
             chosen = min(lightest, key=lambda p: (distances[p], p))
-            _mark(visible, "balances_shown", chosen)
-            # The cash counted for the orders left unshown differs between these
-            # prefixes by what their round trips gained or lost: the gain of one the
-            # view shows already would be counted twice. Held back, as a BUY's room is.
+            # Every prefix left shows the first ones; the kept one's others, perhaps.
+            _mark(visible, "balances_shown", first)
+            _mark(visible, "balances_shown", chosen, assumed=Assumption.LEAST_BASE)
+            # A longer prefix the view may show: the orders between are laid again, the
+            # gain of a round trip among them counted twice. Held back, as a BUY's room
+            # is. (A shorter one: the orders taken as shown may still spend, or sell;
+            # held back while they are assumed, see ``_confirm_assumed``.)
             cash = _cash_counted(visible, first, fee_rate)
-            margin += cash[chosen - first] - min(cash[p - first] for p in lightest)
+            margin += cash[chosen - first] - min(cash[p - first] for p in distances if p >= chosen)
+    bases: dict[str, float] = {}
+    for visible in sequences.values():
+        quote_held, base_held = _confirm_assumed(visible, newest_shown, fee_rate, fee_in_base)
+        margin += quote_held
+        if base_held > 0:
+            asset = split_symbol(visible[0].plan.symbol)[0]
+            bases[asset] = bases.get(asset, 0.0) + base_held
     for visible, held in positions:
         # Positions the quantities cannot tell apart (a BUY and its SELL: none held)
         # make the same view while our orders are filled; for one still reserved
         # the shortest is the cautious side (a SELL in flight keeps its position).
         _mark(visible, "positions_shown", min(held))
-    return margin
+    return HeldBack(margin, bases)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +275,27 @@ def _moves(
     return moves
 
 
+def _anywhere(
+    visible: list[BookOrder], before: int, fee_rate: float, fee_in_base: bool | None
+) -> _Move:
+    """What the quote may have moved by since the previous view by the orders of
+    ``visible[:before]`` taken as the truth and not confirmed since: any run of them,
+    so between the sum of their falls and the sum of their rises."""
+    start = next(
+        (i for i, o in enumerate(visible[:before]) if o.assumed is Assumption.TAKEN_AS_TRUTH),
+        before,
+    )
+    if start == before:
+        return _Move(0.0, 0.0, 0.0)
+    low = high = size = 0.0
+    steps = _moves(visible[:before], start, fee_rate, fee_in_base)
+    for step, last in itertools.pairwise(steps):
+        low += min(0.0, last.low - step.low)
+        high += max(0.0, last.high - step.high)
+        size += last.size - step.size
+    return _Move(low, high, size)
+
+
 def _moved(
     visible: list[BookOrder], before: int, after: int, fee_rate: float, fee_in_base: bool | None
 ) -> _Move:
@@ -255,10 +308,13 @@ def _bases_after(
     """For each prefix of ``visible`` from ``first`` orders on (index: its length less
     ``first``), the base held after every order when the balances (``amount``) show
     that prefix: the others applied as ``lay_over`` lays them (an unknown BUY brings
-    nothing)."""
+    nothing, nor one still reserved: only a filled one is laid)."""
     kept = 1.0 if fee_in_base is False else 1.0 - fee_rate
     steps = [
-        (o.plan.side, 0.0 if o.unknown else o.plan.quantity * kept)
+        (
+            o.plan.side,
+            0.0 if o.unknown or o.state is OrderState.RESERVED else o.plan.quantity * kept,
+        )
         if o.plan.side is Side.BUY
         else (Side.SELL, o.plan.quantity)
         for o in visible[first:]
@@ -280,6 +336,43 @@ def _cash_counted(visible: list[BookOrder], first: int, fee_rate: float) -> list
         counted.append(total)
     counted.reverse()
     return counted
+
+
+def _confirm_assumed(
+    visible: list[BookOrder], newest_shown: int, fee_rate: float, fee_in_base: bool | None
+) -> tuple[float, float]:
+    """Confirm the orders of ``visible`` assumed shown (``Assumption``) that this view
+    shows by evidence: filled before an order whose balances part it shows by its own
+    base was reserved. Returns what the others may count that the exchange does not
+    hold, the quote (what they may still spend) and the base (what those of a view
+    taken as the truth may still sell; the others' base matched): the view may show
+    any prefix of them, so the most any suffix of them moves each by. Held back while
+    they are assumed, not for one view only: the Portfolio may answer the same
+    snapshot again (RootTrading caches its balances up to a minute), and a BUY it
+    lacks is cash the exchange no longer has, a SELL it lacks coins no longer held."""
+    assumed: list[BookOrder] = []
+    for index, order in enumerate(visible):
+        if order.assumed is None:
+            continue
+        if order.filled_before is not None and order.filled_before < newest_shown:
+            visible[index] = replace(order, assumed=None)
+        else:
+            assumed.append(order)
+    if not assumed:
+        return 0.0, 0.0
+    kept = 1.0 if fee_in_base is False else 1.0 - fee_rate
+    base_moved = 0.0
+    least_base = 0.0
+    for order in reversed(assumed):
+        if order.assumed is Assumption.LEAST_BASE:
+            # The base matched: the least base of the prefixes it matched is counted.
+            continue
+        if order.plan.side is Side.SELL:
+            base_moved -= order.plan.quantity
+        elif order.state is not OrderState.RESERVED and not order.unknown:
+            base_moved += order.plan.quantity * kept
+        least_base = min(least_base, base_moved)
+    return -min(_cash_counted(assumed, 0, fee_rate)), -least_base
 
 
 def _evidence(
@@ -311,10 +404,26 @@ def _evidence(
     return (positions or [len(visible)]), (balances or [len(visible)]), bool(balances)
 
 
-def _mark(orders: list[BookOrder], flag: str, prefix: int) -> None:
-    """Mark the first ``prefix`` orders (each replaced by its marked record)."""
+def _unmark_guesses(visible: list[BookOrder]) -> bool:
+    """Unmark the balances parts from the first one marked as the least base on: the
+    prefix they make is matched again. Whether there were any."""
+    start = next((i for i, o in enumerate(visible) if o.assumed is Assumption.LEAST_BASE), None)
+    if start is None:
+        return False
+    for index in range(start, len(visible)):
+        order = visible[index]
+        if order.balances_shown:
+            visible[index] = replace(order, balances_shown=False, assumed=None)
+    return True
+
+
+def _mark(
+    orders: list[BookOrder], flag: str, prefix: int, *, assumed: Assumption | None = None
+) -> None:
+    """Mark the first ``prefix`` orders (each replaced by its marked record);
+    ``assumed``: the balances parts newly marked are only taken as shown."""
     for index, order in enumerate(orders[:prefix]):
         if flag == "balances_shown" and not order.balances_shown:
-            orders[index] = replace(order, balances_shown=True)
+            orders[index] = replace(order, balances_shown=True, assumed=assumed)
         elif flag == "positions_shown" and not order.positions_shown:
             orders[index] = replace(order, positions_shown=True)

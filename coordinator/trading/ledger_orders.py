@@ -10,7 +10,7 @@ from enum import StrEnum
 
 from coordinator.trading.validation import OrderPlan
 
-__all__ = ["BookOrder", "OrderState", "SettleResult"]
+__all__ = ["Assumption", "BookOrder", "OrderState", "SettleResult"]
 
 
 class OrderState(StrEnum):
@@ -18,6 +18,17 @@ class OrderState(StrEnum):
     """Room held; the order may be on its way, or even filled, but nobody said so."""
     FILLED = "filled"
     """Filled (or unknown, counted as filled) and laid over the view until shown."""
+
+
+class Assumption(StrEnum):
+    """Why an order's balances part is marked shown without the view proving it."""
+
+    TAKEN_AS_TRUTH = "taken_as_truth"
+    """The view's base matched none of our prefixes (a trade made elsewhere): the view
+    was taken as it is, every order of the symbol marked shown."""
+    LEAST_BASE = "least_base"
+    """Among the prefixes neither the base nor the quote could tell apart, the one
+    kept (the least base) shows it; a shorter one may be the truth."""
 
 
 class SettleResult(StrEnum):
@@ -53,6 +64,10 @@ class BookOrder:
     """Entry price of the holding a SELL closes."""
     positions_shown: bool = False
     balances_shown: bool = False
+    assumed: Assumption | None = None
+    """Its balances part marked shown without proof: the view may not show it yet. Kept
+    in the book, what it may count held back, until a view shows an order reserved
+    after it filled (see ``ledger_matching``) or its time is up."""
     signal_id: str = ""
     number: int = 0
     """Its place among the book's reservations (1, 2, ...)."""
@@ -68,3 +83,9 @@ class BookOrder:
     """When the book learned it filled (settled, or adopted from the store)."""
     proceeds_counted: bool = True
     """False: a SELL laid without its cash (restored from a view that may show it)."""
+
+    @property
+    def shown_whole(self) -> bool:
+        """Both parts shown by the view, neither only assumed: nothing left to lay or
+        to hold back."""
+        return self.positions_shown and self.balances_shown and self.assumed is None

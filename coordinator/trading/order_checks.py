@@ -366,14 +366,17 @@ def _evaluate_exit(
             checks.append(_fail("portfolio", Reason.POSITION_CHANGED, mismatch))
             return Evaluation(tuple(checks), None)
     base, _ = split_symbol(signal.symbol)
-    free = (view.balances.get(base) or Balance(0.0, 0.0, 0.0)).free
+    held_back = ledger.held_base.get(base, 0.0)
+    free = (view.balances.get(base) or Balance(0.0, 0.0, 0.0)).free - held_back
     if free <= 0:
         # Not dust: the balances may lag the positions. Tried again, never final.
+        held = f" ({held_back:.8g} held back: SELLs the view may not show yet)"
         checks.append(
             _fail(
                 "portfolio",
                 Reason.INSUFFICIENT_BALANCE,
-                f"position of {position.quantity:.8g} {signal.symbol} but no free {base}",
+                f"position of {position.quantity:.8g} {signal.symbol} but no free {base}"
+                + (held if held_back else ""),
             )
         )
         return Evaluation(tuple(checks), None)

@@ -389,6 +389,9 @@ class LedgerState:
     reserved_quote: float = 0.0
     """Quote amount held by BUY orders in flight, and held back where the last view may
     count our orders beyond the exchange's cash (``LedgerBook.held_quote``)."""
+    held_base: Mapping[str, float] = field(default_factory=dict)
+    """Base asset -> amount held back from what SELLs may sell, where the last view
+    may count our orders beyond the exchange's holdings (``LedgerBook.base_margin``)."""
     buying: frozenset[str] = frozenset()
     """Symbols with a BUY in flight."""
     selling: frozenset[str] = frozenset()

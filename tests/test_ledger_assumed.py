@@ -1,0 +1,113 @@
+"""Orders a fetched view is only assumed to show: what they may count beyond the
+exchange's holdings stays held back until a view proves them shown, and a guess is
+matched again by the next view. The cases the wide model of the book found
+(tests/test_ledger_book_wide_model.py), as examples."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from coordinator.trading.ledger_book import LedgerBook
+from coordinator.trading.signals import Side
+from coordinator.trading.validation import OrderPlan
+from tests.test_ledger_round_trips import FEE, NOW, World, shown_view, spendable
+
+AAA, CCC = "AAAUSDC", "CCCUSDC"
+
+
+def book_of(world: World, *, fee_in_base: bool | None = None) -> LedgerBook:
+    book = LedgerBook(
+        quote="USDC", fee_rate=FEE, lifetime=60.0, settle_window=180.0, fee_in_base=fee_in_base
+    )
+    book.fetched_view(shown_view(world, world, NOW), NOW)
+    return book
+
+
+def fill(book: LedgerBook, plan: OrderPlan, at: float) -> None:
+    order = book.reserve(plan, owner="v#1", now=at)
+    book.settle(order.reservation_id, True, symbol=plan.symbol, side=plan.side, now=at)
+
+
+def sellable(book: LedgerBook, base: str) -> float:
+    """What a SELL may be sized on, as ``_evaluate_exit`` reads it."""
+    return book.view.balances[base].free - book.base_margin.get(base, 0.0)
+
+
+def test_a_buy_in_flight_keeps_its_room_over_views_taken_as_the_truth_again() -> None:
+    """Base bought elsewhere makes every view match none of our prefixes: each is taken
+    as the truth and our BUY in flight marked shown. The first such view held its room
+    back; the same view answered again (RootTrading caches its balances) released it,
+    and a next BUY could be sized on that money."""
+    world = World(100.0, {"AAA": 0.0}, {AAA: 0.0})
+    book = book_of(world)
+    book.reserve(OrderPlan(AAA, Side.BUY, 2.2, 10.0, 22.0, None), owner="v#1", now=NOW + 1)
+    room = 22.0 * (1 + FEE)
+    elsewhere = World(100.0, {"AAA": 4.0}, {AAA: 0.0})
+    for at in (NOW + 2, NOW + 3, NOW + 4):
+        book.fetched_view(shown_view(elsewhere, elsewhere, at), at)
+        assert spendable(book) <= 100.0 - room + 1e-9, at - NOW
+
+
+def test_a_sell_a_view_taken_as_the_truth_may_lack_is_held_back_from_the_next_sell() -> None:
+    """Our BUY filled (its answer not back yet), base bought elsewhere, a stop's SELL
+    on the position the Portfolio shows, filled while its balances lag: the view (our
+    BUY and the base from elsewhere, not the SELL) matches none of our prefixes and is
+    taken as the truth, the SELL marked shown. Its coins were counted as held: a SELL
+    sized on them is refused by the exchange."""
+    world = World(100.0, {"AAA": 0.0}, {AAA: 0.0})
+    book = book_of(world, fee_in_base=False)
+    book.reserve(OrderPlan(AAA, Side.BUY, 2.2, 10.0, 22.0, None), owner="v#1", now=NOW + 1)
+    world = world.after(AAA, Side.BUY, 2.2, 10.0, False)
+    lagging = World(world.cash, {"AAA": world.bases["AAA"] + 4.0}, world.positions)
+    book.fetched_view(shown_view(lagging, lagging, NOW + 2), NOW + 2)
+    fill(book, OrderPlan(AAA, Side.SELL, 2.2, 10.0, 22.0, None), NOW + 3)
+    sold = lagging.after(AAA, Side.SELL, 2.2, 10.0, False)
+    for at in (NOW + 4, NOW + 5):
+        book.fetched_view(shown_view(lagging, lagging, at), at)
+        assert sellable(book, "AAA") <= sold.bases["AAA"] + 1e-9, at - NOW
+
+
+@pytest.mark.parametrize("bought_again", [False, True], ids=["", "a BUY reserved since"])
+def test_a_view_showing_less_than_a_guess_is_matched_from_before_the_guess(
+    bought_again: bool,
+) -> None:
+    """A BUY and its SELL filled, a view showing neither: "both shown" has the least
+    base and is kept, a guess. The next view shows the BUY alone. It was matched from
+    after the guess, found no prefix and was taken as the truth: the SELL's coins
+    counted as held. A BUY reserved since (its room held, its coins not yet counted)
+    must not make "all shown" the least base either."""
+    world = World(100.0, {"CCC": 0.0}, {CCC: 0.0})
+    book = book_of(world)
+    fill(book, OrderPlan(CCC, Side.BUY, 1.33, 10.0, 13.3, None), NOW + 1)
+    bought = world.after(CCC, Side.BUY, 1.33, 10.0, True)
+    held = math.floor(book.view.balances["CCC"].free * 1000) / 1000
+    fill(book, OrderPlan(CCC, Side.SELL, held, 10.0, held * 10.0, None), NOW + 2)
+    sold = bought.after(CCC, Side.SELL, held, 10.0, True)
+    book.fetched_view(shown_view(world, world, NOW + 3), NOW + 3)
+    assert sellable(book, "CCC") <= sold.bases["CCC"] + 1e-9
+    if bought_again:
+        book.reserve(OrderPlan(CCC, Side.BUY, 1.643, 8.0, 13.144, None), owner="v#1", now=NOW + 4)
+    book.fetched_view(shown_view(bought, bought, NOW + 5), NOW + 5)
+    assert sellable(book, "CCC") <= sold.bases["CCC"] + 1e-9
+
+
+def test_a_quote_moved_by_an_order_taken_as_shown_earlier_misleads_no_other_match() -> None:
+    """Base bought elsewhere: a view taken as the truth marks our AAA BUY shown before
+    it is. The next view shows it, and the quote moves by its cost, unexplained by any
+    order newly matched. That move made "both shown" the quote's only explanation of
+    another symbol's round trip (sold at a loss) that the view does not show, and the
+    SELL's coins were counted as held again."""
+    world = World(100.0, {"AAA": 0.0, "CCC": 0.01}, {AAA: 0.0, CCC: 0.0})
+    book = book_of(world)
+    elsewhere = World(world.cash, {"AAA": 100.0, "CCC": 0.01}, world.positions)
+    fill(book, OrderPlan(AAA, Side.BUY, 2.2, 10.0, 22.0, None), NOW + 1)
+    with_aaa = elsewhere.after(AAA, Side.BUY, 2.2, 10.0, True)
+    book.fetched_view(shown_view(elsewhere, elsewhere, NOW + 2), NOW + 2)
+    fill(book, OrderPlan(CCC, Side.BUY, 1.33, 10.0, 13.3, None), NOW + 3)
+    held = math.floor(min(1.33, book.view.balances["CCC"].free) * 1000) / 1000
+    fill(book, OrderPlan(CCC, Side.SELL, held, 8.0, held * 8.0, None), NOW + 4)
+    truth = with_aaa.after(CCC, Side.BUY, 1.33, 10.0, True).after(CCC, Side.SELL, held, 8.0, True)
+    book.fetched_view(shown_view(with_aaa, with_aaa, NOW + 5), NOW + 5)
+    assert sellable(book, "CCC") <= truth.bases["CCC"] + 1e-9
