@@ -111,3 +111,24 @@ def test_a_quote_moved_by_an_order_taken_as_shown_earlier_misleads_no_other_matc
     truth = with_aaa.after(CCC, Side.BUY, 1.33, 10.0, True).after(CCC, Side.SELL, held, 8.0, True)
     book.fetched_view(shown_view(with_aaa, with_aaa, NOW + 5), NOW + 5)
     assert sellable(book, "CCC") <= truth.bases["CCC"] + 1e-9
+
+
+def test_a_sell_reserved_while_the_buy_was_in_flight_expects_the_buys_coins_first() -> None:
+    """Base held from elsewhere; our BUY fills but its answer is slow, the Portfolio
+    shows its position, and a stop's SELL of it fills. The SELL was reserved on a view
+    without the BUY's coins (a BUY in flight is not laid), so it expected the base
+    from before the BUY: a view showing both (the base back where it was) matched
+    "the SELL not shown", and its proceeds were counted a second time."""
+    world = World(100.0, {"AAA": 3.0}, {AAA: 0.0})
+    book = book_of(world, fee_in_base=False)
+    buy = book.reserve(OrderPlan(AAA, Side.BUY, 1.711, 10.0, 17.11, None), owner="v#1", now=NOW + 1)
+    bought = world.after(AAA, Side.BUY, 1.711, 10.0, False)
+    book.fetched_view(shown_view(world, bought, NOW + 2), NOW + 2)
+    fill(book, OrderPlan(AAA, Side.SELL, 1.711, 10.0, 17.11, None), NOW + 3)
+    sold = bought.after(AAA, Side.SELL, 1.711, 10.0, False)
+    book.settle(buy.reservation_id, True, symbol=AAA, side=Side.BUY, now=NOW + 4)
+    book.fetched_view(shown_view(bought, bought, NOW + 5), NOW + 5)
+    assert spendable(book) <= sold.cash + 1e-9
+    book.fetched_view(shown_view(sold, sold, NOW + 6), NOW + 6)
+    assert spendable(book) <= sold.cash + 1e-9
+    assert sellable(book, "AAA") <= sold.bases["AAA"] + 1e-9

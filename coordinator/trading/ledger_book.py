@@ -139,7 +139,11 @@ class LedgerBook:
 
     def reserve(self, plan: OrderPlan, *, owner: str, now: float, signal_id: str = "") -> BookOrder:
         base, _ = split_symbol(plan.symbol)
-        base_now = self.view.balances.get(base, _ZERO).total
+        group = self._own(base)
+        # What the balances show once they show every order of the symbol before this
+        # one: a BUY still reserved, or unknown, is not laid (its coins are not sure),
+        # but a view showing this order shows it too.
+        base_now = self.view.balances.get(base, _ZERO).total + group.unlaid.get(plan.symbol, 0.0)
         position = self.view.positions.get(plan.symbol)
         held_now = position.quantity if position is not None else 0.0
         if plan.side is Side.BUY:
@@ -164,7 +168,6 @@ class LedgerBook:
             number=self.last_id + 1,
         )
         self.last_id += 1
-        group = self._own(base)
         group.admit(plan.symbol, self.fetched)
         group.put(order)
         self._reserved[order.reservation_id] = order
@@ -244,7 +247,7 @@ class LedgerBook:
             self._count_buying(order.plan.symbol, -1)
         if filled is False:
             group = self._own(split_symbol(order.plan.symbol)[0])
-            group.orders.pop(reservation_id)
+            group.remove(reservation_id)
             self._apply(group)
             return SettleResult.SETTLED, order
         order = replace(
@@ -268,7 +271,7 @@ class LedgerBook:
         self._record_closed(order, now)
         if order.shown_whole:
             # Shown by both parts already (marked while reserved): nothing to lay.
-            group.orders.pop(order.reservation_id)
+            group.remove(order.reservation_id)
         else:
             self._filled += 1
             group.fills += 1
@@ -304,7 +307,7 @@ class LedgerBook:
                 and order.plan.side is side
             ):
                 group = self._own(base)
-                group.orders.pop(key)
+                group.remove(key)
                 group.closed.pop(key)
                 self._filled -= 1
                 if _unsure(order):

@@ -153,6 +153,10 @@ class Group:
     """What the fold moves the quote by."""
     laid_quote: bool = False
     """Whether any fill's balances part is laid (the quote is then the view's own)."""
+    unlaid: dict[str, float] = field(default_factory=dict)
+    """Symbol -> the quantity of its BUYs whose coins are not laid (still reserved, or
+    unknown) and that no view's balances show: an order reserved after them expects
+    them shown first (``LedgerBook.reserve``)."""
 
     def __post_init__(self) -> None:
         window = self.settle_window
@@ -164,6 +168,7 @@ class Group:
         copy.symbols, copy.positions = set(self.symbols), dict(self.positions)
         copy.fills, copy.last_key, copy.balance = self.fills, self.last_key, self.balance
         copy.moved, copy.laid_quote = self.moved, self.laid_quote
+        copy.unlaid = dict(self.unlaid)
         return copy
 
     def empty(self) -> bool:
@@ -176,17 +181,46 @@ class Group:
     def lay_orders(self, orders: list[BookOrder]) -> None:
         """Its orders, all of them at once (a fetched view lays every order again)."""
         self.orders = Parts.of(_expiry, [(o.reservation_id, o) for o in orders])
+        self.unlaid = {}
+        for order in orders:
+            self._count_unlaid(order, 1.0)
 
     def put(self, order: BookOrder) -> None:
         """Add or replace ``order``."""
+        before = self.orders.get(order.reservation_id)
+        if before is not None:
+            self._count_unlaid(before, -1.0)
         self.orders[order.reservation_id] = order
+        self._count_unlaid(order, 1.0)
+
+    def remove(self, reservation_id: str) -> BookOrder | None:
+        order = self.orders.pop(reservation_id)
+        if order is not None:
+            self._count_unlaid(order, -1.0)
+        return order
+
+    def _count_unlaid(self, order: BookOrder, sign: float) -> None:
+        if (
+            order.plan.side is Side.BUY
+            and not order.balances_shown
+            and (order.state is OrderState.RESERVED or order.unknown)
+        ):
+            symbol = order.plan.symbol
+            left = self.unlaid.get(symbol, 0.0) + sign * order.plan.quantity
+            if left > 1e-12:
+                self.unlaid[symbol] = left
+            else:
+                self.unlaid.pop(symbol, None)
 
     def close(self, seq: int, holding: ClosedHolding) -> None:
         self.closed[holding.reservation_id] = (seq, holding)
 
     def due_orders(self, now: float) -> list[BookOrder]:
         """Take out the orders whose time is up at ``now``."""
-        return self.orders.take_due(now, lambda order: now >= order.expires_at)
+        taken = self.orders.take_due(now, lambda order: now >= order.expires_at)
+        for order in taken:
+            self._count_unlaid(order, -1.0)
+        return taken
 
     def forget_closed(self, now: float) -> None:
         """Forget the holdings closed ``settle_window`` ago or more."""
