@@ -132,3 +132,24 @@ def test_a_sell_reserved_while_the_buy_was_in_flight_expects_the_buys_coins_firs
     book.fetched_view(shown_view(sold, sold, NOW + 6), NOW + 6)
     assert spendable(book) <= sold.cash + 1e-9
     assert sellable(book, "AAA") <= sold.bases["AAA"] + 1e-9
+
+
+def test_a_view_taken_as_the_truth_is_what_the_next_views_are_matched_from() -> None:
+    """Our BUY filled, base bought elsewhere: the view is taken as the truth. Then our
+    SELL of the position fills and a BUY of the symbol is reserved, which brings the
+    base back within a quarter of an order of that view's. The same view answered
+    again passed for one showing the SELL and the new BUY (the BUY's expectation, the
+    base after it, was the view's less the SELL plus the BUY), and the new BUY's room
+    was released. The prefix a view taken as the truth marks now expects its base."""
+    world = World(100.0, {"CCC": 0.0}, {CCC: 0.0})
+    book = book_of(world, fee_in_base=False)
+    fill(book, OrderPlan(CCC, Side.BUY, 1.711, 10.0, 17.11, None), NOW + 1)
+    bought = world.after(CCC, Side.BUY, 1.711, 10.0, False)
+    lagging = World(bought.cash, {"CCC": bought.bases["CCC"] + 100.0}, bought.positions)
+    book.fetched_view(shown_view(lagging, lagging, NOW + 2), NOW + 2)
+    fill(book, OrderPlan(CCC, Side.SELL, 1.711, 10.0, 17.11, None), NOW + 3)
+    sold = lagging.after(CCC, Side.SELL, 1.711, 10.0, False)
+    book.reserve(OrderPlan(CCC, Side.BUY, 1.802, 10.0, 18.02, None), owner="v#1", now=NOW + 4)
+    room = 18.02 * (1 + FEE)
+    book.fetched_view(shown_view(lagging, lagging, NOW + 5), NOW + 5)
+    assert spendable(book) <= sold.cash - room + 1e-9

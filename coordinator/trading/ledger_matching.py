@@ -135,6 +135,12 @@ def mark_shown(
                 min(m.low for m in moves), max(m.high for m in moves), moves[-1].size
             )
             _mark(visible, "balances_shown", options[0], assumed=Assumption.TAKEN_AS_TRUTH)
+            # What the next views are matched from: this view's base, not what our
+            # orders expected (a prefix later orders bring the base back to would
+            # otherwise pass for one showing them).
+            visible[-1] = replace(
+                visible[-1], base_after=view.balances.get(split_symbol(symbol)[0], _ZERO).total
+            )
         elif len(options) == 1:
             moved = moved + _moved(visible, before, options[0], fee_rate, fee_in_base)
             _mark(visible, "balances_shown", options[0])
