@@ -200,11 +200,7 @@ class Group:
         return order
 
     def _count_unlaid(self, order: BookOrder, sign: float) -> None:
-        if (
-            order.plan.side is Side.BUY
-            and not order.balances_shown
-            and (order.state is OrderState.RESERVED or order.unknown)
-        ):
+        if order.plan.side is Side.BUY and not order.balances_shown and not order.coins_laid:
             symbol = order.plan.symbol
             left = self.unlaid.get(symbol, 0.0) + sign * order.plan.quantity
             if left > 1e-12:

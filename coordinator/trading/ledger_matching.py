@@ -315,17 +315,22 @@ def _bases_after(
     ``first``), the base held after every order when the balances (``amount``) show
     that prefix: the others applied as ``lay_over`` lays them (an unknown BUY brings
     nothing, nor one still reserved: only a filled one is laid)."""
+    return bases_by_prefix(_base_steps(visible[first:], fee_rate, fee_in_base), amount)
+
+
+def _base_steps(
+    orders: list[BookOrder], fee_rate: float, fee_in_base: bool | None
+) -> list[tuple[Side, float]]:
+    """What each of ``orders`` moves the base by as ``lay_over`` lays it: a SELL its
+    quantity, a BUY its coins if laid (``coins_laid``), less the fee unless the fee is
+    known to be taken in the quote."""
     kept = 1.0 if fee_in_base is False else 1.0 - fee_rate
-    steps = [
-        (
-            o.plan.side,
-            0.0 if o.unknown or o.state is OrderState.RESERVED else o.plan.quantity * kept,
-        )
+    return [
+        (Side.BUY, o.plan.quantity * kept if o.coins_laid else 0.0)
         if o.plan.side is Side.BUY
         else (Side.SELL, o.plan.quantity)
-        for o in visible[first:]
+        for o in orders
     ]
-    return bases_by_prefix(steps, amount)
 
 
 def _cash_counted(visible: list[BookOrder], first: int, fee_rate: float) -> list[float]:
@@ -366,17 +371,12 @@ def _confirm_assumed(
             assumed.append(order)
     if not assumed:
         return 0.0, 0.0
-    kept = 1.0 if fee_in_base is False else 1.0 - fee_rate
-    base_moved = 0.0
-    least_base = 0.0
-    for order in reversed(assumed):
-        if order.assumed is Assumption.LEAST_BASE:
-            # The base matched: the least base of the prefixes it matched is counted.
-            continue
-        if order.plan.side is Side.SELL:
-            base_moved -= order.plan.quantity
-        elif order.state is not OrderState.RESERVED and not order.unknown:
-            base_moved += order.plan.quantity * kept
+    # Those of a least-base guess are left out of the base: it matched, and the least
+    # base of the prefixes it matched is counted.
+    truths = [o for o in assumed if o.assumed is Assumption.TAKEN_AS_TRUTH]
+    base_moved = least_base = 0.0
+    for side, amount in reversed(_base_steps(truths, fee_rate, fee_in_base)):
+        base_moved += amount if side is Side.BUY else -amount
         least_base = min(least_base, base_moved)
     return -min(_cash_counted(assumed, 0, fee_rate)), -least_base
 

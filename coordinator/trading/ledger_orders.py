@@ -85,6 +85,12 @@ class BookOrder:
     """False: a SELL laid without its cash (restored from a view that may show it)."""
 
     @property
+    def coins_laid(self) -> bool:
+        """Filled, and known to be: a BUY's coins are laid over the view until shown
+        (a reserved or unknown one's are not sure)."""
+        return self.state is OrderState.FILLED and not self.unknown
+
+    @property
     def shown_whole(self) -> bool:
         """Both parts shown by the view, neither only assumed: nothing left to lay or
         to hold back."""
