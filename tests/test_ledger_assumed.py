@@ -153,3 +153,24 @@ def test_a_view_taken_as_the_truth_is_what_the_next_views_are_matched_from() -> 
     room = 18.02 * (1 + FEE)
     book.fetched_view(shown_view(lagging, lagging, NOW + 5), NOW + 5)
     assert spendable(book) <= sold.cash - room + 1e-9
+
+
+def test_a_match_against_a_view_taken_as_the_truth_proves_nothing() -> None:
+    """A view lagging our orders and showing base bought elsewhere is taken as the
+    truth: our last order is then expected at that view's base, though the view may
+    not show it. A later round trip's SELL expected just under it, and a view still
+    showing only our first SELL matched that expectation: the round trip was marked
+    shown, every assumption counted proved, and its cost no longer held back."""
+    world = World(100.0, {"CCC": 0.0}, {CCC: 0.0})
+    book = book_of(world, fee_in_base=False)
+    fill(book, OrderPlan(CCC, Side.BUY, 2.2, 10.0, 22.0, None), NOW + 1)
+    bought = world.after(CCC, Side.BUY, 2.2, 10.0, False)
+    lagging = World(bought.cash, {"CCC": bought.bases["CCC"] + 100.0}, bought.positions)
+    fill(book, OrderPlan(CCC, Side.SELL, 2.2, 10.0, 22.0, None), NOW + 2)
+    sold = lagging.after(CCC, Side.SELL, 2.2, 10.0, False)
+    fill(book, OrderPlan(CCC, Side.BUY, 1.81, 10.0, 18.1, None), NOW + 3)
+    book.fetched_view(shown_view(lagging, lagging, NOW + 4), NOW + 4)
+    fill(book, OrderPlan(CCC, Side.SELL, 1.81, 10.0, 18.1, None), NOW + 5)
+    truth = sold.after(CCC, Side.BUY, 1.81, 10.0, False).after(CCC, Side.SELL, 1.81, 10.0, False)
+    book.fetched_view(shown_view(sold, sold, NOW + 6), NOW + 6)
+    assert spendable(book) <= truth.cash + 1e-9

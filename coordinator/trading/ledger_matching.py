@@ -143,10 +143,15 @@ def mark_shown(
             )
         elif len(options) == 1:
             moved = moved + _moved(visible, before, options[0], fee_rate, fee_in_base)
-            _mark(visible, "balances_shown", options[0])
-            newest_shown = max(
-                [newest_shown, *(o.number for o in visible[: options[0]] if o.assumed is None)]
-            )
+            if _unproved(visible, before):
+                # Matched against expectations a view taken as the truth set, which may
+                # lag our orders: no proof either.
+                _mark(visible, "balances_shown", options[0], assumed=Assumption.TAKEN_AS_TRUTH)
+            else:
+                _mark(visible, "balances_shown", options[0])
+                newest_shown = max(
+                    [newest_shown, *(o.number for o in visible[: options[0]] if o.assumed is None)]
+                )
         else:
             ambiguous.append((visible, options, before))
     for index, (visible, options, before) in enumerate(ambiguous):
@@ -179,7 +184,7 @@ def mark_shown(
         else:
             shift = quote_now - previous.balances.get(quote, _ZERO).total
             plausible = _plausible(ambiguous, shift, moved, fee_rate, fee_in_base)
-        for (visible, _, _), distances, base in zip(ambiguous, plausible, amount, strict=True):
+        for (visible, _, before), distances, base in zip(ambiguous, plausible, amount, strict=True):
             first = min(distances)
             after = _bases_after(visible, first, base, fee_rate, fee_in_base)
             lowest = min(after[p - first] for p in distances)
@@ -189,8 +194,9 @@ def mark_shown(
             # Among the least bases (to rounding), the quote's best, then the shortest.
             chosen = min(lightest, key=lambda p: (distances[p], p))
             # Every prefix left shows the first ones; the kept one's others, perhaps.
-            _mark(visible, "balances_shown", first)
-            _mark(visible, "balances_shown", chosen, assumed=Assumption.LEAST_BASE)
+            unproved = Assumption.TAKEN_AS_TRUTH if _unproved(visible, before) else None
+            _mark(visible, "balances_shown", first, assumed=unproved)
+            _mark(visible, "balances_shown", chosen, assumed=unproved or Assumption.LEAST_BASE)
             # A longer prefix the view may show: the orders between are laid again, the
             # gain of a round trip among them counted twice. Held back, as a BUY's room
             # is. (A shorter one: the orders taken as shown may still spend, or sell;
@@ -408,6 +414,12 @@ def _evidence(
     # alone is not taken for one that shows both. Matching none of our expectations
     # (a trade made elsewhere, a manual sell): the Portfolio is the truth.
     return (positions or [len(visible)]), (balances or [len(visible)]), bool(balances)
+
+
+def _unproved(visible: list[BookOrder], before: int) -> bool:
+    """Whether any of the first ``before`` orders is taken as shown by a view taken as
+    the truth and not proved since."""
+    return any(o.assumed is Assumption.TAKEN_AS_TRUTH for o in visible[:before])
 
 
 def _unmark_guesses(visible: list[BookOrder]) -> bool:
