@@ -174,3 +174,27 @@ def test_a_match_against_a_view_taken_as_the_truth_proves_nothing() -> None:
     truth = sold.after(CCC, Side.BUY, 1.81, 10.0, False).after(CCC, Side.SELL, 1.81, 10.0, False)
     book.fetched_view(shown_view(sold, sold, NOW + 6), NOW + 6)
     assert spendable(book) <= truth.cash + 1e-9
+
+
+def test_a_view_taken_as_the_truth_may_have_lacked_the_orders_it_marks() -> None:
+    """Base bought elsewhere; our CCC BUY fills, and a view lacking it (the base from
+    elsewhere alone) is taken as the truth: later views are matched from that view's
+    base, as if it showed the BUY. Our AAA BUY and our CCC SELL fill; a view showing
+    all three has the CCC base back at that view's: it passed for one lacking the SELL
+    (the AAA BUY proving the CCC BUY shown), and the SELL's proceeds were counted on
+    top of the cash that holds them. The same view answered again too."""
+    world = World(100.0, {"AAA": 0.0, "CCC": 0.0}, {AAA: 0.0, CCC: 0.0})
+    book = book_of(world, fee_in_base=False)
+    elsewhere = World(world.cash, {"AAA": 0.0, "CCC": 100.0}, world.positions)
+    fill(book, OrderPlan(CCC, Side.BUY, 2.2, 10.0, 22.0, None), NOW + 1)
+    book.fetched_view(shown_view(elsewhere, world, NOW + 2), NOW + 2)
+    fill(book, OrderPlan(AAA, Side.BUY, 1.711, 10.0, 17.11, None), NOW + 3)
+    fill(book, OrderPlan(CCC, Side.SELL, 2.2, 10.0, 22.0, None), NOW + 4)
+    truth = (
+        elsewhere.after(CCC, Side.BUY, 2.2, 10.0, False)
+        .after(AAA, Side.BUY, 1.711, 10.0, False)
+        .after(CCC, Side.SELL, 2.2, 10.0, False)
+    )
+    for at in (NOW + 5, NOW + 6):
+        book.fetched_view(shown_view(truth, world, at), at)
+        assert spendable(book) <= truth.cash + 1e-9, at - NOW

@@ -166,6 +166,7 @@ class LedgerBook:
             entry_before=None if position is None else position.entry_price,
             signal_id=signal_id,
             number=self.last_id + 1,
+            base_offsets=group.offsets.get(plan.symbol, ()),
         )
         self.last_id += 1
         group.admit(plan.symbol, self.fetched)

@@ -157,6 +157,9 @@ class Group:
     """Symbol -> the quantity of its BUYs whose coins are not laid (still reserved, or
     unknown) and that no view's balances show: an order reserved after them expects
     them shown first (``LedgerBook.reserve``)."""
+    offsets: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    """Symbol -> its newest order's ``base_offsets`` (none: absent), which an order
+    reserved next inherits: its expectations have the same anchor."""
 
     def __post_init__(self) -> None:
         window = self.settle_window
@@ -168,7 +171,7 @@ class Group:
         copy.symbols, copy.positions = set(self.symbols), dict(self.positions)
         copy.fills, copy.last_key, copy.balance = self.fills, self.last_key, self.balance
         copy.moved, copy.laid_quote = self.moved, self.laid_quote
-        copy.unlaid = dict(self.unlaid)
+        copy.unlaid, copy.offsets = dict(self.unlaid), dict(self.offsets)
         return copy
 
     def empty(self) -> bool:
@@ -182,8 +185,11 @@ class Group:
         """Its orders, all of them at once (a fetched view lays every order again)."""
         self.orders = Parts.of(_expiry, [(o.reservation_id, o) for o in orders])
         self.unlaid = {}
-        for order in orders:
+        offsets: dict[str, tuple[float, ...]] = {}
+        for order in orders:  # in reservation order: the newest order's offsets are kept
             self._count_unlaid(order, 1.0)
+            offsets[order.plan.symbol] = order.base_offsets
+        self.offsets = {symbol: kept for symbol, kept in offsets.items() if kept}
 
     def put(self, order: BookOrder) -> None:
         """Add or replace ``order``."""
@@ -192,6 +198,8 @@ class Group:
             self._count_unlaid(before, -1.0)
         self.orders[order.reservation_id] = order
         self._count_unlaid(order, 1.0)
+        if order.base_offsets:
+            self.offsets[order.plan.symbol] = order.base_offsets
 
     def remove(self, reservation_id: str) -> BookOrder | None:
         order = self.orders.pop(reservation_id)

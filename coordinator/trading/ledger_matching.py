@@ -120,9 +120,13 @@ def mark_shown(
     for symbol in sorted(sequences):
         visible = sequences[symbol]
         guessed = _unmark_guesses(visible) or guessed
-        held, options, matched = _evidence(symbol, visible, view)
+        held, options, matched, fits = _evidence(symbol, visible, view)
         positions.append((visible, held))
         before = sum(1 for o in visible if o.balances_shown)
+        if len(fits) == 1 and visible[-1].base_offsets:
+            # The view's base fits one anchor only: which of our orders the view taken
+            # as the truth showed is known now.
+            _settle_anchor(visible, fits[0])
         # Orders taken as shown by a view taken as the truth may show in this one
         # first (the quote moved by them since) or may have shown before.
         moved = moved + _anywhere(visible, before, fee_rate, fee_in_base)
@@ -137,7 +141,11 @@ def mark_shown(
             _mark(visible, "balances_shown", options[0], assumed=Assumption.TAKEN_AS_TRUTH)
             # What the next views are matched from: this view's base, not what our
             # orders expected (a prefix later orders bring the base back to would
-            # otherwise pass for one showing them).
+            # otherwise pass for one showing them), or that base had it lacked some of
+            # the orders it is taken to show (``base_offsets``).
+            offsets = _lacking(visible, before, fee_rate, fee_in_base)
+            for index, order in enumerate(visible):
+                visible[index] = replace(order, base_offsets=offsets)
             visible[-1] = replace(
                 visible[-1], base_after=view.balances.get(split_symbol(symbol)[0], _ZERO).total
             )
@@ -179,7 +187,10 @@ def mark_shown(
             for visible, _, _ in ambiguous
         ]
         plausible: list[dict[int, float]]
-        if previous.fetched_at is None or guessed:
+        # A symbol whose base fits more than one anchor: the previous view's match of
+        # it may have been wrong, and so what the quote moved by since.
+        anchored = any(visible[-1].base_offsets for visible, _, _ in ambiguous)
+        if previous.fetched_at is None or guessed or anchored:
             plausible = [dict.fromkeys(options, 0.0) for _, options, _ in ambiguous]
         else:
             shift = quote_now - previous.balances.get(quote, _ZERO).total
@@ -389,9 +400,10 @@ def _confirm_assumed(
 
 def _evidence(
     symbol: str, visible: list[BookOrder], view: PortfolioView
-) -> tuple[list[int], list[int], bool]:
+) -> tuple[list[int], list[int], bool, list[float]]:
     """(the prefixes of ``visible`` the view's positions may show, those its
-    balances may show, whether the balances matched one at all)."""
+    balances may show, whether the balances matched one at all, the offsets of the
+    symbol's anchor (``BookOrder.base_offsets``, and none) that some match fits)."""
     base, _ = split_symbol(symbol)
     tolerance = 0.25 * min(o.plan.quantity for o in visible)
     position = view.positions.get(symbol)
@@ -408,12 +420,56 @@ def _evidence(
     held_at = [first.held_before, *(o.held_after for o in visible)]
     base_at = [first.base_before, *(o.base_after for o in visible)]
     positions = [i for i in range(shown_p, len(held_at)) if abs(held_at[i] - held) <= exact]
-    balances = [i for i in range(shown_b, len(base_at)) if abs(base_at[i] - amount) <= tolerance]
+    balances: list[int] = []
+    fits: set[float] = set()
+    for offset in (0.0, *visible[-1].base_offsets):
+        found = [
+            i
+            for i in range(shown_b, len(base_at))
+            if abs(base_at[i] + offset - amount) <= tolerance
+        ]
+        if found:
+            fits.add(offset)
+            balances.extend(i for i in found if i not in balances)
+    balances.sort()
     # Prefixes the amounts cannot tell apart (a BUY and its SELL at one price) give
     # the same view: the shortest is kept, so that a later view showing the BUY
     # alone is not taken for one that shows both. Matching none of our expectations
     # (a trade made elsewhere, a manual sell): the Portfolio is the truth.
-    return (positions or [len(visible)]), (balances or [len(visible)]), bool(balances)
+    return (positions or [len(visible)]), (balances or [len(visible)]), bool(balances), sorted(fits)
+
+
+def _lacking(
+    visible: list[BookOrder], before: int, fee_rate: float, fee_in_base: bool | None
+) -> tuple[float, ...]:
+    """What the base may be off a view taken as the truth by, had it lacked some of
+    the orders it is taken to show (those from ``before``, and the ones taken as shown
+    by an earlier such view and not proved since): what each suffix of them moves the
+    base by. A BUY not laid counts its coins too: it may have filled."""
+    start = next(
+        (i for i, o in enumerate(visible[:before]) if o.assumed is Assumption.TAKEN_AS_TRUTH),
+        before,
+    )
+    kept = 1.0 if fee_in_base is False else 1.0 - fee_rate
+    offsets: set[float] = set()
+    moved = 0.0
+    for order in reversed(visible[start:]):
+        quantity = order.plan.quantity
+        moved += quantity * kept if order.plan.side is Side.BUY else -quantity
+        offsets.add(moved)
+    return tuple(sorted(offsets - {0.0}))
+
+
+def _settle_anchor(visible: list[BookOrder], offset: float) -> None:
+    """The symbol's anchor is off by ``offset``: every expectation moved by it, the
+    other offsets forgotten."""
+    for index, order in enumerate(visible):
+        visible[index] = replace(
+            order,
+            base_before=order.base_before + offset,
+            base_after=order.base_after + offset,
+            base_offsets=(),
+        )
 
 
 def _unproved(visible: list[BookOrder], before: int) -> bool:

@@ -83,6 +83,12 @@ class BookOrder:
     """When the book learned it filled (settled, or adopted from the store)."""
     proceeds_counted: bool = True
     """False: a SELL laid without its cash (restored from a view that may show it)."""
+    base_offsets: tuple[float, ...] = ()
+    """What else than none the symbol's base may be off ``base_before`` and
+    ``base_after`` by: a view taken as the truth (its base the expectations' anchor)
+    may have lacked orders it was taken to show, each offset what a suffix of them
+    moves the base by. The same for every order of the symbol from that view on, and
+    cleared once a view's base fits one offset only (see ``ledger_matching``)."""
 
     @property
     def coins_laid(self) -> bool:
