@@ -198,3 +198,38 @@ def test_a_view_taken_as_the_truth_may_have_lacked_the_orders_it_marks() -> None
     for at in (NOW + 5, NOW + 6):
         book.fetched_view(shown_view(truth, world, at), at)
         assert spendable(book) <= truth.cash + 1e-9, at - NOW
+
+
+def test_an_order_shown_whole_between_two_kept_ones_leaves_its_successor_expecting_it() -> None:
+    """Our CCC BUY, its answer lost, is taken as shown by a view with base bought
+    elsewhere, and stays in the book (unknown, never proved). Its SELL, a second BUY
+    and that BUY's SELL follow. A view proves the second BUY shown and it leaves the
+    book: the last SELL then came right after the first BUY, and its position and base
+    were matched against what the first BUY expected. A view still showing the second
+    BUY's position matched neither, was taken as the truth and the SELL marked shown:
+    the position it closed was counted as held, and another SELL sized on it."""
+    world = World(100.0, {"AAA": 0.0, "CCC": 0.0}, {AAA: 0.0, CCC: 0.0})
+    book = book_of(world)
+    elsewhere = World(world.cash, {"AAA": 0.0, "CCC": 100.0}, world.positions)
+    first = book.reserve(OrderPlan(CCC, Side.BUY, 2.2, 10.0, 22.0, None), owner="v#1", now=NOW + 1)
+    s2 = elsewhere.after(CCC, Side.BUY, 2.2, 10.0, False)
+    book.fetched_view(shown_view(elsewhere, s2, NOW + 2), NOW + 2)
+    book.settle(first.reservation_id, None, symbol=CCC, side=Side.BUY, now=NOW + 3)
+    fill(book, OrderPlan(CCC, Side.SELL, 2.2, 10.0, 22.0, None), NOW + 3)
+    s3 = s2.after(CCC, Side.SELL, 2.2, 10.0, False)
+    aaa = book.reserve(OrderPlan(AAA, Side.BUY, 2.19, 10.0, 21.9, None), owner="v#1", now=NOW + 4)
+    ccc = book.reserve(OrderPlan(CCC, Side.BUY, 1.703, 10.0, 17.03, None), owner="v#1", now=NOW + 4)
+    book.settle(aaa.reservation_id, True, symbol=AAA, side=Side.BUY, now=NOW + 5)
+    book.settle(ccc.reservation_id, True, symbol=CCC, side=Side.BUY, now=NOW + 5)
+    s5 = s3.after(AAA, Side.BUY, 2.19, 10.0, False).after(CCC, Side.BUY, 1.703, 10.0, False)
+    book.fetched_view(shown_view(s2, s5, NOW + 6), NOW + 6)
+    last = book.reserve(
+        OrderPlan(CCC, Side.SELL, 1.703, 10.0, 17.03, None), owner="v#1", now=NOW + 7
+    )
+    fill(book, OrderPlan(AAA, Side.SELL, 2.168, 10.0, 21.68, None), NOW + 7)
+    s6 = s5.after(AAA, Side.SELL, 2.168, 10.0, False)
+    book.fetched_view(shown_view(s5, s5, NOW + 8), NOW + 8)
+    book.settle(last.reservation_id, True, symbol=CCC, side=Side.SELL, now=NOW + 9)
+    for at in (NOW + 10, NOW + 11):
+        book.fetched_view(shown_view(s6, s5, at), at)
+        assert CCC not in book.view.positions, at - NOW

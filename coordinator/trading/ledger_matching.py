@@ -420,6 +420,11 @@ def _evidence(
     held_at = [first.held_before, *(o.held_after for o in visible)]
     base_at = [first.base_before, *(o.base_after for o in visible)]
     positions = [i for i in range(shown_p, len(held_at)) if abs(held_at[i] - held) <= exact]
+    # The prefix shown already may end with orders gone from the book (shown whole)
+    # while an earlier one stays (assumed, or unknown): what the next order was
+    # reserved on is what that prefix expects, not what the earlier one did.
+    if shown_p not in positions and _after_shown(visible, shown_p, held, exact):
+        positions.insert(0, shown_p)
     balances: list[int] = []
     fits: set[float] = set()
     for offset in (0.0, *visible[-1].base_offsets):
@@ -437,6 +442,12 @@ def _evidence(
     # alone is not taken for one that shows both. Matching none of our expectations
     # (a trade made elsewhere, a manual sell): the Portfolio is the truth.
     return (positions or [len(visible)]), (balances or [len(visible)]), bool(balances), sorted(fits)
+
+
+def _after_shown(visible: list[BookOrder], shown: int, held: float, exact: float) -> bool:
+    """Whether ``held`` is, to ``exact``, the position the first order after the prefix
+    of ``shown`` orders was reserved on."""
+    return 0 < shown < len(visible) and abs(visible[shown].held_before - held) <= exact
 
 
 def _lacking(
