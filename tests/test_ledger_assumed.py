@@ -14,7 +14,7 @@ from coordinator.trading.signals import Side
 from coordinator.trading.validation import OrderPlan
 from tests.test_ledger_round_trips import FEE, NOW, World, shown_view, spendable
 
-AAA, CCC = "AAAUSDC", "CCCUSDC"
+AAA, BBB, CCC = "AAAUSDC", "BBBUSDC", "CCCUSDC"
 
 
 def book_of(world: World, *, fee_in_base: bool | None = None) -> LedgerBook:
@@ -233,3 +233,31 @@ def test_an_order_shown_whole_between_two_kept_ones_leaves_its_successor_expecti
     for at in (NOW + 10, NOW + 11):
         book.fetched_view(shown_view(s6, s5, at), at)
         assert CCC not in book.view.positions, at - NOW
+
+
+def test_the_snapshot_taken_as_the_truth_answered_again_proves_nothing_of_it() -> None:
+    """Base bought elsewhere; our CCC BUY is reserved, and a view lacking it is taken
+    as the truth. That snapshot answered again (with our AAA BUY since) matched the
+    prefix shown already, which settled the view's anchor as if it had shown the BUY.
+    The BUY fills, then a BBB BUY and the CCC SELL: a view showing all has the CCC
+    base back at that snapshot's, matched as lacking the SELL, its proceeds counted
+    on top of the cash holding them."""
+    world = World(100.0, {"AAA": 0.0, "BBB": 0.0, "CCC": 0.0}, {AAA: 0.0, BBB: 0.0, CCC: 0.0})
+    book = book_of(world)
+    elsewhere = World(world.cash, {**world.bases, "CCC": 100.0}, world.positions)
+    buy = OrderPlan(CCC, Side.BUY, 2.2, 10.0, 22.0, None)
+    ccc = book.reserve(buy, owner="v#1", now=NOW + 1)
+    book.fetched_view(shown_view(elsewhere, world, NOW + 2), NOW + 2)
+    fill(book, OrderPlan(AAA, Side.BUY, 1.711, 10.0, 17.11, None), NOW + 3)
+    with_aaa = elsewhere.after(AAA, Side.BUY, 1.711, 10.0, False)
+    book.fetched_view(shown_view(with_aaa, world, NOW + 4), NOW + 4)
+    book.settle(ccc.reservation_id, True, symbol=CCC, side=Side.BUY, now=NOW + 5)
+    fill(book, OrderPlan(BBB, Side.BUY, 1.33, 10.0, 13.3, None), NOW + 6)
+    fill(book, OrderPlan(CCC, Side.SELL, 2.2, 10.0, 22.0, None), NOW + 7)
+    truth = (
+        with_aaa.after(CCC, Side.BUY, 2.2, 10.0, False)
+        .after(BBB, Side.BUY, 1.33, 10.0, False)
+        .after(CCC, Side.SELL, 2.2, 10.0, False)
+    )
+    book.fetched_view(shown_view(truth, world, NOW + 8), NOW + 8)
+    assert spendable(book) <= truth.cash + 1e-9

@@ -120,13 +120,13 @@ def mark_shown(
     for symbol in sorted(sequences):
         visible = sequences[symbol]
         guessed = _unmark_guesses(visible) or guessed
-        held, options, matched, fits = _evidence(symbol, visible, view)
+        held, options, matched, anchor = _evidence(symbol, visible, view)
         positions.append((visible, held))
         before = sum(1 for o in visible if o.balances_shown)
-        if len(fits) == 1 and visible[-1].base_offsets:
+        if anchor is not None:
             # The view's base fits one anchor only: which of our orders the view taken
             # as the truth showed is known now.
-            _settle_anchor(visible, fits[0])
+            _settle_anchor(visible, anchor)
         # Orders taken as shown by a view taken as the truth may show in this one
         # first (the quote moved by them since) or may have shown before.
         moved = moved + _anywhere(visible, before, fee_rate, fee_in_base)
@@ -400,10 +400,10 @@ def _confirm_assumed(
 
 def _evidence(
     symbol: str, visible: list[BookOrder], view: PortfolioView
-) -> tuple[list[int], list[int], bool, list[float]]:
+) -> tuple[list[int], list[int], bool, float | None]:
     """(the prefixes of ``visible`` the view's positions may show, those its
-    balances may show, whether the balances matched one at all, the offsets of the
-    symbol's anchor (``BookOrder.base_offsets``, and none) that some match fits)."""
+    balances may show, whether the balances matched one at all, the offset of the
+    symbol's anchor (``BookOrder.base_offsets``) the balances prove, if they do)."""
     base, _ = split_symbol(symbol)
     tolerance = 0.25 * min(o.plan.quantity for o in visible)
     position = view.positions.get(symbol)
@@ -427,6 +427,9 @@ def _evidence(
         positions.insert(0, shown_p)
     balances: list[int] = []
     fits: set[float] = set()
+    # A view showing nothing new (``shown_b``) may be the very snapshot the anchor was
+    # taken from, lagging or not: it proves no offset.
+    again = False
     for offset in (0.0, *visible[-1].base_offsets):
         found = [
             i
@@ -435,13 +438,15 @@ def _evidence(
         ]
         if found:
             fits.add(offset)
+            again = again or found[0] == shown_b
             balances.extend(i for i in found if i not in balances)
     balances.sort()
     # Prefixes the amounts cannot tell apart (a BUY and its SELL at one price) give
     # the same view: the shortest is kept, so that a later view showing the BUY
     # alone is not taken for one that shows both. Matching none of our expectations
     # (a trade made elsewhere, a manual sell): the Portfolio is the truth.
-    return (positions or [len(visible)]), (balances or [len(visible)]), bool(balances), sorted(fits)
+    anchor = fits.pop() if len(fits) == 1 and not again and visible[-1].base_offsets else None
+    return (positions or [len(visible)]), (balances or [len(visible)]), bool(balances), anchor
 
 
 def _after_shown(visible: list[BookOrder], shown: int, held: float, exact: float) -> bool:
