@@ -10,7 +10,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from coordinator.http.facade_metrics import MetricsInputs
 from coordinator.http.views import About, health_view, status_view
+from coordinator.http.views_metrics import metric_families
 from coordinator.http.views_records import (
     plain,
     since_start_view,
@@ -162,15 +164,16 @@ def test_stats_show_null_for_the_actors_that_did_not_answer() -> None:
 
     assert body["errors"] == 3
     assert body["active_positions"] is None and body["reservations_open"] is None
-    assert body["cash_held_back"] is None
+    assert body["cash_held_back"] is None and body["base_held_back"] is None
     assert body["universe_size"] is None and body["trailing_stops_active"] is None
     assert body["market_data"] is None
     assert body["lifetime"] == {"signals": "3"}
     assert body["signals_received"] == 7
 
 
-def test_stats_show_the_cash_the_ledger_holds_back() -> None:
-    """What BUYs may not spend while the last view may count our orders twice."""
+def test_stats_show_the_cash_and_the_base_the_ledger_holds_back() -> None:
+    """What BUYs may not spend while the last view may count our orders twice, and
+    what SELLs may not sell while it may not show our SELLs yet."""
     intake = IntakeSnapshot(
         received=0, admitted=0, rejected=0, duplicates=0, in_flight=0, resent=0, links=()
     )
@@ -181,6 +184,7 @@ def test_stats_show_the_cash_the_ledger_holds_back() -> None:
         view_age=1.0,
         error=None,
         cash_held_back=26.012345678901,
+        base_held_back={"ETH": 0.5, "BTC": 1.234567891234},
     )
     body = stats_view(
         ABOUT,
@@ -194,6 +198,15 @@ def test_stats_show_the_cash_the_ledger_holds_back() -> None:
         market=None,
     )
     assert body["cash_held_back"] == 26.01234568
+    assert body["base_held_back"] == {"BTC": 1.23456789, "ETH": 0.5}
+    families = {
+        f.name: f for f in metric_families(MetricsInputs(about=ABOUT, answered=(), ledger=ledger))
+    }
+    assert {s.labels["asset"]: s.value for s in families["coordinator_base_held_back"].samples} == {
+        "BTC": 1.234567891234,
+        "ETH": 0.5,
+    }
+    assert families["coordinator_cash_held_back"].samples[0].value == 26.012345678901
     assert body["reservations_open"] == 2 and body["active_positions"] == 1
 
 

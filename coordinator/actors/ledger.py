@@ -411,4 +411,5 @@ class Ledger(ChildActor):
             view_age=None if fetched is None else self._clock.time() - fetched,
             error=error if fetched is None or error else None,
             cash_held_back=self._book.cash_margin,
+            base_held_back=self._book.base_margin,
         )

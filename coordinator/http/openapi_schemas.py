@@ -199,6 +199,7 @@ _STATS = obj(
         "reservations_open": nullable(INTEGER),
         "reservations_expired": INTEGER,
         "cash_held_back": nullable(NUMBER),
+        "base_held_back": nullable(OBJECT),
         "store": OBJECT,
         "market_data": nullable(OBJECT),
         "rejections_by_reason": COUNTS,

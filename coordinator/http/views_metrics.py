@@ -110,6 +110,14 @@ def metric_families(inputs: MetricsInputs) -> Iterator[Metric]:
             "exchange's cash",
             ledger.cash_held_back,
         )
+        yield _labeled(
+            GaugeMetricFamily,
+            "base_held_back",
+            "Base held back from SELLs: what our SELLs the last Portfolio view may not show "
+            "yet may count beyond the exchange's holdings",
+            ["asset"],
+            [([asset], amount) for asset, amount in sorted(ledger.base_held_back.items())],
+        )
     yield _labeled(
         GaugeMetricFamily,
         "validator_waiting",

@@ -115,6 +115,9 @@ def stats_view(
         "reservations_open": None if ledger is None else ledger.reservations,
         "reservations_expired": since["reservations_expired"],
         "cash_held_back": None if ledger is None else round(ledger.cash_held_back, 8),
+        "base_held_back": None
+        if ledger is None
+        else {asset: round(amount, 8) for asset, amount in sorted(ledger.base_held_back.items())},
         "store": {
             "postgres_ok": store.postgres_ok,
             "pending": store.pending,

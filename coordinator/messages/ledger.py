@@ -3,7 +3,8 @@ Portfolio's view and the Ledger's snapshot."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from coordinator.messages.base import Command, Event, Query
 from coordinator.trading.signals import Side, Signal
@@ -144,3 +145,7 @@ class LedgerSnapshot:
     cash_held_back: float = 0.0
     """Quote held back from what BUYs may spend: what the last fetched view's matching
     may count beyond the exchange's cash (``LedgerBook.cash_margin``)."""
+    base_held_back: Mapping[str, float] = field(default_factory=dict)
+    """Base asset -> held back from what SELLs may sell: what our SELLs taken as shown
+    by a view that may not show them yet may count beyond the exchange's holdings
+    (``LedgerBook.base_margin``)."""
