@@ -21,6 +21,7 @@ from copy import copy as shallow_copy
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
 
+from coordinator.trading.ledger_evidence import expected_amounts
 from coordinator.trading.ledger_groups import Group, Overlay, merged
 from coordinator.trading.ledger_matching import by_symbol, mark_shown
 from coordinator.trading.ledger_orders import BookOrder, OrderState, SettleResult
@@ -140,18 +141,15 @@ class LedgerBook:
     def reserve(self, plan: OrderPlan, *, owner: str, now: float, signal_id: str = "") -> BookOrder:
         base, _ = split_symbol(plan.symbol)
         group = self._own(base)
-        # What the balances show once they show every order of the symbol before this
-        # one: a BUY still reserved, or unknown, is not laid (its coins are not sure),
-        # but a view showing this order shows it too.
-        base_now = self.view.balances.get(base, _ZERO).total + group.unlaid.get(plan.symbol, 0.0)
         position = self.view.positions.get(plan.symbol)
-        held_now = position.quantity if position is not None else 0.0
-        if plan.side is Side.BUY:
-            base_after = base_now + plan.quantity
-            held_after = held_now + plan.quantity
-        else:
-            base_after = max(0.0, base_now - plan.quantity)
-            held_after = 0.0  # a SELL closes the symbol's position
+        amounts = expected_amounts(
+            plan,
+            laid=self.view.balances.get(base, _ZERO).total,
+            unlaid=group.unlaid.get(plan.symbol, 0.0),
+            laid_buys=group.laid_buys.get(plan.symbol, 0.0),
+            held=position.quantity if position is not None else 0.0,
+            fee=0.0 if self.fee_in_base is False else self.fee_rate,
+        )
         order = BookOrder(
             reservation_id=f"{self.prefix}-{self.last_id + 1}",
             plan=plan,
@@ -159,10 +157,7 @@ class LedgerBook:
             reserved_at=now,
             expires_at=now + self.lifetime,
             state=OrderState.RESERVED,
-            base_before=base_now,
-            base_after=base_after,
-            held_before=held_now,
-            held_after=held_after,
+            **amounts,
             entry_before=None if position is None else position.entry_price,
             signal_id=signal_id,
             number=self.last_id + 1,

@@ -157,6 +157,11 @@ class Group:
     """Symbol -> the quantity of its BUYs whose coins are not laid (still reserved, or
     unknown) and that no view's balances show: an order reserved after them expects
     them shown first (``LedgerBook.reserve``)."""
+    laid_buys: dict[str, float] = field(default_factory=dict)
+    """Symbol -> the quantity of its BUYs whose coins are laid and that no view's
+    balances show: laid less the fee unless the fee is known to be in the quote, so an
+    order reserved after them expects the fee's coins too when it is
+    (``LedgerBook.reserve``)."""
     offsets: dict[str, tuple[float, ...]] = field(default_factory=dict)
     """Symbol -> its newest order's ``base_offsets`` (none: absent), which an order
     reserved next inherits: its expectations have the same anchor."""
@@ -172,6 +177,7 @@ class Group:
         copy.fills, copy.last_key, copy.balance = self.fills, self.last_key, self.balance
         copy.moved, copy.laid_quote = self.moved, self.laid_quote
         copy.unlaid, copy.offsets = dict(self.unlaid), dict(self.offsets)
+        copy.laid_buys = dict(self.laid_buys)
         return copy
 
     def empty(self) -> bool:
@@ -184,10 +190,10 @@ class Group:
     def lay_orders(self, orders: list[BookOrder]) -> None:
         """Its orders, all of them at once (a fetched view lays every order again)."""
         self.orders = Parts.of(_expiry, [(o.reservation_id, o) for o in orders])
-        self.unlaid = {}
+        self.unlaid, self.laid_buys = {}, {}
         offsets: dict[str, tuple[float, ...]] = {}
         for order in orders:  # in reservation order: the newest order's offsets are kept
-            self._count_unlaid(order, 1.0)
+            self._count_buys(order, 1.0)
             offsets[order.plan.symbol] = order.base_offsets
         self.offsets = {symbol: kept for symbol, kept in offsets.items() if kept}
 
@@ -195,26 +201,29 @@ class Group:
         """Add or replace ``order``."""
         before = self.orders.get(order.reservation_id)
         if before is not None:
-            self._count_unlaid(before, -1.0)
+            self._count_buys(before, -1.0)
         self.orders[order.reservation_id] = order
-        self._count_unlaid(order, 1.0)
+        self._count_buys(order, 1.0)
         if order.base_offsets:
             self.offsets[order.plan.symbol] = order.base_offsets
 
     def remove(self, reservation_id: str) -> BookOrder | None:
         order = self.orders.pop(reservation_id)
         if order is not None:
-            self._count_unlaid(order, -1.0)
+            self._count_buys(order, -1.0)
         return order
 
-    def _count_unlaid(self, order: BookOrder, sign: float) -> None:
-        if order.plan.side is Side.BUY and not order.balances_shown and not order.coins_laid:
+    def _count_buys(self, order: BookOrder, sign: float) -> None:
+        """Count ``order`` in ``unlaid`` or in ``laid_buys`` (a BUY its balances do not
+        show), or take it out (``sign`` -1)."""
+        if order.plan.side is Side.BUY and not order.balances_shown:
+            counts = self.laid_buys if order.coins_laid else self.unlaid
             symbol = order.plan.symbol
-            left = self.unlaid.get(symbol, 0.0) + sign * order.plan.quantity
+            left = counts.get(symbol, 0.0) + sign * order.plan.quantity
             if left > 1e-12:
-                self.unlaid[symbol] = left
+                counts[symbol] = left
             else:
-                self.unlaid.pop(symbol, None)
+                counts.pop(symbol, None)
 
     def close(self, seq: int, holding: ClosedHolding) -> None:
         self.closed[holding.reservation_id] = (seq, holding)
@@ -223,7 +232,7 @@ class Group:
         """Take out the orders whose time is up at ``now``."""
         taken = self.orders.take_due(now, lambda order: now >= order.expires_at)
         for order in taken:
-            self._count_unlaid(order, -1.0)
+            self._count_buys(order, -1.0)
         return taken
 
     def forget_closed(self, now: float) -> None:

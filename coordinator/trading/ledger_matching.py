@@ -46,6 +46,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
 
+from coordinator.trading.ledger_evidence import evidence, lacking, settle_anchor
 from coordinator.trading.ledger_orders import Assumption, BookOrder, OrderState
 from coordinator.trading.ledger_overlay import bases_by_prefix, laid_quote_delta, quote_delta
 from coordinator.trading.signals import Side
@@ -120,13 +121,13 @@ def mark_shown(
     for symbol in sorted(sequences):
         visible = sequences[symbol]
         guessed = _unmark_guesses(visible) or guessed
-        held, options, matched, anchor = _evidence(symbol, visible, view)
+        held, options, matched, anchor = evidence(symbol, visible, view)
         positions.append((visible, held))
         before = sum(1 for o in visible if o.balances_shown)
         if anchor is not None:
             # The view's base fits one anchor only: which of our orders the view taken
             # as the truth showed is known now.
-            _settle_anchor(visible, anchor)
+            settle_anchor(visible, anchor)
         # Orders taken as shown by a view taken as the truth may show in this one
         # first (the quote moved by them since) or may have shown before.
         moved = moved + _anywhere(visible, before, fee_rate, fee_in_base)
@@ -143,11 +144,13 @@ def mark_shown(
             # orders expected (a prefix later orders bring the base back to would
             # otherwise pass for one showing them), or that base had it lacked some of
             # the orders it is taken to show (``base_offsets``).
-            offsets = _lacking(visible, before, fee_rate, fee_in_base)
+            offsets = lacking(visible, before, fee_rate, fee_in_base)
             for index, order in enumerate(visible):
                 visible[index] = replace(order, base_offsets=offsets)
             visible[-1] = replace(
-                visible[-1], base_after=view.balances.get(split_symbol(symbol)[0], _ZERO).total
+                visible[-1],
+                base_after=view.balances.get(split_symbol(symbol)[0], _ZERO).total,
+                fee_share=0.0,
             )
         elif len(options) == 1:
             moved = moved + _moved(visible, before, options[0], fee_rate, fee_in_base)
@@ -396,96 +399,6 @@ def _confirm_assumed(
         base_moved += amount if side is Side.BUY else -amount
         least_base = min(least_base, base_moved)
     return -min(_cash_counted(assumed, 0, fee_rate)), -least_base
-
-
-def _evidence(
-    symbol: str, visible: list[BookOrder], view: PortfolioView
-) -> tuple[list[int], list[int], bool, float | None]:
-    """(the prefixes of ``visible`` the view's positions may show, those its
-    balances may show, whether the balances matched one at all, the offset of the
-    symbol's anchor (``BookOrder.base_offsets``) the balances prove, if they do)."""
-    base, _ = split_symbol(symbol)
-    tolerance = 0.25 * min(o.plan.quantity for o in visible)
-    position = view.positions.get(symbol)
-    held = position.quantity if position is not None else 0.0
-    amount = view.balances.get(base, _ZERO).total
-    shown_p = sum(1 for o in visible if o.positions_shown)
-    shown_b = sum(1 for o in visible if o.balances_shown)
-    # A position's quantity is the one ordered (a fee in the base asset is taken from
-    # the balance, not the position): only rounding differs.
-    exact = 1e-4 * max(held, 1e-4)
-    # The position and the base amount each prefix expects (the empty one: what the
-    # first order was reserved on).
-    first = visible[0]
-    held_at = [first.held_before, *(o.held_after for o in visible)]
-    base_at = [first.base_before, *(o.base_after for o in visible)]
-    positions = [i for i in range(shown_p, len(held_at)) if abs(held_at[i] - held) <= exact]
-    # The prefix shown already may end with orders gone from the book (shown whole)
-    # while an earlier one stays (assumed, or unknown): what the next order was
-    # reserved on is what that prefix expects, not what the earlier one did.
-    if shown_p not in positions and _after_shown(visible, shown_p, held, exact):
-        positions.insert(0, shown_p)
-    balances: list[int] = []
-    fits: set[float] = set()
-    # A view showing nothing new (``shown_b``) may be the very snapshot the anchor was
-    # taken from, lagging or not: it proves no offset.
-    again = False
-    for offset in (0.0, *visible[-1].base_offsets):
-        found = [
-            i
-            for i in range(shown_b, len(base_at))
-            if abs(base_at[i] + offset - amount) <= tolerance
-        ]
-        if found:
-            fits.add(offset)
-            again = again or found[0] == shown_b
-            balances.extend(i for i in found if i not in balances)
-    balances.sort()
-    # Prefixes the amounts cannot tell apart (a BUY and its SELL at one price) give
-    # the same view: the shortest is kept, so that a later view showing the BUY
-    # alone is not taken for one that shows both. Matching none of our expectations
-    # (a trade made elsewhere, a manual sell): the Portfolio is the truth.
-    anchor = fits.pop() if len(fits) == 1 and not again and visible[-1].base_offsets else None
-    return (positions or [len(visible)]), (balances or [len(visible)]), bool(balances), anchor
-
-
-def _after_shown(visible: list[BookOrder], shown: int, held: float, exact: float) -> bool:
-    """Whether ``held`` is, to ``exact``, the position the first order after the prefix
-    of ``shown`` orders was reserved on."""
-    return 0 < shown < len(visible) and abs(visible[shown].held_before - held) <= exact
-
-
-def _lacking(
-    visible: list[BookOrder], before: int, fee_rate: float, fee_in_base: bool | None
-) -> tuple[float, ...]:
-    """What the base may be off a view taken as the truth by, had it lacked some of
-    the orders it is taken to show (those from ``before``, and the ones taken as shown
-    by an earlier such view and not proved since): what each suffix of them moves the
-    base by. A BUY not laid counts its coins too: it may have filled."""
-    start = next(
-        (i for i, o in enumerate(visible[:before]) if o.assumed is Assumption.TAKEN_AS_TRUTH),
-        before,
-    )
-    kept = 1.0 if fee_in_base is False else 1.0 - fee_rate
-    offsets: set[float] = set()
-    moved = 0.0
-    for order in reversed(visible[start:]):
-        quantity = order.plan.quantity
-        moved += quantity * kept if order.plan.side is Side.BUY else -quantity
-        offsets.add(moved)
-    return tuple(sorted(offsets - {0.0}))
-
-
-def _settle_anchor(visible: list[BookOrder], offset: float) -> None:
-    """The symbol's anchor is off by ``offset``: every expectation moved by it, the
-    other offsets forgotten."""
-    for index, order in enumerate(visible):
-        visible[index] = replace(
-            order,
-            base_before=order.base_before + offset,
-            base_after=order.base_after + offset,
-            base_offsets=(),
-        )
 
 
 def _unproved(visible: list[BookOrder], before: int) -> bool:

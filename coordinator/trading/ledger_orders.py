@@ -83,6 +83,12 @@ class BookOrder:
     """When the book learned it filled (settled, or adopted from the store)."""
     proceeds_counted: bool = True
     """False: a SELL laid without its cash (restored from a view that may show it)."""
+    fee_share_before: float = 0.0
+    """How much less than ``base_before`` the base is expected to be if every BUY's fee
+    is taken in the base (``base_before`` expects it in the quote): 0 when the fee is
+    known to be taken in the quote."""
+    fee_share: float = 0.0
+    """The same for ``base_after``."""
     base_offsets: tuple[float, ...] = ()
     """What else than none the symbol's base may be off ``base_before`` and
     ``base_after`` by: a view taken as the truth (its base the expectations' anchor)
