@@ -290,3 +290,29 @@ def test_round_trips_between_two_views_are_matched_whichever_asset_the_fee_is_ta
     book.fetched_view(shown_view(world, world, at + 2), at + 2)
     assert [o.assumed for o in book.orders.values() if o.assumed] == []
     assert spendable(book) == pytest.approx(world.cash)
+
+
+def test_a_view_showing_what_a_view_taken_as_the_truth_lacked_settles_its_anchor() -> None:
+    """Base bought elsewhere; our AAA BUY fills and a view lacking it is taken as the
+    truth. The next view shows the BUY: its base is that view's plus the BUY, which
+    only the offset fits, at the prefix shown already; it settled nothing. The stop's
+    SELL, reserved on that view, then expected the base the anchor did: a view showing
+    the SELL matched "not shown" too, the SELL was kept unshown while still reserved
+    (it counts no cash then), and once it settled filled its proceeds were laid over
+    a view that holds them."""
+    world = World(100.0, {"AAA": 0.0, "BBB": 0.0}, {AAA: 0.0, BBB: 0.0})
+    book = book_of(world)
+    elsewhere = World(world.cash, {"AAA": 100.0, "BBB": 0.0}, world.positions)
+    fill(book, OrderPlan(AAA, Side.BUY, 2.2, 10.0, 22.0, None), NOW + 1)
+    bought = elsewhere.after(AAA, Side.BUY, 2.2, 10.0, False)
+    book.fetched_view(shown_view(elsewhere, elsewhere, NOW + 2), NOW + 2)
+    book.fetched_view(shown_view(bought, bought, NOW + 3), NOW + 3)
+    sell = OrderPlan(AAA, Side.SELL, 2.2, 10.0, 22.0, None)
+    exit = book.reserve(sell, owner="v#1", now=NOW + 4)
+    sold = bought.after(AAA, Side.SELL, 2.2, 10.0, False)
+    book.reserve(OrderPlan(BBB, Side.BUY, 1.222, 10.0, 12.22, None), owner="v#1", now=NOW + 5)
+    truth = sold.after(BBB, Side.BUY, 1.222, 10.0, False)
+    book.fetched_view(shown_view(sold, bought, NOW + 6), NOW + 6)
+    book.fetched_view(shown_view(truth, bought, NOW + 7), NOW + 7)
+    book.settle(exit.reservation_id, True, symbol=AAA, side=Side.SELL, now=NOW + 8)
+    assert spendable(book) <= truth.cash + 1e-9

@@ -100,8 +100,9 @@ def evidence(
         positions.insert(0, shown_p)
     balances: list[int] = []
     fits: set[float] = set()
-    # A view showing nothing new (``shown_b``) may be the very snapshot the anchor was
-    # taken from, lagging or not: it proves no offset.
+    # A view showing nothing new at the anchor's own base (``shown_b``, no offset) may
+    # be the very snapshot the anchor was taken from, lagging or not: it proves no
+    # offset. At an offset's, it shows what the anchor lacked.
     again = False
     for offset in (0.0, *visible[-1].base_offsets):
         found = [
@@ -111,7 +112,7 @@ def evidence(
         ]
         if found:
             fits.add(offset)
-            again = again or found[0] == shown_b
+            again = again or (offset == 0.0 and found[0] == shown_b)
             balances.extend(i for i in found if i not in balances)
     balances.sort()
     # Prefixes the amounts cannot tell apart (a BUY and its SELL at one price) give
