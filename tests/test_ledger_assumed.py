@@ -316,3 +316,28 @@ def test_a_view_showing_what_a_view_taken_as_the_truth_lacked_settles_its_anchor
     book.fetched_view(shown_view(truth, bought, NOW + 7), NOW + 7)
     book.settle(exit.reservation_id, True, symbol=AAA, side=Side.SELL, now=NOW + 8)
     assert spendable(book) <= truth.cash + 1e-9
+
+
+def test_a_buy_reserved_while_the_sell_is_in_flight_expects_the_sells_coins_gone_first() -> None:
+    """Our CCC holding shown; its SELL is reserved, and a BUY of the symbol is reserved
+    on a view that still shows the coins (a SELL in flight is not laid). Both fill.
+    The BUY expected the base with the sold coins: a view showing both, the base
+    within a quarter of an order of the one before, matched "neither shown", and the
+    SELL's proceeds were counted on top of the cash holding them."""
+    world = World(100.0, {"CCC": 0.0}, {CCC: 0.0})
+    book = book_of(world, fee_in_base=False)
+    fill(book, OrderPlan(CCC, Side.BUY, 1.711, 10.0, 17.11, None), NOW + 1)
+    held = world.after(CCC, Side.BUY, 1.711, 10.0, False)
+    book.fetched_view(shown_view(held, held, NOW + 2), NOW + 2)
+    sell = book.reserve(
+        OrderPlan(CCC, Side.SELL, 1.711, 10.0, 17.11, None), owner="v#1", now=NOW + 3
+    )
+    sold = held.after(CCC, Side.SELL, 1.711, 10.0, False)
+    book.fetched_view(shown_view(held, sold, NOW + 4), NOW + 4)
+    buy = OrderPlan(CCC, Side.BUY, 1.468, 8.0, 11.744, None)
+    again = book.reserve(buy, owner="v#1", now=NOW + 5)
+    truth = sold.after(CCC, Side.BUY, 1.468, 8.0, False)
+    book.settle(sell.reservation_id, True, symbol=CCC, side=Side.SELL, now=NOW + 6)
+    book.settle(again.reservation_id, True, symbol=CCC, side=Side.BUY, now=NOW + 6)
+    book.fetched_view(shown_view(truth, sold, NOW + 7), NOW + 7)
+    assert spendable(book) <= truth.cash + 1e-9

@@ -147,6 +147,7 @@ class LedgerBook:
             laid=self.view.balances.get(base, _ZERO).total,
             unlaid=group.unlaid.get(plan.symbol, 0.0),
             laid_buys=group.laid_buys.get(plan.symbol, 0.0),
+            selling=group.unlaid_sells.get(plan.symbol, 0.0),
             held=position.quantity if position is not None else 0.0,
             fee=0.0 if self.fee_in_base is False else self.fee_rate,
         )

@@ -32,22 +32,31 @@ class ExpectedAmounts(TypedDict):
 
 
 def expected_amounts(
-    plan: OrderPlan, *, laid: float, unlaid: float, laid_buys: float, held: float, fee: float
+    plan: OrderPlan,
+    *,
+    laid: float,
+    unlaid: float,
+    laid_buys: float,
+    selling: float,
+    held: float,
+    fee: float,
 ) -> ExpectedAmounts:
     """What an order of ``plan`` expects (``BookOrder``'s base_before, base_after,
     fee_share_before, fee_share, held_before, held_after), reserved on a view whose base
     is ``laid`` and position ``held``; ``unlaid``, ``laid_buys``: the quantities of the
     symbol's BUYs not shown whose coins are not laid, and laid (less ``fee``, the fee
-    rate unless the fee is known to be taken in the quote).
+    rate unless the fee is known to be taken in the quote); ``selling``, of its SELLs
+    still reserved (not laid).
 
     What the balances show once they show every order of the symbol before this one: a
-    BUY still reserved, or unknown, is not laid (its coins are not sure), but a view
-    showing this order shows it too. Expected two ways, each BUY's fee taken in the
-    quote and each taken in the base: a fee in the quote leaves the coins the view's
-    BUYs were laid without (a SELL sized on the laid ones leaves them), which would add
-    up, order after order, to a base none of our prefixes expects."""
-    base_before = laid + fee * laid_buys + unlaid
-    net_before = laid + unlaid * (1.0 - fee)
+    BUY still reserved, or unknown, is not laid (its coins are not sure), nor a SELL
+    still reserved, but a view showing this order shows them too. Expected two ways,
+    each BUY's fee taken in the quote and each taken in the base: a fee in the quote
+    leaves the coins the view's BUYs were laid without (a SELL sized on the laid ones
+    leaves them), which would add up, order after order, to a base none of our
+    prefixes expects."""
+    base_before = max(0.0, laid + fee * laid_buys + unlaid - selling)
+    net_before = max(0.0, laid + unlaid * (1.0 - fee) - selling)
     if plan.side is Side.BUY:
         base_after = base_before + plan.quantity
         net_after = net_before + plan.quantity * (1.0 - fee)

@@ -157,6 +157,9 @@ class Group:
     """Symbol -> the quantity of its BUYs whose coins are not laid (still reserved, or
     unknown) and that no view's balances show: an order reserved after them expects
     them shown first (``LedgerBook.reserve``)."""
+    unlaid_sells: dict[str, float] = field(default_factory=dict)
+    """Symbol -> the quantity of its SELLs still reserved (not laid) that no view's
+    balances show: an order reserved after them expects their coins gone first."""
     laid_buys: dict[str, float] = field(default_factory=dict)
     """Symbol -> the quantity of its BUYs whose coins are laid and that no view's
     balances show: laid less the fee unless the fee is known to be in the quote, so an
@@ -177,7 +180,7 @@ class Group:
         copy.fills, copy.last_key, copy.balance = self.fills, self.last_key, self.balance
         copy.moved, copy.laid_quote = self.moved, self.laid_quote
         copy.unlaid, copy.offsets = dict(self.unlaid), dict(self.offsets)
-        copy.laid_buys = dict(self.laid_buys)
+        copy.laid_buys, copy.unlaid_sells = dict(self.laid_buys), dict(self.unlaid_sells)
         return copy
 
     def empty(self) -> bool:
@@ -190,10 +193,10 @@ class Group:
     def lay_orders(self, orders: list[BookOrder]) -> None:
         """Its orders, all of them at once (a fetched view lays every order again)."""
         self.orders = Parts.of(_expiry, [(o.reservation_id, o) for o in orders])
-        self.unlaid, self.laid_buys = {}, {}
+        self.unlaid, self.laid_buys, self.unlaid_sells = {}, {}, {}
         offsets: dict[str, tuple[float, ...]] = {}
         for order in orders:  # in reservation order: the newest order's offsets are kept
-            self._count_buys(order, 1.0)
+            self._count_unshown(order, 1.0)
             offsets[order.plan.symbol] = order.base_offsets
         self.offsets = {symbol: kept for symbol, kept in offsets.items() if kept}
 
@@ -201,29 +204,35 @@ class Group:
         """Add or replace ``order``."""
         before = self.orders.get(order.reservation_id)
         if before is not None:
-            self._count_buys(before, -1.0)
+            self._count_unshown(before, -1.0)
         self.orders[order.reservation_id] = order
-        self._count_buys(order, 1.0)
+        self._count_unshown(order, 1.0)
         if order.base_offsets:
             self.offsets[order.plan.symbol] = order.base_offsets
 
     def remove(self, reservation_id: str) -> BookOrder | None:
         order = self.orders.pop(reservation_id)
         if order is not None:
-            self._count_buys(order, -1.0)
+            self._count_unshown(order, -1.0)
         return order
 
-    def _count_buys(self, order: BookOrder, sign: float) -> None:
+    def _count_unshown(self, order: BookOrder, sign: float) -> None:
         """Count ``order`` in ``unlaid`` or in ``laid_buys`` (a BUY its balances do not
-        show), or take it out (``sign`` -1)."""
-        if order.plan.side is Side.BUY and not order.balances_shown:
+        show), or in ``unlaid_sells``; or take it out (``sign`` -1)."""
+        if order.balances_shown:
+            return
+        if order.plan.side is Side.SELL:
+            if order.state is not OrderState.RESERVED:
+                return
+            counts = self.unlaid_sells
+        else:
             counts = self.laid_buys if order.coins_laid else self.unlaid
-            symbol = order.plan.symbol
-            left = counts.get(symbol, 0.0) + sign * order.plan.quantity
-            if left > 1e-12:
-                counts[symbol] = left
-            else:
-                counts.pop(symbol, None)
+        symbol = order.plan.symbol
+        left = counts.get(symbol, 0.0) + sign * order.plan.quantity
+        if left > 1e-12:
+            counts[symbol] = left
+        else:
+            counts.pop(symbol, None)
 
     def close(self, seq: int, holding: ClosedHolding) -> None:
         self.closed[holding.reservation_id] = (seq, holding)
@@ -232,7 +241,7 @@ class Group:
         """Take out the orders whose time is up at ``now``."""
         taken = self.orders.take_due(now, lambda order: now >= order.expires_at)
         for order in taken:
-            self._count_buys(order, -1.0)
+            self._count_unshown(order, -1.0)
         return taken
 
     def forget_closed(self, now: float) -> None:
