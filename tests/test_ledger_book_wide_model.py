@@ -285,7 +285,7 @@ class WideLedgerBookMachine(RuleBasedStateMachine):
 TestWideLedgerBookModel = WideLedgerBookMachine.TestCase
 # A fixed draw, so that the suite does not pass or fail by chance: faults the model
 # finds are rare by now (README, "The Ledger's book"). Run longer and at random with
-# hypothesis.stateful.run_state_machine_as_test to hunt them.
+# tests/hunt_ledger_book.py to hunt them.
 TestWideLedgerBookModel.settings = settings(
     max_examples=200, stateful_step_count=50, deadline=None, derandomize=True
 )
