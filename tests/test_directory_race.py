@@ -48,10 +48,15 @@ def test_tells_racing_withdrawals_and_installs_lose_nothing_and_keep_order() -> 
     refs.append(first)
 
     start = threading.Barrier(SENDERS + 1)
+    # Half of each sender's messages wait for a few replacements: on a loaded machine
+    # the senders could otherwise be done before the churn replaced any.
+    churning = threading.Event()
 
     def send(sender: int) -> None:
         start.wait()
         for n in range(PER_SENDER):
+            if n == PER_SENDER // 2:
+                churning.wait(30)
             directory.tell("churned", (sender, n))
             directory.tell("steady", (sender, n))
 
@@ -70,6 +75,8 @@ def test_tells_racing_withdrawals_and_installs_lose_nothing_and_keep_order() -> 
         refs.append(current)
         directory.expect("churned", incarnation)
         assert directory.install("churned", current, incarnation)
+        if incarnation >= 4:
+            churning.set()
         pace.wait(0.002)
     for thread in threads:
         thread.join(60)
