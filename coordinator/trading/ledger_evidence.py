@@ -15,7 +15,14 @@ from coordinator.trading.signals import Side
 from coordinator.trading.symbols import split_symbol
 from coordinator.trading.validation import Balance, OrderPlan, PortfolioView
 
-__all__ = ["ExpectedAmounts", "evidence", "expected_amounts", "lacking", "settle_anchor"]
+__all__ = [
+    "ExpectedAmounts",
+    "evidence",
+    "expected_amounts",
+    "first_taken_as_truth",
+    "lacking",
+    "settle_anchor",
+]
 
 _ZERO = Balance(0.0, 0.0, 0.0)
 
@@ -107,7 +114,7 @@ def evidence(
     # reserved on is what that prefix expects, not what the earlier one did.
     if shown_p not in positions and _after_shown(visible, shown_p, held, exact):
         positions.insert(0, shown_p)
-    balances: list[int] = []
+    balances: set[int] = set()
     fits: set[float] = set()
     # A view showing nothing new at the anchor's own base (``shown_b``, no offset) may
     # be the very snapshot the anchor was taken from, lagging or not: it proves no
@@ -122,20 +129,29 @@ def evidence(
         if found:
             fits.add(offset)
             again = again or (offset == 0.0 and found[0] == shown_b)
-            balances.extend(i for i in found if i not in balances)
-    balances.sort()
+            balances.update(found)
+    anchor = fits.pop() if len(fits) == 1 and not again and visible[-1].base_offsets else None
     # Prefixes the amounts cannot tell apart (a BUY and its SELL at one price) give
     # the same view: the shortest is kept, so that a later view showing the BUY
     # alone is not taken for one that shows both. Matching none of our expectations
     # (a trade made elsewhere, a manual sell): the Portfolio is the truth.
-    anchor = fits.pop() if len(fits) == 1 and not again and visible[-1].base_offsets else None
-    return (positions or [len(visible)]), (balances or [len(visible)]), bool(balances), anchor
+    options = sorted(balances) or [len(visible)]
+    return (positions or [len(visible)]), options, bool(balances), anchor
 
 
 def _after_shown(visible: list[BookOrder], shown: int, held: float, exact: float) -> bool:
     """Whether ``held`` is, to ``exact``, the position the first order after the prefix
     of ``shown`` orders was reserved on."""
     return 0 < shown < len(visible) and abs(visible[shown].held_before - held) <= exact
+
+
+def first_taken_as_truth(visible: list[BookOrder], before: int) -> int:
+    """The index of the first of ``visible[:before]`` taken as shown by a view taken as
+    the truth and not proved since (``before``: none)."""
+    return next(
+        (i for i, o in enumerate(visible[:before]) if o.assumed is Assumption.TAKEN_AS_TRUTH),
+        before,
+    )
 
 
 def lacking(
@@ -145,10 +161,7 @@ def lacking(
     the orders it is taken to show (those from ``before``, and the ones taken as shown
     by an earlier such view and not proved since): what each suffix of them moves the
     base by. A BUY not laid counts its coins too: it may have filled."""
-    start = next(
-        (i for i, o in enumerate(visible[:before]) if o.assumed is Assumption.TAKEN_AS_TRUTH),
-        before,
-    )
+    start = first_taken_as_truth(visible, before)
     kept = 1.0 if fee_in_base is False else 1.0 - fee_rate
     offsets: set[float] = set()
     moved = 0.0

@@ -46,7 +46,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
 
-from coordinator.trading.ledger_evidence import evidence, lacking, settle_anchor
+from coordinator.trading.ledger_evidence import (
+    evidence,
+    first_taken_as_truth,
+    lacking,
+    settle_anchor,
+)
 from coordinator.trading.ledger_orders import Assumption, BookOrder, OrderState
 from coordinator.trading.ledger_overlay import bases_by_prefix, laid_quote_delta, quote_delta
 from coordinator.trading.signals import Side
@@ -145,12 +150,13 @@ def mark_shown(
             # otherwise pass for one showing them), or that base had it lacked some of
             # the orders it is taken to show (``base_offsets``).
             offsets = lacking(visible, before, fee_rate, fee_in_base)
-            for index, order in enumerate(visible):
+            for index, order in enumerate(visible[:-1]):
                 visible[index] = replace(order, base_offsets=offsets)
             visible[-1] = replace(
                 visible[-1],
                 base_after=view.balances.get(split_symbol(symbol)[0], _ZERO).total,
                 fee_share=0.0,
+                base_offsets=offsets,
             )
         elif len(options) == 1:
             moved = moved + _moved(visible, before, options[0], fee_rate, fee_in_base)
@@ -307,10 +313,7 @@ def _anywhere(
     """What the quote may have moved by since the previous view by the orders of
     ``visible[:before]`` taken as the truth and not confirmed since: any run of them,
     so between the sum of their falls and the sum of their rises."""
-    start = next(
-        (i for i, o in enumerate(visible[:before]) if o.assumed is Assumption.TAKEN_AS_TRUTH),
-        before,
-    )
+    start = first_taken_as_truth(visible, before)
     if start == before:
         return _Move(0.0, 0.0, 0.0)
     low = high = size = 0.0
@@ -404,7 +407,7 @@ def _confirm_assumed(
 def _unproved(visible: list[BookOrder], before: int) -> bool:
     """Whether any of the first ``before`` orders is taken as shown by a view taken as
     the truth and not proved since."""
-    return any(o.assumed is Assumption.TAKEN_AS_TRUTH for o in visible[:before])
+    return first_taken_as_truth(visible, before) < before
 
 
 def _unmark_guesses(visible: list[BookOrder]) -> bool:
