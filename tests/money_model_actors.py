@@ -419,6 +419,7 @@ class Actors:
             stop=holding.stop.stop,
             price=price,
             price_at=self.w.seen[symbol],
+            opened_at=holding.entry_time,
         )
         self.w.jobs.append(Job(signal, target, attempt))
 

@@ -29,9 +29,9 @@ from coordinator.trading.validation import (
     ExitTarget,
     OrderPlan,
     PortfolioView,
-    PositionView,
     RiskConfig,
 )
+from tests.test_ledger_book_model import shown_position
 
 QUOTE = "USDC"
 SYMBOLS = ("AAAUSDC", "BBBUSDC")
@@ -85,6 +85,8 @@ class TrueHolding:
     """The TrailingStop's position key of this holding."""
     quantity: float
     entry: float
+    opened: float | None = None
+    """When the Portfolio shows it opened."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class State:
         return PortfolioView(
             balances=balances,
             positions={
-                symbol: PositionView(symbol, h.quantity, h.entry, h.quantity * h.entry, 0.0)
+                symbol: shown_position(symbol, h.quantity, h.entry, h.opened)
                 for symbol, h in positions.holdings.items()
             },
             fetched_at=at,
@@ -159,11 +161,11 @@ class Exchange:
             if old is None:
                 self.opened += 1
                 key = f"{symbol}@{self.opened}.000@{price:.10g}"
-                holdings[symbol] = TrueHolding(key, quantity, price)
+                holdings[symbol] = TrueHolding(key, quantity, price, float(self.opened))
             else:
                 total = old.quantity + quantity
                 entry = (old.quantity * old.entry + quantity * price) / total
-                holdings[symbol] = TrueHolding(old.key, total, entry)
+                holdings[symbol] = TrueHolding(old.key, total, entry, old.opened)
         else:
             cash = truth.cash + quantity * price * (1 - FEE)
             bases[base] = max(0.0, bases.get(base, 0.0) - quantity)

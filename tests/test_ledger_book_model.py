@@ -68,6 +68,22 @@ class Holding:
     key: str
     quantity: float
     entry: float
+    opened: float | None = None
+    """When the Portfolio shows it opened (None: it shows no time)."""
+
+
+def shown_position(
+    symbol: str, quantity: float, entry: float, opened: float | None
+) -> PositionView:
+    """A position as the Portfolio shows it, opened at ``opened`` (None: no time)."""
+    return PositionView(
+        symbol,
+        quantity,
+        entry,
+        quantity * entry,
+        0.0,
+        opened_at=() if opened is None else (opened,),
+    )
 
 
 @dataclass
@@ -101,7 +117,7 @@ class State:
         return PortfolioView(
             balances=balances,
             positions={
-                symbol: PositionView(symbol, h.quantity, h.entry, h.quantity * h.entry, 0.0)
+                symbol: shown_position(symbol, h.quantity, h.entry, h.opened)
                 for symbol, h in positions.holdings.items()
             },
             fetched_at=at,

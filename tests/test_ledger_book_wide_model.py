@@ -143,7 +143,9 @@ class WideLedgerBookMachine(RuleBasedStateMachine):
             got = order.quantity * (1 - FEE) if self.fee_in_base else order.quantity
             bases[base] = bases.get(base, 0.0) + got
             self.keys += 1
-            holdings[order.symbol] = Holding(f"H{self.keys}", order.quantity, price)
+            holdings[order.symbol] = Holding(
+                f"H{self.keys}", order.quantity, price, opened=START + self.keys
+            )
             quote = truth.quote - cost
         else:
             price = order.price * (1 + better)
@@ -160,6 +162,7 @@ class WideLedgerBookMachine(RuleBasedStateMachine):
             stop=holding.entry * 0.95,
             price=self.price[symbol],
             price_at=self.now,
+            opened_at=holding.opened,
         )
         self._reserve(symbol, "SELL", target)
 

@@ -230,7 +230,7 @@ class MoneyModel(Actors, RuleBasedStateMachine):
                     symbol=symbol,
                     cycle_id=None,
                     quantity=true.quantity,
-                    entry_time=None,
+                    entry_time=true.opened,
                     rules=RULES,
                     stop=open_stop(RULES, PARAMS, true.entry),
                     watched_at=self.now,

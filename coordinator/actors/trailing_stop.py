@@ -335,6 +335,7 @@ class TrailingStop(StopLeadership, StopHoldings, StopPrices, StopWork, ChildActo
             symbol=position.symbol,
             quantity=position.quantity,
             entry_price=stop.entry,
+            opened_at=position.entry_time,
             price=price,
             price_at=position.last_price_at if position.last_price_at is not None else now,
             stop=stop.stop,

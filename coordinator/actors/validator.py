@@ -256,6 +256,7 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
                     position_key=message.position_key,
                     entry_price=message.entry_price,
                     quantity=message.quantity,
+                    opened_at=message.opened_at,
                     stop=message.stop,
                     price=message.price,
                     price_at=message.price_at,

@@ -29,12 +29,21 @@ class PortfolioClient:
         balances = self._get("/balances", empty_on_404=True)
         positions = self._get("/positions/active", empty_on_404=True)
         try:
+            open_rows = [
+                row
+                for row in positions
+                if str(row.get("status", "OPEN")).upper() in ("OPEN", "ACTIVE", "")
+            ]
+            opened: dict[str, list[float]] = {}
+            for row in open_rows:
+                at = _opened(row)
+                if at is not None:
+                    opened.setdefault(str(row["symbol"]), []).append(at)
             return PortfolioView(
                 balances={str(row["asset"]): _balance(row) for row in balances},
                 positions={
-                    str(row["symbol"]): _position(row)
-                    for row in positions
-                    if str(row.get("status", "OPEN")).upper() in ("OPEN", "ACTIVE", "")
+                    str(row["symbol"]): _position(row, tuple(opened.get(str(row["symbol"]), ())))
+                    for row in open_rows
                 },
                 fetched_at=now,
             )
@@ -108,6 +117,15 @@ def _epoch(value: Any) -> float | None:
     return number / 1000.0 if number > 1e11 else number
 
 
+def _opened(row: dict[str, Any]) -> float | None:
+    """A position's ``timestamp`` for the Ledger: one it cannot read is unknown, not a
+    view refused (the exit checks then lean on entry price and quantity alone)."""
+    try:
+        return _epoch(row.get("timestamp"))
+    except (TypeError, ValueError):
+        return None
+
+
 def _balance(row: dict[str, Any]) -> Balance:
     return Balance(
         free=_number(row.get("free"), 0.0) or 0.0,
@@ -116,7 +134,7 @@ def _balance(row: dict[str, Any]) -> Balance:
     )
 
 
-def _position(row: dict[str, Any]) -> PositionView:
+def _position(row: dict[str, Any], opened_at: tuple[float, ...]) -> PositionView:
     quantity = _number(row["quantity"]) or 0.0
     entry = _number(row.get("entry_price"), 0.0) or 0.0
     current = _number(row.get("current_price"), entry) or entry
@@ -126,4 +144,5 @@ def _position(row: dict[str, Any]) -> PositionView:
         entry_price=entry,
         value=_number(row.get("value"), current * quantity) or 0.0,
         pnl=_number(row.get("pnl"), 0.0) or 0.0,
+        opened_at=opened_at,
     )

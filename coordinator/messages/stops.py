@@ -123,6 +123,9 @@ class ExitPosition(Command):
     from its own view, which includes our latest fills)."""
     entry_price: float
     """The position's entry price: with the key, what the Ledger checks it still holds."""
+    opened_at: float | None = None
+    """When the Portfolio showed the position opened (None: unknown): what tells it from
+    a later holding of the same size and price."""
     price: float
     """The price that triggered."""
     price_at: float

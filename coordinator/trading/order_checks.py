@@ -41,6 +41,9 @@ ENTRY_TOLERANCE = 0.0005
 """Relative difference of entry prices under which two holdings are the same one."""
 QUANTITY_TOLERANCE = 0.01
 """Relative difference of quantities under which two holdings are the same one."""
+OPENED_TOLERANCE = 0.001
+"""Seconds between two opening times of the Portfolio under which they are one holding's
+(the same timestamp, read through different float conversions)."""
 
 
 def _close(a: float, b: float, relative: float) -> bool:
@@ -54,7 +57,8 @@ def exit_mismatch(
 
     The same holding has the same entry price (within ``ENTRY_TOLERANCE``) and quantity
     (within ``QUANTITY_TOLERANCE``): both come from the Portfolio's positions, so only
-    rounding tells them apart. An exit for a holding our own SELL closed is refused even
+    rounding tells them apart. Where both know when the Portfolio showed it opened, it
+    was opened at the same time. An exit for a holding our own SELL closed is refused even
     when the holding now held looks like it: a stop sells its own holding only.
     """
     held = f"held: {position.quantity:.8g} @ {position.entry_price:.8g}"
@@ -63,6 +67,16 @@ def exit_mismatch(
         return f"{asked}, {held}: entry prices differ"
     if not _close(target.quantity, position.quantity, QUANTITY_TOLERANCE):
         return f"{asked}, {held}: quantities differ"
+    if (
+        target.opened_at is not None
+        and position.opened_at
+        and all(abs(at - target.opened_at) > OPENED_TOLERANCE for at in position.opened_at)
+    ):
+        # Both times are the Portfolio's (the same cycle's creation): a holding of the
+        # same size and price opened at another time is another holding, even when our
+        # own SELL of the stop's one is not known here at the price the stop knew.
+        shown = ", ".join(f"{at:.3f}" for at in position.opened_at)
+        return f"{asked}, {held}: opened at {target.opened_at:.3f}, the Portfolio's at {shown}"
     for gone in closed:
         if (
             gone.symbol == position.symbol

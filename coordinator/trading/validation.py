@@ -329,6 +329,11 @@ class PositionView:
     entry_price: float
     value: float
     pnl: float
+    opened_at: tuple[float, ...] = ()
+    """When the Portfolio's open holdings of the symbol were opened (its ``timestamp``,
+    ``trade_cycles.created_at``): what tells a stop's holding from a later one of the
+    same size and price. Empty where unknown, or where our own orders changed the
+    position since the Portfolio showed it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,6 +437,9 @@ class ExitTarget:
     """The price that hit it."""
     price_at: float
     """Wall-clock time that price was received (for the freshness re-check)."""
+    opened_at: float | None = None
+    """When the Portfolio showed the holding opened, as the TrailingStop knows it (None:
+    unknown: the check leans on entry price and quantity alone)."""
     fence: LeaseToken | None = None
     """The lease the stop's leader held when it asked: the intent claim passes this
     fence (None: not fenced)."""

@@ -10,6 +10,7 @@ import pytest
 
 from coordinator.clock import ManualClock
 from coordinator.infra.paper_exchange import PaperExchange
+from coordinator.infra.portfolio_client import PortfolioClient
 from coordinator.messages.ledger import PositionsSeen
 from coordinator.messages.pipeline import OrderFinished, OrderRecord, PricesUpdated, PriceUpdated
 from coordinator.messages.stops import ExitPosition, GetTrailingStops, StopTick
@@ -76,6 +77,24 @@ def test_a_price_under_the_stop_loss_sends_the_exit_to_the_symbols_validator(
     stops.tell(price(stops, "ETHUSDC", PRICES["ETHUSDC"] * 0.94))
     exit = stops.told("validator-0", ExitPosition)
     assert (exit.symbol, exit.quantity) == ("ETHUSDC", pytest.approx(1.0, rel=0.01))
+
+
+def test_the_exit_names_when_the_portfolio_showed_its_holding_opened(
+    stops: Solo, paper: PaperExchange
+) -> None:
+    """The Ledger's view of the same Portfolio reads the same time: what tells the
+    stop's holding from a later one of the same size and price."""
+    stops.clock.advance(0.25)
+    wait_for(lambda: active(stops) == 1, message="the position's stop")
+    stops.tell(price(stops, "ETHUSDC", PRICES["ETHUSDC"] * 0.94))
+    exit = stops.told("validator-0", ExitPosition)
+    reader = PortfolioClient(paper.url, timeout=5.0)
+    try:
+        view = reader.fetch(stops.clock.time())
+    finally:
+        reader.close()
+    assert exit.opened_at is not None
+    assert view.positions["ETHUSDC"].opened_at == (pytest.approx(exit.opened_at, abs=1e-6),)
 
 
 def finished(side: str, symbol: str, at: float) -> OrderFinished:

@@ -5,6 +5,7 @@ an order (a view that cannot be fetched leaves the BUY checks without a portfoli
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from coordinator.infra.portfolio_client import PortfolioClient, PortfolioError
 from coordinator.infra.probes import HttpHealthProbe, ProbeFailed
 from tests.contract.fixtures import contract_files, load_json, load_raw, needs_contract
-from tests.contract.rt_server import RootTradingServer
+from tests.contract.rt_server import Answer, RootTradingServer
 from tests.waiting import wait_for
 
 pytestmark = needs_contract
@@ -71,6 +72,8 @@ def test_balances_and_positions_are_read_into_our_view(client):
     # The cycle's gross quantity: more than the free SOL (the BUY's fee was in SOL).
     assert sol.quantity == pytest.approx(1.106) and sol.quantity > view.balances["SOL"].free
     assert sol.entry_price == pytest.approx(199.91)
+    # The cycle's creation, naive ISO read as UTC: what tells one holding from another.
+    assert sol.opened_at == (pytest.approx(1761573796.273095),)
     assert sol.value == pytest.approx(221.33272)
     assert view.equity("USDC") == pytest.approx(
         sum(
@@ -90,6 +93,21 @@ def test_positions_are_read_for_the_stops_with_their_naive_utc_entry_time(client
     # "2025-10-27T14:03:16.273095" has no offset: the wall-clock time of UTC.
     assert sol.opened_at == pytest.approx(1761573796.273095)
     assert sol.cycle_id is None  # the Portfolio shows none; trade_cycles gives it
+
+
+def test_a_position_whose_time_cannot_be_read_is_a_holding_opened_when_unknown(portfolio, client):
+    """The Ledger's view is not refused for it: its exit checks lean on entry price and
+    quantity alone, as for a Portfolio that gives no time."""
+    rows = load_json("portfolio/get_positions_active.json")["response"]["body"]
+    rows[0]["timestamp"] = "yesterday at noon"
+    del rows[1]["timestamp"]
+    portfolio.answer("GET", "/positions/active", Answer(200, "application/json", json.dumps(rows)))
+
+    view = client.fetch(NOW)
+
+    assert view.positions["SOLUSDC"].opened_at == ()
+    assert view.positions["BTCUSDC"].opened_at == ()
+    assert view.positions["DOGEUSDC"].opened_at == (pytest.approx(1761507737.309114),)
 
 
 def test_a_null_value_usdc_is_unpriced_not_zero_and_not_an_error(portfolio, client):
