@@ -6,8 +6,9 @@ collected by pytest: run it by hand, or on a schedule).
 
 ``--busy`` adds a rule making several round trips of a symbol at once, so that many
 orders of a symbol come between two views. ``--no-stale-exits`` leaves out stops'
-exits for holdings our SELL closed, whose known fault (``test_ledger_closed_entry``)
-would otherwise hide the others. Exits non-zero with the failing sequence printed when
+exits for holdings our SELL closed (the model's Portfolio shows when each holding was
+opened; without that time such an exit may still sell the next holding:
+``test_ledger_closed_entry``). Exits non-zero with the failing sequence printed when
 an invariant breaks.
 """
 
