@@ -14,7 +14,6 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg2
-import psycopg2.extras
 
 from coordinator.clock import Clock, SystemClock
 from coordinator.cluster.fencing import LeaseToken
@@ -22,7 +21,7 @@ from coordinator.compact_ids import CompactIdWindow
 from coordinator.infra.intent_batch import ClaimGroup, PendingClaim
 from coordinator.infra.journal import Journal
 from coordinator.infra.lease_store import FENCE_SQLSTATE
-from coordinator.infra.pipeline_rows import INSERT_INTENTS, ORDER_TEMPLATE, order_row
+from coordinator.infra.pipeline_rows import insert_intents, order_row
 from coordinator.infra.records import RecordKind
 from coordinator.infra.store import StoreError, connect, first_line
 
@@ -316,14 +315,9 @@ class IntentClaims:
     @staticmethod
     def _insert_rows(cur: Any, batch: list[PendingClaim]) -> list[tuple[Any, ...]]:
         """The batch's INSERT, one statement: the ids stored now come back."""
-        rows: list[tuple[Any, ...]] = psycopg2.extras.execute_values(
-            cur,
-            INSERT_INTENTS,
-            [order_row(p.record) for p in batch],
-            template=ORDER_TEMPLATE,
-            page_size=len(batch),
-            fetch=True,
-        )
+        values = [value for p in batch for value in order_row(p.record)]
+        cur.execute(insert_intents(len(batch)), values)
+        rows: list[tuple[Any, ...]] = cur.fetchall()
         return rows
 
     def close(self) -> None:
