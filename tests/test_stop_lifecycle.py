@@ -209,6 +209,20 @@ def test_the_same_holding_is_the_same_symbol_quantity_and_a_close_entry():
     assert not same_holding("A", 1.0, 100.0, "A", float("nan"), 100.0)
 
 
+def test_a_holding_opened_at_another_time_never_takes_a_watched_ones_stop():
+    """Our SELL closed the watched holding and this stop did not hear of it; a BUY of
+    the same size at the same price opened another: the Portfolio shows it opened at
+    another time (its own cycle's creation), and it gets a stop of its own."""
+    up = holding("ETHUSDC@1000.000@100", 2.0, 100.0, 110.0)
+    up.entry_time = 1000.0
+    assert find_rekeyed([up], "ETHUSDC", 2.0, 100.0, 1060.0) is None
+    # The same opening (a cycle id seen now, say), or one not known: the same holding.
+    assert find_rekeyed([up], "ETHUSDC", 2.0, 100.0, 1000.0000004) is up
+    assert find_rekeyed([up], "ETHUSDC", 2.0, 100.0, None) is up
+    up.entry_time = None
+    assert find_rekeyed([up], "ETHUSDC", 2.0, 100.0, 1060.0) is up
+
+
 def test_a_rekeyed_holding_keeps_its_stop_and_a_sold_one_is_never_taken_over():
     up = holding("cycle:1", 2.0, 100.0, 110.0)
     assert up.stop.stop == pytest.approx(107.8)

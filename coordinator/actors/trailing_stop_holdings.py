@@ -87,7 +87,9 @@ class StopHoldings(_Host):
         for key, held in shown.items():
             position = self._positions.get(key)
             if position is None:
-                old = find_rekeyed(vanished, held.symbol, held.quantity, held.entry_price)
+                old = find_rekeyed(
+                    vanished, held.symbol, held.quantity, held.entry_price, held.opened_at
+                )
                 if old is not None and not old.life.may_rekey:
                     # Mid-exit: it keeps its key (and stays watched) until the exit
                     # settles; the new key is taken over at a later fetch.

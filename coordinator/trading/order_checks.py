@@ -32,6 +32,7 @@ from coordinator.trading.validation import (
     _fail,
     _ok,
     floor_quantity,
+    opened_apart,
 )
 
 __all__ = ["ENTRY_TOLERANCE", "QUANTITY_TOLERANCE", "evaluate_order", "exit_mismatch"]
@@ -41,9 +42,6 @@ ENTRY_TOLERANCE = 0.0005
 """Relative difference of entry prices under which two holdings are the same one."""
 QUANTITY_TOLERANCE = 0.01
 """Relative difference of quantities under which two holdings are the same one."""
-OPENED_TOLERANCE = 0.001
-"""Seconds between two opening times of the Portfolio under which they are one holding's
-(the same timestamp, read through different float conversions)."""
 
 
 def _close(a: float, b: float, relative: float) -> bool:
@@ -70,7 +68,7 @@ def exit_mismatch(
     if (
         target.opened_at is not None
         and position.opened_at
-        and all(abs(at - target.opened_at) > OPENED_TOLERANCE for at in position.opened_at)
+        and all(opened_apart(target.opened_at, at) for at in position.opened_at)
     ):
         # Both times are the Portfolio's (the same cycle's creation): a holding of the
         # same size and price opened at another time is another holding, even when our

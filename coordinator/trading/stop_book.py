@@ -18,6 +18,7 @@ from coordinator.trading.stops import (
     exit_id,
     open_stop,
 )
+from coordinator.trading.validation import opened_apart
 
 __all__ = [
     "Holding",
@@ -215,15 +216,23 @@ def _with_detail(life: Lifecycle, detail: str) -> Lifecycle:
 
 
 def find_rekeyed(
-    candidates: Iterable[Holding], symbol: str, quantity: float, entry: float
+    candidates: Iterable[Holding],
+    symbol: str,
+    quantity: float,
+    entry: float,
+    opened_at: float | None = None,
 ) -> Holding | None:
     """The watched holding a position seen under a new key is, if exactly one fits; a
     sold or dusty stop is never one (its holding is gone: a new one of the same size
-    must not take its stop)."""
+    must not take its stop), nor one the Portfolio showed opened at another time (a
+    holding our SELL closed while this stop did not hear of it, and a new one bought
+    since: each cycle has its own)."""
     fits = [
         h
         for h in candidates
-        if h.life.live and same_holding(h.symbol, h.quantity, h.stop.entry, symbol, quantity, entry)
+        if h.life.live
+        and same_holding(h.symbol, h.quantity, h.stop.entry, symbol, quantity, entry)
+        and not opened_apart(h.entry_time, opened_at)
     ]
     if len(fits) != 1:
         return None

@@ -322,6 +322,17 @@ class Balance:
     value: float | None
 
 
+OPENED_TOLERANCE = 0.001
+"""Seconds between two opening times of the Portfolio under which they are one holding's
+(the same timestamp, read through different float conversions and the store)."""
+
+
+def opened_apart(a: float | None, b: float | None) -> bool:
+    """Whether two times the Portfolio showed holdings opened at are two holdings'
+    (``trade_cycles.created_at``: one per cycle). Unknown (None) is never apart."""
+    return a is not None and b is not None and abs(a - b) > OPENED_TOLERANCE
+
+
 @dataclass(frozen=True, slots=True)
 class PositionView:
     symbol: str
