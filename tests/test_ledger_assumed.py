@@ -14,7 +14,7 @@ from coordinator.trading.signals import Side
 from coordinator.trading.validation import OrderPlan
 from tests.test_ledger_round_trips import FEE, NOW, World, shown_view, spendable
 
-AAA, BBB, CCC = "AAAUSDC", "BBBUSDC", "CCCUSDC"
+AAA, BBB, CCC, DDD = "AAAUSDC", "BBBUSDC", "CCCUSDC", "DDDUSDC"
 
 
 def book_of(world: World, *, fee_in_base: bool | None = None) -> LedgerBook:
@@ -340,4 +340,30 @@ def test_a_buy_reserved_while_the_sell_is_in_flight_expects_the_sells_coins_gone
     book.settle(sell.reservation_id, True, symbol=CCC, side=Side.SELL, now=NOW + 6)
     book.settle(again.reservation_id, True, symbol=CCC, side=Side.BUY, now=NOW + 6)
     book.fetched_view(shown_view(truth, sold, NOW + 7), NOW + 7)
+    assert spendable(book) <= truth.cash + 1e-9
+
+
+def test_a_sell_reserved_behind_an_ambiguous_match_has_its_proceeds_held_back() -> None:
+    """A DDD round trip between two views leaves a least-base guess, so the next view's
+    ambiguous matches are not told apart by the quote. Our CCC SELL is in flight and a
+    CCC BUY of as many coins fills; a view showing both has the base of one showing
+    neither, and the shorter prefix is kept: the SELL is not marked shown. It counted
+    no cash while reserved, so nothing was held back for it; once it settled filled,
+    its proceeds were laid over a view holding them (3.37 USDC more than held)."""
+    world = World(100.0, {"CCC": 0.0, "DDD": 0.0}, {CCC: 0.0, DDD: 0.0})
+    book = book_of(world, fee_in_base=False)
+    fill(book, OrderPlan(CCC, Side.BUY, 1.711, 10.0, 17.11, None), NOW + 1)
+    held = world.after(CCC, Side.BUY, 1.711, 10.0, False)
+    book.fetched_view(shown_view(held, held, NOW + 2), NOW + 2)
+    fill(book, OrderPlan(DDD, Side.BUY, 1.0, 10.0, 10.0, None), NOW + 3)
+    fill(book, OrderPlan(DDD, Side.SELL, 1.0, 10.0, 10.0, None), NOW + 4)
+    traded = held.after(DDD, Side.BUY, 1.0, 10.0, False).after(DDD, Side.SELL, 1.0, 10.0, False)
+    book.fetched_view(shown_view(traded, traded, NOW + 5), NOW + 5)
+    sell = OrderPlan(CCC, Side.SELL, 1.711, 10.0, 17.11, None)
+    exit = book.reserve(sell, owner="v#1", now=NOW + 6)
+    fill(book, OrderPlan(CCC, Side.BUY, 1.711, 8.0, 13.688, None), NOW + 7)
+    truth = traded.after(CCC, Side.SELL, 1.711, 10.0, False).after(CCC, Side.BUY, 1.711, 8.0, False)
+    book.fetched_view(shown_view(truth, truth, NOW + 8), NOW + 8)
+    assert spendable(book) <= truth.cash + 1e-9
+    book.settle(exit.reservation_id, True, symbol=CCC, side=Side.SELL, now=NOW + 9)
     assert spendable(book) <= truth.cash + 1e-9

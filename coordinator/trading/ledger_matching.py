@@ -221,7 +221,7 @@ def mark_shown(
             # gain of a round trip among them counted twice. Held back, as a BUY's room
             # is. (A shorter one: the orders taken as shown may still spend, or sell;
             # held back while they are assumed, see ``_confirm_assumed``.)
-            cash = _cash_counted(visible, first, fee_rate)
+            cash = _cash_counted(visible, first, fee_rate, laid=True)
             margin += cash[chosen - first] - min(cash[p - first] for p in distances if p >= chosen)
     bases: dict[str, float] = {}
     for visible in sequences.values():
@@ -356,17 +356,20 @@ def _base_steps(
     ]
 
 
-def _cash_counted(visible: list[BookOrder], first: int, fee_rate: float) -> list[float]:
+def _cash_counted(
+    visible: list[BookOrder], first: int, fee_rate: float, *, laid: bool
+) -> list[float]:
     """For each prefix of ``visible`` from ``first`` orders on (index: its length less
-    ``first``), the quote the book counts for the orders after it: a filled one's
-    laid move, a reserved BUY's room held; a reserved SELL brings nothing yet."""
+    ``first``), the quote the book counts for the orders after it, now or before the
+    next view: a filled one's laid move, a reserved BUY's room held. A reserved SELL
+    brings nothing yet; ``laid``: the orders are not marked shown, and it brings its
+    proceeds once it settles filled (the match is not made again until the next view),
+    so they are counted; else it is marked shown, and never laid."""
     total = 0.0
     counted = [0.0]
     for order in reversed(visible[first:]):
-        if order.state is not OrderState.RESERVED:
+        if laid or order.state is not OrderState.RESERVED or order.plan.side is Side.BUY:
             total += laid_quote_delta(order, fee_rate)
-        elif order.plan.side is Side.BUY:
-            total += quote_delta(order.plan, fee_rate)
         counted.append(total)
     counted.reverse()
     return counted
@@ -401,7 +404,7 @@ def _confirm_assumed(
     for side, amount in reversed(_base_steps(truths, fee_rate, fee_in_base)):
         base_moved += amount if side is Side.BUY else -amount
         least_base = min(least_base, base_moved)
-    return -min(_cash_counted(assumed, 0, fee_rate)), -least_base
+    return -min(_cash_counted(assumed, 0, fee_rate, laid=False)), -least_base
 
 
 def _unproved(visible: list[BookOrder], before: int) -> bool:
