@@ -62,10 +62,12 @@ def test_an_exit_for_a_holding_our_sell_closed_never_sells_the_next_one(
     assert "opened at" in evaluation.failure.detail
 
 
-def test_the_new_holdings_own_exit_is_sold() -> None:
-    """The check by opening time refuses no exit of the holding the Portfolio shows."""
+@pytest.mark.parametrize("opened_at", [NEW_OPENED + 0.0004, None], ids=["same", "unknown"])
+def test_the_new_holdings_own_exit_is_sold(opened_at: float | None) -> None:
+    """The check by opening time refuses no exit of the holding the Portfolio shows,
+    nor one whose stop does not know when it was opened."""
     book = _round_trip_then_a_new_holding(NEW_OPENED)
-    evaluation = _exit(book, entry=9.99, quantity=2.185, opened_at=NEW_OPENED + 0.0004)
+    evaluation = _exit(book, entry=9.99, quantity=2.185, opened_at=opened_at)
     assert evaluation.failure is None
     assert evaluation.plan is not None
     assert evaluation.plan.quantity == pytest.approx(2.185, rel=1e-3)
@@ -92,7 +94,9 @@ def _round_trip_then_a_new_holding(opened: float | None) -> LedgerBook:
     return book
 
 
-def _exit(book: LedgerBook, *, entry: float, quantity: float, opened_at: float) -> Evaluation:
+def _exit(
+    book: LedgerBook, *, entry: float, quantity: float, opened_at: float | None
+) -> Evaluation:
     target = ExitTarget(
         position_key="H",
         entry_price=entry,

@@ -65,11 +65,7 @@ def exit_mismatch(
         return f"{asked}, {held}: entry prices differ"
     if not _close(target.quantity, position.quantity, QUANTITY_TOLERANCE):
         return f"{asked}, {held}: quantities differ"
-    if (
-        target.opened_at is not None
-        and position.opened_at
-        and all(opened_apart(target.opened_at, at) for at in position.opened_at)
-    ):
+    if position.opened_at and all(opened_apart(target.opened_at, at) for at in position.opened_at):
         # Both times are the Portfolio's (the same cycle's creation): a holding of the
         # same size and price opened at another time is another holding, even when our
         # own SELL of the stop's one is not known here at the price the stop knew.
