@@ -139,6 +139,11 @@ class Services:
     incarnation."""
     kept_halt: KeptRecords = field(default_factory=KeptRecords)
     """ServiceHealth's kill switch as last known (key ``halt``), for its next incarnation."""
+    kept_exits: KeptRecords = field(default_factory=KeptRecords)
+    """The stops' exits each Validator took in and has not decided (by signal id: the
+    Validator's name and the ``SubmitSignal``), for its next incarnation: one waiting
+    there when it crashed would otherwise stay stored and undecided (the TrailingStop
+    sends a lost exit again only while its stop is hit)."""
     trader_calls_clean: threading.Event = field(default_factory=threading.Event)
     """Set by ServiceHealth while the Trader's breaker is closed with no failure counted:
     a Validator's successful call would change nothing there, and is not told."""

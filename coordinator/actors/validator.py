@@ -123,6 +123,12 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
         self._ask_universe()
         self._warm = False
         self.ticker(0.25, ValidatorTick)
+        self._kept_exits = services.kept_exits
+        for record in self._kept_exits.copy().values():
+            if record["validator"] == self.name:
+                # Taken in by an earlier incarnation and not decided: in again, after
+                # what is already in the inbox (a copy sent again is skipped then).
+                self.actor_ref.tell(record["message"])
 
     def _warm_up(self) -> None:
         """Connections to PostgreSQL (intents) and the Trader opened before the first
@@ -204,6 +210,8 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
         if signal_id in self._services.decided or self._waiting.has_signal(signal_id):
             # A second copy (kept by the directory, or sent again by the intake after a
             # restart) of a signal that is decided or waiting here already.
+            if message.exit is not None and signal_id in self._services.decided:
+                self._kept_exits.drop(signal_id)
             return
         if self._waiting.has_symbol(message.signal.symbol):
             # Keep each symbol's order: behind the ones already waiting.
@@ -245,25 +253,26 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
             f"{message.rule} stop {message.stop:.8g} hit at {message.price:.8g} "
             f"({message.strategy}), position {message.position_key}",
         )
-        self._on_signal(
-            SubmitSignal(
-                signal=signal,
-                source=EXIT_SOURCE,
-                received_at=now,
-                received_mono=message.tick_mono or self._clock.monotonic(),
-                checks=(trigger,),
-                exit=ExitTarget(
-                    position_key=message.position_key,
-                    entry_price=message.entry_price,
-                    quantity=message.quantity,
-                    opened_at=message.opened_at,
-                    stop=message.stop,
-                    price=message.price,
-                    price_at=message.price_at,
-                    fence=message.fence,
-                ),
-            )
+        submitted = SubmitSignal(
+            signal=signal,
+            source=EXIT_SOURCE,
+            received_at=now,
+            received_mono=message.tick_mono or self._clock.monotonic(),
+            checks=(trigger,),
+            exit=ExitTarget(
+                position_key=message.position_key,
+                entry_price=message.entry_price,
+                quantity=message.quantity,
+                opened_at=message.opened_at,
+                stop=message.stop,
+                price=message.price,
+                price_at=message.price_at,
+                fence=message.fence,
+            ),
         )
+        if signal.signal_id not in self._services.decided:
+            self._kept_exits.put(signal.signal_id, {"validator": self.name, "message": submitted})
+        self._on_signal(submitted)
 
     def _process(self, message: SubmitSignal) -> None:
         """Steps 4 to 10 for one signal. A bug on one signal is that signal's decision,
@@ -411,6 +420,7 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
             logger.error(
                 "%s was decided elsewhere meanwhile; this decision dropped", signal.signal_id
             )
+            self._kept_exits.drop(signal.signal_id)
             return
         order_id = client_order_id(signal.signal_id)
         resent = order_id in self._resending
@@ -432,6 +442,8 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
             decision = replace(decision, order=order)
         self._decided += 1
         self._store(RecordDecision(decision=decision))
+        if message.exit is not None:
+            self._kept_exits.drop(signal.signal_id)
 
     def _moved(self, order: OrderRecord, **changes: Any) -> OrderRecord:
         """The order in a new state, stamped now."""

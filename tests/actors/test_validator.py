@@ -32,6 +32,7 @@ from coordinator.messages.pipeline import (
     SubmitSignal,
 )
 from coordinator.messages.reconcile import HeldOrderResolved
+from coordinator.messages.stops import ExitPosition
 from coordinator.messages.universe import GetUniverse, UniverseSnapshot
 from coordinator.trading.routing import client_order_id
 from coordinator.trading.signals import Side, Signal, parse_signal
@@ -125,6 +126,8 @@ def world(
             "paper": paper,
             "ledger": ledger,
             "intents": services.intents,
+            "services": services,
+            "stand_ins": stand_ins,
         }
     finally:
         validator.stop()
@@ -219,6 +222,55 @@ def test_a_signal_that_waited_for_the_trader_waits_on_while_the_portfolio_lags(w
     decision = decision_of(validator, signal)
     assert decision.outcome == "accepted", decision.detail
     assert sum(world["paper"].fills_by_client_id.values()) == 1
+
+
+def test_an_exit_waiting_when_its_validator_crashed_is_decided_by_the_next_incarnation(
+    world,
+) -> None:
+    """A stop's exit waits for the Trader when its Validator's incarnation ends. The
+    TrailingStop sends a lost exit again only while its stop is hit, so the exit, stored
+    as a signal, would stay undecided (the soak found it, seed 22): the next incarnation
+    takes it in again and decides it."""
+    validator: Solo = world["validator"]
+    down = TradingStatus(
+        state=TradingState.HALTED, reasons=(StateReason("trader_down", "test: down"),)
+    )
+    validator.tell(TradingStateChanged(status=down, previous=ACTIVE, at=validator.clock.time()))
+    price = PRICES["ETHUSDC"]
+    key = f"ETHUSDC@1000.000@{price:.10g}"
+    exit = ExitPosition(
+        exit_id=f"exit:{key}:1",
+        position_key=key,
+        symbol="ETHUSDC",
+        quantity=0.01,
+        entry_price=price,
+        opened_at=1000.0,
+        price=price * 0.9,
+        price_at=validator.clock.time(),
+        stop=price * 0.95,
+        rule="stoploss",
+        strategy="stoploss",
+        triggered_at=validator.clock.time(),
+        tick_mono=validator.clock.monotonic(),
+    )
+    validator.tell(exit)
+    wait_for(lambda: validator.ask(GetValidatorSnapshot()).waiting == 1, message="waiting")
+    validator.stop()
+    again = Solo(
+        Validator,
+        "validator-0",
+        world["services"],
+        clock=validator.clock,
+        stand_ins=world["stand_ins"],
+    )
+    try:
+        decided = again.told(
+            "store_writer", RecordDecision, lambda m: m.decision.signal_id == exit.exit_id
+        ).decision
+        assert decided.symbol == "ETHUSDC" and decided.side == "SELL"
+        assert not world["services"].kept_exits.copy(), "decided: no longer kept"
+    finally:
+        again.stop()
 
 
 def store_order(
