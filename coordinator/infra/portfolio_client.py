@@ -29,11 +29,7 @@ class PortfolioClient:
         balances = self._get("/balances", empty_on_404=True)
         positions = self._get("/positions/active", empty_on_404=True)
         try:
-            open_rows = [
-                row
-                for row in positions
-                if str(row.get("status", "OPEN")).upper() in ("OPEN", "ACTIVE", "")
-            ]
+            open_rows = _open(positions)
             opened: dict[str, list[float]] = {}
             for row in open_rows:
                 at = _opened(row)
@@ -61,8 +57,7 @@ class PortfolioClient:
                     entry_price=_number(row.get("entry_price"), 0.0) or 0.0,
                     opened_at=_epoch(row.get("timestamp")),
                 )
-                for row in rows
-                if str(row.get("status", "OPEN")).upper() in ("OPEN", "ACTIVE", "")
+                for row in _open(rows)
             ]
         except (KeyError, TypeError, ValueError) as exc:
             raise PortfolioError(f"unusable answer: {type(exc).__name__}: {exc}") from exc
@@ -115,6 +110,11 @@ def _epoch(value: Any) -> float | None:
             parsed = parsed.replace(tzinfo=UTC)
         return parsed.timestamp()
     return number / 1000.0 if number > 1e11 else number
+
+
+def _open(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of open positions (RootTrading's say ``ACTIVE``; none: open)."""
+    return [r for r in rows if str(r.get("status", "OPEN")).upper() in ("OPEN", "ACTIVE", "")]
 
 
 def _opened(row: dict[str, Any]) -> float | None:
