@@ -11,9 +11,10 @@ import pytest
 import requests
 
 from coordinator.infra.paper_exchange import PaperExchange
-from coordinator.messages.pipeline import GetLedgerSnapshot, Reserve
+from coordinator.messages.pipeline import GetLedgerSnapshot, Reserve, ReserveMany, Settle
 from coordinator.trading.routing import client_order_id
 from coordinator.trading.signals import Signal, parse_signal
+from coordinator.trading.validation import Reason
 from tests.http_stub import serve_on_loopback
 from tests.pipeline import PRICES, Pipeline, signal_payload
 from tests.test_pipeline import signal_id
@@ -93,6 +94,45 @@ def test_a_reserve_whose_asker_gave_up_makes_no_reservation(pipelines):
     assert reservation.plan is None and reservation.reservation_id is None
     assert "timed out" in reservation.checks[-1].detail
     assert ledger(pipe).reservations == 0
+
+
+def test_reservations_asked_together_each_find_the_book_the_ones_before_left(pipelines):
+    """A ReserveMany is checked in order, each as if asked alone: with room for two
+    trades, the third BUY of three is refused. A Settle told after it waits in the
+    Ledger's inbox (it does not wake it) and is taken before the next ask: the room a
+    BUY not sent gives back is there for the next Reserve."""
+    pipe = pipelines({"MAX_CONCURRENT_TRADES": "2"})
+
+    def reserve(symbol: str) -> Reserve:
+        return Reserve(
+            signal=signal_of(signal_payload(symbol, "BUY")),
+            market=None,
+            owner="validator-0#1",
+            deadline=time.time() + 5.0,
+        )
+
+    answers = pipe.directory.ask(
+        "ledger",
+        ReserveMany(reserves=(reserve("BTCUSDC"), reserve("ETHUSDC"), reserve("SOLUSDC"))),
+        timeout=5,
+    )
+    assert [a.plan is not None for a in answers] == [True, True, False]
+    assert answers[2].checks[-1].reason is Reason.MAX_CONCURRENT_TRADES, answers[2].checks
+    first = answers[0]
+    assert first.plan is not None and first.reservation_id is not None
+    pipe.directory.tell(
+        "ledger",
+        Settle(
+            reservation_id=first.reservation_id,
+            filled=False,
+            symbol=first.plan.symbol,
+            side=first.plan.side,
+            at=time.time(),
+        ),
+    )
+    again = pipe.directory.ask("ledger", reserve("SOLUSDC"), timeout=5)
+    assert again.plan is not None, again.checks
+    assert ledger(pipe).reservations == 2
 
 
 def test_a_leaked_sell_reservation_expires_counted_and_exits_go_on(pipelines):

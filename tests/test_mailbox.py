@@ -257,3 +257,59 @@ def test_a_deferring_inbox_wait_ends_at_its_timeout_from_the_call_despite_a_stal
     first, second = wake.timeouts
     assert first <= 0.5
     assert second <= 0.5 - 0.3
+
+
+class UrgentNote(Note):
+    """A deferred type whose message says it must wake its actor."""
+
+    wakes = True
+
+
+def test_a_deferred_message_that_says_it_wakes_wakes_its_actor() -> None:
+    noted = threading.Event()
+
+    class DeferringUrgent(Deferring):
+        deferred_messages = (Note, UrgentNote)
+
+    ref = DeferringUrgent.start(noted)
+    try:
+        ref.ask("started", timeout=5)
+        ref.tell(UrgentNote(1))
+        assert noted.wait(5), "an urgent note woke it"
+        assert ref.ask("after", timeout=5) == ["started", 1, "after"]
+    finally:
+        ref.stop()
+
+
+def test_the_head_of_a_deferring_inbox_is_taken_while_accepted_and_told() -> None:
+    """``take_leading`` takes from the head only: it stops at the first message it
+    does not accept, at an ask (its answer is owed), and at its limit; what it leaves
+    is taken by ``get`` in order."""
+    inbox = DeferringInbox(frozenset())
+    asked = LatchFuture[Any]()
+    for message, reply_to in (
+        (Note(1), None),
+        (Note(2), None),
+        ("state changed", None),
+        (Note(3), None),
+        (Note(4), asked),
+        (Note(5), None),
+        (Note(6), None),
+        (Note(7), None),
+    ):
+        inbox.put(Envelope(message, reply_to=reply_to))
+
+    def notes(taken: list[Any]) -> list[int]:
+        return [n.n for n in taken]
+
+    def accept(message: Any) -> bool:
+        return isinstance(message, Note)
+
+    assert notes(inbox.take_leading(accept, 10)) == [1, 2]
+    assert inbox.get(block=False).message == "state changed"
+    assert notes(inbox.take_leading(accept, 10)) == [3]
+    assert inbox.get(block=False).reply_to is asked
+    assert notes(inbox.take_leading(accept, 2)) == [5, 6]
+    assert notes(inbox.take_leading(lambda m: m.n != 7, 10)) == []
+    assert inbox.get(block=False).message.n == 7
+    assert inbox.empty()

@@ -33,6 +33,7 @@ from coordinator.messages.pipeline import (
     Reservation,
     ReservationsExpired,
     Reserve,
+    ReserveMany,
     Settle,
     StopLossRecorded,
 )
@@ -62,6 +63,12 @@ _STORE_TIMEOUT = 5.0  # seconds to connect to and read from PostgreSQL
 class Ledger(ChildActor):
     subscriptions = (StopLossRecorded,)
     settings: RiskConfig
+    # A fill's Settle waits in the inbox for the Ledger's next wake (a Reserve, an
+    # ask, its refresh tick) instead of waking it: under load a wake per order cost more
+    # than the settling. Every Reserve comes after the Settles told before it, so each
+    # finds the book as if they had been taken at once; the Settle carries its time.
+    # Any other outcome wakes it (``Settle.wakes``).
+    deferred_messages = (Settle,)
 
     def setup(self) -> None:
         services: Services = self.context.services
@@ -127,6 +134,9 @@ class Ledger(ChildActor):
         match message:
             case Reserve():
                 return self._reserve(message)
+            case ReserveMany(reserves=reserves):
+                # One wake-up and one kept book for them all (see ``handle``).
+                return tuple(self._reserve(reserve) for reserve in reserves)
             case Settle():
                 self._settle(message)
             case OrderNotExecuted():
@@ -286,7 +296,7 @@ class Ledger(ChildActor):
             message.filled,
             symbol=message.symbol,
             side=message.side,
-            now=self._clock.time(),
+            now=self._clock.time() if message.at is None else message.at,
         )
         if result is SettleResult.UNKNOWN_ID:
             logger.warning(

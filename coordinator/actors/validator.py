@@ -12,14 +12,16 @@ once it answers.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import pykka
 
 from coordinator.actors.held_orders import HoldsOrders
 from coordinator.actors.names import ActorName
 from coordinator.actors.reconciler import match_policy
+from coordinator.actors.validator_batch import ReservesTogether
 from coordinator.actors.validator_orders import SendsOrders
 from coordinator.actors.validator_waiting import WaitQueue
 from coordinator.config.parts import ValidatorSettings
@@ -68,6 +70,8 @@ __all__ = ["Validator"]
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # Seconds a Validator waits for the Ledger's Reservation; the Reserve carries the
 # matching deadline, past which the Ledger makes none.
 _RESERVE_TIMEOUT = 2.0
@@ -78,10 +82,11 @@ _UNKNOWN_STATE = TradingStatus(
 )
 
 
-class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
+class Validator(HoldsOrders, SendsOrders, ReservesTogether, WaitQueue, ChildActor):
     # Prices are told by the MarketFeed to the owner of the symbol only.
     subscriptions = (TradingStateChanged, UniverseChanged)
     settings: ValidatorSettings
+    takes_leading = True  # the signals waiting together are reserved together
 
     def setup(self) -> None:
         services: Services = self.context.services
@@ -101,6 +106,7 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
         # Reservations not settled yet (the plan names what a Settle settles), and
         # whether the order being processed may have left (for the ``finally``).
         self._reserved: dict[str, OrderPlan] = {}
+        self._unbegun = {}
         self._submitted = False
         self._trader_failed = False
         self._init_held(match_policy(execution.read_timeout).window_after)
@@ -119,6 +125,7 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
             ),
         )
         self.on_cleanup(self._gateway.close, what="order gateway")
+        self.on_cleanup(self._release_unbegun, what="reservations of signals not begun")
         self._status = self._ask_trading_state()
         self._ask_universe()
         self._warm = False
@@ -166,7 +173,11 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
     def handle(self, message: Any) -> Any:
         match message:
             case SubmitSignal():
-                self._on_signal(message)
+                batch = self._taken_with(message)
+                if len(batch) == 1:
+                    self._on_signal(message)
+                else:
+                    self._on_signals(batch)
             case ExitPosition():
                 self._on_exit(message)
             case HeldOrderResolved():
@@ -206,18 +217,23 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
     # --- flow -------------------------------------------------------------------------
 
     def _on_signal(self, message: SubmitSignal) -> None:
+        if not self._skipped(message):
+            self._process(message)
+
+    def _skipped(self, message: SubmitSignal) -> bool:
+        """Whether the signal goes no further now: a copy of one seen, or one queued."""
         signal_id = message.signal.signal_id
         if signal_id in self._services.decided or self._waiting.has_signal(signal_id):
             # A second copy (kept by the directory, or sent again by the intake after a
             # restart) of a signal that is decided or waiting here already.
             if message.exit is not None and signal_id in self._services.decided:
                 self._kept_exits.drop(signal_id)
-            return
+            return True
         if self._waiting.has_symbol(message.signal.symbol):
             # Keep each symbol's order: behind the ones already waiting.
             self._wait(message, Reason.TRADER_UNAVAILABLE, "queued behind")
-            return
-        self._process(message)
+            return True
+        return False
 
     def _on_exit(self, message: ExitPosition) -> None:
         """A triggered stop, into the same path as a SELL signal: the Ledger sizes it
@@ -275,36 +291,58 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
         self._on_signal(submitted)
 
     def _process(self, message: SubmitSignal) -> None:
-        """Steps 4 to 10 for one signal. A bug on one signal is that signal's decision,
-        not a crash of the Validator (which would meet the same signal again)."""
+        """Steps 4 to 10 for one signal."""
+        if not self._partition_lost(message):
+            self._guarded(message, self._steps, message)
+
+    def _guarded(self, message: SubmitSignal, step: Callable[..., T], *args: Any) -> T | None:
+        """A step of the signal's path. A bug on one signal is that signal's decision, not
+        a crash of the Validator (which would meet the same signal again)."""
         self._sending = False
-        if self._partition_lost(message):
-            return
         try:
-            self._steps(message)
+            return step(*args)
         except Exception as exc:
             logger.exception("internal error on %s", message.signal.signal_id)
-            if message.signal.signal_id in self._services.decided:
-                return
-            detail = f"internal error: {type(exc).__name__}: {exc}"
-            if self._sending:
-                # The order may have left: never treat it as not sent.
-                failure = CheckResult("execution", False, Reason.ORDER_UNKNOWN, detail)
-                self._decide(message, (*message.checks, failure), outcome=Outcome.UNKNOWN)
-            else:
-                failure = CheckResult("execution", False, Reason.INTERNAL_ERROR, detail)
-                self._decide(message, (*message.checks, failure))
+            self._internal_error(message, exc)
+            return None
+
+    def _internal_error(self, message: SubmitSignal, exc: Exception) -> None:
+        if message.signal.signal_id in self._services.decided:
+            return
+        detail = f"internal error: {type(exc).__name__}: {exc}"
+        if self._sending:
+            # The order may have left: never treat it as not sent.
+            failure = CheckResult("execution", False, Reason.ORDER_UNKNOWN, detail)
+            self._decide(message, (*message.checks, failure), outcome=Outcome.UNKNOWN)
+        else:
+            failure = CheckResult("execution", False, Reason.INTERNAL_ERROR, detail)
+            self._decide(message, (*message.checks, failure))
 
     def _steps(self, message: SubmitSignal) -> None:
+        done = self._checks_before_reserve(message)
+        if done is None:
+            return
+        try:
+            reservation: Reservation = self.context.directory.ask(
+                ActorName.LEDGER, self._reserve_of(message), timeout=_RESERVE_TIMEOUT
+            )
+        except (ChildUnavailable, pykka.Timeout) as exc:
+            self._ledger_unavailable(message, done, exc)
+            return
+        self._with_reservation(message, done, reservation)
+
+    def _checks_before_reserve(self, message: SubmitSignal) -> tuple[CheckResult, ...] | None:
+        """Steps 4 and 5, and an order held before sent again. The checks passed when
+        the signal goes on to the Ledger; None when it is decided, waits, or was sent."""
         signal = message.signal
         checks = message.checks
         state_check = check_trading_state(signal, self._status)
         if not state_check.passed:
             if waiting_for_trader(self._status, signal.side) and not self._expired(message):
                 self._wait(message, Reason.TRADER_UNAVAILABLE, state_check.detail)
-                return
+                return None
             self._decide(message, (*checks, state_check))
-            return
+            return None
         override = universe_override(signal, self._universe_override)
         universe_check = check_universe(signal, self._universe, self._blacklist, override)
         if (
@@ -324,7 +362,7 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
         done = (*checks, state_check, universe_check)
         if not universe_check.passed:
             self._decide(message, done)
-            return
+            return None
         plan = self._resend_plans.pop(signal.signal_id, None)
         if (
             plan is None
@@ -332,33 +370,36 @@ class Validator(HoldsOrders, SendsOrders, WaitQueue, ChildActor):
             and message.received_at < self._incarnation_started
             and self._held_before(message, done)
         ):
-            return  # held by an earlier incarnation: it waits for the reconciliation again
+            return None  # held by an earlier incarnation: it waits for the reconciliation again
         if plan is not None:
             # Sent again as held before a restart: that attempt's room is still in the
             # Ledger (its reservation died with the incarnation), so no second one.
             self._execute(message, done, plan, None)
+            return None
+        return done
+
+    def _reserve_of(self, message: SubmitSignal) -> Reserve:
+        return Reserve(
+            signal=message.signal,
+            market=self._prices.get(message.signal.symbol),
+            exit=message.exit,
+            owner=f"{self.name}#{self.context.incarnation}",
+            deadline=self._clock.time() + _RESERVE_TIMEOUT,
+        )
+
+    def _ledger_unavailable(
+        self, message: SubmitSignal, done: tuple[CheckResult, ...], exc: Exception
+    ) -> None:
+        if not self._expired(message):
+            self._wait(message, Reason.INTERNAL_ERROR, f"ledger unavailable: {exc}")
             return
-        try:
-            reservation: Reservation = self.context.directory.ask(
-                ActorName.LEDGER,
-                Reserve(
-                    signal=signal,
-                    market=self._prices.get(signal.symbol),
-                    exit=message.exit,
-                    owner=f"{self.name}#{self.context.incarnation}",
-                    deadline=self._clock.time() + _RESERVE_TIMEOUT,
-                ),
-                timeout=_RESERVE_TIMEOUT,
-            )
-        except (ChildUnavailable, pykka.Timeout) as exc:
-            if not self._expired(message):
-                self._wait(message, Reason.INTERNAL_ERROR, f"ledger unavailable: {exc}")
-                return
-            failure = CheckResult(
-                "risk", False, Reason.INTERNAL_ERROR, f"ledger unavailable: {exc}"
-            )
-            self._decide(message, (*done, failure))
-            return
+        failure = CheckResult("risk", False, Reason.INTERNAL_ERROR, f"ledger unavailable: {exc}")
+        self._decide(message, (*done, failure))
+
+    def _with_reservation(
+        self, message: SubmitSignal, done: tuple[CheckResult, ...], reservation: Reservation
+    ) -> None:
+        """Steps 6-9 as the Ledger answered them, and step 10 if they passed."""
         done = (*done, *reservation.checks)
         if reservation.plan is None or reservation.reservation_id is None:
             self._decide(message, done)

@@ -267,6 +267,7 @@ class SendsOrders(_Host):
                     filled=filled,
                     symbol=plan.symbol,
                     side=plan.side,
+                    at=self._clock.time(),
                 ),
             )
         except ChildUnavailable as exc:

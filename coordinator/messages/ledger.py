@@ -26,6 +26,7 @@ __all__ = [
     "Reservation",
     "ReservationsExpired",
     "Reserve",
+    "ReserveMany",
     "Settle",
 ]
 
@@ -46,6 +47,17 @@ class Reserve(Command):
     deadline: float | None = None
     """Wall-clock time the asker gives up waiting for the answer: a Reserve still in the
     Ledger's mailbox after it makes no reservation (nobody would settle it)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReserveMany(Command):
+    """Validator to Ledger: the ``Reserve``s of signals that waited together in the
+    Validator's inbox, one ask for them all. Each is checked and held as if asked alone,
+    in order, each on the book the ones before it left. Asked: answered with a tuple of
+    their ``Reservation``s, in the same order."""
+
+    reserves: tuple[Reserve, ...]
+    """The reservations asked for, each of another symbol."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,6 +97,17 @@ class Settle(Command):
     """The symbol of the order settled: the Ledger checks the id names that plan."""
     side: Side
     """Its side."""
+    at: float | None = None
+    """Wall-clock time the outcome was known: the Ledger takes a fill's Settle at its
+    next wake, which may be later. None: when the Ledger takes it."""
+
+    @property
+    def wakes(self) -> bool:
+        """A fill waits in the Ledger's inbox for its next wake; an order not filled or
+        of unknown outcome wakes it (``DeferringInbox``). Those change what the Ledger
+        believes held, which the fetch that follows at once must check; a fill's fetch
+        waits up to a second after it anyway."""
+        return self.filled is not True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

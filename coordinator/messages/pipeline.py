@@ -21,6 +21,7 @@ from coordinator.messages.ledger import (
     Reservation,
     ReservationsExpired,
     Reserve,
+    ReserveMany,
     Settle,
 )
 from coordinator.messages.market import (
@@ -80,6 +81,7 @@ __all__ = [
     "Reservation",
     "ReservationsExpired",
     "Reserve",
+    "ReserveMany",
     "Settle",
     "SignalDecided",
     "StatsSnapshot",

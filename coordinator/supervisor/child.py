@@ -27,7 +27,7 @@ from coordinator.messages.supervision import (
     Pong,
 )
 from coordinator.supervisor.directory import ChildUnavailable, Directory
-from coordinator.supervisor.mailbox import LeanMailbox
+from coordinator.supervisor.mailbox import DeferringInbox, LeanMailbox
 from coordinator.supervisor.ticker import Alarm, Ticker
 
 __all__ = [
@@ -150,9 +150,10 @@ class ActorContext:
     """Messages this incarnation has begun to handle. The supervisor reads it without
     going through the mailbox: a count that moves is an actor at work, however long the
     queue its liveness Ping waits behind."""
-    unhandled: tuple[Event, ...] = ()
-    """The events of a batch after the one being handled: the next incarnation's first
-    messages if this one crashes or is replaced on it."""
+    unhandled: tuple[Any, ...] = ()
+    """The messages of a batch after the one being handled (the events of an
+    ``EventBatch``, or the messages an actor took at once from its inbox): the next
+    incarnation's first messages if this one crashes or is replaced on it."""
     batch_lock: threading.Lock = field(default_factory=threading.Lock)
     """Held to take the next event of a batch, and by the supervisor to retire this
     incarnation and take ``unhandled``: no event is both handled here and handed on."""
@@ -370,23 +371,48 @@ class ChildActor(LeanMailbox, pykka.ThreadingActor):
             )
         )
 
+    def take_leading(self, accept: Callable[[Any], bool], limit: int) -> list[Any]:
+        """The told messages at the head of the inbox that ``accept`` takes (at most
+        ``limit``), taken out to be handled with the one being handled. The class sets
+        ``takes_leading``; each is begun with ``begin_next``, so that those not handled
+        yet go to the next incarnation first if this one crashes or is replaced."""
+        inbox = self.actor_inbox
+        if not isinstance(inbox, DeferringInbox):
+            raise TypeError(f"{type(self).__name__} does not set takes_leading")
+        return inbox.take_leading(accept, limit)
+
+    def begin_next(self, message: Any, rest: tuple[Any, ...]) -> bool:
+        """Before handling ``message``, one of several handled in one turn (None: before
+        a step for several): ``rest``, the ones not begun yet, become the next
+        incarnation's first messages if this one crashes or is replaced meanwhile. False
+        when it was replaced already: the supervisor took the rest, and this incarnation
+        stops."""
+        context = self.context
+        with context.batch_lock:
+            if context.retired.is_set():
+                self.stop()
+                return False
+            context.unhandled = rest
+        if message is not None:
+            self._handling = type(message).__name__
+            context.progress += 1
+        return True
+
+    def end_of_batch(self) -> None:
+        """Every message of the turn begun: none left to hand over."""
+        with self.context.batch_lock:
+            self.context.unhandled = ()
+
     def _handle_batch(self, events: tuple[Event, ...]) -> None:
         """Each event as if it had come alone: a crash on one, or a replacement while it
         hung, loses only that one; the rest go to the next incarnation first."""
-        context = self.context
         for at, event in enumerate(events):
-            with context.batch_lock:
-                if context.retired.is_set():
-                    self.stop()  # the supervisor took the rest when it retired us
-                    return
-                context.unhandled = events[at + 1 :]
-            self._handling = type(event).__name__
-            context.progress += 1
+            if not self.begin_next(event, events[at + 1 :]):
+                return  # the supervisor took the rest when it retired us
             if self.handle(event) is NOT_HANDLED:
                 logger.error("unexpected message %r ignored", event)
                 self._report_error(TypeError(f"unexpected message {type(event).__name__}"))
-        with context.batch_lock:
-            context.unhandled = ()
+        self.end_of_batch()
 
     def _end(self, report: Event) -> None:
         """The last acts of an incarnation: release what it holds, hand back the

@@ -12,12 +12,12 @@ lock that ``set`` releases. Measured on real actors (``bench/mailbox.py``): a te
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import pykka
@@ -101,8 +101,9 @@ class DeferringInbox:
     """An inbox in which some messages wait without waking the actor.
 
     A told message of a ``deferred`` type is queued and nothing more: the actor takes
-    it at its next wake, before whatever woke it (the inbox stays one queue, in order).
-    Any other message, and every ``ask``, wakes the actor. For an actor that acts on a
+    it at its next wake, before whatever woke it (the inbox stays one queue, in order),
+    unless it says it ``wakes`` (a true attribute of that name). Any other message, and
+    every ``ask``, wakes the actor. For an actor that acts on a
     tick of its own anyway (the StoreWriter writes its batch every ``flush_interval``),
     waking it for each record is a thread switch for nothing: on the order path three
     records per order, each a futex wake on the sender's side and a wake-up here.
@@ -120,11 +121,19 @@ class DeferringInbox:
         self, envelope: Envelope[Any], block: bool = True, timeout: float | None = None
     ) -> None:
         self._items.append(envelope)
-        if envelope.reply_to is None and type(envelope.message) in self._deferred:
+        message = envelope.message
+        if (
+            envelope.reply_to is None
+            and type(message) in self._deferred
+            and not getattr(message, "wakes", False)
+        ):
             return
         # Released already: a wake is pending, and the actor will see this message too.
-        with contextlib.suppress(RuntimeError):
+        # (Not ``contextlib.suppress``: a context manager per message, on the order path.)
+        try:  # noqa: SIM105
             self._wake.release()
+        except RuntimeError:
+            pass
 
     def get(self, block: bool = True, timeout: float | None = None) -> Envelope[Any]:
         items = self._items
@@ -142,6 +151,22 @@ class DeferringInbox:
             elif not self._wake.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
                 raise queue.Empty
 
+    def take_leading(self, accept: Callable[[Any], bool], limit: int) -> list[Any]:
+        """The told messages at the head of the inbox that ``accept`` takes, in order, at
+        most ``limit``: taken out, as the actor's own ``get`` would. Stops at the first
+        message it does not take, and at any ``ask`` (its answer is owed to the asker).
+        Only the actor's thread takes from the inbox, so the head it looks at is the
+        head it takes."""
+        items = self._items
+        taken: list[Any] = []
+        while len(taken) < limit and items:
+            envelope = items[0]
+            if envelope.reply_to is not None or not accept(envelope.message):
+                break
+            items.popleft()
+            taken.append(envelope.message)
+        return taken
+
     def empty(self) -> bool:
         return not self._items
 
@@ -157,9 +182,13 @@ class LeanMailbox:
     it (see ``DeferringInbox``). Only for an actor woken often enough by its own ticks
     that the wait does not matter, and for messages nobody waits on."""
 
+    takes_leading: ClassVar[bool] = False
+    """The actor takes several messages at once from the head of its inbox
+    (``take_leading``): its inbox is a ``DeferringInbox``, which can look at its head."""
+
     @classmethod
     def _create_actor_inbox(cls) -> ActorInbox:
-        if cls.deferred_messages:
+        if cls.deferred_messages or cls.takes_leading:
             return DeferringInbox(frozenset(cls.deferred_messages))
         inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         return inbox

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,7 +24,13 @@ from coordinator.infra.journal import Journal
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.infra.store import connect
 from coordinator.messages.health import GetHealthSnapshot, TradingStateChanged
-from coordinator.messages.ledger import OrderNotExecuted, Reservation, Reserve, Settle
+from coordinator.messages.ledger import (
+    OrderNotExecuted,
+    Reservation,
+    Reserve,
+    ReserveMany,
+    Settle,
+)
 from coordinator.messages.pipeline import (
     GetValidatorSnapshot,
     OrderRecord,
@@ -60,14 +66,24 @@ def universe_manager(message: object) -> object:
 
 
 class Ledger:
-    """Answers every Reserve with a plan of ``quantity`` (None: refused)."""
+    """Answers every Reserve with a plan of ``quantity`` (None: refused), and each of a
+    ReserveMany's the same way."""
 
     def __init__(self) -> None:
         self.quantity: float | None = 0.01
+        self.before: Callable[[object], None] | None = None
+        """Runs first on each message (a test holds the Ledger with it)."""
 
     def __call__(self, message: object) -> object:
+        if self.before is not None:
+            self.before(message)
+        if isinstance(message, ReserveMany):
+            return tuple(self._reserve(reserve) for reserve in message.reserves)
         if not isinstance(message, Reserve):
             return None
+        return self._reserve(message)
+
+    def _reserve(self, message: Reserve) -> Reservation:
         signal = message.signal
         if self.quantity is None:
             refused = CheckResult("risk", False, Reason.MAX_CONCURRENT_TRADES, "test: no room")

@@ -1,0 +1,164 @@
+"""The Validator's signals taken together: those waiting behind the one it takes in
+its inbox are checked in order, reserved with one ask of the Ledger, then sent in order.
+
+Under load, waking the Ledger and waking back for its answer cost more than the
+checks themselves, once per order. A ``ReserveMany`` pays it once for the signals that
+waited together; the Ledger checks and holds each as if it had been asked alone, in the
+same order, so the room each one finds is the same. Only plain signals of distinct
+symbols go together (a symbol's second signal is checked once its first has been
+settled, as when they come alone), and only while nothing else is in between: a change
+of the trading state told after a signal is still seen by the signals behind it.
+
+A signal taken out of the inbox is not lost if the Validator crashes or is replaced:
+those not begun go to the next incarnation first (``ChildActor.begin_next``), and the
+reservations made for them are released, since their orders were not sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pykka
+
+from coordinator.actors.names import ActorName
+from coordinator.messages.pipeline import Reservation, Reserve, ReserveMany, SubmitSignal
+from coordinator.supervisor.directory import ChildUnavailable
+from coordinator.trading.validation import CheckResult, OrderPlan
+
+if TYPE_CHECKING:
+    from coordinator.supervisor.child import ActorContext
+
+__all__ = ["BATCH_LIMIT", "ReservesTogether"]
+
+BATCH_LIMIT = 16
+"""Signals reserved together at most. Each waits for the reservation of all, about
+0.1 ms of the Ledger's time apiece, before its order is sent."""
+
+# Seconds a Validator waits for the Ledger's answer (as for one Reserve).
+_RESERVE_TIMEOUT = 2.0
+
+T = TypeVar("T")
+
+Pending = tuple[SubmitSignal, tuple[CheckResult, ...]]
+"""A signal that passed the Validator's own checks, and those checks."""
+
+
+class ReservesTogether:
+    """Part of the Validator, which provides the steps of one signal's path."""
+
+    context: ActorContext
+    _reserved: dict[str, OrderPlan]
+    _unbegun: dict[str, OrderPlan]
+    """Reservations made for signals of a batch whose path has not gone on yet."""
+
+    if TYPE_CHECKING:
+
+        def take_leading(self, accept: Callable[[Any], bool], limit: int) -> list[Any]: ...
+
+        def begin_next(self, message: Any, rest: tuple[Any, ...]) -> bool: ...
+
+        def end_of_batch(self) -> None: ...
+
+        def _skipped(self, message: SubmitSignal) -> bool: ...
+
+        def _partition_lost(self, message: SubmitSignal) -> bool: ...
+
+        def _guarded(
+            self, message: SubmitSignal, step: Callable[..., T], *args: Any
+        ) -> T | None: ...
+
+        def _internal_error(self, message: SubmitSignal, exc: Exception) -> None: ...
+
+        def _checks_before_reserve(
+            self, message: SubmitSignal
+        ) -> tuple[CheckResult, ...] | None: ...
+
+        def _reserve_of(self, message: SubmitSignal) -> Reserve: ...
+
+        def _ledger_unavailable(
+            self, message: SubmitSignal, done: tuple[CheckResult, ...], exc: Exception
+        ) -> None: ...
+
+        def _with_reservation(
+            self, message: SubmitSignal, done: tuple[CheckResult, ...], reservation: Reservation
+        ) -> None: ...
+
+        def _settle(self, reservation_id: str | None, filled: bool | None) -> None: ...
+
+    def _taken_with(self, first: SubmitSignal) -> list[SubmitSignal]:
+        """``first`` and the plain signals of other symbols right behind it."""
+        if first.exit is not None or self.context.unhandled:
+            # A stop's exit goes alone (it is checked against the freshest price when it
+            # is sent). Inside a batch handed over, the rest of that batch comes first.
+            return [first]
+        symbols = {first.signal.symbol}
+
+        def accept(message: Any) -> bool:
+            if type(message) is not SubmitSignal or message.exit is not None:
+                return False
+            if message.signal.symbol in symbols:
+                return False
+            symbols.add(message.signal.symbol)
+            return True
+
+        return [first, *self.take_leading(accept, BATCH_LIMIT - 1)]
+
+    def _on_signals(self, batch: list[SubmitSignal]) -> None:
+        pending: list[Pending] = []
+        for at, message in enumerate(batch):
+            if not self.begin_next(message, (*(m for m, _ in pending), *batch[at + 1 :])):
+                return
+            if self._skipped(message) or self._partition_lost(message):
+                continue
+            done = self._guarded(message, self._checks_before_reserve, message)
+            if done is not None:
+                pending.append((message, done))
+        if pending and not self._reserve_and_send(pending):
+            return  # replaced: what was not begun is the next incarnation's
+        self.end_of_batch()
+
+    def _reserve_and_send(self, pending: list[Pending]) -> bool:
+        """False when this incarnation was replaced meanwhile and stops."""
+        if not self.begin_next(None, tuple(m for m, _ in pending)):
+            return False
+        try:
+            reservations: tuple[Reservation, ...] = self.context.directory.ask(
+                ActorName.LEDGER,
+                ReserveMany(reserves=tuple(self._reserve_of(m) for m, _ in pending)),
+                timeout=_RESERVE_TIMEOUT,
+            )
+        except (ChildUnavailable, pykka.Timeout) as exc:
+            for at, (message, done) in enumerate(pending):
+                if not self.begin_next(message, tuple(m for m, _ in pending[at + 1 :])):
+                    return False
+                self._guarded(message, self._ledger_unavailable, message, done, exc)
+            return True
+        except Exception as exc:
+            # The Ledger failed on them (it restarts with its book as before the ask).
+            for message, _ in pending:
+                self._internal_error(message, exc)
+            return True
+        self._unbegun = {
+            r.reservation_id: r.plan
+            for r in reservations
+            if r.reservation_id is not None and r.plan is not None
+        }
+        self._reserved.update(self._unbegun)
+        for at, ((message, done), reservation) in enumerate(
+            zip(pending, reservations, strict=True)
+        ):
+            if not self.begin_next(message, tuple(m for m, _ in pending[at + 1 :])):
+                self._release_unbegun()
+                return False
+            if reservation.reservation_id is not None:
+                self._unbegun.pop(reservation.reservation_id, None)
+            self._guarded(message, self._with_reservation, message, done, reservation)
+        return True
+
+    def _release_unbegun(self) -> None:
+        """The reservations of signals whose path did not go on here: not sent, so the
+        room goes back (the next incarnation reserves for them again)."""
+        unbegun, self._unbegun = self._unbegun, {}
+        for reservation_id in unbegun:
+            self._settle(reservation_id, False)
