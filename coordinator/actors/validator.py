@@ -21,7 +21,7 @@ import pykka
 from coordinator.actors.held_orders import HoldsOrders
 from coordinator.actors.names import ActorName
 from coordinator.actors.reconciler import match_policy
-from coordinator.actors.validator_batch import ReservesTogether
+from coordinator.actors.validator_batch import LEDGER_UNAVAILABLE, ReservesTogether
 from coordinator.actors.validator_orders import SendsOrders
 from coordinator.actors.validator_waiting import WaitQueue
 from coordinator.config.parts import ValidatorSettings
@@ -326,7 +326,7 @@ class Validator(HoldsOrders, SendsOrders, ReservesTogether, WaitQueue, ChildActo
             reservation: Reservation = self.context.directory.ask(
                 ActorName.LEDGER, self._reserve_of(message), timeout=_RESERVE_TIMEOUT
             )
-        except (ChildUnavailable, pykka.Timeout) as exc:
+        except LEDGER_UNAVAILABLE as exc:
             self._ledger_unavailable(message, done, exc)
             return
         self._with_reservation(message, done, reservation)

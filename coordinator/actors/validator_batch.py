@@ -29,7 +29,7 @@ from coordinator.trading.validation import CheckResult, OrderPlan
 if TYPE_CHECKING:
     from coordinator.supervisor.child import ActorContext
 
-__all__ = ["BATCH_LIMIT", "ReservesTogether"]
+__all__ = ["BATCH_LIMIT", "LEDGER_UNAVAILABLE", "ReservesTogether"]
 
 BATCH_LIMIT = 16
 """Signals reserved together at most. Each waits for the reservation of all, about
@@ -37,6 +37,10 @@ BATCH_LIMIT = 16
 
 # Seconds a Validator waits for the Ledger's answer (as for one Reserve).
 _RESERVE_TIMEOUT = 2.0
+
+LEDGER_UNAVAILABLE = (ChildUnavailable, pykka.Timeout, pykka.ActorDeadError)
+"""What a Reserve may meet while the Ledger is down or being restarted (one that
+crashes with the ask in its inbox answers it ActorDeadError): the signal waits."""
 
 T = TypeVar("T")
 
@@ -128,7 +132,7 @@ class ReservesTogether:
                 ReserveMany(reserves=tuple(self._reserve_of(m) for m, _ in pending)),
                 timeout=_RESERVE_TIMEOUT,
             )
-        except (ChildUnavailable, pykka.Timeout) as exc:
+        except LEDGER_UNAVAILABLE as exc:
             for at, (message, done) in enumerate(pending):
                 if not self.begin_next(message, tuple(m for m, _ in pending[at + 1 :])):
                     return False

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pykka
 import pytest
 
 from coordinator.actors.validator import Validator
@@ -214,6 +215,27 @@ def test_a_signal_waits_while_the_trader_is_down_until_the_clock_passes_its_time
     decision = decision_of(validator, signal)
     assert (decision.outcome, decision.reason) == ("rejected", "trader_unavailable")
     assert not world["paper"].fills_by_client_id
+
+
+def test_a_signal_whose_reservation_met_the_ledger_dying_waits_for_the_next_one(world) -> None:
+    """The Ledger crashes with the Validator's Reserve in its inbox: the directory
+    answers the ask ActorDeadError as it hands the inbox over. The Ledger is restarted
+    at once, so the signal waits and is tried again, as when the Ledger cannot be
+    reached; it is not rejected ``internal_error`` (a plain signal would be lost so)."""
+    validator: Solo = world["validator"]
+    dying = {"once": True}
+
+    def dies_once(message: object) -> None:
+        if isinstance(message, Reserve | ReserveMany) and dying.pop("once", False):
+            raise pykka.ActorDeadError("ledger stopped before answering")
+
+    world["ledger"].before = dies_once
+    signal = submit(validator)
+    wait_for(lambda: validator.ask(GetValidatorSnapshot()).waiting == 1, message="waiting")
+    validator.clock.advance(1.0)  # its next tick tries it again
+    decision = decision_of(validator, signal)
+    assert decision.outcome == "accepted", decision.detail
+    assert sum(world["paper"].fills_by_client_id.values()) == 1
 
 
 def test_a_signal_that_waited_for_the_trader_waits_on_while_the_portfolio_lags(world) -> None:

@@ -11,10 +11,12 @@ import threading
 import uuid
 from typing import Any
 
+import pykka
+
 from coordinator.actors.validator import Validator
 from coordinator.messages.health import TradingStateChanged
 from coordinator.messages.ledger import Reserve, ReserveMany, Settle
-from coordinator.messages.pipeline import RecordDecision, SubmitSignal
+from coordinator.messages.pipeline import GetValidatorSnapshot, RecordDecision, SubmitSignal
 from coordinator.trading.signals import Signal, parse_signal
 from coordinator.trading.trading_state import StateReason, TradingState, TradingStatus
 from tests.actors import test_validator
@@ -204,3 +206,23 @@ def test_signals_taken_together_and_not_begun_go_to_the_next_incarnation_with_th
         assert sum(world["paper"].fills_by_client_id.values()) == 4
     finally:
         again.stop()
+
+
+def test_signals_reserved_together_when_the_ledger_dies_wait_and_are_tried_again(
+    world,
+) -> None:
+    validator: Solo = world["validator"]
+    dying = {"once": True}
+
+    def dies_once(_many: ReserveMany) -> None:
+        if dying.pop("once", False):
+            raise pykka.ActorDeadError("ledger stopped before answering")
+
+    ledger, first = held(world, on_many=dies_once)
+    behind = [submit(validator, symbol) for symbol in ("ETHUSDC", "SOLUSDC")]
+    ledger.release()
+    wait_for(lambda: validator.ask(GetValidatorSnapshot()).waiting == 2, message="waiting")
+    validator.clock.advance(1.0)  # its next tick tries them again
+    decisions = decided(validator, [first, *behind])
+    assert all(d.outcome == "accepted" for d in decisions.values()), decisions
+    assert sum(world["paper"].fills_by_client_id.values()) == 3
