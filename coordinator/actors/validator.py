@@ -21,7 +21,11 @@ import pykka
 from coordinator.actors.held_orders import HoldsOrders
 from coordinator.actors.names import ActorName
 from coordinator.actors.reconciler import match_policy
-from coordinator.actors.validator_batch import LEDGER_UNAVAILABLE, ReservesTogether
+from coordinator.actors.validator_batch import (
+    LEDGER_UNAVAILABLE,
+    RESERVE_TIMEOUT,
+    ReservesTogether,
+)
 from coordinator.actors.validator_orders import SendsOrders
 from coordinator.actors.validator_waiting import WaitQueue
 from coordinator.config.parts import ValidatorSettings
@@ -72,9 +76,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Seconds a Validator waits for the Ledger's Reservation; the Reserve carries the
-# matching deadline, past which the Ledger makes none.
-_RESERVE_TIMEOUT = 2.0
 
 _UNKNOWN_STATE = TradingStatus(
     TradingState.HALTED,
@@ -303,14 +304,15 @@ class Validator(HoldsOrders, SendsOrders, ReservesTogether, WaitQueue, ChildActo
             return step(*args)
         except Exception as exc:
             logger.exception("internal error on %s", message.signal.signal_id)
-            self._internal_error(message, exc)
+            self._internal_error(message, exc, sending=self._sending)
             return None
 
-    def _internal_error(self, message: SubmitSignal, exc: Exception) -> None:
+    def _internal_error(self, message: SubmitSignal, exc: Exception, *, sending: bool) -> None:
+        """The signal decided after a bug on it; ``sending``: its order may have left."""
         if message.signal.signal_id in self._services.decided:
             return
         detail = f"internal error: {type(exc).__name__}: {exc}"
-        if self._sending:
+        if sending:
             # The order may have left: never treat it as not sent.
             failure = CheckResult("execution", False, Reason.ORDER_UNKNOWN, detail)
             self._decide(message, (*message.checks, failure), outcome=Outcome.UNKNOWN)
@@ -324,7 +326,7 @@ class Validator(HoldsOrders, SendsOrders, ReservesTogether, WaitQueue, ChildActo
             return
         try:
             reservation: Reservation = self.context.directory.ask(
-                ActorName.LEDGER, self._reserve_of(message), timeout=_RESERVE_TIMEOUT
+                ActorName.LEDGER, self._reserve_of(message), timeout=RESERVE_TIMEOUT
             )
         except LEDGER_UNAVAILABLE as exc:
             self._ledger_unavailable(message, done, exc)
@@ -384,7 +386,7 @@ class Validator(HoldsOrders, SendsOrders, ReservesTogether, WaitQueue, ChildActo
             market=self._prices.get(message.signal.symbol),
             exit=message.exit,
             owner=f"{self.name}#{self.context.incarnation}",
-            deadline=self._clock.time() + _RESERVE_TIMEOUT,
+            deadline=self._clock.time() + RESERVE_TIMEOUT,
         )
 
     def _ledger_unavailable(

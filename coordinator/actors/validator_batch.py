@@ -29,14 +29,15 @@ from coordinator.trading.validation import CheckResult, OrderPlan
 if TYPE_CHECKING:
     from coordinator.supervisor.child import ActorContext
 
-__all__ = ["BATCH_LIMIT", "LEDGER_UNAVAILABLE", "ReservesTogether"]
+__all__ = ["BATCH_LIMIT", "LEDGER_UNAVAILABLE", "RESERVE_TIMEOUT", "ReservesTogether"]
 
 BATCH_LIMIT = 16
 """Signals reserved together at most. Each waits for the reservation of all, about
 0.1 ms of the Ledger's time apiece, before its order is sent."""
 
-# Seconds a Validator waits for the Ledger's answer (as for one Reserve).
-_RESERVE_TIMEOUT = 2.0
+RESERVE_TIMEOUT = 2.0
+"""Seconds a Validator waits for the Ledger's answer; each Reserve carries the matching
+deadline, past which the Ledger makes no reservation."""
 
 LEDGER_UNAVAILABLE = (ChildUnavailable, pykka.Timeout, pykka.ActorDeadError)
 """What a Reserve may meet while the Ledger is down or being restarted (one that
@@ -72,7 +73,9 @@ class ReservesTogether:
             self, message: SubmitSignal, step: Callable[..., T], *args: Any
         ) -> T | None: ...
 
-        def _internal_error(self, message: SubmitSignal, exc: Exception) -> None: ...
+        def _internal_error(
+            self, message: SubmitSignal, exc: Exception, *, sending: bool
+        ) -> None: ...
 
         def _checks_before_reserve(
             self, message: SubmitSignal
@@ -130,7 +133,7 @@ class ReservesTogether:
             reservations: tuple[Reservation, ...] = self.context.directory.ask(
                 ActorName.LEDGER,
                 ReserveMany(reserves=tuple(self._reserve_of(m) for m, _ in pending)),
-                timeout=_RESERVE_TIMEOUT,
+                timeout=RESERVE_TIMEOUT,
             )
         except LEDGER_UNAVAILABLE as exc:
             for at, (message, done) in enumerate(pending):
@@ -140,8 +143,9 @@ class ReservesTogether:
             return True
         except Exception as exc:
             # The Ledger failed on them (it restarts with its book as before the ask).
+            # None of their orders has left, whatever a signal before them did.
             for message, _ in pending:
-                self._internal_error(message, exc)
+                self._internal_error(message, exc, sending=False)
             return True
         self._unbegun = {
             r.reservation_id: r.plan

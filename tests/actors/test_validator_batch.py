@@ -226,3 +226,27 @@ def test_signals_reserved_together_when_the_ledger_dies_wait_and_are_tried_again
     decisions = decided(validator, [first, *behind])
     assert all(d.outcome == "accepted" for d in decisions.values()), decisions
     assert sum(world["paper"].fills_by_client_id.values()) == 3
+
+
+def test_signals_reserved_together_when_the_ledger_fails_on_them_are_rejected_unsent(
+    world,
+) -> None:
+    """A bug in the Ledger on a ReserveMany: each signal of it is decided
+    ``internal_error`` (rejected, not unknown: none of their orders left), and the
+    Validator goes on with the next signal."""
+    validator: Solo = world["validator"]
+
+    def fails(_many: ReserveMany) -> None:
+        raise RuntimeError("test: the Ledger fails on this batch")
+
+    ledger, first = held(world, on_many=fails)
+    behind = [submit(validator, symbol) for symbol in ("ETHUSDC", "SOLUSDC")]
+    ledger.release()
+    decisions = decided(validator, [first, *behind])
+    assert decisions.pop(first.signal_id).outcome == "accepted"
+    for decision in decisions.values():
+        assert (decision.outcome, decision.reason) == ("rejected", "internal_error")
+        assert "the Ledger fails on this batch" in decision.detail
+    later = submit(validator, "XRPUSDC")
+    assert decided(validator, [later])[later.signal_id].outcome == "accepted"
+    assert sum(world["paper"].fills_by_client_id.values()) == 2
