@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import requests
 
+from coordinator.actors import ledger as ledger_actor
 from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.messages.pipeline import GetLedgerSnapshot, Reserve, ReserveMany, Settle
 from coordinator.trading.routing import client_order_id
@@ -132,6 +133,34 @@ def test_reservations_asked_together_each_find_the_book_the_ones_before_left(pip
     )
     again = pipe.directory.ask("ledger", reserve("SOLUSDC"), timeout=5)
     assert again.plan is not None, again.checks
+    assert ledger(pipe).reservations == 2
+
+
+def test_a_bug_on_one_reservation_asked_together_refuses_that_one_alone(pipelines, monkeypatch):
+    """The others of the ReserveMany are reserved and answered: failing the whole ask
+    would leave their reservations held by nobody until they expire."""
+    pipe = pipelines()
+    evaluate = ledger_actor.evaluate_order
+
+    def failing_on_eth(signal: Signal, **kwargs: Any) -> Any:
+        if signal.symbol == "ETHUSDC":
+            raise ValueError("test: a bug on this one")
+        return evaluate(signal, **kwargs)
+
+    monkeypatch.setattr(ledger_actor, "evaluate_order", failing_on_eth)
+    reserves = tuple(
+        Reserve(
+            signal=signal_of(signal_payload(symbol, "BUY")),
+            market=None,
+            owner="validator-0#1",
+            deadline=time.time() + 5.0,
+        )
+        for symbol in ("BTCUSDC", "ETHUSDC", "SOLUSDC")
+    )
+    answers = pipe.directory.ask("ledger", ReserveMany(reserves=reserves), timeout=5)
+    assert [a.plan is not None for a in answers] == [True, False, True]
+    assert answers[1].checks[-1].reason is Reason.INTERNAL_ERROR
+    assert "a bug on this one" in answers[1].checks[-1].detail
     assert ledger(pipe).reservations == 2
 
 

@@ -136,7 +136,7 @@ class Ledger(ChildActor):
                 return self._reserve(message)
             case ReserveMany(reserves=reserves):
                 # One wake-up and one kept book for them all (see ``handle``).
-                return tuple(self._reserve(reserve) for reserve in reserves)
+                return tuple(self._reserve_among_many(reserve) for reserve in reserves)
             case Settle():
                 self._settle(message)
             case OrderNotExecuted():
@@ -231,6 +231,18 @@ class Ledger(ChildActor):
         return Reservation(
             checks=evaluation.checks, plan=evaluation.plan, reservation_id=order.reservation_id
         )
+
+    def _reserve_among_many(self, message: Reserve) -> Reservation:
+        """One Reserve of a ReserveMany. A bug on it is its own refusal: the ask does not
+        fail for all, whose reservations made already would be held by nobody."""
+        try:
+            return self._reserve(message)
+        except Exception as exc:
+            logger.exception("internal error reserving for %s", message.signal.signal_id)
+            failed = CheckResult(
+                "risk", False, Reason.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}"
+            )
+            return Reservation(checks=(failed,), plan=None, reservation_id=None)
 
     def _expire(self) -> None:
         released, trusted = self._book.expire(self._clock.time())

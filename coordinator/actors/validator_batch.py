@@ -142,8 +142,9 @@ class ReservesTogether:
                 self._guarded(message, self._ledger_unavailable, message, done, exc)
             return True
         except Exception as exc:
-            # The Ledger failed on them (it restarts with its book as before the ask).
-            # None of their orders has left, whatever a signal before them did.
+            # The ask itself failed (the Ledger answers a bug on one Reserve as that
+            # one's refusal). None of their orders has left, whatever a signal before
+            # them did.
             for message, _ in pending:
                 self._internal_error(message, exc, sending=False)
             return True
