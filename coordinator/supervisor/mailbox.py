@@ -103,10 +103,13 @@ class DeferringInbox:
     A told message of a ``deferred`` type is queued and nothing more: the actor takes
     it at its next wake, before whatever woke it (the inbox stays one queue, in order),
     unless it says it ``wakes`` (a true attribute of that name). Any other message, and
-    every ``ask``, wakes the actor. For an actor that acts on a
-    tick of its own anyway (the StoreWriter writes its batch every ``flush_interval``),
-    waking it for each record is a thread switch for nothing: on the order path three
-    records per order, each a futex wake on the sender's side and a wake-up here.
+    every ``ask``, wakes the actor. For an actor that acts on a tick of its own anyway
+    (the StoreWriter writes its batch every ``flush_interval``), waking it for each
+    record is a thread switch for nothing: on the order path three records per order,
+    each a futex wake on the sender's side and a wake-up here.
+
+    Its head can also be taken while it is accepted (``take_leading``), which a
+    ``SimpleQueue`` cannot do: an actor that handles several messages in one turn.
     """
 
     __slots__ = ("_deferred", "_items", "_wake")
