@@ -26,6 +26,7 @@ from coordinator.actors.validator_batch import (
     RESERVE_TIMEOUT,
     ReservesTogether,
 )
+from coordinator.actors.validator_exits import TakesExits
 from coordinator.actors.validator_orders import SendsOrders
 from coordinator.actors.validator_waiting import WaitQueue
 from coordinator.config.parts import ValidatorSettings
@@ -39,7 +40,6 @@ from coordinator.messages.pipeline import (
     PricesUpdated,
     PriceUpdated,
     RecordDecision,
-    RecordSignal,
     Reservation,
     Reserve,
     SubmitSignal,
@@ -55,11 +55,9 @@ from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.trading.execution import OrderStatus
 from coordinator.trading.routing import client_order_id
 from coordinator.trading.sizing_roottrading import universe_override
-from coordinator.trading.stops import EXIT_SOURCE, exit_signal
 from coordinator.trading.trading_state import StateReason, TradingState, TradingStatus
 from coordinator.trading.validation import (
     CheckResult,
-    ExitTarget,
     MarketQuote,
     OrderPlan,
     Outcome,
@@ -83,7 +81,7 @@ _UNKNOWN_STATE = TradingStatus(
 )
 
 
-class Validator(HoldsOrders, SendsOrders, ReservesTogether, WaitQueue, ChildActor):
+class Validator(HoldsOrders, SendsOrders, ReservesTogether, TakesExits, WaitQueue, ChildActor):
     # Prices are told by the MarketFeed to the owner of the symbol only.
     subscriptions = (TradingStateChanged, UniverseChanged)
     settings: ValidatorSettings
@@ -235,61 +233,6 @@ class Validator(HoldsOrders, SendsOrders, ReservesTogether, WaitQueue, ChildActo
             self._wait(message, Reason.TRADER_UNAVAILABLE, "queued behind")
             return True
         return False
-
-    def _on_exit(self, message: ExitPosition) -> None:
-        """A triggered stop, into the same path as a SELL signal: the Ledger sizes it
-        from the position, holds one exit per symbol in flight, and the exit id makes
-        one order at most. Stored as a signal of source ``trailing_stop``."""
-        signal = exit_signal(
-            exit_id=message.exit_id,
-            position_key=message.position_key,
-            symbol=message.symbol,
-            price=message.price,
-            stop=message.stop,
-            rule=message.rule,
-            strategy=message.strategy,
-            triggered_at=message.triggered_at,
-            tick_mono=message.tick_mono,
-        )
-        now = self._clock.time()
-        if signal.signal_id not in self._services.decided:
-            self._store(
-                RecordSignal(
-                    signal_id=signal.signal_id,
-                    source=EXIT_SOURCE,
-                    received_at=now,
-                    received_mono=message.tick_mono,
-                    signal=signal,
-                    payload=signal.payload,
-                )
-            )
-        trigger = CheckResult(
-            "trigger",
-            True,
-            None,
-            f"{message.rule} stop {message.stop:.8g} hit at {message.price:.8g} "
-            f"({message.strategy}), position {message.position_key}",
-        )
-        submitted = SubmitSignal(
-            signal=signal,
-            source=EXIT_SOURCE,
-            received_at=now,
-            received_mono=message.tick_mono or self._clock.monotonic(),
-            checks=(trigger,),
-            exit=ExitTarget(
-                position_key=message.position_key,
-                entry_price=message.entry_price,
-                quantity=message.quantity,
-                opened_at=message.opened_at,
-                stop=message.stop,
-                price=message.price,
-                price_at=message.price_at,
-                fence=message.fence,
-            ),
-        )
-        if signal.signal_id not in self._services.decided:
-            self._kept_exits.put(signal.signal_id, {"validator": self.name, "message": submitted})
-        self._on_signal(submitted)
 
     def _process(self, message: SubmitSignal) -> None:
         """Steps 4 to 10 for one signal."""
