@@ -347,6 +347,13 @@ class Validator(HoldsOrders, SendsOrders, ReservesTogether, TakesExits, WaitQueu
         """Steps 6-9 as the Ledger answered them, and step 10 if they passed."""
         done = (*done, *reservation.checks)
         if reservation.plan is None or reservation.reservation_id is None:
+            failure = done[-1]
+            if failure.reason is Reason.MARKET_DATA_UNAVAILABLE and not self._expired(message):
+                # No price of the symbol since this Validator started (a new process
+                # with signals waiting in the stream): its first ticks come within
+                # seconds, and the signal is checked again from step 4 on each tick.
+                self._wait(message, Reason.MARKET_DATA_UNAVAILABLE, failure.detail)
+                return
             self._decide(message, done)
             return
         plan, reservation_id = reservation.plan, reservation.reservation_id

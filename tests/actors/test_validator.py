@@ -35,6 +35,7 @@ from coordinator.messages.ledger import (
 from coordinator.messages.pipeline import (
     GetValidatorSnapshot,
     OrderRecord,
+    PriceUpdated,
     RecordDecision,
     SubmitSignal,
 )
@@ -74,6 +75,8 @@ class Ledger:
         self.quantity: float | None = 0.01
         self.before: Callable[[object], None] | None = None
         """Runs first on each message (a test holds the Ledger with it)."""
+        self.require_market = False
+        """Refuse a signal of a symbol whose price the Validator does not know yet."""
 
     def __call__(self, message: object) -> object:
         if self.before is not None:
@@ -86,6 +89,14 @@ class Ledger:
 
     def _reserve(self, message: Reserve) -> Reservation:
         signal = message.signal
+        if self.require_market and message.market is None:
+            missing = CheckResult(
+                "market",
+                False,
+                Reason.MARKET_DATA_UNAVAILABLE,
+                f"no market price for {signal.symbol} yet",
+            )
+            return Reservation(checks=(missing,), plan=None, reservation_id=None)
         if self.quantity is None:
             refused = CheckResult("risk", False, Reason.MAX_CONCURRENT_TRADES, "test: no room")
             return Reservation(checks=(refused,), plan=None, reservation_id=None)
@@ -236,6 +247,39 @@ def test_a_signal_whose_reservation_met_the_ledger_dying_waits_for_the_next_one(
     decision = decision_of(validator, signal)
     assert decision.outcome == "accepted", decision.detail
     assert sum(world["paper"].fills_by_client_id.values()) == 1
+
+
+def test_a_signal_decided_before_any_price_of_its_symbol_waits_for_the_first_one(world) -> None:
+    """A Validator just started (a new process, with signals waiting in the stream) has
+    no price yet: the first ticks of each symbol come within seconds. A signal the
+    Ledger refuses for want of one waits for it, at most until its timeout, instead of
+    being rejected ``market_data_unavailable`` (the soak, seed 24, rejected 30 of its
+    signals so, in bursts right after its coordinator restarts)."""
+    validator: Solo = world["validator"]
+    world["ledger"].require_market = True
+    signal = submit(validator)
+    wait_for(lambda: validator.ask(GetValidatorSnapshot()).waiting == 1, message="waiting")
+    validator.tell(
+        PriceUpdated(symbol="ETHUSDC", price=PRICES["ETHUSDC"], at=validator.clock.time())
+    )
+    validator.clock.advance(1.0)  # its next tick tries it again
+    decision = decision_of(validator, signal)
+    assert decision.outcome == "accepted", decision.detail
+    assert sum(world["paper"].fills_by_client_id.values()) == 1
+
+
+def test_a_signal_whose_symbol_has_no_price_until_its_timeout_is_rejected_for_it(
+    world,
+) -> None:
+    validator: Solo = world["validator"]
+    world["ledger"].require_market = True
+    signal = submit(validator)
+    wait_for(lambda: validator.ask(GetValidatorSnapshot()).waiting == 1, message="waiting")
+    validator.clock.advance(TIMEOUT + 1)
+    decision = decision_of(validator, signal)
+    assert (decision.outcome, decision.reason) == ("rejected", "market_data_unavailable")
+    assert "no market price for ETHUSDC yet" in decision.detail
+    assert not world["paper"].fills_by_client_id
 
 
 def test_a_signal_that_waited_for_the_trader_waits_on_while_the_portfolio_lags(world) -> None:
