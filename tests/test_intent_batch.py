@@ -14,10 +14,11 @@ import pytest
 from coordinator.clock import ManualClock
 from coordinator.config.parts import LEADER_LEASE
 from coordinator.infra.intent_batch import ClaimGroup, PendingClaim
-from coordinator.infra.intent_claims import Claim, ClaimResult, IntentClaims
+from coordinator.infra.intent_claims import Claim, ClaimRequest, ClaimResult, IntentClaims
 from coordinator.infra.journal import Journal
 from coordinator.infra.lease_store import LeaseStore
 from coordinator.infra.order_states import OrderStates
+from coordinator.infra.records import RecordKind
 from tests.test_execution import intent
 from tests.test_intent_claims import held_row
 from tests.waiting import wait_for
@@ -268,3 +269,51 @@ def test_the_group_answers_every_claim_once_whatever_the_interleaving(wait):
     inserted = [i for i, ok, answered in answers if answered and ok]
     assert sorted(inserted) == sorted(table)
     assert group.claims == 12 * 200 and not group.leading and group.queued == 0
+
+
+def test_claims_asked_in_one_call_are_answered_in_order_with_one_commit(own_postgres, tmp_path):
+    """A Validator claiming its batch's intents at once: one commit for those PostgreSQL
+    is asked, each answered as if alone (one stored before exists; one the journal holds
+    exists without being asked)."""
+    journal = Journal(tmp_path / "j.jsonl")
+    claims = IntentClaims(own_postgres.dsn, journal, timeout=30)
+    assert claims.claim(intent("call-1"), first_seen=None).result is ClaimResult.CLAIMED
+    assert journal.claim_intent({**intent("call-4"), "kind": RecordKind.INTENT})
+    answers = claims.claim_many([ClaimRequest(intent(f"call-{n}"), None) for n in range(5)])
+    assert [(a.result, a.where) for a in answers] == [
+        (ClaimResult.CLAIMED, "postgres"),
+        (ClaimResult.EXISTS, "postgres"),
+        (ClaimResult.CLAIMED, "postgres"),
+        (ClaimResult.CLAIMED, "postgres"),
+        (ClaimResult.EXISTS, "journal"),
+    ]
+    assert claims.batches == (2, 5)
+    assert all(stored(own_postgres.dsn, f"call-{n}") for n in range(4))
+    assert not stored(own_postgres.dsn, "call-4")
+    claims.close()
+
+
+def test_claims_asked_in_one_call_during_an_outage_follow_each_their_own_rules(
+    own_postgres, tmp_path
+):
+    clock = ManualClock(monotonic=1_800_000_000.0, wall=1_800_000_000.0)
+    journal = Journal(tmp_path / "j.jsonl")
+    claims = IntentClaims(own_postgres.dsn, journal, timeout=30, clock=clock)
+    assert claims.claim(intent("before"), first_seen=clock.time()).result is ClaimResult.CLAIMED
+    clock.advance(10)
+    own_postgres.stop()
+    try:
+        new, again, early = claims.claim_many(
+            [
+                ClaimRequest(intent("new"), clock.time()),
+                ClaimRequest(intent("again"), None),
+                ClaimRequest(intent("early"), clock.time() - 20),
+            ]
+        )
+    finally:
+        own_postgres.start()
+    assert (new.result, new.where) == (ClaimResult.CLAIMED, "journal"), new
+    assert again.result is ClaimResult.UNAVAILABLE, again
+    assert early.result is ClaimResult.UNAVAILABLE, early
+    assert journal.has_intent("new") and len(journal) == 1
+    claims.close()

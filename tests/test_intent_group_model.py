@@ -1,7 +1,8 @@
 """The group commit's hand-over of the lead, on real threads, under any order of claims
 arriving and batches ending (hypothesis stateful).
 
-Each rule either starts a claimer thread (its id drawn from a few, so a second claim of
+Each rule either starts a claimer thread (one claim, or several submitted in one call
+as a Validator claims its batch's intents; ids drawn from a few, so a second claim of
 an id in flight happens) or ends the batch being committed, with one of the ways a
 batch can end: every claim stored, every claim refused as existing, an error for each,
 some left unanswered, or the commit raising. After each rule the threads are let to
@@ -9,7 +10,8 @@ settle; then, whatever came before:
 
 - one batch at most is committed at a time, and none holds an id twice;
 - a claim not yet answered is in the batch being committed or queued behind it: never
-  stranded with no leader (the hand-over's whole point);
+  stranded with no leader (the hand-over's whole point), not even behind a commit
+  that raised in the thread that also has the next claims to lead;
 - every claim is answered once, with what its batch said of it;
 - the counts of batches and claims add up.
 """
@@ -50,6 +52,8 @@ class _Claimer:
     raised: BaseException | None = None
     returned: bool = False
     expected: Any = None  # what its batch said of it: True, False or an error type
+    together: list[_Claimer] = field(default_factory=list)
+    """The claimers of the claims submitted by the same call (itself among them)."""
 
 
 def settle(condition: Any, what: str) -> None:
@@ -99,28 +103,53 @@ class ClaimGroupModel(RuleBasedStateMachine):
     # --- rules ------------------------------------------------------------------------
 
     def _quiet(self) -> bool:
-        """Every claimer is answered, queued, or in the batch being committed."""
+        """Every claim is answered, queued, or in the batch being committed, and each
+        call whose claims are all answered has returned."""
         with self.lock:
             running = [p for b in self.running for p in b.claims]
-        waiting = [c for c in self.claimers if not c.returned]
-        return len(waiting) == len(running) + self.group.queued and (not waiting or bool(running))
+        unanswered = [c for c in self.claimers if not c.pending.done]
+        if len(unanswered) != len(running) + self.group.queued:
+            return False
+        if unanswered and not running:
+            return False
+        return all(c.returned for c in self.claimers if all(t.pending.done for t in c.together))
+
+    def _start(self, order_ids: list[str]) -> None:
+        """One thread submitting these claims in one call (``submit`` for one)."""
+        together = [
+            _Claimer(PendingClaim({"client_order_id": i}, None), threading.Thread())
+            for i in order_ids
+        ]
+
+        def run() -> None:
+            raised: BaseException | None = None
+            try:
+                if len(together) == 1:
+                    self.group.submit(together[0].pending)
+                else:
+                    self.group.submit_many([c.pending for c in together])
+            except BaseException as exc:  # the leader of a raising commit gets it
+                raised = exc
+            for claimer in together:
+                claimer.raised = raised
+                claimer.returned = True
+
+        thread = threading.Thread(target=run, daemon=True)
+        for claimer in together:
+            claimer.together = together
+            claimer.thread = thread
+        self.claimers.extend(together)
+        thread.start()
+        settle(self._quiet, f"claims {order_ids} queued or led")
 
     @rule(order_id=IDS)
     def claim(self, order_id: str) -> None:
-        pending = PendingClaim({"client_order_id": order_id}, None)
-        claimer = _Claimer(pending, threading.Thread(target=lambda: None))
+        self._start([order_id])
 
-        def run() -> None:
-            try:
-                self.group.submit(pending)
-            except BaseException as exc:  # the leader of a raising commit gets it
-                claimer.raised = exc
-            claimer.returned = True
-
-        claimer.thread = threading.Thread(target=run, daemon=True)
-        self.claimers.append(claimer)
-        claimer.thread.start()
-        settle(self._quiet, f"claim {order_id} queued or led")
+    @rule(order_ids=st.lists(IDS, min_size=2, max_size=4))
+    def claim_together(self, order_ids: list[str]) -> None:
+        """A Validator claiming its batch's intents at once (an id may come twice)."""
+        self._start(order_ids)
 
     @precondition(lambda self: bool(self.running))
     @rule(ending=ENDINGS)
@@ -139,10 +168,7 @@ class ClaimGroupModel(RuleBasedStateMachine):
         batch.ending = ending
         batch.release.set()
         settle(
-            lambda: (
-                all(c.returned for c in self.claimers if c.pending in batch.claims)
-                and self._quiet()
-            ),
+            lambda: all(p.done for p in batch.claims) and self._quiet(),
             f"the batch ended {ending} and the lead handed over",
         )
 
@@ -165,12 +191,9 @@ class ClaimGroupModel(RuleBasedStateMachine):
     def each_answer_is_its_batchs(self) -> None:
         for claimer in self.claimers:
             pending = claimer.pending
-            if not claimer.returned:
-                assert not pending.done or claimer.pending in [
-                    p for b in self.running for p in b.claims
-                ]
+            if not pending.done:
                 continue
-            assert pending.done
+            assert claimer.returned or not all(c.pending.done for c in claimer.together)
             expected = claimer.expected
             if expected is True or expected is False:
                 assert pending.inserted is expected and pending.error is None
@@ -203,6 +226,7 @@ class ClaimGroupModel(RuleBasedStateMachine):
             settle(lambda b=batch: b not in self.running, "the teardown's batch")
         for claimer in self.claimers:
             claimer.thread.join(SETTLE)
+            assert not claimer.thread.is_alive(), "a claimer never returned"
 
 
 TestClaimGroupModel = ClaimGroupModel.TestCase

@@ -45,6 +45,9 @@ class PendingClaim:
     """Answered: True when stored now, False when the row existed already."""
     error: BaseException | None = None
     """Answered with the error its batch (or its own retry) met."""
+    companion: bool = False
+    """Submitted by the same call as the claim before it (a Validator claiming its
+    batch's intents at once): not one more claimer to wait for."""
     done: bool = False
     """Answered, either way."""
     wake: threading.Lock = field(default_factory=_locked)
@@ -94,18 +97,37 @@ class ClaimGroup:
             return self._leading
 
     def submit(self, pending: PendingClaim) -> None:
+        self.submit_many([pending])
+
+    def submit_many(self, claims: list[PendingClaim]) -> None:
+        """Returns once every claim of ``claims`` is done; they go in order, as many
+        in one batch as fit."""
+        if not claims:
+            return
+        for pending in claims[1:]:
+            pending.companion = True
         with self._lock:
-            self._queue.append(pending)
+            self._queue.extend(claims)
             lead = not self._leading
             self._leading = True
             if self._gather_until and len(self._queue) >= self._gather_until:
                 self._joined.notify()
-        if not lead:
-            pending.wake.acquire()
-            if pending.done:
-                return
-        while not pending.done:
-            self._lead_one(pending)
+        raised: BaseException | None = None
+        for at, pending in enumerate(claims):
+            if at > 0 or not lead:
+                # Released once answered by a batch, or to lead the next one.
+                pending.wake.acquire()
+                if pending.done:
+                    continue
+            while not pending.done:
+                try:
+                    self._lead_one(pending)
+                except BaseException as exc:
+                    # The rest of this call's claims still need this thread: one may be
+                    # the next batch's leader.
+                    raised = raised or exc
+        if raised is not None:
+            raise raised
 
     def _lead_one(self, mine: PendingClaim) -> None:
         """Commit one batch; hand the lead over once this thread's claim is answered
@@ -124,7 +146,8 @@ class ClaimGroup:
             with self._lock:
                 self.batches += 1
                 self.claims += len(batch)
-                self._last_size = len(batch)
+                # Claimers, not claims: companions of one call do not come apart.
+                self._last_size = sum(not pending.companion for pending in batch)
                 if mine.done:
                     if self._queue:
                         # Stays at the head of the queue: it is in the batch it leads.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -25,7 +26,7 @@ from coordinator.infra.pipeline_rows import insert_intents, order_row
 from coordinator.infra.records import RecordKind
 from coordinator.infra.store import StoreError, connect, first_line
 
-__all__ = ["Claim", "ClaimResult", "IntentClaims", "unreachable"]
+__all__ = ["Claim", "ClaimRequest", "ClaimResult", "IntentClaims", "unreachable"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,19 @@ def unreachable(exc: BaseException) -> bool:
         # No answer from a server: the connection broke or never was.
         return isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
     return code.startswith(_UNREACHABLE_PREFIX) or code in _UNREACHABLE_CODES
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """One intent to claim (see ``IntentClaims.claim``)."""
+
+    record: dict[str, Any]
+    """The intent's row (``coordinator_orders`` columns)."""
+    first_seen: float | None
+    """Wall-clock time this process first saw the signal; None when it may have been
+    seen before."""
+    fence: LeaseToken | None = None
+    """The lease its INSERT must pass, or None."""
 
 
 class _Fenced(Exception):
@@ -175,17 +189,36 @@ class IntentClaims:
         in (it cannot know who leads). A coordinator leading alone passes no fence: its
         exits claim as any other intent, the journal standing in during an outage.
         """
-        if fence is not None and not fence.fenced:
-            fence = None
-        client_order_id = record["client_order_id"]
-        if self._journal.has_intent(client_order_id):
-            return Claim(ClaimResult.EXISTS, "journal", "the local journal holds it")
-        # An earlier call's INSERT (of an actor that crashed since, say) may have been
-        # committed and its order sent. This call's own INSERT may not stop this call
-        # from using the journal: whatever it did, this call claims once at most.
-        sent_before = self._was_sent(client_order_id)
-        pending = PendingClaim(record, fence)
-        self._group.submit(pending)
+        return self.claim_many([ClaimRequest(record, first_seen, fence)])[0]
+
+    def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
+        """Each request's claim as ``claim`` would answer it alone, in one batch (one
+        statement and one durable commit, when nothing is refused)."""
+        answers: list[Claim | None] = []
+        asked: list[tuple[int, PendingClaim, float | None, bool]] = []
+        for request in requests:
+            client_order_id = request.record["client_order_id"]
+            if self._journal.has_intent(client_order_id):
+                answers.append(Claim(ClaimResult.EXISTS, "journal", "the local journal holds it"))
+                continue
+            fence = request.fence
+            if fence is not None and not fence.fenced:
+                fence = None
+            # An earlier call's INSERT (of an actor that crashed since, say) may have
+            # been committed and its order sent. This call's own INSERT may not stop
+            # this call from using the journal: whatever it did, it claims once at most.
+            sent_before = self._was_sent(client_order_id)
+            asked.append(
+                (len(answers), PendingClaim(request.record, fence), request.first_seen, sent_before)
+            )
+            answers.append(None)
+        self._group.submit_many([pending for _, pending, _, _ in asked])
+        for at, pending, first_seen, sent_before in asked:
+            answers[at] = self._answer(pending, first_seen, sent_before)
+        return [answer for answer in answers if answer is not None]
+
+    def _answer(self, pending: PendingClaim, first_seen: float | None, sent_before: bool) -> Claim:
+        client_order_id = pending.client_order_id
         error = pending.error
         if error is None:
             if pending.inserted:
@@ -210,7 +243,7 @@ class IntentClaims:
         reason = first_line(error)
         answered = self.answered_at
         if (
-            fence is not None
+            pending.fence is not None
             or first_seen is None
             or (answered is not None and first_seen <= answered)
             or sent_before
@@ -227,7 +260,7 @@ class IntentClaims:
                 "before the outage: waiting for PostgreSQL",
             )
         logger.warning("intent %s goes to the local journal: %s", client_order_id, reason)
-        if self._journal.claim_intent({**record, "kind": RecordKind.INTENT}):
+        if self._journal.claim_intent({**pending.record, "kind": RecordKind.INTENT}):
             return Claim(ClaimResult.CLAIMED, "journal")
         return Claim(ClaimResult.EXISTS, "journal", "the local journal holds it")
 
