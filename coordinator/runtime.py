@@ -11,6 +11,7 @@ from coordinator import __version__
 from coordinator.clock import Clock
 from coordinator.compact_ids import CompactIdWindow
 from coordinator.config import Config
+from coordinator.infra.claimed_ahead import ClaimedAhead
 
 __all__ = ["DecidedSignals", "Endpoints", "KeptRecords", "Services"]
 
@@ -144,6 +145,9 @@ class Services:
     Validator's name and the ``SubmitSignal``), for its next incarnation: one waiting
     there when it crashed would otherwise stay stored and undecided (the TrailingStop
     sends a lost exit again only while its stop is hit)."""
+    claimed_ahead: ClaimedAhead = field(default_factory=ClaimedAhead)
+    """Intents the Validators claimed ahead of sending their orders, not sent yet: for
+    their next incarnations, which may send them (see ``infra.claimed_ahead``)."""
     trader_calls_clean: threading.Event = field(default_factory=threading.Event)
     """Set by ServiceHealth while the Trader's breaker is closed with no failure counted:
     a Validator's successful call would change nothing there, and is not told."""

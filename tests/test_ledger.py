@@ -202,10 +202,11 @@ def test_an_exception_after_the_reservation_settles_it(pipelines, monkeypatch):
     assert pipe.coordinator.services is not None
     intents = pipe.coordinator.services.intents
 
-    def failing_claim(record: dict[str, Any]) -> tuple[bool, str]:
+    def failing_claim(requests: Any) -> list[Any]:
         raise OSError("journal: no space left on device")
 
-    monkeypatch.setattr(intents, "claim", failing_claim)
+    # The gate the Validators claim through, alone or several at once.
+    monkeypatch.setattr(intents, "claim_many", failing_claim)
     buy = signal_payload("BTCUSDC", "BUY")
     pipe.publish(buy)
     decision = pipe.decision(signal_id(buy))["decision"]

@@ -113,6 +113,7 @@ class Validator(HoldsOrders, SendsOrders, ReservesTogether, TakesExits, WaitQueu
         url = services.endpoints.trader_url
         self._gateway = OrderGateway(
             intents=services.intents,
+            claimed_ahead=services.claimed_ahead,
             trader=(
                 TraderClient(
                     url,
@@ -418,7 +419,9 @@ class Validator(HoldsOrders, SendsOrders, ReservesTogether, TakesExits, WaitQueu
         order_id = client_order_id(signal.signal_id)
         resent = order_id in self._resending
         self._resending.discard(order_id)
-        if order is None and self._gateway.forget(order_id):
+        if order is None and (
+            self._gateway.forget(order_id) or self._gateway.take_claimed_ahead(order_id)
+        ):
             # An intent that never left: close it, so it is not taken for a lost order.
             order = OrderRecord(
                 client_order_id=order_id,

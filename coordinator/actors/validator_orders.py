@@ -105,21 +105,14 @@ class SendsOrders(_Host):
         reservation_id: str | None,
     ) -> None:
         signal = message.signal
-        order_id = client_order_id(signal.signal_id)
-        intent = OrderRecord(
-            client_order_id=order_id,
-            signal_id=signal.signal_id,
-            symbol=plan.symbol,
-            side=plan.side.value,
-            quantity=plan.quantity,
-            reference_price=plan.reference_price,
-            state=OrderStatus.PENDING,
-            at=self._clock.time(),
-        )
+        intent = self._intent(message, plan)
+        order_id = intent.client_order_id
         if self._exit_no_longer_due(message, checks, plan, reservation_id):
             return
         self._sending = True
-        if not self._gateway.was_not_sent(order_id):
+        if not self._gateway.was_not_sent(order_id) and not self._gateway.take_claimed_ahead(
+            order_id
+        ):
             claim = self._gateway.claim(message, intent)
             if claim.result is ClaimResult.UNAVAILABLE:
                 self._sending = False
@@ -202,6 +195,20 @@ class SendsOrders(_Host):
                 )
                 if result.disposition is Disposition.UNKNOWN:
                     self._reconcile_soon(order_id, intent.at)
+
+    def _intent(self, message: SubmitSignal, plan: OrderPlan) -> OrderRecord:
+        """The order's intent, as claimed before it is sent."""
+        signal_id = message.signal.signal_id
+        return OrderRecord(
+            client_order_id=client_order_id(signal_id),
+            signal_id=signal_id,
+            symbol=plan.symbol,
+            side=plan.side.value,
+            quantity=plan.quantity,
+            reference_price=plan.reference_price,
+            state=OrderStatus.PENDING,
+            at=self._clock.time(),
+        )
 
     def _exit_no_longer_due(
         self,

@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from coordinator.infra.intent_claims import Claim, IntentClaims
+from coordinator.cluster.fencing import LeaseToken
+from coordinator.infra.claimed_ahead import ClaimedAhead
+from coordinator.infra.intent_claims import Claim, ClaimRequest, ClaimResult, IntentClaims
 from coordinator.infra.trader_client import TraderClient, TraderReadError
 from coordinator.messages.pipeline import OrderRecord, SubmitSignal
 from coordinator.trading.execution import FailedBodies, SendResult, TraderAnswer
@@ -20,9 +22,16 @@ logger = logging.getLogger(__name__)
 class OrderGateway:
     """Owned by one Validator and used on its thread only."""
 
-    def __init__(self, *, intents: IntentClaims | None, trader: TraderClient | None) -> None:
+    def __init__(
+        self,
+        *,
+        intents: IntentClaims | None,
+        trader: TraderClient | None,
+        claimed_ahead: ClaimedAhead | None = None,
+    ) -> None:
         self._intents = intents
         self._trader = trader
+        self._claimed_ahead = ClaimedAhead() if claimed_ahead is None else claimed_ahead
         self._failed = FailedBodies()
         self._unsent: set[str] = set()
 
@@ -54,15 +63,26 @@ class OrderGateway:
         or one seen before (its price's time, for an exit), may be there already."""
         if self._intents is None:
             raise RuntimeError("no intent store: orders cannot be claimed")
-        first_seen: float | None = None
-        if not message.redelivered:
-            first_seen = message.received_at
-            if message.exit is not None:
-                first_seen = min(first_seen, message.exit.price_at)
-        # An exit passes the leader's lease; in a cluster, any other order its symbol
-        # partition's.
-        fence = message.fence if message.exit is None else message.exit.fence
-        return self._intents.claim(_intent_dict(intent), first_seen=first_seen, fence=fence)
+        return self._intents.claim_many([_request(message, intent)])[0]
+
+    def claim_ahead(self, orders: list[tuple[SubmitSignal, OrderRecord]]) -> int:
+        """Claim these intents now, in one batch, before any of them is sent; how many
+        were claimed. Each one claimed is taken (``take_claimed_ahead``) when its order
+        is sent; any other is claimed again then, and meets the same answer."""
+        if self._intents is None:
+            raise RuntimeError("no intent store: orders cannot be claimed")
+        claims = self._intents.claim_many([_request(m, intent) for m, intent in orders])
+        claimed = 0
+        for (_, intent), claim in zip(orders, claims, strict=True):
+            if claim.result is ClaimResult.CLAIMED:
+                self._claimed_ahead.add(intent.client_order_id)
+                claimed += 1
+        return claimed
+
+    def take_claimed_ahead(self, order_id: str) -> bool:
+        """Whether the intent was claimed ahead and not sent (by this incarnation or an
+        earlier one): the caller alone may now send its order, without a new claim."""
+        return self._claimed_ahead.take(order_id)
 
     # --- what was not sent -----------------------------------------------------------------
 
@@ -111,6 +131,18 @@ class OrderGateway:
             )
         logger.warning("order of %s: %s", body.get("symbol"), error)
         return TraderAnswer(SendResult.FAILED, None, answer.status_code, error, answer.latency)
+
+
+def _request(message: SubmitSignal, intent: OrderRecord) -> ClaimRequest:
+    first_seen: float | None = None
+    if not message.redelivered:
+        first_seen = message.received_at
+        if message.exit is not None:
+            first_seen = min(first_seen, message.exit.price_at)
+    # An exit passes the leader's lease; in a cluster, any other order its symbol
+    # partition's.
+    fence: LeaseToken | None = message.fence if message.exit is None else message.exit.fence
+    return ClaimRequest(_intent_dict(intent), first_seen, fence)
 
 
 def _intent_dict(order: OrderRecord) -> dict[str, Any]:

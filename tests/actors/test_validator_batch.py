@@ -17,6 +17,7 @@ from coordinator.actors.validator import Validator
 from coordinator.messages.health import TradingStateChanged
 from coordinator.messages.ledger import Reserve, ReserveMany, Settle
 from coordinator.messages.pipeline import GetValidatorSnapshot, RecordDecision, SubmitSignal
+from coordinator.trading.routing import client_order_id
 from coordinator.trading.signals import Signal, parse_signal
 from coordinator.trading.trading_state import StateReason, TradingState, TradingStatus
 from tests.actors import test_validator
@@ -121,6 +122,8 @@ def test_signals_waiting_together_are_reserved_with_one_ask_and_each_sent_in_ord
     assert [s.symbol for s in settles] == ["BTCUSDC", "ETHUSDC", "SOLUSDC", "XRPUSDC"]
     assert all(s.filled for s in settles)
     assert sum(world["paper"].fills_by_client_id.values()) == 4
+    # The intents of the three behind claimed ahead in one commit, the first's alone.
+    assert world["intents"].batches == (2, 4)
 
 
 def test_a_symbols_second_signal_is_reserved_only_once_its_first_is_settled(world) -> None:
@@ -167,12 +170,10 @@ def test_a_change_of_trading_state_between_signals_is_seen_by_the_ones_behind_it
     assert sum(world["paper"].fills_by_client_id.values()) == 2
 
 
-def test_signals_taken_together_and_not_begun_go_to_the_next_incarnation_with_their_room_back(
-    world,
-) -> None:
-    """The incarnation is replaced (it hung, say) right after the Ledger reserved for
-    the signals it took together: none of their orders is sent by it, each reservation
-    is given back, and the next incarnation decides them all, each order sent once."""
+def replaced_after_reserving(world: dict[str, Any]) -> list[Signal]:
+    """The incarnation replaced (it hung, say) while the Ledger reserved for the three
+    signals it took together behind its first: it stops without sending them. Those
+    three."""
     validator: Solo = world["validator"]
 
     def replaced(_many: ReserveMany) -> None:
@@ -182,12 +183,11 @@ def test_signals_taken_together_and_not_begun_go_to_the_next_incarnation_with_th
     behind = [submit(validator, symbol) for symbol in ("ETHUSDC", "SOLUSDC", "XRPUSDC")]
     ledger.release()
     wait_for(lambda: not validator.ref.is_alive(), message="the replaced incarnation to stop")
-    asks = ledger_asks(validator)
-    many = next(a for a in asks if isinstance(a, ReserveMany))
-    given_back = [a for a in asks if isinstance(a, Settle) and a.filled is False]
-    assert sorted(s.symbol for s in given_back) == sorted(r.signal.symbol for r in many.reserves)
-    assert sum(world["paper"].fills_by_client_id.values()) == 1, "only the first was sent"
+    return behind
 
+
+def next_incarnation(world: dict[str, Any]) -> pykka.ActorRef[Any]:
+    validator: Solo = world["validator"]
     context = dataclasses.replace(
         validator.context,
         incarnation=2,
@@ -198,14 +198,55 @@ def test_signals_taken_together_and_not_begun_go_to_the_next_incarnation_with_th
         thread=None,
     )
     validator.directory.expect(validator.name, 2)
-    again = Validator.start(context, settings=settings_for(validator.name, world["services"]))
+    return Validator.start(context, settings=settings_for(validator.name, world["services"]))
+
+
+def test_signals_taken_together_and_not_begun_go_to_the_next_incarnation_with_their_room_back(
+    world,
+) -> None:
+    """None of their orders is sent by the replaced incarnation, each reservation is
+    given back, and the next incarnation decides them all, each order sent once: their
+    intents, claimed ahead in one commit, are sent by it and not taken for orders that
+    may have left."""
+    validator: Solo = world["validator"]
+    behind = replaced_after_reserving(world)
+    asks = ledger_asks(validator)
+    many = next(a for a in asks if isinstance(a, ReserveMany))
+    given_back = [a for a in asks if isinstance(a, Settle) and a.filled is False]
+    assert sorted(s.symbol for s in given_back) == sorted(r.signal.symbol for r in many.reserves)
+    assert sum(world["paper"].fills_by_client_id.values()) == 1, "only the first was sent"
+    claimed_ahead = world["services"].claimed_ahead
+    assert all(client_order_id(s.signal_id) in claimed_ahead for s in behind)
+
+    again = next_incarnation(world)
     try:
         decisions = decided(validator, behind)
         assert all(d.outcome == "accepted" for d in decisions.values()), decisions
         assert all(d.decided_by == "validator-0#2" for d in decisions.values())
         assert sum(world["paper"].fills_by_client_id.values()) == 4
+        assert len(claimed_ahead) == 0
     finally:
         again.stop()
+
+
+def test_intents_claimed_ahead_and_then_refused_are_closed_as_never_sent(world) -> None:
+    """The next incarnation finds no room for the signals the replaced one claimed ahead
+    (the Ledger refuses them now): each is rejected, and its intent closed as never
+    sent, not left pending as if its order might have left."""
+    validator: Solo = world["validator"]
+    behind = replaced_after_reserving(world)
+    world["ledger"].quantity = None
+    again = next_incarnation(world)
+    try:
+        decisions = decided(validator, behind)
+    finally:
+        again.stop()
+    for decision in decisions.values():
+        assert decision.outcome == "rejected", decision
+        assert decision.order is not None and decision.order.state == "rejected", decision
+        assert decision.order.error.startswith("never sent"), decision.order
+    assert len(world["services"].claimed_ahead) == 0
+    assert sum(world["paper"].fills_by_client_id.values()) == 1
 
 
 def test_signals_reserved_together_when_the_ledger_dies_wait_and_are_tried_again(
