@@ -14,6 +14,7 @@ from typing import Any
 import pykka
 
 from coordinator.actors.validator import Validator
+from coordinator.infra.intent_claims import ClaimResult
 from coordinator.messages.health import TradingStateChanged
 from coordinator.messages.ledger import Reserve, ReserveMany, Settle
 from coordinator.messages.pipeline import GetValidatorSnapshot, RecordDecision, SubmitSignal
@@ -24,6 +25,7 @@ from tests.actors import test_validator
 from tests.actors.test_validator import ACTIVE, Ledger
 from tests.pipeline import signal_payload
 from tests.solo import Solo, settings_for
+from tests.test_execution import intent
 from tests.waiting import wait_for
 
 world = test_validator.world  # the same Validator, stand-ins and paper exchange
@@ -291,3 +293,29 @@ def test_signals_reserved_together_when_the_ledger_fails_on_them_are_rejected_un
     later = submit(validator, "XRPUSDC")
     assert decided(validator, [later])[later.signal_id].outcome == "accepted"
     assert sum(world["paper"].fills_by_client_id.values()) == 2
+
+
+def test_an_intent_that_exists_already_among_those_claimed_ahead_is_never_sent(world) -> None:
+    """One of the signals reserved together has an intent stored already (by an earlier
+    process, say) when the batch is claimed: the others are claimed ahead and sent, and
+    that one, claimed again at its send, meets its row and is decided as an order that
+    may have left, never sent."""
+    validator: Solo = world["validator"]
+    existing: dict[str, str] = {}
+
+    def stored_before(many: ReserveMany) -> None:
+        signal_id = many.reserves[1].signal.signal_id
+        existing["id"] = signal_id
+        claim = world["intents"].claim(intent(client_order_id(signal_id)), first_seen=None)
+        assert claim.result is ClaimResult.CLAIMED
+
+    ledger, first = held(world, on_many=stored_before)
+    behind = [submit(validator, symbol) for symbol in ("ETHUSDC", "SOLUSDC", "XRPUSDC")]
+    ledger.release()
+    decisions = decided(validator, [first, *behind])
+    there = decisions.pop(existing["id"])
+    assert (there.outcome, there.reason) == ("unknown", "order_unknown"), there
+    assert all(d.outcome == "accepted" for d in decisions.values()), decisions
+    assert world["paper"].fills_by_client_id.get(client_order_id(existing["id"]), 0) == 0
+    assert sum(world["paper"].fills_by_client_id.values()) == 3
+    assert len(world["services"].claimed_ahead) == 0
