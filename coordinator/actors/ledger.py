@@ -41,6 +41,7 @@ from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.trading.ledger_book import LedgerBook, SettleResult
+from coordinator.trading.ledger_changes import Change, resumed
 from coordinator.trading.ledger_fetching import MIN_REFRESH, FetchThrottle
 from coordinator.trading.ledger_restore import StoredOrder, restore
 from coordinator.trading.order_checks import evaluate_order
@@ -58,6 +59,10 @@ __all__ = ["Ledger"]
 logger = logging.getLogger(__name__)
 
 _STORE_TIMEOUT = 5.0  # seconds to connect to and read from PostgreSQL
+_LOGGED = frozenset({Reserve, ReserveMany, Settle})
+"""The messages whose changes go to the log after the kept copy of the book."""
+_LOG_LIMIT = 4_096
+"""Changes in the log at most; beyond, a new copy (the log is made again at a restart)."""
 
 
 class Ledger(ChildActor):
@@ -85,7 +90,7 @@ class Ledger(ChildActor):
         if kept is not None:
             # An earlier incarnation's book: our orders the Portfolio does not show yet,
             # and the reservations whose Settles are on their way (ids stay unique).
-            self._book: LedgerBook = kept["book"].snapshot()
+            self._book: LedgerBook = resumed(kept["book"], kept.get("changes", ()))
             logger.info("the Ledger resumes its book: %d order(s) of ours", len(self._book.orders))
         else:
             self._book = LedgerBook(
@@ -94,6 +99,12 @@ class Ledger(ChildActor):
                 lifetime=risk.reservation_lifetime,
                 settle_window=risk.fill_settle_window,
             )
+        self._log: list[Change] | None = None
+        """The changes after the kept copy (None: no copy of this incarnation's yet)."""
+        self._changes: list[Change] = []
+        """The changes of the message being handled."""
+        self._unlogged = False
+        """The message being handled changed the book otherwise (a restore)."""
         self._expired = 0
         self._throttle = FetchThrottle(risk.portfolio_cache_ttl)
         self._fetch_failure = FailureLog(
@@ -123,11 +134,40 @@ class Ledger(ChildActor):
         self.ticker(MIN_REFRESH, RefreshPortfolio)
 
     def handle(self, message: Any) -> Any:
+        self._changes = []
+        self._unlogged = False
         result = self._dispatch(message)
-        if not isinstance(message, GetLedgerSnapshot | StopLossRecorded):
-            # Only after a complete change: a crash in the middle of one leaves the
-            # next incarnation the book as it was before it.
-            self._kept.put("book", {"book": self._book.snapshot(), "restored": self._restored})
+        if isinstance(message, GetLedgerSnapshot | StopLossRecorded):
+            return result
+        # Only after a complete change: a crash in the middle of one leaves the next
+        # incarnation the book as it was before it. The orders' own messages add their
+        # changes to the log after the kept copy (a copy per order cost more than the
+        # rest of a Settle); anything else, or a long log, makes a new copy.
+        log = self._log
+        if (
+            log is not None
+            and type(message) in _LOGGED
+            and not self._unlogged
+            and len(log) + len(self._changes) <= _LOG_LIMIT
+        ):
+            log.extend(self._changes)
+        else:
+            self._keep()
+        return result
+
+    def _keep(self) -> None:
+        """A copy of the book for the next incarnation, and a new log after it."""
+        self._log = []
+        self._kept.put(
+            "book",
+            {"book": self._book.snapshot(), "restored": self._restored, "changes": self._log},
+        )
+
+    def _change(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """A change of the book that the next incarnation can make again on the kept
+        copy (the book is a pure state machine: the same calls, the same book)."""
+        result = getattr(self._book, name)(*args, **kwargs)
+        self._changes.append((name, args, kwargs))
         return result
 
     def _dispatch(self, message: Any) -> Any:
@@ -224,8 +264,8 @@ class Ledger(ChildActor):
                 # exits: SELL signals on symbols never held are common.)
                 self._fetch_urgently()
             return Reservation(checks=evaluation.checks, plan=None, reservation_id=None)
-        order = book.reserve(
-            evaluation.plan, owner=message.owner, now=now, signal_id=signal.signal_id
+        order = self._change(
+            "reserve", evaluation.plan, owner=message.owner, now=now, signal_id=signal.signal_id
         )
         self._numbers.reserved(evaluation.plan, now)
         return Reservation(
@@ -245,7 +285,7 @@ class Ledger(ChildActor):
             return Reservation(checks=(failed,), plan=None, reservation_id=None)
 
     def _expire(self) -> None:
-        released, trusted = self._book.expire(self._clock.time())
+        released, trusted = self._change("expire", self._clock.time())
         for order in released:
             logger.warning(
                 "reservation %s (%s %s %.8g, signal %s, by %s) not settled within %g s; released",
@@ -303,7 +343,8 @@ class Ledger(ChildActor):
             )
 
     def _settle(self, message: Settle) -> None:
-        result, order = self._book.settle(
+        result, order = self._change(
+            "settle",
             message.reservation_id,
             message.filled,
             symbol=message.symbol,
@@ -418,6 +459,7 @@ class Ledger(ChildActor):
             return
         laid = restore(self._book, orders, now=self._clock.time())
         self._restored, self._stored = True, None
+        self._unlogged = True
         logger.info("%d recent order(s) of ours laid over the Portfolio's view", laid)
         self._check_guards()
 
