@@ -61,6 +61,17 @@ def stored(dsn: str, client_order_id: str) -> bool:
     return OrderStates(dsn, timeout=5).order(client_order_id) is not None
 
 
+def answered_before(dsn: str, tmp_path: Any) -> tuple[ManualClock, Journal, IntentClaims]:
+    """Claims on a manual clock whose PostgreSQL last answered 10 s ago (the intent
+    "before" stored then)."""
+    clock = ManualClock(monotonic=1_800_000_000.0, wall=1_800_000_000.0)
+    journal = Journal(tmp_path / "j.jsonl")
+    claims = IntentClaims(dsn, journal, timeout=30, clock=clock)
+    assert claims.claim(intent("before"), first_seen=clock.time()).result is ClaimResult.CLAIMED
+    clock.advance(10)
+    return clock, journal, claims
+
+
 def test_claims_made_together_share_one_commit_each_answered(own_postgres, tmp_path):
     claims = IntentClaims(own_postgres.dsn, Journal(tmp_path / "j.jsonl"), timeout=30)
     gate, others = behind_a_locked_row(
@@ -152,11 +163,7 @@ def test_a_row_postgres_refuses_is_that_claims_answer_only(own_postgres, tmp_pat
 def test_a_batch_that_cannot_reach_postgres_answers_each_claim_by_its_own_rules(
     own_postgres, tmp_path
 ):
-    clock = ManualClock(monotonic=1_800_000_000.0, wall=1_800_000_000.0)
-    journal = Journal(tmp_path / "j.jsonl")
-    claims = IntentClaims(own_postgres.dsn, journal, timeout=30, clock=clock)
-    assert claims.claim(intent("before"), first_seen=clock.time()).result is ClaimResult.CLAIMED
-    clock.advance(10)
+    clock, journal, claims = answered_before(own_postgres.dsn, tmp_path)
     holder = held_row(own_postgres.dsn, "gate")
     gate = Claimer(claims, intent("gate"), first_seen=None)
     wait_for(lambda: claims.committing and claims.queued == 0, message="gate in")
@@ -296,11 +303,7 @@ def test_claims_asked_in_one_call_are_answered_in_order_with_one_commit(own_post
 def test_claims_asked_in_one_call_during_an_outage_follow_each_their_own_rules(
     own_postgres, tmp_path
 ):
-    clock = ManualClock(monotonic=1_800_000_000.0, wall=1_800_000_000.0)
-    journal = Journal(tmp_path / "j.jsonl")
-    claims = IntentClaims(own_postgres.dsn, journal, timeout=30, clock=clock)
-    assert claims.claim(intent("before"), first_seen=clock.time()).result is ClaimResult.CLAIMED
-    clock.advance(10)
+    clock, journal, claims = answered_before(own_postgres.dsn, tmp_path)
     own_postgres.stop()
     try:
         new, again, early = claims.claim_many(

@@ -194,12 +194,12 @@ class IntentClaims:
     def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
         """Each request's claim as ``claim`` would answer it alone, in one batch (one
         statement and one durable commit, when nothing is refused)."""
-        answers: list[Claim | None] = []
+        answers: dict[int, Claim] = {}
         asked: list[tuple[int, PendingClaim, float | None, bool]] = []
-        for request in requests:
+        for at, request in enumerate(requests):
             client_order_id = request.record["client_order_id"]
             if self._journal.has_intent(client_order_id):
-                answers.append(Claim(ClaimResult.EXISTS, "journal", "the local journal holds it"))
+                answers[at] = Claim(ClaimResult.EXISTS, "journal", "the local journal holds it")
                 continue
             fence = request.fence
             if fence is not None and not fence.fenced:
@@ -208,14 +208,11 @@ class IntentClaims:
             # been committed and its order sent. This call's own INSERT may not stop
             # this call from using the journal: whatever it did, it claims once at most.
             sent_before = self._was_sent(client_order_id)
-            asked.append(
-                (len(answers), PendingClaim(request.record, fence), request.first_seen, sent_before)
-            )
-            answers.append(None)
+            asked.append((at, PendingClaim(request.record, fence), request.first_seen, sent_before))
         self._group.submit_many([pending for _, pending, _, _ in asked])
         for at, pending, first_seen, sent_before in asked:
             answers[at] = self._answer(pending, first_seen, sent_before)
-        return [answer for answer in answers if answer is not None]
+        return [answers[at] for at in range(len(requests))]
 
     def _answer(self, pending: PendingClaim, first_seen: float | None, sent_before: bool) -> Claim:
         client_order_id = pending.client_order_id
