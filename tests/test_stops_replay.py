@@ -193,6 +193,11 @@ def test_a_coordinator_replaying_the_candles_sells_at_the_same_candle(pipelines,
             lambda c=candle: pipe.redis.publish(channel, c) > 0,
             message="the MarketFeed listening",
         )
+        # A minute apart, as a market's candles are: each is taken, and a hit's reads
+        # done, before the next. Back to back, a hit that must first read the earlier
+        # exit orders (a holding adopted just now whose stored stop was not read yet)
+        # would send on whichever close is newest once they are read.
+        wait_for(lambda c=close: _taken(pipe, symbol, c), message=f"the close {close} taken")
     decided = wait_for(
         lambda: next(
             (d for d in pipe.decisions(symbol=symbol) if d["signal_id"].startswith("exit:")),
@@ -211,6 +216,13 @@ def test_a_coordinator_replaying_the_candles_sells_at_the_same_candle(pipelines,
     assert triggered["price"] == price and triggered["peak"] == pytest.approx(peak)
     exits = [d for d in pipe.decisions(symbol=symbol) if d["signal_id"].startswith("exit:")]
     assert len(exits) == 1
+
+
+def _taken(pipe: Any, symbol: str, close: float) -> bool:
+    """The holding's last price is ``close`` and no read of its exit orders is under way
+    (or it is no longer shown: sold and gone)."""
+    row = _stop(pipe, symbol)
+    return row is None or (row["last_price"] == close and row["state"] != "checking_orders")
 
 
 def _stop(pipe: Any, symbol: str) -> dict[str, Any] | None:
