@@ -59,7 +59,10 @@ class RawServer:
     def _serve(self, conn: socket.socket, number: int) -> None:
         with conn, conn.makefile("rb") as reader:
             while True:
-                line = reader.readline()
+                try:
+                    line = reader.readline()
+                except ConnectionResetError:
+                    return  # the client closed with our bytes unread
                 if not line:
                     return
                 length = 0
@@ -168,6 +171,28 @@ def test_a_pooled_connection_the_server_closed_is_replaced_before_anything_is_se
         (1, b'{"n": 1}'),
         (2, b'{"n": 2}'),
     ]
+
+
+def test_a_pooled_connection_the_server_wrote_on_unasked_is_replaced(serve) -> None:
+    server = serve([ok(b"1"), ok(b"2")])
+    pool = pool_for(server)
+    assert post(pool) == (200, b"1")
+    server.connections[0].sendall(ok(b"late"))  # no request of ours is waiting for it
+    wait_for(lambda: _closed_seen(pool), message="the bytes reached the client")
+    assert post(pool) == (200, b"2")
+    assert [number for number, _, _ in server.requests] == [1, 2]
+
+
+def test_each_request_waits_its_own_read_timeout_on_a_reused_connection(serve) -> None:
+    # The second request is not answered; the server gives up after 5 s and closes.
+    server = serve([ok(b"1")])
+    pool = pool_for(server)
+    patient = Timeouts(connect=2.0, read=30.0)
+    assert pool.request("GET", "/", b"", None, patient).status == 200
+    with pytest.raises(AnswerTimedOut):
+        # Under the first request's 30 s, this would end as the server's close.
+        pool.request("GET", "/", b"", None, Timeouts(connect=2.0, read=0.2))
+    assert [number for number, _, _ in server.requests] == [1, 1]
 
 
 def _closed_seen(pool: WirePool) -> bool:

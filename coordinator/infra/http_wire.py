@@ -93,39 +93,37 @@ class WireAnswer:
 
 
 class _Connection:
-    __slots__ = ("buffer", "sock")
+    __slots__ = ("buffer", "poller", "sock", "timeout")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = bytearray()
+        self.timeout: float | None = None
+        """The read timeout the socket has now: set again only when it changes (each
+        set is two system calls)."""
+        # poll, not select: descriptors past 1,024 are beyond select. One per
+        # connection, registered once: the check before each request is one call.
+        self.poller = select.poll()
+        self.poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
 
     def dropped(self) -> bool:
-        """The server closed it, or sent something unasked for: not to be used again."""
+        """The server closed it, or sent something unasked for: not to be used again.
+        Anything readable is one or the other (a close reads as b"", and no answer is
+        owed on an idle connection); through TLS, a record such as a late session
+        ticket retires it too, the cautious side."""
         if self.buffer:
             return True
-        if isinstance(self.sock, ssl.SSLSocket):
-            # No peeking through TLS: anything readable (a close, or a record such as a
-            # late session ticket) retires it, the cautious side.
-            if self.sock.pending():
-                return True
-            try:
-                # poll, not select: descriptors past 1,024 are beyond select.
-                poller = select.poll()
-                poller.register(self.sock, select.POLLIN | select.POLLERR | select.POLLHUP)
-                return bool(poller.poll(0))
-            except (OSError, ValueError):
-                return True
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
         try:
-            # Non-blocking: with a timeout set, Python waits for the socket to be
-            # readable before it reads, MSG_DONTWAIT or not. (The request sets its own.)
-            self.sock.setblocking(False)
-            # Closed (b"") or not, anything there is not an answer to a request of ours.
-            self.sock.recv(1, socket.MSG_PEEK)
+            return bool(self.poller.poll(0))
+        except (OSError, ValueError):
             return True
-        except BlockingIOError:
-            return False  # nothing to read: still open
-        except OSError:
-            return True
+
+    def settimeout(self, timeout: float) -> None:
+        if timeout != self.timeout:
+            self.sock.settimeout(timeout)
+            self.timeout = timeout
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -168,7 +166,7 @@ class WirePool:
         connection = self._take(timeouts.connect)
         reusable = False
         try:
-            connection.sock.settimeout(timeouts.read)
+            connection.settimeout(timeouts.read)
             try:
                 connection.sock.sendall(message)
             except OSError as exc:
