@@ -62,6 +62,7 @@ from coordinator.messages.supervision import ChildRestarted
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
+from coordinator.trading.evolve import evolve
 from coordinator.trading.routing import validator_for
 from coordinator.trading.signal_rows import LiftedRow
 from coordinator.trading.signals import (
@@ -376,7 +377,7 @@ class SignalIntake(ChildActor):
                 reason=Reason.OVERLOADED.value,
             )
         validator = validator_for(signal.symbol, self._validators)
-        admitted = replace(
+        admitted = evolve(
             message,
             checks=(
                 CheckResult(

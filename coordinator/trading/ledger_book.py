@@ -18,9 +18,10 @@ import logging
 import math
 import secrets
 from copy import copy as shallow_copy
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from operator import attrgetter
 
+from coordinator.trading.evolve import evolve
 from coordinator.trading.ledger_evidence import expected_amounts
 from coordinator.trading.ledger_groups import Group, Overlay, merged
 from coordinator.trading.ledger_matching import by_symbol, mark_shown
@@ -202,7 +203,7 @@ class LedgerBook:
         laid (a BUY's coins too: it filled; a SELL's cash not: see ``ledger_restore``)."""
         reserved = self.reserve(plan, owner="store", now=at, signal_id=signal_id)
         del self._reserved[reserved.reservation_id]
-        order = replace(
+        order = evolve(
             reserved,
             state=OrderState.FILLED,
             unknown=unknown or (plan.side is Side.BUY and not positions_shown),
@@ -212,7 +213,7 @@ class LedgerBook:
         if positions_shown:
             # The position after it is the view's; the holding a SELL closed is not the
             # one the view shows (none recorded closed).
-            order = replace(
+            order = evolve(
                 order,
                 positions_shown=True,
                 proceeds_counted=False,
@@ -247,7 +248,7 @@ class LedgerBook:
             group.remove(reservation_id)
             self._apply(group)
             return SettleResult.SETTLED, order
-        order = replace(
+        order = evolve(
             order,
             state=OrderState.FILLED,
             unknown=filled is None,
@@ -340,7 +341,7 @@ class LedgerBook:
                     # No view fetched since it filled could show it (the Portfolio out
                     # of reach): trusting the older one would bring back what we sold
                     # (a second SELL, refused) or spent. Laid on until a newer one.
-                    group.put(replace(order, expires_at=now + _TRUST_RECHECK))
+                    group.put(evolve(order, expires_at=now + _TRUST_RECHECK))
                 else:
                     trusted.append(order)
                     refold = True

@@ -43,9 +43,10 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from operator import attrgetter
 
+from coordinator.trading.evolve import evolve
 from coordinator.trading.ledger_evidence import (
     evidence,
     first_taken_as_truth,
@@ -151,8 +152,8 @@ def mark_shown(
             # the orders it is taken to show (``base_offsets``).
             offsets = lacking(visible, before, fee_rate, fee_in_base)
             for index, order in enumerate(visible[:-1]):
-                visible[index] = replace(order, base_offsets=offsets)
-            visible[-1] = replace(
+                visible[index] = evolve(order, base_offsets=offsets)
+            visible[-1] = evolve(
                 visible[-1],
                 base_after=view.balances.get(split_symbol(symbol)[0], _ZERO).total,
                 fee_share=0.0,
@@ -392,7 +393,7 @@ def _confirm_assumed(
         if order.assumed is None:
             continue
         if order.filled_before is not None and order.filled_before < newest_shown:
-            visible[index] = replace(order, assumed=None)
+            visible[index] = evolve(order, assumed=None)
         else:
             assumed.append(order)
     if not assumed:
@@ -422,7 +423,7 @@ def _unmark_guesses(visible: list[BookOrder]) -> bool:
     for index in range(start, len(visible)):
         order = visible[index]
         if order.balances_shown:
-            visible[index] = replace(order, balances_shown=False, assumed=None)
+            visible[index] = evolve(order, balances_shown=False, assumed=None)
     return True
 
 
@@ -433,6 +434,6 @@ def _mark(
     ``assumed``: the balances parts newly marked are only taken as shown."""
     for index, order in enumerate(orders[:prefix]):
         if flag == "balances_shown" and not order.balances_shown:
-            orders[index] = replace(order, balances_shown=True, assumed=assumed)
+            orders[index] = evolve(order, balances_shown=True, assumed=assumed)
         elif flag == "positions_shown" and not order.positions_shown:
-            orders[index] = replace(order, positions_shown=True)
+            orders[index] = evolve(order, positions_shown=True)
