@@ -18,7 +18,7 @@ import pykka
 
 from coordinator.clock import ManualClock
 from coordinator.config.parts import parts_of
-from coordinator.messages.base import Event
+from coordinator.messages.base import CommandBatch, Event
 from coordinator.supervisor.child import ActorContext, ChildActor, DrillBoard
 from coordinator.supervisor.directory import ChildUnavailable, Directory
 from tests.waiting import wait_for
@@ -36,6 +36,11 @@ class StandIn(pykka.ThreadingActor):
         self._answer = answer
 
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, CommandBatch):
+            # Each command as if told alone, as a real child takes them.
+            for command in message.commands:
+                self.on_receive(command)
+            return None
         self.received.put(message)
         return self._answer(message) if self._answer is not None else None
 

@@ -1,6 +1,7 @@
 """Events published together reach each subscribed child as one message, and are handled
 as if each had come alone: in order, a crash on one losing only that one, a replacement
-while one hung handing the rest to the next incarnation; on real pykka actors."""
+while one hung handing the rest to the next incarnation; commands told together
+(``CommandBatch``) the same; on real pykka actors."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import pykka
 
-from coordinator.messages.base import Event, EventBatch
+from coordinator.messages.base import Command, CommandBatch, Event, EventBatch
 from coordinator.supervisor import ChildSpec, Directory, Restart
 from tests.test_supervisor import FAST, Record, Tree, Worker
 from tests.waiting import wait_for
@@ -19,6 +20,12 @@ from tests.waiting import wait_for
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Noted(Event):
+    value: int
+    gate: threading.Event | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Noting(Command):
     value: int
     gate: threading.Event | None = None
 
@@ -74,7 +81,7 @@ class Listener(Worker):
 
     def handle(self, message: Any) -> Any:
         match message:
-            case Noted(value=value, gate=gate):
+            case Noted(value=value, gate=gate) | Noting(value=value, gate=gate):
                 if gate is not None and self.context.incarnation == 1:
                     assert gate.wait(10), "the test never opened the gate"
                 if value == 3 and self.context.incarnation == 1:
@@ -95,6 +102,19 @@ def test_a_crash_on_one_event_hands_the_rest_of_its_batch_to_the_next_incarnatio
         tree.directory.publish_all([Noted(value=v) for v in range(6)])
         tree.directory.tell("a", Record(value=99))
         wait_for(lambda: len(records(tree)) == 6, message="every event but the crashing one")
+        assert records(tree) == [(1, 0), (1, 1), (1, 2), (2, 4), (2, 5), (2, 99)]
+        assert tree.child("a").restarts == 1
+    finally:
+        tree.stop()
+
+
+def test_a_crash_on_one_command_of_a_batch_hands_the_rest_to_the_next_incarnation() -> None:
+    tree = Tree([ChildSpec("a", Listener, Restart.PERMANENT)], FAST)
+    try:
+        assert tree.outcome.ready.wait(10)
+        tree.directory.tell("a", CommandBatch(commands=tuple(Noting(value=v) for v in range(6))))
+        tree.directory.tell("a", Record(value=99))
+        wait_for(lambda: len(records(tree)) == 6, message="every command but the crashing one")
         assert records(tree) == [(1, 0), (1, 1), (1, 2), (2, 4), (2, 5), (2, 99)]
         assert tree.child("a").restarts == 1
     finally:

@@ -14,6 +14,7 @@ import pykka
 import pytest
 from pykka._envelope import Envelope
 
+from coordinator.messages.base import CommandBatch
 from coordinator.supervisor.mailbox import DeferringInbox, LatchFuture, LeanMailbox
 
 
@@ -277,6 +278,29 @@ def test_a_deferred_message_that_says_it_wakes_wakes_its_actor() -> None:
         ref.tell(UrgentNote(1))
         assert noted.wait(5), "an urgent note woke it"
         assert ref.ask("after", timeout=5) == ["started", 1, "after"]
+    finally:
+        ref.stop()
+
+
+def test_commands_told_together_wait_for_the_next_wake_unless_one_of_them_wakes() -> None:
+    noted = threading.Event()
+
+    class DeferringUrgent(Deferring):
+        deferred_messages = (Note, UrgentNote)
+
+        def on_receive(self, message: Any) -> Any:
+            if isinstance(message, CommandBatch):  # as a child takes one: each alone
+                return [self.on_receive(command) for command in message.commands]
+            return super().on_receive(message)
+
+    ref = DeferringUrgent.start(noted)
+    try:
+        ref.ask("started", timeout=5)
+        ref.tell(CommandBatch(commands=(Note(1), Note(2))))  # type: ignore[arg-type]
+        assert not noted.wait(0.2), "deferred notes alone woke it"
+        ref.tell(CommandBatch(commands=(Note(3), UrgentNote(4))))  # type: ignore[arg-type]
+        assert noted.wait(5), "a batch with an urgent note woke it"
+        assert ref.ask("after", timeout=5) == ["started", 1, 2, 3, 4, "after"]
     finally:
         ref.stop()
 

@@ -74,6 +74,8 @@ class SendsOrders(_Host):
 
         def _store(self, message: Any) -> None: ...
 
+        def _flush_store(self) -> None: ...
+
         def _hold(
             self,
             message: SubmitSignal,
@@ -158,6 +160,7 @@ class SendsOrders(_Host):
             return
         body = order_body(signal, plan, client_order_id=order_id, now=self._clock.time())
         self._store(RecordOrder(order=self._moved(intent, **self._sent_again_state(order_id))))
+        self._flush_store()
         sent_mono = self._clock.monotonic()
         self._submitted = True
         answer = self._gateway.submit(body, sent_mono)

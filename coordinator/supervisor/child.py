@@ -15,7 +15,7 @@ import pykka
 
 from coordinator.clock import Clock
 from coordinator.logs import set_actor_name
-from coordinator.messages.base import Command, Event, EventBatch
+from coordinator.messages.base import Command, CommandBatch, Event, EventBatch
 from coordinator.messages.supervision import (
     ChildErrored,
     ChildExited,
@@ -334,6 +334,8 @@ class ChildActor(LeanMailbox, pykka.ThreadingActor):
                     return None
             if isinstance(message, EventBatch):
                 return self._handle_batch(message.events)
+            if isinstance(message, CommandBatch):
+                return self._handle_batch(message.commands)
             result = self.handle(message)
             if result is NOT_HANDLED:
                 logger.error("unexpected message %r ignored", message)
@@ -403,9 +405,10 @@ class ChildActor(LeanMailbox, pykka.ThreadingActor):
         with self.context.batch_lock:
             self.context.unhandled = ()
 
-    def _handle_batch(self, events: tuple[Event, ...]) -> None:
-        """Each event as if it had come alone: a crash on one, or a replacement while it
-        hung, loses only that one; the rest go to the next incarnation first."""
+    def _handle_batch(self, events: tuple[Event, ...] | tuple[Command, ...]) -> None:
+        """Each event (or command) as if it had come alone: a crash on one, or a
+        replacement while it hung, loses only that one; the rest go to the next
+        incarnation first."""
         for at, event in enumerate(events):
             if not self.begin_next(event, events[at + 1 :]):
                 return  # the supervisor took the rest when it retired us

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import pykka
 
+from coordinator.messages.base import CommandBatch
+
 if TYPE_CHECKING:
     from pykka._actor import ActorInbox
     from pykka._envelope import Envelope
@@ -124,12 +126,7 @@ class DeferringInbox:
         self, envelope: Envelope[Any], block: bool = True, timeout: float | None = None
     ) -> None:
         self._items.append(envelope)
-        message = envelope.message
-        if (
-            envelope.reply_to is None
-            and type(message) in self._deferred
-            and not getattr(message, "wakes", False)
-        ):
+        if envelope.reply_to is None and self._waits(envelope.message):
             return
         # Released already: a wake is pending, and the actor will see this message too.
         # (Not ``contextlib.suppress``: a context manager per message, on the order path.)
@@ -137,6 +134,16 @@ class DeferringInbox:
             self._wake.release()
         except RuntimeError:
             pass
+
+    def _waits(self, message: Any) -> bool:
+        """Whether a told message waits for the next wake: a deferred one that does not
+        say it ``wakes``; commands told together when each of them would."""
+        deferred = self._deferred
+        if type(message) is CommandBatch:
+            return all(
+                type(c) in deferred and not getattr(c, "wakes", False) for c in message.commands
+            )
+        return type(message) in deferred and not getattr(message, "wakes", False)
 
     def get(self, block: bool = True, timeout: float | None = None) -> Envelope[Any]:
         items = self._items
