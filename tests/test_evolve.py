@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from coordinator.messages.pipeline import OrderRecord
 from coordinator.trading.evolve import evolve
+from coordinator.trading.execution import OrderStatus
 from coordinator.trading.ledger_orders import Assumption, BookOrder, OrderState
 from coordinator.trading.signals import Side
 from coordinator.trading.validation import OrderPlan
@@ -123,3 +125,18 @@ def test_a_class_whose_init_does_more_than_set_fields_goes_through_replace() -> 
         evolve(_Checked(1.0), amount=-1.0)
     assert evolve(_Counted((1, 2)), items=(1, 2, 3)).count == 3
     assert evolve(_Unslotted("a"), name="b") == _Unslotted("b")
+
+
+def test_an_order_record_evolved_is_the_record_replace_makes() -> None:
+    record = OrderRecord(
+        client_order_id="c1",
+        signal_id="s1",
+        symbol="BTCUSDC",
+        side="BUY",
+        quantity=0.5,
+        reference_price=60_000.0,
+        state=OrderStatus.PENDING,
+        at=1.0,
+    )
+    changes = {"state": OrderStatus.SENT, "error": "x", "at": 2.0}
+    assert evolve(record, **changes) == dataclasses.replace(record, **changes)

@@ -53,6 +53,7 @@ from coordinator.messages.universe import GetUniverse, UniverseChanged
 from coordinator.runtime import Services
 from coordinator.supervisor.child import NOT_HANDLED, ChildActor
 from coordinator.supervisor.directory import ChildUnavailable
+from coordinator.trading.evolve import evolve
 from coordinator.trading.execution import OrderStatus
 from coordinator.trading.routing import client_order_id
 from coordinator.trading.sizing_roottrading import universe_override
@@ -451,9 +452,7 @@ class Validator(HoldsOrders, SendsOrders, ReservesTogether, TakesExits, WaitQueu
 
     def _moved(self, order: OrderRecord, **changes: Any) -> OrderRecord:
         """The order in a new state, stamped now."""
-        values = {name: getattr(order, name) for name in OrderRecord.__slots__}
-        values.update(changes, at=self._clock.time())
-        return OrderRecord(**values)
+        return evolve(order, **{**changes, "at": self._clock.time()})
 
     def _store(self, message: Command) -> None:
         """Kept for the StoreWriter until the turn ends or an order is about to be sent:
