@@ -18,6 +18,7 @@ from coordinator.infra.partition_store import DecidedFilter
 from coordinator.infra.redis_bus import Subscription
 from coordinator.infra.redis_reader import RedisReader
 from coordinator.infra.stream_reader import StreamReader
+from coordinator.messages.base import CommandBatch
 from coordinator.messages.pipeline import IntakeLink, IntakeLinkChanged, RawSignal
 from coordinator.supervisor.directory import ChildUnavailable, Directory
 from coordinator.trading.signals import SignalSource
@@ -25,6 +26,9 @@ from coordinator.trading.signals import SignalSource
 __all__ = ["IntakeReaders"]
 
 logger = logging.getLogger(__name__)
+
+_MAX_BATCH = 64
+"""Published signals handed over in one message at most (the intake takes each alone)."""
 
 INTAKE = ActorName.SIGNAL_INTAKE
 
@@ -79,9 +83,8 @@ class IntakeReaders:
             Subscription(
                 redis_url,
                 channels=(intake.channel,),
-                on_message=lambda _channel, data: self._hand_over(
-                    data, SignalSource.PUBSUB, None, False
-                ),
+                on_batch=self._hand_over_published,
+                max_batch=_MAX_BATCH,
                 on_connection=lambda up, error: self._link(IntakeLink.PUBSUB, up, error),
                 name="intake-pubsub",
                 actor="intake-pubsub",
@@ -154,6 +157,28 @@ class IntakeReaders:
             # Only when the intake has been down long enough to fill its mailbox; a
             # stream entry stays pending and comes again.
             logger.error("signal from %s dropped: %s", source, exc)
+
+    def _hand_over_published(self, batch: list[tuple[str, bytes, float, float]]) -> None:
+        """What arrived together in one message: one hand-off between threads for them
+        all; the intake takes each as if it had come alone, stamped when it was read."""
+        signals = tuple(
+            RawSignal(
+                payload=data,
+                source=SignalSource.PUBSUB,
+                received_at=wall,
+                received_mono=mono,
+                stream_id=None,
+                redelivered=False,
+            )
+            for _channel, data, mono, wall in batch
+        )
+        try:
+            self._directory.tell(
+                INTAKE, signals[0] if len(signals) == 1 else CommandBatch(commands=signals)
+            )
+        except ChildUnavailable as exc:
+            # Only when the intake has been down long enough to fill its mailbox.
+            logger.error("%d signal(s) from %s dropped: %s", len(signals), SignalSource.PUBSUB, exc)
 
     def _hand_over_partition(
         self, partition: int, ref: str, payload: bytes, meta: dict[str, str], taken_over: bool
