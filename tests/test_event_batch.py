@@ -138,3 +138,44 @@ def test_a_batch_whose_event_hung_goes_on_in_the_incarnation_that_replaced_it() 
     finally:
         gate.set()
         tree.stop()
+
+
+class TurnEnds(Listener):
+    """Notes each end of a turn that handled a message of the test's, as "end" (not
+    the supervisor's pings)."""
+
+    handled = False
+
+    def handle(self, message: Any) -> Any:
+        self.handled = isinstance(message, Noting | Record) or self.handled
+        return super().handle(message)
+
+    def after_turn(self) -> None:
+        if self.handled:
+            self.handled = False
+            journal = self.context.services
+            journal.add(journal.records, (self.name, self.context.incarnation, "end"))
+
+
+def test_a_turn_ends_once_per_message_or_batch_and_also_when_it_raised() -> None:
+    tree = Tree([ChildSpec("a", TurnEnds, Restart.PERMANENT)], FAST)
+    try:
+        assert tree.outcome.ready.wait(10)
+        tree.directory.tell("a", CommandBatch(commands=(Noting(value=1), Noting(value=2))))
+        tree.directory.tell("a", CommandBatch(commands=(Noting(value=3), Noting(value=4))))
+        wait_for(lambda: (2, 4) in records(tree), message="the rest after the crash")
+        tree.directory.tell("a", Record(value=99))
+        wait_for(lambda: (2, 99) in records(tree), message="a message after the batches")
+        wait_for(lambda: len(records(tree)) == 8, message="the end of the last turn")
+        assert records(tree) == [
+            (1, 1),
+            (1, 2),
+            (1, "end"),
+            (1, "end"),  # the turn that raised on 3
+            (2, 4),
+            (2, "end"),
+            (2, 99),
+            (2, "end"),
+        ]
+    finally:
+        tree.stop()

@@ -33,6 +33,7 @@ from coordinator.actors.intake_catch_up import (
 from coordinator.actors.intake_routing import IntakeRouting
 from coordinator.actors.leadership import lease_now
 from coordinator.actors.names import ActorName
+from coordinator.actors.outbox import Outbox
 from coordinator.cluster.fencing import LeaseToken
 from coordinator.config.parts import IntakeSettings
 from coordinator.infra.partition_reader import split_ref
@@ -114,6 +115,7 @@ class SignalIntake(ChildActor):
         self._max_bytes = intake.max_signal_bytes
         self._recent = duplicate_window(self._window)
         self._in_flight: dict[str, _InFlight] = {}
+        self._outbox = Outbox(self.context.directory)
         self._counts = dict.fromkeys(
             ("received", "admitted", "rejected", "duplicates", "resent", "routed"), 0
         )
@@ -129,6 +131,7 @@ class SignalIntake(ChildActor):
             )
             self.on_cleanup(self._routing.close, what="signal router")
         self._recover()
+        self._outbox.flush()  # what the recovery sent again: setup is no turn
         # A replaced intake of a leader leads at once: its election was told before.
         led = None if self.context.incarnation == 1 else lease_now(self.context.directory)
         self._catch_up = CatchUpPlan(token=led)
@@ -408,10 +411,7 @@ class SignalIntake(ChildActor):
         return True
 
     def _send(self, validator: str, message: SubmitSignal) -> None:
-        try:
-            self.context.directory.tell(validator, message)
-        except ChildUnavailable as exc:
-            logger.error("%s refused %s: %s", validator, message.signal.signal_id, exc)
+        self._outbox.tell(validator, message)
 
     def _resend(self, name: str) -> None:
         """A Validator was replaced: what it held without deciding goes to the new one.
@@ -479,10 +479,15 @@ class SignalIntake(ChildActor):
         self._tell(ActorName.STORE_WRITER, RecordDecision(decision=decision))
 
     def _tell(self, name: str, message: Any) -> None:
-        try:
-            self.context.directory.tell(name, message)
-        except ChildUnavailable as exc:
-            logger.error("%s refused %s: %s", name, type(message).__name__, exc)
+        """Told when the turn ends (``Outbox``): the records of signals taken together
+        in one message, before the signals go to their Validators."""
+        if name == ActorName.STORE_WRITER:
+            self._outbox.record(message)
+        else:
+            self._outbox.tell(name, message)
+
+    def after_turn(self) -> None:
+        self._outbox.flush()
 
     def _partition_of_ref(self, stream_id: str | None) -> int | None:
         if self._ownership is None or not stream_id:

@@ -20,6 +20,7 @@ import pykka
 
 from coordinator.actors.held_orders import HoldsOrders
 from coordinator.actors.names import ActorName
+from coordinator.actors.outbox import Outbox
 from coordinator.actors.reconciler import match_policy
 from coordinator.actors.validator_batch import (
     LEDGER_UNAVAILABLE,
@@ -32,7 +33,7 @@ from coordinator.actors.validator_waiting import WaitQueue
 from coordinator.config.parts import ValidatorSettings
 from coordinator.infra.order_gateway import OrderGateway
 from coordinator.infra.trader_client import TraderClient
-from coordinator.messages.base import Command, CommandBatch
+from coordinator.messages.base import Command
 from coordinator.messages.health import GetHealthSnapshot, TradingStateChanged
 from coordinator.messages.pipeline import (
     Decision,
@@ -103,7 +104,7 @@ class Validator(HoldsOrders, SendsOrders, ReservesTogether, TakesExits, WaitQueu
         self._prices: dict[str, MarketQuote] = {}
         self._waiting: SignalQueue[SubmitSignal] = SignalQueue()
         self._decided = 0
-        self._to_store: list[Command] = []
+        self._outbox = Outbox(self.context.directory)
         self._sending = False
         # Reservations not settled yet (the plan names what a Settle settles), and
         # whether the order being processed may have left (for the ``finally``).
@@ -174,12 +175,6 @@ class Validator(HoldsOrders, SendsOrders, ReservesTogether, TakesExits, WaitQueu
         self._blacklist = dict(snapshot.blacklist)
 
     def handle(self, message: Any) -> Any:
-        try:
-            return self._dispatch(message)
-        finally:
-            self._flush_store()
-
-    def _dispatch(self, message: Any) -> Any:
         match message:
             case SubmitSignal():
                 batch = self._taken_with(message)
@@ -455,22 +450,14 @@ class Validator(HoldsOrders, SendsOrders, ReservesTogether, TakesExits, WaitQueu
         return evolve(order, **{**changes, "at": self._clock.time()})
 
     def _store(self, message: Command) -> None:
-        """Kept for the StoreWriter until the turn ends or an order is about to be sent:
-        a turn's records go in one message (``CommandBatch``), and an order's decision
-        with the next order's sending. Never later than the send, so an order is
-        recorded sent before its request leaves, as when each was told alone."""
-        self._to_store.append(message)
+        """Kept for the StoreWriter until the turn ends or an order is about to be sent
+        (``Outbox``): an order's decision goes with the next order's sending, a batch's
+        refusals together. Never later than the send, so an order is recorded sent
+        before its request leaves, as when each was told alone."""
+        self._outbox.record(message)
 
     def _flush_store(self) -> None:
-        if not self._to_store:
-            return
-        records = tuple(self._to_store)
-        self._to_store.clear()
-        try:
-            self.context.directory.tell(
-                ActorName.STORE_WRITER,
-                records[0] if len(records) == 1 else CommandBatch(commands=records),
-            )
-        except ChildUnavailable as exc:
-            kinds = ", ".join(sorted({type(r).__name__ for r in records}))
-            logger.error("store writer refused %d record(s) %s: %s", len(records), kinds, exc)
+        self._outbox.flush()
+
+    def after_turn(self) -> None:
+        self._outbox.flush()

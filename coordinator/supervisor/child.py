@@ -323,25 +323,35 @@ class ChildActor(LeanMailbox, pykka.ThreadingActor):
         self._handling = type(message).__name__
         self.context.progress += 1
         with ContainBaseExceptions(self._report_error):
-            match message:
-                case Ping():
-                    return Pong(name=self.name, incarnation=self.context.incarnation)
-                case DrillCrash():
-                    raise DrillCrashError(f"drill: {self.name} crashes on this message")
-                case DrillHang(seconds=seconds):
-                    logger.warning("drill: blocking for %.1f s", seconds)
-                    threading.Event().wait(seconds)
-                    return None
-            if isinstance(message, EventBatch):
-                return self._handle_batch(message.events)
-            if isinstance(message, CommandBatch):
-                return self._handle_batch(message.commands)
-            result = self.handle(message)
-            if result is NOT_HANDLED:
-                logger.error("unexpected message %r ignored", message)
-                self._report_error(TypeError(f"unexpected message {type(message).__name__}"))
+            try:
+                return self._receive(message)
+            finally:
+                self.after_turn()
+
+    def after_turn(self) -> None:
+        """Called when a turn ends (one message, or the messages of a batch), also
+        when it raised: what the actor kept to tell at the end of it goes now."""
+
+    def _receive(self, message: Any) -> Any:
+        match message:
+            case Ping():
+                return Pong(name=self.name, incarnation=self.context.incarnation)
+            case DrillCrash():
+                raise DrillCrashError(f"drill: {self.name} crashes on this message")
+            case DrillHang(seconds=seconds):
+                logger.warning("drill: blocking for %.1f s", seconds)
+                threading.Event().wait(seconds)
                 return None
-            return result
+        if isinstance(message, EventBatch):
+            return self._handle_batch(message.events)
+        if isinstance(message, CommandBatch):
+            return self._handle_batch(message.commands)
+        result = self.handle(message)
+        if result is NOT_HANDLED:
+            logger.error("unexpected message %r ignored", message)
+            self._report_error(TypeError(f"unexpected message {type(message).__name__}"))
+            return None
+        return result
 
     def on_failure(
         self,
