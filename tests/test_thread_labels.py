@@ -55,3 +55,22 @@ def test_a_thread_renamed_in_python_is_named_again() -> None:
         thread.name = "second"
         assert labels.label() >= 1
         assert _os_name(native_id) == "second"
+
+
+def test_the_actors_threads_are_named_once_the_tree_runs_not_at_the_first_tick() -> None:
+    from dataclasses import replace
+
+    from coordinator.supervisor import ChildSpec, Restart
+    from tests.test_supervisor import FAST, Tree, Worker
+
+    tree = Tree(
+        [ChildSpec("labelled-worker", Worker, Restart.PERMANENT)],
+        replace(FAST, liveness_interval=600.0),
+    )
+    try:
+        assert tree.outcome.ready.wait(10)
+        thread = next(t for t in threading.enumerate() if t.name.startswith("labelled-worker"))
+        assert thread.native_id is not None
+        assert _os_name(thread.native_id) == thread.name[:15]
+    finally:
+        tree.stop()

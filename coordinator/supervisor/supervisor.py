@@ -230,6 +230,9 @@ class Supervisor(_Liveness, LeanMailbox, pykka.ThreadingActor):
         if self._state is TreeState.STARTING and all(c.state in _SETTLED for c in self._children):
             self._state = TreeState.RUNNING
             logger.info("tree running")
+            # Named now, not at the first liveness tick (seconds away): a run measured
+            # from the start sees each actor's CPU under its name.
+            self._thread_labels.label()
             self._outcome.ready.set()
 
     def _start(self, child: _Child) -> None:
