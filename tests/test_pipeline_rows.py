@@ -12,10 +12,16 @@ import pytest
 
 from coordinator.infra.event_codec import event_json
 from coordinator.infra.order_states import OrderStates
-from coordinator.infra.pipeline_rows import decided_event, decision_row, encode_row
+from coordinator.infra.pipeline_rows import (
+    decided_event,
+    decision_row,
+    encode_row,
+    finished_event,
+    order_event_json,
+)
 from coordinator.infra.pipeline_store import PipelineStore, RecordError
 from coordinator.infra.records import RecordKind, decision_record, order_record
-from coordinator.messages.pipeline import Decision, OrderRecord, SignalDecided
+from coordinator.messages.pipeline import Decision, OrderFinished, OrderRecord, SignalDecided
 from coordinator.trading.validation import CheckResult, Reason
 from tests.conftest import forget_earlier_tests
 
@@ -165,7 +171,15 @@ def test_the_decided_event_made_from_the_stored_row_is_the_codecs_event():
     )
     for with_order in (decision, replace(decision, order=None)):
         expected = json.loads(event_json(SignalDecided(decision=with_order, source="pubsub")))
-        body = order_record(order) if with_order.order is not None else None
+        fields = order_event_json(order) if with_order.order is not None else None
         row = encode_row(decision_row(decision_record(with_order)))
-        assert json.loads(decided_event(row, "pubsub", body)) == expected
-        assert next(iter(json.loads(decided_event(row, "pubsub", body)))) == "type"
+        assert json.loads(decided_event(row, "pubsub", fields)) == expected
+        assert next(iter(json.loads(decided_event(row, "pubsub", fields)))) == "type"
+        if fields is not None:
+            # The order's part, byte for byte as the codec encodes it from the fields.
+            order_part = json.dumps(order_record(order), default=str)
+            assert f',"order":{order_part}}}'.encode() in decided_event(row, "pubsub", fields)
+    # Its own event, from the same encoding, is the codec's to the byte.
+    assert finished_event(order_event_json(order)) == event_json(OrderFinished(order=order))
+    nan = replace(order, reference_price=math.nan, error='a "quote" and é')
+    assert finished_event(order_event_json(nan)) == event_json(OrderFinished(order=nan))

@@ -18,11 +18,11 @@ import redis
 from coordinator.cluster.fencing import LeaseLost, LeaseToken
 from coordinator.compact_ids import CompactIdWindow, id_digest, pack_sorted_digests
 from coordinator.config.parts import StoreSettings
+from coordinator.infra import pipeline_rows
 from coordinator.infra.journal import Journal
 from coordinator.infra.lease_store import LeaseStore
 from coordinator.infra.order_states import HELD_MARK, RESENT_MARK
 from coordinator.infra.partition_reader import split_ref
-from coordinator.infra.pipeline_rows import decided_event, decision_row, encode_row
 from coordinator.infra.pipeline_store import PipelineStore, RecordError
 from coordinator.infra.records import (
     RecordKind,
@@ -299,9 +299,8 @@ class StoreWriter(ChildActor):
     def _undecided_signals(self) -> UndecidedSignals:
         """What the intake rebuilds itself from, besides the store's ids."""
         unwritten = self._records + (self._journal.records() if len(self._journal) else [])
-        # Exits are the TrailingStop's to follow up (as at a start): taken in by the
-        # intake, one would go again as a plain SELL, without its holding or the lease
-        # it was asked under.
+        # Exits are the TrailingStop's to follow up (as at a start): taken in by the intake,
+        # one would go again as a plain SELL, without its holding or its lease.
         return UndecidedSignals(
             signals=tuple(r for r in self._undecided.values() if r.source != EXIT_SOURCE),
             unwritten=pack_sorted_digests(
@@ -309,29 +308,29 @@ class StoreWriter(ChildActor):
             ),
         )
 
-    def _record_order(self, order: OrderRecord) -> None:
+    def _record_order(self, order: OrderRecord, order_json: str | None = None) -> None:
         self._records.append(order_record(order))
         if order.state not in FINAL_ORDER_STATES:
             return
-        self._events.append(OrderFinished(order=order))
-        if order.state == OrderStatus.UNKNOWN and (order.error or "").startswith(
-            (HELD_MARK, RESENT_MARK)
-        ):
+        wire = None if order_json is None else pipeline_rows.finished_event(order_json)
+        self._events.append(OrderFinished(order=order, wire=wire))
+        if order.state != OrderStatus.UNKNOWN:
+            return
+        self._unknown = [order, *self._unknown][:_UNKNOWN_KEPT]
+        if (order.error or "").startswith((HELD_MARK, RESENT_MARK)):
             # Held after a 5xx, or sent again: the reconciler looks for it at once.
             logger.warning(
                 "order %s held for reconciliation: %s", order.client_order_id, order.error
             )
-            self._unknown = [order, *self._unknown][:_UNKNOWN_KEPT]
-        elif order.state == OrderStatus.UNKNOWN:
-            logger.error(
-                "ALERT order %s for %s %s %s: outcome unknown, not sent again (%s)",
-                order.client_order_id,
-                order.side,
-                order.quantity,
-                order.symbol,
-                order.error,
-            )
-            self._unknown = [order, *self._unknown][:_UNKNOWN_KEPT]
+            return
+        logger.error(
+            "ALERT order %s for %s %s %s: outcome unknown, not sent again (%s)",
+            order.client_order_id,
+            order.side,
+            order.quantity,
+            order.symbol,
+            order.error,
+        )
 
     def _record_decision(self, decision: Decision) -> None:
         if decision.signal_id in self._decided:
@@ -345,18 +344,20 @@ class StoreWriter(ChildActor):
         received = self._undecided.pop(decision.signal_id, None)
         record = decision_record(decision)
         self._records.append(record)
-        if decision.order is not None and decision.order.state in FINAL_ORDER_STATES:
-            self._record_order(decision.order)
+        order, order_json = decision.order, None  # its fields encoded once, for both events
+        if order is not None:
+            order_json = pipeline_rows.order_event_json(order)
+            if order.state in FINAL_ORDER_STATES:
+                self._record_order(order, order_json)
         source = received.source if received is not None else SignalSource.UNKNOWN
         wire: bytes | None = None
         try:
-            row_json = encode_row(decision_row(record))
+            row_json = pipeline_rows.encode_row(pipeline_rows.decision_row(record))
         except ValueError:
             pass  # a NaN: the write sets it aside, the event is encoded as it is
         else:
             self._encoded[decision.signal_id] = row_json
-            order = None if decision.order is None else order_record(decision.order)
-            wire = decided_event(row_json, source, order)
+            wire = pipeline_rows.decided_event(row_json, source, order_json)
         db_id = db_id_of(decision.signal_id)
         if db_id is not None:
             # RootTrading's row of this signal, however it came in (pub/sub, stream,

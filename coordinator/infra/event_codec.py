@@ -27,6 +27,8 @@ def event_json(event: Any) -> bytes | None:
                 "order": None if decision.order is None else order_record(decision.order),
             }
             del body["kind"]
+        case OrderFinished(wire=bytes() as wire):
+            return wire
         case OrderFinished(order=order):
             # The channel's subscribers know this event by its first name.
             body = {"type": "OrderSubmitted", **order_record(order)}

@@ -7,7 +7,9 @@ import functools
 import json
 from typing import Any
 
+from coordinator.infra.records import order_record
 from coordinator.infra.store import clean_text
+from coordinator.messages.pipeline import OrderRecord
 
 __all__ = [
     "ORDER_TEMPLATE",
@@ -15,8 +17,10 @@ __all__ = [
     "decided_event",
     "decision_row",
     "encode_row",
+    "finished_event",
     "insert_intents",
     "json_rows",
+    "order_event_json",
     "order_json_row",
     "order_row",
     "signal_row",
@@ -127,12 +131,32 @@ def encode_row(row: dict[str, Any]) -> str:
     return _ROWS.encode(row)
 
 
-def decided_event(row_json: str, source: str, order: dict[str, Any] | None) -> bytes:
+# The events' encoding (``event_codec``'s: ``json.dumps(body, default=str)``), built once.
+_EVENTS = json.JSONEncoder(default=str)
+
+
+def order_event_json(order: OrderRecord) -> str:
+    """An order's fields as both events of a finished order carry them (``order_record``
+    without its kind): encoded once, for ``decided_event`` and ``finished_event``."""
+    body = order_record(order)
+    del body["kind"]
+    return _EVENTS.encode(body)
+
+
+def decided_event(row_json: str, source: str, order_json: str | None) -> bytes:
     """``SignalDecided`` as it goes out on the events channel, made of the decision's
-    row as stored (``decision_row``, encoded once for both): the fields of
-    ``event_codec``'s, ``type`` first, the text as stored."""
+    row as stored (``decision_row``, encoded once for both) and its order's fields
+    (``order_event_json``): the fields of ``event_codec``'s, ``type`` first, the text as
+    stored."""
     head = '{"type":"SignalDecided","source":' + json.dumps(source) + ","
-    return (head + row_json[1:-1] + ',"order":' + json.dumps(order, default=str) + "}").encode()
+    order = "null" if order_json is None else '{"kind": "order", ' + order_json[1:]
+    return (head + row_json[1:-1] + ',"order":' + order + "}").encode()
+
+
+def finished_event(order_json: str) -> bytes:
+    """``OrderFinished`` as it goes out on the events channel (``type``
+    ``OrderSubmitted``), made of its order's fields (``order_event_json``)."""
+    return ('{"type": "OrderSubmitted", ' + order_json[1:]).encode()
 
 
 def signal_row(r: dict[str, Any]) -> dict[str, Any]:

@@ -392,6 +392,9 @@ class OrderFinished(Event):
 
     order: OrderRecord
     """The order in its final state."""
+    wire: bytes | None = None
+    """The event as JSON for the events channel, when the StoreWriter encoded the
+    order's fields once for it and the decision's event; None: encoded from the fields."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
