@@ -97,7 +97,10 @@ def decided(validator: Solo, signals: list[Signal]) -> dict[str, Any]:
 
 
 def ledger_asks(validator: Solo) -> list[Any]:
-    """Every Reserve, ReserveMany and Settle the Ledger has been sent so far, in order."""
+    """Every Reserve, ReserveMany and Settle the Ledger has been sent so far, in order.
+    The stand-in takes them on its own thread: an ask behind them is answered once it
+    has taken every one told before it."""
+    validator.directory.ask("ledger", "taken so far?", timeout=10)
     received = validator.received["ledger"]
     taken = []
     while not received.empty():
