@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import queue
 import time
+from dataclasses import replace
 from typing import Any
 
-import pykka
 import redis
 
 from coordinator.actors.names import ActorName
+from coordinator.config import load_config
 from coordinator.config.sections import IntakeConfig
 from coordinator.infra.embedded import EmbeddedRedis
 from coordinator.infra.intake_readers import IntakeReaders
@@ -19,34 +20,15 @@ from coordinator.messages.base import CommandBatch
 from coordinator.messages.pipeline import RawSignal
 from coordinator.supervisor.directory import Directory
 from coordinator.trading.signals import SignalSource
+from tests.test_event_batch import Recorder
 from tests.waiting import wait_for
 
 CHANNEL = "test:intake:signals"
 
 
-class Recorder(pykka.ThreadingActor):
-    def __init__(self, received: queue.Queue[Any]) -> None:
-        super().__init__()
-        self.received = received
-
-    def on_receive(self, message: Any) -> None:
-        self.received.put(message)
-
-
 def intake_config() -> IntakeConfig:
-    return IntakeConfig(
-        channel=CHANNEL,
-        stream_enabled=False,
-        stream="",
-        stream_group="",
-        stream_consumer="",
-        claim_idle=60.0,
-        dedup_window=3600.0,
-        events_channel="test:intake:events",
-        max_signal_bytes=65536,
-        partitions=0,
-        partition_stream="",
-    )
+    """The defaults, on a channel of this test's and no stream."""
+    return replace(load_config({}).intake, channel=CHANNEL, stream_enabled=False)
 
 
 def test_signals_published_together_reach_the_intake_in_order_each_stamped(
