@@ -18,7 +18,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import threading
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from coordinator.errors import CoordinatorError
+from coordinator.infra.ports import free_port
 
 __all__ = [
     "DataDirLock",
@@ -44,12 +44,6 @@ _DB_USER = "coordinator-db"  # PostgreSQL refuses to run as root
 
 class EmbeddedServerError(CoordinatorError):
     """An embedded server could not be started; the message says why and where to look."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 class DataDirLock:
