@@ -25,6 +25,8 @@ class LoadResult:
     """99th percentile of the answers' latency."""
     failures: int
     """Answers other than 200, and broken connections."""
+    client_cpu_seconds: float = 0.0
+    """CPU the client processes spent, taken from the same two cores as the server's."""
 
     @property
     def rps(self) -> float:
@@ -53,13 +55,22 @@ def _read_answer(sock: socket.socket, pending: bytes) -> tuple[int, bytes]:
     return status, rest[length:]
 
 
-def _connection(port: int, path: str, stop: Event, results: multiprocessing.Queue) -> None:
+def _connection(
+    port: int, path: str, interval: float, stop: Event, results: multiprocessing.Queue
+) -> None:
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
     latencies: list[float] = []
     failures = 0
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     pending = b""
+    due = time.perf_counter()
     while not stop.is_set():
+        if interval:
+            # Paced: each request at its turn, or at once when the answers fell behind.
+            due += interval
+            ahead = due - time.perf_counter()
+            if ahead > 0:
+                time.sleep(ahead)
         started = time.perf_counter()
         try:
             sock.sendall(request)
@@ -74,18 +85,24 @@ def _connection(port: int, path: str, stop: Event, results: multiprocessing.Queu
         if status != 200:
             failures += 1
     sock.close()
-    results.put((latencies, failures))
+    results.put((latencies, failures, time.process_time()))
 
 
 class HealthLoad:
-    """``connections`` clients sending GET ``path`` back to back until ``stop``."""
+    """``connections`` clients sending GET ``path`` until ``stop``: back to back, or
+    ``rate`` requests a second in all."""
 
-    def __init__(self, port: int, *, path: str = "/health", connections: int = 10) -> None:
+    def __init__(
+        self, port: int, *, path: str = "/health", connections: int = 10, rate: float = 0.0
+    ) -> None:
         self._stop = multiprocessing.Event()
         self._results: multiprocessing.Queue = multiprocessing.Queue()
+        interval = connections / rate if rate > 0 else 0.0
         self._workers = [
             multiprocessing.Process(
-                target=_connection, args=(port, path, self._stop, self._results), daemon=True
+                target=_connection,
+                args=(port, path, interval, self._stop, self._results),
+                daemon=True,
             )
             for _ in range(connections)
         ]
@@ -102,12 +119,14 @@ class HealthLoad:
         seconds = time.perf_counter() - self._started
         latencies: list[float] = []
         failures = 0
+        cpu = 0.0
         for _ in self._workers:
-            some, failed = self._results.get(timeout=30)
+            some, failed, spent = self._results.get(timeout=30)
             latencies.extend(some)
             failures += failed
+            cpu += spent
         for worker in self._workers:
             worker.join(10)
         latencies.sort()
         p99 = latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0.0
-        return LoadResult(len(latencies), seconds, p99, failures)
+        return LoadResult(len(latencies), seconds, p99, failures, cpu)
