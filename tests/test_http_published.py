@@ -288,3 +288,35 @@ def test_ten_keep_alive_connections_leave_no_queue_warning_but_the_summary(caplo
     assert not [line for line in queue_lines if "Task queue depth" in line]
     assert len(queue_lines) <= 1
     assert all("waited for a free HTTP worker thread" in line for line in queue_lines)
+
+
+def test_plain_gets_are_answered_as_they_arrive_without_a_task() -> None:
+    """Plain keep-alive GETs of a published answer are answered from the bytes as they
+    arrive; anything else on the same connection still reaches waitress, in order."""
+    board, clock = Board(), ManualClock()
+    app, answers = published_app(board, clock)
+    answers.refresh("/health")
+    server = HttpServer(app, host="127.0.0.1", port=0, threads=2, published=answers).start()
+    # Any: the listener is waitress's, not in its stubs.
+    listener: Any = server._server
+    tasks: list[object] = []
+    add_task = listener.add_task
+    listener.add_task = lambda channel: (tasks.append(channel), add_task(channel))
+    one = b"GET /health HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n"
+    other = b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n"
+    try:
+        alone = [raw_answers(server.port, one, 1)[0] for _ in range(20)]
+        mixed = raw_answers(server.port, one + one + other + one, 4)
+    finally:
+        server.stop()
+
+    assert alone == [("HTTP/1.1 200 OK", b'{"produced": 1}')] * 20
+    assert [body for _, body in mixed] == [
+        b'{"produced": 1}',
+        b'{"produced": 1}',
+        b'{"other": true}',
+        b'{"produced": 1}',
+    ]
+    # Only the mixed connection's /other and the /health behind it went the usual way.
+    assert len(tasks) == 2
+    assert board.produced == 1

@@ -72,6 +72,10 @@ class PublishedAnswers:
     def add(self, key: str, produce: Callable[[], Answer]) -> None:
         """Publish ``produce``'s answer under ``key``; before ``start``."""
         self._producers[key] = produce
+        self.keys = frozenset(self._producers)
+
+    keys: frozenset[str] = frozenset()
+    """Every key an answer is published under."""
 
     def get(self, key: str) -> Answer | None:
         """The answer under ``key`` if one younger than the lifetime is published."""
