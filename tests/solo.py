@@ -26,6 +26,10 @@ from tests.waiting import wait_for
 __all__ = ["Solo", "StandIn", "solo"]
 
 
+class TakenSoFar:
+    """Asked of a stand-in behind what it was told: answered once it has taken all."""
+
+
 class StandIn(pykka.ThreadingActor):
     """Takes the place of a named actor: records every message; answers an ask with
     ``answer(message)`` (None without one)."""
@@ -42,6 +46,8 @@ class StandIn(pykka.ThreadingActor):
                 self.on_receive(command)
             return None
         self.received.put(message)
+        if isinstance(message, TakenSoFar):
+            return None
         return self._answer(message) if self._answer is not None else None
 
 
@@ -144,6 +150,18 @@ class Solo:
             return message if isinstance(message, kind) and predicate(message) else None
 
         return wait_for(take, timeout=timeout, message=f"{other} to be sent a {kind.__name__}")
+
+    def taken(self, other: str, timeout: float = 10.0) -> list[Any]:
+        """Every message ``other`` (a stand-in) was told or asked, in order, that the
+        test has not read yet. The stand-in takes them on its own thread: an ask behind
+        them is answered once it has taken every one told before it."""
+        marker = TakenSoFar()
+        self.directory.ask(other, marker, timeout=timeout)
+        received = self.received[other]
+        taken = []
+        while (message := received.get(timeout=timeout)) is not marker:
+            taken.append(message)
+        return taken
 
     def published(
         self, kind: type, predicate: Callable[[Any], bool] = lambda _e: True, timeout: float = 10.0

@@ -152,8 +152,8 @@ def test_every_tick_of_a_burst_reaches_the_stops_once_and_in_order(
         return sum(map(len, seen.values())) >= 1000
 
     feed.told("trailing_stop", PricesUpdated, note, timeout=30)
-    snapshot(feed)  # answered after any batch still in hand: all it told is queued
-    late = [u for m in feed.received["trailing_stop"].queue for u in m.updates]
+    snapshot(feed)  # answered after any batch still in hand: all it told is on its way
+    late = [u for m in feed.taken("trailing_stop") for u in m.updates]
     assert late == []
     assert seen == sent
 

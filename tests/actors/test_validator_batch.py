@@ -97,17 +97,8 @@ def decided(validator: Solo, signals: list[Signal]) -> dict[str, Any]:
 
 
 def ledger_asks(validator: Solo) -> list[Any]:
-    """Every Reserve, ReserveMany and Settle the Ledger has been sent so far, in order.
-    The stand-in takes them on its own thread: an ask behind them is answered once it
-    has taken every one told before it."""
-    validator.directory.ask("ledger", "taken so far?", timeout=10)
-    received = validator.received["ledger"]
-    taken = []
-    while not received.empty():
-        message = received.get()
-        if isinstance(message, Reserve | ReserveMany | Settle):
-            taken.append(message)
-    return taken
+    """Every Reserve, ReserveMany and Settle the Ledger has been sent so far, in order."""
+    return [m for m in validator.taken("ledger") if isinstance(m, Reserve | ReserveMany | Settle)]
 
 
 def test_signals_waiting_together_are_reserved_with_one_ask_and_each_sent_in_order(
