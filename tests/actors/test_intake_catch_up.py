@@ -210,6 +210,6 @@ def test_rows_caught_up_wait_for_service_health_to_have_heard_the_link_return(
         s.tell(link(True))
         s.told("service_health", GetHealthSnapshot)
         # The rows are read, and wait: no signal has gone to the Validator.
-        assert not any(isinstance(m, SubmitSignal) for m in list(s.received["validator-0"].queue))
+        assert not any(isinstance(m, SubmitSignal) for m in s.taken("validator-0"))
         busy.set()
         assert submitted(s, row).signal.symbol == "ETHUSDC"

@@ -65,8 +65,8 @@ def test_every_change_goes_to_the_stops_and_the_validator_gets_the_latest_on_the
     # Within half a second of the clock: the stops see it, the Validator's is held back.
     publish(feed, publisher, "BTCUSDC", 65_100.0)
     assert prices(feed.told("trailing_stop", PricesUpdated)) == {"BTCUSDC": 65_100.0}
-    snapshot(feed)  # answered after the batch's handling: all it told is in the queues
-    held = list(feed.received["validator-0"].queue)
+    snapshot(feed)  # answered after the batch's handling: all it told is on its way
+    held = feed.taken("validator-0")
     assert all(not m.updates for m in held), held
     feed.clock.advance(0.5)
     told = feed.told("validator-0", PricesUpdated, lambda m: bool(m.updates))
@@ -167,7 +167,7 @@ def test_a_validator_is_told_the_latest_of_each_of_its_symbols_at_most_twice_a_s
     for symbol, price in (("ETHUSDC", 3_200.0), ("BTCUSDC", 65_100.0), ("ETHUSDC", 3_210.0)):
         publish(feed, publisher, symbol, price)
     wait_for(lambda: snapshot(feed).read == 4, message="four read")
-    assert all(not m.updates for m in feed.received["validator-0"].queue)
+    assert all(not m.updates for m in feed.taken("validator-0"))
     feed.clock.advance(0.5)
     told = feed.told("validator-0", PricesUpdated, lambda m: bool(m.updates))
     assert prices(told) == {"BTCUSDC": 65_100.0, "ETHUSDC": 3_210.0}
