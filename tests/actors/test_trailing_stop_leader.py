@@ -69,9 +69,7 @@ def told_meanwhile(stops: Solo, other: str) -> list[Any]:
     """What the stand-in ``other`` was told up to now: the actor has handled everything
     told to it before (an ask waits behind it), and the stand-in too."""
     stops.ask(GetTrailingStops())
-    stops.directory.ref(other).ask("flush", timeout=5)
-    received = stops.received[other]
-    return [received.get_nowait() for _ in range(received.qsize())]
+    return stops.taken(other)
 
 
 def stored_peak(dsn: str) -> float | None:
