@@ -94,13 +94,8 @@ class _Liveness:
     def _retire(self, child: _Child) -> None:
         """Cut off an incarnation that does not answer; it stops if it ever wakes up."""
         assert child.context is not None
-        with child.context.batch_lock:
-            child.context.retired.set()
         self._directory.withdraw(
-            child.spec.name,
-            child.incarnation,
-            drain=True,
-            first=child.context.hand_over_unhandled(),
+            child.spec.name, child.incarnation, drain=True, first=child.context.retire()
         )
         if child.ref is not None and child.ref.is_alive():
             child.ref.stop(block=False)

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
 import pykka
 
-from coordinator.clock import Clock
 from coordinator.logs import set_actor_name
 from coordinator.messages.base import Command, CommandBatch, Event, EventBatch
 from coordinator.messages.supervision import (
@@ -26,7 +23,8 @@ from coordinator.messages.supervision import (
     Ping,
     Pong,
 )
-from coordinator.supervisor.directory import ChildUnavailable, Directory
+from coordinator.supervisor.context import ActorContext, DrillBoard
+from coordinator.supervisor.directory import ChildUnavailable
 from coordinator.supervisor.mailbox import DeferringInbox, LeanMailbox
 from coordinator.supervisor.ticker import Alarm, Ticker
 
@@ -102,68 +100,6 @@ class ContainBaseExceptions:
             self._report(exc)
         if not isinstance(exc, Exception):
             raise EscapedBaseException(repr(exc)) from exc
-
-
-class DrillBoard:
-    """Fault injections that must outlive an incarnation (fail the next start)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._start_failures: Counter[str] = Counter()
-
-    def arm_start_failure(self, name: str, count: int = 1) -> None:
-        with self._lock:
-            self._start_failures[name] += count
-
-    def take_start_failure(self, name: str) -> bool:
-        with self._lock:
-            if self._start_failures[name] <= 0:
-                return False
-            self._start_failures[name] -= 1
-            return True
-
-
-@dataclass
-class ActorContext:
-    """Everything one incarnation of a child is started with."""
-
-    name: str
-    """The child's name in the tree."""
-    incarnation: int
-    """1 for the first start, then one more per restart."""
-    directory: Directory
-    """Where the current ref of every child is found at send time."""
-    clock: Clock
-    """The only source of time for the actor."""
-    drills: DrillBoard
-    """Armed fault injections."""
-    report: Callable[[Event | Command], None]
-    """Tells the supervisor: failure reports, and the ``StopTree`` of a child that must
-    end the process (the InstanceKeeper, once its identity is lost)."""
-    services: Any = None
-    """The application's shared, thread-safe services (config, clients)."""
-    retired: threading.Event = field(default_factory=threading.Event)
-    """Set by the supervisor when it replaced this incarnation (it hung)."""
-    thread: threading.Thread | None = None
-    """The actor's thread, recorded when it starts, so the watcher can join it."""
-    progress: int = 0
-    """Messages this incarnation has begun to handle. The supervisor reads it without
-    going through the mailbox: a count that moves is an actor at work, however long the
-    queue its liveness Ping waits behind."""
-    unhandled: tuple[Any, ...] = ()
-    """The messages of a batch after the one being handled (the events of an
-    ``EventBatch``, or the messages an actor took at once from its inbox): the next
-    incarnation's first messages if this one crashes or is replaced on it."""
-    batch_lock: threading.Lock = field(default_factory=threading.Lock)
-    """Held to take the next event of a batch, and by the supervisor to retire this
-    incarnation and take ``unhandled``: no event is both handled here and handed on."""
-
-    def hand_over_unhandled(self) -> tuple[Any, ...]:
-        """The rest of the batch being handled, as the messages that go first to the next
-        incarnation; none is handled here after this."""
-        with self.batch_lock:
-            rest, self.unhandled = self.unhandled, ()
-        return (EventBatch(events=rest),) if rest else ()
 
 
 class ChildActor(LeanMailbox, pykka.ThreadingActor):
@@ -400,11 +336,9 @@ class ChildActor(LeanMailbox, pykka.ThreadingActor):
         when it was replaced already: the supervisor took the rest, and this incarnation
         stops."""
         context = self.context
-        with context.batch_lock:
-            if context.retired.is_set():
-                self.stop()
-                return False
-            context.unhandled = rest
+        if not context.begin(rest):
+            self.stop()
+            return False
         if message is not None:
             self._handling = type(message).__name__
             context.progress += 1
@@ -412,8 +346,7 @@ class ChildActor(LeanMailbox, pykka.ThreadingActor):
 
     def end_of_batch(self) -> None:
         """Every message of the turn begun: none left to hand over."""
-        with self.context.batch_lock:
-            self.context.unhandled = ()
+        self.context.end_batch()
 
     def _handle_batch(self, events: tuple[Event, ...] | tuple[Command, ...]) -> None:
         """Each event (or command) as if it had come alone: a crash on one, or a
