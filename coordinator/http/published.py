@@ -59,6 +59,9 @@ class PublishedAnswers:
         self._lifetime = lifetime
         self._clock = clock
         self._producers: dict[str, Callable[[], Answer]] = {}
+        self.keys: frozenset[str] = frozenset()
+        """Every key an answer is published under (read at every plain GET: kept, not
+        made again)."""
         self._answers: dict[str, _Published] = {}
         self._generation = 0
         self._guard = threading.Lock()
@@ -73,9 +76,6 @@ class PublishedAnswers:
         """Publish ``produce``'s answer under ``key``; before ``start``."""
         self._producers[key] = produce
         self.keys = frozenset(self._producers)
-
-    keys: frozenset[str] = frozenset()
-    """Every key an answer is published under."""
 
     def get(self, key: str) -> Answer | None:
         """The answer under ``key`` if one younger than the lifetime is published."""

@@ -93,16 +93,18 @@ class ActorContext:
     def hand_over_unhandled(self) -> tuple[Any, ...]:
         """The rest of the batch being handled, as the messages that go first to the next
         incarnation; none is handled here after this."""
-        with self.batch_lock:
-            rest, self.unhandled = self.unhandled, ()
-        return (EventBatch(events=rest),) if rest else ()
+        return self._hand_over(retiring=False)
 
     def retire(self) -> tuple[Any, ...]:
         """The supervisor replaces this incarnation (it hung): it begins nothing more,
         and the rest of its batch goes first to the next one (``hand_over_unhandled``).
         In one hold of the lock, so that nothing the incarnation does in between (its
         batch ending) can come between the two."""
+        return self._hand_over(retiring=True)
+
+    def _hand_over(self, *, retiring: bool) -> tuple[Any, ...]:
         with self.batch_lock:
-            self.retired.set()
+            if retiring:
+                self.retired.set()
             rest, self.unhandled = self.unhandled, ()
         return (EventBatch(events=rest),) if rest else ()
