@@ -10,6 +10,7 @@ from typing import Any
 from coordinator.infra.records import order_record
 from coordinator.infra.store import clean_text
 from coordinator.messages.pipeline import OrderRecord
+from coordinator.trading import json_text
 
 __all__ = [
     "ORDER_TEMPLATE",
@@ -119,20 +120,20 @@ def _checks(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # Built once: json.dumps makes a new encoder at every call given options. NaN and
 # infinities are no JSON: refused here (a ValueError, then a RecordError, the batch split).
-_ROWS = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+_ROWS = json_text.encoder_of(json.JSONEncoder(allow_nan=False, separators=(",", ":")))
 
 
 def json_rows(rows: list[dict[str, Any]]) -> str:
-    return _ROWS.encode(rows)
+    return _ROWS(rows)
 
 
 def encode_row(row: dict[str, Any]) -> str:
     """One row as JSON (ValueError for a NaN or an infinity, which PostgreSQL refuses)."""
-    return _ROWS.encode(row)
+    return _ROWS(row)
 
 
 # The events' encoding (``event_codec``'s: ``json.dumps(body, default=str)``), built once.
-_EVENTS = json.JSONEncoder(default=str)
+_EVENTS = json_text.encoder_of(json.JSONEncoder(default=str))
 
 
 def order_event_json(order: OrderRecord) -> str:
@@ -140,7 +141,7 @@ def order_event_json(order: OrderRecord) -> str:
     without its kind): encoded once, for ``decided_event`` and ``finished_event``."""
     body = order_record(order)
     del body["kind"]
-    return _EVENTS.encode(body)
+    return _EVENTS(body)
 
 
 def decided_event(row_json: str, source: str, order_json: str | None) -> bytes:

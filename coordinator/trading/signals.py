@@ -121,11 +121,13 @@ class InvalidSignal:
 
 
 # One encoder for every signal: json.dumps builds a new one per call when given options.
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_CANONICAL = json_text.encoder_of(
+    json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+)
 
 
 def canonical_json(value: Any) -> str:
-    return _CANONICAL.encode(value)
+    return _CANONICAL(value)
 
 
 def parse_signal(
