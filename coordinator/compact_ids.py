@@ -20,6 +20,7 @@ generation, ``generation`` ids, more than the limit).
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import math
 import sys
@@ -46,12 +47,18 @@ _FILTER_BITS = 1 << 20
 twenty end at one bit instead of a bisection of sixteen steps."""
 
 
+@functools.lru_cache(maxsize=16_384)
 def id_digest(signal_id: str) -> int:
     """The id's 128-bit digest: the first half of the SHA-256 of its UTF-8 bytes, which
     PostgreSQL computes too (``substr(sha256(convert_to(id, 'UTF8')), 1, 16)``), so that
     the store hands an hour of digests over without Python hashing each id.
     ``surrogatepass``: an id decoded from JSON may hold a lone surrogate, which strict
-    UTF-8 refuses (and PostgreSQL never stores)."""
+    UTF-8 refuses (and PostgreSQL never stores).
+
+    Kept for the newest ids: a signal's id is looked up in several windows (the
+    intake's, the decided ones', the StoreWriter's), and again as each pushes it out
+    of its newest, 4,096 later: eight SHA-256 per signal, 4 us of a rejected signal's
+    125, without it. Full, the cache holds about 3.5 MB (the ids with their digests)."""
     raw = signal_id.encode("utf-8", "surrogatepass")
     return int.from_bytes(hashlib.sha256(raw).digest()[:DIGEST_BYTES], "big")
 

@@ -333,14 +333,13 @@ class StoreWriter(ChildActor):
         )
 
     def _record_decision(self, decision: Decision) -> None:
-        if decision.signal_id in self._decided:
+        if not self._decided.add(decision.signal_id):
             logger.warning(
                 "second decision for %s dropped (%s); the first stands",
                 decision.signal_id,
                 decision.outcome,
             )
             return
-        self._decided.add(decision.signal_id)
         received = self._undecided.pop(decision.signal_id, None)
         record = decision_record(decision)
         self._records.append(record)
