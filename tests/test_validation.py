@@ -280,6 +280,27 @@ def test_free_balance_counts_what_orders_in_flight_hold():
     assert reason_of(evaluation) is Reason.INSUFFICIENT_BALANCE
 
 
+def test_a_buy_refused_for_want_of_cash_names_what_holds_it():
+    # 4,000 of the 10,000 held: 3,000 by BUYs in flight, 1,000 held back for a lagging
+    # view. Sized at 100 % of the 6,000 left, the fee no longer fits.
+    ledger = LedgerState(reserved_quote=4_000.0, held_back_quote=1_000.0)
+    big = SizingTable((1.0, 1.5, 2.2), (100.0, 100.0, 100.0, 100.0))
+    config = dataclasses.replace(CONFIG, sizing=big, max_exposure_percent=100)
+    evaluation = evaluate(ledger=ledger, config=config)
+    assert reason_of(evaluation) is Reason.INSUFFICIENT_BALANCE
+    assert "6000.00 free (4000.00 USDC held: 3000.00 by BUYs in flight, 1000.00 held back" in (
+        evaluation.failure.detail
+    )
+    # RootTrading's sizing refuses before it: the same parts named.
+    rootish = dataclasses.replace(CONFIG, sizing_mode=SizingMode.ROOTTRADING)
+    everything = LedgerState(reserved_quote=10_000.0, held_back_quote=4_000.0)
+    refused = evaluate(ledger=everything, config=rootish)
+    assert reason_of(refused) is Reason.INSUFFICIENT_BALANCE
+    assert "(10000.00 USDC held: 6000.00 by BUYs in flight, 4000.00 held back" in (
+        refused.failure.detail
+    )
+
+
 def test_sell_sells_the_position_quantity_or_is_rejected():
     evaluation = evaluate(make_signal("SELL"), view=holding(quantity=0.0123))
     assert evaluation.plan is not None

@@ -120,8 +120,7 @@ def evaluate_order(
             _fail(
                 "portfolio",
                 Reason.INSUFFICIENT_BALANCE,
-                f"{sized.refused} ({ledger.reserved_quote:.2f} {config.quote_asset} "
-                "held by orders in flight or held back): no BUY",
+                f"{sized.refused} ({_held_quote(ledger, config.quote_asset)}): no BUY",
             )
         )
         return Evaluation(tuple(checks), None)
@@ -132,7 +131,7 @@ def evaluate_order(
                 "portfolio",
                 Reason.INSUFFICIENT_BALANCE,
                 f"{needed:.2f} {config.quote_asset} needed, {spendable:.2f} free "
-                f"({ledger.reserved_quote:.2f} held by orders in flight or held back)",
+                f"({_held_quote(ledger, config.quote_asset)})",
             )
         )
         return Evaluation(tuple(checks), None)
@@ -319,6 +318,18 @@ def _market(
             f"limit {config.max_price_deviation_percent:g} %",
         )
     return _ok("market", f"market {market.price:.8g}, {deviation:.3f} % away, {age:.1f} s old")
+
+
+def _held_quote(ledger: LedgerState, quote: str) -> str:
+    """What keeps the quote from a BUY, each part named: a refusal that says only
+    "held" leaves an operator to guess whether our own orders hold it or a lagging
+    Portfolio view does."""
+    in_flight = max(0.0, ledger.reserved_quote - ledger.held_back_quote)
+    return (
+        f"{ledger.reserved_quote:.2f} {quote} held: {in_flight:.2f} by BUYs in flight,"
+        f" {ledger.held_back_quote:.2f} held back while the last Portfolio view may"
+        " count our orders beyond the exchange's cash"
+    )
 
 
 def _stale_view(

@@ -97,6 +97,7 @@ class PortfolioNumbers:
             closed = tuple(book.closed) if symbol is None else book.closed_for(symbol)
         return LedgerState(
             reserved_quote=book.held_quote(),
+            held_back_quote=book.cash_margin,
             held_base=book.base_margin,
             buying=book.buying(),
             selling=book.selling(),

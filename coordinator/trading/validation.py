@@ -405,6 +405,9 @@ class LedgerState:
     reserved_quote: float = 0.0
     """Quote amount held by BUY orders in flight, and held back where the last view may
     count our orders beyond the exchange's cash (``LedgerBook.held_quote``)."""
+    held_back_quote: float = 0.0
+    """Of ``reserved_quote``, what is held back for the last view
+    (``LedgerBook.cash_margin``); the rest is held by BUYs in flight."""
     held_base: Mapping[str, float] = field(default_factory=dict)
     """Base asset -> amount held back from what SELLs may sell, where the last view
     may count our orders beyond the exchange's holdings (``LedgerBook.base_margin``)."""
