@@ -5,7 +5,7 @@ skip what ``__init__`` does."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from hypothesis import given
@@ -140,3 +140,23 @@ def test_an_order_record_evolved_is_the_record_replace_makes() -> None:
     )
     changes = {"state": OrderStatus.SENT, "error": "x", "at": 2.0}
     assert evolve(record, **changes) == dataclasses.replace(record, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class _Base:
+    first: int
+    second: str = "b"
+
+
+@dataclass(frozen=True, slots=True)
+class _Derived(_Base):
+    third: float = 0.0
+
+
+def test_a_record_with_fields_of_its_parent_class_evolves_as_replace_makes_it() -> None:
+    # The parent's fields have their slots in the parent: each set through its own.
+    record = _Derived(1, "x", 2.5)
+    assert evolve(record, first=7, third=9.5) == replace(record, first=7, third=9.5)
+    assert evolve(record) == record and evolve(record) is not record
+    with pytest.raises(TypeError, match="no field"):
+        evolve(record, fourth=1)

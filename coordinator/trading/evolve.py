@@ -5,7 +5,9 @@ its cost.
 ``__init__``, which for a frozen class sets each field through ``object.__setattr__``
 by name: 3.6 us for the Ledger's ``BookOrder`` (23 fields), and the Ledger replaces a
 few per order. ``evolve`` makes the copy with a function written once per class that
-reads each field and sets it straight into the new record's slot: 1.6 us.
+reads each field and sets it straight into the new record's slot through the slot's
+own descriptor (``object.__setattr__`` would look the slot up by name for each
+field): 0.9 us.
 
 Only for slotted dataclasses whose ``__init__`` takes exactly their fields and that
 have no ``__post_init__`` (so ``__init__`` checks nothing that a copy would skip);
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -41,19 +44,27 @@ def _maker_for(cls: type) -> _Maker:
     if not _copied_by_slots(cls):
         return lambda record, changes: dataclasses.replace(record, **changes)
     names = tuple(f.name for f in dataclasses.fields(cls))
+    slots = {n: inspect.getattr_static(cls, n) for n in names}
+    if not all(isinstance(slot, types.MemberDescriptorType) for slot in slots.values()):
+        return lambda record, changes: dataclasses.replace(record, **changes)
+    # Every field from the record, then the changes over them: a change is a field set
+    # twice, cheaper than asking ``changes`` about every field.
     lines = [
         "def make(record, changes):",
         "    if not known.issuperset(changes):",
         "        raise TypeError(f'{cls.__name__} has no field {sorted(set(changes) - known)}')",
         "    copy = new(cls)",
-        *(f"    put(copy, {n!r}, changes.get({n!r}, record.{n}))" for n in names),
+        *(f"    put_{i}(copy, record.{n})" for i, n in enumerate(names)),
+        "    for name, value in changes.items():",
+        "        setters[name](copy, value)",
         "    return copy",
     ]
     scope: dict[str, Any] = {
         "cls": cls,
         "known": frozenset(names),
         "new": object.__new__,
-        "put": object.__setattr__,
+        "setters": {n: slot.__set__ for n, slot in slots.items()},
+        **{f"put_{i}": slots[n].__set__ for i, n in enumerate(names)},
     }
     exec("\n".join(lines), scope)
     maker: _Maker = scope["make"]
