@@ -9,6 +9,8 @@ import time
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coordinator.infra.event_codec import event_json
 from coordinator.infra.order_states import OrderStates
@@ -21,6 +23,7 @@ from coordinator.infra.pipeline_rows import (
 )
 from coordinator.infra.pipeline_store import PipelineStore, RecordError
 from coordinator.infra.records import RecordKind, decision_record, order_record
+from coordinator.infra.store import clean_text
 from coordinator.messages.pipeline import Decision, OrderFinished, OrderRecord, SignalDecided
 from coordinator.trading.validation import CheckResult, Reason
 from tests.conftest import forget_earlier_tests
@@ -183,3 +186,29 @@ def test_the_decided_event_made_from_the_stored_row_is_the_codecs_event():
     assert finished_event(order_event_json(order)) == event_json(OrderFinished(order=order))
     nan = replace(order, reference_price=math.nan, error='a "quote" and é')
     assert finished_event(order_event_json(nan)) == event_json(OrderFinished(order=nan))
+
+
+_DETAILS = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["", "ok", "nul \x00", ODD, "accents é", "lone \ud800"]),
+    st.none(),
+    st.integers(),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(["step", "detail"]), _DETAILS), max_size=6))
+def test_checks_looked_at_together_are_cleaned_as_each_alone(checks: list[dict]) -> None:
+    # What each check's detail becomes when looked at on its own: the text as it is
+    # when nothing needs cleaning, else cleaned (a detail missing or not text: its text).
+    def alone(check: dict) -> dict:
+        detail = check.get("detail")
+        if isinstance(detail, str) and clean_text(detail) == detail:
+            return check
+        return {**check, "detail": clean_text(str(check.get("detail", "")))}
+
+    row = decision_row(
+        {"signal_id": "s", "outcome": "rejected", "checks": checks, "decided_at": 1.0}
+        | {"decided_by": "validator-0"}
+    )
+    assert row["checks"] == [alone(c) for c in checks]

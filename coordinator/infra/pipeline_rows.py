@@ -110,6 +110,15 @@ def _text(value: str | None) -> str | None:
 
 
 def _checks(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    try:
+        # Every detail looked at once: most are plain ASCII, with nothing to clean (ten
+        # checks per order, each looked at alone was 2.5 us).
+        joined = "".join([c["detail"] for c in checks])
+    except (KeyError, TypeError):
+        pass  # one missing, or not text: each on its own below
+    else:
+        if joined.isascii() and "\x00" not in joined:
+            return checks
     return [
         c
         if isinstance(detail := c.get("detail"), str) and _text(detail) is detail
