@@ -204,6 +204,7 @@ def _run(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
         return EXIT_CONFIG
+    from coordinator.collector import space_out_collections
     from coordinator.daemon import (
         EXIT_ESCALATED,
         EXIT_IDENTITY_LOST,
@@ -242,6 +243,7 @@ def _run(args: argparse.Namespace) -> int:
 
     logger.info("coordinator %s starting (pid %d)", __version__, os.getpid())
     limit_malloc_arenas()
+    space_out_collections()
     coordinator = Coordinator(config)
     try:
         coordinator.start()
