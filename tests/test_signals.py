@@ -203,3 +203,47 @@ def test_any_json_value_is_an_answer(value):
 )
 def test_every_well_formed_signal_parses(payload):
     assert isinstance(parse_signal(json.dumps(payload)), Signal)
+
+
+# Each number field: where it sits, the Signal's attribute, and ``_number``'s bounds.
+_NUMBERS = [
+    (("price",), "price", {"required": True, "positive": True}),
+    (("confidence",), "confidence", {"low": 0.0, "high": 1.0}),
+    (("metadata", "consensus_strength"), "consensus_strength", {"low": 0.0}),
+    (("metadata", "avg_confidence"), "avg_confidence", {"low": 0.0, "high": 1.0}),
+    (("metadata", "stop_price"), "stop_price", {"positive": True}),
+    (("metadata", "trailing_delta"), "trailing_delta", {"positive": True}),
+]
+_ODD_NUMBERS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**20), 10**20)
+    | st.floats()
+    | st.sampled_from([0.0, -0.0, 1.0, 1.0000001, 5e-324, float("inf"), float("nan")])
+    | st.text(max_size=4)
+)
+
+
+@given(st.sampled_from(_NUMBERS), _ODD_NUMBERS)
+def test_a_number_field_is_read_as_its_own_check_reads_it(number, value):
+    # The usual floats skip the check's call: whatever the value, the outcome is the
+    # check's own, the same number or the same refusal.
+    from coordinator.trading.signals import _number
+
+    path, attribute, bounds = number
+    payload = signal_payload("BTCUSDC", "BUY", price=64_000.0, consensus_id="n")
+    if path[0] == "metadata":
+        payload["metadata"][path[1]] = value
+    else:
+        payload[path[0]] = value
+    problems: list[tuple[str, str]] = []
+    field = ".".join(path)
+    expected = _number(value, field, lambda f, p: problems.append((f, p)), **bounds)
+    result = parse_signal(json.dumps(payload, allow_nan=True))
+    if problems:
+        assert isinstance(result, InvalidSignal)
+        assert [(e.field, e.problem) for e in result.errors if e.field == field] == problems
+    else:
+        assert isinstance(result, Signal), result
+        actual = getattr(result, attribute)
+        assert actual == expected and type(actual) is type(expected)

@@ -40,6 +40,7 @@ _Fail = Callable[[str, str], None]
 """Notes a field's problem: (field, problem)."""
 _STRENGTHS = ("very_weak", "weak", "moderate", "strong", "very_strong")
 # Epoch milliseconds between 2001 and 2286: a number outside is seconds or garbage.
+_INF = math.inf
 _MIN_EPOCH_MS = 1_000_000_000_000
 _MAX_EPOCH_MS = 9_999_999_999_999
 
@@ -185,8 +186,14 @@ def _parse_object(obj: dict[str, Any], data: bytes) -> Signal | InvalidSignal:
         fail("side", f"must be exactly BUY or SELL, got {_clip(side)!r}")
 
     timestamp = _timestamp(obj.get("timestamp"), fail)
-    price = _number(obj.get("price"), "price", fail, required=True, positive=True)
-    confidence = _number(obj.get("confidence"), "confidence", fail, low=0.0, high=1.0)
+    # The numbers as the aggregator writes them (a float in range, or null where it may
+    # be) pass without a call of ``_number``, which decides every other case.
+    price = obj.get("price")
+    if not (type(price) is float and 0.0 < price < _INF):
+        price = _number(price, "price", fail, required=True, positive=True)
+    confidence = obj.get("confidence")
+    if not (confidence is None or (type(confidence) is float and 0.0 <= confidence <= 1.0)):
+        confidence = _number(confidence, "confidence", fail, low=0.0, high=1.0)
 
     strength = obj.get("strength")
     if strength is not None and strength not in _STRENGTHS:
@@ -199,21 +206,30 @@ def _parse_object(obj: dict[str, Any], data: bytes) -> Signal | InvalidSignal:
         fail("metadata", f"must be an object or null, got {_json_type(metadata)}")
         metadata = {}
 
-    consensus_strength = _number(
-        metadata.get("consensus_strength"), "metadata.consensus_strength", fail, low=0.0
-    )
+    consensus_strength = metadata.get("consensus_strength")
+    if not (
+        consensus_strength is None
+        or (type(consensus_strength) is float and 0.0 <= consensus_strength < _INF)
+    ):
+        consensus_strength = _number(
+            consensus_strength, "metadata.consensus_strength", fail, low=0.0
+        )
     count_field = "strategies_count" if "strategies_count" in metadata else "strategy_count"
     strategies_count = _integer(metadata.get(count_field), f"metadata.{count_field}", fail)
-    avg_confidence = _number(
-        metadata.get("avg_confidence"), "metadata.avg_confidence", fail, low=0.0, high=1.0
-    )
+    avg_confidence = metadata.get("avg_confidence")
+    if not (
+        avg_confidence is None or (type(avg_confidence) is float and 0.0 <= avg_confidence <= 1.0)
+    ):
+        avg_confidence = _number(avg_confidence, "metadata.avg_confidence", fail, low=0.0, high=1.0)
     signal_type = _text(metadata.get("type"), "metadata.type", fail)
     db_id = _identifier(metadata.get("db_id"), "metadata.db_id", fail)
     consensus_id = _identifier(metadata.get("consensus_id"), "metadata.consensus_id", fail)
-    stop_price = _number(metadata.get("stop_price"), "metadata.stop_price", fail, positive=True)
-    trailing_delta = _number(
-        metadata.get("trailing_delta"), "metadata.trailing_delta", fail, positive=True
-    )
+    stop_price = metadata.get("stop_price")
+    if stop_price is not None:
+        stop_price = _number(stop_price, "metadata.stop_price", fail, positive=True)
+    trailing_delta = metadata.get("trailing_delta")
+    if trailing_delta is not None:
+        trailing_delta = _number(trailing_delta, "metadata.trailing_delta", fail, positive=True)
 
     if errors:
         # One naming its row is known by it: its decision marks the row processed, so
