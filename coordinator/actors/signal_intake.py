@@ -314,7 +314,6 @@ class SignalIntake(ChildActor):
                 status=AdmissionStatus.DUPLICATE,
                 reason=Reason.DUPLICATE_SIGNAL.value,
             )
-        self._recent.add(parsed.signal_id, self._clock.time())
         if isinstance(parsed, InvalidSignal):
             self._record_signal(raw, parsed.signal_id, None, parsed.payload)
             check = CheckResult("parse", False, Reason.INVALID_SIGNAL, parsed.describe())
@@ -350,7 +349,6 @@ class SignalIntake(ChildActor):
         self._counts["received"] += 1
         if self._is_duplicate(row.signal_id, None):
             return
-        self._recent.add(row.signal_id, self._clock.time())
         self._record_signal(raw, row.signal_id, None, row.text)
         check = CheckResult("parse", False, Reason.INVALID_SIGNAL, row.describe())
         self._reject(raw, row.signal_id, None, check)
@@ -401,7 +399,9 @@ class SignalIntake(ChildActor):
         return Admission(signal_id=signal.signal_id, status=AdmissionStatus.ACCEPTED, reason=None)
 
     def _is_duplicate(self, signal_id: str, stream_id: str | None) -> bool:
-        if signal_id not in self._recent:
+        """Whether the id was seen within the window; if not, it is from now on (one
+        look at the window, not a look and then an add)."""
+        if self._recent.add(signal_id, self._clock.time()):
             return False
         self._counts["duplicates"] += 1
         in_flight = self._in_flight.get(signal_id)
