@@ -128,21 +128,26 @@ class ReservesTogether:
 
     def _on_signals(self, batch: list[SubmitSignal]) -> None:
         pending: list[Pending] = []
+        waiting: list[SubmitSignal] = []  # pending's messages, for the hand-over
         for at, message in enumerate(batch):
-            if not self.begin_next(message, (*(m for m, _ in pending), *batch[at + 1 :])):
+            if not self.begin_next(message, (*waiting, *batch[at + 1 :])):
                 return
             if self._skipped(message) or self._partition_lost(message):
                 continue
             done = self._guarded(message, self._checks_before_reserve, message)
             if done is not None:
                 pending.append((message, done))
+                waiting.append(message)
         if pending and not self._reserve_and_send(pending):
             return  # replaced: what was not begun is the next incarnation's
         self.end_of_batch()
 
     def _reserve_and_send(self, pending: list[Pending]) -> bool:
         """False when this incarnation was replaced meanwhile and stops."""
-        if not self.begin_next(None, tuple(m for m, _ in pending)):
+        # Sliced for each message begun: what is not begun yet goes to the next
+        # incarnation if this one crashes or is replaced.
+        messages = tuple(m for m, _ in pending)
+        if not self.begin_next(None, messages):
             return False
         try:
             reservations: tuple[Reservation, ...] = self.context.directory.ask(
@@ -152,7 +157,7 @@ class ReservesTogether:
             )
         except LEDGER_UNAVAILABLE as exc:
             for at, (message, done) in enumerate(pending):
-                if not self.begin_next(message, tuple(m for m, _ in pending[at + 1 :])):
+                if not self.begin_next(message, messages[at + 1 :]):
                     return False
                 self._guarded(message, self._ledger_unavailable, message, done, exc)
             return True
@@ -173,7 +178,7 @@ class ReservesTogether:
         for at, ((message, done), reservation) in enumerate(
             zip(pending, reservations, strict=True)
         ):
-            if not self.begin_next(message, tuple(m for m, _ in pending[at + 1 :])):
+            if not self.begin_next(message, messages[at + 1 :]):
                 self._release_unbegun()
                 return False
             if reservation.reservation_id is not None:
