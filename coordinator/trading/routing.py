@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import zlib
 
@@ -20,6 +21,9 @@ def validator_for(symbol: str, count: int) -> str:
     return validator_name(zlib.crc32(symbol.encode()) % count)
 
 
+@functools.lru_cache(maxsize=4_096)
 def client_order_id(signal_id: str) -> str:
-    """Derived from the signal id: one signal can only ever make this one order."""
+    """Derived from the signal id: one signal can only ever make this one order. Kept
+    for the newest signals: the Validator asks for it two or three times per signal,
+    a SHA-256 each."""
     return "coord-" + hashlib.sha256(signal_id.encode()).hexdigest()[:32]
