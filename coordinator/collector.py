@@ -1,15 +1,15 @@
 """The cyclic garbage collector run less often in the daemon.
 
-Python collects its youngest objects after every 700 containers allocated and not
+Python collects its youngest objects once 700 more containers were allocated than
 freed, and the whole heap after ten collections of the middle generation (when the
-objects that outlived them are a quarter of the old ones or more). A signal allocates
-dozens of containers, nearly all freed at once by reference counting, so the
-collector ran every few signals and found little: in ``bench/pipeline.py sustained``
-(10,000 orders) it took 280 - 300 ms of the coordinator's 3.6 - 4 s of CPU, most of it
-in five full collections of 40 ms each, which stop every thread. After 10,000
-allocations instead, the same run spends 25 - 35 ms in it, with one full collection.
-What cycles the code leaves waits a little longer to be freed: at most the containers
-of 10,000 allocations, a megabyte or two.
+objects that outlived them are a quarter of the old ones or more). An order leaves
+containers that live on a while (records waiting for their batch, the Ledger's book,
+the windows of ids), so that count climbs with every signal: the collector ran every
+few signals, and found little. In ``bench/pipeline.py sustained`` (10,000 orders) it
+took 280 - 300 ms of the coordinator's 3.6 - 4 s of CPU, most of it in five full
+collections of 40 ms each, which stop every thread. After 10,000 instead, the same run
+spends 25 - 35 ms in it, with one full collection. What cycles the code leaves wait a
+little longer to be freed: at most the containers of 10,000 allocations.
 """
 
 from __future__ import annotations

@@ -41,9 +41,10 @@ def loads(payload: bytes | str) -> Any:
 def encoder_of(options: json.JSONEncoder) -> Callable[[Any], str]:
     """``options.encode``, with C's encoder built once: the same text, and the same
     errors (ValueError for a NaN with ``allow_nan`` off, TypeError for what has no
-    JSON), for values that hold no container twice over. What it does not do is look
-    for a container inside itself: for values made of JSON read, or of records, which
-    never do. Only ``options`` without an indent, whose encoding is C's anyway."""
+    JSON). What it does not do is look for a container inside itself (the one part of
+    the encoder made per call): a value with such a cycle recurses until a
+    RecursionError. For values made of JSON read, or of records, which have none.
+    Only ``options`` without an indent, whose encoding is C's anyway."""
     if options.indent is not None or _encoder.c_make_encoder is None:
         return options.encode
     strings = (
