@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,13 +25,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# A port outside the kernel's ephemeral range: one found free by binding port 0 may be
+# given to an outgoing connection of the starting coordinator before it listens.
+from coordinator.infra.ports import free_port  # noqa: E402
+
 TARGET_HEALTH_RPS = 4000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_coordinator(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
