@@ -39,8 +39,8 @@ RECORD_PREVIEW_BYTES = 64 * 1024
 _Fail = Callable[[str, str], None]
 """Notes a field's problem: (field, problem)."""
 _STRENGTHS = ("very_weak", "weak", "moderate", "strong", "very_strong")
-# Epoch milliseconds between 2001 and 2286: a number outside is seconds or garbage.
 _INF = math.inf
+# Epoch milliseconds between 2001 and 2286: a number outside is seconds or garbage.
 _MIN_EPOCH_MS = 1_000_000_000_000
 _MAX_EPOCH_MS = 9_999_999_999_999
 
