@@ -8,7 +8,7 @@ the windows of ids), so that count climbs with every signal: the collector ran e
 few signals, and found little. In ``bench/pipeline.py sustained`` (10,000 orders) it
 took 280 - 300 ms of the coordinator's 3.6 - 4 s of CPU, most of it in five full
 collections of 40 ms each, which stop every thread. After 10,000 instead, the same run
-spends 25 - 35 ms in it, with one full collection. What cycles the code leaves wait a
+spends 20 - 35 ms in it, and no full collection. What cycles the code leaves wait a
 little longer to be freed: at most the containers of 10,000 allocations.
 """
 
