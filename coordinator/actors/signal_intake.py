@@ -308,7 +308,7 @@ class SignalIntake(ChildActor):
                     status=AdmissionStatus.DUPLICATE,
                     reason=Reason.DUPLICATE_SIGNAL.value,
                 )
-        if self._is_duplicate(parsed.signal_id, raw.stream_id):
+        if not self._first_sighting(parsed.signal_id, raw.stream_id):
             return Admission(
                 signal_id=parsed.signal_id,
                 status=AdmissionStatus.DUPLICATE,
@@ -347,7 +347,7 @@ class SignalIntake(ChildActor):
             redelivered=True,
         )
         self._counts["received"] += 1
-        if self._is_duplicate(row.signal_id, None):
+        if not self._first_sighting(row.signal_id, None):
             return
         self._record_signal(raw, row.signal_id, None, row.text)
         check = CheckResult("parse", False, Reason.INVALID_SIGNAL, row.describe())
@@ -398,17 +398,18 @@ class SignalIntake(ChildActor):
         self._send(validator, admitted)
         return Admission(signal_id=signal.signal_id, status=AdmissionStatus.ACCEPTED, reason=None)
 
-    def _is_duplicate(self, signal_id: str, stream_id: str | None) -> bool:
-        """Whether the id was seen within the window; if not, it is from now on (one
-        look at the window, not a look and then an add)."""
+    def _first_sighting(self, signal_id: str, stream_id: str | None) -> bool:
+        """Note the id in the duplicate window; False when it was there already (a
+        copy: counted, and its stream entry acknowledged unless its own decision will
+        be). One look at the window: the add says whether the id was in it."""
         if self._recent.add(signal_id, self._clock.time()):
-            return False
+            return True
         self._counts["duplicates"] += 1
         in_flight = self._in_flight.get(signal_id)
         if stream_id and not (in_flight and in_flight.stream_id == stream_id):
             # Its decision (made or to come) is another entry's: this one is done.
             self._tell(ActorName.STORE_WRITER, AckStreamEntry(stream_id=stream_id))
-        return True
+        return False
 
     def _send(self, validator: str, message: SubmitSignal) -> None:
         self._outbox.tell(validator, message)
