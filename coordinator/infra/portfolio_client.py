@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from coordinator.errors import CoordinatorError
 from coordinator.infra.http_wire import AnswerTimedOut, ConnectTimedOut, HttpError, Timeouts
 from coordinator.infra.json_http import JsonHttp, error_kind
+from coordinator.infra.json_rows import NotRows, RowReader
 from coordinator.messages.stops import HeldPosition
 from coordinator.trading.validation import Balance, PortfolioView, PositionView
 
 __all__ = ["PortfolioClient", "PortfolioError"]
+
+T = TypeVar("T")
 
 
 class PortfolioError(CoordinatorError):
@@ -24,48 +28,35 @@ class PortfolioClient:
         self._timeout = timeout
         self._http = JsonHttp(base_url.rstrip("/"), pool_size=2)
         self._http_timeout = Timeouts(connect=timeout, read=timeout)
+        # One reader per use: each keeps what it built of the last answer's rows.
+        self._balances = RowReader(_balance_entry)
+        self._positions = RowReader(_position_entry)
+        self._held = RowReader(_held_position)
 
     def fetch(self, now: float) -> PortfolioView:
-        balances = self._get("/balances", empty_on_404=True)
-        positions = self._get("/positions/active", empty_on_404=True)
-        try:
-            open_rows = _open(positions)
-            opened: dict[str, list[float]] = {}
-            for row in open_rows:
-                at = _opened(row)
-                if at is not None:
-                    opened.setdefault(str(row["symbol"]), []).append(at)
-            return PortfolioView(
-                balances={str(row["asset"]): _balance(row) for row in balances},
-                positions={
-                    str(row["symbol"]): _position(row, tuple(opened.get(str(row["symbol"]), ())))
-                    for row in open_rows
-                },
-                fetched_at=now,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PortfolioError(f"unusable answer: {type(exc).__name__}: {exc}") from exc
+        balances = self._get("/balances", self._balances, empty_on_404=True)
+        entries = [e for e in self._get("/positions/active", self._positions) if e is not None]
+        positions = {entry.symbol: entry.view for entry in entries}
+        if len(positions) != len(entries):
+            # Several open cycles of one symbol: the last row's numbers (as a dict
+            # built from the rows keeps them), with every cycle's opening time.
+            opened: dict[str, list[float | None]] = {}
+            for entry in entries:
+                opened.setdefault(entry.symbol, []).append(entry.opened_at)
+            for symbol, times in opened.items():
+                if len(times) > 1:
+                    known = tuple(t for t in times if t is not None)
+                    positions[symbol] = replace(positions[symbol], opened_at=known)
+        return PortfolioView(balances=dict(balances), positions=positions, fetched_at=now)
 
     def held_positions(self) -> list[HeldPosition]:
         """``GET /positions/active`` with entry times, for the trailing stops."""
-        rows = self._get("/positions/active", empty_on_404=True)
-        try:
-            return [
-                HeldPosition(
-                    symbol=str(row["symbol"]).upper(),
-                    quantity=_number(row["quantity"]) or 0.0,
-                    entry_price=_number(row.get("entry_price"), 0.0) or 0.0,
-                    opened_at=_epoch(row.get("timestamp")),
-                )
-                for row in _open(rows)
-            ]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PortfolioError(f"unusable answer: {type(exc).__name__}: {exc}") from exc
+        return [p for p in self._get("/positions/active", self._held) if p is not None]
 
     def close(self) -> None:
         self._http.close()
 
-    def _get(self, path: str, *, empty_on_404: bool) -> list[dict[str, Any]]:
+    def _get(self, path: str, reader: RowReader[T], *, empty_on_404: bool = True) -> list[T]:
         try:
             response = self._http.get(path, timeout=self._http_timeout)
         except (ConnectTimedOut, AnswerTimedOut) as exc:
@@ -77,12 +68,47 @@ class PortfolioClient:
         if response.status != 200:
             raise PortfolioError(f"GET {path} answered {response.status}")
         try:
-            body = response.json()
-        except ValueError as exc:
-            raise PortfolioError(f"GET {path}: not JSON") from exc
-        if not isinstance(body, list) or not all(isinstance(row, dict) for row in body):
-            raise PortfolioError(f"GET {path}: expected a list of objects")
-        return body
+            return reader.read(response.data)
+        except NotRows as exc:
+            raise PortfolioError(f"GET {path}: {exc}") from exc
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PortfolioError(f"unusable answer: {type(exc).__name__}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _PositionEntry:
+    """One open position row of ``/positions/active``, as the Ledger's view takes it."""
+
+    symbol: str
+    """As the Portfolio writes it."""
+    opened_at: float | None
+    """Its ``timestamp``; None when it has none, or one that cannot be read."""
+    view: PositionView
+    """The position as this row alone shows it."""
+
+
+def _balance_entry(row: dict[str, Any]) -> tuple[str, Balance]:
+    return str(row["asset"]), _balance(row)
+
+
+def _position_entry(row: dict[str, Any]) -> _PositionEntry | None:
+    if not _is_open(row):
+        return None
+    opened = _opened(row)
+    return _PositionEntry(
+        str(row["symbol"]), opened, _position(row, () if opened is None else (opened,))
+    )
+
+
+def _held_position(row: dict[str, Any]) -> HeldPosition | None:
+    if not _is_open(row):
+        return None
+    return HeldPosition(
+        symbol=str(row["symbol"]).upper(),
+        quantity=_number(row["quantity"]) or 0.0,
+        entry_price=_number(row.get("entry_price"), 0.0) or 0.0,
+        opened_at=_epoch(row.get("timestamp")),
+    )
 
 
 def _number(value: Any, default: float | None = None) -> float | None:
@@ -112,9 +138,9 @@ def _epoch(value: Any) -> float | None:
     return number / 1000.0 if number > 1e11 else number
 
 
-def _open(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows of open positions (RootTrading's say ``ACTIVE``; none: open)."""
-    return [r for r in rows if str(r.get("status", "OPEN")).upper() in ("OPEN", "ACTIVE", "")]
+def _is_open(row: dict[str, Any]) -> bool:
+    """Whether the row is an open position's (RootTrading's say ``ACTIVE``; none: open)."""
+    return str(row.get("status", "OPEN")).upper() in ("OPEN", "ACTIVE", "")
 
 
 def _opened(row: dict[str, Any]) -> float | None:

@@ -135,6 +135,74 @@ def test_no_balances_at_all_is_an_empty_view_with_no_cash(portfolio, client):
     assert client.held_positions() == []
 
 
+def compact(rows: list[dict]) -> Answer:
+    """Rows written as RootTrading's Portfolio writes them (Starlette: compact)."""
+    return Answer(200, "application/json", json.dumps(rows, separators=(",", ":")))
+
+
+def test_each_fetch_shows_the_rows_of_its_own_answer(portfolio, client):
+    """Rows unchanged since the last answer are not read again; the changed, the new
+    and the gone ones are what this answer says, for the Ledger and for the stops."""
+    client.fetch(NOW)
+    client.held_positions()
+    positions = load_json("portfolio/get_positions_active.json")["response"]["body"]
+    positions[0] = {**positions[0], "quantity": 2.5, "current_price": 201.0, "value": 502.5}
+    del positions[1]  # BTCUSDC sold
+    positions.append({**positions[1], "symbol": "ETHUSDC", "entry_price": 4100.0})
+    balances = load_json("portfolio/get_balances.json")["response"]["body"]
+    balances[0] = {**balances[0], "free": 10.0}
+    portfolio.answer("GET", "/positions/active", compact(positions))
+    portfolio.answer("GET", "/balances", compact(balances))
+
+    view = client.fetch(NOW + 1)
+    held = {p.symbol: p for p in client.held_positions()}
+
+    assert set(view.positions) == set(held) == {"SOLUSDC", "DOGEUSDC", "ETHUSDC"}
+    assert view.positions["SOLUSDC"].quantity == held["SOLUSDC"].quantity == 2.5
+    assert view.positions["SOLUSDC"].value == 502.5
+    assert view.positions["ETHUSDC"].entry_price == held["ETHUSDC"].entry_price == 4100.0
+    assert view.balances[balances[0]["asset"]].free == 10.0
+    assert view.fetched_at == NOW + 1
+
+
+def test_two_open_cycles_of_one_symbol_are_one_position_with_both_opening_times(portfolio, client):
+    """One row per open cycle: the Ledger's position has the last row's numbers (as
+    before) and every cycle's opening time; the stops watch each cycle."""
+    positions = load_json("portfolio/get_positions_active.json")["response"]["body"]
+    second = {**positions[0], "quantity": 0.5, "timestamp": "2025-10-27T15:00:00"}
+    positions.append(second)
+    portfolio.answer("GET", "/positions/active", compact(positions))
+    for _ in range(2):  # read, then read again from what was kept
+        view = client.fetch(NOW)
+        sol = view.positions["SOLUSDC"]
+        assert sol.quantity == 0.5
+        assert sol.opened_at == (pytest.approx(1761573796.273095), 1761577200.0)
+        held = [p for p in client.held_positions() if p.symbol == "SOLUSDC"]
+        assert [p.quantity for p in held] == [1.106, 0.5]
+
+
+def test_a_row_that_cannot_be_read_refuses_the_answer_until_it_is_fixed(portfolio, client):
+    client.fetch(NOW)
+    positions = load_json("portfolio/get_positions_active.json")["response"]["body"]
+    broken = [{**positions[0], "quantity": "lots"}, *positions[1:]]
+    portfolio.answer("GET", "/positions/active", compact(broken))
+    with pytest.raises(PortfolioError, match=r"^unusable answer: ValueError: .*'lots'"):
+        client.fetch(NOW + 1)
+    with pytest.raises(PortfolioError, match=r"^unusable answer: ValueError: .*'lots'"):
+        client.held_positions()
+    portfolio.answer("GET", "/positions/active", compact(positions))
+    assert client.fetch(NOW + 2).positions["SOLUSDC"].quantity == pytest.approx(1.106)
+
+
+def test_a_body_that_is_no_list_of_objects_is_refused_by_name(portfolio, client):
+    portfolio.answer("GET", "/balances", Answer(200, "application/json", '{"USDC": 1}'))
+    with pytest.raises(PortfolioError, match=r"^GET /balances: expected a list of objects$"):
+        client.fetch(NOW)
+    portfolio.answer("GET", "/positions/active", Answer(200, "application/json", "[{"))
+    with pytest.raises(PortfolioError, match=r"^GET /positions/active: not JSON$"):
+        client.held_positions()
+
+
 def test_a_balances_500_is_refused_with_the_status(portfolio, client):
     portfolio.answer("GET", "/balances", "portfolio/get_balances_500.json")
     with pytest.raises(PortfolioError, match="GET /balances answered 500"):
