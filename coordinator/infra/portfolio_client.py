@@ -34,7 +34,7 @@ class PortfolioClient:
         self._held = RowReader(_held_position)
 
     def fetch(self, now: float) -> PortfolioView:
-        balances = self._get("/balances", self._balances, empty_on_404=True)
+        balances = self._get("/balances", self._balances)
         entries = [e for e in self._get("/positions/active", self._positions) if e is not None]
         positions = {entry.symbol: entry.view for entry in entries}
         if len(positions) != len(entries):
@@ -56,15 +56,15 @@ class PortfolioClient:
     def close(self) -> None:
         self._http.close()
 
-    def _get(self, path: str, reader: RowReader[T], *, empty_on_404: bool = True) -> list[T]:
+    def _get(self, path: str, reader: RowReader[T]) -> list[T]:
         try:
             response = self._http.get(path, timeout=self._http_timeout)
         except (ConnectTimedOut, AnswerTimedOut) as exc:
             raise PortfolioError(f"GET {path}: timeout after {self._timeout:g} s") from exc
         except HttpError as exc:
             raise PortfolioError(f"GET {path}: {error_kind(exc)}") from exc
-        if response.status == 404 and empty_on_404:
-            return []
+        if response.status == 404:
+            return []  # what RootTrading's /balances answers when it has no row
         if response.status != 200:
             raise PortfolioError(f"GET {path} answered {response.status}")
         try:
