@@ -265,8 +265,8 @@ class TrailingStop(StopLeadership, StopHoldings, StopPrices, StopWork, ChildActo
                 self._merge_stored(json.loads(text), keys, error)
             case GetTrailingStops(stored_if_following=True) if self._token is None:
                 return self._stored_snapshot()
-            case GetTrailingStops():
-                return self._snapshot()
+            case GetTrailingStops(rows=rows):
+                return self._snapshot(rows)
             case _:
                 return NOT_HANDLED
         return None

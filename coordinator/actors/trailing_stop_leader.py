@@ -78,7 +78,7 @@ class StopLeadership(_Host):
 
         def _restore(self) -> None: ...
 
-        def _snapshot(self) -> TrailingStopsSnapshot: ...
+        def _snapshot(self, rows: bool = True) -> TrailingStopsSnapshot: ...
 
     def _follow_elector(self) -> None:
         """At start: lead at once if the elector says this instance leads, else wait
@@ -159,6 +159,7 @@ class StopLeadership(_Host):
             self._snapshot(),
             active=len(rows),
             positions=rows,
+            stale=sum(1 for row in rows if row.get("stale")),
             store_error=error,
             source=StopsSource.STORE,
             leader=None if error else lease_holder(self.context.directory, self._dsn),

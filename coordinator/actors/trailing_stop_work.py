@@ -250,17 +250,26 @@ class StopWork(_Host):
 
     # --- API --------------------------------------------------------------------------
 
-    def _snapshot(self) -> TrailingStopsSnapshot:
+    def _snapshot(self, rows: bool = True) -> TrailingStopsSnapshot:
         now = self._clock.time()
         settings = self._settings
-        rows = tuple(
-            p.row(now, settings.price_max_age)
-            for p in sorted(self._positions.values(), key=lambda p: (p.symbol, p.key))
+        max_age = settings.price_max_age
+        watched = self._positions.values()
+        lines = (
+            tuple(p.row(now, max_age) for p in sorted(watched, key=lambda p: (p.symbol, p.key)))
+            if rows
+            else ()
         )
+        stale = 0
+        for position in watched:
+            age = position.price_age(now)
+            if age is None or age > max_age:
+                stale += 1
         in_use = {settings.rules, *dict(settings.rules_by_symbol).values()}
         return TrailingStopsSnapshot(
-            active=len(rows),
-            positions=rows,
+            active=len(self._positions),
+            positions=lines,
+            stale=stale,
             default_rules="+".join(settings.rules),
             rules_by_symbol=tuple((s, "+".join(r)) for s, r in settings.rules_by_symbol),
             rules_described=tuple(("+".join(r), self._params.describe(r)) for r in in_use),

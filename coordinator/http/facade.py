@@ -150,7 +150,9 @@ class CoordinatorApi(OrdersApi, MetricsApi):
         store: StoreSnapshot = self._ask(STORE_WRITER, GetStoreSnapshot())
         ledger: LedgerSnapshot | None = self._ask_or_none(LEDGER, GetLedgerSnapshot())
         universe: UniverseSnapshot | None = self._ask_or_none(UNIVERSE, GetUniverse())
-        stops: TrailingStopsSnapshot | None = self._ask_or_none(TRAILING_STOP, GetTrailingStops())
+        stops: TrailingStopsSnapshot | None = self._ask_or_none(
+            TRAILING_STOP, GetTrailingStops(rows=False)
+        )
         market: MarketSnapshot | None = self._ask_or_none(MARKET_FEED, GetMarketSnapshot())
         tree = self._tree()
         return stats_view(

@@ -52,7 +52,7 @@ _QUERIES: tuple[tuple[str, Any], ...] = (
     (SIGNAL_INTAKE, GetIntakeSnapshot()),
     (STORE_WRITER, GetStoreSnapshot()),
     (UNIVERSE, GetUniverse()),
-    (TRAILING_STOP, GetTrailingStops()),
+    (TRAILING_STOP, GetTrailingStops(rows=False)),
     (LEDGER, GetLedgerSnapshot()),
 )
 

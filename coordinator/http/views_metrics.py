@@ -95,7 +95,7 @@ def metric_families(inputs: MetricsInputs) -> Iterator[Metric]:
         yield _gauge(
             "stops_stale",
             "Watched positions whose latest price is missing or too old",
-            sum(1 for row in stops.positions if row.get("stale")),
+            stops.stale,
         )
         yield _counter(
             "stale_ticks_ignored", "Price ticks too old for the stops", stops.stale_ticks_ignored

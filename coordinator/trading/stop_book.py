@@ -107,10 +107,15 @@ class Holding:
             "aliases": list(self.aliases),
         }
 
+    def price_age(self, now: float) -> float | None:
+        """Seconds since its latest price, to the millisecond; None without one."""
+        at = self.last_price_at
+        return None if at is None else round(now - at, 3)
+
     def row(self, now: float, max_age: float) -> dict[str, Any]:
         """Its line of ``GET /trailing-stops``."""
         last, at, stop, life = self.last_price, self.last_price_at, self.stop, self.life
-        age = None if at is None else round(now - at, 3)
+        age = self.price_age(now)
         return {
             "position_key": self.key,
             "earlier_keys": list(self.aliases),

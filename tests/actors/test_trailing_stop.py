@@ -13,7 +13,12 @@ from coordinator.infra.paper_exchange import PaperExchange
 from coordinator.infra.portfolio_client import PortfolioClient
 from coordinator.messages.ledger import PositionsSeen
 from coordinator.messages.pipeline import OrderFinished, OrderRecord, PricesUpdated, PriceUpdated
-from coordinator.messages.stops import ExitPosition, GetTrailingStops, StopTick
+from coordinator.messages.stops import (
+    ExitPosition,
+    GetTrailingStops,
+    StopTick,
+    TrailingStopsSnapshot,
+)
 from coordinator.trading.execution import OrderStatus
 from tests.actors.conftest import buy_at, elect, trailing_stop_alone
 from tests.pipeline import PRICES
@@ -127,3 +132,26 @@ def test_our_buy_brings_a_fetch_of_the_positions_within_a_second(
     stops.tell(StopTick())
     stops.told("ledger", PositionsSeen, lambda m: m.symbols == ("SOLUSDC",))
     wait_for(lambda: active(stops) == 2, message="the bought position's stop")
+
+
+def test_the_counts_alone_are_the_rows_counted(stops: Solo, paper: PaperExchange) -> None:
+    """``/stats`` and ``/metrics`` ask without rows: the same number of holdings, and of
+    stale ones, as the rows would show, with no row built."""
+    buy(paper, "SOLUSDC", 2.0, stops.clock.time())
+    stops.clock.advance(0.25)
+    wait_for(lambda: active(stops) == 2, message="both positions' stops")
+    stops.tell(price(stops, "ETHUSDC", PRICES["ETHUSDC"]))
+
+    def both() -> tuple[TrailingStopsSnapshot, TrailingStopsSnapshot]:
+        return stops.ask(GetTrailingStops()), stops.ask(GetTrailingStops(rows=False))
+
+    full, counts = both()
+    stale = [row["symbol"] for row in full.positions if row["stale"]]
+    assert stale == ["SOLUSDC"], "no price for SOL yet; ETH's is fresh"
+    assert (counts.active, counts.stale, counts.positions) == (2, 1, ())
+    assert full.stale == 1 and full.active == 2
+
+    stops.clock.advance(90.5)  # ETH's price now older than STOP_PRICE_MAX_AGE
+    full, counts = both()
+    assert [row["stale"] for row in full.positions] == [True, True]
+    assert (counts.active, counts.stale, full.stale) == (2, 2, 2)
