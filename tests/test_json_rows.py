@@ -145,3 +145,19 @@ def test_what_the_build_raises_reaches_the_caller_and_the_last_good_rows_are_kep
 def test_an_empty_list_is_no_rows(body):
     reader, built = counting()
     assert reader.read(body) == [] and built == []
+
+
+def test_the_same_answer_again_is_not_split_and_each_caller_gets_its_own_list():
+    reader, built = counting()
+    body = b'[{"a":1},{"a":2}]'
+    first = reader.read(body)
+    first.append({"a": 3})  # the caller's list: nothing kept changes
+    assert reader.read(bytes(body)) == [{"a": 1}, {"a": 2}]
+    assert len(built) == 2
+    # Read whole (a separator inside a string) and then the same again: kept too.
+    whole = b'[{"a":"},{"},{"a":2}]'
+    assert reader.read(whole) == reader.read(whole) == [{"a": "},{"}, {"a": 2}]
+    assert len(built) == 4
+    with pytest.raises(NotRows):
+        reader.read(b"[{")
+    assert reader.read(whole) == [{"a": "},{"}, {"a": 2}] and len(built) == 4
