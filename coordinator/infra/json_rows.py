@@ -9,7 +9,7 @@ answers are 3.5 MB: ``json.loads`` keeps the GIL 30 ms in one C call, and buildi
 the view from the rows takes as long again, while stops and orders wait for the
 GIL. Read here, the same two answers with 1 % of the positions changed take about
 11 ms, views built, in steps short enough for the interpreter to hand the GIL over
-between them.
+between them; an answer byte for byte the last one, 0.2 ms.
 
 The body is split at the separators between objects (``},{``, or ``}, {`` as
 Python's ``json.dumps`` writes them), and each object read on its own. A split
