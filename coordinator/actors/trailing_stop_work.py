@@ -260,11 +260,7 @@ class StopWork(_Host):
             if rows
             else ()
         )
-        stale = 0
-        for position in watched:
-            age = position.price_age(now)
-            if age is None or age > max_age:
-                stale += 1
+        stale = sum(1 for position in watched if position.stale(now, max_age))
         in_use = {settings.rules, *dict(settings.rules_by_symbol).values()}
         return TrailingStopsSnapshot(
             active=len(self._positions),

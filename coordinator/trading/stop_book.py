@@ -112,6 +112,11 @@ class Holding:
         at = self.last_price_at
         return None if at is None else round(now - at, 3)
 
+    def stale(self, now: float, max_age: float) -> bool:
+        """Whether its latest price is missing or older than ``max_age``."""
+        age = self.price_age(now)
+        return age is None or age > max_age
+
     def row(self, now: float, max_age: float) -> dict[str, Any]:
         """Its line of ``GET /trailing-stops``."""
         last, at, stop, life = self.last_price, self.last_price_at, self.stop, self.life
@@ -127,7 +132,7 @@ class Holding:
             "last_price": last,
             "last_price_at": None if at is None else utc_iso(at),
             "price_age_s": age,
-            "stale": age is None or age > max_age,
+            "stale": self.stale(now, max_age),
             "peak": stop.peak,
             "stop": stop.stop,
             "stop_rule": stop.rule,
